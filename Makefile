@@ -1,0 +1,46 @@
+# Pulse — Function-as-a-Service on your own hardware, on Docker Swarm.
+# `make help` lists the targets.
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/pulsefaas/pulse/watchdog.Version=$(VERSION)
+BIN     := bin
+export CGO_ENABLED := 0
+
+.PHONY: help all fmt vet test build bench up down fuzz clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+all: fmt vet test build ## fmt and vet checks, tests, static binaries
+
+fmt: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet: ## go vet every package
+	$(GO) vet ./...
+
+test: fmt vet ## the whole suite: fmt, vet, unit tests with -race, integration tests on the real engine
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m ./...
+
+build: ## static, stripped binaries into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./examples/hello
+	@ls -l $(BIN)
+
+bench: build ## benchmarks: JSON in bench/results/, table in bench/README.md
+	$(GO) run ./bench/run -suite watchdog
+
+up: build ## install and run Pulse on this machine (for now: the demo function)
+	$(GO) run ./examples/demo -bin $(BIN)/hello
+
+down: ## stop what `make up` started
+	-docker rm -f pulse-demo-hello
+
+fuzz: ## run every fuzz target for a short while
+	@for f in $$($(GO) test -list 'Fuzz.*' ./watchdog | grep ^Fuzz); do \
+		$(GO) test ./watchdog -run XXX -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// artifact is one program the harness builds.
+type artifact struct {
+	Name    string `json:"name"`
+	Source  string `json:"source"`
+	Command string `json:"command"`
+	Bytes   int64  `json:"bytes,omitempty"`
+	Error   string `json:"error,omitempty"`
+	path    string
+}
+
+// artifacts are the built programs, by name.
+type artifacts map[string]*artifact
+
+// path returns the built program's path ("" if it did not build).
+func (a artifacts) path(name string) string {
+	if x, ok := a[name]; ok && x.Error == "" {
+		return x.path
+	}
+	return ""
+}
+
+// missing returns the first of names that did not build, or "".
+func (a artifacts) missing(names []string) string {
+	for _, n := range names {
+		if a.path(n) == "" {
+			return n
+		}
+	}
+	return ""
+}
+
+// sizes returns the size of every built artifact.
+func (a artifacts) sizes() map[string]int64 {
+	m := map[string]int64{}
+	for n, x := range a {
+		if x.Error == "" {
+			m[n] = x.Bytes
+		}
+	}
+	return m
+}
+
+// buildStep is how one artifact is built: argv, run in the module root,
+// writes out.
+type buildStep struct {
+	name, source, out string
+	argv              []string
+	env               []string
+}
+
+// watchdogBuilds are the suite's programs. The Go ones are built the way an
+// image's would be: static (no cgo), trimmed, stripped.
+func watchdogBuilds(t tools, dir string) []buildStep {
+	out := func(name string) string { return filepath.Join(dir, name) }
+	goBuild := func(name, pkg string) buildStep {
+		return buildStep{
+			name: name, source: pkg, out: out(name),
+			argv: []string{t.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out(name), pkg},
+			env:  []string{"CGO_ENABLED=0"},
+		}
+	}
+	return []buildStep{
+		goBuild("echo", "./bench/echo"),
+		goBuild("inproc", "./bench/inproc"),
+		goBuild("watchdog", "./cmd/pulse-watchdog"),
+		{name: "cecho", source: "bench/c/echo.c", out: out("cecho"),
+			argv: []string{t.gcc, "-static", "-O2", "-s", "-o", out("cecho"), "bench/c/echo.c"}},
+		{name: "spawnloop", source: "bench/c/spawnloop.c", out: out("spawnloop"),
+			argv: []string{t.gcc, "-O2", "-o", out("spawnloop"), "bench/c/spawnloop.c"}},
+	}
+}
+
+// build runs every step; a failed step is recorded, not fatal, so that the
+// variants that do not need it still run.
+func build(ctx context.Context, log *slog.Logger, root string, steps []buildStep) (artifacts, error) {
+	arts := artifacts{}
+	for _, st := range steps {
+		a := &artifact{
+			Name: st.name, Source: st.source, path: st.out,
+			Command: strings.ReplaceAll(shellWords(st.env, st.argv), filepath.Dir(st.out), "$OUT"),
+		}
+		start := time.Now()
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		cmd := exec.CommandContext(bctx, st.argv[0], st.argv[1:]...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), st.env...)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			a.Error = fmt.Sprintf("%v: %s", err, truncate(strings.TrimSpace(string(out)), 500))
+			log.Warn("build failed; variants that need it are skipped", "artifact", st.name, "err", a.Error)
+		} else if fi, err := os.Stat(a.path); err != nil {
+			a.Error = err.Error()
+		} else {
+			a.Bytes = fi.Size()
+			log.Info("built", "artifact", st.name, "bytes", a.Bytes, "took", time.Since(start).Round(time.Millisecond))
+		}
+		arts[st.name] = a
+	}
+	return arts, nil
+}
+
+func shellWords(env, argv []string) string {
+	words := append(append([]string(nil), env...), argv...)
+	for i, w := range words {
+		if strings.ContainsAny(w, " \t\"'") {
+			words[i] = "'" + w + "'"
+		}
+	}
+	return strings.Join(words, " ")
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// tools are the external programs the harness runs.
+type tools struct {
+	goBin, gcc, wrk, cat string
+}
+
+// findTools looks the tools up in PATH (go also next to the running
+// toolchain's GOROOT, for `go run` from a shell whose PATH lacks it).
+func findTools() (tools, error) {
+	var t tools
+	var missing []string
+	look := func(name string, extra ...string) string {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+		for _, p := range extra {
+			if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+				return p
+			}
+		}
+		missing = append(missing, name)
+		return ""
+	}
+	t.goBin = look("go", "/usr/local/go/bin/go")
+	t.gcc = look("gcc")
+	t.wrk = look("wrk")
+	t.cat = look("cat")
+	if len(missing) > 0 {
+		return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))
+	}
+	// fork mode splits PULSE_EXEC on whitespace and wants an absolute path.
+	abs, err := filepath.EvalSymlinks(t.cat)
+	if err != nil {
+		return tools{}, fmt.Errorf("resolve cat: %w", err)
+	}
+	t.cat = abs
+	return t, nil
+}
+
+// machineInfo describes where the numbers were measured.
+type machineInfo struct {
+	CPUs       int     `json:"cpus"`
+	CPUModel   string  `json:"cpu_model"`
+	Kernel     string  `json:"kernel"`
+	MemTotalMB int64   `json:"mem_total_mb"`
+	Go         string  `json:"go"`
+	Wrk        string  `json:"wrk"`
+	GCC        string  `json:"gcc"`
+	ClockTicks float64 `json:"clock_ticks"`
+	Load1      float64 `json:"load1_at_start"`
+}
+
+// collectMachine gathers machineInfo; what it cannot read it leaves empty.
+func collectMachine(ctx context.Context, t tools, clk float64) machineInfo {
+	m := machineInfo{CPUs: runtime.NumCPU(), ClockTicks: clk}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		m.CPUModel = cpuModel(b)
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			m.MemTotalMB = kb / 1024
+		}
+	}
+	m.Go, _ = commandOutput(ctx, t.goBin, "version")
+	// wrk -v prints its version and usage, and exits 1.
+	if out, _ := exec.CommandContext(ctx, t.wrk, "-v").CombinedOutput(); len(out) > 0 {
+		m.Wrk, _, _ = strings.Cut(string(out), "\n")
+		m.Wrk = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(m.Wrk), "Copyright (C) 2012 Will Glozer"))
+	}
+	m.GCC, _ = commandOutput(ctx, t.gcc, "-dumpfullversion")
+	m.Load1, _ = readLoad1("/proc")
+	return m
+}
+
+// cpuModel returns the first "model name" in /proc/cpuinfo.
+func cpuModel(cpuinfo []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(cpuinfo))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// commandOutput runs a short command and returns its trimmed stdout.
+func commandOutput(ctx context.Context, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// moduleRoot returns the directory of the main module's go.mod.
+func moduleRoot(ctx context.Context, goBin string) (string, error) {
+	gomod, err := commandOutput(ctx, goBin, "env", "GOMOD")
+	if err != nil {
+		return "", fmt.Errorf("module root: %w", err)
+	}
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("module root: not inside a module (run from the Pulse repository)")
+	}
+	return filepath.Dir(gomod), nil
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// procStat is the part of /proc/<pid>/stat the harness uses. CPU times are
+// in clock ticks (USER_HZ).
+type procStat struct {
+	PID       int
+	PPID      int
+	Comm      string
+	State     string
+	UTime     uint64 // field 14: user time of the process itself
+	STime     uint64 // field 15: system time of the process itself
+	CUTime    uint64 // field 16: user time of its waited-for children
+	CSTime    uint64 // field 17: system time of its waited-for children
+	StartTime uint64 // field 22: start time after boot, in ticks
+}
+
+// errNoProcess reports that a process is gone.
+var errNoProcess = errors.New("no such process")
+
+// parseStat parses one /proc/<pid>/stat line. The command name is in
+// parentheses and may itself contain spaces and parentheses, so fields are
+// counted from the last ')'.
+func parseStat(r io.Reader) (procStat, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return procStat{}, fmt.Errorf("read stat: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return procStat{}, fmt.Errorf("parse stat %q: no command name", s)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(s[:open]))
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse stat pid: %w", err)
+	}
+	f := strings.Fields(s[end+1:]) // f[0] is field 3
+	if len(f) < 20 {
+		return procStat{}, fmt.Errorf("parse stat of %d: %d fields, want at least 22", pid, len(f)+2)
+	}
+	st := procStat{PID: pid, Comm: s[open+1 : end], State: f[0]}
+	if st.PPID, err = strconv.Atoi(f[1]); err != nil {
+		return procStat{}, fmt.Errorf("parse stat of %d: ppid: %w", pid, err)
+	}
+	for _, fld := range []struct {
+		n   int
+		dst *uint64
+	}{{14, &st.UTime}, {15, &st.STime}, {16, &st.CUTime}, {17, &st.CSTime}, {22, &st.StartTime}} {
+		v, err := strconv.ParseInt(f[fld.n-3], 10, 64) // cutime and cstime are signed in proc(5)
+		if err != nil || v < 0 {
+			return procStat{}, fmt.Errorf("parse stat of %d: field %d %q", pid, fld.n, f[fld.n-3])
+		}
+		*fld.dst = uint64(v)
+	}
+	return st, nil
+}
+
+// readStat reads /proc/<pid>/stat under procDir.
+func readStat(procDir string, pid int) (procStat, error) {
+	f, err := os.Open(filepath.Join(procDir, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return procStat{}, fmt.Errorf("stat %d: %w", pid, errNoProcess)
+		}
+		return procStat{}, fmt.Errorf("stat %d: %w", pid, err)
+	}
+	defer f.Close()
+	st, err := parseStat(f)
+	if err != nil {
+		// A process that exits while its file is read can give a short read.
+		if _, serr := os.Stat(filepath.Join(procDir, strconv.Itoa(pid))); serr != nil {
+			return procStat{}, fmt.Errorf("stat %d: %w", pid, errNoProcess)
+		}
+		return procStat{}, err
+	}
+	return st, nil
+}
+
+// processTree returns root's stat followed by those of all its live
+// descendants (breadth first), found by walking every process's parent.
+func processTree(procDir string, root int) ([]procStat, error) {
+	rst, err := readStat(procDir, root)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", procDir, err)
+	}
+	children := map[int][]procStat{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == root {
+			continue
+		}
+		st, err := readStat(procDir, pid)
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		children[st.PPID] = append(children[st.PPID], st)
+	}
+	tree := []procStat{rst}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i].PID]...)
+	}
+	return tree, nil
+}
+
+// cpuSample is the CPU time of a process tree at one moment, in ticks.
+type cpuSample struct {
+	// Self is the root's own utime + stime.
+	Self uint64
+	// Total is, over the root and every live descendant, utime + stime +
+	// cutime + cstime: the CPU of the whole tree, including descendants that
+	// have exited and been reaped inside it. Between two samples its
+	// difference is the tree's CPU in that interval, as long as every
+	// descendant is reaped by a process of the tree.
+	Total uint64
+	// Procs is the number of live processes in the tree.
+	Procs int
+}
+
+// treeCPU sums a tree returned by processTree.
+func treeCPU(tree []procStat) cpuSample {
+	var s cpuSample
+	for i, p := range tree {
+		if i == 0 {
+			s.Self = p.UTime + p.STime
+		}
+		s.Total += p.UTime + p.STime + p.CUTime + p.CSTime
+		s.Procs++
+	}
+	return s
+}
+
+// memStatus is the memory part of /proc/<pid>/status, in KiB.
+type memStatus struct {
+	RSSKB     int64 // VmRSS: resident now
+	HWMKB     int64 // VmHWM: peak resident since start
+	RSSAnonKB int64 // RssAnon: the heap, stacks and other private memory
+	RSSFileKB int64 // RssFile: mapped file pages, mostly the binary itself
+}
+
+// parseStatus parses /proc/<pid>/status.
+func parseStatus(r io.Reader) (memStatus, error) {
+	var m memStatus
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch key {
+		case "VmRSS":
+			dst = &m.RSSKB
+		case "VmHWM":
+			dst = &m.HWMKB
+		case "RssAnon":
+			dst = &m.RSSAnonKB
+		case "RssFile":
+			dst = &m.RSSFileKB
+		default:
+			continue
+		}
+		f := strings.Fields(val)
+		if len(f) != 2 || f[1] != "kB" {
+			return memStatus{}, fmt.Errorf("parse status %s: %q", key, val)
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return memStatus{}, fmt.Errorf("parse status %s: %w", key, err)
+		}
+		*dst = n
+	}
+	// RssAnon and RssFile exist since Linux 4.5; VmRSS and VmHWM always.
+	if err := sc.Err(); err != nil {
+		return memStatus{}, fmt.Errorf("read status: %w", err)
+	}
+	if m.RSSKB == 0 || m.HWMKB == 0 {
+		return memStatus{}, errors.New("parse status: VmRSS or VmHWM missing")
+	}
+	return m, nil
+}
+
+// readStatus reads /proc/<pid>/status under procDir.
+func readStatus(procDir string, pid int) (memStatus, error) {
+	f, err := os.Open(filepath.Join(procDir, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return memStatus{}, fmt.Errorf("status %d: %w", pid, err)
+	}
+	defer f.Close()
+	return parseStatus(f)
+}
+
+// hostCPU is the first line of /proc/stat, in ticks summed over all CPUs.
+type hostCPU struct {
+	Busy  uint64 // user + nice + system + irq + softirq
+	Steal uint64 // time a hypervisor ran something else instead
+	Total uint64 // Busy + Steal + idle + iowait
+}
+
+// parseHostCPU parses the aggregate "cpu" line of /proc/stat. Guest time is
+// already included in user and nice, so it is not added again.
+func parseHostCPU(r io.Reader) (hostCPU, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] != "cpu" {
+			continue
+		}
+		if len(f) < 9 {
+			return hostCPU{}, fmt.Errorf("parse /proc/stat cpu line: %d fields", len(f))
+		}
+		var v [8]uint64
+		for i := range v {
+			n, err := strconv.ParseUint(f[i+1], 10, 64)
+			if err != nil {
+				return hostCPU{}, fmt.Errorf("parse /proc/stat cpu line: %w", err)
+			}
+			v[i] = n
+		}
+		user, nice, system, idle, iowait, irq, softirq, steal := v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+		busy := user + nice + system + irq + softirq
+		return hostCPU{Busy: busy, Steal: steal, Total: busy + steal + idle + iowait}, nil
+	}
+	if err := sc.Err(); err != nil {
+		return hostCPU{}, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	return hostCPU{}, errors.New("parse /proc/stat: no cpu line")
+}
+
+// readHostCPU reads procDir/stat.
+func readHostCPU(procDir string) (hostCPU, error) {
+	f, err := os.Open(filepath.Join(procDir, "stat"))
+	if err != nil {
+		return hostCPU{}, fmt.Errorf("host cpu: %w", err)
+	}
+	defer f.Close()
+	return parseHostCPU(f)
+}
+
+// readLoad1 returns the one-minute load average from procDir/loadavg.
+func readLoad1(procDir string) (float64, error) {
+	b, err := os.ReadFile(filepath.Join(procDir, "loadavg"))
+	if err != nil {
+		return 0, fmt.Errorf("loadavg: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, errors.New("loadavg: empty")
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("loadavg: %w", err)
+	}
+	return v, nil
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		name    string
+		line    string
+		want    procStat
+		wantErr bool
+	}{
+		{
+			name: "watchdog",
+			line: "100 (pulse-watchdog) S 1 100 100 0 -1 4194560 1200 35000 0 0 250 120 900 400 20 0 9 0 5000 1300000000 1650",
+			want: procStat{PID: 100, PPID: 1, Comm: "pulse-watchdog", State: "S", UTime: 250, STime: 120, CUTime: 900, CSTime: 400, StartTime: 5000},
+		},
+		{
+			name: "command name with spaces and parentheses",
+			line: "7 (a (b) c) R 3 7 7 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 99 0 0\n",
+			want: procStat{PID: 7, PPID: 3, Comm: "a (b) c", State: "R", UTime: 1, STime: 2, CUTime: 3, CSTime: 4, StartTime: 99},
+		},
+		{name: "truncated", line: "7 (cat) R 3 7 7 0 -1 0 0 0 0 0 1 2", wantErr: true},
+		{name: "no command", line: "7 cat R 3", wantErr: true},
+		{name: "negative time", line: "7 (cat) R 3 7 7 0 -1 0 0 0 0 0 1 2 -3 4 20 0 1 0 99 0 0", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStat(strings.NewReader(tt.line))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestProcessTree(t *testing.T) {
+	tests := []struct {
+		name     string
+		root     int
+		wantPIDs []int
+		wantCPU  cpuSample
+		wantErr  error
+	}{
+		{
+			name:     "watchdog with upstream and its child",
+			root:     100,
+			wantPIDs: []int{100, 101, 102},
+			// 250+120+900+400 + 80+40 + 1+2
+			wantCPU: cpuSample{Self: 370, Total: 1793, Procs: 3},
+		},
+		{name: "leaf", root: 102, wantPIDs: []int{102}, wantCPU: cpuSample{Self: 3, Total: 3, Procs: 1}},
+		{name: "gone", root: 999, wantErr: errNoProcess},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tree, err := processTree("testdata/proc", tt.root)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			var pids []int
+			for _, p := range tree {
+				pids = append(pids, p.PID)
+			}
+			if !reflect.DeepEqual(pids, tt.wantPIDs) {
+				t.Errorf("pids = %v, want %v", pids, tt.wantPIDs)
+			}
+			if got := treeCPU(tree); got != tt.wantCPU {
+				t.Errorf("treeCPU = %+v, want %+v", got, tt.wantCPU)
+			}
+		})
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    memStatus
+		wantErr bool
+	}{
+		{name: "golden", in: readTestdata(t, "proc/100/status"), want: memStatus{RSSKB: 1684, HWMKB: 1684, RSSAnonKB: 116, RSSFileKB: 1568}},
+		{name: "old kernel without RssAnon", in: "VmHWM:\t 10 kB\nVmRSS:\t 8 kB\n", want: memStatus{RSSKB: 8, HWMKB: 10}},
+		{name: "no VmRSS", in: "VmHWM:\t 10 kB\n", wantErr: true},
+		{name: "bad unit", in: "VmHWM:\t 10 MB\nVmRSS:\t 8 kB\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStatus(strings.NewReader(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseHostCPU(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    hostCPU
+		wantErr bool
+	}{
+		{
+			name: "golden",
+			in:   readTestdata(t, "proc/stat"),
+			// user 20830 nice 0 system 12404 idle 102298 iowait 278 irq 0 softirq 2689 steal 36
+			want: hostCPU{Busy: 35923, Steal: 36, Total: 138535},
+		},
+		{name: "no cpu line", in: "cpu0 1 2 3 4 5 6 7 8\n", wantErr: true},
+		{name: "short", in: "cpu 1 2 3\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseHostCPU(strings.NewReader(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadLoad1(t *testing.T) {
+	got, err := readLoad1("testdata/proc")
+	if err != nil || got != 0.52 {
+		t.Errorf("readLoad1 = %v, %v; want 0.52", got, err)
+	}
+}
+
+func readTestdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report is everything one run of the suite produced; it is written as
+// JSON and rendered as tables.
+type report struct {
+	Suite     string       `json:"suite"`
+	Started   string       `json:"started"`
+	Finished  string       `json:"finished"`
+	Config    reportConfig `json:"config"`
+	Machine   machineInfo  `json:"machine"`
+	Artifacts []artifact   `json:"artifacts"`
+	Runs      []runResult  `json:"runs"`
+	Summary   []summary    `json:"summary"`
+	Goals     []goal       `json:"goals"`
+	Notes     []string     `json:"notes,omitempty"`
+}
+
+// reportConfig is the config as recorded with the results.
+type reportConfig struct {
+	Quick     bool     `json:"quick"`
+	Rounds    int      `json:"rounds"`
+	DurationS float64  `json:"duration_s"`
+	WarmupS   float64  `json:"warmup_s"`
+	QuietWait float64  `json:"quiet_wait_s"`
+	Threads   int      `json:"wrk_threads"`
+	Conns     int      `json:"wrk_connections"`
+	ForkConns int      `json:"wrk_connections_fork"`
+	BodyBytes int      `json:"body_bytes"`
+	Only      []string `json:"only,omitempty"`
+}
+
+func newReportConfig(c config) reportConfig {
+	return reportConfig{
+		Quick: c.Quick, Rounds: c.Rounds, DurationS: c.Duration.Seconds(), WarmupS: c.Warmup.Seconds(),
+		QuietWait: c.QuietWait.Seconds(),
+		Threads:   c.Threads, Conns: c.Conns, ForkConns: c.ForkConns, BodyBytes: c.BodyBytes, Only: c.Only,
+	}
+}
+
+// Thresholds above which anomalies() writes a note.
+const (
+	wrkSaturatedPct = 90 // wrk's core: throughput and latency are wrk's limit
+	otherLoadPct    = 20 // foreign CPU during the window
+	stealPct        = 5  // hypervisor steal
+	cpuSpreadFrac   = 0.10
+)
+
+// anomalies returns notes on numbers to read with care.
+func anomalies(sums []summary) []string {
+	var notes []string
+	for _, s := range sums {
+		if s.Runs == 0 {
+			continue
+		}
+		if s.WrkCorePct >= wrkSaturatedPct {
+			notes = append(notes, fmt.Sprintf("%s: wrk used %.0f%% of a core: its rps and latency are bounded by the load generator; compare CPU/req", s.Variant, s.WrkCorePct))
+		}
+		if s.OtherCorePct >= otherLoadPct {
+			notes = append(notes, fmt.Sprintf("%s: other processes used %.0f%% of a core during the runs (median)", s.Variant, s.OtherCorePct))
+		}
+		if s.StealCorePct >= stealPct {
+			notes = append(notes, fmt.Sprintf("%s: the hypervisor stole %.0f%% of a core (median)", s.Variant, s.StealCorePct))
+		}
+		if s.Runs > 1 && (s.CPUPerReqMaxUS-s.CPUPerReqMinUS) > cpuSpreadFrac*s.CPUPerReqUS {
+			notes = append(notes, fmt.Sprintf("%s: CPU/req ranged %.1f–%.1f µs across rounds (median %.1f)", s.Variant, s.CPUPerReqMinUS, s.CPUPerReqMaxUS, s.CPUPerReqUS))
+		}
+		for _, f := range s.Flags {
+			notes = append(notes, s.Variant+": "+f)
+		}
+	}
+	return notes
+}
+
+var tableHeader = []string{
+	"variant", "rps", "p50 µs", "p99 µs", "CPU/req µs", "range µs", "vs ref",
+	"own CPU/req µs", "idle RSS MB (anon)", "loaded RSS MB", "wrk core %", "other %", "errors",
+}
+
+// tableRows renders the summaries as table cells.
+func tableRows(sums []summary) [][]string {
+	var rows [][]string
+	for _, s := range sums {
+		row := []string{s.Variant}
+		switch {
+		case s.Skipped != "":
+			row = append(row, "skipped: "+s.Skipped)
+		case s.Runs == 0:
+			row = append(row, "every run failed")
+		default:
+			dash := "–"
+			p50, p99, idle, loaded, wrk := dash, dash, dash, dash, dash
+			if s.Kind == kindHTTP {
+				p50, p99 = fmt.Sprintf("%.0f", s.P50US), fmt.Sprintf("%.0f", s.P99US)
+				idle = fmt.Sprintf("%.2f (%.2f)", s.RSSIdleKB*1024/mb, s.RSSIdleAnonKB*1024/mb)
+				loaded = fmt.Sprintf("%.2f", s.RSSLoadedKB*1024/mb)
+				wrk = fmt.Sprintf("%.0f", s.WrkCorePct)
+			}
+			ref := ""
+			if s.RefRatio > 0 {
+				ref = fmt.Sprintf("%.3f× %s", s.RefRatio, s.Ref)
+			}
+			errs := fmt.Sprintf("%d", s.Errors)
+			if s.flagged() {
+				errs += " (flagged)"
+			}
+			row = append(row,
+				fmt.Sprintf("%.0f", s.RPS), p50, p99,
+				fmt.Sprintf("%.1f", s.CPUPerReqUS),
+				fmt.Sprintf("%.1f–%.1f", s.CPUPerReqMinUS, s.CPUPerReqMaxUS),
+				ref,
+				fmt.Sprintf("%.1f", s.SelfCPUPerReqUS),
+				idle, loaded, wrk,
+				fmt.Sprintf("%.0f", s.OtherCorePct),
+				errs)
+		}
+		for len(row) < len(tableHeader) {
+			row = append(row, "")
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+var goalHeader = []string{"goal", "value", "limit", "result", "note"}
+
+func goalRows(goals []goal) [][]string {
+	rows := make([][]string, 0, len(goals))
+	for _, g := range goals {
+		value := ""
+		if g.Status != skip {
+			value = formatWithUnit(g.Value, g.Unit)
+		}
+		rows = append(rows, []string{g.Name, value, "≤ " + formatWithUnit(g.Limit, g.Unit), g.Status, g.Note})
+	}
+	return rows
+}
+
+func formatWithUnit(v float64, unit string) string {
+	switch unit {
+	case "×":
+		return fmt.Sprintf("%.3f×", v)
+	case "µs":
+		return fmt.Sprintf("%.1f µs", v)
+	default:
+		return fmt.Sprintf("%.2f %s", v, unit)
+	}
+}
+
+var sizeHeader = []string{"binary", "bytes", "MB", "built from"}
+
+func sizeRows(arts []artifact) [][]string {
+	var rows [][]string
+	for _, a := range arts {
+		if a.Error != "" {
+			rows = append(rows, []string{a.Name, "did not build", "", a.Source})
+			continue
+		}
+		rows = append(rows, []string{a.Name, fmt.Sprintf("%d", a.Bytes), fmt.Sprintf("%.2f", float64(a.Bytes)/mb), a.Source})
+	}
+	return rows
+}
+
+// setup is one line on where and how the numbers were measured.
+func setup(r report) string {
+	m, c := r.Machine, r.Config
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d CPUs (%s), kernel %s, %s, %s, clock %g Hz; ", m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Wrk, m.ClockTicks)
+	fmt.Fprintf(&b, "%d round(s) × %gs measured (+%gs warm-up), wrk %d thread(s), %d connections (fork mode %d), %d-byte body",
+		c.Rounds, c.DurationS, c.WarmupS, c.Threads, c.Conns, c.ForkConns, c.BodyBytes)
+	return b.String()
+}
+
+// renderText renders the report for a terminal.
+func renderText(r report) string {
+	var b strings.Builder
+	table := func(header []string, rows [][]string) {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		for _, row := range rows {
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		_ = tw.Flush()
+	}
+	fmt.Fprintf(&b, "\nwatchdog benchmark, %s (medians over rounds)\n%s\n\n", r.Started, setup(r))
+	table(tableHeader, tableRows(r.Summary))
+	b.WriteString("\n")
+	table(goalHeader, goalRows(r.Goals))
+	b.WriteString("\n")
+	table(sizeHeader, sizeRows(r.Artifacts))
+	if len(r.Notes) > 0 {
+		b.WriteString("\nnotes:\n")
+		for _, n := range r.Notes {
+			b.WriteString("  - " + n + "\n")
+		}
+	}
+	return b.String()
+}
+
+// renderMarkdown renders the README's results section; jsonPath is the
+// results file relative to the README.
+func renderMarkdown(r report, jsonPath string) string {
+	var b strings.Builder
+	table := func(header []string, rows [][]string) {
+		b.WriteString("| " + strings.Join(header, " | ") + " |\n")
+		b.WriteString("|" + strings.Repeat("---|", len(header)) + "\n")
+		for _, row := range rows {
+			cells := make([]string, len(row))
+			for i, c := range row {
+				cells[i] = strings.ReplaceAll(c, "|", `\|`)
+			}
+			b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		}
+	}
+	started := r.Started
+	if t, err := time.Parse(time.RFC3339, r.Started); err == nil {
+		started = t.Format("2006-01-02 15:04 UTC")
+	}
+	fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\n", started, jsonPath, jsonPath, setup(r))
+	table(tableHeader, tableRows(r.Summary))
+	b.WriteString("\n")
+	table(goalHeader, goalRows(r.Goals))
+	b.WriteString("\n")
+	table(sizeHeader, sizeRows(r.Artifacts))
+	if len(r.Notes) > 0 {
+		b.WriteString("\nNotes on this run:\n")
+		for _, n := range r.Notes {
+			b.WriteString("- " + n + "\n")
+		}
+	}
+	return b.String()
+}
+
+// The README's results section lies between these markers.
+const (
+	sectionBegin = "<!-- bench:watchdog results: begin. Written by `go run ./bench/run -suite watchdog`; edits inside are lost. -->"
+	sectionEnd   = "<!-- bench:watchdog results: end -->"
+)
+
+// replaceSection replaces the text between the markers in doc with body,
+// or appends a marked section if doc has none.
+func replaceSection(doc, body string) (string, error) {
+	i, j := strings.Index(doc, sectionBegin), strings.Index(doc, sectionEnd)
+	block := sectionBegin + "\n" + strings.TrimRight(body, "\n") + "\n" + sectionEnd
+	switch {
+	case i < 0 && j < 0:
+		if doc != "" && !strings.HasSuffix(doc, "\n") {
+			doc += "\n"
+		}
+		if doc != "" {
+			doc += "\n"
+		}
+		return doc + block + "\n", nil
+	case i < 0 || j < i:
+		return "", errors.New("results markers are unpaired or out of order")
+	}
+	return doc[:i] + block + doc[j+len(sectionEnd):], nil
+}
+
+// updateReadme rewrites the results section of the README at path.
+func updateReadme(path, body string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("update %s: %w", path, err)
+	}
+	doc, err := replaceSection(string(old), body)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", path, err)
+	}
+	return writeFileAtomic(path, []byte(doc))
+}
+
+// writeJSON writes v, indented, to path, creating its directory.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

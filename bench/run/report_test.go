@@ -1,0 +1,132 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func TestReplaceSection(t *testing.T) {
+	block := sectionBegin + "\nnew\n" + sectionEnd
+	tests := []struct {
+		name    string
+		doc     string
+		want    string
+		wantErr bool
+	}{
+		{name: "empty", doc: "", want: block + "\n"},
+		{name: "append", doc: "# Bench\ntext", want: "# Bench\ntext\n\n" + block + "\n"},
+		{
+			name: "replace",
+			doc:  "# Bench\n\n" + sectionBegin + "\nold\nolder\n" + sectionEnd + "\n\nafter\n",
+			want: "# Bench\n\n" + block + "\n\nafter\n",
+		},
+		{name: "end only", doc: "x\n" + sectionEnd + "\n", wantErr: true},
+		{name: "out of order", doc: sectionEnd + "\n" + sectionBegin + "\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := replaceSection(tt.doc, "new\n")
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRenderMarkdown checks the README section against a golden file; run
+// with -update to rewrite it after an intended change.
+func TestRenderMarkdown(t *testing.T) {
+	sums := summarize(testVariants, testRuns(), map[string]string{"http": "watchdog did not build"})
+	rep := report{
+		Suite:   "watchdog",
+		Started: "2026-01-02T03:04:05Z",
+		Config:  newReportConfig(config{Rounds: 3, Duration: 5 * time.Second, Warmup: time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64}),
+		Machine: machineInfo{CPUs: 2, CPUModel: "AMD EPYC", Kernel: "6.1.0", Go: "go version go1.26.8 linux/amd64", Wrk: "wrk debian/4.1.0-3+b2 [epoll]", ClockTicks: 100},
+		Artifacts: []artifact{
+			{Name: "inproc", Source: "./bench/inproc", Bytes: 6377634},
+			{Name: "watchdog", Source: "./cmd/pulse-watchdog", Error: "exit status 1"},
+		},
+		Summary: sums,
+		Goals:   evaluateGoals(watchdogGoals, sums, map[string]int64{"inproc": 6377634}),
+		Notes:   anomalies(sums),
+	}
+	got := renderMarkdown(rep, "results/watchdog-20260102T030405Z.json")
+	golden := "testdata/results.md"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := readTestdata(t, "results.md")
+	if got != want {
+		t.Errorf("renderMarkdown differs from %s (run go test ./bench/run -update):\n%s", golden, got)
+	}
+	// The text rendering carries the same cells.
+	text := renderText(rep)
+	for _, cell := range []string{"1.050× bare", "skipped: watchdog did not build", "image ≤ 7 MB (proxy: inproc binary)", "6.38 MB"} {
+		if !strings.Contains(text, cell) {
+			t.Errorf("renderText lacks %q", cell)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	def := defaultConfig()
+	def.Suite = "watchdog"
+	quick := def
+	quick.Quick, quick.Rounds, quick.Duration, quick.QuietWait = true, 1, 2*time.Second, time.Second
+	quickRounds := quick
+	quickRounds.Rounds = 3
+	only := def
+	only.Only = []string{"bare", "inproc"}
+	tests := []struct {
+		name    string
+		args    []string
+		want    config
+		wantErr bool
+	}{
+		{name: "defaults", args: []string{"-suite", "watchdog"}, want: def},
+		{name: "quick", args: []string{"-suite", "watchdog", "-quick"}, want: quick},
+		{name: "quick keeps explicit rounds", args: []string{"-suite", "watchdog", "-quick", "-rounds", "3"}, want: quickRounds},
+		{name: "only", args: []string{"-suite", "watchdog", "-only", "bare,inproc"}, want: only},
+		{name: "no suite", args: nil, wantErr: true},
+		{name: "unknown suite", args: []string{"-suite", "gateway"}, wantErr: true},
+		{name: "fractional duration", args: []string{"-suite", "watchdog", "-duration", "1500ms"}, wantErr: true},
+		{name: "too few connections", args: []string{"-suite", "watchdog", "-threads", "4", "-c-fork", "2"}, wantErr: true},
+		{name: "body too large", args: []string{"-suite", "watchdog", "-body", "5000"}, wantErr: true},
+		{name: "stray argument", args: []string{"-suite", "watchdog", "extra"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseFlags(tt.args, io.Discard)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPayload(t *testing.T) {
+	for _, n := range []int{1, 16, 64, 100} {
+		if got := payload(n); len(got) != n || !strings.HasPrefix(got, "0123456789abcdef"[:min(n, 16)]) {
+			t.Errorf("payload(%d) = %q", n, got)
+		}
+	}
+	// post.lua's default body must be the harness's 64-byte payload.
+	if got := strings.Repeat("0123456789abcdef", 4); payload(64) != got {
+		t.Errorf("payload(64) = %q, want post.lua's %q", payload(64), got)
+	}
+}

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// variant is one configuration the watchdog suite measures.
+type variant struct {
+	Name string
+	Kind string
+	// Ref is the variant whose CPU/req this one's is divided by.
+	Ref string
+	// Conns is wrk's connection count.
+	Conns int
+	// Needs names the artifacts it runs.
+	Needs []string
+	// launch returns how to start the server, with fresh ports (HTTP kinds).
+	launch func(a artifacts) (launchSpec, error)
+	// floor is the program spawnloop runs (floor kind).
+	floor func(a artifacts) []string
+}
+
+// watchdogVariants lists the suite's variants. c is wrk's connection count
+// for the in-memory HTTP variants, forkC for fork mode, where every request
+// costs a process and more connections only queue.
+func watchdogVariants(catPath string, c, forkC int) []variant {
+	watchdogEnv := func(addr string, kv ...string) []string {
+		env := append(baseEnv(),
+			contract.EnvFunction+"=echo",
+			contract.EnvListen+"="+addr,
+			contract.EnvMaxInflight+"=10000", // far above wrk's connections: never a 429
+			contract.EnvDrainGrace+"=0s",     // stop at once on SIGTERM
+		)
+		return append(env, kv...)
+	}
+	forkVariant := func(name, ref string, prog func(a artifacts) string, needs ...string) variant {
+		return variant{
+			Name: name, Kind: kindHTTP, Ref: ref, Conns: forkC, Needs: append([]string{"watchdog"}, needs...),
+			launch: func(a artifacts) (launchSpec, error) {
+				addr, err := freeAddr()
+				if err != nil {
+					return launchSpec{}, err
+				}
+				return launchSpec{
+					Bin: a.path("watchdog"), Addr: addr, ReadyPath: contract.HealthPath,
+					Env: watchdogEnv(addr, contract.EnvMode+"="+contract.ModeFork, contract.EnvExec+"="+prog(a)),
+				}, nil
+			},
+		}
+	}
+	return []variant{
+		{
+			Name: "bare", Kind: kindHTTP, Conns: c, Needs: []string{"echo"},
+			launch: func(a artifacts) (launchSpec, error) {
+				addr, err := freeAddr()
+				if err != nil {
+					return launchSpec{}, err
+				}
+				return launchSpec{Bin: a.path("echo"), Args: []string{"-listen", addr}, Env: baseEnv(), Addr: addr, ReadyPath: "/"}, nil
+			},
+		},
+		{
+			Name: "inproc", Kind: kindHTTP, Ref: "bare", Conns: c, Needs: []string{"inproc"},
+			launch: func(a artifacts) (launchSpec, error) {
+				addr, err := freeAddr()
+				if err != nil {
+					return launchSpec{}, err
+				}
+				return launchSpec{Bin: a.path("inproc"), Env: watchdogEnv(addr), Addr: addr, ReadyPath: contract.HealthPath}, nil
+			},
+		},
+		{
+			Name: "http", Kind: kindHTTP, Ref: "bare", Conns: c, Needs: []string{"watchdog", "echo"},
+			launch: func(a artifacts) (launchSpec, error) {
+				addr, err := freeAddr()
+				if err != nil {
+					return launchSpec{}, err
+				}
+				upstream, err := freeAddr()
+				if err != nil {
+					return launchSpec{}, err
+				}
+				return launchSpec{
+					Bin: a.path("watchdog"), Addr: addr, ReadyPath: contract.HealthPath,
+					Env: watchdogEnv(addr,
+						contract.EnvMode+"="+contract.ModeHTTP,
+						contract.EnvExec+"="+a.path("echo")+" -listen "+upstream,
+						contract.EnvUpstream+"="+upstream),
+				}, nil
+			},
+		},
+		forkVariant("fork-cat", "spawnloop-cat", func(artifacts) string { return catPath }),
+		forkVariant("fork-cecho", "spawnloop-cecho", func(a artifacts) string { return a.path("cecho") }, "cecho"),
+		{
+			Name: "spawnloop-cat", Kind: kindFloor, Needs: []string{"spawnloop"},
+			floor: func(artifacts) []string { return []string{catPath} },
+		},
+		{
+			Name: "spawnloop-cecho", Kind: kindFloor, Needs: []string{"spawnloop", "cecho"},
+			floor: func(a artifacts) []string { return []string{a.path("cecho")} },
+		},
+	}
+}
+
+// baseEnv is the harness's environment without any PULSE_ variable, so
+// that nothing in the caller's shell changes the watchdog's configuration.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PULSE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// watchdogBench runs the watchdog suite.
+type watchdogBench struct {
+	cfg    config
+	log    *slog.Logger
+	tools  tools
+	arts   artifacts
+	logDir string
+	clk    float64 // clock ticks per second
+	body   string
+	script string // path of post.lua
+}
+
+// round runs every variant once in order, returning their results.
+func (b *watchdogBench) round(ctx context.Context, round int, order []variant) ([]runResult, error) {
+	var out []runResult
+	for slot, v := range order {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		r := runResult{Variant: v.Name, Round: round, Slot: slot}
+		waited, busy, err := b.waitQuiet(ctx)
+		if err != nil {
+			return out, err
+		}
+		r.QuietWaitS, r.QuietBusyPct = round3(waited.Seconds()), math.Round(busy)
+		if busy >= quietCorePct {
+			b.log.Warn("host still busy; running anyway", "variant", v.Name, "busy_core_pct", int(busy), "waited", waited.Round(time.Millisecond))
+		}
+		r.Start = time.Now().UTC().Format(time.RFC3339)
+		r.Load1, _ = readLoad1("/proc")
+		if v.Kind == kindFloor {
+			err = b.runFloor(ctx, v, &r)
+		} else {
+			err = b.runHTTP(ctx, v, &r)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			r.Error = err.Error()
+			b.log.Warn("run failed", "round", round, "variant", v.Name, "err", err)
+		} else {
+			b.log.Info("run", "round", round, "variant", v.Name,
+				"rps", int(r.RPS), "cpu_per_req_us", fmt.Sprintf("%.1f", r.CPUPerReqUS),
+				"p99_us", r.P99US, "errors", r.Errors, "wrk_core_pct", int(r.WrkCorePct), "other_core_pct", int(r.OtherCorePct))
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// quietCorePct is the host's busy CPU, in percent of one core, below which
+// it counts as quiet enough to start a measurement.
+const quietCorePct = 25
+
+// waitQuiet samples the host's CPU over 500 ms windows until one is below
+// quietCorePct or cfg.QuietWait has passed. It returns how long it waited
+// and the last window's busy share (percent of one core).
+func (b *watchdogBench) waitQuiet(ctx context.Context) (time.Duration, float64, error) {
+	start := time.Now()
+	for {
+		h0, err := readHostCPU("/proc")
+		if err != nil {
+			return 0, 0, err
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		h1, err := readHostCPU("/proc")
+		if err != nil {
+			return 0, 0, err
+		}
+		busy := 100 * float64(h1.Busy-h0.Busy) / b.clk / time.Since(t0).Seconds()
+		if busy < quietCorePct || time.Since(start) >= b.cfg.QuietWait {
+			return time.Since(start), busy, nil
+		}
+	}
+}
+
+// runHTTP starts v's server, checks it, warms it up, measures one wrk run
+// and stops it.
+func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) (err error) {
+	spec, err := v.launch(b.arts)
+	if err != nil {
+		return err
+	}
+	srv, err := startServer(spec, filepath.Join(b.logDir, fmt.Sprintf("%s-%d.log", v.Name, r.Round)))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		code, serr := srv.stop(5 * time.Second)
+		r.ExitCode = &code
+		if serr != nil {
+			r.StopError = serr.Error()
+		}
+	}()
+	base := "http://" + spec.Addr
+	if err := waitReady(ctx, srv, base+spec.ReadyPath, 15*time.Second); err != nil {
+		return err
+	}
+	if err := probe(ctx, base+"/", b.body); err != nil {
+		r.ProbeError = err.Error()
+	}
+	idle, err := readStatus("/proc", srv.pid())
+	if err != nil {
+		return err
+	}
+	r.RSSIdleKB, r.RSSIdleAnonKB = idle.RSSKB, idle.RSSAnonKB
+
+	w := wrkRun{Bin: b.tools.wrk, Script: b.script, URL: base + "/", Threads: b.cfg.Threads, Conns: v.Conns, Body: b.body}
+	if b.cfg.Warmup > 0 {
+		w.Duration = b.cfg.Warmup
+		if _, _, err := runWrk(ctx, w); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+
+	w.Duration = b.cfg.Duration
+	before, hostBefore, t0, err := b.sample(srv.pid())
+	if err != nil {
+		return err
+	}
+	res, wrkCPU, err := runWrk(ctx, w)
+	if err != nil {
+		return err
+	}
+	// Let requests still in flight when wrk stopped finish (a fork-mode
+	// child must be reaped to count) before the second sample.
+	time.Sleep(100 * time.Millisecond)
+	after, hostAfter, t1, err := b.sample(srv.pid())
+	if err != nil {
+		return err
+	}
+	loaded, err := readStatus("/proc", srv.pid())
+	if err != nil {
+		return err
+	}
+	r.RSSLoadedKB = loaded.HWMKB
+	if after.Total < before.Total {
+		return fmt.Errorf("cpu went backwards (%d → %d ticks): a process left the tree unreaped", before.Total, after.Total)
+	}
+
+	r.Requests = res.Requests
+	r.Seconds = float64(res.DurationUS) / 1e6
+	r.RPS = float64(res.Requests) / r.Seconds
+	r.P50US, r.P90US, r.P99US, r.MaxUS, r.MeanUS = res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max, res.Latency.Mean
+	r.Errors = res.errorCount()
+	r.TreeProcs = after.Procs
+	cpu := float64(after.Total-before.Total) / b.clk
+	r.CPUSeconds = cpu
+	r.CPUPerReqUS = cpu / float64(res.Requests) * 1e6
+	r.SelfCPUPerReqUS = float64(after.Self-before.Self) / b.clk / float64(res.Requests) * 1e6
+	wall := t1.Sub(t0).Seconds()
+	r.ServerCorePct = 100 * cpu / wall
+	r.WrkCorePct = 100 * wrkCPU.Seconds() / wall
+	r.OtherCorePct, r.StealCorePct = b.hostShares(hostBefore, hostAfter, wall, cpu+wrkCPU.Seconds())
+	return nil
+}
+
+// sample reads the CPU of pid's tree and of the host, and the time.
+func (b *watchdogBench) sample(pid int) (cpuSample, hostCPU, time.Time, error) {
+	tree, err := processTree("/proc", pid)
+	if err != nil {
+		return cpuSample{}, hostCPU{}, time.Time{}, err
+	}
+	host, err := readHostCPU("/proc")
+	if err != nil {
+		return cpuSample{}, hostCPU{}, time.Time{}, err
+	}
+	return treeCPU(tree), host, time.Now(), nil
+}
+
+// hostShares returns, in percent of one core over wall seconds, the host's
+// busy time not accounted for by ours (CPU seconds of the measured
+// processes and wrk), and the time stolen by the hypervisor.
+func (b *watchdogBench) hostShares(before, after hostCPU, wall, ours float64) (other, steal float64) {
+	busy := float64(after.Busy-before.Busy) / b.clk
+	other = 100 * (busy - ours) / wall
+	steal = 100 * float64(after.Steal-before.Steal) / b.clk / wall
+	return other, steal
+}
+
+// runFloor runs spawnloop for the configured duration.
+func (b *watchdogBench) runFloor(ctx context.Context, v variant, r *runResult) error {
+	host0, err := readHostCPU("/proc")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	res, err := runFloor(ctx, b.arts.path("spawnloop"), b.cfg.Duration, b.body, v.floor(b.arts))
+	if err != nil {
+		return err
+	}
+	wall := time.Since(t0).Seconds()
+	host1, err := readHostCPU("/proc")
+	if err != nil {
+		return err
+	}
+	r.Requests = res.Iterations
+	r.Seconds = res.WallS
+	r.RPS = float64(res.Iterations) / res.WallS
+	r.CPUSeconds = res.CPUS
+	r.CPUPerReqUS = res.CPUPerIterUS
+	r.SelfCPUPerReqUS = res.SelfCPUS / float64(res.Iterations) * 1e6
+	r.ServerCorePct = 100 * res.CPUS / res.WallS
+	r.OtherCorePct, r.StealCorePct = b.hostShares(host0, host1, wall, res.CPUS)
+	if d := res.HarnessCPUS - res.CPUS; d > 0.05*res.CPUS || -d > 0.05*res.CPUS {
+		return fmt.Errorf("spawnloop reports %.3f s CPU, wait4 %.3f s", res.CPUS, res.HarnessCPUS)
+	}
+	return nil
+}
+
+// rotate returns vs rotated left by k: round k starts with variant k, so
+// every variant runs early and late in some round.
+func rotate(vs []variant, k int) []variant {
+	if len(vs) == 0 {
+		return nil
+	}
+	k %= len(vs)
+	return append(append([]variant(nil), vs[k:]...), vs[:k]...)
+}
+
+// clockTicks returns USER_HZ from getconf, or 100 (Linux's value on every
+// common architecture) if getconf is missing or says something odd.
+func clockTicks(ctx context.Context) (float64, string) {
+	out, err := commandOutput(ctx, "getconf", "CLK_TCK")
+	if err == nil {
+		if n, err := strconv.Atoi(out); err == nil && n > 0 {
+			return float64(n), ""
+		}
+	}
+	return 100, fmt.Sprintf("getconf CLK_TCK failed (%v): assumed 100", err)
+}

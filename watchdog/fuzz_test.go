@@ -1,0 +1,173 @@
+package watchdog
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzCGIEnv: whatever the request's headers, every variable handed to a
+// function is NAME=value with a clean name, no NUL, no HTTP_PROXY, and no
+// name twice.
+func FuzzCGIEnv(f *testing.F) {
+	f.Add("X-Test", "v", "/a?b=c")
+	f.Add("Proxy", "http://evil", "/")
+	f.Add("X_Under", "x", "/%00")
+	f.Add("Bad Name", "v\x00w", "/?\x00")
+	f.Add("Content-Type", "text/plain", "")
+	f.Fuzz(func(t *testing.T, name, value, target string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			u = &url.URL{Path: "/"}
+		}
+		r := &http.Request{Method: "POST", Proto: "HTTP/1.1", URL: u, RequestURI: target,
+			RemoteAddr: "127.0.0.1:1234", Header: http.Header{name: {value}, "X-Other": {"ok"}}}
+		base := baseEnv([]string{"PATH=/bin", "HTTP_PROXY=inherited", "REQUEST_METHOD=inherited"})
+		seen := map[string]bool{}
+		for _, kv := range cgiEnv(base, r, 3) {
+			k, _, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				t.Fatalf("malformed %q", kv)
+			}
+			if strings.IndexByte(kv, 0) >= 0 {
+				t.Fatalf("NUL in %q", kv)
+			}
+			for i := 0; i < len(k); i++ {
+				c := k[i]
+				if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+					t.Fatalf("bad name %q", k)
+				}
+			}
+			if k == "HTTP_PROXY" {
+				t.Fatalf("HTTP_PROXY set: %q", kv)
+			}
+			if seen[k] {
+				t.Fatalf("%s twice", k)
+			}
+			seen[k] = true
+		}
+		if !seen["HTTP_X_OTHER"] || !seen["REQUEST_METHOD"] {
+			t.Fatalf("lost variables: %v", seen)
+		}
+	})
+}
+
+// FuzzWriteRequest: what the proxy writes upstream is a request net/http
+// parses back, with the same method, target, headers (minus hop-by-hop)
+// and body.
+func FuzzWriteRequest(f *testing.F) {
+	f.Add("GET", "/a?b=c", "X-Test", "v", "body")
+	f.Add("POST", "/", "Connection", "X-Test", "")
+	f.Add("PUT", "/x", "Keep-Alive", "timeout=5", "data")
+	f.Fuzz(func(t *testing.T, method, target, name, value, body string) {
+		raw := []byte(method + " " + target + " HTTP/1.1\r\nHost: h\r\n" + name + ": " + value +
+			"\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			return // net/http's server would have refused it before us
+		}
+		r.RemoteAddr = "10.1.2.3:4"
+		b := []byte(body)
+		if r.ContentLength != int64(len(body)) {
+			return
+		}
+		var out bytes.Buffer
+		p := &proxy{}
+		if err := p.writeRequest(bufio.NewWriter(&out), r, b); err != nil {
+			t.Fatal(err)
+		}
+		back, err := http.ReadRequest(bufio.NewReader(&out))
+		if err != nil {
+			t.Fatalf("upstream cannot parse %q: %v", out.String(), err)
+		}
+		if back.Method != r.Method || back.RequestURI != r.URL.RequestURI() {
+			t.Fatalf("%s %s became %s %s", r.Method, r.URL.RequestURI(), back.Method, back.RequestURI)
+		}
+		for k, vv := range r.Header {
+			if hopByHop(k) || k == "X-Forwarded-For" || k == "Expect" || listed(r.Header["Connection"], k) {
+				if k != "X-Forwarded-For" && back.Header.Get(k) != "" && k != "Connection" {
+					t.Fatalf("hop-by-hop %s forwarded", k)
+				}
+				continue
+			}
+			if k == "Host" || k == "Content-Length" {
+				continue
+			}
+			if strings.Join(back.Header[k], ",") != strings.Join(vv, ",") {
+				t.Fatalf("header %s: %q became %q", k, vv, back.Header[k])
+			}
+		}
+		if !strings.HasSuffix(back.Header.Get("X-Forwarded-For"), "10.1.2.3") {
+			t.Fatalf("X-Forwarded-For %q", back.Header.Get("X-Forwarded-For"))
+		}
+		var got bytes.Buffer
+		_, _ = got.ReadFrom(back.Body)
+		if got.String() != body {
+			t.Fatalf("body %q became %q", body, got.String())
+		}
+	})
+}
+
+// FuzzAppendJSONString: error bodies are valid JSON and say what they were
+// given (invalid UTF-8 aside).
+func FuzzAppendJSONString(f *testing.F) {
+	f.Add("plain")
+	f.Add("quote \" backslash \\ newline \n tab \t nul \x00 ls \u2028")
+	f.Add("\xff\xfe")
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%q → %s: %v", s, b, err)
+		}
+		if utf8.ValidString(s) && back != s {
+			t.Fatalf("%q came back as %q", s, back)
+		}
+	})
+}
+
+// FuzzParseSize and FuzzParseExec: the environment parsers never panic and
+// agree with themselves.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"10MiB", "1k", "", "-1", "99999999999G"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err == nil && n < 0 {
+			t.Fatalf("%q → %d", s, n)
+		}
+	})
+}
+
+func FuzzParseExec(f *testing.F) {
+	for _, s := range []string{`["/a","b"]`, "/a b", `["\u0041"]`, `[`, `["a\"b"]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		argv, err := parseExec(s)
+		if err == nil && strings.HasPrefix(s, "[") && len(argv) == 0 {
+			t.Fatalf("%q parsed to nothing without error", s)
+		}
+		if err == nil && strings.HasPrefix(s, "[") {
+			var want []string
+			if json.Unmarshal([]byte(s), &want) != nil {
+				t.Fatalf("%q accepted but is not JSON", s)
+			}
+			if len(want) != len(argv) {
+				t.Fatalf("%q: %q, JSON says %q", s, argv, want)
+			}
+			for i := range want {
+				if want[i] != argv[i] {
+					t.Fatalf("%q: %q, JSON says %q", s, argv, want)
+				}
+			}
+		}
+	})
+}
