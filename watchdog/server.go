@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -96,11 +97,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// open its next connection elsewhere.
 		w.Header().Set("Connection", "close")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
-	rec := statusRecorder{ResponseWriter: w}
+	// One allocation holds the request's deadline context, status recorder
+	// and body limit; none of it is pooled, as a handler may keep its
+	// context past its return.
+	st := &requestState{
+		ctx:  deadlineCtx{parent: r.Context(), deadline: start.Add(s.cfg.Timeout)},
+		rec:  statusRecorder{ResponseWriter: w},
+		body: limitedBody{rc: r.Body, left: s.cfg.MaxBody, limit: s.cfg.MaxBody},
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &st.body
+	}
+	rec := &st.rec
 	defer func() {
-		cancel()
+		st.ctx.release()
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				s.metrics.observe(rec.statusOr(http.StatusBadGateway), time.Since(start))
@@ -108,13 +118,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			s.log.Error("function panicked", "panic", fmt.Sprint(v), "path", r.URL.Path)
 			if rec.status == 0 {
-				writeError(&rec, http.StatusInternalServerError, "function panicked")
+				writeError(rec, http.StatusInternalServerError, "function panicked")
 			}
 		}
 		s.metrics.observe(rec.statusOr(http.StatusOK), time.Since(start))
 	}()
-	s.fn.ServeHTTP(&rec, r.WithContext(ctx))
+	s.fn.ServeHTTP(rec, r.WithContext(&st.ctx))
 }
+
+type requestState struct {
+	ctx  deadlineCtx
+	rec  statusRecorder
+	body limitedBody
+}
+
+// limitedBody is http.MaxBytesReader without its allocation: reading past
+// limit fails with *http.MaxBytesError.
+type limitedBody struct {
+	rc    io.ReadCloser
+	left  int64
+	limit int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, &http.MaxBytesError{Limit: b.limit}
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.rc.Read(p)
+	if int64(n) > b.left {
+		n = int(b.left)
+		b.left = -1
+		return n, &http.MaxBytesError{Limit: b.limit}
+	}
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
 
 func (s *Server) serveReserved(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {

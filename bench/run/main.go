@@ -46,8 +46,13 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "bench", "suite", cfg.Suite)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = run(ctx, cfg, log, os.Stdout)
+	interrupted := ctx.Err() != nil
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && interrupted:
+		log.Error("interrupted; every process the harness started is stopped", "err", err)
+		os.Exit(130)
+	case err != nil:
 		log.Error("benchmark failed", "err", err)
 		os.Exit(1)
 	}
@@ -74,7 +79,7 @@ type config struct {
 var suites = []string{"watchdog"}
 
 func defaultConfig() config {
-	return config{Rounds: 5, Duration: 5 * time.Second, Warmup: time.Second, QuietWait: 5 * time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64}
+	return config{Rounds: 5, Duration: 5 * time.Second, Warmup: time.Second, QuietWait: 3 * time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64}
 }
 
 // parseFlags parses the command line into a validated config.

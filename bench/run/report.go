@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -109,6 +111,9 @@ func tableRows(sums []summary) [][]string {
 			ref := ""
 			if s.RefRatio > 0 {
 				ref = fmt.Sprintf("%.3f× %s", s.RefRatio, s.Ref)
+				if len(s.RoundRatios) > 1 {
+					ref += fmt.Sprintf(" (%.2f–%.2f)", slices.Min(s.RoundRatios), slices.Max(s.RoundRatios))
+				}
 			}
 			errs := fmt.Sprintf("%d", s.Errors)
 			if s.flagged() {
@@ -121,7 +126,7 @@ func tableRows(sums []summary) [][]string {
 				ref,
 				fmt.Sprintf("%.1f", s.SelfCPUPerReqUS),
 				idle, loaded, wrk,
-				fmt.Sprintf("%.0f", s.OtherCorePct),
+				fmt.Sprintf("%.0f", math.Round(s.OtherCorePct)+0), // +0 turns -0 into 0
 				errs)
 		}
 		for len(row) < len(tableHeader) {

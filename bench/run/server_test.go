@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// buildEcho builds bench/echo into a temporary directory.
+func buildEcho(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "echo")
+	cmd := exec.Command("go", "build", "-o", bin, "../echo")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build echo: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestEchoUnderWrk runs the real pieces of one HTTP run: the bare echo
+// server, readiness, the probe, a one-second wrk run with post.lua, the
+// process-tree CPU sample, and a clean stop.
+func TestEchoUnderWrk(t *testing.T) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		t.Skip("wrk not installed")
+	}
+	bin := buildEcho(t)
+	addr, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startServer(launchSpec{Bin: bin, Args: []string{"-listen", addr}, Env: os.Environ()}, filepath.Join(t.TempDir(), "echo.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = srv.stop(5 * time.Second) })
+	ctx := context.Background()
+	if err := waitReady(ctx, srv, "http://"+addr+"/", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	body := payload(64)
+	if err := probe(ctx, "http://"+addr+"/", body); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := processTree("/proc", srv.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := treeCPU(tree)
+	res, wrkCPU, err := runWrk(ctx, wrkRun{Bin: wrk, Script: "../wrk/post.lua", URL: "http://" + addr + "/", Threads: 1, Conns: 2, Duration: time.Second, Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests < 100 || res.errorCount() != 0 || res.Latency.P50 <= 0 || res.Latency.P99 < res.Latency.P50 {
+		t.Errorf("wrk result %+v: want ≥ 100 requests, no errors, 0 < p50 ≤ p99", res)
+	}
+	if res.Bytes < res.Requests*int64(len(body)) {
+		t.Errorf("wrk read %d bytes for %d requests: bodies not echoed", res.Bytes, res.Requests)
+	}
+	if wrkCPU <= 0 {
+		t.Errorf("wrk CPU = %s", wrkCPU)
+	}
+	tree, err = processTree("/proc", srv.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := treeCPU(tree); after.Total <= before.Total || after.Procs != 1 {
+		t.Errorf("CPU sample before %+v, after %+v: want it to grow, one process", before, after)
+	}
+	if code, err := srv.stop(5 * time.Second); code != 0 || err != nil {
+		t.Errorf("stop = %d, %v; want 0, nil", code, err)
+	}
+}
+
+// TestStopKillsDescendants checks that stop kills a descendant that left
+// the server's process group and would outlive it.
+func TestStopKillsDescendants(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("setsid not installed")
+	}
+	srv, err := startServer(launchSpec{Bin: "/bin/sh", Args: []string{"-c", "setsid sleep 60 & exec sleep 60"}, Env: os.Environ()},
+		filepath.Join(t.TempDir(), "sh.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = srv.stop(5 * time.Second) })
+	var tree []procStat
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tree) != 2 || tree[1].Comm != "sleep" || tree[0].Comm != "sleep" {
+		if time.Now().After(deadline) {
+			t.Fatalf("tree = %+v, want two sleeps", tree)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if tree, err = processTree("/proc", srv.pid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stray := tree[1]
+	code, err := srv.stop(5 * time.Second)
+	if code != -1 || err != nil {
+		t.Errorf("stop = %d, %v; want -1 (killed by SIGTERM), nil", code, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, err := readStat("/proc", stray.PID)
+		if errors.Is(err, errNoProcess) || st.StartTime != stray.StartTime || st.State == "Z" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("descendant %d still alive: %+v", stray.PID, st)
+		}
+	}
+}
