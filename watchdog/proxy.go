@@ -334,12 +334,14 @@ func (p *proxy) run(ctx context.Context, ready func(bool)) error {
 			return err // the executable was checked at start: this is fatal
 		}
 		p.log.Info("function process started", "pid", proc.pid)
-		status, exited := p.waitAccepting(ctx, proc.done)
+		done := make(chan syscall.WaitStatus, 1)
+		go func() { done <- proc.wait() }()
+		status, exited := p.waitAccepting(ctx, done)
 		if !exited && ctx.Err() == nil {
 			ready(true)
 			p.log.Info("function process accepting", "pid", proc.pid, "after", time.Since(started).String())
 			select {
-			case status = <-proc.done:
+			case status = <-done:
 				exited = true
 			case <-ctx.Done():
 			}
@@ -348,7 +350,7 @@ func (p *proxy) run(ctx context.Context, ready func(bool)) error {
 		p.dropIdle()
 		if ctx.Err() != nil {
 			if !exited {
-				p.stop(proc)
+				p.stop(proc, done)
 			}
 			return nil
 		}
@@ -385,26 +387,31 @@ func (p *proxy) start() (*process, error) {
 		return nil, errors.New("start function: cannot open /dev/null")
 	}
 	defer syscall.Close(null)
-	stdout, stdoutChild, err := pipe(true)
+	outR, outW, err := pipe()
 	if err != nil {
 		return nil, err
 	}
-	stderr, stderrChild, err := pipe(true)
+	errR, errW, err := pipe()
 	if err != nil {
-		stdout.Close()
-		syscall.Close(stdoutChild)
+		closeAll(outR, outW)
 		return nil, err
 	}
-	proc, err := p.procs.start(p.cfg.Exec, os.Environ(), uintptr(null), uintptr(stdoutChild), uintptr(stderrChild))
-	syscall.Close(stdoutChild)
-	syscall.Close(stderrChild)
+	proc, err := p.procs.start(p.cfg.Exec, os.Environ(), []uintptr{uintptr(null), uintptr(outW), uintptr(errW)})
+	closeAll(outW, errW)
 	if err != nil {
-		stdout.Close()
-		stderr.Close()
+		closeAll(outR, errR)
 		return nil, err
 	}
-	go p.logLines(stdout, "stdout", proc.pid)
-	go p.logLines(stderr, "stderr", proc.pid)
+	for _, s := range []struct {
+		fd   int
+		name string
+	}{{outR, "stdout"}, {errR, "stderr"}} {
+		f, err := pollable(s.fd, s.name)
+		if err != nil {
+			continue
+		}
+		go p.logLines(f, s.name, proc.pid)
+	}
 	return proc, nil
 }
 
@@ -439,16 +446,15 @@ func (p *proxy) waitAccepting(ctx context.Context, done <-chan syscall.WaitStatu
 	}
 }
 
-func (p *proxy) stop(proc *process) {
+func (p *proxy) stop(proc *process, done <-chan syscall.WaitStatus) {
 	proc.killGroup(syscall.SIGTERM)
 	select {
-	case <-proc.done:
+	case <-done:
 	case <-time.After(upstreamStopGrace):
 		p.log.Warn("function process ignored SIGTERM; killing", "pid", proc.pid)
 		proc.killGroup(syscall.SIGKILL)
-		<-proc.done
+		<-done
 	}
-	proc.killGroup(syscall.SIGKILL) // leftovers in its group
 	p.log.Info("function process stopped", "pid", proc.pid)
 }
 

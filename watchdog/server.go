@@ -196,17 +196,17 @@ func (s *Server) Run(ctx context.Context, skip <-chan struct{}) error {
 
 // Serve is Run on a listener the caller opened.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, skip <-chan struct{}) error {
+	reaper := newConnReaper(s.cfg)
 	srv := &http.Server{
 		Handler:           s,
-		ReadTimeout:       s.cfg.ReadTimeout,
 		ReadHeaderTimeout: s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ConnState:         reaper.track,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	fnCtx, stopFn := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFn()
+	go reaper.run(fnCtx)
 	fnDone := make(chan error, 1)
 	go func() { fnDone <- s.fn.run(fnCtx, s.ready.Store) }()
 	srvDone := make(chan error, 1)

@@ -86,7 +86,8 @@ func anomalies(sums []summary) []string {
 
 var tableHeader = []string{
 	"variant", "rps", "p50 µs", "p99 µs", "CPU/req µs", "range µs", "vs ref",
-	"own CPU/req µs", "idle RSS MB (anon)", "loaded RSS MB", "wrk core %", "other %", "errors",
+	"own CPU/req µs", "fresh RSS MB (anon)", "idle after traffic RSS MB (anon)", "loaded RSS MB",
+	"wrk core %", "other %", "errors",
 }
 
 // tableRows renders the summaries as table cells.
@@ -101,9 +102,10 @@ func tableRows(sums []summary) [][]string {
 			row = append(row, "every run failed")
 		default:
 			dash := "–"
-			p50, p99, idle, loaded, wrk := dash, dash, dash, dash, dash
+			p50, p99, fresh, idle, loaded, wrk := dash, dash, dash, dash, dash, dash
 			if s.Kind == kindHTTP {
 				p50, p99 = fmt.Sprintf("%.0f", s.P50US), fmt.Sprintf("%.0f", s.P99US)
+				fresh = fmt.Sprintf("%.2f (%.2f)", s.RSSFreshKB*1024/mb, s.RSSFreshAnonKB*1024/mb)
 				idle = fmt.Sprintf("%.2f (%.2f)", s.RSSIdleKB*1024/mb, s.RSSIdleAnonKB*1024/mb)
 				loaded = fmt.Sprintf("%.2f", s.RSSLoadedKB*1024/mb)
 				wrk = fmt.Sprintf("%.0f", s.WrkCorePct)
@@ -125,7 +127,7 @@ func tableRows(sums []summary) [][]string {
 				fmt.Sprintf("%.1f–%.1f", s.CPUPerReqMinUS, s.CPUPerReqMaxUS),
 				ref,
 				fmt.Sprintf("%.1f", s.SelfCPUPerReqUS),
-				idle, loaded, wrk,
+				fresh, idle, loaded, wrk,
 				fmt.Sprintf("%.0f", math.Round(s.OtherCorePct)+0), // +0 turns -0 into 0
 				errs)
 		}
@@ -138,6 +140,10 @@ func tableRows(sums []summary) [][]string {
 }
 
 var goalHeader = []string{"goal", "value", "limit", "result", "note"}
+
+// rssNote, under the goals, says what an RSS figure holds.
+const rssNote = "RSS counts the binary's file-backed pages (shared by every replica of an image on a node) " +
+	"plus the private part (RssAnon), shown in brackets in the variant table."
 
 func goalRows(goals []goal) [][]string {
 	rows := make([][]string, 0, len(goals))
@@ -201,7 +207,7 @@ func renderText(r report) string {
 	table(tableHeader, tableRows(r.Summary))
 	b.WriteString("\n")
 	table(goalHeader, goalRows(r.Goals))
-	b.WriteString("\n")
+	b.WriteString(rssNote + "\n\n")
 	table(sizeHeader, sizeRows(r.Artifacts))
 	if len(r.Notes) > 0 {
 		b.WriteString("\nnotes:\n")
@@ -235,7 +241,7 @@ func renderMarkdown(r report, jsonPath string) string {
 	table(tableHeader, tableRows(r.Summary))
 	b.WriteString("\n")
 	table(goalHeader, goalRows(r.Goals))
-	b.WriteString("\n")
+	b.WriteString("\n" + rssNote + "\n\n")
 	table(sizeHeader, sizeRows(r.Artifacts))
 	if len(r.Notes) > 0 {
 		b.WriteString("\nNotes on this run:\n")

@@ -73,7 +73,8 @@ func TestRenderMarkdown(t *testing.T) {
 	}
 	// The text rendering carries the same cells.
 	text := renderText(rep)
-	for _, cell := range []string{"1.050× bare", "skipped: watchdog did not build", "image ≤ 7 MB (proxy: inproc binary)", "6.38 MB"} {
+	for _, cell := range []string{"1.050× bare", "skipped: watchdog did not build", "image ≤ 7 MB (proxy: inproc binary)", "6.38 MB",
+		"inproc idle RSS ≤ 6 MB (fresh, health checks only)", "5.48 (1.18)", rssNote} {
 		if !strings.Contains(text, cell) {
 			t.Errorf("renderText lacks %q", cell)
 		}

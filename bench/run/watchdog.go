@@ -210,8 +210,8 @@ func (b *watchdogBench) waitQuiet(ctx context.Context) (time.Duration, float64, 
 	}
 }
 
-// runHTTP starts v's server, checks it, warms it up, measures one wrk run
-// and stops it.
+// runHTTP starts v's server, reads its fresh RSS, checks it with one POST,
+// reads its idle RSS, warms it up, measures one wrk run and stops it.
 func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) error {
 	spec, err := v.launch(b.arts)
 	if err != nil {
@@ -232,9 +232,17 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 	if err := waitReady(ctx, srv, base+spec.ReadyPath, 15*time.Second); err != nil {
 		return err
 	}
+	// Fresh: only the readiness GETs have reached it, like a replica that
+	// has only been health-checked.
+	fresh, err := readStatus("/proc", srv.pid())
+	if err != nil {
+		return err
+	}
+	r.RSSFreshKB, r.RSSFreshAnonKB = fresh.RSSKB, fresh.RSSAnonKB
 	if err := probe(ctx, base+"/", b.body); err != nil {
 		r.ProbeError = err.Error()
 	}
+	// Idle after traffic: one request served, before load.
 	idle, err := readStatus("/proc", srv.pid())
 	if err != nil {
 		return err
