@@ -245,3 +245,70 @@ func TestJSONHandler(t *testing.T) {
 		t.Errorf("want one line, got %q", b.String())
 	}
 }
+
+// TestConnectionTimeouts: idle keep-alive connections, connections that
+// never send a request, and requests that outlive their budget (a body that
+// stalls) are all closed by the connection sweep.
+func TestConnectionTimeouts(t *testing.T) {
+	cfg := testConfig()
+	cfg.IdleTimeout = 200 * time.Millisecond
+	cfg.ReadTimeout = 300 * time.Millisecond
+	cfg.WriteTimeout = 300 * time.Millisecond
+	addr, _, _ := serve(t, cfg, Func(func(_ context.Context, b []byte) ([]byte, error) { return b, nil }), nil)
+
+	// closedWithin reports whether the server closes c within d.
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		return err == nil || !(errors.As(err, &ne) && ne.Timeout())
+	}
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	t.Run("idle keep-alive connection", func(t *testing.T) {
+		c := dial()
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+		br := bufio.NewReader(c)
+		r, err := http.ReadResponse(br, nil)
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("%v %v", r, err)
+		}
+		io.Copy(io.Discard, r.Body)
+		if r.Close {
+			t.Fatal("server closed at once; want keep-alive")
+		}
+		start := time.Now()
+		if !closedWithin(c, 5*time.Second) {
+			t.Fatal("idle connection not closed")
+		}
+		if d := time.Since(start); d < cfg.IdleTimeout {
+			t.Errorf("closed after %v, before the idle timeout", d)
+		}
+	})
+	t.Run("connection that never sends", func(t *testing.T) {
+		if !closedWithin(dial(), 5*time.Second) {
+			t.Fatal("silent connection not closed")
+		}
+	})
+	t.Run("stalled body", func(t *testing.T) {
+		c := dial()
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+		if !closedWithin(c, 5*time.Second) {
+			t.Fatal("stalled request not closed")
+		}
+	})
+	t.Run("slow headers", func(t *testing.T) {
+		c := dial()
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\n")
+		if !closedWithin(c, 5*time.Second) {
+			t.Fatal("slow headers not cut off")
+		}
+	})
+}
