@@ -25,7 +25,8 @@ type connReaper struct {
 	epoch  atomic.Int64 // ticks since start
 	idle   int64        // ticks a connection may stay idle
 	active int64        // ticks a request may stay on the wire
-	conns  sync.Map     // net.Conn → *connInfo
+	mu     sync.Mutex
+	conns  map[net.Conn]*connInfo
 }
 
 type connInfo struct {
@@ -37,7 +38,7 @@ func newConnReaper(cfg Config) *connReaper {
 	active := max(cfg.ReadTimeout, cfg.WriteTimeout)
 	tick := min(time.Second, max(10*time.Millisecond, min(cfg.IdleTimeout, active)/4))
 	ticks := func(d time.Duration) int64 { return int64((d + tick - 1) / tick) }
-	return &connReaper{tick: tick, idle: ticks(cfg.IdleTimeout), active: ticks(active)}
+	return &connReaper{tick: tick, idle: ticks(cfg.IdleTimeout), active: ticks(active), conns: make(map[net.Conn]*connInfo)}
 }
 
 // track is the server's ConnState hook.
@@ -47,15 +48,21 @@ func (c *connReaper) track(conn net.Conn, s http.ConnState) {
 		ci := &connInfo{}
 		ci.state.Store(int32(s))
 		ci.since.Store(c.epoch.Load())
-		c.conns.Store(conn, ci)
+		c.mu.Lock()
+		c.conns[conn] = ci
+		c.mu.Unlock()
 	case http.StateActive, http.StateIdle:
-		if v, ok := c.conns.Load(conn); ok {
-			ci := v.(*connInfo)
+		c.mu.Lock()
+		ci := c.conns[conn]
+		c.mu.Unlock()
+		if ci != nil {
 			ci.since.Store(c.epoch.Load())
 			ci.state.Store(int32(s))
 		}
 	default: // hijacked, closed
-		c.conns.Delete(conn)
+		c.mu.Lock()
+		delete(c.conns, conn)
+		c.mu.Unlock()
 	}
 }
 
@@ -70,22 +77,26 @@ func (c *connReaper) run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := c.epoch.Add(1)
-		c.conns.Range(func(k, v any) bool {
-			ci := v.(*connInfo)
+		var expired []net.Conn
+		c.mu.Lock()
+		for conn, ci := range c.conns {
 			age := now - ci.since.Load()
 			switch http.ConnState(ci.state.Load()) {
 			case http.StateIdle, http.StateNew:
 				// A new connection that never sends a request is idle too
 				// (its header timeout starts only with the first byte).
 				if age > c.idle {
-					k.(net.Conn).Close()
+					expired = append(expired, conn)
 				}
 			case http.StateActive:
 				if age > c.active {
-					k.(net.Conn).Close()
+					expired = append(expired, conn)
 				}
 			}
-			return true
-		})
+		}
+		c.mu.Unlock()
+		for _, conn := range expired {
+			conn.Close()
+		}
 	}
 }

@@ -56,13 +56,13 @@ func New(cfg Config, handler http.Handler, log *slog.Logger) (*Server, error) {
 	case contract.ModeInProcess:
 		s.fn = inProcess{handler}
 	case contract.ModeFork:
-		f, err := newForker(cfg, log, s.metrics)
+		f, err := newForkRunner(cfg, log, s.metrics)
 		if err != nil {
 			return nil, err
 		}
 		s.fn = f
 	case contract.ModeHTTP:
-		p, err := newProxy(cfg, log, s.metrics)
+		p, err := newHTTPRunner(cfg, log, s.metrics)
 		if err != nil {
 			return nil, err
 		}
