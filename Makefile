@@ -3,7 +3,7 @@
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/pulsefaas/pulse/watchdog.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/pulsefaas/pulse/watchdog.Version=$(VERSION) -X main.version=$(VERSION)
 BIN     := bin
 export CGO_ENABLED := 0
 
@@ -18,25 +18,34 @@ fmt: ## fail if gofmt would change a file
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-vet: ## go vet every package
+vet: ## go vet every package (and the watchdog with its mode tags)
 	$(GO) vet ./...
+	$(GO) vet -tags watchdog_nofork,watchdog_nohttp ./watchdog
 
 test: fmt vet ## the whole suite: fmt, vet, unit tests with -race, integration tests on the real engine
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m ./...
 
 build: ## static, stripped binaries into bin/
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./examples/hello
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	@ls -l $(BIN)
 
 bench: build ## benchmarks: JSON in bench/results/, table in bench/README.md
 	$(GO) run ./bench/run -suite watchdog
 
-up: build ## install and run Pulse on this machine (for now: the demo function)
-	$(GO) run ./examples/demo -bin $(BIN)/hello
+up: build ## install and run Pulse on this machine: swarm, the example functions
+	@docker info >/dev/null 2>&1 || { echo "Docker Engine not reachable: install docker.io and start dockerd (see README)"; exit 1; }
+	@[ "$$(docker info --format '{{.Swarm.LocalNodeState}}')" = active ] || docker swarm init --advertise-addr 127.0.0.1
+	$(BIN)/pulse deploy -f examples/functions.yml
+	@echo
+	@echo "Pulse is up. Try:"
+	@echo "  $(BIN)/pulse invoke hello -d Pulse"
+	@echo "  $(BIN)/pulse invoke echo -d hi -H X-Test=1 --query a=b"
+	@echo "  $(BIN)/pulse ls"
+	@echo "  $(BIN)/pulse doctor"
 
-down: ## stop what `make up` started
-	-docker rm -f pulse-demo-hello
+down: ## remove what `make up` deployed
+	-$(BIN)/pulse rm hello echo
 
 fuzz: ## run every fuzz target for a short while
 	@for f in $$($(GO) test -list 'Fuzz.*' ./watchdog | grep ^Fuzz); do \

@@ -1,16 +1,20 @@
-// Package function provides what Pulse knows about a function before it runs:
-// its image. (The function spec, templates, static build and service spec
-// join it later.)
+// Package function is everything Pulse knows about a function from its
+// source to its Swarm service.
 //
-// Image assembly (image.go) is pure: [Assemble] turns an [ImageSpec] — static
-// binaries and the image configuration — into a docker-archive tar (the format
-// of `docker save` and `docker load`) for a FROM scratch image with a single
-// layer. The output is deterministic: the same spec gives byte-identical
-// archives and therefore the same image ID, because Docker's image ID is the
-// sha256 of the config JSON, which names the layer by the sha256 of its tar.
-// Swarm can then reference the image by ID and never try to pull it.
-//
-// The Docker adapter (engine.go) is the only file that imports the Docker SDK:
-// [LoadImage] sends an archive to an engine and checks that the engine holds
-// the image under the ID computed at assembly.
+//   - The spec (spec.go, specfile.go, specrules.go): functions.yml parsed
+//     with file:line:col errors ([LoadSpecs]); the service labels and the
+//     watchdog environment it implies (labels.go).
+//   - Templates (templates/, scaffold.go): `pulse new` ([Scaffold]).
+//   - The static build (build*.go): [Build] compiles Go, C, C++ or takes a
+//     static executable, with the watchdog from the SDK embedded in the
+//     binary (package pulse), and assembles the image.
+//   - Image assembly (image.go, pure): [Assemble] writes a deterministic
+//     docker-archive for a FROM scratch image, so the same source gives the
+//     same image ID and Swarm can reference it by ID with no registry.
+//   - The service (service.go, pure): [ServiceSpec] — host-mode published
+//     port, image by ID, read-only root, start-first rolling updates gated on
+//     the watchdog's health.
+//   - The Docker adapters (engine.go, swarm.go): [LoadImage] and [Swarm]
+//     (deploy, wait for ready replicas, scale, list, describe, logs, remove).
+//     They are the only files that use the Docker client.
 package function

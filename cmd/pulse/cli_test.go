@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// pulse runs the CLI in process and returns its exit code, stdout and stderr.
+func pulse(t *testing.T, dir string, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		if k == "HOME" || k == "XDG_CONFIG_HOME" {
+			return dir // never the developer's own config
+		}
+		return os.Getenv(k)
+	}
+	if dir != "" {
+		wd, _ := os.Getwd()
+		if err := os.Chdir(dir); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chdir(wd)
+	}
+	code := run(context.Background(), args, streams{in: strings.NewReader("from stdin"), out: &out, err: &errb}, getenv)
+	return code, out.String(), errb.String()
+}
+
+// TestUsageErrors: bad flags, arguments, specs and configuration give exit
+// code 2 and a message that says what to fix — before anything touches the
+// engine.
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badSpec := write("bad.yml", "version: 1\nfunctions:\n  Hello:\n    lang: go\n    tmeout: 3s\n")
+	badConfig := write("config.yaml", "gateway: http://127.0.0.1:8080\ngatway: x\n")
+	badURL := write("url.yaml", "gateway: 127.0.0.1:8080\n")
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown command", []string{"frobnicate"}, []string{`unknown command "frobnicate"`, "pulse --help"}},
+		{"unknown flag", []string{"ls", "--colour"}, []string{"unknown flag: --colour"}},
+		{"new without a name", []string{"new", "--lang", "go"}, []string{"new takes NAME", "pulse new hello --lang go"}},
+		{"new without a language", []string{"new", "hello"}, []string{"--lang is required: go, c, cpp or bin"}},
+		{"new with an unknown language", []string{"new", "hello", "--lang", "rust"}, []string{"lang", "rust"}},
+		{"new with an upper-case name", []string{"new", "Hello", "--lang", "go"}, []string{"name", "upper case"}},
+		{"new with a dotted name", []string{"new", "a.b", "--lang", "c"}, []string{"name", `"a.b"`}},
+		{"new with a path", []string{"new", "../x", "--lang", "c"}, []string{"name", `"../x"`}},
+		{"bin with a bad mode", []string{"new", "x", "--lang", "bin", "--mode", "cgi"}, []string{"mode", "cgi"}},
+		{"scale with a bad count", []string{"scale", "hello", "many"}, []string{`REPLICAS "many": want a whole number`}},
+		{"scale without a count", []string{"scale", "hello"}, []string{"scale takes NAME and REPLICAS"}},
+		{"invoke with a bad query", []string{"invoke", "hello", "--query", "novalue"}, []string{`--query "novalue": want key=value`}},
+		{"invoke with a missing file", []string{"invoke", "hello", "-d", "@/nonexistent/body"}, []string{"-d @/nonexistent/body"}},
+		{"build without a spec", []string{"build", "-f", filepath.Join(dir, "none.yml")}, []string{"none.yml", "pulse new"}},
+		{"build with a bad spec", []string{"build", "-f", badSpec}, []string{"bad.yml:3:3: functions.Hello", "bad.yml:5:5", "tmeout", "did you mean"}},
+		{"build of an unknown function", []string{"build", "-f", write("ok.yml", "version: 1\nfunctions:\n  hi:\n    lang: c\n"), "nope"}, []string{`has no function "nope" (it has: hi)`}},
+		{"unknown config key", []string{"--config", badConfig, "ls"}, []string{"gatway", "known keys"}},
+		{"bad gateway URL", []string{"--config", badURL, "ls"}, []string{`gateway "127.0.0.1:8080": want an http:// or https:// URL`}},
+		{"missing config file", []string{"--config", filepath.Join(dir, "none.yaml"), "ls"}, []string{"none.yaml"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := pulse(t, dir, nil, tc.args...)
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitUsage, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvironmentConfig(t *testing.T) {
+	code, _, stderr := pulse(t, t.TempDir(), map[string]string{"PULSE_GATEWAY": "ftp://x"}, "ls")
+	if code != exitUsage || !strings.Contains(stderr, "PULSE_GATEWAY") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	a := &app{env: os.Getenv}
+	for _, c := range a.rootCmd().Commands() {
+		if c.Name() == "help" || c.Name() == "completion" {
+			continue
+		}
+		if c.Example == "" {
+			t.Errorf("%s has no example", c.Name())
+		}
+	}
+	code, out, _ := pulse(t, t.TempDir(), nil, "completion", "bash")
+	if code != 0 || !strings.Contains(out, "__start_pulse") {
+		t.Errorf("bash completion: exit %d", code)
+	}
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/viper"
+)
+
+// Config is the CLI's configuration: a YAML file (--config, else
+// $XDG_CONFIG_HOME/pulse/config.yaml when it exists) overridden by PULSE_*
+// environment variables. Unknown keys are errors.
+type Config struct {
+	// DockerHost is the Docker Engine to talk to (default: DOCKER_HOST, then
+	// the local socket).
+	DockerHost string `mapstructure:"docker_host"`
+	// Gateway is the gateway's base URL, e.g. http://127.0.0.1:8080. When
+	// set, `pulse invoke` goes through it; otherwise straight to a replica.
+	Gateway string `mapstructure:"gateway"`
+	// ReplicaGateway is the gateway's URL as seen from inside a replica,
+	// injected as PULSE_GATEWAY_URL for functions that call functions.
+	ReplicaGateway string `mapstructure:"replica_gateway"`
+	// CacheDir holds the watchdog SDK and built watchdogs.
+	CacheDir string `mapstructure:"cache_dir"`
+}
+
+// configKeys are the keys and their environment variables.
+var configKeys = map[string]string{
+	"docker_host":     "PULSE_DOCKER_HOST",
+	"gateway":         "PULSE_GATEWAY",
+	"replica_gateway": "PULSE_REPLICA_GATEWAY",
+	"cache_dir":       "PULSE_CACHE_DIR",
+}
+
+// loadConfig reads the configuration. path is --config ("" for the
+// default location, which may be absent).
+func loadConfig(path string, env func(string) string) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	for k := range configKeys {
+		v.SetDefault(k, "")
+	}
+	explicit := path != ""
+	if !explicit {
+		dir := env("XDG_CONFIG_HOME")
+		if dir == "" {
+			if home := env("HOME"); home != "" {
+				dir = filepath.Join(home, ".config")
+			}
+		}
+		if dir != "" {
+			path = filepath.Join(dir, "pulse", "config.yaml")
+		}
+	}
+	if path != "" {
+		f, err := os.Open(path)
+		switch {
+		case err == nil:
+			defer f.Close()
+			if err := v.ReadConfig(f); err != nil {
+				return Config{}, fmt.Errorf("config %s: %w", path, err)
+			}
+		case explicit || !errors.Is(err, os.ErrNotExist):
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+	}
+	// The environment wins over the file. (Read through env rather than
+	// viper's AutomaticEnv, so tests inject it.)
+	for k, e := range configKeys {
+		if val := env(e); val != "" {
+			v.Set(k, val)
+		}
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w (known keys: docker_host, gateway, replica_gateway, cache_dir)", path, err)
+	}
+	if c.DockerHost == "" {
+		c.DockerHost = env("DOCKER_HOST")
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the URLs.
+func (c Config) Validate() error {
+	var errs []error
+	for _, u := range []struct{ key, val string }{{"gateway", c.Gateway}, {"replica_gateway", c.ReplicaGateway}} {
+		if u.val == "" {
+			continue
+		}
+		p, err := url.Parse(u.val)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("%s %q: want an http:// or https:// URL such as http://127.0.0.1:8080 (set it in the config file or %s)",
+				u.key, u.val, configKeys[u.key]))
+		}
+	}
+	if c.DockerHost != "" && !strings.Contains(c.DockerHost, "://") {
+		errs = append(errs, fmt.Errorf("docker_host %q: want unix:///var/run/docker.sock or tcp://host:2376", c.DockerHost))
+	}
+	return errors.Join(errs...)
+}

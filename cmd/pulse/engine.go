@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/docker/docker/client"
+
+	"github.com/pulsefaas/pulse/function"
+)
+
+// engine returns the Docker Engine client, made on first use.
+func (a *app) engine() (*client.Client, error) {
+	if a.cli != nil {
+		return a.cli, nil
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if a.cfg.DockerHost != "" {
+		opts = append(opts, client.WithHost(a.cfg.DockerHost))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w (check DOCKER_HOST or docker_host in the config)", err)
+	}
+	a.cli = cli
+	return cli, nil
+}
+
+// swarm returns the Swarm adapter over the engine.
+func (a *app) swarm() (*function.Swarm, error) {
+	cli, err := a.engine()
+	if err != nil {
+		return nil, err
+	}
+	return function.NewSwarm(cli, function.LocalDistributor{API: cli}, nil), nil
+}
+
+// explain adds what to do next to the errors users meet most.
+func explain(err error, name string) error {
+	switch {
+	case errors.Is(err, function.ErrNotFound):
+		return fmt.Errorf("%w; `pulse ls` lists the deployed functions, `pulse deploy` deploys %s", err, name)
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%w; is the Docker Engine running? (`pulse doctor` checks)", err)
+	}
+	return err
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func contextWithTimeout(cmd *cobra.Command, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), d)
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.out)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// completeFunctions completes deployed function names.
+func (a *app) completeFunctions(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	cfg, err := loadConfig(a.cfgPath, a.env)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	a.cfg = cfg
+	sw, err := a.swarm()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	list, err := sw.List(cmd.Context())
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	names := make([]string, len(list))
+	for i, s := range list {
+		names[i] = s.Name
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+func (a *app) lsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List deployed functions",
+		Example: "  pulse ls\n  pulse ls --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sw, err := a.swarm()
+			if err != nil {
+				return err
+			}
+			list, err := sw.List(cmd.Context())
+			if err != nil {
+				return explain(err, "")
+			}
+			if asJSON {
+				return a.printJSON(list)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tREPLICAS\tIMAGE\tSIZE\tENDPOINTS")
+			for _, s := range list {
+				fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%.1f MB\t%s\n", s.Name, s.Running, s.Desired, shortID(s.Image),
+					float64(s.ImageSize)/1e6, strings.Join(s.Endpoints, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) describeCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:               "describe NAME",
+		Short:             "Show a function's settings, replicas and recent tasks",
+		Example:           "  pulse describe hello\n  pulse describe hello --json",
+		Args:              exactArgs(1, "NAME"),
+		ValidArgsFunction: a.completeFunctions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sw, err := a.swarm()
+			if err != nil {
+				return err
+			}
+			d, err := sw.Describe(cmd.Context(), args[0])
+			if err != nil {
+				return explain(err, args[0])
+			}
+			if asJSON {
+				return a.printJSON(d)
+			}
+			fmt.Fprintf(a.out, "Name:      %s\nService:   %s\nImage:     %s (%.1f MB)\nReplicas:  %d running / %d desired\nTimeout:   %s\n",
+				d.Name, d.ServiceID, d.Image, float64(d.ImageSize)/1e6, d.Running, d.Desired, d.Timeout)
+			fmt.Fprintf(a.out, "Scale:     %+v\nLimits:    %+v\n", d.Scale, d.Limits)
+			if d.UpdateState != "" {
+				fmt.Fprintf(a.out, "Update:    %s %s\n", d.UpdateState, d.UpdateMessage)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "\nTASK\tNODE\tSTATE\tDESIRED\tSINCE\tENDPOINT\tERROR")
+			for _, t := range d.Tasks {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Node, t.State, t.DesiredState,
+					t.Since.Format(time.RFC3339), t.Endpoint, t.Error)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) scaleCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:               "scale NAME REPLICAS",
+		Short:             "Set a function's replica count (within its scale.min and scale.max)",
+		Example:           "  pulse scale hello 3\n  pulse scale hello 0 --force",
+		Args:              exactArgs(2, "NAME and REPLICAS"),
+		ValidArgsFunction: a.completeFunctions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[1])
+			if err != nil || n < 0 {
+				return usagef("REPLICAS %q: want a whole number ≥ 0", args[1])
+			}
+			sw, err := a.swarm()
+			if err != nil {
+				return err
+			}
+			if err := sw.Scale(cmd.Context(), args[0], n, force); err != nil {
+				return explain(err, args[0])
+			}
+			fmt.Fprintf(a.out, "%s: scaled to %d\n", args[0], n)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "allow a count outside scale.min and scale.max")
+	return cmd
+}
+
+func (a *app) logsCmd() *cobra.Command {
+	var (
+		follow bool
+		since  string
+	)
+	cmd := &cobra.Command{
+		Use:               "logs NAME",
+		Short:             "Show a function's logs (watchdog and function stderr)",
+		Example:           "  pulse logs hello\n  pulse logs hello -f --since 10m",
+		Args:              exactArgs(1, "NAME"),
+		ValidArgsFunction: a.completeFunctions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sw, err := a.swarm()
+			if err != nil {
+				return err
+			}
+			return explain(sw.Logs(cmd.Context(), args[0], follow, since, a.out), args[0])
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().StringVar(&since, "since", "", "only lines since a time (RFC 3339) or a duration ago (10m)")
+	return cmd
+}
+
+func (a *app) rmCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:               "rm NAME...",
+		Aliases:           []string{"remove"},
+		Short:             "Remove functions: their services, containers and images",
+		Example:           "  pulse rm hello",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: a.completeFunctions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sw, err := a.swarm()
+			if err != nil {
+				return err
+			}
+			for _, n := range args {
+				if err := sw.Remove(cmd.Context(), n); err != nil {
+					return explain(err, n)
+				}
+				fmt.Fprintf(a.out, "%s: removed\n", n)
+			}
+			return nil
+		},
+	}
+	return cmd
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pulsefaas/pulse/function"
+)
+
+func (a *app) newCmd() *cobra.Command {
+	var lang, mode, dir string
+	cmd := &cobra.Command{
+		Use:   "new NAME --lang go|c|cpp|bin",
+		Short: "Create a function from a template",
+		Long: `Create directory NAME with a functions.yml and a ready-to-build function:
+  go    in-process Go function (linked with the watchdog)
+  c     C, one process per request (stdin → stdout), statically linked
+  cpp   C++ that echoes back the query parameters, headers and body it receives
+  bin   any static executable you provide: fork mode, or --mode http for a server`,
+		Example:           "  pulse new hello --lang go\n  pulse new echo --lang cpp\n  pulse new api --lang bin --mode http",
+		Args:              exactArgs(1, "NAME"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if lang == "" {
+				return usagef("--lang is required: go, c, cpp or bin")
+			}
+			files, err := function.Scaffold(dir, args[0], lang, mode)
+			if err != nil {
+				return usageError{err}
+			}
+			for _, f := range files {
+				fmt.Fprintln(a.out, "created", f)
+			}
+			fmt.Fprintf(a.out, "\nNext:\n  cd %s && pulse build && pulse deploy\n", filepath.Join(dir, args[0]))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&lang, "lang", "l", "", "template: go, c, cpp or bin")
+	cmd.Flags().StringVar(&mode, "mode", "", "bin only: fork (default) or http")
+	cmd.Flags().StringVar(&dir, "dir", ".", "where to create the function's directory")
+	_ = cmd.RegisterFlagCompletionFunc("lang", cobra.FixedCompletions([]string{"go", "c", "cpp", "bin"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"fork", "http"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// exactArgs is cobra.ExactArgs with a message naming what is missing.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %s (got %d argument(s)); e.g. %s", cmd.Name(), names, len(args), firstExample(cmd))
+		}
+		return nil
+	}
+}
+
+func firstExample(cmd *cobra.Command) string {
+	ex, _, _ := strings.Cut(cmd.Example, "\n")
+	return strings.TrimSpace(ex)
+}

@@ -1,0 +1,281 @@
+package function
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/watchdog"
+)
+
+// LabelImage is the service label holding the ID of the image a function was
+// deployed with (the task template holds it too, but a label survives
+// reading a service spec without knowing the task template's layout).
+const LabelImage = "pulse.image"
+
+// Service defaults. Each is a reason, not a guess:
+const (
+	// DefaultHealthInterval is how often Docker probes a replica. Engine
+	// 20.10 (API 1.41) has no start interval: the first probe runs one
+	// interval after the container starts, and Swarm reports a task as
+	// running (and publishes its port in the task status) only once it is
+	// healthy, so the interval is the floor of "scale +1 → new replica in
+	// the catalog". Each probe is an exec in the container (a fork of the
+	// watchdog binary, ~ms of CPU for runc and the daemon), so 1 s keeps a
+	// node with a hundred replicas at a few percent of a core.
+	DefaultHealthInterval = time.Second
+	// serviceHealthTimeout bounds one probe: the watchdog answers /_/health from
+	// memory, so anything slower than a second is a stuck replica.
+	serviceHealthTimeout = time.Second
+	// serviceHealthRetries consecutive failures make a replica unhealthy: two
+	// ride out one lost probe but still catch a stuck replica in ~2 s.
+	serviceHealthRetries = 2
+	// serviceHealthStartPeriod is how long failing probes do not count after a
+	// start; a success inside it makes the replica healthy at once, so it
+	// only forgives a slow first start (an http-mode upstream loading).
+	serviceHealthStartPeriod = 10 * time.Second
+
+	// defaultTimeout and defaultDrainGrace are the watchdog's, for a spec
+	// or an environment that leaves them unset.
+	defaultTimeout    = watchdog.DefaultTimeout
+	defaultDrainGrace = watchdog.DefaultDrainGrace
+	// writeSlack is what the watchdog adds to the exec timeout for its
+	// write timeout, and so for its final drain of in-flight requests (a
+	// test checks it against the watchdog's configuration).
+	writeSlack = 5 * time.Second
+
+	// runAs is the non-root user and group of every replica (nobody).
+	runAs    = "65534:65534"
+	runAsUID = "65534"
+	// secretMode lets only the replica's user read a secret.
+	secretMode = 0o400
+	// tmpfsSize caps /tmp, the only writable place in a replica.
+	tmpfsSize = 64 << 20
+
+	defaultRestartDelay = time.Second
+	updateMonitor       = 5 * time.Second
+
+	// taskIDLength is the length of a Swarm task ID.
+	taskIDLength = 25
+	// maxHostname is Linux's HOST_NAME_MAX: a longer hostname makes the
+	// container fail to start (sethostname: invalid argument).
+	maxHostname = 64
+	// maxSlotDigits is the widest replica slot number the hostname
+	// template leaves room for.
+	maxSlotDigits = 4
+)
+
+// DeployOptions are the parts of a deployment that do not come from the
+// function's spec.
+type DeployOptions struct {
+	// GatewayURL is the gateway's base URL as seen from inside a replica,
+	// set as PULSE_GATEWAY_URL; empty leaves it unset.
+	GatewayURL string
+	// SecretIDs maps each of the spec's Docker secret names to the
+	// secret's ID. Swarm.Deploy fills it in from the engine.
+	SecretIDs map[string]string
+	// HealthInterval overrides DefaultHealthInterval when positive.
+	HealthInterval time.Duration
+	// DrainGrace, when positive, sets the watchdog's drain grace
+	// (PULSE_DRAIN_GRACE) over the spec's environment.
+	DrainGrace time.Duration
+}
+
+// ServiceSpec returns the Swarm service that runs spec from img: one replica
+// per task with the watchdog port published in host mode on an
+// engine-assigned port (DESIGN.md §4), the image referenced by ID so no node
+// ever tries to pull it, a read-only root with a tmpfs /tmp, a non-root user,
+// a health check on the watchdog that gates start-first rolling updates, and
+// a stop grace period that covers the watchdog's drain. It is pure: the same
+// arguments give the same spec.
+func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
+	labels := spec.ServiceLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelImage] = img.ID
+
+	env := spec.WatchdogEnv()
+	for _, k := range sortedKeys(spec.Env) {
+		env = setEnv(env, k, spec.Env[k])
+	}
+	if opts.GatewayURL != "" {
+		env = setEnv(env, contract.EnvGatewayURL, opts.GatewayURL)
+	}
+	if opts.DrainGrace > 0 {
+		env = setEnv(env, contract.EnvDrainGrace, opts.DrainGrace.String())
+	}
+
+	interval := DefaultHealthInterval
+	if opts.HealthInterval > 0 {
+		interval = opts.HealthInterval
+	}
+	probe := "/pulse-watchdog"
+	if spec.Lang == LangGo {
+		probe = "/function" // the watchdog is linked into the function
+	}
+	grace := stopGracePeriod(spec, env)
+	replicas := uint64(max(spec.Scale.Min, 0))
+	restartDelay := defaultRestartDelay
+
+	cs := &swarm.ContainerSpec{
+		Image:    img.ID,
+		Hostname: hostnameTemplate(spec.Name),
+		Env:      env,
+		User:     runAs,
+		ReadOnly: true,
+		Mounts: []mount.Mount{{
+			Type:         mount.TypeTmpfs,
+			Target:       tmpDir,
+			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: tmpfsSize},
+		}},
+		StopSignal:      "SIGTERM",
+		StopGracePeriod: &grace,
+		Healthcheck: &container.HealthConfig{
+			Test:        []string{"CMD", probe, "-healthcheck"},
+			Interval:    interval,
+			Timeout:     serviceHealthTimeout,
+			StartPeriod: serviceHealthStartPeriod,
+			Retries:     serviceHealthRetries,
+		},
+	}
+	for _, name := range spec.Secrets {
+		cs.Secrets = append(cs.Secrets, &swarm.SecretReference{
+			File: &swarm.SecretReferenceFileTarget{
+				Name: name, UID: runAsUID, GID: runAsUID, Mode: secretMode,
+			},
+			SecretID:   opts.SecretIDs[name],
+			SecretName: name,
+		})
+	}
+
+	task := swarm.TaskSpec{
+		ContainerSpec: cs,
+		RestartPolicy: &swarm.RestartPolicy{
+			Condition: swarm.RestartPolicyConditionAny,
+			Delay:     &restartDelay,
+			// No MaxAttempts: a replica that keeps failing keeps being
+			// retried, as a service should.
+		},
+	}
+	if spec.Limits.CPUs > 0 || spec.Limits.Memory > 0 {
+		task.Resources = &swarm.ResourceRequirements{Limits: &swarm.Limit{
+			NanoCPUs:    int64(math.Round(spec.Limits.CPUs * 1e9)),
+			MemoryBytes: spec.Limits.Memory,
+		}}
+	}
+	if len(spec.Constraints) > 0 {
+		task.Placement = &swarm.Placement{Constraints: slices.Clone(spec.Constraints)}
+	}
+
+	return swarm.ServiceSpec{
+		Annotations:  swarm.Annotations{Name: spec.Name, Labels: labels},
+		TaskTemplate: task,
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		// One replica at a time, the new one started and healthy before
+		// the old one is stopped; a new replica that fails within the
+		// monitor period rolls the whole update back.
+		UpdateConfig: &swarm.UpdateConfig{
+			Parallelism:     1,
+			Order:           swarm.UpdateOrderStartFirst,
+			FailureAction:   swarm.UpdateFailureActionRollback,
+			Monitor:         updateMonitor,
+			MaxFailureRatio: 0,
+		},
+		RollbackConfig: &swarm.UpdateConfig{
+			Parallelism:   1,
+			Order:         swarm.UpdateOrderStartFirst,
+			FailureAction: swarm.UpdateFailureActionPause,
+			Monitor:       updateMonitor,
+		},
+		// dnsrr: no virtual IP (IPVS is dead here, DESIGN.md §7). Host
+		// mode with no published port: every task gets its own
+		// engine-assigned host port, reported in its status.
+		EndpointSpec: &swarm.EndpointSpec{
+			Mode: swarm.ResolutionModeDNSRR,
+			Ports: []swarm.PortConfig{{
+				Protocol:      swarm.PortConfigProtocolTCP,
+				TargetPort:    contract.WatchdogPort,
+				PublishedPort: 0,
+				PublishMode:   swarm.PortConfigPublishModeHost,
+			}},
+		},
+	}
+}
+
+// stopGracePeriod is how long Swarm waits after SIGTERM before it kills a
+// replica: the watchdog's drain grace (serving while failing health, so the
+// gateway takes it out) plus its final drain of in-flight requests, which is
+// bounded by its write timeout (the exec timeout plus writeSlack).
+func stopGracePeriod(spec Spec, env []string) time.Duration {
+	drain := envDuration(env, contract.EnvDrainGrace, defaultDrainGrace)
+	timeout := spec.Timeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	timeout = envDuration(env, contract.EnvTimeout, timeout)
+	write := envDuration(env, contract.EnvWriteTimeout, timeout+writeSlack)
+	return drain + write
+}
+
+// hostnameTemplate names each replica's container after its task
+// (name.slot.taskid), so a function's replicas tell themselves apart, unless
+// that could exceed Linux's hostname limit: then the task ID alone.
+func hostnameTemplate(name string) string {
+	if len(name)+1+maxSlotDigits+1+taskIDLength <= maxHostname {
+		return "{{.Task.Name}}"
+	}
+	return "{{.Task.ID}}"
+}
+
+// setEnv sets key in a KEY=VALUE list: in place if present (once), else
+// appended.
+func setEnv(env []string, key, value string) []string {
+	kv := key + "=" + value
+	out := env[:0:0]
+	set := false
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			if !set {
+				out = append(out, kv)
+				set = true
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	if !set {
+		out = append(out, kv)
+	}
+	return out
+}
+
+// envDuration reads a Go duration from a KEY=VALUE list, or def when it is
+// unset or malformed (the watchdog refuses to start on a malformed one).
+func envDuration(env []string, key string, def time.Duration) time.Duration {
+	for _, e := range slices.Backward(env) {
+		if k, v, _ := strings.Cut(e, "="); k == key {
+			if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+				return d
+			}
+			return def
+		}
+	}
+	return def
+}
+
+// imageRef checks that an image is referenced by ID: Swarm tries to pull
+// anything referenced by tag, and there is no registry.
+func imageRef(img Image) error {
+	if !strings.HasPrefix(img.ID, "sha256:") || !hex64Pattern.MatchString(strings.TrimPrefix(img.ID, "sha256:")) {
+		return fmt.Errorf("image %q: want an image ID (sha256:<64 hex digits>), never a tag: Swarm would try to pull a tag from a registry", img.ID)
+	}
+	return nil
+}

@@ -1,0 +1,64 @@
+package function
+
+import "time"
+
+// SpecFile is the conventional name of a function spec file.
+const SpecFile = "functions.yml"
+
+// Languages (templates) a function can be written in.
+const (
+	LangGo  = "go"  // in-process: the function links the watchdog library
+	LangC   = "c"   // fork mode, gcc -static
+	LangCPP = "cpp" // fork mode, g++ -static
+	LangBin = "bin" // any static executable, fork or http mode
+)
+
+// Spec is one function of a functions.yml: everything needed to build its
+// image and run it as a Swarm service. Paths are relative to Dir.
+type Spec struct {
+	Name    string // DNS label: 1–63 of a-z, 0-9, '-', starting with a letter
+	Lang    string // LangGo, LangC, LangCPP or LangBin
+	Handler string // Go package dir, C/C++ source dir, or the executable (bin)
+	Mode    string // contract.ModeInProcess (go), ModeFork or ModeHTTP (bin only)
+	// Args are extra arguments for the function process (fork and http modes).
+	Args []string
+	// Port is where an http-mode process listens on 127.0.0.1 (default 3000).
+	Port int
+	Env  map[string]string
+	// Secrets are Docker secret names, mounted read-only as files under
+	// /run/secrets/<name>.
+	Secrets     []string
+	Limits      Limits
+	Timeout     time.Duration // exec timeout, gateway to watchdog (default 30s)
+	MaxBody     int64         // request body cap in bytes (default 10 MiB)
+	Scale       Scale
+	Labels      map[string]string // extra service labels (not under pulse.)
+	Constraints []string          // Swarm placement constraints, e.g. node.role==worker
+	// Auth, when set, asks the gateway to require a bearer key taken from
+	// this Docker secret.
+	Auth *Auth
+
+	Dir  string // directory of the spec file; Handler is relative to it
+	File string // the spec file, for messages
+	Line int    // the line the function starts on, for messages
+}
+
+// Limits are the service's resource limits; zero means none.
+type Limits struct {
+	Memory int64   // bytes
+	CPUs   float64 // cores
+}
+
+// Scale is the autoscaling policy, written to the service's labels.
+type Scale struct {
+	Metric string        // "inflight" or "rps"
+	Target float64       // target value of Metric per replica
+	Min    int           // replicas at least (the deploy's replica count); 0 allows scale to zero
+	Max    int           // replicas at most
+	Idle   time.Duration // scale to zero after this long idle; 0 = never
+}
+
+// Auth is invoke authentication at the gateway.
+type Auth struct {
+	Secret string // Docker secret holding the bearer key
+}

@@ -1,0 +1,654 @@
+package function
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/watchdog"
+)
+
+// SpecVersion is the only functions.yml version this Pulse reads.
+const SpecVersion = 1
+
+// SpecError is one problem in a function spec: where it is, which field, and
+// what to do about it. ParseSpecs and LoadSpecs return every problem of a
+// file at once, joined with errors.Join and sorted by position; errors.As
+// finds the first.
+type SpecError struct {
+	File   string // the spec file as named by the caller
+	Line   int    // 1-based; 0 when unknown
+	Column int    // 1-based; 0 when unknown (YAML syntax errors carry a line only)
+	Field  string // the field path, e.g. functions.hello.timeout; empty for the file as a whole
+	Msg    string // what is wrong and what to write instead
+}
+
+func (e *SpecError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// LoadSpecs reads a functions.yml (path may also name the directory holding
+// one) and returns its functions in file order, with defaults applied.
+func LoadSpecs(path string) ([]Spec, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, SpecFile)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load function spec: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("load function spec: %w", err)
+	}
+	return ParseSpecs(path, data, filepath.Dir(abs))
+}
+
+// ParseSpecs parses the functions.yml in data. name is the file's name in
+// messages; dir is its directory, which becomes every Spec's Dir (made
+// absolute). It returns the functions in file order with defaults applied, or
+// every problem found, each naming the file, line, column and field.
+func ParseSpecs(name string, data []byte, dir string) ([]Spec, error) {
+	if !filepath.IsAbs(dir) {
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+	}
+	p := &specParser{file: name, dir: filepath.Clean(dir)}
+	specs := p.parse(data)
+	if len(p.errs) > 0 {
+		slices.SortStableFunc(p.errs, func(a, b *SpecError) int {
+			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column),
+				cmp.Compare(a.Field, b.Field), cmp.Compare(a.Msg, b.Msg))
+		})
+		errs := make([]error, 0, len(p.errs))
+		for i, e := range p.errs {
+			if i > 0 && *e == *p.errs[i-1] { // an alias can repeat a node's problem
+				continue
+			}
+			errs = append(errs, e)
+		}
+		return nil, errors.Join(errs...)
+	}
+	return specs, nil
+}
+
+// Keys of the spec file, in the order messages list them.
+var (
+	rootKeys     = []string{"version", "functions"}
+	functionKeys = []string{"lang", "handler", "mode", "args", "port", "env", "secrets", "limits",
+		"timeout", "max_body", "scale", "labels", "constraints", "auth"}
+	limitsKeys = []string{"memory", "cpus"}
+	scaleKeys  = []string{"metric", "target", "min", "max", "idle"}
+	authKeys   = []string{"secret"}
+)
+
+type specParser struct {
+	file string
+	dir  string
+	errs []*SpecError
+}
+
+func (p *specParser) add(n *yaml.Node, field, format string, args ...any) {
+	e := &SpecError{File: p.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	p.errs = append(p.errs, e)
+}
+
+var yamlLineError = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+
+// syntaxError turns the YAML library's error, which carries a line but no
+// column, into a SpecError.
+func (p *specParser) syntaxError(data []byte, err error) {
+	e := &SpecError{File: p.file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	if m := yamlLineError.FindStringSubmatch(err.Error()); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Msg = "not valid YAML: " + m[2]
+		if lines := bytes.Split(data, []byte("\n")); e.Line >= 1 && e.Line <= len(lines) && bytes.HasPrefix(bytes.TrimLeft(lines[e.Line-1], " "), []byte("\t")) {
+			e.Msg += "; indent with spaces: YAML does not allow tabs there"
+		}
+	}
+	p.errs = append(p.errs, e)
+}
+
+func (p *specParser) parse(data []byte) []Spec {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add(nil, "", "the file is empty; start it with \"version: %d\" and a functions: map (pulse new writes one)", SpecVersion)
+			return nil
+		}
+		p.syntaxError(data, err)
+		return nil
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		p.add(&next, "", "a second YAML document; put every function under the one functions: map")
+	} else if !errors.Is(err, io.EOF) {
+		p.syntaxError(data, err)
+	}
+	if len(doc.Content) == 0 || yamlIsNull(doc.Content[0]) {
+		p.add(&doc, "", "the file is empty; start it with \"version: %d\" and a functions: map (pulse new writes one)", SpecVersion)
+		return nil
+	}
+	root := yamlResolve(doc.Content[0])
+	if root.Kind != yaml.MappingNode {
+		p.add(root, "", "the file must be a mapping with version: and functions:, e.g. \"version: %d\" then \"functions: {hello: {lang: go}}\"", SpecVersion)
+		return nil
+	}
+
+	var version, functions *yaml.Node
+	p.mapping(root, "", rootKeys, func(key string, k, v *yaml.Node) {
+		switch key {
+		case "version":
+			version = v
+		case "functions":
+			functions = v
+		}
+	})
+	switch {
+	case version == nil:
+		p.add(root, "version", "missing; start the file with \"version: %d\"", SpecVersion)
+	case yamlResolve(version).Kind != yaml.ScalarNode || yamlResolve(version).Value != strconv.Itoa(SpecVersion):
+		p.add(version, "version", "%s is not a version this Pulse reads; write \"version: %d\"", yamlValueText(version), SpecVersion)
+	}
+	if functions == nil {
+		p.add(root, "functions", "missing; add the functions: map, e.g. \"functions: {hello: {lang: go}}\", or run pulse new")
+		return nil
+	}
+	if yamlIsNull(functions) {
+		p.add(functions, "functions", "no functions; add one, e.g. \"functions: {hello: {lang: go}}\", or run pulse new")
+		return nil
+	}
+	functions = yamlResolve(functions)
+	if functions.Kind != yaml.MappingNode {
+		p.add(functions, "functions", "must be a mapping of function names to their settings, e.g. \"functions: {hello: {lang: go}}\"")
+		return nil
+	}
+	if len(functions.Content) == 0 {
+		p.add(functions, "functions", "no functions; add one, e.g. \"functions: {hello: {lang: go}}\", or run pulse new")
+		return nil
+	}
+	var specs []Spec
+	p.mapping(functions, "functions", nil, func(name string, k, v *yaml.Node) {
+		specs = append(specs, p.function(name, k, v))
+	})
+	return specs
+}
+
+// mapping calls each for every key of the mapping n, in order, after
+// checking that n is a mapping, its keys are strings, none repeats and (when
+// known is not nil) every key is known. each gets the resolved value.
+func (p *specParser) mapping(n *yaml.Node, path string, known []string, each func(key string, k, v *yaml.Node)) {
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], yamlResolve(n.Content[i+1])
+		rk := yamlResolve(k)
+		if rk.Kind != yaml.ScalarNode {
+			p.add(k, path, "a key must be a plain string, not a %s", yamlKindName(rk))
+			continue
+		}
+		key := rk.Value
+		if yamlIsNull(rk) {
+			key = ""
+		}
+		field := fieldKey(path, key)
+		if rk.ShortTag() == "!!merge" {
+			p.add(k, path, "merge keys (<<) are not supported; write the settings out")
+			continue
+		}
+		if first, ok := seen[key]; ok {
+			p.add(k, field, "set twice (first on line %d); keep one", first.Line)
+			continue
+		}
+		seen[key] = k
+		if known != nil && !slices.Contains(known, key) {
+			p.add(k, field, "unknown key; %s", suggestKey(key, known))
+			continue
+		}
+		each(key, k, v)
+	}
+}
+
+// suggestKey names the known key closest to key, or lists them all.
+func suggestKey(key string, known []string) string {
+	norm := func(s string) string {
+		return strings.NewReplacer("-", "", "_", "", " ", "").Replace(strings.ToLower(s))
+	}
+	best, bestDist := "", 3
+	for _, k := range known {
+		d := keyDistance(strings.ToLower(key), k)
+		if norm(key) == norm(k) {
+			d = 0
+		} else if len(key) >= 3 && strings.HasPrefix(k, strings.ToLower(key)) {
+			d = 1
+		}
+		if d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("did you mean %s? (known here: %s)", best, strings.Join(known, ", "))
+	}
+	return "known here: " + strings.Join(known, ", ")
+}
+
+// keyDistance is the Levenshtein distance of a and b, in bytes.
+func keyDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// fnParser parses one function's settings. Each field's node is kept so the
+// rule checks, which run on the finished Spec, can point at it; a field that
+// did not parse is marked bad so no rule reports it a second time.
+type fnParser struct {
+	*specParser
+	base string                // functions.<name>
+	pos  map[string]*yaml.Node // relative field path → node
+	bad  map[string]bool
+}
+
+func (f *fnParser) errorf(n *yaml.Node, field, format string, args ...any) {
+	f.bad[field] = true
+	f.add(n, f.path(field), format, args...)
+}
+
+// path is the full path of a field given relative to the function.
+func (f *fnParser) path(field string) string {
+	if field == "" {
+		return f.base
+	}
+	return f.base + "." + field
+}
+
+func (p *specParser) function(name string, k, v *yaml.Node) Spec {
+	s := Spec{
+		Name:    name,
+		Handler: "./" + name,
+		Timeout: DefaultTimeout,
+		MaxBody: DefaultMaxBody,
+		Scale:   DefaultScale(),
+		Dir:     p.dir,
+		File:    p.file,
+		Line:    k.Line,
+	}
+	f := &fnParser{specParser: p, base: fieldKey("functions", name), pos: map[string]*yaml.Node{"": k}, bad: map[string]bool{}}
+	modeSet, portSet := false, false
+	switch {
+	case yamlIsNull(v):
+		// No settings: the rules report the missing lang.
+	case v.Kind != yaml.MappingNode:
+		p.add(v, f.base, "must be a mapping of settings, e.g. \"%s: {lang: go}\"", name)
+		if msg := nameProblem(name); msg != "" {
+			p.add(k, f.base, "%s", msg)
+		}
+		return s
+	default:
+		p.mapping(v, f.base, functionKeys, func(key string, kn, vn *yaml.Node) {
+			f.pos[key] = vn
+			switch key {
+			case "lang":
+				f.str(vn, key, "go, c, cpp or bin", &s.Lang)
+			case "handler":
+				f.str(vn, key, "a path relative to this file, e.g. ./"+name, &s.Handler)
+			case "mode":
+				modeSet = f.str(vn, key, "inproc, fork or http", &s.Mode)
+			case "args":
+				f.strList(vn, key, `["--flag", "value"]`, &s.Args)
+			case "port":
+				portSet = f.integer(vn, key, "3000", &s.Port)
+			case "env":
+				f.strMap(vn, key, "{GREETING: hi}", &s.Env)
+			case "secrets":
+				f.strList(vn, key, "[db-password]", &s.Secrets)
+			case "limits":
+				f.limits(vn, key, &s.Limits)
+			case "timeout":
+				f.duration(vn, key, &s.Timeout)
+			case "max_body":
+				f.size(vn, key, &s.MaxBody)
+			case "scale":
+				f.scale(vn, key, &s.Scale)
+			case "labels":
+				f.strMap(vn, key, "{team: web}", &s.Labels)
+			case "constraints":
+				f.strList(vn, key, `["node.role==worker"]`, &s.Constraints)
+			case "auth":
+				f.auth(vn, key, &s.Auth)
+			}
+		})
+	}
+	if !modeSet && !f.bad["mode"] {
+		s.Mode = langDefaultMode(s.Lang)
+	}
+	if s.Mode == contract.ModeHTTP && !portSet && !f.bad["port"] {
+		s.Port = DefaultPort
+	}
+	if s.Mode != contract.ModeHTTP && portSet && s.Port == 0 && langProblem(s.Lang) == "" {
+		f.errorf(f.pos["port"], "port", "%s", portOutsideHTTP(s.Mode))
+	}
+	checkSpec(&s, func(field, msg string) {
+		for up := field; up != ""; up = parentField(up) {
+			if f.bad[up] {
+				return
+			}
+		}
+		f.add(f.nodeFor(field), f.path(field), "%s", msg)
+	})
+	return s
+}
+
+// nodeFor returns the node of field, or of the nearest enclosing field.
+func (f *fnParser) nodeFor(field string) *yaml.Node {
+	for ; field != ""; field = parentField(field) {
+		if n, ok := f.pos[field]; ok {
+			return n
+		}
+	}
+	return f.pos[""]
+}
+
+// parentField returns the field enclosing a relative field path:
+// scale.min → scale, secrets[1] → secrets, timeout → "".
+func parentField(field string) string {
+	if i := strings.LastIndexAny(field, ".["); i >= 0 {
+		return field[:i]
+	}
+	return ""
+}
+
+// text returns the text of a scalar, or reports that n is not one.
+func (f *fnParser) text(n *yaml.Node, field, want string) (string, bool) {
+	switch {
+	case n.Kind != yaml.ScalarNode:
+		f.errorf(n, field, "must be a single value (%s), not a %s", want, yamlKindName(n))
+		return "", false
+	case yamlIsNull(n):
+		f.errorf(n, field, "has no value; write %s, or remove the key", want)
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (f *fnParser) str(n *yaml.Node, field, want string, dst *string) bool {
+	v, ok := f.text(n, field, want)
+	if ok {
+		*dst = v
+	}
+	return ok
+}
+
+func (f *fnParser) integer(n *yaml.Node, field, example string, dst *int) bool {
+	v, ok := f.text(n, field, "a whole number like "+example)
+	if !ok {
+		return false
+	}
+	var i int
+	if n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+		f.errorf(n, field, "%q is not a whole number; write it like %s", v, example)
+		return false
+	}
+	*dst = i
+	return true
+}
+
+func (f *fnParser) number(n *yaml.Node, field, example string, dst *float64) bool {
+	v, ok := f.text(n, field, "a number like "+example)
+	if !ok {
+		return false
+	}
+	var x float64
+	if tag := n.ShortTag(); (tag != "!!int" && tag != "!!float") || n.Decode(&x) != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+		f.errorf(n, field, "%q is not a number; write it like %s", v, example)
+		return false
+	}
+	*dst = x
+	return true
+}
+
+func (f *fnParser) duration(n *yaml.Node, field string, dst *time.Duration) bool {
+	v, ok := f.text(n, field, "a duration like 30s or 2m")
+	if !ok {
+		return false
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f.errorf(n, field, "%q is not a duration; write it like 30s or 2m", v)
+		return false
+	}
+	*dst = d
+	return true
+}
+
+func (f *fnParser) size(n *yaml.Node, field string, dst *int64) bool {
+	v, ok := f.text(n, field, "a size like 10MiB")
+	if !ok {
+		return false
+	}
+	b, err := watchdog.ParseSize(v)
+	if err != nil {
+		f.errorf(n, field, "%q is not a size; write bytes, or a number with a unit like 512KiB, 64MiB or 1GiB", v)
+		return false
+	}
+	*dst = b
+	return true
+}
+
+func (f *fnParser) strList(n *yaml.Node, field, example string, dst *[]string) {
+	if yamlIsNull(n) {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		f.errorf(n, field, "must be a list, e.g. %s", example)
+		return
+	}
+	list := make([]string, 0, len(n.Content))
+	for i, item := range n.Content {
+		item = yamlResolve(item)
+		sub := fieldIndex(field, i)
+		f.pos[sub] = item
+		if v, ok := f.text(item, sub, "a string"); ok {
+			list = append(list, v)
+		}
+	}
+	*dst = list
+}
+
+func (f *fnParser) strMap(n *yaml.Node, field, example string, dst *map[string]string) {
+	if yamlIsNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		f.errorf(n, field, "must be a mapping, e.g. %s", example)
+		return
+	}
+	m := make(map[string]string, len(n.Content)/2)
+	f.mapping(n, f.path(field), nil, func(key string, k, v *yaml.Node) {
+		sub := fieldKey(field, key)
+		f.pos[sub] = k
+		if v.Kind == yaml.ScalarNode && yamlIsNull(v) {
+			f.errorf(v, sub, "has no value; write %s: \"\" for an empty one", key)
+			return
+		}
+		if val, ok := f.text(v, sub, "a string"); ok {
+			m[key] = val
+		}
+	})
+	*dst = m
+}
+
+// section checks that n is a mapping for the keys known and records the
+// position of each.
+func (f *fnParser) section(n *yaml.Node, field string, known []string, example string, each func(key string, v *yaml.Node)) {
+	if yamlIsNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		f.errorf(n, field, "must be a mapping like %s", example)
+		return
+	}
+	f.mapping(n, f.path(field), known, func(key string, k, v *yaml.Node) {
+		f.pos[field+"."+key] = v
+		each(key, v)
+	})
+}
+
+func (f *fnParser) limits(n *yaml.Node, field string, l *Limits) {
+	f.section(n, field, limitsKeys, "{memory: 64MiB, cpus: 0.5}", func(key string, v *yaml.Node) {
+		sub := field + "." + key
+		switch key {
+		case "memory":
+			if f.size(v, sub, &l.Memory) && l.Memory == 0 {
+				f.errorf(v, sub, "0 is no limit; remove the key for no limit, or write at least 4MiB")
+			}
+		case "cpus":
+			if f.number(v, sub, "0.5", &l.CPUs) && l.CPUs == 0 {
+				f.errorf(v, sub, "0 is no limit; remove the key for no limit, or write a number of cores like 0.5")
+			}
+		}
+	})
+}
+
+func (f *fnParser) scale(n *yaml.Node, field string, s *Scale) {
+	f.section(n, field, scaleKeys, "{metric: inflight, target: 10, min: 1, max: 10, idle: 5m}", func(key string, v *yaml.Node) {
+		sub := field + "." + key
+		switch key {
+		case "metric":
+			f.str(v, sub, "inflight or rps", &s.Metric)
+		case "target":
+			f.number(v, sub, "10", &s.Target)
+		case "min":
+			f.integer(v, sub, "1", &s.Min)
+		case "max":
+			f.integer(v, sub, "10", &s.Max)
+		case "idle":
+			f.duration(v, sub, &s.Idle)
+		}
+	})
+}
+
+func (f *fnParser) auth(n *yaml.Node, field string, dst **Auth) {
+	if yamlIsNull(n) {
+		return
+	}
+	a := &Auth{}
+	f.section(n, field, authKeys, "{secret: hello-key}", func(key string, v *yaml.Node) {
+		f.str(v, field+"."+key, "the name of a Docker secret", &a.Secret)
+	})
+	if n.Kind == yaml.MappingNode {
+		*dst = a
+	}
+}
+
+// yamlResolve follows an alias (*name) to the node it names.
+func yamlResolve(n *yaml.Node) *yaml.Node {
+	for i := 0; i < 8 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func yamlIsNull(n *yaml.Node) bool {
+	n = yamlResolve(n)
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+func yamlKindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "value"
+	case yaml.AliasNode:
+		return "alias"
+	}
+	return "document"
+}
+
+// yamlValueText quotes a value for a message, or names its kind.
+func yamlValueText(n *yaml.Node) string {
+	n = yamlResolve(n)
+	if n.Kind == yaml.ScalarNode {
+		return strconv.Quote(n.Value)
+	}
+	return "a " + yamlKindName(n)
+}
+
+// fieldKey appends key to a field path, quoting it when it holds characters
+// that would make the path ambiguous.
+func fieldKey(path, key string) string {
+	if !plainKey(key) {
+		key = strconv.Quote(key)
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func fieldIndex(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+func plainKey(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,412 @@
+package function
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/watchdog"
+)
+
+// Defaults and bounds of a function spec.
+const (
+	// DefaultTimeout and DefaultMaxBody are the watchdog's own defaults.
+	DefaultTimeout = watchdog.DefaultTimeout
+	DefaultMaxBody = watchdog.DefaultMaxBody
+	// DefaultPort is where an http-mode function listens on 127.0.0.1.
+	DefaultPort = 3000
+	// MinMemory is the smallest memory limit Docker accepts.
+	MinMemory = 4 << 20
+	// MinCPUs is the smallest CPU limit Docker accepts.
+	MinCPUs = 0.01
+	// MinTimeout is the smallest timeout: HAProxy counts in milliseconds.
+	MinTimeout = time.Millisecond
+)
+
+// Scaling metrics (Scale.Metric).
+const (
+	ScaleInflight = "inflight" // requests in progress per replica
+	ScaleRPS      = "rps"      // requests per second per replica
+)
+
+// DefaultScale is the scaling policy of a function whose spec sets none:
+// 1 to 10 replicas, 10 requests in flight per replica, never to zero.
+func DefaultScale() Scale {
+	return Scale{Metric: ScaleInflight, Target: 10, Min: 1, Max: 10}
+}
+
+// langDefaultMode is the mode of a function whose spec sets none.
+func langDefaultMode(lang string) string {
+	switch lang {
+	case LangGo:
+		return contract.ModeInProcess
+	case LangC, LangCPP, LangBin:
+		return contract.ModeFork
+	}
+	return ""
+}
+
+// Validate checks a complete spec (defaults applied, as ParseSpecs returns
+// it, or built in code) against the rules of functions.yml. Its errors name
+// the field as the spec file would.
+func (s Spec) Validate() error {
+	var errs []error
+	base := fieldKey("functions", s.Name)
+	checkSpec(&s, func(field, msg string) {
+		path := base
+		if field != "" {
+			path += "." + field
+		}
+		errs = append(errs, &SpecError{File: s.File, Line: s.Line, Field: path, Msg: msg})
+	})
+	return errors.Join(errs...)
+}
+
+// checkSpec applies every rule that concerns values (the parser checks types
+// and keys) and reports each problem with its field path relative to the
+// function: "", "lang", "scale.min", "env.KEY", "secrets[1]", ….
+func checkSpec(s *Spec, report func(field, msg string)) {
+	if msg := nameProblem(s.Name); msg != "" {
+		report("", msg)
+	}
+	if msg := langProblem(s.Lang); msg != "" {
+		report("lang", msg)
+	} else if msg := modeProblem(s.Lang, s.Mode); msg != "" {
+		report("mode", msg)
+	}
+	switch {
+	case s.Handler == "":
+		report("handler", "is empty; write the path of the function's source (the executable for bin) relative to the spec file, e.g. ./"+s.Name)
+	case filepath.IsAbs(s.Handler) || strings.HasPrefix(s.Handler, "/"):
+		report("handler", fmt.Sprintf("%q is absolute; write it relative to the spec file's directory, so the project builds wherever it is checked out", s.Handler))
+	case strings.IndexByte(s.Handler, 0) >= 0:
+		report("handler", "holds a NUL character; write a plain path")
+	}
+
+	if len(s.Args) > 0 && s.Mode == contract.ModeInProcess {
+		report("args", "a function in mode inproc is not a separate process and takes no arguments; remove args (use env for settings)")
+	}
+	for i, a := range s.Args {
+		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
+			report(fieldIndex("args", i), "holds a NUL character or invalid UTF-8, which a command line cannot carry")
+		}
+	}
+
+	if s.Mode == contract.ModeHTTP {
+		switch {
+		case s.Port < 1 || s.Port > 65535:
+			report("port", fmt.Sprintf("%d is not a TCP port; use 1-65535 (the default is %d)", s.Port, DefaultPort))
+		case s.Port == contract.WatchdogPort:
+			report("port", fmt.Sprintf("%d is the watchdog's own port in the replica; pick another, e.g. %d", s.Port, DefaultPort))
+		}
+	} else if s.Port != 0 {
+		report("port", portOutsideHTTP(s.Mode))
+	}
+
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		field := fieldKey("env", k)
+		if msg := envKeyProblem(k, s.Mode); msg != "" {
+			report(field, msg)
+		} else if strings.IndexByte(s.Env[k], 0) >= 0 {
+			report(field, "the value holds a NUL character, which an environment cannot carry")
+		}
+	}
+
+	seen := map[string]bool{}
+	for i, name := range s.Secrets {
+		field := fieldIndex("secrets", i)
+		if msg := secretNameProblem(name); msg != "" {
+			report(field, msg)
+		} else if seen[name] {
+			report(field, fmt.Sprintf("%q is listed twice; keep one", name))
+		}
+		seen[name] = true
+	}
+
+	switch m := s.Limits.Memory; {
+	case m == 0:
+	case m < MinMemory:
+		report("limits.memory", fmt.Sprintf("%d bytes is below %s, the smallest memory limit Docker accepts; raise it, or remove it for no limit", m, "4MiB"))
+	}
+	switch c := s.Limits.CPUs; {
+	case c == 0:
+	case math.IsNaN(c) || math.IsInf(c, 0) || c > math.MaxInt64/1e9:
+		report("limits.cpus", "is not a number of cores; write it like 0.5 or 2")
+	case c < MinCPUs:
+		report("limits.cpus", fmt.Sprintf("%s is below %s, the smallest CPU limit Docker accepts; raise it, or remove it for no limit", strconv.FormatFloat(c, 'g', -1, 64), strconv.FormatFloat(MinCPUs, 'g', -1, 64)))
+	}
+
+	if s.Timeout < MinTimeout {
+		report("timeout", fmt.Sprintf("%s is too short; write at least 1ms (the default is %s)", s.Timeout, DefaultTimeout))
+	}
+	if s.MaxBody <= 0 {
+		report("max_body", "must be above 0, e.g. 10MiB (the default)")
+	}
+
+	sc := s.Scale
+	if sc.Metric != ScaleInflight && sc.Metric != ScaleRPS {
+		report("scale.metric", fmt.Sprintf("%q is not a scaling metric; write %s (requests in progress per replica) or %s (requests per second per replica)", sc.Metric, ScaleInflight, ScaleRPS))
+	}
+	if !(sc.Target > 0) || math.IsInf(sc.Target, 0) {
+		report("scale.target", fmt.Sprintf("%s: must be above 0: the value of the metric one replica should carry, e.g. 10", strconv.FormatFloat(sc.Target, 'g', -1, 64)))
+	}
+	if sc.Min < 0 {
+		report("scale.min", fmt.Sprintf("%d is negative; write 0 (to allow scaling to zero) or more", sc.Min))
+	}
+	if sc.Max < 1 {
+		report("scale.max", fmt.Sprintf("%d: must be at least 1", sc.Max))
+	} else if sc.Min > sc.Max {
+		report("scale.min", fmt.Sprintf("%d is above scale.max (%d); lower min or raise max", sc.Min, sc.Max))
+	}
+	if sc.Idle < 0 {
+		report("scale.idle", fmt.Sprintf("%s is negative; write how long a function may be idle before it scales to zero, e.g. 5m, or remove it to never scale to zero", sc.Idle))
+	}
+
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		field := fieldKey("labels", k)
+		if msg := labelKeyProblem(k); msg != "" {
+			report(field, msg)
+		} else if strings.IndexByte(s.Labels[k], 0) >= 0 {
+			report(field, "the value holds a NUL character")
+		}
+	}
+
+	for i, c := range s.Constraints {
+		if msg := constraintProblem(c); msg != "" {
+			report(fieldIndex("constraints", i), msg)
+		}
+	}
+
+	if s.Auth != nil {
+		if s.Auth.Secret == "" {
+			report("auth.secret", "missing; name the Docker secret that holds the bearer key, e.g. {secret: "+s.Name+"-key}")
+		} else if msg := secretNameProblem(s.Auth.Secret); msg != "" {
+			report("auth.secret", msg)
+		}
+	}
+}
+
+func portOutsideHTTP(mode string) string {
+	return fmt.Sprintf("applies only to mode http (where the function is a server on 127.0.0.1); this function's mode is %s, so remove it", mode)
+}
+
+// nameWhy says why a function name is a DNS label.
+const nameWhy = "a function name becomes a DNS name, a URL path segment (/function/<name>) and a Swarm service name, " +
+	"so write it as a DNS label: 1-63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
+
+// nameProblem says what is wrong with a function name, or "" if nothing is.
+func nameProblem(name string) string {
+	if name == "" {
+		return "the name is empty; " + nameWhy
+	}
+	var what string
+	bad, hasUpper := rune(-1), false
+	for _, r := range name {
+		if r >= 'A' && r <= 'Z' {
+			hasUpper = true
+		} else if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') && bad < 0 {
+			bad = r
+		}
+	}
+	switch {
+	case hasUpper:
+		what = "has upper case letters"
+	case strings.Contains(name, "."):
+		what = "has a '.', which would split it into several DNS labels"
+	case strings.ContainsAny(name, `/\`):
+		what = "has a path separator, which would split the URL path"
+	case strings.Contains(name, "_"):
+		what = "has a '_', which DNS names do not allow"
+	case bad >= 0:
+		what = fmt.Sprintf("has %q, which is not allowed", bad)
+	case name[0] < 'a' || name[0] > 'z':
+		what = fmt.Sprintf("starts with %q, not a letter", name[0])
+	case strings.HasSuffix(name, "-"):
+		what = "ends with '-'"
+	case len(name) > 63:
+		what = fmt.Sprintf("is %d characters long, over the 63 of a DNS label", len(name))
+	default:
+		return ""
+	}
+	msg := fmt.Sprintf("%q %s; %s", name, what, nameWhy)
+	if s := suggestName(name); s != "" {
+		msg += fmt.Sprintf(", e.g. %q", s)
+	}
+	return msg
+}
+
+// suggestName turns name into a valid one, or returns "".
+func suggestName(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+		} else {
+			dash = true
+		}
+	}
+	s := strings.TrimLeft(b.String(), "0123456789-")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-")
+	}
+	if s == "" || s == name || nameProblem(s) != "" {
+		return ""
+	}
+	return s
+}
+
+// langProblem says what is wrong with a language, or "" if nothing is.
+func langProblem(lang string) string {
+	switch lang {
+	case LangGo, LangC, LangCPP, LangBin:
+		return ""
+	case "":
+		return "missing; set it to go, c, cpp or bin"
+	}
+	want := map[string]string{
+		"golang": LangGo, "c++": LangCPP, "cxx": LangCPP, "cc": LangCPP,
+		"binary": LangBin, "exe": LangBin, "static": LangBin,
+	}
+	l := strings.ToLower(lang)
+	if l == LangGo || l == LangC || l == LangCPP || l == LangBin {
+		return fmt.Sprintf("%q is not a language; write %q (lower case)", lang, l)
+	}
+	if w, ok := want[l]; ok {
+		return fmt.Sprintf("%q is not a language Pulse knows; write %q", lang, w)
+	}
+	return fmt.Sprintf("%q is not a language Pulse builds; use go, c, cpp or bin (bin runs any static executable)", lang)
+}
+
+// modeProblem says what is wrong with the mode of a function in lang (a
+// valid language), or "" if nothing is.
+func modeProblem(lang, mode string) string {
+	switch mode {
+	case contract.ModeInProcess, contract.ModeFork, contract.ModeHTTP:
+	default:
+		return fmt.Sprintf("%q is not a mode; a %s function runs in mode %s", mode, lang, allowedModes(lang))
+	}
+	switch lang {
+	case LangGo:
+		if mode != contract.ModeInProcess {
+			return fmt.Sprintf("a go function runs in-process (the watchdog links its handler), not in mode %s; remove mode or write inproc", mode)
+		}
+	case LangC, LangCPP:
+		if mode != contract.ModeFork {
+			return fmt.Sprintf("a %s function runs in fork mode (one process per request, stdin to stdout), not in mode %s; remove mode or write fork", lang, mode)
+		}
+	case LangBin:
+		if mode == contract.ModeInProcess {
+			return "only a go function runs in-process; a bin function runs in mode fork (one process per request, stdin to stdout) or http (a server on 127.0.0.1:port)"
+		}
+	}
+	return ""
+}
+
+func allowedModes(lang string) string {
+	switch lang {
+	case LangGo:
+		return contract.ModeInProcess
+	case LangBin:
+		return contract.ModeFork + " or " + contract.ModeHTTP
+	}
+	return contract.ModeFork
+}
+
+// secretNameProblem checks a Docker secret name by swarmkit's rule: 1-64 of
+// letters, digits, '-', '_' and '.', starting and ending with a letter or a
+// digit.
+func secretNameProblem(name string) string {
+	const rule = "a Docker secret name is 1-64 of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+	if name == "" {
+		return "is empty; " + rule
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	ok := len(name) <= 64 && alnum(name[0]) && alnum(name[len(name)-1])
+	for i := 0; ok && i < len(name); i++ {
+		ok = alnum(name[i]) || name[i] == '-' || name[i] == '_' || name[i] == '.'
+	}
+	if !ok {
+		return fmt.Sprintf("%q is not a Docker secret name; %s", name, rule)
+	}
+	return ""
+}
+
+// cgiNames are the variables the watchdog sets per request in fork mode
+// (watchdog/README.md); it drops any of the same name from its own
+// environment, so a function would never see them.
+var cgiNames = []string{
+	"GATEWAY_INTERFACE", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "REQUEST_METHOD", "REQUEST_URI",
+	"PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH", "REMOTE_ADDR", "REMOTE_PORT",
+}
+
+// envKeyProblem says what is wrong with an environment variable's name in a
+// function of the given mode, or "" if nothing is.
+func envKeyProblem(k, mode string) string {
+	if k == "" {
+		return "an environment variable needs a name"
+	}
+	ok := !(k[0] >= '0' && k[0] <= '9')
+	for i := 0; ok && i < len(k); i++ {
+		c := k[i]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+	}
+	switch {
+	case !ok:
+		return fmt.Sprintf("%q is not an environment variable name; use letters, digits and '_', not starting with a digit", k)
+	case strings.HasPrefix(k, "PULSE_"):
+		return "names starting with PULSE_ are reserved for the watchdog's settings, which pulse deploy sets from this file; rename it"
+	case mode == contract.ModeFork && (strings.HasPrefix(k, "HTTP_") || slices.Contains(cgiNames, k)):
+		return "in fork mode the watchdog sets HTTP_* and the CGI variables for each request and drops its own; rename it"
+	}
+	return ""
+}
+
+// labelKeyProblem says what is wrong with a service label's key, or "".
+func labelKeyProblem(k string) string {
+	switch {
+	case k == "":
+		return "a label needs a key"
+	case strings.HasPrefix(strings.ToLower(k), "pulse."):
+		return "labels under pulse. are reserved: pulse deploy sets them from this file (timeout, max_body, scale); rename it, e.g. " + strconv.Quote(strings.TrimLeft(k[len("pulse."):], ".")) + " or com.example.team"
+	case strings.IndexFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return fmt.Sprintf("%q holds white space or a control character; use a key like team or com.example.team", k)
+	}
+	return ""
+}
+
+// constraintProblem checks the form of a Swarm placement constraint: KEY==VALUE
+// or KEY!=VALUE.
+func constraintProblem(c string) string {
+	bad := fmt.Sprintf("%q is not a placement constraint; write KEY==VALUE or KEY!=VALUE, e.g. node.role==worker or node.labels.zone!=edge", c)
+	i := strings.Index(c, "==")
+	if j := strings.Index(c, "!="); j >= 0 && (i < 0 || j < i) {
+		i = j
+	}
+	if i < 0 {
+		return bad
+	}
+	key, val := strings.TrimSpace(c[:i]), strings.TrimSpace(c[i+2:])
+	if key == "" || val == "" || strings.ContainsAny(val, "=\x00") {
+		return bad
+	}
+	for j := 0; j < len(key); j++ {
+		ch := key[j]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '.' || ch == '-') {
+			return bad
+		}
+	}
+	return ""
+}

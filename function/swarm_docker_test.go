@@ -1,0 +1,743 @@
+package function
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// Settings of the real-swarm tests: short health interval and drain grace
+// so replicas turn ready and go away fast.
+const (
+	testHealthInterval = 250 * time.Millisecond
+	testDrainGrace     = time.Second
+	// redeployDrainGrace is the drain grace under continuous load.
+	redeployDrainGrace = 3 * time.Second
+	// swarmTestTimeout bounds each wait of these tests.
+	swarmTestTimeout = 90 * time.Second
+)
+
+// swarmClient returns a client of the local engine, which must be a swarm
+// manager, or skips the test (fails it when PULSE_TEST_REQUIRE_ENGINE is set).
+func swarmClient(t *testing.T) *client.Client {
+	t.Helper()
+	api := engineClient(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	info, err := api.Info(ctx)
+	if err != nil {
+		t.Fatalf("docker info: %v", err)
+	}
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
+		msg := fmt.Sprintf("the engine is not a swarm manager (state %q); run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState)
+		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return api
+}
+
+// testBinaries are the watchdog and the hostecho function, built once.
+var testBinaries struct {
+	once     sync.Once
+	watchdog []byte
+	function []byte
+	err      error
+}
+
+func swarmTestBinaries(t *testing.T) (watchdog, function []byte) {
+	t.Helper()
+	testBinaries.once.Do(func() {
+		dir, err := os.MkdirTemp("", "pulse-swarm-test")
+		if err != nil {
+			testBinaries.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		wd, fn := filepath.Join(dir, "watchdog"), filepath.Join(dir, "hostecho")
+		if err := runCommand(t, ".", []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", wd, "../cmd/pulse-watchdog"); err != nil {
+			testBinaries.err = err
+			return
+		}
+		if err := runCommand(t, ".", nil, "gcc", "-static", "-Os", "-s", "-o", fn, "testdata/hostecho.c"); err != nil {
+			testBinaries.err = err
+			return
+		}
+		if testBinaries.watchdog, err = os.ReadFile(wd); err != nil {
+			testBinaries.err = err
+			return
+		}
+		testBinaries.function, testBinaries.err = os.ReadFile(fn)
+	})
+	if testBinaries.err != nil {
+		t.Fatalf("build the test binaries: %v", testBinaries.err)
+	}
+	return testBinaries.watchdog, testBinaries.function
+}
+
+// swarmFixture is one test's function on the real swarm.
+type swarmFixture struct {
+	t      *testing.T
+	api    *client.Client
+	sw     *Swarm
+	name   string
+	suffix string
+}
+
+// newSwarmFixture names a function uniquely and registers the removal of
+// everything the test creates under that name.
+func newSwarmFixture(t *testing.T, role string) *swarmFixture {
+	t.Helper()
+	api := swarmClient(t)
+	suffix := randomSuffix(t)
+	f := &swarmFixture{
+		t: t, api: api, suffix: suffix,
+		name: "pt-" + role + "-" + suffix,
+		sw:   NewSwarm(api, LocalDistributor{API: api}, nil),
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), swarmTestTimeout)
+		defer cancel()
+		if err := f.sw.Remove(ctx, f.name); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Errorf("cleanup: %v", err)
+		}
+		// Whatever Remove left (it is under test too): images of this run.
+		imgs, err := api.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", testLabel+".run="+suffix))})
+		if err != nil {
+			t.Errorf("cleanup: list images: %v", err)
+		}
+		for _, img := range imgs {
+			t.Errorf("cleanup: Remove left image %s behind", img.ID)
+			if _, err := api.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !isNotFound(err) {
+				t.Errorf("cleanup: remove image %s: %v", img.ID, err)
+			}
+		}
+	})
+	return f
+}
+
+// image assembles the function's image; version tells two images apart.
+func (f *swarmFixture) image(version string) Image {
+	f.t.Helper()
+	wd, fn := swarmTestBinaries(f.t)
+	img, err := Assemble(ImageSpec{
+		Tag: "pulse-test/" + f.name + ":v" + version,
+		Files: []File{
+			{Path: "/pulse-watchdog", Mode: 0o755, Content: wd},
+			{Path: "/function", Mode: 0o755, Content: fn},
+		},
+		Entrypoint:   []string{"/pulse-watchdog"},
+		Env:          []string{"TEST_VERSION=" + version},
+		User:         runAs,
+		ExposedPorts: []string{fmt.Sprintf("%d/tcp", contract.WatchdogPort)},
+		Labels: map[string]string{
+			contract.LabelFunction: f.name,
+			testLabel:              "1",
+			testLabel + ".run":     f.suffix,
+		},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return img
+}
+
+// spec is the function's spec: fork mode, 1 to 3 replicas.
+func (f *swarmFixture) spec() Spec {
+	return Spec{
+		Name: f.name, Lang: LangC, Mode: contract.ModeFork,
+		Timeout: 5 * time.Second, MaxBody: 1 << 20,
+		Scale:  Scale{Metric: "inflight", Target: 10, Min: 1, Max: 3},
+		Labels: map[string]string{testLabel: "1"},
+	}
+}
+
+func testDeployOptions() DeployOptions {
+	return DeployOptions{HealthInterval: testHealthInterval, DrainGrace: testDrainGrace}
+}
+
+func (f *swarmFixture) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(f.t.Context(), swarmTestTimeout)
+	f.t.Cleanup(cancel)
+	return ctx
+}
+
+// deploy deploys and waits for want replicas; it returns their endpoints
+// and the time from the deploy call to ready.
+func (f *swarmFixture) deploy(spec Spec, img Image, want int) ([]Endpoint, time.Duration) {
+	f.t.Helper()
+	start := time.Now()
+	if _, err := f.sw.Deploy(f.ctx(), spec, img, testDeployOptions()); err != nil {
+		f.t.Fatal(err)
+	}
+	eps, err := f.sw.WaitReady(f.ctx(), f.name, want)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return eps, time.Since(start)
+}
+
+// rawPost posts body to addr on a fresh connection with no retries, and
+// returns the answer's body; anything but 200 is an error.
+func rawPost(addr string, body []byte) ([]byte, error) {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := fmt.Sprintf("POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", addr, len(body))
+	if _, err := conn.Write(append([]byte(req), body...)); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return got, fmt.Errorf("%s: %s", resp.Status, got)
+	}
+	return got, nil
+}
+
+// answer is what hostecho says about itself.
+type answer struct{ host, version, secret, tmp string }
+
+func parseAnswer(b []byte) answer {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	var a answer
+	for _, f := range strings.Fields(string(line)) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "host":
+			a.host = v
+		case "version":
+			a.version = v
+		case "secret":
+			a.secret = v
+		case "tmp":
+			a.tmp = v
+		}
+	}
+	return a
+}
+
+// TestSwarmDeploy deploys a function with a secret, waits for it, invokes
+// its endpoint, and reads it back with List, Describe and Logs.
+func TestSwarmDeploy(t *testing.T) {
+	t.Parallel()
+	f := newSwarmFixture(t, "deploy")
+	secretName := f.name + "-key"
+	sec, err := f.api.SecretCreate(f.ctx(), swarm.SecretSpec{
+		Annotations: swarm.Annotations{Name: secretName, Labels: map[string]string{testLabel: "1"}},
+		Data:        []byte("s3cr3t-" + f.suffix),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the service is gone (cleanups run last first)
+		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+		defer cancel()
+		if err := f.api.SecretRemove(ctx, sec.ID); err != nil && !isNotFound(err) {
+			t.Errorf("remove secret: %v", err)
+		}
+	})
+	// The fixture's cleanup (registered first) runs after this one, so the
+	// service must go first: remove it here.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), swarmTestTimeout)
+		defer cancel()
+		_ = f.sw.Remove(ctx, f.name)
+	})
+
+	spec := f.spec()
+	spec.Secrets = []string{secretName}
+	spec.Env = map[string]string{"SECRET_FILE": "/run/secrets/" + secretName}
+	img := f.image("1")
+	eps, took := f.deploy(spec, img, 1)
+	t.Logf("deploy → ready (image load, create, healthy, /_/health 200): %v", took.Round(time.Millisecond))
+
+	if len(eps) != 1 {
+		t.Fatalf("WaitReady() = %+v, want 1 endpoint", eps)
+	}
+	ep := eps[0]
+	_, port, _ := net.SplitHostPort(ep.Addr)
+	if p, _ := strconv.Atoi(port); p == 0 || p == contract.WatchdogPort {
+		t.Errorf("endpoint %s: want an engine-assigned host port", ep.Addr)
+	}
+	body := []byte("hello " + f.suffix)
+	got, err := rawPost(ep.Addr, body)
+	if err != nil {
+		t.Fatalf("POST to %s: %v", ep.Addr, err)
+	}
+	a := parseAnswer(got)
+	want := answer{host: f.name + ".1." + ep.TaskID, version: "1", secret: "s3cr3t-" + f.suffix, tmp: "writable"}
+	if a != want || !bytes.HasSuffix(got, body) {
+		t.Errorf("answer %q, parsed %+v; want %+v and the body echoed", got, a, want)
+	}
+
+	// What the engine made of the spec.
+	svc, _, err := f.api.ServiceInspectWithRaw(f.ctx(), f.name, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, _, err := f.api.TaskInspectWithRaw(f.ctx(), ep.TaskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.api.ContainerInspect(f.ctx(), task.Status.ContainerStatus.ContainerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotEngine := []string{
+		svc.Spec.TaskTemplate.ContainerSpec.Image, task.Spec.ContainerSpec.Image, c.Image,
+		string(svc.Endpoint.Spec.Mode), c.Config.User, strconv.FormatBool(c.HostConfig.ReadonlyRootfs),
+		string(c.State.Health.Status),
+	}
+	wantEngine := []string{img.ID, img.ID, img.ID, "dnsrr", runAs, "true", "healthy"}
+	if strings.Join(gotEngine, " ") != strings.Join(wantEngine, " ") {
+		t.Errorf("service image, task image, container image, endpoint mode, user, read-only, health = %q, want %q", gotEngine, wantEngine)
+	}
+
+	list, err := f.sw.List(f.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum *Summary
+	for i := range list {
+		if list[i].Name == f.name {
+			sum = &list[i]
+		}
+	}
+	if sum == nil {
+		t.Fatalf("List() has no %s: %+v", f.name, list)
+	}
+	wantSum := Summary{Name: f.name, ServiceID: svc.ID, Running: 1, Desired: 1, Image: img.ID,
+		ImageSize: sum.ImageSize, Endpoints: []string{ep.Addr}, UpdatedAt: svc.UpdatedAt}
+	if fmt.Sprint(*sum) != fmt.Sprint(wantSum) || sum.ImageSize < 100_000 {
+		t.Errorf("List() entry = %+v, want %+v with the image's size", *sum, wantSum)
+	}
+
+	d, err := f.sw.Describe(f.ctx(), f.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantScale := ScalePolicy{Metric: "inflight", Target: 10, Min: 1, Max: 3}
+	if d.Scale != wantScale || d.Image != img.ID || d.Running != 1 || d.Desired != 1 || len(d.Tasks) != 1 ||
+		d.Tasks[0].Endpoint != ep.Addr || d.Tasks[0].State != "running" || d.Labels[LabelImage] != img.ID || d.Timeout != "5s" {
+		t.Errorf("Describe() = %+v", d)
+	}
+
+	// The watchdog logs its start on stderr; a task prefix leads the line.
+	var logs bytes.Buffer
+	if err := f.sw.Logs(f.ctx(), f.name, false, "", &logs); err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("%s.1.%s@", f.name, ep.TaskID[:12])
+	if !strings.Contains(logs.String(), "watchdog listening") || !strings.HasPrefix(logs.String(), prefix) {
+		t.Errorf("Logs() = %q, want lines starting %q and the watchdog's start", logs.String(), prefix)
+	}
+
+	// Deploying the same again updates in place: no new task.
+	res, err := f.sw.Deploy(f.ctx(), spec, img, testDeployOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created || res.ServiceID != svc.ID || res.Replicas != 1 {
+		t.Errorf("second Deploy() = %+v, want an update of %s keeping 1 replica", res, svc.ID)
+	}
+	eps2, err := f.sw.WaitReady(f.ctx(), f.name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eps2[0].TaskID != ep.TaskID {
+		t.Errorf("an unchanged deploy replaced task %s by %s", ep.TaskID, eps2[0].TaskID)
+	}
+}
+
+// TestSwarmScale scales 1 → 2 → 3 → 1 and checks the task list, three
+// distinct replicas answering, and the max limit.
+func TestSwarmScale(t *testing.T) {
+	t.Parallel()
+	f := newSwarmFixture(t, "scale")
+	eps, _ := f.deploy(f.spec(), f.image("1"), 1)
+	known := map[string]bool{eps[0].Addr: true}
+
+	// +1 → the new replica answering, twice.
+	for n := 2; n <= 3; n++ {
+		start := time.Now()
+		if err := f.sw.Scale(f.ctx(), f.name, n, false); err != nil {
+			t.Fatal(err)
+		}
+		addr := f.newEndpoint(known)
+		if _, err := rawPost(addr, []byte("x")); err != nil {
+			t.Fatalf("new replica %s: %v", addr, err)
+		}
+		known[addr] = true
+		t.Logf("scale %d → %d: new replica answering after %v", n-1, n, time.Since(start).Round(time.Millisecond))
+	}
+	eps, err := f.sw.WaitReady(f.ctx(), f.name, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]bool{}
+	for _, ep := range eps {
+		got, err := rawPost(ep.Addr, []byte("x"))
+		if err != nil {
+			t.Fatalf("POST to %s: %v", ep.Addr, err)
+		}
+		hosts[parseAnswer(got).host] = true
+	}
+	if running := f.runningTasks(); len(hosts) != 3 || running != 3 {
+		t.Errorf("at 3 replicas: %d running tasks, hosts answering %v; want 3 of each", running, hosts)
+	}
+
+	err = f.sw.Scale(f.ctx(), f.name, 4, false)
+	if !errors.Is(err, ErrScaleLimit) || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("Scale(4) beyond max 3 = %v, want ErrScaleLimit mentioning --force", err)
+	}
+
+	if err := f.sw.Scale(f.ctx(), f.name, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.sw.WaitReady(f.ctx(), f.name, 1); err != nil {
+		t.Fatal(err)
+	}
+	if running := f.runningTasks(); running != 1 {
+		t.Errorf("after scaling to 1: %d tasks still wanted running", running)
+	}
+}
+
+// newEndpoint polls Endpoints until one not in known appears.
+func (f *swarmFixture) newEndpoint(known map[string]bool) string {
+	f.t.Helper()
+	ctx := f.ctx()
+	for {
+		eps, err := f.sw.Endpoints(ctx, f.name)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, ep := range eps {
+			if !known[ep.Addr] {
+				return ep.Addr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			f.t.Fatalf("no new endpoint: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// runningTasks counts the service's tasks that Swarm wants running.
+func (f *swarmFixture) runningTasks() int {
+	f.t.Helper()
+	tasks, err := f.api.TaskList(f.ctx(), swarm.TaskListOptions{Filters: filters.NewArgs(
+		filters.Arg("service", f.name), filters.Arg("desired-state", "running"))})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return len(tasks)
+}
+
+// TestSwarmRedeployStartFirst re-deploys two replicas with a changed image
+// under continuous load: each new replica must run healthy before its old
+// one is told to stop, and no request may fail.
+func TestSwarmRedeployStartFirst(t *testing.T) {
+	t.Parallel()
+	f := newSwarmFixture(t, "redeploy")
+	spec := f.spec()
+	spec.Scale.Min = 2
+	v1, v2 := f.image("1"), f.image("2")
+	// The drain grace covers the endpoint refresh with a margin for a
+	// loaded machine (the engine answers slowly there).
+	opts := testDeployOptions()
+	opts.DrainGrace = redeployDrainGrace
+	if _, err := f.sw.Deploy(f.ctx(), spec, v1, opts); err != nil {
+		t.Fatal(err)
+	}
+	eps, err := f.sw.WaitReady(f.ctx(), f.name, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		mu          sync.Mutex
+		current     = eps
+		lastRefresh = time.Now()
+		maxGap      time.Duration // longest time between two refreshes
+	)
+	ctx, stop := context.WithCancel(f.ctx())
+	defer stop()
+	var wg sync.WaitGroup
+
+	// The endpoints the load goes to, refreshed as a gateway would. A
+	// replica told to stop keeps serving for the drain grace: the refresh
+	// must drop it within that time.
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			if eps, err := f.sw.Endpoints(ctx, f.name); err == nil && len(eps) > 0 {
+				mu.Lock()
+				current = eps
+				maxGap = max(maxGap, time.Since(lastRefresh))
+				lastRefresh = time.Now()
+				mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+
+	// Continuous requests, one connection each, no retries.
+	var sent, failed atomic.Int64
+	var failures sync.Map
+	versions := [3]atomic.Int64{}
+	for w := 0; w < 2; w++ {
+		wg.Go(func() {
+			for i := w; ctx.Err() == nil; i++ {
+				mu.Lock()
+				ep := current[i%len(current)]
+				mu.Unlock()
+				got, err := rawPost(ep.Addr, []byte("x"))
+				if ctx.Err() != nil {
+					return
+				}
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					failures.Store(fmt.Sprintf("%s %s", ep.Addr, err), true)
+					continue
+				}
+				if v, _ := strconv.Atoi(parseAnswer(got).version); v >= 1 && v <= 2 {
+					versions[v].Add(1)
+				}
+			}
+		})
+	}
+
+	// Watch the tasks: when an old task is first seen told to stop, the
+	// new task of its slot must already be running and healthy.
+	type seen struct {
+		newRunning, oldStopped time.Time // as observed by polling
+		newRunningSince        time.Time // the engine's timestamp of the new task's running state
+	}
+	slots := map[int]*seen{}
+	var violations []string
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for watchCtx.Err() == nil {
+			tasks, err := f.api.TaskList(watchCtx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", f.name))})
+			now := time.Now()
+			if err == nil {
+				byKey := map[string]swarm.Task{}
+				for _, tk := range tasks {
+					byKey[fmt.Sprint(tk.Slot, tk.Spec.ContainerSpec.Image)] = tk
+				}
+				for _, tk := range tasks {
+					s := slots[tk.Slot]
+					if s == nil {
+						s = &seen{}
+						slots[tk.Slot] = s
+					}
+					img := tk.Spec.ContainerSpec.Image
+					if img == v2.ID && isUp(tk) && s.newRunning.IsZero() {
+						s.newRunning, s.newRunningSince = now, tk.Status.Timestamp
+					}
+					if img == v1.ID && tk.DesiredState != swarm.TaskStateRunning && s.oldStopped.IsZero() {
+						s.oldStopped = now
+						nt, ok := byKey[fmt.Sprint(tk.Slot, v2.ID)]
+						if !ok || nt.Status.State != swarm.TaskStateRunning {
+							violations = append(violations, fmt.Sprintf("slot %d: old task %s told to stop while the new one is %q", tk.Slot, tk.ID, nt.Status.State))
+							continue
+						}
+						c, err := f.api.ContainerInspect(watchCtx, nt.Status.ContainerStatus.ContainerID)
+						if err != nil || c.State.Health == nil || c.State.Health.Status != container.Healthy {
+							violations = append(violations, fmt.Sprintf("slot %d: old task told to stop while the new one is not healthy (%v)", tk.Slot, err))
+						}
+					}
+				}
+			}
+			select {
+			case <-watchCtx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+
+	time.Sleep(300 * time.Millisecond) // load on v1 before the update
+	start := time.Now()
+	if _, err := f.sw.Deploy(f.ctx(), spec, v2, opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.sw.WaitReady(f.ctx(), f.name, 2); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	// Keep the load and the watch on until the old replicas are gone: the
+	// watch must see every old task told to stop.
+	f.waitContainers(2)
+	stopWatch()
+	<-watchDone
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	wg.Wait()
+
+	t.Logf("rolling update of 2 replicas: %v; %d requests (v1 %d, v2 %d), %d failed; endpoints refreshed at least every %v",
+		took.Round(time.Millisecond), sent.Load(), versions[1].Load(), versions[2].Load(), failed.Load(), maxGap.Round(time.Millisecond))
+	for slot, s := range slots {
+		t.Logf("slot %d: new task running since +%v (engine), seen running at +%v, old seen told to stop at +%v", slot,
+			s.newRunningSince.Sub(start).Round(time.Millisecond), s.newRunning.Sub(start).Round(time.Millisecond),
+			s.oldStopped.Sub(start).Round(time.Millisecond))
+		if s.newRunning.IsZero() || s.oldStopped.IsZero() || s.oldStopped.Before(s.newRunning) {
+			violations = append(violations, fmt.Sprintf("slot %d: old stopped %v, new running %v", slot, s.oldStopped, s.newRunning))
+		}
+	}
+	for _, v := range violations {
+		t.Error(v)
+	}
+	if failed.Load() > 0 {
+		failures.Range(func(k, _ any) bool { t.Errorf("request failed: %v", k); return true })
+	}
+	if failed.Load() > 0 || len(violations) > 0 {
+		f.logTasks(start)
+	}
+	if versions[1].Load() == 0 || versions[2].Load() == 0 {
+		t.Errorf("answers from v1 %d, v2 %d: want both during the update", versions[1].Load(), versions[2].Load())
+	}
+	eps, err = f.sw.Endpoints(f.ctx(), f.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range eps {
+		got, err := rawPost(ep.Addr, nil)
+		if a := parseAnswer(got); err != nil || a.version != "2" {
+			t.Errorf("after the update %s answers %q, %v; want version 2", ep.Addr, got, err)
+		}
+	}
+}
+
+// logTasks logs the service's task history, for failures.
+func (f *swarmFixture) logTasks(start time.Time) {
+	tasks, err := f.api.TaskList(context.Background(), swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", f.name))})
+	if err != nil {
+		f.t.Logf("tasks: %v", err)
+		return
+	}
+	sortTasks(tasks)
+	for _, tk := range tasks {
+		f.t.Logf("task %s slot %d image %.19s created +%v: %s (desired %s) since +%v %q %q ports %v", tk.ID, tk.Slot,
+			tk.Spec.ContainerSpec.Image, tk.CreatedAt.Sub(start).Round(time.Millisecond), tk.Status.State, tk.DesiredState,
+			tk.Status.Timestamp.Sub(start).Round(time.Millisecond), tk.Status.Message, tk.Status.Err, tk.Status.PortStatus.Ports)
+	}
+}
+
+// waitContainers waits until the service has n running containers (Swarm
+// keeps the stopped ones of replaced tasks as task history).
+func (f *swarmFixture) waitContainers(n int) {
+	f.t.Helper()
+	ctx := f.ctx()
+	for {
+		cs, err := f.api.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("label", "com.docker.swarm.service.name="+f.name))})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if len(cs) == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			f.t.Fatalf("%d running containers, want %d: %v", len(cs), n, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TestSwarmRemove removes a deployed function: no service, container or
+// image is left, and a second removal finds nothing.
+func TestSwarmRemove(t *testing.T) {
+	t.Parallel()
+	f := newSwarmFixture(t, "remove")
+	img := f.image("1")
+	f.deploy(f.spec(), img, 1)
+	svc, _, err := f.api.ServiceInspectWithRaw(f.ctx(), f.name, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	if err := f.sw.Remove(f.ctx(), f.name); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("remove: %v", time.Since(start).Round(time.Millisecond))
+
+	if _, _, err := f.api.ServiceInspectWithRaw(f.ctx(), svc.ID, swarm.ServiceInspectOptions{}); !isNotFound(err) {
+		t.Errorf("service after Remove: %v, want not found", err)
+	}
+	cs, err := f.api.ContainerList(f.ctx(), container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", labelSwarmServiceID+"="+svc.ID))})
+	if err != nil || len(cs) != 0 {
+		t.Errorf("containers after Remove: %d, %v; want none", len(cs), err)
+	}
+	if _, err := f.api.ImageInspect(f.ctx(), img.ID); !isNotFound(err) {
+		t.Errorf("image after Remove: %v, want not found", err)
+	}
+	if _, err := f.sw.Endpoints(f.ctx(), f.name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Endpoints after Remove = %v, want ErrNotFound", err)
+	}
+	if err := f.sw.Remove(f.ctx(), f.name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Remove = %v, want ErrNotFound", err)
+	}
+}
+
+// TestSwarmEndpointsUnknown asks the real engine about a function that does
+// not exist.
+func TestSwarmEndpointsUnknown(t *testing.T) {
+	t.Parallel()
+	api := swarmClient(t)
+	sw := NewSwarm(api, LocalDistributor{API: api}, nil)
+	name := "pt-nope-" + randomSuffix(t)
+	for op, call := range map[string]func() error{
+		"Endpoints": func() error { _, err := sw.Endpoints(t.Context(), name); return err },
+		"WaitReady": func() error { _, err := sw.WaitReady(t.Context(), name, 1); return err },
+		"Describe":  func() error { _, err := sw.Describe(t.Context(), name); return err },
+		"Scale":     func() error { return sw.Scale(t.Context(), name, 1, false) },
+		"Logs":      func() error { return sw.Logs(t.Context(), name, false, "", io.Discard) },
+	} {
+		if err := call(); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s(%s) = %v, want ErrNotFound", op, name, err)
+		}
+	}
+}
