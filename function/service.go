@@ -2,6 +2,7 @@ package function
 
 import (
 	"fmt"
+	"github.com/docker/docker/api/types/versions"
 	"math"
 	"slices"
 	"strings"
@@ -83,6 +84,11 @@ type DeployOptions struct {
 	SecretIDs map[string]string
 	// HealthInterval overrides DefaultHealthInterval when positive.
 	HealthInterval time.Duration
+	// HealthStartInterval, when positive, is Docker's health start interval
+	// (engine API 1.44 and later): probes that often during the start
+	// period, so a new replica is healthy — and in the task list — within
+	// about this long instead of one full interval. See StartIntervalFor.
+	HealthStartInterval time.Duration
 	// DrainGrace, when positive, sets the watchdog's drain grace
 	// (PULSE_DRAIN_GRACE) over the spec's environment.
 	DrainGrace time.Duration
@@ -139,11 +145,12 @@ func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 		StopSignal:      "SIGTERM",
 		StopGracePeriod: &grace,
 		Healthcheck: &container.HealthConfig{
-			Test:        []string{"CMD", probe, "-healthcheck"},
-			Interval:    interval,
-			Timeout:     serviceHealthTimeout,
-			StartPeriod: serviceHealthStartPeriod,
-			Retries:     serviceHealthRetries,
+			Test:          []string{"CMD", probe, "-healthcheck"},
+			Interval:      interval,
+			Timeout:       serviceHealthTimeout,
+			StartPeriod:   serviceHealthStartPeriod,
+			StartInterval: opts.HealthStartInterval,
+			Retries:       serviceHealthRetries,
 		},
 	}
 	for _, name := range spec.Secrets {
@@ -278,4 +285,19 @@ func imageRef(img Image) error {
 		return fmt.Errorf("image %q: want an image ID (sha256:<64 hex digits>), never a tag: Swarm would try to pull a tag from a registry", img.ID)
 	}
 	return nil
+}
+
+// DefaultStartInterval is the health start interval used where the engine
+// has one: a new replica is probed every 100 ms until healthy, then every
+// interval.
+const DefaultStartInterval = 100 * time.Millisecond
+
+// StartIntervalFor returns the health start interval to use with an engine
+// speaking apiVersion: DefaultStartInterval from API 1.44 (Docker 25), none
+// before (engine 20.10, API 1.41, refuses the field).
+func StartIntervalFor(apiVersion string) time.Duration {
+	if versions.GreaterThanOrEqualTo(apiVersion, "1.44") {
+		return DefaultStartInterval
+	}
+	return 0
 }

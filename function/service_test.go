@@ -226,3 +226,16 @@ func TestServiceHostnameTemplate(t *testing.T) {
 		}
 	}
 }
+
+func TestStartIntervalFor(t *testing.T) {
+	for v, want := range map[string]time.Duration{"1.41": 0, "1.43": 0, "1.44": DefaultStartInterval, "1.51": DefaultStartInterval, "": 0} {
+		if got := StartIntervalFor(v); got != want {
+			t.Errorf("StartIntervalFor(%q) = %v, want %v", v, got, want)
+		}
+	}
+	spec := ServiceSpec(Spec{Name: "x", Lang: LangC, Mode: "fork", Scale: DefaultScale()}, Image{ID: "sha256:1"},
+		DeployOptions{HealthStartInterval: DefaultStartInterval})
+	if hc := spec.TaskTemplate.ContainerSpec.Healthcheck; hc.StartInterval != DefaultStartInterval {
+		t.Errorf("start interval %v", hc.StartInterval)
+	}
+}

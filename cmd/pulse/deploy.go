@@ -35,6 +35,11 @@ Waits until the replicas answer their health check and prints their endpoints.`,
 			if err != nil {
 				return err
 			}
+			// Engines from API 1.44 probe a new replica quickly until it is
+			// healthy; older ones (20.10) only every health interval.
+			cli, _ := a.engine()
+			cli.NegotiateAPIVersion(cmd.Context())
+			startInterval := function.StartIntervalFor(cli.ClientVersion())
 			for _, s := range specs {
 				img, info, err := a.buildAndLoad(cmd.Context(), s)
 				if err != nil {
@@ -42,7 +47,7 @@ Waits until the replicas answer their health check and prints their endpoints.`,
 				}
 				fmt.Fprintf(a.err, "%s: image %s, %.2f MB\n", s.Name, shortID(img.ID), float64(info.ImageSize)/1e6)
 				res, err := sw.Deploy(cmd.Context(), s, img, function.DeployOptions{
-					GatewayURL: a.cfg.ReplicaGateway, HealthInterval: healthInterval,
+					GatewayURL: a.cfg.ReplicaGateway, HealthInterval: healthInterval, HealthStartInterval: startInterval,
 				})
 				if err != nil {
 					return explain(err, s.Name)
