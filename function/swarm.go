@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/swarmaddr"
 )
 
 // SwarmClient is the part of the Docker API that Swarm uses.
@@ -383,18 +383,6 @@ func isUp(t swarm.Task) bool {
 	return t.DesiredState == swarm.TaskStateRunning && t.Status.State == swarm.TaskStateRunning
 }
 
-// publishedPort is the host port of a task's watchdog, or 0. The engine
-// lists a host-mode binding once per address family, so the first one is
-// taken.
-func publishedPort(t swarm.Task) uint32 {
-	for _, p := range t.Status.PortStatus.Ports {
-		if p.TargetPort == contract.WatchdogPort && p.PublishMode == swarm.PortConfigPublishModeHost && p.PublishedPort != 0 {
-			return p.PublishedPort
-		}
-	}
-	return 0
-}
-
 // nodeCache resolves node IDs to hostnames and addresses, once per ID.
 type nodeCache struct {
 	s     *Swarm
@@ -420,7 +408,7 @@ func (c *nodeCache) node(ctx context.Context, id string) (nodeInfo, error) {
 	if err != nil {
 		return nodeInfo{}, fmt.Errorf("inspect node %s: %w", id, err)
 	}
-	n := nodeInfo{hostname: node.Description.Hostname, addr: nodeAddr(node)}
+	n := nodeInfo{hostname: node.Description.Hostname, addr: swarmaddr.NodeAddr(node)}
 	if n.hostname == "" {
 		n.hostname = id
 	}
@@ -428,37 +416,21 @@ func (c *nodeCache) node(ctx context.Context, id string) (nodeInfo, error) {
 	return n, nil
 }
 
-// nodeAddr is where a node's published ports are reached: the address it
-// registered with the swarm; a manager that reports 0.0.0.0 (or nothing)
-// is reached at its manager address, and failing that, on the single-node
-// swarm this runs on, at loopback.
-func nodeAddr(n swarm.Node) string {
-	if a := n.Status.Addr; a != "" && a != "0.0.0.0" {
-		return a
-	}
-	if m := n.ManagerStatus; m != nil {
-		if h, _, err := net.SplitHostPort(m.Addr); err == nil && h != "" && h != "0.0.0.0" {
-			return h
-		}
-	}
-	return "127.0.0.1"
-}
-
 // endpoint is t's endpoint; ok is false when it has no published port yet.
 func (c *nodeCache) endpoint(ctx context.Context, t swarm.Task) (Endpoint, bool, error) {
-	port := publishedPort(t)
-	if port == 0 {
+	if swarmaddr.PublishedPort(t) == 0 {
 		return Endpoint{}, false, nil
 	}
 	n, err := c.node(ctx, t.NodeID)
 	if err != nil {
 		return Endpoint{}, false, err
 	}
+	addr, _ := swarmaddr.Addr(n.addr, t)
 	return Endpoint{
 		TaskID: t.ID,
 		Slot:   t.Slot,
 		Node:   n.hostname,
-		Addr:   net.JoinHostPort(n.addr, strconv.FormatUint(uint64(port), 10)),
+		Addr:   addr,
 		State:  string(t.Status.State),
 	}, true, nil
 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is pulsed's configuration: a YAML file (--config; default
+// /etc/pulse/pulsed.yaml when it exists) overridden by PULSE_* environment
+// variables (PULSE_API_LISTEN, PULSE_GATEWAY_LISTEN, ...: the key in upper
+// case). Unknown keys are errors.
+type Config struct {
+	APIListen      string        `mapstructure:"api_listen"`      // pulsed's API: /v1/replicas, /healthz
+	GatewayListen  string        `mapstructure:"gateway_listen"`  // HAProxy's public port
+	AdminListen    string        `mapstructure:"admin_listen"`    // HAProxy stats + Prometheus exporter
+	StateDir       string        `mapstructure:"state_dir"`       // haproxy.cfg, sockets, pid file
+	HAProxy        string        `mapstructure:"haproxy"`         // the haproxy binary
+	Balance        string        `mapstructure:"balance"`         // leastconn or roundrobin
+	CheckInterval  time.Duration `mapstructure:"check_interval"`  // HAProxy's health checks
+	FastPoll       time.Duration `mapstructure:"fast_poll"`       // Swarm polling while converging
+	SlowPoll       time.Duration `mapstructure:"slow_poll"`       // and when steady
+	KeysFile       string        `mapstructure:"keys_file"`       // YAML map function → invoke key
+	LeaveRunning   bool          `mapstructure:"leave_running"`   // keep HAProxy serving when pulsed stops
+	LogLevel       string        `mapstructure:"log_level"`       // debug, info, warn, error
+	ReloadDebounce time.Duration `mapstructure:"reload_debounce"` // coalesce reloads
+	HAProxyLog     string        `mapstructure:"haproxy_log"`     // HAProxy log target, e.g. "stdout format raw local0"; empty: none
+}
+
+func defaults() Config {
+	return Config{
+		APIListen: "127.0.0.1:8090", GatewayListen: "0.0.0.0:8080", AdminListen: "127.0.0.1:8404",
+		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "leastconn", CheckInterval: time.Second,
+		FastPoll: 100 * time.Millisecond, SlowPoll: time.Second, LeaveRunning: true, LogLevel: "info",
+		ReloadDebounce: 200 * time.Millisecond,
+	}
+}
+
+var keys = []string{"api_listen", "gateway_listen", "admin_listen", "state_dir", "haproxy", "balance",
+	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log"}
+
+// loadConfig reads the file (explicit: must exist) and the environment.
+func loadConfig(path string, env func(string) string) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	d := defaults()
+	def := map[string]any{
+		"api_listen": d.APIListen, "gateway_listen": d.GatewayListen, "admin_listen": d.AdminListen,
+		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval,
+		"fast_poll": d.FastPoll, "slow_poll": d.SlowPoll, "keys_file": "", "leave_running": d.LeaveRunning,
+		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "",
+	}
+	for k, val := range def {
+		v.SetDefault(k, val)
+	}
+	explicit := path != ""
+	if !explicit {
+		path = "/etc/pulse/pulsed.yaml"
+	}
+	if f, err := os.Open(path); err == nil {
+		defer f.Close()
+		if err := v.ReadConfig(f); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+	} else if explicit || !errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	for _, k := range keys {
+		if val := env("PULSE_" + strings.ToUpper(k)); val != "" {
+			v.Set(k, val)
+		}
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w (known keys: %s)", path, err, strings.Join(keys, ", "))
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every value and says what is accepted.
+func (c Config) Validate() error {
+	var errs []error
+	for _, a := range []struct{ key, val string }{{"api_listen", c.APIListen}, {"gateway_listen", c.GatewayListen}, {"admin_listen", c.AdminListen}} {
+		if _, _, err := net.SplitHostPort(a.val); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want HOST:PORT, e.g. 127.0.0.1:8090", a.key, a.val))
+		}
+	}
+	if c.Balance != "leastconn" && c.Balance != "roundrobin" {
+		errs = append(errs, fmt.Errorf("balance %q: want leastconn or roundrobin", c.Balance))
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{"check_interval", c.CheckInterval}, {"fast_poll", c.FastPoll}, {"slow_poll", c.SlowPoll}, {"reload_debounce", c.ReloadDebounce}} {
+		if d.val <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive duration such as 1s", d.key))
+		}
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		errs = append(errs, fmt.Errorf("state_dir %q: want an absolute path", c.StateDir))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// loadKeys reads the invoke keys file: a YAML map of function name to key.
+func loadKeys(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys file: %w", err)
+	}
+	var m map[string]string
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("keys file %s: want a YAML map of function name to key: %w", path, err)
+	}
+	return m, nil
+}

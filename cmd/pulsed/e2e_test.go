@@ -1,0 +1,423 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/function"
+)
+
+// freePort returns a loopback address nobody listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// load is a keep-alive client that never retries: every socket error and
+// every non-2xx answer is a failure, recorded with its time.
+type load struct {
+	ok       atomic.Int64
+	mu       sync.Mutex
+	failures []time.Time
+	why      map[string]int
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startLoad(addr, path string, conns int) *load {
+	l := &load{stop: make(chan struct{}), why: map[string]int{}}
+	for i := 0; i < conns; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			var c net.Conn
+			var br *bufio.Reader
+			for {
+				select {
+				case <-l.stop:
+					if c != nil {
+						c.Close()
+					}
+					return
+				default:
+				}
+				if c == nil {
+					var err error
+					c, err = net.DialTimeout("tcp", addr, 2*time.Second)
+					if err != nil {
+						l.fail("dial: " + err.Error())
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					br = bufio.NewReader(c)
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi", path); err != nil {
+					l.fail("write: " + err.Error())
+					c.Close()
+					c = nil
+					continue
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					l.fail("read: " + err.Error())
+					c.Close()
+					c = nil
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					l.fail(resp.Status)
+				} else {
+					l.ok.Add(1)
+				}
+				if resp.Close {
+					c.Close()
+					c = nil
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) fail(why string) {
+	l.mu.Lock()
+	if os.Getenv("PULSE_TEST_TRACE") != "" {
+		fmt.Fprintf(os.Stderr, "%s FAILED %s\n", time.Now().Format("15:04:05.000"), why)
+	}
+	l.failures = append(l.failures, time.Now())
+	l.why[why]++
+	l.mu.Unlock()
+}
+
+func (l *load) end() (ok int64, failures []time.Time, why map[string]int) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok.Load(), l.failures, l.why
+}
+
+type env struct {
+	t       *testing.T
+	cli     *client.Client
+	sw      *function.Swarm
+	tag     string
+	wdBin   []byte
+	echoBin []byte
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var info struct{ state string }
+		if i, ierr := cli.Info(ctx); ierr == nil {
+			info.state = string(i.Swarm.LocalNodeState)
+		} else {
+			err = ierr
+		}
+		cancel()
+		if err == nil && info.state != "active" {
+			err = fmt.Errorf("swarm is %q (docker swarm init --advertise-addr 127.0.0.1)", info.state)
+		}
+	}
+	if err == nil {
+		_, err = exec.LookPath("haproxy")
+	}
+	if err != nil {
+		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
+			t.Fatalf("needs Docker in swarm mode and haproxy: %v", err)
+		}
+		t.Skipf("needs Docker in swarm mode and haproxy: %v", err)
+	}
+	cli.NegotiateAPIVersion(context.Background())
+	t.Cleanup(func() { cli.Close() })
+	dir := t.TempDir()
+	wd := filepath.Join(dir, "pulse-watchdog")
+	build := exec.Command("go", "build", "-trimpath", "-tags", "nethttpomithttp2,watchdog_nohttp",
+		"-ldflags", "-s -w", "-o", wd, "../pulse-watchdog")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static: the image has no libc
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build watchdog: %v\n%s", err, out)
+	}
+	src := filepath.Join(dir, "echo.c")
+	if err := os.WriteFile(src, []byte(`#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(void){const char*v=getenv("VERSION");char b[4096];ssize_t n;printf("%s:",v?v:"");fflush(stdout);
+while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	echo := filepath.Join(dir, "echo")
+	if out, err := exec.Command("gcc", "-static", "-O2", "-s", "-o", echo, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	e := &env{t: t, cli: cli, sw: function.NewSwarm(cli, function.LocalDistributor{API: cli}, nil)}
+	e.wdBin, _ = os.ReadFile(wd)
+	e.echoBin, _ = os.ReadFile(echo)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	e.tag = hex.EncodeToString(b)
+	return e
+}
+
+// deploy deploys (or re-deploys) a fork-mode echo function whose answers
+// start with version.
+func (e *env) deploy(name, version string) {
+	e.t.Helper()
+	spec := function.Spec{Name: name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
+		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10},
+		Env: map[string]string{"VERSION": version}}
+	env := append(spec.WatchdogEnv(), "VERSION="+version)
+	img, err := function.Assemble(function.ImageSpec{
+		Tag: "pulse/" + name + ":" + version,
+		Files: []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: e.wdBin},
+			{Path: function.FunctionPath, Mode: 0o755, Content: e.echoBin}},
+		Entrypoint: []string{function.WatchdogPath}, Env: env, User: function.ImageUser,
+		Labels: map[string]string{contract.LabelFunction: name, "pulse.test": "1"},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := e.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: 250 * time.Millisecond, DrainGrace: 3 * time.Second}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = e.sw.Remove(ctx, name)
+	})
+	if _, err := e.sw.WaitReady(ctx, name, 1); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) scale(name string, n int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := e.sw.Scale(ctx, name, n, true); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.sw.WaitReady(ctx, name, n); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// pulsedUnder runs pulsed in process until the returned stop is called.
+func pulsedUnder(t *testing.T, cfg Config) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	go func() { done <- serve(ctx, cfg, log) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("pulsed: %v", err)
+		}
+	}
+}
+
+// waitRoute polls the gateway until path answers 200.
+func waitRoute(t *testing.T, gw, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Post("http://"+gw+path, "text/plain", strings.NewReader("x"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered 200 through the gateway (last: %v)", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func masterReload(t *testing.T, sock string) {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "reload\n")
+	_ = c.(*net.UnixConn).CloseWrite()
+	_, _ = io.Copy(io.Discard, c)
+}
+
+// TestGatewayZeroFailures: under continuous keep-alive load through the
+// gateway, no request fails while a second function is deployed, the first
+// is scaled 1 → 4 → 1, re-deployed with a changed image, a function is
+// removed, HAProxy is reloaded 10 times, and pulsed is restarted.
+func TestGatewayZeroFailures(t *testing.T) {
+	e := newEnv(t)
+	state := t.TempDir()
+	cfg := defaults()
+	cfg.StateDir = state
+	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
+	cfg.CheckInterval = 500 * time.Millisecond
+	cfg.LeaveRunning = true
+	cfg.HAProxyLog = os.Getenv("PULSE_TEST_HAPROXY_LOG")
+	t.Cleanup(func() { // stop the HAProxy we leave running across the restart
+		raw, err := os.ReadFile(filepath.Join(state, "haproxy.pid"))
+		if err == nil {
+			var pid int
+			fmt.Sscan(string(raw), &pid)
+			if p, err := os.FindProcess(pid); err == nil && pid > 0 {
+				_ = p.Kill()
+			}
+		}
+	})
+	a, b := "gwa-"+e.tag, "gwb-"+e.tag
+	e.deploy(a, "v1")
+	stop := pulsedUnder(t, cfg)
+	waitRoute(t, cfg.GatewayListen, "/function/"+a)
+
+	l := startLoad(cfg.GatewayListen, "/function/"+a, 8)
+	type mark struct {
+		name string
+		at   time.Time
+	}
+	var marks []mark
+	step := func(name string, f func()) {
+		marks = append(marks, mark{name, time.Now()})
+		if os.Getenv("PULSE_TEST_TRACE") != "" {
+			fmt.Fprintf(os.Stderr, "%s STEP %s\n", time.Now().Format("15:04:05.000"), name)
+		}
+		f()
+		time.Sleep(500 * time.Millisecond)
+	}
+	step("deploy a second function", func() { e.deploy(b, "v1"); waitRoute(t, cfg.GatewayListen, "/function/"+b) })
+	step("scale 1 → 4", func() { e.scale(a, 4) })
+	step("scale 4 → 1", func() { e.scale(a, 1); time.Sleep(4 * time.Second) })
+	step("rolling update", func() { e.deploy(a, "v2"); time.Sleep(4 * time.Second) })
+	step("remove a function", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := e.sw.Remove(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("10 reloads", func() {
+		for i := 0; i < 10; i++ {
+			masterReload(t, filepath.Join(state, "master.sock"))
+			time.Sleep(300 * time.Millisecond)
+		}
+	})
+	step("restart pulsed", func() {
+		stop()
+		stop = pulsedUnder(t, cfg)
+		time.Sleep(2 * time.Second)
+	})
+	ok, failures, why := l.end()
+	if os.Getenv("PULSE_TEST_TRACE") != "" {
+		fmt.Fprintf(os.Stderr, "%s LOAD ENDED\n", time.Now().Format("15:04:05.000"))
+	}
+	stop()
+	t.Logf("%d requests answered 2xx, %d failed %v", ok, len(failures), why)
+	if ok < 1000 {
+		t.Errorf("only %d requests: the load did not run", ok)
+	}
+	if len(failures) > 0 {
+		per := map[string]int{}
+		for _, f := range failures {
+			in := "before the steps"
+			for _, m := range marks {
+				if !f.Before(m.at) {
+					in = m.name
+				}
+			}
+			per[in]++
+		}
+		t.Errorf("%d failed requests: %v; by step: %v", len(failures), why, per)
+	}
+	// The re-deploy took effect.
+	resp, err := http.Post("http://"+cfg.GatewayListen+"/function/"+a, "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "v2:x" {
+		t.Errorf("after the rolling update: %q", body)
+	}
+}
+
+// TestGatewayReplicaKilled: killing a replica's container under load fails
+// requests only within the first 2 s.
+func TestGatewayReplicaKilled(t *testing.T) {
+	e := newEnv(t)
+	cfg := defaults()
+	cfg.StateDir = t.TempDir()
+	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
+	cfg.CheckInterval = 500 * time.Millisecond
+	cfg.LeaveRunning = false
+	name := "gwk-" + e.tag
+	e.deploy(name, "v1")
+	e.scale(name, 2)
+	stop := pulsedUnder(t, cfg)
+	defer stop()
+	waitRoute(t, cfg.GatewayListen, "/function/"+name)
+
+	l := startLoad(cfg.GatewayListen, "/function/"+name, 8)
+	time.Sleep(time.Second)
+	ctrs, err := e.cli.ContainerList(context.Background(), container.ListOptions{
+		Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.name="+name))})
+	if err != nil || len(ctrs) == 0 {
+		t.Fatalf("containers: %v %d", err, len(ctrs))
+	}
+	killed := time.Now()
+	if err := e.cli.ContainerKill(context.Background(), ctrs[0].ID, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second)
+	ok, failures, why := l.end()
+	late := 0
+	for _, f := range failures {
+		if f.Sub(killed) > 2*time.Second {
+			late++
+		}
+	}
+	t.Logf("%d ok, %d failed (%d later than 2 s after the kill): %v", ok, len(failures), late, why)
+	if late > 0 {
+		t.Errorf("%d requests failed more than 2 s after the kill", late)
+	}
+}

@@ -1,0 +1,425 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// ReconcileConfig tunes the loop between the replica catalog and HAProxy.
+type ReconcileConfig struct {
+	Render     RenderConfig
+	HAProxyBin string // for validation (haproxy -c)
+	ConfigFile string // the file HAProxy loads; written atomically
+	// Debounce coalesces catalog changes that need a reload (a function
+	// added or removed, its settings changed) into one reload.
+	Debounce time.Duration
+	// Resync re-applies the last catalog this often even when nothing
+	// changed: level-triggered, so a lost runtime command heals.
+	Resync time.Duration
+	// ProbeTimeout bounds one probe of a new replica's health; ProbeFor is
+	// how long pulsed keeps probing before leaving it to HAProxy's checks.
+	ProbeTimeout, ProbeFor time.Duration
+}
+
+// DefaultReconcileConfig returns the defaults.
+func DefaultReconcileConfig() ReconcileConfig {
+	return ReconcileConfig{
+		Render: DefaultRenderConfig(), HAProxyBin: "haproxy",
+		Debounce: 200 * time.Millisecond, Resync: 5 * time.Second,
+		ProbeTimeout: 500 * time.Millisecond, ProbeFor: 30 * time.Second,
+	}
+}
+
+// HAProxyReloader is what the reconciler needs of the supervisor.
+type HAProxyReloader interface {
+	Reload(ctx context.Context) error
+}
+
+// RuntimeAPI is what the reconciler needs of HAProxy's runtime API.
+type RuntimeAPI interface {
+	Servers(ctx context.Context, backend string) ([]ServerState, error)
+	AddServer(ctx context.Context, backend, name, addr string, opts ServerOptions) error
+	SetState(ctx context.Context, backend, name string, st AdminState) error
+	DelServer(ctx context.Context, backend, name string) error
+	Exec(ctx context.Context, command string) (string, error)
+}
+
+var (
+	_ HAProxyReloader = (*HAProxy)(nil)
+	_ RuntimeAPI      = (*Runtime)(nil)
+)
+
+// Reconciler keeps HAProxy exactly in step with the catalog: replica
+// changes through the runtime API (and into the file, so a later reload
+// keeps them), function changes by render → validate → reload. An invalid
+// render is never loaded: the last good configuration stays and the error is
+// logged and kept for /healthz.
+type Reconciler struct {
+	cfg    ReconcileConfig
+	hap    HAProxyReloader
+	rt     RuntimeAPI
+	log    *slog.Logger
+	client *http.Client
+
+	mu        sync.Mutex
+	loaded    string // structure key of the configuration HAProxy runs
+	lastGood  []byte
+	lastErr   error
+	reloads   int
+	probing   map[string]bool // backend/server being probed
+	loadedSet bool
+	again     chan struct{} // a replica became ready: apply the last catalog again
+}
+
+// NewReconciler returns a reconciler; Run drives it.
+func NewReconciler(cfg ReconcileConfig, hap HAProxyReloader, rt RuntimeAPI, log *slog.Logger) *Reconciler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{cfg: cfg, hap: hap, rt: rt, log: log.With("component", "reconcile"),
+		client: &http.Client{Timeout: cfg.ProbeTimeout}, probing: map[string]bool{}, again: make(chan struct{}, 1)}
+}
+
+// Err is the last reconcile error, or nil.
+func (r *Reconciler) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+// Reloads counts the reloads done.
+func (r *Reconciler) Reloads() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reloads
+}
+
+// Run applies every catalog from updates until ctx ends.
+func (r *Reconciler) Run(ctx context.Context, updates <-chan contract.Catalog) error {
+	var (
+		last    contract.Catalog
+		have    bool
+		pending <-chan time.Time
+	)
+	resync := time.NewTicker(r.cfg.Resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case cat := <-updates:
+			last, have = cat, true
+			if r.needsReload(cat) {
+				if pending == nil {
+					pending = time.After(r.cfg.Debounce)
+				}
+				continue
+			}
+			r.apply(ctx, last)
+		case <-pending:
+			pending = nil
+			r.apply(ctx, last)
+		case <-resync.C:
+			if have && pending == nil {
+				r.apply(ctx, last)
+			}
+		case <-r.again:
+			if have && pending == nil {
+				r.apply(ctx, last)
+			}
+		}
+	}
+}
+
+// structureKey is what a runtime change cannot express: the functions and
+// every setting rendered into their backends, but not their replicas.
+func (r *Reconciler) structureKey(cat contract.Catalog) string {
+	var b strings.Builder
+	for _, fn := range cat.Functions {
+		keys := make([]string, 0, len(fn.Labels))
+		for k := range fn.Labels {
+			if strings.HasPrefix(k, "pulse.") {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		fmt.Fprintf(&b, "%s{", fn.Name)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s=%s;", k, fn.Labels[k])
+		}
+		fmt.Fprintf(&b, "key=%t}", r.cfg.Render.Keys[fn.Name] != "")
+	}
+	return b.String()
+}
+
+func (r *Reconciler) needsReload(cat contract.Catalog) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.loadedSet || r.loaded != r.structureKey(cat)
+}
+
+// apply brings HAProxy to cat.
+func (r *Reconciler) apply(ctx context.Context, cat contract.Catalog) {
+	err := r.applyErr(ctx, cat)
+	r.mu.Lock()
+	r.lastErr = err
+	r.mu.Unlock()
+	if err != nil {
+		r.log.Error("reconcile", "err", err)
+	}
+}
+
+func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
+	cfg, err := Render(r.cfg.Render, cat)
+	var fe *FunctionError
+	if errors.As(err, &fe) {
+		// One bad function must not hold up the others: drop it and say so.
+		r.log.Error("function left out of the gateway", "function", fe.Function, "err", fe.Err)
+		cat = withoutFunction(cat, fe.Function)
+		cfg, err = Render(r.cfg.Render, cat)
+	}
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	if r.needsReload(cat) {
+		if err := Validate(ctx, r.cfg.HAProxyBin, cfg); err != nil {
+			return fmt.Errorf("new configuration refused, keeping the last good one: %w", err)
+		}
+		if err := r.write(cfg); err != nil {
+			return err
+		}
+		r.saveState(ctx)
+		if err := r.hap.Reload(ctx); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		r.mu.Lock()
+		r.loaded, r.loadedSet, r.lastGood = r.structureKey(cat), true, cfg
+		r.reloads++
+		r.mu.Unlock()
+		r.log.Info("haproxy reloaded", "functions", len(cat.Functions))
+		return nil
+	}
+	// Same functions and settings: replicas through the runtime API, and
+	// the file updated so a later reload keeps them.
+	if !bytes.Equal(cfg, r.lastGood) {
+		if err := r.write(cfg); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.lastGood = cfg
+		r.mu.Unlock()
+	}
+	var errs []error
+	for _, fn := range cat.Functions {
+		if err := r.syncBackend(ctx, fn); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.saveState(ctx)
+	return errors.Join(errs...)
+}
+
+// saveState writes HAProxy's current server states into the server-state
+// file the configuration loads, so a reload — pulsed's or anyone's — starts
+// the new worker with every server as it was (UP, drained, in maintenance)
+// instead of down until its first health check (measured: a few 503s per
+// reload without it).
+func (r *Reconciler) saveState(ctx context.Context) {
+	path := r.cfg.Render.ServerStateFile
+	if path == "" {
+		return
+	}
+	out, err := r.rt.Exec(ctx, "show servers state")
+	if err != nil {
+		r.log.Warn("save server states", "err", err)
+		return
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(out), 0o640); err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		r.log.Warn("save server states", "err", err)
+	}
+}
+
+func withoutFunction(cat contract.Catalog, name string) contract.Catalog {
+	out := cat
+	out.Functions = nil
+	for _, fn := range cat.Functions {
+		if fn.Name != name {
+			out.Functions = append(out.Functions, fn)
+		}
+	}
+	return out
+}
+
+// write replaces the configuration file atomically.
+func (r *Reconciler) write(cfg []byte) error {
+	dir := filepath.Dir(r.cfg.ConfigFile)
+	tmp, err := os.CreateTemp(dir, ".haproxy.cfg-")
+	if err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(cfg); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), r.cfg.ConfigFile); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+// syncBackend makes the backend's servers match fn's replicas: new ones
+// added (and set ready as soon as pulsed's own probe answers), draining
+// ones drained at once, gone ones deleted.
+func (r *Reconciler) syncBackend(ctx context.Context, fn contract.CatalogFunction) error {
+	backend := BackendName(fn.Name)
+	have, err := r.rt.Servers(ctx, backend)
+	if err != nil {
+		return fmt.Errorf("servers of %s: %w", backend, err)
+	}
+	byName := make(map[string]ServerState, len(have))
+	for _, s := range have {
+		byName[s.Name] = s
+	}
+	want := make(map[string]bool, len(fn.Replicas))
+	// A draining replica stays in rotation while no other replica serves:
+	// in a start-first update of one replica, the old one is told to stop
+	// as the new one starts; draining the old at once would leave nobody
+	// (503) until the new one is probed ready. The watchdog keeps serving
+	// through its drain grace, so waiting for the replacement costs nothing.
+	others := 0
+	for _, rep := range fn.Replicas {
+		if name, err := ServerName(rep.TaskID); err == nil && !rep.Draining {
+			if cur, ok := byName[name]; ok && cur.Serving() {
+				others++
+			}
+		}
+	}
+	var errs []error
+	for _, rep := range fn.Replicas {
+		name, err := ServerName(rep.TaskID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		want[name] = true
+		cur, ok := byName[name]
+		switch {
+		case !ok && !rep.Draining:
+			if err := r.rt.AddServer(ctx, backend, name, rep.Addr, ServerOptions{
+				Check: true, Inter: r.cfg.Render.CheckInterval, Rise: r.cfg.Render.CheckRise,
+				Fall: r.cfg.Render.CheckFall, State: StateMaint,
+			}); err != nil && !errors.Is(err, ErrServerExists) {
+				errs = append(errs, fmt.Errorf("add %s/%s: %w", backend, name, err))
+				continue
+			}
+			r.probeThenReady(ctx, backend, name, rep.Addr)
+		case ok && rep.Draining && cur.State() != StateDrain && cur.State() != StateMaint:
+			if others == 0 && len(fn.Replicas) > 1 && fn.Desired > 0 {
+				r.log.Info("replica draining later: its replacement is not ready yet", "function", fn.Name, "task", rep.TaskID)
+				continue
+			}
+			if err := r.rt.SetState(ctx, backend, name, StateDrain); err != nil {
+				errs = append(errs, fmt.Errorf("drain %s/%s: %w", backend, name, err))
+			} else {
+				r.log.Info("replica draining", "function", fn.Name, "task", rep.TaskID)
+			}
+		case ok && !rep.Draining && cur.State() == StateMaint:
+			r.probeThenReady(ctx, backend, name, rep.Addr)
+		}
+	}
+	for name, s := range byName {
+		if want[name] || name == backupServer {
+			continue
+		}
+		go func(name string, st AdminState) {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := r.rt.DelServer(dctx, backend, name); err != nil && !errors.Is(err, ErrNoServer) {
+				r.log.Warn("delete server", "backend", backend, "server", name, "err", err)
+			}
+		}(name, s.State())
+	}
+	return errors.Join(errs...)
+}
+
+// kick asks Run to apply the last catalog again.
+func (r *Reconciler) kick() {
+	select {
+	case r.again <- struct{}{}:
+	default:
+	}
+}
+
+// backupServer is the name Render gives the backup server.
+const backupServer = "pulsed-backup"
+
+// probeThenReady probes a new replica's health endpoint itself and sets it
+// ready as soon as it answers: no waiting for HAProxy's rise count.
+func (r *Reconciler) probeThenReady(ctx context.Context, backend, name, addr string) {
+	key := backend + "/" + name
+	r.mu.Lock()
+	if r.probing[key] {
+		r.mu.Unlock()
+		return
+	}
+	r.probing[key] = true
+	r.mu.Unlock()
+	go func() {
+		defer func() {
+			r.mu.Lock()
+			delete(r.probing, key)
+			r.mu.Unlock()
+		}()
+		deadline := time.Now().Add(r.cfg.ProbeFor)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if r.healthy(ctx, addr) {
+				if err := r.rt.SetState(ctx, backend, name, StateReady); err != nil {
+					r.log.Warn("set ready", "server", key, "err", err)
+					return
+				}
+				r.log.Info("replica ready", "server", key, "addr", addr)
+				r.kick()
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		// Not answering: leave it to HAProxy's own checks.
+		_ = r.rt.SetState(ctx, backend, name, StateReady)
+	}()
+}
+
+func (r *Reconciler) healthy(ctx context.Context, addr string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+contract.HealthPath, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
