@@ -33,19 +33,12 @@ build: ## static, stripped binaries into bin/
 bench: build ## benchmarks: JSON in bench/results/, table in bench/README.md
 	$(GO) run ./bench/run -suite watchdog
 
-up: build ## install and run Pulse on this machine: swarm, the example functions
-	@docker info >/dev/null 2>&1 || { echo "Docker Engine not reachable: install docker.io and start dockerd (see README)"; exit 1; }
-	@[ "$$(docker info --format '{{.Swarm.LocalNodeState}}')" = active ] || docker swarm init --advertise-addr 127.0.0.1
-	$(BIN)/pulse deploy -f examples/functions.yml
-	@echo
-	@echo "Pulse is up. Try:"
-	@echo "  $(BIN)/pulse invoke hello -d Pulse"
-	@echo "  $(BIN)/pulse invoke echo -d hi -H X-Test=1 --query a=b"
-	@echo "  $(BIN)/pulse ls"
-	@echo "  $(BIN)/pulse doctor"
+up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, the example functions
+	BIN=$(BIN) scripts/up.sh
 
-down: ## remove what `make up` deployed
-	-$(BIN)/pulse rm hello echo
+down: ## remove the example functions and stop pulsed (and with it HAProxy)
+	-$(BIN)/pulse rm hello echo greet
+	-[ -f /run/pulse/pulsed.pid ] && kill $$(cat /run/pulse/pulsed.pid) && rm -f /run/pulse/pulsed.pid
 
 fuzz: ## run every fuzz target for a short while
 	@for f in $$($(GO) test -list 'Fuzz.*' ./watchdog | grep ^Fuzz); do \

@@ -421,3 +421,88 @@ func TestGatewayReplicaKilled(t *testing.T) {
 		t.Errorf("%d requests failed more than 2 s after the kill", late)
 	}
 }
+
+// bridgeGateway is the host as a replica on the default bridge sees it.
+func bridgeGateway(t *testing.T) string {
+	t.Helper()
+	if ifc, err := net.InterfaceByName("docker0"); err == nil {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "172.17.0.1"
+}
+
+// TestFunctionToFunction: the example greet calls hello through the
+// gateway at PULSE_GATEWAY_URL, and the answer comes back through it.
+func TestFunctionToFunction(t *testing.T) {
+	e := newEnv(t)
+	cfg := defaults()
+	cfg.StateDir = t.TempDir()
+	cfg.APIListen, cfg.AdminListen = freePort(t), freePort(t)
+	_, port, _ := net.SplitHostPort(freePort(t))
+	cfg.GatewayListen = "0.0.0.0:" + port // replicas reach it on the bridge
+	cfg.LeaveRunning = false
+	stop := pulsedUnder(t, cfg)
+	defer stop()
+
+	specs, err := function.LoadSpecs("../../examples/functions.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	gwURL := "http://" + net.JoinHostPort(bridgeGateway(t), port)
+	names := map[string]string{"hello": "hello-" + e.tag, "greet": "greet-" + e.tag}
+	// hello first: greet is built to call it under its test name.
+	for _, want := range []string{"hello", "greet"} {
+		var s function.Spec
+		for _, sp := range specs {
+			if sp.Name == want {
+				s = sp
+			}
+		}
+		if s.Name == "" {
+			t.Fatalf("examples/functions.yml has no %s", want)
+		}
+		// Unique names, so a running `make up` is not disturbed.
+		s.Name = names[want]
+		if want == "greet" {
+			s.Env = map[string]string{"TARGET": names["hello"]}
+		}
+		img, _, err := function.Build(ctx, s, function.BuildOptions{CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := function.LoadImage(ctx, e.cli, img); err != nil {
+			t.Fatal(err)
+		}
+		name := s.Name
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			_ = e.sw.Remove(ctx, name)
+		})
+		if _, err := e.sw.Deploy(ctx, s, img, function.DeployOptions{GatewayURL: gwURL, HealthInterval: 250 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.sw.WaitReady(ctx, s.Name, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw := "127.0.0.1:" + port
+	waitRoute(t, gw, "/function/"+names["hello"])
+	waitRoute(t, gw, "/function/"+names["greet"]) // 200 only once hello answers greet through the gateway
+	resp, err := http.Post("http://"+gw+"/function/"+names["greet"], "text/plain", strings.NewReader("Pulse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "greet relays: Hello, Pulse\n" {
+		t.Fatalf("greet: %d %q", resp.StatusCode, body)
+	}
+}
