@@ -65,17 +65,24 @@ type buildStep struct {
 // image's would be: static (no cgo), trimmed, stripped.
 func watchdogBuilds(t tools, dir string) []buildStep {
 	out := func(name string) string { return filepath.Join(dir, name) }
-	goBuild := func(name, pkg string) buildStep {
+	goBuild := func(name, pkg, tags string) buildStep {
+		argv := []string{t.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out(name)}
+		if tags != "" {
+			argv = append(argv, "-tags", tags)
+		}
 		return buildStep{
 			name: name, source: pkg, out: out(name),
-			argv: []string{t.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out(name), pkg},
+			argv: append(argv, pkg),
 			env:  []string{"CGO_ENABLED=0"},
 		}
 	}
+	// The watchdogs are built with the tags `pulse build` gives them in an
+	// image (function/buildgo.go): no HTTP/2, only the mode the image runs.
 	return []buildStep{
-		goBuild("echo", "./bench/echo"),
-		goBuild("inproc", "./bench/inproc"),
-		goBuild("watchdog", "./cmd/pulse-watchdog"),
+		goBuild("echo", "./bench/echo", ""),
+		goBuild("inproc", "./bench/inproc", "nethttpomithttp2,watchdog_nofork,watchdog_nohttp"),
+		goBuild("watchdog", "./cmd/pulse-watchdog", "nethttpomithttp2,watchdog_nohttp"),
+		goBuild("watchdog-http", "./cmd/pulse-watchdog", "nethttpomithttp2,watchdog_nofork"),
 		{name: "cecho", source: "bench/c/echo.c", out: out("cecho"),
 			argv: []string{t.gcc, "-static", "-O2", "-s", "-o", out("cecho"), "bench/c/echo.c"}},
 		{name: "spawnloop", source: "bench/c/spawnloop.c", out: out("spawnloop"),

@@ -1,6 +1,8 @@
 // Command run is Pulse's benchmark harness.
 //
 //	go run ./bench/run -suite watchdog [-rounds 5] [-duration 5s] [-quick] [-out DIR]
+//	go run ./bench/run -suite functions [-trials 3] [-scale-trials 10] [-quick] [-out DIR]
+//	go run ./bench/run -suite gateway [-rounds 5] [-duration 5s] [-scale-trials 10] [-quick] [-out DIR]
 //
 // The watchdog suite builds the programs it measures (bench/echo,
 // bench/inproc, cmd/pulse-watchdog, bench/c), then runs every variant once
@@ -16,6 +18,24 @@
 // Every process it starts runs in its own process group and is killed when
 // its run ends, when the harness is interrupted, or (Pdeathsig) when the
 // harness dies.
+//
+// The functions suite (functions.go) measures Pulse's function packaging on
+// the local Docker Engine in single-node swarm mode, through package
+// function: build time and image size per template, a +1 scale to the new
+// replica answering, deploy to the first 200, and the CPU that Docker's exec
+// health checks cost. Everything it creates on the engine carries the run's
+// unique name prefix and is removed when it ends or is interrupted. It
+// writes bench/results/functions-<UTC time>.json and refreshes its own
+// section of bench/README.md.
+//
+// The gateway suite (gateway.go) runs pulsed (cmd/pulsed, built here) as a
+// process with its HAProxy on loopback ports, deploys an in-process Go echo
+// function, and measures what HAProxy adds: latency at c=1 and throughput
+// at c=50 through the gateway against straight to the replica, the two
+// balancing algorithms over 3 replicas, and the time from a new task turning
+// running to its server taking traffic. It writes
+// bench/results/gateway-<UTC time>.json and refreshes its own section of
+// bench/README.md.
 package main
 
 import (
@@ -50,7 +70,7 @@ func main() {
 	stop()
 	switch {
 	case err != nil && interrupted:
-		log.Error("interrupted; every process the harness started is stopped", "err", err)
+		log.Error("interrupted; everything the harness started is stopped and removed", "err", err)
 		os.Exit(130)
 	case err != nil:
 		log.Error("benchmark failed", "err", err)
@@ -73,13 +93,28 @@ type config struct {
 	ForkConns int
 	BodyBytes int
 	Only      []string
+	// The functions suite's: build and deploy trials per template, +1
+	// scale trials per health interval, and the length of each idle CPU
+	// window.
+	Trials      int
+	ScaleTrials int
+	IdleWindow  time.Duration
 }
 
-// suites are the benchmark suites the harness knows.
-var suites = []string{"watchdog"}
+// The suites the harness knows.
+const (
+	suiteWatchdog  = "watchdog"
+	suiteFunctions = "functions"
+	suiteGateway   = "gateway"
+)
+
+var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway}
 
 func defaultConfig() config {
-	return config{Rounds: 5, Duration: 5 * time.Second, Warmup: time.Second, QuietWait: 3 * time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64}
+	return config{
+		Rounds: 5, Duration: 5 * time.Second, Warmup: time.Second, QuietWait: 3 * time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64,
+		Trials: 3, ScaleTrials: 10, IdleWindow: 10 * time.Second,
+	}
 }
 
 // parseFlags parses the command line into a validated config.
@@ -94,12 +129,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.QuietWait, "quiet-wait", cfg.QuietWait, "before each run, wait up to this long for the host to be quiet (under 25% of a core busy)")
 	fs.StringVar(&cfg.Out, "out", "", "directory for the JSON results (default <module>/bench/results)")
 	fs.StringVar(&cfg.Readme, "readme", "", "README whose results section is refreshed (default <module>/bench/README.md; \"-\" for none)")
-	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run of about 30 s: 1 round of 2 s unless -rounds/-duration say otherwise; leaves the README alone")
+	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run (watchdog ~30 s: 1 round of 2 s; functions ~1 min: 1 trial, 3 scale trials, 3 s idle windows; gateway ~1 min: 1 round of 2 s, 3 scale trials) unless other flags say otherwise; leaves the README alone")
 	fs.IntVar(&cfg.Threads, "threads", cfg.Threads, "wrk threads")
 	fs.IntVar(&cfg.Conns, "c", cfg.Conns, "wrk connections for the in-memory HTTP variants (bare, inproc, http)")
 	fs.IntVar(&cfg.ForkConns, "c-fork", cfg.ForkConns, "wrk connections for the fork-mode variants")
 	fs.IntVar(&cfg.BodyBytes, "body", cfg.BodyBytes, "request body size in bytes (1-4096)")
-	only := fs.String("only", "", "comma-separated variants to run (default all); leaves the README alone")
+	fs.IntVar(&cfg.Trials, "trials", cfg.Trials, "functions: build trials (cold and warm) and deploy trials per template")
+	fs.IntVar(&cfg.ScaleTrials, "scale-trials", cfg.ScaleTrials, "functions: +1 scale trials per health interval; gateway: +1 scale trials")
+	fs.DurationVar(&cfg.IdleWindow, "idle-window", cfg.IdleWindow, "functions: length of each idle window of the health-check CPU measurement")
+	only := fs.String("only", "", "comma-separated variants (watchdog) or stages: "+strings.Join(functionStages, ",")+" (functions), "+
+		strings.Join(gatewayStages, ",")+" (gateway) to run (default all); leaves the README alone")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -117,6 +156,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		if !set["quiet-wait"] {
 			cfg.QuietWait = time.Second
+		}
+		if !set["trials"] {
+			cfg.Trials = 1
+		}
+		if !set["scale-trials"] {
+			cfg.ScaleTrials = 3
+		}
+		if !set["idle-window"] {
+			cfg.IdleWindow = 3 * time.Second
 		}
 	}
 	if *only != "" {
@@ -149,13 +197,33 @@ func (c config) Validate() error {
 	if c.BodyBytes < 1 || c.BodyBytes > 4096 {
 		errs = append(errs, fmt.Errorf("-body %d: want 1-4096", c.BodyBytes))
 	}
+	if c.Trials < 1 || c.ScaleTrials < 1 {
+		errs = append(errs, fmt.Errorf("-trials %d -scale-trials %d: want at least 1", c.Trials, c.ScaleTrials))
+	}
+	if c.IdleWindow < time.Second {
+		errs = append(errs, fmt.Errorf("-idle-window %s: want at least 1s", c.IdleWindow))
+	}
+	if c.Suite == suiteFunctions {
+		for _, st := range c.Only {
+			if !slices.Contains(functionStages, st) {
+				errs = append(errs, fmt.Errorf("-only %s: no such stage of the functions suite; want some of %s", st, strings.Join(functionStages, ",")))
+			}
+		}
+	}
+	if c.Suite == suiteGateway {
+		for _, st := range c.Only {
+			if !slices.Contains(gatewayStages, st) {
+				errs = append(errs, fmt.Errorf("-only %s: no such stage of the gateway suite; want some of %s", st, strings.Join(gatewayStages, ",")))
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // run runs the configured suite.
 func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) error {
 	started := time.Now().UTC()
-	t, err := findTools()
+	t, err := findTools(cfg.Suite)
 	if err != nil {
 		return err
 	}
@@ -177,12 +245,34 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	if strings.ContainsAny(tmp, " \t\n") {
 		return fmt.Errorf("temp dir %q has whitespace: PULSE_EXEC splits on it (set TMPDIR)", tmp)
 	}
+	clk, clkNote := clockTicks(ctx)
+	env := suiteEnv{tools: t, root: root, tmp: tmp, clk: clk, clkNote: clkNote, started: started}
+	switch cfg.Suite {
+	case suiteFunctions:
+		return runFunctions(ctx, cfg, log, stdout, env)
+	case suiteGateway:
+		return runGateway(ctx, cfg, log, stdout, env)
+	}
+	return runWatchdog(ctx, cfg, log, stdout, env)
+}
+
+// suiteEnv is what every suite starts from.
+type suiteEnv struct {
+	tools   tools
+	root    string // the module's root
+	tmp     string // the run's temporary directory, removed when it ends
+	clk     float64
+	clkNote string // why clk is a guess, or ""
+	started time.Time
+}
+
+// runWatchdog runs the watchdog suite.
+func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
+	t, root, tmp, clk, clkNote, started := env.tools, env.root, env.tmp, env.clk, env.clkNote, env.started
 	logDir := filepath.Join(tmp, "logs")
 	if err := os.Mkdir(logDir, 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
-
-	clk, clkNote := clockTicks(ctx)
 	rep := report{Suite: cfg.Suite, Started: started.Format(time.RFC3339), Config: newReportConfig(cfg), Machine: collectMachine(ctx, t, clk)}
 	if clkNote != "" {
 		rep.Notes = append(rep.Notes, clkNote)
@@ -192,7 +282,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	for _, n := range []string{"echo", "inproc", "watchdog", "cecho", "spawnloop"} {
+	for _, n := range []string{"echo", "inproc", "watchdog", "watchdog-http", "cecho", "spawnloop"} {
 		rep.Artifacts = append(rep.Artifacts, *arts[n])
 	}
 
@@ -238,11 +328,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	rep.Notes = append(rep.Notes, anomalies(rep.Summary)...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
 
-	jsonPath := filepath.Join(cfg.Out, "watchdog-"+started.Format("20060102T150405Z")+".json")
+	return publish(cfg, stdout, started, rep, renderText(rep), func(rel string) string { return renderMarkdown(rep, rel) })
+}
+
+// publish writes a suite's report to <out>/<suite>-<UTC time>.json, prints
+// its text rendering, and (unless the run is partial) refreshes the suite's
+// section of the README with markdown(path of the JSON relative to it).
+func publish(cfg config, stdout io.Writer, started time.Time, rep any, text string, markdown func(rel string) string) error {
+	jsonPath := filepath.Join(cfg.Out, cfg.Suite+"-"+started.Format("20060102T150405Z")+".json")
 	if err := writeJSON(jsonPath, rep); err != nil {
 		return err
 	}
-	fmt.Fprint(stdout, renderText(rep))
+	fmt.Fprint(stdout, text)
 	fmt.Fprintf(stdout, "\nresults: %s\n", jsonPath)
 	if cfg.Quick || len(cfg.Only) > 0 || cfg.Readme == "-" {
 		return nil
@@ -251,7 +348,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	if err != nil {
 		rel = jsonPath
 	}
-	if err := updateReadme(cfg.Readme, renderMarkdown(rep, filepath.ToSlash(rel))); err != nil {
+	if err := updateReadme(cfg.Readme, cfg.Suite, markdown(filepath.ToSlash(rel))); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "README:  %s\n", cfg.Readme)

@@ -80,7 +80,7 @@ func watchdogVariants(catPath string, c, forkC int) []variant {
 			},
 		},
 		{
-			Name: "http", Kind: kindHTTP, Ref: "bare", Conns: c, Needs: []string{"watchdog", "echo"},
+			Name: "http", Kind: kindHTTP, Ref: "bare", Conns: c, Needs: []string{"watchdog-http", "echo"},
 			launch: func(a artifacts) (launchSpec, error) {
 				addr, err := freeAddr()
 				if err != nil {
@@ -91,7 +91,7 @@ func watchdogVariants(catPath string, c, forkC int) []variant {
 					return launchSpec{}, err
 				}
 				return launchSpec{
-					Bin: a.path("watchdog"), Addr: addr, ReadyPath: contract.HealthPath,
+					Bin: a.path("watchdog-http"), Addr: addr, ReadyPath: contract.HealthPath,
 					Env: watchdogEnv(addr,
 						contract.EnvMode+"="+contract.ModeHTTP,
 						contract.EnvExec+"="+a.path("echo")+" -listen "+upstream,
@@ -184,7 +184,13 @@ const quietCorePct = 25
 // and the last window's busy share (percent of one core); with a QuietWait
 // of 0 it returns at once.
 func (b *watchdogBench) waitQuiet(ctx context.Context) (time.Duration, float64, error) {
-	if b.cfg.QuietWait == 0 {
+	return waitQuiet(ctx, b.clk, b.cfg.QuietWait)
+}
+
+// waitQuiet is watchdogBench.waitQuiet for any suite: clk is the clock's
+// ticks per second, maxWait the longest wait.
+func waitQuiet(ctx context.Context, clk float64, maxWait time.Duration) (time.Duration, float64, error) {
+	if maxWait == 0 {
 		return 0, 0, nil
 	}
 	start := time.Now()
@@ -203,8 +209,8 @@ func (b *watchdogBench) waitQuiet(ctx context.Context) (time.Duration, float64, 
 		if err != nil {
 			return 0, 0, err
 		}
-		busy := 100 * float64(h1.Busy-h0.Busy) / b.clk / time.Since(t0).Seconds()
-		if busy < quietCorePct || time.Since(start) >= b.cfg.QuietWait {
+		busy := 100 * float64(h1.Busy-h0.Busy) / clk / time.Since(t0).Seconds()
+		if busy < quietCorePct || time.Since(start) >= maxWait {
 			return time.Since(start), busy, nil
 		}
 	}
@@ -354,12 +360,12 @@ func (b *watchdogBench) runFloor(ctx context.Context, v variant, r *runResult) e
 
 // rotate returns vs rotated left by k: round k starts with variant k, so
 // every variant runs early and late in some round.
-func rotate(vs []variant, k int) []variant {
+func rotate[T any](vs []T, k int) []T {
 	if len(vs) == 0 {
 		return nil
 	}
 	k %= len(vs)
-	return append(append([]variant(nil), vs[k:]...), vs[:k]...)
+	return append(append([]T(nil), vs[k:]...), vs[:k]...)
 }
 
 // clockTicks returns USER_HZ from getconf, or 100 (Linux's value on every
