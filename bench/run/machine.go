@@ -16,11 +16,15 @@ import (
 // tools are the external programs the harness runs.
 type tools struct {
 	goBin, gcc, wrk, cat string
+	gxx                  string // the functions suite's C++ compiler
+	haproxy              string // the gateway suite's HAProxy, for pulsed
 }
 
-// findTools looks the tools up in PATH (go also next to the running
-// toolchain's GOROOT, for `go run` from a shell whose PATH lacks it).
-func findTools() (tools, error) {
+// findTools looks up in PATH the tools suite needs (go also next to the
+// running toolchain's GOROOT, for `go run` from a shell whose PATH lacks
+// it): wrk and cat for the watchdog suite, g++ for the functions suite, wrk
+// and haproxy (no gcc) for the gateway suite.
+func findTools(suite string) (tools, error) {
 	var t tools
 	var missing []string
 	look := func(name string, extra ...string) string {
@@ -36,7 +40,24 @@ func findTools() (tools, error) {
 		return ""
 	}
 	t.goBin = look("go", "/usr/local/go/bin/go")
+	if suite == suiteGateway {
+		// No C compiler needed; its version is recorded if there is one.
+		t.gcc, _ = exec.LookPath("gcc")
+		t.wrk = look("wrk")
+		t.haproxy = look("haproxy")
+		if len(missing) > 0 {
+			return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))
+		}
+		return t, nil
+	}
 	t.gcc = look("gcc")
+	if suite == suiteFunctions {
+		t.gxx = look("g++")
+		if len(missing) > 0 {
+			return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))
+		}
+		return t, nil
+	}
 	t.wrk = look("wrk")
 	t.cat = look("cat")
 	if len(missing) > 0 {
@@ -58,8 +79,9 @@ type machineInfo struct {
 	Kernel     string  `json:"kernel"`
 	MemTotalMB int64   `json:"mem_total_mb"`
 	Go         string  `json:"go"`
-	Wrk        string  `json:"wrk"`
+	Wrk        string  `json:"wrk,omitempty"`
 	GCC        string  `json:"gcc"`
+	GXX        string  `json:"gxx,omitempty"`
 	ClockTicks float64 `json:"clock_ticks"`
 	Load1      float64 `json:"load1_at_start"`
 }
@@ -81,11 +103,18 @@ func collectMachine(ctx context.Context, t tools, clk float64) machineInfo {
 	}
 	m.Go, _ = commandOutput(ctx, t.goBin, "version")
 	// wrk -v prints its version and usage, and exits 1.
-	if out, _ := exec.CommandContext(ctx, t.wrk, "-v").CombinedOutput(); len(out) > 0 {
-		m.Wrk, _, _ = strings.Cut(string(out), "\n")
-		m.Wrk = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(m.Wrk), "Copyright (C) 2012 Will Glozer"))
+	if t.wrk != "" {
+		if out, _ := exec.CommandContext(ctx, t.wrk, "-v").CombinedOutput(); len(out) > 0 {
+			m.Wrk, _, _ = strings.Cut(string(out), "\n")
+			m.Wrk = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(m.Wrk), "Copyright (C) 2012 Will Glozer"))
+		}
 	}
-	m.GCC, _ = commandOutput(ctx, t.gcc, "-dumpfullversion")
+	if t.gcc != "" {
+		m.GCC, _ = commandOutput(ctx, t.gcc, "-dumpfullversion")
+	}
+	if t.gxx != "" {
+		m.GXX, _ = commandOutput(ctx, t.gxx, "-dumpfullversion")
+	}
 	m.Load1, _ = readLoad1("/proc")
 	return m
 }

@@ -144,6 +144,77 @@ func treeCPU(tree []procStat) cpuSample {
 	return s
 }
 
+// forestCPU sums, from one scan of procDir, the CPU of the processes that
+// match includes and, for those it also says to descend into, of all their
+// live descendants; each process counts once. Self is 0; Procs counts the
+// processes summed.
+func forestCPU(procDir string, match func(procStat) (include, descend bool)) (cpuSample, error) {
+	entries, err := os.ReadDir(procDir)
+	if err != nil {
+		return cpuSample{}, fmt.Errorf("list %s: %w", procDir, err)
+	}
+	byPID := map[int]procStat{}
+	children := map[int][]int{}
+	var roots, trees []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(procDir, pid)
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		byPID[pid] = st
+		children[st.PPID] = append(children[st.PPID], pid)
+		switch include, descend := match(st); {
+		case include && descend:
+			trees = append(trees, pid)
+		case include:
+			roots = append(roots, pid)
+		}
+	}
+	seen := map[int]bool{}
+	var s cpuSample
+	add := func(pid int) bool {
+		if seen[pid] {
+			return false
+		}
+		seen[pid] = true
+		p := byPID[pid]
+		s.Total += p.UTime + p.STime + p.CUTime + p.CSTime
+		s.Procs++
+		return true
+	}
+	for len(trees) > 0 {
+		pid := trees[0]
+		trees = trees[1:]
+		if add(pid) {
+			trees = append(trees, children[pid]...)
+		}
+	}
+	for _, pid := range roots {
+		add(pid)
+	}
+	return s, nil
+}
+
+// cmdlineFlag returns the value after flag in the command line of pid
+// (/proc/<pid>/cmdline), or "".
+func cmdlineFlag(procDir string, pid int, flag string) string {
+	b, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
 // memStatus is the memory part of /proc/<pid>/status, in KiB.
 type memStatus struct {
 	RSSKB     int64 // VmRSS: resident now

@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -148,4 +150,99 @@ func readTestdata(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestForestCPU(t *testing.T) {
+	// A fake /proc: dockerd (10) with containerd (11) and a port proxy (12)
+	// under it; two shims under init: ours (20, container aaa) with a
+	// replica (21) and a probe (22) under it, another client's (40,
+	// container bbb) with its container (41); an unrelated process (30)
+	// with a child (31).
+	dir := t.TempDir()
+	proc := func(pid, ppid int, comm string, ut, st, cut, cst int, cmdline ...string) {
+		t.Helper()
+		d := filepath.Join(dir, fmt.Sprint(pid))
+		line := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 0 0 0 0 0 %d %d %d %d 20 0 1 0 100 0 0\n", pid, comm, ppid, pid, pid, ut, st, cut, cst)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "cmdline"), []byte(strings.Join(cmdline, "\x00")+"\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc(1, 0, "init", 1000, 1000, 0, 0)
+	proc(10, 1, "dockerd", 100, 50, 7, 3)
+	proc(11, 10, "containerd", 40, 20, 0, 0)
+	proc(12, 10, "docker-proxy", 900, 900, 0, 0)
+	proc(20, 1, "containerd-shim", 5, 5, 30, 10, "/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", "aaa", "-address", "/run/x.sock")
+	proc(21, 20, "function", 2, 1, 0, 0)
+	proc(22, 20, "runc", 1, 1, 0, 0)
+	proc(30, 1, "bash", 500, 500, 0, 0)
+	proc(31, 30, "make", 3, 0, 0, 0)
+	proc(40, 1, "containerd-shim", 1, 1, 0, 0, "/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", "bbb")
+	proc(41, 40, "nginx", 700, 0, 0, 0)
+	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte("cpu 1 2 3\n"), 0o644); err != nil {
+		t.Fatal(err) // not a process: skipped
+	}
+
+	if got := cmdlineFlag(dir, 20, "-id"); got != "aaa" {
+		t.Errorf("cmdlineFlag(-id) = %q, want aaa", got)
+	}
+	if got := cmdlineFlag(dir, 20, "-address"); got != "/run/x.sock" {
+		t.Errorf("cmdlineFlag(-address) = %q", got)
+	}
+	if got := cmdlineFlag(dir, 21, "-id"); got != "" {
+		t.Errorf("cmdlineFlag of a process without it = %q", got)
+	}
+
+	engine := func(ids ...string) func(procStat) (bool, bool) {
+		return func(p procStat) (bool, bool) {
+			m := map[string]bool{}
+			for _, id := range ids {
+				m[id] = true
+			}
+			switch {
+			case p.Comm == "dockerd" || p.Comm == "containerd":
+				return true, false
+			case strings.HasPrefix(p.Comm, "containerd-shim"):
+				ours := m[cmdlineFlag(dir, p.PID, "-id")]
+				return ours, ours
+			}
+			return false, false
+		}
+	}
+	tests := []struct {
+		name  string
+		match func(procStat) (bool, bool)
+		want  cpuSample
+	}{
+		// dockerd and containerd themselves: 160 + 60.
+		{name: "engine, no container of ours", match: engine(), want: cpuSample{Total: 220, Procs: 2}},
+		// + our shim's tree: 50 + 3 + 2; not the proxy, not bbb's.
+		{name: "engine and our container", match: engine("aaa"), want: cpuSample{Total: 275, Procs: 5}},
+		{name: "none", match: func(procStat) (bool, bool) { return false, false }, want: cpuSample{}},
+		// A tree within a tree counts once.
+		{
+			name:  "dockerd's tree and containerd's",
+			match: func(p procStat) (bool, bool) { m := p.PID == 10 || p.PID == 11; return m, m },
+			want:  cpuSample{Total: 2020, Procs: 3},
+		},
+		{name: "init's forest is everything", match: func(p procStat) (bool, bool) { return p.PID == 1, p.PID == 1 }, want: cpuSample{Total: 5780, Procs: 11}},
+		// Descending without including includes nothing.
+		{name: "descend alone", match: func(p procStat) (bool, bool) { return false, true }, want: cpuSample{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := forestCPU(dir, tt.match)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("forestCPU = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
 }

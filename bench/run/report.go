@@ -192,23 +192,46 @@ func setup(r report) string {
 	return b.String()
 }
 
+// textTable writes a table aligned with spaces, for a terminal.
+func textTable(b *strings.Builder, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+// markdownTable writes a GitHub-flavoured markdown table.
+func markdownTable(b *strings.Builder, header []string, rows [][]string) {
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat("---|", len(header)) + "\n")
+	for _, row := range rows {
+		cells := make([]string, len(row))
+		for i, c := range row {
+			cells[i] = strings.ReplaceAll(c, "|", `\|`)
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+}
+
+// readmeTime is an RFC 3339 time as the README shows it.
+func readmeTime(rfc3339 string) string {
+	if t, err := time.Parse(time.RFC3339, rfc3339); err == nil {
+		return t.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return rfc3339
+}
+
 // renderText renders the report for a terminal.
 func renderText(r report) string {
 	var b strings.Builder
-	table := func(header []string, rows [][]string) {
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.Join(header, "\t"))
-		for _, row := range rows {
-			fmt.Fprintln(tw, strings.Join(row, "\t"))
-		}
-		_ = tw.Flush()
-	}
 	fmt.Fprintf(&b, "\nwatchdog benchmark, %s (medians over rounds)\n%s\n\n", r.Started, setup(r))
-	table(tableHeader, tableRows(r.Summary))
+	textTable(&b, tableHeader, tableRows(r.Summary))
 	b.WriteString("\n")
-	table(goalHeader, goalRows(r.Goals))
+	textTable(&b, goalHeader, goalRows(r.Goals))
 	b.WriteString(rssNote + "\n\n")
-	table(sizeHeader, sizeRows(r.Artifacts))
+	textTable(&b, sizeHeader, sizeRows(r.Artifacts))
 	if len(r.Notes) > 0 {
 		b.WriteString("\nnotes:\n")
 		for _, n := range r.Notes {
@@ -222,27 +245,12 @@ func renderText(r report) string {
 // results file relative to the README.
 func renderMarkdown(r report, jsonPath string) string {
 	var b strings.Builder
-	table := func(header []string, rows [][]string) {
-		b.WriteString("| " + strings.Join(header, " | ") + " |\n")
-		b.WriteString("|" + strings.Repeat("---|", len(header)) + "\n")
-		for _, row := range rows {
-			cells := make([]string, len(row))
-			for i, c := range row {
-				cells[i] = strings.ReplaceAll(c, "|", `\|`)
-			}
-			b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
-		}
-	}
-	started := r.Started
-	if t, err := time.Parse(time.RFC3339, r.Started); err == nil {
-		started = t.Format("2006-01-02 15:04 UTC")
-	}
-	fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\n", started, jsonPath, jsonPath, setup(r))
-	table(tableHeader, tableRows(r.Summary))
+	fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\n", readmeTime(r.Started), jsonPath, jsonPath, setup(r))
+	markdownTable(&b, tableHeader, tableRows(r.Summary))
 	b.WriteString("\n")
-	table(goalHeader, goalRows(r.Goals))
+	markdownTable(&b, goalHeader, goalRows(r.Goals))
 	b.WriteString("\n" + rssNote + "\n\n")
-	table(sizeHeader, sizeRows(r.Artifacts))
+	markdownTable(&b, sizeHeader, sizeRows(r.Artifacts))
 	if len(r.Notes) > 0 {
 		b.WriteString("\nNotes on this run:\n")
 		for _, n := range r.Notes {
@@ -252,17 +260,20 @@ func renderMarkdown(r report, jsonPath string) string {
 	return b.String()
 }
 
-// The README's results section lies between these markers.
-const (
-	sectionBegin = "<!-- bench:watchdog results: begin. Written by `go run ./bench/run -suite watchdog`; edits inside are lost. -->"
-	sectionEnd   = "<!-- bench:watchdog results: end -->"
-)
+// sectionMarkers are the lines between which a suite's results section of
+// the README lies.
+func sectionMarkers(suite string) (begin, end string) {
+	return "<!-- bench:" + suite + " results: begin. Written by `go run ./bench/run -suite " + suite + "`; edits inside are lost. -->",
+		"<!-- bench:" + suite + " results: end -->"
+}
 
-// replaceSection replaces the text between the markers in doc with body,
-// or appends a marked section if doc has none.
-func replaceSection(doc, body string) (string, error) {
-	i, j := strings.Index(doc, sectionBegin), strings.Index(doc, sectionEnd)
-	block := sectionBegin + "\n" + strings.TrimRight(body, "\n") + "\n" + sectionEnd
+// replaceSection replaces the text between suite's markers in doc with
+// body, or appends a marked section if doc has none. Other suites' sections
+// are left as they are.
+func replaceSection(doc, suite, body string) (string, error) {
+	begin, end := sectionMarkers(suite)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	block := begin + "\n" + strings.TrimRight(body, "\n") + "\n" + end
 	switch {
 	case i < 0 && j < 0:
 		if doc != "" && !strings.HasSuffix(doc, "\n") {
@@ -273,18 +284,18 @@ func replaceSection(doc, body string) (string, error) {
 		}
 		return doc + block + "\n", nil
 	case i < 0 || j < i:
-		return "", errors.New("results markers are unpaired or out of order")
+		return "", fmt.Errorf("%s results markers are unpaired or out of order", suite)
 	}
-	return doc[:i] + block + doc[j+len(sectionEnd):], nil
+	return doc[:i] + block + doc[j+len(end):], nil
 }
 
-// updateReadme rewrites the results section of the README at path.
-func updateReadme(path, body string) error {
+// updateReadme rewrites suite's results section of the README at path.
+func updateReadme(path, suite, body string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("update %s: %w", path, err)
 	}
-	doc, err := replaceSection(string(old), body)
+	doc, err := replaceSection(string(old), suite, body)
 	if err != nil {
 		return fmt.Errorf("update %s: %w", path, err)
 	}

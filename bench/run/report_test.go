@@ -12,27 +12,58 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
+func TestSectionMarkers(t *testing.T) {
+	// The README in the tree carries these exact lines: a change would
+	// append a second section instead of replacing the first.
+	begin, end := sectionMarkers("watchdog")
+	if want := "<!-- bench:watchdog results: begin. Written by `go run ./bench/run -suite watchdog`; edits inside are lost. -->"; begin != want {
+		t.Errorf("begin = %q, want %q", begin, want)
+	}
+	if want := "<!-- bench:watchdog results: end -->"; end != want {
+		t.Errorf("end = %q, want %q", end, want)
+	}
+}
+
 func TestReplaceSection(t *testing.T) {
-	block := sectionBegin + "\nnew\n" + sectionEnd
+	wBegin, wEnd := sectionMarkers("watchdog")
+	fBegin, fEnd := sectionMarkers("functions")
+	block := wBegin + "\nnew\n" + wEnd
+	fBlock := fBegin + "\nnew\n" + fEnd
 	tests := []struct {
 		name    string
+		suite   string
 		doc     string
 		want    string
 		wantErr bool
 	}{
-		{name: "empty", doc: "", want: block + "\n"},
-		{name: "append", doc: "# Bench\ntext", want: "# Bench\ntext\n\n" + block + "\n"},
+		{name: "empty", suite: "watchdog", doc: "", want: block + "\n"},
+		{name: "append", suite: "watchdog", doc: "# Bench\ntext", want: "# Bench\ntext\n\n" + block + "\n"},
 		{
-			name: "replace",
-			doc:  "# Bench\n\n" + sectionBegin + "\nold\nolder\n" + sectionEnd + "\n\nafter\n",
+			name: "replace", suite: "watchdog",
+			doc:  "# Bench\n\n" + wBegin + "\nold\nolder\n" + wEnd + "\n\nafter\n",
 			want: "# Bench\n\n" + block + "\n\nafter\n",
 		},
-		{name: "end only", doc: "x\n" + sectionEnd + "\n", wantErr: true},
-		{name: "out of order", doc: sectionEnd + "\n" + sectionBegin + "\n", wantErr: true},
+		{name: "end only", suite: "watchdog", doc: "x\n" + wEnd + "\n", wantErr: true},
+		{name: "out of order", suite: "watchdog", doc: wEnd + "\n" + wBegin + "\n", wantErr: true},
+		{
+			name: "second suite appended after the first", suite: "functions",
+			doc:  "# Bench\n\n" + wBegin + "\nold\n" + wEnd + "\n",
+			want: "# Bench\n\n" + wBegin + "\nold\n" + wEnd + "\n\n" + fBlock + "\n",
+		},
+		{
+			name: "second suite replaced, first kept", suite: "functions",
+			doc:  wBegin + "\nw\n" + wEnd + "\n\n## Functions\n" + fBegin + "\nold\n" + fEnd + "\ntail\n",
+			want: wBegin + "\nw\n" + wEnd + "\n\n## Functions\n" + fBlock + "\ntail\n",
+		},
+		{
+			name: "first suite replaced, second kept", suite: "watchdog",
+			doc:  wBegin + "\nw\n" + wEnd + "\n" + fBegin + "\nf\n" + fEnd + "\n",
+			want: block + "\n" + fBegin + "\nf\n" + fEnd + "\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := replaceSection(tt.doc, "new\n")
+			got, err := replaceSection(tt.doc, tt.suite, "new\n")
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -86,10 +117,25 @@ func TestParseFlags(t *testing.T) {
 	def.Suite = "watchdog"
 	quick := def
 	quick.Quick, quick.Rounds, quick.Duration, quick.QuietWait = true, 1, 2*time.Second, time.Second
+	quick.Trials, quick.ScaleTrials, quick.IdleWindow = 1, 3, 3*time.Second
 	quickRounds := quick
 	quickRounds.Rounds = 3
 	only := def
 	only.Only = []string{"bare", "inproc"}
+	fn := def
+	fn.Suite = "functions"
+	fnQuick := quick
+	fnQuick.Suite = "functions"
+	fnQuickTrials := fnQuick
+	fnQuickTrials.Trials, fnQuickTrials.IdleWindow = 2, 5*time.Second
+	fnOnly := fn
+	fnOnly.Only = []string{"scale", "idle"}
+	gw := def
+	gw.Suite = "gateway"
+	gwQuick := quick
+	gwQuick.Suite = "gateway"
+	gwOnly := gw
+	gwOnly.Only = []string{"latency", "scale"}
 	tests := []struct {
 		name    string
 		args    []string
@@ -101,11 +147,23 @@ func TestParseFlags(t *testing.T) {
 		{name: "quick keeps explicit rounds", args: []string{"-suite", "watchdog", "-quick", "-rounds", "3"}, want: quickRounds},
 		{name: "only", args: []string{"-suite", "watchdog", "-only", "bare,inproc"}, want: only},
 		{name: "no suite", args: nil, wantErr: true},
-		{name: "unknown suite", args: []string{"-suite", "gateway"}, wantErr: true},
+		{name: "unknown suite", args: []string{"-suite", "nosuch"}, wantErr: true},
 		{name: "fractional duration", args: []string{"-suite", "watchdog", "-duration", "1500ms"}, wantErr: true},
 		{name: "too few connections", args: []string{"-suite", "watchdog", "-threads", "4", "-c-fork", "2"}, wantErr: true},
 		{name: "body too large", args: []string{"-suite", "watchdog", "-body", "5000"}, wantErr: true},
 		{name: "stray argument", args: []string{"-suite", "watchdog", "extra"}, wantErr: true},
+		{name: "functions", args: []string{"-suite", "functions"}, want: fn},
+		{name: "functions quick", args: []string{"-suite", "functions", "-quick"}, want: fnQuick},
+		{name: "functions quick keeps explicit trials", args: []string{"-suite", "functions", "-quick", "-trials", "2", "-idle-window", "5s"}, want: fnQuickTrials},
+		{name: "functions stages", args: []string{"-suite", "functions", "-only", "scale,idle"}, want: fnOnly},
+		{name: "functions unknown stage", args: []string{"-suite", "functions", "-only", "bare"}, wantErr: true},
+		{name: "no trials", args: []string{"-suite", "functions", "-trials", "0"}, wantErr: true},
+		{name: "no scale trials", args: []string{"-suite", "functions", "-scale-trials", "0"}, wantErr: true},
+		{name: "short idle window", args: []string{"-suite", "functions", "-idle-window", "500ms"}, wantErr: true},
+		{name: "gateway", args: []string{"-suite", "gateway"}, want: gw},
+		{name: "gateway quick", args: []string{"-suite", "gateway", "-quick"}, want: gwQuick},
+		{name: "gateway stages", args: []string{"-suite", "gateway", "-only", "latency,scale"}, want: gwOnly},
+		{name: "gateway unknown stage", args: []string{"-suite", "gateway", "-only", "idle"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,900 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// functionsReport is everything one run of the functions suite produced: the
+// raw trials, their summaries and the goals. It is written as JSON and
+// rendered as tables.
+type functionsReport struct {
+	Suite    string          `json:"suite"`
+	Started  string          `json:"started"`
+	Finished string          `json:"finished"`
+	Config   functionsConfig `json:"config"`
+	Machine  machineInfo     `json:"machine"`
+	Engine   engineInfo      `json:"engine"`
+
+	Builds  []buildTrial  `json:"builds,omitempty"`
+	Images  []imageInfo   `json:"images,omitempty"`
+	Scales  []scaleTrial  `json:"scale_trials,omitempty"`
+	Deploys []deployTrial `json:"deploy_trials,omitempty"`
+	Idle    []idleWindow  `json:"idle_windows,omitempty"`
+
+	Summary functionsSummary `json:"summary"`
+	Goals   []goal           `json:"goals"`
+	Notes   []string         `json:"notes,omitempty"`
+	// Cleanup lists what the final sweep found left on the engine and
+	// removed (normally nothing: each stage removes what it created).
+	Cleanup []string `json:"cleanup,omitempty"`
+}
+
+// functionsConfig is the suite's configuration as recorded with the results.
+type functionsConfig struct {
+	Quick           bool     `json:"quick"`
+	Stages          []string `json:"stages"`
+	Templates       []string `json:"templates"`
+	DeployTemplates []string `json:"deploy_templates"`
+	Trials          int      `json:"trials"`
+	ScaleTrials     int      `json:"scale_trials"`
+	IdleWindowS     float64  `json:"idle_window_s"`
+	IdleReplicas    int      `json:"idle_replicas"`
+	QuietWaitS      float64  `json:"quiet_wait_s"`
+	BodyBytes       int      `json:"body_bytes"`
+	// EndpointPollMS is the period of the Endpoints polls; HTTPPollMS the
+	// pause between two requests to a replica that is not answering yet.
+	EndpointPollMS float64 `json:"endpoint_poll_ms"`
+	HTTPPollMS     float64 `json:"http_poll_ms"`
+	// DrainGraceMS is the services' drain grace (PULSE_DRAIN_GRACE), short
+	// so that removals and scale-downs between trials are quick. It plays
+	// no part in a start.
+	DrainGraceMS float64 `json:"drain_grace_ms"`
+	// StartIntervalMS is the services' health start interval: what pulse
+	// deploy sets for this engine (function.StartIntervalFor), 0 for none.
+	StartIntervalMS float64 `json:"health_start_interval_ms"`
+	// NamePrefix starts the name of every function, service and image the
+	// run created.
+	NamePrefix string `json:"name_prefix"`
+}
+
+// engineInfo describes the Docker Engine the suite ran on.
+type engineInfo struct {
+	Version       string   `json:"version"`
+	APIVersion    string   `json:"api_version"`
+	StorageDriver string   `json:"storage_driver"`
+	CgroupVersion string   `json:"cgroup_version,omitempty"`
+	Nodes         int      `json:"swarm_nodes"`
+	NodeAddr      string   `json:"node_addr"`
+	OtherServices []string `json:"other_services,omitempty"` // services not ours, running throughout
+	GoCache       string   `json:"gocache"`                  // Go's build cache, used as it was
+}
+
+// buildTrial is one Build of one template.
+type buildTrial struct {
+	Template string `json:"template"`
+	Trial    int    `json:"trial"`
+	// Cache is "cold" (an empty Pulse cache dir) or "warm" (the same build
+	// again, with the cache the cold one filled).
+	Cache         string  `json:"cache"`
+	Seconds       float64 `json:"seconds"`
+	ImageID       string  `json:"image_id,omitempty"`
+	ImageBytes    int64   `json:"image_bytes,omitempty"`    // BuildInfo.ImageSize
+	FunctionBytes int64   `json:"function_bytes,omitempty"` // BuildInfo.BinarySize
+	ArchiveBytes  int64   `json:"archive_bytes,omitempty"`
+	Error         string  `json:"error,omitempty"`
+}
+
+// imageInfo is one template's image as loaded into the engine.
+type imageInfo struct {
+	Template string `json:"template"`
+	Function string `json:"function"`
+	ID       string `json:"id"`
+	Tag      string `json:"tag"`
+	// EngineBytes is the size the engine reports (docker image ls).
+	EngineBytes   int64   `json:"engine_bytes"`
+	FunctionBytes int64   `json:"function_bytes"`
+	WatchdogBytes int64   `json:"watchdog_bytes"` // 0 for go: the watchdog is linked in
+	ArchiveBytes  int64   `json:"archive_bytes"`
+	LoadS         float64 `json:"load_s"`
+	Error         string  `json:"error,omitempty"`
+}
+
+// scaleTrial is one +1 scale: every time in seconds from just before the
+// Swarm.Scale call. The task, container and probe times come from the
+// engine's records of the new replica, read after the trial.
+type scaleTrial struct {
+	Interval     string  `json:"health_interval"`
+	IntervalMS   float64 `json:"health_interval_ms"`
+	Trial        int     `json:"trial"`
+	Start        string  `json:"start"`
+	Load1        float64 `json:"load1"`
+	QuietWaitS   float64 `json:"quiet_wait_s"`
+	QuietBusyPct float64 `json:"quiet_busy_pct"`
+	Error        string  `json:"error,omitempty"`
+
+	ScaleCallS        float64 `json:"scale_call_s"`                  // Swarm.Scale returned
+	TaskCreatedS      float64 `json:"task_created_s,omitempty"`      // the task's CreatedAt
+	ContainerStartedS float64 `json:"container_started_s,omitempty"` // the container's StartedAt
+	FirstProbeS       float64 `json:"first_probe_s,omitempty"`       // end of its first passing health probe
+	EndpointS         float64 `json:"endpoint_s"`                    // the new task in Endpoints
+	ReadyS            float64 `json:"ready_s"`                       // its GET /_/health answered 200
+	Polls             int     `json:"endpoint_polls"`
+	Gets              int     `json:"health_gets"`
+	// DownS is how long the scale back took, until one container was
+	// left (not a measurement).
+	DownS float64 `json:"down_s,omitempty"`
+}
+
+// deployTrial is one deploy of a fresh service: times in seconds from just
+// before Swarm.Deploy.
+type deployTrial struct {
+	Template     string  `json:"template"`
+	Trial        int     `json:"trial"`
+	Start        string  `json:"start"`
+	Load1        float64 `json:"load1"`
+	QuietWaitS   float64 `json:"quiet_wait_s"`
+	QuietBusyPct float64 `json:"quiet_busy_pct"`
+	Error        string  `json:"error,omitempty"`
+
+	// LoadS is the image load before the trial (not timed with it).
+	LoadS             float64 `json:"load_s,omitempty"`
+	DeployCallS       float64 `json:"deploy_call_s"`
+	TaskCreatedS      float64 `json:"task_created_s,omitempty"`
+	ContainerStartedS float64 `json:"container_started_s,omitempty"`
+	FirstProbeS       float64 `json:"first_probe_s,omitempty"`
+	EndpointS         float64 `json:"endpoint_s"`
+	FirstOKS          float64 `json:"first_ok_s"` // the first 200 to a POST
+	Polls             int     `json:"endpoint_polls"`
+	Posts             int     `json:"posts"`
+	RemoveS           float64 `json:"remove_s,omitempty"` // Swarm.Remove afterwards (not a measurement)
+}
+
+// idleWindow is the host's CPU over one idle window with some replicas of
+// the go function up and nothing calling them.
+type idleWindow struct {
+	Replicas   int     `json:"replicas"`
+	IntervalMS float64 `json:"health_interval_ms,omitempty"`
+	Start      string  `json:"start"`
+	Load1      float64 `json:"load1"`
+	// QuietWaitS is how long the window waited for processes other than
+	// the engine's to use under 25 % of a core; QuietOtherPct is their share
+	// in the last second of that wait.
+	QuietWaitS    float64 `json:"quiet_wait_s"`
+	QuietOtherPct float64 `json:"quiet_other_pct"`
+	Seconds       float64 `json:"seconds"`
+	BusyCPUS      float64 `json:"busy_cpu_s"` // host busy CPU (all cores) over the window
+	BusyCorePct   float64 `json:"busy_core_pct"`
+	StealCorePct  float64 `json:"steal_core_pct"`
+	// EngineCPUS is the CPU of dockerd and containerd themselves and of
+	// the shims of this run's replicas with everything under them (the
+	// replicas and their probes) over the window, from /proc/<pid>/stat:
+	// what the replicas cost the engine, and little else. The rest of the
+	// host's busy CPU is other processes' (other clients' containers
+	// included).
+	EngineCPUS    float64 `json:"engine_cpu_s"`
+	EngineCorePct float64 `json:"engine_core_pct"`
+	EngineProcs   int     `json:"engine_procs,omitempty"`
+	OtherCorePct  float64 `json:"other_core_pct"` // host busy minus EngineCorePct
+	// The spacing of consecutive health probes and each probe's run time,
+	// from the containers' health logs (the engine keeps the last five).
+	ProbePeriodsMS   []float64 `json:"probe_periods_ms,omitempty"`
+	ProbeDurationsMS []float64 `json:"probe_durations_ms,omitempty"`
+	Error            string    `json:"error,omitempty"`
+}
+
+// functionsSummary holds the medians.
+type functionsSummary struct {
+	Builds  []buildSummary  `json:"builds,omitempty"`
+	Scale   []scaleSummary  `json:"scale,omitempty"`
+	Deploys []deploySummary `json:"deploys,omitempty"`
+	Idle    []idleSummary   `json:"idle,omitempty"`
+}
+
+type buildSummary struct {
+	Template string   `json:"template"`
+	Trials   int      `json:"trials"` // successful cold and warm pairs' builds
+	Failed   int      `json:"failed"`
+	Flags    []string `json:"flags,omitempty"`
+	ColdS    float64  `json:"cold_s"`
+	ColdMinS float64  `json:"cold_min_s"`
+	ColdMaxS float64  `json:"cold_max_s"`
+	WarmS    float64  `json:"warm_s"`
+	WarmMinS float64  `json:"warm_min_s"`
+	WarmMaxS float64  `json:"warm_max_s"`
+	// SameID: every build of the template gave the same image ID.
+	SameID bool `json:"same_id"`
+	// ImageBytes is the engine's size of the image when it was loaded,
+	// else the build's count (the same number: the files' sizes).
+	ImageBytes    int64 `json:"image_bytes"`
+	FunctionBytes int64 `json:"function_bytes"`
+	WatchdogBytes int64 `json:"watchdog_bytes"`
+}
+
+type scaleSummary struct {
+	Interval          string   `json:"health_interval"`
+	IntervalMS        float64  `json:"health_interval_ms"`
+	Trials            int      `json:"trials"`
+	Failed            int      `json:"failed"`
+	Flags             []string `json:"flags,omitempty"`
+	ReadyS            float64  `json:"ready_s"`
+	ReadyP90S         float64  `json:"ready_p90_s"`
+	ReadyMinS         float64  `json:"ready_min_s"`
+	ReadyMaxS         float64  `json:"ready_max_s"`
+	EndpointS         float64  `json:"endpoint_s"`
+	TaskCreatedS      float64  `json:"task_created_s"`
+	ContainerStartedS float64  `json:"container_started_s"`
+	FirstProbeS       float64  `json:"first_probe_s"`
+}
+
+type deploySummary struct {
+	Template          string   `json:"template"`
+	Trials            int      `json:"trials"`
+	Failed            int      `json:"failed"`
+	Flags             []string `json:"flags,omitempty"`
+	FirstOKS          float64  `json:"first_ok_s"`
+	MinS              float64  `json:"min_s"`
+	MaxS              float64  `json:"max_s"`
+	DeployCallS       float64  `json:"deploy_call_s"`
+	ContainerStartedS float64  `json:"container_started_s"`
+	FirstProbeS       float64  `json:"first_probe_s"`
+	EndpointS         float64  `json:"endpoint_s"`
+}
+
+type idleSummary struct {
+	Replicas   int     `json:"replicas"`
+	IntervalMS float64 `json:"health_interval_ms,omitempty"`
+	Windows    int     `json:"windows"`
+	Failed     int     `json:"failed"`
+	// BusyCorePct is the host's busy CPU in percent of one core (mean of
+	// the windows); ExtraCorePct is that over the 0-replica baseline.
+	BusyCorePct  float64 `json:"busy_core_pct"`
+	ExtraCorePct float64 `json:"extra_core_pct"`
+	// ProbePeriodMS is the median spacing of a replica's probes (Docker
+	// waits the interval after each probe ends, so it is the interval plus
+	// a probe's run time); ProbePeriodNominal says the health logs had none
+	// and the interval was taken.
+	ProbePeriodMS      float64 `json:"probe_period_ms,omitempty"`
+	ProbePeriodNominal bool    `json:"probe_period_nominal,omitempty"`
+	ProbeDurationMS    float64 `json:"probe_duration_ms,omitempty"`
+	ProbesPerS         float64 `json:"probes_per_s,omitempty"`
+	CPUPerProbeMS      float64 `json:"cpu_per_probe_ms,omitempty"`
+	CorePctPerReplica  float64 `json:"core_pct_per_replica,omitempty"`
+	// The same from the engine's part alone (idleWindow.EngineCPUS): a
+	// cross-check that other processes' load does not move.
+	EngineCorePct       float64 `json:"engine_core_pct"`
+	EngineExtraCorePct  float64 `json:"engine_extra_core_pct,omitempty"`
+	EngineCPUPerProbeMS float64 `json:"engine_cpu_per_probe_ms,omitempty"`
+	// OtherCorePct is the rest of the host's busy CPU (mean of the
+	// windows): load that is not the engine's part.
+	OtherCorePct float64 `json:"other_core_pct"`
+}
+
+// percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of xs,
+// or NaN if there are none: the smallest value with at least p % of the
+// values at or below it (the 9th of 10 for p90).
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	rank := int(math.Ceil(p / 100 * float64(len(s))))
+	return s[min(max(rank, 1), len(s))-1]
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// firstSeen returns the distinct values of key over items, in the order
+// they first appear.
+func firstSeen[T any](items []T, key func(T) string) []string {
+	var out []string
+	for _, it := range items {
+		if k := key(it); !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// summarizeBuilds summarizes the builds per template, in templates' order;
+// templates with no build are left out. images are the templates' loaded
+// images (their engine sizes).
+func summarizeBuilds(templates []string, trials []buildTrial, images []imageInfo) []buildSummary {
+	var out []buildSummary
+	for _, tmpl := range templates {
+		s := buildSummary{Template: tmpl, SameID: true}
+		var cold, warm []float64
+		ids := map[string]bool{}
+		for _, b := range trials {
+			if b.Template != tmpl {
+				continue
+			}
+			if b.Error != "" {
+				s.Failed++
+				s.Flags = append(s.Flags, fmt.Sprintf("trial %d (%s): %s", b.Trial, b.Cache, truncate(b.Error, 300)))
+				continue
+			}
+			s.Trials++
+			ids[b.ImageID] = true
+			s.ImageBytes, s.FunctionBytes = b.ImageBytes, b.FunctionBytes
+			s.WatchdogBytes = b.ImageBytes - b.FunctionBytes
+			if b.Cache == "cold" {
+				cold = append(cold, b.Seconds)
+			} else {
+				warm = append(warm, b.Seconds)
+			}
+		}
+		if len(cold) > 0 {
+			s.ColdS, s.ColdMinS, s.ColdMaxS = median(cold), slices.Min(cold), slices.Max(cold)
+		}
+		if len(warm) > 0 {
+			s.WarmS, s.WarmMinS, s.WarmMaxS = median(warm), slices.Min(warm), slices.Max(warm)
+		}
+		if s.Trials+s.Failed == 0 {
+			continue
+		}
+		s.SameID = len(ids) == 1
+		for _, img := range images {
+			if img.Template == tmpl && img.Error == "" && img.EngineBytes > 0 {
+				s.ImageBytes = img.EngineBytes
+				s.FunctionBytes, s.WatchdogBytes = img.FunctionBytes, img.WatchdogBytes
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// summarizeScale summarizes the +1 scale trials per health interval, in the
+// order the intervals first ran.
+func summarizeScale(trials []scaleTrial) []scaleSummary {
+	var out []scaleSummary
+	for _, iv := range firstSeen(trials, func(t scaleTrial) string { return t.Interval }) {
+		s := scaleSummary{Interval: iv}
+		var ready, endpoint, created, started, probe []float64
+		for _, t := range trials {
+			if t.Interval != iv {
+				continue
+			}
+			s.IntervalMS = t.IntervalMS
+			if t.Error != "" {
+				s.Failed++
+				s.Flags = append(s.Flags, fmt.Sprintf("trial %d: %s", t.Trial, truncate(t.Error, 300)))
+				continue
+			}
+			s.Trials++
+			ready = append(ready, t.ReadyS)
+			endpoint = append(endpoint, t.EndpointS)
+			created = appendPositive(created, t.TaskCreatedS)
+			started = appendPositive(started, t.ContainerStartedS)
+			probe = appendPositive(probe, t.FirstProbeS)
+		}
+		if s.Trials > 0 {
+			s.ReadyS, s.ReadyP90S = median(ready), percentile(ready, 90)
+			s.ReadyMinS, s.ReadyMaxS = slices.Min(ready), slices.Max(ready)
+			s.EndpointS = median(endpoint)
+			s.TaskCreatedS, s.ContainerStartedS, s.FirstProbeS = medianOr0(created), medianOr0(started), medianOr0(probe)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// summarizeDeploys summarizes the deploy trials per template, in templates'
+// order; templates with no trial are left out.
+func summarizeDeploys(templates []string, trials []deployTrial) []deploySummary {
+	var out []deploySummary
+	for _, tmpl := range templates {
+		s := deploySummary{Template: tmpl}
+		var ok, call, started, probe, endpoint []float64
+		for _, t := range trials {
+			if t.Template != tmpl {
+				continue
+			}
+			if t.Error != "" {
+				s.Failed++
+				s.Flags = append(s.Flags, fmt.Sprintf("trial %d: %s", t.Trial, truncate(t.Error, 300)))
+				continue
+			}
+			s.Trials++
+			ok = append(ok, t.FirstOKS)
+			call = append(call, t.DeployCallS)
+			endpoint = append(endpoint, t.EndpointS)
+			started = appendPositive(started, t.ContainerStartedS)
+			probe = appendPositive(probe, t.FirstProbeS)
+		}
+		if s.Trials+s.Failed == 0 {
+			continue
+		}
+		if s.Trials > 0 {
+			s.FirstOKS, s.MinS, s.MaxS = median(ok), slices.Min(ok), slices.Max(ok)
+			s.DeployCallS, s.EndpointS = median(call), median(endpoint)
+			s.ContainerStartedS, s.FirstProbeS = medianOr0(started), medianOr0(probe)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// summarizeIdle summarizes the idle windows per configuration (replicas and
+// health interval), the 0-replica baseline first. Each configuration's CPU
+// over the baseline is put down to its health probes: the replicas
+// themselves are idle.
+func summarizeIdle(windows []idleWindow) []idleSummary {
+	type key struct {
+		replicas int
+		interval float64
+	}
+	var keys []key
+	for _, w := range windows {
+		k := key{w.Replicas, w.IntervalMS}
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortStableFunc(keys, func(a, b key) int {
+		switch {
+		case a.replicas == 0 && b.replicas != 0:
+			return -1
+		case b.replicas == 0 && a.replicas != 0:
+			return 1
+		}
+		return 0
+	})
+	baseline, engineBaseline := math.NaN(), math.NaN()
+	var out []idleSummary
+	for _, k := range keys {
+		s := idleSummary{Replicas: k.replicas, IntervalMS: k.interval}
+		var busy, engine, other, periods, durations []float64
+		for _, w := range windows {
+			if w.Replicas != k.replicas || w.IntervalMS != k.interval {
+				continue
+			}
+			if w.Error != "" {
+				s.Failed++
+				continue
+			}
+			s.Windows++
+			busy = append(busy, w.BusyCorePct)
+			engine = append(engine, w.EngineCorePct)
+			other = append(other, w.OtherCorePct)
+			periods = append(periods, w.ProbePeriodsMS...)
+			durations = append(durations, w.ProbeDurationsMS...)
+		}
+		if s.Windows > 0 {
+			s.BusyCorePct, s.EngineCorePct, s.OtherCorePct = mean(busy), mean(engine), mean(other)
+		}
+		if k.replicas == 0 {
+			if s.Windows > 0 {
+				baseline, engineBaseline = s.BusyCorePct, s.EngineCorePct
+			}
+			out = append(out, s)
+			continue
+		}
+		if len(periods) > 0 {
+			s.ProbePeriodMS = median(periods)
+		} else {
+			s.ProbePeriodMS, s.ProbePeriodNominal = k.interval, true
+		}
+		if len(durations) > 0 {
+			s.ProbeDurationMS = median(durations)
+		}
+		if s.Windows > 0 && !math.IsNaN(baseline) && s.ProbePeriodMS > 0 {
+			s.ExtraCorePct = s.BusyCorePct - baseline
+			s.ProbesPerS = float64(k.replicas) * 1000 / s.ProbePeriodMS
+			// Extra core % / 100 is CPU seconds per second; × 1000 ms.
+			s.CPUPerProbeMS = s.ExtraCorePct * 10 / s.ProbesPerS
+			s.CorePctPerReplica = s.ExtraCorePct / float64(k.replicas)
+			s.EngineExtraCorePct = s.EngineCorePct - engineBaseline
+			s.EngineCPUPerProbeMS = s.EngineExtraCorePct * 10 / s.ProbesPerS
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// otherSpreadPct is the spread of other processes' load across the idle
+// configurations, in % of a core, above which a note says so.
+const otherSpreadPct = 10
+
+// otherRange is the lowest and highest other load of the configurations
+// that have windows.
+func otherRange(sums []idleSummary) (lo, hi float64, ok bool) {
+	for _, s := range sums {
+		if s.Windows == 0 {
+			continue
+		}
+		if !ok {
+			lo, hi, ok = s.OtherCorePct, s.OtherCorePct, true
+		}
+		lo, hi = min(lo, s.OtherCorePct), max(hi, s.OtherCorePct)
+	}
+	return lo, hi, ok
+}
+
+func appendPositive(xs []float64, x float64) []float64 {
+	if x > 0 {
+		return append(xs, x)
+	}
+	return xs
+}
+
+func medianOr0(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	return median(xs)
+}
+
+// Health intervals of the scale trials.
+const (
+	defaultIntervalMS = 1000 // DeployOptions.HealthInterval 0: function.DefaultHealthInterval
+	fastIntervalMS    = 250
+)
+
+// imageGoals are the issue's image size limits, per template.
+var imageGoals = []struct {
+	template, name string
+	limitMB        float64
+}{
+	{"go", "image ≤ 7 MB: Go hello (go template)", 7},
+	{"c", "image ≤ 7 MB: C function + watchdog (c template)", 7},
+	{"cpp", "image ≤ 8 MB: C++ params echo + watchdog (cpp template)", 8},
+}
+
+// scaleGoalName is the issue's +1 scale goal.
+const scaleGoalName = "scale +1 → new replica answers ≤ 1 s (median, default health interval 1 s)"
+
+// startIntervalNote explains why the health interval bounds a start.
+const startIntervalNote = "Docker 20.10 (API 1.41) has no health start interval, so a new task's port is only visible " +
+	"(the task running) once its first health probe has passed, one interval after its container started"
+
+// functionsGoals checks the summaries against the issue's goals. A goal over
+// a template or an interval with failed trials fails.
+func functionsGoals(s functionsSummary) []goal {
+	var out []goal
+	for _, ig := range imageGoals {
+		g := goal{Name: ig.name, Unit: "MB", Limit: ig.limitMB}
+		i := slices.IndexFunc(s.Builds, func(b buildSummary) bool { return b.Template == ig.template })
+		switch {
+		case i < 0:
+			g.Status, g.Note = skip, ig.template+" was not built in this run"
+		case s.Builds[i].Trials == 0:
+			g.Status, g.Note = fail, ig.template+": every build failed"
+		default:
+			b := s.Builds[i]
+			g.Value = round3(float64(b.ImageBytes) / mb)
+			g.Status = verdict(g.Value, g.Limit)
+			g.Note = fmt.Sprintf("function %.2f MB", float64(b.FunctionBytes)/mb)
+			if b.WatchdogBytes > 0 {
+				g.Note += fmt.Sprintf(" + watchdog %.2f MB", float64(b.WatchdogBytes)/mb)
+			} else {
+				g.Note += ", the watchdog linked in"
+			}
+			if b.Failed > 0 {
+				g.Status, g.Note = fail, ig.template+" had failed builds: "+b.Flags[0]
+			}
+		}
+		out = append(out, g)
+	}
+
+	g := goal{Name: scaleGoalName, Unit: "s", Limit: 1}
+	i := slices.IndexFunc(s.Scale, func(x scaleSummary) bool { return x.IntervalMS == defaultIntervalMS })
+	switch {
+	case i < 0:
+		g.Status, g.Note = skip, "the scale stage did not run with the default interval"
+	case s.Scale[i].Trials == 0:
+		g.Status, g.Note = fail, "every trial failed: "+s.Scale[i].Flags[0]
+	default:
+		x := s.Scale[i]
+		g.Value = round3(x.ReadyS)
+		g.Status = verdict(g.Value, g.Limit)
+		g.Note = "see the notes"
+		if j := slices.IndexFunc(s.Scale, func(y scaleSummary) bool { return y.IntervalMS == fastIntervalMS && y.Trials > 0 }); j >= 0 {
+			g.Note = fmt.Sprintf("with a %s health interval: %.2f s median; see the notes", s.Scale[j].Interval, s.Scale[j].ReadyS)
+		}
+		if x.Failed > 0 {
+			g.Status, g.Note = fail, fmt.Sprintf("%d of %d trials failed: %s", x.Failed, x.Failed+x.Trials, x.Flags[0])
+		}
+	}
+	return append(out, g)
+}
+
+// functionsNotes are the notes that follow from the summaries: the health
+// checks' cost at scale, failures.
+func functionsNotes(s functionsSummary, c functionsConfig) []string {
+	var notes []string
+	var fast []string
+	for _, x := range s.Scale {
+		if x.IntervalMS != defaultIntervalMS && x.Trials > 0 {
+			fast = append(fast, fmt.Sprintf("with a %s interval the new replica answered after %.2f s (median; p90 %.2f s)", x.Interval, x.ReadyS, x.ReadyP90S))
+		}
+	}
+	for _, x := range s.Scale {
+		if x.IntervalMS != defaultIntervalMS || x.Trials == 0 {
+			continue
+		}
+		why := startIntervalNote
+		if c.StartIntervalMS > 0 {
+			why = fmt.Sprintf("the services had a health start interval of %s: a new replica is probed that often until it is healthy", msLabel(c.StartIntervalMS))
+		}
+		n := fmt.Sprintf("scale +1: %s. At the default 1 s interval the new container started %s s after the scale, its first probe passed at %s s "+
+			"and Swarm.Endpoints listed it at %.2f s", why, secCell(x.ContainerStartedS), secCell(x.FirstProbeS), x.EndpointS)
+		for _, f := range fast {
+			n += "; " + f
+		}
+		notes = append(notes, n)
+	}
+	for _, x := range s.Idle {
+		if x.Replicas == 0 || x.ProbesPerS == 0 {
+			continue
+		}
+		iv := msLabel(x.IntervalMS)
+		notes = append(notes, fmt.Sprintf("health checks every %s: %.1f ms of CPU per probe (the engine's part alone: %.1f ms), %.2f %% of a core per idle replica; "+
+			"100 idle replicas on one node would keep %.2f cores busy with health checks alone",
+			iv, x.CPUPerProbeMS, x.EngineCPUPerProbeMS, x.CorePctPerReplica, x.CorePctPerReplica))
+		if x.ProbePeriodNominal {
+			notes = append(notes, fmt.Sprintf("health checks every %s: no health log to read, the probe rate is the nominal interval's", iv))
+		}
+		if x.Failed > 0 {
+			notes = append(notes, fmt.Sprintf("idle windows with %d replicas at %s: %d failed", x.Replicas, iv, x.Failed))
+		}
+	}
+	if lo, hi, ok := otherRange(s.Idle); ok && hi-lo > otherSpreadPct {
+		notes = append(notes, fmt.Sprintf("health-check CPU: processes other than the engine's part used %.0f–%.0f %% of a core (means per configuration): "+
+			"the host's figures carry that noise, the engine's part much less (another client's calls to dockerd still reach it)", lo, hi))
+	}
+	for _, d := range s.Deploys {
+		for _, f := range d.Flags {
+			notes = append(notes, "deploy "+d.Template+": "+f)
+		}
+	}
+	for _, x := range s.Scale {
+		for _, f := range x.Flags {
+			notes = append(notes, "scale +1 at "+x.Interval+": "+f)
+		}
+	}
+	for _, b := range s.Builds {
+		if b.Trials > 0 && !b.SameID {
+			notes = append(notes, "build "+b.Template+": the builds gave different image IDs (the same source should give the same image)")
+		}
+		for _, f := range b.Flags {
+			notes = append(notes, "build "+b.Template+": "+f)
+		}
+	}
+	return notes
+}
+
+// Table headers of the functions suite.
+var (
+	buildHeader = []string{"template", "cold build s (range)", "warm build s (range)", "image MB", "function MB", "watchdog MB", "same image ID", "builds", "failed"}
+	scaleHeader = []string{"health interval", "new replica 200, median s", "p90 s", "range s", "task created s", "container started s",
+		"first probe passed s", "in Endpoints s", "trials", "failed"}
+	deployHeader = []string{"template", "deploy → first 200, median s", "range s", "Deploy returned s", "container started s",
+		"first probe passed s", "in Endpoints s", "trials", "failed"}
+	idleHeader = []string{"replicas", "health interval", "host busy, % of a core", "engine's part", "host over baseline", "probe period ms", "probe run ms",
+		"probes/s", "CPU per probe ms", "engine's CPU per probe ms", "% of a core per replica", "windows"}
+)
+
+func secRange(lo, hi float64) string { return fmt.Sprintf("%.2f–%.2f", lo, hi) }
+
+// secCell formats seconds: "–" for none, three decimals under 0.1 s.
+func secCell(v float64) string {
+	switch {
+	case v == 0:
+		return "–"
+	case math.Abs(v) < 0.1:
+		return fmt.Sprintf("%.3f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func buildRows(sums []buildSummary) [][]string {
+	var rows [][]string
+	for _, s := range sums {
+		if s.Trials == 0 {
+			rows = append(rows, []string{s.Template, "every build failed", "", "", "", "", "", "0", fmt.Sprint(s.Failed)})
+			continue
+		}
+		same := "yes"
+		if !s.SameID {
+			same = "no"
+		}
+		wd := "linked in"
+		if s.WatchdogBytes > 0 {
+			wd = fmt.Sprintf("%.2f", float64(s.WatchdogBytes)/mb)
+		}
+		rows = append(rows, []string{
+			s.Template,
+			fmt.Sprintf("%.2f (%s)", s.ColdS, secRange(s.ColdMinS, s.ColdMaxS)),
+			fmt.Sprintf("%.2f (%s)", s.WarmS, secRange(s.WarmMinS, s.WarmMaxS)),
+			fmt.Sprintf("%.2f", float64(s.ImageBytes)/mb),
+			fmt.Sprintf("%.2f", float64(s.FunctionBytes)/mb),
+			wd, same, fmt.Sprint(s.Trials), fmt.Sprint(s.Failed),
+		})
+	}
+	return rows
+}
+
+// msLabel writes a duration in ms as the tables do: "250 ms", "1 s".
+func msLabel(v float64) string {
+	if v >= 1000 {
+		return fmt.Sprintf("%g s", v/1000)
+	}
+	return fmt.Sprintf("%g ms", v)
+}
+
+// intervalLabel names a health interval for the tables.
+func intervalLabel(s scaleSummary) string {
+	if s.IntervalMS == defaultIntervalMS {
+		return s.Interval + " (default)"
+	}
+	return s.Interval
+}
+
+func scaleRows(sums []scaleSummary) [][]string {
+	var rows [][]string
+	for _, s := range sums {
+		if s.Trials == 0 {
+			rows = append(rows, []string{intervalLabel(s), "every trial failed", "", "", "", "", "", "", "0", fmt.Sprint(s.Failed)})
+			continue
+		}
+		rows = append(rows, []string{
+			intervalLabel(s), fmt.Sprintf("%.2f", s.ReadyS), fmt.Sprintf("%.2f", s.ReadyP90S), secRange(s.ReadyMinS, s.ReadyMaxS),
+			secCell(s.TaskCreatedS), secCell(s.ContainerStartedS), secCell(s.FirstProbeS), fmt.Sprintf("%.2f", s.EndpointS),
+			fmt.Sprint(s.Trials), fmt.Sprint(s.Failed),
+		})
+	}
+	return rows
+}
+
+func deployRows(sums []deploySummary) [][]string {
+	var rows [][]string
+	for _, s := range sums {
+		if s.Trials == 0 {
+			rows = append(rows, []string{s.Template, "every trial failed", "", "", "", "", "", "0", fmt.Sprint(s.Failed)})
+			continue
+		}
+		rows = append(rows, []string{
+			s.Template, fmt.Sprintf("%.2f", s.FirstOKS), secRange(s.MinS, s.MaxS), secCell(s.DeployCallS),
+			secCell(s.ContainerStartedS), secCell(s.FirstProbeS), fmt.Sprintf("%.2f", s.EndpointS),
+			fmt.Sprint(s.Trials), fmt.Sprint(s.Failed),
+		})
+	}
+	return rows
+}
+
+func idleRows(sums []idleSummary) [][]string {
+	var rows [][]string
+	for _, s := range sums {
+		windows := fmt.Sprint(s.Windows)
+		if s.Failed > 0 {
+			windows += fmt.Sprintf(" (%d failed)", s.Failed)
+		}
+		if s.Replicas == 0 {
+			rows = append(rows, []string{"0 (baseline)", "–", fmt.Sprintf("%.1f", s.BusyCorePct), fmt.Sprintf("%.1f", s.EngineCorePct), "", "", "", "", "", "", "", windows})
+			continue
+		}
+		if s.Windows == 0 {
+			rows = append(rows, []string{fmt.Sprint(s.Replicas), msLabel(s.IntervalMS), "every window failed", "", "", "", "", "", "", "", "", windows})
+			continue
+		}
+		period := fmt.Sprintf("%.0f", s.ProbePeriodMS)
+		if s.ProbePeriodNominal {
+			period += " (nominal)"
+		}
+		probeRun := "–"
+		if s.ProbeDurationMS > 0 {
+			probeRun = fmt.Sprintf("%.0f", s.ProbeDurationMS)
+		}
+		rows = append(rows, []string{
+			fmt.Sprint(s.Replicas), msLabel(s.IntervalMS),
+			fmt.Sprintf("%.1f", s.BusyCorePct), fmt.Sprintf("%.1f", s.EngineCorePct), fmt.Sprintf("%+.1f", s.ExtraCorePct),
+			period, probeRun, fmt.Sprintf("%.2f", s.ProbesPerS),
+			fmt.Sprintf("%.1f", s.CPUPerProbeMS), fmt.Sprintf("%.1f", s.EngineCPUPerProbeMS), fmt.Sprintf("%.2f", s.CorePctPerReplica), windows,
+		})
+	}
+	return rows
+}
+
+// functionsSetup is one line on where and how the numbers were measured.
+func functionsSetup(r functionsReport) string {
+	m, e, c := r.Machine, r.Engine, r.Config
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d CPUs (%s), kernel %s, %s, gcc %s, g++ %s, Docker Engine %s (API %s, %s storage", m.CPUs, m.CPUModel, m.Kernel, m.Go, m.GCC, m.GXX, e.Version, e.APIVersion, e.StorageDriver)
+	if e.CgroupVersion != "" {
+		fmt.Fprintf(&b, ", cgroup v%s", e.CgroupVersion)
+	}
+	fmt.Fprintf(&b, "), %d-node swarm, clock %g Hz; ", e.Nodes, m.ClockTicks)
+	fmt.Fprintf(&b, "%d build and deploy trial(s) per template, %d scale trial(s) per health interval, %g s idle windows with %d replicas, %d-byte body",
+		c.Trials, c.ScaleTrials, c.IdleWindowS, c.IdleReplicas, c.BodyBytes)
+	if n := len(e.OtherServices); n > 0 {
+		fmt.Fprintf(&b, "; %d other service(s) on the engine throughout (%s)", n, strings.Join(e.OtherServices, ", "))
+	}
+	return b.String()
+}
+
+// Captions of the functions suite's tables.
+func functionsCaptions(r functionsReport) (build, scale, deploy, idle string) {
+	build = "Build and image size per template: `function.Build` of the scaffolded template; cold is an empty Pulse cache dir " +
+		"(the SDK written, the watchdog compiled), with Go's own build cache as it was (" + r.Engine.GoCache + ", not emptied); " +
+		"warm is the same build again. Image MB is the engine's size of the loaded image."
+	scale = "Scale +1 → the new replica answers: seconds from just before `Swarm.Scale` (1 → 2) to its `GET /_/health` answering 200, " +
+		"the go function; the task, container and probe columns are the engine's timestamps of the new replica, " +
+		"`in Endpoints` is when `Swarm.Endpoints`, polled every 20 ms, first listed it."
+	deploy = fmt.Sprintf("Deploy → first 200: seconds from just before `Swarm.Deploy` of a fresh service (image already loaded, "+
+		"default health interval) to the first 200 to a POST with a %d-byte body.", r.Config.BodyBytes)
+	idle = fmt.Sprintf("Health-check CPU: the host's busy CPU (/proc/stat, all processes) over %g s with nothing calling the functions, "+
+		"mean of the windows; the engine's part is dockerd and containerd themselves and the shims of these replicas with everything under them "+
+		"(/proc/<pid>/stat): what the replicas cost the engine. "+
+		"What %d replicas of the go function add over none is put down to their exec health probes (period and run time from the containers' health logs).",
+		r.Config.IdleWindowS, r.Config.IdleReplicas)
+	return build, scale, deploy, idle
+}
+
+// renderFunctionsText renders the report for a terminal.
+func renderFunctionsText(r functionsReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nfunctions benchmark, %s (medians over trials)\n%s\n", r.Started, functionsSetup(r))
+	cb, cs, cd, ci := functionsCaptions(r)
+	section := func(caption string, header []string, rows [][]string) {
+		if len(rows) == 0 {
+			return
+		}
+		b.WriteString("\n" + caption + "\n")
+		textTable(&b, header, rows)
+	}
+	section(cb, buildHeader, buildRows(r.Summary.Builds))
+	section(cs, scaleHeader, scaleRows(r.Summary.Scale))
+	section(cd, deployHeader, deployRows(r.Summary.Deploys))
+	section(ci, idleHeader, idleRows(r.Summary.Idle))
+	b.WriteString("\n")
+	textTable(&b, goalHeader, goalRows(r.Goals))
+	if len(r.Notes) > 0 {
+		b.WriteString("\nnotes:\n")
+		for _, n := range r.Notes {
+			b.WriteString("  - " + n + "\n")
+		}
+	}
+	return b.String()
+}
+
+// renderFunctionsMarkdown renders the README's functions section; jsonPath
+// is the results file relative to the README.
+func renderFunctionsMarkdown(r functionsReport, jsonPath string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, functionsSetup(r))
+	cb, cs, cd, ci := functionsCaptions(r)
+	section := func(caption string, header []string, rows [][]string) {
+		if len(rows) == 0 {
+			return
+		}
+		b.WriteString("\n" + caption + "\n\n")
+		markdownTable(&b, header, rows)
+	}
+	section(cb, buildHeader, buildRows(r.Summary.Builds))
+	section(cs, scaleHeader, scaleRows(r.Summary.Scale))
+	section(cd, deployHeader, deployRows(r.Summary.Deploys))
+	section(ci, idleHeader, idleRows(r.Summary.Idle))
+	b.WriteString("\n")
+	markdownTable(&b, goalHeader, goalRows(r.Goals))
+	if len(r.Notes) > 0 {
+		b.WriteString("\nNotes on this run:\n")
+		for _, n := range r.Notes {
+			b.WriteString("- " + n + "\n")
+		}
+	}
+	return b.String()
+}

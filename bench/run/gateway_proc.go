@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The gateway suite's /proc bookkeeping: which processes belong to the
+// HAProxy that pulsed started, to the replicas, to the engine's docker-proxy
+// in front of them and to pulsed, and how much CPU each group used between
+// two scans.
+
+// procKey names one process over time: a pid with its start time, so that a
+// reused pid is never taken for the process that had it before.
+type procKey struct {
+	PID   int
+	Start uint64
+}
+
+// Process groups the gateway suite samples.
+const (
+	groupHAProxy     = "haproxy"      // master and workers of pulsed's HAProxy
+	groupDockerProxy = "docker-proxy" // the engine's userland proxy of the replicas' published ports
+	groupReplicas    = "replicas"     // the replicas' processes (the in-process Go echo)
+	groupPulsed      = "pulsed"       // pulsed itself, without HAProxy
+)
+
+// procWatch says which processes belong to which group.
+type procWatch struct {
+	// HAProxyConfig is the haproxy.cfg of pulsed's HAProxy: a haproxy
+	// process belongs to it when its command line loads that file (the
+	// master, its re-executions after a reload, and the workers it forks).
+	HAProxyConfig string
+	// Ports are the replicas' published host ports: a docker-proxy belongs
+	// to them when it serves one of them (-host-port).
+	Ports []int
+	// Replicas are the pids of the replicas' processes, as the engine
+	// reports them (ContainerInspect State.Pid).
+	Replicas []int
+	// Pulsed is pulsed's pid, 0 for none.
+	Pulsed int
+}
+
+// needsCmdline reports whether classify needs p's command line.
+func needsCmdline(p procStat) bool {
+	return p.Comm == "haproxy" || p.Comm == "docker-proxy"
+}
+
+// classify returns the group p belongs to, or "". cmdline is p's argv
+// (only read for the commands needsCmdline names).
+func (w procWatch) classify(p procStat, cmdline []string) string {
+	switch {
+	case w.Pulsed != 0 && p.PID == w.Pulsed:
+		return groupPulsed
+	case slices.Contains(w.Replicas, p.PID):
+		return groupReplicas
+	case p.Comm == "haproxy" && w.HAProxyConfig != "" && haproxyLoads(cmdline, w.HAProxyConfig):
+		return groupHAProxy
+	case p.Comm == "docker-proxy" && len(w.Ports) > 0:
+		if port, ok := flagValue(cmdline, "-host-port"); ok {
+			if n, err := strconv.Atoi(port); err == nil && slices.Contains(w.Ports, n) {
+				return groupDockerProxy
+			}
+		}
+	}
+	return ""
+}
+
+// haproxyLoads reports whether an haproxy command line loads cfg (-f cfg).
+func haproxyLoads(cmdline []string, cfg string) bool {
+	for i := 0; i+1 < len(cmdline); i++ {
+		if cmdline[i] == "-f" && cmdline[i+1] == cfg {
+			return true
+		}
+	}
+	return false
+}
+
+// flagValue returns the argument after name in cmdline.
+func flagValue(cmdline []string, name string) (string, bool) {
+	for i := 0; i+1 < len(cmdline); i++ {
+		if cmdline[i] == name {
+			return cmdline[i+1], true
+		}
+	}
+	return "", false
+}
+
+// parseCmdline splits /proc/<pid>/cmdline (NUL-terminated arguments).
+func parseCmdline(b []byte) []string {
+	b = bytes.TrimRight(b, "\x00")
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(b), "\x00")
+}
+
+func readCmdline(procDir string, pid int) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return nil, err
+	}
+	return parseCmdline(b), nil
+}
+
+// procCPU is one scan: per group, each member's own utime + stime in ticks.
+type procCPU map[string]map[procKey]uint64
+
+// scanProcs reads every process under procDir once and returns the CPU of
+// the members of w's groups.
+func scanProcs(procDir string, w procWatch) (procCPU, error) {
+	entries, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", procDir, err)
+	}
+	out := procCPU{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(procDir, pid)
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		var cmd []string
+		if needsCmdline(st) {
+			if cmd, err = readCmdline(procDir, pid); err != nil {
+				continue
+			}
+		}
+		g := w.classify(st, cmd)
+		if g == "" {
+			continue
+		}
+		if out[g] == nil {
+			out[g] = map[procKey]uint64{}
+		}
+		out[g][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
+	}
+	return out, nil
+}
+
+// cpuDelta is the CPU a group used between two scans, in ticks: for each
+// process in the second scan, what it used since the first (all of it if
+// it started in between). A process that exited in between is lost; the
+// count says how many of the first scan's were.
+func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost int) {
+	for k, v := range after {
+		if b, ok := before[k]; ok && b <= v {
+			ticks += v - b
+		} else if !ok {
+			ticks += v
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			lost++
+		}
+	}
+	return ticks, lost
+}
+
+// findHAProxies returns the pids of live haproxy processes whose command
+// line loads a configuration file under dir: those a pulsed of this run
+// started.
+func findHAProxies(procDir, dir string) ([]procKey, error) {
+	entries, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", procDir, err)
+	}
+	prefix := filepath.Clean(dir) + string(filepath.Separator)
+	var out []procKey
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(procDir, pid)
+		if err != nil || st.Comm != "haproxy" || st.State == "Z" {
+			continue
+		}
+		cmd, err := readCmdline(procDir, pid)
+		if err != nil {
+			continue
+		}
+		if cfg, ok := flagValue(cmd, "-f"); ok && strings.HasPrefix(cfg, prefix) {
+			out = append(out, procKey{pid, st.StartTime})
+		}
+	}
+	return out, nil
+}
+
+// parseStatCSV reads `show stat` output (CSV with a "# pxname,svname,..."
+// header) and returns the total sessions (stot) of backend's servers by
+// name; the BACKEND and FRONTEND summary lines are left out.
+func parseStatCSV(out, backend string) (map[string]int64, error) {
+	text := strings.TrimLeft(out, "\n")
+	if !strings.HasPrefix(text, "# ") {
+		return nil, errors.New("show stat: no \"# pxname,...\" header")
+	}
+	r := csv.NewReader(strings.NewReader(text[2:]))
+	r.FieldsPerRecord = -1
+	header, err := r.Read()
+	if err != nil {
+		return nil, fmt.Errorf("show stat header: %w", err)
+	}
+	col := func(name string) int { return slices.Index(header, name) }
+	px, sv, stot := col("pxname"), col("svname"), col("stot")
+	if px < 0 || sv < 0 || stot < 0 {
+		return nil, fmt.Errorf("show stat: header lacks pxname, svname or stot: %v", header)
+	}
+	out2 := map[string]int64{}
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("show stat: %w", err)
+		}
+		if len(rec) <= max(px, sv, stot) || rec[px] != backend || rec[sv] == "BACKEND" || rec[sv] == "FRONTEND" {
+			continue
+		}
+		n, err := strconv.ParseInt(rec[stot], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("show stat: stot of %s/%s: %q", rec[px], rec[sv], rec[stot])
+		}
+		out2[rec[sv]] = n
+	}
+	return out2, nil
+}
