@@ -37,7 +37,7 @@ type Config struct {
 func defaults() Config {
 	return Config{
 		APIListen: "127.0.0.1:8090", GatewayListen: "0.0.0.0:8080", AdminListen: "127.0.0.1:8404",
-		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "leastconn", CheckInterval: time.Second,
+		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "roundrobin", CheckInterval: time.Second,
 		FastPoll: 100 * time.Millisecond, SlowPoll: time.Second, LeaveRunning: true, LogLevel: "info",
 		ReloadDebounce: 200 * time.Millisecond,
 	}
