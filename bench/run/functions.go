@@ -799,11 +799,10 @@ func waitQuietOthers(ctx context.Context, clk float64, maxWait time.Duration, co
 }
 
 // engineCPU samples (under procDir) the CPU that the run's replicas cost the
-// engine:
-// dockerd and containerd themselves (not what they started: another client's
-// port proxies, say), and the containerd shims of the given containers
-// (IDs) with everything under them: the replicas, and while they run the
-// health probes (runc and the exec'd process, both reaped by the shim).
+// engine: dockerd's and containerd's own (not what they started: another
+// client's port proxies, say), and the containerd shims of the given
+// containers (IDs) with everything under them: the replicas, and the health
+// probes (runc and the exec'd process, both reaped by the shim).
 func engineCPU(procDir string, containers map[string]bool) (cpuSample, error) {
 	return forestCPU(procDir, func(p procStat) (bool, bool) {
 		switch {

@@ -264,9 +264,10 @@ type idleSummary struct {
 	CorePctPerReplica  float64 `json:"core_pct_per_replica,omitempty"`
 	// The same from the engine's part alone (idleWindow.EngineCPUS): a
 	// cross-check that other processes' load does not move.
-	EngineCorePct       float64 `json:"engine_core_pct"`
-	EngineExtraCorePct  float64 `json:"engine_extra_core_pct,omitempty"`
-	EngineCPUPerProbeMS float64 `json:"engine_cpu_per_probe_ms,omitempty"`
+	EngineCorePct           float64 `json:"engine_core_pct"`
+	EngineExtraCorePct      float64 `json:"engine_extra_core_pct,omitempty"`
+	EngineCPUPerProbeMS     float64 `json:"engine_cpu_per_probe_ms,omitempty"`
+	EngineCorePctPerReplica float64 `json:"engine_core_pct_per_replica,omitempty"`
 	// OtherCorePct is the rest of the host's busy CPU (mean of the
 	// windows): load that is not the engine's part.
 	OtherCorePct float64 `json:"other_core_pct"`
@@ -499,6 +500,7 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 			s.CorePctPerReplica = s.ExtraCorePct / float64(k.replicas)
 			s.EngineExtraCorePct = s.EngineCorePct - engineBaseline
 			s.EngineCPUPerProbeMS = s.EngineExtraCorePct * 10 / s.ProbesPerS
+			s.EngineCorePctPerReplica = s.EngineExtraCorePct / float64(k.replicas)
 		}
 		out = append(out, s)
 	}
@@ -637,14 +639,22 @@ func functionsNotes(s functionsSummary, c functionsConfig) []string {
 		}
 		notes = append(notes, n)
 	}
+	lo, hi, ok := otherRange(s.Idle)
+	noisy := ok && hi-lo > otherSpreadPct
 	for _, x := range s.Idle {
 		if x.Replicas == 0 || x.ProbesPerS == 0 {
 			continue
 		}
 		iv := msLabel(x.IntervalMS)
-		notes = append(notes, fmt.Sprintf("health checks every %s: %.1f ms of CPU per probe (the engine's part alone: %.1f ms), %.2f %% of a core per idle replica; "+
-			"100 idle replicas on one node would keep %.2f cores busy with health checks alone",
-			iv, x.CPUPerProbeMS, x.EngineCPUPerProbeMS, x.CorePctPerReplica, x.CorePctPerReplica))
+		host := fmt.Sprintf("the host's busy CPU: %.1f ms per probe, %.2f %% of a core per idle replica (100 replicas: %.2f cores)",
+			x.CPUPerProbeMS, x.CorePctPerReplica, x.CorePctPerReplica)
+		engine := fmt.Sprintf("the engine's part: %.1f ms per probe, %.2f %% of a core per idle replica (100 replicas: %.2f cores)",
+			x.EngineCPUPerProbeMS, x.EngineCorePctPerReplica, x.EngineCorePctPerReplica)
+		if noisy {
+			notes = append(notes, fmt.Sprintf("health checks every %s: %s; %s, not to be trusted in this run (see below)", iv, engine, host))
+		} else {
+			notes = append(notes, fmt.Sprintf("health checks every %s: %s; %s", iv, host, engine))
+		}
 		if x.ProbePeriodNominal {
 			notes = append(notes, fmt.Sprintf("health checks every %s: no health log to read, the probe rate is the nominal interval's", iv))
 		}
@@ -652,7 +662,7 @@ func functionsNotes(s functionsSummary, c functionsConfig) []string {
 			notes = append(notes, fmt.Sprintf("idle windows with %d replicas at %s: %d failed", x.Replicas, iv, x.Failed))
 		}
 	}
-	if lo, hi, ok := otherRange(s.Idle); ok && hi-lo > otherSpreadPct {
+	if noisy {
 		notes = append(notes, fmt.Sprintf("health-check CPU: processes other than the engine's part used %.0f–%.0f %% of a core (means per configuration): "+
 			"the host's figures carry that noise, the engine's part much less (another client's calls to dockerd still reach it)", lo, hi))
 	}

@@ -210,10 +210,10 @@ func TestSummarizeFunctions(t *testing.T) {
 		{Replicas: 0, Windows: 2, BusyCorePct: 11, EngineCorePct: 6, OtherCorePct: 5},
 		{Replicas: 4, IntervalMS: 1000, Windows: 1, BusyCorePct: 18, ExtraCorePct: 7, ProbePeriodMS: 1050, ProbeDurationMS: 55,
 			ProbesPerS: pps, CPUPerProbeMS: 70 / pps, CorePctPerReplica: 1.75,
-			EngineCorePct: 11, EngineExtraCorePct: 5, EngineCPUPerProbeMS: 50 / pps, OtherCorePct: 7},
+			EngineCorePct: 11, EngineExtraCorePct: 5, EngineCPUPerProbeMS: 50 / pps, EngineCorePctPerReplica: 1.25, OtherCorePct: 7},
 		{Replicas: 4, IntervalMS: 250, Windows: 1, BusyCorePct: 60, ExtraCorePct: 49, ProbePeriodMS: 250, ProbePeriodNominal: true,
 			ProbesPerS: 16, CPUPerProbeMS: 30.625, CorePctPerReplica: 12.25,
-			EngineCorePct: 45, EngineExtraCorePct: 39, EngineCPUPerProbeMS: 24.375, OtherCorePct: 16},
+			EngineCorePct: 45, EngineExtraCorePct: 39, EngineCPUPerProbeMS: 24.375, EngineCorePctPerReplica: 9.75, OtherCorePct: 16},
 	}
 	if !reflect.DeepEqual(gotIdle, wantIdle) {
 		t.Errorf("summarizeIdle:\n got %+v\nwant %+v", gotIdle, wantIdle)
@@ -227,6 +227,19 @@ func TestScaleNoteWithStartInterval(t *testing.T) {
 		"At the default 1 s interval the new container started 0.40 s after the scale, its first probe passed at 0.45 s and Swarm.Endpoints listed it at 0.51 s"
 	if len(notes) != 1 || notes[0] != want {
 		t.Errorf("notes = %q\nwant [%q]", notes, want)
+	}
+}
+
+func TestIdleNotesQuietRun(t *testing.T) {
+	sums := functionsSummary{Idle: []idleSummary{
+		{Replicas: 0, Windows: 2, BusyCorePct: 10, EngineCorePct: 6, OtherCorePct: 4},
+		{Replicas: 4, IntervalMS: 1000, Windows: 2, BusyCorePct: 18, EngineCorePct: 13, OtherCorePct: 5, ProbePeriodMS: 1050, ProbesPerS: 3.81,
+			CPUPerProbeMS: 21, CorePctPerReplica: 2, EngineCPUPerProbeMS: 18.4, EngineCorePctPerReplica: 1.75},
+	}}
+	want := []string{"health checks every 1 s: the host's busy CPU: 21.0 ms per probe, 2.00 % of a core per idle replica (100 replicas: 2.00 cores); " +
+		"the engine's part: 18.4 ms per probe, 1.75 % of a core per idle replica (100 replicas: 1.75 cores)"}
+	if got := functionsNotes(sums, functionsConfig{}); !reflect.DeepEqual(got, want) {
+		t.Errorf("notes = %q\nwant %q", got, want)
 	}
 }
 
@@ -361,7 +374,8 @@ func TestRenderFunctionsMarkdown(t *testing.T) {
 	for _, cell := range []string{
 		"1s (default)", "1.55", "0.70 (0.50–0.90)", "linked in", "0 (baseline)", "(nominal)",
 		scaleGoalName, "FAIL", "PASS", "2 other service(s) on the engine throughout (echo, hello)",
-		"health checks every 1 s: 18.4 ms of CPU per probe (the engine's part alone: 13.1 ms), 1.75 % of a core per idle replica; 100 idle replicas on one node would keep 1.75 cores busy",
+		"health checks every 1 s: the engine's part: 13.1 ms per probe, 1.25 % of a core per idle replica (100 replicas: 1.25 cores); " +
+			"the host's busy CPU: 18.4 ms per probe, 1.75 % of a core per idle replica (100 replicas: 1.75 cores), not to be trusted in this run",
 		"processes other than the engine's part used 5–16 % of a core",
 		"scale +1: " + startIntervalNote + ". At the default 1 s interval the new container started 0.44 s after the scale, its first probe passed at 1.47 s " +
 			"and Swarm.Endpoints listed it at 1.55 s; with a 250ms interval the new replica answered after 0.79 s (median; p90 0.81 s)",

@@ -724,7 +724,10 @@ func (b *gatewayBench) balanceStage(ctx context.Context) error {
 		return err
 	}
 	defer func() {
-		if err := b.scaleTo(context.WithoutCancel(ctx), 1); err != nil {
+		if ctx.Err() != nil {
+			return // interrupted: the final sweep removes the function
+		}
+		if err := b.scaleTo(ctx, 1); err != nil {
 			b.log.Warn("scale back to 1", "err", err)
 		}
 	}()
@@ -805,6 +808,7 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	}
 	watch := procWatch{HAProxyConfig: filepath.Join(p.stateDir, "haproxy.cfg"), Ports: rs.Ports, Replicas: rs.PIDs, Pulsed: p.srv.pid()}
 	w.Duration = b.cfg.Duration
+	reloads0, rerr0 := b.reloads(ctx, p)
 	before, h0, t0, err := sampleGroups(watch)
 	if err != nil {
 		return err
@@ -817,6 +821,11 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	after, h1, t1, err := sampleGroups(watch)
 	if err != nil {
 		return err
+	}
+	if reloads1, rerr1 := b.reloads(ctx, p); rerr0 == nil && rerr1 == nil {
+		r.Reloads = reloads1 - reloads0
+	} else {
+		r.Reloads = -1 // unknown
 	}
 	r.Requests = res.Requests
 	r.Seconds = float64(res.DurationUS) / 1e6
@@ -838,6 +847,31 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	return nil
 }
 
+// reloads returns how many times pulsed has reloaded HAProxy (GET
+// /healthz: {"status":"ok","reloads":N}).
+func (b *gatewayBench) reloads(ctx context.Context, p *pulsedProc) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.api+"/healthz", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("healthz: %w", err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Status  string `json:"status"`
+		Reloads *int   `json:"reloads"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h); err != nil {
+		return 0, fmt.Errorf("healthz: %w", err)
+	}
+	if h.Reloads == nil {
+		return 0, fmt.Errorf("healthz: status %q, no reload count", h.Status)
+	}
+	return *h.Reloads, nil
+}
+
 // sampleGroups scans /proc for watch's groups and reads the host's CPU.
 func sampleGroups(watch procWatch) (procCPU, hostCPU, time.Time, error) {
 	g, err := scanProcs("/proc", watch)
@@ -855,8 +889,11 @@ func sampleGroups(watch procWatch) (procCPU, hostCPU, time.Time, error) {
 // apart (clk ticks per second).
 func fillGroupCPU(r *gatewayRun, before, after procCPU, clk, wall float64) {
 	per := func(group string) (perReqUS, corePct float64) {
-		ticks, lost := cpuDelta(before[group], after[group])
+		ticks, lost, born := cpuDelta(before[group], after[group])
 		r.LostProcs += lost
+		if group == groupHAProxy {
+			r.HAProxyChurn = lost + born
+		}
 		s := float64(ticks) / clk
 		if r.Requests > 0 {
 			perReqUS = round3(s / float64(r.Requests) * 1e6)
@@ -954,10 +991,14 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	} else if busy >= quietCorePct {
 		b.log.Warn("host still busy; running anyway", "stage", gwStageScale, "busy_core_pct", int(busy))
 	}
+	reloads0, rerr0 := b.reloads(ctx, p)
 	load := startBackgroundLoad("http://"+p.gateway+"/function/"+b.name, b.body, gwBackgroundClients, gwBackgroundPause)
 	defer func() {
 		why := load.end()
-		b.rep.Background = gatewayBackground{OK: load.ok.Load(), Failed: load.failed.Load(), Why: why}
+		b.rep.Background = gatewayBackground{OK: load.ok.Load(), Failed: load.failed.Load(), Why: why, Reloads: -1}
+		if reloads1, rerr1 := b.reloads(context.WithoutCancel(ctx), p); rerr0 == nil && rerr1 == nil {
+			b.rep.Background.Reloads = reloads1 - reloads0
+		}
 	}()
 	for trial := 1; trial <= b.cfg.ScaleTrials; trial++ {
 		r := gatewayScaleTrial{Trial: trial, From: 1, To: 2}
@@ -970,6 +1011,9 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 		r.Load1, _ = readLoad1("/proc")
 		ok0, failed0 := load.ok.Load(), load.failed.Load()
 		err = b.scaleOnce(ctx, p, svc.ID, &r)
+		if ctx.Err() != nil {
+			return ctx.Err() // interrupted: the final sweep removes the function
+		}
 		start := time.Now()
 		back := b.scaleBack(ctx, p, r.From)
 		r.DownS = round3(time.Since(start).Seconds())
@@ -1012,7 +1056,6 @@ func hostBusy(ctx context.Context, clk float64, d time.Duration) (float64, error
 // scaleBack scales to n and waits until n containers run and HAProxy has
 // only n servers left (pulsed deletes a drained one once it is gone).
 func (b *gatewayBench) scaleBack(ctx context.Context, p *pulsedProc, n int) error {
-	ctx = context.WithoutCancel(ctx)
 	if err := b.scaleTo(ctx, n); err != nil {
 		return err
 	}
@@ -1022,7 +1065,9 @@ func (b *gatewayBench) scaleBack(ctx context.Context, p *pulsedProc, n int) erro
 		if err == nil && len(servers) == n {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err := gwSleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
 	}
 	b.log.Warn("HAProxy still lists a removed replica's server 15 s after the scale-down", "function", b.name)
 	return nil

@@ -151,14 +151,15 @@ func scanProcs(procDir string, w procWatch) (procCPU, error) {
 
 // cpuDelta is the CPU a group used between two scans, in ticks: for each
 // process in the second scan, what it used since the first (all of it if
-// it started in between). A process that exited in between is lost; the
-// count says how many of the first scan's were.
-func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost int) {
+// it started in between: born counts those). A process that exited in
+// between is lost with its CPU; lost counts those.
+func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost, born int) {
 	for k, v := range after {
 		if b, ok := before[k]; ok && b <= v {
 			ticks += v - b
 		} else if !ok {
 			ticks += v
+			born++
 		}
 	}
 	for k := range before {
@@ -166,7 +167,7 @@ func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost int) {
 			lost++
 		}
 	}
-	return ticks, lost
+	return ticks, lost, born
 }
 
 // findHAProxies returns the pids of live haproxy processes whose command

@@ -72,19 +72,20 @@ func TestCPUDelta(t *testing.T) {
 		before, after map[procKey]uint64
 		want          uint64
 		wantLost      int
+		wantBorn      int
 	}{
 		{name: "nothing"},
 		{name: "same processes", before: map[procKey]uint64{a: 10, b: 5}, after: map[procKey]uint64{a: 15, b: 7}, want: 7},
-		{name: "one started in between counts whole", before: map[procKey]uint64{a: 10}, after: map[procKey]uint64{a: 12, c: 4}, want: 6},
+		{name: "one started in between counts whole", before: map[procKey]uint64{a: 10}, after: map[procKey]uint64{a: 12, c: 4}, want: 6, wantBorn: 1},
 		{name: "one exited in between is lost", before: map[procKey]uint64{a: 10, b: 5}, after: map[procKey]uint64{a: 12}, want: 2, wantLost: 1},
-		{name: "a reused pid is a new process", before: map[procKey]uint64{a: 50}, after: map[procKey]uint64{reused: 3}, want: 3, wantLost: 1},
+		{name: "a reused pid is a new process", before: map[procKey]uint64{a: 50}, after: map[procKey]uint64{reused: 3}, want: 3, wantLost: 1, wantBorn: 1},
 		{name: "a counter going backwards adds nothing", before: map[procKey]uint64{a: 10}, after: map[procKey]uint64{a: 9}, want: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, lost := cpuDelta(tt.before, tt.after)
-			if got != tt.want || lost != tt.wantLost {
-				t.Errorf("cpuDelta = %d, %d lost; want %d, %d", got, lost, tt.want, tt.wantLost)
+			got, lost, born := cpuDelta(tt.before, tt.after)
+			if got != tt.want || lost != tt.wantLost || born != tt.wantBorn {
+				t.Errorf("cpuDelta = %d, %d lost, %d born; want %d, %d, %d", got, lost, born, tt.want, tt.wantLost, tt.wantBorn)
 			}
 		})
 	}

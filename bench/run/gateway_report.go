@@ -128,8 +128,14 @@ type gatewayRun struct {
 	PulsedCPUPerReqUS      float64 `json:"pulsed_cpu_per_req_us"`
 	PulsedCorePct          float64 `json:"pulsed_core_pct"`
 	// LostProcs counts sampled processes that exited during the window
-	// (their CPU in it is lost).
+	// (their CPU in it is lost). HAProxyChurn counts haproxy processes
+	// that exited or started in it, Reloads pulsed's reloads of HAProxy in
+	// it (/healthz; -1 unknown): pulsed reloads HAProxy whenever a function
+	// is added to or removed from the engine, anyone's. Either makes the
+	// run's HAProxy CPU incomplete (an exiting worker takes its CPU with it).
 	LostProcs    int     `json:"lost_procs,omitempty"`
+	HAProxyChurn int     `json:"haproxy_churn,omitempty"`
+	Reloads      int     `json:"reloads"`
 	WrkCorePct   float64 `json:"wrk_core_pct"`
 	HostCorePct  float64 `json:"host_core_pct"`
 	OtherCorePct float64 `json:"other_core_pct"` // host busy minus every group above and wrk
@@ -197,11 +203,12 @@ type gatewayScaleTrial struct {
 }
 
 // gatewayBackground is the scale stage's background load over the whole
-// stage.
+// stage, and pulsed's reloads of HAProxy meanwhile (-1 unknown).
 type gatewayBackground struct {
-	OK     int64            `json:"ok"`
-	Failed int64            `json:"failed"`
-	Why    map[string]int64 `json:"why,omitempty"`
+	OK      int64            `json:"ok"`
+	Failed  int64            `json:"failed"`
+	Why     map[string]int64 `json:"why,omitempty"`
+	Reloads int              `json:"reloads"`
 }
 
 // gatewaySummary holds the medians.
@@ -236,10 +243,13 @@ type gatewayVariantSummary struct {
 	HAProxyCPUPerReqUS     float64 `json:"haproxy_cpu_per_req_us"`
 	DockerProxyCPUPerReqUS float64 `json:"docker_proxy_cpu_per_req_us"`
 	ReplicaCPUPerReqUS     float64 `json:"replica_cpu_per_req_us"`
-	WrkCorePct             float64 `json:"wrk_core_pct"`
-	OtherCorePct           float64 `json:"other_core_pct"`
-	StealCorePct           float64 `json:"steal_core_pct"`
-	PulsedRouteS           float64 `json:"pulsed_route_s,omitempty"`
+	// Disturbed counts the runs during which HAProxy was reloaded (or its
+	// processes changed); HAProxyCPUPerReqUS is the median of the others.
+	Disturbed    int     `json:"disturbed_runs,omitempty"`
+	WrkCorePct   float64 `json:"wrk_core_pct"`
+	OtherCorePct float64 `json:"other_core_pct"`
+	StealCorePct float64 `json:"steal_core_pct"`
+	PulsedRouteS float64 `json:"pulsed_route_s,omitempty"`
 }
 
 func (s gatewayVariantSummary) flagged() bool { return len(s.Flags) > 0 }
@@ -340,16 +350,14 @@ func summarizeGatewayRuns(variants []gwVariant, runs []gatewayRun) []gatewayVari
 			if r.Errors > 0 {
 				s.Flags = append(s.Flags, fmt.Sprintf("round %d: %d request errors", r.Round, r.Errors))
 			}
-			if r.StopError != "" {
-				s.Flags = append(s.Flags, fmt.Sprintf("round %d: %s", r.Round, truncate(r.StopError, 200)))
-			}
-			if len(r.HAProxyKilled) > 0 {
-				s.Flags = append(s.Flags, fmt.Sprintf("round %d: haproxy still running %g s after pulsed exited: killed (pids %v)", r.Round, gwHAProxyLinger.Seconds(), r.HAProxyKilled))
-			}
 			rps = append(rps, r.RPS)
 			p50 = append(p50, float64(r.P50US))
 			p99 = append(p99, float64(r.P99US))
-			hap = append(hap, r.HAProxyCPUPerReqUS)
+			if r.Reloads != 0 || r.HAProxyChurn > 0 {
+				s.Disturbed++
+			} else {
+				hap = append(hap, r.HAProxyCPUPerReqUS)
+			}
 			dp = append(dp, r.DockerProxyCPUPerReqUS)
 			rep = append(rep, r.ReplicaCPUPerReqUS)
 			wrk = append(wrk, r.WrkCorePct)
@@ -366,7 +374,7 @@ func summarizeGatewayRuns(variants []gwVariant, runs []gatewayRun) []gatewayVari
 			s.RPS, s.RPSMin, s.RPSMax = median(rps), slices.Min(rps), slices.Max(rps)
 			s.P50US, s.P50MinUS, s.P50MaxUS = median(p50), slices.Min(p50), slices.Max(p50)
 			s.P99US = median(p99)
-			s.HAProxyCPUPerReqUS, s.DockerProxyCPUPerReqUS, s.ReplicaCPUPerReqUS = median(hap), median(dp), median(rep)
+			s.HAProxyCPUPerReqUS, s.DockerProxyCPUPerReqUS, s.ReplicaCPUPerReqUS = medianOrNone(hap), median(dp), median(rep)
 			s.WrkCorePct, s.OtherCorePct, s.StealCorePct = median(wrk), median(other), median(steal)
 			if len(route) > 0 {
 				s.PulsedRouteS = median(route)
@@ -522,6 +530,15 @@ func summarizeGatewayScale(trials []gatewayScaleTrial) gatewayScaleSummary {
 	return s
 }
 
+// medianOrNone is the median of xs, or -1 (shown as "–") when there are
+// none: JSON has no NaN.
+func medianOrNone(xs []float64) float64 {
+	if len(xs) == 0 {
+		return -1
+	}
+	return median(xs)
+}
+
 func appendPositive2(xs []float64, x float64) []float64 {
 	if x > 0 {
 		return append(xs, x)
@@ -624,6 +641,20 @@ func gatewayNotes(r gatewayReport) []string {
 			notes = append(notes, n)
 			break
 		}
+	}
+	disturbed, total := 0, 0
+	for _, v := range s.Variants {
+		disturbed += v.Disturbed
+		total += v.Runs
+	}
+	if disturbed > 0 {
+		notes = append(notes, fmt.Sprintf("HAProxy was reloaded during %d of %d runs: pulsed reloads it whenever a function is added to or removed from the engine, "+
+			"anyone's (other functions came and went during this run); those runs' HAProxy CPU is left out of the medians (an exiting worker takes its CPU "+
+			"with it) and their latencies are disturbed", disturbed, total))
+	}
+	if bg := r.Background; bg.Reloads > 0 {
+		notes = append(notes, fmt.Sprintf("scale stage: pulsed reloaded HAProxy %d time(s) during it (other functions came and went), which also kept its catalog "+
+			"polling fast more often than on a steady swarm: fewer trials noticed late than there would otherwise be", bg.Reloads))
 	}
 	if n := len(r.Engine.OtherFunctions); n > 0 {
 		notes = append(notes, fmt.Sprintf("%d other function(s) on the engine (%s): pulsed routed them too, and HAProxy health-checked their replicas throughout", n, strings.Join(r.Engine.OtherFunctions, ", ")))
@@ -780,8 +811,11 @@ func gwPathRows(sums []gatewayVariantSummary, stage string) [][]string {
 			errs += " (flagged)"
 		}
 		hap := "–"
-		if s.Path == gwGateway {
+		if s.Path == gwGateway && s.HAProxyCPUPerReqUS >= 0 {
 			hap = fmt.Sprintf("%.1f", s.HAProxyCPUPerReqUS)
+		}
+		if s.Disturbed > 0 {
+			hap += fmt.Sprintf(" (%d reloaded)", s.Disturbed)
 		}
 		rows = append(rows, []string{
 			s.Variant, fmt.Sprint(s.Replicas),

@@ -23,13 +23,15 @@ func testGatewayRuns() ([]gatewayRun, []gatewayScaleTrial) {
 			WrkCorePct: 30, OtherCorePct: 5, PulsedRouteS: 0.35}
 	}
 	errs := lat(gwDirectHigh, gwDirect, 50, 2, 15000, 3000, 9000, 0, 44, 23)
+	reloaded := lat(gwGatewayLow, gwGateway, 1, 2, 6200, 140, 400, 3, 48, 58) // HAProxy reloaded: its CPU is incomplete
+	reloaded.Reloads, reloaded.HAProxyChurn, reloaded.LostProcs = 1, 2, 1
 	errs.Errors = 3
 	runs := []gatewayRun{
 		lat(gwDirectLow, gwDirect, 1, 1, 9000, 90, 300, 0, 45, 43),
 		lat(gwGatewayLow, gwGateway, 1, 1, 6000, 130, 420, 35, 49, 60),
 		lat(gwDirectHigh, gwDirect, 50, 1, 14000, 3300, 9800, 0, 44.4, 23.4),
 		lat(gwGatewayHigh, gwGateway, 50, 1, 9000, 5000, 12000, 42, 52.5, 29.9),
-		lat(gwGatewayLow, gwGateway, 1, 2, 6200, 140, 400, 36, 48, 58),
+		reloaded,
 		lat(gwDirectLow, gwDirect, 1, 2, 9200, 86, 310, 0, 46, 41),
 		errs,
 		{Stage: gwStageLatency, Variant: gwGatewayHigh, Path: gwGateway, Conns: 50, Replicas: 1, Round: 2, Error: "wrk: exit status 1"},
@@ -58,7 +60,7 @@ func TestSummarizeGateway(t *testing.T) {
 			DockerProxyCPUPerReqUS: 45.5, ReplicaCPUPerReqUS: 42, WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
 		{Stage: gwStageLatency, Variant: gwGatewayLow, Path: gwGateway, Conns: 1, Replicas: 1, Runs: 2,
 			RPS: 6100, RPSMin: 6000, RPSMax: 6200, P50US: 135, P50MinUS: 130, P50MaxUS: 140, P99US: 410,
-			HAProxyCPUPerReqUS: 35.5, DockerProxyCPUPerReqUS: 48.5, ReplicaCPUPerReqUS: 59, WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
+			HAProxyCPUPerReqUS: 35, DockerProxyCPUPerReqUS: 48.5, ReplicaCPUPerReqUS: 59, Disturbed: 1, WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
 		{Stage: gwStageLatency, Variant: gwDirectHigh, Path: gwDirect, Conns: 50, Replicas: 1, Runs: 2, Errors: 3, Flags: []string{"round 2: 3 request errors"},
 			RPS: 14500, RPSMin: 14000, RPSMax: 15000, P50US: 3150, P50MinUS: 3000, P50MaxUS: 3300, P99US: 9400,
 			DockerProxyCPUPerReqUS: mid(44, 44.4), ReplicaCPUPerReqUS: mid(23, 23.4), WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
@@ -242,7 +244,7 @@ func testGatewayReport() gatewayReport {
 		HAProxy:    "HAProxy 2.6.12-1+deb12u4",
 		Runs:       runs,
 		Scales:     scales,
-		Background: gatewayBackground{OK: 1700, Failed: 2, Why: map[string]int64{"503 Service Unavailable": 2}},
+		Background: gatewayBackground{OK: 1700, Failed: 2, Why: map[string]int64{"503 Service Unavailable": 2}, Reloads: 3},
 		PulsedStops: []gatewayPulsedStop{
 			{Stage: "latency", StopS: 0.11, HAProxyLingerS: 0.006},
 			{Stage: "balance", Balance: "leastconn", StopS: 0.1},
@@ -281,6 +283,7 @@ func TestRenderGatewayMarkdown(t *testing.T) {
 		"both paths reach the replica through the engine's docker-proxy",
 		"scale stage background load: 1700 requests answered 200, 2 failed (503 Service Unavailable ×2)",
 		"in 1 its HAProxy was still exiting after pulsed had exited (up to 6 ms later)",
+		"35.0 (1 reloaded)", "HAProxy was reloaded during 1 of 11 runs", "scale stage: pulsed reloaded HAProxy 3 time(s) during it",
 		"in 1 of 3 trials pulsed's catalog noticed the scale (the new desired count) only after the new task was already running",
 		"those trials took 0.099 s to ready (median), the others, where fast polling was on when the task turned running, 0.095 s",
 	} {

@@ -146,8 +146,11 @@ func treeCPU(tree []procStat) cpuSample {
 
 // forestCPU sums, from one scan of procDir, the CPU of the processes that
 // match includes and, for those it also says to descend into, of all their
-// live descendants; each process counts once. Self is 0; Procs counts the
-// processes summed.
+// live descendants; each process counts once. A tree counts its processes'
+// reaped children too (cutime + cstime: what it started and waited for); a
+// process included without its tree counts only its own utime + stime, since
+// a child it reaps, live and left out until then, would land in it whole.
+// Self is 0; Procs counts the processes summed.
 func forestCPU(procDir string, match func(procStat) (include, descend bool)) (cpuSample, error) {
 	entries, err := os.ReadDir(procDir)
 	if err != nil {
@@ -176,25 +179,26 @@ func forestCPU(procDir string, match func(procStat) (include, descend bool)) (cp
 	}
 	seen := map[int]bool{}
 	var s cpuSample
-	add := func(pid int) bool {
+	for len(trees) > 0 {
+		pid := trees[0]
+		trees = trees[1:]
 		if seen[pid] {
-			return false
+			continue
 		}
 		seen[pid] = true
 		p := byPID[pid]
 		s.Total += p.UTime + p.STime + p.CUTime + p.CSTime
 		s.Procs++
-		return true
-	}
-	for len(trees) > 0 {
-		pid := trees[0]
-		trees = trees[1:]
-		if add(pid) {
-			trees = append(trees, children[pid]...)
-		}
+		trees = append(trees, children[pid]...)
 	}
 	for _, pid := range roots {
-		add(pid)
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		p := byPID[pid]
+		s.Total += p.UTime + p.STime
+		s.Procs++
 	}
 	return s, nil
 }

@@ -219,10 +219,12 @@ func TestForestCPU(t *testing.T) {
 		match func(procStat) (bool, bool)
 		want  cpuSample
 	}{
-		// dockerd and containerd themselves: 160 + 60.
-		{name: "engine, no container of ours", match: engine(), want: cpuSample{Total: 220, Procs: 2}},
-		// + our shim's tree: 50 + 3 + 2; not the proxy, not bbb's.
-		{name: "engine and our container", match: engine("aaa"), want: cpuSample{Total: 275, Procs: 5}},
+		// dockerd and containerd themselves, without their reaped
+		// children: 150 + 60.
+		{name: "engine, no container of ours", match: engine(), want: cpuSample{Total: 210, Procs: 2}},
+		// + our shim's tree, reaped probes included: 50 + 3 + 2; not the
+		// proxy, not bbb's.
+		{name: "engine and our container", match: engine("aaa"), want: cpuSample{Total: 265, Procs: 5}},
 		{name: "none", match: func(procStat) (bool, bool) { return false, false }, want: cpuSample{}},
 		// A tree within a tree counts once.
 		{

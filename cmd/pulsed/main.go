@@ -143,15 +143,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() { errc <- wrap("api", srv.Serve(ln)) }()
 	log.Info("pulsed running", "api", ln.Addr().String(), "gateway", cfg.GatewayListen, "state_dir", cfg.StateDir)
 
+	const parts = 4 // haproxy, catalog, reconcile, api
 	var first error
+	done := 0
 	select {
 	case <-ctx.Done():
 	case first = <-errc:
+		done++
 	}
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(sctx)
+	// Wait for every part, HAProxy's supervisor above all: with
+	// leave_running false it stops HAProxy, which must not outlive pulsed.
+	for ; done < parts; done++ {
+		if err := <-errc; first == nil {
+			first = err
+		}
+	}
 	if first != nil && !errors.Is(first, http.ErrServerClosed) {
 		return first
 	}
