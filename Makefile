@@ -30,8 +30,10 @@ build: ## static, stripped binaries into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	@ls -l $(BIN)
 
-bench: build ## benchmarks: JSON in bench/results/, table in bench/README.md
+bench: build ## benchmarks (watchdog, functions, gateway; ~15 min): JSON in bench/results/, tables in bench/README.md
 	$(GO) run ./bench/run -suite watchdog
+	$(GO) run ./bench/run -suite functions
+	$(GO) run ./bench/run -suite gateway
 
 up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, the example functions
 	BIN=$(BIN) scripts/up.sh
