@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -1002,10 +1003,19 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	}()
 	for trial := 1; trial <= b.cfg.ScaleTrials; trial++ {
 		r := gatewayScaleTrial{Trial: trial, From: 1, To: 2}
-		busy, err := hostBusy(ctx, b.env.clk, 500*time.Millisecond)
+		// A scale usually lands on a steady swarm, which pulsed polls slowly:
+		// wait until its catalog has not changed for longer than its settle
+		// window, then scale at a random phase of its slow poll.
+		waited, err := b.waitSteady(ctx, p)
 		if err != nil {
 			return err
 		}
+		phase := time.Duration(mrand.Int64N(int64(gateway.DefaultCatalogSlowPoll)))
+		busy, err := hostBusy(ctx, b.env.clk, phase)
+		if err != nil {
+			return err
+		}
+		r.SteadyWaitS, r.PhaseS = round3(waited.Seconds()), round3(phase.Seconds())
 		r.HostBusyPct = float64(int(busy + 0.5))
 		r.Start = time.Now().UTC().Format(time.RFC3339)
 		r.Load1, _ = readLoad1("/proc")
@@ -1034,6 +1044,35 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// gwSteadyFor is how long pulsed's catalog must stay unchanged before a
+// scale trial: past its settle window, when it polls a steady swarm slowly.
+const gwSteadyFor = gateway.DefaultCatalogSettle + 500*time.Millisecond
+
+// waitSteady polls pulsed's /v1/replicas every 100 ms until its version has
+// not changed for gwSteadyFor (at most gwReadyTimeout: then it goes on) and
+// returns how long it waited.
+func (b *gatewayBench) waitSteady(ctx context.Context, p *pulsedProc) (time.Duration, error) {
+	start := time.Now()
+	version, changed := "", start
+	for time.Since(start) < gwReadyTimeout {
+		cat, err := b.catalog(ctx, p)
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		now := time.Now()
+		if err != nil || cat.Version != version {
+			version, changed = cat.Version, now
+		} else if now.Sub(changed) >= gwSteadyFor {
+			return now.Sub(start), nil
+		}
+		if err := gwSleep(ctx, 100*time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
+	b.log.Warn("pulsed's catalog kept changing; scaling anyway", "waited", gwReadyTimeout)
+	return time.Since(start), nil
 }
 
 // hostBusy returns the host's busy CPU over d, in percent of one core.

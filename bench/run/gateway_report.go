@@ -172,8 +172,13 @@ type gatewayScaleTrial struct {
 	To    int     `json:"to"`
 	Start string  `json:"start"`
 	Load1 float64 `json:"load1"`
-	// HostBusyPct is the host's busy CPU over the 500 ms before the trial,
-	// in percent of one core, the background load included.
+	// SteadyWaitS is how long the trial waited for pulsed's catalog to be
+	// unchanged for its settle window and half a second; PhaseS the random
+	// pause after that (0 to pulsed's slow poll), over which HostBusyPct is
+	// the host's busy CPU in percent of one core, the background load
+	// included.
+	SteadyWaitS float64 `json:"steady_wait_s"`
+	PhaseS      float64 `json:"phase_s"`
 	HostBusyPct float64 `json:"host_busy_pct"`
 	Error       string  `json:"error,omitempty"`
 	TaskID      string  `json:"task_id,omitempty"`
@@ -682,8 +687,9 @@ func gatewayNotes(r gatewayReport) []string {
 			"(container start and its first health probe)", x.SeenS, secOrDash(x.CatalogS), secOrDash(x.AddedS), x.ReadyS, x.TrafficS, x.ScaleToRunningS))
 		if x.Late > 0 {
 			n := fmt.Sprintf("scale +1: in %d of %d trials pulsed's catalog noticed the scale (the new desired count) only after the new task was already running: "+
-				"on a steady swarm pulsed polls every second, and the harness scales through the Docker API as `pulse scale` does, so the first poll after "+
-				"the scale can come after the task turned running (here %.2f s after the scale); those trials took %.3f s to ready (median)",
+				"on a steady swarm pulsed polls every second, and the harness scales through the Docker API as `pulse scale` does (pulsed's own scaler and deploy "+
+				"API can ask for a poll at once), so the first poll after the scale can come after the task turned running (here %.2f s after the scale); "+
+				"those trials took %.3f s to ready (median)",
 				x.Late, x.Trials, x.ScaleToRunningS, x.LateReadyS)
 			if x.EarlyReadyS > 0 {
 				n += fmt.Sprintf(", the others, where fast polling was on when the task turned running, %.3f s", x.EarlyReadyS)
@@ -897,7 +903,7 @@ func gatewayCaptions(r gatewayReport) (latency, compare, balance, scale string) 
 	balance = fmt.Sprintf("Balancing algorithm, %d replicas, through HAProxy at c=%d: pulsed restarted with `PULSE_BALANCE` for every run, the two algorithms "+
 		"alternating, %d round(s).", c.BalanceReplicas, c.HighConns, c.Rounds)
 	scale = fmt.Sprintf("Task running → its server takes traffic: the function scaled 1 → 2 under a light background load through the gateway (%d keep-alive "+
-		"clients, %g ms between requests); seconds from the new task's status timestamp when it turned running to HAProxy's runtime API "+
+		"clients, %g ms between requests), each trial on a steady swarm (pulsed's catalog unchanged past its settle window) at a random phase of pulsed's 1 s poll; seconds from the new task's status timestamp when it turned running to HAProxy's runtime API "+
 		"(`show servers state`, polled every %g ms) showing its server ready (admin state 0) and up (op state 2); `first session` is when "+
 		"`show stat` first showed its stot above 0. The task list (%g ms) and pulsed's /v1/replicas (%g ms) were polled alongside; "+
 		"`scale → in catalog` is from the scale to /v1/replicas showing the new desired count, `noticed late` counts the trials where that came after the task was running.",
