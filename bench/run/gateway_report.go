@@ -625,11 +625,11 @@ func gatewayNotes(r gatewayReport) []string {
 		}
 		switch {
 		case b.RPSRatio >= 1+gwBalanceTie:
-			n += ": leastconn, the default, is faster here"
+			n += ": leastconn is faster here (pulsed's default is roundrobin, chosen on the p99)"
 		case b.RPSRatio > 1-gwBalanceTie:
-			n += fmt.Sprintf(": within %.0f %% of each other on equal replicas and equal requests; leastconn stays the default because it also steers around a slow or busy replica, which roundrobin does not", 100*gwBalanceTie)
+			n += fmt.Sprintf(": within %.0f %% of each other on equal replicas and equal requests (leastconn would also steer around a slow or busy replica; pulsed's default is roundrobin, chosen on the p99)", 100*gwBalanceTie)
 		default:
-			n += ": roundrobin is faster here; the default (leastconn) should be reconsidered"
+			n += ": roundrobin, pulsed's default, is faster here"
 		}
 		notes = append(notes, n)
 	}

@@ -279,7 +279,7 @@ func TestRenderGatewayMarkdown(t *testing.T) {
 	for _, cell := range []string{
 		"gateway c=1", "135", "+47", "+40–+54", "0.621×", "leastconn", "3 (flagged)", "1 (1 failed)", "1585 / 2",
 		gwLatencyGoalName, gwScaleGoalName, "FAIL", "PASS", "2 other service(s) on the engine throughout (echo, hello)",
-		"leastconn/roundrobin 1.035× (per round 1.02–1.05): leastconn, the default, is faster here",
+		"leastconn/roundrobin 1.035× (per round 1.02–1.05): leastconn is faster here (pulsed's default is roundrobin, chosen on the p99)",
 		"both paths reach the replica through the engine's docker-proxy",
 		"scale stage background load: 1700 requests answered 200, 2 failed (503 Service Unavailable ×2)",
 		"in 1 its HAProxy was still exiting after pulsed had exited (up to 6 ms later)",
@@ -298,10 +298,10 @@ func TestGatewayBalanceNote(t *testing.T) {
 		ratio float64
 		want  string
 	}{
-		{1.05, "leastconn, the default, is faster here"},
+		{1.05, "leastconn is faster here (pulsed's default is roundrobin, chosen on the p99)"},
 		{1.01, "within 3 % of each other"},
 		{0.98, "within 3 % of each other"},
-		{0.9, "roundrobin is faster here"},
+		{0.9, "roundrobin, pulsed's default, is faster here"},
 	} {
 		r := gatewayReport{Config: gatewayConfig{BalanceReplicas: 3, HighConns: 50}}
 		r.Summary.Balance = gatewayBalance{OK: true, LeastConnRPS: 100 * tt.ratio, RoundRobinRPS: 100, RPSRatio: tt.ratio}
