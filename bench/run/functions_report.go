@@ -271,6 +271,12 @@ type idleSummary struct {
 	// OtherCorePct is the rest of the host's busy CPU (mean of the
 	// windows): load that is not the engine's part.
 	OtherCorePct float64 `json:"other_core_pct"`
+	// HostWindows counts the windows in the host's figures (BusyCorePct,
+	// OtherCorePct and what follows from them): those where other processes
+	// used at most otherSpreadPct more than in the quietest window of the
+	// run. HostNoisy says there was none, so all of them were taken.
+	HostWindows int  `json:"host_windows"`
+	HostNoisy   bool `json:"host_noisy,omitempty"`
 }
 
 // percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of xs,
@@ -454,11 +460,20 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 		}
 		return 0
 	})
+	// The host's figures leave out windows where other processes were
+	// busier than in the quietest window by more than otherSpreadPct: a
+	// neighbour's burst, not the probes.
+	quietest := math.Inf(1)
+	for _, w := range windows {
+		if w.Error == "" {
+			quietest = min(quietest, w.OtherCorePct)
+		}
+	}
 	baseline, engineBaseline := math.NaN(), math.NaN()
 	var out []idleSummary
 	for _, k := range keys {
 		s := idleSummary{Replicas: k.replicas, IntervalMS: k.interval}
-		var busy, engine, other, periods, durations []float64
+		var busy, engine, other, allBusy, allOther, periods, durations []float64
 		for _, w := range windows {
 			if w.Replicas != k.replicas || w.IntervalMS != k.interval {
 				continue
@@ -468,11 +483,17 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 				continue
 			}
 			s.Windows++
-			busy = append(busy, w.BusyCorePct)
 			engine = append(engine, w.EngineCorePct)
-			other = append(other, w.OtherCorePct)
+			allBusy, allOther = append(allBusy, w.BusyCorePct), append(allOther, w.OtherCorePct)
+			if w.OtherCorePct <= quietest+otherSpreadPct {
+				busy, other = append(busy, w.BusyCorePct), append(other, w.OtherCorePct)
+			}
 			periods = append(periods, w.ProbePeriodsMS...)
 			durations = append(durations, w.ProbeDurationsMS...)
+		}
+		s.HostWindows = len(busy)
+		if s.Windows > 0 && s.HostWindows == 0 {
+			busy, other, s.HostNoisy = allBusy, allOther, true
 		}
 		if s.Windows > 0 {
 			s.BusyCorePct, s.EngineCorePct, s.OtherCorePct = mean(busy), mean(engine), mean(other)
@@ -507,24 +528,10 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 	return out
 }
 
-// otherSpreadPct is the spread of other processes' load across the idle
-// configurations, in % of a core, above which a note says so.
+// otherSpreadPct is how much busier than in the quietest idle window other
+// processes may be (in % of a core) for a window to count in the host's
+// figures.
 const otherSpreadPct = 10
-
-// otherRange is the lowest and highest other load of the configurations
-// that have windows.
-func otherRange(sums []idleSummary) (lo, hi float64, ok bool) {
-	for _, s := range sums {
-		if s.Windows == 0 {
-			continue
-		}
-		if !ok {
-			lo, hi, ok = s.OtherCorePct, s.OtherCorePct, true
-		}
-		lo, hi = min(lo, s.OtherCorePct), max(hi, s.OtherCorePct)
-	}
-	return lo, hi, ok
-}
 
 func appendPositive(xs []float64, x float64) []float64 {
 	if x > 0 {
@@ -639,8 +646,7 @@ func functionsNotes(s functionsSummary, c functionsConfig) []string {
 		}
 		notes = append(notes, n)
 	}
-	lo, hi, ok := otherRange(s.Idle)
-	noisy := ok && hi-lo > otherSpreadPct
+	noisy := slices.ContainsFunc(s.Idle, func(x idleSummary) bool { return x.HostNoisy })
 	for _, x := range s.Idle {
 		if x.Replicas == 0 || x.ProbesPerS == 0 {
 			continue
@@ -651,7 +657,7 @@ func functionsNotes(s functionsSummary, c functionsConfig) []string {
 		engine := fmt.Sprintf("the engine's part: %.1f ms per probe, %.2f %% of a core per idle replica (100 replicas: %.2f cores)",
 			x.EngineCPUPerProbeMS, x.EngineCorePctPerReplica, x.EngineCorePctPerReplica)
 		if noisy {
-			notes = append(notes, fmt.Sprintf("health checks every %s: %s; %s, not to be trusted in this run (see below)", iv, engine, host))
+			notes = append(notes, fmt.Sprintf("health checks every %s: %s; %s, noisy in this run (see below)", iv, engine, host))
 		} else {
 			notes = append(notes, fmt.Sprintf("health checks every %s: %s; %s", iv, host, engine))
 		}
@@ -662,9 +668,20 @@ func functionsNotes(s functionsSummary, c functionsConfig) []string {
 			notes = append(notes, fmt.Sprintf("idle windows with %d replicas at %s: %d failed", x.Replicas, iv, x.Failed))
 		}
 	}
+	var left, all int
+	for _, x := range s.Idle {
+		all += x.Windows
+		if !x.HostNoisy {
+			left += x.Windows - x.HostWindows
+		}
+	}
+	if left > 0 {
+		notes = append(notes, fmt.Sprintf("health-check CPU: %d of %d idle windows are left out of the host's figures: processes other than the engine's part "+
+			"used over %d %% of a core more in them than in the quietest window (all windows are in the JSON)", left, all, otherSpreadPct))
+	}
 	if noisy {
-		notes = append(notes, fmt.Sprintf("health-check CPU: processes other than the engine's part used %.0f–%.0f %% of a core (means per configuration): "+
-			"the host's figures carry that noise, the engine's part much less (another client's calls to dockerd still reach it)", lo, hi))
+		notes = append(notes, "health-check CPU: in every window of some configuration other processes were busy, so its host figures carry that noise; "+
+			"the engine's part much less (another client's calls to dockerd still reach it)")
 	}
 	for _, d := range s.Deploys {
 		for _, f := range d.Flags {
@@ -790,6 +807,12 @@ func idleRows(sums []idleSummary) [][]string {
 	var rows [][]string
 	for _, s := range sums {
 		windows := fmt.Sprint(s.Windows)
+		switch {
+		case s.HostNoisy:
+			windows += " (noisy)"
+		case s.HostWindows < s.Windows:
+			windows += fmt.Sprintf(" (host: %d)", s.HostWindows)
+		}
 		if s.Failed > 0 {
 			windows += fmt.Sprintf(" (%d failed)", s.Failed)
 		}
@@ -849,7 +872,8 @@ func functionsCaptions(r functionsReport) (build, scale, deploy, idle string) {
 	idle = fmt.Sprintf("Health-check CPU: the host's busy CPU (/proc/stat, all processes) over %g s with nothing calling the functions, "+
 		"mean of the windows; the engine's part is dockerd and containerd themselves and the shims of these replicas with everything under them "+
 		"(/proc/<pid>/stat): what the replicas cost the engine. "+
-		"What %d replicas of the go function add over none is put down to their exec health probes (period and run time from the containers' health logs).",
+		"What %d replicas of the go function add over none is put down to their exec health probes (period and run time from the containers' health logs). "+
+		"The host's figures leave out windows where other processes were over 10 %% of a core busier than in the quietest one (windows: `host: n`).",
 		r.Config.IdleWindowS, r.Config.IdleReplicas)
 	return build, scale, deploy, idle
 }

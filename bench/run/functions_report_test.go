@@ -203,17 +203,19 @@ func TestSummarizeFunctions(t *testing.T) {
 
 	gotIdle := summarizeIdle(idle)
 	// Baseline 11 % (the mean of 10 and 12); at 1 s: +7 % over
-	// 4 × 1000/1050 probes/s; at 250 ms, no health log: the nominal period.
+	// 4 × 1000/1050 probes/s; at 250 ms, no health log: the nominal period,
+	// and other processes 11 % busier than in the quietest window: its only
+	// window is noisy, and taken for lack of another.
 	pps := 4 * 1000 / 1050.0
 	// The engine's processes: baseline 6 %, so +5 and +39.
 	wantIdle := []idleSummary{
-		{Replicas: 0, Windows: 2, BusyCorePct: 11, EngineCorePct: 6, OtherCorePct: 5},
+		{Replicas: 0, Windows: 2, BusyCorePct: 11, EngineCorePct: 6, OtherCorePct: 5, HostWindows: 2},
 		{Replicas: 4, IntervalMS: 1000, Windows: 1, BusyCorePct: 18, ExtraCorePct: 7, ProbePeriodMS: 1050, ProbeDurationMS: 55,
 			ProbesPerS: pps, CPUPerProbeMS: 70 / pps, CorePctPerReplica: 1.75,
-			EngineCorePct: 11, EngineExtraCorePct: 5, EngineCPUPerProbeMS: 50 / pps, EngineCorePctPerReplica: 1.25, OtherCorePct: 7},
+			EngineCorePct: 11, EngineExtraCorePct: 5, EngineCPUPerProbeMS: 50 / pps, EngineCorePctPerReplica: 1.25, OtherCorePct: 7, HostWindows: 1},
 		{Replicas: 4, IntervalMS: 250, Windows: 1, BusyCorePct: 60, ExtraCorePct: 49, ProbePeriodMS: 250, ProbePeriodNominal: true,
 			ProbesPerS: 16, CPUPerProbeMS: 30.625, CorePctPerReplica: 12.25,
-			EngineCorePct: 45, EngineExtraCorePct: 39, EngineCPUPerProbeMS: 24.375, EngineCorePctPerReplica: 9.75, OtherCorePct: 16},
+			EngineCorePct: 45, EngineExtraCorePct: 39, EngineCPUPerProbeMS: 24.375, EngineCorePctPerReplica: 9.75, OtherCorePct: 16, HostNoisy: true},
 	}
 	if !reflect.DeepEqual(gotIdle, wantIdle) {
 		t.Errorf("summarizeIdle:\n got %+v\nwant %+v", gotIdle, wantIdle)
@@ -232,14 +234,49 @@ func TestScaleNoteWithStartInterval(t *testing.T) {
 
 func TestIdleNotesQuietRun(t *testing.T) {
 	sums := functionsSummary{Idle: []idleSummary{
-		{Replicas: 0, Windows: 2, BusyCorePct: 10, EngineCorePct: 6, OtherCorePct: 4},
-		{Replicas: 4, IntervalMS: 1000, Windows: 2, BusyCorePct: 18, EngineCorePct: 13, OtherCorePct: 5, ProbePeriodMS: 1050, ProbesPerS: 3.81,
+		{Replicas: 0, Windows: 2, HostWindows: 2, BusyCorePct: 10, EngineCorePct: 6, OtherCorePct: 4},
+		{Replicas: 4, IntervalMS: 1000, Windows: 2, HostWindows: 2, BusyCorePct: 18, EngineCorePct: 13, OtherCorePct: 5, ProbePeriodMS: 1050, ProbesPerS: 3.81,
 			CPUPerProbeMS: 21, CorePctPerReplica: 2, EngineCPUPerProbeMS: 18.4, EngineCorePctPerReplica: 1.75},
 	}}
 	want := []string{"health checks every 1 s: the host's busy CPU: 21.0 ms per probe, 2.00 % of a core per idle replica (100 replicas: 2.00 cores); " +
 		"the engine's part: 18.4 ms per probe, 1.75 % of a core per idle replica (100 replicas: 1.75 cores)"}
 	if got := functionsNotes(sums, functionsConfig{}); !reflect.DeepEqual(got, want) {
 		t.Errorf("notes = %q\nwant %q", got, want)
+	}
+}
+
+func TestSummarizeIdleLeavesNoisyWindowsOut(t *testing.T) {
+	// Other processes: 4 % in the quietest window; a burst of 30 % in the
+	// first 1 s window. The host's figures take the second one alone, the
+	// engine's part both.
+	windows := []idleWindow{
+		{Replicas: 0, BusyCorePct: 8, EngineCorePct: 4, OtherCorePct: 4},
+		{Replicas: 4, IntervalMS: 1000, BusyCorePct: 52, EngineCorePct: 18, OtherCorePct: 34, ProbePeriodsMS: []float64{1000}},
+		{Replicas: 0, BusyCorePct: 10, EngineCorePct: 4, OtherCorePct: 6},
+		{Replicas: 4, IntervalMS: 1000, BusyCorePct: 26, EngineCorePct: 20, OtherCorePct: 6, ProbePeriodsMS: []float64{1000}},
+	}
+	got := summarizeIdle(windows)
+	want := []idleSummary{
+		{Replicas: 0, Windows: 2, HostWindows: 2, BusyCorePct: 9, EngineCorePct: 4, OtherCorePct: 5},
+		{Replicas: 4, IntervalMS: 1000, Windows: 2, HostWindows: 1, BusyCorePct: 26, EngineCorePct: 19, OtherCorePct: 6,
+			ExtraCorePct: 17, ProbePeriodMS: 1000, ProbesPerS: 4, CPUPerProbeMS: 42.5, CorePctPerReplica: 4.25,
+			EngineExtraCorePct: 15, EngineCPUPerProbeMS: 37.5, EngineCorePctPerReplica: 3.75},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("summarizeIdle:\n got %+v\nwant %+v", got, want)
+	}
+	notes := functionsNotes(functionsSummary{Idle: got}, functionsConfig{})
+	wantNotes := []string{
+		"health checks every 1 s: the host's busy CPU: 42.5 ms per probe, 4.25 % of a core per idle replica (100 replicas: 4.25 cores); " +
+			"the engine's part: 37.5 ms per probe, 3.75 % of a core per idle replica (100 replicas: 3.75 cores)",
+		"health-check CPU: 1 of 4 idle windows are left out of the host's figures: processes other than the engine's part used over 10 % of a core more " +
+			"in them than in the quietest window (all windows are in the JSON)",
+	}
+	if !reflect.DeepEqual(notes, wantNotes) {
+		t.Errorf("notes:\n got %q\nwant %q", notes, wantNotes)
+	}
+	if rows := idleRows(got); rows[1][len(rows[1])-1] != "2 (host: 1)" {
+		t.Errorf("windows cell = %q, want %q", rows[1][len(rows[1])-1], "2 (host: 1)")
 	}
 }
 
@@ -251,7 +288,7 @@ func TestSummarizeIdleWithoutBaseline(t *testing.T) {
 	want := []idleSummary{
 		{Replicas: 0, Failed: 1},
 		// No baseline: no extra CPU to put down to the probes.
-		{Replicas: 4, IntervalMS: 1000, Windows: 1, BusyCorePct: 18, ProbePeriodMS: 1050},
+		{Replicas: 4, IntervalMS: 1000, Windows: 1, HostWindows: 1, BusyCorePct: 18, ProbePeriodMS: 1050},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("summarizeIdle:\n got %+v\nwant %+v", got, want)
@@ -375,8 +412,8 @@ func TestRenderFunctionsMarkdown(t *testing.T) {
 		"1s (default)", "1.55", "0.70 (0.50–0.90)", "linked in", "0 (baseline)", "(nominal)",
 		scaleGoalName, "FAIL", "PASS", "2 other service(s) on the engine throughout (echo, hello)",
 		"health checks every 1 s: the engine's part: 13.1 ms per probe, 1.25 % of a core per idle replica (100 replicas: 1.25 cores); " +
-			"the host's busy CPU: 18.4 ms per probe, 1.75 % of a core per idle replica (100 replicas: 1.75 cores), not to be trusted in this run",
-		"processes other than the engine's part used 5–16 % of a core",
+			"the host's busy CPU: 18.4 ms per probe, 1.75 % of a core per idle replica (100 replicas: 1.75 cores), noisy in this run",
+		"in every window of some configuration other processes were busy", "1 (noisy)",
 		"scale +1: " + startIntervalNote + ". At the default 1 s interval the new container started 0.44 s after the scale, its first probe passed at 1.47 s " +
 			"and Swarm.Endpoints listed it at 1.55 s; with a 250ms interval the new replica answered after 0.79 s (median; p90 0.81 s)",
 	} {
