@@ -870,7 +870,7 @@ func functionsCaptions(r functionsReport) (build, scale, deploy, idle string) {
 	deploy = fmt.Sprintf("Deploy → first 200: seconds from just before `Swarm.Deploy` of a fresh service (image already loaded, "+
 		"default health interval) to the first 200 to a POST with a %d-byte body.", r.Config.BodyBytes)
 	idle = fmt.Sprintf("Health-check CPU: the host's busy CPU (/proc/stat, all processes) over %g s with nothing calling the functions, "+
-		"mean of the windows; the engine's part is dockerd and containerd themselves and the shims of these replicas with everything under them "+
+		"mean of the windows; the engine's part is dockerd's and containerd's own CPU and the shims of these replicas with everything under them "+
 		"(/proc/<pid>/stat): what the replicas cost the engine. "+
 		"What %d replicas of the go function add over none is put down to their exec health probes (period and run time from the containers' health logs). "+
 		"The host's figures leave out windows where other processes were over 10 %% of a core busier than in the quietest one (windows: `host: n`).",
