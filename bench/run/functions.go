@@ -1041,66 +1041,11 @@ func (b *functionsBench) sweep() []string {
 	b.swept = true
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	var found []string
 	mine := func(name string) bool { return strings.HasPrefix(name, b.prefix) }
-	warn := func(what string, err error) {
-		b.log.Warn("cleanup", "what", what, "err", err)
-		found = append(found, fmt.Sprintf("%s: %v", what, err))
-	}
-
-	cctx, ccancel := call(ctx)
-	svcs, err := b.api.ServiceList(cctx, swarm.ServiceListOptions{})
-	ccancel()
-	if err != nil {
-		warn("list services", err)
-	}
-	for _, s := range svcs {
-		if !mine(s.Spec.Name) {
-			continue
-		}
-		found = append(found, "service "+s.Spec.Name)
-		if err := b.remove(ctx, s.Spec.Name); err != nil {
-			warn("remove "+s.Spec.Name, err)
-		}
-	}
-
-	cctx, ccancel = call(ctx)
-	cs, err := b.api.ContainerList(cctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName))})
-	ccancel()
-	if err != nil {
-		warn("list containers", err)
-	}
-	for _, c := range cs {
-		if !mine(c.Labels[labelSwarmServiceName]) {
-			continue
-		}
-		found = append(found, "container "+c.ID[:12])
-		cctx, ccancel := call(ctx)
-		if err := b.api.ContainerRemove(cctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-			warn("remove container "+c.ID[:12], err)
-		}
-		ccancel()
-	}
-
-	cctx, ccancel = call(ctx)
-	imgs, err := b.api.ImageList(cctx, image.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", contract.LabelFunction))})
-	ccancel()
-	if err != nil {
-		warn("list images", err)
-	}
-	for _, img := range imgs {
-		if !mine(img.Labels[contract.LabelFunction]) {
-			continue
-		}
-		found = append(found, "image "+img.ID)
-		cctx, ccancel := call(ctx)
-		if _, err := b.api.ImageRemove(cctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-			warn("remove image "+img.ID, err)
-		}
-		ccancel()
-	}
-	if len(found) > 0 {
-		b.log.Info("cleanup: removed what was left", "found", strings.Join(found, "; "))
-	}
-	return found
+	return engineSweep{
+		api: b.api, log: b.log, call: call, mine: mine, remove: b.remove,
+		images:     filters.NewArgs(filters.Arg("label", contract.LabelFunction)),
+		imageMine:  func(l map[string]string) bool { return mine(l[contract.LabelFunction]) },
+		serviceKey: labelSwarmServiceName,
+	}.run(ctx, nil)
 }

@@ -26,7 +26,6 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
@@ -1436,62 +1435,10 @@ func (b *gatewayBench) sweep() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
 	defer cancel()
 	prefix := gwNamePrefix + b.run
-	mine := func(name string) bool { return strings.HasPrefix(name, prefix) }
-	warn := func(what string, err error) {
-		b.log.Warn("cleanup", "what", what, "err", err)
-		found = append(found, fmt.Sprintf("%s: %v", what, err))
-	}
-
-	cctx, ccancel := gwCall(ctx)
-	svcs, err := b.api.ServiceList(cctx, swarm.ServiceListOptions{})
-	ccancel()
-	if err != nil {
-		warn("list services", err)
-	}
-	for _, s := range svcs {
-		if !mine(s.Spec.Name) {
-			continue
-		}
-		found = append(found, "service "+s.Spec.Name)
-		if err := b.remove(ctx, s.Spec.Name); err != nil {
-			warn("remove "+s.Spec.Name, err)
-		}
-	}
-
-	cctx, ccancel = gwCall(ctx)
-	cs, err := b.api.ContainerList(cctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", gwLabelServiceName))})
-	ccancel()
-	if err != nil {
-		warn("list containers", err)
-	}
-	for _, c := range cs {
-		if !mine(c.Labels[gwLabelServiceName]) {
-			continue
-		}
-		found = append(found, "container "+c.ID[:12])
-		cctx, ccancel := gwCall(ctx)
-		if err := b.api.ContainerRemove(cctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-			warn("remove container "+c.ID[:12], err)
-		}
-		ccancel()
-	}
-
-	cctx, ccancel = gwCall(ctx)
-	imgs, err := b.api.ImageList(cctx, image.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run))})
-	ccancel()
-	if err != nil {
-		warn("list images", err)
-	}
-	for _, img := range imgs {
-		found = append(found, "image "+img.ID)
-		cctx, ccancel := gwCall(ctx)
-		if _, err := b.api.ImageRemove(cctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-			warn("remove image "+img.ID, err)
-		}
-		ccancel()
-	}
-	if len(found) > 0 {
-		b.log.Info("cleanup: removed what was left", "found", strings.Join(found, "; "))
-	}
-	return found
+	return engineSweep{
+		api: b.api, log: b.log, call: gwCall, remove: b.remove,
+		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
+		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run)),
+		serviceKey: gwLabelServiceName,
+	}.run(ctx, found)
 }
