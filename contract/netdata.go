@@ -1,0 +1,114 @@
+package contract
+
+// Netdata names shared by the collector (which emits the charts), the health
+// templates in alarms/ (which watch them) and the scaler (which reads them
+// back through Netdata's API). Every function gets one chart per context;
+// the chart's family is the exact function name, which Netdata hands to the
+// alarm hook as its ninth argument (chart IDs lose characters, families do
+// not).
+const (
+	// PluginName is the Netdata plugin binary's name (pulse.d.plugin): it
+	// coexists with a stock go.d.plugin.
+	PluginName = "pulse.d"
+	// CollectorModule is the go.d module name and CollectorJob the name of
+	// the job the shipped configuration defines. With the job named like the
+	// module, every chart's type is ChartType ("pulse"), so chart IDs are
+	// "pulse.<id>" and the dashboard groups them under one menu.
+	CollectorModule = "pulse"
+	CollectorJob    = "pulse"
+	ChartType       = "pulse"
+	// DashboardMenuTitle is the menu heading for ChartType's charts.
+	DashboardMenuTitle = "Pulse functions"
+)
+
+// Chart contexts, one chart of each per function. The chart ID is
+// ChartID(function, suffix) under ChartType.
+const (
+	// CtxRequests: requests/s answered by the replicas, by status class.
+	// Dimensions Dim2xx, Dim3xx, Dim4xx, Dim5xx.
+	CtxRequests = "pulse.requests"
+	// CtxErrors: throttled (429) and timed-out (504) requests/s.
+	// Dimensions DimThrottled, DimTimedOut.
+	CtxErrors = "pulse.errors"
+	// CtxInflight: requests in progress summed over the replicas.
+	// Dimension DimInflight.
+	CtxInflight = "pulse.inflight"
+	// CtxLatency: milliseconds, average and p95 from the duration
+	// histogram over the last collection interval. Dimensions DimAvg, DimP95.
+	CtxLatency = "pulse.latency"
+	// CtxReplicas: replicas running (in the catalog and not draining),
+	// desired (the service's replica count) and scraped (answered the last
+	// scrape). Dimensions DimRunning, DimDesired, DimScraped.
+	CtxReplicas = "pulse.replicas"
+	// CtxGatewayDemand: HAProxy's view of the backend: current sessions and
+	// queued requests. Dimensions DimSessions, DimQueue.
+	CtxGatewayDemand = "pulse.gateway_demand"
+	// CtxGatewayRequests: requests/s HAProxy sent to the backend and the
+	// 5xx it answered. Dimensions DimRate, DimGateway5xx.
+	CtxGatewayRequests = "pulse.gateway_requests"
+	// CtxUtilization: percent, the value the scaling alarms watch (DESIGN
+	// §5): 100 × demand / (ready replicas × target). Dimension
+	// DimUtilization; chart variables VarReplicas and VarTarget.
+	CtxUtilization = "pulse.utilization"
+)
+
+// Chart ID suffixes: the chart ID of function f for a context is
+// ChartID(f, suffix).
+const (
+	ChartRequests        = "requests"
+	ChartErrors          = "errors"
+	ChartInflight        = "inflight"
+	ChartLatency         = "latency"
+	ChartReplicas        = "replicas"
+	ChartGatewayDemand   = "gateway_demand"
+	ChartGatewayRequests = "gateway_requests"
+	ChartUtilization     = "utilization"
+)
+
+// ChartID is the chart ID (without the type) of a function's chart. Netdata
+// turns characters outside [A-Za-z0-9_.-] into '_'; function names are
+// lower-case letters, digits and '-', so the ID stays readable.
+func ChartID(function, suffix string) string { return "fn_" + function + "_" + suffix }
+
+// Dimension names, as Netdata shows them and as health templates use them.
+const (
+	Dim2xx         = "2xx"
+	Dim3xx         = "3xx"
+	Dim4xx         = "4xx"
+	Dim5xx         = "5xx"
+	DimThrottled   = "throttled"
+	DimTimedOut    = "timed_out"
+	DimInflight    = "inflight"
+	DimAvg         = "avg"
+	DimP95         = "p95"
+	DimRunning     = "running"
+	DimDesired     = "desired"
+	DimScraped     = "scraped"
+	DimSessions    = "sessions"
+	DimQueue       = "queue"
+	DimRate        = "rate"
+	DimGateway5xx  = "5xx"
+	DimUtilization = "utilization"
+)
+
+// Chart variables on the CtxUtilization chart.
+const (
+	// VarReplicas is the number of ready replicas the utilisation was
+	// computed over.
+	VarReplicas = "replicas"
+	// VarTarget is the per-replica target of the scaling metric.
+	VarTarget = "target"
+)
+
+// Scaling metrics (values of LabelScaleMetric).
+const (
+	ScaleMetricInflight = "inflight"
+	ScaleMetricRPS      = "rps"
+)
+
+// Health alarm names (the templates in alarms/). The scaler learns the
+// direction from the name; it re-reads the truth before acting.
+const (
+	AlarmScaleUp   = "pulse_scale_up"
+	AlarmScaleDown = "pulse_scale_down"
+)
