@@ -557,7 +557,7 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 	w.in("http-error status 503 content-type application/json string %s hdr Retry-After 1",
 		renderQuote(renderJSONError("no replica available", "function", b.name)))
 	if cfg.BackupAddr != "" {
-		w.in("http-request set-header X-Pulse-Function %s", b.name)
+		w.in("http-request set-header %s %s", HeaderFunction, b.name)
 	}
 	for _, s := range b.servers {
 		if s.draining {

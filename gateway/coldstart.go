@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// HeaderFunction carries the function's name on requests HAProxy sends to
+// the backup server (the cold-start path); HAProxy sets it, overwriting
+// anything a client sent.
+const HeaderFunction = "X-Pulse-Function"
+
+// Waker makes sure a function has at least n replicas (the scaler).
+type Waker interface {
+	EnsureReplicas(ctx context.Context, function string, n int, reason string) error
+}
+
+// ColdStartConfig tunes the cold-start path.
+type ColdStartConfig struct {
+	// Timeout is the longest a request is held waiting for a replica;
+	// then it gets 503 with Retry-After.
+	Timeout time.Duration
+	// MaxHeld caps the requests held at once; above it, 503.
+	MaxHeld int
+	// Probe is how often a starting replica's health is tried.
+	Probe time.Duration
+}
+
+// DefaultColdStartConfig holds requests up to 30 s, 1024 at a time, and
+// probes every 25 ms.
+func DefaultColdStartConfig() ColdStartConfig {
+	return ColdStartConfig{Timeout: 30 * time.Second, MaxHeld: 1024, Probe: 25 * time.Millisecond}
+}
+
+// Validate reports a config that cannot work.
+func (c ColdStartConfig) Validate() error {
+	var errs []error
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("cold-start timeout %s: want above 0", c.Timeout))
+	}
+	if c.MaxHeld < 1 {
+		errs = append(errs, fmt.Errorf("cold-start max held %d: want at least 1", c.MaxHeld))
+	}
+	if c.Probe <= 0 {
+		errs = append(errs, fmt.Errorf("cold-start probe %s: want above 0", c.Probe))
+	}
+	return errors.Join(errs...)
+}
+
+// ColdStart is the HTTP handler behind every backend's backup server.
+// HAProxy sends a request there only when the function has no usable
+// replica: scaled to zero, or every replica down or draining. It asks the
+// Waker for one replica, once however many requests arrive together, waits
+// until a replica answers its health check, and forwards the held requests
+// to it. The path is already rewritten by HAProxy and the invoke key, if
+// any, already checked.
+type ColdStart struct {
+	cfg    ColdStartConfig
+	cat    CatalogReader
+	waker  Waker
+	log    *slog.Logger
+	health *http.Client
+	proxy  *httputil.ReverseProxy
+	held   atomic.Int64
+
+	mu    sync.Mutex
+	wakes map[string]*wakeup
+}
+
+// wakeup is one function's scale-from-zero in progress; every request that
+// arrives meanwhile waits on done.
+type wakeup struct {
+	done chan struct{}
+	addr string
+	err  error
+}
+
+// NewColdStart returns the handler.
+func NewColdStart(cfg ColdStartConfig, cat CatalogReader, waker Waker, log *slog.Logger) (*ColdStart, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: 0, // the function's timeout, enforced by its watchdog and HAProxy
+	}
+	c := &ColdStart{cfg: cfg, cat: cat, waker: waker, log: log.With("component", "coldstart"),
+		health: &http.Client{Timeout: 250 * time.Millisecond, Transport: tr},
+		wakes:  map[string]*wakeup{}}
+	c.proxy = &httputil.ReverseProxy{
+		Transport: tr,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			addr, _ := pr.In.Context().Value(replicaAddrKey{}).(string)
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", addr
+			pr.Out.Header.Del(HeaderFunction)
+			// HAProxy's X-Forwarded-For is the client's; keep it.
+			if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
+				pr.Out.Header["X-Forwarded-For"] = v
+			}
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			c.log.Warn("forwarding a held request failed", "function", r.Header.Get(HeaderFunction), "err", err)
+			writeColdError(w, http.StatusBadGateway, "replica failed", r.Header.Get(HeaderFunction), 0)
+		},
+	}
+	return c, nil
+}
+
+type replicaAddrKey struct{}
+
+func (c *ColdStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	fn := r.Header.Get(HeaderFunction)
+	if fn == "" {
+		writeColdError(w, http.StatusBadRequest, "missing "+HeaderFunction+": this endpoint is the gateway's backup server", "", 0)
+		return
+	}
+	if n := c.held.Add(1); n > int64(c.cfg.MaxHeld) {
+		c.held.Add(-1)
+		writeColdError(w, http.StatusServiceUnavailable, "too many requests waiting for a replica", fn, 1)
+		return
+	}
+	defer c.held.Add(-1)
+	if !c.known(fn) {
+		writeColdError(w, http.StatusNotFound, "function not found", fn, 0)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.Timeout)
+	defer cancel()
+	addr, err := c.replica(ctx, fn)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client went away
+		}
+		c.log.Warn("no replica for a held request", "function", fn, "err", err)
+		writeColdError(w, http.StatusServiceUnavailable, "no replica available", fn, 1)
+		return
+	}
+	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), replicaAddrKey{}, addr)))
+}
+
+func (c *ColdStart) known(fn string) bool {
+	cat, _, err := c.cat.Current()
+	if err != nil {
+		return true // cannot tell yet: let the waker decide
+	}
+	for _, f := range cat.Functions {
+		if f.Name == fn {
+			return true
+		}
+	}
+	return false
+}
+
+// replica returns the address of a replica of fn that answers its health
+// check, waking the function if none does.
+func (c *ColdStart) replica(ctx context.Context, fn string) (string, error) {
+	if addr := c.healthyReplica(ctx, fn); addr != "" {
+		return addr, nil
+	}
+	c.mu.Lock()
+	wk, ok := c.wakes[fn]
+	if !ok {
+		wk = &wakeup{done: make(chan struct{})}
+		c.wakes[fn] = wk
+		go c.wake(fn, wk)
+	}
+	c.mu.Unlock()
+	select {
+	case <-wk.done:
+		return wk.addr, wk.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// wake asks for one replica and waits for it to answer. It runs once per
+// cold start, detached from the requests that wait for it.
+func (c *ColdStart) wake(fn string, wk *wakeup) {
+	defer func() {
+		c.mu.Lock()
+		delete(c.wakes, fn)
+		c.mu.Unlock()
+		close(wk.done)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	if err := c.waker.EnsureReplicas(ctx, fn, 1, "request while no replica was ready"); err != nil {
+		wk.err = fmt.Errorf("wake %s: %w", fn, err)
+		return
+	}
+	c.cat.Refresh()
+	t := time.NewTicker(c.cfg.Probe)
+	defer t.Stop()
+	for {
+		if addr := c.healthyReplica(ctx, fn); addr != "" {
+			wk.addr = addr
+			c.log.Info("function woken", "function", fn, "replica", addr, "seconds", time.Since(start).Seconds())
+			return
+		}
+		select {
+		case <-ctx.Done():
+			wk.err = fmt.Errorf("wake %s: no replica answered within %s", fn, c.cfg.Timeout)
+			return
+		case <-t.C:
+			c.cat.Refresh()
+		}
+	}
+}
+
+// healthyReplica probes fn's running, non-draining replicas in the
+// catalog and returns the first that answers its health check.
+func (c *ColdStart) healthyReplica(ctx context.Context, fn string) string {
+	cat, _, err := c.cat.Current()
+	if err != nil {
+		return ""
+	}
+	for _, f := range cat.Functions {
+		if f.Name != fn {
+			continue
+		}
+		for _, r := range f.Replicas {
+			if r.Draining || r.State != "running" || r.Addr == "" {
+				continue
+			}
+			if c.healthy(ctx, r.Addr) {
+				return r.Addr
+			}
+		}
+	}
+	return ""
+}
+
+func (c *ColdStart) healthy(ctx context.Context, addr string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+contract.HealthPath, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.health.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func writeColdError(w http.ResponseWriter, code int, msg, fn string, retryAfter int) {
+	w.Header().Set("Content-Type", "application/json")
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	}
+	w.WriteHeader(code)
+	if fn == "" {
+		fmt.Fprintf(w, "%s", renderJSONError(msg))
+		return
+	}
+	fmt.Fprintf(w, "%s", renderJSONError(msg, "function", fn))
+}

@@ -1,0 +1,147 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// startingWaker brings a replica into the catalog a little after it is
+// asked to, as Swarm would.
+type startingWaker struct {
+	calls atomic.Int32
+	cat   *staticCatalog
+	addr  string
+	delay time.Duration
+	err   error
+}
+
+func (w *startingWaker) EnsureReplicas(_ context.Context, fn string, n int, _ string) error {
+	w.calls.Add(1)
+	if w.err != nil {
+		return w.err
+	}
+	go func() {
+		time.Sleep(w.delay)
+		w.cat.set(contract.Catalog{Functions: []contract.CatalogFunction{{Name: fn, Desired: n,
+			Replicas: []contract.Replica{{TaskID: "t1", Addr: w.addr, State: "running"}}}}})
+	}()
+	return nil
+}
+
+func TestColdStart(t *testing.T) {
+	// The replica: a real HTTP server answering health and echoing what
+	// reached it.
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == contract.HealthPath {
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen-Function-Header", r.Header.Get(HeaderFunction))
+		io.WriteString(w, r.Method+" "+r.URL.RequestURI()+" "+string(body)+" xff="+r.Header.Get("X-Forwarded-For"))
+	}))
+	defer replica.Close()
+	addr := strings.TrimPrefix(replica.URL, "http://")
+
+	cat := &staticCatalog{cat: contract.Catalog{Functions: []contract.CatalogFunction{{Name: "hello"}}}}
+	waker := &startingWaker{cat: cat, addr: addr, delay: 300 * time.Millisecond}
+	cs, err := NewColdStart(DefaultColdStartConfig(), cat, waker, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(cs)
+	defer srv.Close()
+
+	// Twenty requests arrive together while the function is at zero.
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/a/b?q=1", strings.NewReader("body"))
+			req.Header.Set(HeaderFunction, "hello")
+			req.Header.Set("X-Forwarded-For", "10.1.2.3")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := "POST /a/b?q=1 body xff=10.1.2.3"; resp.StatusCode != 200 || string(b) != want || resp.Header.Get("X-Seen-Function-Header") != "" {
+				errs <- errors.New(resp.Status + " " + string(b) + " (want " + want + ")")
+			}
+			_ = i
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := waker.calls.Load(); n != 1 {
+		t.Errorf("waker called %d times for one cold start, want 1", n)
+	}
+	// Warm now: served without asking again.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+	req.Header.Set(HeaderFunction, "hello")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || waker.calls.Load() != 1 {
+		t.Errorf("warm request: %s, waker calls %d", resp.Status, waker.calls.Load())
+	}
+}
+
+func TestColdStartErrors(t *testing.T) {
+	cat := &staticCatalog{cat: contract.Catalog{Functions: []contract.CatalogFunction{{Name: "hello"}}}}
+	cfg := DefaultColdStartConfig()
+	cfg.Timeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		fn        string
+		waker     *startingWaker
+		code      int
+		body      string
+		retryHint bool
+	}{
+		{"missing header", "", &startingWaker{cat: cat}, 400, `{"error":"missing X-Pulse-Function: this endpoint is the gateway's backup server"}`, false},
+		{"unknown function", "nope", &startingWaker{cat: cat}, 404, `{"error":"function not found","function":"nope"}`, false},
+		{"waker fails", "hello", &startingWaker{cat: cat, err: errors.New("swarm says no")}, 503, `{"error":"no replica available","function":"hello"}`, true},
+		// The replica never answers its health check: 503 after Timeout.
+		{"never ready", "hello", &startingWaker{cat: cat, addr: "127.0.0.1:1", delay: 0}, 503, `{"error":"no replica available","function":"hello"}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cat.set(contract.Catalog{Functions: []contract.CatalogFunction{{Name: "hello"}}})
+			cs, err := NewColdStart(cfg, cat, tc.waker, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tc.fn != "" {
+				req.Header.Set(HeaderFunction, tc.fn)
+			}
+			cs.ServeHTTP(rec, req)
+			if rec.Code != tc.code || strings.TrimSpace(rec.Body.String()) != tc.body || (rec.Header().Get("Retry-After") != "") != tc.retryHint {
+				t.Errorf("got %d %q Retry-After=%q, want %d %q", rec.Code, rec.Body.String(), rec.Header().Get("Retry-After"), tc.code, tc.body)
+			}
+		})
+	}
+	if err := (ColdStartConfig{}).Validate(); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("Validate of zero config: %v", err)
+	}
+}
