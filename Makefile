@@ -7,10 +7,10 @@ LDFLAGS := -s -w -X github.com/pulsefaas/pulse/watchdog.Version=$(VERSION) -X ma
 BIN     := bin
 export CGO_ENABLED := 0
 
-.PHONY: help all fmt vet test build bench up down fuzz clean
+.PHONY: help all fmt vet test build bench up down install-netdata fuzz clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 all: fmt vet test build ## fmt and vet checks, tests, static binaries
 
@@ -30,13 +30,17 @@ build: ## static, stripped binaries into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	@ls -l $(BIN)
 
-bench: build ## benchmarks (watchdog, functions, gateway; ~15 min): JSON in bench/results/, tables in bench/README.md
+bench: build ## benchmarks (watchdog, functions, gateway, collector; ~18 min): JSON in bench/results/, tables in bench/README.md
 	$(GO) run ./bench/run -suite watchdog
 	$(GO) run ./bench/run -suite functions
 	$(GO) run ./bench/run -suite gateway
+	$(GO) run ./bench/run -suite collector
 
-up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, the example functions
+up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, Netdata + alarms, the example functions
 	BIN=$(BIN) scripts/up.sh
+
+install-netdata: ## Netdata with Pulse's plugin, alarms, hook and token here (root; restarts Netdata)
+	scripts/install-netdata.sh
 
 down: ## remove the example functions and stop pulsed (and with it HAProxy)
 	-$(BIN)/pulse rm hello echo greet

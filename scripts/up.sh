@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make up: this machine becomes a one-node Pulse: swarm, pulsed (which runs
-# HAProxy, the gateway), the CLI's configuration, and the example functions.
+# HAProxy, the gateway), Netdata with Pulse's collector and alarms, the CLI's
+# configuration, and the example functions.
 # Idempotent: run it again after a rebuild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ api_listen: 127.0.0.1:8090
 admin_listen: 127.0.0.1:8404
 YAML
 
+# The alarm webhook's token, before pulsed reads it.
+scripts/alarm-token.sh
+
 # pulsed: systemd where there is one, else a pid file.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
 	install -m 0755 "$BIN/pulsed" /usr/local/bin/pulsed
@@ -48,6 +52,9 @@ fi
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8090/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf http://127.0.0.1:8090/healthz >/dev/null || { echo "pulsed did not start; see $LOG/pulsed.log"; exit 1; }
 
+# Netdata, its collector reading pulsed's catalog, the alarms and their hook.
+scripts/install-netdata.sh
+
 # The CLI goes through the gateway and tells replicas where it is.
 cfg=${XDG_CONFIG_HOME:-$HOME/.config}/pulse/config.yaml
 if [ ! -f "$cfg" ]; then
@@ -64,10 +71,12 @@ for fn in hello echo greet; do
 done
 cat <<TXT
 
-Pulse is up: gateway http://127.0.0.1:$GATEWAY_PORT, pulsed http://127.0.0.1:8090 (log $LOG/pulsed.log).
+Pulse is up: gateway http://127.0.0.1:$GATEWAY_PORT, pulsed http://127.0.0.1:8090 (log $LOG/pulsed.log),
+Netdata http://127.0.0.1:19999 (menu "Pulse functions").
   $BIN/pulse invoke hello -d Pulse                       # through the gateway
   curl http://127.0.0.1:$GATEWAY_PORT/function/greet -d Pulse  # a function calling a function
   $BIN/pulse invoke echo -d hi -H X-Test=1 --query a=b
   curl -s http://127.0.0.1:8090/v1/replicas              # the replica catalog
   $BIN/pulse ls; $BIN/pulse doctor
+  curl -s 'http://127.0.0.1:19999/api/v1/alarms?all'     # the scaling alarms
 TXT

@@ -252,6 +252,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		return runFunctions(ctx, cfg, log, stdout, env)
 	case suiteGateway:
 		return runGateway(ctx, cfg, log, stdout, env)
+	case suiteCollector:
+		return runCollector(ctx, cfg, log, stdout, env)
 	}
 	return runWatchdog(ctx, cfg, log, stdout, env)
 }

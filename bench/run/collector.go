@@ -1,0 +1,515 @@
+package main
+
+// The collector suite: Pulse's Netdata collector (package collector, the
+// pulse.d.plugin binary) against real watchdog processes.
+//
+// It starts collectorReplicas fork-mode watchdogs (cat) on loopback ports,
+// serves a replica catalog listing the first 50, 100 and 200 of them (ten
+// replicas per function) plus a HAProxy-style backend page for their
+// functions from one in-process HTTP server, and measures one collection
+// cycle (collector.Collector.Collect, in this process) over cycles at each
+// size. Then it runs the built pulse.d.plugin standalone against the
+// 100-replica catalog, its plugins.d output discarded, and reads its CPU
+// and RSS from /proc.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/netdata/go.d.plugin/pkg/web"
+
+	"github.com/pulsefaas/pulse/collector"
+	"github.com/pulsefaas/pulse/contract"
+)
+
+const suiteCollector = "collector"
+
+func init() { suites = append(suites, suiteCollector) }
+
+// The suite's shape and the issue's goals.
+const (
+	collectorReplicas        = 200
+	collectorPerFunction     = 10
+	collectorCycleGap        = 200 * time.Millisecond // between measured cycles
+	collectorP99GoalMS       = 250                    // at 200 replicas
+	collectorPluginCPUGoal   = 3                      // % of one core, 100 replicas
+	collectorPluginReplicas  = 100
+	collectorPluginWarmup    = 5 * time.Second
+	collectorPluginDuration  = 30 * time.Second
+	collectorQuickCycles     = 20
+	collectorCycles          = 60
+	collectorQuickPluginTime = 8 * time.Second
+)
+
+var collectorSizes = []int{50, 100, 200}
+
+// collectorReport is the suite's JSON.
+type collectorReport struct {
+	Suite     string           `json:"suite"`
+	Started   string           `json:"started"`
+	Finished  string           `json:"finished"`
+	Quick     bool             `json:"quick"`
+	Machine   machineInfo      `json:"machine"`
+	Artifacts []artifact       `json:"artifacts"`
+	Replicas  int              `json:"watchdogs"`
+	NoFile    uint64           `json:"rlimit_nofile"`
+	Cycles    []collectorCycle `json:"cycles"`
+	Plugin    collectorPlugin  `json:"plugin"`
+	Goals     []goal           `json:"goals"`
+	Notes     []string         `json:"notes,omitempty"`
+}
+
+// collectorCycle is the in-process measurement at one catalog size.
+type collectorCycle struct {
+	Replicas  int       `json:"replicas"`
+	Functions int       `json:"functions"`
+	Cycles    int       `json:"cycles"`
+	P50MS     float64   `json:"p50_ms"`
+	P99MS     float64   `json:"p99_ms"`
+	MaxMS     float64   `json:"max_ms"`
+	Scraped   int64     `json:"scraped_last_cycle"`
+	Failed    int64     `json:"failed_total"`
+	RawMS     []float64 `json:"raw_ms"`
+}
+
+// collectorPlugin is the standalone plugin run.
+type collectorPlugin struct {
+	Replicas        int     `json:"replicas"`
+	DurationS       float64 `json:"duration_s"`
+	CPUPct          float64 `json:"cpu_pct_of_one_core"`
+	RSSMB           float64 `json:"rss_mb"`
+	RSSAnonMB       float64 `json:"rss_anon_mb"`
+	CatalogRequests int64   `json:"catalog_requests"`
+	HAProxyRequests int64   `json:"haproxy_requests"`
+	Error           string  `json:"error,omitempty"`
+}
+
+// runCollector runs the collector suite.
+func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
+	rep := collectorReport{Suite: cfg.Suite, Started: env.started.Format(time.RFC3339), Quick: cfg.Quick,
+		Machine: collectMachine(ctx, env.tools, env.clk), Replicas: collectorReplicas}
+	if env.clkNote != "" {
+		rep.Notes = append(rep.Notes, env.clkNote)
+	}
+	nofile, err := raiseNoFile(4 * collectorReplicas * 4)
+	rep.NoFile = nofile
+	if err != nil {
+		return err
+	}
+	out := func(n string) string { return filepath.Join(env.tmp, n) }
+	arts, err := build(ctx, log, env.root, []buildStep{
+		{name: "watchdog", source: "./cmd/pulse-watchdog", out: out("watchdog"), env: []string{"CGO_ENABLED=0"},
+			argv: []string{env.tools.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-tags", "nethttpomithttp2,watchdog_nohttp", "-o", out("watchdog"), "./cmd/pulse-watchdog"}},
+		{name: "pulse.d.plugin", source: "./cmd/pulse.d.plugin", out: out("pulse.d.plugin"), env: []string{"CGO_ENABLED=0"},
+			argv: []string{env.tools.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out("pulse.d.plugin"), "./cmd/pulse.d.plugin"}},
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range []string{"watchdog", "pulse.d.plugin"} {
+		rep.Artifacts = append(rep.Artifacts, *arts[n])
+		if m := arts.missing([]string{n}); m != "" {
+			return fmt.Errorf("%s did not build: %s", n, arts[n].Error)
+		}
+	}
+
+	logDir := out("logs")
+	if err := os.Mkdir(logDir, 0o755); err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	log.Info("starting watchdogs", "n", collectorReplicas)
+	replicas, stop, err := startCollectorWatchdogs(ctx, arts.path("watchdog"), env.tools.cat, logDir)
+	defer stop()
+	if err != nil {
+		return err
+	}
+
+	src := &benchCatalog{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("catalog server: %w", err)
+	}
+	srv := &http.Server{Handler: src, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+
+	cycles := collectorCycles
+	pluginTime := collectorPluginDuration
+	if cfg.Quick {
+		cycles, pluginTime = collectorQuickCycles, collectorQuickPluginTime
+	}
+	for _, n := range collectorSizes {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		src.set(replicas[:n])
+		res, err := measureCollector(ctx, base, cycles)
+		if err != nil {
+			return err
+		}
+		res.Replicas, res.Functions = n, (n+collectorPerFunction-1)/collectorPerFunction
+		log.Info("cycles measured", "replicas", n, "p50_ms", res.P50MS, "p99_ms", res.P99MS, "failed", res.Failed)
+		rep.Cycles = append(rep.Cycles, res)
+	}
+
+	src.set(replicas[:collectorPluginReplicas])
+	log.Info("running pulse.d.plugin", "replicas", collectorPluginReplicas, "seconds", pluginTime.Seconds())
+	rep.Plugin = runPluginStandalone(ctx, arts.path("pulse.d.plugin"), base, env.tmp, env.clk, pluginTime, src)
+	rep.Plugin.Replicas = collectorPluginReplicas
+
+	rep.Goals = collectorGoals(rep)
+	rep.Finished = time.Now().UTC().Format(time.RFC3339)
+	return publish(cfg, stdout, env.started, rep, renderCollectorText(rep), func(rel string) string { return renderCollectorMarkdown(rep, rel) })
+}
+
+// raiseNoFile raises RLIMIT_NOFILE's soft limit to at least want (up to the
+// hard limit): the collector holds a connection to every watchdog.
+func raiseNoFile(want uint64) (uint64, error) {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	if r.Cur < want {
+		r.Cur = min(want, r.Max)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+			return 0, fmt.Errorf("setrlimit nofile %d: %w", r.Cur, err)
+		}
+	}
+	if r.Cur < want {
+		return r.Cur, fmt.Errorf("RLIMIT_NOFILE hard limit %d below the %d the suite needs", r.Max, want)
+	}
+	return r.Cur, nil
+}
+
+// startCollectorWatchdogs starts the watchdogs, each probed once, and
+// returns them as catalog replicas (ten per function: f000, f001, ...).
+func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string) ([]benchReplica, func(), error) {
+	var servers []*server
+	stop := func() {
+		var wg sync.WaitGroup
+		for _, s := range servers {
+			wg.Add(1)
+			go func() { defer wg.Done(); _, _ = s.stop(2 * time.Second) }()
+		}
+		wg.Wait()
+	}
+	var out []benchReplica
+	for i := range collectorReplicas {
+		if ctx.Err() != nil {
+			return nil, stop, ctx.Err()
+		}
+		fn := fmt.Sprintf("f%03d", i/collectorPerFunction)
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, stop, err
+		}
+		s, err := startServer(launchSpec{Bin: bin, Env: []string{
+			contract.EnvFunction + "=" + fn, contract.EnvMode + "=" + contract.ModeFork, contract.EnvExec + "=" + cat,
+			contract.EnvListen + "=" + addr, contract.EnvDrainGrace + "=0s", contract.EnvLogLevel + "=warn",
+		}, Addr: addr}, filepath.Join(logDir, fmt.Sprintf("watchdog-%03d.log", i)))
+		if err != nil {
+			return nil, stop, err
+		}
+		servers = append(servers, s)
+		if err := waitReady(ctx, s, "http://"+addr+contract.HealthPath, 10*time.Second); err != nil {
+			return nil, stop, err
+		}
+		if err := probe(ctx, "http://"+addr+"/", "hi"); err != nil {
+			return nil, stop, err
+		}
+		out = append(out, benchReplica{function: fn, task: fmt.Sprintf("task%03d", i), addr: addr})
+	}
+	return out, stop, nil
+}
+
+// benchReplica is one watchdog as the catalog lists it.
+type benchReplica struct{ function, task, addr string }
+
+// benchCatalog serves GET /v1/replicas like pulsed (ETag, 304) and a
+// HAProxy-exporter-style page (scope=backend) on /metrics with every
+// function's backend.
+type benchCatalog struct {
+	mu       sync.Mutex
+	body     []byte
+	version  string
+	page     []byte
+	catalogN atomic.Int64
+	haproxyN atomic.Int64
+}
+
+func (b *benchCatalog) set(rs []benchReplica) {
+	cat := contract.Catalog{Version: fmt.Sprintf("n%d", len(rs))}
+	var page strings.Builder
+	for _, r := range rs {
+		if n := len(cat.Functions); n == 0 || cat.Functions[n-1].Name != r.function {
+			cat.Functions = append(cat.Functions, contract.CatalogFunction{Name: r.function, ServiceID: "svc-" + r.function,
+				Labels: map[string]string{contract.LabelFunction: r.function}})
+			for _, m := range []string{"current_sessions", "current_queue", "http_requests_total"} {
+				fmt.Fprintf(&page, "haproxy_backend_%s{proxy=\"fn_%s\"} 3\n", m, r.function)
+			}
+			fmt.Fprintf(&page, "haproxy_backend_http_responses_total{proxy=\"fn_%s\",code=\"5xx\"} 1\n", r.function)
+		}
+		f := &cat.Functions[len(cat.Functions)-1]
+		f.Desired++
+		f.Replicas = append(f.Replicas, contract.Replica{TaskID: r.task, Node: "n1", Addr: r.addr, State: "running"})
+	}
+	body, err := json.Marshal(cat)
+	if err != nil {
+		panic(err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.body, b.version, b.page = body, cat.Version, []byte(page.String())
+}
+
+func (b *benchCatalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	body, version, page := b.body, b.version, b.page
+	b.mu.Unlock()
+	switch r.URL.Path {
+	case contract.CatalogPath:
+		b.catalogN.Add(1)
+		etag := `"` + version + `"`
+		w.Header().Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	case "/metrics":
+		b.haproxyN.Add(1)
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = w.Write(page)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// measureCollector times Collect in this process: three unmeasured
+// cycles, then n measured ones collectorCycleGap apart.
+func measureCollector(ctx context.Context, base string, n int) (collectorCycle, error) {
+	c, err := collector.NewCollector(collector.Config{UpdateEvery: 1, CatalogURL: base + contract.CatalogPath,
+		HAProxyURL: base + "/metrics", Timeout: web.Duration{Duration: collector.DefaultTimeout}}, nil)
+	if err != nil {
+		return collectorCycle{}, err
+	}
+	defer c.Close()
+	var res collectorCycle
+	for i := -3; i < n; i++ {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		start := time.Now()
+		mx, _ := c.Collect(ctx)
+		took := time.Since(start)
+		if i >= 0 {
+			res.RawMS = append(res.RawMS, float64(took.Microseconds())/1000)
+			res.Failed += mx["collector_failed"]
+			res.Scraped = mx["collector_scraped"]
+		}
+		time.Sleep(collectorCycleGap)
+	}
+	res.Cycles = len(res.RawMS)
+	sorted := slices.Sorted(slices.Values(res.RawMS))
+	res.P50MS, res.P99MS, res.MaxMS = nearestRank(sorted, 0.50), nearestRank(sorted, 0.99), sorted[len(sorted)-1]
+	return res, nil
+}
+
+// nearestRank is the nearest-rank percentile of sorted values.
+func nearestRank(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.999999) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// runPluginStandalone runs the built plugin with the shipped config
+// pointed at the bench server and measures its CPU and RSS over d after a
+// warm-up.
+func runPluginStandalone(ctx context.Context, bin, base, tmp string, clk float64, d time.Duration, src *benchCatalog) collectorPlugin {
+	res := collectorPlugin{DurationS: d.Seconds()}
+	fail := func(err error) collectorPlugin { res.Error = err.Error(); return res }
+	conf := filepath.Join(tmp, "netdata-conf")
+	err := fs.WalkDir(collector.ConfigFiles, ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			return os.MkdirAll(filepath.Join(conf, p), 0o755)
+		}
+		b, err := fs.ReadFile(collector.ConfigFiles, p)
+		if err != nil {
+			return err
+		}
+		s := strings.ReplaceAll(string(b), collector.DefaultCatalogURL, base+contract.CatalogPath)
+		s = strings.ReplaceAll(s, collector.DefaultHAProxyURL, base+"/metrics")
+		return os.WriteFile(filepath.Join(conf, p), []byte(s), 0o644)
+	})
+	if err != nil {
+		return fail(fmt.Errorf("write config: %w", err))
+	}
+	cmd := exec.Command(bin, "1")
+	cmd.Env = append(os.Environ(), "NETDATA_USER_CONFIG_DIR="+conf, "NETDATA_LOG_LEVEL=info")
+	stdin, err := cmd.StdinPipe() // Netdata's pipe: kept open while it runs
+	if err != nil {
+		return fail(err)
+	}
+	defer stdin.Close()
+	logf, err := os.Create(filepath.Join(tmp, "plugin.log"))
+	if err != nil {
+		return fail(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = io.Discard, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}()
+	pid := cmd.Process.Pid
+	sleep := func(d time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+			return nil
+		}
+	}
+	if err := sleep(collectorPluginWarmup); err != nil {
+		return fail(err)
+	}
+	before, err := readStat("/proc", pid)
+	if err != nil {
+		return fail(fmt.Errorf("plugin exited early (see its log): %w", err))
+	}
+	cat0, hap0 := src.catalogN.Load(), src.haproxyN.Load()
+	t0 := time.Now()
+	if err := sleep(d); err != nil {
+		return fail(err)
+	}
+	after, err := readStat("/proc", pid)
+	if err != nil {
+		return fail(fmt.Errorf("plugin exited (see its log): %w", err))
+	}
+	elapsed := time.Since(t0).Seconds()
+	mem, err := readStatus("/proc", pid)
+	if err != nil {
+		return fail(err)
+	}
+	ticks := float64((after.UTime + after.STime) - (before.UTime + before.STime))
+	res.DurationS = elapsed
+	res.CPUPct = round3(100 * ticks / clk / elapsed)
+	res.RSSMB = round3(float64(mem.RSSKB) * 1024 / mb)
+	res.RSSAnonMB = round3(float64(mem.RSSAnonKB) * 1024 / mb)
+	res.CatalogRequests, res.HAProxyRequests = src.catalogN.Load()-cat0, src.haproxyN.Load()-hap0
+	if res.CatalogRequests < int64(elapsed/2) {
+		res.Error = fmt.Sprintf("only %d catalog requests in %.0f s: the plugin did not collect every second", res.CatalogRequests, elapsed)
+	}
+	return res
+}
+
+func collectorGoals(r collectorReport) []goal {
+	var gs []goal
+	for _, c := range r.Cycles {
+		if c.Replicas == collectorReplicas {
+			g := goal{Name: fmt.Sprintf("collection cycle p99 ≤ %d ms at %d replicas", collectorP99GoalMS, c.Replicas),
+				Value: c.P99MS, Limit: collectorP99GoalMS, Unit: "ms", Status: verdict(c.P99MS, collectorP99GoalMS)}
+			if c.Failed > 0 {
+				g.Status, g.Note = fail, fmt.Sprintf("%d failed scrapes", c.Failed)
+			}
+			gs = append(gs, g)
+		}
+	}
+	g := goal{Name: fmt.Sprintf("pulse.d.plugin CPU ≤ %d %% of a core at %d replicas", collectorPluginCPUGoal, r.Plugin.Replicas),
+		Value: r.Plugin.CPUPct, Limit: collectorPluginCPUGoal, Unit: "%", Status: verdict(r.Plugin.CPUPct, collectorPluginCPUGoal),
+		Note: fmt.Sprintf("RSS %.1f MB", r.Plugin.RSSMB)}
+	if r.Plugin.Error != "" {
+		g.Status, g.Note = fail, r.Plugin.Error
+	}
+	return append(gs, g)
+}
+
+var collectorCycleHeader = []string{"replicas", "functions", "cycles", "p50 ms", "p99 ms", "max ms", "scraped (last cycle)", "failed scrapes"}
+
+func collectorCycleRows(r collectorReport) [][]string {
+	var rows [][]string
+	for _, c := range r.Cycles {
+		rows = append(rows, []string{fmt.Sprint(c.Replicas), fmt.Sprint(c.Functions), fmt.Sprint(c.Cycles),
+			fmt.Sprintf("%.1f", c.P50MS), fmt.Sprintf("%.1f", c.P99MS), fmt.Sprintf("%.1f", c.MaxMS), fmt.Sprint(c.Scraped), fmt.Sprint(c.Failed)})
+	}
+	return rows
+}
+
+var collectorPluginHeader = []string{"replicas", "measured s", "CPU % of a core", "RSS MB (anon)", "catalog requests", "HAProxy page requests"}
+
+func collectorPluginRows(r collectorReport) [][]string {
+	p := r.Plugin
+	return [][]string{{fmt.Sprint(p.Replicas), fmt.Sprintf("%.1f", p.DurationS), fmt.Sprintf("%.2f", p.CPUPct),
+		fmt.Sprintf("%.1f (%.1f)", p.RSSMB, p.RSSAnonMB), fmt.Sprint(p.CatalogRequests), fmt.Sprint(p.HAProxyRequests)}}
+}
+
+func collectorSetup(r collectorReport) string {
+	m := r.Machine
+	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s; %d fork-mode watchdogs (cat) on loopback, ten replicas per function; "+
+		"cycles %s apart; RLIMIT_NOFILE %d", m.CPUs, m.CPUModel, m.Kernel, m.Go, r.Replicas, collectorCycleGap, r.NoFile)
+}
+
+func renderCollectorText(r collectorReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\ncollector benchmark, %s\n%s\n\none collection cycle (in process):\n", r.Started, collectorSetup(r))
+	textTable(&b, collectorCycleHeader, collectorCycleRows(r))
+	b.WriteString("\npulse.d.plugin standalone:\n")
+	textTable(&b, collectorPluginHeader, collectorPluginRows(r))
+	b.WriteString("\n")
+	textTable(&b, goalHeader, goalRows(r.Goals))
+	for _, n := range r.Notes {
+		b.WriteString("  - " + n + "\n")
+	}
+	return b.String()
+}
+
+func renderCollectorMarkdown(r collectorReport, jsonPath string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\nOne collection cycle (`Collector.Collect`, in process):\n\n",
+		readmeTime(r.Started), jsonPath, jsonPath, collectorSetup(r))
+	markdownTable(&b, collectorCycleHeader, collectorCycleRows(r))
+	b.WriteString("\n`pulse.d.plugin` standalone (plugins.d output discarded):\n\n")
+	markdownTable(&b, collectorPluginHeader, collectorPluginRows(r))
+	b.WriteString("\n")
+	markdownTable(&b, goalHeader, goalRows(r.Goals))
+	if len(r.Notes) > 0 {
+		b.WriteString("\nNotes on this run:\n")
+		for _, n := range r.Notes {
+			b.WriteString("- " + n + "\n")
+		}
+	}
+	return b.String()
+}

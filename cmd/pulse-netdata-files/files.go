@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pulsefaas/pulse/alarms"
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// DashboardInfoFile is the dashboard decoration's name in Netdata's web
+// directory; netdata.conf's `custom dashboard_info.js` names it relative to
+// the web root, which is how the dashboard fetches it.
+const DashboardInfoFile = "pulse-dashboard-info.js"
+
+// Root says which directory a file's path is relative to.
+type Root int
+
+const (
+	Etc Root = iota // Netdata's configuration directory
+	Web             // Netdata's web files
+)
+
+// File is one file to install.
+type File struct {
+	Root Root
+	Path string // slash-separated, relative to Root
+	Data []byte
+}
+
+// netdataFiles lists the files to install: every regular file of the
+// collector's configuration, the health templates and the dashboard info.
+func netdataFiles(collectorConf fs.FS, templates string) ([]File, error) {
+	var files []File
+	err := fs.WalkDir(collectorConf, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := fs.ReadFile(collectorConf, p)
+		files = append(files, File{Etc, p, b})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collector configuration: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("collector configuration: no files")
+	}
+	return append(files,
+		File{Etc, alarms.HealthFile, []byte(templates)},
+		File{Web, DashboardInfoFile, []byte(dashboardInfo())},
+	), nil
+}
+
+// dashboardInfo is a custom dashboard_info.js: the dashboard merges
+// customDashboard into its own menu, submenu and context descriptions.
+func dashboardInfo() string {
+	q := func(s string) string { // a JSON string is a JS string
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s)
+		return strings.TrimSuffix(b.String(), "\n")
+	}
+	return `// Pulse: names the dashboard's "` + contract.ChartType + `" menu (written by pulse-netdata-files).
+customDashboard.menu = customDashboard.menu || {};
+customDashboard.menu[` + q(contract.ChartType) + `] = {
+    title: ` + q(contract.DashboardMenuTitle) + `,
+    icon: '<i class="fas fa-bolt"></i>',
+    info: ` + q("Every Pulse function, one section per function: requests and errors answered by its replicas, "+
+		"latency, requests in flight, replicas, the gateway's view of its demand, and <b>utilization</b>, "+
+		"100 × demand / (ready replicas × target), which the <code>"+contract.AlarmScaleUp+"</code> and <code>"+
+		contract.AlarmScaleDown+"</code> alarms watch to resize the function.") + `
+};
+customDashboard.context = customDashboard.context || {};
+customDashboard.context[` + q(contract.CtxUtilization) + `] = {
+    info: ` + q("Demand as a percentage of what the ready replicas are meant to carry (the chart variables "+
+		"<code>replicas</code> and <code>target</code>). Above 100 % for 3 s Pulse adds replicas; under 50 % for 30 s it removes up to half.") + `
+};
+`
+}
+
+// confBlock is what Pulse needs in netdata.conf. Netdata merges repeated
+// sections and the last value of an option wins, so the block, kept at the
+// end of the file, overrides the stock file without editing it.
+func confBlock() string {
+	return confBegin + `
+[web]
+	custom dashboard_info.js = ` + DashboardInfoFile + `
+[health]
+	enabled = yes
+` + confEnd + "\n"
+}
+
+const (
+	confBegin = "# BEGIN pulse: written by pulse-netdata-files, replaced on every install"
+	confEnd   = "# END pulse"
+)
+
+// setConfBlock returns conf with its Pulse block replaced by block, or block
+// appended when there is none.
+func setConfBlock(conf, block string) string {
+	if i := strings.Index(conf, confBegin); i >= 0 {
+		rest := conf[i:]
+		if j := strings.Index(rest, confEnd); j >= 0 {
+			rest = strings.TrimPrefix(rest[j+len(confEnd):], "\n")
+			return conf[:i] + block + rest
+		}
+		return conf[:i] + block // the end marker was lost: the block ran to the end
+	}
+	if conf != "" && !strings.HasSuffix(conf, "\n") {
+		conf += "\n"
+	}
+	if conf != "" {
+		conf += "\n"
+	}
+	return conf + block
+}
+
+// install writes the files and netdata.conf's block, naming each file it
+// writes on log.
+func install(etc, web string, files []File, log io.Writer) error {
+	for _, f := range files {
+		dir := etc
+		if f.Root == Web {
+			dir = web
+		}
+		path := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := writeFile(path, f.Data, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintln(log, "wrote", path)
+	}
+	confPath := filepath.Join(etc, "netdata.conf")
+	conf, err := os.ReadFile(confPath)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	mode := fs.FileMode(0o644)
+	if st, err := os.Stat(confPath); err == nil {
+		mode = st.Mode().Perm()
+	}
+	if err := writeFile(confPath, []byte(setConfBlock(string(conf), confBlock())), mode); err != nil {
+		return err
+	}
+	fmt.Fprintln(log, "updated", confPath)
+	return nil
+}
+
+// writeFile replaces path atomically, creating its directory.
+func writeFile(path string, data []byte, mode fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename: nothing there
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

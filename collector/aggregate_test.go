@@ -1,0 +1,316 @@
+package collector
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// fnWant is one function's expected chart values.
+type fnWant struct {
+	c2xx, c3xx, c4xx, c5xx, throttled, timedOut int64
+	avgUS, p95US                                int64
+	inflight                                    int64
+	running, desired, scraped                   int64
+	gw                                          *gwWant // nil: HAProxy did not report the backend
+	util                                        *int64  // nil: not known yet
+	ready, target                               int64
+}
+
+type gwWant struct{ sessions, queue, rate, err5xx int64 }
+
+func ptr(v int64) *int64 { return &v }
+
+// wantMap is Collect's whole expected map.
+func wantMap(fns map[string]fnWant, listed, scraped, failed int64) map[string]int64 {
+	m := map[string]int64{
+		collectorKey(dimListed): listed, collectorKey(dimScraped): scraped, collectorKey(dimFailed): failed,
+	}
+	for fn, w := range fns {
+		put := func(suffix, dim string, v int64) { m[dimKey(fn, suffix, dim)] = v }
+		put(contract.ChartRequests, contract.Dim2xx, w.c2xx)
+		put(contract.ChartRequests, contract.Dim3xx, w.c3xx)
+		put(contract.ChartRequests, contract.Dim4xx, w.c4xx)
+		put(contract.ChartRequests, contract.Dim5xx, w.c5xx)
+		put(contract.ChartErrors, contract.DimThrottled, w.throttled)
+		put(contract.ChartErrors, contract.DimTimedOut, w.timedOut)
+		put(contract.ChartLatency, contract.DimAvg, w.avgUS)
+		put(contract.ChartLatency, contract.DimP95, w.p95US)
+		put(contract.ChartInflight, contract.DimInflight, w.inflight)
+		put(contract.ChartReplicas, contract.DimRunning, w.running)
+		put(contract.ChartReplicas, contract.DimDesired, w.desired)
+		put(contract.ChartReplicas, contract.DimScraped, w.scraped)
+		if w.gw != nil {
+			put(contract.ChartGatewayDemand, contract.DimSessions, w.gw.sessions)
+			put(contract.ChartGatewayDemand, contract.DimQueue, w.gw.queue)
+			put(contract.ChartGatewayRequests, contract.DimRate, w.gw.rate)
+			put(contract.ChartGatewayRequests, contract.DimGateway5xx, w.gw.err5xx)
+		}
+		if w.util != nil {
+			put(contract.ChartUtilization, contract.DimUtilization, *w.util)
+		}
+		m[varKey(fn, contract.ChartUtilization, contract.VarReplicas)] = w.ready
+		m[varKey(fn, contract.ChartUtilization, contract.VarTarget)] = w.target
+	}
+	return m
+}
+
+// diffMaps describes how got differs from want.
+func diffMaps(got, want map[string]int64) string {
+	var d string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if g, ok := got[k]; !ok {
+			d += fmt.Sprintf("  missing %s (want %d)\n", k, want[k])
+		} else if g != want[k] {
+			d += fmt.Sprintf("  %s = %d, want %d\n", k, g, want[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			d += fmt.Sprintf("  unexpected %s = %d\n", k, got[k])
+		}
+	}
+	return d
+}
+
+func fn(name string, desired int, labels map[string]string, rs ...contract.Replica) contract.CatalogFunction {
+	return contract.CatalogFunction{Name: name, ServiceID: "svc-" + name, Labels: labels, Desired: desired, Replicas: rs}
+}
+
+func running(task string) contract.Replica {
+	return contract.Replica{TaskID: task, Addr: "10.0.0.1:" + task, State: "running"}
+}
+
+func TestAggregator(t *testing.T) {
+	page1, err := readReplica(parseGolden(t, "watchdog_metrics.txt"), "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page2, err := readReplica(parseGolden(t, "watchdog_metrics_2.txt"), "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted := page1
+	restarted.start += 100
+	busy := func(inflight, total float64) replicaMetrics {
+		return replicaMetrics{classes: [6]float64{2: total}, total: total, inflight: inflight, start: 1}
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	draining := running("r3")
+	draining.Draining = true
+	starting := running("r4")
+	starting.State = "starting"
+	hello := func(rs ...contract.Replica) contract.Catalog {
+		return contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 2, nil, rs...)}}
+	}
+	rps := map[string]string{contract.LabelScaleMetric: "rps", contract.LabelScaleTarget: "5"}
+	// page2 − page1 on one replica: 10 × 2xx, a 413, 11 durations summing
+	// to 0.083925299 s (avg 7629.6 µs); the 95th percentile (rank 10.45)
+	// falls in (10 ms, 25 ms] holding the 11th: 10 + 15 × 0.45 ms.
+	const deltaAvgUS, deltaP95US = 7630, 16750
+
+	type step struct {
+		in      cycleInput
+		backend map[string]backendStats // nil: HAProxy unreachable
+	}
+	for _, tc := range []struct {
+		name                   string
+		steps                  []step
+		want                   map[string]fnWant
+		listed, scraped, fails int64
+		logs                   int // warnings logged over all steps
+	}{
+		{
+			name: "first cycle sets the baseline",
+			steps: []step{{in: cycleInput{catalog: hello(running("r1"), running("r2"), draining),
+				scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page1, {"hello", "r2"}: page1}},
+				backend: map[string]backendStats{"hello": {sessions: 4, queue: 3, requests: 25, resp5xx: 4}}}},
+			// Gateway demand 4 sessions (the 3 queued included) over 2 × 10.
+			want: map[string]fnWant{"hello": {running: 2, desired: 2, scraped: 2, ready: 2, target: 10,
+				gw: &gwWant{sessions: 4, queue: 3}, util: ptr(2000)}},
+			listed: 2, scraped: 2,
+		},
+		{
+			name: "second cycle adds the replicas' deltas",
+			steps: []step{
+				{in: cycleInput{catalog: hello(running("r1"), running("r2")),
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page1, {"hello", "r2"}: page1}}},
+				{in: cycleInput{catalog: hello(running("r1"), running("r2")),
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page2, {"hello", "r2"}: page1}}},
+			},
+			want: map[string]fnWant{"hello": {c2xx: 10, c4xx: 1, avgUS: deltaAvgUS, p95US: deltaP95US, inflight: 1,
+				running: 2, desired: 2, scraped: 2, ready: 2, target: 10, util: ptr(500)}},
+			listed: 2, scraped: 2,
+		},
+		{
+			name: "a restarted replica counts from its new values",
+			steps: []step{
+				{in: cycleInput{catalog: hello(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page2}}},
+				{in: cycleInput{catalog: hello(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: restarted}}},
+			},
+			// The whole of page1: 23 × 2xx, a 429, a 504; latency over its 25
+			// (p95: rank 23.75 in (0.5 s, 1 s] holding the 24th).
+			want: map[string]fnWant{"hello": {c2xx: 23, c4xx: 1, c5xx: 1, throttled: 1, timedOut: 1, avgUS: 91271, p95US: 875000,
+				running: 1, desired: 2, scraped: 1, ready: 1, target: 10, util: ptr(0)}},
+			listed: 1, scraped: 1,
+		},
+		{
+			name: "a vanished replica changes no total; a new one counts from zero",
+			steps: []step{
+				{in: cycleInput{catalog: hello(running("r1"), running("r2")),
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page1, {"hello", "r2"}: page2}}},
+				{in: cycleInput{catalog: hello(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page2}}},
+				{in: cycleInput{catalog: hello(running("r1"), running("r5")),
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page2, {"hello", "r5"}: busy(2, 7)}}},
+			},
+			want: map[string]fnWant{"hello": {c2xx: 10 + 7, c4xx: 1, inflight: 1 + 2,
+				running: 2, desired: 2, scraped: 2, ready: 2, target: 10, util: ptr(1500)}},
+			listed: 2, scraped: 2,
+		},
+		{
+			name: "a failed scrape is counted and resumes from the last answer",
+			steps: []step{
+				{in: cycleInput{catalog: hello(running("r1"), starting),
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: page1, {"hello", "r4"}: busy(0, 1)}}},
+				{in: cycleInput{catalog: hello(running("r1"), starting), scraped: map[replicaKey]replicaMetrics{{"hello", "r4"}: busy(0, 3)}}},
+			},
+			// r1 failed; r4 answers but is not running yet: scraped, not ready.
+			want:   map[string]fnWant{"hello": {c2xx: 2, running: 1, desired: 2, scraped: 1, ready: 0, target: 10, util: ptr(0)}},
+			listed: 2, scraped: 1, fails: 1,
+		},
+		{
+			name: "saturated: the gateway sees more than the replicas serve",
+			steps: []step{{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
+				fn("hello", 1, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"))}},
+				scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(2, 50)}},
+				backend: map[string]backendStats{"hello": {sessions: 10, queue: 8, requests: 50}}}},
+			// 100 × 10 / (1 × 2): 500 %, where the replica alone says 100 %.
+			want: map[string]fnWant{"hello": {inflight: 2, running: 1, desired: 1, scraped: 1, ready: 1, target: 2,
+				gw: &gwWant{sessions: 10, queue: 8}, util: ptr(50000)}},
+			listed: 1, scraped: 1,
+		},
+		{
+			name: "rps: the larger of the replicas' and the gateway's rate",
+			steps: []step{
+				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 2, rps, running("r1"), running("r2"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(0, 100), {"hello", "r2"}: busy(0, 100)}},
+					backend: map[string]backendStats{"hello": {requests: 1000, resp5xx: 10}}},
+				{in: cycleInput{now: t0.Add(2 * time.Second), catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 2, rps, running("r1"), running("r2"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(0, 110), {"hello", "r2"}: busy(0, 110)}},
+					backend: map[string]backendStats{"hello": {requests: 1030, resp5xx: 11}}},
+			},
+			// Replicas 20 / 2 s = 10 rps, gateway 30 / 2 s = 15 rps: 100 × 15 / (2 × 5).
+			want: map[string]fnWant{"hello": {c2xx: 20, running: 2, desired: 2, scraped: 2, ready: 2, target: 5,
+				gw: &gwWant{rate: 30, err5xx: 1}, util: ptr(15000)}},
+			listed: 2, scraped: 2,
+		},
+		{
+			name: "rps: unknown on the first cycle",
+			steps: []step{{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 1, rps, running("r1"))}},
+				scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(0, 100)}},
+				backend: map[string]backendStats{"hello": {requests: 1000}}}},
+			want: map[string]fnWant{"hello": {running: 1, desired: 1, scraped: 1, ready: 1, target: 5,
+				gw: &gwWant{}}},
+			listed: 1, scraped: 1,
+		},
+		{
+			name: "no ready replica: demand is measured against one",
+			steps: []step{{in: cycleInput{catalog: hello(running("r1")), scraped: map[replicaKey]replicaMetrics{}},
+				backend: map[string]backendStats{"hello": {sessions: 3}}}},
+			want: map[string]fnWant{"hello": {running: 1, desired: 2, ready: 0, target: 10,
+				gw: &gwWant{sessions: 3}, util: ptr(3000)}},
+			listed: 1, fails: 1,
+		},
+		{
+			name: "a HAProxy reload resets its counters: they count from the new values",
+			steps: []step{
+				{in: cycleInput{catalog: hello()}, backend: map[string]backendStats{"hello": {requests: 100, resp5xx: 5}}},
+				{in: cycleInput{catalog: hello()}, backend: map[string]backendStats{"hello": {requests: 140, resp5xx: 6}}},
+				{in: cycleInput{catalog: hello()}, backend: map[string]backendStats{"hello": {requests: 4, resp5xx: 1}}},
+			},
+			want: map[string]fnWant{"hello": {desired: 2, target: 10, gw: &gwWant{rate: 40 + 4, err5xx: 1 + 1}, util: ptr(0)}},
+		},
+		{
+			name: "HAProxy away for a cycle: no gateway values, totals continue",
+			steps: []step{
+				{in: cycleInput{catalog: hello()}, backend: map[string]backendStats{"hello": {requests: 100}}},
+				{in: cycleInput{catalog: hello()}},
+				{in: cycleInput{catalog: hello()}},
+				{in: cycleInput{catalog: hello()}, backend: map[string]backendStats{"hello": {requests: 130}}},
+			},
+			want: map[string]fnWant{"hello": {desired: 2, target: 10, gw: &gwWant{rate: 30}, util: ptr(0)}},
+		},
+		{
+			name: "malformed scale labels: defaults, logged once",
+			steps: []step{
+				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
+					fn("hello", 1, map[string]string{contract.LabelScaleTarget: "lots"})}}}},
+				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
+					fn("hello", 1, map[string]string{contract.LabelScaleTarget: "lots"})}}}},
+			},
+			want: map[string]fnWant{"hello": {desired: 1, target: 10, util: ptr(0)}},
+			logs: 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &logRecorder{}
+			a := newAggregator(slog.New(rec))
+			var got map[string]int64
+			for i, s := range tc.steps {
+				in := s.in
+				if in.now.IsZero() {
+					in.now = t0.Add(time.Duration(i) * time.Second)
+				}
+				in.backends, in.haproxyOK = s.backend, s.backend != nil
+				got = map[string]int64{}
+				a.cycle(in, got)
+			}
+			if d := diffMaps(got, wantMap(tc.want, tc.listed, tc.scraped, tc.fails)); d != "" {
+				t.Errorf("last cycle's map:\n%s", d)
+			}
+			if n := len(rec.messages(slog.LevelWarn)); n != tc.logs {
+				t.Errorf("%d warnings: %q", n, rec.messages(slog.LevelWarn))
+			}
+		})
+	}
+}
+
+func TestLatency(t *testing.T) {
+	b := func(counts ...float64) (h [bucketCount]float64) {
+		copy(h[:], counts)
+		for i := len(counts); i < bucketCount; i++ {
+			h[i] = counts[len(counts)-1]
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name     string
+		hist     [bucketCount]float64
+		sum      float64
+		avg, p95 float64
+	}{
+		{"no requests", [bucketCount]float64{}, 0, 0, 0},
+		{"all in the first bucket", b(100), 0.01, 0.0001, 0.95 * 0.00025},
+		{"spread", b(0, 0, 50, 100), 0.1, 0.001, 0.001 + 0.0015*0.9},
+		{"beyond the last bound", func() (h [bucketCount]float64) { h[bucketCount-1] = 4; return h }(), 4000, 1000, 600},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			avg, p95 := latency(tc.hist, tc.sum)
+			if diff(avg, tc.avg) > 1e-12 || diff(p95, tc.p95) > 1e-12 {
+				t.Errorf("latency = %g, %g; want %g, %g", avg, p95, tc.avg, tc.p95)
+			}
+		})
+	}
+}
+
+func diff(a, b float64) float64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}

@@ -1,0 +1,184 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/netdata/go.d.plugin/pkg/prometheus"
+	"github.com/netdata/go.d.plugin/pkg/web"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// Collector is the Pulse collector without go.d's module API: each Collect
+// reads the catalog, scrapes the replicas and HAProxy, and returns the
+// values of every function's charts. It is not safe for concurrent use.
+type Collector struct {
+	cfg    Config
+	log    *slog.Logger
+	client *http.Client
+
+	catalog     catalogReader
+	catalogDown bool // logged as unreachable; the next success is logged too
+
+	haproxy     prometheus.Prometheus
+	haproxyDown bool
+
+	scrapers map[replicaKey]*scraper
+	agg      *aggregator
+	now      func() time.Time
+}
+
+// scraper reads one replica's page; its parser's buffers are reused.
+type scraper struct {
+	addr string
+	prom prometheus.Prometheus
+}
+
+// Collect runs one cycle. It returns the values keyed as the charts'
+// dimensions and variables, and the functions of the catalog in use (the
+// last one read), whose charts should exist.
+func (c *Collector) Collect(ctx context.Context) (map[string]int64, []string) {
+	c.readCatalog(ctx)
+	now := c.now() // rates are per time between scrapes
+	cat := c.catalog.cur
+
+	// HAProxy is read alongside the replicas.
+	var (
+		wg        sync.WaitGroup
+		backends  map[string]backendStats
+		haproxyOK bool
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		backends, haproxyOK = c.readHAProxy()
+	}()
+	scraped := c.scrapeReplicas(cat)
+	wg.Wait()
+
+	mx := make(map[string]int64, 24*len(cat.Functions)+3)
+	c.agg.cycle(cycleInput{now: now, catalog: cat, scraped: scraped, backends: backends, haproxyOK: haproxyOK}, mx)
+	fns := make([]string, len(cat.Functions))
+	for i, f := range cat.Functions {
+		fns[i] = f.Name
+	}
+	return mx, fns
+}
+
+// catalogBudget is the part of the timeout a catalog request may take: the
+// scrapes after it get the whole timeout, and the cycle should end within
+// the interval. A 304 from pulsed on the same host takes well under 1 ms.
+func (c *Collector) catalogBudget() time.Duration { return c.cfg.Timeout.Duration / 5 }
+
+// readCatalog refreshes the catalog; on failure the last one stays in use.
+// A failure is logged once, and so is the recovery.
+func (c *Collector) readCatalog(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.catalogBudget())
+	defer cancel()
+	changed, err := c.catalog.read(ctx)
+	if err != nil {
+		if !c.catalogDown {
+			c.catalogDown = true
+			c.log.Warn("cannot read the replica catalog; keeping the last one until it answers",
+				"err", err, "functions", len(c.catalog.cur.Functions), "have_catalog", c.catalog.have)
+		}
+		return
+	}
+	if c.catalogDown {
+		c.catalogDown = false
+		c.log.Info("replica catalog readable again", "version", c.catalog.cur.Version)
+	}
+	if changed {
+		c.log.Debug("replica catalog changed", "version", c.catalog.cur.Version, "functions", len(c.catalog.cur.Functions))
+	}
+}
+
+// readHAProxy reads HAProxy's backends. A failure is logged once (and the
+// recovery); the collector carries on with the replicas' data.
+func (c *Collector) readHAProxy() (map[string]backendStats, bool) {
+	mfs, err := c.haproxy.Scrape()
+	var backends map[string]backendStats
+	if err == nil {
+		backends, err = readBackends(mfs)
+	}
+	if err != nil {
+		if !c.haproxyDown {
+			c.haproxyDown = true
+			c.log.Warn("cannot read HAProxy's backend stats; carrying on with the replicas' data", "err", err)
+		}
+		return nil, false
+	}
+	if c.haproxyDown {
+		c.haproxyDown = false
+		c.log.Info("HAProxy's backend stats readable again")
+	}
+	return backends, true
+}
+
+// scrapeReplicas scrapes every non-draining replica of cat concurrently and
+// returns the answers. A failure is logged at debug level only: replicas
+// come and go, and the collector's chart counts the failures.
+func (c *Collector) scrapeReplicas(cat contract.Catalog) map[replicaKey]replicaMetrics {
+	type job struct {
+		key replicaKey
+		s   *scraper
+	}
+	var jobs []job
+	keep := make(map[replicaKey]bool)
+	for _, f := range cat.Functions {
+		for _, r := range f.Replicas {
+			if r.Draining {
+				continue
+			}
+			key := replicaKey{f.Name, r.TaskID}
+			keep[key] = true
+			s := c.scrapers[key]
+			if s == nil || s.addr != r.Addr {
+				s = &scraper{addr: r.Addr, prom: prometheus.New(c.client, web.Request{URL: "http://" + r.Addr + contract.MetricsPath})}
+				c.scrapers[key] = s
+			}
+			jobs = append(jobs, job{key, s})
+		}
+	}
+	for key := range c.scrapers {
+		if !keep[key] {
+			delete(c.scrapers, key)
+		}
+	}
+
+	results := make([]replicaMetrics, len(jobs))
+	oks := make([]bool, len(jobs))
+	sem := make(chan struct{}, maxScrapesInFlight)
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			mfs, err := j.s.prom.Scrape()
+			if err == nil {
+				results[i], err = readReplica(mfs, j.key.function)
+			}
+			if err != nil {
+				c.log.Debug("replica not scraped", "function", j.key.function, "task", j.key.task, "addr", j.s.addr, "err", err)
+				return
+			}
+			oks[i] = true
+		}()
+	}
+	wg.Wait()
+	out := make(map[replicaKey]replicaMetrics, len(jobs))
+	for i, j := range jobs {
+		if oks[i] {
+			out[j.key] = results[i]
+		}
+	}
+	return out
+}
+
+// Close releases the idle connections.
+func (c *Collector) Close() { c.client.CloseIdleConnections() }

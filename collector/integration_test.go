@@ -1,0 +1,185 @@
+package collector
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netdata/go.d.plugin/pkg/web"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// buildWatchdog builds cmd/pulse-watchdog into dir.
+func buildWatchdog(t *testing.T, dir string) string {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		if goBin, err = exec.LookPath("go"); err != nil {
+			t.Skip("no go toolchain to build the watchdog")
+		}
+	}
+	out := filepath.Join(dir, "pulse-watchdog")
+	cmd := exec.Command(goBin, "build", "-o", out, "../cmd/pulse-watchdog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build watchdog: %v\n%s", err, b)
+	}
+	return out
+}
+
+// startWatchdog starts a fork-mode watchdog running cat on an ephemeral
+// loopback port and returns its address and process; the test's cleanup
+// kills it.
+func startWatchdog(t *testing.T, bin, function string) (string, *os.Process) {
+	t.Helper()
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		t.Skip("no cat")
+	}
+	if cat, err = filepath.EvalSymlinks(cat); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{
+		contract.EnvFunction + "=" + function, contract.EnvMode + "=" + contract.ModeFork, contract.EnvExec + "=" + cat,
+		contract.EnvListen + "=127.0.0.1:0", contract.EnvDrainGrace + "=0s", contract.EnvMaxBody + "=1KiB",
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "watchdog listening" {
+				addr <- rec.Addr
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return a, cmd.Process
+	case <-time.After(10 * time.Second):
+		t.Fatal("watchdog did not report its address")
+		return "", nil
+	}
+}
+
+// TestCollectRealWatchdogs runs the collector against three real watchdog
+// processes (two replicas of hello, one of echo) listed by an httptest
+// catalog, with HAProxy unreachable.
+func TestCollectRealWatchdogs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts processes")
+	}
+	bin := buildWatchdog(t, t.TempDir())
+	h1, _ := startWatchdog(t, bin, "hello")
+	h2, h2proc := startWatchdog(t, bin, "hello")
+	e1, _ := startWatchdog(t, bin, "echo")
+	cat := catalogOf("v1",
+		fn("echo", 1, nil, contract.Replica{TaskID: "e1", Addr: e1, State: "running"}),
+		fn("hello", 3, map[string]string{contract.LabelScaleTarget: "4"},
+			contract.Replica{TaskID: "h1", Addr: h1, State: "running"},
+			contract.Replica{TaskID: "h2", Addr: h2, State: "running"}),
+	)
+	pulsed := &fakePulsed{cat: cat}
+	srv := httptest.NewServer(pulsed)
+	defer srv.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noHAProxy := closed.Addr().String()
+	closed.Close()
+
+	rec := &logRecorder{}
+	cfg := defaultConfig()
+	cfg.CatalogURL, cfg.HAProxyURL = srv.URL+contract.CatalogPath, "http://"+noHAProxy+"/metrics"
+	cfg.Timeout = web.Duration{Duration: 800 * time.Millisecond}
+	c, err := NewCollector(cfg, slogOf(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	post := func(addr string, n, size int) {
+		t.Helper()
+		for range n {
+			resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader(strings.Repeat("x", size)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	ctx := context.Background()
+	post(h1, 2, 10) // before the baseline: not counted
+	if mx, _ := c.Collect(ctx); mx[dimKey("hello", contract.ChartReplicas, contract.DimScraped)] != 2 {
+		t.Fatalf("first cycle scraped %d hello replicas, want 2; log: %q", mx[dimKey("hello", contract.ChartReplicas, contract.DimScraped)], rec.messages(-8))
+	}
+	post(h1, 5, 10)
+	post(h2, 3, 10)
+	post(h1, 1, 2048) // over PULSE_MAX_BODY: 413
+	post(e1, 4, 10)
+	mx, fns := c.Collect(ctx)
+	if strings.Join(fns, ",") != "echo,hello" {
+		t.Errorf("functions %v", fns)
+	}
+	// Latency depends on the machine: checked for plausibility, then set.
+	for _, f := range []string{"hello", "echo"} {
+		avg, p95 := mx[dimKey(f, contract.ChartLatency, contract.DimAvg)], mx[dimKey(f, contract.ChartLatency, contract.DimP95)]
+		if avg <= 0 || p95 <= 0 || avg > 5e6 || p95 > 5e6 {
+			t.Errorf("%s latency avg %d µs, p95 %d µs: want within (0, 5 s]", f, avg, p95)
+		}
+		mx[dimKey(f, contract.ChartLatency, contract.DimAvg)], mx[dimKey(f, contract.ChartLatency, contract.DimP95)] = 0, 0
+	}
+	want := wantMap(map[string]fnWant{
+		"hello": {c2xx: 8, c4xx: 1, running: 2, desired: 3, scraped: 2, ready: 2, target: 4, util: ptr(0)},
+		"echo":  {c2xx: 4, running: 1, desired: 1, scraped: 1, ready: 1, target: 10, util: ptr(0)},
+	}, 3, 3, 0)
+	if d := diffMaps(mx, want); d != "" {
+		t.Errorf("second cycle:\n%s", d)
+	}
+
+	// A replica dies: counted as failed, totals unchanged, one warning in
+	// all (HAProxy's).
+	if err := syscall.Kill(-h2proc.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = h2proc.Wait()
+	post(h1, 2, 10)
+	mx, _ = c.Collect(ctx)
+	mx[dimKey("hello", contract.ChartLatency, contract.DimAvg)], mx[dimKey("hello", contract.ChartLatency, contract.DimP95)] = 0, 0
+	want = wantMap(map[string]fnWant{
+		"hello": {c2xx: 10, c4xx: 1, running: 2, desired: 3, scraped: 1, ready: 1, target: 4, util: ptr(0)},
+		"echo":  {c2xx: 4, running: 1, desired: 1, scraped: 1, ready: 1, target: 10, util: ptr(0)},
+	}, 3, 2, 1)
+	if d := diffMaps(mx, want); d != "" {
+		t.Errorf("third cycle:\n%s", d)
+	}
+	if w := rec.messages(0); len(w) != 1 || !strings.Contains(w[0], "HAProxy") {
+		t.Errorf("info and above: %q, want HAProxy's warning only", w)
+	}
+}
