@@ -34,12 +34,16 @@ const (
 	// replica (250 ms: ~12 %). Shorter intervals start replicas sooner on
 	// engines without a start interval, at that price.
 	DefaultHealthInterval = time.Second
-	// serviceHealthTimeout bounds one probe: the watchdog answers /_/health from
-	// memory, so anything slower than a second is a stuck replica.
-	serviceHealthTimeout = time.Second
-	// serviceHealthRetries consecutive failures make a replica unhealthy: two
-	// ride out one lost probe but still catch a stuck replica in ~2 s.
-	serviceHealthRetries = 2
+	// serviceHealthTimeout bounds one probe. The watchdog answers /_/health
+	// from memory, but the probe is a `docker exec` (a runc exec through
+	// containerd): seen here, with the host's load average at 15 on 2 cores,
+	// probes passed a 1 s timeout twice in a row and Swarm killed healthy
+	// replicas. A load spike is exactly when replicas must not be killed, so
+	// the timeout is generous; HAProxy's own 1 s checks take a stuck replica
+	// out of rotation long before Swarm replaces it.
+	serviceHealthTimeout = 5 * time.Second
+	// serviceHealthRetries consecutive failures make a replica unhealthy.
+	serviceHealthRetries = 3
 	// serviceHealthStartPeriod is how long failing probes do not count after a
 	// start; a success inside it makes the replica healthy at once, so it
 	// only forgives a slow first start (an http-mode upstream loading).

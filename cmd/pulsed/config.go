@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/scaler"
 )
 
 // Config is pulsed's configuration: a YAML file (--config; default
@@ -32,6 +36,18 @@ type Config struct {
 	LogLevel       string        `mapstructure:"log_level"`       // debug, info, warn, error
 	ReloadDebounce time.Duration `mapstructure:"reload_debounce"` // coalesce reloads
 	HAProxyLog     string        `mapstructure:"haproxy_log"`     // HAProxy log target, e.g. "stdout format raw local0"; empty: none
+
+	// The scaler's keys (scaler/README.md).
+	AlarmTokenFile      string        `mapstructure:"alarm_token_file"`     // the webhook's bearer token; missing or empty: 503
+	NetdataURL          string        `mapstructure:"netdata_url"`          // where utilisation is read
+	NetdataTimeout      time.Duration `mapstructure:"netdata_timeout"`      // per Netdata request
+	ScaleWindow         time.Duration `mapstructure:"scale_window"`         // stabilisation window
+	ScaleUpThreshold    float64       `mapstructure:"scale_up_threshold"`   // percent utilisation
+	ScaleDownThreshold  float64       `mapstructure:"scale_down_threshold"` // percent utilisation
+	UtilisationLookback time.Duration `mapstructure:"utilisation_lookback"` // the current utilisation's average
+	ResyncInterval      time.Duration `mapstructure:"resync_interval"`      // every function evaluated this often
+	ScalerCallTimeout   time.Duration `mapstructure:"scaler_call_timeout"`  // per Swarm call of the scaler
+	ScaleEvents         int           `mapstructure:"scale_events"`         // decisions kept for /v1/events
 }
 
 func defaults() Config {
@@ -40,11 +56,19 @@ func defaults() Config {
 		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "roundrobin", CheckInterval: time.Second,
 		FastPoll: 100 * time.Millisecond, SlowPoll: time.Second, LeaveRunning: true, LogLevel: "info",
 		ReloadDebounce: 200 * time.Millisecond,
+
+		AlarmTokenFile: contract.DefaultAlarmTokenFile, NetdataURL: scaler.DefaultNetdataURL,
+		NetdataTimeout: 2 * time.Second, ScaleWindow: scaler.DefaultWindow,
+		ScaleUpThreshold: scaler.DefaultUpThreshold, ScaleDownThreshold: scaler.DefaultDownThreshold,
+		UtilisationLookback: scaler.DefaultLookback, ResyncInterval: scaler.DefaultResync,
+		ScalerCallTimeout: scaler.DefaultCallTimeout, ScaleEvents: scaler.DefaultEvents,
 	}
 }
 
 var keys = []string{"api_listen", "gateway_listen", "admin_listen", "state_dir", "haproxy", "balance",
-	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log"}
+	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log",
+	"alarm_token_file", "netdata_url", "netdata_timeout", "scale_window", "scale_up_threshold", "scale_down_threshold",
+	"utilisation_lookback", "resync_interval", "scaler_call_timeout", "scale_events"}
 
 // loadConfig reads the file (explicit: must exist) and the environment.
 func loadConfig(path string, env func(string) string) (Config, error) {
@@ -56,6 +80,10 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval,
 		"fast_poll": d.FastPoll, "slow_poll": d.SlowPoll, "keys_file": "", "leave_running": d.LeaveRunning,
 		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "",
+		"alarm_token_file": d.AlarmTokenFile, "netdata_url": d.NetdataURL, "netdata_timeout": d.NetdataTimeout,
+		"scale_window": d.ScaleWindow, "scale_up_threshold": d.ScaleUpThreshold, "scale_down_threshold": d.ScaleDownThreshold,
+		"utilisation_lookback": d.UtilisationLookback, "resync_interval": d.ResyncInterval,
+		"scaler_call_timeout": d.ScalerCallTimeout, "scale_events": d.ScaleEvents,
 	}
 	for k, val := range def {
 		v.SetDefault(k, val)
@@ -98,13 +126,27 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		val time.Duration
-	}{{"check_interval", c.CheckInterval}, {"fast_poll", c.FastPoll}, {"slow_poll", c.SlowPoll}, {"reload_debounce", c.ReloadDebounce}} {
+	}{{"check_interval", c.CheckInterval}, {"fast_poll", c.FastPoll}, {"slow_poll", c.SlowPoll}, {"reload_debounce", c.ReloadDebounce},
+		{"netdata_timeout", c.NetdataTimeout}, {"scale_window", c.ScaleWindow}, {"utilisation_lookback", c.UtilisationLookback},
+		{"resync_interval", c.ResyncInterval}, {"scaler_call_timeout", c.ScalerCallTimeout}} {
 		if d.val <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be a positive duration such as 1s", d.key))
 		}
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		errs = append(errs, fmt.Errorf("state_dir %q: want an absolute path", c.StateDir))
+	}
+	if !filepath.IsAbs(c.AlarmTokenFile) {
+		errs = append(errs, fmt.Errorf("alarm_token_file %q: want an absolute path", c.AlarmTokenFile))
+	}
+	if u, err := url.Parse(c.NetdataURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("netdata_url %q: want http://HOST:PORT, e.g. %s", c.NetdataURL, scaler.DefaultNetdataURL))
+	}
+	if !(c.ScaleDownThreshold > 0 && c.ScaleDownThreshold < c.ScaleUpThreshold) {
+		errs = append(errs, fmt.Errorf("scale_down_threshold %v and scale_up_threshold %v: want 0 < down < up (percent utilisation)", c.ScaleDownThreshold, c.ScaleUpThreshold))
+	}
+	if c.ScaleEvents < 1 || c.ScaleEvents > 100000 {
+		errs = append(errs, fmt.Errorf("scale_events %d: want 1 to 100000", c.ScaleEvents))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

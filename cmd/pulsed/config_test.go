@@ -63,3 +63,72 @@ func TestConfig(t *testing.T) {
 		t.Error("an explicit config file that does not exist was accepted")
 	}
 }
+
+func TestConfigScaler(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pulsed.yaml")
+	write := func(text string) {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noEnv := func(string) string { return "" }
+
+	d := defaults()
+	if d.AlarmTokenFile != "/etc/pulse/alarm-token" || d.NetdataURL != "http://127.0.0.1:19999" || d.NetdataTimeout != 2*time.Second ||
+		d.ScaleWindow != time.Minute || d.ScaleUpThreshold != 100 || d.ScaleDownThreshold != 50 ||
+		d.UtilisationLookback != 3*time.Second || d.ResyncInterval != 5*time.Second || d.ScalerCallTimeout != 10*time.Second || d.ScaleEvents != 256 {
+		t.Errorf("scaler defaults %+v", d)
+	}
+
+	write("alarm_token_file: /run/pulse/token\nnetdata_url: http://10.0.0.5:19999\nnetdata_timeout: 500ms\n" +
+		"scale_window: 10s\nscale_up_threshold: 90\nscale_down_threshold: 40.5\nutilisation_lookback: 2s\n" +
+		"resync_interval: 1s\nscaler_call_timeout: 3s\nscale_events: 16\n")
+	got, err := loadConfig(path, func(k string) string {
+		return map[string]string{"PULSE_SCALE_WINDOW": "250ms", "PULSE_SCALE_UP_THRESHOLD": "120"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaults()
+	want.AlarmTokenFile, want.NetdataURL, want.NetdataTimeout = "/run/pulse/token", "http://10.0.0.5:19999", 500*time.Millisecond
+	want.ScaleWindow, want.ScaleUpThreshold, want.ScaleDownThreshold = 250*time.Millisecond, 120, 40.5
+	want.UtilisationLookback, want.ResyncInterval, want.ScalerCallTimeout, want.ScaleEvents = 2*time.Second, time.Second, 3*time.Second, 16
+	if got != want {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	sc := scalerConfig(got)
+	if sc.Window != 250*time.Millisecond || sc.UpThreshold != 120 || sc.DownThreshold != 40.5 || sc.Lookback != 2*time.Second ||
+		sc.Resync != time.Second || sc.CallTimeout != 3*time.Second || sc.Events != 16 || sc.Validate() != nil {
+		t.Errorf("scaler config %+v (%v)", sc, sc.Validate())
+	}
+
+	for _, tc := range []struct {
+		name, yaml string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown scaler key", "scale_windw: 1s\n", nil, "scale_windw"},
+		{"zero window", "scale_window: 0s\n", nil, "scale_window must be a positive duration"},
+		{"negative resync", "resync_interval: -1s\n", nil, "resync_interval must be a positive duration"},
+		{"bad duration from the environment", "", map[string]string{"PULSE_NETDATA_TIMEOUT": "soon"}, "netdata_timeout"},
+		{"thresholds inverted", "scale_down_threshold: 100\n", nil, "scale_down_threshold 100 and scale_up_threshold 100: want 0 < down < up"},
+		{"zero down threshold", "scale_down_threshold: 0\n", nil, "want 0 < down < up"},
+		{"threshold not a number", "scale_up_threshold: lots\n", nil, "scale_up_threshold"},
+		{"netdata url without scheme", "netdata_url: 127.0.0.1:19999\n", nil, `netdata_url "127.0.0.1:19999": want http://HOST:PORT`},
+		{"relative token file", "alarm_token_file: token\n", nil, `alarm_token_file "token": want an absolute path`},
+		{"no events", "scale_events: 0\n", nil, "scale_events 0: want 1 to 100000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := noEnv
+			if tc.env != nil {
+				env = func(k string) string { return tc.env[k] }
+			}
+			write("# " + tc.name + "\n" + tc.yaml)
+			_, err := loadConfig(path, env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -77,6 +77,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
+	// Scaler (scaler.go): the alarm webhook, /v1/functions, /v1/events, /metrics.
+	sc, scalerAPI, err := newScaler(cfg, cli, cat, log)
+	if err != nil {
+		return err
+	}
+
 	file := filepath.Join(cfg.StateDir, "haproxy.cfg")
 	rcfg := gateway.DefaultReconcileConfig()
 	rcfg.HAProxyBin, rcfg.ConfigFile, rcfg.Debounce = cfg.HAProxy, file, cfg.ReloadDebounce
@@ -110,9 +116,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ctx, cancel = context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	go func() { errc <- wrap("haproxy", hap.Run(ctx)) }()
 	go func() { errc <- wrap("catalog", cat.Run(ctx)) }()
+	go func() { errc <- wrap("scaler", sc.Run(ctx)) }()
 	go func() {
 		// Wait for HAProxy before reconciling.
 		for ctx.Err() == nil {
@@ -126,6 +133,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(cat))
+	mountScaler(mux, scalerAPI)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if err := rec.Err(); err != nil {
@@ -143,7 +151,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() { errc <- wrap("api", srv.Serve(ln)) }()
 	log.Info("pulsed running", "api", ln.Addr().String(), "gateway", cfg.GatewayListen, "state_dir", cfg.StateDir)
 
-	const parts = 4 // haproxy, catalog, reconcile, api
+	const parts = 5 // haproxy, catalog, scaler, reconcile, api
 	var first error
 	done := 0
 	select {

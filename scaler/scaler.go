@@ -1,0 +1,642 @@
+package scaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/scalelabels"
+)
+
+// Service is a function's service as the scaler needs it.
+type Service struct {
+	ID        string
+	Name      string
+	Replicas  int
+	Labels    map[string]string
+	UpdatedAt time.Time
+	// Version is Swarm's version of what was read; an update based on it
+	// fails with ErrConflict once anything else changed the service.
+	Version uint64
+	// spec is the adapter's own copy of what it read.
+	spec any
+}
+
+// Services reads and scales function services: the swarm adapter, or a fake
+// in tests that reach error paths.
+type Services interface {
+	// Inspect reads the service of the function fn: ErrNotFound when there
+	// is no such Pulse function.
+	Inspect(ctx context.Context, fn string) (Service, error)
+	// SetReplicas updates svc to n replicas at svc.Version: ErrConflict
+	// when the service changed since it was read.
+	SetReplicas(ctx context.Context, svc Service, n int) error
+}
+
+// Catalog is the part of the replica catalog (gateway.Catalog) the scaler
+// reads.
+type Catalog interface {
+	Current() (contract.Catalog, time.Time, error)
+	Refresh()
+}
+
+// Aggregate says how UtilisationSource reduces a window to one value.
+type Aggregate string
+
+// Aggregates.
+const (
+	Average Aggregate = "average"
+	Max     Aggregate = "max"
+)
+
+// UtilisationSource reads a function's utilisation (percent, DESIGN §5).
+type UtilisationSource interface {
+	// Utilisation is fn's utilisation over the last window, reduced by agg:
+	// ErrNoData when there is none (no chart yet).
+	Utilisation(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, error)
+}
+
+// Errors.
+var (
+	ErrNotFound       = errors.New("no such function")
+	ErrConflict       = errors.New("the service changed since it was read")
+	ErrNotReplicated  = errors.New("the service is not replicated")
+	ErrNoData         = errors.New("no utilisation data")
+	ErrCatalogPending = errors.New("the replica catalog is not ready")
+)
+
+// Config holds the scaler's windows, intervals and thresholds.
+type Config struct {
+	// Window is the stabilisation window: no scale-down within one of the
+	// service's last update (any: the scaler's, `pulse scale`, a deploy),
+	// only after the utilisation stayed below DownThreshold for one, and
+	// then by at most half.
+	Window time.Duration
+	// UpThreshold: scale up when the utilisation is above it (percent).
+	UpThreshold float64
+	// DownThreshold: consider scaling down below it (percent).
+	DownThreshold float64
+	// Lookback is the span the current utilisation is averaged over (the
+	// alarms' lookup).
+	Lookback time.Duration
+	// Resync is the period at which every function is evaluated without
+	// an alarm.
+	Resync time.Duration
+	// CallTimeout bounds each call to Swarm and to Netdata.
+	CallTimeout time.Duration
+	// UpdateRetries bounds the re-reads after a version conflict.
+	UpdateRetries int
+	// Events is the size of the decision ring GET /v1/events shows.
+	Events int
+}
+
+// Defaults.
+const (
+	// DefaultWindow: a minute of low utilisation before halving; Netdata's
+	// 1 s samples make a minute plenty of evidence.
+	DefaultWindow        = time.Minute
+	DefaultUpThreshold   = 100.0
+	DefaultDownThreshold = 50.0
+	// DefaultLookback equals the alarms' `lookup: average -3s`.
+	DefaultLookback = 3 * time.Second
+	// DefaultResync bounds how late a lost alarm's work is done.
+	DefaultResync        = 5 * time.Second
+	DefaultCallTimeout   = 10 * time.Second
+	DefaultUpdateRetries = 5
+	DefaultEvents        = 256
+)
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Window: DefaultWindow, UpThreshold: DefaultUpThreshold, DownThreshold: DefaultDownThreshold,
+		Lookback: DefaultLookback, Resync: DefaultResync, CallTimeout: DefaultCallTimeout,
+		UpdateRetries: DefaultUpdateRetries, Events: DefaultEvents,
+	}
+}
+
+// Validate reports every bad value.
+func (c Config) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"window", c.Window}, {"lookback", c.Lookback}, {"resync interval", c.Resync}, {"call timeout", c.CallTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("scaler %s %v: must be positive", d.name, d.v))
+		}
+	}
+	if !(c.DownThreshold > 0 && c.DownThreshold < c.UpThreshold) {
+		errs = append(errs, fmt.Errorf("scaler thresholds: want 0 < down (%v) < up (%v)", c.DownThreshold, c.UpThreshold))
+	}
+	if c.UpdateRetries < 0 {
+		errs = append(errs, fmt.Errorf("scaler update retries %d: must be 0 or more", c.UpdateRetries))
+	}
+	if c.Events < 1 {
+		errs = append(errs, fmt.Errorf("scaler events %d: must be 1 or more", c.Events))
+	}
+	return errors.Join(errs...)
+}
+
+// Scaler is the autoscaler. Its methods are safe for concurrent use; Run
+// drives the periodic evaluation and the work alarms ask for.
+type Scaler struct {
+	cfg  Config
+	svc  Services
+	util UtilisationSource
+	cat  Catalog
+	log  *slog.Logger
+	m    *scalerMetrics
+	now  func() time.Time
+
+	triggers chan trigger
+	started  atomic.Bool
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	fns    map[string]*fnState
+	events []contract.ScaleEvent // ring of cfg.Events
+	next   int                   // where the next event goes once full
+	total  uint64
+}
+
+// fnState is the scaler's memory of one function. sem serialises its
+// decisions; everything else is guarded by Scaler.mu.
+type fnState struct {
+	sem chan struct{}
+
+	pending *trigger // work asked for and not started
+	running bool     // a worker goroutine owns pending and st
+	refs    int      // callers of EnsureReplicas and ScaleToZero holding st
+
+	lastAlarm    alarmKey // newest alarm seen
+	lastDecision time.Time
+	status       contract.FunctionStatus // Desired, utilisation, reason, ...
+	logged       map[string]string       // last error logged, by kind
+}
+
+// trigger is why a function is evaluated.
+type trigger struct {
+	fn    string
+	kind  string               // contract.Trigger*
+	alarm *contract.AlarmEvent // for TriggerAlarm
+}
+
+// alarmKey orders alarm events: by When, then UniqueID (EventID counts per
+// alarm only).
+type alarmKey struct {
+	when int64
+	id   uint64
+}
+
+func (k alarmKey) less(o alarmKey) bool {
+	return k.when < o.when || (k.when == o.when && k.id < o.id)
+}
+
+// triggerQueue bounds the alarms waiting for Run; beyond it alarms are
+// dropped (the periodic evaluation still comes).
+const triggerQueue = 1024
+
+// New returns a Scaler. log may be nil.
+func New(cfg Config, svc Services, util UtilisationSource, cat Catalog, log *slog.Logger) (*Scaler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Scaler{
+		cfg: cfg, svc: svc, util: util, cat: cat,
+		log:      log.With("component", "scaler"),
+		m:        newScalerMetrics(),
+		now:      time.Now,
+		triggers: make(chan trigger, triggerQueue),
+		fns:      map[string]*fnState{},
+	}, nil
+}
+
+// Run evaluates every function in the catalog each Resync period and the
+// functions alarms name as they come, until ctx ends; then it waits for the
+// evaluations in flight and returns nil.
+func (s *Scaler) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("scaler: Run called twice")
+	}
+	defer s.wg.Wait()
+	timer := time.NewTimer(s.cfg.Resync) // the catalog's first poll comes meanwhile
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			s.resync(ctx)
+			timer.Reset(s.cfg.Resync)
+		case t := <-s.triggers:
+			s.dispatch(ctx, t)
+		}
+	}
+}
+
+// resync asks for an evaluation of every function in the catalog and
+// forgets the functions that left it.
+func (s *Scaler) resync(ctx context.Context) {
+	cat, at, _ := s.cat.Current()
+	if at.IsZero() {
+		return
+	}
+	live := map[string]bool{}
+	for _, fn := range cat.Functions {
+		live[fn.Name] = true
+		s.dispatch(ctx, trigger{fn: fn.Name, kind: contract.TriggerResync})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, st := range s.fns {
+		if !live[name] && !st.running && st.refs == 0 {
+			delete(s.fns, name)
+		}
+	}
+}
+
+// dispatch records t as the function's pending work and starts its worker
+// unless one runs. Pending work coalesces: an alarm outranks a resync, and
+// of two alarms the earlier is kept (its latency is the honest one).
+func (s *Scaler) dispatch(ctx context.Context, t trigger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stateLocked(t.fn)
+	switch {
+	case st.pending == nil:
+		st.pending = &t
+	case st.pending.alarm == nil && t.alarm != nil:
+		st.pending = &t
+	}
+	if st.running {
+		return
+	}
+	st.running = true
+	s.wg.Add(1)
+	go s.work(ctx, t.fn, st)
+}
+
+// work evaluates fn until no work is pending.
+func (s *Scaler) work(ctx context.Context, fn string, st *fnState) {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		t := st.pending
+		st.pending = nil
+		if t == nil || ctx.Err() != nil {
+			st.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		s.reconcile(ctx, fn, st, *t)
+	}
+}
+
+func (s *Scaler) stateLocked(fn string) *fnState {
+	st, ok := s.fns[fn]
+	if !ok {
+		st = &fnState{sem: make(chan struct{}, 1), logged: map[string]string{}}
+		s.fns[fn] = st
+	}
+	return st
+}
+
+// hold returns fn's state and keeps resync from forgetting it until unhold.
+func (s *Scaler) hold(fn string) *fnState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stateLocked(fn)
+	st.refs++
+	return st
+}
+
+func (s *Scaler) unhold(st *fnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.refs--
+}
+
+// Alarm outcomes (also the result label of the alarms metric).
+const (
+	AlarmAccepted  = "accepted"  // the function will be evaluated
+	AlarmDuplicate = "duplicate" // the same event again
+	AlarmReordered = "reordered" // older than one already seen
+	AlarmStale     = "stale"     // older than the function's last decision
+	AlarmDropped   = "dropped"   // the queue is full; the periodic evaluation comes anyway
+)
+
+// Alarm takes the hint ev gives: it classifies ev at once and, when it is
+// new, asks for an evaluation of its function. It returns ErrNotFound for a
+// function not in the catalog and ErrCatalogPending before the catalog's
+// first poll.
+func (s *Scaler) Alarm(ev contract.AlarmEvent) (string, error) {
+	cat, at, _ := s.cat.Current()
+	if at.IsZero() {
+		return "", ErrCatalogPending
+	}
+	if _, ok := findFunction(cat, ev.Function); !ok {
+		return "", fmt.Errorf("%w: %q is not in the replica catalog", ErrNotFound, ev.Function)
+	}
+	key := alarmKey{when: ev.When, id: ev.UniqueID}
+	s.mu.Lock()
+	st := s.stateLocked(ev.Function)
+	var result string
+	switch {
+	case key == st.lastAlarm:
+		result = AlarmDuplicate
+	case key.less(st.lastAlarm):
+		result = AlarmReordered
+	case ev.When < st.lastDecision.Unix():
+		result = AlarmStale
+		st.lastAlarm = key
+	default:
+		result = AlarmAccepted
+		st.lastAlarm = key
+	}
+	s.mu.Unlock()
+	if result == AlarmAccepted {
+		select {
+		case s.triggers <- trigger{fn: ev.Function, kind: contract.TriggerAlarm, alarm: &ev}:
+		default:
+			result = AlarmDropped
+		}
+	}
+	return result, nil
+}
+
+// reconcile evaluates fn from the truth and applies the decision.
+func (s *Scaler) reconcile(ctx context.Context, fn string, st *fnState, t trigger) {
+	if !s.acquire(ctx, st) {
+		return
+	}
+	defer s.release(st)
+	s.m.reconciles.inc(t.kind)
+
+	cat, _, _ := s.cat.Current()
+	cf, ok := findFunction(cat, fn)
+	if !ok {
+		return // gone from the catalog: nothing to scale
+	}
+	ready := readyReplicas(cf)
+	in := decideInput{Ready: ready, Window: s.cfg.Window, UpThreshold: s.cfg.UpThreshold, DownThreshold: s.cfg.DownThreshold}
+	in.Utilisation, in.HaveUtilisation = s.utilisation(ctx, fn, st, Average, s.cfg.Lookback)
+	if in.HaveUtilisation && in.Utilisation < s.cfg.DownThreshold {
+		in.WindowMax, in.HaveWindowMax = s.utilisation(ctx, fn, st, Max, s.cfg.Window)
+	}
+	s.mu.Lock()
+	st.status.Utilization = nil
+	if in.HaveUtilisation {
+		u := in.Utilisation
+		st.status.Utilization, st.status.UtilizationAt = &u, s.now()
+	}
+	s.mu.Unlock()
+
+	err := s.apply(ctx, fn, st, t, func(svc Service) decision {
+		pol, err := scalelabels.Parse(svc.Labels)
+		s.logChange(st, "policy", err, "bad scale labels; using the defaults for them", fn)
+		in.Now, in.Policy, in.Replicas, in.LastChange = s.now(), pol, svc.Replicas, svc.UpdatedAt
+		return decideReplicas(in)
+	})
+	s.logChange(st, "apply", err, "evaluation failed", fn)
+}
+
+// utilisation reads one value; a failure is logged once per streak.
+func (s *Scaler) utilisation(ctx context.Context, fn string, st *fnState, agg Aggregate, window time.Duration) (float64, bool) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	v, err := s.util.Utilisation(cctx, fn, agg, window)
+	if err != nil {
+		s.m.errors.inc("utilisation")
+		s.logChange(st, "utilisation", err, "no utilisation; only the scale limits are enforced", fn)
+		return 0, false
+	}
+	s.logChange(st, "utilisation", nil, "", fn)
+	return v, true
+}
+
+// logChange logs err when it differs from the last one of its kind (and
+// the recovery), so a steady failure is one line, not one per resync.
+func (s *Scaler) logChange(st *fnState, kind string, err error, msg, fn string) {
+	s.mu.Lock()
+	prev := st.logged[kind]
+	cur := ""
+	if err != nil {
+		cur = err.Error()
+	}
+	st.logged[kind] = cur
+	s.mu.Unlock()
+	switch {
+	case cur == prev:
+	case cur == "":
+		s.log.Info(kind+" recovered", "function", fn)
+	case errors.Is(err, ErrNoData), errors.Is(err, ErrNotFound): // no chart yet; a service just removed
+		s.log.Debug(msg, "function", fn, "err", err)
+	default:
+		s.log.Warn(msg, "function", fn, "err", err)
+	}
+}
+
+// acquire takes fn's decision slot: one decision in flight per function.
+func (s *Scaler) acquire(ctx context.Context, st *fnState) bool {
+	select {
+	case st.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Scaler) release(st *fnState) { <-st.sem }
+
+// apply reads the service, decides and updates it at the version read; on
+// a conflict it reads again and decides again, up to UpdateRetries times.
+// The caller holds fn's decision slot.
+func (s *Scaler) apply(ctx context.Context, fn string, st *fnState, t trigger, decide func(Service) decision) error {
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+		svc, err := s.svc.Inspect(cctx, fn)
+		cancel()
+		if err != nil {
+			s.m.errors.inc("inspect")
+			s.setStatus(st, func(fs *contract.FunctionStatus) { fs.CheckedAt, fs.Error = s.now(), err.Error() })
+			return fmt.Errorf("scale %s: %w", fn, err)
+		}
+		d := decide(svc)
+		s.setStatus(st, func(fs *contract.FunctionStatus) {
+			fs.CheckedAt, fs.Reason, fs.Error = s.now(), d.Reason, ""
+			fs.Replicas.Current, fs.Replicas.Desired = svc.Replicas, d.Want
+			fs.NoScaleDownUntil = svc.UpdatedAt.Add(s.cfg.Window)
+		})
+		if d.Replicas == svc.Replicas {
+			return nil
+		}
+		cctx, cancel = context.WithTimeout(ctx, s.cfg.CallTimeout)
+		err = s.svc.SetReplicas(cctx, svc, d.Replicas)
+		cancel()
+		if errors.Is(err, ErrConflict) {
+			s.m.conflicts.inc("")
+			if attempt < s.cfg.UpdateRetries {
+				s.log.Debug("service changed meanwhile; reading it again", "function", fn, "attempt", attempt+1)
+				continue
+			}
+		}
+		if err != nil {
+			s.m.errors.inc("update")
+			s.setStatus(st, func(fs *contract.FunctionStatus) { fs.Error = err.Error() })
+			return fmt.Errorf("scale %s from %d to %d: %w", fn, svc.Replicas, d.Replicas, err)
+		}
+		s.record(fn, st, t, svc.Replicas, d)
+		s.cat.Refresh()
+		return nil
+	}
+}
+
+func (s *Scaler) setStatus(st *fnState, f func(*contract.FunctionStatus)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&st.status)
+}
+
+// record keeps an applied decision: the event ring, the function's last
+// decision, the metrics and the log.
+func (s *Scaler) record(fn string, st *fnState, t trigger, from int, d decision) {
+	now := s.now()
+	ev := contract.ScaleEvent{Time: now, Function: fn, From: from, To: d.Replicas, Reason: d.Reason, Trigger: t.kind}
+	if a := t.alarm; a != nil {
+		ev.Alarm = &contract.AlarmRef{UniqueID: a.UniqueID, Alarm: a.Alarm, Status: a.Status, Value: a.Value, When: a.When}
+		lat := now.Sub(time.Unix(a.When, 0))
+		ms := lat.Milliseconds()
+		ev.LatencyMS = &ms
+		s.m.alarmLatency.observe(lat.Seconds())
+	}
+	dir := "up"
+	if d.Replicas < from {
+		dir = "down"
+	}
+	s.m.decisions.inc(dir)
+
+	s.mu.Lock()
+	st.lastDecision = now
+	e := ev
+	st.status.LastDecision = &e
+	st.status.Replicas.Current = d.Replicas
+	if len(s.events) < s.cfg.Events {
+		s.events = append(s.events, ev)
+	} else {
+		s.events[s.next] = ev
+		s.next = (s.next + 1) % len(s.events)
+	}
+	s.total++
+	s.mu.Unlock()
+	s.log.Info("scaled", "function", fn, "from", from, "to", d.Replicas, "reason", d.Reason, "trigger", t.kind)
+}
+
+// EnsureReplicas scales fn up to at least n replicas (at most its max)
+// through the same serialised path as the autoscaler, recording an event
+// with reason: scale from zero. Having n or more already is no change.
+func (s *Scaler) EnsureReplicas(ctx context.Context, fn string, n int, reason string) error {
+	if n < 1 {
+		return fmt.Errorf("ensure %s: %d replicas: want 1 or more", fn, n)
+	}
+	return s.scaleTo(ctx, fn, contract.TriggerEnsure, func(svc Service) decision {
+		pol, _ := scalelabels.Parse(svc.Labels)
+		want := min(n, max(pol.Max, 1))
+		if svc.Replicas >= want {
+			return decision{Replicas: svc.Replicas, Want: want, Reason: fmt.Sprintf("has %d replicas (asked for at least %d)", svc.Replicas, n)}
+		}
+		return decision{Replicas: want, Want: want, Reason: reason}
+	})
+}
+
+// ScaleToZero scales fn to zero replicas, recording an event with reason
+// (idle). The autoscaler leaves a function at zero alone.
+func (s *Scaler) ScaleToZero(ctx context.Context, fn, reason string) error {
+	return s.scaleTo(ctx, fn, contract.TriggerIdle, func(svc Service) decision {
+		return decision{Replicas: 0, Reason: reason}
+	})
+}
+
+func (s *Scaler) scaleTo(ctx context.Context, fn, kind string, decide func(Service) decision) error {
+	st := s.hold(fn)
+	defer s.unhold(st)
+	if !s.acquire(ctx, st) {
+		return ctx.Err()
+	}
+	defer s.release(st)
+	s.m.reconciles.inc(kind)
+	return s.apply(ctx, fn, st, trigger{fn: fn, kind: kind}, decide)
+}
+
+// Functions is every function in the catalog with its scaling state. The
+// replica counts current and ready are the catalog's (fresh); desired,
+// utilisation and the rest are the last evaluation's.
+func (s *Scaler) Functions() (contract.Functions, error) {
+	cat, at, _ := s.cat.Current()
+	if at.IsZero() {
+		return contract.Functions{}, ErrCatalogPending
+	}
+	out := contract.Functions{Functions: make([]contract.FunctionStatus, 0, len(cat.Functions))}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cf := range cat.Functions {
+		fs := contract.FunctionStatus{}
+		if st, ok := s.fns[cf.Name]; ok {
+			fs = st.status
+			if st.status.LastDecision != nil {
+				e := *st.status.LastDecision
+				fs.LastDecision = &e
+			}
+		}
+		fs.Name = cf.Name
+		fs.Replicas.Current, fs.Replicas.Ready = cf.Desired, readyReplicas(cf)
+		pol, _ := scalelabels.Parse(cf.Labels)
+		fs.Policy = contract.ScalePolicy{Metric: pol.Metric, Target: pol.Target, Min: pol.Min, Max: pol.Max}
+		if pol.Idle > 0 {
+			fs.Policy.Idle = pol.Idle.String()
+		}
+		out.Functions = append(out.Functions, fs)
+	}
+	sort.Slice(out.Functions, func(i, j int) bool { return out.Functions[i].Name < out.Functions[j].Name })
+	return out, nil
+}
+
+// Events is the decision ring, newest last.
+func (s *Scaler) Events() contract.ScaleEvents {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := contract.ScaleEvents{Total: s.total, Events: make([]contract.ScaleEvent, 0, len(s.events))}
+	out.Events = append(out.Events, s.events[s.next:]...)
+	out.Events = append(out.Events, s.events[:s.next]...)
+	return out
+}
+
+func findFunction(cat contract.Catalog, name string) (contract.CatalogFunction, bool) {
+	for _, fn := range cat.Functions {
+		if fn.Name == name {
+			return fn, true
+		}
+	}
+	return contract.CatalogFunction{}, false
+}
+
+// readyReplicas counts the replicas that serve: running and not draining.
+func readyReplicas(fn contract.CatalogFunction) int {
+	n := 0
+	for _, r := range fn.Replicas {
+		if !r.Draining && r.State == "running" {
+			n++
+		}
+	}
+	return n
+}

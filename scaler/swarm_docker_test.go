@@ -1,0 +1,201 @@
+package scaler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/function"
+)
+
+// swarmEngine returns a client of the local engine, which must be a swarm
+// manager, or skips the test (fails it when PULSE_TEST_REQUIRE_ENGINE is set).
+func swarmEngine(t *testing.T) *client.Client {
+	t.Helper()
+	skip := func(msg string) {
+		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	api, err := function.NewEngineClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	info, err := api.Info(ctx)
+	if err != nil {
+		skip(fmt.Sprintf("Docker daemon unreachable: %v", err))
+	}
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
+		skip(fmt.Sprintf("the engine is not a swarm manager (state %q); run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState))
+	}
+	return api
+}
+
+// racingAPI changes the service behind the scaler's back right before the
+// scaler's first ServiceUpdate: the engine must refuse that update.
+type racingAPI struct {
+	ServiceAPI
+	raw     *client.Client
+	raced   atomic.Bool
+	updates atomic.Int32
+	t       *testing.T
+}
+
+const racedLabel = "pulse.test.raced"
+
+func (a *racingAPI) ServiceUpdate(ctx context.Context, id string, v swarm.Version, spec swarm.ServiceSpec, opts swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
+	a.updates.Add(1)
+	if a.raced.CompareAndSwap(false, true) {
+		svc, _, err := a.raw.ServiceInspectWithRaw(ctx, id, swarm.ServiceInspectOptions{})
+		if err != nil {
+			return swarm.ServiceUpdateResponse{}, fmt.Errorf("race: %w", err)
+		}
+		s := svc.Spec
+		s.Labels[racedLabel] = "1"
+		if _, err := a.raw.ServiceUpdate(ctx, id, svc.Version, s, swarm.ServiceUpdateOptions{}); err != nil {
+			return swarm.ServiceUpdateResponse{}, fmt.Errorf("race: %w", err)
+		}
+	}
+	return a.ServiceAPI.ServiceUpdate(ctx, id, v, spec, opts)
+}
+
+// TestSwarmAdapter scales a real service through the adapter, with a
+// concurrent update provoking a version conflict that the scaler re-reads
+// and retries.
+func TestSwarmAdapter(t *testing.T) {
+	cli := swarmEngine(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name := "scaler-test-" + hex.EncodeToString(b)
+
+	// A FROM scratch image: a static program that waits for SIGTERM.
+	dir := t.TempDir()
+	src, bin := filepath.Join(dir, "wait.c"), filepath.Join(dir, "wait")
+	if err := os.WriteFile(src, []byte("#include <signal.h>\n#include <unistd.h>\n"+
+		"static void bye(int s){(void)s;_exit(0);}\nint main(void){signal(SIGTERM,bye);for(;;)pause();}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "gcc", "-static", "-Os", "-s", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	prog, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{contract.LabelFunction: name, "pulse.test": "1", contract.LabelScaleMax: "4"}
+	img, err := function.Assemble(function.ImageSpec{
+		Files:      []function.File{{Path: "/wait", Mode: 0o755, Content: prog}},
+		Entrypoint: []string{"/wait"}, User: function.ImageUser, Labels: labels,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := function.LoadImage(ctx, cli, img); err != nil {
+		t.Fatal(err)
+	}
+	one := uint64(1)
+	spec := swarm.ServiceSpec{
+		Annotations:  swarm.Annotations{Name: name, Labels: labels},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: img.ID}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+	}
+	if _, err := cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := function.NewSwarm(cli, function.LocalDistributor{API: cli}, nil).Remove(ctx, name); err != nil {
+			t.Errorf("clean up: %v", err)
+		}
+	})
+
+	api := &racingAPI{ServiceAPI: cli, raw: cli, t: t}
+	adapter := NewSwarmServices(api)
+	cat := &fakeCatalog{}
+	s, err := New(DefaultConfig(), adapter, &fakeUtilisation{}, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Scale up: the first update loses the race, the retry wins.
+	if err := s.EnsureReplicas(ctx, name, 3, "test scale-up"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := adapter.Inspect(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Replicas != 3 || svc.Labels[racedLabel] != "1" {
+		t.Errorf("replicas %d, label %s=%q: want 3 and the concurrent change kept", svc.Replicas, racedLabel, svc.Labels[racedLabel])
+	}
+	if got := api.updates.Load(); got != 2 {
+		t.Errorf("%d ServiceUpdate calls, want 2 (the refused one and the retry)", got)
+	}
+	if got := s.m.conflicts.get(""); got != 1 {
+		t.Errorf("conflicts %d, want 1", got)
+	}
+	if cat.refreshes != 1 {
+		t.Errorf("catalog refreshes %d, want 1", cat.refreshes)
+	}
+
+	// A stale read is refused as ErrConflict.
+	if err := adapter.SetReplicas(ctx, svc, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := adapter.SetReplicas(ctx, svc, 4); !errors.Is(err, ErrConflict) {
+		t.Errorf("update at a stale version: %v, want ErrConflict", err)
+	}
+
+	// A restarted pulsed (a new Scaler) starts from the truth: no double
+	// scaling; max still holds.
+	s2, err := New(DefaultConfig(), NewSwarmServices(cli), &fakeUtilisation{}, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.EnsureReplicas(ctx, name, 2, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.EnsureReplicas(ctx, name, 9, "over max"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.ScaleToZero(ctx, name, "idle"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range append(s.Events().Events, s2.Events().Events...) {
+		got = append(got, fmt.Sprintf("%d→%d", ev.From, ev.To))
+	}
+	if want := "1→3 2→4 4→0"; strings.Join(got, " ") != want {
+		t.Errorf("events %v, want %s", got, want)
+	}
+	if svc, err = adapter.Inspect(ctx, name); err != nil || svc.Replicas != 0 {
+		t.Errorf("after ScaleToZero: %d replicas, %v", svc.Replicas, err)
+	}
+
+	// Not Pulse functions.
+	for _, n := range []string{"no-such-" + name, svc.ID} {
+		if _, err := adapter.Inspect(ctx, n); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Inspect(%q) = %v, want ErrNotFound", n, err)
+		}
+	}
+}
