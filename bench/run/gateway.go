@@ -536,6 +536,7 @@ func (b *gatewayBench) startPulsed(ctx context.Context, stage, balance string, w
 	env := append(baseEnv(),
 		"PULSE_STATE_DIR="+p.stateDir,
 		"PULSE_API_LISTEN="+p.api,
+		"PULSE_AUTOSCALE=false", // the suite measures routing; no scaler acting on the engine's functions
 		"PULSE_GATEWAY_LISTEN="+p.gateway,
 		"PULSE_ADMIN_LISTEN="+p.admin,
 		"PULSE_LEAVE_RUNNING=false",

@@ -37,6 +37,16 @@ type Config struct {
 	ReloadDebounce time.Duration `mapstructure:"reload_debounce"` // coalesce reloads
 	HAProxyLog     string        `mapstructure:"haproxy_log"`     // HAProxy log target, e.g. "stdout format raw local0"; empty: none
 
+	// Autoscale runs the scaler: the alarm webhook, the periodic
+	// evaluation, scale to zero (idle) and from zero (the backup server).
+	// Off, pulsed only routes: the gateway of a swarm scaled by hand.
+	Autoscale bool `mapstructure:"autoscale"`
+	// ColdStartListen is where HAProxy's backup server, the cold-start path,
+	// reaches pulsed (loopback: HAProxy runs beside it); empty for none.
+	ColdStartListen  string        `mapstructure:"coldstart_listen"`
+	ColdStartTimeout time.Duration `mapstructure:"coldstart_timeout"` // longest a request waits for a replica
+	IdleCheck        time.Duration `mapstructure:"idle_check"`        // how often idle functions are looked for
+
 	// The scaler's keys (scaler/README.md).
 	AlarmTokenFile      string        `mapstructure:"alarm_token_file"`     // the webhook's bearer token; missing or empty: 503
 	NetdataURL          string        `mapstructure:"netdata_url"`          // where utilisation is read
@@ -57,6 +67,7 @@ func defaults() Config {
 		FastPoll: 100 * time.Millisecond, SlowPoll: time.Second, LeaveRunning: true, LogLevel: "info",
 		ReloadDebounce: 200 * time.Millisecond,
 
+		Autoscale: true, ColdStartListen: "127.0.0.1:8091", ColdStartTimeout: 30 * time.Second, IdleCheck: time.Second,
 		AlarmTokenFile: contract.DefaultAlarmTokenFile, NetdataURL: scaler.DefaultNetdataURL,
 		NetdataTimeout: 2 * time.Second, ScaleWindow: scaler.DefaultWindow,
 		ScaleUpThreshold: scaler.DefaultUpThreshold, ScaleDownThreshold: scaler.DefaultDownThreshold,
@@ -67,6 +78,7 @@ func defaults() Config {
 
 var keys = []string{"api_listen", "gateway_listen", "admin_listen", "state_dir", "haproxy", "balance",
 	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log",
+	"autoscale", "coldstart_listen", "coldstart_timeout", "idle_check",
 	"alarm_token_file", "netdata_url", "netdata_timeout", "scale_window", "scale_up_threshold", "scale_down_threshold",
 	"utilisation_lookback", "resync_interval", "scaler_call_timeout", "scale_events"}
 
@@ -80,6 +92,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval,
 		"fast_poll": d.FastPoll, "slow_poll": d.SlowPoll, "keys_file": "", "leave_running": d.LeaveRunning,
 		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "",
+		"autoscale": d.Autoscale, "coldstart_listen": d.ColdStartListen, "coldstart_timeout": d.ColdStartTimeout, "idle_check": d.IdleCheck,
 		"alarm_token_file": d.AlarmTokenFile, "netdata_url": d.NetdataURL, "netdata_timeout": d.NetdataTimeout,
 		"scale_window": d.ScaleWindow, "scale_up_threshold": d.ScaleUpThreshold, "scale_down_threshold": d.ScaleDownThreshold,
 		"utilisation_lookback": d.UtilisationLookback, "resync_interval": d.ResyncInterval,
@@ -120,6 +133,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want HOST:PORT, e.g. 127.0.0.1:8090", a.key, a.val))
 		}
 	}
+	if c.ColdStartListen != "" {
+		if _, _, err := net.SplitHostPort(c.ColdStartListen); err != nil {
+			errs = append(errs, fmt.Errorf("coldstart_listen %q: want HOST:PORT, e.g. 127.0.0.1:8091, or empty for no cold start", c.ColdStartListen))
+		}
+	}
 	if c.Balance != "leastconn" && c.Balance != "roundrobin" {
 		errs = append(errs, fmt.Errorf("balance %q: want leastconn or roundrobin", c.Balance))
 	}
@@ -128,7 +146,8 @@ func (c Config) Validate() error {
 		val time.Duration
 	}{{"check_interval", c.CheckInterval}, {"fast_poll", c.FastPoll}, {"slow_poll", c.SlowPoll}, {"reload_debounce", c.ReloadDebounce},
 		{"netdata_timeout", c.NetdataTimeout}, {"scale_window", c.ScaleWindow}, {"utilisation_lookback", c.UtilisationLookback},
-		{"resync_interval", c.ResyncInterval}, {"scaler_call_timeout", c.ScalerCallTimeout}} {
+		{"resync_interval", c.ResyncInterval}, {"scaler_call_timeout", c.ScalerCallTimeout},
+		{"coldstart_timeout", c.ColdStartTimeout}, {"idle_check", c.IdleCheck}} {
 		if d.val <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be a positive duration such as 1s", d.key))
 		}

@@ -291,6 +291,7 @@ func TestGatewayZeroFailures(t *testing.T) {
 	e := newEnv(t)
 	state := t.TempDir()
 	cfg := defaults()
+	cfg.Autoscale = false // these tests are about routing; a scaler would act on the swarm's functions
 	cfg.StateDir = state
 	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
 	cfg.CheckInterval = 500 * time.Millisecond
@@ -386,6 +387,7 @@ func TestGatewayZeroFailures(t *testing.T) {
 func TestGatewayReplicaKilled(t *testing.T) {
 	e := newEnv(t)
 	cfg := defaults()
+	cfg.Autoscale = false // these tests are about routing; a scaler would act on the swarm's functions
 	cfg.StateDir = t.TempDir()
 	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
 	cfg.CheckInterval = 500 * time.Millisecond
@@ -441,6 +443,7 @@ func bridgeGateway(t *testing.T) string {
 func TestFunctionToFunction(t *testing.T) {
 	e := newEnv(t)
 	cfg := defaults()
+	cfg.Autoscale = false // these tests are about routing; a scaler would act on the swarm's functions
 	cfg.StateDir = t.TempDir()
 	cfg.APIListen, cfg.AdminListen = freePort(t), freePort(t)
 	_, port, _ := net.SplitHostPort(freePort(t))

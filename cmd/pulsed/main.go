@@ -77,10 +77,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	// Scaler (scaler.go): the alarm webhook, /v1/functions, /v1/events, /metrics.
-	sc, scalerAPI, err := newScaler(cfg, cli, cat, log)
-	if err != nil {
-		return err
+	// Scaler (scaler.go): the alarm webhook, /v1/functions, /v1/events,
+	// /metrics, scale to and from zero.
+	var auto *autoscaler
+	if cfg.Autoscale {
+		if auto, err = newAutoscaler(cfg, cli, cat, log); err != nil {
+			return err
+		}
+		if auto.coldLn != nil {
+			defer auto.coldLn.Close() // closed by its server once started; this covers the early returns
+		}
 	}
 
 	file := filepath.Join(cfg.StateDir, "haproxy.cfg")
@@ -91,6 +97,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rcfg.Render.ServerStateFile = filepath.Join(cfg.StateDir, "server-state")
 	rcfg.Render.Log = cfg.HAProxyLog
 	rcfg.Render.Balance, rcfg.Render.CheckInterval, rcfg.Render.Keys = cfg.Balance, cfg.CheckInterval, keys
+	if auto != nil && auto.coldLn != nil {
+		rcfg.Render.BackupAddr = auto.coldLn.Addr().String()
+	}
 
 	// HAProxy needs a valid file before it starts: the empty catalog's.
 	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
@@ -116,10 +125,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ctx, cancel = context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 5)
+	parts := 4 // haproxy, catalog, reconcile, api; and the autoscaler's
+	errc := make(chan error, 8)
 	go func() { errc <- wrap("haproxy", hap.Run(ctx)) }()
 	go func() { errc <- wrap("catalog", cat.Run(ctx)) }()
-	go func() { errc <- wrap("scaler", sc.Run(ctx)) }()
+	if auto != nil {
+		parts += auto.start(ctx, rt, errc)
+	}
 	go func() {
 		// Wait for HAProxy before reconciling.
 		for ctx.Err() == nil {
@@ -133,7 +145,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(cat))
-	mountScaler(mux, scalerAPI)
+	if auto != nil {
+		mountScaler(mux, auto.api)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if err := rec.Err(); err != nil {
@@ -151,7 +165,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() { errc <- wrap("api", srv.Serve(ln)) }()
 	log.Info("pulsed running", "api", ln.Addr().String(), "gateway", cfg.GatewayListen, "state_dir", cfg.StateDir)
 
-	const parts = 5 // haproxy, catalog, scaler, reconcile, api
 	var first error
 	done := 0
 	select {

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/pulsefaas/pulse/gateway"
 	"github.com/pulsefaas/pulse/scaler"
@@ -18,25 +22,76 @@ func scalerConfig(cfg Config) scaler.Config {
 	return c
 }
 
-// newScaler builds the autoscaler over the Docker API, Netdata and the
-// replica catalog, and its HTTP API. A missing or empty token file is not
-// fatal: the webhook and the scaler's read endpoints then answer 503 (said
-// once here), while the periodic evaluation still scales.
-func newScaler(cfg Config, api scaler.ServiceAPI, cat *gateway.Catalog, log *slog.Logger) (*scaler.Scaler, http.Handler, error) {
+// autoscaler is everything pulsed runs when autoscale is on: the scaler
+// (alarm webhook and periodic evaluation), its HTTP API, the cold-start
+// path behind HAProxy's backup server, and the idle watcher.
+type autoscaler struct {
+	cfg    Config
+	sc     *scaler.Scaler
+	api    http.Handler
+	cat    *gateway.Catalog
+	log    *slog.Logger
+	coldLn net.Listener // nil without cold start
+	cold   *gateway.ColdStart
+}
+
+// newAutoscaler builds the scaler over the Docker API, Netdata and the
+// replica catalog, and listens for cold starts. A missing or empty token
+// file is not fatal: the webhook and the scaler's read endpoints then answer
+// 503 (said once here), while the periodic evaluation still scales.
+func newAutoscaler(cfg Config, api scaler.ServiceAPI, cat *gateway.Catalog, log *slog.Logger) (*autoscaler, error) {
 	nd, err := scaler.NewNetdata(cfg.NetdataURL, cfg.NetdataTimeout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("scaler: %w", err)
+		return nil, fmt.Errorf("scaler: %w", err)
 	}
 	sc, err := scaler.New(scalerConfig(cfg), scaler.NewSwarmServices(api), nd, cat, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	token, err := scaler.ReadToken(cfg.AlarmTokenFile)
 	if err != nil {
 		log.Warn("alarm webhook disabled: it answers 503 to every request until pulsed restarts with a token",
 			"component", "scaler", "alarm_token_file", cfg.AlarmTokenFile, "err", err)
 	}
-	return sc, scaler.NewHandler(sc, token), nil
+	a := &autoscaler{cfg: cfg, sc: sc, api: scaler.NewHandler(sc, token), cat: cat, log: log}
+	if cfg.ColdStartListen != "" {
+		ccfg := gateway.DefaultColdStartConfig()
+		ccfg.Timeout = cfg.ColdStartTimeout
+		if a.cold, err = gateway.NewColdStart(ccfg, cat, sc, log); err != nil {
+			return nil, err
+		}
+		if a.coldLn, err = net.Listen("tcp", cfg.ColdStartListen); err != nil {
+			return nil, fmt.Errorf("coldstart listen: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// start runs the scaler, the cold-start server and the idle watcher; each
+// sends its end to errc. It returns how many it started.
+func (a *autoscaler) start(ctx context.Context, stats gateway.StatsSource, errc chan<- error) int {
+	n := 2
+	go func() { errc <- wrap("scaler", a.sc.Run(ctx)) }()
+	idle := gateway.NewIdleWatcher(a.cat, stats, a.sc, a.cfg.IdleCheck, a.log)
+	go func() { errc <- wrap("idle", idle.Run(ctx)) }()
+	if a.coldLn != nil {
+		n++
+		srv := &http.Server{Handler: a.cold, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		go func() {
+			err := srv.Serve(a.coldLn)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- wrap("coldstart", err)
+		}()
+	}
+	return n
 }
 
 // mountScaler serves the scaler's endpoints on pulsed's API.

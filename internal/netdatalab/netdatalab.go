@@ -1,0 +1,367 @@
+// Package netdatalab runs a private Netdata for Pulse's tests and
+// benchmarks: Debian's real netdata binary, on its own loopback port and
+// directories, with only Pulse's plugin (pulse.d.plugin) and health
+// templates, pointed at the test's own pulsed. It never touches the
+// system's Netdata, its configuration or a running `make up` instance.
+//
+// Netdata drops its privileges to the netdata user, so the lab lives in a
+// directory that user can read (under os.TempDir, not a test's 0700 temp
+// directory) and its data directories belong to that user.
+package netdatalab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config says what the lab Netdata runs and where it reports.
+type Config struct {
+	Netdata string // the netdata binary; default /usr/sbin/netdata
+	Plugin  string // a built pulse.d.plugin
+	// PluginConfig is the plugin's job file (pulse.d/pulse.conf), e.g. with
+	// the test pulsed's catalog_url and haproxy_url.
+	PluginConfig string
+	// Health is the health templates file; "" for none.
+	Health string
+	// Env is added to Netdata's environment (and so its plugins' and
+	// hooks').
+	Env []string
+	// Stderr receives Netdata's own output; nil discards it.
+	Stderr io.Writer
+}
+
+// Netdata is a running lab instance.
+type Netdata struct {
+	Dir  string // the lab's directory; removed by Stop
+	URL  string // http://127.0.0.1:<port>
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// Available reports why a lab cannot run here, or nil.
+func Available() error {
+	if os.Geteuid() != 0 {
+		return errors.New("netdatalab needs root (netdata drops to the netdata user)")
+	}
+	if _, err := os.Stat("/usr/sbin/netdata"); err != nil {
+		return fmt.Errorf("netdata is not installed (apt-get install netdata): %w", err)
+	}
+	if _, err := user.Lookup("netdata"); err != nil {
+		return fmt.Errorf("no netdata user: %w", err)
+	}
+	return nil
+}
+
+// Start writes the lab's configuration and starts Netdata; it returns once
+// Netdata's API answers.
+func Start(ctx context.Context, cfg Config) (*Netdata, error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	if cfg.Netdata == "" {
+		cfg.Netdata = "/usr/sbin/netdata"
+	}
+	u, err := user.Lookup("netdata")
+	if err != nil {
+		return nil, err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	dir, err := os.MkdirTemp("", "pulse-netdatalab-")
+	if err != nil {
+		return nil, err
+	}
+	n := &Netdata{Dir: dir, done: make(chan error, 1)}
+	fail := func(err error) (*Netdata, error) {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("netdatalab: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
+	n.URL = "http://127.0.0.1:" + strconv.Itoa(port)
+	for _, d := range []string{"etc/pulse.d", "etc/health.d", "plugins.d", "stock-health.d"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return fail(err)
+		}
+	}
+	for _, d := range []string{"cache", "lib", "log", "lock", "home"} {
+		p := filepath.Join(dir, d)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			return fail(err)
+		}
+	}
+	plugin, err := os.ReadFile(cfg.Plugin)
+	if err != nil {
+		return fail(fmt.Errorf("plugin: %w", err))
+	}
+	files := map[string]struct {
+		data string
+		mode os.FileMode
+	}{
+		"plugins.d/pulse.d.plugin": {string(plugin), 0o755},
+		"etc/pulse.d.conf":         {"modules:\n  pulse: yes\n", 0o644},
+		"etc/pulse.d/pulse.conf":   {cfg.PluginConfig, 0o644},
+		"etc/health.d/pulse.conf":  {cfg.Health, 0o644},
+		"etc/netdata.conf":         {netdataConf(dir, port), 0o644},
+	}
+	for name, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(f.data), f.mode); err != nil {
+			return fail(err)
+		}
+	}
+	// -D: stay in the foreground (our child); -c: the lab's config only.
+	cmd := exec.Command(cfg.Netdata, "-D", "-c", filepath.Join(dir, "etc/netdata.conf"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), cfg.Env...)
+	cmd.Stdout, cmd.Stderr = cfg.Stderr, cfg.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	n.cmd = cmd
+	go func() { n.done <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := n.get(ctx, "/api/v1/info", nil); err == nil {
+			return n, nil
+		}
+		select {
+		case err := <-n.done:
+			n.done <- err
+			n.Stop()
+			return fail(fmt.Errorf("netdata exited at start: %v (see %s/log/error.log)", err, dir))
+		case <-ctx.Done():
+			n.Stop()
+			return fail(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			n.Stop()
+			return fail(errors.New("netdata's API did not answer within 30 s"))
+		}
+	}
+}
+
+// netdataConf is the lab's netdata.conf: one-second updates in RAM, health
+// on, every collector but plugins.d off, only the lab's plugin directory.
+func netdataConf(dir string, port int) string {
+	return fmt.Sprintf(`[global]
+	run as user = netdata
+	hostname = pulse-lab
+[db]
+	update every = 1
+	mode = ram
+	retention = 600
+[directories]
+	config = %[1]s/etc
+	stock config = /usr/lib/netdata/conf.d
+	log = %[1]s/log
+	web = /usr/share/netdata/web
+	cache = %[1]s/cache
+	lib = %[1]s/lib
+	home = %[1]s/home
+	lock = %[1]s/lock
+	plugins = "%[1]s/plugins.d"
+	stock health config = %[1]s/stock-health.d
+	health config = %[1]s/etc/health.d
+[logs]
+	debug = %[1]s/log/debug.log
+	error = %[1]s/log/error.log
+	access = none
+[health]
+	enabled = yes
+	enable stock health configuration = no
+[web]
+	bind to = 127.0.0.1:%[2]d
+	mode = static-threaded
+[registry]
+	enabled = no
+[ml]
+	enabled = no
+[cloud]
+	enabled = no
+[plugins]
+	timex = no
+	idlejitter = no
+	netdata monitoring = no
+	tc = no
+	diskspace = no
+	proc = no
+	cgroups = no
+	statsd = no
+	apps = no
+	fping = no
+	ioping = no
+	python.d = no
+	perf = no
+	cups = no
+	charts.d = no
+	nfacct = no
+	slabinfo = no
+	ebpf = no
+	go.d = no
+	enable running new plugins = no
+	pulse.d = yes
+`, dir, port)
+}
+
+// Stop stops Netdata (and with it its plugins) and removes the lab.
+func (n *Netdata) Stop() error {
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-n.done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+			<-n.done
+		}
+		// Plugins run in Netdata's process group, but make sure.
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	return os.RemoveAll(n.Dir)
+}
+
+// ErrorLog returns the lab Netdata's error log (health, plugin messages).
+func (n *Netdata) ErrorLog() string {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "log/error.log"))
+	return string(b)
+}
+
+// PID is Netdata's process ID.
+func (n *Netdata) PID() int { return n.cmd.Process.Pid }
+
+// Chart is the part of /api/v1/charts' chart objects the tests read.
+type Chart struct {
+	ID         string                     `json:"id"`
+	Family     string                     `json:"family"`
+	Context    string                     `json:"context"`
+	Obsolete   bool                       `json:"obsolete"`
+	Dimensions map[string]json.RawMessage `json:"dimensions"`
+	Variables  map[string]float64         `json:"chart_variables"`
+}
+
+// Charts lists the charts Netdata has, by ID.
+func (n *Netdata) Charts(ctx context.Context) (map[string]Chart, error) {
+	var out struct {
+		Charts map[string]Chart `json:"charts"`
+	}
+	if err := n.get(ctx, "/api/v1/charts", &out); err != nil {
+		return nil, err
+	}
+	return out.Charts, nil
+}
+
+// Data is /api/v1/data's answer in its json format: Labels[0] is "time".
+type Data struct {
+	Labels []string    `json:"labels"`
+	Rows   [][]float64 `json:"data"` // newest first
+}
+
+// Column returns the values of label, newest first.
+func (d Data) Column(label string) []float64 {
+	for i, l := range d.Labels {
+		if l == label {
+			out := make([]float64, 0, len(d.Rows))
+			for _, r := range d.Rows {
+				if i < len(r) {
+					out = append(out, r[i])
+				}
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// DataRange reads chart's per-second values from Unix second after (or, if
+// negative, that many seconds ago) to before (0: now), unaligned.
+func (n *Netdata) DataRange(ctx context.Context, chart string, after, before int64) (Data, error) {
+	q := url.Values{"chart": {chart}, "after": {strconv.FormatInt(after, 10)}, "format": {"json"}, "options": {"unaligned|null2zero"}}
+	if before != 0 {
+		q.Set("before", strconv.FormatInt(before, 10))
+	}
+	var d Data
+	err := n.get(ctx, "/api/v1/data?"+q.Encode(), &d)
+	return d, err
+}
+
+// AlarmLogEntry is one entry of /api/v1/alarm_log.
+type AlarmLogEntry struct {
+	UniqueID  uint64  `json:"unique_id"`
+	Name      string  `json:"name"`
+	Chart     string  `json:"chart"`
+	Family    string  `json:"family"`
+	When      int64   `json:"when"`
+	Status    string  `json:"status"`
+	OldStatus string  `json:"old_status"`
+	Value     float64 `json:"value"`
+	Exec      string  `json:"exec"`
+	ExecRun   int64   `json:"exec_run"`
+	ExecCode  int     `json:"exec_code"`
+}
+
+// AlarmLog returns the health log entries after unique ID after.
+func (n *Netdata) AlarmLog(ctx context.Context, after uint64) ([]AlarmLogEntry, error) {
+	var out []AlarmLogEntry
+	err := n.get(ctx, "/api/v1/alarm_log?after="+strconv.FormatUint(after, 10), &out)
+	return out, err
+}
+
+func (n *Netdata) get(ctx context.Context, path string, into any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if into == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
