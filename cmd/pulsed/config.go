@@ -36,6 +36,11 @@ type Config struct {
 	LogLevel       string        `mapstructure:"log_level"`       // debug, info, warn, error
 	ReloadDebounce time.Duration `mapstructure:"reload_debounce"` // coalesce reloads
 	HAProxyLog     string        `mapstructure:"haproxy_log"`     // HAProxy log target, e.g. "stdout format raw local0"; empty: none
+	// Selector narrows pulsed to the functions whose services also carry
+	// these labels ("key" or "key=value"; in the environment,
+	// comma-separated): two Pulse installs, or a test, on one swarm each
+	// route, watch and scale only their own. Empty: every function.
+	Selector []string `mapstructure:"selector"`
 
 	// Autoscale runs the scaler: the alarm webhook, the periodic
 	// evaluation, scale to zero (idle) and from zero (the backup server).
@@ -77,7 +82,7 @@ func defaults() Config {
 }
 
 var keys = []string{"api_listen", "gateway_listen", "admin_listen", "state_dir", "haproxy", "balance",
-	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log",
+	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log", "selector",
 	"autoscale", "coldstart_listen", "coldstart_timeout", "idle_check",
 	"alarm_token_file", "netdata_url", "netdata_timeout", "scale_window", "scale_up_threshold", "scale_down_threshold",
 	"utilisation_lookback", "resync_interval", "scaler_call_timeout", "scale_events"}
@@ -91,7 +96,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		"api_listen": d.APIListen, "gateway_listen": d.GatewayListen, "admin_listen": d.AdminListen,
 		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval,
 		"fast_poll": d.FastPoll, "slow_poll": d.SlowPoll, "keys_file": "", "leave_running": d.LeaveRunning,
-		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "",
+		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "", "selector": []string{},
 		"autoscale": d.Autoscale, "coldstart_listen": d.ColdStartListen, "coldstart_timeout": d.ColdStartTimeout, "idle_check": d.IdleCheck,
 		"alarm_token_file": d.AlarmTokenFile, "netdata_url": d.NetdataURL, "netdata_timeout": d.NetdataTimeout,
 		"scale_window": d.ScaleWindow, "scale_up_threshold": d.ScaleUpThreshold, "scale_down_threshold": d.ScaleDownThreshold,
@@ -115,12 +120,19 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	}
 	for _, k := range keys {
 		if val := env("PULSE_" + strings.ToUpper(k)); val != "" {
+			if k == "selector" {
+				v.Set(k, strings.Split(val, ","))
+				continue
+			}
 			v.Set(k, val)
 		}
 	}
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w (known keys: %s)", path, err, strings.Join(keys, ", "))
+	}
+	if len(c.Selector) == 0 {
+		c.Selector = nil
 	}
 	return c, c.Validate()
 }
@@ -136,6 +148,11 @@ func (c Config) Validate() error {
 	if c.ColdStartListen != "" {
 		if _, _, err := net.SplitHostPort(c.ColdStartListen); err != nil {
 			errs = append(errs, fmt.Errorf("coldstart_listen %q: want HOST:PORT, e.g. 127.0.0.1:8091, or empty for no cold start", c.ColdStartListen))
+		}
+	}
+	for _, sel := range c.Selector {
+		if k, _, _ := strings.Cut(sel, "="); strings.TrimSpace(k) == "" || k != strings.TrimSpace(k) {
+			errs = append(errs, fmt.Errorf("selector %q: want a label key or key=value, e.g. pulse.install=lab", sel))
 		}
 	}
 	if c.Balance != "leastconn" && c.Balance != "roundrobin" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestConfig(t *testing.T) {
 	}
 	want := defaults()
 	want.StateDir, want.Balance, want.CheckInterval, want.GatewayListen = "/srv/pulse", "roundrobin", 500*time.Millisecond, "127.0.0.1:9000"
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
 
@@ -94,7 +95,7 @@ func TestConfigScaler(t *testing.T) {
 	want.AlarmTokenFile, want.NetdataURL, want.NetdataTimeout = "/run/pulse/token", "http://10.0.0.5:19999", 500*time.Millisecond
 	want.ScaleWindow, want.ScaleUpThreshold, want.ScaleDownThreshold = 250*time.Millisecond, 120, 40.5
 	want.UtilisationLookback, want.ResyncInterval, want.ScalerCallTimeout, want.ScaleEvents = 2*time.Second, time.Second, 3*time.Second, 16
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
 	sc := scalerConfig(got)
@@ -130,5 +131,40 @@ func TestConfigScaler(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestConfigAutoscaleKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pulsed.yaml")
+	if err := os.WriteFile(path, []byte("autoscale: false\ncoldstart_listen: \"\"\nidle_check: 2s\nselector: [pulse.install=lab, team]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadConfig(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaults()
+	want.Autoscale, want.ColdStartListen, want.IdleCheck, want.Selector = false, "", 2*time.Second, []string{"pulse.install=lab", "team"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	got, err = loadConfig(path, func(k string) string {
+		return map[string]string{"PULSE_SELECTOR": "pulse.test=abc", "PULSE_COLDSTART_LISTEN": "127.0.0.1:9091"}[k]
+	})
+	if err != nil || !reflect.DeepEqual(got.Selector, []string{"pulse.test=abc"}) || got.ColdStartListen != "127.0.0.1:9091" {
+		t.Errorf("from the environment: %+v, %v", got, err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"selector: [\"=x\"]\n", `selector "=x"`},
+		{"coldstart_listen: 8091\n", `coldstart_listen "8091"`},
+		{"coldstart_timeout: 0s\n", "coldstart_timeout must be a positive duration"},
+		{"autoscale: maybe\n", "autoscale"},
+	} {
+		if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(path, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to contain %q", tc.yaml, err, tc.want)
+		}
 	}
 }

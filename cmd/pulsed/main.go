@@ -71,7 +71,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cancel()
 
 	ccfg := gateway.DefaultCatalogConfig()
-	ccfg.FastPoll, ccfg.SlowPoll = cfg.FastPoll, cfg.SlowPoll
+	ccfg.FastPoll, ccfg.SlowPoll, ccfg.Selector = cfg.FastPoll, cfg.SlowPoll, cfg.Selector
 	cat, err := gateway.NewCatalog(cli, ccfg, log)
 	if err != nil {
 		return err
