@@ -202,6 +202,7 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 		mx[varKey(f.Name, contract.ChartUtilization, contract.VarTarget)] = int64(math.Ceil(pol.Target))
 		if known {
 			put(contract.ChartUtilization, contract.DimUtilization, roundCount(utilization(demand, ready, pol.Target)*utilizationDiv))
+			put(contract.ChartDemand, contract.DimDemand, roundCount(demand*demandDiv))
 		}
 	}
 	for key := range a.replicas {

@@ -53,6 +53,9 @@ func wantMap(fns map[string]fnWant, listed, scraped, failed int64) map[string]in
 		}
 		if w.util != nil {
 			put(contract.ChartUtilization, contract.DimUtilization, *w.util)
+			// The demand chart holds what the utilisation divides:
+			// demand = utilisation × max(ready, 1) × target, both ×100.
+			put(contract.ChartDemand, contract.DimDemand, *w.util*max(w.ready, 1)*w.target/100)
 		}
 		m[varKey(fn, contract.ChartUtilization, contract.VarReplicas)] = w.ready
 		m[varKey(fn, contract.ChartUtilization, contract.VarTarget)] = w.target

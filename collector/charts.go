@@ -58,6 +58,7 @@ const chartPriority = 70000
 const (
 	latencyDiv     = 1000 // collected in µs, shown in ms
 	utilizationDiv = 100  // collected as percent × 100
+	demandDiv      = 100  // collected × 100
 )
 
 var functionCharts = []chartTemplate{
@@ -84,6 +85,8 @@ var functionCharts = []chartTemplate{
 	{ctx: contract.CtxGatewayRequests, suffix: contract.ChartGatewayRequests, title: "Gateway requests and 5xx answers (HAProxy backend)",
 		units: "requests/s", kind: "line", dims: []dimTemplate{
 			{name: contract.DimRate, incremental: true}, {name: contract.DimGateway5xx, incremental: true}}},
+	{ctx: contract.CtxDemand, suffix: contract.ChartDemand, title: "Demand in the scale metric (in-flight requests or requests/s), the larger of replicas' and gateway's view",
+		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimDemand, div: demandDiv}}},
 }
 
 // The collector's own chart: replicas listed, scraped and failed in the

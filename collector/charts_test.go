@@ -23,6 +23,7 @@ func TestChartSpecs(t *testing.T) {
 		{contract.CtxReplicas, contract.ChartReplicas, []string{contract.DimRunning, contract.DimDesired, contract.DimScraped}, nil},
 		{contract.CtxGatewayDemand, contract.ChartGatewayDemand, []string{contract.DimSessions, contract.DimQueue}, nil},
 		{contract.CtxGatewayRequests, contract.ChartGatewayRequests, []string{contract.DimRate, contract.DimGateway5xx}, nil},
+		{contract.CtxDemand, contract.ChartDemand, []string{contract.DimDemand}, nil},
 	}
 	got := ChartSpecs()
 	for i := range got {

@@ -50,6 +50,13 @@ const (
 	// §5): 100 × demand / (ready replicas × target). Dimension
 	// DimUtilization; chart variables VarReplicas and VarTarget.
 	CtxUtilization = "pulse.utilization"
+	// CtxDemand: the demand the utilisation divides, in the function's
+	// scale metric (in-flight requests, or requests/s): the metric summed
+	// over the replicas, or the gateway's view of it if larger. The scaler
+	// sizes from it (desired = demand / target), which unlike the
+	// utilisation does not depend on how many replicas were ready when it
+	// was measured. Dimension DimDemand.
+	CtxDemand = "pulse.demand"
 )
 
 // Chart ID suffixes: the chart ID of function f for a context is
@@ -63,6 +70,7 @@ const (
 	ChartGatewayDemand   = "gateway_demand"
 	ChartGatewayRequests = "gateway_requests"
 	ChartUtilization     = "utilization"
+	ChartDemand          = "demand"
 )
 
 // ChartID is the chart ID (without the type) of a function's chart. Netdata
@@ -89,6 +97,7 @@ const (
 	DimRate        = "rate"
 	DimGateway5xx  = "5xx"
 	DimUtilization = "utilization"
+	DimDemand      = "demand"
 )
 
 // Chart variables on the CtxUtilization chart.

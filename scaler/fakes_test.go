@@ -164,6 +164,26 @@ func (u *fakeUtilisation) Utilisation(ctx context.Context, fn string, agg Aggreg
 	return v, nil
 }
 
+// setDemand sets the demand the fake answers (both aggregates).
+func (u *fakeUtilisation) setDemand(fn string, peak, windowMax float64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.vals == nil {
+		u.vals = map[string]float64{}
+	}
+	u.vals[fn+"/demand/"+string(Average)], u.vals[fn+"/demand/"+string(Max)] = peak, windowMax
+}
+
+func (u *fakeUtilisation) Demand(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	v, ok := u.vals[fn+"/demand/"+string(agg)]
+	if !ok {
+		return 0, ErrNoData
+	}
+	return v, nil
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -48,8 +48,17 @@ func NewNetdata(baseURL string, timeout time.Duration) (*Netdata, error) {
 // over the last window (whole seconds, at least 1), unaligned so the window
 // ends now. A chart that does not exist (yet) is ErrNoData.
 func (n *Netdata) Utilisation(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, error) {
+	return n.read(ctx, fn, contract.ChartUtilization, contract.DimUtilization, agg, window)
+}
+
+// Demand reads pulse.<ChartID(fn, demand)>'s demand dimension the same way.
+func (n *Netdata) Demand(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, error) {
+	return n.read(ctx, fn, contract.ChartDemand, contract.DimDemand, agg, window)
+}
+
+func (n *Netdata) read(ctx context.Context, fn, chart, dim string, agg Aggregate, window time.Duration) (float64, error) {
 	q := url.Values{}
-	q.Set("chart", contract.ChartType+"."+contract.ChartID(fn, contract.ChartUtilization))
+	q.Set("chart", contract.ChartType+"."+contract.ChartID(fn, chart))
 	q.Set("after", strconv.FormatInt(-netdataSeconds(window), 10))
 	q.Set("points", "1")
 	q.Set("group", string(agg))
@@ -79,7 +88,7 @@ func (n *Netdata) Utilisation(ctx context.Context, fn string, agg Aggregate, win
 		msg, _ := io.ReadAll(io.LimitReader(body, 200))
 		return 0, fmt.Errorf("netdata %s: %s: %s", q.Get("chart"), resp.Status, strings.TrimSpace(string(msg)))
 	}
-	v, err := parseNetdataData(body)
+	v, err := parseNetdataData(body, dim)
 	if err != nil {
 		return 0, fmt.Errorf("netdata %s: %w", q.Get("chart"), err)
 	}
@@ -95,7 +104,7 @@ func netdataSeconds(d time.Duration) int64 {
 // {"labels": ["time", dim...], "data": [[t, v...]]}. It takes the
 // contract.DimUtilization column, or the only one. A null value is
 // ErrNoData.
-func parseNetdataData(r io.Reader) (float64, error) {
+func parseNetdataData(r io.Reader, dim string) (float64, error) {
 	var doc struct {
 		Labels []string     `json:"labels"`
 		Data   [][]*float64 `json:"data"`
@@ -105,13 +114,13 @@ func parseNetdataData(r io.Reader) (float64, error) {
 	}
 	col := -1
 	for i, l := range doc.Labels {
-		if i > 0 && l == contract.DimUtilization {
+		if i > 0 && l == dim {
 			col = i
 		}
 	}
 	if col < 0 {
 		if len(doc.Labels) != 2 {
-			return 0, fmt.Errorf("parse data: no %q column in %q", contract.DimUtilization, doc.Labels)
+			return 0, fmt.Errorf("parse data: no %q column in %q", dim, doc.Labels)
 		}
 		col = 1
 	}
@@ -127,7 +136,7 @@ func parseNetdataData(r io.Reader) (float64, error) {
 	}
 	v := *row[col]
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-		return 0, fmt.Errorf("parse data: utilisation %v", v)
+		return 0, fmt.Errorf("parse data: %s %v", dim, v)
 	}
 	return v, nil
 }

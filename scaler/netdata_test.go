@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 func TestParseNetdataData(t *testing.T) {
@@ -29,7 +31,7 @@ func TestParseNetdataData(t *testing.T) {
 		{"no rows", "", `{"labels":["time","utilization"],"data":[]}`, 0, ErrNoData.Error()},
 		{"ambiguous columns", "", `{"labels":["time","a","b"],"data":[[1,2,3]]}`, 0, `no "utilization" column`},
 		{"short row", "", `{"labels":["time","utilization"],"data":[[1]]}`, 0, "a row of 1 values for 2 labels"},
-		{"negative", "", `{"labels":["time","utilization"],"data":[[1,-3]]}`, 0, "utilisation -3"},
+		{"negative", "", `{"labels":["time","utilization"],"data":[[1,-3]]}`, 0, "utilization -3"},
 		{"not JSON", "", `No metrics where matched to query.`, 0, "parse data"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -41,7 +43,7 @@ func TestParseNetdataData(t *testing.T) {
 				}
 				body = string(b)
 			}
-			got, err := parseNetdataData(strings.NewReader(body))
+			got, err := parseNetdataData(strings.NewReader(body), contract.DimUtilization)
 			if got != tc.want {
 				t.Errorf("value %v, want %v", got, tc.want)
 			}

@@ -21,6 +21,17 @@ type decideInput struct {
 	// when it could not be read.
 	Utilisation     float64
 	HaveUtilisation bool
+	// Demand is the peak demand (the scale metric: in flight or per second)
+	// over the lookback, read when the utilisation is above UpThreshold;
+	// WindowMaxDemand the peak over Window, read with WindowMax. A scale
+	// decision sizes from them (demand / target) when they were read, from
+	// ready × utilisation otherwise: the utilisation was measured against
+	// the replicas ready then, which lag the replicas ready now while new
+	// ones start, and multiplying the two would double-count a step.
+	Demand              float64
+	HaveDemand          bool
+	WindowMaxDemand     float64
+	HaveWindowMaxDemand bool
 	// WindowMax is the largest utilisation over the last Window;
 	// HaveWindowMax is false when it was not (or could not be) read.
 	WindowMax     float64
@@ -73,8 +84,11 @@ func decideReplicas(in decideInput) decision {
 		return decision{Replicas: floor, Want: floor, Reason: fmt.Sprintf("below min %d", floor)}
 	}
 	want := 0
-	haveWant := in.Ready > 0
-	if haveWant {
+	haveWant := in.Ready > 0 || in.HaveDemand
+	switch {
+	case in.HaveDemand:
+		want = clamp(replicasForDemand(in.Demand, in.Policy.Target))
+	case haveWant:
 		want = clamp(replicasFor(in.Ready, in.Utilisation))
 	}
 	if haveWant && in.Utilisation > in.UpThreshold && want > cur {
@@ -105,6 +119,9 @@ func decideReplicas(in decideInput) decision {
 	default:
 		// Size for the window's peak, not the current average.
 		want = clamp(replicasFor(in.Ready, in.WindowMax))
+		if in.HaveWindowMaxDemand {
+			want = clamp(replicasForDemand(in.WindowMaxDemand, in.Policy.Target))
+		}
 		target, why = want, fmt.Sprintf("utilisation at most %.0f%% for %v, below %.0f%%", in.WindowMax, in.Window, in.DownThreshold)
 	}
 	if target >= cur {
@@ -115,6 +132,19 @@ func decideReplicas(in decideInput) decision {
 	}
 	next := max(target, (cur+1)/2) // at most half per window
 	return decision{Replicas: next, Want: want, Reason: why}
+}
+
+// replicasForDemand is ceil(demand / target): the replicas that carry the
+// demand at the target, with the same allowance for floating-point noise.
+func replicasForDemand(demand, target float64) int {
+	if demand <= 0 || target <= 0 {
+		return 0
+	}
+	x := demand / target
+	if x > 1e6 {
+		return 1e6
+	}
+	return int(math.Ceil(x - 1e-9))
 }
 
 // replicasFor is ceil(ready × utilisation / 100): the replicas that carry the

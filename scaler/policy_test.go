@@ -44,6 +44,21 @@ func TestDecideReplicas(t *testing.T) {
 			decision{5, 5, "utilisation 500% over 1 ready replicas wants 5: has 5"}},
 		{"a repeat after the scale-up computes the same", with(func(in *decideInput) { util(in, 5, 5, 100) }),
 			decision{5, 5, "utilisation 100% within [50%, 100%]"}},
+		// The e2e step test found it: while replicas start, the utilisation
+		// was measured against the replicas ready then; ready now × that
+		// utilisation doubled a 1 → 5 step to 10. The demand does not lag.
+		{"utilisation measured against fewer replicas: size from demand", with(func(in *decideInput) {
+			util(in, 5, 2, 500)
+			in.Demand, in.HaveDemand = 50, true
+		}), decision{5, 5, "utilisation 500% over 2 ready replicas wants 5: has 5"}},
+		{"a step still rising in the average: size from the peak demand", with(func(in *decideInput) {
+			util(in, 1, 1, 167)
+			in.Demand, in.HaveDemand = 50, true
+		}), decision{5, 5, "utilisation 167% over 1 ready replicas above 100%"}},
+		{"down sized from the window's peak demand", with(func(in *decideInput) {
+			low(in, 8, 10, 12)
+			in.WindowMaxDemand, in.HaveWindowMaxDemand = 25, true
+		}), decision{4, 3, "utilisation at most 12% for 1m0s, below 50%"}},
 		{"floating-point noise adds no replica", with(func(in *decideInput) { util(in, 3, 3, 400.0/3) }),
 			decision{4, 4, "utilisation 133% over 3 ready replicas above 100%"}},
 		{"within the band", with(func(in *decideInput) { util(in, 4, 4, 75) }),

@@ -60,6 +60,9 @@ type UtilisationSource interface {
 	// Utilisation is fn's utilisation over the last window, reduced by agg:
 	// ErrNoData when there is none (no chart yet).
 	Utilisation(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, error)
+	// Demand is fn's demand in its scale metric (contract.CtxDemand) over
+	// the last window, reduced by agg: ErrNoData when there is none.
+	Demand(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, error)
 }
 
 // Errors.
@@ -391,8 +394,16 @@ func (s *Scaler) reconcile(ctx context.Context, fn string, st *fnState, t trigge
 	ready := readyReplicas(cf)
 	in := decideInput{Ready: ready, Window: s.cfg.Window, UpThreshold: s.cfg.UpThreshold, DownThreshold: s.cfg.DownThreshold}
 	in.Utilisation, in.HaveUtilisation = s.utilisation(ctx, fn, st, Average, s.cfg.Lookback)
+	if in.HaveUtilisation && in.Utilisation > s.cfg.UpThreshold {
+		// Size a scale-up for the lookback's peak demand: the average
+		// utilisation says a step happened, the peak says how big it is
+		// (an average still rising through the step would take several
+		// decisions to get there).
+		in.Demand, in.HaveDemand = s.demand(ctx, fn, Max, s.cfg.Lookback)
+	}
 	if in.HaveUtilisation && in.Utilisation < s.cfg.DownThreshold {
 		in.WindowMax, in.HaveWindowMax = s.utilisation(ctx, fn, st, Max, s.cfg.Window)
+		in.WindowMaxDemand, in.HaveWindowMaxDemand = s.demand(ctx, fn, Max, s.cfg.Window)
 	}
 	s.mu.Lock()
 	st.status.Utilization = nil
@@ -422,6 +433,19 @@ func (s *Scaler) utilisation(ctx context.Context, fn string, st *fnState, agg Ag
 		return 0, false
 	}
 	s.logChange(st, "utilisation", nil, "", fn)
+	return v, true
+}
+
+// demand reads fn's demand; without it the policy sizes from the
+// utilisation and the ready replicas instead.
+func (s *Scaler) demand(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, bool) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	v, err := s.util.Demand(cctx, fn, agg, window)
+	if err != nil {
+		s.m.errors.inc("demand")
+		return 0, false
+	}
 	return v, true
 }
 
