@@ -46,6 +46,7 @@ type load struct {
 	failures []time.Time
 	why      map[string]int
 	stop     chan struct{}
+	stopOnce sync.Once
 	wg       sync.WaitGroup
 }
 
@@ -118,7 +119,7 @@ func (l *load) fail(why string) {
 }
 
 func (l *load) end() (ok int64, failures []time.Time, why map[string]int) {
-	close(l.stop)
+	l.stopOnce.Do(func() { close(l.stop) })
 	l.wg.Wait()
 	return l.ok.Load(), l.failures, l.why
 }
