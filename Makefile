@@ -30,11 +30,12 @@ build: ## static, stripped binaries into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	@ls -l $(BIN)
 
-bench: build ## benchmarks (watchdog, functions, gateway, collector; ~18 min): JSON in bench/results/, tables in bench/README.md
+bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale; ~28 min): JSON in bench/results/, tables in bench/README.md
 	$(GO) run ./bench/run -suite watchdog
 	$(GO) run ./bench/run -suite functions
 	$(GO) run ./bench/run -suite gateway
 	$(GO) run ./bench/run -suite collector
+	$(GO) run ./bench/run -suite autoscale -scale-trials 5
 
 up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, Netdata + alarms, the example functions
 	BIN=$(BIN) scripts/up.sh
@@ -46,9 +47,10 @@ down: ## remove the example functions and stop pulsed (and with it HAProxy)
 	-$(BIN)/pulse rm hello echo greet
 	-[ -f /run/pulse/pulsed.pid ] && kill $$(cat /run/pulse/pulsed.pid) && rm -f /run/pulse/pulsed.pid
 
-fuzz: ## run every fuzz target for a short while
-	@for f in $$($(GO) test -list 'Fuzz.*' ./watchdog | grep ^Fuzz); do \
-		$(GO) test ./watchdog -run XXX -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
+fuzz: ## run every fuzz target for a short while (FUZZTIME=20s each)
+	@for p in $$(grep -rl --include=*_test.go '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+			echo "fuzz $$p $$f"; $(GO) test $$p -run XXX -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} || exit 1; done; done
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -108,7 +108,7 @@ const (
 	suiteGateway   = "gateway"
 )
 
-var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway}
+var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale}
 
 func defaultConfig() config {
 	return config{
@@ -254,6 +254,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		return runGateway(ctx, cfg, log, stdout, env)
 	case suiteCollector:
 		return runCollector(ctx, cfg, log, stdout, env)
+	case suiteAutoscale:
+		return runAutoscale(ctx, cfg, log, stdout, env)
 	}
 	return runWatchdog(ctx, cfg, log, stdout, env)
 }
