@@ -58,8 +58,16 @@ type ScaleEvents struct {
 }
 
 // ScaleEvent is one change of a function's replica count by the scaler.
+// Time is when Swarm accepted the update (ServiceUpdate returned); the
+// earlier stamps break the path down: ReceivedAt (the alarm reached the
+// webhook; zero for other triggers), StartedAt (the evaluation began:
+// utilisation read from Netdata), DecidedAt (the service was read and the
+// decision made, just before ServiceUpdate).
 type ScaleEvent struct {
-	Time     time.Time `json:"time"`
+	Time       time.Time `json:"time"`
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	DecidedAt  time.Time `json:"decided_at,omitzero"`
 	Function string    `json:"function"`
 	From     int       `json:"from"`
 	To       int       `json:"to"`

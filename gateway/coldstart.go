@@ -74,8 +74,9 @@ type ColdStart struct {
 	proxy  *httputil.ReverseProxy
 	held   atomic.Int64
 
-	mu    sync.Mutex
-	wakes map[string]*wakeup
+	mu       sync.Mutex
+	wakes    map[string]*wakeup
+	heldByFn map[string]int
 }
 
 // wakeup is one function's scale-from-zero in progress; every request that
@@ -99,7 +100,7 @@ func NewColdStart(cfg ColdStartConfig, cat CatalogReader, waker Waker, log *slog
 	}
 	c := &ColdStart{cfg: cfg, cat: cat, waker: waker, log: log.With("component", "coldstart"),
 		health: &http.Client{Timeout: 250 * time.Millisecond, Transport: tr},
-		wakes:  map[string]*wakeup{}}
+		wakes:  map[string]*wakeup{}, heldByFn: map[string]int{}}
 	c.proxy = &httputil.ReverseProxy{
 		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -133,6 +134,16 @@ func (c *ColdStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.held.Add(-1)
+	c.mu.Lock()
+	c.heldByFn[fn]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.heldByFn[fn]--; c.heldByFn[fn] <= 0 {
+			delete(c.heldByFn, fn)
+		}
+		c.mu.Unlock()
+	}()
 	if !c.known(fn) {
 		writeColdError(w, http.StatusNotFound, "function not found", fn, 0)
 		return
@@ -149,6 +160,16 @@ func (c *ColdStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), replicaAddrKey{}, addr)))
+}
+
+// Busy reports whether fn is waking or has requests held or in flight
+// through the cold-start path: the idle watcher must not put it back to
+// sleep meanwhile (HAProxy's own counters may not show those requests yet).
+func (c *ColdStart) Busy(fn string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, waking := c.wakes[fn]
+	return waking || c.heldByFn[fn] > 0
 }
 
 func (c *ColdStart) known(fn string) bool {
@@ -205,7 +226,16 @@ func (c *ColdStart) wake(fn string, wk *wakeup) {
 	c.cat.Refresh()
 	t := time.NewTicker(c.cfg.Probe)
 	defer t.Stop()
+	asked := time.Now()
 	for {
+		// Put back to sleep meanwhile (by hand, or the idle watcher racing
+		// this wake): ask again, at most once a second.
+		if c.desired(fn) == 0 && time.Since(asked) >= time.Second {
+			asked = time.Now()
+			if err := c.waker.EnsureReplicas(ctx, fn, 1, "request while no replica was ready (asked again: back at zero)"); err != nil {
+				c.log.Warn("asking again for a replica failed", "function", fn, "err", err)
+			}
+		}
 		if addr := c.healthyReplica(ctx, fn); addr != "" {
 			wk.addr = addr
 			c.log.Info("function woken", "function", fn, "replica", addr, "seconds", time.Since(start).Seconds())
@@ -219,6 +249,20 @@ func (c *ColdStart) wake(fn string, wk *wakeup) {
 			c.cat.Refresh()
 		}
 	}
+}
+
+// desired is fn's desired replica count in the catalog, -1 if unknown.
+func (c *ColdStart) desired(fn string) int {
+	cat, _, err := c.cat.Current()
+	if err != nil {
+		return -1
+	}
+	for _, f := range cat.Functions {
+		if f.Name == fn {
+			return f.Desired
+		}
+	}
+	return -1
 }
 
 // healthyReplica probes fn's running, non-draining replicas in the

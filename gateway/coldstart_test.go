@@ -145,3 +145,52 @@ func TestColdStartErrors(t *testing.T) {
 		t.Errorf("Validate of zero config: %v", err)
 	}
 }
+
+// sleepyWaker answers the first wake by leaving the function at zero (as
+// if it were put back to sleep at once) and starts a replica only when asked
+// again.
+type sleepyWaker struct {
+	startingWaker
+}
+
+func (w *sleepyWaker) EnsureReplicas(ctx context.Context, fn string, n int, reason string) error {
+	if w.calls.Add(1) == 1 {
+		w.cat.set(contract.Catalog{Functions: []contract.CatalogFunction{{Name: fn, Desired: 0}}})
+		return nil
+	}
+	w.calls.Add(-1)
+	return w.startingWaker.EnsureReplicas(ctx, fn, n, reason)
+}
+
+// TestColdStartAsksAgain: a wake whose function is back at zero (the idle
+// watcher raced it, or someone scaled it by hand) asks again instead of
+// holding requests until they time out.
+func TestColdStartAsksAgain(t *testing.T) {
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer replica.Close()
+	cat := &staticCatalog{cat: contract.Catalog{Functions: []contract.CatalogFunction{{Name: "hello"}}}}
+	waker := &sleepyWaker{startingWaker{cat: cat, addr: strings.TrimPrefix(replica.URL, "http://")}}
+	cs, err := NewColdStart(DefaultColdStartConfig(), cat, waker, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set(HeaderFunction, "hello")
+	done := make(chan struct{})
+	go func() { cs.ServeHTTP(rec, req); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cs.Busy("hello") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !cs.Busy("hello") {
+		t.Error("Busy is false while a request is held")
+	}
+	<-done
+	if rec.Code != 200 || rec.Body.String() != "ok" || waker.calls.Load() != 2 {
+		t.Errorf("got %d %q after %d wake calls, want 200 \"ok\" after 2", rec.Code, rec.Body.String(), waker.calls.Load())
+	}
+	if cs.Busy("hello") {
+		t.Error("Busy after the request was answered")
+	}
+}

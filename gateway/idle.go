@@ -46,6 +46,9 @@ type IdleWatcher struct {
 	log      *slog.Logger
 	seen     map[string]idleSeen
 	statsErr bool
+	// Busy, if set, reports a function busy outside HAProxy's counters
+	// (waking through the cold-start path): it is not idle.
+	Busy func(function string) bool
 }
 
 type idleSeen struct {
@@ -107,7 +110,8 @@ func (w *IdleWatcher) check(ctx context.Context, now time.Time) {
 		prev, had := w.seen[fn.Name]
 		cur := idleSeen{requests: st.Requests, sessions: st.Sessions + st.Queue, activeAt: prev.activeAt}
 		switch {
-		case !ok || !had, fn.Desired == 0, st.Requests != prev.requests, cur.sessions > 0:
+		case !ok || !had, fn.Desired == 0, st.Requests != prev.requests, cur.sessions > 0,
+			w.Busy != nil && w.Busy(fn.Name):
 			// Unknown, asleep already, or busy: the idle period starts now.
 			cur.activeAt = now
 		}

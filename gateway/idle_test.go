@@ -106,3 +106,28 @@ func TestIdleWatcher(t *testing.T) {
 		t.Errorf("slept %v, want [sleepy sleepy busy]", sl.slept)
 	}
 }
+
+// TestIdleWatcherBusy: a function waking through the cold-start path is
+// not idle, whatever HAProxy's counters say.
+func TestIdleWatcherBusy(t *testing.T) {
+	cat := &staticCatalog{cat: contract.Catalog{Functions: []contract.CatalogFunction{{Name: "f", Desired: 1,
+		Labels: map[string]string{contract.LabelScaleIdle: "5s"}}}}}
+	stats := &stubStats{stats: []BackendStat{{Backend: "fn_f", Requests: 1}}}
+	sl := &recordingSleeper{}
+	w := NewIdleWatcher(cat, stats, sl, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	busy := true
+	w.Busy = func(fn string) bool { return fn == "f" && busy }
+	t0 := time.Unix(1000, 0)
+	for s := 0; s <= 20; s += 5 {
+		w.check(context.Background(), t0.Add(time.Duration(s)*time.Second))
+	}
+	if len(sl.slept) != 0 {
+		t.Fatalf("slept %v while busy", sl.slept)
+	}
+	busy = false
+	w.check(context.Background(), t0.Add(22*time.Second))
+	w.check(context.Background(), t0.Add(25*time.Second))
+	if !reflect.DeepEqual(sl.slept, []string{"f"}) {
+		t.Errorf("slept %v, want [f] once no longer busy for 5 s", sl.slept)
+	}
+}

@@ -186,9 +186,12 @@ type fnState struct {
 
 // trigger is why a function is evaluated.
 type trigger struct {
-	fn    string
-	kind  string               // contract.Trigger*
-	alarm *contract.AlarmEvent // for TriggerAlarm
+	fn       string
+	kind     string               // contract.Trigger*
+	alarm    *contract.AlarmEvent // for TriggerAlarm
+	received time.Time            // when the alarm reached the webhook
+	started  time.Time            // when the evaluation began
+	decided  time.Time            // when the decision was made
 }
 
 // alarmKey orders alarm events: by When, then UniqueID (EventID counts per
@@ -370,7 +373,7 @@ func (s *Scaler) Alarm(ev contract.AlarmEvent) (string, error) {
 	s.mu.Unlock()
 	if result == AlarmAccepted {
 		select {
-		case s.triggers <- trigger{fn: ev.Function, kind: contract.TriggerAlarm, alarm: &ev}:
+		case s.triggers <- trigger{fn: ev.Function, kind: contract.TriggerAlarm, alarm: &ev, received: s.now()}:
 		default:
 			result = AlarmDropped
 		}
@@ -385,6 +388,7 @@ func (s *Scaler) reconcile(ctx context.Context, fn string, st *fnState, t trigge
 	}
 	defer s.release(st)
 	s.m.reconciles.inc(t.kind)
+	t.started = s.now()
 
 	cat, _, _ := s.cat.Current()
 	cf, ok := findFunction(cat, fn)
@@ -497,6 +501,7 @@ func (s *Scaler) apply(ctx context.Context, fn string, st *fnState, t trigger, d
 			return fmt.Errorf("scale %s: %w", fn, err)
 		}
 		d := decide(svc)
+		t.decided = s.now()
 		s.setStatus(st, func(fs *contract.FunctionStatus) {
 			fs.CheckedAt, fs.Reason, fs.Error = s.now(), d.Reason, ""
 			fs.Replicas.Current, fs.Replicas.Desired = svc.Replicas, d.Want
@@ -536,7 +541,8 @@ func (s *Scaler) setStatus(st *fnState, f func(*contract.FunctionStatus)) {
 // decision, the metrics and the log.
 func (s *Scaler) record(fn string, st *fnState, t trigger, from int, d decision) {
 	now := s.now()
-	ev := contract.ScaleEvent{Time: now, Function: fn, From: from, To: d.Replicas, Reason: d.Reason, Trigger: t.kind}
+	ev := contract.ScaleEvent{Time: now, ReceivedAt: t.received, StartedAt: t.started, DecidedAt: t.decided,
+		Function: fn, From: from, To: d.Replicas, Reason: d.Reason, Trigger: t.kind}
 	if a := t.alarm; a != nil {
 		ev.Alarm = &contract.AlarmRef{UniqueID: a.UniqueID, Alarm: a.Alarm, Status: a.Status, Value: a.Value, When: a.When}
 		lat := now.Sub(time.Unix(a.When, 0))
@@ -599,7 +605,7 @@ func (s *Scaler) scaleTo(ctx context.Context, fn, kind string, decide func(Servi
 	}
 	defer s.release(st)
 	s.m.reconciles.inc(kind)
-	return s.apply(ctx, fn, st, trigger{fn: fn, kind: kind}, decide)
+	return s.apply(ctx, fn, st, trigger{fn: fn, kind: kind, started: s.now()}, decide)
 }
 
 // Functions is every function in the catalog with its scaling state. The

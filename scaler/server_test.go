@@ -205,6 +205,8 @@ func TestAlarmsRepeatedAndReordered(t *testing.T) {
 		t.Fatalf("first alarm: %d %s", code, got)
 	}
 	waitFor(t, "the first alarm's evaluation", evaluated(1))
+	// The evaluation counter moves when it starts; wait for its update.
+	waitFor(t, "the first alarm's decision", func() bool { return len(e.s.Events().Events) > 0 })
 	if got, _ := e.svcs.snapshot(); !reflect.DeepEqual(got, []string{"hello:5"}) {
 		t.Fatalf("updates after the first alarm: %v, want [hello:5]", got)
 	}
@@ -238,7 +240,12 @@ func TestAlarmsRepeatedAndReordered(t *testing.T) {
 	if len(evs.Events) != 1 || evs.Events[0].LatencyMS == nil || *evs.Events[0].LatencyMS < 1000 {
 		t.Fatalf("events %+v: want one with a latency of at least 1 s (the alarm is 2 s old)", evs)
 	}
+	ev0 := evs.Events[0]
+	if ev0.ReceivedAt.IsZero() || ev0.StartedAt.Before(ev0.ReceivedAt) || ev0.DecidedAt.Before(ev0.StartedAt) || ev0.Time.Before(ev0.DecidedAt) {
+		t.Errorf("stamps out of order: received %v, started %v, decided %v, updated %v", ev0.ReceivedAt, ev0.StartedAt, ev0.DecidedAt, ev0.Time)
+	}
 	evs.Events[0].Time, evs.Events[0].LatencyMS = time.Time{}, nil
+	evs.Events[0].ReceivedAt, evs.Events[0].StartedAt, evs.Events[0].DecidedAt = time.Time{}, time.Time{}, time.Time{}
 	want := contract.ScaleEvents{Total: 1, Events: []contract.ScaleEvent{{
 		Function: "hello", From: 1, To: 5, Reason: "utilisation 500% over 1 ready replicas above 100%",
 		Trigger: contract.TriggerAlarm,

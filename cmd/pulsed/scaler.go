@@ -73,6 +73,9 @@ func (a *autoscaler) start(ctx context.Context, stats gateway.StatsSource, errc 
 	n := 2
 	go func() { errc <- wrap("scaler", a.sc.Run(ctx)) }()
 	idle := gateway.NewIdleWatcher(a.cat, stats, a.sc, a.cfg.IdleCheck, a.log)
+	if a.cold != nil {
+		idle.Busy = a.cold.Busy
+	}
 	go func() { errc <- wrap("idle", idle.Run(ctx)) }()
 	if a.coldLn != nil {
 		n++
