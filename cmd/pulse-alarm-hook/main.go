@@ -10,10 +10,15 @@
 // level-triggered and Netdata re-sends a standing alarm, so nothing is lost by
 // not retrying here. Only a bad command line (a broken exec: line) exits 2.
 //
-// Configuration, flags before Netdata's arguments or environment:
+// Configuration, from the environment (or flags before Netdata's arguments
+// when run by hand):
 //
-//	-url URL          PULSE_ALARM_URL         default http://127.0.0.1:8090/v1/alarms
-//	-token-file PATH  PULSE_ALARM_TOKEN_FILE  default /etc/pulse/alarm-token
+//	PULSE_ALARM_URL         -url URL          default http://127.0.0.1:8090/v1/alarms
+//	PULSE_ALARM_TOKEN_FILE  -token-file PATH  default /etc/pulse/alarm-token
+//
+// Netdata 1.37 runs an exec: value as one quoted word, so an exec: line
+// cannot carry flags ("exec: hook -url ..." fails with "not found"): a
+// non-default pulsed is set through Netdata's environment.
 package main
 
 import (
