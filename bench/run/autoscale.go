@@ -13,12 +13,10 @@ package main
 // step function (inflight, target 2, min 1, max 20) and the cold function
 // (min 0).
 //
-// pulsed acts on every Pulse function of the swarm, and others (a `make up`
-// instance, tests) may run functions on it too. So that this pulsed never
-// scales theirs, the plugin reads pulsed's catalog through a filter that
-// keeps only this run's functions (the scaler changes nothing without a
-// utilisation reading), and pulsed's idle watcher is switched off (an idle
-// check every 24 h): the harness scales the cold function to zero itself.
+// Others (a `make up` instance, tests) may run functions on the same swarm:
+// pulsed runs with a selector (PULSE_SELECTOR=<run label>=<run>), so it
+// routes, watches and scales only this run's functions. The harness scales
+// the cold function to zero itself (it has no scale.idle).
 
 import (
 	"bufio"
@@ -80,8 +78,6 @@ const (
 	// cold-start hold (coldstart_timeout), so HAProxy waits as long as
 	// pulsed holds a request.
 	asTimeout = 30 * time.Second
-	// asIdleCheck switches pulsed's idle watcher off in practice.
-	asIdleCheck = 24 * time.Hour
 	// Replicas: health interval and drain grace as in the gateway suite.
 	asHealthInterval = 250 * time.Millisecond
 	asDrainGrace     = time.Second
@@ -137,8 +133,7 @@ type autoscaleBench struct {
 	rep  *autoscaleReport
 	http *http.Client
 
-	filter    *http.Server // the plugin's view of pulsed's catalog
-	shared    string       // a directory the netdata user can read: hook, token
+	shared    string // a directory the netdata user can read: hook, token
 	tokenFile string
 	token     string
 
@@ -414,10 +409,7 @@ func (b *autoscaleBench) start(ctx context.Context, haproxy string) error {
 	if err != nil {
 		return err
 	}
-	catalogURL, err := b.startFilter()
-	if err != nil {
-		return err
-	}
+	catalogURL := "http://" + b.apiAddr + contract.CatalogPath
 	ndLog, err := os.Create(filepath.Join(b.env.tmp, "netdata.log"))
 	if err != nil {
 		return err
@@ -447,7 +439,7 @@ func (b *autoscaleBench) start(ctx context.Context, haproxy string) error {
 		"PULSE_SCALE_WINDOW=" + asScaleWindow.String(),
 		"PULSE_RESYNC_INTERVAL=" + asResync.String(),
 		"PULSE_LOG_LEVEL=debug",
-		"PULSE_IDLE_CHECK=" + asIdleCheck.String(),
+		"PULSE_SELECTOR=" + gwRunLabel + "=" + b.run,
 	}
 	b.rep.Config.PulsedEnv = changed
 	env := append(append(baseEnv(),
@@ -523,67 +515,6 @@ func pluginConfig(catalogURL, admin string) string {
 		contract.CollectorJob, catalogURL, admin)
 }
 
-// startFilter serves pulsed's catalog with only this run's functions on a
-// loopback port and returns its URL.
-func (b *autoscaleBench) startFilter() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("catalog filter: %w", err)
-	}
-	prefix := asNamePrefix + b.run + "-"
-	b.filter = &http.Server{Handler: catalogFilter{upstream: "http://" + b.apiAddr + contract.CatalogPath, client: b.http,
-		keep: func(fn string) bool { return strings.HasPrefix(fn, prefix) }}, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = b.filter.Serve(ln) }()
-	return "http://" + ln.Addr().String() + contract.CatalogPath, nil
-}
-
-// catalogFilter answers every GET with the upstream catalog holding only
-// the functions keep accepts (always 200: the collector copes without an
-// ETag).
-type catalogFilter struct {
-	upstream string
-	client   *http.Client
-	keep     func(function string) bool
-}
-
-func (f catalogFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, f.upstream, nil)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	resp, err := f.client.Do(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
-		return
-	}
-	var cat contract.Catalog
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&cat); err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	cat.Functions = filterFunctions(cat.Functions, f.keep)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(cat)
-}
-
-// filterFunctions returns the functions keep accepts, in order, never nil.
-func filterFunctions(fns []contract.CatalogFunction, keep func(string) bool) []contract.CatalogFunction {
-	out := []contract.CatalogFunction{}
-	for _, f := range fns {
-		if keep(f.Name) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 // keepLogs copies pulsed's log and the lab Netdata's error log out of the
 // run's directories when a trial failed, and notes where.
 func (b *autoscaleBench) keepLogs() {
@@ -620,10 +551,6 @@ func (b *autoscaleBench) cleanup() []string {
 			found = append(found, "lab netdata: "+err.Error())
 		}
 		b.nd = nil
-	}
-	if b.filter != nil {
-		_ = b.filter.Close()
-		b.filter = nil
 	}
 	if b.pulsed != nil {
 		if _, err := b.pulsed.stop(asStopGrace); err != nil {

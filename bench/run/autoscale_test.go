@@ -115,17 +115,6 @@ func TestDecisionsSince(t *testing.T) {
 	}
 }
 
-func TestFilterFunctions(t *testing.T) {
-	fns := []contract.CatalogFunction{{Name: "pbench-as-1-step"}, {Name: "hello"}, {Name: "pbench-as-1-cold"}}
-	got := filterFunctions(fns, func(n string) bool { return strings.HasPrefix(n, "pbench-as-1-") })
-	if len(got) != 2 || got[0].Name != "pbench-as-1-step" || got[1].Name != "pbench-as-1-cold" {
-		t.Errorf("got %+v", got)
-	}
-	if got := filterFunctions(fns, func(string) bool { return false }); got == nil || len(got) != 0 {
-		t.Errorf("got %#v, want an empty, non-nil list (JSON [])", got)
-	}
-}
-
 func TestStageTimes(t *testing.T) {
 	p := ptr
 	alarm := stepTrial{ScrapeS: p(0.5), AlarmS: p(1.5), HookS: p(2), UpdatedS: p(2.25), ScaledS: p(2.5), RunningS: p(3.5), TrafficS: p(4), Trigger: "alarm"}
