@@ -85,7 +85,7 @@ var functionCharts = []chartTemplate{
 	{ctx: contract.CtxGatewayRequests, suffix: contract.ChartGatewayRequests, title: "Gateway requests and 5xx answers (HAProxy backend)",
 		units: "requests/s", kind: "line", dims: []dimTemplate{
 			{name: contract.DimRate, incremental: true}, {name: contract.DimGateway5xx, incremental: true}}},
-	{ctx: contract.CtxDemand, suffix: contract.ChartDemand, title: "Demand in the scale metric (in-flight requests or requests/s), the larger of replicas' and gateway's view",
+	{ctx: contract.CtxDemand, suffix: contract.ChartDemand, title: "Demand in the scale metric (in-flight requests or requests/s), the larger of what the replicas and the gateway see",
 		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimDemand, div: demandDiv}}},
 }
 

@@ -10,7 +10,9 @@ package main
 // cycle (collector.Collector.Collect, in this process) over cycles at each
 // size. Then it runs the built pulse.d.plugin standalone against the
 // 100-replica catalog, its plugins.d output discarded, and reads its CPU
-// and RSS from /proc.
+// and RSS from /proc; and then under a lab Netdata (collector_netdata.go)
+// for the RSS of netdata and the plugin together, beside the system
+// Netdata's if one runs.
 
 import (
 	"context"
@@ -70,8 +72,12 @@ type collectorReport struct {
 	NoFile    uint64           `json:"rlimit_nofile"`
 	Cycles    []collectorCycle `json:"cycles"`
 	Plugin    collectorPlugin  `json:"plugin"`
-	Goals     []goal           `json:"goals"`
-	Notes     []string         `json:"notes,omitempty"`
+	Netdata   collectorNetdata `json:"netdata"`
+	// SystemNetdata is the machine's own Netdata, if one ran: stock
+	// configuration, every collector; informational.
+	SystemNetdata *systemNetdata `json:"system_netdata,omitempty"`
+	Goals         []goal         `json:"goals"`
+	Notes         []string       `json:"notes,omitempty"`
 }
 
 // collectorCycle is the in-process measurement at one catalog size.
@@ -106,6 +112,7 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if env.clkNote != "" {
 		rep.Notes = append(rep.Notes, env.clkNote)
 	}
+	load0 := loadAvg()
 	nofile, err := raiseNoFile(4 * collectorReplicas * 4)
 	rep.NoFile = nofile
 	if err != nil {
@@ -150,9 +157,9 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	base := "http://" + ln.Addr().String()
 
 	cycles := collectorCycles
-	pluginTime := collectorPluginDuration
+	pluginTime, netdataTime := collectorPluginDuration, collectorNetdataDuration
 	if cfg.Quick {
-		cycles, pluginTime = collectorQuickCycles, collectorQuickPluginTime
+		cycles, pluginTime, netdataTime = collectorQuickCycles, collectorQuickPluginTime, collectorQuickNetdataTime
 	}
 	for _, n := range collectorSizes {
 		if ctx.Err() != nil {
@@ -173,9 +180,47 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	rep.Plugin = runPluginStandalone(ctx, arts.path("pulse.d.plugin"), base, env.tmp, env.clk, pluginTime, src)
 	rep.Plugin.Replicas = collectorPluginReplicas
 
+	log.Info("running a lab Netdata with pulse.d.plugin", "replicas", collectorPluginReplicas, "seconds", netdataTime.Seconds())
+	functions := (collectorPluginReplicas + collectorPerFunction - 1) / collectorPerFunction
+	rep.Netdata = runLabNetdata(ctx, arts.path("pulse.d.plugin"), base, env.clk, netdataTime, functions)
+	rep.Netdata.Replicas, rep.Netdata.Functions = collectorPluginReplicas, functions
+	log.Info("lab Netdata measured", "netdata_rss_mb", rep.Netdata.NetdataRSSMB, "plugin_rss_mb", rep.Netdata.PluginRSSMB,
+		"skipped", rep.Netdata.Skipped, "error", rep.Netdata.Error)
+	if sys, err := measureSystemNetdata(env.clk); err != nil {
+		rep.Notes = append(rep.Notes, "system Netdata not measured: "+err.Error())
+	} else {
+		rep.SystemNetdata = sys
+	}
+
+	if n := loadNote(rep.Machine.CPUs, load0); n != "" {
+		rep.Notes = append(rep.Notes, n)
+	}
 	rep.Goals = collectorGoals(rep)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
 	return publish(cfg, stdout, env.started, rep, renderCollectorText(rep), func(rel string) string { return renderCollectorMarkdown(rep, rel) })
+}
+
+// loadAvg is the one-minute load average, or -1.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	if _, err := fmt.Sscan(string(b), &l); err != nil {
+		return -1
+	}
+	return l
+}
+
+// loadNote says when the machine was busy with more than the suite: the
+// cycle times (waiting for 200 watchdogs to be scheduled) grow with it.
+func loadNote(cpus int, atStart float64) string {
+	atEnd := loadAvg()
+	if cpus <= 0 || max(atStart, atEnd) <= float64(cpus) {
+		return ""
+	}
+	return fmt.Sprintf("the machine was busy: one-minute load average %.1f at the start and %.1f at the end, on %d CPUs; cycle times grow with the run queue", atStart, atEnd, cpus)
 }
 
 // raiseNoFile raises RLIMIT_NOFILE's soft limit to at least want (up to the
@@ -454,7 +499,7 @@ func collectorGoals(r collectorReport) []goal {
 	if r.Plugin.Error != "" {
 		g.Status, g.Note = fail, r.Plugin.Error
 	}
-	return append(gs, g)
+	return append(gs, g, collectorNetdataGoal(r))
 }
 
 var collectorCycleHeader = []string{"replicas", "functions", "cycles", "p50 ms", "p99 ms", "max ms", "scraped (last cycle)", "failed scrapes"}
@@ -488,6 +533,8 @@ func renderCollectorText(r collectorReport) string {
 	textTable(&b, collectorCycleHeader, collectorCycleRows(r))
 	b.WriteString("\npulse.d.plugin standalone:\n")
 	textTable(&b, collectorPluginHeader, collectorPluginRows(r))
+	b.WriteString("\nNetdata with pulse.d.plugin (RSS at the end of the run, CPU over its second half):\n")
+	textTable(&b, collectorNetdataHeader, collectorNetdataRows(r))
 	b.WriteString("\n")
 	textTable(&b, goalHeader, goalRows(r.Goals))
 	for _, n := range r.Notes {
@@ -503,6 +550,8 @@ func renderCollectorMarkdown(r collectorReport, jsonPath string) string {
 	markdownTable(&b, collectorCycleHeader, collectorCycleRows(r))
 	b.WriteString("\n`pulse.d.plugin` standalone (plugins.d output discarded):\n\n")
 	markdownTable(&b, collectorPluginHeader, collectorPluginRows(r))
+	b.WriteString("\nNetdata with `pulse.d.plugin` (RSS at the end of the run, CPU over its second half):\n\n")
+	markdownTable(&b, collectorNetdataHeader, collectorNetdataRows(r))
 	b.WriteString("\n")
 	markdownTable(&b, goalHeader, goalRows(r.Goals))
 	if len(r.Notes) > 0 {

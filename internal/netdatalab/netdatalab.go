@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -249,17 +250,47 @@ func (n *Netdata) ErrorLog() string {
 	return string(b)
 }
 
+// PluginPath is where the lab's copy of the plugin is: the first word of
+// the plugin process's command line.
+func (n *Netdata) PluginPath() string { return filepath.Join(n.Dir, "plugins.d", "pulse.d.plugin") }
+
 // PID is Netdata's process ID.
 func (n *Netdata) PID() int { return n.cmd.Process.Pid }
 
 // Chart is the part of /api/v1/charts' chart objects the tests read.
+//
+// An obsolete chart (go.d's MarkRemove: the plugin sends CHART again with
+// the "obsolete" option) is, in Netdata 1.37.1, left out of /api/v1/charts
+// while /api/v1/chart?chart=<id> still answers with it, its last_entry
+// frozen, until Netdata frees it ([db] cleanup obsolete charts after secs,
+// an hour by default). 1.37.1's chart objects have no "obsolete" field:
+// Obsolete stays false there; it is kept for later releases that send it.
 type Chart struct {
 	ID         string                     `json:"id"`
 	Family     string                     `json:"family"`
 	Context    string                     `json:"context"`
 	Obsolete   bool                       `json:"obsolete"`
+	FirstEntry int64                      `json:"first_entry"` // Unix seconds
+	LastEntry  int64                      `json:"last_entry"`  // Unix seconds
 	Dimensions map[string]json.RawMessage `json:"dimensions"`
 	Variables  map[string]float64         `json:"chart_variables"`
+}
+
+// DimensionNames returns the chart's dimension names (as health templates
+// and /api/v1/data's labels name them), sorted; the Dimensions map is keyed
+// by dimension ID.
+func (c Chart) DimensionNames() []string {
+	var out []string
+	for _, raw := range c.Dimensions {
+		var d struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(raw, &d) == nil {
+			out = append(out, d.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Charts lists the charts Netdata has, by ID.
@@ -271,6 +302,15 @@ func (n *Netdata) Charts(ctx context.Context) (map[string]Chart, error) {
 		return nil, err
 	}
 	return out.Charts, nil
+}
+
+// Chart reads one chart with /api/v1/chart, which, unlike /api/v1/charts,
+// also answers for an obsolete chart; a chart Netdata does not have is an
+// error.
+func (n *Netdata) Chart(ctx context.Context, id string) (Chart, error) {
+	var c Chart
+	err := n.get(ctx, "/api/v1/chart?"+url.Values{"chart": {id}}.Encode(), &c)
+	return c, err
 }
 
 // Data is /api/v1/data's answer in its json format: Labels[0] is "time".
@@ -355,6 +395,106 @@ func (n *Netdata) get(ctx context.Context, path string, into any) error {
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
 	return nil
+}
+
+// Process is one process of the lab: Netdata or one of its descendants
+// (its spawn server, the plugin), as /proc shows it.
+type Process struct {
+	PID, PPID int
+	Cmdline   []string
+	UID       int   // real user ID
+	GIDs      []int // real group ID followed by the supplementary groups
+	RSSKB     int64 // VmRSS
+}
+
+// Processes returns Netdata (first) and its live descendants, found
+// through /proc; processes that exit meanwhile are left out.
+func (n *Netdata) Processes() ([]Process, error) {
+	return ProcessTree("/proc", n.PID())
+}
+
+// ProcessTree returns process root (first) and its live descendants under
+// procDir (normally /proc), e.g. a system Netdata's, for comparison.
+func ProcessTree(procDir string, root int) ([]Process, error) {
+	entries, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil, err
+	}
+	byParent := map[int][]Process{}
+	var top *Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		p, err := readProcess(filepath.Join(procDir, e.Name()), pid)
+		if err != nil {
+			continue // gone
+		}
+		if pid == root {
+			top = &p
+			continue
+		}
+		byParent[p.PPID] = append(byParent[p.PPID], p)
+	}
+	if top == nil {
+		return nil, fmt.Errorf("process %d: %w", root, os.ErrNotExist)
+	}
+	out := []Process{*top}
+	for i := 0; i < len(out); i++ {
+		out = append(out, byParent[out[i].PID]...)
+	}
+	return out, nil
+}
+
+// readProcess reads one process's cmdline and status.
+func readProcess(dir string, pid int) (Process, error) {
+	p := Process{PID: pid}
+	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	if err != nil {
+		return p, err
+	}
+	p.Cmdline = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	status, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		return p, err
+	}
+	p.UID = -1
+	for _, line := range strings.Split(string(status), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(val)
+		switch key {
+		case "PPid":
+			if len(f) > 0 {
+				p.PPID, _ = strconv.Atoi(f[0])
+			}
+		case "Uid":
+			if len(f) > 0 {
+				p.UID, _ = strconv.Atoi(f[0])
+			}
+		case "Gid":
+			if len(f) > 0 {
+				g, _ := strconv.Atoi(f[0])
+				p.GIDs = append([]int{g}, p.GIDs...)
+			}
+		case "Groups":
+			for _, s := range f {
+				g, _ := strconv.Atoi(s)
+				p.GIDs = append(p.GIDs, g)
+			}
+		case "VmRSS":
+			if len(f) > 0 {
+				p.RSSKB, _ = strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	if p.UID < 0 {
+		return p, fmt.Errorf("%s/status: no Uid line", dir)
+	}
+	return p, nil
 }
 
 func freePort() (int, error) {
