@@ -68,10 +68,10 @@ type ScaleEvent struct {
 	ReceivedAt time.Time `json:"received_at,omitzero"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	DecidedAt  time.Time `json:"decided_at,omitzero"`
-	Function string    `json:"function"`
-	From     int       `json:"from"`
-	To       int       `json:"to"`
-	Reason   string    `json:"reason"`
+	Function   string    `json:"function"`
+	From       int       `json:"from"`
+	To         int       `json:"to"`
+	Reason     string    `json:"reason"`
 	// Trigger is what started the evaluation: TriggerAlarm, TriggerResync,
 	// TriggerEnsure or TriggerIdle.
 	Trigger string `json:"trigger"`
