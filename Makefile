@@ -22,8 +22,8 @@ vet: ## go vet every package (and the watchdog with its mode tags)
 	$(GO) vet ./...
 	$(GO) vet -tags watchdog_nofork,watchdog_nohttp ./watchdog
 
-test: fmt vet ## the whole suite: fmt, vet, unit tests with -race, integration tests on the real engine
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m ./...
+test: fmt vet ## the whole suite: fmt, vet, unit tests with -race, integration tests on the real engine (one package at a time: the engine tests share 2 cores)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -timeout 25m ./...
 
 build: ## static, stripped binaries into bin/
 	@mkdir -p $(BIN)

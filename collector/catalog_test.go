@@ -77,7 +77,7 @@ func TestCollectorCatalog(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.CatalogURL = srv.URL + contract.CatalogPath
 	cfg.HAProxyURL = srv.URL + "/nothing" // 404: not HAProxy
-	cfg.Timeout = web.Duration{Duration: 500 * time.Millisecond}
+	cfg.Timeout = web.Duration{Duration: 900 * time.Millisecond}
 	c, err := NewCollector(cfg, slog.New(rec))
 	if err != nil {
 		t.Fatal(err)

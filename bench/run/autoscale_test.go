@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,11 +192,10 @@ func TestSummarizeAutoscaleAndGoals(t *testing.T) {
 }
 
 func TestStepLoadAndColdRequest(t *testing.T) {
-	var n int
+	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n++
 		body, _ := io.ReadAll(r.Body)
-		if n%5 == 0 {
+		if n.Add(1)%5 == 0 {
 			http.Error(w, "busy", http.StatusServiceUnavailable)
 			return
 		}
@@ -209,7 +209,7 @@ func TestStepLoadAndColdRequest(t *testing.T) {
 	if req < 10 || failed == 0 || why["503 Service Unavailable"] != failed {
 		t.Errorf("requests %d, failed %d (%v): want many, a fifth of them 503", req, failed, why)
 	}
-	n = 0
+	n.Store(0)
 	if st, err := coldRequest(context.Background(), addr, "/function/x", "hi"); st != 200 || err != nil {
 		t.Errorf("cold request: %d %v", st, err)
 	}

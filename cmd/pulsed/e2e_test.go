@@ -274,7 +274,16 @@ func waitRoute(t *testing.T, gw, path string) {
 
 func masterReload(t *testing.T, sock string) {
 	t.Helper()
-	c, err := net.Dial("unix", sock)
+	// The master re-executes itself on each reload and does not listen
+	// meanwhile (longer on a busy host): dial until it answers.
+	var c net.Conn
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err = net.Dial("unix", sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
