@@ -90,6 +90,17 @@ type DeployOptions struct {
 	SecretIDs map[string]string
 	// HealthInterval overrides DefaultHealthInterval when positive.
 	HealthInterval time.Duration
+	// NoHealthcheck gives the replicas no Docker health check (Test NONE):
+	// Swarm then reports a task running as soon as its container starts,
+	// and readiness is left to the gateway (HAProxy's checks and pulsed's
+	// probe before a replica takes traffic) and to WaitReady's own probe. On
+	// engines without a health start interval (API < 1.44) Swarm waits for a
+	// first passing probe, one interval after the start: measured here, a
+	// +1 scale reached running in 1.95 s without the check against 4.66 s
+	// with a 250 ms one, and each probe is an exec of ~40 ms CPU. Swarm still
+	// restarts a replica whose watchdog exits. `pulse deploy` sets it on such
+	// engines unless --health-interval is given.
+	NoHealthcheck bool
 	// HealthStartInterval, when positive, is Docker's health start interval
 	// (engine API 1.44 and later): probes that often during the start
 	// period, so a new replica is healthy — and in the task list — within
@@ -158,6 +169,9 @@ func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 			StartInterval: opts.HealthStartInterval,
 			Retries:       serviceHealthRetries,
 		},
+	}
+	if opts.NoHealthcheck {
+		cs.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
 	}
 	for _, name := range spec.Secrets {
 		cs.Secrets = append(cs.Secrets, &swarm.SecretReference{

@@ -239,3 +239,20 @@ func TestStartIntervalFor(t *testing.T) {
 		t.Errorf("start interval %v", hc.StartInterval)
 	}
 }
+
+// TestServiceSpecNoHealthcheck: NoHealthcheck turns Docker's check off
+// (Test NONE) and changes nothing else.
+func TestServiceSpecNoHealthcheck(t *testing.T) {
+	spec := Spec{Name: "nohc", Lang: LangBin, Mode: contract.ModeFork, Handler: "fn", Timeout: 10 * time.Second,
+		MaxBody: 1 << 20, Scale: DefaultScale()}
+	img := Image{ID: "sha256:" + strings.Repeat("a", 64)}
+	with := ServiceSpec(spec, img, DeployOptions{})
+	without := ServiceSpec(spec, img, DeployOptions{NoHealthcheck: true})
+	if hc := without.TaskTemplate.ContainerSpec.Healthcheck; hc == nil || !reflect.DeepEqual(hc.Test, []string{"NONE"}) || hc.Interval != 0 {
+		t.Errorf("healthcheck %+v, want Test [NONE] only", hc)
+	}
+	with.TaskTemplate.ContainerSpec.Healthcheck, without.TaskTemplate.ContainerSpec.Healthcheck = nil, nil
+	if !reflect.DeepEqual(with, without) {
+		t.Error("NoHealthcheck changed more than the health check")
+	}
+}

@@ -78,9 +78,11 @@ const (
 	// cold-start hold (coldstart_timeout), so HAProxy waits as long as
 	// pulsed holds a request.
 	asTimeout = 30 * time.Second
-	// Replicas: health interval and drain grace as in the gateway suite.
-	asHealthInterval = 250 * time.Millisecond
-	asDrainGrace     = time.Second
+	// Replicas: no Docker health check, as `pulse deploy` gives them on
+	// this engine (API 1.41 has no health start interval, and Swarm reports a
+	// task running only after its first passing probe); drain grace as in
+	// the gateway suite.
+	asDrainGrace = time.Second
 	// pulsed: a short stabilisation window (the harness scales back to 1
 	// itself), a 2 s periodic evaluation.
 	asScaleWindow = 20 * time.Second
@@ -169,7 +171,7 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 		Config: autoscaleConfig{
 			Quick: cfg.Quick, Trials: trials, StepFunction: b.step, ColdFunction: b.cold,
 			Metric: asMetric, Target: asTarget, Min: asMin, Max: asMax, HandlerMS: asHandlerMS, TimeoutS: asTimeout.Seconds(),
-			Steps: asSteps, HealthIntervalMS: gwMS(asHealthInterval), DrainGraceMS: gwMS(asDrainGrace),
+			Steps: asSteps, HealthIntervalMS: 0, DrainGraceMS: gwMS(asDrainGrace),
 			TaskPollMS: gwMS(asTaskPoll), HAProxyPollMS: gwMS(asHAProxyPoll), BodyBytes: cfg.BodyBytes,
 		},
 		Machine: collectMachine(ctx, env.tools, env.clk),
@@ -374,7 +376,7 @@ func (b *autoscaleBench) deploy(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		res, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: asHealthInterval, DrainGrace: asDrainGrace})
+		res, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: asDrainGrace})
 		if err != nil {
 			return err
 		}

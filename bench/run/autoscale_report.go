@@ -49,7 +49,7 @@ type autoscaleConfig struct {
 	TimeoutS     float64 `json:"timeout_s"`
 	// Steps: connections of the closed-loop load per step.
 	Steps []autoscaleStep `json:"steps"`
-	// The replicas' Docker health interval and drain grace.
+	// The replicas' Docker health interval (0: no Docker health check) and drain grace.
 	HealthIntervalMS float64 `json:"health_interval_ms"`
 	DrainGraceMS     float64 `json:"drain_grace_ms"`
 	// pulsed's settings the suite changes from the defaults.
@@ -511,7 +511,7 @@ func autoscaleSetup(r autoscaleReport) string {
 		steps = append(steps, fmt.Sprintf("%s = %d connections", s.Name, s.Conns))
 	}
 	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s, Docker Engine %s, %s, %s; %d trial(s) per step (%s); "+
-		"function: fork mode, a static C handler sleeping %g ms then echoing, scale %s target %g min %d max %d, health interval %g ms; pulsed: %s",
+		"function: fork mode, a static C handler sleeping %g ms then echoing, scale %s target %g min %d max %d, Docker health interval %g ms (0: none); pulsed: %s",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, r.Engine, r.HAProxy, r.Netdata, c.Trials, strings.Join(steps, ", "),
 		c.HandlerMS, c.Metric, c.Target, c.Min, c.Max, c.HealthIntervalMS, strings.Join(c.PulsedEnv, " "))
 }

@@ -48,6 +48,9 @@ Waits until the replicas answer their health check and prints their endpoints.`,
 				fmt.Fprintf(a.err, "%s: image %s, %.2f MB\n", s.Name, shortID(img.ID), float64(info.ImageSize)/1e6)
 				res, err := sw.Deploy(cmd.Context(), s, img, function.DeployOptions{
 					GatewayURL: a.cfg.ReplicaGateway, HealthInterval: healthInterval, HealthStartInterval: startInterval,
+					// Without a start interval Docker's check delays every
+					// new replica by an interval (function.DeployOptions).
+					NoHealthcheck: healthInterval == 0 && startInterval == 0,
 				})
 				if err != nil {
 					return explain(err, s.Name)
@@ -80,7 +83,7 @@ Waits until the replicas answer their health check and prints their endpoints.`,
 	}
 	specFlag(cmd, &path)
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the replicas to be ready")
-	cmd.Flags().DurationVar(&healthInterval, "health-interval", 0, "Docker health check interval of the replicas (default 1s; shorter starts replicas faster and costs more CPU)")
+	cmd.Flags().DurationVar(&healthInterval, "health-interval", 0, "Docker health check interval of the replicas; on engines without a health start interval (API < 1.44) the default is no Docker health check at all, so new replicas start sooner (the gateway checks readiness), on newer ones 1s")
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 2*time.Minute, "how long to wait for the replicas")
 	return cmd
 }

@@ -190,7 +190,7 @@ func (l *autoLab) deploy(name string, scale function.Scale) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := l.e.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: 250 * time.Millisecond, DrainGrace: 3 * time.Second}); err != nil {
+	if _, err := l.e.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: 3 * time.Second}); err != nil {
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(func() {

@@ -210,7 +210,7 @@ func (e *env) deploy(name, version string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := e.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: 250 * time.Millisecond, DrainGrace: 3 * time.Second}); err != nil {
+	if _, err := e.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: 3 * time.Second}); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() {
