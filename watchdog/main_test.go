@@ -97,11 +97,18 @@ func startWD(t *testing.T, env ...string) *wd {
 		close(w.done)
 	}()
 	t.Cleanup(func() {
+		// SIGTERM first: the watchdog stops what it started (http mode's
+		// upstream), which a SIGKILL would leave running, reparented.
 		select {
 		case <-w.done:
 		default:
-			_ = w.cmd.Process.Signal(syscall.SIGKILL)
-			<-w.done
+			_ = w.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-w.done:
+			case <-time.After(5 * time.Second):
+				_ = w.cmd.Process.Signal(syscall.SIGKILL)
+				<-w.done
+			}
 		}
 		if t.Failed() {
 			t.Logf("watchdog log:\n%s", w.log())
