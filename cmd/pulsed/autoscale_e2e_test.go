@@ -63,13 +63,8 @@ func newAutoLab(t *testing.T) *autoLab {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []struct{ out, pkg string }{{"pulse.d.plugin", "../pulse.d.plugin"}, {"pulse-alarm-hook", "../pulse-alarm-hook"}} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, b.out), b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
+	goBuild(t, filepath.Join(dir, "pulse.d.plugin"), "../pulse.d.plugin")
+	goBuild(t, filepath.Join(dir, "pulse-alarm-hook"), "../pulse-alarm-hook")
 	raw := make([]byte, 16)
 	_, _ = rand.Read(raw)
 	l := &autoLab{t: t, e: e, token: hex.EncodeToString(raw)}
@@ -101,10 +96,9 @@ func newAutoLab(t *testing.T) *autoLab {
 		ndLog = os.Stderr
 	}
 	nd, err := netdatalab.Start(context.Background(), netdatalab.Config{
-		Plugin: filepath.Join(dir, "pulse.d.plugin"),
-		PluginConfig: fmt.Sprintf("update_every: 1\nautodetection_retry: 0\njobs:\n  - name: pulse\n    catalog_url: http://%s%s\n    haproxy_url: http://%s/metrics\n    timeout: 800ms\n",
-			cfg.APIListen, contract.CatalogPath, cfg.AdminListen),
-		Health: health, Stderr: ndLog,
+		Plugin:       filepath.Join(dir, "pulse.d.plugin"),
+		PluginConfig: labPluginConfig("http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics"),
+		Health:       health, Stderr: ndLog,
 		Env: []string{"PULSE_ALARM_URL=http://" + cfg.APIListen + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + tokenFile},
 	})
 	if err != nil {
@@ -112,7 +106,7 @@ func newAutoLab(t *testing.T) *autoLab {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("lab Netdata's error log (tail):\n%s", tail(nd.ErrorLog(), 4000))
+			t.Logf("lab Netdata's error log (tail):\n%s", lastLines(nd.ErrorLog(), 40))
 		}
 		nd.Stop()
 	})
@@ -123,13 +117,6 @@ func newAutoLab(t *testing.T) *autoLab {
 	l.stop = pulsedUnder(t, cfg)
 	t.Cleanup(func() { l.stop() })
 	return l
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 func killHAProxy(state string) {
@@ -175,32 +162,7 @@ if(t>0&&write(1,b,t)!=t)return 1;return 0;}
 // for this lab's selector, and waits for its first replica.
 func (l *autoLab) deploy(name string, scale function.Scale) {
 	l.t.Helper()
-	spec := function.Spec{Name: name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
-		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: scale,
-		Labels: map[string]string{"pulse.test": l.e.tag}}
-	img, err := function.Assemble(function.ImageSpec{
-		Tag: "pulse/" + name + ":test",
-		Files: []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: l.e.wdBin},
-			{Path: function.FunctionPath, Mode: 0o755, Content: l.sleepy}},
-		Entrypoint: []string{function.WatchdogPath}, Env: spec.WatchdogEnv(), User: function.ImageUser,
-		Labels: map[string]string{contract.LabelFunction: name, "pulse.test": "1"},
-	})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := l.e.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: 3 * time.Second}); err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		_ = l.e.sw.Remove(ctx, name)
-	})
-	if _, err := l.e.sw.WaitReady(ctx, name, max(scale.Min, 1)); err != nil {
-		l.t.Fatal(err)
-	}
+	l.e.deployFunc(name, "test", deployment{fn: l.sleepy, scale: scale, labels: map[string]string{"pulse.test": l.e.tag}})
 }
 
 // replicas is the service's replica count as Swarm has it.

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,56 +58,72 @@ func startLoad(addr, path string, conns int) *load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			var c net.Conn
-			var br *bufio.Reader
+			p := &rawPoster{addr: addr}
+			defer p.close()
 			for {
 				select {
 				case <-l.stop:
-					if c != nil {
-						c.Close()
-					}
 					return
 				default:
 				}
-				if c == nil {
-					var err error
-					c, err = net.DialTimeout("tcp", addr, 2*time.Second)
-					if err != nil {
-						l.fail("dial: " + err.Error())
+				if failure := p.post(path, 10*time.Second); failure != "" {
+					l.fail(failure)
+					if strings.HasPrefix(failure, "dial: ") {
 						time.Sleep(10 * time.Millisecond)
-						continue
 					}
-					br = bufio.NewReader(c)
-				}
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi", path); err != nil {
-					l.fail("write: " + err.Error())
-					c.Close()
-					c = nil
 					continue
 				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					l.fail("read: " + err.Error())
-					c.Close()
-					c = nil
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 != 2 {
-					l.fail(resp.Status)
-				} else {
-					l.ok.Add(1)
-				}
-				if resp.Close {
-					c.Close()
-					c = nil
-				}
+				l.ok.Add(1)
 			}
 		}()
 	}
 	return l
+}
+
+// rawPoster sends POSTs over one keep-alive connection, redialling after a
+// socket error; it never retries a request (Go's http.Client may).
+type rawPoster struct {
+	addr string
+	c    net.Conn
+	br   *bufio.Reader
+}
+
+// post sends one request and returns "" for a 2xx answer, else why it
+// failed: "dial: …", "write: …", "read: …" or the non-2xx status.
+func (p *rawPoster) post(path string, timeout time.Duration) string {
+	if p.c == nil {
+		c, err := net.DialTimeout("tcp", p.addr, 2*time.Second)
+		if err != nil {
+			return "dial: " + err.Error()
+		}
+		p.c, p.br = c, bufio.NewReader(c)
+	}
+	_ = p.c.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(p.c, "POST %s HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi", path); err != nil {
+		p.close()
+		return "write: " + err.Error()
+	}
+	resp, err := http.ReadResponse(p.br, nil)
+	if err != nil {
+		p.close()
+		return "read: " + err.Error()
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Close {
+		p.close()
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.Status
+	}
+	return ""
+}
+
+func (p *rawPoster) close() {
+	if p.c != nil {
+		p.c.Close()
+		p.c = nil
+	}
 }
 
 func (l *load) fail(why string) {
@@ -194,14 +212,37 @@ while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 // start with version.
 func (e *env) deploy(name, version string) {
 	e.t.Helper()
+	e.deployFunc(name, version, deployment{fn: e.echoBin, env: map[string]string{"VERSION": version}})
+}
+
+// deployment is what deployFunc varies: the function binary, its
+// environment, scale policy (default inflight 10, 1–10) and extra service
+// labels (e.g. for a pulsed selector).
+type deployment struct {
+	fn     []byte
+	env    map[string]string
+	scale  function.Scale
+	labels map[string]string
+}
+
+// deployFunc deploys a fork-mode function running d.fn behind the test's
+// watchdog, with no Docker health check (as `pulse deploy` on this engine),
+// removes it at cleanup and waits for its first replicas.
+func (e *env) deployFunc(name, tag string, d deployment) {
+	e.t.Helper()
+	if d.scale == (function.Scale{}) {
+		d.scale = function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10}
+	}
 	spec := function.Spec{Name: name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
-		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10},
-		Env: map[string]string{"VERSION": version}}
-	env := append(spec.WatchdogEnv(), "VERSION="+version)
+		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: d.scale, Env: d.env, Labels: d.labels}
+	env := spec.WatchdogEnv()
+	for _, k := range slices.Sorted(maps.Keys(d.env)) {
+		env = append(env, k+"="+d.env[k])
+	}
 	img, err := function.Assemble(function.ImageSpec{
-		Tag: "pulse/" + name + ":" + version,
+		Tag: "pulse/" + name + ":" + tag,
 		Files: []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: e.wdBin},
-			{Path: function.FunctionPath, Mode: 0o755, Content: e.echoBin}},
+			{Path: function.FunctionPath, Mode: 0o755, Content: d.fn}},
 		Entrypoint: []string{function.WatchdogPath}, Env: env, User: function.ImageUser,
 		Labels: map[string]string{contract.LabelFunction: name, "pulse.test": "1"},
 	})
@@ -218,9 +259,41 @@ func (e *env) deploy(name, version string) {
 		defer cancel()
 		_ = e.sw.Remove(ctx, name)
 	})
-	if _, err := e.sw.WaitReady(ctx, name, 1); err != nil {
+	if _, err := e.sw.WaitReady(ctx, name, max(d.scale.Min, 1)); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// goBuild builds pkg (relative to cmd/pulsed) statically into out.
+func goBuild(t *testing.T, out, pkg string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+}
+
+// labPluginConfig is the plugin's job file for a lab Netdata: the shipped
+// one's keys, pointed at the test's pulsed and HAProxy.
+func labPluginConfig(catalogURL, haproxyURL string) string {
+	return fmt.Sprintf(`update_every: 1
+autodetection_retry: 0
+jobs:
+  - name: %s
+    catalog_url: %s
+    haproxy_url: %s
+    timeout: 800ms
+`, contract.CollectorJob, catalogURL, haproxyURL)
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (e *env) scale(name string, n int) {

@@ -1,20 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
 	"maps"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,7 +16,6 @@ import (
 
 	"github.com/pulsefaas/pulse/collector"
 	"github.com/pulsefaas/pulse/contract"
-	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
 
@@ -72,7 +64,8 @@ func TestMetricsNetdata(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	plugin := buildLabPlugin(t)
+	plugin := filepath.Join(t.TempDir(), "pulse.d.plugin")
+	goBuild(t, plugin, "../pulse.d.plugin")
 	t.Logf("plugin built in %.1f s", time.Since(t0).Seconds())
 
 	cfg := defaults()
@@ -86,7 +79,7 @@ func TestMetricsNetdata(t *testing.T) {
 	// test's function.
 	cfg.Selector = []string{"pulse.test=" + e.tag}
 	name := "met-" + e.tag
-	e.deploySelected(name)
+	e.deployFunc(name, "test", deployment{fn: e.echoBin, labels: map[string]string{"pulse.test": e.tag}})
 	stop := pulsedUnder(t, cfg)
 	t.Cleanup(stop)
 	waitRoute(t, cfg.GatewayListen, "/function/"+name)
@@ -268,38 +261,6 @@ func TestMetricsNetdata(t *testing.T) {
 	})
 }
 
-// deploySelected deploys the fork-mode echo function as e.deploy does,
-// labelled for the selector pulse.test=<tag>, and waits for its replica.
-func (e *env) deploySelected(name string) {
-	e.t.Helper()
-	spec := function.Spec{Name: name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
-		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10},
-		Labels: map[string]string{"pulse.test": e.tag}}
-	img, err := function.Assemble(function.ImageSpec{
-		Tag: "pulse/" + name + ":test",
-		Files: []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: e.wdBin},
-			{Path: function.FunctionPath, Mode: 0o755, Content: e.echoBin}},
-		Entrypoint: []string{function.WatchdogPath}, Env: spec.WatchdogEnv(), User: function.ImageUser,
-		Labels: map[string]string{contract.LabelFunction: name, "pulse.test": "1"},
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := e.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: 250 * time.Millisecond, DrainGrace: 3 * time.Second}); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		_ = e.sw.Remove(ctx, name)
-	})
-	if _, err := e.sw.WaitReady(ctx, name, 1); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
 // socketGroups returns the groups that can use the Docker socket: the
 // docker group and the socket's group (when root's, 0 is left out: the
 // netdata user must not be root either way, checked by its uid).
@@ -318,31 +279,6 @@ func socketGroups(t *testing.T) map[int]bool {
 		}
 	}
 	return gids
-}
-
-// buildLabPlugin builds cmd/pulse.d.plugin as install-netdata.sh does.
-func buildLabPlugin(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "pulse.d.plugin")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "../pulse.d.plugin")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build pulse.d.plugin: %v\n%s", err, b)
-	}
-	return out
-}
-
-// labPluginConfig is the plugin's job file for the lab: the shipped one's
-// keys, pointed at the test's pulsed and HAProxy.
-func labPluginConfig(catalogURL, haproxyURL string) string {
-	return fmt.Sprintf(`update_every: 1
-autodetection_retry: 0
-jobs:
-  - name: %s
-    catalog_url: %s
-    haproxy_url: %s
-    timeout: 800ms
-`, contract.CollectorJob, catalogURL, haproxyURL)
 }
 
 // waitLabPlugin waits for the lab's plugin to run and returns every
@@ -468,50 +404,16 @@ func startPacedLoad(addr, path string, rate, conns int) *pacedLoad {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			var c net.Conn
-			var br *bufio.Reader
-			defer func() {
-				if c != nil {
-					c.Close()
-				}
-			}()
+			p := &rawPoster{addr: addr}
+			defer p.close()
 			for at := range work {
-				if c == nil {
-					var err error
-					if c, err = net.DialTimeout("tcp", addr, 2*time.Second); err != nil {
-						l.failure("dial: " + err.Error())
-						c = nil
-						continue
-					}
-					br = bufio.NewReader(c)
-				}
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi", path); err != nil {
-					l.failure("write: " + err.Error())
-					c.Close()
-					c = nil
+				if failure := p.post(path, 5*time.Second); failure != "" {
+					l.failure(failure)
 					continue
 				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					l.failure("read: " + err.Error())
-					c.Close()
-					c = nil
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 != 2 {
-					l.failure(resp.Status)
-				} else {
-					l.mu.Lock()
-					l.okAt = append(l.okAt, at)
-					l.mu.Unlock()
-				}
-				if resp.Close {
-					c.Close()
-					c = nil
-				}
+				l.mu.Lock()
+				l.okAt = append(l.okAt, at)
+				l.mu.Unlock()
 			}
 		}()
 	}
@@ -563,12 +465,3 @@ func sumOf(vs []float64) float64 {
 }
 
 func chartIDs(m map[string]netdatalab.Chart) []string { return slices.Sorted(maps.Keys(m)) }
-
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
