@@ -277,25 +277,11 @@ func autoscaleBuilds(t tools, dir string) []buildStep {
 
 // connect opens the engine client and checks for a single-node swarm.
 func (b *autoscaleBench) connect(ctx context.Context) error {
-	api, err := function.NewEngineClient()
+	api, _, v, err := connectSingleNodeSwarm(ctx, "autoscale", "where every replica runs on this host", gwCallTimeout)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := gwCall(ctx)
-	defer cancel()
-	info, err := api.Info(cctx)
-	if err != nil {
-		return fmt.Errorf("docker info: %w (is the Docker Engine running and reachable?)", err)
-	}
-	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
-		return fmt.Errorf("the engine is not a swarm manager (state %q): run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState)
-	}
-	if info.Swarm.Nodes != 1 {
-		return fmt.Errorf("the swarm has %d nodes: the autoscale suite needs a single-node swarm", info.Swarm.Nodes)
-	}
-	if v, err := api.ServerVersion(cctx); err == nil {
-		b.rep.Engine = v.Version + " (API " + v.APIVersion + ")"
-	}
+	b.rep.Engine = v.Version + " (API " + v.APIVersion + ")"
 	b.api = api
 	b.sw = function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
 	return nil

@@ -294,26 +294,12 @@ func gatewayBuilds(t tools, dir string) []buildStep {
 // connect opens the engine client and checks that the engine is the
 // manager of a single-node swarm, where every replica runs on this host.
 func (b *gatewayBench) connect(ctx context.Context) error {
-	api, err := function.NewEngineClient()
+	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback", gwCallTimeout)
 	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, gwCallTimeout)
 	defer cancel()
-	info, err := api.Info(cctx)
-	if err != nil {
-		return fmt.Errorf("docker info: %w (is the Docker Engine running and reachable?)", err)
-	}
-	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
-		return fmt.Errorf("the engine is not a swarm manager (state %q): run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState)
-	}
-	if info.Swarm.Nodes != 1 {
-		return fmt.Errorf("the swarm has %d nodes: the gateway suite needs a single-node swarm, so that every replica runs on this host and is called on loopback", info.Swarm.Nodes)
-	}
-	ver, err := api.ServerVersion(cctx)
-	if err != nil {
-		return fmt.Errorf("docker version: %w", err)
-	}
 	svcs, err := api.ServiceList(cctx, swarm.ServiceListOptions{})
 	if err != nil {
 		return fmt.Errorf("list services: %w", err)
@@ -488,15 +474,9 @@ func (b *gatewayBench) replicas(ctx context.Context) (replicaSet, error) {
 // loopback returns addr with a loopback host: on the single-node swarm a
 // host-mode port is published on every address of this host.
 func (b *gatewayBench) loopback(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return addr
-	}
-	b.rewrote = true
-	return net.JoinHostPort("127.0.0.1", port)
+	addr, rewrote := loopbackAddr(addr)
+	b.rewrote = b.rewrote || rewrote
+	return addr
 }
 
 // pulsedProc is a running pulsed.
