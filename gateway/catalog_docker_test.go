@@ -23,10 +23,10 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/client"
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
+	"github.com/pulsefaas/pulse/internal/enginetest"
 )
 
 // Settings of the real-swarm test.
@@ -46,33 +46,6 @@ const (
 	catalogTestLatency = 5 * time.Second
 	catalogTestLabel   = "pulse.test"
 )
-
-// catalogEngine returns a client of the local engine, which must be a swarm
-// manager, or skips the test (fails it when PULSE_TEST_REQUIRE_ENGINE is set).
-func catalogEngine(t *testing.T) *client.Client {
-	t.Helper()
-	skip := func(msg string) {
-		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	api, err := function.NewEngineClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = api.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	info, err := api.Info(ctx)
-	if err != nil {
-		skip(fmt.Sprintf("Docker daemon unreachable: %v", err))
-	}
-	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
-		skip(fmt.Sprintf("the engine is not a swarm manager (state %q); run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState))
-	}
-	return api
-}
 
 // catalogBinaries are the watchdog and the echo function, built once.
 var catalogBinaries struct {
@@ -263,7 +236,7 @@ func (w catalogTestWriter) Write(p []byte) (int, error) {
 // (its replicas draining, then the function gone), and the poll rate fast
 // while converging and slow when steady.
 func TestCatalogSwarm(t *testing.T) {
-	api := catalogEngine(t)
+	api := enginetest.SwarmManager(t)
 	wd, echo := catalogTestBinaries(t)
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

@@ -19,34 +19,8 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
+	"github.com/pulsefaas/pulse/internal/enginetest"
 )
-
-// swarmEngine returns a client of the local engine, which must be a swarm
-// manager, or skips the test (fails it when PULSE_TEST_REQUIRE_ENGINE is set).
-func swarmEngine(t *testing.T) *client.Client {
-	t.Helper()
-	skip := func(msg string) {
-		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	api, err := function.NewEngineClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = api.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	info, err := api.Info(ctx)
-	if err != nil {
-		skip(fmt.Sprintf("Docker daemon unreachable: %v", err))
-	}
-	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
-		skip(fmt.Sprintf("the engine is not a swarm manager (state %q); run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState))
-	}
-	return api
-}
 
 // racingAPI changes the service behind the scaler's back right before the
 // scaler's first ServiceUpdate: the engine must refuse that update.
@@ -80,7 +54,7 @@ func (a *racingAPI) ServiceUpdate(ctx context.Context, id string, v swarm.Versio
 // concurrent update provoking a version conflict that the scaler re-reads
 // and retries.
 func TestSwarmAdapter(t *testing.T) {
-	cli := swarmEngine(t)
+	cli := enginetest.SwarmManager(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	b := make([]byte, 3)
