@@ -53,6 +53,7 @@ import (
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
+	"github.com/pulsefaas/pulse/scaler"
 )
 
 const suiteAutoscale = "autoscale"
@@ -84,9 +85,10 @@ const (
 	// the gateway suite.
 	asDrainGrace = time.Second
 	// pulsed: a short stabilisation window (the harness scales back to 1
-	// itself), a 2 s periodic evaluation.
+	// itself); the periodic evaluation at pulsed's default, so that the
+	// alarm path as it ships is what is measured.
 	asScaleWindow = 20 * time.Second
-	asResync      = 2 * time.Second
+	asResync      = scaler.DefaultResync
 	// Pollers.
 	asTaskPoll    = 20 * time.Millisecond
 	asHAProxyPoll = 15 * time.Millisecond
