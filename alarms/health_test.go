@@ -190,7 +190,7 @@ func TestTemplatesUseContractNames(t *testing.T) {
 	specs := []chartSpec{{
 		context: contract.CtxUtilization,
 		dims:    []string{contract.DimUtilization},
-		vars:    []string{contract.VarReplicas, contract.VarTarget},
+		vars:    []string{contract.VarReplicas, contract.VarTarget, contract.VarFloor},
 	}}
 	for _, p := range checkHealth(parseTemplates(t), specs) {
 		t.Error(p)

@@ -200,6 +200,7 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 		}
 		mx[varKey(f.Name, contract.ChartUtilization, contract.VarReplicas)] = int64(ready)
 		mx[varKey(f.Name, contract.ChartUtilization, contract.VarTarget)] = int64(math.Ceil(pol.Target))
+		mx[varKey(f.Name, contract.ChartUtilization, contract.VarFloor)] = int64(pol.Floor())
 		if known {
 			put(contract.ChartUtilization, contract.DimUtilization, roundCount(utilization(demand, ready, pol.Target)*utilizationDiv))
 			put(contract.ChartDemand, contract.DimDemand, roundCount(demand*demandDiv))

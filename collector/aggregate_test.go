@@ -20,6 +20,7 @@ type fnWant struct {
 	gw                                          *gwWant // nil: HAProxy did not report the backend
 	util                                        *int64  // nil: not known yet
 	ready, target                               int64
+	floor                                       int64 // 0: the default, 1
 }
 
 type gwWant struct{ sessions, queue, rate, err5xx int64 }
@@ -59,6 +60,11 @@ func wantMap(fns map[string]fnWant, listed, scraped, failed int64) map[string]in
 		}
 		m[varKey(fn, contract.ChartUtilization, contract.VarReplicas)] = w.ready
 		m[varKey(fn, contract.ChartUtilization, contract.VarTarget)] = w.target
+		floor := w.floor
+		if floor == 0 {
+			floor = 1
+		}
+		m[varKey(fn, contract.ChartUtilization, contract.VarFloor)] = floor
 	}
 	return m
 }
@@ -111,7 +117,7 @@ func TestAggregator(t *testing.T) {
 	hello := func(rs ...contract.Replica) contract.Catalog {
 		return contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 2, nil, rs...)}}
 	}
-	rps := map[string]string{contract.LabelScaleMetric: "rps", contract.LabelScaleTarget: "5"}
+	rps := map[string]string{contract.LabelScaleMetric: "rps", contract.LabelScaleTarget: "5", contract.LabelScaleMin: "2"}
 	// page2 − page1 on one replica: 10 × 2xx, a 413, 11 durations summing
 	// to 0.083925299 s (avg 7629.6 µs); the 95th percentile (rank 10.45)
 	// falls in (10 ms, 25 ms] holding the 11th: 10 + 15 × 0.45 ms.
@@ -189,10 +195,11 @@ func TestAggregator(t *testing.T) {
 		{
 			name: "saturated: the gateway sees more than the replicas serve",
 			steps: []step{{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
-				fn("hello", 1, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"))}},
+				fn("hello", 1, map[string]string{contract.LabelScaleTarget: "2", contract.LabelScaleMin: "0"}, running("r1"))}},
 				scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(2, 50)}},
 				backend: map[string]backendStats{"hello": {sessions: 10, queue: 8, requests: 50}}}},
 			// 100 × 10 / (1 × 2): 500 %, where the replica alone says 100 %.
+			// Min 0 (scale to zero) still has floor 1: the autoscaler's.
 			want: map[string]fnWant{"hello": {inflight: 2, running: 1, desired: 1, scraped: 1, ready: 1, target: 2,
 				gw: &gwWant{sessions: 10, queue: 8}, util: ptr(50000)}},
 			listed: 1, scraped: 1,
@@ -208,7 +215,7 @@ func TestAggregator(t *testing.T) {
 					backend: map[string]backendStats{"hello": {requests: 1030, resp5xx: 11}}},
 			},
 			// Replicas 20 / 2 s = 10 rps, gateway 30 / 2 s = 15 rps: 100 × 15 / (2 × 5).
-			want: map[string]fnWant{"hello": {c2xx: 20, running: 2, desired: 2, scraped: 2, ready: 2, target: 5,
+			want: map[string]fnWant{"hello": {c2xx: 20, running: 2, desired: 2, scraped: 2, ready: 2, target: 5, floor: 2,
 				gw: &gwWant{rate: 30, err5xx: 1}, util: ptr(15000)}},
 			listed: 2, scraped: 2,
 		},
@@ -217,7 +224,7 @@ func TestAggregator(t *testing.T) {
 			steps: []step{{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 1, rps, running("r1"))}},
 				scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(0, 100)}},
 				backend: map[string]backendStats{"hello": {requests: 1000}}}},
-			want: map[string]fnWant{"hello": {running: 1, desired: 1, scraped: 1, ready: 1, target: 5,
+			want: map[string]fnWant{"hello": {running: 1, desired: 1, scraped: 1, ready: 1, target: 5, floor: 2,
 				gw: &gwWant{}}},
 			listed: 1, scraped: 1,
 		},

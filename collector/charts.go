@@ -76,7 +76,7 @@ var functionCharts = []chartTemplate{
 		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimInflight}}},
 	{ctx: contract.CtxUtilization, suffix: contract.ChartUtilization, title: "Utilisation: demand / (ready replicas × target)",
 		units: "percentage", kind: "line", dims: []dimTemplate{{name: contract.DimUtilization, div: utilizationDiv}},
-		vars: []string{contract.VarReplicas, contract.VarTarget}},
+		vars: []string{contract.VarReplicas, contract.VarTarget, contract.VarFloor}},
 	{ctx: contract.CtxReplicas, suffix: contract.ChartReplicas, title: "Replicas",
 		units: "replicas", kind: "line", dims: []dimTemplate{
 			{name: contract.DimRunning}, {name: contract.DimDesired}, {name: contract.DimScraped}}},

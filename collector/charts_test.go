@@ -19,7 +19,7 @@ func TestChartSpecs(t *testing.T) {
 		{contract.CtxErrors, contract.ChartErrors, []string{contract.DimThrottled, contract.DimTimedOut}, nil},
 		{contract.CtxLatency, contract.ChartLatency, []string{contract.DimAvg, contract.DimP95}, nil},
 		{contract.CtxInflight, contract.ChartInflight, []string{contract.DimInflight}, nil},
-		{contract.CtxUtilization, contract.ChartUtilization, []string{contract.DimUtilization}, []string{contract.VarReplicas, contract.VarTarget}},
+		{contract.CtxUtilization, contract.ChartUtilization, []string{contract.DimUtilization}, []string{contract.VarReplicas, contract.VarTarget, contract.VarFloor}},
 		{contract.CtxReplicas, contract.ChartReplicas, []string{contract.DimRunning, contract.DimDesired, contract.DimScraped}, nil},
 		{contract.CtxGatewayDemand, contract.ChartGatewayDemand, []string{contract.DimSessions, contract.DimQueue}, nil},
 		{contract.CtxGatewayRequests, contract.ChartGatewayRequests, []string{contract.DimRate, contract.DimGateway5xx}, nil},

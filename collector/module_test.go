@@ -95,7 +95,7 @@ func TestModuleInGoDJob(t *testing.T) {
 		"CHART 'pulse.collector' '' 'Pulse collector: replicas in the catalog and scrapes' 'replicas' 'pulse.d' 'pulse.collector' 'line' '71000' '1' '' 'pulse.d' 'pulse'\n",
 		// Values: 4 gateway sessions (3 queued) over no ready replica
 		// against the default target 10: 40 %.
-		"BEGIN 'pulse.fn_hello_utilization'\nSET 'utilization' = 4000\nVARIABLE CHART 'replicas' = 0\nVARIABLE CHART 'target' = 10\nEND\n",
+		"BEGIN 'pulse.fn_hello_utilization'\nSET 'utilization' = 4000\nVARIABLE CHART 'replicas' = 0\nVARIABLE CHART 'target' = 10\nVARIABLE CHART 'floor' = 1\nEND\n",
 		"BEGIN 'pulse.fn_hello_gateway_demand'\nSET 'sessions' = 4\nSET 'queue' = 3\nEND\n",
 		"BEGIN 'pulse.fn_hello_replicas'\nSET 'running' = 0\nSET 'desired' = 1\nSET 'scraped' = 0\nEND\n",
 	} {

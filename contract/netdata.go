@@ -48,7 +48,7 @@ const (
 	CtxGatewayRequests = "pulse.gateway_requests"
 	// CtxUtilization: percent, the value the scaling alarms watch (DESIGN
 	// §5): 100 × demand / (ready replicas × target). Dimension
-	// DimUtilization; chart variables VarReplicas and VarTarget.
+	// DimUtilization; chart variables VarReplicas, VarTarget and VarFloor.
 	CtxUtilization = "pulse.utilization"
 	// CtxDemand: the demand the utilisation divides, in the function's
 	// scale metric (in-flight requests, or requests/s): the metric summed
@@ -107,6 +107,10 @@ const (
 	VarReplicas = "replicas"
 	// VarTarget is the per-replica target of the scaling metric.
 	VarTarget = "target"
+	// VarFloor is the fewest replicas the autoscaler keeps: max(scale.min,
+	// 1). Only scale to zero (the gateway's idle path) goes below it, so
+	// the scale-down alarm stays quiet for a function already there.
+	VarFloor = "floor"
 )
 
 // Scaling metrics (values of LabelScaleMetric).

@@ -76,7 +76,7 @@ func decideReplicas(in decideInput) decision {
 		// or the function is not one this Pulse's collector watches.
 		return hold(0, "utilisation unknown")
 	}
-	floor := max(in.Policy.Min, 1)
+	floor := in.Policy.Floor()
 	ceiling := max(in.Policy.Max, floor)
 	clamp := func(n int) int { return max(floor, min(n, ceiling)) }
 

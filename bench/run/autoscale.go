@@ -688,22 +688,7 @@ func utilChart(fn string) string {
 
 // alarmStatus is the status of fn's scale-up alarm in the lab Netdata.
 func (b *autoscaleBench) alarmStatus(ctx context.Context, fn string) (string, error) {
-	var out struct {
-		Alarms map[string]struct {
-			Name   string `json:"name"`
-			Chart  string `json:"chart"`
-			Status string `json:"status"`
-		} `json:"alarms"`
-	}
-	if err := b.getJSON(ctx, b.nd.URL+"/api/v1/alarms?all", false, &out); err != nil {
-		return "", err
-	}
-	for _, a := range out.Alarms {
-		if a.Name == asAlarmUp && a.Chart == utilChart(fn) {
-			return a.Status, nil
-		}
-	}
-	return "", fmt.Errorf("no %s alarm on %s yet", asAlarmUp, utilChart(fn))
+	return b.nd.AlarmStatus(ctx, asAlarmUp, utilChart(fn))
 }
 
 // quiet reports whether fn's utilisation was below asQuietPct for each of

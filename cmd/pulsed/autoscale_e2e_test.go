@@ -364,6 +364,22 @@ func TestAutoscaleStep(t *testing.T) {
 		}
 		last = ev.Time
 	}
+	// At the floor the scale-down alarm has nothing left to do: it clears
+	// (within two of its 5 s checks) and stays clear, so an idle function
+	// shows no standing warning and the hook is not run for it.
+	chart := contract.ChartType + "." + contract.ChartID(fn, contract.ChartUtilization)
+	downStatus := func() string {
+		st, err := l.nd.AlarmStatus(context.Background(), contract.AlarmScaleDown, chart)
+		if err != nil {
+			return err.Error()
+		}
+		return st
+	}
+	l.waitFor("the scale-down alarm clear at the floor", 15*time.Second, func() bool { return downStatus() == "CLEAR" })
+	time.Sleep(6 * time.Second)
+	if st := downStatus(); st != "CLEAR" {
+		t.Errorf("scale-down alarm at the floor: %s, want CLEAR", st)
+	}
 }
 
 // TestAutoscaleOscillation: a load swinging around the threshold changes

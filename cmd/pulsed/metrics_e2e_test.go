@@ -205,13 +205,13 @@ func TestMetricsNetdata(t *testing.T) {
 
 	t.Run("replicas and utilisation variables", func(t *testing.T) {
 		waitReplicasChart(t, ctx, lab, chartOf(contract.ChartReplicas), 1)
-		waitUtilisationVars(t, ctx, lab, chartOf(contract.ChartUtilization), 1, 10)
+		waitUtilisationVars(t, ctx, lab, chartOf(contract.ChartUtilization), 1, 10, 1)
 	})
 
 	e.scale(name, 2)
 	t.Run("scaled to 2", func(t *testing.T) {
 		waitReplicasChart(t, ctx, lab, chartOf(contract.ChartReplicas), 2)
-		waitUtilisationVars(t, ctx, lab, chartOf(contract.ChartUtilization), 2, 10)
+		waitUtilisationVars(t, ctx, lab, chartOf(contract.ChartUtilization), 2, 10, 1)
 	})
 
 	// Removed: go.d sends the charts again with the "obsolete" option, and
@@ -346,18 +346,19 @@ func waitReplicasChart(t *testing.T, ctx context.Context, lab *netdatalab.Netdat
 }
 
 // waitUtilisationVars waits for the utilisation chart's variables.
-func waitUtilisationVars(t *testing.T, ctx context.Context, lab *netdatalab.Netdata, chart string, replicas, target float64) {
+func waitUtilisationVars(t *testing.T, ctx context.Context, lab *netdatalab.Netdata, chart string, replicas, target, floor float64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		cs, err := lab.Charts(ctx)
 		c, ok := cs[chart]
-		if err == nil && ok && c.Variables[contract.VarReplicas] == replicas && c.Variables[contract.VarTarget] == target {
+		if err == nil && ok && c.Variables[contract.VarReplicas] == replicas && c.Variables[contract.VarTarget] == target &&
+			c.Variables[contract.VarFloor] == floor {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: chart variables %v (found %v, error %v), want %s %v and %s %v", chart, c.Variables, ok, err,
-				contract.VarReplicas, replicas, contract.VarTarget, target)
+			t.Fatalf("%s: chart variables %v (found %v, error %v), want %s %v, %s %v and %s %v", chart, c.Variables, ok, err,
+				contract.VarReplicas, replicas, contract.VarTarget, target, contract.VarFloor, floor)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

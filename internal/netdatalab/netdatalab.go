@@ -347,6 +347,28 @@ func (n *Netdata) DataRange(ctx context.Context, chart string, after, before int
 	return d, err
 }
 
+// AlarmStatus is the status (CLEAR, WARNING, CRITICAL, UNDEFINED, ...) of
+// the alarm name on chart, from /api/v1/alarms?all; an error when Netdata
+// has no such alarm (yet).
+func (n *Netdata) AlarmStatus(ctx context.Context, name, chart string) (string, error) {
+	var out struct {
+		Alarms map[string]struct {
+			Name   string `json:"name"`
+			Chart  string `json:"chart"`
+			Status string `json:"status"`
+		} `json:"alarms"`
+	}
+	if err := n.get(ctx, "/api/v1/alarms?all", &out); err != nil {
+		return "", err
+	}
+	for _, a := range out.Alarms {
+		if a.Name == name && a.Chart == chart {
+			return a.Status, nil
+		}
+	}
+	return "", fmt.Errorf("no alarm %s on %s", name, chart)
+}
+
 // AlarmLogEntry is one entry of /api/v1/alarm_log.
 type AlarmLogEntry struct {
 	UniqueID  uint64  `json:"unique_id"`

@@ -29,6 +29,11 @@ type Policy struct {
 	Idle   time.Duration // scale to zero after this long idle; 0 = never
 }
 
+// Floor is the fewest replicas the autoscaler keeps: max(Min, 1). It never
+// takes a function to zero nor brings it back from zero; the gateway does
+// both (scale.idle, and scale from zero on a request).
+func (p Policy) Floor() int { return max(p.Min, 1) }
+
 // Parse reads the policy. Missing labels take the defaults; a malformed one
 // is an error naming the label, and the returned policy holds the defaults
 // for it, so a caller may log once and carry on.
