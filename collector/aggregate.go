@@ -111,9 +111,9 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 			if isRunning {
 				ready++
 			}
-			inflight += m.inflight
 			prev, had := a.replicas[key]
 			a.replicas[key] = m
+			inflight += averageInflight(prev, had, m)
 			var d replicaMetrics
 			switch {
 			case had:
@@ -251,6 +251,24 @@ func utilization(demand float64, ready int, target float64) float64 {
 		den = 1
 	}
 	return 100 * demand / (den * target)
+}
+
+// averageInflight is a replica's requests in flight for the demand: the
+// average between its previous scrape and this one (busy seconds over the
+// watchdog's own clock), or, without two readings of one watchdog run, the
+// gauge. Summed over replicas the gauges are not of one instant: scraped a
+// few milliseconds apart, a request that ended on one replica and was sent
+// again to another is counted on both, which lifted a load of exactly
+// 10 in flight to 11 (110 %) now and then. The averages have no such skew.
+func averageInflight(prev replicaMetrics, had bool, cur replicaMetrics) float64 {
+	if !had || !prev.hasBusy || !cur.hasBusy || cur.start != prev.start {
+		return cur.inflight
+	}
+	dt := cur.uptime - prev.uptime
+	if dt <= 0 || cur.busy < prev.busy {
+		return cur.inflight
+	}
+	return (cur.busy - prev.busy) / dt
 }
 
 // replicaDelta is what a replica answered between two scrapes. A restart

@@ -109,6 +109,13 @@ func TestAggregator(t *testing.T) {
 	busy := func(inflight, total float64) replicaMetrics {
 		return replicaMetrics{classes: [6]float64{2: total}, total: total, inflight: inflight, start: 1}
 	}
+	// timed: busy(inflight, total) with the busy seconds at the watchdog's
+	// clock uptime.
+	timed := func(inflight, total, busySec, uptime float64) replicaMetrics {
+		m := busy(inflight, total)
+		m.busy, m.uptime, m.hasBusy = busySec, uptime, true
+		return m
+	}
 	t0 := time.Unix(1_800_000_000, 0)
 	draining := running("r3")
 	draining.Draining = true
@@ -218,6 +225,46 @@ func TestAggregator(t *testing.T) {
 			want: map[string]fnWant{"hello": {c2xx: 20, running: 2, desired: 2, scraped: 2, ready: 2, target: 5, floor: 2,
 				gw: &gwWant{rate: 30, err5xx: 1}, util: ptr(15000)}},
 			listed: 2, scraped: 2,
+		},
+		{
+			// 10 requests always in flight on 2 replicas of target 2, scraped
+			// a few ms apart: the gauges add up to 11 (one request counted on
+			// both), the busy seconds to 5 + 5 over the watchdogs' 1 s
+			// (their own clocks, not the collector's 1.2 s between cycles).
+			name: "busy seconds: the average in flight, not the gauges' sum",
+			steps: []step{
+				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
+					fn("hello", 2, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"), running("r2"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: timed(5, 100, 50, 100), {"hello", "r2"}: timed(5, 100, 60, 200)}}},
+				{in: cycleInput{now: t0.Add(1200 * time.Millisecond), catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
+					fn("hello", 2, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"), running("r2"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: timed(6, 150, 55, 101), {"hello", "r2"}: timed(5, 150, 65, 201)}}},
+			},
+			// 100 × 10 / (2 × 2) = 250 %, where the gauges say 275 %.
+			want: map[string]fnWant{"hello": {c2xx: 100, inflight: 10, running: 2, desired: 2, scraped: 2, ready: 2, target: 2,
+				util: ptr(25000)}},
+			listed: 2, scraped: 2,
+		},
+		{
+			// A watchdog restarted between the scrapes (new start time):
+			// its busy seconds restarted too, so its gauge is used.
+			name: "busy seconds: a restarted replica counts its gauge",
+			steps: []step{
+				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
+					fn("hello", 1, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: timed(5, 100, 50, 100)}}},
+				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
+					fn("hello", 1, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: func() replicaMetrics {
+						m := timed(3, 10, 1, 0.5)
+						m.start = 2
+						return m
+					}()}}},
+			},
+			// The restart's 10 answers are new; 100 × 3 / (1 × 2) = 150 %.
+			want: map[string]fnWant{"hello": {c2xx: 10, inflight: 3, running: 1, desired: 1, scraped: 1, ready: 1, target: 2,
+				util: ptr(15000)}},
+			listed: 1, scraped: 1,
 		},
 		{
 			name: "rps: unknown on the first cycle",

@@ -72,7 +72,7 @@ var functionCharts = []chartTemplate{
 	{ctx: contract.CtxLatency, suffix: contract.ChartLatency, title: "Response time over the last interval",
 		units: "milliseconds", kind: "line", dims: []dimTemplate{
 			{name: contract.DimAvg, div: latencyDiv}, {name: contract.DimP95, div: latencyDiv}}},
-	{ctx: contract.CtxInflight, suffix: contract.ChartInflight, title: "Requests in progress in the replicas",
+	{ctx: contract.CtxInflight, suffix: contract.ChartInflight, title: "Requests in flight in the replicas, average over the interval",
 		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimInflight}}},
 	{ctx: contract.CtxUtilization, suffix: contract.ChartUtilization, title: "Utilisation: demand / (ready replicas × target)",
 		units: "percentage", kind: "line", dims: []dimTemplate{{name: contract.DimUtilization, div: utilizationDiv}},

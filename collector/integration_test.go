@@ -147,13 +147,17 @@ func TestCollectRealWatchdogs(t *testing.T) {
 	if strings.Join(fns, ",") != "echo,hello" {
 		t.Errorf("functions %v", fns)
 	}
-	// Latency depends on the machine: checked for plausibility, then set.
+	// Latency and the average in flight depend on the machine: checked for
+	// plausibility, then set. The requests were sent one at a time, so each
+	// function averaged above 0 and at most 1 in flight since the baseline
+	// (the watchdogs' busy seconds), though the gauges read 0 now.
 	for _, f := range []string{"hello", "echo"} {
 		avg, p95 := mx[dimKey(f, contract.ChartLatency, contract.DimAvg)], mx[dimKey(f, contract.ChartLatency, contract.DimP95)]
 		if avg <= 0 || p95 <= 0 || avg > 5e6 || p95 > 5e6 {
 			t.Errorf("%s latency avg %d µs, p95 %d µs: want within (0, 5 s]", f, avg, p95)
 		}
 		mx[dimKey(f, contract.ChartLatency, contract.DimAvg)], mx[dimKey(f, contract.ChartLatency, contract.DimP95)] = 0, 0
+		checkAverageDemand(t, mx, f, map[string]int64{"hello": 2 * 4, "echo": 10}[f])
 	}
 	want := wantMap(map[string]fnWant{
 		"hello": {c2xx: 8, c4xx: 1, running: 2, desired: 3, scraped: 2, ready: 2, target: 4, util: ptr(0)},
@@ -172,6 +176,8 @@ func TestCollectRealWatchdogs(t *testing.T) {
 	post(h1, 2, 10)
 	mx, _ = c.Collect(ctx)
 	mx[dimKey("hello", contract.ChartLatency, contract.DimAvg)], mx[dimKey("hello", contract.ChartLatency, contract.DimP95)] = 0, 0
+	checkAverageDemand(t, mx, "hello", 1*4)
+	// echo had no request since: its average in flight is 0.
 	want = wantMap(map[string]fnWant{
 		"hello": {c2xx: 10, c4xx: 1, running: 2, desired: 3, scraped: 1, ready: 1, target: 4, util: ptr(0)},
 		"echo":  {c2xx: 4, running: 1, desired: 1, scraped: 1, ready: 1, target: 10, util: ptr(0)},
@@ -182,4 +188,23 @@ func TestCollectRealWatchdogs(t *testing.T) {
 	if w := rec.messages(0); len(w) != 1 || !strings.Contains(w[0], "HAProxy") {
 		t.Errorf("info and above: %q, want HAProxy's warning only", w)
 	}
+}
+
+// checkAverageDemand checks that f's demand (the average in flight, from the
+// busy seconds) is within (0, 1] and its utilisation is that demand over
+// capacity (ready replicas × target), then zeroes both for the map diff.
+func checkAverageDemand(t *testing.T, mx map[string]int64, f string, capacity int64) {
+	t.Helper()
+	dk, uk := dimKey(f, contract.ChartDemand, contract.DimDemand), dimKey(f, contract.ChartUtilization, contract.DimUtilization)
+	d, u := mx[dk], mx[uk]
+	if d <= 0 || d > demandDiv {
+		t.Errorf("%s demand %d (×%d), want within (0, 1] in flight", f, d, demandDiv)
+	}
+	// utilisation = 100 × demand / capacity, from the demand before it was
+	// rounded to d: within half a unit of d, so within these bounds.
+	per := 100.0 / float64(capacity) * utilizationDiv / demandDiv
+	if lo, hi := (float64(d)-0.5)*per-0.5, (float64(d)+0.5)*per+0.5; float64(u) < lo || float64(u) > hi {
+		t.Errorf("%s utilisation %d, want within [%.1f, %.1f] for demand %d over capacity %d", f, u, lo, hi, d, capacity)
+	}
+	mx[dk], mx[uk] = 0, 0
 }

@@ -27,6 +27,12 @@ type replicaMetrics struct {
 	count    float64
 	inflight float64
 	start    float64 // the watchdog's start time, Unix seconds
+	// busy and uptime (contract.MetricBusy, MetricUptime), read together
+	// by the watchdog: Δbusy / Δuptime is the average in flight between
+	// two scrapes. hasBusy is false for a watchdog without them (older
+	// than the counter): its in-flight gauge is used instead.
+	busy, uptime float64
+	hasBusy      bool
 }
 
 const bucketCount = 21 // len(contract.DurationBuckets) + 1 (+Inf)
@@ -111,6 +117,25 @@ func readReplica(mfs prometheus.MetricFamilies, function string) (replicaMetrics
 				r.inflight = m.Gauge().Value()
 			}
 		}
+	}
+	var busy, uptime float64
+	var haveBusy, haveUptime bool
+	if c := mfs.GetCounter(contract.MetricBusy); c != nil {
+		for _, m := range c.Metrics() {
+			if v := m.Counter().Value(); mine(m) && validCount(v) {
+				busy, haveBusy = v, true
+			}
+		}
+	}
+	if g := mfs.GetGauge(contract.MetricUptime); g != nil {
+		for _, m := range g.Metrics() {
+			if v := m.Gauge().Value(); mine(m) && validCount(v) {
+				uptime, haveUptime = v, true
+			}
+		}
+	}
+	if haveBusy && haveUptime {
+		r.busy, r.uptime, r.hasBusy = busy, uptime, true
 	}
 	if g := mfs.GetGauge(contract.MetricStartTime); g != nil {
 		for _, m := range g.Metrics() {

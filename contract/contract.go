@@ -71,6 +71,15 @@ const (
 	MetricRequests         = "pulse_function_requests_total"           // counter, label code
 	MetricDuration         = "pulse_function_request_duration_seconds" // histogram
 	MetricInflight         = "pulse_function_inflight_requests"        // gauge
+	// MetricBusy is the time requests spent in the watchdog, summed over
+	// requests, those in progress counted up to the scrape. Its rate is the
+	// average number of requests in flight: summed over replicas scraped a
+	// few milliseconds apart it has no skew, where the gauges' sum counts a
+	// request that moved between replicas meanwhile twice.
+	MetricBusy = "pulse_function_busy_seconds_total" // counter
+	// MetricUptime is the watchdog's monotonic clock at the same instant
+	// as MetricBusy: the exact interval to divide the busy time by.
+	MetricUptime = "pulse_watchdog_uptime_seconds" // gauge
 	MetricStartTime        = "pulse_watchdog_start_time_seconds"       // gauge, unix time
 	MetricInfo             = "pulse_watchdog_info"                     // gauge = 1, labels mode, version
 	MetricUpstreamRestarts = "pulse_watchdog_upstream_restarts_total"  // counter (http mode)

@@ -30,7 +30,8 @@ const (
 	// CtxErrors: throttled (429) and timed-out (504) requests/s.
 	// Dimensions DimThrottled, DimTimedOut.
 	CtxErrors = "pulse.errors"
-	// CtxInflight: requests in progress summed over the replicas.
+	// CtxInflight: requests in flight summed over the replicas, each the
+	// average since its previous scrape (contract.MetricBusy).
 	// Dimension DimInflight.
 	CtxInflight = "pulse.inflight"
 	// CtxLatency: milliseconds, average and p95 from the duration

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,10 @@ func TestInProcess(t *testing.T) {
 			if got[k] != v {
 				t.Errorf("%s = %q, want %q", k, got[k], v)
 			}
+		}
+		// Eight requests, one blocked until released: busy for a while.
+		if busy, err := strconv.ParseFloat(got[`pulse_function_busy_seconds_total{function="hello"}`], 64); err != nil || busy <= 0 {
+			t.Errorf("busy seconds %q (%v), want above 0", got[`pulse_function_busy_seconds_total{function="hello"}`], err)
 		}
 		if a.header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" {
 			t.Errorf("Content-Type %q", a.header.Get("Content-Type"))

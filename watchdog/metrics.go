@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,60 @@ type metrics struct {
 	sumNanos atomic.Uint64
 	restarts atomic.Uint64
 	killed   [3]atomic.Uint64 // indexed like killReasons
+	busy     busyClock
+}
+
+// busyClock adds up the time requests spend in the watchdog, in-progress
+// requests included, so that its rate is the average number of requests in
+// flight (contract.MetricBusy). Three values change together on every
+// request start and end; a mutex keeps them consistent, so the total never
+// goes down between two reads (lock-free reads of three atomics could see
+// a request half ended and return less than before). Uncontended it costs
+// two lock/unlock pairs per request.
+type busyClock struct {
+	base     time.Time // the watchdog's start; times are monotonic offsets from it
+	mu       sync.Mutex
+	n        int64         // requests in progress
+	startSum time.Duration // sum of their start offsets
+	done     time.Duration // total time of the finished requests
+}
+
+// begin records a request that started at start and returns its offset,
+// for end.
+func (b *busyClock) begin(start time.Time) time.Duration {
+	t := start.Sub(b.base)
+	b.mu.Lock()
+	b.n++
+	b.startSum += t
+	b.mu.Unlock()
+	return t
+}
+
+// end records the end, now, of the request begin returned t for. The
+// clock is read under the lock, as in total: read before it, a total read
+// in between would count this request up to a later time than its end.
+// (begin may read it before: a start is never after the lock is taken.)
+func (b *busyClock) end(t time.Duration) {
+	b.mu.Lock()
+	now := time.Since(b.base)
+	b.n--
+	b.startSum -= t
+	b.done += now - t
+	b.mu.Unlock()
+}
+
+// total is the busy time up to now.
+func (b *busyClock) total() time.Duration {
+	busy, _ := b.read()
+	return busy
+}
+
+// read returns the busy time up to now, and now (since base).
+func (b *busyClock) read() (busy, now time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now = time.Since(b.base)
+	return b.done + time.Duration(b.n)*now - b.startSum, now
 }
 
 var killReasons = [...]string{contract.KillTimeout, contract.KillResponseLimit, contract.KillDisconnect}
@@ -50,7 +105,7 @@ var bucketBounds = func() [20]time.Duration {
 var alwaysShown = [...]int{200, 400, 404, 413, 429, 500, 502, 503, 504}
 
 func newMetrics(fn, mode string, inflight *atomic.Int64, start time.Time) *metrics {
-	return &metrics{fn: fn, mode: mode, inflight: inflight, start: start}
+	return &metrics{fn: fn, mode: mode, inflight: inflight, start: start, busy: busyClock{base: start}}
 }
 
 // observe records one finished request.
@@ -116,6 +171,11 @@ func (m *metrics) write(w io.Writer) error {
 
 	b = header(b, contract.MetricInflight, "gauge", "Requests being served now.")
 	b = sample(b, contract.MetricInflight, fl, float64(m.inflight.Load()))
+	busy, uptime := m.busy.read()
+	b = header(b, contract.MetricBusy, "counter", "Seconds requests spent in the watchdog, in-progress ones up to now; its rate is the average in flight.")
+	b = sample(b, contract.MetricBusy, fl, busy.Seconds())
+	b = header(b, contract.MetricUptime, "gauge", "Seconds since the watchdog started (monotonic), read with the busy seconds.")
+	b = sample(b, contract.MetricUptime, fl, uptime.Seconds())
 	b = header(b, contract.MetricStartTime, "gauge", "Start time of the watchdog, in seconds since the epoch.")
 	b = sample(b, contract.MetricStartTime, fl, float64(m.start.UnixNano())/1e9)
 	b = header(b, contract.MetricInfo, "gauge", "The watchdog's mode and version.")

@@ -79,6 +79,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
+	defer s.metrics.busy.end(s.metrics.busy.begin(start))
 	n := s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	if s.cfg.MaxInflight > 0 && n > s.cfg.MaxInflight {

@@ -238,6 +238,25 @@ func (l *autoLab) events(fn string) []contract.ScaleEvent {
 	return out
 }
 
+// logSeries logs the last n seconds of the function's demand inputs: the
+// replicas' in-flight sum, HAProxy's sessions and the demand the scaler uses.
+func (l *autoLab) logSeries(fn string, n int64) {
+	l.t.Helper()
+	for _, c := range []struct{ suffix, dim string }{
+		{contract.ChartInflight, contract.DimInflight},
+		{contract.ChartGatewayDemand, contract.DimSessions},
+		{contract.ChartDemand, contract.DimDemand},
+		{contract.ChartUtilization, contract.DimUtilization},
+	} {
+		d, err := l.nd.DataRange(context.Background(), contract.ChartType+"."+contract.ChartID(fn, c.suffix), -n, 0)
+		if err != nil {
+			l.t.Logf("%s: %v", c.suffix, err)
+			continue
+		}
+		l.t.Logf("%s %s, newest first: %v", c.suffix, c.dim, d.Column(c.dim))
+	}
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func (l *autoLab) waitFor(what string, limit time.Duration, cond func() bool) {
 	l.t.Helper()
@@ -312,6 +331,7 @@ func TestAutoscaleStep(t *testing.T) {
 	// Steady under the same load: no second decision while the new replicas
 	// start and take their share.
 	time.Sleep(12 * time.Second)
+	l.logSeries(fn, 12)
 	evs := l.events(fn)
 	if ups(evs) != 1 || len(evs) != 1 {
 		t.Errorf("decisions under a steady 5× load: %+v, want exactly one", evs)
