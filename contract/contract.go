@@ -71,6 +71,11 @@ const (
 	MetricRequests         = "pulse_function_requests_total"           // counter, label code
 	MetricDuration         = "pulse_function_request_duration_seconds" // histogram
 	MetricInflight         = "pulse_function_inflight_requests"        // gauge
+	MetricStartTime        = "pulse_watchdog_start_time_seconds"       // gauge, unix time
+	MetricInfo             = "pulse_watchdog_info"                     // gauge = 1, labels mode, version
+	MetricUpstreamRestarts = "pulse_watchdog_upstream_restarts_total"  // counter (http mode)
+	MetricKilled           = "pulse_watchdog_killed_total"             // counter, label reason
+
 	// MetricBusy is the time requests spent in the watchdog, summed over
 	// requests, those in progress counted up to the scrape. Its rate is the
 	// average number of requests in flight: summed over replicas scraped a
@@ -80,10 +85,6 @@ const (
 	// MetricUptime is the watchdog's monotonic clock at the same instant
 	// as MetricBusy: the exact interval to divide the busy time by.
 	MetricUptime = "pulse_watchdog_uptime_seconds" // gauge
-	MetricStartTime        = "pulse_watchdog_start_time_seconds"       // gauge, unix time
-	MetricInfo             = "pulse_watchdog_info"                     // gauge = 1, labels mode, version
-	MetricUpstreamRestarts = "pulse_watchdog_upstream_restarts_total"  // counter (http mode)
-	MetricKilled           = "pulse_watchdog_killed_total"             // counter, label reason
 
 	MetricLabelFunction = "function"
 	MetricLabelCode     = "code"
