@@ -113,7 +113,7 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 			}
 			prev, had := a.replicas[key]
 			a.replicas[key] = m
-			inflight += averageInflight(prev, had, m)
+			inflight += averageInflight(prev, had, m, elapsed)
 			var d replicaMetrics
 			switch {
 			case had:
@@ -253,22 +253,34 @@ func utilization(demand float64, ready int, target float64) float64 {
 	return 100 * demand / (den * target)
 }
 
-// averageInflight is a replica's requests in flight for the demand: the
-// average between its previous scrape and this one (busy seconds over the
-// watchdog's own clock), or, without two readings of one watchdog run, the
-// gauge. Summed over replicas the gauges are not of one instant: scraped a
-// few milliseconds apart, a request that ended on one replica and was sent
-// again to another is counted on both, which lifted a load of exactly
-// 10 in flight to 11 (110 %) now and then. The averages have no such skew.
-func averageInflight(prev replicaMetrics, had bool, cur replicaMetrics) float64 {
-	if !had || !prev.hasBusy || !cur.hasBusy || cur.start != prev.start {
+// averageInflight is a replica's requests in flight over the interval
+// since the previous cycle (elapsed seconds long), for the demand. Summed
+// over replicas the gauges are not of one instant: scraped a few
+// milliseconds apart, a request that ended on one replica and was sent
+// again to another is counted on both, which lifted a load of exactly 10 in
+// flight to 11 (110 %) now and then. The busy seconds have no such skew:
+//   - a replica read before in the same run: its busy seconds' increase over
+//     its own clock's;
+//   - a replica that started within the interval (new, or restarted): all
+//     its busy time falls in the interval, so it is divided by the whole
+//     interval, as the others' are (the average of a replica up for half
+//     of it would otherwise count double next to the others');
+//   - otherwise (a watchdog without busy seconds, the first cycle, a
+//     replica up for longer but not read before): the gauge.
+func averageInflight(prev replicaMetrics, had bool, cur replicaMetrics, elapsed float64) float64 {
+	if !cur.hasBusy {
 		return cur.inflight
 	}
-	dt := cur.uptime - prev.uptime
-	if dt <= 0 || cur.busy < prev.busy {
+	if had && prev.hasBusy && cur.start == prev.start {
+		if dt := cur.uptime - prev.uptime; dt > 0 && cur.busy >= prev.busy {
+			return (cur.busy - prev.busy) / dt
+		}
 		return cur.inflight
 	}
-	return (cur.busy - prev.busy) / dt
+	if elapsed > 0 && cur.uptime <= elapsed {
+		return cur.busy / elapsed
+	}
+	return cur.inflight
 }
 
 // replicaDelta is what a replica answered between two scrapes. A restart

@@ -246,25 +246,28 @@ func TestAggregator(t *testing.T) {
 			listed: 2, scraped: 2,
 		},
 		{
-			// A watchdog restarted between the scrapes (new start time):
-			// its busy seconds restarted too, so its gauge is used.
-			name: "busy seconds: a restarted replica counts its gauge",
+			// A watchdog restarted between the scrapes (new start time), up
+			// for 0.5 s of the 1 s interval: all of its busy time is in
+			// the interval; a new replica up for 2 s, longer than the
+			// interval, was not read before: its gauge.
+			name: "busy seconds: replicas new in the interval",
 			steps: []step{
 				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
 					fn("hello", 1, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"))}},
 					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: timed(5, 100, 50, 100)}}},
 				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{
-					fn("hello", 1, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"))}},
+					fn("hello", 2, map[string]string{contract.LabelScaleTarget: "2"}, running("r1"), running("r2"))}},
 					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: func() replicaMetrics {
-						m := timed(3, 10, 1, 0.5)
+						m := timed(3, 10, 1.5, 0.5)
 						m.start = 2
 						return m
-					}()}}},
+					}(), {"hello", "r2"}: timed(4, 20, 7, 2)}}},
 			},
-			// The restart's 10 answers are new; 100 × 3 / (1 × 2) = 150 %.
-			want: map[string]fnWant{"hello": {c2xx: 10, inflight: 3, running: 1, desired: 1, scraped: 1, ready: 1, target: 2,
-				util: ptr(15000)}},
-			listed: 1, scraped: 1,
+			// r1 1.5 / 1 s + r2's gauge 4: 100 × 5.5 / (2 × 2) = 137.5 %;
+			// both replicas' answers are new (30).
+			want: map[string]fnWant{"hello": {c2xx: 30, inflight: 6, running: 2, desired: 2, scraped: 2, ready: 2, target: 2,
+				util: ptr(13750)}},
+			listed: 2, scraped: 2,
 		},
 		{
 			name: "rps: unknown on the first cycle",

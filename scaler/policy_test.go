@@ -61,6 +61,14 @@ func TestDecideReplicas(t *testing.T) {
 		}), decision{4, 3, "utilisation at most 12% for 1m0s, below 50%"}},
 		{"floating-point noise adds no replica", with(func(in *decideInput) { util(in, 3, 3, 400.0/3) }),
 			decision{4, 4, "utilisation 133% over 3 ready replicas above 100%"}},
+		// The default threshold's tolerance: 10 in flight on 5 replicas of
+		// target 2 measured 100.4 % in the end-to-end test (peak demand
+		// 10.04); at 100 that went 5 → 6. Here with target 10.
+		{"a load at the target, measured a little above it, at the default threshold", with(func(in *decideInput) {
+			util(in, 5, 5, 100.4)
+			in.Demand, in.HaveDemand = 50.2, true // target 10: 5.02 replicas' worth
+			in.UpThreshold = DefaultUpThreshold
+		}), decision{5, 6, "utilisation 100% within [50%, 110%]"}},
 		{"within the band", with(func(in *decideInput) { util(in, 4, 4, 75) }),
 			decision{4, 3, "utilisation 75% within [50%, 100%]"}},
 		{"down at most by half", with(func(in *decideInput) { low(in, 8, 10, 12) }),

@@ -103,8 +103,14 @@ type Config struct {
 const (
 	// DefaultWindow: a minute of low utilisation before halving; Netdata's
 	// 1 s samples make a minute plenty of evidence.
-	DefaultWindow        = time.Minute
-	DefaultUpThreshold   = 100.0
+	DefaultWindow = time.Minute
+	// DefaultUpThreshold leaves a function within 10 % of its target alone,
+	// as Kubernetes' HPA does with its default tolerance of 0.1: a load
+	// exactly at the target is measured at 100 ± a few %, which at a
+	// threshold of 100 added a replica now and then (the end-to-end step
+	// test: 10 in flight on 5 replicas of target 2 read 100.4 % and went
+	// 5 → 6). It equals the scale-up alarm's threshold.
+	DefaultUpThreshold   = 110.0
 	DefaultDownThreshold = 50.0
 	// DefaultLookback equals the alarms' `lookup: average -3s`.
 	DefaultLookback = 3 * time.Second

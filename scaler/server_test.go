@@ -247,7 +247,7 @@ func TestAlarmsRepeatedAndReordered(t *testing.T) {
 	evs.Events[0].Time, evs.Events[0].LatencyMS = time.Time{}, nil
 	evs.Events[0].ReceivedAt, evs.Events[0].StartedAt, evs.Events[0].DecidedAt = time.Time{}, time.Time{}, time.Time{}
 	want := contract.ScaleEvents{Total: 1, Events: []contract.ScaleEvent{{
-		Function: "hello", From: 1, To: 5, Reason: "utilisation 500% over 1 ready replicas above 100%",
+		Function: "hello", From: 1, To: 5, Reason: "utilisation 500% over 1 ready replicas above 110%",
 		Trigger: contract.TriggerAlarm,
 		Alarm:   &contract.AlarmRef{UniqueID: 41, Alarm: contract.AlarmScaleUp, Status: contract.AlarmWarning, Value: 500, When: when},
 	}}}
@@ -428,7 +428,7 @@ func TestConfigValidate(t *testing.T) {
 	bad := DefaultConfig()
 	bad.Window, bad.DownThreshold, bad.Events = 0, 120, 0
 	err := bad.Validate()
-	for _, want := range []string{"window 0s: must be positive", "want 0 < down (120) < up (100)", "events 0"} {
+	for _, want := range []string{"window 0s: must be positive", "want 0 < down (120) < up (110)", "events 0"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, want)
 		}

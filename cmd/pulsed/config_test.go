@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsefaas/pulse/scaler"
 )
 
 func TestConfig(t *testing.T) {
@@ -77,7 +79,7 @@ func TestConfigScaler(t *testing.T) {
 
 	d := defaults()
 	if d.AlarmTokenFile != "/etc/pulse/alarm-token" || d.NetdataURL != "http://127.0.0.1:19999" || d.NetdataTimeout != 2*time.Second ||
-		d.ScaleWindow != time.Minute || d.ScaleUpThreshold != 100 || d.ScaleDownThreshold != 50 ||
+		d.ScaleWindow != time.Minute || d.ScaleUpThreshold != scaler.DefaultUpThreshold || d.ScaleDownThreshold != 50 ||
 		d.UtilisationLookback != 3*time.Second || d.ResyncInterval != 5*time.Second || d.ScalerCallTimeout != 10*time.Second || d.ScaleEvents != 256 {
 		t.Errorf("scaler defaults %+v", d)
 	}
@@ -113,7 +115,7 @@ func TestConfigScaler(t *testing.T) {
 		{"zero window", "scale_window: 0s\n", nil, "scale_window must be a positive duration"},
 		{"negative resync", "resync_interval: -1s\n", nil, "resync_interval must be a positive duration"},
 		{"bad duration from the environment", "", map[string]string{"PULSE_NETDATA_TIMEOUT": "soon"}, "netdata_timeout"},
-		{"thresholds inverted", "scale_down_threshold: 100\n", nil, "scale_down_threshold 100 and scale_up_threshold 100: want 0 < down < up"},
+		{"thresholds inverted", "scale_down_threshold: 110\n", nil, "scale_down_threshold 110 and scale_up_threshold 110: want 0 < down < up"},
 		{"zero down threshold", "scale_down_threshold: 0\n", nil, "want 0 < down < up"},
 		{"threshold not a number", "scale_up_threshold: lots\n", nil, "scale_up_threshold"},
 		{"netdata url without scheme", "netdata_url: 127.0.0.1:19999\n", nil, `netdata_url "127.0.0.1:19999": want http://HOST:PORT`},
