@@ -1014,7 +1014,7 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	if err != nil {
 		return fmt.Errorf("netdata data: %w", err)
 	}
-	if sec, ok := firstAbove(d, contract.DimUtilization, 100, int64(math.Floor(t0s))); ok {
+	if sec, ok := firstAbove(d, contract.DimUtilization, scaler.DefaultUpThreshold, int64(math.Floor(t0s))); ok {
 		r.ScrapeS = relUnix(sec)
 	}
 	log, err := b.nd.AlarmLog(ctx, 0)

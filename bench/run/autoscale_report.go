@@ -521,7 +521,7 @@ const (
 		"(each connection: a POST, wait for the answer, repeat; keep-alive, no retries) starts at t0; the total ends when HAProxy's runtime API " +
 		"(`show stat`, polled every 15 ms) first shows a server of a new replica with sessions (stot > 0). Failed trials count as infinitely slow."
 	stageCaption = "Where the time goes (medians per stage; a stage counts the trials where both of its ends were seen). " +
-		"scrape = the first per-second row of the function's utilisation chart above 100 % (Netdata's row time, whole seconds); " +
+		"scrape = the first per-second row of the function's utilisation chart above the scale-up threshold (110 %) (Netdata's row time, whole seconds); " +
 		"alarm = the `pulse_scale_up` CRITICAL entry's `when` in Netdata's alarm log (whole seconds); hook = pulsed's debug log line of the " +
 		"webhook; update stored = the service's `UpdatedAt` in Swarm; ServiceUpdate returned = the scaler's ScaleEvent time; task running = the new task's " +
 		"status timestamp when it turned running (task list polled every 20 ms; Swarm reports running after the first passing health probe); " +
