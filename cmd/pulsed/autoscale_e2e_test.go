@@ -324,7 +324,11 @@ func TestAutoscaleStep(t *testing.T) {
 	load := startLoad(l.cfg.GatewayListen, "/function/"+fn, 10)
 	l.waitFor("the first scale-up decision", 30*time.Second, func() bool { return ups(l.events(fn)) > 0 })
 	first := l.events(fn)[0]
-	t.Logf("step → decision %d → %d after %.1fs (%s; alarm latency %v ms)", first.From, first.To, time.Since(start).Seconds(), first.Reason, first.LatencyMS)
+	latency := "none: the periodic evaluation decided"
+	if first.LatencyMS != nil {
+		latency = fmt.Sprintf("%v ms since the alarm", *first.LatencyMS)
+	}
+	t.Logf("step → decision %d → %d after %.1fs (%s; %s)", first.From, first.To, time.Since(start).Seconds(), first.Reason, latency)
 	if first.From != 1 || first.To < 4 || first.To > 6 {
 		t.Errorf("first decision %d → %d, want 1 → 5 ± 1", first.From, first.To)
 	}
