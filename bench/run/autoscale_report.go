@@ -524,7 +524,7 @@ const (
 		"scrape = the first per-second row of the function's utilisation chart above the scale-up threshold (110 %) (Netdata's row time, whole seconds); " +
 		"alarm = the `pulse_scale_up` CRITICAL entry's `when` in Netdata's alarm log (whole seconds); hook = pulsed's debug log line of the " +
 		"webhook; update stored = the service's `UpdatedAt` in Swarm; ServiceUpdate returned = the scaler's ScaleEvent time; task running = the new task's " +
-		"status timestamp when it turned running (task list polled every 20 ms; Swarm reports running after the first passing health probe); " +
+		"status timestamp when it turned running (task list polled every 20 ms; the replicas have no Docker health check, as `pulse deploy` gives them on this engine, so running means the container started); " +
 		"server took traffic = as above. Stages of whole-second ends are ±1 s each; their sum is exact. Alarm and hook stages are left out of " +
 		"trials whose first decision came from pulsed's periodic evaluation (trigger resync) instead."
 	coldCaption = "Cold start from zero: the second function (min 0) scaled to 0 through the Docker API and gone from pulsed's catalog and HAProxy, " +
