@@ -57,3 +57,13 @@ func TestBusyClock(t *testing.T) {
 		t.Errorf("after every request ended: %d in progress, start sum %v", b.n, b.startSum)
 	}
 }
+
+// BenchmarkBusyClock is the busy clock's cost per request (begin and end,
+// with the request's time.Now): about 80 ns on the 2-core dev VM, of which
+// 25 ns is time.Now, against 15-20 µs of CPU per in-process request.
+func BenchmarkBusyClock(b *testing.B) {
+	c := busyClock{base: time.Now()}
+	for b.Loop() {
+		c.end(c.begin(time.Now()))
+	}
+}
