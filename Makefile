@@ -43,9 +43,8 @@ up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, Netdat
 install-netdata: ## Netdata with Pulse's plugin, alarms, hook and token here (root; restarts Netdata)
 	scripts/install-netdata.sh
 
-down: ## remove the example functions and stop pulsed (and with it HAProxy)
-	-$(BIN)/pulse rm hello echo greet
-	-[ -f /run/pulse/pulsed.pid ] && kill $$(cat /run/pulse/pulsed.pid) && rm -f /run/pulse/pulsed.pid
+down: ## remove the example functions, stop pulsed and its HAProxy (Netdata stays)
+	BIN=$(BIN) scripts/down.sh
 
 fuzz: ## run every fuzz target for a short while (FUZZTIME=20s each)
 	@for p in $$(grep -rl --include=*_test.go '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
