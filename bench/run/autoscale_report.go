@@ -77,7 +77,8 @@ type stepTrial struct {
 	Start string  `json:"start"` // t0, RFC 3339 with nanoseconds
 	Load1 float64 `json:"load1"` // the host's 1-minute load average at t0
 
-	// ScrapeS: the first per-second row of the utilisation chart above 100
+	// ScrapeS: the first per-second row of the utilisation chart above the
+	// scale-up threshold (scaler.DefaultUpThreshold)
 	// (whole seconds: Netdata's row time).
 	ScrapeS *float64 `json:"scrape_s"`
 	// AlarmS: the pulse_scale_up CRITICAL entry's `when` in Netdata's alarm
