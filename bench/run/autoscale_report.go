@@ -569,19 +569,6 @@ func renderAutoscale(r autoscaleReport, md bool, jsonPath string) string {
 		b.WriteString("\nevery step trial (seconds after t0):\n")
 		table(trialHeader, trialRows(r.Steps))
 	}
-	if len(r.Notes) > 0 {
-		if md {
-			b.WriteString("\nNotes on this run:\n")
-		} else {
-			b.WriteString("\nnotes:\n")
-		}
-		for _, n := range r.Notes {
-			if md {
-				b.WriteString("- " + n + "\n")
-			} else {
-				b.WriteString("  - " + n + "\n")
-			}
-		}
-	}
+	writeNotes(&b, r.Notes, md)
 	return b.String()
 }

@@ -537,9 +537,7 @@ func renderCollectorText(r collectorReport) string {
 	textTable(&b, collectorNetdataHeader, collectorNetdataRows(r))
 	b.WriteString("\n")
 	textTable(&b, goalHeader, goalRows(r.Goals))
-	for _, n := range r.Notes {
-		b.WriteString("  - " + n + "\n")
-	}
+	writeNotes(&b, r.Notes, false)
 	return b.String()
 }
 
@@ -554,11 +552,6 @@ func renderCollectorMarkdown(r collectorReport, jsonPath string) string {
 	markdownTable(&b, collectorNetdataHeader, collectorNetdataRows(r))
 	b.WriteString("\n")
 	markdownTable(&b, goalHeader, goalRows(r.Goals))
-	if len(r.Notes) > 0 {
-		b.WriteString("\nNotes on this run:\n")
-		for _, n := range r.Notes {
-			b.WriteString("- " + n + "\n")
-		}
-	}
+	writeNotes(&b, r.Notes, true)
 	return b.String()
 }

@@ -896,12 +896,7 @@ func renderFunctionsText(r functionsReport) string {
 	section(ci, idleHeader, idleRows(r.Summary.Idle))
 	b.WriteString("\n")
 	textTable(&b, goalHeader, goalRows(r.Goals))
-	if len(r.Notes) > 0 {
-		b.WriteString("\nnotes:\n")
-		for _, n := range r.Notes {
-			b.WriteString("  - " + n + "\n")
-		}
-	}
+	writeNotes(&b, r.Notes, false)
 	return b.String()
 }
 
@@ -924,11 +919,6 @@ func renderFunctionsMarkdown(r functionsReport, jsonPath string) string {
 	section(ci, idleHeader, idleRows(r.Summary.Idle))
 	b.WriteString("\n")
 	markdownTable(&b, goalHeader, goalRows(r.Goals))
-	if len(r.Notes) > 0 {
-		b.WriteString("\nNotes on this run:\n")
-		for _, n := range r.Notes {
-			b.WriteString("- " + n + "\n")
-		}
-	}
+	writeNotes(&b, r.Notes, true)
 	return b.String()
 }

@@ -941,20 +941,7 @@ func renderGateway(r gatewayReport, md bool, jsonPath string) string {
 	section(cs, gwScaleHeader, gwScaleRows(r.Summary.Scale))
 	b.WriteString("\n")
 	table(goalHeader, goalRows(r.Goals))
-	if len(r.Notes) > 0 {
-		if md {
-			b.WriteString("\nNotes on this run:\n")
-		} else {
-			b.WriteString("\nnotes:\n")
-		}
-		for _, n := range r.Notes {
-			if md {
-				b.WriteString("- " + n + "\n")
-			} else {
-				b.WriteString("  - " + n + "\n")
-			}
-		}
-	}
+	writeNotes(&b, r.Notes, md)
 	return b.String()
 }
 

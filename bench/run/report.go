@@ -193,6 +193,23 @@ func setup(r report) string {
 }
 
 // textTable writes a table aligned with spaces, for a terminal.
+// writeNotes writes a run's notes after its tables: under "notes:" for a
+// terminal, under "Notes on this run:" in the README (md); nothing without
+// notes.
+func writeNotes(b *strings.Builder, notes []string, md bool) {
+	if len(notes) == 0 {
+		return
+	}
+	head, item := "\nnotes:\n", "  - "
+	if md {
+		head, item = "\nNotes on this run:\n", "- "
+	}
+	b.WriteString(head)
+	for _, n := range notes {
+		b.WriteString(item + n + "\n")
+	}
+}
+
 func textTable(b *strings.Builder, header []string, rows [][]string) {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
@@ -232,12 +249,7 @@ func renderText(r report) string {
 	textTable(&b, goalHeader, goalRows(r.Goals))
 	b.WriteString(rssNote + "\n\n")
 	textTable(&b, sizeHeader, sizeRows(r.Artifacts))
-	if len(r.Notes) > 0 {
-		b.WriteString("\nnotes:\n")
-		for _, n := range r.Notes {
-			b.WriteString("  - " + n + "\n")
-		}
-	}
+	writeNotes(&b, r.Notes, false)
 	return b.String()
 }
 
@@ -251,12 +263,7 @@ func renderMarkdown(r report, jsonPath string) string {
 	markdownTable(&b, goalHeader, goalRows(r.Goals))
 	b.WriteString("\n" + rssNote + "\n\n")
 	markdownTable(&b, sizeHeader, sizeRows(r.Artifacts))
-	if len(r.Notes) > 0 {
-		b.WriteString("\nNotes on this run:\n")
-		for _, n := range r.Notes {
-			b.WriteString("- " + n + "\n")
-		}
-	}
+	writeNotes(&b, r.Notes, true)
 	return b.String()
 }
 
