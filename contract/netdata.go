@@ -79,6 +79,10 @@ const (
 // lower-case letters, digits and '-', so the ID stays readable.
 func ChartID(function, suffix string) string { return "fn_" + function + "_" + suffix }
 
+// Chart is the full chart name Netdata's API takes and its alarms carry:
+// type.id.
+func Chart(function, suffix string) string { return ChartType + "." + ChartID(function, suffix) }
+
 // Dimension names, as Netdata shows them and as health templates use them.
 const (
 	Dim2xx         = "2xx"

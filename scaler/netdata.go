@@ -58,7 +58,7 @@ func (n *Netdata) Demand(ctx context.Context, fn string, agg Aggregate, window t
 
 func (n *Netdata) read(ctx context.Context, fn, chart, dim string, agg Aggregate, window time.Duration) (float64, error) {
 	q := url.Values{}
-	q.Set("chart", contract.ChartType+"."+contract.ChartID(fn, chart))
+	q.Set("chart", contract.Chart(fn, chart))
 	q.Set("after", strconv.FormatInt(-netdataSeconds(window), 10))
 	q.Set("points", "1")
 	q.Set("group", string(agg))

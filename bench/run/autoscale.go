@@ -407,7 +407,7 @@ func (b *autoscaleBench) start(ctx context.Context, haproxy string) error {
 	defer ndLog.Close()
 	b.nd, err = netdatalab.Start(ctx, netdatalab.Config{
 		Plugin:       b.arts.path("pulse.d.plugin"),
-		PluginConfig: pluginConfig(catalogURL, b.adminAddr),
+		PluginConfig: netdatalab.JobConfig(catalogURL, "http://"+b.adminAddr+"/metrics"),
 		Health:       health,
 		Env:          []string{"PULSE_ALARM_URL=http://" + b.apiAddr + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + b.tokenFile},
 		Stderr:       ndLog,
@@ -496,13 +496,6 @@ func healthWithHook(templates, hook string) (string, error) {
 		return "", errors.New("health templates: no exec: line")
 	}
 	return strings.Join(lines, "\n"), nil
-}
-
-// pluginConfig is pulse.d/pulse.conf for the lab: the catalog at
-// catalogURL and the test HAProxy's exporter.
-func pluginConfig(catalogURL, admin string) string {
-	return fmt.Sprintf("update_every: 1\nautodetection_retry: 0\n\njobs:\n  - name: %s\n    catalog_url: %s\n    haproxy_url: http://%s/metrics\n    timeout: 800ms\n",
-		contract.CollectorJob, catalogURL, admin)
 }
 
 // keepLogs copies pulsed's log and the lab Netdata's error log out of the
@@ -683,7 +676,7 @@ func (b *autoscaleBench) catalogFunction(ctx context.Context, fn string) (contra
 }
 
 func utilChart(fn string) string {
-	return contract.ChartType + "." + contract.ChartID(fn, contract.ChartUtilization)
+	return contract.Chart(fn, contract.ChartUtilization)
 }
 
 // alarmStatus is the status of fn's scale-up alarm in the lab Netdata.

@@ -114,14 +114,8 @@ func runLabNetdata(ctx context.Context, plugin, base string, clk float64, d time
 		return res
 	}
 	fail := func(err error) collectorNetdata { res.Error = err.Error(); return res }
-	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin, PluginConfig: fmt.Sprintf(`update_every: 1
-autodetection_retry: 0
-jobs:
-  - name: %s
-    catalog_url: %s
-    haproxy_url: %s
-    timeout: 800ms
-`, contract.CollectorJob, base+contract.CatalogPath, base+"/metrics")})
+	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin,
+		PluginConfig: netdatalab.JobConfig(base+contract.CatalogPath, base+"/metrics")})
 	if err != nil {
 		return fail(err)
 	}

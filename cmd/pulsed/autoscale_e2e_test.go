@@ -97,7 +97,7 @@ func newAutoLab(t *testing.T) *autoLab {
 	}
 	nd, err := netdatalab.Start(context.Background(), netdatalab.Config{
 		Plugin:       filepath.Join(dir, "pulse.d.plugin"),
-		PluginConfig: labPluginConfig("http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics"),
+		PluginConfig: netdatalab.JobConfig("http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics"),
 		Health:       health, Stderr: ndLog,
 		Env: []string{"PULSE_ALARM_URL=http://" + cfg.APIListen + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + tokenFile},
 	})
@@ -248,7 +248,7 @@ func (l *autoLab) logSeries(fn string, n int64) {
 		{contract.ChartDemand, contract.DimDemand},
 		{contract.ChartUtilization, contract.DimUtilization},
 	} {
-		d, err := l.nd.DataRange(context.Background(), contract.ChartType+"."+contract.ChartID(fn, c.suffix), -n, 0)
+		d, err := l.nd.DataRange(context.Background(), contract.Chart(fn, c.suffix), -n, 0)
 		if err != nil {
 			l.t.Logf("%s: %v", c.suffix, err)
 			continue
@@ -273,30 +273,25 @@ func (l *autoLab) waitFor(what string, limit time.Duration, cond func() bool) {
 // its scale-up alarm has left UNINITIALIZED (Netdata needs a few seconds).
 func (l *autoLab) waitCharts(fn string) {
 	l.t.Helper()
-	chart := contract.ChartType + "." + contract.ChartID(fn, contract.ChartUtilization)
+	chart := contract.Chart(fn, contract.ChartUtilization)
 	l.waitFor("utilisation chart and its alarms in Netdata", 60*time.Second, func() bool {
-		var out struct {
-			Alarms map[string]struct {
-				Chart  string `json:"chart"`
-				Name   string `json:"name"`
-				Status string `json:"status"`
-			} `json:"alarms"`
-		}
-		resp, err := http.Get(l.nd.URL + "/api/v1/alarms?all")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		if json.NewDecoder(resp.Body).Decode(&out) != nil {
-			return false
-		}
-		for _, a := range out.Alarms {
-			if a.Chart == chart && a.Name == contract.AlarmScaleUp && a.Status != "UNINITIALIZED" && a.Status != "UNDEFINED" {
-				return true
-			}
-		}
-		return false
+		st, err := l.nd.AlarmStatus(context.Background(), contract.AlarmScaleUp, chart)
+		return err == nil && st != "UNINITIALIZED" && st != "UNDEFINED"
 	})
+}
+
+// stepScale is the policy of the scaling tests' functions: target 2 in
+// flight per replica, so 10 closed-loop clients on the 100 ms function are
+// 5× one replica; max 20, so that a jump to max cannot pass for 5 ± 1.
+var stepScale = function.Scale{Metric: "inflight", Target: 2, Min: 1, Max: 20}
+
+// deployReady deploys fn with the scale policy and waits until the gateway
+// routes it and Netdata's alarms on it are initialised.
+func (l *autoLab) deployReady(fn string, scale function.Scale) {
+	l.t.Helper()
+	l.deploy(fn, scale)
+	waitRoute(l.t, l.cfg.GatewayListen, "/function/"+fn)
+	l.waitCharts(fn)
 }
 
 func ups(evs []contract.ScaleEvent) (n int) {
@@ -314,9 +309,7 @@ func ups(evs []contract.ScaleEvent) (n int) {
 func TestAutoscaleStep(t *testing.T) {
 	l := newAutoLab(t)
 	fn := "as-step-" + l.e.tag
-	l.deploy(fn, function.Scale{Metric: "inflight", Target: 2, Min: 1, Max: 20})
-	waitRoute(t, l.cfg.GatewayListen, "/function/"+fn)
-	l.waitCharts(fn)
+	l.deployReady(fn, stepScale)
 
 	// 10 clients in a closed loop on a 100 ms function: 10 in flight, 5× the
 	// target of one replica.
@@ -356,7 +349,7 @@ func TestAutoscaleStep(t *testing.T) {
 	when := time.Now().Unix()
 	for _, uid := range []uint64{1000, 1000, 999, 2000, 1} {
 		ev := contract.AlarmEvent{UniqueID: uid, AlarmID: 1, EventID: 1, When: when, Alarm: contract.AlarmScaleUp,
-			Chart: contract.ChartType + "." + contract.ChartID(fn, contract.ChartUtilization), Function: fn,
+			Chart: contract.Chart(fn, contract.ChartUtilization), Function: fn,
 			Status: contract.AlarmCritical, OldStatus: contract.AlarmClear, Value: 500}
 		body, _ := json.Marshal(ev)
 		if code, resp := l.api(http.MethodPost, contract.AlarmsPath, body, nil); code != http.StatusAccepted {
@@ -391,7 +384,7 @@ func TestAutoscaleStep(t *testing.T) {
 	// At the floor the scale-down alarm has nothing left to do: it clears
 	// (within two of its 5 s checks) and stays clear, so an idle function
 	// shows no standing warning and the hook is not run for it.
-	chart := contract.ChartType + "." + contract.ChartID(fn, contract.ChartUtilization)
+	chart := contract.Chart(fn, contract.ChartUtilization)
 	downStatus := func() string {
 		st, err := l.nd.AlarmStatus(context.Background(), contract.AlarmScaleDown, chart)
 		if err != nil {
@@ -411,9 +404,7 @@ func TestAutoscaleStep(t *testing.T) {
 func TestAutoscaleOscillation(t *testing.T) {
 	l := newAutoLab(t)
 	fn := "as-osc-" + l.e.tag
-	l.deploy(fn, function.Scale{Metric: "inflight", Target: 2, Min: 1, Max: 20})
-	waitRoute(t, l.cfg.GatewayListen, "/function/"+fn)
-	l.waitCharts(fn)
+	l.deployReady(fn, stepScale)
 	// 3 clients (150 % of one replica) for 3 s, then 1 (50 %) for 3 s, ...
 	end := time.Now().Add(40 * time.Second)
 	for i := 0; time.Now().Before(end); i++ {
@@ -459,11 +450,9 @@ func sign(n int) int {
 func TestAutoscaleWebhook(t *testing.T) {
 	l := newAutoLab(t)
 	fn := "as-hook-" + l.e.tag
-	l.deploy(fn, function.Scale{Metric: "inflight", Target: 2, Min: 1, Max: 20})
-	waitRoute(t, l.cfg.GatewayListen, "/function/"+fn)
-	l.waitCharts(fn)
+	l.deployReady(fn, stepScale)
 	good, _ := json.Marshal(contract.AlarmEvent{UniqueID: 99, AlarmID: 1, EventID: 1, When: time.Now().Unix(), Alarm: contract.AlarmScaleUp,
-		Chart: contract.ChartType + "." + contract.ChartID(fn, contract.ChartUtilization), Function: fn,
+		Chart: contract.Chart(fn, contract.ChartUtilization), Function: fn,
 		Status: contract.AlarmCritical, OldStatus: contract.AlarmClear, Value: 900})
 	unknown := bytes.Replace(good, []byte(fn), []byte("nope-"+l.e.tag), -1)
 	post := func(token string, body []byte) int {
@@ -506,9 +495,7 @@ func TestAutoscaleWebhook(t *testing.T) {
 func TestAutoscaleRestart(t *testing.T) {
 	l := newAutoLab(t)
 	fn := "as-restart-" + l.e.tag
-	l.deploy(fn, function.Scale{Metric: "inflight", Target: 2, Min: 1, Max: 20})
-	waitRoute(t, l.cfg.GatewayListen, "/function/"+fn)
-	l.waitCharts(fn)
+	l.deployReady(fn, stepScale)
 	load := startLoad(l.cfg.GatewayListen, "/function/"+fn, 10)
 	defer load.end()
 	// Restart as soon as the service has been told to scale, before the new

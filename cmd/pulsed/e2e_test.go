@@ -274,19 +274,6 @@ func goBuild(t *testing.T, out, pkg string) {
 	}
 }
 
-// labPluginConfig is the plugin's job file for a lab Netdata: the shipped
-// one's keys, pointed at the test's pulsed and HAProxy.
-func labPluginConfig(catalogURL, haproxyURL string) string {
-	return fmt.Sprintf(`update_every: 1
-autodetection_retry: 0
-jobs:
-  - name: %s
-    catalog_url: %s
-    haproxy_url: %s
-    timeout: 800ms
-`, contract.CollectorJob, catalogURL, haproxyURL)
-}
-
 // lastLines returns the last n lines of s.
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

@@ -84,7 +84,7 @@ func TestMetricsNetdata(t *testing.T) {
 	t.Cleanup(stop)
 	waitRoute(t, cfg.GatewayListen, "/function/"+name)
 
-	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin, PluginConfig: labPluginConfig(
+	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin, PluginConfig: netdatalab.JobConfig(
 		"http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics")})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestMetricsNetdata(t *testing.T) {
 	})
 
 	specs := collector.ChartSpecs()
-	chartOf := func(suffix string) string { return contract.ChartType + "." + contract.ChartID(name, suffix) }
+	chartOf := func(suffix string) string { return contract.Chart(name, suffix) }
 	charts := waitLabCharts(t, lab, 30*time.Second, func(cs map[string]netdatalab.Chart) bool {
 		for _, s := range specs {
 			if _, ok := cs[chartOf(s.IDSuffix)]; !ok {

@@ -27,14 +27,30 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pulsefaas/pulse/contract"
 )
+
+// JobConfig is a pulse.d/pulse.conf for the lab: the shipped one's keys
+// (collector/config/pulse.d/pulse.conf), pointed at a test's pulsed
+// catalog and HAProxy exporter.
+func JobConfig(catalogURL, haproxyURL string) string {
+	return fmt.Sprintf(`update_every: 1
+autodetection_retry: 0
+jobs:
+  - name: %s
+    catalog_url: %s
+    haproxy_url: %s
+    timeout: 800ms
+`, contract.CollectorJob, catalogURL, haproxyURL)
+}
 
 // Config says what the lab Netdata runs and where it reports.
 type Config struct {
 	Netdata string // the netdata binary; default /usr/sbin/netdata
 	Plugin  string // a built pulse.d.plugin
-	// PluginConfig is the plugin's job file (pulse.d/pulse.conf), e.g. with
-	// the test pulsed's catalog_url and haproxy_url.
+	// PluginConfig is the plugin's job file (pulse.d/pulse.conf), e.g.
+	// JobConfig with the test pulsed's catalog and HAProxy's exporter.
 	PluginConfig string
 	// Health is the health templates file; "" for none.
 	Health string
