@@ -37,4 +37,9 @@ type Replica struct {
 	Addr     string `json:"addr"`     // node address : published host port
 	State    string `json:"state"`    // the task's observed state, e.g. "running"
 	Draining bool   `json:"draining"` // desired state is no longer running
+	// Routed is true while the gateway sends this replica requests: pulsed
+	// put it into HAProxy's rotation (set it ready after its first good
+	// probe) and has not drained it. A deploy or scale is ready when every
+	// replica of the new spec is Routed.
+	Routed bool `json:"routed"`
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,4 +106,44 @@ func writeCatalogError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// RoutingSource says which replicas the gateway routes requests to:
+// *Reconciler.
+type RoutingSource interface {
+	Routing() (map[string]map[string]bool, uint64)
+}
+
+var _ RoutingSource = (*Reconciler)(nil)
+
+// WithRouting returns src with every replica's Routed set from routing and
+// a version that changes when either does, so GET /v1/replicas tells a
+// client (`pulse deploy`, `pulse scale --wait`) when the gateway really
+// sends a new replica requests.
+func WithRouting(src CatalogSource, routing RoutingSource) CatalogSource {
+	return routedCatalog{src: src, routing: routing}
+}
+
+type routedCatalog struct {
+	src     CatalogSource
+	routing RoutingSource
+}
+
+func (c routedCatalog) Current() (contract.Catalog, time.Time, error) {
+	cat, at, err := c.src.Current()
+	if err != nil {
+		return cat, at, err
+	}
+	routed, ver := c.routing.Routing()
+	out := cat
+	out.Version = cat.Version + "-" + strconv.FormatUint(ver, 10)
+	out.Functions = make([]contract.CatalogFunction, len(cat.Functions))
+	for i, fn := range cat.Functions {
+		fn.Replicas = slices.Clone(fn.Replicas)
+		for j := range fn.Replicas {
+			fn.Replicas[j].Routed = routed[fn.Name][fn.Replicas[j].TaskID] && !fn.Replicas[j].Draining
+		}
+		out.Functions[i] = fn
+	}
+	return out, at, nil
 }

@@ -97,6 +97,10 @@ func NewColdStart(cfg ColdStartConfig, cat CatalogReader, waker Waker, log *slog
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       30 * time.Second,
 		ResponseHeaderTimeout: 0, // the function's timeout, enforced by its watchdog and HAProxy
+		// The function must see the request the client sent, as it does
+		// through HAProxy: no Accept-Encoding of Go's own (and so no
+		// transparent gunzip of the answer either).
+		DisableCompression: true,
 	}
 	c := &ColdStart{cfg: cfg, cat: cat, waker: waker, log: log.With("component", "coldstart"),
 		health: &http.Client{Timeout: 250 * time.Millisecond, Transport: tr},
@@ -104,23 +108,34 @@ func NewColdStart(cfg ColdStartConfig, cat CatalogReader, waker Waker, log *slog
 	c.proxy = &httputil.ReverseProxy{
 		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			addr, _ := pr.In.Context().Value(replicaAddrKey{}).(string)
+			addr := pr.In.Context().Value(replicaAddrKey{}).(heldRequest).addr
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", addr
 			pr.Out.Header.Del(HeaderFunction)
-			// HAProxy's X-Forwarded-For is the client's; keep it.
-			if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
-				pr.Out.Header["X-Forwarded-For"] = v
+			// HAProxy's X-Forwarded-For is the client's; keep it, and the
+			// X-Forwarded-Host/Proto a client sent (HAProxy passes them on;
+			// Rewrite would drop them).
+			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v := pr.In.Header.Values(h); len(v) > 0 {
+					pr.Out.Header[h] = v
+				}
 			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			c.log.Warn("forwarding a held request failed", "function", r.Header.Get(HeaderFunction), "err", err)
-			writeColdError(w, http.StatusBadGateway, "replica failed", r.Header.Get(HeaderFunction), 0)
+			// r is the outgoing request, HeaderFunction already removed:
+			// the name travels in the context.
+			held, _ := r.Context().Value(replicaAddrKey{}).(heldRequest)
+			c.log.Warn("forwarding a held request failed", "function", held.function, "replica", held.addr, "err", err)
+			writeColdError(w, http.StatusBadGateway, "replica failed", held.function, 0)
 		},
 	}
 	return c, nil
 }
 
 type replicaAddrKey struct{}
+
+// heldRequest is what the proxy needs of a held request: the replica
+// chosen and the function's name.
+type heldRequest struct{ function, addr string }
 
 func (c *ColdStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fn := r.Header.Get(HeaderFunction)
@@ -159,7 +174,7 @@ func (c *ColdStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeColdError(w, http.StatusServiceUnavailable, "no replica available", fn, 1)
 		return
 	}
-	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), replicaAddrKey{}, addr)))
+	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), replicaAddrKey{}, heldRequest{function: fn, addr: addr})))
 }
 
 // Busy reports whether fn is waking or has requests held or in flight

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,9 +51,8 @@ type HAProxyReloader interface {
 // RuntimeAPI is what the reconciler needs of HAProxy's runtime API.
 type RuntimeAPI interface {
 	Servers(ctx context.Context, backend string) ([]ServerState, error)
-	AddServer(ctx context.Context, backend, name, addr string, opts ServerOptions) error
 	SetState(ctx context.Context, backend, name string, st AdminState) error
-	DelServer(ctx context.Context, backend, name string) error
+	SetAddr(ctx context.Context, backend, name, addr string) error
 	Exec(ctx context.Context, command string) (string, error)
 }
 
@@ -81,6 +81,14 @@ type Reconciler struct {
 	probing   map[string]bool // backend/server being probed
 	loadedSet bool
 	again     chan struct{} // a replica became ready: apply the last catalog again
+
+	// slots is where each replica sits; only Run's goroutine changes it.
+	slots     Slots
+	recovered bool
+	// routed is, per function, the tasks whose slot is in rotation (ready
+	// in HAProxy, not draining); routeVer changes whenever it does.
+	routed   map[string]map[string]bool
+	routeVer uint64
 }
 
 // NewReconciler returns a reconciler; Run drives it.
@@ -89,7 +97,8 @@ func NewReconciler(cfg ReconcileConfig, hap HAProxyReloader, rt RuntimeAPI, log 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Reconciler{cfg: cfg, hap: hap, rt: rt, log: log.With("component", "reconcile"),
-		client: &http.Client{Timeout: cfg.ProbeTimeout}, probing: map[string]bool{}, again: make(chan struct{}, 1)}
+		client: &http.Client{Timeout: cfg.ProbeTimeout}, probing: map[string]bool{}, again: make(chan struct{}, 1),
+		slots: Slots{}, routed: map[string]map[string]bool{}}
 }
 
 // Err is the last reconcile error, or nil.
@@ -143,9 +152,10 @@ func (r *Reconciler) Run(ctx context.Context, updates <-chan contract.Catalog) e
 	}
 }
 
-// structureKey is what a runtime change cannot express: the functions and
-// every setting rendered into their backends, but not their replicas.
-func (r *Reconciler) structureKey(cat contract.Catalog) string {
+// structureKey is what a runtime change cannot express: the functions, every
+// setting rendered into their backends and their number of slots, but not
+// which replica sits in which slot.
+func (r *Reconciler) structureKey(cat contract.Catalog, slots Slots) string {
 	var b strings.Builder
 	for _, fn := range cat.Functions {
 		keys := make([]string, 0, len(fn.Labels))
@@ -159,15 +169,26 @@ func (r *Reconciler) structureKey(cat contract.Catalog) string {
 		for _, k := range keys {
 			fmt.Fprintf(&b, "%s=%s;", k, fn.Labels[k])
 		}
-		fmt.Fprintf(&b, "key=%t}", r.cfg.Render.Keys[fn.Name] != "")
+		n := -1
+		if bs := slots.Of(fn.Name); bs != nil {
+			n = len(bs.Tasks)
+		}
+		fmt.Fprintf(&b, "key=%t;slots=%d}", r.cfg.Render.Keys[fn.Name] != "", n)
 	}
 	return b.String()
 }
 
+// needsReload reports whether cat changes what the file declares (before
+// any slot growth, which apply finds out itself).
 func (r *Reconciler) needsReload(cat contract.Catalog) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return !r.loadedSet || r.loaded != r.structureKey(cat)
+	if !r.loadedSet {
+		return true
+	}
+	probe := r.slots.Clone()
+	probe.Place(cat)
+	return r.loaded != r.structureKey(cat, probe)
 }
 
 // apply brings HAProxy to cat.
@@ -182,18 +203,39 @@ func (r *Reconciler) apply(ctx context.Context, cat contract.Catalog) {
 }
 
 func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
-	cfg, err := Render(r.cfg.Render, cat)
+	r.mu.Lock()
+	if !r.recovered {
+		// pulsed restarted while HAProxy ran on: keep each replica in the
+		// slot HAProxy has it in.
+		if have, err := r.rt.Servers(ctx, ""); err == nil {
+			r.slots.Recover(cat, have)
+			r.recovered = true
+		}
+	}
+	r.slots.Place(cat)
+	slots := r.slots.Clone()
+	r.mu.Unlock()
+
+	cfg, err := Render(r.cfg.Render, cat, slots)
 	var fe *FunctionError
 	if errors.As(err, &fe) {
 		// One bad function must not hold up the others: drop it and say so.
 		r.log.Error("function left out of the gateway", "function", fe.Function, "err", fe.Err)
 		cat = withoutFunction(cat, fe.Function)
-		cfg, err = Render(r.cfg.Render, cat)
+		r.mu.Lock()
+		r.slots.Place(cat)
+		slots = r.slots.Clone()
+		r.mu.Unlock()
+		cfg, err = Render(r.cfg.Render, cat, slots)
 	}
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
-	if r.needsReload(cat) {
+	key := r.structureKey(cat, slots)
+	r.mu.Lock()
+	reload := !r.loadedSet || r.loaded != key
+	r.mu.Unlock()
+	if reload {
 		if err := Validate(ctx, r.cfg.HAProxyBin, cfg); err != nil {
 			return fmt.Errorf("new configuration refused, keeping the last good one: %w", err)
 		}
@@ -205,14 +247,17 @@ func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
 			return fmt.Errorf("reload: %w", err)
 		}
 		r.mu.Lock()
-		r.loaded, r.loadedSet, r.lastGood = r.structureKey(cat), true, cfg
+		r.loaded, r.loadedSet, r.lastGood = key, true, cfg
 		r.reloads++
 		r.mu.Unlock()
-		r.log.Info("haproxy reloaded", "functions", len(cat.Functions))
+		r.log.Info("haproxy reloaded", "functions", len(cat.Functions), "slots", slots.String())
+		// The new worker starts from the saved states and the file: check
+		// every slot against the catalog again at once.
+		r.kick()
 		return nil
 	}
-	// Same functions and settings: replicas through the runtime API, and
-	// the file updated so a later reload keeps them.
+	// Same functions, settings and slots: replicas through the runtime API,
+	// and the file updated so a later reload keeps them where they are.
 	if !bytes.Equal(cfg, r.lastGood) {
 		if err := r.write(cfg); err != nil {
 			return err
@@ -222,11 +267,21 @@ func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
 		r.mu.Unlock()
 	}
 	var errs []error
+	listed := map[string]bool{}
 	for _, fn := range cat.Functions {
-		if err := r.syncBackend(ctx, fn); err != nil {
+		listed[fn.Name] = true
+		if err := r.syncBackend(ctx, fn, slots.Of(fn.Name)); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	r.mu.Lock()
+	for fn := range r.routed {
+		if !listed[fn] {
+			delete(r.routed, fn)
+			r.routeVer++
+		}
+	}
+	r.mu.Unlock()
 	r.saveState(ctx)
 	return errors.Join(errs...)
 }
@@ -287,10 +342,14 @@ func (r *Reconciler) write(cfg []byte) error {
 	return nil
 }
 
-// syncBackend makes the backend's servers match fn's replicas: new ones
-// added (and set ready as soon as pulsed's own probe answers), draining
-// ones drained at once, gone ones deleted.
-func (r *Reconciler) syncBackend(ctx context.Context, fn contract.CatalogFunction) error {
+// syncBackend makes the backend's slots match fn's replicas: a slot given
+// to a new replica is pointed at it (in maintenance) and set ready as soon
+// as pulsed's own probe answers; a draining replica's slot is drained at
+// once; a slot whose replica is gone goes to maintenance. The backup server
+// (the cold-start path) is in rotation only while no slot is: a function
+// with a replica in rotation never detours through pulsed, even when every
+// replica fails its checks (then HAProxy answers 503 with Retry-After).
+func (r *Reconciler) syncBackend(ctx context.Context, fn contract.CatalogFunction, slots *BackendSlots) error {
 	backend := BackendName(fn.Name)
 	have, err := r.rt.Servers(ctx, backend)
 	if err != nil {
@@ -300,66 +359,122 @@ func (r *Reconciler) syncBackend(ctx context.Context, fn contract.CatalogFunctio
 	for _, s := range have {
 		byName[s.Name] = s
 	}
-	want := make(map[string]bool, len(fn.Replicas))
+	reps := make(map[string]contract.Replica, len(fn.Replicas))
+	for _, rep := range fn.Replicas {
+		reps[rep.TaskID] = rep
+	}
+	var tasks []string
+	if slots != nil {
+		tasks = slots.Tasks
+	}
 	// A draining replica stays in rotation while no other replica serves:
 	// in a start-first update of one replica, the old one is told to stop
 	// as the new one starts; draining the old at once would leave nobody
 	// (503) until the new one is probed ready. The watchdog keeps serving
 	// through its drain grace, so waiting for the replacement costs nothing.
 	others := 0
-	for _, rep := range fn.Replicas {
-		if name, err := ServerName(rep.TaskID); err == nil && !rep.Draining {
-			if cur, ok := byName[name]; ok && cur.Serving() {
+	for i, t := range tasks {
+		if rep, ok := reps[t]; ok && !rep.Draining {
+			if cur, ok := byName[SlotServer(i)]; ok && cur.Serving() && cur.Address() == rep.Addr {
 				others++
 			}
 		}
 	}
 	var errs []error
-	for _, rep := range fn.Replicas {
-		name, err := ServerName(rep.TaskID)
-		if err != nil {
-			errs = append(errs, err)
+	routed := map[string]bool{}
+	inRotation := false
+	for i, t := range tasks {
+		name := SlotServer(i)
+		cur, ok := byName[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s/%s: not in HAProxy (the running configuration is older than the file)", backend, name))
 			continue
 		}
-		want[name] = true
-		cur, ok := byName[name]
-		switch {
-		case !ok && !rep.Draining:
-			if err := r.rt.AddServer(ctx, backend, name, rep.Addr, ServerOptions{
-				Check: true, Inter: r.cfg.Render.CheckInterval, Rise: r.cfg.Render.CheckRise,
-				Fall: r.cfg.Render.CheckFall, State: StateMaint,
-			}); err != nil && !errors.Is(err, ErrServerExists) {
-				errs = append(errs, fmt.Errorf("add %s/%s: %w", backend, name, err))
+		state := cur.State()
+		rep, listed := reps[t]
+		if t == "" || !listed {
+			if state != StateMaint {
+				if err := r.rt.SetState(ctx, backend, name, StateMaint); err != nil {
+					errs = append(errs, fmt.Errorf("free %s/%s: %w", backend, name, err))
+				} else {
+					r.log.Info("slot freed", "function", fn.Name, "server", name, "addr", cur.Address())
+				}
+			}
+			continue
+		}
+		if cur.Address() != rep.Addr {
+			if state != StateMaint {
+				if err := r.rt.SetState(ctx, backend, name, StateMaint); err != nil {
+					errs = append(errs, fmt.Errorf("re-point %s/%s: %w", backend, name, err))
+					continue
+				}
+				state = StateMaint
+			}
+			if err := r.rt.SetAddr(ctx, backend, name, rep.Addr); err != nil {
+				errs = append(errs, fmt.Errorf("re-point %s/%s: %w", backend, name, err))
 				continue
 			}
+			r.log.Info("slot given to a replica", "function", fn.Name, "server", name, "task", t, "addr", rep.Addr)
+		}
+		switch {
+		case !rep.Draining && state == StateMaint:
 			r.probeThenReady(ctx, backend, name, rep.Addr)
-		case ok && rep.Draining && cur.State() != StateDrain && cur.State() != StateMaint:
+		case !rep.Draining && state == StateReady:
+			routed[t] = true
+			inRotation = true
+		case rep.Draining && state == StateReady:
 			if others == 0 && len(fn.Replicas) > 1 && fn.Desired > 0 {
-				r.log.Info("replica draining later: its replacement is not ready yet", "function", fn.Name, "task", rep.TaskID)
+				r.log.Info("replica draining later: its replacement is not ready yet", "function", fn.Name, "task", t)
+				inRotation = true
 				continue
 			}
 			if err := r.rt.SetState(ctx, backend, name, StateDrain); err != nil {
 				errs = append(errs, fmt.Errorf("drain %s/%s: %w", backend, name, err))
+				inRotation = true
 			} else {
-				r.log.Info("replica draining", "function", fn.Name, "task", rep.TaskID)
+				r.log.Info("replica draining", "function", fn.Name, "task", t, "server", name)
 			}
-		case ok && !rep.Draining && cur.State() == StateMaint:
-			r.probeThenReady(ctx, backend, name, rep.Addr)
 		}
 	}
-	for name, s := range byName {
-		if want[name] || name == backupServer {
-			continue
+	if bk, ok := byName[BackupServerName]; ok {
+		switch {
+		case inRotation && bk.State() != StateMaint:
+			err = r.rt.SetState(ctx, backend, BackupServerName, StateMaint)
+		case !inRotation && bk.State() == StateMaint:
+			err = r.rt.SetState(ctx, backend, BackupServerName, StateReady)
+		default:
+			err = nil
 		}
-		go func(name string, st AdminState) {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if err := r.rt.DelServer(dctx, backend, name); err != nil && !errors.Is(err, ErrNoServer) {
-				r.log.Warn("delete server", "backend", backend, "server", name, "err", err)
-			}
-		}(name, s.State())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("backup of %s: %w", backend, err))
+		}
 	}
+	r.setRouted(fn.Name, routed)
 	return errors.Join(errs...)
+}
+
+// setRouted records fn's routed tasks, bumping the routing version when
+// they changed.
+func (r *Reconciler) setRouted(fn string, routed map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if maps.Equal(r.routed[fn], routed) {
+		return
+	}
+	r.routed[fn] = routed
+	r.routeVer++
+}
+
+// Routing returns, per function, the tasks the gateway routes requests
+// to, and a version that changes whenever that does.
+func (r *Reconciler) Routing() (map[string]map[string]bool, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]map[string]bool, len(r.routed))
+	for fn, ts := range r.routed {
+		out[fn] = maps.Clone(ts)
+	}
+	return out, r.routeVer
 }
 
 // kick asks Run to apply the last catalog again.
@@ -370,11 +485,8 @@ func (r *Reconciler) kick() {
 	}
 }
 
-// backupServer is the name Render gives the backup server.
-const backupServer = "pulsed-backup"
-
-// probeThenReady probes a new replica's health endpoint itself and sets it
-// ready as soon as it answers: no waiting for HAProxy's rise count.
+// probeThenReady probes a new replica's health endpoint itself and sets its
+// slot ready as soon as it answers: no waiting for HAProxy's rise count.
 func (r *Reconciler) probeThenReady(ctx context.Context, backend, name, addr string) {
 	key := backend + "/" + name
 	r.mu.Lock()
@@ -407,7 +519,10 @@ func (r *Reconciler) probeThenReady(ctx context.Context, backend, name, addr str
 			}
 		}
 		// Not answering: leave it to HAProxy's own checks.
-		_ = r.rt.SetState(ctx, backend, name, StateReady)
+		if ctx.Err() == nil {
+			_ = r.rt.SetState(ctx, backend, name, StateReady)
+			r.kick()
+		}
 	}()
 }
 

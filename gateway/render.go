@@ -47,8 +47,14 @@ type RenderConfig struct {
 	Balance string
 	// CheckInterval is the health-check period (inter); a server goes down
 	// after CheckFall failed checks and up after CheckRise good ones. The
-	// check is GET contract.HealthPath, expecting 200.
+	// check is GET contract.HealthPath, expecting 200, answered within
+	// CheckTimeout: a replica saturated by requests answers its health
+	// late, not never, and must stay in rotation (measured: a 1 s limit
+	// flapped a busy C++ replica 22 times in 6 minutes). A dead replica
+	// leaves faster than the checks could tell: live traffic is observed
+	// too, and the first failed connection marks the server down.
 	CheckInterval time.Duration
+	CheckTimeout  time.Duration
 	CheckFall     int
 	CheckRise     int
 	// MaxConn caps the gateway frontend's concurrent connections (HAProxy
@@ -114,7 +120,8 @@ func DefaultRenderConfig() RenderConfig {
 		AdminListen:      "127.0.0.1:8404",
 		Balance:          BalanceLeastConn,
 		CheckInterval:    time.Second,
-		CheckFall:        2,
+		CheckTimeout:     3 * time.Second,
+		CheckFall:        3,
 		CheckRise:        1,
 		MaxConn:          4096,
 		ConnectTimeout:   2 * time.Second,
@@ -150,6 +157,7 @@ func (c RenderConfig) withDefaults() RenderConfig {
 	str(&c.AdminListen, d.AdminListen)
 	str(&c.Balance, d.Balance)
 	dur(&c.CheckInterval, d.CheckInterval)
+	dur(&c.CheckTimeout, d.CheckTimeout)
 	num(&c.CheckFall, d.CheckFall)
 	num(&c.CheckRise, d.CheckRise)
 	num(&c.MaxConn, d.MaxConn)
@@ -211,6 +219,7 @@ func (c RenderConfig) Validate() error {
 		zero  bool
 	}{
 		{"CheckInterval", c.CheckInterval, false},
+		{"CheckTimeout", c.CheckTimeout, false},
 		{"ConnectTimeout", c.ConnectTimeout, false},
 		{"ClientTimeout", c.ClientTimeout, false},
 		{"RequestTimeout", c.RequestTimeout, false},
@@ -300,12 +309,12 @@ func ServerName(taskID string) (string, error) {
 // new UUID. X-Forwarded-For is set to the client's address alone: HAProxy
 // is the edge, and a value from the client would be believed by a function
 // that reads the first one.
-func Render(cfg RenderConfig, cat contract.Catalog) ([]byte, error) {
+func Render(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]byte, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("render haproxy.cfg: %w", err)
 	}
-	fns, err := renderBackends(cfg, cat)
+	fns, err := renderBackends(cfg, cat, slots)
 	if err != nil {
 		return nil, fmt.Errorf("render haproxy.cfg: %w", err)
 	}
@@ -457,15 +466,24 @@ type renderBackend struct {
 type renderServer struct {
 	name, addr string
 	draining   bool
+	free       bool
 }
 
 // renderBackends checks every function of the catalog and sorts them.
-func renderBackends(cfg RenderConfig, cat contract.Catalog) ([]renderBackend, error) {
+// Replicas go into the slots given; a function without slots there (or
+// every function, with nil slots) gets the slots a fresh Place would give.
+func renderBackends(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]renderBackend, error) {
 	out := make([]renderBackend, 0, len(cat.Functions))
 	seen := map[string]bool{}
 	var errs []error
 	for _, fn := range cat.Functions {
-		b, err := renderFunction(cfg, fn)
+		bs := slots.Of(fn.Name)
+		if bs == nil {
+			fresh := Slots{}
+			fresh.Place(contract.Catalog{Functions: []contract.CatalogFunction{fn}})
+			bs = fresh.Of(fn.Name)
+		}
+		b, err := renderFunction(cfg, fn, bs)
 		if err == nil && seen[fn.Name] {
 			err = errors.New("listed twice in the catalog")
 		}
@@ -483,7 +501,7 @@ func renderBackends(cfg RenderConfig, cat contract.Catalog) ([]renderBackend, er
 	return out, nil
 }
 
-func renderFunction(cfg RenderConfig, fn contract.CatalogFunction) (renderBackend, error) {
+func renderFunction(cfg RenderConfig, fn contract.CatalogFunction, slots *BackendSlots) (renderBackend, error) {
 	if !renderFunctionName(fn.Name) {
 		return renderBackend{}, errors.New("not a function name: want a DNS label of a-z, 0-9 and '-' that starts with a letter")
 	}
@@ -510,24 +528,33 @@ func renderFunction(cfg RenderConfig, fn contract.CatalogFunction) (renderBacken
 		sum := sha256.Sum256([]byte("Bearer " + key))
 		b.keyHash = strings.ToUpper(hex.EncodeToString(sum[:]))
 	}
-	names := map[string]bool{}
+	byTask := map[string]contract.Replica{}
 	for _, r := range fn.Replicas {
-		name, err := ServerName(r.TaskID)
-		if err != nil {
+		if _, err := ServerName(r.TaskID); err != nil {
 			return renderBackend{}, err
 		}
-		if names[name] {
+		if _, dup := byTask[r.TaskID]; dup {
 			return renderBackend{}, fmt.Errorf("task %s listed twice", r.TaskID)
 		}
-		names[name] = true
 		if err := renderCheckServerAddr(r.Addr); err != nil {
 			return renderBackend{}, fmt.Errorf("task %s: address: %v", r.TaskID, err)
 		}
-		b.servers = append(b.servers, renderServer{name: name, addr: r.Addr, draining: r.Draining})
+		byTask[r.TaskID] = r
 	}
-	slices.SortFunc(b.servers, func(x, y renderServer) int { return strings.Compare(x.name, y.name) })
+	for i, t := range slots.Tasks {
+		r, ok := byTask[t]
+		if t == "" || !ok {
+			b.servers = append(b.servers, renderServer{name: SlotServer(i), addr: freeSlotAddr, free: true})
+			continue
+		}
+		b.servers = append(b.servers, renderServer{name: SlotServer(i), addr: r.Addr, draining: r.Draining})
+	}
 	return b, nil
 }
+
+// freeSlotAddr is the address a free slot is declared with: it is disabled
+// (in maintenance, no checks) until pulsed points it at a replica.
+const freeSlotAddr = "127.0.0.1:1"
 
 func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 	w.line("backend %s", BackendName(b.name))
@@ -536,11 +563,9 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 	w.in("option httpchk")
 	w.in("http-check send meth GET uri %s", contract.HealthPath)
 	w.in("http-check expect status 200")
-	ds := fmt.Sprintf("default-server inter %s fall %d rise %d init-addr libc,none", renderDuration(cfg.CheckInterval), cfg.CheckFall, cfg.CheckRise)
-	if cfg.ServerMaxConn > 0 {
-		ds += fmt.Sprintf(" maxconn %d", cfg.ServerMaxConn)
-	}
-	w.in("%s", ds)
+	w.in("timeout check %s", renderDuration(cfg.CheckTimeout))
+	w.comment("Every server is a slot: the settings of every replica are on this line, whichever way it came.")
+	w.in("%s", serverDefaults(cfg))
 	if b.keyHash != "" {
 		w.comment("Invoke key: compared as a SHA-256, so the file holds no key and the comparison leaks no prefix.")
 		w.in("http-request return status 401 content-type application/json string %s hdr WWW-Authenticate %s unless { req.fhdr_cnt(authorization) eq 1 } { req.fhdr(authorization),sha2(256),hex -m str %s }",
@@ -560,16 +585,34 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 		w.in("http-request set-header %s %s", HeaderFunction, b.name)
 	}
 	for _, s := range b.servers {
-		if s.draining {
-			w.comment("draining: kept configured, out of rotation")
-			w.in("server %s %s check weight 0", s.name, s.addr)
-			continue
+		switch {
+		case s.free:
+			w.in("server %s %s check disabled", s.name, s.addr)
+		case s.draining:
+			w.in("server %s %s check weight 0 # draining", s.name, s.addr)
+		default:
+			w.in("server %s %s check", s.name, s.addr)
 		}
-		w.in("server %s %s check", s.name, s.addr)
 	}
 	if cfg.BackupAddr != "" {
 		w.in("server %s %s backup", BackupServerName, cfg.BackupAddr)
 	}
+}
+
+// serverDefaults is the default-server line of every backend: the one
+// place a replica's server settings are built. Health checks every
+// CheckInterval (down after CheckFall failures, up after CheckRise
+// successes); live traffic observed at layer 4, so the first connection a
+// replica refuses or lets time out marks it down at once (a dead replica
+// leaves before its checks notice); init-addr so an unresolvable name never
+// stops HAProxy from starting.
+func serverDefaults(cfg RenderConfig) string {
+	ds := fmt.Sprintf("default-server inter %s fall %d rise %d observe layer4 error-limit 1 on-error mark-down init-addr libc,none",
+		renderDuration(cfg.CheckInterval), cfg.CheckFall, cfg.CheckRise)
+	if cfg.ServerMaxConn > 0 {
+		ds += fmt.Sprintf(" maxconn %d", cfg.ServerMaxConn)
+	}
+	return ds
 }
 
 // renderWriter writes the file: sections at the margin, their lines

@@ -246,7 +246,7 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 		Balance:       balance,
 		TimeoutMargin: 100 * time.Millisecond,
 		Keys:          map[string]string{"keyed": routesKey},
-	}, cat)
+	}, cat, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,8 +408,8 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 
 	// The log has every request, never a key.
 	routesPoll(t, "request log", exited, func() error {
-		if !strings.Contains(out.String(), "fn_keyed/k1") {
-			return errors.New("no log line for fn_keyed/k1")
+		if !strings.Contains(out.String(), "fn_keyed/s1") {
+			return errors.New("no log line for fn_keyed/s1")
 		}
 		return nil
 	})

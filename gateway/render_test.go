@@ -108,7 +108,7 @@ func renderCases() []renderCase {
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range renderCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Render(tc.cfg, tc.cat)
+			got, err := Render(tc.cfg, tc.cat, nil)
 			if err != nil {
 				t.Fatalf("Render: %v", err)
 			}
@@ -142,11 +142,11 @@ func TestRenderGolden(t *testing.T) {
 func TestRenderDeterministic(t *testing.T) {
 	for _, tc := range renderCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			first, err := Render(tc.cfg, tc.cat)
+			first, err := Render(tc.cfg, tc.cat, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := Render(tc.cfg, tc.cat)
+			again, err := Render(tc.cfg, tc.cat, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +156,7 @@ func TestRenderDeterministic(t *testing.T) {
 				slices.Reverse(fn.Replicas)
 				shuffled.Functions = append(shuffled.Functions, fn)
 			}
-			reordered, err := Render(tc.cfg, shuffled)
+			reordered, err := Render(tc.cfg, shuffled, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +172,7 @@ func TestRenderDeterministic(t *testing.T) {
 func TestRenderDoesNotModifyInput(t *testing.T) {
 	tc := renderCases()[1]
 	before := slices.Clone(tc.cat.Functions[0].Replicas)
-	if _, err := Render(tc.cfg, tc.cat); err != nil {
+	if _, err := Render(tc.cfg, tc.cat, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(before, tc.cat.Functions[0].Replicas) {
@@ -233,7 +233,7 @@ func TestRenderRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Render(tt.cfg, tt.cat)
+			got, err := Render(tt.cfg, tt.cat, nil)
 			if err == nil {
 				t.Fatalf("Render succeeded:\n%s", got)
 			}

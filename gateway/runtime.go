@@ -25,12 +25,9 @@ import (
 // such server."); an error severity (0–3) becomes a *RuntimeError, which
 // matches the sentinels below with errors.Is.
 //
-// Servers added here live only in the running worker: HAProxy 2.6 forgets
-// them on the next reload (and on a restart) unless the rendered
-// configuration file has them too. The reconcile loop therefore writes every
-// replica into the file as well as adding it here. Dynamic servers also do
-// not inherit the backend's `default-server` line in 2.6 (verified): pass
-// the check settings in ServerOptions.
+// It never creates servers (`add server`): a server created that way
+// reused no idle connection in HAProxy 2.6. Every server is a slot declared
+// in the rendered file (see Slots) and only re-pointed and switched here.
 type Runtime struct {
 	socket  string
 	timeout time.Duration
@@ -171,123 +168,6 @@ const (
 	StateMaint AdminState = "maint" // no traffic; the only state a server can be deleted in
 )
 
-// ServerOptions are the settings of a server added at runtime. HAProxy 2.6
-// does not apply the backend's `default-server` line to such servers, so
-// every setting that matters goes here.
-type ServerOptions struct {
-	// Check enables active health checks (the backend's `option httpchk`);
-	// AddServer then also runs `enable health`, which 2.6 requires.
-	Check bool
-	// Inter, Rise and Fall tune the checks; zero leaves HAProxy's defaults
-	// (2 s, 2, 3).
-	Inter time.Duration
-	Rise  int
-	Fall  int
-	// Weight and MaxConn; zero leaves HAProxy's defaults.
-	Weight  int
-	MaxConn int
-	// Extra keywords appended as they are, e.g. {"slowstart", "2s"}; each
-	// must be a single word without ';'.
-	Extra []string
-	// State is the state the server ends in: StateReady (also the zero
-	// value) puts it into rotation at once, without waiting for the rise
-	// count; StateMaint leaves it as `add server` creates it, for a caller
-	// that probes the replica itself before SetState(ready).
-	State AdminState
-}
-
-func (o ServerOptions) keywords() ([]string, error) {
-	var kw []string
-	if o.Check {
-		kw = append(kw, "check")
-	}
-	if o.Inter < 0 || o.Rise < 0 || o.Fall < 0 || o.Weight < 0 || o.MaxConn < 0 {
-		return nil, errors.New("negative server option")
-	}
-	if o.Inter > 0 {
-		ms := o.Inter.Milliseconds()
-		if ms < 1 {
-			ms = 1
-		}
-		kw = append(kw, "inter", strconv.FormatInt(ms, 10)+"ms")
-	}
-	if o.Rise > 0 {
-		kw = append(kw, "rise", strconv.Itoa(o.Rise))
-	}
-	if o.Fall > 0 {
-		kw = append(kw, "fall", strconv.Itoa(o.Fall))
-	}
-	if o.Weight > 0 {
-		kw = append(kw, "weight", strconv.Itoa(o.Weight))
-	}
-	if o.MaxConn > 0 {
-		kw = append(kw, "maxconn", strconv.Itoa(o.MaxConn))
-	}
-	for _, w := range o.Extra {
-		if w == "" || strings.ContainsAny(w, " \t;\n\r\\#") {
-			return nil, fmt.Errorf("server keyword %q: must be one word without ';', '\\' or '#'", w)
-		}
-		kw = append(kw, w)
-	}
-	return kw, nil
-}
-
-// AddServer adds server name at addr (host:port) to backend:
-// `add server <backend>/<name> <addr> [keywords]`, which creates it in
-// maintenance; then, with opts.Check, `enable health`; then `set server
-// state ready` unless opts.State says otherwise. A ready server takes
-// traffic at once; a failing health check later takes it out. If a step
-// after the add fails, the server stays (in maintenance) and the error says
-// which step failed.
-func (r *Runtime) AddServer(ctx context.Context, backend, name, addr string, opts ServerOptions) error {
-	op := "add server " + backend + "/" + name
-	if err := checkServerRef(backend, name); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := checkRuntimeAddr(addr); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	state := opts.State
-	if state == "" {
-		state = StateReady
-	}
-	if err := checkAdminState(state); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	kw, err := opts.keywords()
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	cmd := strings.Join(append([]string{"add server", backend + "/" + name, addr}, kw...), " ")
-	if _, err := r.Exec(ctx, cmd); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if opts.Check {
-		if err := r.EnableHealth(ctx, backend, name); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-	}
-	if state != StateMaint {
-		if err := r.SetState(ctx, backend, name, state); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-	}
-	return nil
-}
-
-// EnableHealth starts active health checks on a server (`enable health`);
-// servers added at runtime start with them disabled.
-func (r *Runtime) EnableHealth(ctx context.Context, backend, name string) error {
-	op := "enable health " + backend + "/" + name
-	if err := checkServerRef(backend, name); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if _, err := r.Exec(ctx, op); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return nil
-}
-
 // SetState sets a server's administrative state (`set server <b>/<s> state
 // ready|drain|maint`). Ready takes effect at once, without the rise count;
 // drain stops new connections but keeps existing ones; maint stops all new
@@ -306,49 +186,26 @@ func (r *Runtime) SetState(ctx context.Context, backend, name string, state Admi
 	return nil
 }
 
-// DelServer removes a server: it sets it to maint (HAProxy deletes only
-// servers in maintenance), then runs `del server` until HAProxy accepts —
-// it refuses while the server still has connections (in flight, queued or
-// idle in the reuse pool) — polling until ctx ends. Give ctx a deadline:
-// without one DelServer stops after one minute. A server that does not
-// exist is an error wrapping ErrNoServer.
-func (r *Runtime) DelServer(ctx context.Context, backend, name string) error {
-	op := "del server " + backend + "/" + name
+// SetAddr points a server at addr (host:port with an IP address): `set
+// server <b>/<s> addr <ip> port <port>`. The server's health checks follow
+// it. Set the server to maint first: a server in rotation would send the
+// next request to an unprobed replica.
+func (r *Runtime) SetAddr(ctx context.Context, backend, name, addr string) error {
+	op := "set server " + backend + "/" + name + " addr " + addr
 	if err := checkServerRef(backend, name); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Minute)
-		defer cancel()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || net.ParseIP(host) == nil {
+		return fmt.Errorf("%s: want IP:port", op)
 	}
-	if err := r.SetState(ctx, backend, name, StateMaint); err != nil {
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%s: bad port", op)
+	}
+	if _, err := r.Exec(ctx, "set server "+backend+"/"+name+" addr "+host+" port "+port); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	wait := 20 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		_, err := r.Exec(ctx, op)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, ErrServerHasConns) && !errors.Is(err, ErrServerNotInMaint) {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		// Not in maint can only mean someone set it back meanwhile.
-		if errors.Is(err, ErrServerNotInMaint) {
-			if err := r.SetState(ctx, backend, name, StateMaint); err != nil {
-				return fmt.Errorf("%s: %w", op, err)
-			}
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: gave up after %d attempts: %w (%w)", op, attempt, err, ctx.Err())
-		case <-t.C:
-		}
-		wait = min(2*wait, 500*time.Millisecond)
-	}
+	return nil
 }
 
 func checkAdminState(s AdminState) error {
@@ -377,22 +234,6 @@ func checkRuntimeName(what, s string) error {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
 			return fmt.Errorf("%s name %q: only letters, digits, '-', '_', '.' and ':' are allowed", what, s)
 		}
-	}
-	return nil
-}
-
-// checkRuntimeAddr accepts host:port with an IPv4 address, a bracketed IPv6
-// address or a host name.
-func checkRuntimeAddr(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("address %q: %w", addr, err)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("address %q: bad port", addr)
-	}
-	if host == "" || strings.ContainsAny(addr, " \t;\n\r\\#") {
-		return fmt.Errorf("address %q: want host:port", addr)
 	}
 	return nil
 }
@@ -434,7 +275,11 @@ const (
 	AdminInheritedDrain  AdminFlags = 0x10 // from a tracked server
 	AdminResolutionMaint AdminFlags = 0x20 // the address does not resolve
 
-	adminMaintMask = AdminForcedMaint | AdminInheritedMaint | AdminConfigMaint | AdminResolutionMaint
+	// adminMaintMask is HAProxy's SRV_ADMF_MAINT: AdminConfigMaint stays
+	// set on a server declared `disabled` after it was set ready, so it
+	// alone does not mean maintenance (a `disabled` server starts with
+	// AdminForcedMaint too).
+	adminMaintMask = AdminForcedMaint | AdminInheritedMaint | AdminResolutionMaint
 	adminDrainMask = AdminForcedDrain | AdminInheritedDrain
 )
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -224,13 +225,11 @@ func TestRuntimeRefusesBadInput(t *testing.T) {
 		{"two commands", func() error { _, err := rt.Exec(ctx, "show info; shutdown sessions server b/s"); return err }},
 		{"line break", func() error { _, err := rt.Exec(ctx, "show info\nshow stat"); return err }},
 		{"server name with space", func() error { return rt.SetState(ctx, "fn", "a b", StateReady) }},
-		{"backend with semicolon", func() error { return rt.EnableHealth(ctx, "fn;x", "s") }},
+		{"backend with semicolon", func() error { return rt.SetState(ctx, "fn;x", "s", StateReady) }},
 		{"bad state", func() error { return rt.SetState(ctx, "fn", "s", "up") }},
-		{"address without port", func() error { return rt.AddServer(ctx, "fn", "s", "10.0.0.1", ServerOptions{}) }},
-		{"address with a keyword", func() error { return rt.AddServer(ctx, "fn", "s", "10.0.0.1:80 backup", ServerOptions{}) }},
-		{"extra keyword with space", func() error {
-			return rt.AddServer(ctx, "fn", "s", "10.0.0.1:80", ServerOptions{Extra: []string{"maxconn 1"}})
-		}},
+		{"address without port", func() error { return rt.SetAddr(ctx, "fn", "s", "10.0.0.1") }},
+		{"address with a keyword", func() error { return rt.SetAddr(ctx, "fn", "s", "10.0.0.1:80 backup") }},
+		{"host name", func() error { return rt.SetAddr(ctx, "fn", "s", "replica.lan:80") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,167 +244,116 @@ func TestRuntimeRefusesBadInput(t *testing.T) {
 	}
 }
 
-func TestServerOptionsKeywords(t *testing.T) {
-	got, err := ServerOptions{Check: true, Inter: 500 * time.Millisecond, Rise: 1, Fall: 2, Weight: 10, MaxConn: 64,
-		Extra: []string{"slowstart", "2s"}}.keywords()
-	want := []string{"check", "inter", "500ms", "rise", "1", "fall", "2", "weight", "10", "maxconn", "64", "slowstart", "2s"}
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %q, %v; want %q", got, err, want)
+// TestRuntimeSlots drives the runtime API of a real HAProxy over slots, as
+// pulsed does: servers declared disabled in the file are pointed at
+// replicas and set ready (traffic at once), reuse their connections under a
+// keep-alive load (connect/stot, the figure that was 1.0 for servers made
+// with `add server`), drain, and are re-pointed at another replica.
+func TestRuntimeSlots(t *testing.T) {
+	slots := "    default-server inter 1s fall 3 rise 1 observe layer4 error-limit 1 on-error mark-down\n"
+	for i := range 3 {
+		slots += fmt.Sprintf("    server %s %s check disabled\n", SlotServer(i), freeSlotAddr)
 	}
-	if got, err := (ServerOptions{}).keywords(); err != nil || got != nil {
-		t.Fatalf("zero options: %q, %v", got, err)
-	}
-}
-
-// TestRuntimeServers drives the runtime API of a real HAProxy: servers
-// added to an empty backend take traffic at once, a drained one gets no new
-// requests, a deleted one is gone, and del server waits for a request in
-// flight.
-func TestRuntimeServers(t *testing.T) {
-	hx := hxSetup(t, hxSetupOptions{})
+	hx := hxSetup(t, hxSetupOptions{servers: slots})
 	hx.start(t)
 	ctx := t.Context()
 	rt := hx.rt
 	r1, r1hits := hxReplica(t, "r1", nil)
-	r2, _ := hxReplica(t, "r2", nil)
+	r2, r2hits := hxReplica(t, "r2", nil)
+	r3, _ := hxReplica(t, "r3", nil)
 
-	if got, err := rt.Servers(ctx, "fn_test"); err != nil || len(got) != 0 {
-		t.Fatalf("servers of the empty backend: %v, %v", got, err)
+	got, err := rt.Servers(ctx, "fn_test")
+	if err != nil || len(got) != 3 {
+		t.Fatalf("servers of the slot backend: %v, %v", got, err)
+	}
+	for _, s := range got {
+		if s.State() != StateMaint {
+			t.Fatalf("free slot %s not in maintenance: %+v", s.Name, s)
+		}
 	}
 	if st, _, err := hx.client(t).get("/"); err != nil || st != http.StatusServiceUnavailable {
-		t.Fatalf("empty backend: %d, %v; want 503", st, err)
+		t.Fatalf("no slot in use: %d, %v; want 503", st, err)
 	}
 
-	opts := ServerOptions{Check: true, Inter: time.Second, Rise: 2, Fall: 3}
-	var addTimes, firstTimes []time.Duration
-	for _, r := range []struct{ name, addr string }{{"r1", r1}, {"r2", r2}} {
+	point := func(slot, addr string) time.Duration {
+		t.Helper()
 		begin := time.Now()
-		if err := rt.AddServer(ctx, "fn_test", r.name, r.addr, opts); err != nil {
+		if err := rt.SetAddr(ctx, "fn_test", slot, addr); err != nil {
 			t.Fatal(err)
 		}
-		added := time.Since(begin)
-		// No retries, no waiting for the rise count: the new server is in
-		// rotation as soon as AddServer returns (at most one request goes
-		// to the other server first under roundrobin).
+		if err := rt.SetState(ctx, "fn_test", slot, StateReady); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(begin)
+	}
+	for _, r := range []struct{ slot, name, addr string }{{"s1", "r1", r1}, {"s2", "r2", r2}} {
+		took := point(r.slot, r.addr)
+		// No retries, no waiting for a check: the slot is in rotation as
+		// soon as it is ready (at most one request goes elsewhere first).
 		c := hx.client(t)
 		served := false
 		for i := 0; i < 3 && !served; i++ {
 			st, body, err := c.get("/")
 			if err != nil || st != http.StatusOK {
-				t.Fatalf("request %d after adding %s: %d %q, %v", i, r.name, st, body, err)
+				t.Fatalf("request %d after pointing %s at %s: %d %q, %v", i, r.slot, r.name, st, body, err)
 			}
 			served = body == r.name
 		}
 		if !served {
 			t.Fatalf("%s took no request of the first three", r.name)
 		}
-		addTimes, firstTimes = append(addTimes, added), append(firstTimes, time.Since(begin))
+		t.Logf("%s → %s: set addr + ready in %v", r.slot, r.name, took)
 	}
-	t.Logf("add server (add + enable health + ready): %v; add to first request served: %v", addTimes, firstTimes)
+	if s := hxServer(t, rt, "s1"); s == nil || !s.Serving() || !s.HealthEnabled() || s.Address() != r1 {
+		t.Fatalf("s1: %+v, want serving %s with health checks", s, r1)
+	}
 
-	got, err := rt.Servers(ctx, "fn_test")
+	// Keep-alive load: both slots must reuse their connections.
+	load := hxStartLoad(t, hx, 8)
+	time.Sleep(3 * time.Second)
+	load.halt()
+	if n := load.failed.Load(); n != 0 {
+		t.Fatalf("%d failed requests under load: %q", n, load.samples())
+	}
+	stats, err := rt.ServerStats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Name != "r1" || got[1].Name != "r2" || got[0].Address() != r1 || got[1].Address() != r2 {
-		t.Fatalf("servers: %+v", got)
-	}
-	for _, s := range got {
-		if !s.Serving() || !s.HealthEnabled() {
-			t.Fatalf("%s: not serving with health checks: %+v", s.Name, s)
+	for _, st := range stats {
+		if st.Backend != "fn_test" || st.Sessions == 0 {
+			continue
+		}
+		t.Logf("%s: stot=%d connect=%d reuse=%d", st.Server, st.Sessions, st.Connects, st.Reuses)
+		if st.ConnectRatio() > 0.01 {
+			t.Errorf("%s opened %d connections for %d requests: connect/stot %.3f, want ≤ 0.01", st.Server, st.Connects, st.Sessions, st.ConnectRatio())
 		}
 	}
-	if seen := hxSpread(t, hx, 10); seen["r1"] == 0 || seen["r2"] == 0 {
-		t.Fatalf("both servers should take traffic: %v", seen)
+	if load.ok.Load() < 1000 {
+		t.Fatalf("only %d requests in 3 s", load.ok.Load())
 	}
 
-	// Drain: r2 stays listed but gets no new requests.
-	if err := rt.SetState(ctx, "fn_test", "r2", StateDrain); err != nil {
+	// Drain: s2 stays listed but gets no new requests.
+	if err := rt.SetState(ctx, "fn_test", "s2", StateDrain); err != nil {
 		t.Fatal(err)
 	}
 	if seen := hxSpread(t, hx, 20); seen["r1"] != 20 {
-		t.Fatalf("after draining r2: %v, want all 20 on r1", seen)
+		t.Fatalf("after draining s2: %v, want all 20 on r1", seen)
 	}
-	if s := hxServer(t, rt, "r2"); s == nil || s.State() != StateDrain || s.Serving() {
-		t.Fatalf("drained r2: %+v", s)
-	}
-
-	// Delete: r2 goes into maint and away.
-	begin := time.Now()
-	if err := rt.DelServer(ctx, "fn_test", "r2"); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("del server r2 (idle): %v", time.Since(begin))
-	if s := hxServer(t, rt, "r2"); s != nil {
-		t.Fatalf("r2 still listed after DelServer: %+v", s)
+	if s := hxServer(t, rt, "s2"); s == nil || s.State() != StateDrain || s.Serving() {
+		t.Fatalf("drained s2: %+v", s)
 	}
 
-	// Delete while a request is in flight: HAProxy refuses ("still has
-	// connections") until the request completes; DelServer keeps trying.
-	release := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	r3, _ := hxReplica(t, "r3", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			entered <- struct{}{}
-			<-release
-		}
-	})
-	if err := rt.AddServer(ctx, "fn_test", "r3", r3, opts); err != nil {
+	// Free s2 and give it to r3: nothing reaches r2 any more.
+	if err := rt.SetState(ctx, "fn_test", "s2", StateMaint); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.SetState(ctx, "fn_test", "r1", StateDrain); err != nil {
-		t.Fatal(err)
+	before := r2hits.Load()
+	point("s2", r3)
+	if seen := hxSpread(t, hx, 20); seen["r3"] == 0 || seen["r2"] != 0 || seen["r1"] == 0 {
+		t.Fatalf("after re-pointing s2 at r3: %v", seen)
 	}
-	type result struct {
-		status int
-		body   string
-		err    error
-	}
-	slow := make(chan result, 1)
-	slowClient := hx.client(t)
-	go func() {
-		st, body, err := slowClient.get("/slow")
-		slow <- result{st, body, err}
-	}()
-	select {
-	case <-entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the slow request did not reach r3")
-	}
-	delDone := make(chan error, 1)
-	go func() { delDone <- rt.DelServer(ctx, "fn_test", "r3") }()
-	hxEventually(t, 5*time.Second, "r3 in maint", func() bool {
-		s := hxServer(t, rt, "r3")
-		return s != nil && s.State() == StateMaint
-	})
-	if _, err := rt.Exec(ctx, "del server fn_test/r3"); !errors.Is(err, ErrServerHasConns) {
-		t.Fatalf("del server with a request in flight: %v, want ErrServerHasConns", err)
-	}
-	select {
-	case err := <-delDone:
-		t.Fatalf("DelServer returned %v while a request was in flight", err)
-	default:
-	}
-	close(release)
-	select {
-	case err := <-delDone:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("DelServer did not return after the request completed")
-	}
-	if res := <-slow; res.err != nil || res.status != http.StatusOK || res.body != "r3" {
-		t.Fatalf("in-flight request across maint + delete: %+v", res)
-	}
-	if s := hxServer(t, rt, "r3"); s != nil {
-		t.Fatalf("r3 still listed: %+v", s)
-	}
-	if err := rt.SetState(ctx, "fn_test", "r1", StateReady); err != nil {
-		t.Fatal(err)
-	}
-	if seen := hxSpread(t, hx, 5); seen["r1"] != 5 || r1hits.Load() == 0 {
-		t.Fatalf("r1 back in rotation: %v", seen)
+	if r2hits.Load() != before || r1hits.Load() == 0 {
+		t.Fatalf("r2 got %d requests after its slot was re-pointed", r2hits.Load()-before)
 	}
 
 	// HAProxy's refusals as sentinels.
@@ -414,11 +362,8 @@ func TestRuntimeServers(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"add existing", rt.AddServer(ctx, "fn_test", "r1", r1, ServerOptions{}), ErrServerExists},
-		{"add to unknown backend", rt.AddServer(ctx, "fn_nope", "x", r1, ServerOptions{}), ErrNoBackend},
 		{"state of unknown server", rt.SetState(ctx, "fn_test", "nope", StateReady), ErrNoServer},
-		{"health of unknown server", rt.EnableHealth(ctx, "fn_test", "nope"), ErrNoServer},
-		{"delete unknown server", rt.DelServer(ctx, "fn_test", "nope"), ErrNoServer},
+		{"address of unknown server", rt.SetAddr(ctx, "fn_test", "nope", r1), ErrNoServer},
 		{"servers of unknown backend", func() error { _, err := rt.Servers(ctx, "fn_nope"); return err }(), ErrNoBackend},
 		{"unknown command", func() error { _, err := rt.Exec(ctx, "frobnicate"); return err }(), ErrUnknownCommand},
 	}

@@ -99,3 +99,108 @@ func ParseStat(r io.Reader) ([]BackendStat, error) {
 		out = append(out, st)
 	}
 }
+
+// ServerStat is one server's counters from `show stat`: enough to tell
+// whether HAProxy reuses its connections to a replica (Connects against
+// Sessions) and how the replica fared.
+type ServerStat struct {
+	Backend, Server string
+	Addr            string // addr column: the server's ip:port
+	Status          string // UP, DOWN, MAINT, DRAIN, no check, ...
+	Sessions        int64  // stot: requests sent to it (one per request in HTTP mode)
+	Connects        int64  // connect: TCP connections opened to it
+	Reuses          int64  // reuse: requests sent over an existing connection
+	CheckFails      int64  // chkfail
+	Downs           int64  // chkdown: UP→DOWN transitions
+	ConnErrors      int64  // econ
+	RespErrors      int64  // eresp
+	Retries         int64  // wretr
+	Redispatches    int64  // wredis
+	HTTP5xx         int64  // hrsp_5xx
+}
+
+// ConnectRatio is Connects per session: near 0 when connections are
+// reused, 1 when every request opens its own.
+func (s ServerStat) ConnectRatio() float64 {
+	if s.Sessions == 0 {
+		return 0
+	}
+	return float64(s.Connects) / float64(s.Sessions)
+}
+
+// ServerStats reads every server's counters (`show stat -1 4 -1`).
+func (r *Runtime) ServerStats(ctx context.Context) ([]ServerStat, error) {
+	out, err := r.Exec(ctx, "show stat -1 4 -1")
+	if err != nil {
+		return nil, fmt.Errorf("show stat: %w", err)
+	}
+	stats, err := ParseServerStat(strings.NewReader(out))
+	if err != nil {
+		return nil, fmt.Errorf("show stat: %w", err)
+	}
+	return stats, nil
+}
+
+// ParseServerStat reads `show stat` CSV and returns its server rows (not
+// FRONTEND or BACKEND). Columns are found by name; an empty counter reads
+// as 0.
+func ParseServerStat(r io.Reader) ([]ServerStat, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	head, err := cr.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty answer: no header line")
+		}
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	if len(head) == 0 || !strings.HasPrefix(head[0], "# ") {
+		return nil, fmt.Errorf("header %q does not start with '# pxname'", strings.Join(head, ","))
+	}
+	cols := map[string]int{}
+	for i, h := range head {
+		cols[strings.TrimPrefix(h, "# ")] = i
+	}
+	for _, need := range []string{"pxname", "svname", "status", "stot", "connect", "reuse"} {
+		if _, ok := cols[need]; !ok {
+			return nil, fmt.Errorf("header lacks column %q", need)
+		}
+	}
+	var out []ServerStat
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		field := func(name string) string {
+			if i, ok := cols[name]; ok && i < len(rec) {
+				return rec[i]
+			}
+			return ""
+		}
+		if len(rec) == 1 && rec[0] == "" || field("svname") == "FRONTEND" || field("svname") == "BACKEND" {
+			continue
+		}
+		st := ServerStat{Backend: field("pxname"), Server: field("svname"), Addr: field("addr"), Status: field("status")}
+		for _, c := range []struct {
+			name string
+			dst  *int64
+		}{{"stot", &st.Sessions}, {"connect", &st.Connects}, {"reuse", &st.Reuses}, {"chkfail", &st.CheckFails},
+			{"chkdown", &st.Downs}, {"econ", &st.ConnErrors}, {"eresp", &st.RespErrors}, {"wretr", &st.Retries},
+			{"wredis", &st.Redispatches}, {"hrsp_5xx", &st.HTTP5xx}} {
+			v := field(c.name)
+			if v == "" {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("line %d: server %s/%s: %s=%q is not a count", line, st.Backend, st.Server, c.name, v)
+			}
+			*c.dst = n
+		}
+		out = append(out, st)
+	}
+}
