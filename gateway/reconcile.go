@@ -197,7 +197,7 @@ func (r *Reconciler) apply(ctx context.Context, cat contract.Catalog) {
 	r.mu.Lock()
 	r.lastErr = err
 	r.mu.Unlock()
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		r.log.Error("reconcile", "err", err)
 	}
 }
@@ -417,7 +417,8 @@ func (r *Reconciler) syncBackend(ctx context.Context, fn contract.CatalogFunctio
 			r.log.Info("slot given to a replica", "function", fn.Name, "server", name, "task", t, "addr", rep.Addr)
 		}
 		switch {
-		case !rep.Draining && state == StateMaint:
+		case !rep.Draining && (state == StateMaint || state == StateDrain):
+			// New in its slot, or left drained by an older state.
 			r.probeThenReady(ctx, backend, name, rep.Addr)
 		case !rep.Draining && state == StateReady:
 			routed[t] = true
@@ -537,4 +538,11 @@ func (r *Reconciler) healthy(ctx context.Context, addr string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// Slots returns a copy of where each replica sits.
+func (r *Reconciler) Slots() Slots {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.slots.Clone()
 }
