@@ -160,3 +160,37 @@ type catalogSwitchSource struct{ cat contract.Catalog }
 func (s *catalogSwitchSource) Current() (contract.Catalog, time.Time, error) {
 	return s.cat, time.Now(), nil
 }
+
+type staticRouting struct {
+	routed map[string]map[string]bool
+	ver    uint64
+}
+
+func (s *staticRouting) Routing() (map[string]map[string]bool, uint64) { return s.routed, s.ver }
+
+// TestWithRouting: a replica is Routed only while the gateway routes it and
+// it is not draining, and the version (the ETag) changes with the routing.
+func TestWithRouting(t *testing.T) {
+	src := catalogStaticSource{cat: catalogGolden(), at: time.Now()}
+	rt := &staticRouting{routed: map[string]map[string]bool{"hello": {"t1": true, "t2": true}}, ver: 1}
+	c := WithRouting(src, rt)
+	cat, _, err := c.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range cat.Functions[1].Replicas {
+		got[r.TaskID] = r.Routed
+	}
+	if !got["t1"] || got["t2"] {
+		t.Fatalf("routed %v: want t1 (running) and not t2 (draining)", got)
+	}
+	if src.cat.Functions[1].Replicas[0].Routed {
+		t.Fatal("WithRouting changed the source's catalog")
+	}
+	rt.ver = 2
+	again, _, _ := c.Current()
+	if again.Version == cat.Version {
+		t.Fatalf("version %q unchanged after the routing changed", cat.Version)
+	}
+}
