@@ -117,4 +117,38 @@ const (
 	LabelScaleMin    = "pulse.scale.min"
 	LabelScaleMax    = "pulse.scale.max"
 	LabelScaleIdle   = "pulse.scale.idle"
+	// LabelInstance names the Pulse install a function belongs to: `pulse
+	// deploy` sets it from the CLI's instance key, and a pulsed routes,
+	// watches and scales only the functions whose label equals its own
+	// instance key. Two installs, or a test, share one swarm without
+	// touching each other's functions.
+	LabelInstance = "pulse.instance"
 )
+
+// DefaultInstance is the instance of the CLI and of pulsed when their
+// configuration names none.
+const DefaultInstance = "default"
+
+// maxInstance is the longest instance name: as a DNS label, so it fits
+// wherever an install's name goes.
+const maxInstance = 63
+
+// InstanceSyntax says what ValidInstance accepts, for error messages.
+const InstanceSyntax = "1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"
+
+// ValidInstance reports whether v can name an instance (InstanceSyntax).
+// Such a value is safe as a label value and in Docker's label filter
+// (label=pulse.instance=<v>), which has no quoting.
+func ValidInstance(v string) bool {
+	if v == "" || len(v) > maxInstance {
+		return false
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !alnum(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return alnum(v[0]) && alnum(v[len(v)-1])
+}

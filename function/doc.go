@@ -15,6 +15,11 @@
 //     port, image by ID, read-only root, start-first rolling updates gated on
 //     the watchdog's health.
 //   - The Docker adapters (engine.go, swarm.go): [LoadImage] and [Swarm]
-//     (deploy, wait for ready replicas, scale, list, describe, logs, remove).
-//     They are the only files that use the Docker client.
+//     (deploy, scale, list, describe, logs, remove). They are the only files
+//     that use the Docker client; scaling and waiting go through
+//     internal/swarmscale, which pulsed's scaler shares.
+//   - Readiness (readiness.go): [Swarm.WaitReady] over a pure decision from
+//     the service, its tasks and pulsed's replica catalog ([CatalogClient]):
+//     ready once Swarm runs the new spec and the gateway routes every replica,
+//     failed with Swarm's reason when it pauses or rolls the update back.
 package function

@@ -55,6 +55,7 @@ func TestServiceSpec(t *testing.T) {
 				SecretIDs:      map[string]string{"s3-key": "k1d2", "db-password": "p4s5"},
 				HealthInterval: 250 * time.Millisecond,
 				DrainGrace:     2 * time.Second,
+				Instance:       "lab",
 			},
 		},
 		{

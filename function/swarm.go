@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/swarmaddr"
+	"github.com/pulsefaas/pulse/internal/swarmscale"
 )
 
 // SwarmClient is the part of the Docker API that Swarm uses.
@@ -77,8 +77,9 @@ func (d LocalDistributor) Ensure(ctx context.Context, img Image) error {
 
 // Errors of Swarm's operations.
 var (
-	// ErrNotFound means no Pulse function of that name is deployed.
-	ErrNotFound = errors.New("no such function")
+	// ErrNotFound means no Pulse function of that name is deployed. It is
+	// swarmscale's, which pulsed's scaler shares.
+	ErrNotFound = swarmscale.ErrNotFound
 	// ErrScaleLimit means a replica count outside the function's
 	// pulse.scale.min and pulse.scale.max.
 	ErrScaleLimit = errors.New("outside the function's scale limits")
@@ -91,6 +92,9 @@ type Swarm struct {
 	api  SwarmClient
 	dist ImageDistributor
 	log  *slog.Logger
+	// catalog is pulsed's replica catalog, which WaitReady asks whether
+	// the gateway routes the replicas; nil: Swarm's part only.
+	catalog CatalogSource
 
 	// poll is the task-list period while waiting for a change.
 	poll time.Duration
@@ -102,8 +106,6 @@ type Swarm struct {
 	// removeSlack is added to a service's stop grace period to bound the
 	// wait for its containers to be gone.
 	removeSlack time.Duration
-	// health probes replicas' health endpoints.
-	health *http.Client
 }
 
 // Defaults of a Swarm.
@@ -112,8 +114,6 @@ const (
 	defaultCallTimeout     = 30 * time.Second
 	defaultConflictRetries = 5
 	defaultRemoveSlack     = 30 * time.Second
-	// probeTimeout bounds one probe of a replica's health endpoint.
-	probeTimeout = time.Second
 )
 
 // Labels Swarm puts on the containers of a service's tasks.
@@ -133,13 +133,20 @@ func NewSwarm(api SwarmClient, dist ImageDistributor, log *slog.Logger) *Swarm {
 		callTimeout:     defaultCallTimeout,
 		conflictRetries: defaultConflictRetries,
 		removeSlack:     defaultRemoveSlack,
-		health: &http.Client{
-			Timeout: probeTimeout,
-			// A probe per connection: no idle connections are left to
-			// replicas that go away.
-			Transport: &http.Transport{DisableKeepAlives: true},
-		},
 	}
+}
+
+// SetCatalog makes WaitReady wait, beyond Swarm, until pulsed's gateway
+// routes every new replica (cat is usually a CatalogClient of pulsed's
+// API). Without one, WaitReady judges from Swarm alone: for callers that
+// talk to replicas directly.
+func (s *Swarm) SetCatalog(cat CatalogSource) { s.catalog = cat }
+
+// scaler is the one path that reads, scales and watches a function's
+// service (shared with pulsed's scaler), with this Swarm's settings and
+// no instance restriction: the CLI acts on every function of the swarm.
+func (s *Swarm) scaler() *swarmscale.Client {
+	return swarmscale.New(s.api, swarmscale.Config{CallTimeout: s.callTimeout, ConflictRetries: s.conflictRetries, Poll: s.poll})
 }
 
 // call bounds one call to the engine.
@@ -169,6 +176,9 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 	}
 	if err := imageRef(img); err != nil {
 		return fail(err)
+	}
+	if opts.Instance != "" && !contract.ValidInstance(opts.Instance) {
+		return fail(fmt.Errorf("instance %q: want %s", opts.Instance, contract.InstanceSyntax))
 	}
 	if err := s.dist.Ensure(ctx, img); err != nil {
 		return fail(err)
@@ -202,6 +212,12 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 		if got := svc.Spec.Labels[contract.LabelFunction]; got != spec.Name {
 			return fail(fmt.Errorf("service %s exists but is not this Pulse function (label %s=%q): remove it or rename the function", svc.Spec.Name, contract.LabelFunction, got))
 		}
+		// A function of another install is not taken over; one deployed
+		// before instances existed (no label) is adopted.
+		if got, ok := svc.Spec.Labels[contract.LabelInstance]; ok && got != want.Labels[contract.LabelInstance] {
+			return fail(fmt.Errorf("function %s belongs to Pulse instance %q (label %s), not to %q (the CLI's instance key): remove it there first or use that instance",
+				spec.Name, got, contract.LabelInstance, want.Labels[contract.LabelInstance]))
+		}
 		upd := want
 		n := clampReplicas(replicasOf(svc.Spec), spec.Scale.Min, spec.Scale.Max)
 		r := uint64(n)
@@ -213,7 +229,7 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 			s.log.Info("service updated", "function", spec.Name, "service", svc.ID, "image", img.ID, "replicas", n)
 			return DeployResult{ServiceID: svc.ID, Replicas: n, Warnings: resp.Warnings}, nil
 		}
-		if isOutOfSequence(err) && retry {
+		if swarmscale.IsOutOfSequence(err) && retry {
 			s.log.Debug("service changed meanwhile, retrying", "function", spec.Name, "attempt", attempt+1)
 			continue
 		}
@@ -273,14 +289,7 @@ func (s *Swarm) inspectService(ctx context.Context, name string) (swarm.Service,
 // inspectFunction reads the service of the function name, which must carry
 // Pulse's function label.
 func (s *Swarm) inspectFunction(ctx context.Context, name string) (swarm.Service, error) {
-	svc, err := s.inspectService(ctx, name)
-	if err != nil {
-		return svc, err
-	}
-	if svc.Spec.Labels[contract.LabelFunction] != name {
-		return swarm.Service{}, fmt.Errorf("%w: service %s is not a Pulse function (no %s=%s label)", ErrNotFound, name, contract.LabelFunction, name)
-	}
-	return svc, nil
+	return s.scaler().Inspect(ctx, name)
 }
 
 // replicasOf is a replicated service's replica count (0 otherwise).
@@ -297,12 +306,6 @@ func clampReplicas(n, lo, hi int) int {
 		n = hi
 	}
 	return max(n, lo, 0)
-}
-
-// isOutOfSequence reports an update based on a stale service version. Engine
-// 20.10 answers 500 with swarmkit's message, so the message is what tells.
-func isOutOfSequence(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "update out of sequence")
 }
 
 // isNameConflict reports a create that lost a race to another create.
@@ -435,172 +438,25 @@ func (c *nodeCache) endpoint(ctx context.Context, t swarm.Task) (Endpoint, bool,
 	}, true, nil
 }
 
-// WaitReady polls until the function has exactly want replicas running the
-// service's current spec, none starting or left over from a previous spec,
-// and each answers GET /_/health with 200; it returns their endpoints. ctx
-// bounds the wait: give it a deadline. On timeout the error says what was
-// missing, with the last task error Swarm reported.
-func (s *Swarm) WaitReady(ctx context.Context, name string, want int) ([]Endpoint, error) {
-	tick := time.NewTicker(s.poll)
-	defer tick.Stop()
-	for {
-		eps, pending, err := s.ready(ctx, name, want)
-		if err != nil {
-			return nil, fmt.Errorf("wait for %s: %w", name, err)
-		}
-		if pending == "" {
-			return eps, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for %s: %s: %w", name, pending, ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
-// ready checks once; pending says what is not ready yet ("" when ready).
-func (s *Swarm) ready(ctx context.Context, name string, want int) (eps []Endpoint, pending string, err error) {
-	svc, err := s.inspectFunction(ctx, name)
-	if err != nil {
-		return nil, "", err
-	}
-	tasks, err := s.tasks(ctx, svc.ID, false)
-	if err != nil {
-		return nil, "", err
-	}
-	var up, starting, stale int
-	var lastErr string
-	var lastErrAt time.Time
-	var current []swarm.Task
-	for _, t := range tasks {
-		if t.Status.Err != "" && t.Status.Timestamp.After(lastErrAt) {
-			lastErr, lastErrAt = t.Status.Err, t.Status.Timestamp
-		}
-		if t.DesiredState != swarm.TaskStateRunning {
-			continue
-		}
-		switch {
-		case t.Status.State != swarm.TaskStateRunning:
-			starting++
-		case !currentSpec(t, svc):
-			stale++
-		default:
-			up++
-			current = append(current, t)
-		}
-	}
-	describe := func(what string) string {
-		msg := fmt.Sprintf("%d of %d replicas ready: %s", up, want, what)
-		if lastErr != "" {
-			msg += "; last task error: " + lastErr
-		}
-		return msg
-	}
-	switch {
-	case starting > 0:
-		return nil, describe(fmt.Sprintf("%d starting", starting)), nil
-	case stale > 0:
-		return nil, describe(fmt.Sprintf("%d still on the previous spec", stale)), nil
-	case up != want:
-		return nil, describe(fmt.Sprintf("%d running", up)), nil
-	}
-	nodes := s.newNodeCache()
-	for _, t := range current {
-		ep, ok, err := nodes.endpoint(ctx, t)
-		if err != nil {
-			return nil, "", err
-		}
-		if !ok {
-			return nil, describe(fmt.Sprintf("task %s has no published port yet", t.ID)), nil
-		}
-		eps = append(eps, ep)
-	}
-	if err := s.probeAll(ctx, eps); err != nil {
-		return nil, describe(err.Error()), nil
-	}
-	return eps, "", nil
-}
-
-// currentSpec reports whether a task runs its service's current container
-// spec. A task's spec is a copy of the service's task template taken when
-// the task was created, but the engine reports it with fewer defaults, so
-// only what a deploy changes is compared: image, environment and forced
-// updates.
-func currentSpec(t swarm.Task, svc swarm.Service) bool {
-	a, b := t.Spec.ContainerSpec, svc.Spec.TaskTemplate.ContainerSpec
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Image == b.Image && slices.Equal(a.Env, b.Env) && t.Spec.ForceUpdate == svc.Spec.TaskTemplate.ForceUpdate
-}
-
-// probeAll checks every endpoint's health concurrently.
-func (s *Swarm) probeAll(ctx context.Context, eps []Endpoint) error {
-	errs := make([]error, len(eps))
-	var wg sync.WaitGroup
-	for i, ep := range eps {
-		wg.Go(func() { errs[i] = s.probe(ctx, ep.Addr) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// probe asks a watchdog for its health.
-func (s *Swarm) probe(ctx context.Context, addr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+contract.HealthPath, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := s.health.Do(req)
-	if err != nil {
-		return fmt.Errorf("health of %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health of %s: %s", addr, resp.Status)
-	}
-	return nil
-}
-
 // Scale sets the function's replica count. Unless force, n must lie within
 // the service's pulse.scale.min and pulse.scale.max labels. A lost update race
-// is re-read and retried.
+// is re-read and retried (swarmscale, as pulsed's scaler does).
 func (s *Swarm) Scale(ctx context.Context, name string, n int, force bool) error {
 	fail := func(err error) error { return fmt.Errorf("scale %s to %d: %w", name, n, err) }
 	if n < 0 {
 		return fail(errors.New("replicas must be 0 or more"))
 	}
-	for attempt := 0; ; attempt++ {
-		svc, err := s.inspectFunction(ctx, name)
-		if err != nil {
-			return fail(err)
+	_, _, err := s.scaler().Scale(ctx, name, func(svc swarm.Service) (int, error) {
+		if force {
+			return n, nil
 		}
-		if svc.Spec.Mode.Replicated == nil {
-			return fail(errors.New("the service is not replicated"))
-		}
-		if !force {
-			if err := checkScaleLimits(n, svc.Spec.Labels); err != nil {
-				return fail(err)
-			}
-		}
-		spec := svc.Spec
-		r := uint64(n)
-		spec.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &r}}
-		cctx, cancel := s.call(ctx)
-		_, err = s.api.ServiceUpdate(cctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{QueryRegistry: false})
-		cancel()
-		if err == nil {
-			s.log.Info("service scaled", "function", name, "replicas", n, "force", force)
-			return nil
-		}
-		if isOutOfSequence(err) && attempt < s.conflictRetries {
-			s.log.Debug("service changed meanwhile, retrying", "function", name, "attempt", attempt+1)
-			continue
-		}
-		return fail(fmt.Errorf("update service %s: %w", svc.ID, err))
+		return n, checkScaleLimits(n, svc.Spec.Labels)
+	})
+	if err != nil {
+		return fail(err)
 	}
+	s.log.Info("service scaled", "function", name, "replicas", n, "force", force)
+	return nil
 }
 
 // checkScaleLimits checks n against the min and max labels; a missing or

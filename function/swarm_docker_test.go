@@ -741,3 +741,76 @@ func TestSwarmEndpointsUnknown(t *testing.T) {
 		}
 	}
 }
+
+// noDistributor places no image: the nodes lack it, as when an image never
+// reached them.
+type noDistributor struct{}
+
+func (noDistributor) Ensure(context.Context, Image) error { return nil }
+
+// TestSwarmWaitRolledBack: a deploy whose new replica cannot start (the
+// node lacks its image) is rolled back by Swarm, and WaitReady says so at
+// once with Swarm's reason, instead of reporting the old replica ready.
+func TestSwarmWaitRolledBack(t *testing.T) {
+	t.Parallel()
+	f := newSwarmFixture(t, "rollback")
+	f.deploy(f.spec(), f.image("1"), 1)
+
+	missing := f.image("2") // assembled, never loaded
+	start := time.Now()
+	if _, err := NewSwarm(f.api, noDistributor{}, nil).Deploy(f.ctx(), f.spec(), missing, testDeployOptions()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.sw.WaitReady(f.ctx(), f.name, 1)
+	t.Logf("deploy of a missing image → WaitReady failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "failed in Swarm: update rollback_") ||
+		!strings.Contains(err.Error(), "No such image") {
+		t.Errorf("WaitReady() = %v, want ErrFailed with the rollback and the task's error", err)
+	}
+	// Swarm finishes the rollback: the old spec runs again.
+	d, err := f.sw.Describe(f.ctx(), f.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Image == missing.ID {
+		t.Errorf("after the rollback the service still runs %s", missing.ID)
+	}
+
+	// Once rolled back, a scale is judged on its own: Swarm clears the
+	// update status on every update of the service.
+	ctx := f.ctx()
+	for d.UpdateState != string(swarm.UpdateStateRollbackCompleted) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("update state %q, want %s", d.UpdateState, swarm.UpdateStateRollbackCompleted)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if d, err = f.sw.Describe(ctx, f.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.sw.Scale(ctx, f.name, 2, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.sw.WaitReady(ctx, f.name, 2); err != nil {
+		t.Errorf("scale after a rollback: %v", err)
+	}
+}
+
+// TestSwarmWaitTaskError: a new service whose tasks keep failing is not
+// failed by Swarm (it replaces them); WaitReady reports the last task error
+// on its deadline.
+func TestSwarmWaitTaskError(t *testing.T) {
+	t.Parallel()
+	f := newSwarmFixture(t, "taskerr")
+	if _, err := NewSwarm(f.api, noDistributor{}, nil).Deploy(f.ctx(), f.spec(), f.image("1"), testDeployOptions()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx(), 8*time.Second)
+	defer cancel()
+	_, err := f.sw.WaitReady(ctx, f.name, 1)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrFailed) ||
+		!strings.Contains(err.Error(), "0 of 1 replicas running the current spec") || !strings.Contains(err.Error(), "last task error: No such image") {
+		t.Errorf("WaitReady() = %v, want the deadline with the last task error", err)
+	}
+}

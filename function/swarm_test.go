@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/swarmscale"
 )
 
 // fakeSwarmAPI answers Swarm's calls from its fields and records the
@@ -210,6 +211,8 @@ func services(svcs ...swarm.Service) map[string]swarm.Service {
 // and the mutations made.
 func TestSwarmErrorPaths(t *testing.T) {
 	hello := pulseService("hello", 2, 1, 3)
+	unlabelled := pulseService("hello", 2, 1, 3)
+	delete(unlabelled.Spec.Labels, contract.LabelInstance)
 	foreign := pulseService("nginx", 1, 1, 1)
 	delete(foreign.Spec.Labels, contract.LabelFunction)
 	// The engine resolves an unknown name as an ID prefix too.
@@ -248,8 +251,9 @@ func TestSwarmErrorPaths(t *testing.T) {
 				s.conflictRetries = 2
 				return s.Scale(ctx, "hello", 3, false)
 			},
+			wantIs: swarmscale.ErrConflict,
 			want: result{
-				Err: "scale hello to 3: update service id-hello: " + errSequence.Error(),
+				Err: "scale hello to 3: update service hello: the service changed since it was read (" + errSequence.Error() + ")",
 				Updated: []fakeUpdate{
 					{ID: "id-hello", Version: 10, Replicas: 3, Image: testImageID},
 					{ID: "id-hello", Version: 10, Replicas: 3, Image: testImageID},
@@ -302,7 +306,7 @@ func TestSwarmErrorPaths(t *testing.T) {
 			name:   "scale with the engine failing",
 			fake:   fakeSwarmAPI{inspectErr: errEngine},
 			run:    func(ctx context.Context, s *Swarm) error { return s.Scale(ctx, "hello", 1, false) },
-			want:   result{Err: "scale hello to 1: inspect service: engine exploded"},
+			want:   result{Err: "scale hello to 1: inspect service hello: engine exploded"},
 			wantIs: errEngine,
 		},
 		{
@@ -387,6 +391,33 @@ func TestSwarmErrorPaths(t *testing.T) {
 				return err
 			},
 			want: result{Err: `deploy nginx: service nginx exists but is not this Pulse function (label pulse.function=""): remove it or rename the function`},
+		},
+		{
+			name: "deploy over a function of another instance",
+			fake: fakeSwarmAPI{services: services(hello)},
+			run: func(ctx context.Context, s *Swarm) error {
+				_, err := s.Deploy(ctx, spec, img, DeployOptions{Instance: "lab"})
+				return err
+			},
+			want: result{Err: `deploy hello: function hello belongs to Pulse instance "default" (label pulse.instance), not to "lab" (the CLI's instance key): remove it there first or use that instance`},
+		},
+		{
+			name: "deploy adopts a function deployed before instances existed",
+			fake: fakeSwarmAPI{services: services(unlabelled)},
+			run: func(ctx context.Context, s *Swarm) error {
+				_, err := s.Deploy(ctx, spec, img, DeployOptions{Instance: "lab"})
+				return err
+			},
+			want: result{Updated: []fakeUpdate{{ID: "id-hello", Version: 10, Replicas: 2, Image: img.ID}}},
+		},
+		{
+			name: "deploy with a bad instance",
+			fake: fakeSwarmAPI{},
+			run: func(ctx context.Context, s *Swarm) error {
+				_, err := s.Deploy(ctx, spec, img, DeployOptions{Instance: "a=b"})
+				return err
+			},
+			want: result{Err: `deploy hello: instance "a=b": want 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`},
 		},
 		{
 			name: "deploy with a missing secret",

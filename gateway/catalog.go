@@ -58,9 +58,13 @@ type CatalogConfig struct {
 	// NodeRefresh is how old the cached node list may grow; a task on a
 	// node not in the cache refreshes it at once.
 	NodeRefresh time.Duration
-	// Selector narrows the functions to services carrying these labels as
-	// well as pulse.function ("key" or "key=value"), e.g. to run two
-	// gateways, or a test, on one swarm. Empty: every function.
+	// Instance is the install this catalog belongs to: only services
+	// labelled pulse.instance=<Instance> are functions of it (`pulse
+	// deploy` sets the label). A service without the label (deployed before
+	// instances existed) is ignored and logged once.
+	Instance string
+	// Selector narrows the functions further, to services carrying these
+	// labels as well ("key" or "key=value"). Empty: no further narrowing.
 	Selector []string
 }
 
@@ -98,6 +102,7 @@ func DefaultCatalogConfig() CatalogConfig {
 		FastLimit:   DefaultCatalogFastLimit,
 		CallTimeout: DefaultCatalogCallTimeout,
 		NodeRefresh: DefaultCatalogNodeRefresh,
+		Instance:    contract.DefaultInstance,
 	}
 }
 
@@ -116,6 +121,9 @@ func (c CatalogConfig) Validate() error {
 	}
 	if c.FastPoll > c.SlowPoll {
 		return fmt.Errorf("catalog fast poll %v is longer than the slow poll %v", c.FastPoll, c.SlowPoll)
+	}
+	if !contract.ValidInstance(c.Instance) {
+		return fmt.Errorf("catalog instance %q: want %s", c.Instance, contract.InstanceSyntax)
 	}
 	for _, s := range c.Selector {
 		if k, _, _ := strings.Cut(s, "="); k == "" {
@@ -153,6 +161,9 @@ type Catalog struct {
 	pending    string
 	failures   int       // consecutive failed polls
 	failedAt   time.Time // the first of them
+	// unlabelled are the function services without an instance label
+	// that were logged as ignored, by ID.
+	unlabelled map[string]bool
 
 	mu      sync.Mutex
 	cur     contract.Catalog
@@ -171,12 +182,13 @@ func NewCatalog(api CatalogAPI, cfg CatalogConfig, log *slog.Logger) (*Catalog, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Catalog{
-		api:   api,
-		cfg:   cfg,
-		log:   log.With("component", "catalog"),
-		kick:  make(chan struct{}, 1),
-		nodes: map[string]string{},
-		gone:  map[string]catalogGone{},
+		api:        api,
+		cfg:        cfg,
+		log:        log.With("component", "catalog"),
+		kick:       make(chan struct{}, 1),
+		nodes:      map[string]string{},
+		gone:       map[string]catalogGone{},
+		unlabelled: map[string]bool{},
 	}, nil
 }
 
@@ -435,11 +447,9 @@ func (c *Catalog) readServices(ctx context.Context, prev contract.Catalog, now t
 	in := catalogInput{gone: make(map[string]catalogGone, len(c.gone))}
 	maps.Copy(in.gone, c.gone)
 	live := map[string]bool{}
-	for _, svc := range svcs {
-		if isFunctionService(svc) {
-			in.services = append(in.services, svc)
-			live[svc.ID] = true
-		}
+	for _, svc := range c.ownFunctions(svcs) {
+		in.services = append(in.services, svc)
+		live[svc.ID] = true
 	}
 	for _, fn := range prev.Functions {
 		if !live[fn.ServiceID] {
@@ -465,6 +475,33 @@ func (c *Catalog) readServices(ctx context.Context, prev contract.Catalog, now t
 	}
 	in.tasks, err = c.taskList(ctx, tf)
 	return in, err
+}
+
+// ownFunctions keeps the function services of this catalog's instance. The
+// instance is filtered here rather than by the engine so that services
+// without the label are seen: each is logged once, with how to fix it.
+func (c *Catalog) ownFunctions(svcs []swarm.Service) []swarm.Service {
+	var own []swarm.Service
+	unlabelled := map[string]bool{}
+	for _, svc := range svcs {
+		if !isFunctionService(svc) {
+			continue
+		}
+		inst, ok := svc.Spec.Labels[contract.LabelInstance]
+		if !ok {
+			unlabelled[svc.ID] = true
+			if !c.unlabelled[svc.ID] {
+				c.log.Warn("function ignored: its service has no "+contract.LabelInstance+" label (deployed before Pulse instances existed); redeploy it with pulse deploy (CLI instance key = this pulsed's instance) to have it routed and scaled",
+					"function", svc.Spec.Name, "service", svc.ID, "instance", c.cfg.Instance)
+			}
+			continue
+		}
+		if inst == c.cfg.Instance {
+			own = append(own, svc)
+		}
+	}
+	c.unlabelled = unlabelled
+	return own
 }
 
 func (c *Catalog) taskList(ctx context.Context, f filters.Args) ([]swarm.Task, error) {

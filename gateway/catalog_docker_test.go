@@ -277,8 +277,10 @@ func TestCatalogSwarm(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The catalog sees only this test's function.
+	// The catalog sees only this test's function: its own instance, and
+	// the run label as a selector on top.
 	cfg := DefaultCatalogConfig()
+	cfg.Instance = "test-" + suffix
 	cfg.Selector = []string{runLabel + "=" + suffix}
 	counting := &catalogCountingAPI{CatalogAPI: api}
 	log := slog.New(slog.NewTextHandler(catalogTestWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -346,7 +348,7 @@ func TestCatalogSwarm(t *testing.T) {
 		Scale:  function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 3},
 		Labels: map[string]string{catalogTestLabel: "1", runLabel: suffix},
 	}
-	opts := function.DeployOptions{HealthInterval: catalogTestHealthInterval, DrainGrace: catalogTestDrainGrace}
+	opts := function.DeployOptions{HealthInterval: catalogTestHealthInterval, DrainGrace: catalogTestDrainGrace, Instance: cfg.Instance}
 	if _, err := sw.Deploy(call(), spec, img, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -455,6 +455,9 @@ func TestCatalogConfigValidate(t *testing.T) {
 		{"negative timeout", func(c *CatalogConfig) { c.CallTimeout = -time.Second }, "catalog call timeout -1s: must be positive"},
 		{"fast slower than slow", func(c *CatalogConfig) { c.FastPoll = 2 * time.Second }, "catalog fast poll 2s is longer than the slow poll 1s"},
 		{"empty selector key", func(c *CatalogConfig) { c.Selector = []string{"=x"} }, `catalog selector "=x": want key or key=value`},
+		{"instance", func(c *CatalogConfig) { c.Instance = "lab-1" }, ""},
+		{"no instance", func(c *CatalogConfig) { c.Instance = "" }, `catalog instance "": want 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`},
+		{"instance unsafe in a label filter", func(c *CatalogConfig) { c.Instance = "a,b" }, `catalog instance "a,b": want 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -641,7 +644,7 @@ var errCatalogEngine = errors.New("engine exploded")
 // first success, errors after it (the last good catalog stays, logged once
 // per streak), a service removed between the service and the task list.
 func TestCatalogErrorPaths(t *testing.T) {
-	svcs := []swarm.Service{catalogService("hello", 1)}
+	svcs := []swarm.Service{catalogService("hello", 1, contract.LabelInstance+"="+contract.DefaultInstance)}
 	tasks := []swarm.Task{catalogTask("hello", "t1", 1, "n1", catRunning, catRunning, 32768)}
 	nodes := []swarm.Node{{ID: "n1", Status: swarm.NodeStatus{Addr: "10.0.0.1"}}}
 	goodCatalog, _ := buildCatalog(catalogInput{services: svcs, tasks: tasks, nodes: catalogNodes})
@@ -765,5 +768,52 @@ func TestCatalogErrorPaths(t *testing.T) {
 				t.Errorf("calls %v, want %v", calls, tt.wantCalls)
 			}
 		})
+	}
+}
+
+// TestCatalogInstance: the catalog holds only the functions of its
+// instance; one deployed before instances existed is ignored and logged
+// once (again only after it came back), one of another instance silently.
+func TestCatalogInstance(t *testing.T) {
+	inst := contract.LabelInstance + "="
+	own := catalogService("own", 1, inst+"lab")
+	other := catalogService("other", 1, inst+"prod")
+	old := catalogService("old", 1)
+	older := catalogService("older", 1)
+	list := func(s ...swarm.Service) catalogResult[[]swarm.Service] { return catalogResult[[]swarm.Service]{v: s} }
+	fake := &catalogFakeAPI{
+		services: []catalogResult[[]swarm.Service]{
+			list(own, other, old, older), list(own, other, old, older), list(own, old), list(own, old, older),
+		},
+		tasks: []catalogResult[[]swarm.Task]{{}},
+		nodes: []catalogResult[[]swarm.Node]{{}},
+	}
+	logs := &catalogLogRecords{}
+	cfg := DefaultCatalogConfig()
+	cfg.Instance = "lab"
+	c, err := NewCatalog(fake, cfg, slog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		c.poll(t.Context(), time.Now())
+		cat, _, err := c.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, fn := range cat.Functions {
+			names = append(names, fn.Name)
+		}
+		if !reflect.DeepEqual(names, []string{"own"}) {
+			t.Errorf("poll %d: functions %v, want [own]", i, names)
+		}
+	}
+	want := []string{
+		"WARN function ignored: its service has no pulse.instance label (deployed before Pulse instances existed); redeploy it with pulse deploy (CLI instance key = this pulsed's instance) to have it routed and scaled",
+	}
+	want = append(want, want[0], want[0]) // old, older, then older again after it was gone
+	if got := logs.atLeast(slog.LevelInfo); !reflect.DeepEqual(got, want) {
+		t.Errorf("log\n got %q\nwant %q", got, want)
 	}
 }

@@ -65,11 +65,8 @@ type UtilisationSource interface {
 	Demand(ctx context.Context, fn string, agg Aggregate, window time.Duration) (float64, error)
 }
 
-// Errors.
+// Errors (ErrNotFound, ErrConflict and ErrNotReplicated are in swarm.go).
 var (
-	ErrNotFound       = errors.New("no such function")
-	ErrConflict       = errors.New("the service changed since it was read")
-	ErrNotReplicated  = errors.New("the service is not replicated")
 	ErrNoData         = errors.New("no utilisation data")
 	ErrCatalogPending = errors.New("the replica catalog is not ready")
 )

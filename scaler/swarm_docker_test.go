@@ -60,6 +60,7 @@ func TestSwarmAdapter(t *testing.T) {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	name := "scaler-test-" + hex.EncodeToString(b)
+	instance := "test-" + hex.EncodeToString(b) // a pulsed of `make up` must not act on it
 
 	// A FROM scratch image: a static program that waits for SIGTERM.
 	dir := t.TempDir()
@@ -75,7 +76,7 @@ func TestSwarmAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{contract.LabelFunction: name, "pulse.test": "1", contract.LabelScaleMax: "4"}
+	labels := map[string]string{contract.LabelFunction: name, "pulse.test": "1", contract.LabelScaleMax: "4", contract.LabelInstance: instance}
 	img, err := function.Assemble(function.ImageSpec{
 		Files:      []function.File{{Path: "/wait", Mode: 0o755, Content: prog}},
 		Entrypoint: []string{"/wait"}, User: function.ImageUser, Labels: labels,
@@ -104,7 +105,7 @@ func TestSwarmAdapter(t *testing.T) {
 	})
 
 	api := &racingAPI{ServiceAPI: cli, raw: cli, t: t}
-	adapter := NewSwarmServices(api)
+	adapter := NewSwarmServices(api, instance)
 	cat := &fakeCatalog{}
 	s, err := New(DefaultConfig(), adapter, &fakeUtilisation{}, cat, nil)
 	if err != nil {
@@ -142,7 +143,7 @@ func TestSwarmAdapter(t *testing.T) {
 
 	// A restarted pulsed (a new Scaler) starts from the truth: no double
 	// scaling; max still holds.
-	s2, err := New(DefaultConfig(), NewSwarmServices(cli), &fakeUtilisation{}, cat, nil)
+	s2, err := New(DefaultConfig(), NewSwarmServices(cli, instance), &fakeUtilisation{}, cat, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,5 +172,25 @@ func TestSwarmAdapter(t *testing.T) {
 		if _, err := adapter.Inspect(ctx, n); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Inspect(%q) = %v, want ErrNotFound", n, err)
 		}
+	}
+
+	// Not this instance's: another install's pulsed cannot scale it, nor
+	// anyone's once it lost its instance label (deployed before instances).
+	other := NewSwarmServices(cli, "other-"+instance)
+	_, err = other.Inspect(ctx, name)
+	if want := fmt.Sprintf("no such function: function %s belongs to Pulse instance %q (label pulse.instance), not to this one (%q)", name, instance, "other-"+instance); !errors.Is(err, ErrNotFound) || err.Error() != want {
+		t.Errorf("Inspect by another instance = %v, want %s", err, want)
+	}
+	raw, _, err := cli.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(raw.Spec.Labels, contract.LabelInstance)
+	if _, err := cli.ServiceUpdate(ctx, raw.ID, raw.Version, raw.Spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = adapter.Inspect(ctx, name)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "has no pulse.instance label (deployed before instances existed): redeploy it") {
+		t.Errorf("Inspect of a service without an instance = %v, want ErrNotFound saying to redeploy", err)
 	}
 }

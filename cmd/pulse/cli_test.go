@@ -48,6 +48,9 @@ func TestUsageErrors(t *testing.T) {
 	badSpec := write("bad.yml", "version: 1\nfunctions:\n  Hello:\n    lang: go\n    tmeout: 3s\n")
 	badConfig := write("config.yaml", "gateway: http://127.0.0.1:8080\ngatway: x\n")
 	badURL := write("url.yaml", "gateway: 127.0.0.1:8080\n")
+	badAPI := write("api.yaml", "api: 127.0.0.1:8090\n")
+	noAPI := write("noapi.yaml", "api: \"\"\n")
+	badInstance := write("instance.yaml", "instance: my install\n")
 	cases := []struct {
 		name string
 		args []string
@@ -71,6 +74,10 @@ func TestUsageErrors(t *testing.T) {
 		{"build of an unknown function", []string{"build", "-f", write("ok.yml", "version: 1\nfunctions:\n  hi:\n    lang: c\n"), "nope"}, []string{`has no function "nope" (it has: hi)`}},
 		{"unknown config key", []string{"--config", badConfig, "ls"}, []string{"gatway", "known keys"}},
 		{"bad gateway URL", []string{"--config", badURL, "ls"}, []string{`gateway "127.0.0.1:8080": want an http:// or https:// URL`}},
+		{"bad api URL", []string{"--config", badAPI, "ls"}, []string{`api "127.0.0.1:8090": want an http:// or https:// URL such as http://127.0.0.1:8090`, "PULSE_API"}},
+		{"empty api URL", []string{"--config", noAPI, "ls"}, []string{"api is empty: want pulsed's API URL"}},
+		{"bad instance", []string{"--config", badInstance, "ls"}, []string{`instance "my install": want 1 to 63 letters`, "PULSE_INSTANCE"}},
+		{"scale with a bad timeout", []string{"scale", "hello", "2", "--wait", "--timeout", "soon"}, []string{`invalid argument "soon" for "--timeout"`}},
 		{"missing config file", []string{"--config", filepath.Join(dir, "none.yaml"), "ls"}, []string{"none.yaml"}},
 	}
 	for _, tc := range cases {
@@ -108,5 +115,32 @@ func TestHelpHasExamples(t *testing.T) {
 	code, out, _ := pulse(t, t.TempDir(), nil, "completion", "bash")
 	if code != 0 || !strings.Contains(out, "__start_pulse") {
 		t.Errorf("bash completion: exit %d", code)
+	}
+}
+
+// TestConfigDefaults: api and instance have defaults; the environment wins
+// over the file.
+func TestConfigDefaults(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte("instance: lab\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	got, err := loadConfig(filepath.Join(dir, "absent"), env(nil))
+	if err == nil {
+		t.Errorf("an explicit config file that does not exist was accepted: %+v", got)
+	}
+	got, err = loadConfig("", env(map[string]string{"HOME": dir}))
+	if err != nil || got.API != "http://127.0.0.1:8090" || got.Instance != "default" {
+		t.Errorf("defaults: %+v, %v; want api http://127.0.0.1:8090 and instance default", got, err)
+	}
+	got, err = loadConfig(path, env(map[string]string{"PULSE_API": "http://10.0.0.5:8090/"}))
+	if err != nil || got.API != "http://10.0.0.5:8090/" || got.Instance != "lab" {
+		t.Errorf("file and environment: %+v, %v", got, err)
+	}
+	got, err = loadConfig(path, env(map[string]string{"PULSE_INSTANCE": "ci-7"}))
+	if err != nil || got.Instance != "ci-7" {
+		t.Errorf("PULSE_INSTANCE: %+v, %v", got, err)
 	}
 }

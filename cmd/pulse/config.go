@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/viper"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 // Config is the CLI's configuration: a YAML file (--config, else
@@ -26,6 +28,13 @@ type Config struct {
 	ReplicaGateway string `mapstructure:"replica_gateway"`
 	// CacheDir holds the watchdog SDK and built watchdogs.
 	CacheDir string `mapstructure:"cache_dir"`
+	// API is pulsed's API, whose replica catalog says when the gateway
+	// routes a deployed or scaled function's replicas.
+	API string `mapstructure:"api"`
+	// Instance is the Pulse install `pulse deploy` deploys to (label
+	// pulse.instance): only the pulsed with the same instance routes and
+	// scales the function.
+	Instance string `mapstructure:"instance"`
 }
 
 // configKeys are the keys and their environment variables.
@@ -34,6 +43,14 @@ var configKeys = map[string]string{
 	"gateway":         "PULSE_GATEWAY",
 	"replica_gateway": "PULSE_REPLICA_GATEWAY",
 	"cache_dir":       "PULSE_CACHE_DIR",
+	"api":             "PULSE_API",
+	"instance":        "PULSE_INSTANCE",
+}
+
+// configDefaults are the keys' defaults; the others default to "".
+var configDefaults = map[string]string{
+	"api":      "http://127.0.0.1:8090", // pulsed's api_listen default
+	"instance": contract.DefaultInstance,
 }
 
 // loadConfig reads the configuration. path is --config ("" for the
@@ -42,7 +59,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	for k := range configKeys {
-		v.SetDefault(k, "")
+		v.SetDefault(k, configDefaults[k])
 	}
 	explicit := path != ""
 	if !explicit {
@@ -77,7 +94,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	}
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
-		return Config{}, fmt.Errorf("config %s: %w (known keys: docker_host, gateway, replica_gateway, cache_dir)", path, err)
+		return Config{}, fmt.Errorf("config %s: %w (known keys: docker_host, gateway, replica_gateway, cache_dir, api, instance)", path, err)
 	}
 	if c.DockerHost == "" {
 		c.DockerHost = env("DOCKER_HOST")
@@ -85,18 +102,27 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate checks the URLs.
+// Validate checks the URLs and the instance.
 func (c Config) Validate() error {
 	var errs []error
-	for _, u := range []struct{ key, val string }{{"gateway", c.Gateway}, {"replica_gateway", c.ReplicaGateway}} {
+	if c.API == "" {
+		errs = append(errs, fmt.Errorf("api is empty: want pulsed's API URL, e.g. %s (set it in the config file or %s)", configDefaults["api"], configKeys["api"]))
+	}
+	for _, u := range []struct{ key, val, example string }{
+		{"gateway", c.Gateway, "http://127.0.0.1:8080"}, {"replica_gateway", c.ReplicaGateway, "http://172.17.0.1:8080"}, {"api", c.API, configDefaults["api"]},
+	} {
 		if u.val == "" {
 			continue
 		}
 		p, err := url.Parse(u.val)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			errs = append(errs, fmt.Errorf("%s %q: want an http:// or https:// URL such as http://127.0.0.1:8080 (set it in the config file or %s)",
-				u.key, u.val, configKeys[u.key]))
+			errs = append(errs, fmt.Errorf("%s %q: want an http:// or https:// URL such as %s (set it in the config file or %s)",
+				u.key, u.val, u.example, configKeys[u.key]))
 		}
+	}
+	if !contract.ValidInstance(c.Instance) {
+		errs = append(errs, fmt.Errorf("instance %q: want %s, e.g. %s (set it in the config file or %s)",
+			c.Instance, contract.InstanceSyntax, contract.DefaultInstance, configKeys["instance"]))
 	}
 	if c.DockerHost != "" && !strings.Contains(c.DockerHost, "://") {
 		errs = append(errs, fmt.Errorf("docker_host %q: want unix:///var/run/docker.sock or tcp://host:2376", c.DockerHost))

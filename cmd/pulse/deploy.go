@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,6 +11,9 @@ import (
 
 	"github.com/pulsefaas/pulse/function"
 )
+
+// defaultWaitTimeout bounds the wait after a deploy or a scale.
+const defaultWaitTimeout = 2 * time.Minute
 
 func (a *app) deployCmd() *cobra.Command {
 	var (
@@ -23,8 +28,12 @@ func (a *app) deployCmd() *cobra.Command {
 		Long: `Build each function (see pulse build), make sure every swarm node has its image,
 then create or update its Swarm service: replicas = scale.min, limits, a start-first
 rolling update gated on the watchdog's health, the image referenced by ID (no
-registry), a host-mode published port, a read-only root filesystem, Docker secrets.
-Waits until the replicas answer their health check and prints their endpoints.`,
+registry), a host-mode published port, a read-only root filesystem, Docker secrets,
+and the instance label (config key instance) that tells which pulsed routes it.
+Then waits until Swarm runs the new replicas and pulsed's gateway routes every one
+(pulsed's catalog, config key api), and prints their endpoints; exits 1 with Swarm's
+reason when Swarm rolls the update back or pauses it, or with the last task error
+when the wait times out.`,
 		Example: "  pulse deploy\n  pulse deploy hello --health-interval 500ms",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			specs, err := loadSpecs(path, args)
@@ -47,7 +56,8 @@ Waits until the replicas answer their health check and prints their endpoints.`,
 				}
 				fmt.Fprintf(a.err, "%s: image %s, %.2f MB\n", s.Name, shortID(img.ID), float64(info.ImageSize)/1e6)
 				res, err := sw.Deploy(cmd.Context(), s, img, function.DeployOptions{
-					GatewayURL: a.cfg.ReplicaGateway, HealthInterval: healthInterval, HealthStartInterval: startInterval,
+					GatewayURL: a.cfg.ReplicaGateway, Instance: a.cfg.Instance,
+					HealthInterval: healthInterval, HealthStartInterval: startInterval,
 					// Without a start interval Docker's check delays every
 					// new replica by an interval (function.DeployOptions).
 					NoHealthcheck: healthInterval == 0 && startInterval == 0,
@@ -66,17 +76,10 @@ Waits until the replicas answer their health check and prints their endpoints.`,
 				if noWait || res.Replicas == 0 {
 					continue
 				}
-				ctx, cancel := contextWithTimeout(cmd, waitTimeout)
-				eps, err := sw.WaitReady(ctx, s.Name, res.Replicas)
-				cancel()
-				if err != nil {
-					return fmt.Errorf("%s: replicas not ready: %w; see `pulse describe %s` and `pulse logs %s`", s.Name, err, s.Name, s.Name)
+				if err := a.waitReady(cmd.Context(), sw, s.Name, res.Replicas, waitTimeout); err != nil {
+					return err
 				}
-				addrs := make([]string, len(eps))
-				for i, e := range eps {
-					addrs[i] = e.Addr
-				}
-				fmt.Fprintf(a.out, "%s: ready at %s\n  pulse invoke %s -d hi\n", s.Name, strings.Join(addrs, ", "), s.Name)
+				fmt.Fprintf(a.out, "  pulse invoke %s -d hi\n", s.Name)
 			}
 			return nil
 		},
@@ -84,6 +87,31 @@ Waits until the replicas answer their health check and prints their endpoints.`,
 	specFlag(cmd, &path)
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the replicas to be ready")
 	cmd.Flags().DurationVar(&healthInterval, "health-interval", 0, "Docker health check interval of the replicas; on engines without a health start interval (API < 1.44) the default is no Docker health check at all, so new replicas start sooner (the gateway checks readiness), on newer ones 1s")
-	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 2*time.Minute, "how long to wait for the replicas")
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", defaultWaitTimeout, "how long to wait for the replicas")
 	return cmd
+}
+
+// waitReady waits until Swarm runs want replicas of name's current spec and
+// pulsed's gateway routes each (function.Swarm.WaitReady), then prints
+// where they are. deploy and scale --wait share it.
+func (a *app) waitReady(ctx context.Context, sw *function.Swarm, name string, want int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	eps, err := sw.WaitReady(ctx, name, want)
+	switch {
+	case errors.Is(err, function.ErrFailed), errors.Is(err, function.ErrCatalog):
+		return explain(err, name)
+	case err != nil:
+		return fmt.Errorf("%s: not ready within %v: %w; see `pulse describe %s` and `pulse logs %s`", name, timeout, err, name, name)
+	}
+	if want == 0 {
+		fmt.Fprintf(a.out, "%s: ready: no replica runs or is routed\n", name)
+		return nil
+	}
+	addrs := make([]string, len(eps))
+	for i, e := range eps {
+		addrs[i] = e.Addr
+	}
+	fmt.Fprintf(a.out, "%s: ready at %s (routed by the gateway)\n", name, strings.Join(addrs, ", "))
+	return nil
 }

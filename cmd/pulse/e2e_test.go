@@ -5,10 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,9 +60,95 @@ func (e constErr) Error() string { return string(e) }
 
 const errSwarmInactive = constErr("swarm inactive (docker swarm init --advertise-addr 127.0.0.1)")
 
+// freeAddr returns a loopback address nobody listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startPulsed builds and runs a pulsed of its own instance, on its own
+// ports and state directory (a `make up` pulsed is neither used nor
+// disturbed), until the test ends; it returns its API's URL.
+func startPulsed(t *testing.T, instance string) string {
+	t.Helper()
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
+			t.Fatalf("pulsed needs haproxy: %v", err)
+		}
+		t.Skipf("pulsed needs haproxy: %v", err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pulsed")
+	if out, err := exec.Command("go", "build", "-o", bin, "../pulsed").CombinedOutput(); err != nil {
+		t.Fatalf("build pulsed: %v\n%s", err, out)
+	}
+	api := freeAddr(t)
+	cfg := filepath.Join(dir, "pulsed.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("instance: %s\nstate_dir: %s\napi_listen: %s\ngateway_listen: %s\nadmin_listen: %s\n"+
+		"autoscale: false\nleave_running: false\n", instance, filepath.Join(dir, "state"), api, freeAddr(t), freeAddr(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "pulsed.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-config", cfg)
+	for _, kv := range os.Environ() { // only the file configures it
+		if !strings.HasPrefix(kv, "PULSE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logFile.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logFile.Name()); err == nil {
+				t.Logf("pulsed's log:\n%s", b)
+			}
+		}
+	})
+	url := "http://" + api
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("pulsed exited: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pulsed not healthy at %s: %v", url, err)
+		}
+	}
+}
+
 // TestEndToEnd: for every template, new → build → deploy → invoke through
 // the CLI against the real swarm, then rm leaves no service, container or
-// image behind.
+// image behind. A pulsed of the test's own instance routes the functions:
+// deploy waits until its gateway routes them; the go function is also
+// scaled with --wait.
 func TestEndToEnd(t *testing.T) {
 	cli := engineOrSkip(t)
 	if testing.Short() {
@@ -69,7 +159,9 @@ func TestEndToEnd(t *testing.T) {
 	tag := hex.EncodeToString(suffix)
 	dir := t.TempDir()
 	cache := t.TempDir()
-	env := map[string]string{"PULSE_CACHE_DIR": cache}
+	instance := "e2e-" + tag
+	api := startPulsed(t, instance)
+	env := map[string]string{"PULSE_CACHE_DIR": cache, "PULSE_API": api, "PULSE_INSTANCE": instance}
 
 	// A static executable for the bin template: the C echo.
 	echo := filepath.Join(dir, "echo")
@@ -138,8 +230,20 @@ int main(void){char b[4096];ssize_t n;while((n=read(0,b,sizeof b))>0)if(write(1,
 			if code != 0 {
 				t.Fatalf("deploy: exit %d\n%s\n%s", code, out, errs)
 			}
-			if !strings.Contains(out, name+": ready at 127.0.0.1:") {
+			if !strings.Contains(out, name+": ready at 127.0.0.1:") || !strings.Contains(out, "(routed by the gateway)") {
 				t.Errorf("deploy output:\n%s", out)
+			}
+			if tc.lang == "go" {
+				code, out, errs = pulse(t, fdir, env, "scale", name, "2", "--wait")
+				if code != 0 || strings.Count(out, "127.0.0.1:") != 2 {
+					t.Errorf("scale --wait: exit %d\n%s\n%s", code, out, errs)
+				}
+				noPulsed := map[string]string{"PULSE_CACHE_DIR": cache, "PULSE_API": "http://" + freeAddr(t), "PULSE_INSTANCE": instance}
+				code, _, errs = pulse(t, fdir, noPulsed, "scale", name, "1", "--wait")
+				if want := "cannot read pulsed's replica catalog at " + noPulsed["PULSE_API"] + "/v1/replicas"; code != exitFailure ||
+					!strings.Contains(errs, want) || !strings.Contains(errs, "config key api (PULSE_API)") {
+					t.Errorf("scale --wait without pulsed: exit %d, stderr %s; want %q and the config key", code, errs, want)
+				}
 			}
 			code, out, errs = pulse(t, fdir, env, append([]string{"invoke", name}, tc.invoke...)...)
 			if code != 0 {

@@ -26,13 +26,16 @@ func (a *app) engine() (*client.Client, error) {
 	return cli, nil
 }
 
-// swarm returns the Swarm adapter over the engine.
+// swarm returns the Swarm adapter over the engine; its waits ask pulsed's
+// catalog (config key api) whether the gateway routes the replicas.
 func (a *app) swarm() (*function.Swarm, error) {
 	cli, err := a.engine()
 	if err != nil {
 		return nil, err
 	}
-	return function.NewSwarm(cli, function.LocalDistributor{API: cli}, nil), nil
+	sw := function.NewSwarm(cli, function.LocalDistributor{API: cli}, nil)
+	sw.SetCatalog(function.NewCatalogClient(a.cfg.API))
+	return sw, nil
 }
 
 // explain adds what to do next to the errors users meet most.
@@ -42,6 +45,10 @@ func explain(err error, name string) error {
 		return fmt.Errorf("%w; `pulse ls` lists the deployed functions, `pulse deploy` deploys %s", err, name)
 	case client.IsErrConnectionFailed(err):
 		return fmt.Errorf("%w; is the Docker Engine running? (`pulse doctor` checks)", err)
+	case errors.Is(err, function.ErrCatalog):
+		return fmt.Errorf("%w; is pulsed running there? Its API is set by the config key api (%s)", err, configKeys["api"])
+	case errors.Is(err, function.ErrFailed):
+		return fmt.Errorf("%w; see `pulse describe %s` and `pulse logs %s`", err, name, name)
 	}
 	return err
 }

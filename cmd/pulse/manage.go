@@ -121,11 +121,19 @@ func (a *app) describeCmd() *cobra.Command {
 }
 
 func (a *app) scaleCmd() *cobra.Command {
-	var force bool
+	var (
+		force   bool
+		wait    bool
+		timeout time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:               "scale NAME REPLICAS",
-		Short:             "Set a function's replica count (within its scale.min and scale.max)",
-		Example:           "  pulse scale hello 3\n  pulse scale hello 0 --force",
+		Use:   "scale NAME REPLICAS",
+		Short: "Set a function's replica count (within its scale.min and scale.max)",
+		Long: `Set a function's replica count at the service's version read (a concurrent change is
+read again and retried). With --wait, wait as pulse deploy does: until Swarm runs exactly
+REPLICAS replicas, none stopping, and pulsed's gateway routes each; exit 1 with Swarm's
+reason or, on the timeout, what is missing and the last task error.`,
+		Example:           "  pulse scale hello 3\n  pulse scale hello 3 --wait\n  pulse scale hello 0 --force --wait --timeout 30s",
 		Args:              exactArgs(2, "NAME and REPLICAS"),
 		ValidArgsFunction: a.completeFunctions,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -141,10 +149,15 @@ func (a *app) scaleCmd() *cobra.Command {
 				return explain(err, args[0])
 			}
 			fmt.Fprintf(a.out, "%s: scaled to %d\n", args[0], n)
-			return nil
+			if !wait {
+				return nil
+			}
+			return a.waitReady(cmd.Context(), sw, args[0], n, timeout)
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "allow a count outside scale.min and scale.max")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the replicas run and the gateway routes them (as pulse deploy does)")
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultWaitTimeout, "with --wait: how long to wait")
 	return cmd
 }
 

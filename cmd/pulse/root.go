@@ -89,7 +89,8 @@ func (a *app) rootCmd() *cobra.Command {
 and scales them from Netdata's alarms.
 
 Configuration: --config FILE, else $XDG_CONFIG_HOME/pulse/config.yaml if it exists,
-overridden by PULSE_DOCKER_HOST, PULSE_GATEWAY, PULSE_REPLICA_GATEWAY, PULSE_CACHE_DIR.`,
+overridden by PULSE_DOCKER_HOST, PULSE_GATEWAY, PULSE_REPLICA_GATEWAY, PULSE_CACHE_DIR,
+PULSE_API (pulsed's API, default http://127.0.0.1:8090) and PULSE_INSTANCE (default "default").`,
 		Example: `  pulse new hello --lang go
   cd hello && pulse build && pulse deploy
   pulse invoke hello -d world`,

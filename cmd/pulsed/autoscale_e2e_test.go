@@ -31,7 +31,7 @@ import (
 // a private Netdata running the real pulse.d.plugin and Pulse's health
 // templates, whose exec: runs the real hook against this test's pulsed; the
 // pulsed (scaler, gateway, cold start) sees only the test's functions
-// (selector pulse.test=<tag>).
+// (instance <tag>).
 type autoLab struct {
 	t      *testing.T
 	e      *env
@@ -79,11 +79,11 @@ func newAutoLab(t *testing.T) *autoLab {
 
 	state := t.TempDir()
 	cfg := defaults()
+	e.useInstance(&cfg)
 	cfg.StateDir = state
 	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen, cfg.ColdStartListen = freePort(t), freePort(t), freePort(t), freePort(t)
 	cfg.CheckInterval = 500 * time.Millisecond
 	cfg.LeaveRunning = true // HAProxy keeps serving across the restart test
-	cfg.Selector = []string{"pulse.test=" + e.tag}
 	cfg.AlarmTokenFile = tokenFile
 	cfg.ScaleWindow, cfg.ResyncInterval, cfg.IdleCheck = autoLabWindow, time.Second, 500*time.Millisecond
 	t.Cleanup(func() { killHAProxy(state) })
@@ -158,8 +158,8 @@ if(t>0&&write(1,b,t)!=t)return 1;return 0;}
 	return b
 }
 
-// deploy deploys a sleepy fork-mode function with the given policy, labelled
-// for this lab's selector, and waits for its first replica.
+// deploy deploys a sleepy fork-mode function with the given policy, of this
+// lab's instance, and waits for its first replica.
 func (l *autoLab) deploy(name string, scale function.Scale) {
 	l.t.Helper()
 	l.e.deployFunc(name, "test", deployment{fn: l.sleepy, scale: scale, labels: map[string]string{"pulse.test": l.e.tag}})

@@ -36,6 +36,11 @@ type Config struct {
 	LogLevel       string        `mapstructure:"log_level"`       // debug, info, warn, error
 	ReloadDebounce time.Duration `mapstructure:"reload_debounce"` // coalesce reloads
 	HAProxyLog     string        `mapstructure:"haproxy_log"`     // HAProxy log target, e.g. "stdout format raw local0"; empty: none
+	// Instance is this install's name: pulsed routes, watches and scales
+	// only the functions whose pulse.instance label equals it (`pulse
+	// deploy` sets the label from the CLI's instance key), so two installs,
+	// or a test, share a swarm without touching each other's functions.
+	Instance string `mapstructure:"instance"`
 	// Selector narrows pulsed to the functions whose services also carry
 	// these labels ("key" or "key=value"; in the environment,
 	// comma-separated): two Pulse installs, or a test, on one swarm each
@@ -70,7 +75,7 @@ func defaults() Config {
 		APIListen: "127.0.0.1:8090", GatewayListen: "0.0.0.0:8080", AdminListen: "127.0.0.1:8404",
 		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "roundrobin", CheckInterval: time.Second,
 		FastPoll: 100 * time.Millisecond, SlowPoll: time.Second, LeaveRunning: true, LogLevel: "info",
-		ReloadDebounce: 200 * time.Millisecond,
+		ReloadDebounce: 200 * time.Millisecond, Instance: contract.DefaultInstance,
 
 		Autoscale: true, ColdStartListen: "127.0.0.1:8091", ColdStartTimeout: 30 * time.Second, IdleCheck: time.Second,
 		AlarmTokenFile: contract.DefaultAlarmTokenFile, NetdataURL: scaler.DefaultNetdataURL,
@@ -82,7 +87,7 @@ func defaults() Config {
 }
 
 var keys = []string{"api_listen", "gateway_listen", "admin_listen", "state_dir", "haproxy", "balance",
-	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log", "selector",
+	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log", "instance", "selector",
 	"autoscale", "coldstart_listen", "coldstart_timeout", "idle_check",
 	"alarm_token_file", "netdata_url", "netdata_timeout", "scale_window", "scale_up_threshold", "scale_down_threshold",
 	"utilisation_lookback", "resync_interval", "scaler_call_timeout", "scale_events"}
@@ -96,7 +101,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		"api_listen": d.APIListen, "gateway_listen": d.GatewayListen, "admin_listen": d.AdminListen,
 		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval,
 		"fast_poll": d.FastPoll, "slow_poll": d.SlowPoll, "keys_file": "", "leave_running": d.LeaveRunning,
-		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "", "selector": []string{},
+		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "", "instance": d.Instance, "selector": []string{},
 		"autoscale": d.Autoscale, "coldstart_listen": d.ColdStartListen, "coldstart_timeout": d.ColdStartTimeout, "idle_check": d.IdleCheck,
 		"alarm_token_file": d.AlarmTokenFile, "netdata_url": d.NetdataURL, "netdata_timeout": d.NetdataTimeout,
 		"scale_window": d.ScaleWindow, "scale_up_threshold": d.ScaleUpThreshold, "scale_down_threshold": d.ScaleDownThreshold,
@@ -149,6 +154,10 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.ColdStartListen); err != nil {
 			errs = append(errs, fmt.Errorf("coldstart_listen %q: want HOST:PORT, e.g. 127.0.0.1:8091, or empty for no cold start", c.ColdStartListen))
 		}
+	}
+	if !contract.ValidInstance(c.Instance) {
+		errs = append(errs, fmt.Errorf("instance %q: want %s, e.g. %s",
+			c.Instance, contract.InstanceSyntax, contract.DefaultInstance))
 	}
 	for _, sel := range c.Selector {
 		if k, _, _ := strings.Cut(sel, "="); strings.TrimSpace(k) == "" || k != strings.TrimSpace(k) {

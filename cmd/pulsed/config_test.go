@@ -170,3 +170,34 @@ func TestConfigAutoscaleKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigInstance: the instance defaults to contract.DefaultInstance,
+// comes from the file or PULSE_INSTANCE, and must be safe as a label value.
+func TestConfigInstance(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pulsed.yaml")
+	write := func(text string) {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noEnv := func(string) string { return "" }
+	write("log_level: info\n")
+	if got, err := loadConfig(path, noEnv); err != nil || got.Instance != "default" {
+		t.Errorf("default instance %q, %v; want default", got.Instance, err)
+	}
+	write("instance: lab-1\n")
+	if got, err := loadConfig(path, noEnv); err != nil || got.Instance != "lab-1" {
+		t.Errorf("instance from the file %q, %v; want lab-1", got.Instance, err)
+	}
+	got, err := loadConfig(path, func(k string) string { return map[string]string{"PULSE_INSTANCE": "ci_42"}[k] })
+	if err != nil || got.Instance != "ci_42" {
+		t.Errorf("instance from the environment %q, %v; want ci_42", got.Instance, err)
+	}
+	for _, bad := range []string{`""`, "a=b", "-x", "two words"} {
+		write("instance: " + bad + "\n")
+		_, err := loadConfig(path, noEnv)
+		if err == nil || !strings.Contains(err.Error(), "instance ") || !strings.Contains(err.Error(), "want 1 to 63 letters") {
+			t.Errorf("instance %s: error %v, want it refused", bad, err)
+		}
+	}
+}

@@ -208,6 +208,11 @@ while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 	return e
 }
 
+// useInstance gives cfg the test run's own instance (its tag, which
+// deployFunc labels every function with), so a pulsed of `make up` and the
+// test's never route or scale each other's functions.
+func (e *env) useInstance(cfg *Config) { cfg.Instance = e.tag }
+
 // deploy deploys (or re-deploys) a fork-mode echo function whose answers
 // start with version.
 func (e *env) deploy(name, version string) {
@@ -217,7 +222,7 @@ func (e *env) deploy(name, version string) {
 
 // deployment is what deployFunc varies: the function binary, its
 // environment, scale policy (default inflight 10, 1–10) and extra service
-// labels (e.g. for a pulsed selector).
+// labels.
 type deployment struct {
 	fn     []byte
 	env    map[string]string
@@ -225,9 +230,9 @@ type deployment struct {
 	labels map[string]string
 }
 
-// deployFunc deploys a fork-mode function running d.fn behind the test's
-// watchdog, with no Docker health check (as `pulse deploy` on this engine),
-// removes it at cleanup and waits for its first replicas.
+// deployFunc deploys a fork-mode function of the run's instance running d.fn
+// behind the test's watchdog, with no Docker health check (as `pulse deploy`
+// on this engine), removes it at cleanup and waits for its first replicas.
 func (e *env) deployFunc(name, tag string, d deployment) {
 	e.t.Helper()
 	if d.scale == (function.Scale{}) {
@@ -251,7 +256,8 @@ func (e *env) deployFunc(name, tag string, d deployment) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := e.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: 3 * time.Second}); err != nil {
+	res, err := e.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: 3 * time.Second, Instance: e.tag})
+	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() {
@@ -259,7 +265,8 @@ func (e *env) deployFunc(name, tag string, d deployment) {
 		defer cancel()
 		_ = e.sw.Remove(ctx, name)
 	})
-	if _, err := e.sw.WaitReady(ctx, name, max(d.scale.Min, 1)); err != nil {
+	// An update keeps the replicas the function had (scaled since).
+	if _, err := e.sw.WaitReady(ctx, name, res.Replicas); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -361,6 +368,7 @@ func TestGatewayZeroFailures(t *testing.T) {
 	e := newEnv(t)
 	state := t.TempDir()
 	cfg := defaults()
+	e.useInstance(&cfg)
 	cfg.Autoscale = false // these tests are about routing; a scaler would act on the swarm's functions
 	cfg.StateDir = state
 	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
@@ -457,6 +465,7 @@ func TestGatewayZeroFailures(t *testing.T) {
 func TestGatewayReplicaKilled(t *testing.T) {
 	e := newEnv(t)
 	cfg := defaults()
+	e.useInstance(&cfg)
 	cfg.Autoscale = false // these tests are about routing; a scaler would act on the swarm's functions
 	cfg.StateDir = t.TempDir()
 	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
@@ -513,6 +522,7 @@ func bridgeGateway(t *testing.T) string {
 func TestFunctionToFunction(t *testing.T) {
 	e := newEnv(t)
 	cfg := defaults()
+	e.useInstance(&cfg)
 	cfg.Autoscale = false // these tests are about routing; a scaler would act on the swarm's functions
 	cfg.StateDir = t.TempDir()
 	cfg.APIListen, cfg.AdminListen = freePort(t), freePort(t)
@@ -559,7 +569,7 @@ func TestFunctionToFunction(t *testing.T) {
 			defer cancel()
 			_ = e.sw.Remove(ctx, name)
 		})
-		if _, err := e.sw.Deploy(ctx, s, img, function.DeployOptions{GatewayURL: gwURL, HealthInterval: 250 * time.Millisecond}); err != nil {
+		if _, err := e.sw.Deploy(ctx, s, img, function.DeployOptions{GatewayURL: gwURL, HealthInterval: 250 * time.Millisecond, Instance: e.tag}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.sw.WaitReady(ctx, s.Name, 1); err != nil {

@@ -72,6 +72,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ccfg := gateway.DefaultCatalogConfig()
 	ccfg.FastPoll, ccfg.SlowPoll, ccfg.Selector = cfg.FastPoll, cfg.SlowPoll, cfg.Selector
+	ccfg.Instance = cfg.Instance
 	cat, err := gateway.NewCatalog(cli, ccfg, log)
 	if err != nil {
 		return err
@@ -103,7 +104,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	// HAProxy needs a valid file before it starts: the empty catalog's.
 	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
-		initial, err := gateway.Render(rcfg.Render, contract.Catalog{})
+		initial, err := gateway.Render(rcfg.Render, contract.Catalog{}, nil)
 		if err != nil {
 			return err
 		}
@@ -144,7 +145,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}()
 
 	mux := http.NewServeMux()
-	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(cat))
+	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(gateway.WithRouting(cat, rec)))
 	if auto != nil {
 		mountScaler(mux, auto.api)
 	}

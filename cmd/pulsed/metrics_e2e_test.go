@@ -69,15 +69,15 @@ func TestMetricsNetdata(t *testing.T) {
 	t.Logf("plugin built in %.1f s", time.Since(t0).Seconds())
 
 	cfg := defaults()
+	// pulsed, and so the catalog and the lab's charts, see only this
+	// test's function.
+	e.useInstance(&cfg)
 	cfg.Autoscale = false // the rate is ours: no scaler acting on it
 	cfg.ColdStartListen = ""
 	cfg.StateDir = t.TempDir()
 	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
 	cfg.CheckInterval = 500 * time.Millisecond
 	cfg.LeaveRunning = false // HAProxy stops with pulsed
-	// pulsed, and so the catalog and the lab's charts, see only this
-	// test's function.
-	cfg.Selector = []string{"pulse.test=" + e.tag}
 	name := "met-" + e.tag
 	e.deployFunc(name, "test", deployment{fn: e.echoBin, labels: map[string]string{"pulse.test": e.tag}})
 	stop := pulsedUnder(t, cfg)

@@ -44,7 +44,7 @@ func newAutoscaler(cfg Config, api scaler.ServiceAPI, cat *gateway.Catalog, log 
 	if err != nil {
 		return nil, fmt.Errorf("scaler: %w", err)
 	}
-	sc, err := scaler.New(scalerConfig(cfg), scaler.NewSwarmServices(api), nd, cat, log)
+	sc, err := scaler.New(scalerConfig(cfg), scaler.NewSwarmServices(api, cfg.Instance), nd, cat, log)
 	if err != nil {
 		return nil, err
 	}
