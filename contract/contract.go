@@ -66,6 +66,13 @@ const (
 	WatchdogPort = 8080
 )
 
+// HeaderFunction carries the function's name from HAProxy to the
+// cold-start path (the backup server). HAProxy sets it on every request of
+// a backend (it cannot know the server yet), overwriting a client's value;
+// the cold-start path and the watchdog both remove it, so a function never
+// sees it, whichever way the request came.
+const HeaderFunction = "X-Pulse-Function"
+
 // Watchdog metric names. Every series carries MetricLabelFunction.
 const (
 	MetricRequests         = "pulse_function_requests_total"           // counter, label code

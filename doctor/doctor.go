@@ -1,6 +1,7 @@
 // Package doctor checks whether a host can run Pulse and reports one line
 // per check, each from a real probe of the host: the Docker Engine and its
-// API version, the swarm, the kernel features Swarm relies on (IPVS, VXLAN),
+// API version, the swarm, the host ports dockerd assigns and its userland
+// proxy, the kernel features Swarm relies on (IPVS, VXLAN),
 // inotify and open-file limits, the tools `pulse build` and the control node
 // need (HAProxy, Netdata, Go, gcc, g++), and which Pulse components run.
 //
@@ -42,21 +43,23 @@ type Result struct {
 
 // Names of the checks, in the order Run reports them.
 const (
-	CheckDocker      = "docker"
-	CheckSwarm       = "swarm"
-	CheckIPVS        = "ipvs"
-	CheckVXLAN       = "vxlan"
-	CheckInotify     = "inotify"
-	CheckNoFile      = "nofile"
-	CheckHAProxy     = "haproxy"
-	CheckNetdata     = "netdata"
-	CheckGo          = "go"
-	CheckGCC         = "gcc"
-	CheckGXX         = "g++"
-	CheckPulsed      = "pulsed"
-	CheckHAProxyProc = "haproxy-proc"
-	CheckNetdataProc = "netdata-proc"
-	CheckReplicas    = "replicas"
+	CheckDocker        = "docker"
+	CheckSwarm         = "swarm"
+	CheckHostPorts     = "host-ports"
+	CheckUserlandProxy = "userland-proxy"
+	CheckIPVS          = "ipvs"
+	CheckVXLAN         = "vxlan"
+	CheckInotify       = "inotify"
+	CheckNoFile        = "nofile"
+	CheckHAProxy       = "haproxy"
+	CheckNetdata       = "netdata"
+	CheckGo            = "go"
+	CheckGCC           = "gcc"
+	CheckGXX           = "g++"
+	CheckPulsed        = "pulsed"
+	CheckHAProxyProc   = "haproxy-proc"
+	CheckNetdataProc   = "netdata-proc"
+	CheckReplicas      = "replicas"
 )
 
 // Runner runs a command and returns its combined output. A command that is
@@ -128,6 +131,8 @@ type check struct {
 var checks = []check{
 	{CheckDocker, FAIL, checkDocker},
 	{CheckSwarm, FAIL, checkSwarm},
+	{CheckHostPorts, WARN, checkHostPorts},
+	{CheckUserlandProxy, WARN, checkUserlandProxy},
 	{CheckIPVS, WARN, checkIPVS},
 	{CheckVXLAN, WARN, checkVXLAN},
 	{CheckInotify, WARN, checkInotify},

@@ -19,7 +19,7 @@ import (
 // HeaderFunction carries the function's name on requests HAProxy sends to
 // the backup server (the cold-start path); HAProxy sets it, overwriting
 // anything a client sent.
-const HeaderFunction = "X-Pulse-Function"
+const HeaderFunction = contract.HeaderFunction
 
 // Waker makes sure a function has at least n replicas (the scaler).
 type Waker interface {

@@ -12,6 +12,8 @@ LOG=/var/log/pulse
 GATEWAY_PORT=${PULSE_GATEWAY_PORT:-8080}
 
 docker info >/dev/null 2>&1 || { echo "Docker Engine not reachable: install docker.io and start dockerd (see README)"; exit 1; }
+# dockerd's host ports apart from client ports, no userland proxy (restarts dockerd only when needed).
+scripts/docker-host.sh
 [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = active ] || docker swarm init --advertise-addr 127.0.0.1 >/dev/null
 command -v haproxy >/dev/null || { echo "HAProxy missing: apt-get install haproxy"; exit 1; }
 

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -316,4 +317,27 @@ func TestConnectionTimeouts(t *testing.T) {
 			t.Fatal("slow headers not cut off")
 		}
 	})
+}
+
+// TestGatewayHeaderRemoved: the header HAProxy sets for its cold-start path
+// never reaches the function, so a warm and a cold request look the same.
+func TestGatewayHeaderRemoved(t *testing.T) {
+	var seen atomic.Value
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Header.Clone())
+	})
+	addr, stop, _ := serve(t, testConfig(), h, nil)
+	defer stop()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/x", nil)
+	req.Header.Set(contract.HeaderFunction, "hello")
+	req.Header.Set("X-Other", "kept")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got, _ := seen.Load().(http.Header)
+	if got == nil || got.Get(contract.HeaderFunction) != "" || got.Get("X-Other") != "kept" {
+		t.Fatalf("the function saw %v", got)
+	}
 }

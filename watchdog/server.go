@@ -78,6 +78,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveReserved(w, r)
 		return
 	}
+	// The gateway's own routing header is not part of the request.
+	r.Header.Del(contract.HeaderFunction)
 	start := time.Now()
 	defer s.metrics.busy.end(s.metrics.busy.begin(start))
 	n := s.inflight.Add(1)
