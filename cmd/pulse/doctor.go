@@ -15,8 +15,10 @@ func (a *app) doctorCmd() *cobra.Command {
 		Use:   "doctor",
 		Short: "Check this host for what Pulse needs",
 		Long: `Probe this host, one line per check (OK, WARN or FAIL, with a hint): Docker and its
-API version, swarm state and nodes, IPVS and VXLAN, inotify and open-file limits, HAProxy,
-Netdata, the compilers, and which Pulse components run. Exit code 1 if any check fails.`,
+API version, swarm state and nodes, dockerd's host-port range against the ports the kernel
+reserves from client sockets, the userland proxy (off), IPVS and VXLAN, inotify and open-file
+limits, HAProxy, Netdata, the compilers, and which Pulse components run. Exit code 1 if any
+check fails.`,
 		Example: "  pulse doctor\n  pulse doctor --json | jq '.[] | select(.status != \"OK\")'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

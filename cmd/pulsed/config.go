@@ -29,6 +29,7 @@ type Config struct {
 	HAProxy        string        `mapstructure:"haproxy"`         // the haproxy binary
 	Balance        string        `mapstructure:"balance"`         // leastconn or roundrobin
 	CheckInterval  time.Duration `mapstructure:"check_interval"`  // HAProxy's health checks
+	CheckTimeout   time.Duration `mapstructure:"check_timeout"`   // how long one check may take (a saturated replica answers late)
 	FastPoll       time.Duration `mapstructure:"fast_poll"`       // Swarm polling while converging
 	SlowPoll       time.Duration `mapstructure:"slow_poll"`       // and when steady
 	KeysFile       string        `mapstructure:"keys_file"`       // YAML map function → invoke key
@@ -73,7 +74,7 @@ type Config struct {
 func defaults() Config {
 	return Config{
 		APIListen: "127.0.0.1:8090", GatewayListen: "0.0.0.0:8080", AdminListen: "127.0.0.1:8404",
-		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "roundrobin", CheckInterval: time.Second,
+		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "roundrobin", CheckInterval: time.Second, CheckTimeout: 3 * time.Second,
 		FastPoll: 100 * time.Millisecond, SlowPoll: time.Second, LeaveRunning: true, LogLevel: "info",
 		ReloadDebounce: 200 * time.Millisecond, Instance: contract.DefaultInstance,
 
@@ -87,7 +88,7 @@ func defaults() Config {
 }
 
 var keys = []string{"api_listen", "gateway_listen", "admin_listen", "state_dir", "haproxy", "balance",
-	"check_interval", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log", "instance", "selector",
+	"check_interval", "check_timeout", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log", "instance", "selector",
 	"autoscale", "coldstart_listen", "coldstart_timeout", "idle_check",
 	"alarm_token_file", "netdata_url", "netdata_timeout", "scale_window", "scale_up_threshold", "scale_down_threshold",
 	"utilisation_lookback", "resync_interval", "scaler_call_timeout", "scale_events"}
@@ -99,7 +100,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	d := defaults()
 	def := map[string]any{
 		"api_listen": d.APIListen, "gateway_listen": d.GatewayListen, "admin_listen": d.AdminListen,
-		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval,
+		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval, "check_timeout": d.CheckTimeout,
 		"fast_poll": d.FastPoll, "slow_poll": d.SlowPoll, "keys_file": "", "leave_running": d.LeaveRunning,
 		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "", "instance": d.Instance, "selector": []string{},
 		"autoscale": d.Autoscale, "coldstart_listen": d.ColdStartListen, "coldstart_timeout": d.ColdStartTimeout, "idle_check": d.IdleCheck,
@@ -170,7 +171,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		val time.Duration
-	}{{"check_interval", c.CheckInterval}, {"fast_poll", c.FastPoll}, {"slow_poll", c.SlowPoll}, {"reload_debounce", c.ReloadDebounce},
+	}{{"check_interval", c.CheckInterval}, {"check_timeout", c.CheckTimeout}, {"fast_poll", c.FastPoll}, {"slow_poll", c.SlowPoll}, {"reload_debounce", c.ReloadDebounce},
 		{"netdata_timeout", c.NetdataTimeout}, {"scale_window", c.ScaleWindow}, {"utilisation_lookback", c.UtilisationLookback},
 		{"resync_interval", c.ResyncInterval}, {"scaler_call_timeout", c.ScalerCallTimeout},
 		{"coldstart_timeout", c.ColdStartTimeout}, {"idle_check", c.IdleCheck}} {

@@ -97,7 +97,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rcfg.Render.RuntimeSocket = filepath.Join(cfg.StateDir, "haproxy.sock")
 	rcfg.Render.ServerStateFile = filepath.Join(cfg.StateDir, "server-state")
 	rcfg.Render.Log = cfg.HAProxyLog
-	rcfg.Render.Balance, rcfg.Render.CheckInterval, rcfg.Render.Keys = cfg.Balance, cfg.CheckInterval, keys
+	rcfg.Render.Balance, rcfg.Render.CheckInterval, rcfg.Render.CheckTimeout, rcfg.Render.Keys = cfg.Balance, cfg.CheckInterval, cfg.CheckTimeout, keys
 	if auto != nil && auto.coldLn != nil {
 		rcfg.Render.BackupAddr = auto.coldLn.Addr().String()
 	}
