@@ -228,6 +228,9 @@ type deployment struct {
 	env    map[string]string
 	scale  function.Scale
 	labels map[string]string
+	// inproc: fn is a Go function with the watchdog linked in (in-process
+	// mode, e.g. bench/inproc), the image's only file.
+	inproc bool
 }
 
 // deployFunc deploys a fork-mode function of the run's instance running d.fn
@@ -240,15 +243,20 @@ func (e *env) deployFunc(name, tag string, d deployment) {
 	}
 	spec := function.Spec{Name: name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
 		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: d.scale, Env: d.env, Labels: d.labels}
+	files := []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: e.wdBin},
+		{Path: function.FunctionPath, Mode: 0o755, Content: d.fn}}
+	entry := function.WatchdogPath
+	if d.inproc {
+		spec.Lang, spec.Mode, spec.Handler = function.LangGo, contract.ModeInProcess, "."
+		files, entry = []function.File{{Path: function.FunctionPath, Mode: 0o755, Content: d.fn}}, function.FunctionPath
+	}
 	env := spec.WatchdogEnv()
 	for _, k := range slices.Sorted(maps.Keys(d.env)) {
 		env = append(env, k+"="+d.env[k])
 	}
 	img, err := function.Assemble(function.ImageSpec{
 		Tag: "pulse/" + name + ":" + tag,
-		Files: []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: e.wdBin},
-			{Path: function.FunctionPath, Mode: 0o755, Content: d.fn}},
-		Entrypoint: []string{function.WatchdogPath}, Env: env, User: function.ImageUser,
+		Files: files, Entrypoint: []string{entry}, Env: env, User: function.ImageUser,
 		Labels: map[string]string{contract.LabelFunction: name, "pulse.test": "1"},
 	})
 	if err != nil {
