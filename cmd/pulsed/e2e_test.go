@@ -255,7 +255,7 @@ func (e *env) deployFunc(name, tag string, d deployment) {
 		env = append(env, k+"="+d.env[k])
 	}
 	img, err := function.Assemble(function.ImageSpec{
-		Tag: "pulse/" + name + ":" + tag,
+		Tag:   "pulse/" + name + ":" + tag,
 		Files: files, Entrypoint: []string{entry}, Env: env, User: function.ImageUser,
 		Labels: map[string]string{contract.LabelFunction: name, "pulse.test": "1"},
 	})
