@@ -38,65 +38,91 @@ func (r *Runtime) Stats(ctx context.Context) ([]BackendStat, error) {
 // returns its BACKEND rows. Columns are found by name, so fields HAProxy
 // adds in later versions do no harm; an empty counter reads as 0.
 func ParseStat(r io.Reader) ([]BackendStat, error) {
+	var out []BackendStat
+	err := walkStat(r, []string{"pxname", "svname", "scur", "qcur", "stot", "req_tot"}, func(row statRow) error {
+		if row.field("svname") != "BACKEND" {
+			return nil
+		}
+		st := BackendStat{Backend: row.field("pxname")}
+		if err := row.counts("backend "+st.Backend, map[string]*int64{
+			"scur": &st.Sessions, "qcur": &st.Queue, "stot": &st.Total, "req_tot": &st.Requests}); err != nil {
+			return err
+		}
+		out = append(out, st)
+		return nil
+	})
+	return out, err
+}
+
+// statRow is one data line of `show stat` CSV, its columns by name.
+type statRow struct {
+	rec  []string
+	cols map[string]int
+}
+
+func (r statRow) field(name string) string {
+	if i, ok := r.cols[name]; ok && i < len(r.rec) {
+		return r.rec[i]
+	}
+	return ""
+}
+
+// counts parses the named columns into dst; an empty one reads as 0.
+func (r statRow) counts(what string, dst map[string]*int64) error {
+	for name, p := range dst {
+		v := r.field(name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s: %s=%q is not a count", what, name, v)
+		}
+		*p = n
+	}
+	return nil
+}
+
+// walkStat reads `show stat` CSV: a header naming the columns (which must
+// include need), then one row per line, each passed to fn; an error names
+// its line.
+func walkStat(r io.Reader, need []string, fn func(statRow) error) error {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	head, err := cr.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty answer: no header line")
+			return errors.New("empty answer: no header line")
 		}
-		return nil, fmt.Errorf("header: %w", err)
+		return fmt.Errorf("header: %w", err)
 	}
 	if len(head) == 0 || !strings.HasPrefix(head[0], "# ") {
-		return nil, fmt.Errorf("header %q does not start with '# pxname'", strings.Join(head, ","))
+		return fmt.Errorf("header %q does not start with '# pxname'", strings.Join(head, ","))
 	}
 	cols := map[string]int{}
 	for i, h := range head {
 		cols[strings.TrimPrefix(h, "# ")] = i
 	}
-	for _, need := range []string{"pxname", "svname", "scur", "qcur", "stot", "req_tot"} {
-		if _, ok := cols[need]; !ok {
-			return nil, fmt.Errorf("header lacks column %q", need)
+	for _, n := range need {
+		if _, ok := cols[n]; !ok {
+			return fmt.Errorf("header lacks column %q", n)
 		}
 	}
-	var out []BackendStat
 	for line := 2; ; line++ {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return fmt.Errorf("line %d: %w", line, err)
 		}
 		if len(rec) == 1 && rec[0] == "" {
 			continue
 		}
-		field := func(name string) string {
-			if i := cols[name]; i < len(rec) {
-				return rec[i]
-			}
-			return ""
+		if err := fn(statRow{rec: rec, cols: cols}); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
 		}
-		if field("svname") != "BACKEND" {
-			continue
-		}
-		st := BackendStat{Backend: field("pxname")}
-		for _, c := range []struct {
-			name string
-			dst  *int64
-		}{{"scur", &st.Sessions}, {"qcur", &st.Queue}, {"stot", &st.Total}, {"req_tot", &st.Requests}} {
-			v := field(c.name)
-			if v == "" {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("line %d: backend %s: %s=%q is not a count", line, st.Backend, c.name, v)
-			}
-			*c.dst = n
-		}
-		out = append(out, st)
 	}
 }
 
@@ -145,62 +171,20 @@ func (r *Runtime) ServerStats(ctx context.Context) ([]ServerStat, error) {
 // FRONTEND or BACKEND). Columns are found by name; an empty counter reads
 // as 0.
 func ParseServerStat(r io.Reader) ([]ServerStat, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	head, err := cr.Read()
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty answer: no header line")
-		}
-		return nil, fmt.Errorf("header: %w", err)
-	}
-	if len(head) == 0 || !strings.HasPrefix(head[0], "# ") {
-		return nil, fmt.Errorf("header %q does not start with '# pxname'", strings.Join(head, ","))
-	}
-	cols := map[string]int{}
-	for i, h := range head {
-		cols[strings.TrimPrefix(h, "# ")] = i
-	}
-	for _, need := range []string{"pxname", "svname", "status", "stot", "connect", "reuse"} {
-		if _, ok := cols[need]; !ok {
-			return nil, fmt.Errorf("header lacks column %q", need)
-		}
-	}
 	var out []ServerStat
-	for line := 2; ; line++ {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
+	err := walkStat(r, []string{"pxname", "svname", "status", "stot", "connect", "reuse"}, func(row statRow) error {
+		if sv := row.field("svname"); sv == "FRONTEND" || sv == "BACKEND" {
+			return nil
 		}
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		field := func(name string) string {
-			if i, ok := cols[name]; ok && i < len(rec) {
-				return rec[i]
-			}
-			return ""
-		}
-		if len(rec) == 1 && rec[0] == "" || field("svname") == "FRONTEND" || field("svname") == "BACKEND" {
-			continue
-		}
-		st := ServerStat{Backend: field("pxname"), Server: field("svname"), Addr: field("addr"), Status: field("status")}
-		for _, c := range []struct {
-			name string
-			dst  *int64
-		}{{"stot", &st.Sessions}, {"connect", &st.Connects}, {"reuse", &st.Reuses}, {"chkfail", &st.CheckFails},
-			{"chkdown", &st.Downs}, {"econ", &st.ConnErrors}, {"eresp", &st.RespErrors}, {"wretr", &st.Retries},
-			{"wredis", &st.Redispatches}, {"hrsp_5xx", &st.HTTP5xx}} {
-			v := field(c.name)
-			if v == "" {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("line %d: server %s/%s: %s=%q is not a count", line, st.Backend, st.Server, c.name, v)
-			}
-			*c.dst = n
+		st := ServerStat{Backend: row.field("pxname"), Server: row.field("svname"), Addr: row.field("addr"), Status: row.field("status")}
+		if err := row.counts("server "+st.Backend+"/"+st.Server, map[string]*int64{
+			"stot": &st.Sessions, "connect": &st.Connects, "reuse": &st.Reuses, "chkfail": &st.CheckFails,
+			"chkdown": &st.Downs, "econ": &st.ConnErrors, "eresp": &st.RespErrors, "wretr": &st.Retries,
+			"wredis": &st.Redispatches, "hrsp_5xx": &st.HTTP5xx}); err != nil {
+			return err
 		}
 		out = append(out, st)
-	}
+		return nil
+	})
+	return out, err
 }

@@ -186,15 +186,7 @@ printf("burnt %ld ms\n",ms);return 0;}
 // through the cold-start path, since the function has a replica.
 func TestGatewaySaturatedReplica(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(t.TempDir(), "burn.c")
-	if err := os.WriteFile(src, []byte(burnC), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "burn")
-	if out, err := exec.Command("gcc", "-static", "-O1", "-s", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	burn, _ := os.ReadFile(bin)
+	burn := buildC(t, burnC)
 	state := t.TempDir()
 	cfg := defaults()
 	cfg.StateDir = state
@@ -296,6 +288,24 @@ func TestGatewaySaturatedReplica(t *testing.T) {
 	}
 }
 
+// buildC compiles a C function statically and returns the binary.
+func buildC(t *testing.T, src string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "fn.c"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "fn")
+	if out, err := exec.Command("gcc", "-static", "-O1", "-s", "-o", bin, filepath.Join(dir, "fn.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // containers lists the IDs of the running containers of a function.
 func (e *env) containers(ctx context.Context, name string) []string {
 	e.t.Helper()
@@ -327,15 +337,7 @@ char b[4096];ssize_t r;printf("body:");fflush(stdout);while((r=read(0,b,sizeof b
 // the client's headers, query and body — and answer the same.
 func TestColdPathSameRequest(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(t.TempDir(), "echoenv.c")
-	if err := os.WriteFile(src, []byte(echoEnvC), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "echoenv")
-	if out, err := exec.Command("gcc", "-static", "-O1", "-s", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	fn, _ := os.ReadFile(bin)
+	fn := buildC(t, echoEnvC)
 	state := t.TempDir()
 	cfg := defaults()
 	cfg.StateDir = state
