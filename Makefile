@@ -36,6 +36,7 @@ bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale; 
 	$(GO) run ./bench/run -suite gateway
 	$(GO) run ./bench/run -suite collector
 	$(GO) run ./bench/run -suite autoscale -scale-trials 5
+	$(GO) run ./bench/run -suite soak
 
 up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, Netdata + alarms, the example functions
 	BIN=$(BIN) scripts/up.sh

@@ -21,8 +21,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,10 +32,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -292,42 +288,9 @@ func (b *autoscaleBench) connect(ctx context.Context) error {
 // prepareShared makes the directory Netdata's user reads: the hook (run by
 // Netdata as user netdata) and the alarm token (0640 root:netdata).
 func (b *autoscaleBench) prepareShared() error {
-	dir, err := os.MkdirTemp("", "pulse-bench-autoscale-")
-	if err != nil {
-		return fmt.Errorf("shared dir: %w", err)
-	}
-	b.shared = dir
-	if strings.ContainsAny(dir, " \t\n'\"") {
-		return fmt.Errorf("shared dir %q: whitespace or quotes break Netdata's exec line", dir)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return fmt.Errorf("shared dir: %w", err)
-	}
-	hook, err := os.ReadFile(b.arts.path("pulse-alarm-hook"))
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "pulse-alarm-hook"), hook, 0o755); err != nil {
-		return fmt.Errorf("install hook: %w", err)
-	}
-	var tok [16]byte
-	if _, err := rand.Read(tok[:]); err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	b.token = hex.EncodeToString(tok[:])
-	b.tokenFile = filepath.Join(dir, "alarm-token")
-	if err := os.WriteFile(b.tokenFile, []byte(b.token+"\n"), 0o640); err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	g, err := user.LookupGroup("netdata")
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	gid, _ := strconv.Atoi(g.Gid)
-	if err := os.Chown(b.tokenFile, 0, gid); err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	return nil
+	var err error
+	b.shared, b.tokenFile, b.token, err = prepareAlarmShared(b.arts.path("pulse-alarm-hook"))
+	return err
 }
 
 // deploy assembles the image (watchdog + the C handler, fork mode) and
@@ -364,7 +327,7 @@ func (b *autoscaleBench) deploy(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		res, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: asDrainGrace})
+		res, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: asDrainGrace, Instance: benchInstance(b.run)})
 		if err != nil {
 			return err
 		}
@@ -434,6 +397,7 @@ func (b *autoscaleBench) start(ctx context.Context, haproxy string) error {
 	b.rep.Config.PulsedEnv = changed
 	env := append(append(baseEnv(),
 		"PULSE_STATE_DIR="+b.stateDir,
+		"PULSE_INSTANCE="+benchInstance(b.run),
 		"PULSE_API_LISTEN="+b.apiAddr,
 		"PULSE_GATEWAY_LISTEN="+b.gwAddr,
 		"PULSE_ADMIN_LISTEN="+b.adminAddr,
@@ -581,44 +545,26 @@ func (b *autoscaleBench) cleanup() []string {
 
 // --- observing ---
 
-// servers returns the backend's servers by name with their total sessions,
-// without the backup server.
-func (b *autoscaleBench) servers(ctx context.Context, fn string) (map[string]int64, error) {
-	backend := gateway.BackendName(fn)
-	out, err := b.rt.Exec(ctx, "show stat "+backend+" 4 -1")
-	if err != nil {
-		return nil, err
-	}
-	m, err := parseStatCSV(out, backend)
-	if err != nil {
-		return nil, err
-	}
-	delete(m, gateway.BackupServerName)
-	return m, nil
+// servers returns the slots of fn's backend (the backup server left out)
+// with their state, address and sessions.
+func (b *autoscaleBench) servers(ctx context.Context, fn string) ([]slotInfo, error) {
+	return readSlots(ctx, b.rt, gateway.BackendName(fn))
 }
 
-// waitServers waits until HAProxy lists exactly n servers for fn (and, if
-// up, that many are ready and up).
+// waitServers waits until HAProxy has exactly n slots of fn holding a
+// replica (not in maintenance) and, if up, that many serving (ready and
+// up).
 func (b *autoscaleBench) waitServers(ctx context.Context, fn string, n int, up bool) error {
 	deadline := time.Now().Add(asRouteTimeout)
 	var last string
 	for {
 		ss, err := b.rt.Servers(ctx, gateway.BackendName(fn))
 		if err == nil {
-			total, ready := 0, 0
-			for _, s := range ss {
-				if s.Name == gateway.BackupServerName {
-					continue
-				}
-				total++
-				if s.Admin == 0 && s.OpState == gateway.OpRunning {
-					ready++
-				}
-			}
-			if total == n && (!up || ready == n) {
+			live, ready := countSlots(ss)
+			if live == n && (!up || ready == n) {
 				return nil
 			}
-			last = fmt.Sprintf("%d servers, %d ready and up", total, ready)
+			last = fmt.Sprintf("%d servers holding a replica, %d ready and up", live, ready)
 		} else {
 			last = err.Error()
 		}
@@ -802,7 +748,7 @@ type stepObs struct {
 	mu      sync.Mutex
 	created map[string]time.Time // new task → its CreatedAt
 	running map[string]time.Time // new task → its status timestamp when seen running
-	traffic map[string]time.Time // new server → when first seen with stot > 0
+	traffic map[string]time.Time // a new replica's address → when its server first took a session
 	lastErr error
 }
 
@@ -812,7 +758,8 @@ func (o *stepObs) note(err error) {
 	o.mu.Unlock()
 }
 
-// firstTraffic returns the server that took traffic first, and when.
+// firstTraffic returns the address of the new replica whose server took
+// traffic first, and when.
 func (o *stepObs) firstTraffic() (string, time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -856,17 +803,21 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	for _, t := range tasks {
 		knownTasks[t.ID] = true
 	}
-	servers, err := b.servers(ctx, b.step)
+	slots, err := b.servers(ctx, b.step)
 	if err != nil {
 		return err
 	}
-	if len(servers) != 1 {
-		return fmt.Errorf("HAProxy has %d servers before the step, want 1", len(servers))
+	live := liveSlots(slots)
+	if len(live) != 1 {
+		return fmt.Errorf("HAProxy has %d servers holding a replica before the step, want 1", len(live))
 	}
-	knownServers := map[string]bool{}
-	for n := range servers {
-		knownServers[n] = true
+	// A new replica is a slot pointed at another address whose sessions
+	// rise past what that slot had counted before the step.
+	base := map[string]int64{}
+	for _, s := range slots {
+		base[s.Name] = s.Stot
 	}
+	oldAddrs := map[string]bool{live[0].Addr: true}
 
 	obs := &stepObs{created: map[string]time.Time{}, running: map[string]time.Time{}, traffic: map[string]time.Time{}}
 	pctx, stop := context.WithCancel(ctx)
@@ -874,7 +825,7 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	defer func() { stop(); wg.Wait() }()
 	wg.Add(2)
 	go func() { defer wg.Done(); b.pollTasks(pctx, taskFilter, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollServers(pctx, knownServers, obs) }()
+	go func() { defer wg.Done(); b.pollServers(pctx, base, oldAddrs, obs) }()
 
 	r.Load1, _ = readLoad1("/proc")
 	t0 := time.Now()
@@ -944,9 +895,14 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 		return err
 	}
 	stopLoad()
+	// The server is known by its address: pulsed's catalog names its task.
 	// The task poller may see the task a moment after HAProxy did.
-	name, at := obs.firstTraffic()
+	addr, at := obs.firstTraffic()
+	name := ""
 	for i := 0; i < 25; i++ {
+		if name == "" {
+			name = b.taskAt(ctx, b.step, addr)
+		}
 		obs.mu.Lock()
 		_, ok := obs.running[name]
 		obs.mu.Unlock()
@@ -1144,24 +1100,23 @@ func (b *autoscaleBench) pollTasks(ctx context.Context, f filters.Args, known ma
 	}
 }
 
-// pollServers reads `show stat` every asHAProxyPoll and records when each
-// server not in known first had a session.
-func (b *autoscaleBench) pollServers(ctx context.Context, known map[string]bool, obs *stepObs) {
+// pollServers reads the step function's slots every asHAProxyPoll and
+// records when a slot pointed at an address not in old first took a
+// session past its count in base (slot name → stot before the step), by
+// address.
+func (b *autoscaleBench) pollServers(ctx context.Context, base map[string]int64, old map[string]bool, obs *stepObs) {
 	tick := time.NewTicker(asHAProxyPoll)
 	defer tick.Stop()
 	for {
-		stot, err := b.servers(ctx, b.step)
+		slots, err := b.servers(ctx, b.step)
 		now := time.Now()
 		if err != nil && ctx.Err() == nil {
 			obs.note(err)
 		}
 		obs.mu.Lock()
-		for name, n := range stot {
-			if known[name] || n <= 0 {
-				continue
-			}
-			if _, ok := obs.traffic[name]; !ok {
-				obs.traffic[name] = now
+		for _, s := range newTraffic(slots, base, old) {
+			if _, ok := obs.traffic[s.Addr]; !ok {
+				obs.traffic[s.Addr] = now
 			}
 		}
 		obs.mu.Unlock()
@@ -1171,6 +1126,21 @@ func (b *autoscaleBench) pollServers(ctx context.Context, known map[string]bool,
 		case <-tick.C:
 		}
 	}
+}
+
+// taskAt returns the task of fn's replica at addr in pulsed's catalog, ""
+// if none.
+func (b *autoscaleBench) taskAt(ctx context.Context, fn, addr string) string {
+	f, err := b.catalogFunction(ctx, fn)
+	if err != nil {
+		return ""
+	}
+	for _, r := range f.Replicas {
+		if r.Addr == addr {
+			return r.TaskID
+		}
+	}
+	return ""
 }
 
 // --- the load ---
@@ -1340,7 +1310,7 @@ func (b *autoscaleBench) waitZero(ctx context.Context, limit time.Duration) erro
 		f, err := b.catalogFunction(ctx, b.cold)
 		if err == nil && f.Desired == 0 && len(f.Replicas) == 0 {
 			ss, err := b.servers(ctx, b.cold)
-			if err == nil && len(ss) == 0 {
+			if err == nil && len(liveSlots(ss)) == 0 {
 				return b.waitContainers(ctx, b.cold, 0)
 			}
 		}

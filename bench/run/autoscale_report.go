@@ -520,7 +520,7 @@ func autoscaleSetup(r autoscaleReport) string {
 const (
 	stepCaption = "Load step → the first extra replica answering through HAProxy. From one replica, a closed-loop load through the gateway " +
 		"(each connection: a POST, wait for the answer, repeat; keep-alive, no retries) starts at t0; the total ends when HAProxy's runtime API " +
-		"(`show stat`, polled every 15 ms) first shows a server of a new replica with sessions (stot > 0). Failed trials count as infinitely slow."
+		"(`show stat`, polled every 15 ms) first shows a server of a new replica with sessions (a slot pointed at a new replica's address, its stot above what the slot had counted at t0). Failed trials count as infinitely slow."
 	stageCaption = "Where the time goes (medians per stage; a stage counts the trials where both of its ends were seen). " +
 		"scrape = the first per-second row of the function's utilisation chart above the scale-up threshold (110 %) (Netdata's row time, whole seconds); " +
 		"alarm = the `pulse_scale_up` CRITICAL entry's `when` in Netdata's alarm log (whole seconds); hook = pulsed's debug log line of the " +

@@ -227,6 +227,11 @@ func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // runID returns 6 random hex digits.
+// benchInstance is a run's own Pulse instance (label pulse.instance): a
+// pulsed of `make up` does not route, scale or idle the run's functions, and
+// the run's pulsed acts only on them.
+func benchInstance(run string) string { return "bench-" + run }
+
 func runID() (string, error) {
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -503,7 +508,7 @@ func (b *functionsBench) deployTrial(ctx context.Context, tmpl string, r *deploy
 // deployOnce deploys spec and times it to the first 200.
 func (b *functionsBench) deployOnce(ctx context.Context, spec function.Spec, img function.Image, r *deployTrial) error {
 	t0 := time.Now()
-	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{DrainGrace: benchDrainGrace, HealthStartInterval: b.startInterval}); err != nil {
+	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{DrainGrace: benchDrainGrace, HealthStartInterval: b.startInterval, Instance: benchInstance(b.run)}); err != nil {
 		return err
 	}
 	r.DeployCallS = round3(time.Since(t0).Seconds())
@@ -548,7 +553,7 @@ func (b *functionsBench) deployTargets(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := b.sw.Deploy(ctx, b.specs[t.name], img, function.DeployOptions{HealthInterval: t.interval, HealthStartInterval: b.startInterval, DrainGrace: benchDrainGrace}); err != nil {
+		if _, err := b.sw.Deploy(ctx, b.specs[t.name], img, function.DeployOptions{HealthInterval: t.interval, HealthStartInterval: b.startInterval, DrainGrace: benchDrainGrace, Instance: benchInstance(b.run)}); err != nil {
 			return err
 		}
 	}

@@ -356,7 +356,7 @@ func (b *gatewayBench) deploy(ctx context.Context) error {
 	}
 	b.rep.Config.ImageBytes = int64(len(img.Archive))
 	start := time.Now()
-	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: gwHealthInterval, DrainGrace: gwDrainGrace}); err != nil {
+	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: gwHealthInterval, DrainGrace: gwDrainGrace, Instance: benchInstance(b.run)}); err != nil {
 		return err
 	}
 	if err := b.waitReplicas(ctx, 1); err != nil {
@@ -515,6 +515,7 @@ func (b *gatewayBench) startPulsed(ctx context.Context, stage, balance string, w
 	}
 	env := append(baseEnv(),
 		"PULSE_STATE_DIR="+p.stateDir,
+		"PULSE_INSTANCE="+benchInstance(b.run),
 		"PULSE_API_LISTEN="+p.api,
 		"PULSE_AUTOSCALE=false", // the suite measures routing; no scaler acting on the engine's functions
 		"PULSE_GATEWAY_LISTEN="+p.gateway,
@@ -553,8 +554,8 @@ func gwOr(s, def string) string {
 	return s
 }
 
-// waitRouted waits until HAProxy lists exactly want servers for the
-// function, every one ready and up, and a POST through the gateway answers
+// waitRouted waits until HAProxy has exactly want servers (slots) of the
+// function holding a replica, every one ready and up, and a POST through the gateway answers
 // 200 with its body.
 func (b *gatewayBench) waitRouted(ctx context.Context, p *pulsedProc, want int) error {
 	ctx, cancel := context.WithTimeout(ctx, gwRouteTimeout)
@@ -563,19 +564,14 @@ func (b *gatewayBench) waitRouted(ctx context.Context, p *pulsedProc, want int) 
 	for {
 		servers, err := p.rt.Servers(ctx, gateway.BackendName(b.name))
 		if err == nil {
-			serving := 0
-			for _, s := range servers {
-				if s.Admin == 0 && s.OpState == gateway.OpRunning {
-					serving++
-				}
-			}
-			if serving == want && len(servers) == want {
+			live, serving := countSlots(servers)
+			if serving == want && live == want {
 				err = probe(ctx, "http://"+p.gateway+"/function/"+b.name, b.body)
 				if err == nil {
 					return nil
 				}
 			} else {
-				err = fmt.Errorf("%d servers, %d of them ready and up; want %d", len(servers), serving, want)
+				err = fmt.Errorf("%d servers holding a replica, %d of them ready and up; want %d", live, serving, want)
 			}
 		}
 		last = err
@@ -1073,7 +1069,8 @@ func hostBusy(ctx context.Context, clk float64, d time.Duration) (float64, error
 }
 
 // scaleBack scales to n and waits until n containers run and HAProxy has
-// only n servers left (pulsed deletes a drained one once it is gone).
+// only n servers holding a replica (pulsed puts a drained slot back in
+// maintenance once its replica is gone).
 func (b *gatewayBench) scaleBack(ctx context.Context, p *pulsedProc, n int) error {
 	if err := b.scaleTo(ctx, n); err != nil {
 		return err
@@ -1081,7 +1078,7 @@ func (b *gatewayBench) scaleBack(ctx context.Context, p *pulsedProc, n int) erro
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		servers, err := p.rt.Servers(ctx, gateway.BackendName(b.name))
-		if err == nil && len(servers) == n {
+		if live, _ := countSlots(servers); err == nil && live == n {
 			return nil
 		}
 		if err := gwSleep(ctx, 20*time.Millisecond); err != nil {
@@ -1096,14 +1093,16 @@ func (b *gatewayBench) scaleBack(ctx context.Context, p *pulsedProc, n int) erro
 type scaleObs struct {
 	mu        sync.Mutex
 	taskID    string
-	running   time.Time // the task's Status.Timestamp when first seen running
-	seen      time.Time // when the harness first saw it running
-	desired   time.Time // pulsed's catalog first showed the new replica count
-	catalog   map[string]time.Time
-	added     map[string]time.Time
-	ready     map[string]time.Time
-	traffic   map[string]time.Time
-	stot      map[string]int64
+	running   time.Time            // the task's Status.Timestamp when first seen running
+	seen      time.Time            // when the harness first saw it running
+	desired   time.Time            // pulsed's catalog first showed the new replica count
+	catalog   map[string]time.Time // new task → first listed
+	addrs     map[string]string    // new task → its address in the catalog
+	added     map[string]time.Time // slot → pointed at a new replica (left maintenance or re-pointed)
+	ready     map[string]time.Time // slot → serving (ready and up)
+	traffic   map[string]time.Time // slot → its stot first rose past the count before the scale
+	stot      map[string]int64     // slot → sessions the new replica had taken then
+	slotAddr  map[string]string    // slot → the address it pointed at when added
 	lastError error
 }
 
@@ -1130,19 +1129,23 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 	for _, t := range tasks {
 		knownTasks[t.ID] = true
 	}
-	servers, err := p.rt.Servers(ctx, backend)
+	slots, err := readSlots(ctx, p.rt, backend)
 	if err != nil {
 		return err
 	}
-	if len(servers) != r.From {
-		return fmt.Errorf("HAProxy has %d servers before the scale, want %d", len(servers), r.From)
+	if live := liveSlots(slots); len(live) != r.From {
+		return fmt.Errorf("HAProxy has %d servers holding a replica before the scale, want %d", len(live), r.From)
 	}
-	knownServers := map[string]bool{}
-	for _, s := range servers {
-		knownServers[s.Name] = true
+	// Every slot as it was: a new replica's server is a slot that leaves
+	// maintenance or is pointed elsewhere, and takes sessions past its
+	// count here.
+	base := map[string]slotInfo{}
+	for _, s := range slots {
+		base[s.Name] = s
 	}
 
-	obs := &scaleObs{catalog: map[string]time.Time{}, added: map[string]time.Time{}, ready: map[string]time.Time{}, traffic: map[string]time.Time{}, stot: map[string]int64{}}
+	obs := &scaleObs{catalog: map[string]time.Time{}, addrs: map[string]string{}, added: map[string]time.Time{}, ready: map[string]time.Time{},
+		traffic: map[string]time.Time{}, stot: map[string]int64{}, slotAddr: map[string]string{}}
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
@@ -1150,7 +1153,7 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 	wg.Add(3)
 	go func() { defer wg.Done(); b.pollTasks(pctx, taskFilter, knownTasks, obs) }()
 	go func() { defer wg.Done(); b.pollCatalog(pctx, p, r.To, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollHAProxy(pctx, p, backend, knownServers, obs, done) }()
+	go func() { defer wg.Done(); b.pollHAProxy(pctx, p, backend, base, obs, done) }()
 
 	t0 := time.Now()
 	if err := b.sw.Scale(ctx, b.name, r.To, true); err != nil {
@@ -1171,7 +1174,7 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 	// did: give them a moment before stopping them.
 	for i := 0; waitErr == nil && i < 50; i++ {
 		obs.mu.Lock()
-		have := obs.taskID != "" && !obs.catalog[obs.taskID].IsZero()
+		have := obs.taskID != "" && !obs.catalog[obs.taskID].IsZero() && obs.addrs[obs.taskID] != ""
 		obs.mu.Unlock()
 		if have {
 			break
@@ -1195,8 +1198,11 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 		}
 		return fmt.Errorf("the new replica did not take traffic: %s%s", fmtErr(waitErr), why)
 	}
-	if len(obs.traffic) != 1 || obs.traffic[obs.taskID].IsZero() {
-		return fmt.Errorf("the server that took traffic (%v) is not the new task %s", gwKeys(obs.traffic), obs.taskID)
+	// The new task's server: the slot pointed at its address (pulsed's
+	// catalog has the address).
+	slot := slotOf(obs.slotAddr, obs.addrs[obs.taskID])
+	if len(obs.traffic) != 1 || slot == "" || obs.traffic[slot].IsZero() {
+		return fmt.Errorf("the server that took traffic (%v) is not the new task %s's (at %q: %q)", gwKeys(obs.traffic), obs.taskID, obs.addrs[obs.taskID], slot)
 	}
 	since := func(t time.Time) float64 {
 		if t.IsZero() {
@@ -1211,10 +1217,11 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 	}
 	r.SeenS = since(obs.seen)
 	r.CatalogS = since(obs.catalog[obs.taskID])
-	r.AddedS = since(obs.added[obs.taskID])
-	r.ReadyS = since(obs.ready[obs.taskID])
-	r.TrafficS = since(obs.traffic[obs.taskID])
-	r.Stot = obs.stot[obs.taskID]
+	r.Server = slot
+	r.AddedS = since(obs.added[slot])
+	r.ReadyS = since(obs.ready[slot])
+	r.TrafficS = since(obs.traffic[slot])
+	r.Stot = obs.stot[slot]
 	if r.ReadyS <= 0 || r.TrafficS <= 0 {
 		return fmt.Errorf("the new task's server was ready %.3f s and took traffic %.3f s after it turned running: not after it", r.ReadyS, r.TrafficS)
 	}
@@ -1299,6 +1306,7 @@ func (b *gatewayBench) pollCatalog(ctx context.Context, p *pulsedProc, want int,
 				if _, ok := obs.catalog[rep.TaskID]; !ok {
 					obs.catalog[rep.TaskID] = now
 				}
+				obs.addrs[rep.TaskID] = rep.Addr
 				obs.mu.Unlock()
 			}
 		}
@@ -1331,11 +1339,14 @@ func (b *gatewayBench) catalog(ctx context.Context, p *pulsedProc) (contract.Cat
 }
 
 // pollHAProxy polls `show servers state <backend>` every gwHAProxyPoll and
-// records when each server not in known first appeared and first was ready
-// (admin state 0) and up (op state 2); once one is, it reads `show stat`
-// too and records when that server's total sessions (stot) first rose
-// above 0, then closes done.
-func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend string, known map[string]bool, obs *scaleObs, done chan<- struct{}) {
+// records when each slot first was given a new replica (it left
+// maintenance or was pointed at another address than in base, the slots
+// before the scale) and first was serving (ready and up); once one is, it
+// reads `show stat` too and records when that slot's total sessions (stot)
+// first rose past its count in base, then closes done. Slots are named
+// s1…sN whatever replica they hold, and their counters run on from one
+// replica to the next.
+func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend string, base map[string]slotInfo, obs *scaleObs, done chan<- struct{}) {
 	tick := time.NewTicker(gwHAProxyPoll)
 	defer tick.Stop()
 	statCmd := "show stat " + backend + " 4 -1" // type 4: servers only
@@ -1347,17 +1358,19 @@ func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend s
 		}
 		anyReady := false
 		obs.mu.Lock()
-		for _, s := range servers {
-			if known[s.Name] {
-				continue
+		for _, s := range joinSlots(servers, nil) {
+			was, ok := base[s.Name]
+			if ok && was.Live() {
+				continue // held a replica before the scale
 			}
-			if _, ok := obs.added[s.Name]; !ok {
-				obs.added[s.Name] = now
+			if _, seen := obs.added[s.Name]; !seen && (s.Live() || !ok || s.Addr != was.Addr) {
+				obs.added[s.Name], obs.slotAddr[s.Name] = now, s.Addr
 			}
-			if s.Admin == 0 && s.OpState == gateway.OpRunning {
+			if _, seen := obs.added[s.Name]; seen && s.Serving {
 				if _, ok := obs.ready[s.Name]; !ok {
 					obs.ready[s.Name] = now
 				}
+				obs.slotAddr[s.Name] = s.Addr
 			}
 			if _, ok := obs.ready[s.Name]; ok {
 				anyReady = true
@@ -1367,21 +1380,21 @@ func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend s
 		if anyReady {
 			out, err := p.rt.Exec(ctx, statCmd)
 			now := time.Now()
-			var stot map[string]int64
+			var stats []gateway.ServerStat
 			if err == nil {
-				stot, err = parseStatCSV(out, backend)
+				stats, err = gateway.ParseServerStat(strings.NewReader(out))
 			}
 			if err != nil && ctx.Err() == nil {
 				obs.note(err)
 			}
 			took := false
 			obs.mu.Lock()
-			for name, n := range stot {
-				if known[name] || n <= 0 {
+			for _, st := range stats {
+				if _, ok := obs.ready[st.Server]; !ok || st.Sessions <= base[st.Server].Stot {
 					continue
 				}
-				if _, ok := obs.traffic[name]; !ok {
-					obs.traffic[name], obs.stot[name] = now, n
+				if _, ok := obs.traffic[st.Server]; !ok {
+					obs.traffic[st.Server], obs.stot[st.Server] = now, st.Sessions-base[st.Server].Stot
 				}
 				took = true
 			}
@@ -1397,6 +1410,19 @@ func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend s
 		case <-tick.C:
 		}
 	}
+}
+
+// slotOf returns the slot whose address is addr in slotAddr, "" if none.
+func slotOf(slotAddr map[string]string, addr string) string {
+	if addr == "" {
+		return ""
+	}
+	for name, a := range slotAddr {
+		if a == addr {
+			return name
+		}
+	}
+	return ""
 }
 
 // sweep removes whatever of this run is left on the engine (services, with

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -198,44 +195,4 @@ func findHAProxies(procDir, dir string) ([]procKey, error) {
 		}
 	}
 	return out, nil
-}
-
-// parseStatCSV reads `show stat` output (CSV with a "# pxname,svname,..."
-// header) and returns the total sessions (stot) of backend's servers by
-// name; the BACKEND and FRONTEND summary lines are left out.
-func parseStatCSV(out, backend string) (map[string]int64, error) {
-	text := strings.TrimLeft(out, "\n")
-	if !strings.HasPrefix(text, "# ") {
-		return nil, errors.New("show stat: no \"# pxname,...\" header")
-	}
-	r := csv.NewReader(strings.NewReader(text[2:]))
-	r.FieldsPerRecord = -1
-	header, err := r.Read()
-	if err != nil {
-		return nil, fmt.Errorf("show stat header: %w", err)
-	}
-	col := func(name string) int { return slices.Index(header, name) }
-	px, sv, stot := col("pxname"), col("svname"), col("stot")
-	if px < 0 || sv < 0 || stot < 0 {
-		return nil, fmt.Errorf("show stat: header lacks pxname, svname or stot: %v", header)
-	}
-	out2 := map[string]int64{}
-	for {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("show stat: %w", err)
-		}
-		if len(rec) <= max(px, sv, stot) || rec[px] != backend || rec[sv] == "BACKEND" || rec[sv] == "FRONTEND" {
-			continue
-		}
-		n, err := strconv.ParseInt(rec[stot], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("show stat: stot of %s/%s: %q", rec[px], rec[sv], rec[stot])
-		}
-		out2[rec[sv]] = n
-	}
-	return out2, nil
 }

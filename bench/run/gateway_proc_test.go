@@ -159,32 +159,6 @@ func TestScanProcsAndFindHAProxies(t *testing.T) {
 	}
 }
 
-func TestParseStatCSV(t *testing.T) {
-	out := readTestdata(t, "gateway-show-stat.csv")
-	got, err := parseStatCSV(out, "fn_hello")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]int64{"qysjnf2pro8nkpe42vdjn89yk": 3, "x7k2pp0a1bq3rr8zz9yy0aa11": 0}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("parseStatCSV = %v, want %v", got, want)
-	}
-	if got, err := parseStatCSV(out, "fn_none"); err != nil || len(got) != 0 {
-		t.Errorf("parseStatCSV of another backend = %v, %v; want nothing", got, err)
-	}
-	for _, bad := range []string{
-		"",
-		"\n[3]: No such proxy.\n",
-		"# pxname,svname,qcur\nfn_hello,a,0\n", // no stot
-		"# pxname,svname,stot\nfn_hello,a,many\n", // not a number
-		"# pxname,svname,stot\nfn_hello,\"a,0\n",  // broken quoting
-	} {
-		if got, err := parseStatCSV(bad, "fn_hello"); err == nil {
-			t.Errorf("parseStatCSV(%q) = %v, want an error", bad, got)
-		}
-	}
-}
-
 func TestParseHAProxyVersion(t *testing.T) {
 	for in, want := range map[string]string{
 		"HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/\nStatus: long-term supported branch": "HAProxy 2.6.12-1+deb12u4",

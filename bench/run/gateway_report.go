@@ -182,6 +182,7 @@ type gatewayScaleTrial struct {
 	HostBusyPct float64 `json:"host_busy_pct"`
 	Error       string  `json:"error,omitempty"`
 	TaskID      string  `json:"task_id,omitempty"`
+	Server      string  `json:"server,omitempty"` // the HAProxy slot (s<N>) pointed at it
 
 	ScaleCallS float64 `json:"scale_call_s"` // Swarm.Scale returned, from just before it
 	// ScaleToRunningS is from just before Swarm.Scale to the task's
@@ -195,9 +196,9 @@ type gatewayScaleTrial struct {
 	LateNotice    bool    `json:"late_notice,omitempty"`
 	SeenS         float64 `json:"seen_s"`    // the harness's task list poll first showed it running
 	CatalogS      float64 `json:"catalog_s"` // pulsed's /v1/replicas first listed it
-	AddedS        float64 `json:"added_s"`   // HAProxy first listed its server, in any state
-	ReadyS        float64 `json:"ready_s"`   // its server ready (admin state 0) and up (op state 2)
-	TrafficS      float64 `json:"traffic_s"` // its server's stot first above 0
+	AddedS        float64 `json:"added_s"`   // HAProxy's slot first pointed at it (left maintenance or re-pointed), in any state
+	ReadyS        float64 `json:"ready_s"`   // its slot ready and up (ServerState.Serving)
+	TrafficS      float64 `json:"traffic_s"` // its slot's stot first above the count before the scale
 	Stot          int64   `json:"stot,omitempty"`
 	// Requests of the background load during the trial, scale-down
 	// included.
@@ -904,8 +905,8 @@ func gatewayCaptions(r gatewayReport) (latency, compare, balance, scale string) 
 		"alternating, %d round(s).", c.BalanceReplicas, c.HighConns, c.Rounds)
 	scale = fmt.Sprintf("Task running → its server takes traffic: the function scaled 1 → 2 under a light background load through the gateway (%d keep-alive "+
 		"clients, %g ms between requests), each trial on a steady swarm (pulsed's catalog unchanged past its settle window) at a random phase of pulsed's 1 s poll; seconds from the new task's status timestamp when it turned running to HAProxy's runtime API "+
-		"(`show servers state`, polled every %g ms) showing its server ready (admin state 0) and up (op state 2); `first session` is when "+
-		"`show stat` first showed its stot above 0. The task list (%g ms) and pulsed's /v1/replicas (%g ms) were polled alongside; "+
+		"(`show servers state`, polled every %g ms) showing its server (the slot s<N> pulsed pointed at its address) ready and up; `first session` is when "+
+		"`show stat` first showed that slot's stot above its count before the scale. The task list (%g ms) and pulsed's /v1/replicas (%g ms) were polled alongside; "+
 		"`scale → in catalog` is from the scale to /v1/replicas showing the new desired count, `noticed late` counts the trials where that came after the task was running.",
 		c.BackgroundClients, c.BackgroundPauseMS, c.HAProxyPollMS, c.TaskPollMS, c.CatalogPollMS)
 	return latency, compare, balance, scale

@@ -3,6 +3,7 @@
 //	go run ./bench/run -suite watchdog [-rounds 5] [-duration 5s] [-quick] [-out DIR]
 //	go run ./bench/run -suite functions [-trials 3] [-scale-trials 10] [-quick] [-out DIR]
 //	go run ./bench/run -suite gateway [-rounds 5] [-duration 5s] [-scale-trials 10] [-quick] [-out DIR]
+//	go run ./bench/run -suite soak [-soak-duration 10m] [-out DIR]
 //
 // The watchdog suite builds the programs it measures (bench/echo,
 // bench/inproc, cmd/pulse-watchdog, bench/c), then runs every variant once
@@ -36,6 +37,14 @@
 // running to its server taking traffic. It writes
 // bench/results/gateway-<UTC time>.json and refreshes its own section of
 // bench/README.md.
+//
+// The soak suite (soak.go) runs the whole stack with the autoscaler on
+// (pulsed, HAProxy, a lab Netdata with pulse.d.plugin, the alarms and the
+// hook) for -soak-duration of stepping closed-loop load through the
+// gateway, with a rolling update and a killed replica, attributes every
+// failed request to HAProxy's server and the replica behind it, and
+// writes bench/results/soak-<UTC time>.json with a picture beside it
+// (.png).
 package main
 
 import (
@@ -99,6 +108,8 @@ type config struct {
 	Trials      int
 	ScaleTrials int
 	IdleWindow  time.Duration
+	// The soak suite's length (whole minutes).
+	SoakDuration time.Duration
 }
 
 // The suites the harness knows.
@@ -108,12 +119,12 @@ const (
 	suiteGateway   = "gateway"
 )
 
-var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale}
+var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak}
 
 func defaultConfig() config {
 	return config{
 		Rounds: 5, Duration: 5 * time.Second, Warmup: time.Second, QuietWait: 3 * time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64,
-		Trials: 3, ScaleTrials: 10, IdleWindow: 10 * time.Second,
+		Trials: 3, ScaleTrials: 10, IdleWindow: 10 * time.Second, SoakDuration: soakDefault,
 	}
 }
 
@@ -137,6 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Trials, "trials", cfg.Trials, "functions: build trials (cold and warm) and deploy trials per template")
 	fs.IntVar(&cfg.ScaleTrials, "scale-trials", cfg.ScaleTrials, "functions: +1 scale trials per health interval; gateway: +1 scale trials")
 	fs.DurationVar(&cfg.IdleWindow, "idle-window", cfg.IdleWindow, "functions: length of each idle window of the health-check CPU measurement")
+	fs.DurationVar(&cfg.SoakDuration, "soak-duration", cfg.SoakDuration, "soak: length of the load, whole minutes, at least 3m (shorter than 10m leaves the README alone)")
 	only := fs.String("only", "", "comma-separated variants (watchdog) or stages: "+strings.Join(functionStages, ",")+" (functions), "+
 		strings.Join(gatewayStages, ",")+" (gateway) to run (default all); leaves the README alone")
 	if err := fs.Parse(args); err != nil {
@@ -203,6 +215,9 @@ func (c config) Validate() error {
 	if c.IdleWindow < time.Second {
 		errs = append(errs, fmt.Errorf("-idle-window %s: want at least 1s", c.IdleWindow))
 	}
+	if c.SoakDuration < soakMinDuration || c.SoakDuration%soakStep != 0 {
+		errs = append(errs, fmt.Errorf("-soak-duration %s: want whole minutes, at least %s", c.SoakDuration, soakMinDuration))
+	}
 	if c.Suite == suiteFunctions {
 		for _, st := range c.Only {
 			if !slices.Contains(functionStages, st) {
@@ -256,6 +271,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		return runCollector(ctx, cfg, log, stdout, env)
 	case suiteAutoscale:
 		return runAutoscale(ctx, cfg, log, stdout, env)
+	case suiteSoak:
+		return runSoak(ctx, cfg, log, stdout, env)
 	}
 	return runWatchdog(ctx, cfg, log, stdout, env)
 }

@@ -1,0 +1,643 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/gateway"
+)
+
+// Lines as HAProxy 2.6 wrote them with `option httplog` and `format raw`.
+const (
+	logOK        = `127.0.0.1:39996 [06/Dec/2026:05:01:03.291] gateway fn_x/s1 0/0/0/6/6 200 535 - - ---- 1/1/0/0/0 0/0 "POST /function/x/a?b=1 HTTP/1.1"`
+	logNoSrv     = `127.0.0.1:40002 [06/Dec/2026:05:01:03.330] gateway gateway/<NOSRV> -1/-1/-1/-1/0 503 217 - - SC-- 1/1/0/0/0 0/0 "GET /function/y/ HTTP/1.1"`
+	log502       = `127.0.0.1:41000 [06/Dec/2026:05:01:04.007] gateway fn_x/s4 0/0/0/-1/3 502 209 - - SH-- 12/12/11/3/0 0/0 "POST /function/x HTTP/1.1"`
+	logRetried   = `127.0.0.1:41001 [06/Dec/2026:05:01:04.010] gateway fn_x/s2 0/0/1/1/1002 200 150 - - ---- 12/12/11/4/+1 0/0 "POST /function/x HTTP/1.1"`
+	logAborted   = `::1:41002 [06/Dec/2026:05:01:04.500] gateway fn_x/s3 0/0/0/-1/20 -1 0 - - CD-- 3/3/2/1/0 0/0 "POST /function/x HTTP/1.1"`
+	logServerOff = `Server fn_x/s4 is DOWN, reason: Layer4 connection problem, info: "Connection refused", check duration: 0ms. 3 active and 1 backup servers left.`
+)
+
+func TestParseHAProxyLog(t *testing.T) {
+	at := func(s string) time.Time {
+		tm, err := time.ParseInLocation("2006-01-02 15:04:05.000", s, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	for _, tc := range []struct {
+		name    string
+		line    string
+		want    haLogLine
+		failed  bool
+		notable bool
+		err     bool
+	}{
+		{"ok", logOK + "\n", haLogLine{ClientIP: "127.0.0.1", ClientPort: 39996, Accept: at("2026-12-06 05:01:03.291"), Frontend: "gateway", Backend: "fn_x", Server: "s1",
+			TR: 0, Tw: 0, Tc: 0, Tr: 6, Ta: 6, Status: 200, Bytes: 535, Term: "----", Request: "POST /function/x/a?b=1 HTTP/1.1"}, false, false, false},
+		{"no server", logNoSrv, haLogLine{ClientIP: "127.0.0.1", ClientPort: 40002, Accept: at("2026-12-06 05:01:03.330"), Frontend: "gateway", Backend: "gateway", Server: "<NOSRV>",
+			TR: -1, Tw: -1, Tc: -1, Tr: -1, Ta: 0, Status: 503, Bytes: 217, Term: "SC--", Request: "GET /function/y/ HTTP/1.1"}, true, true, false},
+		{"502 from a dead server", log502, haLogLine{ClientIP: "127.0.0.1", ClientPort: 41000, Accept: at("2026-12-06 05:01:04.007"), Frontend: "gateway", Backend: "fn_x", Server: "s4",
+			TR: 0, Tw: 0, Tc: 0, Tr: -1, Ta: 3, Status: 502, Bytes: 209, Term: "SH--", Request: "POST /function/x HTTP/1.1"}, true, true, false},
+		{"redispatched", logRetried, haLogLine{ClientIP: "127.0.0.1", ClientPort: 41001, Accept: at("2026-12-06 05:01:04.010"), Frontend: "gateway", Backend: "fn_x", Server: "s2",
+			TR: 0, Tw: 0, Tc: 1, Tr: 1, Ta: 1002, Status: 200, Bytes: 150, Term: "----", Retries: 1, Redispatched: true, Request: "POST /function/x HTTP/1.1"}, false, true, false},
+		{"client aborted, IPv6", logAborted, haLogLine{ClientIP: "::1", ClientPort: 41002, Accept: at("2026-12-06 05:01:04.500"), Frontend: "gateway", Backend: "fn_x", Server: "s3",
+			TR: 0, Tw: 0, Tc: 0, Tr: -1, Ta: 20, Status: -1, Bytes: 0, Term: "CD--", Request: "POST /function/x HTTP/1.1"}, true, true, false},
+		{"a server state change", logServerOff, haLogLine{}, false, false, true},
+		{"proxy started", "Proxy fn_x started.", haLogLine{}, false, false, true},
+		{"empty", "", haLogLine{}, false, false, true},
+		{"bad date", strings.Replace(logOK, "06/Dec/2026", "06/Foo/2026", 1), haLogLine{}, false, false, true},
+		{"bad timers", strings.Replace(logOK, "0/0/0/6/6", "0/0/6/6", 1), haLogLine{}, false, false, true},
+		{"bad status", strings.Replace(logOK, " 200 ", " OK ", 1), haLogLine{}, false, false, true},
+		{"bad termination", strings.Replace(logOK, " ---- ", " --- ", 1), haLogLine{}, false, false, true},
+		{"no port", strings.Replace(logOK, "127.0.0.1:39996", "127.0.0.1", 1), haLogLine{}, false, false, true},
+		{"no server", strings.Replace(logOK, "fn_x/s1", "fn_x", 1), haLogLine{}, false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseHAProxyLog(tc.line, time.UTC)
+			if tc.err {
+				if err == nil {
+					t.Fatalf("parseHAProxyLog(%q) = %+v, want an error", tc.line, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("parseHAProxyLog =\n%+v\nwant\n%+v", got, tc.want)
+			}
+			if got.Failed() != tc.failed || got.Notable() != tc.notable {
+				t.Errorf("Failed %t Notable %t, want %t %t", got.Failed(), got.Notable(), tc.failed, tc.notable)
+			}
+		})
+	}
+}
+
+// FuzzParseHAProxyLog: HAProxy's log is outside input; the parser must
+// never panic, and what it accepts must be a whole request line.
+func FuzzParseHAProxyLog(f *testing.F) {
+	for _, l := range []string{logOK, logNoSrv, log502, logRetried, logAborted, logServerOff, "", `a:1 [x] f b/s 1/2/3/4/5 200 1 - - ---- 1/1/1/1/1 0/0 "`} {
+		f.Add(l)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		l, err := parseHAProxyLog(line, time.UTC)
+		if err != nil {
+			return
+		}
+		if len(l.Term) != 4 || l.Server == "" || l.Backend == "" || l.Accept.IsZero() || l.ClientPort < 0 || l.ClientPort > 65535 {
+			t.Fatalf("parseHAProxyLog(%q) accepted %+v", line, l)
+		}
+		_ = l.Failed() // must not panic
+		for _, v := range []int{l.TR, l.Tw, l.Tc, l.Tr, l.Ta, l.Status} {
+			if v < -1 {
+				t.Fatalf("parseHAProxyLog(%q): negative field %d", line, v)
+			}
+		}
+	})
+}
+
+func TestHALogReceiver(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 5, 1, 3, 0, time.UTC)
+	h, err := listenHALog("fn_x", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.loc = time.UTC
+	addr, _, _ := strings.Cut(h.Target(), " ")
+	if !strings.HasSuffix(h.Target(), " format raw local0") {
+		t.Errorf("Target = %q", h.Target())
+	}
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	other := strings.Replace(logOK, "fn_x/s1", "fn_y/s1", 1)
+	for _, l := range []string{logOK, logOK, log502, logRetried, logServerOff, other} {
+		if _, err := c.Write([]byte(l + "\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		n := h.lines
+		h.mu.Unlock()
+		if n == 6 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	res := h.close(0)
+	if res.Lines != 6 || res.Requests != 4 || res.Others != 1 || len(res.Events) != 1 || len(res.Notable) != 2 {
+		t.Errorf("lines %d requests %d others %d events %d notable %d; want 6 4 1 1 2", res.Lines, res.Requests, res.Others, len(res.Events), len(res.Notable))
+	}
+	if got := res.ByServer["s1"]; got == nil || got.Requests != 2 || got.Failed != 0 {
+		t.Errorf("s1 = %+v, want 2 requests", got)
+	}
+	if got := res.ByServer["s4"]; got == nil || got.Failed != 1 {
+		t.Errorf("s4 = %+v, want 1 failed", got)
+	}
+	if got := res.PerSec["s1"]; !reflect.DeepEqual(got, []int32{2}) {
+		t.Errorf("per second of s1 = %v, want [2]", got)
+	}
+	if got := res.PerSec["s4"]; !reflect.DeepEqual(got, []int32{0, 1}) {
+		t.Errorf("per second of s4 = %v, want [0 1]", got)
+	}
+}
+
+func TestSoakSchedule(t *testing.T) {
+	conns := func(ps []soakPhase) []int {
+		var out []int
+		for _, p := range ps {
+			out = append(out, p.Conns)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		d            time.Duration
+		conns        []int
+		update, kill time.Duration
+	}{
+		{10 * time.Minute, []int{4, 16, 32, 16, 48, 8, 32, 16, 16, 16}, 4*time.Minute + 30*time.Second, 6*time.Minute + 30*time.Second},
+		{3 * time.Minute, []int{16, 16, 16}, 34 * time.Second, 49 * time.Second},
+		{12 * time.Minute, []int{4, 16, 32, 16, 48, 8, 32, 16, 4, 16, 16, 16}, 5*time.Minute + 38*time.Second, 8*time.Minute + 8*time.Second},
+	} {
+		t.Run(tc.d.String(), func(t *testing.T) {
+			ps, update, kill, err := soakSchedule(tc.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := conns(ps); !reflect.DeepEqual(got, tc.conns) {
+				t.Errorf("connections %v, want %v", got, tc.conns)
+			}
+			if update != tc.update || kill != tc.kill {
+				t.Errorf("update %s kill %s, want %s %s", update, kill, tc.update, tc.kill)
+			}
+			n := len(ps)
+			if ps[n-1].Name != soakPhaseDirect || !ps[n-1].Direct || ps[n-2].Name != soakPhaseGwCPU || ps[n-2].Direct || ps[n-1].EndS != tc.d.Seconds() {
+				t.Errorf("last phases %+v %+v: want the gateway then the direct CPU minute, ending at %s", ps[n-2], ps[n-1], tc.d)
+			}
+			for i := 1; i < n; i++ {
+				if ps[i].StartS != ps[i-1].EndS || ps[i].EndS-ps[i].StartS != 60 {
+					t.Errorf("phase %d: %+v after %+v", i, ps[i], ps[i-1])
+				}
+			}
+		})
+	}
+	for _, d := range []time.Duration{2 * time.Minute, 3*time.Minute + 30*time.Second, 0} {
+		if _, _, _, err := soakSchedule(d); err == nil {
+			t.Errorf("soakSchedule(%s): want an error", d)
+		}
+	}
+	if p := phaseAt([]soakPhase{{StartS: 0, EndS: 60, Conns: 4}}, 60); p != nil {
+		t.Errorf("phaseAt(60) = %+v, want none (phases end before their end)", p)
+	}
+}
+
+// req is a soakReq starting at s seconds.
+func req(s, latencyMS float64, status int16, e uint8, direct bool, port uint16) soakReq {
+	return soakReq{StartNS: int64(s * 1e9), LatencyUS: int32(latencyMS * 1000), Status: status, Err: e, Direct: direct, Port: port}
+}
+
+func TestSoakSecondsAndMinutes(t *testing.T) {
+	phases := []soakPhase{{Name: soakPhaseStep, StartS: 0, EndS: 2, Conns: 4}, {Name: soakPhaseDirect, StartS: 2, EndS: 3, Conns: 8, Direct: true}}
+	recs := []soakReq{
+		req(0.1, 1, 200, soakOK, false, 1), req(0.2, 3, 200, soakOK, false, 1), req(0.3, 900, 200, soakOK, false, 2), // the last ends in second 1
+		req(1.5, 2, 0, soakErrRead, false, 3), req(1.6, 2, 502, soakErrStatus, false, 4),
+		req(2.5, 1, 200, soakOK, true, 5),
+		req(3.5, 1, 200, soakOK, true, 5), // after the run: left out
+	}
+	excused := map[soakKey]bool{keyOf(recs[3]): true}
+	secs := soakSeconds(recs, excused, phases, 3)
+	want := []soakSecond{
+		{T: 0, Conns: 4, Started: 3, Answered: 2, P50MS: 3, P99MS: 900},
+		{T: 1, Conns: 4, Started: 2, Answered: 2, Failed: 2, Excused: 1, P50MS: 2, P99MS: 2},
+		{T: 2, Conns: 8, Direct: true, Started: 1, Answered: 1, P50MS: 1, P99MS: 1},
+	}
+	if !reflect.DeepEqual(secs, want) {
+		t.Errorf("soakSeconds =\n%+v\nwant\n%+v", secs, want)
+	}
+	secs[0].Replicas, secs[1].Replicas, secs[1].Draining = 1, 2, 1
+	ms := soakMinutes(recs, excused, phases, secs, []soakEvent{{Name: soakEventKill, AtS: 1.5}})
+	if len(ms) != 2 {
+		t.Fatalf("%d minutes, want 2", len(ms))
+	}
+	if m := ms[0]; m.Requests != 5 || m.Failed != 2 || m.Excused != 1 || m.RPS != 2 || m.P50MS != 2 || m.MaxMS != 900 || m.MaxReplicas != 3 ||
+		m.Events != "replica killed @0:01.5" {
+		t.Errorf("minute 0 = %+v", m)
+	}
+	if m := ms[1]; m.Requests != 1 || !m.Direct || m.Conns != 8 || m.RPS != 1 {
+		t.Errorf("minute 1 = %+v", m)
+	}
+	if n := okIn(recs, 0, 2, false); n != 3 {
+		t.Errorf("okIn gateway [0,2) = %d, want 3", n)
+	}
+	if n := okIn(recs, 2, 3, true); n != 1 {
+		t.Errorf("okIn direct [2,3) = %d, want 1", n)
+	}
+}
+
+func stat(server, addr string, stot, connect, eresp int64) gateway.ServerStat {
+	return gateway.ServerStat{Backend: "fn_x", Server: server, Addr: addr, Status: "UP", Sessions: stot, Connects: connect, Reuses: stot - connect, RespErrors: eresp}
+}
+
+func TestStatAcc(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	a := newStatAcc()
+	a.add(t0, []gateway.ServerStat{stat("s1", "127.0.0.1:30001", 100, 2, 0), stat("s2", "127.0.0.1:1", 0, 0, 0)})
+	a.add(t0.Add(time.Second), []gateway.ServerStat{stat("s1", "127.0.0.1:30001", 300, 3, 0), stat("s2", "127.0.0.1:30002", 50, 1, 0)})
+	// A reload: a new worker counts from zero; s2 lost an answer.
+	a.add(t0.Add(2*time.Second), []gateway.ServerStat{stat("s1", "127.0.0.1:30001", 10, 1, 0), stat("s2", "127.0.0.1:30002", 70, 1, 2)})
+	if a.resets != 1 {
+		t.Errorf("resets %d, want 1", a.resets)
+	}
+	if s1 := a.total["s1"]; s1.Sessions != 310 || s1.Connects != 4 {
+		t.Errorf("s1 total %+v, want 310 sessions, 4 connects", s1)
+	}
+	if s2 := a.byAddr["s2"]["127.0.0.1:30002"]; s2 == nil || s2.Sessions != 70 || s2.RespErrors != 2 {
+		t.Errorf("s2 at 30002 = %+v, want 70 sessions, 2 eresp", s2)
+	}
+	wantErrs := []soakStatErr{{At: t0.Add(2 * time.Second), Server: "s2", Addr: "127.0.0.1:30002", RespErrors: 2}}
+	if !reflect.DeepEqual(a.errs, wantErrs) {
+		t.Errorf("errs %+v, want %+v", a.errs, wantErrs)
+	}
+	held := map[string][]soakHolding{"s2": {{Addr: "127.0.0.1:30002", Task: "t2", FromS: 1, ToS: 2}}}
+	logs := map[string]*haServer{"s1": {Requests: 310}, "s2": {Requests: 68, Failed: 2}}
+	ss := soakServers(a, logs, held)
+	if len(ss) != 2 || ss[0].Server != "s1" || ss[1].Server != "s2" {
+		t.Fatalf("soakServers = %+v", ss)
+	}
+	if s := ss[0]; s.ConnectPct != 1.29 || s.LogRequests != 310 {
+		t.Errorf("s1 = %+v, want connect 1.29 %%", s)
+	}
+	if s := ss[1]; len(s.Held) != 1 || s.Held[0].Sessions != 70 || s.LogFailed != 2 || s.RespErrors != 2 {
+		t.Errorf("s2 = %+v", s)
+	}
+}
+
+// timeline: s1 holds A all along; s2 holds B until 10 s, then is freed and
+// given to C at 12 s.
+func testTimeline(t0 time.Time) soakTimeline {
+	smp := func(at float64, s2 slotInfo, reps ...contract.Replica) soakSample {
+		return soakSample{At: t0.Add(time.Duration(at * float64(time.Second))), OK: true,
+			Slots:    []slotInfo{{Name: "s1", Addr: "127.0.0.1:30001", State: gateway.StateReady, Serving: true}, s2},
+			Replicas: append([]contract.Replica{{TaskID: "A", Addr: "127.0.0.1:30001"}}, reps...)}
+	}
+	b := contract.Replica{TaskID: "B", Addr: "127.0.0.1:30002"}
+	c := contract.Replica{TaskID: "C", Addr: "127.0.0.1:30003"}
+	return soakTimeline{
+		smp(0, slotInfo{Name: "s2", Addr: "127.0.0.1:30002", State: gateway.StateReady, Serving: true}, b),
+		smp(5, slotInfo{Name: "s2", Addr: "127.0.0.1:30002", State: gateway.StateReady, Serving: true}, b),
+		smp(10, slotInfo{Name: "s2", Addr: "127.0.0.1:30002", State: gateway.StateMaint}),
+		smp(12, slotInfo{Name: "s2", Addr: "127.0.0.1:30003", State: gateway.StateReady, Serving: true}, c),
+	}
+}
+
+func TestTimeline(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tl := testTimeline(t0)
+	sec := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	for _, tc := range []struct {
+		server     string
+		at         float64
+		addr, task string
+	}{
+		{"s1", 3, "127.0.0.1:30001", "A"},
+		{"s2", 7, "127.0.0.1:30002", "B"},
+		{"s2", 11, "127.0.0.1:30002", "B"},   // freed at 10: its last replica
+		{"s2", 12.5, "127.0.0.1:30003", "C"}, // re-pointed
+		{"s3", 5, "", ""},
+	} {
+		if addr, task := tl.replicaAt(tc.server, sec(tc.at)); addr != tc.addr || task != tc.task {
+			t.Errorf("replicaAt(%s, %g) = %s %s, want %s %s", tc.server, tc.at, addr, task, tc.addr, tc.task)
+		}
+	}
+	h := tl.holdings(t0)
+	want := map[string][]soakHolding{
+		"s1": {{Addr: "127.0.0.1:30001", Task: "A", FromS: 0, ToS: 12}},
+		"s2": {{Addr: "127.0.0.1:30002", Task: "B", FromS: 0, ToS: 5}, {Addr: "127.0.0.1:30003", Task: "C", FromS: 12, ToS: 12}},
+	}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("holdings =\n%+v\nwant\n%+v", h, want)
+	}
+	if got := tl.taskAt("127.0.0.1:30003", sec(20)); got != "C" {
+		t.Errorf("taskAt = %q, want C", got)
+	}
+}
+
+func TestAttributeFailures(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 5, 1, 0, 0, time.UTC)
+	tl := testTimeline(t0)
+	sec := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	parse := func(l string) haLogLine {
+		p, err := parseHAProxyLog(l, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// log502 is at 05:01:04.007 on s4; make it s2's, port 41000.
+	l502 := parse(strings.Replace(log502, "fn_x/s4", "fn_x/s2", 1))
+	lines := []haLogLine{l502, parse(logRetried)}
+	kill := &soakKill{At: sec(4.008), Task: "B", Addr: "127.0.0.1:30002"}
+	fails := []soakFail{
+		// Logged 502 on s2 (B), in flight at the kill.
+		{Req: req(4.006, 3, 502, soakErrStatus, false, 41000), Msg: "502 Bad Gateway"},
+		// Not logged, s2's eresp rose in the next poll: in flight too.
+		{Req: req(4.005, 4, 0, soakErrRead, false, 42000), Msg: "read: unexpected EOF"},
+		// Not logged, two servers' counters rose: unknown.
+		{Req: req(7.2, 1, 0, soakErrRead, false, 42001), Msg: "read: EOF"},
+		// Logged nowhere and after the kill.
+		{Req: req(13, 1, 0, soakErrRead, false, 42002), Msg: "read: EOF"},
+		// Direct.
+		{Req: req(2, 1, 0, soakErrDial, true, 0), Msg: "dial: refused"},
+	}
+	polls := []time.Time{sec(3.5), sec(4.5), sec(7.5), sec(8.5)}
+	errs := []soakStatErr{
+		{At: sec(4.5), Server: "s2", Addr: "127.0.0.1:30002", RespErrors: 2},
+		{At: sec(7.5), Server: "s1", Addr: "127.0.0.1:30001", RespErrors: 1},
+		{At: sec(7.5), Server: "s2", Addr: "127.0.0.1:30002", ConnErrors: 1},
+	}
+	got, excused := attributeFailures(fails, t0, lines, errs, polls, tl, kill)
+	if len(got) != 5 {
+		t.Fatalf("%d failures, want 5", len(got))
+	}
+	// In start order: direct (2), unlogged (4.005), logged (4.006), 7.2, 13.
+	if f := got[0]; !f.Direct || f.Via != "" || f.InFlight {
+		t.Errorf("direct failure %+v", f)
+	}
+	if f := got[1]; f.Via != viaCounters || f.Server != "s2" || f.Task != "B" || !f.InFlight || f.Logged {
+		t.Errorf("unlogged failure at the kill %+v", f)
+	}
+	if f := got[2]; f.Via != viaLog || f.Server != "s2" || f.Task != "B" || f.HAStatus != 502 || f.Term != "SH--" || f.Timers != "0/0/0/-1/3" || !f.InFlight || f.AcceptErr != 1 {
+		t.Errorf("logged failure %+v", f)
+	}
+	if f := got[3]; f.Via != "" || f.Server != "" || f.InFlight {
+		t.Errorf("ambiguous failure %+v", f)
+	}
+	if f := got[4]; f.Via != "" || f.InFlight {
+		t.Errorf("late failure %+v", f)
+	}
+	if len(excused) != 2 || !excused[keyOf(fails[0].Req)] || !excused[keyOf(fails[1].Req)] {
+		t.Errorf("excused %v, want the two at the kill", excused)
+	}
+	// The kill takes from its call to the container's end: a request on
+	// the replica in that span was in flight at the kill.
+	span := &soakKill{CallAt: sec(3.9), At: sec(4.2), Task: "B", Addr: "127.0.0.1:30002"}
+	for _, tc := range []struct {
+		start, end float64
+		want       bool
+	}{{3.8, 3.95, true}, {4.1, 4.15, true}, {4.19, 4.3, true}, {3.5, 3.89, false}, {4.21, 4.3, false}} {
+		if got := span.inFlight(sec(tc.start), sec(tc.end)); got != tc.want {
+			t.Errorf("inFlight(%g–%g) = %t, want %t", tc.start, tc.end, got, tc.want)
+		}
+	}
+	note := killNote(got, soakSummary{KillCallS: 4.0, KillEndS: 4.2})
+	if !strings.Contains(note, "2 request(s) failed on the killed replica, 0 of them started before the docker kill call (0:04.0) and 2 while it was being killed") ||
+		!strings.Contains(note, "HAProxy logged 1 of them and aborted 1 without a line") {
+		t.Errorf("killNote = %q", note)
+	}
+	if killNote(got[:1], soakSummary{}) != "" {
+		t.Error("killNote without failures on the killed replica: want none")
+	}
+	recs := []soakReq{req(1, 1, 200, soakOK, false, 1), req(1, 1, 200, soakOK, true, 2)}
+	for _, f := range fails {
+		recs = append(recs, f.Req)
+	}
+	s := summarizeSoak(recs, got)
+	if s.Requests != 7 || s.GatewayRequests != 5 || s.DirectRequests != 2 || s.Failed != 5 || s.GatewayFailed != 4 || s.DirectFailed != 1 || s.InFlightAtKill != 2 {
+		t.Errorf("summary %+v", s)
+	}
+	if want := map[string]int{"unknown (not logged)": 2}; !reflect.DeepEqual(s.FailedByServer, want) {
+		t.Errorf("failed by server %v, want %v", s.FailedByServer, want)
+	}
+}
+
+func TestSoakGoals(t *testing.T) {
+	servers := []soakServer{{Server: "s1", Sessions: 100000, Connects: 40, ConnectPct: 0.04}, {Server: "s2", Sessions: 5000, Connects: 100, ConnectPct: 2},
+		{Server: "s3", Sessions: 999, Connects: 999, ConnectPct: 100}}
+	s := soakSummary{GatewayRequests: 1000, GatewayFailed: 3, InFlightAtKill: 3,
+		CPU: soakCPU{Conns: 16, GatewayUS: 100, DirectUS: 50, Ratio: 2, GatewayRequests: 10, DirectRequests: 20}}
+	got := soakGoals(s, servers)
+	if len(got) != 3 {
+		t.Fatalf("%d goals", len(got))
+	}
+	if g := got[0]; g.Status != pass || g.Value != 0 || !strings.Contains(g.Note, "3 in flight on the killed replica") {
+		t.Errorf("failures goal %+v", g)
+	}
+	if g := got[1]; g.Status != fail || g.Value != 2 || !strings.HasPrefix(g.Note, "s2: 100 connects / 5000 sessions; 2 server(s)") {
+		t.Errorf("connect goal %+v", g)
+	}
+	if g := got[2]; g.Status != pass || g.Value != 2 {
+		t.Errorf("CPU goal %+v", g)
+	}
+	s.GatewayFailed, s.FailedByServer = 5, map[string]int{"s4": 2}
+	s.CPU = soakCPU{}
+	got = soakGoals(s, servers[2:])
+	if got[0].Status != fail || got[0].Value != 2 || !strings.Contains(got[0].Note, "others by server: s4 2") {
+		t.Errorf("failures goal %+v", got[0])
+	}
+	if got[1].Status != skip || got[2].Status != skip {
+		t.Errorf("goals without data: %+v, %+v; want SKIP", got[1], got[2])
+	}
+}
+
+func TestCPUGroups(t *testing.T) {
+	c := soakCPU{GatewayTicks: 1000, DirectTicks: 600, GatewayRequests: 100000, DirectRequests: 300000,
+		GatewayGroupTicks: map[string]uint64{groupHAProxy: 200, groupReplicas: 300, groupHarness: 100},
+		DirectGroupTicks:  map[string]uint64{groupReplicas: 450, groupHarness: 300}}
+	got := cpuGroups(c, 100)
+	want := map[string][2]float64{groupHAProxy: {20, 0}, groupReplicas: {30, 15}, groupHarness: {10, 10}, groupOther: {40, -5}, groupPulsed: {0, 0}}
+	for _, g := range got {
+		if w, ok := want[g.Group]; ok && (g.GatewayUS != w[0] || g.DirectUS != w[1]) {
+			t.Errorf("%s: %g / %g µs, want %v", g.Group, g.GatewayUS, g.DirectUS, w)
+		}
+	}
+	if len(got) != len(soakGroupOrder) {
+		t.Errorf("%d groups, want %d", len(got), len(soakGroupOrder))
+	}
+	if cpuGroups(soakCPU{}, 100) != nil {
+		t.Error("no group ticks: want no breakdown")
+	}
+}
+
+func TestCountTimeWaitAndShowInfo(t *testing.T) {
+	tcp := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:A1B2 0100007F:1F90 06 00000000:00000000 03:00000F9E 00000000     0        0 0 3 0000000000000000
+   2: 0100007F:A1B3 0100007F:1F90 06 00000000:00000000 03:00000F9E 00000000     0        0 0 3 0000000000000000
+   3: 0100007F:A1B4 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 0 10 -1
+`
+	if n, err := countTimeWait(strings.NewReader(tcp)); n != 2 || err != nil {
+		t.Errorf("countTimeWait = %d, %v; want 2", n, err)
+	}
+	if n, err := readTimeWait(t.TempDir()); n != 0 || err != nil {
+		t.Errorf("readTimeWait of a dir without net/ = %d, %v; want 0", n, err)
+	}
+	info := parseShowInfo("Name: HAProxy\nVersion: 2.6.12\nDroppedLogs: 17\nnothing here\n")
+	if info["DroppedLogs"] != "17" || info["Name"] != "HAProxy" {
+		t.Errorf("parseShowInfo = %v", info)
+	}
+}
+
+func TestSoakLoad(t *testing.T) {
+	var n atomic.Int64
+	var mu atomic.Bool // when set, every third request's connection is cut without an answer
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		k := n.Add(1)
+		switch {
+		case mu.Load() && k%3 == 0:
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					c.Close()
+					return
+				}
+			}
+		case k%5 == 0:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	wait := func(atLeast int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for n.Load() < atLeast {
+			if time.Now().After(deadline) {
+				t.Fatalf("the server got %d requests, want %d", n.Load(), atLeast)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	l := newSoakLoad(time.Now(), "hello")
+	l.set(3, addr, "/function/x", false)
+	wait(50)
+	l.set(1, addr, "/function/x", false) // down: two workers leave after their request
+	l.mu.Lock()
+	if len(l.workers) != 1 || len(l.retired) != 2 {
+		t.Errorf("after stepping down: %d workers, %d retired; want 1, 2", len(l.workers), len(l.retired))
+	}
+	l.mu.Unlock()
+	mu.Store(true)
+	wait(n.Load() + 30)
+	l.set(2, addr, "/", true) // another path: every worker replaced
+	wait(n.Load() + 30)
+	recs, fails := l.end()
+	if int64(len(recs)) < 100 || len(fails) == 0 {
+		t.Fatalf("%d requests, %d failed; want many, some failed", len(recs), len(fails))
+	}
+	kinds := map[uint8]int{}
+	direct := 0
+	for _, r := range recs {
+		kinds[r.Err]++
+		if r.Direct {
+			direct++
+		}
+		if r.Err != soakErrDial && r.Port == 0 {
+			t.Errorf("request %+v has no client port", r)
+		}
+		if r.Err == soakOK && r.Status != 200 {
+			t.Errorf("ok request with status %d", r.Status)
+		}
+	}
+	if kinds[soakErrStatus] == 0 || kinds[soakErrRead] == 0 || kinds[soakOK] == 0 || direct == 0 {
+		t.Errorf("outcomes %v, %d direct: want ok, status and read failures, and direct requests", kinds, direct)
+	}
+	if got := kinds[soakErrStatus] + kinds[soakErrRead] + kinds[soakErrBody] + kinds[soakErrWrite]; got != len(fails) {
+		t.Errorf("%d failed records, %d failures", got, len(fails))
+	}
+	for _, f := range fails {
+		if f.Req.Err == soakErrStatus && !strings.HasPrefix(f.Msg, "503") {
+			t.Errorf("status failure %q", f.Msg)
+		}
+	}
+}
+
+// testSoakReport is a small report for the rendering.
+func testSoakReport(t *testing.T) soakReport {
+	r := syntheticSoak(t)
+	r.Seconds = r.Seconds[:3]
+	r.Machine = machineInfo{CPUs: 2, CPUModel: "AMD EPYC", Kernel: "6.1.0", Go: "go version go1.26.8 linux/amd64", ClockTicks: 100}
+	r.Engine, r.HAProxy, r.Netdata = "Docker Engine 20.10.24+dfsg1 (API 1.41)", "HAProxy 2.6.12-1+deb12u4", "netdata v1.37.1"
+	r.Config = soakConfig{DurationS: 600, Function: "pbench-soak-abc123-echo", Handler: "bench/inproc", Metric: "inflight", Target: 8, Min: 1, Max: 8,
+		TimeoutS: 10, DrainGraceS: 5, BodyBytes: 64, PulsedEnv: []string{"PULSE_SELECTOR=pulse-bench.run=abc123"}}
+	r.Events[2].Task, r.Events[2].Addr, r.Events[2].Server = "bykxopq24n3k86dh06nspzarj", "127.0.0.1:52409", "s4"
+	r.Minutes = []soakMinute{{Phase: soakPhaseStep, Conns: 4, Requests: 120000, RPS: 2000, P50MS: 0.9, P99MS: 9.5, MaxMS: 40, MaxReplicas: 1},
+		{Phase: soakPhaseStep, StartS: 60, Conns: 48, Requests: 600000, Failed: 12, Excused: 12, RPS: 10000, P50MS: 4, P99MS: 30, MaxMS: 1000, MaxReplicas: 7,
+			Events: "replica killed @1:10.0"}}
+	r.Servers = []soakServer{{Server: "s1", Sessions: 152902, Connects: 32, Reuses: 152870, ConnectPct: 0.021, LogRequests: 152902, Downs: 1,
+		Held: []soakHolding{{Addr: "127.0.0.1:52204", Task: "jfuslpo0oo1234", FromS: 0, ToS: 42, Sessions: 152902}}}}
+	r.Failures = []soakFailure{{StartS: 70, LatencyMS: 2.9, Error: "read", Message: "read: unexpected EOF", Via: viaCounters, Server: "s4",
+		Addr: "127.0.0.1:52409", Task: "bykxopq24n3k86dh06nspzarj", InFlight: true}}
+	r.Summary = soakSummary{Requests: 720000, GatewayRequests: 720000, Failed: 12, GatewayFailed: 12, InFlightAtKill: 12, FailedByKind: map[string]int{"read": 12},
+		CPU: soakCPU{Conns: 16, GatewayS: 60, DirectS: 60, GatewayRequests: 600000, DirectRequests: 1800000, GatewayUS: 197, DirectUS: 65.2, Ratio: 3.021,
+			GatewayBusyPct: 100, DirectBusyPct: 98, GatewayReplicas: "2", Groups: []soakCPUGroup{{Group: groupHAProxy, GatewayUS: 50, DirectUS: 0}}},
+		TimeWaitPeak: 347, TimeWaitPeakAt: 60, MaxReplicas: 7, MaxDesired: 6, ScaleEvents: 9, UpdateS: 8.2, UpdateState: "completed: update completed",
+		RSS: soakRSS{HAProxyMB: 22.3, HAProxyProcs: 2, HAProxyHWMMB: 22.3, PulsedMB: 18.2, PulsedHWMMB: 18.7}}
+	r.Summary.Log.Requests = 720000
+	r.Goals = soakGoals(r.Summary, r.Servers)
+	r.Notes = []string{"a note"}
+	return r
+}
+
+// TestRenderSoakMarkdown checks the README's soak section against a golden
+// file; run with -update to rewrite it after an intended change.
+func TestRenderSoakMarkdown(t *testing.T) {
+	r := testSoakReport(t)
+	got := renderSoak(r, true, "results/soak-20261206T050000Z.json")
+	golden := "testdata/soak-results.md"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := readTestdata(t, "soak-results.md"); got != want {
+		t.Errorf("renderSoak differs from %s (run go test ./bench/run -update):\n%s", golden, got)
+	}
+	text := renderSoak(r, false, "")
+	for _, cell := range []string{"replica killed", "s4 (not logged; its econ/eresp rose)", "bykxopq24n", "3.02×", "FAIL", "PASS", "0.021", "a note",
+		"197.0 µs", "22.3 MB", "347"} {
+		if !strings.Contains(text, cell) {
+			t.Errorf("renderSoak text lacks %q", cell)
+		}
+	}
+	if strings.Contains(text, "results/") {
+		t.Error("the text rendering links the picture")
+	}
+}
+
+func TestReadmeHasSoakSection(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin, end := sectionMarkers(suiteSoak)
+	for _, s := range []string{"## The soak suite", begin, end, "-suite soak", "-soak-duration"} {
+		if !strings.Contains(string(readme), s) {
+			t.Errorf("bench/README.md lacks %q", s)
+		}
+	}
+}
+
+// BenchmarkHALogAdd is the harness's cost per HAProxy log line (part of the
+// gateway's whole-host CPU in the soak's CPU comparison).
+func BenchmarkHALogAdd(b *testing.B) {
+	h := &haLog{backend: "fn_x", t0: time.Date(2026, 12, 6, 5, 1, 0, 0, time.UTC), loc: time.UTC, perSec: map[string][]int32{}, byServer: map[string]*haServer{}}
+	for b.Loop() {
+		h.add(logOK, time.Time{})
+	}
+}
