@@ -194,3 +194,45 @@ func TestColdStartAsksAgain(t *testing.T) {
 		t.Error("Busy after the request was answered")
 	}
 }
+
+// TestColdStartForwardFails: a replica that answers its health but drops
+// the held request gives 502 JSON naming the function, and the log line
+// names it too (the name is read before the header is removed).
+func TestColdStartForwardFails(t *testing.T) {
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == contract.HealthPath {
+			return
+		}
+		if hj, ok := w.(http.Hijacker); ok {
+			c, _, _ := hj.Hijack()
+			c.Close() // reset: no answer
+		}
+	}))
+	defer replica.Close()
+	addr := strings.TrimPrefix(replica.URL, "http://")
+	cat := &staticCatalog{cat: contract.Catalog{Functions: []contract.CatalogFunction{{Name: "hello", Desired: 1,
+		Replicas: []contract.Replica{{TaskID: "t1", Addr: addr, State: "running"}}}}}}
+	var logs strings.Builder
+	var mu sync.Mutex
+	cs, err := NewColdStart(DefaultColdStartConfig(), cat, &startingWaker{cat: cat, addr: addr},
+		slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) }), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("x"))
+	req.Header.Set(HeaderFunction, "hello")
+	cs.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadGateway || rec.Body.String() != `{"error":"replica failed","function":"hello"}`+"\n" {
+		t.Fatalf("%d %q, want 502 JSON naming hello", rec.Code, rec.Body.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "function=hello") || !strings.Contains(logs.String(), "replica="+addr) {
+		t.Fatalf("log does not name the function and replica:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
