@@ -174,8 +174,12 @@ func (f *swarmFixture) spec() Spec {
 	}
 }
 
+// testInstance is the Pulse install the tests' functions join: never
+// "default", so a pulsed of `make up` on the same swarm leaves them alone.
+const testInstance = "pulse-function-test"
+
 func testDeployOptions() DeployOptions {
-	return DeployOptions{HealthInterval: testHealthInterval, DrainGrace: testDrainGrace}
+	return DeployOptions{HealthInterval: testHealthInterval, DrainGrace: testDrainGrace, Instance: testInstance}
 }
 
 func (f *swarmFixture) ctx() context.Context {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -96,6 +97,7 @@ func NewReconciler(cfg ReconcileConfig, hap HAProxyReloader, rt RuntimeAPI, log 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Render.ProbeNew = true
 	return &Reconciler{cfg: cfg, hap: hap, rt: rt, log: log.With("component", "reconcile"),
 		client: &http.Client{Timeout: cfg.ProbeTimeout}, probing: map[string]bool{}, again: make(chan struct{}, 1),
 		slots: Slots{}, routed: map[string]map[string]bool{}}
@@ -209,11 +211,13 @@ func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
 		// slot HAProxy has it in.
 		if have, err := r.rt.Servers(ctx, ""); err == nil {
 			r.slots.Recover(cat, have)
+			r.recoverRouted(cat, have)
 			r.recovered = true
 		}
 	}
 	r.slots.Place(cat)
 	slots := r.slots.Clone()
+	cat = withRouted(cat, r.routed)
 	r.mu.Unlock()
 
 	cfg, err := Render(r.cfg.Render, cat, slots)
@@ -308,6 +312,41 @@ func (r *Reconciler) saveState(ctx context.Context) {
 	if err != nil {
 		r.log.Warn("save server states", "err", err)
 	}
+}
+
+// recoverRouted marks as routed the replicas HAProxy already serves from
+// their slot (pulsed restarted while HAProxy ran on), so the reload of the
+// first apply keeps them in rotation. Called with mu held.
+func (r *Reconciler) recoverRouted(cat contract.Catalog, servers []ServerState) {
+	for _, fn := range cat.Functions {
+		backend := BackendName(fn.Name)
+		for _, rep := range fn.Replicas {
+			i := r.slots.Slot(fn.Name, rep.TaskID)
+			for _, sv := range servers {
+				if sv.Backend == backend && slotIndex(sv.Name) == i && i >= 0 && sv.State() == StateReady && sv.Address() == rep.Addr {
+					if r.routed[fn.Name] == nil {
+						r.routed[fn.Name] = map[string]bool{}
+					}
+					r.routed[fn.Name][rep.TaskID] = true
+				}
+			}
+		}
+	}
+}
+
+// withRouted returns cat with each replica's Routed from routed (the file
+// then declares a replica not probed yet disabled: ProbeNew).
+func withRouted(cat contract.Catalog, routed map[string]map[string]bool) contract.Catalog {
+	out := cat
+	out.Functions = make([]contract.CatalogFunction, len(cat.Functions))
+	for i, fn := range cat.Functions {
+		fn.Replicas = slices.Clone(fn.Replicas)
+		for j := range fn.Replicas {
+			fn.Replicas[j].Routed = routed[fn.Name][fn.Replicas[j].TaskID]
+		}
+		out.Functions[i] = fn
+	}
+	return out
 }
 
 func withoutFunction(cat contract.Catalog, name string) contract.Catalog {

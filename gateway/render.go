@@ -95,6 +95,13 @@ type RenderConfig struct {
 	// (pulsed, for scale from zero). Requests to it carry the function's
 	// name in X-Pulse-Function.
 	BackupAddr string
+	// ProbeNew writes a replica that is not Routed (pulsed has not probed
+	// it yet) as a disabled server: after a reload HAProxy sends it nothing
+	// until pulsed's probe sets it ready, instead of assuming it up while
+	// its watchdog may not listen yet (a refused connection would mark it
+	// down). The reconciler sets it; a render without it trusts every
+	// replica, as a fresh HAProxy must.
+	ProbeNew bool
 	// Keys maps a function's name to its invoke key: a request to that
 	// function needs "Authorization: Bearer <key>". Only a SHA-256 of the
 	// expected header is written to the file, never the key itself.
@@ -547,7 +554,8 @@ func renderFunction(cfg RenderConfig, fn contract.CatalogFunction, slots *Backen
 			b.servers = append(b.servers, renderServer{name: SlotServer(i), addr: freeSlotAddr, free: true})
 			continue
 		}
-		b.servers = append(b.servers, renderServer{name: SlotServer(i), addr: r.Addr, draining: r.Draining})
+		b.servers = append(b.servers, renderServer{name: SlotServer(i), addr: r.Addr, draining: r.Draining,
+			free: !r.Draining && cfg.ProbeNew && !r.Routed})
 	}
 	return b, nil
 }
@@ -586,6 +594,8 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 	}
 	for _, s := range b.servers {
 		switch {
+		case s.free && s.addr != freeSlotAddr:
+			w.in("server %s %s check disabled # not probed yet", s.name, s.addr)
 		case s.free:
 			w.in("server %s %s check disabled", s.name, s.addr)
 		case s.draining:
