@@ -208,3 +208,55 @@ func TestReconcilerSlots(t *testing.T) {
 		t.Fatalf("reconcile error: %v", err)
 	}
 }
+
+// TestReloadRetiredWorker: a keep-alive connection opened before a reload
+// is served by the retired worker, which does not know a function added
+// by that reload: it answers 503 "retry" (and closes), never 404, and the
+// retry on a new connection reaches the function.
+func TestReloadRetiredWorker(t *testing.T) {
+	l := newRecLab(t)
+	l.send(1, "a")
+	l.until("a serves", func(m map[string]int) bool { return m["a"] == 20 })
+
+	old := &hxClient{addr: l.hx.front}
+	defer old.close()
+	if st, body, err := old.get("/function/f"); err != nil || st != 200 || body != "a" {
+		t.Fatalf("before the reload: %d %q %v", st, body, err)
+	}
+	cat := contract.Catalog{Version: "2", Functions: []contract.CatalogFunction{
+		{Name: "f", Desired: 1, Labels: map[string]string{contract.LabelFunction: "f"},
+			Replicas: []contract.Replica{{TaskID: "taska", Addr: l.replica("a"), State: "running"}}},
+		{Name: "g", Desired: 1, Labels: map[string]string{contract.LabelFunction: "g"},
+			Replicas: []contract.Replica{{TaskID: "taskb", Addr: l.replica("b"), State: "running"}}},
+	}}
+	reloads := l.rec.Reloads()
+	l.cats <- cat
+	deadline := time.Now().Add(10 * time.Second)
+	for l.rec.Reloads() == reloads {
+		if time.Now().After(deadline) {
+			t.Fatal("no reload for the new function")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st, body, err := old.get("/function/g")
+	t.Logf("retired worker: %d %q %v", st, body, err)
+	if err == nil && st != http.StatusServiceUnavailable {
+		t.Fatalf("the new function on a connection from before the reload: %d %q, want 503 (retry) or a closed connection", st, body)
+	}
+	if err == nil && !strings.Contains(body, "gateway reloading") {
+		t.Fatalf("503 body %q", body)
+	}
+	fresh := &hxClient{addr: l.hx.front}
+	defer fresh.close()
+	for {
+		st, body, err = fresh.get("/function/g")
+		if err == nil && st == 200 && body == "b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new function on a new connection: %d %q %v", st, body, err)
+		}
+		fresh.close()
+		time.Sleep(20 * time.Millisecond)
+	}
+}

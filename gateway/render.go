@@ -411,6 +411,10 @@ func Render(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]byte, error)
 	w.blank()
 
 	w.line("backend %s", unknownBackend)
+	w.comment("A retired worker (after a reload) serves the idle keep-alive connections it still has with the old")
+	w.comment("configuration: a function added since is unknown to it. Say so with a 503 to retry on a new connection.")
+	w.in("http-request return status 503 content-type application/json lf-string %s hdr Retry-After 0 hdr Connection close if { stopping }",
+		renderQuote(`{"error":"gateway reloading: retry","function":"%[var(txn.function),json(utf8s)]"}`+"\n"))
 	w.in("http-request return status 404 content-type application/json lf-string %s",
 		renderQuote(`{"error":"function not found","function":"%[var(txn.function),json(utf8s)]"}`+"\n"))
 	w.blank()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -74,7 +75,7 @@ func freeAddr(t *testing.T) string {
 // startPulsed builds and runs a pulsed of its own instance, on its own
 // ports and state directory (a `make up` pulsed is neither used nor
 // disturbed), until the test ends; it returns its API's URL.
-func startPulsed(t *testing.T, instance string) string {
+func startPulsed(t *testing.T, instance string) (api, gateway string) {
 	t.Helper()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
@@ -87,10 +88,10 @@ func startPulsed(t *testing.T, instance string) string {
 	if out, err := exec.Command("go", "build", "-o", bin, "../pulsed").CombinedOutput(); err != nil {
 		t.Fatalf("build pulsed: %v\n%s", err, out)
 	}
-	api := freeAddr(t)
+	apiAddr, gwAddr := freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(dir, "pulsed.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("instance: %s\nstate_dir: %s\napi_listen: %s\ngateway_listen: %s\nadmin_listen: %s\n"+
-		"autoscale: false\nleave_running: false\n", instance, filepath.Join(dir, "state"), api, freeAddr(t), freeAddr(t))), 0o644); err != nil {
+		"autoscale: false\nleave_running: false\n", instance, filepath.Join(dir, "state"), apiAddr, gwAddr, freeAddr(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logFile, err := os.Create(filepath.Join(dir, "pulsed.log"))
@@ -124,13 +125,13 @@ func startPulsed(t *testing.T, instance string) string {
 			}
 		}
 	})
-	url := "http://" + api
+	url := "http://" + apiAddr
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		resp, err := http.Get(url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url
+				return url, "http://" + gwAddr
 			}
 		}
 		select {
@@ -160,8 +161,9 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	cache := t.TempDir()
 	instance := "e2e-" + tag
-	api := startPulsed(t, instance)
-	env := map[string]string{"PULSE_CACHE_DIR": cache, "PULSE_API": api, "PULSE_INSTANCE": instance}
+	api, gw := startPulsed(t, instance)
+	// invoke goes through the pulsed's gateway: ready must mean routed.
+	env := map[string]string{"PULSE_CACHE_DIR": cache, "PULSE_API": api, "PULSE_INSTANCE": instance, "PULSE_GATEWAY": gw}
 
 	// A static executable for the bin template: the C echo.
 	echo := filepath.Join(dir, "echo")
@@ -245,7 +247,7 @@ int main(void){char b[4096];ssize_t n;while((n=read(0,b,sizeof b))>0)if(write(1,
 					t.Errorf("scale --wait without pulsed: exit %d, stderr %s; want %q and the config key", code, errs, want)
 				}
 			}
-			code, out, errs = pulse(t, fdir, env, append([]string{"invoke", name}, tc.invoke...)...)
+			code, out, errs = pulse(t, fdir, env, append([]string{"invoke", "-v", name}, tc.invoke...)...)
 			if code != 0 {
 				t.Fatalf("invoke: exit %d %s", code, errs)
 			}
@@ -259,7 +261,11 @@ int main(void){char b[4096];ssize_t n;while((n=read(0,b,sizeof b))>0)if(write(1,
 				t.Fatalf("rm: %d %s %s", code, out, errs)
 			}
 			assertGone(t, cli, name)
-			if code, _, errs := pulse(t, fdir, env, "invoke", name); code != exitFailure || !strings.Contains(errs, "pulse ls") {
+			// Straight to the swarm (no gateway): the CLI's own "not
+			// deployed" answer.
+			direct := maps.Clone(env)
+			delete(direct, "PULSE_GATEWAY")
+			if code, _, errs := pulse(t, fdir, direct, "invoke", name); code != exitFailure || !strings.Contains(errs, "pulse ls") {
 				t.Errorf("invoke after rm: exit %d, %s", code, errs)
 			}
 		})

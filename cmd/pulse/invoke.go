@@ -85,6 +85,10 @@ The answer's body goes to stdout; a non-2xx answer exits 1.`,
 				}
 				req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
+			// One request, one connection: none is kept idle for later (a
+			// connection opened before an HAProxy reload is served by the
+			// retired worker, which knows no function added since).
+			req.Close = true
 			resp, err := (&http.Client{Timeout: timeout}).Do(req)
 			if err != nil {
 				return fmt.Errorf("invoke %s: %w", name, err)
