@@ -32,7 +32,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -42,9 +41,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/client"
 
-	"github.com/pulsefaas/pulse/alarms"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
@@ -100,8 +97,6 @@ const (
 	asStopGrace      = 20 * time.Second
 	// The alarm the step trials follow.
 	asAlarmUp = "pulse_scale_up"
-	// hookInstalled is the exec: path in alarms/health/pulse.conf.
-	hookInstalled = "/usr/local/lib/pulse/pulse-alarm-hook"
 )
 
 // asSteps are the load steps, each a number of closed-loop connections.
@@ -118,31 +113,15 @@ int main(void){struct timespec d={0,` + "100000000" + `};nanosleep(&d,0);char b[
 while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 `
 
-// autoscaleBench runs the autoscale suite.
+// autoscaleBench runs the autoscale suite on the lab stack (lab.go).
 type autoscaleBench struct {
-	cfg  config
-	log  *slog.Logger
-	env  suiteEnv
-	arts artifacts
-	api  *client.Client
-	sw   *function.Swarm
-	run  string
-	step string // the step function
-	cold string // the cold-start function
-	body string
-	rep  *autoscaleReport
-	http *http.Client
-
-	shared    string // a directory the netdata user can read: hook, token
-	tokenFile string
-	token     string
-
-	stateDir, apiAddr, gwAddr, adminAddr, coldAddr string
-	pulsedLog                                      string
-	pulsed                                         *server
-	rt                                             *gateway.Runtime
-	nd                                             *netdatalab.Netdata
-	stepSvcID                                      string
+	pulseLab
+	cfg       config
+	step      string // the step function
+	cold      string // the cold-start function
+	body      string
+	rep       *autoscaleReport
+	stepSvcID string
 }
 
 // runAutoscale runs the autoscale suite.
@@ -160,43 +139,25 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	}
 	trials := cfg.ScaleTrials
 	b := &autoscaleBench{
-		cfg: cfg, log: log, env: env, run: id, body: payload(cfg.BodyBytes),
+		pulseLab: newPulseLab(log, env, id, asNamePrefix, haproxy, asRouteTimeout, asStopGrace),
+		cfg:      cfg, body: payload(cfg.BodyBytes),
 		step: asNamePrefix + id + "-step", cold: asNamePrefix + id + "-cold",
-		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 	}
 	b.rep = &autoscaleReport{
-		Suite: cfg.Suite, Started: env.started.Format(time.RFC3339),
 		Config: autoscaleConfig{
 			Quick: cfg.Quick, Trials: trials, StepFunction: b.step, ColdFunction: b.cold,
 			Metric: asMetric, Target: asTarget, Min: asMin, Max: asMax, HandlerMS: asHandlerMS, TimeoutS: asTimeout.Seconds(),
 			Steps: asSteps, HealthIntervalMS: 0, DrainGraceMS: gwMS(asDrainGrace),
 			TaskPollMS: gwMS(asTaskPoll), HAProxyPollMS: gwMS(asHAProxyPoll), BodyBytes: cfg.BodyBytes,
 		},
-		Machine: collectMachine(ctx, env.tools, env.clk),
 	}
 	rep := b.rep
-	if env.clkNote != "" {
-		rep.Notes = append(rep.Notes, env.clkNote)
-	}
-	rep.HAProxy, _ = haproxyVersion(ctx, haproxy)
-	if out, err := commandOutput(ctx, "/usr/sbin/netdata", "-V"); err == nil {
-		rep.Netdata = strings.TrimSpace(out)
-	}
-	if err := b.connect(ctx); err != nil {
+	if err := b.open(ctx, cfg.Suite, &rep.labHead, &rep.reportEnd); err != nil {
 		return err
 	}
 	defer func() { rep.Cleanup = append(rep.Cleanup, b.cleanup()...) }()
-
-	log.Info("building", "root", env.root)
-	if b.arts, err = build(ctx, log, env.root, autoscaleBuilds(env.tools, env.tmp)); err != nil {
+	if err := b.build(ctx, &rep.labHead, cStep(env.tools, env.tmp, "sleepecho", sleepEchoC)); err != nil {
 		return err
-	}
-	names := []string{"pulsed", "pulse.d.plugin", "pulse-alarm-hook", "watchdog", "sleepecho"}
-	for _, n := range names {
-		rep.Artifacts = append(rep.Artifacts, *b.arts[n])
-	}
-	if m := b.arts.missing(names); m != "" {
-		return fmt.Errorf("%s did not build: %s", m, b.arts[m].Error)
 	}
 	if err := b.prepareShared(); err != nil {
 		return err
@@ -204,7 +165,7 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if err := b.deploy(ctx); err != nil {
 		return err
 	}
-	if err := b.start(ctx, haproxy); err != nil {
+	if err := b.start(ctx); err != nil {
 		return err
 	}
 
@@ -246,53 +207,6 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	return publish(cfg, stdout, env.started, rep, renderAutoscale(*rep, false, ""), func(rel string) string { return renderAutoscale(*rep, true, rel) })
 }
 
-// autoscaleBuilds: pulsed, the plugin and the hook as they ship, the
-// fork-mode watchdog as an image gets it, and the C handler.
-func autoscaleBuilds(t tools, dir string) []buildStep {
-	out := func(name string) string { return filepath.Join(dir, name) }
-	goBuild := func(name, pkg, tags string, static bool) buildStep {
-		argv := []string{t.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out(name)}
-		if tags != "" {
-			argv = append(argv, "-tags", tags)
-		}
-		st := buildStep{name: name, source: pkg, out: out(name), argv: append(argv, pkg)}
-		if static {
-			st.env = []string{"CGO_ENABLED=0"}
-		}
-		return st
-	}
-	src := filepath.Join(dir, "sleepecho.c")
-	_ = os.WriteFile(src, []byte(sleepEchoC), 0o644) // a failure shows as gcc's
-	return []buildStep{
-		{name: "pulsed", source: "./cmd/pulsed", out: out("pulsed"), argv: []string{t.goBin, "build", "-o", out("pulsed"), "./cmd/pulsed"}},
-		goBuild("pulse.d.plugin", "./cmd/pulse.d.plugin", "", true),
-		goBuild("pulse-alarm-hook", "./cmd/pulse-alarm-hook", "", true),
-		goBuild("watchdog", "./cmd/pulse-watchdog", "nethttpomithttp2,watchdog_nohttp", true),
-		{name: "sleepecho", source: "(generated) sleepecho.c", out: out("sleepecho"),
-			argv: []string{t.gcc, "-static", "-O2", "-s", "-o", out("sleepecho"), src}},
-	}
-}
-
-// connect opens the engine client and checks for a single-node swarm.
-func (b *autoscaleBench) connect(ctx context.Context) error {
-	api, _, v, err := connectSingleNodeSwarm(ctx, "autoscale", "where every replica runs on this host", gwCallTimeout)
-	if err != nil {
-		return err
-	}
-	b.rep.Engine = v.Version + " (API " + v.APIVersion + ")"
-	b.api = api
-	b.sw = function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
-	return nil
-}
-
-// prepareShared makes the directory Netdata's user reads: the hook (run by
-// Netdata as user netdata) and the alarm token (0640 root:netdata).
-func (b *autoscaleBench) prepareShared() error {
-	var err error
-	b.shared, b.tokenFile, b.token, err = prepareAlarmShared(b.arts.path("pulse-alarm-hook"))
-	return err
-}
-
 // deploy assembles the image (watchdog + the C handler, fork mode) and
 // deploys the step function at 1 replica and the cold one at 0.
 func (b *autoscaleBench) deploy(ctx context.Context) error {
@@ -311,23 +225,9 @@ func (b *autoscaleBench) deploy(ctx context.Context) error {
 		{b.step, function.Scale{Metric: asMetric, Target: asTarget, Min: asMin, Max: asMax}},
 		{b.cold, function.Scale{Metric: asMetric, Target: asTarget, Min: 0, Max: 2}},
 	} {
-		labels := map[string]string{gwTestLabel: "1", gwRunLabel: b.run}
 		spec := function.Spec{Name: d.name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
-			Timeout: asTimeout, MaxBody: 1 << 20, Scale: d.scale, Labels: labels}
-		imgLabels := map[string]string{contract.LabelFunction: d.name}
-		maps.Copy(imgLabels, labels)
-		img, err := function.Assemble(function.ImageSpec{
-			Tag: function.ImageRepository + d.name + ":bench",
-			Files: []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: wd},
-				{Path: function.FunctionPath, Mode: 0o755, Content: fn}},
-			Entrypoint: []string{function.WatchdogPath}, Env: spec.WatchdogEnv(), User: function.ImageUser,
-			ExposedPorts: []string{fmt.Sprintf("%d/tcp", contract.WatchdogPort)},
-			Labels:       imgLabels,
-		})
-		if err != nil {
-			return err
-		}
-		res, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: asDrainGrace, Instance: benchInstance(b.run)})
+			Timeout: asTimeout, MaxBody: 1 << 20, Scale: d.scale}
+		_, res, err := b.deployFunction(ctx, &spec, wd, fn, asDrainGrace)
 		if err != nil {
 			return err
 		}
@@ -344,122 +244,28 @@ func (b *autoscaleBench) deploy(ctx context.Context) error {
 	return nil
 }
 
-// start starts the lab Netdata and pulsed (ports chosen first, so each can
-// point at the other), and waits until the step function is routed and its
-// alarms are initialised.
-func (b *autoscaleBench) start(ctx context.Context, haproxy string) error {
-	for _, a := range []*string{&b.apiAddr, &b.gwAddr, &b.adminAddr, &b.coldAddr} {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		*a = addr
-	}
-	// Netdata 1.37 runs exec: as one quoted word (sh -c "exec '<exec>'
-	// '<recipient>' ..."), so the hook cannot take flags there: it gets
-	// pulsed's URL and the token file from Netdata's environment instead.
-	health, err := healthWithHook(alarms.Templates(), filepath.Join(b.shared, "pulse-alarm-hook"))
-	if err != nil {
+// start starts the lab Netdata and pulsed (with a short stabilisation
+// window, the periodic evaluation at its default, debug logs for the hook's
+// line), and waits until the step function is routed and its alarms are
+// initialised.
+func (b *autoscaleBench) start(ctx context.Context) error {
+	if err := b.startNetdata(ctx); err != nil {
 		return err
 	}
-	catalogURL := "http://" + b.apiAddr + contract.CatalogPath
-	ndLog, err := os.Create(filepath.Join(b.env.tmp, "netdata.log"))
-	if err != nil {
-		return err
-	}
-	defer ndLog.Close()
-	b.nd, err = netdatalab.Start(ctx, netdatalab.Config{
-		Plugin:       b.arts.path("pulse.d.plugin"),
-		PluginConfig: netdatalab.JobConfig(catalogURL, "http://"+b.adminAddr+"/metrics"),
-		Health:       health,
-		Env:          []string{"PULSE_ALARM_URL=http://" + b.apiAddr + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + b.tokenFile},
-		Stderr:       ndLog,
-	})
-	if err != nil {
-		return err
-	}
-	b.log.Info("lab netdata", "url", b.nd.URL)
-
-	b.stateDir = filepath.Join(b.env.tmp, "state")
-	if err := os.Mkdir(b.stateDir, 0o750); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	cfgFile := filepath.Join(b.env.tmp, "pulsed.yaml")
-	if err := os.WriteFile(cfgFile, []byte("# pulse bench: every setting comes from PULSE_* variables\nlog_level: debug\n"), 0o644); err != nil {
-		return fmt.Errorf("pulsed config: %w", err)
-	}
-	changed := []string{
-		"PULSE_SCALE_WINDOW=" + asScaleWindow.String(),
-		"PULSE_RESYNC_INTERVAL=" + asResync.String(),
+	changed, err := b.startPulsed(ctx,
+		"PULSE_SCALE_WINDOW="+asScaleWindow.String(),
+		"PULSE_RESYNC_INTERVAL="+asResync.String(),
 		"PULSE_LOG_LEVEL=debug",
-		"PULSE_SELECTOR=" + gwRunLabel + "=" + b.run,
+	)
+	if err != nil {
+		return err
 	}
 	b.rep.Config.PulsedEnv = changed
-	env := append(append(baseEnv(),
-		"PULSE_STATE_DIR="+b.stateDir,
-		"PULSE_INSTANCE="+benchInstance(b.run),
-		"PULSE_API_LISTEN="+b.apiAddr,
-		"PULSE_GATEWAY_LISTEN="+b.gwAddr,
-		"PULSE_ADMIN_LISTEN="+b.adminAddr,
-		"PULSE_COLDSTART_LISTEN="+b.coldAddr,
-		"PULSE_LEAVE_RUNNING=false",
-		"PULSE_HAPROXY="+haproxy,
-		"PULSE_AUTOSCALE=true",
-		"PULSE_ALARM_TOKEN_FILE="+b.tokenFile,
-		"PULSE_NETDATA_URL="+b.nd.URL,
-	), changed...)
-	b.pulsedLog = filepath.Join(b.env.tmp, "pulsed.log")
-	b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", cfgFile}, Env: env, Addr: b.apiAddr}, b.pulsedLog)
-	if err != nil {
-		return err
-	}
-	b.rt = gateway.NewRuntime(filepath.Join(b.stateDir, "haproxy.sock"), time.Second)
-	if err := waitReady(ctx, b.pulsed, "http://"+b.apiAddr+"/healthz", asRouteTimeout); err != nil {
-		return err
-	}
-	if err := b.waitServers(ctx, b.step, 1, true); err != nil {
-		return err
-	}
-	if err := probe(ctx, "http://"+b.gwAddr+"/function/"+b.step, b.body); err != nil {
+	if err := b.waitRouted(ctx, b.step, 1, b.body); err != nil {
 		return err
 	}
 	b.log.Info("pulsed routing; waiting for the alarms to initialise", "api", b.apiAddr, "gateway", b.gwAddr)
-	deadline := time.Now().Add(asAlarmInit)
-	for {
-		st, err := b.alarmStatus(ctx, b.step)
-		if err == nil && st == "CLEAR" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", asAlarmUp, b.step, asAlarmInit, st, err,
-				truncate(b.nd.ErrorLog(), 2000))
-		}
-		if err := gwSleep(ctx, 500*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
-// healthWithHook returns the health templates with every exec: line
-// running hook (a path) instead of the installed hook.
-func healthWithHook(templates, hook string) (string, error) {
-	lines := strings.Split(templates, "\n")
-	n := 0
-	for i, l := range lines {
-		key, val, ok := strings.Cut(l, ":")
-		if !ok || strings.TrimSpace(key) != "exec" {
-			continue
-		}
-		if strings.TrimSpace(val) != hookInstalled {
-			return "", fmt.Errorf("health templates: exec line %q does not run %s", l, hookInstalled)
-		}
-		lines[i] = key + ": " + hook
-		n++
-	}
-	if n == 0 {
-		return "", errors.New("health templates: no exec: line")
-	}
-	return strings.Join(lines, "\n"), nil
+	return b.waitAlarm(ctx, b.step, asAlarmInit)
 }
 
 // keepLogs copies pulsed's log and the lab Netdata's error log out of the
@@ -475,72 +281,9 @@ func (b *autoscaleBench) keepLogs() {
 	if !failed {
 		return
 	}
-	dir, err := os.MkdirTemp("", "pulse-bench-autoscale-"+b.run+"-logs-")
-	if err != nil {
-		return
+	if dir := b.pulseLab.keepLogs(suiteAutoscale, nil); dir != "" {
+		b.rep.Notes = append(b.rep.Notes, "a trial failed: pulsed's log and the lab Netdata's error log are kept in "+dir)
 	}
-	if p, err := os.ReadFile(b.pulsedLog); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, "pulsed.log"), p, 0o644)
-	}
-	if b.nd != nil {
-		_ = os.WriteFile(filepath.Join(dir, "netdata-error.log"), []byte(b.nd.ErrorLog()), 0o644)
-	}
-	b.rep.Notes = append(b.rep.Notes, "a trial failed: pulsed's log and the lab Netdata's error log are kept in "+dir)
-}
-
-// cleanup stops Netdata and pulsed, kills any HAProxy of the run, removes
-// everything of the run from the engine and the shared directory. It is
-// safe to call twice; it returns what it found left over.
-func (b *autoscaleBench) cleanup() []string {
-	var found []string
-	if b.nd != nil {
-		if err := b.nd.Stop(); err != nil {
-			found = append(found, "lab netdata: "+err.Error())
-		}
-		b.nd = nil
-	}
-	if b.pulsed != nil {
-		if _, err := b.pulsed.stop(asStopGrace); err != nil {
-			found = append(found, "pulsed: "+err.Error())
-		}
-		b.pulsed = nil
-		deadline := time.Now().Add(gwHAProxyLinger)
-		for time.Now().Before(deadline) {
-			if left, err := findHAProxies("/proc", b.stateDir); err != nil || len(left) == 0 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if b.env.tmp != "" {
-		if pids := killHAProxies(b.env.tmp); len(pids) > 0 {
-			found = append(found, fmt.Sprintf("haproxy processes %v: killed", pids))
-		}
-	}
-	if b.shared != "" {
-		_ = os.RemoveAll(b.shared)
-		b.shared = ""
-	}
-	if b.api == nil {
-		return found
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
-	defer cancel()
-	prefix := asNamePrefix + b.run
-	remove := func(ctx context.Context, name string) error {
-		ctx, cancel := context.WithTimeout(ctx, gwRemoveTimeout)
-		defer cancel()
-		if err := b.sw.Remove(ctx, name); err != nil && !errors.Is(err, function.ErrNotFound) {
-			return err
-		}
-		return nil
-	}
-	return engineSweep{
-		api: b.api, log: b.log, call: gwCall, remove: remove,
-		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
-		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run)),
-		serviceKey: gwLabelServiceName,
-	}.run(ctx, found)
 }
 
 // --- observing ---
@@ -549,85 +292,6 @@ func (b *autoscaleBench) cleanup() []string {
 // with their state, address and sessions.
 func (b *autoscaleBench) servers(ctx context.Context, fn string) ([]slotInfo, error) {
 	return readSlots(ctx, b.rt, gateway.BackendName(fn))
-}
-
-// waitServers waits until HAProxy has exactly n slots of fn holding a
-// replica (not in maintenance) and, if up, that many serving (ready and
-// up).
-func (b *autoscaleBench) waitServers(ctx context.Context, fn string, n int, up bool) error {
-	deadline := time.Now().Add(asRouteTimeout)
-	var last string
-	for {
-		ss, err := b.rt.Servers(ctx, gateway.BackendName(fn))
-		if err == nil {
-			live, ready := countSlots(ss)
-			if live == n && (!up || ready == n) {
-				return nil
-			}
-			last = fmt.Sprintf("%d servers holding a replica, %d ready and up", live, ready)
-		} else {
-			last = err.Error()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("HAProxy has not %d servers for %s after %s (last: %s)", n, fn, asRouteTimeout, last)
-		}
-		select {
-		case <-b.pulsed.done:
-			return fmt.Errorf("pulsed exited; log: %s", b.pulsed.logTail(2000))
-		default:
-		}
-		if err := gwSleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
-func (b *autoscaleBench) getJSON(ctx context.Context, url string, auth bool, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	if auth {
-		req.Header.Set("Authorization", "Bearer "+b.token)
-	}
-	resp, err := b.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(into)
-}
-
-func (b *autoscaleBench) events(ctx context.Context) (contract.ScaleEvents, error) {
-	var ev contract.ScaleEvents
-	err := b.getJSON(ctx, "http://"+b.apiAddr+contract.EventsPath, true, &ev)
-	return ev, err
-}
-
-func (b *autoscaleBench) catalogFunction(ctx context.Context, fn string) (contract.CatalogFunction, error) {
-	var cat contract.Catalog
-	if err := b.getJSON(ctx, "http://"+b.apiAddr+contract.CatalogPath, false, &cat); err != nil {
-		return contract.CatalogFunction{}, err
-	}
-	for _, f := range cat.Functions {
-		if f.Name == fn {
-			return f, nil
-		}
-	}
-	return contract.CatalogFunction{}, fmt.Errorf("%s is not in pulsed's catalog", fn)
-}
-
-func utilChart(fn string) string {
-	return contract.Chart(fn, contract.ChartUtilization)
-}
-
-// alarmStatus is the status of fn's scale-up alarm in the lab Netdata.
-func (b *autoscaleBench) alarmStatus(ctx context.Context, fn string) (string, error) {
-	return b.nd.AlarmStatus(ctx, asAlarmUp, utilChart(fn))
 }
 
 // quiet reports whether fn's utilisation was below asQuietPct for each of
@@ -1228,32 +892,16 @@ func (l *stepLoad) worker() {
 			c, br = conn, bufio.NewReader(conn)
 		}
 		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-		if _, err := io.WriteString(c, l.req); err != nil {
-			l.fail("write: " + err.Error())
-			drop()
-			continue
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			l.fail("read: " + err.Error())
-			drop()
-			continue
-		}
-		got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		switch {
-		case err != nil:
-			l.fail("read body: " + err.Error())
-			drop()
-			continue
-		case resp.StatusCode != http.StatusOK:
-			l.fail(resp.Status)
-		case string(got) != l.body:
-			l.fail("wrong body: " + truncate(string(got), 80))
-		default:
+		status, outcome, msg, done := roundTrip(c, br, l.req, l.body)
+		switch outcome {
+		case soakOK:
 			l.ok.Add(1)
+		case soakErrStatus:
+			l.fail(fmt.Sprintf("%d %s", status, http.StatusText(status))) // counted by status
+		default:
+			l.fail(msg)
 		}
-		if resp.Close {
+		if done {
 			drop()
 		}
 	}

@@ -14,24 +14,14 @@ import (
 
 // autoscaleReport is everything one run of the autoscale suite produced.
 type autoscaleReport struct {
-	Suite     string          `json:"suite"`
-	Started   string          `json:"started"`
-	Finished  string          `json:"finished"`
-	Config    autoscaleConfig `json:"config"`
-	Machine   machineInfo     `json:"machine"`
-	Engine    string          `json:"engine"`
-	HAProxy   string          `json:"haproxy"`
-	Netdata   string          `json:"netdata"`
-	Artifacts []artifact      `json:"artifacts"`
+	labHead
+	Config autoscaleConfig `json:"config"`
 
 	Steps []stepTrial `json:"step_trials"`
 	Cold  []coldTrial `json:"cold_trials"`
 
 	Summary autoscaleSummary `json:"summary"`
-	Goals   []goal           `json:"goals"`
-	Notes   []string         `json:"notes,omitempty"`
-	// Cleanup lists what the final sweep found left behind and removed.
-	Cleanup []string `json:"cleanup,omitempty"`
+	reportEnd
 }
 
 // autoscaleConfig is the suite's configuration as recorded with the results.
@@ -278,7 +268,7 @@ func summarizeAutoscale(steps []autoscaleStep, trials []stepTrial, cold []coldTr
 		if sum.Trials == 0 {
 			continue
 		}
-		sum.MedianS, sum.P95S = secs(median(totals)), secs(gwPercentile(totals, 95))
+		sum.MedianS, sum.P95S = secs(median(totals)), secs(percentile(totals, 95))
 		sum.MinS, sum.MaxS = secs(slices.Min(totals)), secs(slices.Max(totals))
 		for _, v := range stages {
 			ok := nonNaN(v)
@@ -299,7 +289,7 @@ func summarizeAutoscale(steps []autoscaleStep, trials []stepTrial, cold []coldTr
 		}
 	}
 	if len(lat) > 0 {
-		s.Cold.MedianS, s.Cold.P95S = secs(median(lat)), secs(gwPercentile(lat, 95))
+		s.Cold.MedianS, s.Cold.P95S = secs(median(lat)), secs(percentile(lat, 95))
 		s.Cold.MinS, s.Cold.MaxS = secs(slices.Min(lat)), secs(slices.Max(lat))
 	}
 	return s
@@ -322,7 +312,7 @@ func autoscaleGoals(s autoscaleSummary) []goal {
 		case !ok:
 			g.Status, g.Value = skip, 0
 		case math.IsInf(v, 1) || math.IsNaN(v):
-			g.Status, g.Value = fail, 0
+			g.Status, g.Value, g.NoValue = fail, 0, true
 			g.Note = strings.TrimPrefix(g.Note+"; no value: trials failed", "; ")
 		default:
 			g.Value = round3(v)
@@ -484,34 +474,13 @@ func trialRows(ts []stepTrial) [][]string {
 	return rows
 }
 
-func autoscaleGoalRows(goals []goal) [][]string {
-	rows := make([][]string, 0, len(goals))
-	for _, g := range goals {
-		value, limit := "", ""
-		switch g.Unit {
-		case "s":
-			limit = fmt.Sprintf("≤ %.1f s", g.Limit)
-			if g.Status != skip && g.Value > 0 {
-				value = fmt.Sprintf("%.2f s", g.Value)
-			}
-		default:
-			limit = fmt.Sprintf("≤ %.0f %s", g.Limit, g.Unit)
-			if g.Status != skip {
-				value = fmt.Sprintf("%.0f %s", g.Value, g.Unit)
-			}
-		}
-		rows = append(rows, []string{g.Name, value, limit, g.Status, g.Note})
-	}
-	return rows
-}
-
 func autoscaleSetup(r autoscaleReport) string {
 	m, c := r.Machine, r.Config
 	var steps []string
 	for _, s := range c.Steps {
 		steps = append(steps, fmt.Sprintf("%s = %d connections", s.Name, s.Conns))
 	}
-	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s, Docker Engine %s, %s, %s; %d trial(s) per step (%s); "+
+	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; %d trial(s) per step (%s); "+
 		"function: fork mode, a static C handler sleeping %g ms then echoing, scale %s target %g min %d max %d, Docker health interval %g ms (0: none); pulsed: %s",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, r.Engine, r.HAProxy, r.Netdata, c.Trials, strings.Join(steps, ", "),
 		c.HandlerMS, c.Metric, c.Target, c.Min, c.Max, c.HealthIntervalMS, strings.Join(c.PulsedEnv, " "))
@@ -534,41 +503,25 @@ const (
 )
 
 func renderAutoscale(r autoscaleReport, md bool, jsonPath string) string {
-	var b strings.Builder
-	table := func(header []string, rows [][]string) {
-		if md {
-			markdownTable(&b, header, rows)
-		} else {
-			textTable(&b, header, rows)
-		}
-	}
-	sep := "\n"
+	b := &reportDoc{md: md}
 	if md {
-		sep = "\n\n"
-		fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, autoscaleSetup(r))
+		fmt.Fprintf(b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, autoscaleSetup(r))
 	} else {
-		fmt.Fprintf(&b, "\nautoscale benchmark, %s\n%s\n", r.Started, autoscaleSetup(r))
+		fmt.Fprintf(b, "\nautoscale benchmark, %s\n%s\n", r.Started, autoscaleSetup(r))
 	}
-	section := func(caption string, header []string, rows [][]string) {
-		if len(rows) == 0 {
-			return
-		}
-		b.WriteString("\n" + caption + sep)
-		table(header, rows)
-	}
-	section(stepCaption, stepHeader, stepRows(r.Summary))
-	section(stageCaption, stageHeader(r.Summary), stageRows(r.Summary))
-	section(coldCaption, coldHeader, coldRows(r.Summary.Cold))
+	b.section(stepCaption, stepHeader, stepRows(r.Summary))
+	b.section(stageCaption, stageHeader(r.Summary), stageRows(r.Summary))
+	b.section(coldCaption, coldHeader, coldRows(r.Summary.Cold))
 	b.WriteString("\n")
-	table(goalHeader, autoscaleGoalRows(r.Goals))
+	b.table(goalHeader, goalRows(r.Goals))
 	if md {
 		b.WriteString("\n<details><summary>Every step trial (seconds after t0)</summary>\n\n")
-		table(trialHeader, trialRows(r.Steps))
+		b.table(trialHeader, trialRows(r.Steps))
 		b.WriteString("\n</details>\n")
 	} else {
 		b.WriteString("\nevery step trial (seconds after t0):\n")
-		table(trialHeader, trialRows(r.Steps))
+		b.table(trialHeader, trialRows(r.Steps))
 	}
-	writeNotes(&b, r.Notes, md)
+	writeNotes(&b.Builder, r.Notes, md)
 	return b.String()
 }

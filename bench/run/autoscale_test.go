@@ -184,7 +184,7 @@ func TestSummarizeAutoscaleAndGoals(t *testing.T) {
 		t.Errorf("an infinite p95 is not null: %s", b)
 	}
 	for _, md := range []bool{false, true} {
-		out := renderAutoscale(autoscaleReport{Summary: s, Goals: goals, Steps: trials}, md, "x.json")
+		out := renderAutoscale(autoscaleReport{Summary: s, reportEnd: reportEnd{Goals: goals}, Steps: trials}, md, "x.json")
 		if !strings.Contains(out, "task running → server took traffic") || !strings.Contains(out, "failed") {
 			t.Errorf("render (md %t) lacks the stage table:\n%s", md, out)
 		}

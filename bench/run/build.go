@@ -61,34 +61,56 @@ type buildStep struct {
 	env               []string
 }
 
+// goStep builds pkg the way an image's Go program is built: static (no
+// cgo), trimmed, stripped, with tags (the watchdog's: function/buildgo.go).
+func goStep(t tools, dir, name, pkg, tags string) buildStep {
+	out := filepath.Join(dir, name)
+	argv := []string{t.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out}
+	if tags != "" {
+		argv = append(argv, "-tags", tags)
+	}
+	return buildStep{name: name, source: pkg, out: out, argv: append(argv, pkg), env: []string{"CGO_ENABLED=0"}}
+}
+
+// pulsedStep builds cmd/pulsed as `make` does.
+func pulsedStep(t tools, dir string) buildStep {
+	out := filepath.Join(dir, "pulsed")
+	return buildStep{name: "pulsed", source: "./cmd/pulsed", out: out, argv: []string{t.goBin, "build", "-o", out, "./cmd/pulsed"}}
+}
+
+// cStep writes src, a generated C program, to dir and compiles it
+// statically, as a fork-mode handler in an image. A failure to write shows
+// as gcc's.
+func cStep(t tools, dir, name, src string) buildStep {
+	file, out := filepath.Join(dir, name+".c"), filepath.Join(dir, name)
+	_ = os.WriteFile(file, []byte(src), 0o644)
+	return buildStep{name: name, source: "(generated) " + name + ".c", out: out, argv: []string{t.gcc, "-static", "-O2", "-s", "-o", out, file}}
+}
+
 // watchdogBuilds are the suite's programs. The Go ones are built the way an
 // image's would be: static (no cgo), trimmed, stripped.
 func watchdogBuilds(t tools, dir string) []buildStep {
 	out := func(name string) string { return filepath.Join(dir, name) }
-	goBuild := func(name, pkg, tags string) buildStep {
-		argv := []string{t.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out(name)}
-		if tags != "" {
-			argv = append(argv, "-tags", tags)
-		}
-		return buildStep{
-			name: name, source: pkg, out: out(name),
-			argv: append(argv, pkg),
-			env:  []string{"CGO_ENABLED=0"},
-		}
-	}
 	// The watchdogs are built with the tags `pulse build` gives them in an
 	// image (function/buildgo.go): no HTTP/2, only the mode the image runs.
 	return []buildStep{
-		goBuild("echo", "./bench/echo", ""),
-		goBuild("inproc", "./bench/inproc", "nethttpomithttp2,watchdog_nofork,watchdog_nohttp"),
-		goBuild("watchdog", "./cmd/pulse-watchdog", "nethttpomithttp2,watchdog_nohttp"),
-		goBuild("watchdog-http", "./cmd/pulse-watchdog", "nethttpomithttp2,watchdog_nofork"),
+		goStep(t, dir, "echo", "./bench/echo", ""),
+		goStep(t, dir, "inproc", "./bench/inproc", inprocTags),
+		goStep(t, dir, "watchdog", "./cmd/pulse-watchdog", forkTags),
+		goStep(t, dir, "watchdog-http", "./cmd/pulse-watchdog", "nethttpomithttp2,watchdog_nofork"),
 		{name: "cecho", source: "bench/c/echo.c", out: out("cecho"),
 			argv: []string{t.gcc, "-static", "-O2", "-s", "-o", out("cecho"), "bench/c/echo.c"}},
 		{name: "spawnloop", source: "bench/c/spawnloop.c", out: out("spawnloop"),
 			argv: []string{t.gcc, "-O2", "-o", out("spawnloop"), "bench/c/spawnloop.c"}},
 	}
 }
+
+// Build tags of an image's in-process Go function and of a fork-mode
+// image's watchdog, as `pulse build` gives them.
+const (
+	inprocTags = "nethttpomithttp2,watchdog_nofork,watchdog_nohttp"
+	forkTags   = "nethttpomithttp2,watchdog_nohttp"
+)
 
 // build runs every step; a failed step is recorded, not fatal, so that the
 // variants that do not need it still run.

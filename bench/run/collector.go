@@ -373,17 +373,8 @@ func measureCollector(ctx context.Context, base string, n int) (collectorCycle, 
 	}
 	res.Cycles = len(res.RawMS)
 	sorted := slices.Sorted(slices.Values(res.RawMS))
-	res.P50MS, res.P99MS, res.MaxMS = nearestRank(sorted, 0.50), nearestRank(sorted, 0.99), sorted[len(sorted)-1]
+	res.P50MS, res.P99MS, res.MaxMS = nearestRank(sorted, 50), nearestRank(sorted, 99), sorted[len(sorted)-1]
 	return res, nil
-}
-
-// nearestRank is the nearest-rank percentile of sorted values.
-func nearestRank(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*p+0.999999) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
 // runPluginStandalone runs the built plugin with the shipped config

@@ -279,19 +279,6 @@ type idleSummary struct {
 	HostNoisy   bool `json:"host_noisy,omitempty"`
 }
 
-// percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of xs,
-// or NaN if there are none: the smallest value with at least p % of the
-// values at or below it (the 9th of 10 for p90).
-func percentile(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	rank := int(math.Ceil(p / 100 * float64(len(s))))
-	return s[min(max(rank, 1), len(s))-1]
-}
-
 func mean(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()

@@ -280,15 +280,7 @@ func parseHAProxyVersion(out string) string {
 // in-process Go echo (bench/inproc) built the way an image's Go function is
 // (static, stripped, only the in-process mode of the watchdog).
 func gatewayBuilds(t tools, dir string) []buildStep {
-	out := func(name string) string { return filepath.Join(dir, name) }
-	return []buildStep{
-		{name: "pulsed", source: "./cmd/pulsed", out: out("pulsed"),
-			argv: []string{t.goBin, "build", "-o", out("pulsed"), "./cmd/pulsed"}},
-		{name: "inproc", source: "./bench/inproc", out: out("inproc"),
-			argv: []string{t.goBin, "build", "-trimpath", "-tags", "nethttpomithttp2,watchdog_nofork,watchdog_nohttp",
-				"-ldflags", "-s -w", "-o", out("inproc"), "./bench/inproc"},
-			env: []string{"CGO_ENABLED=0"}},
-	}
+	return []buildStep{pulsedStep(t, dir), goStep(t, dir, "inproc", "./bench/inproc", inprocTags)}
 }
 
 // connect opens the engine client and checks that the engine is the
@@ -331,26 +323,13 @@ func (b *gatewayBench) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	labels := map[string]string{gwTestLabel: "1", gwRunLabel: b.run}
 	spec := function.Spec{
 		Name: b.name, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".",
 		Timeout: 10 * time.Second, MaxBody: 1 << 20,
 		Scale:  function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10},
-		Labels: labels,
+		Labels: benchLabels(b.run),
 	}
-	imgLabels := map[string]string{contract.LabelFunction: b.name}
-	for k, v := range labels {
-		imgLabels[k] = v
-	}
-	img, err := function.Assemble(function.ImageSpec{
-		Tag:          function.ImageRepository + b.name + ":bench",
-		Files:        []function.File{{Path: function.FunctionPath, Mode: 0o755, Content: bin}},
-		Entrypoint:   []string{function.FunctionPath},
-		Env:          spec.WatchdogEnv(),
-		User:         function.ImageUser,
-		ExposedPorts: []string{fmt.Sprintf("%d/tcp", contract.WatchdogPort)},
-		Labels:       imgLabels,
-	})
+	img, err := benchImage(spec, nil, bin)
 	if err != nil {
 		return err
 	}

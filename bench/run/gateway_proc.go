@@ -114,11 +114,24 @@ type procCPU map[string]map[procKey]uint64
 // scanProcs reads every process under procDir once and returns the CPU of
 // the members of w's groups.
 func scanProcs(procDir string, w procWatch) (procCPU, error) {
+	g, _, err := scanAllProcs(procDir, w)
+	return g, err
+}
+
+// scanAllProcs is scanProcs that also returns the CPU of every other
+// process, by command name.
+func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err error) {
 	entries, err := os.ReadDir(procDir)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", procDir, err)
+		return nil, nil, fmt.Errorf("list %s: %w", procDir, err)
 	}
-	out := procCPU{}
+	out, others := procCPU{}, procCPU{}
+	add := func(m procCPU, key string, st procStat) {
+		if m[key] == nil {
+			m[key] = map[procKey]uint64{}
+		}
+		m[key][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
+	}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -134,16 +147,13 @@ func scanProcs(procDir string, w procWatch) (procCPU, error) {
 				continue
 			}
 		}
-		g := w.classify(st, cmd)
-		if g == "" {
-			continue
+		if g := w.classify(st, cmd); g != "" {
+			add(out, g, st)
+		} else {
+			add(others, st.Comm, st)
 		}
-		if out[g] == nil {
-			out[g] = map[procKey]uint64{}
-		}
-		out[g][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
 	}
-	return out, nil
+	return out, others, nil
 }
 
 // cpuDelta is the CPU a group used between two scans, in ticks: for each

@@ -322,18 +322,6 @@ type gatewayScaleSummary struct {
 	EarlyReadyS float64 `json:"early_notice_ready_s,omitempty"`
 }
 
-// gwPercentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of
-// xs, or NaN if there are none (the 9th of 10 for p90).
-func gwPercentile(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	rank := int(math.Ceil(p / 100 * float64(len(s))))
-	return s[min(max(rank, 1), len(s))-1]
-}
-
 // summarizeGatewayRuns summarizes the runs per variant, in variants'
 // order; variants that did not run are left out.
 func summarizeGatewayRuns(variants []gwVariant, runs []gatewayRun) []gatewayVariantSummary {
@@ -514,7 +502,7 @@ func summarizeGatewayScale(trials []gatewayScaleTrial) gatewayScaleSummary {
 		}
 	}
 	if s.Trials > 0 {
-		s.ReadyS, s.ReadyP90S = median(ready), gwPercentile(ready, 90)
+		s.ReadyS, s.ReadyP90S = median(ready), percentile(ready, 90)
 		s.ReadyMinS, s.ReadyMaxS = slices.Min(ready), slices.Max(ready)
 		s.TrafficS, s.SeenS, s.ScaleToRunningS = median(traffic), median(seen), median(running)
 		if len(catalog) > 0 {
@@ -913,36 +901,20 @@ func gatewayCaptions(r gatewayReport) (latency, compare, balance, scale string) 
 }
 
 func renderGateway(r gatewayReport, md bool, jsonPath string) string {
-	var b strings.Builder
-	table := func(header []string, rows [][]string) {
-		if md {
-			markdownTable(&b, header, rows)
-		} else {
-			textTable(&b, header, rows)
-		}
-	}
-	sep := "\n"
+	b := &reportDoc{md: md}
 	if md {
-		sep = "\n\n"
-		fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, gatewaySetup(r))
+		fmt.Fprintf(b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, gatewaySetup(r))
 	} else {
-		fmt.Fprintf(&b, "\ngateway benchmark, %s (medians over rounds)\n%s\n", r.Started, gatewaySetup(r))
+		fmt.Fprintf(b, "\ngateway benchmark, %s (medians over rounds)\n%s\n", r.Started, gatewaySetup(r))
 	}
 	cl, cc, cb, cs := gatewayCaptions(r)
-	section := func(caption string, header []string, rows [][]string) {
-		if len(rows) == 0 {
-			return
-		}
-		b.WriteString("\n" + caption + sep)
-		table(header, rows)
-	}
-	section(cl, gwPathHeader, gwPathRows(r.Summary.Variants, gwStageLatency))
-	section(cc, gwCompareHeader, gwCompareRows(r.Summary.Latency))
-	section(cb, gwPathHeader, gwPathRows(r.Summary.Variants, gwStageBalance))
-	section(cs, gwScaleHeader, gwScaleRows(r.Summary.Scale))
+	b.section(cl, gwPathHeader, gwPathRows(r.Summary.Variants, gwStageLatency))
+	b.section(cc, gwCompareHeader, gwCompareRows(r.Summary.Latency))
+	b.section(cb, gwPathHeader, gwPathRows(r.Summary.Variants, gwStageBalance))
+	b.section(cs, gwScaleHeader, gwScaleRows(r.Summary.Scale))
 	b.WriteString("\n")
-	table(goalHeader, goalRows(r.Goals))
-	writeNotes(&b, r.Notes, md)
+	b.table(goalHeader, goalRows(r.Goals))
+	writeNotes(&b.Builder, r.Notes, md)
 	return b.String()
 }
 

@@ -125,12 +125,12 @@ func TestGwPercentile(t *testing.T) {
 		p    float64
 		want float64
 	}{{ten, 90, 9}, {ten, 50, 5}, {ten, 100, 10}, {[]float64{3, 1, 2}, 90, 3}, {[]float64{7}, 90, 7}} {
-		if got := gwPercentile(tt.in, tt.p); got != tt.want {
-			t.Errorf("gwPercentile(%v, %v) = %v, want %v", tt.in, tt.p, got, tt.want)
+		if got := percentile(tt.in, tt.p); got != tt.want {
+			t.Errorf("percentile(%v, %v) = %v, want %v", tt.in, tt.p, got, tt.want)
 		}
 	}
-	if !math.IsNaN(gwPercentile(nil, 90)) {
-		t.Error("gwPercentile of nothing is not NaN")
+	if !math.IsNaN(percentile(nil, 90)) {
+		t.Error("percentile of nothing is not NaN")
 	}
 }
 

@@ -41,8 +41,8 @@ func findTools(suite string) (tools, error) {
 	}
 	t.goBin = look("go", "/usr/local/go/bin/go")
 	if suite == suiteSoak {
-		// Go builds everything it runs; gcc's version is recorded if there is one.
-		t.gcc, _ = exec.LookPath("gcc")
+		// gcc builds the saturation's static C handler.
+		t.gcc = look("gcc")
 		t.haproxy = look("haproxy")
 		if len(missing) > 0 {
 			return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))

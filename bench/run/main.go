@@ -40,10 +40,13 @@
 //
 // The soak suite (soak.go) runs the whole stack with the autoscaler on
 // (pulsed, HAProxy, a lab Netdata with pulse.d.plugin, the alarms and the
-// hook) for -soak-duration of stepping closed-loop load through the
-// gateway, with a rolling update and a killed replica, attributes every
-// failed request to HAProxy's server and the replica behind it, and
-// writes bench/results/soak-<UTC time>.json with a picture beside it
+// hook: lab.go). First, with pulsed at its defaults, the fair CPU
+// comparison (soak_fair.go: one pinned replica, through the gateway against
+// straight to it) and health under saturation (soak_sat.go); then, with
+// HAProxy's request log, -soak-duration of stepping closed-loop load
+// through the gateway, with a rolling update and a killed replica, every
+// failed request attributed to HAProxy's server and the replica behind it.
+// It writes bench/results/soak-<UTC time>.json with a picture beside it
 // (.png).
 package main
 

@@ -282,6 +282,7 @@ func readStatus(procDir string, pid int) (memStatus, error) {
 // hostCPU is the first line of /proc/stat, in ticks summed over all CPUs.
 type hostCPU struct {
 	Busy  uint64 // user + nice + system + irq + softirq
+	IRQ   uint64 // irq + softirq (part of Busy)
 	Steal uint64 // time a hypervisor ran something else instead
 	Total uint64 // Busy + Steal + idle + iowait
 }
@@ -308,7 +309,7 @@ func parseHostCPU(r io.Reader) (hostCPU, error) {
 		}
 		user, nice, system, idle, iowait, irq, softirq, steal := v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
 		busy := user + nice + system + irq + softirq
-		return hostCPU{Busy: busy, Steal: steal, Total: busy + steal + idle + iowait}, nil
+		return hostCPU{Busy: busy, IRQ: irq + softirq, Steal: steal, Total: busy + steal + idle + iowait}, nil
 	}
 	if err := sc.Err(); err != nil {
 		return hostCPU{}, fmt.Errorf("read /proc/stat: %w", err)

@@ -118,7 +118,7 @@ func TestParseHostCPU(t *testing.T) {
 			name: "golden",
 			in:   readTestdata(t, "proc/stat"),
 			// user 20830 nice 0 system 12404 idle 102298 iowait 278 irq 0 softirq 2689 steal 36
-			want: hostCPU{Busy: 35923, Steal: 36, Total: 138535},
+			want: hostCPU{Busy: 35923, IRQ: 2689, Steal: 36, Total: 138535},
 		},
 		{name: "no cpu line", in: "cpu0 1 2 3 4 5 6 7 8\n", wantErr: true},
 		{name: "short", in: "cpu 1 2 3\n", wantErr: true},

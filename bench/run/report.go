@@ -145,24 +145,35 @@ var goalHeader = []string{"goal", "value", "limit", "result", "note"}
 const rssNote = "RSS counts the binary's file-backed pages (shared by every replica of an image on a node) " +
 	"plus the private part (RssAnon), shown in brackets in the variant table."
 
+// goalRows are the goals as table rows: a goal without a value (skipped,
+// or every trial failed) shows none, one without a limit (INFO) no limit.
 func goalRows(goals []goal) [][]string {
 	rows := make([][]string, 0, len(goals))
 	for _, g := range goals {
-		value := ""
-		if g.Status != skip {
+		value, limit := "", "–"
+		if g.Status != skip && !g.NoValue {
 			value = formatWithUnit(g.Value, g.Unit)
 		}
-		rows = append(rows, []string{g.Name, value, "≤ " + formatWithUnit(g.Limit, g.Unit), g.Status, g.Note})
+		if g.Status != info {
+			limit = "≤ " + formatWithUnit(g.Limit, g.Unit)
+		}
+		rows = append(rows, []string{g.Name, value, limit, g.Status, g.Note})
 	}
 	return rows
 }
 
+// formatWithUnit formats a goal's value or limit: counts whole, ratios and
+// percentages to a thousandth, times to what they are measured in.
 func formatWithUnit(v float64, unit string) string {
 	switch unit {
 	case "×":
 		return fmt.Sprintf("%.3f×", v)
-	case "µs":
-		return fmt.Sprintf("%.1f µs", v)
+	case "%":
+		return fmt.Sprintf("%.3f %%", v)
+	case "µs", "ms":
+		return fmt.Sprintf("%.1f %s", v, unit)
+	case "requests", "trials", "transitions":
+		return fmt.Sprintf("%.0f %s", v, unit)
 	default:
 		return fmt.Sprintf("%.2f %s", v, unit)
 	}
@@ -217,6 +228,36 @@ func textTable(b *strings.Builder, header []string, rows [][]string) {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	_ = tw.Flush()
+}
+
+// reportDoc is a suite's report being written: as text for a terminal, or
+// as markdown for the README (md).
+type reportDoc struct {
+	strings.Builder
+	md bool
+}
+
+// table writes a table in the document's format.
+func (d *reportDoc) table(header []string, rows [][]string) {
+	if d.md {
+		markdownTable(&d.Builder, header, rows)
+	} else {
+		textTable(&d.Builder, header, rows)
+	}
+}
+
+// section writes caption and then the table of rows, after a blank line;
+// nothing without rows.
+func (d *reportDoc) section(caption string, header []string, rows [][]string) {
+	if len(rows) == 0 {
+		return
+	}
+	sep := "\n"
+	if d.md {
+		sep = "\n\n"
+	}
+	d.WriteString("\n" + caption + sep)
+	d.table(header, rows)
 }
 
 // markdownTable writes a GitHub-flavoured markdown table.

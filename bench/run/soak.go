@@ -1,39 +1,44 @@
 package main
 
-// The soak suite: ten minutes (-soak-duration) of closed-loop load through
-// the gateway with the autoscaler on, the connections stepping up and down
-// every minute, a rolling update in the middle and one replica killed
-// later; then a minute through the gateway and a minute straight to one
-// replica at the same connections, for the CPU per request. Every request
-// is recorded by the client; HAProxy's request log (pulsed's haproxy_log,
-// sent to a UDP socket of the harness) names the server of each, and
-// pulsed's catalog and HAProxy's slots, polled every 500 ms, name the
-// replica and task behind the server at that moment.
+// The soak suite. One run has three parts, on the lab stack (lab.go: pulsed,
+// HAProxy, a lab Netdata with pulse.d.plugin, the alarms and the hook):
 //
-// It runs the whole stack as it ships, on loopback ports the kernel picks,
-// as the autoscale suite does: pulsed (its own state directory, HAProxy,
-// scaler, alarm token; PULSE_SELECTOR limits it to this run's function), a
-// private Netdata (internal/netdatalab) with pulse.d.plugin and the alarms
-// whose exec: runs the built hook. The function is bench/inproc (the
-// in-process Go echo) built as an image's Go function and deployed through
-// package function, as `pulse deploy` gives it on this engine.
+//  1. The fair CPU comparison (soak_fair.go): pulsed at its defaults (no
+//     request log), an in-process Go echo pinned at one replica (scale min =
+//     max = 1), 16 closed-loop connections through the gateway and straight
+//     to that replica in interleaved stretches: whole-host CPU per request
+//     on each path, and the per-process split.
+//  2. Health under saturation (soak_sat.go), on the same pulsed: a
+//     fork-mode C function burning 15 ms of CPU per request, pinned at one
+//     replica, under 64 closed-loop connections for 2 minutes: its slot's
+//     DOWN transitions, requests detoured through the cold-start path,
+//     failed requests, latency.
+//  3. The soak: pulsed started again with HAProxy's request log sent to a
+//     UDP socket of the harness (haproxy_log), then ten minutes
+//     (-soak-duration) of closed-loop load through the gateway with the
+//     autoscaler on, the connections stepping up and down every minute, a
+//     rolling update in the middle and one replica killed later; then a
+//     minute through the gateway and a minute straight to one replica at the
+//     same connections (the CPU per request with the request log and the
+//     replicas the autoscaler keeps: informational). Every request is
+//     recorded by the client; the request log names the server of each, and
+//     pulsed's catalog and HAProxy's slots, polled every 500 ms, name the
+//     replica and task behind the server at that moment.
+//
+// The comparison and the saturation come first because the host is
+// quietest then: no TIME_WAIT sockets, draining replicas or HAProxy reloads
+// left from the soak, and the harness does not yet hold (and garbage
+// collect) millions of request records.
 
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	mrand "math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -44,9 +49,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/client"
 
-	"github.com/pulsefaas/pulse/alarms"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
@@ -80,30 +83,18 @@ const (
 
 // soakBench runs the soak suite.
 type soakBench struct {
-	cfg  config
-	log  *slog.Logger
-	env  suiteEnv
-	arts artifacts
-	api  *client.Client
-	sw   *function.Swarm
-	run  string
-	name string
-	body string
-	rep  *soakReport
-	http *http.Client
+	pulseLab
+	cfg   config
+	name  string // the soak's function
+	hello string // the fair comparison's function
+	burn  string // the saturation's function
+	body  string
+	rep   *soakReport
+	hlog  *haLog
 
-	shared, tokenFile, token string
-
-	stateDir, apiAddr, gwAddr, adminAddr, coldAddr, pulsedLog string
-	pulsed                                                    *server
-	rt                                                        *gateway.Runtime
-	nd                                                        *netdatalab.Netdata
-	hlog                                                      *haLog
-
-	spec  function.Spec
-	img   function.Image
-	svcID string
-	t0    time.Time
+	spec function.Spec
+	img  function.Image
+	t0   time.Time
 
 	mu       sync.Mutex
 	samples  soakTimeline
@@ -134,48 +125,37 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 		return err
 	}
 	b := &soakBench{
-		cfg: cfg, log: log, env: env, run: id, name: soakNamePrefix + id + "-echo", body: payload(cfg.BodyBytes),
-		http:  &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
-		stats: newStatAcc(),
+		pulseLab: newPulseLab(log, env, id, soakNamePrefix, env.tools.haproxy, soakRoute, soakStopGrace),
+		cfg:      cfg, body: payload(cfg.BodyBytes), stats: newStatAcc(),
+		name: soakNamePrefix + id + "-echo", hello: soakNamePrefix + id + "-hello", burn: soakNamePrefix + id + "-burn",
 	}
 	b.rep = &soakReport{
-		Suite: cfg.Suite, Started: env.started.Format(time.RFC3339),
 		Config: soakConfig{DurationS: cfg.SoakDuration.Seconds(), StepS: soakStep.Seconds(), Function: b.name,
-			Handler: "bench/inproc: the in-process Go echo (watchdog library)", Metric: soakMetric, Target: soakTarget, Min: soakMin, Max: soakMax,
+			Handler: inprocHandler, Metric: soakMetric, Target: soakTarget, Min: soakMin, Max: soakMax,
 			TimeoutS: soakTimeout.Seconds(), DrainGraceS: watchdog.DefaultDrainGrace.Seconds(), BodyBytes: cfg.BodyBytes, CompareConns: soakCompareConns,
 			CatalogPollS: soakSamplePoll.Seconds(), StatPollS: soakHostPoll.Seconds()},
-		Machine: collectMachine(ctx, env.tools, env.clk),
 	}
 	rep := b.rep
-	if env.clkNote != "" {
-		rep.Notes = append(rep.Notes, env.clkNote)
-	}
-	rep.HAProxy, _ = haproxyVersion(ctx, env.tools.haproxy)
-	if out, err := commandOutput(ctx, "/usr/sbin/netdata", "-V"); err == nil {
-		rep.Netdata = strings.TrimSpace(out)
-	}
-	api, _, v, err := connectSingleNodeSwarm(ctx, suiteSoak, "where every replica runs on this host", gwCallTimeout)
-	if err != nil {
+	if err := b.open(ctx, cfg.Suite, &rep.labHead, &rep.reportEnd); err != nil {
 		return err
 	}
-	rep.Engine = "Docker Engine " + v.Version + " (API " + v.APIVersion + ")"
-	b.api, b.sw = api, function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
 	defer func() { rep.Cleanup = append(rep.Cleanup, b.cleanup()...) }()
-
-	log.Info("building", "root", env.root)
-	if b.arts, err = build(ctx, log, env.root, soakBuilds(env.tools, env.tmp)); err != nil {
+	// The in-process Go echo as an image's Go function, and the
+	// saturation's C handler.
+	if err := b.build(ctx, &rep.labHead, goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags), cStep(env.tools, env.tmp, "burnecho", burnEchoC)); err != nil {
 		return err
 	}
-	names := []string{"pulsed", "pulse.d.plugin", "pulse-alarm-hook", "inproc"}
-	for _, n := range names {
-		rep.Artifacts = append(rep.Artifacts, *b.arts[n])
-	}
-	if m := b.arts.missing(names); m != "" {
-		return fmt.Errorf("%s did not build: %s", m, b.arts[m].Error)
-	}
-	if b.shared, b.tokenFile, b.token, err = prepareAlarmShared(b.arts.path("pulse-alarm-hook")); err != nil {
+	if err := b.prepareShared(); err != nil {
 		return err
 	}
+	if err := b.startNetdata(ctx); err != nil {
+		return err
+	}
+	// Parts 1 and 2 on pulsed's first lifetime, at its defaults.
+	if err := b.beforeSoak(ctx); err != nil {
+		return err
+	}
+	// Part 3 on its second lifetime, with the request log.
 	if b.hlog, err = listenHALog(gateway.BackendName(b.name), time.Now()); err != nil {
 		return err
 	}
@@ -217,66 +197,8 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	return publish(pub, stdout, env.started, rep, renderSoak(*rep, false, ""), func(rel string) string { return renderSoak(*rep, true, rel) })
 }
 
-// soakBuilds: pulsed, the plugin and the hook as they ship, and the
-// in-process Go echo built as an image's Go function.
-func soakBuilds(t tools, dir string) []buildStep {
-	out := func(name string) string { return filepath.Join(dir, name) }
-	goBuild := func(name, pkg, tags string) buildStep {
-		argv := []string{t.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out(name)}
-		if tags != "" {
-			argv = append(argv, "-tags", tags)
-		}
-		return buildStep{name: name, source: pkg, out: out(name), argv: append(argv, pkg), env: []string{"CGO_ENABLED=0"}}
-	}
-	return []buildStep{
-		{name: "pulsed", source: "./cmd/pulsed", out: out("pulsed"), argv: []string{t.goBin, "build", "-o", out("pulsed"), "./cmd/pulsed"}},
-		goBuild("pulse.d.plugin", "./cmd/pulse.d.plugin", ""),
-		goBuild("pulse-alarm-hook", "./cmd/pulse-alarm-hook", ""),
-		goBuild("inproc", "./bench/inproc", "nethttpomithttp2,watchdog_nofork,watchdog_nohttp"),
-	}
-}
-
-// prepareAlarmShared makes a directory the netdata user can read, with the
-// hook (run by Netdata as user netdata) and a fresh alarm token (0640
-// root:netdata). The caller removes dir, which is returned even on error
-// once created.
-func prepareAlarmShared(hookBin string) (dir, tokenFile, token string, err error) {
-	dir, err = os.MkdirTemp("", "pulse-bench-alarms-")
-	if err != nil {
-		return "", "", "", fmt.Errorf("shared dir: %w", err)
-	}
-	if strings.ContainsAny(dir, " \t\n'\"") {
-		return dir, "", "", fmt.Errorf("shared dir %q: whitespace or quotes break Netdata's exec line", dir)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return dir, "", "", fmt.Errorf("shared dir: %w", err)
-	}
-	hook, err := os.ReadFile(hookBin)
-	if err != nil {
-		return dir, "", "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "pulse-alarm-hook"), hook, 0o755); err != nil {
-		return dir, "", "", fmt.Errorf("install hook: %w", err)
-	}
-	var tok [16]byte
-	if _, err := rand.Read(tok[:]); err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
-	}
-	token = hex.EncodeToString(tok[:])
-	tokenFile = filepath.Join(dir, "alarm-token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o640); err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
-	}
-	g, err := user.LookupGroup("netdata")
-	if err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
-	}
-	gid, _ := strconv.Atoi(g.Gid)
-	if err := os.Chown(tokenFile, 0, gid); err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
-	}
-	return dir, tokenFile, token, nil
-}
+// inprocHandler describes bench/inproc in the report.
+const inprocHandler = "bench/inproc: the in-process Go echo (watchdog library)"
 
 // deploy assembles the echo's image (as /function, the way function.Build
 // lays out a Go function) and deploys it at one replica, as `pulse deploy`
@@ -286,33 +208,15 @@ func (b *soakBench) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	labels := map[string]string{gwTestLabel: "1", gwRunLabel: b.run}
 	b.spec = function.Spec{
 		Name: b.name, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".",
 		Timeout: soakTimeout, MaxBody: 1 << 20,
-		Scale:  function.Scale{Metric: soakMetric, Target: soakTarget, Min: soakMin, Max: soakMax},
-		Labels: labels,
-		Env:    map[string]string{soakRollEnv: "1"},
+		Scale: function.Scale{Metric: soakMetric, Target: soakTarget, Min: soakMin, Max: soakMax},
+		Env:   map[string]string{soakRollEnv: "1"},
 	}
-	imgLabels := map[string]string{contract.LabelFunction: b.name}
-	maps.Copy(imgLabels, labels)
-	b.img, err = function.Assemble(function.ImageSpec{
-		Tag:          function.ImageRepository + b.name + ":bench",
-		Files:        []function.File{{Path: function.FunctionPath, Mode: 0o755, Content: bin}},
-		Entrypoint:   []string{function.FunctionPath},
-		Env:          b.spec.WatchdogEnv(),
-		User:         function.ImageUser,
-		ExposedPorts: []string{fmt.Sprintf("%d/tcp", contract.WatchdogPort)},
-		Labels:       imgLabels,
-	})
-	if err != nil {
+	if b.img, _, err = b.deployFunction(ctx, &b.spec, nil, bin, 0); err != nil {
 		return err
 	}
-	res, err := b.sw.Deploy(ctx, b.spec, b.img, function.DeployOptions{NoHealthcheck: true, Instance: benchInstance(b.run)})
-	if err != nil {
-		return err
-	}
-	b.svcID = res.ServiceID
 	wctx, cancel := context.WithTimeout(ctx, soakRoute)
 	defer cancel()
 	if _, err := b.sw.WaitReady(wctx, b.name, 1); err != nil {
@@ -322,104 +226,21 @@ func (b *soakBench) deploy(ctx context.Context) error {
 	return nil
 }
 
-// start starts the lab Netdata and pulsed (ports chosen first, so each can
-// point at the other), with HAProxy's request log sent to the harness, and
-// waits until the function is routed and its alarms are initialised.
+// start starts pulsed's second lifetime, with HAProxy's request log sent to
+// the harness, and waits until the function is routed and its alarms are
+// initialised.
 func (b *soakBench) start(ctx context.Context) error {
-	for _, a := range []*string{&b.apiAddr, &b.gwAddr, &b.adminAddr, &b.coldAddr} {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		*a = addr
-	}
-	health, err := healthWithHook(alarms.Templates(), filepath.Join(b.shared, "pulse-alarm-hook"))
+	changed, err := b.startPulsed(ctx, "PULSE_HAPROXY_LOG="+b.hlog.Target())
 	if err != nil {
 		return err
-	}
-	ndLog, err := os.Create(filepath.Join(b.env.tmp, "netdata.log"))
-	if err != nil {
-		return err
-	}
-	defer ndLog.Close()
-	b.nd, err = netdatalab.Start(ctx, netdatalab.Config{
-		Plugin:       b.arts.path("pulse.d.plugin"),
-		PluginConfig: netdatalab.JobConfig("http://"+b.apiAddr+contract.CatalogPath, "http://"+b.adminAddr+"/metrics"),
-		Health:       health,
-		Env:          []string{"PULSE_ALARM_URL=http://" + b.apiAddr + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + b.tokenFile},
-		Stderr:       ndLog,
-	})
-	if err != nil {
-		return err
-	}
-	b.stateDir = filepath.Join(b.env.tmp, "state")
-	if err := os.Mkdir(b.stateDir, 0o750); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	cfgFile := filepath.Join(b.env.tmp, "pulsed.yaml")
-	if err := os.WriteFile(cfgFile, []byte("# pulse bench: every setting comes from PULSE_* variables\n"), 0o644); err != nil {
-		return fmt.Errorf("pulsed config: %w", err)
-	}
-	// Its own instance: a `make up` pulsed on the same swarm neither routes
-	// nor scales the run's function, and this one acts only on it.
-	changed := []string{
-		"PULSE_INSTANCE=" + benchInstance(b.run),
-		"PULSE_SELECTOR=" + gwRunLabel + "=" + b.run,
-		"PULSE_HAPROXY_LOG=" + b.hlog.Target(),
 	}
 	b.rep.Config.PulsedEnv = changed
 	b.rep.Config.HAProxyLog = b.hlog.Target()
-	env := append(append(baseEnv(),
-		"PULSE_STATE_DIR="+b.stateDir,
-		"PULSE_API_LISTEN="+b.apiAddr,
-		"PULSE_GATEWAY_LISTEN="+b.gwAddr,
-		"PULSE_ADMIN_LISTEN="+b.adminAddr,
-		"PULSE_COLDSTART_LISTEN="+b.coldAddr,
-		"PULSE_LEAVE_RUNNING=false",
-		"PULSE_HAPROXY="+b.env.tools.haproxy,
-		"PULSE_AUTOSCALE=true",
-		"PULSE_ALARM_TOKEN_FILE="+b.tokenFile,
-		"PULSE_NETDATA_URL="+b.nd.URL,
-	), changed...)
-	b.pulsedLog = filepath.Join(b.env.tmp, "pulsed.log")
-	b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", cfgFile}, Env: env, Addr: b.apiAddr}, b.pulsedLog)
-	if err != nil {
+	if err := b.waitRouted(ctx, b.name, 1, b.body); err != nil {
 		return err
-	}
-	b.rt = gateway.NewRuntime(filepath.Join(b.stateDir, "haproxy.sock"), time.Second)
-	if err := waitReady(ctx, b.pulsed, "http://"+b.apiAddr+"/healthz", soakRoute); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(soakRoute)
-	for {
-		ss, err := b.rt.Servers(ctx, gateway.BackendName(b.name))
-		live, serving := countSlots(ss)
-		if err == nil && live == 1 && serving == 1 {
-			if err = probe(ctx, "http://"+b.gwAddr+"/function/"+b.name, b.body); err == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not routed after %s (%d live, %d serving, %v); pulsed log: %s", b.name, soakRoute, live, serving, err, b.pulsed.logTail(2000))
-		}
-		if err := gwSleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
 	}
 	b.log.Info("pulsed routing; waiting for the alarms to initialise", "api", b.apiAddr, "gateway", b.gwAddr)
-	deadline = time.Now().Add(soakAlarmInit)
-	for {
-		st, err := b.nd.AlarmStatus(ctx, asAlarmUp, utilChart(b.name))
-		if err == nil && st == "CLEAR" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", asAlarmUp, b.name, soakAlarmInit, st, err, truncate(b.nd.ErrorLog(), 2000))
-		}
-		if err := gwSleep(ctx, 500*time.Millisecond); err != nil {
-			return err
-		}
-	}
+	return b.waitAlarm(ctx, b.name, soakAlarmInit)
 }
 
 // soak runs the schedule with its events and the pollers, and returns the
@@ -456,21 +277,17 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	go func() { defer wg.Done(); b.rollingUpdate(pctx, b.t0.Add(updateAt), event) }()
 	go func() { defer wg.Done(); b.killOne(pctx, b.t0.Add(killAt), event) }()
 
-	marks := make([]hostCPU, len(phases)+1)
-	groups := make([]procCPU, len(phases)+1)
-	watch := procWatch{HAProxyConfig: filepath.Join(b.stateDir, "haproxy.cfg"), Pulsed: b.pulsed.pid()}
+	marks := make([]cpuMark, len(phases)+1)
+	watch := b.procWatch()
 	for i := range phases {
 		ph := &phases[i]
 		if ph.Name != soakPhaseStep {
-			b.watchReplicas(ctx, &watch) // before the boundary: it takes a few engine calls
+			b.watchReplicas(ctx, b.name, &watch) // before the boundary: it takes a few engine calls
 		}
 		if err := sleepUntil(ctx, b.t0.Add(time.Duration(ph.StartS*float64(time.Second)))); err != nil {
 			return nil, nil, err
 		}
-		marks[i], _ = readHostCPU("/proc")
-		if ph.Name != soakPhaseStep {
-			groups[i] = b.sampleGroups(watch)
-		}
+		marks[i] = b.mark(watch, ph.Name != soakPhaseStep)
 		if ph.Direct {
 			addr, task, err := b.directTarget(ctx)
 			if err != nil {
@@ -486,9 +303,8 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	if err := sleepUntil(ctx, b.t0.Add(time.Duration(phases[len(phases)-1].EndS*float64(time.Second)))); err != nil {
 		return nil, nil, err
 	}
-	b.watchReplicas(ctx, &watch)
-	marks[len(phases)], _ = readHostCPU("/proc")
-	groups[len(phases)] = b.sampleGroups(watch)
+	b.watchReplicas(ctx, b.name, &watch)
+	marks[len(phases)] = b.mark(watch, true)
 	recs, fails := load.end()
 	ended = true
 	b.log.Info("load done", "requests", len(recs), "failed", len(fails))
@@ -506,23 +322,14 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	if reloads1, rerr1 := b.reloads(ctx); rerr0 == nil && rerr1 == nil {
 		b.rep.Summary.Reloads = int64(reloads1 - reloads0)
 	}
-	// The CPU comparison.
+	// The CPU comparison with the request log and the replicas the
+	// autoscaler keeps (informational).
 	c := &b.rep.Summary.CPU
 	for i, ph := range phases {
-		d := marks[i+1].Busy - marks[i].Busy
-		switch ph.Name {
-		case soakPhaseGwCPU:
-			c.GatewayS, c.GatewayTicks = ph.EndS-ph.StartS, d
-			c.GatewayGroupTicks = groupDelta(groups[i], groups[i+1])
-			c.GatewayBusyPct = round3(100 * float64(d) / float64(max(marks[i+1].Total-marks[i].Total, 1)))
-			c.StealTicks += marks[i+1].Steal - marks[i].Steal
-		case soakPhaseDirect:
-			c.DirectS, c.DirectTicks = ph.EndS-ph.StartS, d
-			c.DirectGroupTicks = groupDelta(groups[i], groups[i+1])
-			c.DirectBusyPct = round3(100 * float64(d) / float64(max(marks[i+1].Total-marks[i].Total, 1)))
-			c.StealTicks += marks[i+1].Steal - marks[i].Steal
+		if ph.Name != soakPhaseStep {
+			c.add(ph.Direct, windowOf(ph.EndS-ph.StartS, marks[i], marks[i+1]))
+			c.Conns = ph.Conns
 		}
-		c.Conns = ph.Conns
 	}
 	stopPollers()
 	wg.Wait()
@@ -534,54 +341,6 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 		return gwSleep(ctx, d)
 	}
 	return ctx.Err()
-}
-
-// watchReplicas adds the function's running replicas (their processes and
-// published ports) to w.
-func (b *soakBench) watchReplicas(ctx context.Context, w *procWatch) {
-	if f, err := b.catalogFunction(ctx); err == nil {
-		for _, r := range f.Replicas {
-			if _, p, err := net.SplitHostPort(r.Addr); err == nil {
-				if n, err := strconv.Atoi(p); err == nil && !slices.Contains(w.Ports, n) {
-					w.Ports = append(w.Ports, n)
-				}
-			}
-		}
-	}
-	cctx, cancel := gwCall(ctx)
-	defer cancel()
-	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", gwLabelServiceName+"="+b.name))})
-	if err != nil {
-		return
-	}
-	for _, c := range cs {
-		if ci, err := b.api.ContainerInspect(cctx, c.ID); err == nil && ci.ContainerJSONBase != nil && ci.State != nil && ci.State.Pid > 0 &&
-			!slices.Contains(w.Replicas, ci.State.Pid) {
-			w.Replicas = append(w.Replicas, ci.State.Pid)
-		}
-	}
-}
-
-// sampleGroups reads the CPU of w's groups, of this program and of the lab
-// Netdata's process tree.
-func (b *soakBench) sampleGroups(w procWatch) procCPU {
-	g, err := scanProcs("/proc", w)
-	if err != nil {
-		g = procCPU{}
-	}
-	if st, err := readStat("/proc", os.Getpid()); err == nil {
-		g[groupHarness] = map[procKey]uint64{{st.PID, st.StartTime}: st.UTime + st.STime}
-	}
-	if b.nd != nil {
-		if tree, err := processTree("/proc", b.nd.PID()); err == nil {
-			m := map[procKey]uint64{}
-			for _, p := range tree {
-				m[procKey{p.PID, p.StartTime}] = p.UTime + p.STime
-			}
-			g[groupNetdata] = m
-		}
-	}
-	return g
 }
 
 // groupDelta is each group's CPU between two samples, in ticks.
@@ -599,7 +358,7 @@ func groupDelta(before, after procCPU) map[string]uint64 {
 // directTarget picks the replica the direct minute loads: one pulsed
 // routes and is not draining.
 func (b *soakBench) directTarget(ctx context.Context) (addr, task string, err error) {
-	f, err := b.catalogFunction(ctx)
+	f, err := b.catalogFunction(ctx, b.name)
 	if err != nil {
 		return "", "", err
 	}
@@ -668,7 +427,7 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 	fail := func(why string) {
 		event(soakEvent{Name: soakEventKill, AtS: round3(time.Since(b.t0).Seconds()), Detail: "not done: " + why})
 	}
-	f, err := b.catalogFunction(ctx)
+	f, err := b.catalogFunction(ctx, b.name)
 	if err != nil {
 		fail(err.Error())
 		return
@@ -733,12 +492,10 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 // pollSamples reads pulsed's catalog and HAProxy's slots every
 // soakSamplePoll.
 func (b *soakBench) pollSamples(ctx context.Context) {
-	tick := time.NewTicker(soakSamplePoll)
-	defer tick.Stop()
 	backend := gateway.BackendName(b.name)
-	for {
+	every(ctx, soakSamplePoll, func() {
 		smp := soakSample{At: time.Now(), OK: true}
-		if f, err := b.catalogFunction(ctx); err == nil {
+		if f, err := b.catalogFunction(ctx, b.name); err == nil {
 			smp.Replicas, smp.Desired = f.Replicas, f.Desired
 		} else {
 			smp.OK = false
@@ -753,20 +510,13 @@ func (b *soakBench) pollSamples(ctx context.Context) {
 		b.mu.Lock()
 		b.samples = append(b.samples, smp)
 		b.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	})
 }
 
 // pollHost reads HAProxy's server counters, the TIME_WAIT sockets and the
 // host's CPU every soakHostPoll.
 func (b *soakBench) pollHost(ctx context.Context) {
-	tick := time.NewTicker(soakHostPoll)
-	defer tick.Stop()
-	for {
+	every(ctx, soakHostPoll, func() {
 		b.pollStats(ctx)
 		s := soakHostSample{At: time.Now()}
 		s.TimeWait, _ = readTimeWait("/proc")
@@ -774,6 +524,15 @@ func (b *soakBench) pollHost(ctx context.Context) {
 		b.mu.Lock()
 		b.host = append(b.host, s)
 		b.mu.Unlock()
+	})
+}
+
+// every calls f at once and then every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		f()
 		select {
 		case <-ctx.Done():
 			return
@@ -784,13 +543,8 @@ func (b *soakBench) pollHost(ctx context.Context) {
 
 // pollStats adds one `show stat` of the function's servers to the counters.
 func (b *soakBench) pollStats(ctx context.Context) {
-	backend := gateway.BackendName(b.name)
-	out, err := b.rt.Exec(ctx, "show stat "+backend+" 4 -1")
+	rows, err := b.serverStats(ctx, gateway.BackendName(b.name))
 	at := time.Now()
-	var rows []gateway.ServerStat
-	if err == nil {
-		rows, err = gateway.ParseServerStat(strings.NewReader(out))
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
@@ -881,55 +635,6 @@ func (b *soakBench) rss() soakRSS {
 	return r
 }
 
-func (b *soakBench) reloads(ctx context.Context) (int, error) {
-	var h struct {
-		Status  string `json:"status"`
-		Reloads *int   `json:"reloads"`
-	}
-	if err := b.getJSON(ctx, "http://"+b.apiAddr+"/healthz", false, &h); err != nil {
-		return 0, err
-	}
-	if h.Reloads == nil {
-		return 0, fmt.Errorf("healthz: status %q, no reload count", h.Status)
-	}
-	return *h.Reloads, nil
-}
-
-func (b *soakBench) getJSON(ctx context.Context, url string, auth bool, into any) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	if auth {
-		req.Header.Set("Authorization", "Bearer "+b.token)
-	}
-	resp, err := b.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(into)
-}
-
-func (b *soakBench) catalogFunction(ctx context.Context) (contract.CatalogFunction, error) {
-	var cat contract.Catalog
-	if err := b.getJSON(ctx, "http://"+b.apiAddr+contract.CatalogPath, false, &cat); err != nil {
-		return contract.CatalogFunction{}, err
-	}
-	for _, f := range cat.Functions {
-		if f.Name == b.name {
-			return f, nil
-		}
-	}
-	return contract.CatalogFunction{}, fmt.Errorf("%s is not in pulsed's catalog", b.name)
-}
-
 // --- the analysis ---
 
 // analyze turns the records and the pollers' samples into the report.
@@ -989,8 +694,7 @@ func (b *soakBench) analyze(ctx context.Context, recs []soakReq, fails []soakFai
 		s.MaxReplicas = max(s.MaxReplicas, len(smp.Replicas))
 		s.MaxDesired = max(s.MaxDesired, smp.Desired)
 	}
-	var evs contract.ScaleEvents
-	if err := b.getJSON(ctx, "http://"+b.apiAddr+contract.EventsPath, true, &evs); err == nil {
+	if evs, err := b.events(ctx); err == nil {
 		for _, e := range evs.Events {
 			if e.Function == b.name && e.Time.After(b.t0) {
 				s.ScaleEvents++
@@ -1017,14 +721,12 @@ func (b *soakBench) analyze(ctx context.Context, recs []soakReq, fails []soakFai
 			c.DirectRequests = okIn(recs, ph.StartS, ph.EndS, true)
 		}
 	}
-	c.GatewayUS = cpuPerRequest(c.GatewayTicks, rep.Machine.ClockTicks, c.GatewayRequests)
-	c.DirectUS = cpuPerRequest(c.DirectTicks, rep.Machine.ClockTicks, c.DirectRequests)
-	c.Groups = cpuGroups(*c, rep.Machine.ClockTicks)
-	if c.DirectUS > 0 {
-		c.Ratio = round3(c.GatewayUS / c.DirectUS)
+	c.finish(rep.Machine.ClockTicks)
+	if s.KillCallS > 0 {
+		s.KillFailed, s.KillFailedOn, s.KillWindowMS = killWindow(failures, s.KillCallS)
 	}
 	rep.Summary = s
-	rep.Goals = soakGoals(s, rep.Servers)
+	rep.Goals = soakGoals(*rep)
 	rep.Notes = append(rep.Notes, soakNotes(*rep)...)
 	if statErrs > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d `show stat` polls failed (last: %v)", statErrs, lastErr))
@@ -1097,98 +799,47 @@ func soakNotes(r soakReport) []string {
 	if s.DirectFailed > 0 {
 		notes = append(notes, fmt.Sprintf("%d request(s) straight to the replica failed (not through the gateway, so not in its goal)", s.DirectFailed))
 	}
-	if s.CPU.StealTicks > 0 {
-		notes = append(notes, fmt.Sprintf("the hypervisor stole %d ticks during the CPU windows (left out of busy CPU)", s.CPU.StealTicks))
+	if st := r.Fair.CPU.StealTicks + s.CPU.StealTicks; st > 0 {
+		notes = append(notes, fmt.Sprintf("the hypervisor stole %d ticks during the fair comparison's stretches and %d during the soak's CPU minutes (left out of busy CPU)",
+			r.Fair.CPU.StealTicks, s.CPU.StealTicks))
+	}
+	if r.Fair.Failed > 0 {
+		notes = append(notes, fmt.Sprintf("%d request(s) of the fair comparison failed", r.Fair.Failed))
+	}
+	if r.Fair.QuietBusyPct >= quietCorePct {
+		notes = append(notes, fmt.Sprintf("the host was still %.0f %% of a core busy after %.0f s of waiting when the fair comparison began", r.Fair.QuietBusyPct, r.Fair.QuietWaitS))
+	}
+	if r.Saturation.PollErrs > 0 {
+		notes = append(notes, fmt.Sprintf("%d `show stat` polls of the saturation failed", r.Saturation.PollErrs))
 	}
 	if s.UpdateS == 0 {
 		notes = append(notes, "the rolling update was not seen done: "+s.UpdateState)
 	}
-	notes = append(notes, "whole-host CPU through the gateway includes HAProxy's request log (one UDP datagram per request) and the harness parsing it: "+
-		"the suite needs it for the attribution, a gateway without haproxy_log does not pay it")
+	notes = append(notes, "the soak-time CPU through the gateway includes HAProxy's request log (one UDP datagram per request) and the harness parsing it, "+
+		"which the soak needs for the attribution, and the replicas the autoscaler kept for 16 connections; the goal's figure is the fair comparison's, with neither")
 	return notes
 }
 
-// keepLogs copies pulsed's log and the lab Netdata's error log out of the
-// run's directory when a request failed, and notes where.
+// keepLogs copies pulsed's logs, the lab Netdata's error log and HAProxy's
+// non-request log lines out of the run's directory when a request failed,
+// and notes where.
 func (b *soakBench) keepLogs() {
-	if b.rep.Summary.Failed == 0 {
+	if b.rep.Summary.Failed == 0 && b.rep.Saturation.Failed == 0 && b.rep.Fair.Failed == 0 {
 		return
-	}
-	dir, err := os.MkdirTemp("", "pulse-bench-soak-"+b.run+"-logs-")
-	if err != nil {
-		return
-	}
-	if p, err := os.ReadFile(b.pulsedLog); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, "pulsed.log"), p, 0o644)
-	}
-	if b.nd != nil {
-		_ = os.WriteFile(filepath.Join(dir, "netdata-error.log"), []byte(b.nd.ErrorLog()), 0o644)
 	}
 	var lines []string
 	for _, e := range b.rep.HAProxyEvents {
 		lines = append(lines, fmt.Sprintf("%.3f %s", e.AtS, e.Line))
 	}
-	_ = os.WriteFile(filepath.Join(dir, "haproxy-events.log"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-	b.rep.Notes = append(b.rep.Notes, "requests failed: pulsed's log, the lab Netdata's error log and HAProxy's non-request log lines are kept in "+dir)
+	if dir := b.pulseLab.keepLogs(suiteSoak, map[string]string{"haproxy-events.log": strings.Join(lines, "\n") + "\n"}); dir != "" {
+		b.rep.Notes = append(b.rep.Notes, "requests failed: pulsed's logs, the lab Netdata's error log and HAProxy's non-request log lines are kept in "+dir)
+	}
 }
 
-// cleanup stops Netdata and pulsed, kills any HAProxy of the run, removes
-// the function (service, containers, image) and the shared directory. It is
-// safe to call twice; it returns what it found left over.
+// cleanup closes the log socket and cleans the lab up (pulseLab.cleanup).
 func (b *soakBench) cleanup() []string {
-	var found []string
-	if b.nd != nil {
-		if err := b.nd.Stop(); err != nil {
-			found = append(found, "lab netdata: "+err.Error())
-		}
-		b.nd = nil
-	}
-	if b.pulsed != nil {
-		if _, err := b.pulsed.stop(soakStopGrace); err != nil {
-			found = append(found, "pulsed: "+err.Error())
-		}
-		b.pulsed = nil
-		deadline := time.Now().Add(gwHAProxyLinger)
-		for time.Now().Before(deadline) {
-			if left, err := findHAProxies("/proc", b.stateDir); err != nil || len(left) == 0 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if b.env.tmp != "" {
-		if pids := killHAProxies(b.env.tmp); len(pids) > 0 {
-			found = append(found, fmt.Sprintf("haproxy processes %v: killed", pids))
-		}
-	}
 	if b.hlog != nil {
 		_ = b.hlog.conn.Close()
 	}
-	if b.shared != "" {
-		_ = os.RemoveAll(b.shared)
-		b.shared = ""
-	}
-	if b.api == nil {
-		return found
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
-	defer cancel()
-	remove := func(ctx context.Context, name string) error {
-		ctx, cancel := context.WithTimeout(ctx, gwRemoveTimeout)
-		defer cancel()
-		if err := b.sw.Remove(ctx, name); err != nil && !errors.Is(err, function.ErrNotFound) {
-			return err
-		}
-		return nil
-	}
-	if err := remove(ctx, b.name); err != nil {
-		found = append(found, "remove "+b.name+": "+err.Error())
-	}
-	prefix := soakNamePrefix + b.run
-	return engineSweep{
-		api: b.api, log: b.log, call: gwCall, remove: remove,
-		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
-		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run)),
-		serviceKey: gwLabelServiceName,
-	}.run(ctx, found)
+	return b.pulseLab.cleanup()
 }

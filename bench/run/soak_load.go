@@ -177,33 +177,36 @@ func (w *soakWorker) run() {
 			}
 		}
 		_ = c.SetDeadline(start.Add(soakRequestTimeout))
-		if _, err := io.WriteString(c, w.req); err != nil {
-			finish(soakErrWrite, 0, "write: "+err.Error())
-			drop()
-			continue
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			finish(soakErrRead, 0, "read: "+err.Error())
-			drop()
-			continue
-		}
-		got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		switch {
-		case err != nil:
-			finish(soakErrBody, resp.StatusCode, "read body: "+err.Error())
-			drop()
-			continue
-		case resp.StatusCode < 200 || resp.StatusCode > 299:
-			finish(soakErrStatus, resp.StatusCode, fmt.Sprintf("%s: %s", resp.Status, truncate(string(got), 120)))
-		case string(got) != body:
-			finish(soakErrWrongBody, resp.StatusCode, "wrong body: "+truncate(string(got), 80))
-		default:
-			finish(soakOK, resp.StatusCode, "")
-		}
-		if resp.Close {
+		status, e, msg, broken := roundTrip(c, br, w.req, body)
+		finish(e, status, msg)
+		if broken {
 			drop()
 		}
 	}
+}
+
+// roundTrip sends req (a whole HTTP/1.1 request) on c and reads the answer
+// through br; want is the body the answer must carry. It returns the
+// answer's status (0 if none), the outcome (soakOK or the soakErr* that
+// failed it), a message for a failure, and whether the connection is done
+// for: a socket error, a broken body, or the server closing it.
+func roundTrip(c net.Conn, br *bufio.Reader, req, want string) (status int, outcome uint8, msg string, done bool) {
+	if _, err := io.WriteString(c, req); err != nil {
+		return 0, soakErrWrite, "write: " + err.Error(), true
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, soakErrRead, "read: " + err.Error(), true
+	}
+	got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return resp.StatusCode, soakErrBody, "read body: " + err.Error(), true
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return resp.StatusCode, soakErrStatus, fmt.Sprintf("%s: %s", resp.Status, truncate(string(got), 120)), resp.Close
+	case string(got) != want:
+		return resp.StatusCode, soakErrWrongBody, "wrong body: " + truncate(string(got), 80), resp.Close
+	}
+	return resp.StatusCode, soakOK, "", resp.Close
 }

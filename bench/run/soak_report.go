@@ -6,6 +6,7 @@ package main
 // goals and the rendering. Everything here is pure.
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -20,17 +21,15 @@ import (
 
 // soakReport is everything one run of the soak suite produced.
 type soakReport struct {
-	Suite     string      `json:"suite"`
-	Started   string      `json:"started"`
-	Finished  string      `json:"finished"`
-	Config    soakConfig  `json:"config"`
-	Machine   machineInfo `json:"machine"`
-	Engine    string      `json:"engine"`
-	HAProxy   string      `json:"haproxy"`
-	Netdata   string      `json:"netdata"`
-	Artifacts []artifact  `json:"artifacts"`
+	labHead
+	Config soakConfig `json:"config"`
 
-	T0       string        `json:"t0"` // the load's start, RFC 3339 with nanoseconds; every _s is after it
+	// Fair and Saturation are the parts before the soak, on pulsed's first
+	// lifetime at its defaults (no request log).
+	Fair       soakFair `json:"fair_cpu"`
+	Saturation soakSat  `json:"saturation"`
+
+	T0       string        `json:"t0"` // the soak's start, RFC 3339 with nanoseconds; every _s of the soak is after it
 	Phases   []soakPhase   `json:"phases"`
 	Events   []soakEvent   `json:"events"`
 	Seconds  []soakSecond  `json:"seconds"`
@@ -42,9 +41,7 @@ type soakReport struct {
 	// going down or up, ...), seconds after t0.
 	HAProxyEvents []soakLogEvent `json:"haproxy_events,omitempty"`
 	Picture       string         `json:"picture,omitempty"` // the PNG beside the JSON
-	Goals         []goal         `json:"goals"`
-	Notes         []string       `json:"notes,omitempty"`
-	Cleanup       []string       `json:"cleanup,omitempty"`
+	reportEnd
 }
 
 // soakConfig is the suite's configuration as recorded with the results.
@@ -203,16 +200,6 @@ type soakMinute struct {
 	Events      string  `json:"events,omitempty"`
 }
 
-// latencyRank returns the p-th percentile of sorted (nearest rank), 0 for
-// none.
-func latencyRank(sorted []int32, p float64) int32 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	return sorted[min(max(rank, 1), len(sorted))-1]
-}
-
 // soakSeconds buckets the requests by second: started, answered (by their
 // end), failed and excused (by their start), latency percentiles (by
 // start). excused holds the indexes of excused requests in recs' order
@@ -247,8 +234,8 @@ func soakSeconds(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, n
 	}
 	for i := range out {
 		slices.Sort(lat[i])
-		out[i].P50MS = float64(latencyRank(lat[i], 50)) / 1000
-		out[i].P99MS = float64(latencyRank(lat[i], 99)) / 1000
+		out[i].P50MS = float64(nearestRank(lat[i], 50)) / 1000
+		out[i].P99MS = float64(nearestRank(lat[i], 99)) / 1000
 	}
 	return out
 }
@@ -305,9 +292,9 @@ func soakMinutes(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, s
 	}
 	for i, p := range phases {
 		slices.Sort(lat[i])
-		out[i].P50MS = float64(latencyRank(lat[i], 50)) / 1000
-		out[i].P99MS = float64(latencyRank(lat[i], 99)) / 1000
-		out[i].MaxMS = float64(latencyRank(lat[i], 100)) / 1000
+		out[i].P50MS = float64(nearestRank(lat[i], 50)) / 1000
+		out[i].P99MS = float64(nearestRank(lat[i], 99)) / 1000
+		out[i].MaxMS = float64(nearestRank(lat[i], 100)) / 1000
 		if d := p.EndS - p.StartS; d > 0 {
 			out[i].RPS = math.Round(float64(answered[i]) / d)
 		}
@@ -476,6 +463,13 @@ type soakStatErr struct {
 
 func newStatAcc() *statAcc {
 	return &statAcc{last: map[string]gateway.ServerStat{}, total: map[string]*gateway.ServerStat{}, byAddr: map[string]map[string]*gateway.ServerStat{}}
+}
+
+// restart forgets what was counted so far: the totals count from the last
+// poll on.
+func (a *statAcc) restart() {
+	a.total, a.byAddr = map[string]*gateway.ServerStat{}, map[string]map[string]*gateway.ServerStat{}
+	a.resets, a.errs, a.polls = 0, nil, nil
 }
 
 // add takes one poll's rows of the backend, made at at.
@@ -801,27 +795,41 @@ type soakSummary struct {
 	// after t0.
 	KillCallS float64 `json:"kill_call_s,omitempty"`
 	KillEndS  float64 `json:"kill_end_s,omitempty"`
+	// The error window after the kill: the failures through the gateway
+	// that ended in the minute after the call, those of them on the killed
+	// replica, and the time from the call to the last one's end.
+	KillFailed   int     `json:"kill_failed"`
+	KillFailedOn int     `json:"kill_failed_on_killed_replica"`
+	KillWindowMS float64 `json:"kill_error_window_ms"`
 
 	kill *soakKill // the kill the failures were judged against (also in the events)
 }
 
-// soakCPU is the CPU comparison: the whole host's busy CPU per request
-// over a minute through the gateway and a minute straight to one replica,
-// at the same connections.
+// soakCPU is a CPU comparison: the whole host's busy CPU per request over
+// windows through the gateway and windows straight to one replica, at the
+// same connections.
 type soakCPU struct {
-	Conns           int     `json:"connections"`
-	GatewayS        float64 `json:"gateway_s"`
-	DirectS         float64 `json:"direct_s"`
-	GatewayTicks    uint64  `json:"gateway_busy_ticks"`
-	DirectTicks     uint64  `json:"direct_busy_ticks"`
-	GatewayRequests int64   `json:"gateway_requests"`
-	DirectRequests  int64   `json:"direct_requests"`
-	GatewayUS       float64 `json:"gateway_us_per_request"`
-	DirectUS        float64 `json:"direct_us_per_request"`
-	Ratio           float64 `json:"ratio"`
-	GatewayBusyPct  float64 `json:"gateway_busy_pct"` // of the whole host
-	DirectBusyPct   float64 `json:"direct_busy_pct"`
-	GatewayReplicas string  `json:"gateway_replicas"` // during the gateway minute, e.g. "2" or "2–3"
+	Conns             int     `json:"connections"`
+	GatewayS          float64 `json:"gateway_s"`
+	DirectS           float64 `json:"direct_s"`
+	GatewayTicks      uint64  `json:"gateway_busy_ticks"`
+	DirectTicks       uint64  `json:"direct_busy_ticks"`
+	GatewayTotalTicks uint64  `json:"gateway_total_ticks"` // busy, idle and stolen
+	DirectTotalTicks  uint64  `json:"direct_total_ticks"`
+	GatewayRequests   int64   `json:"gateway_requests"`
+	DirectRequests    int64   `json:"direct_requests"`
+	GatewayUS         float64 `json:"gateway_us_per_request"`
+	DirectUS          float64 `json:"direct_us_per_request"`
+	Ratio             float64 `json:"ratio"`
+	GatewayBusyPct    float64 `json:"gateway_busy_pct"` // of the whole host
+	DirectBusyPct     float64 `json:"direct_busy_pct"`
+	GatewayReplicas   string  `json:"gateway_replicas"` // during the gateway minute, e.g. "2" or "2–3"
+	// The same without the client: the whole host's busy CPU less the
+	// harness's (the load's client, and in the soak the log receiver and
+	// the pollers), per request; 0 without the groups.
+	GatewayServerUS float64 `json:"gateway_server_us_per_request,omitempty"`
+	DirectServerUS  float64 `json:"direct_server_us_per_request,omitempty"`
+	ServerRatio     float64 `json:"server_ratio,omitempty"`
 	StealTicks      uint64  `json:"steal_ticks"`
 	// Groups is where the CPU went, per process group (own utime + stime
 	// from /proc; "other" is the host's busy CPU less the groups: the
@@ -830,6 +838,112 @@ type soakCPU struct {
 	// The raw ticks per group and window.
 	GatewayGroupTicks map[string]uint64 `json:"gateway_group_ticks,omitempty"`
 	DirectGroupTicks  map[string]uint64 `json:"direct_group_ticks,omitempty"`
+	// What "other" holds: the processes outside the groups by command
+	// name, and the host's irq + softirq ticks (/proc/stat; a tick in
+	// softirq is also charged to the process it interrupted, so these
+	// overlap the groups).
+	GatewayOtherTicks map[string]uint64 `json:"gateway_other_process_ticks,omitempty"`
+	DirectOtherTicks  map[string]uint64 `json:"direct_other_process_ticks,omitempty"`
+	GatewayIRQTicks   uint64            `json:"gateway_irq_ticks"`
+	DirectIRQTicks    uint64            `json:"direct_irq_ticks"`
+}
+
+// cpuMark is the host's CPU and, if read, the process groups' at one
+// moment.
+type cpuMark struct {
+	host           hostCPU
+	groups, others procCPU
+}
+
+// mark reads the host's CPU, then (groups) the CPU of w's groups, of the
+// harness and of the lab Netdata.
+func (l *pulseLab) mark(w procWatch, groups bool) cpuMark {
+	var m cpuMark
+	m.host, _ = readHostCPU("/proc")
+	if groups {
+		m.groups, m.others = l.sampleGroups(w)
+	}
+	return m
+}
+
+// cpuWindow is the CPU of one window of a comparison, in ticks.
+type cpuWindow struct {
+	Seconds float64           `json:"seconds"`
+	Busy    uint64            `json:"busy_ticks"`
+	IRQ     uint64            `json:"irq_ticks"` // irq + softirq, part of busy
+	Total   uint64            `json:"total_ticks"`
+	Steal   uint64            `json:"steal_ticks"`
+	Groups  map[string]uint64 `json:"group_ticks,omitempty"`
+	// Others are the processes outside the groups that used CPU, by
+	// command name.
+	Others map[string]uint64 `json:"other_process_ticks,omitempty"`
+}
+
+// windowOf is the CPU between two marks, seconds apart.
+func windowOf(seconds float64, from, to cpuMark) cpuWindow {
+	w := cpuWindow{Seconds: seconds, Busy: to.host.Busy - from.host.Busy, IRQ: to.host.IRQ - from.host.IRQ, Total: to.host.Total - from.host.Total,
+		Steal: to.host.Steal - from.host.Steal, Groups: groupDelta(from.groups, to.groups)}
+	for comm, t := range groupDelta(from.others, to.others) {
+		if t > 0 {
+			if w.Others == nil {
+				w.Others = map[string]uint64{}
+			}
+			w.Others[comm] = t
+		}
+	}
+	return w
+}
+
+// add counts a window on the direct side or the gateway's.
+func (c *soakCPU) add(direct bool, w cpuWindow) {
+	s, busy, irq, total, groups, others := &c.GatewayS, &c.GatewayTicks, &c.GatewayIRQTicks, &c.GatewayTotalTicks, &c.GatewayGroupTicks, &c.GatewayOtherTicks
+	if direct {
+		s, busy, irq, total, groups, others = &c.DirectS, &c.DirectTicks, &c.DirectIRQTicks, &c.DirectTotalTicks, &c.DirectGroupTicks, &c.DirectOtherTicks
+	}
+	*s += w.Seconds
+	*busy += w.Busy
+	*irq += w.IRQ
+	*total += w.Total
+	c.StealTicks += w.Steal
+	sum := func(dst *map[string]uint64, src map[string]uint64) {
+		if src != nil && *dst == nil {
+			*dst = map[string]uint64{}
+		}
+		for k, t := range src {
+			(*dst)[k] += t
+		}
+	}
+	sum(groups, w.Groups)
+	sum(others, w.Others)
+}
+
+// finish works the per-request figures out once the requests are set.
+func (c *soakCPU) finish(clk float64) {
+	c.GatewayUS = cpuPerRequest(c.GatewayTicks, clk, c.GatewayRequests)
+	c.DirectUS = cpuPerRequest(c.DirectTicks, clk, c.DirectRequests)
+	c.GatewayBusyPct = busyPct(c.GatewayTicks, c.GatewayTotalTicks)
+	c.DirectBusyPct = busyPct(c.DirectTicks, c.DirectTotalTicks)
+	c.Groups = cpuGroups(*c, clk)
+	c.Ratio, c.GatewayServerUS, c.DirectServerUS, c.ServerRatio = 0, 0, 0, 0
+	if c.GatewayUS > 0 && c.DirectUS > 0 {
+		c.Ratio = round3(c.GatewayUS / c.DirectUS)
+	}
+	gh, dh := c.GatewayGroupTicks[groupHarness], c.DirectGroupTicks[groupHarness]
+	if gh > 0 && dh > 0 && gh < c.GatewayTicks && dh < c.DirectTicks {
+		c.GatewayServerUS = cpuPerRequest(c.GatewayTicks-gh, clk, c.GatewayRequests)
+		c.DirectServerUS = cpuPerRequest(c.DirectTicks-dh, clk, c.DirectRequests)
+		if c.GatewayServerUS > 0 && c.DirectServerUS > 0 {
+			c.ServerRatio = round3(c.GatewayServerUS / c.DirectServerUS)
+		}
+	}
+}
+
+// busyPct is busy ticks in % of total ticks (the whole host), 0 for none.
+func busyPct(busy, total uint64) float64 {
+	if total == 0 {
+		return 0
+	}
+	return round3(100 * float64(busy) / float64(total))
 }
 
 // soakCPUGroup is one process group's CPU per request in each window.
@@ -883,22 +997,57 @@ func cpuGroups(c soakCPU, clk float64) []soakCPUGroup {
 
 var soakCPUHeader = []string{"process group", "through the gateway µs/req", "straight to one replica µs/req"}
 
-func soakCPURows(c soakCPU) [][]string {
+func soakCPURows(c soakCPU, clk float64) [][]string {
 	var rows [][]string
+	us := func(ticks uint64, requests int64) string {
+		return fmt.Sprintf("%.1f", cpuPerRequest(ticks, clk, requests))
+	}
 	for _, g := range c.Groups {
 		rows = append(rows, []string{g.Group, fmt.Sprintf("%.1f", g.GatewayUS), fmt.Sprintf("%.1f", g.DirectUS)})
+		if g.Group != groupOther {
+			continue
+		}
+		for _, comm := range topOthers(c, soakTopOthers) {
+			rows = append(rows, []string{"· other: " + comm, us(c.GatewayOtherTicks[comm], c.GatewayRequests), us(c.DirectOtherTicks[comm], c.DirectRequests)})
+		}
 	}
 	if len(rows) > 0 {
 		rows = append(rows, []string{"whole host", fmt.Sprintf("%.1f", c.GatewayUS), fmt.Sprintf("%.1f", c.DirectUS)})
+		if c.GatewayIRQTicks+c.DirectIRQTicks > 0 {
+			rows = append(rows, []string{"of which irq + softirq (/proc/stat)", us(c.GatewayIRQTicks, c.GatewayRequests), us(c.DirectIRQTicks, c.DirectRequests)})
+		}
 	}
 	return rows
 }
 
-const soakCPUCaption = "Where the CPU per request went in the two CPU minutes (own utime + stime of each group from /proc; haproxy = pulsed's HAProxy master and workers; " +
+// soakTopOthers is how many processes outside the groups the CPU tables
+// name.
+const soakTopOthers = 4
+
+// topOthers returns the n commands outside the groups that used the most
+// CPU over both paths, most first.
+func topOthers(c soakCPU, n int) []string {
+	total := map[string]uint64{}
+	for _, m := range []map[string]uint64{c.GatewayOtherTicks, c.DirectOtherTicks} {
+		for comm, t := range m {
+			total[comm] += t
+		}
+	}
+	comms := slices.Collect(mapKeys(total))
+	slices.SortFunc(comms, func(a, b string) int {
+		if total[a] != total[b] {
+			return cmp.Compare(total[b], total[a])
+		}
+		return strings.Compare(a, b)
+	})
+	return comms[:min(n, len(comms))]
+}
+
+const soakCPUCaption = "Informational, not the goal: where the CPU per request went in the soak's two CPU minutes, with HAProxy's request log on and through the gateway the replicas the autoscaler kept (own utime + stime of each group from /proc; haproxy = pulsed's HAProxy master and workers; " +
 	"docker-proxy = the engine's userland proxy of the replicas' published ports, if the engine runs one (without it the kernel NATs a loopback call to a published port); replicas = the replicas' processes; " +
 	"harness = this program: the load's client, HAProxy's log receiver and the pollers; netdata = the lab Netdata and its plugins; other = the host's busy CPU less the groups: " +
-	"dockerd, containerd, other processes; negative when the processes' own times add up to more than /proc/stat's busy time. The kernel's network work on loopback " +
-	"(and the NAT to a published port) is mostly charged to the process that sends):"
+	"dockerd, containerd, other processes (the busiest named below it), and time no process is charged with (softirq work done while a CPU was idle); negative when the processes' own times add up to more than /proc/stat's busy time. The kernel's network work on loopback " +
+	"(and the NAT to a published port) is mostly charged to the process that sends; irq + softirq, from /proc/stat, is within the groups' times where it interrupted one of their processes):"
 
 // cpuPerRequest is µs of CPU per request from busy ticks.
 func cpuPerRequest(ticks uint64, clk float64, requests int64) float64 {
@@ -954,11 +1103,31 @@ func summarizeSoak(recs []soakReq, fails []soakFailure) soakSummary {
 	return s
 }
 
-// soakGoals are the issue's targets.
-func soakGoals(s soakSummary, servers []soakServer) []goal {
+// soakGoals are the issue's targets, and the figures it asks to be
+// reported in the same run (INFO: no limit).
+func soakGoals(r soakReport) []goal {
+	s := r.Summary
 	var out []goal
+	f := r.Fair
+	c := f.CPU
+	g := goal{Name: fmt.Sprintf("whole-host CPU per request through the gateway ÷ straight to the replica: pulsed at its defaults (no request log), "+
+		"one replica (scale min = max = 1), c=%d, %.0f s per path in %d interleaved stretches", c.Conns, c.GatewayS, len(f.Stretches)), Limit: 2.5, Unit: "×"}
+	if c.GatewayUS > 0 && c.DirectUS > 0 {
+		g.Value, g.Status = c.Ratio, verdict(c.Ratio, 2.5)
+		g.Note = fmt.Sprintf("%.1f µs through the gateway (%d requests), %.1f µs direct (%d requests)", c.GatewayUS, c.GatewayRequests, c.DirectUS, c.DirectRequests)
+		if len(f.PairRatios) > 0 {
+			g.Note += fmt.Sprintf("; per pair of stretches %.2f–%.2f×", slices.Min(f.PairRatios), slices.Max(f.PairRatios))
+		}
+		if c.ServerRatio > 0 {
+			g.Note += fmt.Sprintf("; without the client's CPU %.1f ÷ %.1f µs = %.2f×", c.GatewayServerUS, c.DirectServerUS, c.ServerRatio)
+		}
+	} else {
+		g.Status, g.Note = skip, "a path has no requests"
+	}
+	out = append(out, g)
+
 	failed := float64(s.GatewayFailed - s.InFlightAtKill)
-	g := goal{Name: "failed requests through the gateway (by start time), not counting those in flight on the killed replica at the kill",
+	g = goal{Name: "soak: failed requests through the gateway (by start time), not counting those in flight on the killed replica at the kill",
 		Value: failed, Limit: 0, Unit: "requests", Status: verdict(failed, 0),
 		Note: fmt.Sprintf("%d of %d failed; %d in flight on the killed replica at the kill", s.GatewayFailed, s.GatewayRequests, s.InFlightAtKill)}
 	if s.KillEndS > 0 {
@@ -973,37 +1142,86 @@ func soakGoals(s soakSummary, servers []soakServer) []goal {
 	}
 	out = append(out, g)
 
-	g = goal{Name: "connect/stot of every server with ≥ 1000 sessions (worst)", Limit: 1, Unit: "%"}
+	g = goal{Name: "soak: connect/stot of every server with ≥ 1000 sessions (worst)", Limit: 1, Unit: "%"}
 	worst := -1.0
 	n := 0
-	for _, sv := range servers {
+	for _, sv := range r.Servers {
 		if sv.Sessions < 1000 {
 			continue
 		}
 		n++
 		if sv.ConnectPct > worst {
 			worst = sv.ConnectPct
-			g.Note = fmt.Sprintf("%s: %d connects / %d sessions; %d server(s) with ≥ 1000 sessions", sv.Server, sv.Connects, sv.Sessions, 0)
+			g.Note = fmt.Sprintf("%s: %d connects / %d sessions", sv.Server, sv.Connects, sv.Sessions)
 		}
 	}
 	if n == 0 {
 		g.Status, g.Note = skip, "no server took 1000 sessions"
 	} else {
 		g.Value, g.Status = worst, verdict(worst, 1)
-		g.Note = strings.Replace(g.Note, "; 0 server(s)", fmt.Sprintf("; %d server(s)", n), 1)
+		g.Note += fmt.Sprintf("; %d server(s) with ≥ 1000 sessions", n)
 	}
 	out = append(out, g)
 
-	c := s.CPU
-	g = goal{Name: fmt.Sprintf("whole-host CPU per request through the gateway ÷ straight to one replica (c=%d, 60 s each)", c.Conns), Limit: 2.5, Unit: "×"}
-	if c.GatewayUS > 0 && c.DirectUS > 0 {
-		g.Value, g.Status = c.Ratio, verdict(c.Ratio, 2.5)
-		g.Note = fmt.Sprintf("%.1f µs through the gateway (%d requests), %.1f µs direct (%d requests)", c.GatewayUS, c.GatewayRequests, c.DirectUS, c.DirectRequests)
-	} else {
-		g.Status, g.Note = skip, "a CPU window has no requests"
+	out = append(out, killGoal(s))
+	return append(out, satGoals(r.Saturation)...)
+}
+
+// killGoal is the error window after the kill, reported without a limit.
+func killGoal(s soakSummary) goal {
+	g := goal{Name: "soak: error window after the kill (docker kill call → the last failed request's end)", Unit: "ms", Status: info}
+	switch {
+	case s.KillCallS == 0:
+		g.Status, g.Note = skip, "no replica was killed"
+	case s.KillFailed == 0:
+		g.Note = "no request failed after the kill"
+	default:
+		g.Value = s.KillWindowMS
+		g.Note = fmt.Sprintf("%d request(s) through the gateway failed in the %.0f s after the call, %d of them in flight on the killed replica; the container ended %.0f ms after the call",
+			s.KillFailed, soakKillSpan.Seconds(), s.KillFailedOn, 1000*(s.KillEndS-s.KillCallS))
 	}
-	out = append(out, g)
-	return out
+	return g
+}
+
+// satGoals are the saturation's goals.
+func satGoals(s soakSat) []goal {
+	name := fmt.Sprintf("saturation (one replica, %d connections, %d ms of CPU each, %.0f s): ", s.Conns, s.BurnMS, s.DurationS)
+	if s.Requests == 0 {
+		return []goal{{Name: name + "not run", Status: skip}}
+	}
+	return []goal{
+		{Name: name + "DOWN transitions of the replica's slot (chkdown)", Value: float64(s.Downs), Unit: "transitions", Status: verdict(float64(s.Downs), 0),
+			Note: fmt.Sprintf("slot %s, %d sessions; failed checks %d; %d of %d polls found it DOWN", s.Server, s.Sessions, s.CheckFails, s.DownPolls, s.Polls)},
+		{Name: name + "requests detoured through the cold-start path (backup server stot)", Value: float64(s.BackupSessions), Unit: "requests",
+			Status: verdict(float64(s.BackupSessions), 0)},
+		{Name: name + "failed requests", Value: float64(s.Failed), Unit: "requests", Status: verdict(float64(s.Failed), 0),
+			Note: strings.TrimPrefix(fmt.Sprintf("%s; of %d", kinds(s.FailedByKind), s.Requests), "; ")},
+		{Name: name + "latency p99", Value: s.P99MS, Unit: "ms", Status: info,
+			Note: fmt.Sprintf("p50 %.0f ms, max %.0f ms, %.1f answers/s", s.P50MS, s.MaxMS, s.RPS)},
+	}
+}
+
+// soakKillSpan is how long after the kill call a failed request counts in
+// its error window.
+const soakKillSpan = time.Minute
+
+// killWindow counts the failures through the gateway that ended within
+// soakKillSpan of the kill call (seconds after t0), those of them in
+// flight on the killed replica, and the window from the call to the last
+// one's end.
+func killWindow(fs []soakFailure, callS float64) (failed, on int, windowMS float64) {
+	for _, f := range fs {
+		end := f.StartS + f.LatencyMS/1000
+		if f.Direct || end < callS || end > callS+soakKillSpan.Seconds() {
+			continue
+		}
+		failed++
+		if f.InFlight {
+			on++
+		}
+		windowMS = math.Max(windowMS, round3(1000*(end-callS)))
+	}
+	return failed, on, windowMS
 }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
@@ -1021,14 +1239,15 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 func soakSetup(r soakReport) string {
 	m := r.Machine
 	c := r.Config
-	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; %s of closed-loop keep-alive load (raw HTTP/1.1, no retries, %d-byte POST) on %s (%s), "+
+	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; before the soak, on a first pulsed at its defaults, the fair CPU comparison and health under saturation (below); "+
+		"the soak: a second pulsed with the request log, %s of closed-loop keep-alive load (raw HTTP/1.1, no retries, %d-byte POST) on %s (%s), "+
 		"scale %s target %g min %d max %d, timeout %gs, drain grace %gs, no Docker health check; autoscaler on (pulsed + lab Netdata + pulse.d.plugin + alarms + hook); pulsed: %s",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, r.Engine, r.HAProxy, r.Netdata, time.Duration(c.DurationS*float64(time.Second)), c.BodyBytes,
 		c.Function, c.Handler, c.Metric, c.Target, c.Min, c.Max, c.TimeoutS, c.DrainGraceS, strings.Join(c.PulsedEnv, " "))
 }
 
 const (
-	soakMinuteCaption = "Per minute (requests by start time; `rps` = answers per second; `replicas` = the most pulsed's catalog listed, draining included):"
+	soakMinuteCaption = "The soak per minute (requests by start time; `rps` = answers per second; `replicas` = the most pulsed's catalog listed, draining included):"
 	soakServerCaption = "Per HAProxy server of the function's backend (slots s<N>, re-pointed at replicas by pulsed): `show stat` counters " +
 		"summed over 1 s polls across reloads, HAProxy's request log, and the replicas each slot held (pulsed's catalog and `show servers state`, polled every 500 ms):"
 	soakFailCaption = "Failed requests (by start time), each matched to HAProxy's log line of it (client port and %tr) and so to the server, the replica's address and its task at that moment; " +
@@ -1131,9 +1350,12 @@ func soakFigureRows(r soakReport) [][]string {
 		{"requests", fmt.Sprintf("%d (gateway %d, direct %d)", s.Requests, s.GatewayRequests, s.DirectRequests), ""},
 		{"failed", fmt.Sprintf("%d (gateway %d, of which %d in flight on the killed replica at the kill; direct %d)", s.Failed, s.GatewayFailed, s.InFlightAtKill, s.DirectFailed),
 			kinds(s.FailedByKind)},
-		{"whole-host CPU/request, gateway", fmt.Sprintf("%.1f µs", c.GatewayUS), fmt.Sprintf("c=%d, %.0f s, %d requests, host %.0f %% busy, replicas %s", c.Conns, c.GatewayS, c.GatewayRequests, c.GatewayBusyPct, c.GatewayReplicas)},
-		{"whole-host CPU/request, direct to one replica", fmt.Sprintf("%.1f µs", c.DirectUS), fmt.Sprintf("c=%d, %.0f s, %d requests, host %.0f %% busy", c.Conns, c.DirectS, c.DirectRequests, c.DirectBusyPct)},
-		{"gateway ÷ direct", fmt.Sprintf("%.2f×", c.Ratio), ""},
+		{"error window after the kill", fmt.Sprintf("%.0f ms", s.KillWindowMS), fmt.Sprintf("from the docker kill call to the last failed request's end; %d request(s) failed in the minute after the call, %d of them on the killed replica",
+			s.KillFailed, s.KillFailedOn)},
+		{fmt.Sprintf("soak-time whole-host CPU/request through the gateway, with the request log and %s replicas (informational)", c.GatewayReplicas), fmt.Sprintf("%.1f µs", c.GatewayUS),
+			fmt.Sprintf("c=%d, %.0f s, %d requests, host %.0f %% busy", c.Conns, c.GatewayS, c.GatewayRequests, c.GatewayBusyPct)},
+		{"soak-time whole-host CPU/request straight to one replica (informational)", fmt.Sprintf("%.1f µs", c.DirectUS), fmt.Sprintf("c=%d, %.0f s, %d requests, host %.0f %% busy", c.Conns, c.DirectS, c.DirectRequests, c.DirectBusyPct)},
+		{"soak-time gateway ÷ direct (informational, not the goal: see the fair comparison)", fmt.Sprintf("%.2f×", c.Ratio), ""},
 		{"TIME_WAIT sockets, peak", strconv.Itoa(s.TimeWaitPeak), fmt.Sprintf("at %s (polled every second)", clock(s.TimeWaitPeakAt))},
 		{"HAProxy RSS after the load", fmt.Sprintf("%.1f MB", s.RSS.HAProxyMB), fmt.Sprintf("%d processes; peak %.1f MB", s.RSS.HAProxyProcs, s.RSS.HAProxyHWMMB)},
 		{"pulsed RSS after the load", fmt.Sprintf("%.1f MB", s.RSS.PulsedMB), fmt.Sprintf("peak %.1f MB", s.RSS.PulsedHWMMB)},
@@ -1170,62 +1392,27 @@ var soakEventHeader = []string{"at", "event", "server", "replica", "task", "deta
 // renderSoak renders the report as text, or as the README's markdown with
 // jsonPath and the picture beside it.
 func renderSoak(r soakReport, md bool, jsonPath string) string {
-	var b strings.Builder
-	table := func(header []string, rows [][]string) {
-		if md {
-			markdownTable(&b, header, rows)
-		} else {
-			textTable(&b, header, rows)
-		}
-	}
-	sep := "\n"
+	b := &reportDoc{md: md}
 	if md {
-		sep = "\n\n"
 		png := strings.TrimSuffix(jsonPath, ".json") + ".png"
-		fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\n![soak run: offered connections, answers per second, failed requests, replicas and p99 latency over time](%s)\n",
+		fmt.Fprintf(b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\n![soak run: offered connections, answers per second, failed requests, replicas and p99 latency over time](%s)\n",
 			readmeTime(r.Started), jsonPath, jsonPath, soakSetup(r), png)
 	} else {
-		fmt.Fprintf(&b, "\nsoak benchmark, %s\n%s\n", r.Started, soakSetup(r))
+		fmt.Fprintf(b, "\nsoak benchmark, %s\n%s\n", r.Started, soakSetup(r))
 	}
-	section := func(caption string, header []string, rows [][]string) {
-		if len(rows) == 0 {
-			return
-		}
-		b.WriteString("\n" + caption + sep)
-		table(header, rows)
-	}
-	section("Events (minutes:seconds after the load started):", soakEventHeader, soakEventRows(r.Events))
-	section(soakMinuteCaption, soakMinuteHeader, soakMinuteRows(r.Minutes))
-	section("Figures:", soakFigureHeader, soakFigureRows(r))
-	section(soakCPUCaption, soakCPUHeader, soakCPURows(r.Summary.CPU))
-	section(soakServerCaption, soakServerHeader, soakServerRows(r.Servers))
-	section(soakFailCaption, soakFailHeader, soakFailRows(r.Failures))
+	b.section(fairCaption(r.Fair), fairStretchHeader, fairStretchRows(r.Fair))
+	b.section(fairCPUCaption, soakCPUHeader, soakCPURows(r.Fair.CPU, r.Machine.ClockTicks))
+	b.section(satCaption(r.Saturation), soakFigureHeader, satRows(r.Saturation))
+	b.section("The soak's events (minutes:seconds after its load started):", soakEventHeader, soakEventRows(r.Events))
+	b.section(soakMinuteCaption, soakMinuteHeader, soakMinuteRows(r.Minutes))
+	b.section("The soak's figures:", soakFigureHeader, soakFigureRows(r))
+	b.section(soakCPUCaption, soakCPUHeader, soakCPURows(r.Summary.CPU, r.Machine.ClockTicks))
+	b.section(soakServerCaption, soakServerHeader, soakServerRows(r.Servers))
+	b.section(soakFailCaption, soakFailHeader, soakFailRows(r.Failures))
 	b.WriteString("\n")
-	table(goalHeader, soakGoalRows(r.Goals))
-	writeNotes(&b, r.Notes, md)
+	b.table(goalHeader, goalRows(r.Goals))
+	writeNotes(&b.Builder, r.Notes, md)
 	return b.String()
-}
-
-func soakGoalRows(goals []goal) [][]string {
-	f := func(v float64, unit string) string {
-		switch unit {
-		case "×":
-			return fmt.Sprintf("%.2f×", v)
-		case "%":
-			return fmt.Sprintf("%.3f %%", v)
-		default:
-			return fmt.Sprintf("%.0f %s", v, unit)
-		}
-	}
-	rows := make([][]string, 0, len(goals))
-	for _, g := range goals {
-		value := ""
-		if g.Status != skip {
-			value = f(g.Value, g.Unit)
-		}
-		rows = append(rows, []string{g.Name, value, "≤ " + f(g.Limit, g.Unit), g.Status, g.Note})
-	}
-	return rows
 }
 
 // killNote says what the kill did to the requests: how many failed on the

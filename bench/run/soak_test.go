@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -427,29 +428,206 @@ func TestAttributeFailures(t *testing.T) {
 func TestSoakGoals(t *testing.T) {
 	servers := []soakServer{{Server: "s1", Sessions: 100000, Connects: 40, ConnectPct: 0.04}, {Server: "s2", Sessions: 5000, Connects: 100, ConnectPct: 2},
 		{Server: "s3", Sessions: 999, Connects: 999, ConnectPct: 100}}
-	s := soakSummary{GatewayRequests: 1000, GatewayFailed: 3, InFlightAtKill: 3,
-		CPU: soakCPU{Conns: 16, GatewayUS: 100, DirectUS: 50, Ratio: 2, GatewayRequests: 10, DirectRequests: 20}}
-	got := soakGoals(s, servers)
-	if len(got) != 3 {
+	r := soakReport{Servers: servers,
+		Fair: soakFair{CPU: soakCPU{Conns: 16, GatewayS: 60, GatewayUS: 100, DirectUS: 50, Ratio: 2, GatewayRequests: 10, DirectRequests: 20},
+			Stretches: make([]soakStretch, 8), PairRatios: []float64{1.9, 2.2}},
+		Saturation: soakSat{Conns: 64, BurnMS: 15, DurationS: 120, Requests: 9000, Failed: 0, Downs: 1, BackupSessions: 0, P99MS: 900, Server: "s1"},
+		Summary: soakSummary{GatewayRequests: 1000, GatewayFailed: 3, InFlightAtKill: 3, KillCallS: 390, KillEndS: 390.2, KillFailed: 3, KillFailedOn: 3, KillWindowMS: 272,
+			CPU: soakCPU{Ratio: 9}}}
+	got := soakGoals(r)
+	if len(got) != 8 {
 		t.Fatalf("%d goals", len(got))
 	}
-	if g := got[0]; g.Status != pass || g.Value != 0 || !strings.Contains(g.Note, "3 in flight on the killed replica") {
+	if g := got[0]; g.Status != pass || g.Value != 2 || !strings.Contains(g.Note, "per pair of stretches 1.90–2.20×") || !strings.Contains(g.Name, "c=16, 60 s per path in 8 interleaved stretches") {
+		t.Errorf("CPU goal %+v (the soak-time ratio is no goal)", g)
+	}
+	if g := got[1]; g.Status != pass || g.Value != 0 || !strings.Contains(g.Note, "3 in flight on the killed replica") {
 		t.Errorf("failures goal %+v", g)
 	}
-	if g := got[1]; g.Status != fail || g.Value != 2 || !strings.HasPrefix(g.Note, "s2: 100 connects / 5000 sessions; 2 server(s)") {
+	if g := got[2]; g.Status != fail || g.Value != 2 || !strings.HasPrefix(g.Note, "s2: 100 connects / 5000 sessions; 2 server(s)") {
 		t.Errorf("connect goal %+v", g)
 	}
-	if g := got[2]; g.Status != pass || g.Value != 2 {
-		t.Errorf("CPU goal %+v", g)
+	if g := got[3]; g.Status != info || g.Value != 272 || !strings.HasPrefix(g.Note, "3 request(s) through the gateway failed") {
+		t.Errorf("kill window %+v", g)
 	}
-	s.GatewayFailed, s.FailedByServer = 5, map[string]int{"s4": 2}
-	s.CPU = soakCPU{}
-	got = soakGoals(s, servers[2:])
-	if got[0].Status != fail || got[0].Value != 2 || !strings.Contains(got[0].Note, "others by server: s4 2") {
-		t.Errorf("failures goal %+v", got[0])
+	if g := got[4]; g.Status != fail || g.Value != 1 || !strings.Contains(g.Name, "DOWN transitions") {
+		t.Errorf("saturation DOWN goal %+v", g)
 	}
-	if got[1].Status != skip || got[2].Status != skip {
-		t.Errorf("goals without data: %+v, %+v; want SKIP", got[1], got[2])
+	if g := got[5]; g.Status != pass || g.Value != 0 || !strings.Contains(g.Name, "cold-start path") {
+		t.Errorf("saturation detour goal %+v", g)
+	}
+	if g := got[6]; g.Status != pass || g.Value != 0 {
+		t.Errorf("saturation failures goal %+v", g)
+	}
+	if g := got[7]; g.Status != info || g.Value != 900 {
+		t.Errorf("saturation p99 %+v", g)
+	}
+	r.Summary.GatewayFailed, r.Summary.FailedByServer = 5, map[string]int{"s4": 2}
+	r.Summary.KillCallS = 0
+	r.Fair = soakFair{}
+	r.Saturation = soakSat{}
+	r.Servers = servers[2:]
+	got = soakGoals(r)
+	if len(got) != 5 {
+		t.Fatalf("%d goals without the parts before the soak: %+v", len(got), got)
+	}
+	if got[1].Status != fail || got[1].Value != 2 || !strings.Contains(got[1].Note, "others by server: s4 2") {
+		t.Errorf("failures goal %+v", got[1])
+	}
+	for _, i := range []int{0, 2, 3, 4} {
+		if got[i].Status != skip {
+			t.Errorf("goal without data: %+v; want SKIP", got[i])
+		}
+	}
+}
+
+func TestKillWindow(t *testing.T) {
+	fs := []soakFailure{
+		{StartS: 10, LatencyMS: 5},                     // before the kill: not in its window
+		{StartS: 390.1, LatencyMS: 77, InFlight: true}, // ends at 390.177
+		{StartS: 390.2, LatencyMS: 70, InFlight: true}, // ends at 390.27: the last
+		{StartS: 391, LatencyMS: 3, Direct: true},      // straight to a replica
+		{StartS: 500, LatencyMS: 1},                    // more than a minute after
+	}
+	n, on, w := killWindow(fs, 390)
+	if n != 2 || on != 2 || w != 270 {
+		t.Errorf("killWindow = %d, %d on the killed replica, %g ms; want 2, 2, 270", n, on, w)
+	}
+	if n, _, w := killWindow(nil, 390); n != 0 || w != 0 {
+		t.Errorf("no failures: %d, %g", n, w)
+	}
+}
+
+func TestSoakCPUAddFinish(t *testing.T) {
+	var c soakCPU
+	c.add(false, cpuWindow{Seconds: 15, Busy: 1500, IRQ: 100, Total: 3000, Steal: 2, Groups: map[string]uint64{groupHAProxy: 600, groupReplicas: 500},
+		Others: map[string]uint64{"dockerd": 10, "ksoftirqd/0": 30}})
+	c.add(true, cpuWindow{Seconds: 15, Busy: 1200, IRQ: 50, Total: 3000, Groups: map[string]uint64{groupReplicas: 700}, Others: map[string]uint64{"containerd": 20, "dockerd": 5}})
+	c.add(false, cpuWindow{Seconds: 15, Busy: 1500, Total: 3000, Steal: 1, Groups: map[string]uint64{groupHAProxy: 600}})
+	c.GatewayRequests, c.DirectRequests = 100000, 200000
+	c.finish(100)
+	if c.GatewayS != 30 || c.GatewayTicks != 3000 || c.GatewayTotalTicks != 6000 || c.StealTicks != 3 || c.GatewayGroupTicks[groupHAProxy] != 1200 {
+		t.Errorf("sums: %+v", c)
+	}
+	if c.GatewayUS != 300 || c.DirectUS != 60 || c.Ratio != 5 || c.GatewayBusyPct != 50 || c.DirectBusyPct != 40 {
+		t.Errorf("per request: %g µs, %g µs, %g×, busy %g %% / %g %%", c.GatewayUS, c.DirectUS, c.Ratio, c.GatewayBusyPct, c.DirectBusyPct)
+	}
+	c.GatewayGroupTicks[groupHarness], c.DirectGroupTicks[groupHarness] = 1000, 160
+	c.finish(100)
+	if c.GatewayServerUS != 200 || c.DirectServerUS != 52 || c.ServerRatio != 3.846 {
+		t.Errorf("without the client: %g µs, %g µs, %g×", c.GatewayServerUS, c.DirectServerUS, c.ServerRatio)
+	}
+	if got := topOthers(c, 2); !reflect.DeepEqual(got, []string{"ksoftirqd/0", "containerd"}) {
+		t.Errorf("topOthers = %v", got)
+	}
+	rows := soakCPURows(c, 100)
+	if last := rows[len(rows)-1]; last[0] != "of which irq + softirq (/proc/stat)" || last[1] != "10.0" || last[2] != "2.5" {
+		t.Errorf("irq row %v", last)
+	}
+	w := windowOf(2, cpuMark{host: hostCPU{Busy: 10, Total: 50, Steal: 1}, groups: procCPU{groupPulsed: {{1, 1}: 3}}, others: procCPU{"sleepy": {{2, 1}: 4}}},
+		cpuMark{host: hostCPU{Busy: 40, IRQ: 3, Total: 250, Steal: 1}, groups: procCPU{groupPulsed: {{1, 1}: 8}}, others: procCPU{"sleepy": {{2, 1}: 4}, "dockerd": {{3, 1}: 2}}})
+	if w.Busy != 30 || w.IRQ != 3 || w.Total != 200 || w.Steal != 0 || w.Groups[groupPulsed] != 5 || !reflect.DeepEqual(w.Others, map[string]uint64{"dockerd": 2}) {
+		t.Errorf("windowOf = %+v", w)
+	}
+}
+
+func TestSummarizeFair(t *testing.T) {
+	// 4 stretches of 10 s (gateway, direct, direct, gateway), each after a
+	// 2 s settle; the gateway answers every 2 ms, the replica every 1 ms.
+	var recs []soakReq
+	starts := []float64{2, 14, 26, 38}
+	for i, from := range starts {
+		step := 2.0
+		if fairDirect(i) {
+			step = 1
+		}
+		for ms := (from - 2) * 1000; ms < (from+10)*1000; ms += step {
+			recs = append(recs, req(ms/1000, 0.5, 200, soakOK, fairDirect(i), 1))
+		}
+	}
+	var sts []soakStretch
+	for i, from := range starts {
+		path := pathGateway
+		busy := uint64(1000)
+		if fairDirect(i) {
+			path, busy = pathDirect, 800
+		}
+		sts = append(sts, soakStretch{Path: path, StartS: from, EndS: from + 10, CPU: cpuWindow{Seconds: 10, Busy: busy, Total: 2000,
+			Groups: map[string]uint64{groupReplicas: busy / 2}}})
+	}
+	fr := soakFair{Conns: 16}
+	summarizeFair(&fr, sts, recs, 0, 100)
+	if len(fr.Stretches) != 4 || fr.Stretches[0].OK != 5000 || fr.Stretches[1].OK != 10000 {
+		t.Fatalf("stretches %+v", fr.Stretches)
+	}
+	if st := fr.Stretches[0]; st.US != 2000 || st.BusyPct != 50 || st.RPS != 500 || st.P99MS != 0.5 {
+		t.Errorf("gateway stretch %+v", st)
+	}
+	c := fr.CPU
+	if c.GatewayRequests != 10000 || c.DirectRequests != 20000 || c.GatewayUS != 2000 || c.DirectUS != 800 || c.Ratio != 2.5 || c.GatewayReplicas != "1" {
+		t.Errorf("CPU %+v", c)
+	}
+	if !reflect.DeepEqual(fr.PairRatios, []float64{2.5, 2.5}) {
+		t.Errorf("pair ratios %v", fr.PairRatios)
+	}
+	var order []bool
+	for i := range 8 {
+		order = append(order, fairDirect(i))
+	}
+	if want := []bool{false, true, true, false, true, false, false, true}; !reflect.DeepEqual(order, want) {
+		t.Errorf("order %v, want %v", order, want)
+	}
+	if fr.Requests != int64(len(recs)) || fr.Failed != 0 {
+		t.Errorf("requests %d, failed %d", fr.Requests, fr.Failed)
+	}
+}
+
+func TestSummarizeSat(t *testing.T) {
+	recs := []soakReq{req(0, 500, 200, soakOK, false, 1), req(0.1, 900, 200, soakOK, false, 2), req(0.2, 100, 503, soakErrStatus, false, 3)}
+	fails := []soakFail{{Req: recs[2], Msg: "503 Service Unavailable"}}
+	acc := newStatAcc()
+	row := func(server string, stot, connect, downs, chkfail int64, status string) gateway.ServerStat {
+		return gateway.ServerStat{Backend: "fn_b", Server: server, Status: status, Sessions: stot, Connects: connect, Downs: downs, CheckFails: chkfail}
+	}
+	acc.add(time.Unix(0, 0), []gateway.ServerStat{row("s1", 10, 1, 0, 0, "UP"), row("s2", 0, 0, 0, 0, "MAINT"), row(gateway.BackupServerName, 0, 0, 0, 0, "UP")})
+	acc.restart()
+	acc.add(time.Unix(1, 0), []gateway.ServerStat{row("s1", 12, 3, 1, 4, "UP"), row("s2", 0, 0, 0, 0, "MAINT"), row(gateway.BackupServerName, 1, 1, 0, 0, "UP")})
+	var s soakSat
+	summarizeSat(&s, recs, fails, acc, 2)
+	if s.Requests != 3 || s.OK != 2 || s.Failed != 1 || s.FailedByKind["status 503"] != 1 || s.RPS != 1 {
+		t.Errorf("counts %+v", s)
+	}
+	if s.P50MS != 500 || s.P99MS != 900 || s.MaxMS != 900 {
+		t.Errorf("latency %g / %g / %g", s.P50MS, s.P99MS, s.MaxMS)
+	}
+	if s.Server != "s1" || s.Sessions != 2 || s.Connects != 2 || s.Downs != 1 || s.CheckFails != 4 || s.BackupSessions != 1 || s.StatusEnd != "UP" {
+		t.Errorf("counters since the restart: %+v", s)
+	}
+}
+
+func TestBurnEchoC(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc")
+	}
+	dir := t.TempDir()
+	st := cStep(tools{gcc: gcc}, dir, "burnecho", burnEchoC)
+	if out, err := exec.Command(st.argv[0], st.argv[1:]...).CombinedOutput(); err != nil {
+		t.Skipf("gcc -static: %v: %s", err, out) // no static libc here
+	}
+	cmd := exec.Command(st.out)
+	cmd.Env = []string{"BURN_MS=20"}
+	cmd.Stdin = strings.NewReader("0123456789abcdef")
+	start := time.Now()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "0123456789abcdef" {
+		t.Errorf("echoed %q", out)
+	}
+	if cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(); cpu < 20*time.Millisecond {
+		t.Errorf("burnt %s of CPU in %s, want at least 20ms", cpu, time.Since(start))
 	}
 }
 
@@ -589,7 +767,18 @@ func testSoakReport(t *testing.T) soakReport {
 		TimeWaitPeak: 347, TimeWaitPeakAt: 60, MaxReplicas: 7, MaxDesired: 6, ScaleEvents: 9, UpdateS: 8.2, UpdateState: "completed: update completed",
 		RSS: soakRSS{HAProxyMB: 22.3, HAProxyProcs: 2, HAProxyHWMMB: 22.3, PulsedMB: 18.2, PulsedHWMMB: 18.7}}
 	r.Summary.Log.Requests = 720000
-	r.Goals = soakGoals(r.Summary, r.Servers)
+	r.Fair = soakFair{Function: "pbench-soak-abc123-hello", Handler: "bench/inproc", Scale: "inflight target 8 min 1 max 1", PulsedEnv: []string{"PULSE_INSTANCE=bench-abc123"},
+		Conns: 16, StretchS: 15, SettleS: 2, QuietWaitS: 1, QuietBusyPct: 4,
+		Stretches: []soakStretch{{Path: pathGateway, Addr: "127.0.0.1:8080", StartS: 2, EndS: 17, OK: 120000, Requests: 120000, RPS: 8000, P50MS: 1.8, P99MS: 6.1, US: 105.3, BusyPct: 95,
+			HAProxyConns: 0, HAProxyReqs: 120016, ServerConnects: 0},
+			{Path: pathDirect, Addr: "127.0.0.1:50048", StartS: 19, EndS: 34, OK: 390000, Requests: 390000, RPS: 26000, P50MS: 0.4, P99MS: 3.2, US: 27.5, BusyPct: 80}},
+		CPU: soakCPU{Conns: 16, GatewayS: 15, DirectS: 15, GatewayRequests: 120000, DirectRequests: 390000, GatewayUS: 105.3, DirectUS: 27.5, Ratio: 3.829,
+			GatewayBusyPct: 95, DirectBusyPct: 80, GatewayReplicas: "1", Groups: []soakCPUGroup{{Group: groupHAProxy, GatewayUS: 48.2, DirectUS: 0.1}}},
+		PairRatios: []float64{3.829}}
+	r.Saturation = soakSat{Function: "pbench-soak-abc123-burn", Handler: satHandler, BurnMS: 15, Conns: 64, DurationS: 120, Requests: 14000, OK: 14000, RPS: 116.7,
+		P50MS: 540, P99MS: 910, MaxMS: 1200, Server: "s1", Sessions: 14000, Connects: 64, StatusEnd: "UP", Polls: 121}
+	r.Summary.KillCallS, r.Summary.KillEndS, r.Summary.KillFailed, r.Summary.KillFailedOn, r.Summary.KillWindowMS = 70, 70.2, 12, 12, 272
+	r.Goals = soakGoals(r)
 	r.Notes = []string{"a note"}
 	return r
 }
@@ -609,8 +798,8 @@ func TestRenderSoakMarkdown(t *testing.T) {
 		t.Errorf("renderSoak differs from %s (run go test ./bench/run -update):\n%s", golden, got)
 	}
 	text := renderSoak(r, false, "")
-	for _, cell := range []string{"replica killed", "s4 (not logged; its econ/eresp rose)", "bykxopq24n", "3.02×", "FAIL", "PASS", "0.021", "a note",
-		"197.0 µs", "22.3 MB", "347"} {
+	for _, cell := range []string{"replica killed", "s4 (not logged; its econ/eresp rose)", "bykxopq24n", "3.02×", "3.829×", "FAIL", "PASS", "INFO", "0.021", "a note",
+		"197.0 µs", "105.3", "120016", "22.3 MB", "347", "272.0 ms", "DOWN transitions", "910.0 ms"} {
 		if !strings.Contains(text, cell) {
 			t.Errorf("renderSoak text lacks %q", cell)
 		}

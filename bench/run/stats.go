@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -210,11 +211,34 @@ func roundRatios(a, b []runResult) []float64 {
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
+// nearestRank returns the nearest-rank p-th percentile (0 < p ≤ 100) of
+// sorted: the smallest value with at least p % of the values at or below it
+// (the 9th of 10 for p90); the zero value for none.
+func nearestRank[T cmp.Ordered](sorted []T, p float64) T {
+	if len(sorted) == 0 {
+		var zero T
+		return zero
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// percentile is nearestRank of xs in any order, NaN for none.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return nearestRank(s, p)
+}
+
 // Goal verdicts.
 const (
 	pass = "PASS"
 	fail = "FAIL"
 	skip = "SKIP"
+	info = "INFO" // a figure the issue asks for, without a limit
 )
 
 // goal is one target from the issue and how this run did against it.
@@ -225,6 +249,9 @@ type goal struct {
 	Unit   string  `json:"unit"`
 	Status string  `json:"status"`
 	Note   string  `json:"note,omitempty"`
+	// NoValue says the goal was measured but has no value (every trial
+	// failed): Value is 0 and means nothing.
+	NoValue bool `json:"no_value,omitempty"`
 }
 
 // goalSpec defines a goal over the summaries and artifact sizes.

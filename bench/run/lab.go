@@ -1,0 +1,637 @@
+package main
+
+// The stack the autoscale and soak suites run on, as it ships, on loopback
+// ports the kernel picks: pulsed (cmd/pulsed) as a process with its own
+// state directory, HAProxy, scaler, cold-start listener and alarm token; a
+// private Netdata (internal/netdatalab) with only pulse.d.plugin, pointed at
+// that pulsed's catalog and HAProxy exporter, and the health templates of
+// alarms/ whose exec: line runs the built pulse-alarm-hook against that
+// pulsed. pulsed runs as its own instance with a selector (the run's
+// label), so it routes, watches and scales only the run's functions, and a
+// `make up` pulsed on the same swarm leaves them alone. pulsed may be
+// stopped and started again (a new lifetime, a fresh state directory) on the
+// same ports, so the lab Netdata keeps pointing at it.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/pulsefaas/pulse/alarms"
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/function"
+	"github.com/pulsefaas/pulse/gateway"
+	"github.com/pulsefaas/pulse/internal/netdatalab"
+)
+
+// hookInstalled is the exec: path in alarms/health/pulse.conf.
+const hookInstalled = "/usr/local/lib/pulse/pulse-alarm-hook"
+
+// pulseLab is one run's stack. Its fields are set by connect,
+// prepareShared, startNetdata and startPulsed, in that order.
+type pulseLab struct {
+	log     *slog.Logger
+	env     suiteEnv
+	arts    artifacts
+	api     *client.Client
+	sw      *function.Swarm
+	run     string
+	prefix  string // every service and image of the run is named prefix + run + "-…"
+	haproxy string // the haproxy binary pulsed runs
+	http    *http.Client
+
+	// routeTimeout bounds pulsed's start and a function's routing;
+	// stopGrace is how long pulsed has to exit after SIGTERM.
+	routeTimeout, stopGrace time.Duration
+
+	shared    string // a directory the netdata user can read: hook, token
+	tokenFile string
+	token     string
+
+	apiAddr, gwAddr, adminAddr, coldAddr string // the same for every lifetime of pulsed
+
+	stateDir   string   // the running (or last) pulsed's
+	pulsedLog  string   // the running (or last) pulsed's
+	pulsedLogs []string // every lifetime's, in order
+	pulsed     *server
+	rt         *gateway.Runtime
+	nd         *netdatalab.Netdata
+	fns        []string // functions deployed and not removed yet
+}
+
+func newPulseLab(log *slog.Logger, env suiteEnv, run, prefix, haproxy string, routeTimeout, stopGrace time.Duration) pulseLab {
+	return pulseLab{log: log, env: env, run: run, prefix: prefix, haproxy: haproxy, routeTimeout: routeTimeout, stopGrace: stopGrace,
+		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}}
+}
+
+// labHead begins the reports of the suites on the lab: where they ran and
+// what they built.
+type labHead struct {
+	Suite     string      `json:"suite"`
+	Started   string      `json:"started"`
+	Finished  string      `json:"finished"`
+	Machine   machineInfo `json:"machine"`
+	Engine    string      `json:"engine"`
+	HAProxy   string      `json:"haproxy"`
+	Netdata   string      `json:"netdata"`
+	Artifacts []artifact  `json:"artifacts"`
+}
+
+// reportEnd ends them: the verdicts, notes, and what the final sweep found
+// left behind and removed.
+type reportEnd struct {
+	Goals   []goal   `json:"goals"`
+	Notes   []string `json:"notes,omitempty"`
+	Cleanup []string `json:"cleanup,omitempty"`
+}
+
+// open fills head (the machine, HAProxy's and Netdata's versions) and
+// connects to the engine, which must be the manager of a single-node swarm.
+func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *reportEnd) error {
+	*head = labHead{Suite: suite, Started: l.env.started.Format(time.RFC3339), Machine: collectMachine(ctx, l.env.tools, l.env.clk)}
+	if l.env.clkNote != "" {
+		end.Notes = append(end.Notes, l.env.clkNote)
+	}
+	head.HAProxy, _ = haproxyVersion(ctx, l.haproxy)
+	if out, err := commandOutput(ctx, "/usr/sbin/netdata", "-V"); err == nil {
+		head.Netdata = strings.TrimSpace(out)
+	}
+	api, _, v, err := connectSingleNodeSwarm(ctx, suite, "where every replica runs on this host", gwCallTimeout)
+	if err != nil {
+		return err
+	}
+	l.api, l.sw = api, function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
+	head.Engine = "Docker Engine " + v.Version + " (API " + v.APIVersion + ")"
+	return nil
+}
+
+// build builds the lab's programs as they ship (pulsed, the plugin, the
+// hook, and the fork-mode watchdog as an image gets it) and the suite's
+// more, and records them in head; it fails if one did not build.
+func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) error {
+	t, dir := l.env.tools, l.env.tmp
+	steps := append([]buildStep{
+		pulsedStep(t, dir),
+		goStep(t, dir, "pulse.d.plugin", "./cmd/pulse.d.plugin", ""),
+		goStep(t, dir, "pulse-alarm-hook", "./cmd/pulse-alarm-hook", ""),
+		goStep(t, dir, "watchdog", "./cmd/pulse-watchdog", forkTags),
+	}, more...)
+	l.log.Info("building", "root", l.env.root)
+	arts, err := build(ctx, l.log, l.env.root, steps)
+	if err != nil {
+		return err
+	}
+	l.arts = arts
+	names := make([]string, len(steps))
+	for i, st := range steps {
+		names[i] = st.name
+		head.Artifacts = append(head.Artifacts, *arts[st.name])
+	}
+	if m := arts.missing(names); m != "" {
+		return fmt.Errorf("%s did not build: %s", m, arts[m].Error)
+	}
+	return nil
+}
+
+// prepareShared makes the directory Netdata's user reads: the built hook
+// (run by Netdata as user netdata) and the alarm token (0640
+// root:netdata).
+func (l *pulseLab) prepareShared() error {
+	var err error
+	l.shared, l.tokenFile, l.token, err = prepareAlarmShared(l.arts.path("pulse-alarm-hook"))
+	return err
+}
+
+// prepareAlarmShared makes a directory the netdata user can read, with the
+// hook and a fresh alarm token. The caller removes dir, which is returned
+// even on error once created.
+func prepareAlarmShared(hookBin string) (dir, tokenFile, token string, err error) {
+	dir, err = os.MkdirTemp("", "pulse-bench-alarms-")
+	if err != nil {
+		return "", "", "", fmt.Errorf("shared dir: %w", err)
+	}
+	if strings.ContainsAny(dir, " \t\n'\"") {
+		return dir, "", "", fmt.Errorf("shared dir %q: whitespace or quotes break Netdata's exec line", dir)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return dir, "", "", fmt.Errorf("shared dir: %w", err)
+	}
+	hook, err := os.ReadFile(hookBin)
+	if err != nil {
+		return dir, "", "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pulse-alarm-hook"), hook, 0o755); err != nil {
+		return dir, "", "", fmt.Errorf("install hook: %w", err)
+	}
+	var tok [16]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return dir, "", "", fmt.Errorf("token: %w", err)
+	}
+	token = hex.EncodeToString(tok[:])
+	tokenFile = filepath.Join(dir, "alarm-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o640); err != nil {
+		return dir, "", "", fmt.Errorf("token: %w", err)
+	}
+	g, err := user.LookupGroup("netdata")
+	if err != nil {
+		return dir, "", "", fmt.Errorf("token: %w", err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	if err := os.Chown(tokenFile, 0, gid); err != nil {
+		return dir, "", "", fmt.Errorf("token: %w", err)
+	}
+	return dir, tokenFile, token, nil
+}
+
+// healthWithHook returns the health templates with every exec: line
+// running hook (a path) instead of the installed hook.
+func healthWithHook(templates, hook string) (string, error) {
+	lines := strings.Split(templates, "\n")
+	n := 0
+	for i, l := range lines {
+		key, val, ok := strings.Cut(l, ":")
+		if !ok || strings.TrimSpace(key) != "exec" {
+			continue
+		}
+		if strings.TrimSpace(val) != hookInstalled {
+			return "", fmt.Errorf("health templates: exec line %q does not run %s", l, hookInstalled)
+		}
+		lines[i] = key + ": " + hook
+		n++
+	}
+	if n == 0 {
+		return "", errors.New("health templates: no exec: line")
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// startNetdata picks pulsed's ports (so that each can point at the other)
+// and starts the lab Netdata. Netdata 1.37 runs exec: as one quoted word
+// (sh -c "exec '<exec>' '<recipient>' ..."), so the hook cannot take flags
+// there: it gets pulsed's URL and the token file from Netdata's
+// environment instead.
+func (l *pulseLab) startNetdata(ctx context.Context) error {
+	for _, a := range []*string{&l.apiAddr, &l.gwAddr, &l.adminAddr, &l.coldAddr} {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		*a = addr
+	}
+	health, err := healthWithHook(alarms.Templates(), filepath.Join(l.shared, "pulse-alarm-hook"))
+	if err != nil {
+		return err
+	}
+	ndLog, err := os.Create(filepath.Join(l.env.tmp, "netdata.log"))
+	if err != nil {
+		return err
+	}
+	defer ndLog.Close()
+	l.nd, err = netdatalab.Start(ctx, netdatalab.Config{
+		Plugin:       l.arts.path("pulse.d.plugin"),
+		PluginConfig: netdatalab.JobConfig("http://"+l.apiAddr+contract.CatalogPath, "http://"+l.adminAddr+"/metrics"),
+		Health:       health,
+		Env:          []string{"PULSE_ALARM_URL=http://" + l.apiAddr + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + l.tokenFile},
+		Stderr:       ndLog,
+	})
+	if err != nil {
+		return err
+	}
+	l.log.Info("lab netdata", "url", l.nd.URL)
+	return nil
+}
+
+// startPulsed starts a new lifetime of pulsed: a fresh state directory, the
+// lab's ports, the autoscaler on, every setting at pulsed's default but
+// the run's instance and selector and changed (PULSE_*=… lines); and waits
+// until its API answers. It returns the settings that differ from a
+// default install (instance, selector, changed), for the report.
+func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string, error) {
+	n := len(l.pulsedLogs) + 1
+	l.stateDir = filepath.Join(l.env.tmp, fmt.Sprintf("state-%d", n))
+	if err := os.Mkdir(l.stateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	cfgFile := filepath.Join(l.env.tmp, "pulsed.yaml")
+	if err := os.WriteFile(cfgFile, []byte("# pulse bench: every setting comes from PULSE_* variables\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("pulsed config: %w", err)
+	}
+	changed = append([]string{"PULSE_INSTANCE=" + benchInstance(l.run), "PULSE_SELECTOR=" + gwRunLabel + "=" + l.run}, changed...)
+	env := append(append(baseEnv(),
+		"PULSE_STATE_DIR="+l.stateDir,
+		"PULSE_API_LISTEN="+l.apiAddr,
+		"PULSE_GATEWAY_LISTEN="+l.gwAddr,
+		"PULSE_ADMIN_LISTEN="+l.adminAddr,
+		"PULSE_COLDSTART_LISTEN="+l.coldAddr,
+		"PULSE_LEAVE_RUNNING=false",
+		"PULSE_HAPROXY="+l.haproxy,
+		"PULSE_AUTOSCALE=true",
+		"PULSE_ALARM_TOKEN_FILE="+l.tokenFile,
+		"PULSE_NETDATA_URL="+l.nd.URL,
+	), changed...)
+	l.pulsedLog = filepath.Join(l.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
+	l.pulsedLogs = append(l.pulsedLogs, l.pulsedLog)
+	var err error
+	l.pulsed, err = startServer(launchSpec{Bin: l.arts.path("pulsed"), Args: []string{"-config", cfgFile}, Env: env, Addr: l.apiAddr}, l.pulsedLog)
+	if err != nil {
+		return nil, err
+	}
+	l.rt = gateway.NewRuntime(filepath.Join(l.stateDir, "haproxy.sock"), time.Second)
+	if err := waitReady(ctx, l.pulsed, "http://"+l.apiAddr+"/healthz", l.routeTimeout); err != nil {
+		return nil, err
+	}
+	l.log.Info("pulsed started", "lifetime", n, "api", l.apiAddr, "gateway", l.gwAddr, "settings", changed)
+	return changed, nil
+}
+
+// stopPulsed ends pulsed's lifetime: SIGTERM (it stops its HAProxy:
+// PULSE_LEAVE_RUNNING=false), then up to gwHAProxyLinger for its HAProxy
+// to be gone, killing what is left. It returns what went wrong.
+func (l *pulseLab) stopPulsed() []string {
+	if l.pulsed == nil {
+		return nil
+	}
+	var found []string
+	if _, err := l.pulsed.stop(l.stopGrace); err != nil {
+		found = append(found, "pulsed: "+err.Error())
+	}
+	l.pulsed = nil
+	deadline := time.Now().Add(gwHAProxyLinger)
+	for time.Now().Before(deadline) {
+		if left, err := findHAProxies("/proc", l.stateDir); err != nil || len(left) == 0 {
+			return found
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pids := killHAProxies(l.stateDir); len(pids) > 0 {
+		found = append(found, fmt.Sprintf("haproxy processes %v outlived pulsed: killed", pids))
+	}
+	return found
+}
+
+// benchLabels are the labels of every function a run deploys.
+func benchLabels(run string) map[string]string {
+	return map[string]string{gwTestLabel: "1", gwRunLabel: run}
+}
+
+// benchImage assembles spec's image the way `pulse build` lays a function
+// out: the in-process binary fn alone (wd nil), or the watchdog wd with fn
+// as its handler; labelled with the function's name and spec's labels.
+func benchImage(spec function.Spec, wd, fn []byte) (function.Image, error) {
+	files := []function.File{{Path: function.FunctionPath, Mode: 0o755, Content: fn}}
+	entry := function.FunctionPath
+	if wd != nil {
+		files = append([]function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: wd}}, files...)
+		entry = function.WatchdogPath
+	}
+	labels := map[string]string{contract.LabelFunction: spec.Name}
+	maps.Copy(labels, spec.Labels)
+	return function.Assemble(function.ImageSpec{
+		Tag:          function.ImageRepository + spec.Name + ":bench",
+		Files:        files,
+		Entrypoint:   []string{entry},
+		Env:          spec.WatchdogEnv(),
+		User:         function.ImageUser,
+		ExposedPorts: []string{fmt.Sprintf("%d/tcp", contract.WatchdogPort)},
+		Labels:       labels,
+	})
+}
+
+// deployFunction assembles spec's image (see benchImage) and deploys it as `pulse
+// deploy` does on this engine (no Docker health check) with the run's
+// instance and labels; it does not wait for the replicas.
+func (l *pulseLab) deployFunction(ctx context.Context, spec *function.Spec, wd, fn []byte, drainGrace time.Duration) (function.Image, function.DeployResult, error) {
+	if spec.Labels == nil {
+		spec.Labels = map[string]string{}
+	}
+	maps.Copy(spec.Labels, benchLabels(l.run))
+	img, err := benchImage(*spec, wd, fn)
+	if err != nil {
+		return img, function.DeployResult{}, err
+	}
+	res, err := l.sw.Deploy(ctx, *spec, img, function.DeployOptions{NoHealthcheck: true, DrainGrace: drainGrace, Instance: benchInstance(l.run)})
+	if err == nil && !slices.Contains(l.fns, spec.Name) {
+		l.fns = append(l.fns, spec.Name)
+	}
+	return img, res, err
+}
+
+// remove removes a function of the run (service, containers, image).
+func (l *pulseLab) remove(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gwRemoveTimeout)
+	defer cancel()
+	if err := l.sw.Remove(ctx, name); err != nil && !errors.Is(err, function.ErrNotFound) {
+		return err
+	}
+	l.fns = slices.DeleteFunc(l.fns, func(n string) bool { return n == name })
+	return nil
+}
+
+// waitServers waits until HAProxy has exactly n slots of fn holding a
+// replica (not in maintenance) and, if up, that many serving (ready and
+// up).
+func (l *pulseLab) waitServers(ctx context.Context, fn string, n int, up bool) error {
+	deadline := time.Now().Add(l.routeTimeout)
+	var last string
+	for {
+		ss, err := l.rt.Servers(ctx, gateway.BackendName(fn))
+		if err == nil {
+			live, ready := countSlots(ss)
+			if live == n && (!up || ready == n) {
+				return nil
+			}
+			last = fmt.Sprintf("%d servers holding a replica, %d ready and up", live, ready)
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("HAProxy has not %d servers for %s after %s (last: %s); pulsed log: %s", n, fn, l.routeTimeout, last, l.pulsed.logTail(2000))
+		}
+		select {
+		case <-l.pulsed.done:
+			return fmt.Errorf("pulsed exited; log: %s", l.pulsed.logTail(2000))
+		default:
+		}
+		if err := gwSleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// waitRouted waits until fn is routed to n replicas, every one serving,
+// and a POST of body through the gateway is answered 200 with it.
+func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string) error {
+	if err := l.waitServers(ctx, fn, n, true); err != nil {
+		return err
+	}
+	return probe(ctx, "http://"+l.gwAddr+"/function/"+fn, body)
+}
+
+// alarmStatus is the status of fn's scale-up alarm in the lab Netdata.
+func (l *pulseLab) alarmStatus(ctx context.Context, fn string) (string, error) {
+	return l.nd.AlarmStatus(ctx, asAlarmUp, utilChart(fn))
+}
+
+// waitAlarm waits up to timeout for fn's scale-up alarm to be initialised
+// (CLEAR).
+func (l *pulseLab) waitAlarm(ctx context.Context, fn string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := l.alarmStatus(ctx, fn)
+		if err == nil && st == "CLEAR" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", asAlarmUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
+		}
+		if err := gwSleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func utilChart(fn string) string {
+	return contract.Chart(fn, contract.ChartUtilization)
+}
+
+// getJSON GETs url from pulsed's API (auth: with the alarm token) and
+// decodes the answer into into.
+func (l *pulseLab) getJSON(ctx context.Context, url string, auth bool, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+l.token)
+	}
+	resp, err := l.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(into)
+}
+
+// events returns the scaler's recent decisions.
+func (l *pulseLab) events(ctx context.Context) (contract.ScaleEvents, error) {
+	var ev contract.ScaleEvents
+	err := l.getJSON(ctx, "http://"+l.apiAddr+contract.EventsPath, true, &ev)
+	return ev, err
+}
+
+// catalogFunction returns fn as pulsed's catalog lists it.
+func (l *pulseLab) catalogFunction(ctx context.Context, fn string) (contract.CatalogFunction, error) {
+	var cat contract.Catalog
+	if err := l.getJSON(ctx, "http://"+l.apiAddr+contract.CatalogPath, false, &cat); err != nil {
+		return contract.CatalogFunction{}, err
+	}
+	for _, f := range cat.Functions {
+		if f.Name == fn {
+			return f, nil
+		}
+	}
+	return contract.CatalogFunction{}, fmt.Errorf("%s is not in pulsed's catalog", fn)
+}
+
+// reloads returns how many times the running pulsed has reloaded HAProxy
+// (GET /healthz: {"status":"ok","reloads":N}).
+func (l *pulseLab) reloads(ctx context.Context) (int, error) {
+	var h struct {
+		Status  string `json:"status"`
+		Reloads *int   `json:"reloads"`
+	}
+	if err := l.getJSON(ctx, "http://"+l.apiAddr+"/healthz", false, &h); err != nil {
+		return 0, err
+	}
+	if h.Reloads == nil {
+		return 0, fmt.Errorf("healthz: status %q, no reload count", h.Status)
+	}
+	return *h.Reloads, nil
+}
+
+// watchReplicas adds fn's running replicas (their processes, as the engine
+// reports them, and their published ports, from pulsed's catalog) to w.
+func (l *pulseLab) watchReplicas(ctx context.Context, fn string, w *procWatch) {
+	if f, err := l.catalogFunction(ctx, fn); err == nil {
+		for _, r := range f.Replicas {
+			if _, p, err := net.SplitHostPort(r.Addr); err == nil {
+				if n, err := strconv.Atoi(p); err == nil && !slices.Contains(w.Ports, n) {
+					w.Ports = append(w.Ports, n)
+				}
+			}
+		}
+	}
+	cctx, cancel := gwCall(ctx)
+	defer cancel()
+	cs, err := l.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", gwLabelServiceName+"="+fn))})
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		if ci, err := l.api.ContainerInspect(cctx, c.ID); err == nil && ci.ContainerJSONBase != nil && ci.State != nil && ci.State.Pid > 0 &&
+			!slices.Contains(w.Replicas, ci.State.Pid) {
+			w.Replicas = append(w.Replicas, ci.State.Pid)
+		}
+	}
+}
+
+// procWatch is the watch of the running pulsed's groups (HAProxy, pulsed),
+// without replicas yet.
+func (l *pulseLab) procWatch() procWatch {
+	return procWatch{HAProxyConfig: filepath.Join(l.stateDir, "haproxy.cfg"), Pulsed: l.pulsed.pid()}
+}
+
+// sampleGroups reads the CPU of w's groups, of this program (the harness)
+// and of the lab Netdata's process tree; and of every other process, by
+// command name.
+func (l *pulseLab) sampleGroups(w procWatch) (groups, others procCPU) {
+	groups, others, err := scanAllProcs("/proc", w)
+	if err != nil {
+		groups, others = procCPU{}, procCPU{}
+	}
+	group := func(name string, sts []procStat) {
+		m := map[procKey]uint64{}
+		for _, st := range sts {
+			k := procKey{st.PID, st.StartTime}
+			m[k] = st.UTime + st.STime
+			delete(others[st.Comm], k)
+		}
+		groups[name] = m
+	}
+	if st, err := readStat("/proc", os.Getpid()); err == nil {
+		group(groupHarness, []procStat{st})
+	}
+	if l.nd != nil {
+		if tree, err := processTree("/proc", l.nd.PID()); err == nil {
+			group(groupNetdata, tree)
+		}
+	}
+	return groups, others
+}
+
+// keepLogs copies every pulsed lifetime's log, the lab Netdata's error log
+// and extra (file name → content) to a new directory named after what and
+// returns it ("" when it could not).
+func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
+	dir, err := os.MkdirTemp("", "pulse-bench-"+what+"-"+l.run+"-logs-")
+	if err != nil {
+		return ""
+	}
+	for _, p := range l.pulsedLogs {
+		if b, err := os.ReadFile(p); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644)
+		}
+	}
+	if l.nd != nil {
+		_ = os.WriteFile(filepath.Join(dir, "netdata-error.log"), []byte(l.nd.ErrorLog()), 0o644)
+	}
+	for name, s := range extra {
+		_ = os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644)
+	}
+	return dir
+}
+
+// cleanup stops Netdata and pulsed, kills any HAProxy of the run, removes
+// the run's functions and anything else of the run on the engine (services,
+// containers, images), and the shared directory. It is safe to call twice;
+// it returns what it found left over.
+func (l *pulseLab) cleanup() []string {
+	var found []string
+	if l.nd != nil {
+		if err := l.nd.Stop(); err != nil {
+			found = append(found, "lab netdata: "+err.Error())
+		}
+		l.nd = nil
+	}
+	found = append(found, l.stopPulsed()...)
+	if l.env.tmp != "" {
+		if pids := killHAProxies(l.env.tmp); len(pids) > 0 {
+			found = append(found, fmt.Sprintf("haproxy processes %v: killed", pids))
+		}
+	}
+	if l.shared != "" {
+		_ = os.RemoveAll(l.shared)
+		l.shared = ""
+	}
+	if l.api == nil {
+		return found
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
+	defer cancel()
+	for _, fn := range slices.Clone(l.fns) {
+		if err := l.remove(ctx, fn); err != nil {
+			found = append(found, "remove "+fn+": "+err.Error())
+		}
+	}
+	prefix := l.prefix + l.run
+	return engineSweep{
+		api: l.api, log: l.log, call: gwCall,
+		remove:     func(ctx context.Context, name string) error { return l.remove(ctx, name) },
+		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
+		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+l.run)),
+		serviceKey: gwLabelServiceName,
+	}.run(ctx, found)
+}
