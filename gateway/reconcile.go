@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -154,22 +153,22 @@ func (r *Reconciler) Run(ctx context.Context, updates <-chan contract.Catalog) e
 	}
 }
 
+// renderedLabels are the service labels Render writes into a backend; a
+// change of any other label (the image of a rolling update, the scale
+// policy) needs no reload.
+var renderedLabels = []string{contract.LabelTimeout, contract.LabelMaxBody}
+
 // structureKey is what a runtime change cannot express: the functions, every
 // setting rendered into their backends and their number of slots, but not
 // which replica sits in which slot.
 func (r *Reconciler) structureKey(cat contract.Catalog, slots Slots) string {
 	var b strings.Builder
 	for _, fn := range cat.Functions {
-		keys := make([]string, 0, len(fn.Labels))
-		for k := range fn.Labels {
-			if strings.HasPrefix(k, "pulse.") {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
 		fmt.Fprintf(&b, "%s{", fn.Name)
-		for _, k := range keys {
-			fmt.Fprintf(&b, "%s=%s;", k, fn.Labels[k])
+		for _, k := range renderedLabels {
+			if v, ok := fn.Labels[k]; ok {
+				fmt.Fprintf(&b, "%s=%s;", k, v)
+			}
 		}
 		n := -1
 		if bs := slots.Of(fn.Name); bs != nil {

@@ -63,32 +63,36 @@ func peakTimeWait(t *testing.T, stop <-chan struct{}) <-chan int {
 // minSessions requests but opened more than 1 % as many connections: the
 // figure that read 1.0 (one connection per request) for servers HAProxy
 // created at runtime. A replica needs about one connection per request it
-// serves at once, so the bound means something only where it served at
-// least 100 requests per client connection (a replica that lived a few
-// seconds between a scale-up and an update opened 15 for 1 092). It
-// returns the servers' stats for the log.
-func checkReuse(t *testing.T, rt *gateway.Runtime, backend string, minSessions int64) []gateway.ServerStat {
+// serves at once (and new ones after a reload), so the bound means
+// something only where it served at least 1 000 requests per client
+// connection (a replica that lived a few seconds between a scale-up and an
+// update opened 15 for 1 092). It returns the servers' stats, and how many
+// were held to the bound.
+func checkReuse(t *testing.T, rt *gateway.Runtime, backend string, minSessions int64) (stats []gateway.ServerStat, checked int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	stats, err := rt.ServerStats(ctx)
+	all, err := rt.ServerStats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []gateway.ServerStat
-	for _, s := range stats {
+	for _, s := range all {
 		if s.Backend != backend || s.Sessions == 0 {
 			continue
 		}
 		out = append(out, s)
 		t.Logf("%s/%s %s (%s): stot=%d connect=%d reuse=%d connect/stot=%.4f chkdown=%d",
 			s.Backend, s.Server, s.Addr, s.Status, s.Sessions, s.Connects, s.Reuses, s.ConnectRatio(), s.Downs)
+		if s.Sessions >= minSessions {
+			checked++
+		}
 		if s.Sessions >= minSessions && s.ConnectRatio() > 0.01 {
 			t.Errorf("%s/%s (%s) opened %d connections for %d requests: connect/stot %.3f, want ≤ 0.01",
 				s.Backend, s.Server, s.Addr, s.Connects, s.Sessions, s.ConnectRatio())
 		}
 	}
-	return out
+	return out, checked
 }
 
 // TestGatewaySustainedLoad holds a keep-alive load through the gateway for
@@ -143,7 +147,7 @@ func TestGatewaySustainedLoad(t *testing.T) {
 	deploy("v2")
 	mark("update done; the old replicas drain")
 	at(65 * time.Second)
-	before := checkReuse(t, rt, backend, 100*conns)
+	before, checkedBefore := checkReuse(t, rt, backend, 1000*conns)
 	mark("reload HAProxy")
 	masterReload(t, filepath.Join(state, "master.sock"))
 	at(95 * time.Second)
@@ -151,7 +155,7 @@ func TestGatewaySustainedLoad(t *testing.T) {
 	close(stopTW)
 	peak := <-twPeak
 	mark("load ended")
-	after := checkReuse(t, rt, backend, 100*conns)
+	after, checkedAfter := checkReuse(t, rt, backend, 1000*conns)
 
 	t.Logf("%d requests in %.0f s (%.0f/s), %d failed %v; TIME_WAIT peak %d", ok, time.Since(begin).Seconds(),
 		float64(ok)/time.Since(begin).Seconds(), len(failures), why, peak)
@@ -163,6 +167,11 @@ func TestGatewaySustainedLoad(t *testing.T) {
 	}
 	if len(before) < 4 || len(after) < 3 {
 		t.Errorf("servers that took traffic: %d before the reload (want the first, two added and three updated), %d after (want 3)", len(before), len(after))
+	}
+	// The three replicas of the update came at runtime, into slots: they
+	// must have served enough to be held to the bound, before and after.
+	if checkedBefore < 3 || checkedAfter < 3 {
+		t.Errorf("servers held to the reuse bound: %d before the reload, %d after; want the 3 updated replicas each time (too few requests?)", checkedBefore, checkedAfter)
 	}
 	// The HAProxy → replica connections are reused, so the load's sockets
 	// in TIME_WAIT stay few (without reuse: one per request, ~28 000).
@@ -209,6 +218,10 @@ func TestGatewaySaturatedReplica(t *testing.T) {
 	rt := gateway.NewRuntime(filepath.Join(state, "haproxy.sock"), 2*time.Second)
 	backend := gateway.BackendName(name)
 
+	// Requests the cold path took before the load (waitRoute's, while the
+	// first replica was still being probed): not detours.
+	_, _ = checkReuse(t, rt, backend, 1<<62)
+	backupBefore := backupSessions(t, rt, backend)
 	begin := time.Now()
 	l := startLoad(cfg.GatewayListen, "/function/"+name, 32)
 	time.Sleep(60 * time.Second)
@@ -216,7 +229,7 @@ func TestGatewaySaturatedReplica(t *testing.T) {
 	// 32 requests in flight at once need 32 connections: the bound here is
 	// on connections per concurrent request, not per request (the reuse
 	// ratio is TestGatewaySustainedLoad's).
-	stats := checkReuse(t, rt, backend, 1<<62)
+	stats, _ := checkReuse(t, rt, backend, 1<<62)
 	t.Logf("%d requests in %.0f s, %d failed %v", ok, time.Since(begin).Seconds(), len(failures), why)
 	if len(failures) > 0 {
 		t.Errorf("%d failed requests under saturation: %v", len(failures), why)
@@ -239,8 +252,8 @@ func TestGatewaySaturatedReplica(t *testing.T) {
 	if replica.Downs != 0 {
 		t.Errorf("the saturated replica was marked down %d times", replica.Downs)
 	}
-	if backup != nil && backup.Sessions != 0 {
-		t.Errorf("%d requests detoured through the cold-start path while the replica served", backup.Sessions)
+	if backup != nil && backup.Sessions != backupBefore {
+		t.Errorf("%d requests detoured through the cold-start path while the replica served", backup.Sessions-backupBefore)
 	}
 
 	// Frozen: every check times out; the gateway answers 503 itself.
@@ -286,11 +299,25 @@ func TestGatewaySaturatedReplica(t *testing.T) {
 		t.Fatalf("with every replica down: %d %q Retry-After %q; want 503 JSON naming %s with Retry-After",
 			resp.StatusCode, body, resp.Header.Get("Retry-After"), name)
 	}
-	for _, s := range checkReuse(t, rt, backend, 1<<62) {
-		if s.Server == gateway.BackupServerName && s.Sessions != 0 {
-			t.Errorf("%d requests went to the cold-start path with a replica frozen, not gone", s.Sessions)
+	if n := backupSessions(t, rt, backend); n != backupBefore {
+		t.Errorf("%d requests went to the cold-start path with a replica frozen, not gone", n-backupBefore)
+	}
+}
+
+// backupSessions is how many requests the backend's backup server (the
+// cold-start path) has taken.
+func backupSessions(t *testing.T, rt *gateway.Runtime, backend string) int64 {
+	t.Helper()
+	stats, err := rt.ServerStats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stats {
+		if s.Backend == backend && s.Server == gateway.BackupServerName {
+			return s.Sessions
 		}
 	}
+	return 0
 }
 
 // buildC compiles a C function statically and returns the binary.
