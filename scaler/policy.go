@@ -91,6 +91,16 @@ func decideReplicas(in decideInput) decision {
 	case haveWant:
 		want = clamp(replicasFor(in.Ready, in.Utilisation))
 	}
+	// The peak demand over the lookback fits the replicas the service
+	// already has, within the scale-up threshold's tolerance: a scale-up
+	// just made (by this pulsed or one before a restart) is not repeated
+	// for a sample that counted a request on two replicas (10 clients on 5
+	// replicas of target 2 peaked at 11 in flight, not 10).
+	carried := in.HaveDemand && in.Policy.Target > 0 &&
+		in.Demand <= float64(cur)*in.Policy.Target*in.UpThreshold/100
+	if haveWant && in.Utilisation > in.UpThreshold && want > cur && carried {
+		return hold(want, "peak demand %.4g fits %d replicas of target %.4g within %.0f%%", in.Demand, cur, in.Policy.Target, in.UpThreshold)
+	}
 	if haveWant && in.Utilisation > in.UpThreshold && want > cur {
 		return decision{Replicas: want, Want: want,
 			Reason: fmt.Sprintf("utilisation %.0f%% over %d ready replicas above %.0f%%", in.Utilisation, in.Ready, in.UpThreshold)}

@@ -69,6 +69,22 @@ func TestDecideReplicas(t *testing.T) {
 			in.Demand, in.HaveDemand = 50.2, true // target 10: 5.02 replicas' worth
 			in.UpThreshold = DefaultUpThreshold
 		}), decision{5, 6, "utilisation 100% within [50%, 110%]"}},
+		// The e2e restart test found it: pulsed restarted right after a
+		// 1 → 5 step; the lookback's average still held the one-replica
+		// time (282 %) and the peak demand was 11 for 10 clients (a
+		// request counted on two replicas): 5 → 6 for no new load.
+		{"a step just made, repeated by a restarted pulsed: the peak fits within the threshold", with(func(in *decideInput) {
+			util(in, 5, 5, 282)
+			in.Policy.Target = 2
+			in.Demand, in.HaveDemand = 11, true
+			in.UpThreshold = DefaultUpThreshold
+		}), decision{5, 6, "peak demand 11 fits 5 replicas of target 2 within 110%"}},
+		{"a peak beyond the threshold's tolerance still scales up", with(func(in *decideInput) {
+			util(in, 5, 5, 282)
+			in.Policy.Target = 2
+			in.Demand, in.HaveDemand = 12, true
+			in.UpThreshold = DefaultUpThreshold
+		}), decision{6, 6, "utilisation 282% over 5 ready replicas above 110%"}},
 		{"within the band", with(func(in *decideInput) { util(in, 4, 4, 75) }),
 			decision{4, 3, "utilisation 75% within [50%, 100%]"}},
 		{"down at most by half", with(func(in *decideInput) { low(in, 8, 10, 12) }),
