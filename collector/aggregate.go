@@ -171,7 +171,7 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 		avg, p95 := latency(hist, sum)
 		put(contract.ChartLatency, contract.DimAvg, micros(avg))
 		put(contract.ChartLatency, contract.DimP95, micros(p95))
-		put(contract.ChartInflight, contract.DimInflight, roundCount(inflight))
+		put(contract.ChartInflight, contract.DimInflight, roundCount(inflight*inflightDiv))
 		put(contract.ChartReplicas, contract.DimRunning, int64(running))
 		put(contract.ChartReplicas, contract.DimDesired, int64(f.Desired))
 		put(contract.ChartReplicas, contract.DimScraped, int64(scraped))

@@ -15,7 +15,7 @@ import (
 type fnWant struct {
 	c2xx, c3xx, c4xx, c5xx, throttled, timedOut int64
 	avgUS, p95US                                int64
-	inflight                                    int64
+	inflight                                    float64 // requests: ×inflightDiv in the map
 	running, desired, scraped                   int64
 	gw                                          *gwWant // nil: HAProxy did not report the backend
 	util                                        *int64  // nil: not known yet
@@ -42,7 +42,7 @@ func wantMap(fns map[string]fnWant, listed, scraped, failed int64) map[string]in
 		put(contract.ChartErrors, contract.DimTimedOut, w.timedOut)
 		put(contract.ChartLatency, contract.DimAvg, w.avgUS)
 		put(contract.ChartLatency, contract.DimP95, w.p95US)
-		put(contract.ChartInflight, contract.DimInflight, w.inflight)
+		put(contract.ChartInflight, contract.DimInflight, int64(w.inflight*inflightDiv))
 		put(contract.ChartReplicas, contract.DimRunning, w.running)
 		put(contract.ChartReplicas, contract.DimDesired, w.desired)
 		put(contract.ChartReplicas, contract.DimScraped, w.scraped)
@@ -265,7 +265,7 @@ func TestAggregator(t *testing.T) {
 			},
 			// r1 1.5 / 1 s + r2's gauge 4: 100 × 5.5 / (2 × 2) = 137.5 %;
 			// both replicas' answers are new (30).
-			want: map[string]fnWant{"hello": {c2xx: 30, inflight: 6, running: 2, desired: 2, scraped: 2, ready: 2, target: 2,
+			want: map[string]fnWant{"hello": {c2xx: 30, inflight: 5.5, running: 2, desired: 2, scraped: 2, ready: 2, target: 2,
 				util: ptr(13750)}},
 			listed: 2, scraped: 2,
 		},

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/pulsefaas/pulse/contract"
@@ -21,13 +23,16 @@ var errCatalogStatus = errors.New("unexpected status")
 
 // catalogReader polls pulsed's read-only catalog with If-None-Match, so an
 // unchanged catalog costs a 304 and no decoding. It keeps the last good
-// catalog; its caller decides what to log.
+// catalog; its caller decides what to log about reading it. Entries it
+// skips it logs itself, once per entry and reason.
 type catalogReader struct {
-	client *http.Client
-	url    string
-	cur    contract.Catalog
-	have   bool   // cur holds a catalog that was read
-	etag   string // of cur, as pulsed sent it
+	client  *http.Client
+	url     string
+	cur     contract.Catalog
+	have    bool   // cur holds a catalog that was read
+	etag    string // of cur, as pulsed sent it
+	log     *slog.Logger
+	skipped map[string]string // entry → reason, as logged
 }
 
 // read fetches the catalog. changed says whether cur changed; on error cur
@@ -66,10 +71,11 @@ func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
 	if len(body) > maxCatalogBytes {
 		return false, fmt.Errorf("catalog %s: larger than %d bytes", c.url, maxCatalogBytes)
 	}
-	cat, err := parseCatalog(body)
+	cat, skipped, err := parseCatalog(body)
 	if err != nil {
 		return false, fmt.Errorf("catalog %s: %w", c.url, err)
 	}
+	c.noteSkipped(skipped)
 	etag := resp.Header.Get("ETag")
 	if etag == "" {
 		etag = `"` + cat.Version + `"`
@@ -79,43 +85,100 @@ func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
 	return changed, nil
 }
 
-// parseCatalog decodes and checks a catalog. A function whose name could
-// not be a chart ID or family, a duplicate, or a replica without task ID or
-// address makes the whole catalog malformed: pulsed never sends one, so
-// something else is answering.
-func parseCatalog(body []byte) (contract.Catalog, error) {
+// noteSkipped logs the entries skipped in a catalog, each once for as long
+// as it is skipped for the same reason (the catalog changes every time a
+// replica does, and each change is read anew).
+func (c *catalogReader) noteSkipped(skipped []skippedEntry) {
+	now := make(map[string]bool, len(skipped))
+	for _, s := range skipped {
+		now[s.entry] = true
+		if c.skipped[s.entry] == s.reason {
+			continue
+		}
+		c.skipped[s.entry] = s.reason
+		c.log.Warn("skipping a catalog entry the collector cannot chart; the other functions are collected", "entry", s.entry, "reason", s.reason)
+	}
+	for e := range c.skipped {
+		if !now[e] {
+			delete(c.skipped, e)
+		}
+	}
+}
+
+// skippedEntry is a function or replica parseCatalog left out, and why.
+type skippedEntry struct{ entry, reason string }
+
+// maxLoggedName caps a name as logged: a catalog entry may be anything.
+const maxLoggedName = 80
+
+func loggedName(s string) string {
+	if len(s) > maxLoggedName {
+		s = s[:maxLoggedName] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// parseCatalog decodes and checks a catalog. A body that is not a catalog
+// (not JSON, no version) is an error: something else is answering. Within
+// a catalog, an entry the collector cannot chart is skipped and reported,
+// and the rest is kept: a function whose name could not be a chart ID and
+// family (Swarm accepts service names like "Odd_Name", which `pulse deploy`
+// does not make), a name listed twice (every copy), a negative desired
+// count; a replica without task ID or host:port address, or a task listed
+// twice in its function.
+func parseCatalog(body []byte) (contract.Catalog, []skippedEntry, error) {
 	var cat contract.Catalog
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&cat); err != nil {
-		return contract.Catalog{}, fmt.Errorf("decode: %w", err)
+		return contract.Catalog{}, nil, fmt.Errorf("decode: %w", err)
 	}
 	if dec.More() {
-		return contract.Catalog{}, errors.New("decode: data after the catalog")
+		return contract.Catalog{}, nil, errors.New("decode: data after the catalog")
 	}
 	if cat.Version == "" {
-		return contract.Catalog{}, errors.New("no version")
+		return contract.Catalog{}, nil, errors.New("no version")
 	}
-	seen := make(map[string]bool, len(cat.Functions))
+	var skipped []skippedEntry
+	count := make(map[string]int, len(cat.Functions))
 	for _, f := range cat.Functions {
-		if !validFunctionName(f.Name) {
-			return contract.Catalog{}, fmt.Errorf("function name %q: want 1-63 lower-case letters, digits and '-'", f.Name)
-		}
-		if seen[f.Name] {
-			return contract.Catalog{}, fmt.Errorf("function %q listed twice", f.Name)
-		}
-		seen[f.Name] = true
-		if f.Desired < 0 {
-			return contract.Catalog{}, fmt.Errorf("function %q: desired %d", f.Name, f.Desired)
-		}
-		tasks := make(map[string]bool, len(f.Replicas))
-		for _, r := range f.Replicas {
-			if r.TaskID == "" || r.Addr == "" || strings.ContainsAny(r.Addr, "/?#@ \t") || tasks[r.TaskID] {
-				return contract.Catalog{}, fmt.Errorf("function %q: replica %q at %q: want a unique task ID and host:port", f.Name, r.TaskID, r.Addr)
-			}
-			tasks[r.TaskID] = true
-		}
+		count[f.Name]++
 	}
-	return cat, nil
+	fns := cat.Functions[:0:0]
+	for _, f := range cat.Functions {
+		switch {
+		case !validFunctionName(f.Name):
+			skipped = append(skipped, skippedEntry{"function " + loggedName(f.Name), "the name is not 1-63 lower-case letters, digits and '-' (what pulse deploy makes), so it cannot name the function's charts"})
+			continue
+		case count[f.Name] > 1:
+			skipped = append(skipped, skippedEntry{"function " + loggedName(f.Name), "listed more than once"})
+			continue
+		case f.Desired < 0:
+			skipped = append(skipped, skippedEntry{"function " + loggedName(f.Name), fmt.Sprintf("desired replicas %d", f.Desired)})
+			continue
+		}
+		tasks := make(map[string]int, len(f.Replicas))
+		for _, r := range f.Replicas {
+			tasks[r.TaskID]++
+		}
+		replicas := f.Replicas[:0:0]
+		for _, r := range f.Replicas {
+			entry := "replica " + loggedName(r.TaskID) + " of function " + f.Name
+			switch {
+			case r.TaskID == "":
+				skipped = append(skipped, skippedEntry{entry + " at " + loggedName(r.Addr), "no task ID"})
+			case tasks[r.TaskID] > 1:
+				skipped = append(skipped, skippedEntry{entry, "listed more than once"})
+			case r.Addr == "" || strings.ContainsAny(r.Addr, "/?#@ \t"):
+				skipped = append(skipped, skippedEntry{entry, "address " + loggedName(r.Addr) + " is not host:port"})
+			default:
+				replicas = append(replicas, r)
+			}
+		}
+		f.Replicas = replicas
+		fns = append(fns, f)
+	}
+	cat.Functions = fns
+	return cat, skipped, nil
 }
 
 // validFunctionName reports whether name can be a chart family and part of

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +80,7 @@ func TestCollectorCatalog(t *testing.T) {
 	cfg.CatalogURL = srv.URL + contract.CatalogPath
 	cfg.HAProxyURL = srv.URL + "/nothing" // 404: not HAProxy
 	cfg.Timeout = web.Duration{Duration: 900 * time.Millisecond}
+	cfg.ReplicaAuthFile = credentialFileOf(t, "s3cret")
 	c, err := NewCollector(cfg, slog.New(rec))
 	if err != nil {
 		t.Fatal(err)
@@ -105,12 +108,15 @@ func TestCollectorCatalog(t *testing.T) {
 			wantWarnTot: 2, wantInfoNew: []string{"replica catalog readable again"}},
 		{name: "malformed: garbage", change: func(f *fakePulsed) { f.raw = "<html>pulsed?</html>" },
 			wantFns: []string{"echo", "hello"}, wantIfNone: `"v2"`, wantWarnTot: 3},
-		{name: "malformed: bad function name", change: func(f *fakePulsed) {
-			f.raw = `{"version":"v3","functions":[{"name":"Hello World","replicas":[]}]}`
-		}, wantFns: []string{"echo", "hello"}, wantIfNone: `"v2"`, wantWarnTot: 3},
+		{name: "one odd name is skipped, the rest kept", change: func(f *fakePulsed) {
+			f.raw = `{"version":"v3","functions":[{"name":"Odd_Name","replicas":[]},{"name":"echo","replicas":[]}]}`
+		}, wantFns: []string{"echo"}, wantIfNone: `"v2"`, wantWarnTot: 4, wantInfoNew: []string{"replica catalog readable again"}},
+		{name: "the same odd name in the next version: not logged again", change: func(f *fakePulsed) {
+			f.raw = `{"version":"v3b","functions":[{"name":"Odd_Name","replicas":[]},{"name":"echo","replicas":[]},{"name":"greet","replicas":[]}]}`
+		}, wantFns: []string{"echo", "greet"}, wantIfNone: `"v3"`, wantWarnTot: 4},
 		{name: "good again", change: func(f *fakePulsed) { f.raw = ""; f.cat = catalogOf("v4") },
-			wantFns: []string{}, wantIfNone: `"v2"`, wantWarnTot: 3, wantInfoNew: []string{"replica catalog readable again"}},
-		{name: "unreachable", stop: true, wantFns: []string{}, wantWarnTot: 4},
+			wantFns: []string{}, wantIfNone: `"v3b"`, wantWarnTot: 4},
+		{name: "unreachable", stop: true, wantFns: []string{}, wantWarnTot: 5},
 	} {
 		t.Run(st.name, func(t *testing.T) {
 			if st.change != nil {
@@ -144,23 +150,52 @@ func TestCollectorCatalog(t *testing.T) {
 func TestParseCatalog(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, wantErr string
+		wantFns             string // function:replicas,...
+		wantSkipped         []string
 	}{
-		{"pulsed's", string(golden(t, "catalog.json")), ""},
-		{"empty", `{"version":"x","functions":[]}`, ""},
-		{"no version", `{"functions":[]}`, "no version"},
-		{"not JSON", `<html>`, "decode"},
-		{"two documents", `{"version":"x"} {}`, "after the catalog"},
-		{"duplicate function", `{"version":"x","functions":[{"name":"a"},{"name":"a"}]}`, "twice"},
-		{"upper case", `{"version":"x","functions":[{"name":"Hello"}]}`, "function name"},
-		{"replica without address", `{"version":"x","functions":[{"name":"a","replicas":[{"task_id":"t"}]}]}`, "host:port"},
-		{"replica address with a path", `{"version":"x","functions":[{"name":"a","replicas":[{"task_id":"t","addr":"h:1/x"}]}]}`, "host:port"},
-		{"duplicate task", `{"version":"x","functions":[{"name":"a","replicas":[{"task_id":"t","addr":"h:1"},{"task_id":"t","addr":"h:2"}]}]}`, "host:port"},
-		{"negative desired", `{"version":"x","functions":[{"name":"a","desired":-1}]}`, "desired"},
+		{name: "pulsed's", body: string(golden(t, "catalog.json")), wantFns: "echo:0,hello:2"},
+		{name: "empty", body: `{"version":"x","functions":[]}`},
+		{name: "no version", body: `{"functions":[]}`, wantErr: "no version"},
+		{name: "not JSON", body: `<html>`, wantErr: "decode"},
+		{name: "two documents", body: `{"version":"x"} {}`, wantErr: "after the catalog"},
+		{name: "duplicate function: every copy skipped", body: `{"version":"x","functions":[{"name":"a"},{"name":"b"},{"name":"a"}]}`,
+			wantFns: "b:0", wantSkipped: []string{`function "a": listed more than once`, `function "a": listed more than once`}},
+		{name: "Swarm's Odd_Name", body: `{"version":"x","functions":[{"name":"Odd_Name","replicas":[{"task_id":"t","addr":"h:1"}]},{"name":"ok","replicas":[{"task_id":"t","addr":"h:2"}]}]}`,
+			wantFns: "ok:1", wantSkipped: []string{`function "Odd_Name": the name is not 1-63 lower-case letters, digits and '-' (what pulse deploy makes), so it cannot name the function's charts`}},
+		{name: "a very long name is logged cut", body: `{"version":"x","functions":[{"name":"` + strings.Repeat("a", 100) + `"}]}`,
+			wantSkipped: []string{`function "` + strings.Repeat("a", maxLoggedName) + `...": the name is not 1-63 lower-case letters, digits and '-' (what pulse deploy makes), so it cannot name the function's charts`}},
+		{name: "replica without address", body: `{"version":"x","functions":[{"name":"a","replicas":[{"task_id":"t"},{"task_id":"u","addr":"h:1"}]}]}`,
+			wantFns: "a:1", wantSkipped: []string{`replica "t" of function a: address "" is not host:port`}},
+		{name: "replica without task", body: `{"version":"x","functions":[{"name":"a","replicas":[{"addr":"h:1"}]}]}`,
+			wantFns: "a:0", wantSkipped: []string{`replica "" of function a at "h:1": no task ID`}},
+		{name: "replica address with a path", body: `{"version":"x","functions":[{"name":"a","replicas":[{"task_id":"t","addr":"h:1/x"}]}]}`,
+			wantFns: "a:0", wantSkipped: []string{`replica "t" of function a: address "h:1/x" is not host:port`}},
+		{name: "duplicate task", body: `{"version":"x","functions":[{"name":"a","replicas":[{"task_id":"t","addr":"h:1"},{"task_id":"t","addr":"h:2"}]}]}`,
+			wantFns: "a:0", wantSkipped: []string{`replica "t" of function a: listed more than once`, `replica "t" of function a: listed more than once`}},
+		{name: "negative desired", body: `{"version":"x","functions":[{"name":"a","desired":-1}]}`,
+			wantSkipped: []string{`function "a": desired replicas -1`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseCatalog([]byte(tc.body))
+			cat, skipped, err := parseCatalog([]byte(tc.body))
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Errorf("err = %v, want %q", err, tc.wantErr)
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			var fns []string
+			for _, f := range cat.Functions {
+				fns = append(fns, f.Name+":"+strconv.Itoa(len(f.Replicas)))
+			}
+			if got := strings.Join(fns, ","); got != tc.wantFns {
+				t.Errorf("functions %q, want %q", got, tc.wantFns)
+			}
+			var sk []string
+			for _, s := range skipped {
+				sk = append(sk, s.entry+": "+s.reason)
+			}
+			if !slices.Equal(sk, tc.wantSkipped) {
+				t.Errorf("skipped\n%q\nwant\n%q", sk, tc.wantSkipped)
 			}
 		})
 	}

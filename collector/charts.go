@@ -54,9 +54,13 @@ func (t chartTemplate) spec() ChartSpec {
 // so a function's charts appear as functionCharts lists them.
 const chartPriority = 70000
 
+// Titles and units are ASCII: Netdata's plugins.d protocol mangles other
+// bytes (a "×" arrived as "__").
+
 // Divisors of the collected integers.
 const (
 	latencyDiv     = 1000 // collected in µs, shown in ms
+	inflightDiv    = 1000 // collected × 1000: a fast function averages well under 1 in flight
 	utilizationDiv = 100  // collected as percent × 100
 	demandDiv      = 100  // collected × 100
 )
@@ -69,12 +73,12 @@ var functionCharts = []chartTemplate{
 	{ctx: contract.CtxErrors, suffix: contract.ChartErrors, title: "Throttled (429) and timed-out (504) requests",
 		units: "requests/s", kind: "line", dims: []dimTemplate{
 			{name: contract.DimThrottled, incremental: true}, {name: contract.DimTimedOut, incremental: true}}},
-	{ctx: contract.CtxLatency, suffix: contract.ChartLatency, title: "Response time over the last interval",
+	{ctx: contract.CtxLatency, suffix: contract.ChartLatency, title: "Time inside the replica (watchdog: request received to response written) over the last interval; clients also wait for the network and the gateway",
 		units: "milliseconds", kind: "line", dims: []dimTemplate{
 			{name: contract.DimAvg, div: latencyDiv}, {name: contract.DimP95, div: latencyDiv}}},
 	{ctx: contract.CtxInflight, suffix: contract.ChartInflight, title: "Requests in flight in the replicas, average over the interval",
-		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimInflight}}},
-	{ctx: contract.CtxUtilization, suffix: contract.ChartUtilization, title: "Utilisation: demand / (ready replicas × target)",
+		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimInflight, div: inflightDiv}}},
+	{ctx: contract.CtxUtilization, suffix: contract.ChartUtilization, title: "Utilisation: demand / (ready replicas x target)",
 		units: "percentage", kind: "line", dims: []dimTemplate{{name: contract.DimUtilization, div: utilizationDiv}},
 		vars: []string{contract.VarReplicas, contract.VarTarget, contract.VarFloor}},
 	{ctx: contract.CtxReplicas, suffix: contract.ChartReplicas, title: "Replicas",
@@ -90,7 +94,8 @@ var functionCharts = []chartTemplate{
 }
 
 // The collector's own chart: replicas listed, scraped and failed in the
-// last cycle. It keeps one chart updated while no function exists, which
+// last cycle, and of the failed those that answered 403 (the replica
+// credential is missing or not theirs). It keeps one chart updated while no function exists, which
 // go.d needs: a job whose Collect updates no chart is slowed down (its
 // interval grows by half a second per five empty runs, up to 10 minutes),
 // and a function deployed after an idle hour would then get its charts a
@@ -102,12 +107,13 @@ const (
 	dimListed        = "listed"
 	dimScraped       = "scraped"
 	dimFailed        = "failed"
+	dimForbidden     = "forbidden"
 )
 
 var collectorChart = chartTemplate{
 	ctx: collectorCtx, suffix: collectorChartID, title: "Pulse collector: replicas in the catalog and scrapes",
 	units: "replicas", kind: "line", priority: chartPriority + 1000,
-	dims: []dimTemplate{{name: dimListed}, {name: dimScraped}, {name: dimFailed}},
+	dims: []dimTemplate{{name: dimListed}, {name: dimScraped}, {name: dimFailed}, {name: dimForbidden}},
 }
 
 func init() {

@@ -129,3 +129,18 @@ func readYAML(t *testing.T, name string, v any) {
 		t.Fatalf("%s: %v", name, err)
 	}
 }
+
+// Netdata's plugins.d protocol mangles bytes outside ASCII in titles and
+// units (a "×" arrived as "__" on every function's chart).
+func TestChartTextIsASCII(t *testing.T) {
+	for _, c := range append(append([]chartTemplate(nil), functionCharts...), collectorChart) {
+		for _, s := range []string{c.title, c.units} {
+			for i := 0; i < len(s); i++ {
+				if s[i] < ' ' || s[i] > '~' || s[i] == '\'' {
+					t.Errorf("chart %s: %q has byte %q at %d; want printable ASCII without quotes", c.suffix, s, s[i], i)
+					break
+				}
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -17,9 +18,13 @@ import (
 // reads the catalog, scrapes the replicas and HAProxy, and returns the
 // values of every function's charts. It is not safe for concurrent use.
 type Collector struct {
-	cfg    Config
-	log    *slog.Logger
-	client *http.Client
+	cfg        Config
+	log        *slog.Logger
+	transport  *http.Transport // every client's connections
+	credential *credentialFile
+	replicas   *http.Client        // presents the credential; pages capped, no gzip
+	forbidden  bool                // a 403 was logged; cleared (and logged) once none answers 403
+	badPage    map[replicaKey]bool // replicas whose oversized or encoded page was logged
 
 	catalog     catalogReader
 	catalogDown bool // logged as unreachable; the next success is logged too
@@ -43,6 +48,7 @@ type scraper struct {
 // last one read), whose charts should exist.
 func (c *Collector) Collect(ctx context.Context) (map[string]int64, []string) {
 	c.readCatalog(ctx)
+	c.credential.refresh()
 	now := c.now() // rates are per time between scrapes
 	cat := c.catalog.cur
 
@@ -57,11 +63,12 @@ func (c *Collector) Collect(ctx context.Context) (map[string]int64, []string) {
 		defer wg.Done()
 		backends, haproxyOK = c.readHAProxy()
 	}()
-	scraped := c.scrapeReplicas(cat)
+	scraped, forbidden := c.scrapeReplicas(cat)
 	wg.Wait()
 
-	mx := make(map[string]int64, 24*len(cat.Functions)+3)
+	mx := make(map[string]int64, 24*len(cat.Functions)+4)
 	c.agg.cycle(cycleInput{now: now, catalog: cat, scraped: scraped, backends: backends, haproxyOK: haproxyOK}, mx)
+	mx[collectorKey(dimForbidden)] = int64(forbidden)
 	fns := make([]string, len(cat.Functions))
 	for i, f := range cat.Functions {
 		fns[i] = f.Name
@@ -123,9 +130,12 @@ func (c *Collector) readHAProxy() (map[string]backendStats, bool) {
 }
 
 // scrapeReplicas scrapes every non-draining replica of cat concurrently and
-// returns the answers. A failure is logged at debug level only: replicas
-// come and go, and the collector's chart counts the failures.
-func (c *Collector) scrapeReplicas(cat contract.Catalog) map[replicaKey]replicaMetrics {
+// returns the answers and how many answered 403. A failure is logged at
+// debug level only: replicas come and go, and the collector's chart counts
+// the failures. A 403 is different (the credential is missing or wrong):
+// the first is logged as a warning, and so is the end of them; so is a
+// page refused for its size or encoding, once per replica.
+func (c *Collector) scrapeReplicas(cat contract.Catalog) (map[replicaKey]replicaMetrics, int) {
 	type job struct {
 		key replicaKey
 		s   *scraper
@@ -141,7 +151,7 @@ func (c *Collector) scrapeReplicas(cat contract.Catalog) map[replicaKey]replicaM
 			keep[key] = true
 			s := c.scrapers[key]
 			if s == nil || s.addr != r.Addr {
-				s = &scraper{addr: r.Addr, prom: prometheus.New(c.client, web.Request{URL: "http://" + r.Addr + contract.MetricsPath})}
+				s = &scraper{addr: r.Addr, prom: prometheus.New(c.replicas, web.Request{URL: "http://" + r.Addr + contract.MetricsPath})}
 				c.scrapers[key] = s
 			}
 			jobs = append(jobs, job{key, s})
@@ -152,9 +162,15 @@ func (c *Collector) scrapeReplicas(cat contract.Catalog) map[replicaKey]replicaM
 			delete(c.scrapers, key)
 		}
 	}
+	for key := range c.badPage {
+		if !keep[key] {
+			delete(c.badPage, key)
+		}
+	}
 
 	results := make([]replicaMetrics, len(jobs))
 	oks := make([]bool, len(jobs))
+	errs := make([]error, len(jobs))
 	sem := make(chan struct{}, maxScrapesInFlight)
 	var wg sync.WaitGroup
 	for i, j := range jobs {
@@ -167,6 +183,7 @@ func (c *Collector) scrapeReplicas(cat contract.Catalog) map[replicaKey]replicaM
 				results[i], err = readReplica(mfs, j.key.function)
 			}
 			if err != nil {
+				errs[i] = err
 				c.log.Debug("replica not scraped", "function", j.key.function, "task", j.key.task, "addr", j.s.addr, "err", err)
 				return
 			}
@@ -175,13 +192,41 @@ func (c *Collector) scrapeReplicas(cat contract.Catalog) map[replicaKey]replicaM
 	}
 	wg.Wait()
 	out := make(map[replicaKey]replicaMetrics, len(jobs))
+	forbidden, first := 0, -1
 	for i, j := range jobs {
 		if oks[i] {
 			out[j.key] = results[i]
 		}
+		if errors.Is(errs[i], errReplicaForbidden) {
+			forbidden++
+			if first < 0 {
+				first = i
+			}
+		}
+		// A page over the cap or compressed is no passing failure: the
+		// replica is not a watchdog of ours, or a broken one. Said once
+		// per replica.
+		bad := errors.Is(errs[i], errPageTooLarge) || errors.Is(errs[i], errPageEncoding)
+		if bad && !c.badPage[j.key] {
+			c.badPage[j.key] = true
+			c.log.Warn("replica's metrics page refused; it is not collected", "function", j.key.function, "task", j.key.task, "addr", j.s.addr, "err", errs[i])
+		} else if oks[i] {
+			delete(c.badPage, j.key)
+		}
 	}
-	return out
+	switch {
+	case forbidden > 0 && !c.forbidden:
+		c.forbidden = true
+		j := jobs[first]
+		c.log.Warn("replicas answer 403 Forbidden to the collector: their credential is not the one in replica_auth_file (or the collector has none); they are not collected",
+			"replicas", forbidden, "of", len(jobs), "replica_auth_file", c.cfg.ReplicaAuthFile,
+			"function", j.key.function, "task", j.key.task, "addr", j.s.addr, "err", errs[first])
+	case forbidden == 0 && c.forbidden && len(jobs) > 0:
+		c.forbidden = false
+		c.log.Info("no replica answers 403 any more")
+	}
+	return out, forbidden
 }
 
 // Close releases the idle connections.
-func (c *Collector) Close() { c.client.CloseIdleConnections() }
+func (c *Collector) Close() { c.transport.CloseIdleConnections() }

@@ -14,22 +14,32 @@ func FuzzParseCatalog(f *testing.F) {
 	f.Add([]byte(`{"version":"x","functions":[{"name":"a","desired":1,"replicas":[{"task_id":"t","addr":"h:1","state":"running"}]}]}`))
 	f.Add([]byte(`{"version":"","functions":null}`))
 	f.Add([]byte(`<html></html>`))
+	f.Add([]byte(`{"version":"x","functions":[{"name":"Odd_Name"},{"name":"a"},{"name":"a"},{"name":"b","replicas":[{"task_id":"t","addr":"h:1"},{"task_id":"t","addr":"h:2"},{"addr":"h:3"}]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		cat, err := parseCatalog(body)
+		cat, skipped, err := parseCatalog(body)
 		if err != nil {
 			return
+		}
+		for _, s := range skipped {
+			if s.entry == "" || s.reason == "" || len(s.entry) > 3*maxLoggedName+40 {
+				t.Fatalf("skipped entry %+v", s)
+			}
 		}
 		if cat.Version == "" {
 			t.Fatal("accepted a catalog without version")
 		}
+		names := map[string]bool{}
 		for _, fn := range cat.Functions {
-			if !validFunctionName(fn.Name) {
-				t.Fatalf("accepted function name %q", fn.Name)
+			if !validFunctionName(fn.Name) || names[fn.Name] || fn.Desired < 0 {
+				t.Fatalf("accepted function %q (desired %d)", fn.Name, fn.Desired)
 			}
+			names[fn.Name] = true
+			tasks := map[string]bool{}
 			for _, r := range fn.Replicas {
-				if r.TaskID == "" || r.Addr == "" {
+				if r.TaskID == "" || r.Addr == "" || tasks[r.TaskID] {
 					t.Fatalf("accepted replica %+v", r)
 				}
+				tasks[r.TaskID] = true
 			}
 		}
 		if _, err := json.Marshal(cat); err != nil {

@@ -80,3 +80,14 @@ func (l *logRecorder) messages(level slog.Level) []string {
 }
 
 func slogOf(h slog.Handler) *slog.Logger { return slog.New(h) }
+
+// credentialFileOf writes a replica credential file holding value and
+// returns its path.
+func credentialFileOf(t testing.TB, value string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "replica-auth")
+	if err := os.WriteFile(p, []byte(value+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/netdata/go.d.plugin/pkg/prometheus"
 	"github.com/netdata/go.d.plugin/pkg/web"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 // Defaults of the job's configuration (collector/config/pulse.d/pulse.conf
@@ -28,6 +31,9 @@ func defaultConfig() Config {
 		CatalogURL:  DefaultCatalogURL,
 		HAProxyURL:  DefaultHAProxyURL,
 		Timeout:     web.Duration{Duration: DefaultTimeout},
+		// pulsed's default replica_auth_file, which it makes
+		// root:netdata 0640 so that the collector can read it.
+		ReplicaAuthFile: contract.DefaultReplicaAuthFile,
 	}
 }
 
@@ -39,6 +45,9 @@ func (c Config) Validate() error {
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			errs = append(errs, fmt.Errorf("%s %q: want an http:// or https:// URL", u.key, u.v))
 		}
+	}
+	if c.ReplicaAuthFile == "" || !filepath.IsAbs(c.ReplicaAuthFile) {
+		errs = append(errs, fmt.Errorf("replica_auth_file %q: want the absolute path of pulsed's replica_auth_file (default %s)", c.ReplicaAuthFile, contract.DefaultReplicaAuthFile))
 	}
 	every := time.Duration(max(c.UpdateEvery, 1)) * time.Second
 	if c.Timeout.Duration <= 0 || c.Timeout.Duration >= every {
@@ -74,13 +83,15 @@ const (
 	maxScrapesInFlight  = 256
 )
 
-// newHTTPClient is the one client the collector uses for the catalog,
-// HAProxy and every replica: keep-alive, a pool sized for hundreds of
+// newTransport is the one connection pool the collector uses for the
+// catalog, HAProxy and every replica: keep-alive, sized for hundreds of
 // replicas, no proxy (the addresses are the swarm's own; Netdata may run
-// with HTTP_PROXY set), no redirects, and timeout on every request.
-func newHTTPClient(timeout time.Duration) *http.Client {
+// with HTTP_PROXY set), and no transparent gzip: every body is read as
+// sent, capped (the metrics pages' scrapeTransport also asks for identity
+// and refuses any other encoding).
+func newTransport(timeout time.Duration) *http.Transport {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
+	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		MaxIdleConns:          maxIdleConns,
@@ -89,10 +100,16 @@ func newHTTPClient(timeout time.Duration) *http.Client {
 		ResponseHeaderTimeout: timeout,
 		TLSHandshakeTimeout:   timeout,
 		ForceAttemptHTTP2:     false,
+		DisableCompression:    true,
 	}
+}
+
+// newHTTPClient is a client over rt: no redirects, and timeout on every
+// request.
+func newHTTPClient(rt http.RoundTripper, timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout:       timeout,
-		Transport:     tr,
+		Transport:     rt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
@@ -105,14 +122,19 @@ func NewCollector(cfg Config, log *slog.Logger) (*Collector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	client := newHTTPClient(cfg.Timeout.Duration)
+	tr := newTransport(cfg.Timeout.Duration)
+	cred := newCredentialFile(cfg.ReplicaAuthFile, log)
 	return &Collector{
-		cfg:      cfg,
-		log:      log,
-		client:   client,
-		catalog:  catalogReader{client: client, url: cfg.CatalogURL},
-		haproxy:  prometheus.New(client, web.Request{URL: haproxyPageURL(cfg.HAProxyURL)}),
+		cfg:        cfg,
+		log:        log,
+		transport:  tr,
+		credential: cred,
+		replicas:   newHTTPClient(&scrapeTransport{base: tr, max: maxReplicaPageBytes, credential: cred.get}, cfg.Timeout.Duration),
+		catalog:    catalogReader{client: newHTTPClient(tr, cfg.Timeout.Duration), url: cfg.CatalogURL, log: log, skipped: map[string]string{}},
+		haproxy: prometheus.New(newHTTPClient(&scrapeTransport{base: tr, max: maxHAProxyPageBytes}, cfg.Timeout.Duration),
+			web.Request{URL: haproxyPageURL(cfg.HAProxyURL)}),
 		scrapers: map[replicaKey]*scraper{},
+		badPage:  map[replicaKey]bool{},
 		agg:      newAggregator(log),
 		now:      time.Now,
 	}, nil

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -40,9 +42,9 @@ func buildWatchdog(t *testing.T, dir string) string {
 }
 
 // startWatchdog starts a fork-mode watchdog running cat on an ephemeral
-// loopback port and returns its address and process; the test's cleanup
-// kills it.
-func startWatchdog(t *testing.T, bin, function string) (string, *os.Process) {
+// loopback port, requiring the replica credential in authFile, and returns
+// its address and process; the test's cleanup kills it.
+func startWatchdog(t *testing.T, bin, function, authFile string) (string, *os.Process) {
 	t.Helper()
 	cat, err := exec.LookPath("cat")
 	if err != nil {
@@ -55,6 +57,7 @@ func startWatchdog(t *testing.T, bin, function string) (string, *os.Process) {
 	cmd.Env = []string{
 		contract.EnvFunction + "=" + function, contract.EnvMode + "=" + contract.ModeFork, contract.EnvExec + "=" + cat,
 		contract.EnvListen + "=127.0.0.1:0", contract.EnvDrainGrace + "=0s", contract.EnvMaxBody + "=1KiB",
+		contract.EnvReplicaAuthFile + "=" + authFile,
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
@@ -88,16 +91,17 @@ func startWatchdog(t *testing.T, bin, function string) (string, *os.Process) {
 }
 
 // TestCollectRealWatchdogs runs the collector against three real watchdog
-// processes (two replicas of hello, one of echo) listed by an httptest
-// catalog, with HAProxy unreachable.
+// processes (two replicas of hello, one of echo) that require the replica
+// credential, listed by an httptest catalog, with HAProxy unreachable.
 func TestCollectRealWatchdogs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts processes")
 	}
 	bin := buildWatchdog(t, t.TempDir())
-	h1, _ := startWatchdog(t, bin, "hello")
-	h2, h2proc := startWatchdog(t, bin, "hello")
-	e1, _ := startWatchdog(t, bin, "echo")
+	authFile := credentialFileOf(t, "0123456789abcdef0123456789abcdef")
+	h1, _ := startWatchdog(t, bin, "hello", authFile)
+	h2, h2proc := startWatchdog(t, bin, "hello", authFile)
+	e1, _ := startWatchdog(t, bin, "echo", authFile)
 	cat := catalogOf("v1",
 		fn("echo", 1, nil, contract.Replica{TaskID: "e1", Addr: e1, State: "running"}),
 		fn("hello", 3, map[string]string{contract.LabelScaleTarget: "4"},
@@ -114,10 +118,29 @@ func TestCollectRealWatchdogs(t *testing.T) {
 	noHAProxy := closed.Addr().String()
 	closed.Close()
 
-	rec := &logRecorder{}
 	cfg := defaultConfig()
 	cfg.CatalogURL, cfg.HAProxyURL = srv.URL+contract.CatalogPath, "http://"+noHAProxy+"/metrics"
 	cfg.Timeout = web.Duration{Duration: 800 * time.Millisecond}
+
+	// Another install's credential: every replica refuses the collector,
+	// which says so.
+	cfg.ReplicaAuthFile = credentialFileOf(t, "another-install")
+	rec := &logRecorder{}
+	wrong, err := NewCollector(cfg, slogOf(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx, _ := wrong.Collect(context.Background())
+	wrong.Close()
+	if got, forbidden := mx[collectorKey(dimFailed)], mx[collectorKey(dimForbidden)]; got != 3 || forbidden != 3 {
+		t.Errorf("with a wrong credential %d replicas failed, %d of them 403; want 3 and 3", got, forbidden)
+	}
+	if w := rec.messages(slog.LevelWarn); len(w) != 2 || !strings.Contains(w[1], "403") {
+		t.Errorf("with a wrong credential: warnings %q, want HAProxy's and the 403", w)
+	}
+
+	cfg.ReplicaAuthFile = authFile
+	rec = &logRecorder{}
 	c, err := NewCollector(cfg, slogOf(rec))
 	if err != nil {
 		t.Fatal(err)
@@ -127,11 +150,19 @@ func TestCollectRealWatchdogs(t *testing.T) {
 	post := func(addr string, n, size int) {
 		t.Helper()
 		for range n {
-			resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader(strings.Repeat("x", size)))
+			req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(strings.Repeat("x", size)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set(contract.HeaderReplicaAuth, "0123456789abcdef0123456789abcdef") // as the gateway adds it
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
+			if resp.StatusCode == http.StatusForbidden {
+				t.Fatalf("the watchdog refused the credential: %s", resp.Status)
+			}
 		}
 	}
 	ctx := context.Background()
@@ -163,6 +194,7 @@ func TestCollectRealWatchdogs(t *testing.T) {
 		"hello": {c2xx: 8, c4xx: 1, running: 2, desired: 3, scraped: 2, ready: 2, target: 4, util: ptr(0)},
 		"echo":  {c2xx: 4, running: 1, desired: 1, scraped: 1, ready: 1, target: 10, util: ptr(0)},
 	}, 3, 3, 0)
+	want[collectorKey(dimForbidden)] = 0
 	if d := diffMaps(mx, want); d != "" {
 		t.Errorf("second cycle:\n%s", d)
 	}
@@ -182,6 +214,7 @@ func TestCollectRealWatchdogs(t *testing.T) {
 		"hello": {c2xx: 10, c4xx: 1, running: 2, desired: 3, scraped: 1, ready: 1, target: 4, util: ptr(0)},
 		"echo":  {c2xx: 4, running: 1, desired: 1, scraped: 1, ready: 1, target: 10, util: ptr(0)},
 	}, 3, 2, 1)
+	want[collectorKey(dimForbidden)] = 0 // the dead replica failed otherwise
 	if d := diffMaps(mx, want); d != "" {
 		t.Errorf("third cycle:\n%s", d)
 	}
@@ -206,5 +239,12 @@ func checkAverageDemand(t *testing.T, mx map[string]int64, f string, capacity in
 	if lo, hi := (float64(d)-0.5)*per-0.5, (float64(d)+0.5)*per+0.5; float64(u) < lo || float64(u) > hi {
 		t.Errorf("%s utilisation %d, want within [%.1f, %.1f] for demand %d over capacity %d", f, u, lo, hi, d, capacity)
 	}
-	mx[dk], mx[uk] = 0, 0
+	// The in-flight chart shows the same average with more precision
+	// (×inflightDiv, each rounded): a fraction of one request in flight
+	// reads above 0.
+	ik := dimKey(f, contract.ChartInflight, contract.DimInflight)
+	if i := mx[ik]; i <= 0 || math.Abs(float64(i)-float64(d)*inflightDiv/demandDiv) > inflightDiv/demandDiv/2+1 {
+		t.Errorf("%s in flight %d (×%d), want above 0 and the demand %d (×%d)", f, i, inflightDiv, d, demandDiv)
+	}
+	mx[dk], mx[uk], mx[ik] = 0, 0, 0
 }

@@ -53,6 +53,7 @@ func TestModuleInGoDJob(t *testing.T) {
 	mod.CatalogURL = srv.URL + contract.CatalogPath
 	mod.HAProxyURL = srv.URL + "/metrics"
 	mod.Timeout = web.Duration{Duration: 500 * time.Millisecond}
+	mod.ReplicaAuthFile = credentialFileOf(t, "s3cret")
 	out := &syncBuffer{}
 	job := module.NewJob(module.JobConfig{
 		PluginName: contract.PluginName, Name: contract.CollectorJob, ModuleName: contract.CollectorModule,
@@ -86,9 +87,9 @@ func TestModuleInGoDJob(t *testing.T) {
 	for _, line := range []string{
 		"CHART 'pulse.fn_hello_requests' '' 'Requests answered by the replicas, by status class' 'requests/s' 'hello' 'pulse.requests' 'stacked' '70000' '1' '' 'pulse.d' 'pulse'\n",
 		"DIMENSION '2xx' '2xx' 'incremental' '1' '1' ''\n",
-		"CHART 'pulse.fn_hello_latency' '' 'Response time over the last interval' 'milliseconds' 'hello' 'pulse.latency' 'line' '70002' '1' '' 'pulse.d' 'pulse'\n",
+		"CHART 'pulse.fn_hello_latency' '' 'Time inside the replica (watchdog: request received to response written) over the last interval; clients also wait for the network and the gateway' 'milliseconds' 'hello' 'pulse.latency' 'line' '70002' '1' '' 'pulse.d' 'pulse'\n",
 		"DIMENSION 'p95' 'p95' 'absolute' '1' '1000' ''\n",
-		"CHART 'pulse.fn_hello_utilization' '' 'Utilisation: demand / (ready replicas × target)' 'percentage' 'hello' 'pulse.utilization' 'line' '70004' '1' '' 'pulse.d' 'pulse'\n",
+		"CHART 'pulse.fn_hello_utilization' '' 'Utilisation: demand / (ready replicas x target)' 'percentage' 'hello' 'pulse.utilization' 'line' '70004' '1' '' 'pulse.d' 'pulse'\n",
 		"DIMENSION 'utilization' 'utilization' 'absolute' '1' '100' ''\n",
 		"VARIABLE CHART 'replicas' = 0\n",
 		"CHART 'pulse.fn_hello_gateway_requests' '' 'Gateway requests and 5xx answers (HAProxy backend)' 'requests/s' 'hello' 'pulse.gateway_requests' 'line' '70007' '1' '' 'pulse.d' 'pulse'\n",

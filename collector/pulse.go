@@ -2,7 +2,10 @@
 // module named "pulse" that every second reads pulsed's replica catalog,
 // scrapes every replica's watchdog metrics and HAProxy's per-backend stats,
 // and emits one set of charts per function (contexts, dimensions and
-// variables from package contract).
+// variables from package contract). It presents the install's replica
+// credential (replica_auth_file, re-read when it changes) on every scrape
+// of a replica, reads pages uncompressed and capped, and skips catalog
+// entries it cannot chart instead of the whole catalog.
 //
 // This file is the only one that uses go.d's module API (agent/module),
 // which later Netdata releases changed: reading the catalog, scraping and
@@ -41,6 +44,9 @@ type Config struct {
 	CatalogURL  string       `yaml:"catalog_url"`
 	HAProxyURL  string       `yaml:"haproxy_url"`
 	Timeout     web.Duration `yaml:"timeout"`
+	// ReplicaAuthFile holds the replica credential the collector presents
+	// (contract.HeaderReplicaAuth) on every scrape of a replica.
+	ReplicaAuthFile string `yaml:"replica_auth_file"`
 }
 
 // Pulse is the go.d module.

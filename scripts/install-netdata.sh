@@ -6,9 +6,14 @@
 #   /etc/netdata/custom-plugins.d/pulse.d.plugin   root:netdata 0750
 #   /usr/local/lib/pulse/pulse-alarm-hook          root:netdata 0750
 #   /etc/pulse/alarm-token                         root:netdata 0640 (scripts/alarm-token.sh)
+#   /etc/pulse/replica-auth                        root:netdata 0640 when it exists (pulsed
+#                       creates it; the collector presents it to every replica and
+#                       re-reads it when it changes, so it may appear later)
 #   /etc/netdata/pulse.d.conf, pulse.d/pulse.conf, health.d/pulse.conf,
 #   /usr/share/netdata/web/pulse-dashboard-info.js and a marked block at the
 #   end of /etc/netdata/netdata.conf       root:root 0644 (pulse-netdata-files)
+#   /etc/netdata/pulse-cgroup-name.sh      root:root 0755: keeps Docker containers
+#                       (which user netdata cannot name) out of the cgroup charts
 #
 # Then it restarts Netdata (systemctl where systemd runs, else
 # `netdata -D` in the background with its pid in /run/netdata.pid, the file
@@ -66,6 +71,16 @@ put() {
 put "$work/pulse.d.plugin" "$PLUGIN" 0750
 put "$work/pulse-alarm-hook" "$HOOK" 0750
 scripts/alarm-token.sh
+# The replica credential: pulsed generates it; the collector (user netdata)
+# must be able to read it and nobody else.
+REPLICA_AUTH=/etc/pulse/replica-auth # the collector's replica_auth_file (pulse.d/pulse.conf)
+if [ -e "$REPLICA_AUTH" ]; then
+	chown root:netdata "$REPLICA_AUTH"
+	chmod 0640 "$REPLICA_AUTH"
+	say "$REPLICA_AUTH: root:netdata 0640"
+else
+	say "$REPLICA_AUTH not there yet: pulsed creates it (root:netdata 0640); the collector reads it once it appears"
+fi
 "$work/pulse-netdata-files" -etc "$ETC" -web "$WEB" | sed 's/^/install-netdata: /'
 
 # (Re)start: Netdata looks for new plugins only every 60 s, and reads
@@ -109,6 +124,9 @@ done
 [ -n "$users" ] || die "Netdata did not start pulse.d.plugin; see: grep -i pulse $LOG/error.log"
 [ "$users" = "netdata " ] || die "pulse.d.plugin runs as '$users', want netdata"
 say "pulse.d.plugin runs as netdata: $(ps -o pid=,cmd= -C pulse.d.plugin | head -1 | sed 's/^ *//')"
+if [ -e "$REPLICA_AUTH" ] && ! runuser -u netdata -- test -r "$REPLICA_AUTH" 2>/dev/null; then
+	die "user netdata cannot read $REPLICA_AUTH (check the directories above it: $(namei -m "$REPLICA_AUTH" 2>/dev/null | tr '\n' ' '))"
+fi
 # Health reads its files right after start: any complaint is there by now.
 complaints=$(tail -c +"$logstart" "$LOG/error.log" 2>/dev/null | grep -i 'health.*pulse\.conf' || true)
 [ -z "$complaints" ] || { echo "$complaints" | tail -5 >&2; die "Netdata complained about $ETC/health.d/pulse.conf (above)"; }

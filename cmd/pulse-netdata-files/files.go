@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed" // the cgroup naming script
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,10 +32,26 @@ type File struct {
 	Root Root
 	Path string // slash-separated, relative to Root
 	Data []byte
+	Mode fs.FileMode // 0 means 0644
 }
 
+// CgroupNameScript is the cgroup naming script's name in Netdata's
+// configuration directory; netdata.conf's block names it.
+const CgroupNameScript = "pulse-cgroup-name.sh"
+
+// cgroupNameScript keeps Docker containers, which user netdata cannot name
+// (no Docker socket), out of Netdata's cgroup charts (cgroup-name.sh).
+//
+//go:embed cgroup-name.sh
+var cgroupNameScript []byte
+
+// hiddenCgroupPrefix is the name cgroupNameScript gives a container
+// (its PULSE_HIDDEN_PREFIX): the block's pattern excludes it.
+const hiddenCgroupPrefix = "pulse_hidden_container_"
+
 // netdataFiles lists the files to install: every regular file of the
-// collector's configuration, the health templates and the dashboard info.
+// collector's configuration, the health templates, the cgroup naming
+// script and the dashboard info.
 func netdataFiles(collectorConf fs.FS, templates string) ([]File, error) {
 	var files []File
 	err := fs.WalkDir(collectorConf, ".", func(p string, d fs.DirEntry, err error) error {
@@ -42,7 +59,7 @@ func netdataFiles(collectorConf fs.FS, templates string) ([]File, error) {
 			return err
 		}
 		b, err := fs.ReadFile(collectorConf, p)
-		files = append(files, File{Etc, p, b})
+		files = append(files, File{Etc, p, b, 0})
 		return err
 	})
 	if err != nil {
@@ -52,8 +69,9 @@ func netdataFiles(collectorConf fs.FS, templates string) ([]File, error) {
 		return nil, fmt.Errorf("collector configuration: no files")
 	}
 	return append(files,
-		File{Etc, alarms.HealthFile, []byte(templates)},
-		File{Web, DashboardInfoFile, []byte(dashboardInfo())},
+		File{Etc, alarms.HealthFile, []byte(templates), 0},
+		File{Etc, CgroupNameScript, cgroupNameScript, 0o755},
+		File{Web, DashboardInfoFile, []byte(dashboardInfo()), 0},
 	), nil
 }
 
@@ -74,7 +92,7 @@ customDashboard.menu[` + q(contract.ChartType) + `] = {
     icon: '<i class="fas fa-bolt"></i>',
     info: ` + q("Every Pulse function, one section per function: requests and errors answered by its replicas, "+
 		"latency, requests in flight, replicas, the gateway's view of its demand, and <b>utilization</b>, "+
-		"100 × demand / (ready replicas × target), which the <code>"+contract.AlarmScaleUp+"</code> and <code>"+
+		"100 &times; demand / (ready replicas &times; target), which the <code>"+contract.AlarmScaleUp+"</code> and <code>"+
 		contract.AlarmScaleDown+"</code> alarms watch to resize the function.") + `
 };
 customDashboard.context = customDashboard.context || {};
@@ -82,18 +100,32 @@ customDashboard.context[` + q(contract.CtxUtilization) + `] = {
     info: ` + q("Demand as a percentage of what the ready replicas are meant to carry (the chart variables "+
 		"<code>replicas</code> and <code>target</code>). Above 100 % for 3 s Pulse adds replicas; under 50 % for 30 s it removes up to half.") + `
 };
+customDashboard.context[` + q(contract.CtxLatency) + `] = {
+    info: ` + q("Measured inside the replica by its watchdog, from receiving the request to having written the response: "+
+		"a client also waits for the network, the gateway (HAProxy) and any queue there, so it sees more.") + `
+};
+customDashboard.context[` + q(contract.CtxInflight) + `] = {
+    info: ` + q("Requests being answered, summed over the replicas: each replica's average since its previous scrape "+
+		"(busy seconds per second), so a fast function under light load shows a fraction of a request.") + `
+};
 `
 }
 
-// confBlock is what Pulse needs in netdata.conf. Netdata merges repeated
-// sections and the last value of an option wins, so the block, kept at the
-// end of the file, overrides the stock file without editing it.
-func confBlock() string {
+// confBlock is what Pulse needs in netdata.conf, for Netdata's
+// configuration directory etc. Netdata merges repeated sections and the last
+// value of an option wins, so the block, kept at the end of the file,
+// overrides the stock file without editing it. Its [plugin:cgroups] part
+// keeps Docker containers out of the cgroup charts (cgroup-name.sh says
+// why).
+func confBlock(etc string) string {
 	return confBegin + `
 [web]
 	custom dashboard_info.js = ` + DashboardInfoFile + `
 [health]
 	enabled = yes
+[plugin:cgroups]
+	script to get cgroup names = ` + filepath.Join(etc, CgroupNameScript) + `
+	enable by default cgroups names matching = !` + hiddenCgroupPrefix + `* *
 ` + confEnd + "\n"
 }
 
@@ -131,7 +163,11 @@ func install(etc, web string, files []File, log io.Writer) error {
 			dir = web
 		}
 		path := filepath.Join(dir, filepath.FromSlash(f.Path))
-		if err := writeFile(path, f.Data, 0o644); err != nil {
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		if err := writeFile(path, f.Data, mode); err != nil {
 			return err
 		}
 		fmt.Fprintln(log, "wrote", path)
@@ -145,7 +181,7 @@ func install(etc, web string, files []File, log io.Writer) error {
 	if st, err := os.Stat(confPath); err == nil {
 		mode = st.Mode().Perm()
 	}
-	if err := writeFile(confPath, []byte(setConfBlock(string(conf), confBlock())), mode); err != nil {
+	if err := writeFile(confPath, []byte(setConfBlock(string(conf), confBlock(etc))), mode); err != nil {
 		return err
 	}
 	fmt.Fprintln(log, "updated", confPath)

@@ -36,7 +36,7 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestSetConfBlock(t *testing.T) {
-	block := confBlock()
+	block := confBlock("/etc/netdata")
 	tests := []struct{ name, conf, want string }{
 		{"empty file", "", block},
 		{"appended after a blank line", "[global]\n\tx = 1\n", "[global]\n\tx = 1\n\n" + block},
@@ -63,13 +63,18 @@ func TestConfGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "netdata.conf.golden", setConfBlock(string(stock), confBlock()))
+	golden(t, "netdata.conf.golden", setConfBlock(string(stock), confBlock("/etc/netdata")))
 }
 
 func TestDashboardInfoGolden(t *testing.T) {
 	info := dashboardInfo()
 	if !strings.Contains(info, `customDashboard.menu["pulse"] = {`) || !strings.Contains(info, `title: "Pulse functions"`) {
 		t.Errorf("dashboard info does not title the pulse menu:\n%s", info)
+	}
+	for i := 0; i < len(info); i++ {
+		if info[i] > '~' {
+			t.Fatalf("dashboard info has byte %q at %d: keep it ASCII (HTML entities for the rest)", info[i], i)
+		}
 	}
 	golden(t, DashboardInfoFile, info)
 }
@@ -87,16 +92,18 @@ func TestNetdataFiles(t *testing.T) {
 	type file struct {
 		root       Root
 		path, data string
+		mode       fs.FileMode
 	}
 	var got []file
 	for _, f := range files {
-		got = append(got, file{f.Root, f.Path, string(f.Data)})
+		got = append(got, file{f.Root, f.Path, string(f.Data), f.Mode})
 	}
 	want := []file{ // the collector's files in lexical order, then ours
-		{Etc, "pulse.d/pulse.conf", "jobs:\n  - name: pulse\n"},
-		{Etc, "pulse.d.conf", "modules:\n  pulse: yes\n"},
-		{Etc, "health.d/pulse.conf", "template: x\n"},
-		{Web, "pulse-dashboard-info.js", dashboardInfo()},
+		{Etc, "pulse.d/pulse.conf", "jobs:\n  - name: pulse\n", 0},
+		{Etc, "pulse.d.conf", "modules:\n  pulse: yes\n", 0},
+		{Etc, "health.d/pulse.conf", "template: x\n", 0},
+		{Etc, CgroupNameScript, string(cgroupNameScript), 0o755},
+		{Web, "pulse-dashboard-info.js", dashboardInfo(), 0},
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("netdataFiles = %+v\nwant %+v", got, want)
@@ -134,7 +141,8 @@ func TestInstall(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(etc, "netdata.conf"), stock, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	files := []File{{Etc, "pulse.d/pulse.conf", []byte("a")}, {Etc, "health.d/pulse.conf", []byte("b")}, {Web, DashboardInfoFile, []byte("c")}}
+	files := []File{{Etc, "pulse.d/pulse.conf", []byte("a"), 0}, {Etc, "health.d/pulse.conf", []byte("b"), 0},
+		{Etc, CgroupNameScript, []byte("#!/bin/sh\n"), 0o755}, {Web, DashboardInfoFile, []byte("c"), 0}}
 	for range 2 { // the second run finds everything in place
 		if err := install(etc, web, files, io.Discard); err != nil {
 			t.Fatal(err)
@@ -144,7 +152,8 @@ func TestInstall(t *testing.T) {
 		filepath.Join(etc, "pulse.d/pulse.conf"):  "a",
 		filepath.Join(etc, "health.d/pulse.conf"): "b",
 		filepath.Join(web, DashboardInfoFile):     "c",
-		filepath.Join(etc, "netdata.conf"):        setConfBlock(string(stock), confBlock()),
+		filepath.Join(etc, CgroupNameScript):      "#!/bin/sh\n",
+		filepath.Join(etc, "netdata.conf"):        setConfBlock(string(stock), confBlock(etc)),
 	}
 	for p, content := range want {
 		b, err := os.ReadFile(p)
@@ -154,6 +163,9 @@ func TestInstall(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(etc, "netdata.conf")); err != nil || st.Mode().Perm() != 0o640 {
 		t.Errorf("netdata.conf mode changed: %v %v", st.Mode(), err)
+	}
+	if st, err := os.Stat(filepath.Join(etc, CgroupNameScript)); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("cgroup name script mode %v %v, want 0755", st.Mode(), err)
 	}
 	if st, err := os.Stat(filepath.Join(web, DashboardInfoFile)); err != nil || st.Mode().Perm() != 0o644 {
 		t.Errorf("dashboard info mode %v %v, want 0644", st.Mode(), err)

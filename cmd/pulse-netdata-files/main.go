@@ -4,8 +4,16 @@
 //
 //	ETC/pulse.d.conf, ETC/pulse.d/*.conf  the collector's configuration (collector.ConfigFiles)
 //	ETC/health.d/pulse.conf               the scaling alarms (alarms.Templates)
+//	ETC/pulse-cgroup-name.sh              0755: keeps Docker containers out of the cgroup charts
 //	WEB/pulse-dashboard-info.js           titles the dashboard's "pulse" menu
-//	ETC/netdata.conf                      a marked block: [web] custom dashboard_info.js, [health] enabled
+//	ETC/netdata.conf                      a marked block: [web] custom dashboard_info.js, [health] enabled,
+//	                                      [plugin:cgroups] the script and the pattern that hides what it hides
+//
+// Docker containers are kept out of Netdata's cgroup charts because user
+// netdata cannot name them (their names come from the Docker socket, which
+// is root on the host): on a Pulse node they are function replicas, each a
+// menu section named by a hex ID, while the "pulse" menu already shows every
+// function by name. Other cgroups keep the stock cgroup-name.sh's names.
 //
 // ETC defaults to /etc/netdata and WEB to /usr/share/netdata/web (Debian).
 // Everything else in netdata.conf stays as it is; running it again rewrites

@@ -33,9 +33,14 @@ import (
 
 // JobConfig is a pulse.d/pulse.conf for the lab: the shipped one's keys
 // (collector/config/pulse.d/pulse.conf), pointed at a test's pulsed
-// catalog and HAProxy exporter.
-func JobConfig(catalogURL, haproxyURL string) string {
-	return fmt.Sprintf(`update_every: 1
+// catalog and HAProxy exporter. Without WithReplicaAuthFile the job reads
+// the collector's default replica_auth_file (contract.DefaultReplicaAuthFile).
+func JobConfig(catalogURL, haproxyURL string, opts ...JobOption) string {
+	var o jobOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	conf := fmt.Sprintf(`update_every: 1
 autodetection_retry: 0
 jobs:
   - name: %s
@@ -43,12 +48,69 @@ jobs:
     haproxy_url: %s
     timeout: 800ms
 `, contract.CollectorJob, catalogURL, haproxyURL)
+	if o.replicaAuthFile != "" {
+		conf += fmt.Sprintf("    replica_auth_file: %s\n", o.replicaAuthFile)
+	}
+	return conf
+}
+
+// JobOption sets one more key of JobConfig's job.
+type JobOption func(*jobOptions)
+
+type jobOptions struct {
+	replicaAuthFile string
+}
+
+// WithReplicaAuthFile sets the job's replica_auth_file: the replica
+// credential the collector presents to the test's replicas. The netdata
+// user must be able to read it (ReplicaAuthFile makes such a file).
+func WithReplicaAuthFile(path string) JobOption {
+	return func(o *jobOptions) { o.replicaAuthFile = path }
+}
+
+// ReplicaAuthFile writes credential to a new file the lab's collector can
+// read, as pulsed's replica_auth_file is (root:netdata 0640, in a directory
+// user netdata can enter, under os.TempDir), and returns its path and a
+// function that removes it. Rewrite the file (as root) to rotate the
+// credential: the collector re-reads it when it changes. An empty
+// credential writes no file: the path is for a test's pulsed, which
+// generates the file (root:netdata 0640) where it is missing.
+func ReplicaAuthFile(credential string) (path string, remove func(), err error) {
+	g, err := user.LookupGroup("netdata")
+	if err != nil {
+		return "", nil, fmt.Errorf("netdatalab: replica credential: %w", err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	dir, err := os.MkdirTemp("", "pulse-netdatalab-auth-")
+	if err != nil {
+		return "", nil, fmt.Errorf("netdatalab: replica credential: %w", err)
+	}
+	remove = func() { os.RemoveAll(dir) }
+	path = filepath.Join(dir, "replica-auth")
+	err = os.Chmod(dir, 0o755)
+	if err == nil && credential == "" {
+		return path, remove, nil
+	}
+	if err == nil {
+		err = os.WriteFile(path, []byte(credential+"\n"), 0o640)
+	}
+	if err == nil {
+		err = os.Chown(path, 0, gid)
+	}
+	if err == nil {
+		err = os.Chmod(path, 0o640)
+	}
+	if err != nil {
+		remove()
+		return "", nil, fmt.Errorf("netdatalab: replica credential: %w", err)
+	}
+	return path, remove, nil
 }
 
 // Config says what the lab Netdata runs and where it reports.
 type Config struct {
 	Netdata string // the netdata binary; default /usr/sbin/netdata
-	Plugin  string // a built pulse.d.plugin
+	Plugin  string // a built pulse.d.plugin; "" for none (pulse.d off)
 	// PluginConfig is the plugin's job file (pulse.d/pulse.conf), e.g.
 	// JobConfig with the test pulsed's catalog and HAProxy's exporter.
 	PluginConfig string
@@ -59,6 +121,14 @@ type Config struct {
 	Env []string
 	// Stderr receives Netdata's own output; nil discards it.
 	Stderr io.Writer
+	// NetdataConf is appended to the lab's netdata.conf: Netdata merges
+	// repeated sections and the last value of an option wins, so it can
+	// override the lab's settings (e.g. pulse-netdata-files' block).
+	NetdataConf string
+	// Cgroups turns on Netdata's cgroups collector (off by default in
+	// the lab), checking for new cgroups every second, with the stock
+	// cgroup-name.sh unless NetdataConf names another script.
+	Cgroups bool
 }
 
 // Netdata is a running lab instance.
@@ -129,19 +199,34 @@ func Start(ctx context.Context, cfg Config) (*Netdata, error) {
 			return fail(err)
 		}
 	}
-	plugin, err := os.ReadFile(cfg.Plugin)
-	if err != nil {
-		return fail(fmt.Errorf("plugin: %w", err))
+	conf := netdataConf(dir, port)
+	if cfg.Plugin == "" {
+		conf += "[plugins]\n\tpulse.d = no\n"
 	}
+	if cfg.Cgroups {
+		// The stock naming script is not in the lab's plugins directory.
+		conf += "[plugins]\n\tcgroups = yes\n[plugin:cgroups]\n\tcheck for new cgroups every = 1\n" +
+			"\tscript to get cgroup names = /usr/lib/netdata/plugins.d/cgroup-name.sh\n"
+	}
+	conf += cfg.NetdataConf
 	files := map[string]struct {
 		data string
 		mode os.FileMode
 	}{
-		"plugins.d/pulse.d.plugin": {string(plugin), 0o755},
-		"etc/pulse.d.conf":         {"modules:\n  pulse: yes\n", 0o644},
-		"etc/pulse.d/pulse.conf":   {cfg.PluginConfig, 0o644},
-		"etc/health.d/pulse.conf":  {cfg.Health, 0o644},
-		"etc/netdata.conf":         {netdataConf(dir, port), 0o644},
+		"etc/pulse.d.conf":        {"modules:\n  pulse: yes\n", 0o644},
+		"etc/pulse.d/pulse.conf":  {cfg.PluginConfig, 0o644},
+		"etc/health.d/pulse.conf": {cfg.Health, 0o644},
+		"etc/netdata.conf":        {conf, 0o644},
+	}
+	if cfg.Plugin != "" {
+		plugin, err := os.ReadFile(cfg.Plugin)
+		if err != nil {
+			return fail(fmt.Errorf("plugin: %w", err))
+		}
+		files["plugins.d/pulse.d.plugin"] = struct {
+			data string
+			mode os.FileMode
+		}{string(plugin), 0o755}
 	}
 	for name, f := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(f.data), f.mode); err != nil {
@@ -283,6 +368,8 @@ func (n *Netdata) PID() int { return n.cmd.Process.Pid }
 // Obsolete stays false there; it is kept for later releases that send it.
 type Chart struct {
 	ID         string                     `json:"id"`
+	Title      string                     `json:"title"`
+	Units      string                     `json:"units"`
 	Family     string                     `json:"family"`
 	Context    string                     `json:"context"`
 	Obsolete   bool                       `json:"obsolete"`
