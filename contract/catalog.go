@@ -15,6 +15,18 @@ const (
 type Catalog struct {
 	Version   string            `json:"version"`
 	Functions []CatalogFunction `json:"functions"` // sorted by name
+	// Skipped lists the function services pulsed does not route because
+	// their spec is unusable (a bad pulse.timeout or pulse.max-body label,
+	// a name that is not a function name), with the reason: the gateway
+	// and the scaler leave them out and keep serving the others.
+	Skipped []SkippedFunction `json:"skipped,omitempty"` // sorted by name
+}
+
+// SkippedFunction is a function service left out of the catalog, and why.
+type SkippedFunction struct {
+	Name      string `json:"name"`
+	ServiceID string `json:"service_id"`
+	Reason    string `json:"reason"`
 }
 
 // CatalogFunction is one function: its service labels (LabelFunction,

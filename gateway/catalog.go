@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -164,6 +165,9 @@ type Catalog struct {
 	// unlabelled are the function services without an instance label
 	// that were logged as ignored, by ID.
 	unlabelled map[string]bool
+	// skipped are the functions left out for a bad spec, name → reason,
+	// as last logged.
+	skipped map[string]string
 
 	mu      sync.Mutex
 	cur     contract.Catalog
@@ -189,6 +193,7 @@ func NewCatalog(api CatalogAPI, cfg CatalogConfig, log *slog.Logger) (*Catalog, 
 		nodes:      map[string]string{},
 		gone:       map[string]catalogGone{},
 		unlabelled: map[string]bool{},
+		skipped:    map[string]string{},
 	}, nil
 }
 
@@ -287,6 +292,7 @@ func (c *Catalog) poll(ctx context.Context, now time.Time) time.Duration {
 	in.addrs = catalogReplicaAddrs(prev)
 	cat, pending := buildCatalog(in)
 	c.recovered(now)
+	c.noteSkipped(cat.Skipped)
 
 	if cat.Version != prev.Version || pending != c.pending {
 		c.progressAt = now
@@ -332,6 +338,24 @@ func (c *Catalog) publish(cat contract.Catalog, now time.Time) {
 		}
 		ch <- cat
 	}
+}
+
+// noteSkipped logs each skipped function once, again only when its reason
+// changes, and when it is no longer skipped.
+func (c *Catalog) noteSkipped(skipped []contract.SkippedFunction) {
+	now := make(map[string]string, len(skipped))
+	for _, s := range skipped {
+		now[s.Name] = s.Reason
+		if c.skipped[s.Name] != s.Reason {
+			c.log.Error("function skipped: fix its service and redeploy; the others are served", "function", s.Name, "service", s.ServiceID, "reason", s.Reason)
+		}
+	}
+	for name := range c.skipped {
+		if _, ok := now[name]; !ok {
+			c.log.Info("function no longer skipped", "function", name)
+		}
+	}
+	c.skipped = now
 }
 
 // failed records a failed poll; the error is logged once per streak.
@@ -596,6 +620,7 @@ func buildCatalog(in catalogInput) (contract.Catalog, string) {
 	}
 	byName := map[string]*contract.CatalogFunction{}
 	var pending []string
+	var skipped []contract.SkippedFunction
 
 	replica := func(t swarm.Task, draining bool) (contract.Replica, bool) {
 		if t.Status.State != swarm.TaskStateRunning {
@@ -626,6 +651,12 @@ func buildCatalog(in catalogInput) (contract.Catalog, string) {
 			continue
 		}
 		name := svc.Spec.Name
+		if _, err := CheckFunction(name, svc.Spec.Labels); err != nil {
+			// Unusable by the gateway (and the collector, the scaler):
+			// left out with its reason, the others served.
+			skipped = append(skipped, contract.SkippedFunction{Name: name, ServiceID: svc.ID, Reason: err.Error()})
+			continue
+		}
 		fn := &contract.CatalogFunction{
 			Name:      name,
 			ServiceID: svc.ID,
@@ -692,7 +723,16 @@ func buildCatalog(in catalogInput) (contract.Catalog, string) {
 		slices.SortFunc(fn.Replicas, func(a, b contract.Replica) int { return strings.Compare(a.TaskID, b.TaskID) })
 		cat.Functions = append(cat.Functions, *fn)
 	}
+	if len(skipped) > 0 {
+		slices.SortFunc(skipped, func(a, b contract.SkippedFunction) int {
+			return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ServiceID, b.ServiceID))
+		})
+		cat.Skipped = skipped
+	}
 	cat.Version = catalogVersion(cat.Functions)
+	if len(skipped) > 0 {
+		cat.Version = catalogVersion(cat.Functions, skipped...)
+	}
 	slices.Sort(pending)
 	switch len(pending) {
 	case 0:
@@ -725,10 +765,17 @@ func catalogLabels(l map[string]string) map[string]string {
 // catalogVersion is a hash of the catalog's content: it changes exactly when
 // the content does. encoding/json writes map keys sorted, and the functions
 // and replicas are sorted, so equal content encodes equally.
-func catalogVersion(fns []contract.CatalogFunction) string {
+func catalogVersion(fns []contract.CatalogFunction, skipped ...contract.SkippedFunction) string {
 	b, err := json.Marshal(fns)
 	if err != nil { // strings, ints and bools only: cannot happen
 		panic(fmt.Sprintf("encode catalog: %v", err))
+	}
+	if len(skipped) > 0 {
+		sk, err := json.Marshal(skipped)
+		if err != nil {
+			panic(fmt.Sprintf("encode catalog: %v", err))
+		}
+		b = append(b, sk...)
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

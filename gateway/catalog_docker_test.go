@@ -245,6 +245,29 @@ func TestCatalogSwarm(t *testing.T) {
 	runLabel := catalogTestLabel + ".run"
 
 	sw := function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
+	// The instance's replica credential secret, as pulsed creates it (a
+	// deploy needs it; the replicas check it). Removed last: after the
+	// service that uses it.
+	instance := "test-" + suffix
+	cred := "catalog-test-credential-" + suffix
+	sec, err := api.SecretCreate(t.Context(), swarm.SecretSpec{
+		Annotations: swarm.Annotations{
+			Name: contract.ReplicaAuthSecretName(instance, cred),
+			Labels: map[string]string{contract.LabelInstance: instance, contract.LabelRole: contract.RoleReplicaAuth,
+				catalogTestLabel: "1", runLabel: suffix},
+		},
+		Data: []byte(cred),
+	})
+	if err != nil {
+		t.Fatalf("create the replica credential secret: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), catalogTestTimeout)
+		defer cancel()
+		if err := api.SecretRemove(ctx, sec.ID); err != nil {
+			t.Errorf("cleanup: remove secret %s: %v", sec.ID, err)
+		}
+	})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), catalogTestTimeout)
 		defer cancel()
@@ -280,7 +303,7 @@ func TestCatalogSwarm(t *testing.T) {
 	// The catalog sees only this test's function: its own instance, and
 	// the run label as a selector on top.
 	cfg := DefaultCatalogConfig()
-	cfg.Instance = "test-" + suffix
+	cfg.Instance = instance
 	cfg.Selector = []string{runLabel + "=" + suffix}
 	counting := &catalogCountingAPI{CatalogAPI: api}
 	log := slog.New(slog.NewTextHandler(catalogTestWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -308,6 +331,7 @@ func TestCatalogSwarm(t *testing.T) {
 	health := func(addr string) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(call(), http.MethodGet, "http://"+addr+contract.HealthPath, nil)
+		req.Header.Set(contract.HeaderReplicaAuth, cred)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("health of %s: %v", addr, err)

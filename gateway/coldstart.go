@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,16 @@ type ColdStartConfig struct {
 	MaxHeld int
 	// Probe is how often a starting replica's health is tried.
 	Probe time.Duration
+	// ReplicaAuth is the replica credential (RenderConfig.ReplicaAuth):
+	// a request without it in contract.HeaderReplicaAuth gets 403, so only
+	// HAProxy can use the cold-start path; it is removed from the request
+	// and set again on the one forwarded to a replica (and on health
+	// probes), which checks it. Empty: nothing is checked or sent (a
+	// gateway without replica credential).
+	ReplicaAuth string
+	// DefaultMaxBody is the body limit of a function without the
+	// pulse.max-body label (RenderConfig.DefaultMaxBody); 0 means 10 MiB.
+	DefaultMaxBody int64
 }
 
 // DefaultColdStartConfig holds requests up to 30 s, 1024 at a time, and
@@ -55,6 +67,14 @@ func (c ColdStartConfig) Validate() error {
 	if c.Probe <= 0 {
 		errs = append(errs, fmt.Errorf("cold-start probe %s: want above 0", c.Probe))
 	}
+	if c.ReplicaAuth != "" {
+		if err := CheckReplicaAuth(c.ReplicaAuth); err != nil {
+			errs = append(errs, fmt.Errorf("cold-start replica credential: %w", err))
+		}
+	}
+	if c.DefaultMaxBody < 0 {
+		errs = append(errs, fmt.Errorf("cold-start default max body %d: want 0 (10 MiB) or more", c.DefaultMaxBody))
+	}
 	return errors.Join(errs...)
 }
 
@@ -64,7 +84,11 @@ func (c ColdStartConfig) Validate() error {
 // Waker for one replica, once however many requests arrive together, waits
 // until a replica answers its health check, and forwards the held requests
 // to it. The path is already rewritten by HAProxy and the invoke key, if
-// any, already checked.
+// any, already checked (and the Authorization header of a protected
+// function removed). It applies the gateway's rules again, as nothing else
+// must reach a function through it: the replica credential is required
+// (403), the watchdog's reserved /_/ space is refused (404), and the
+// function's body limit is enforced (413).
 type ColdStart struct {
 	cfg    ColdStartConfig
 	cat    CatalogReader
@@ -92,7 +116,11 @@ func NewColdStart(cfg ColdStartConfig, cat CatalogReader, waker Waker, log *slog
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.DefaultMaxBody == 0 {
+		cfg.DefaultMaxBody = DefaultRenderConfig().DefaultMaxBody
+	}
 	tr := &http.Transport{
+		Proxy:                 nil, // replicas are reached directly, never through HTTP_PROXY
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       30 * time.Second,
@@ -111,6 +139,10 @@ func NewColdStart(cfg ColdStartConfig, cat CatalogReader, waker Waker, log *slog
 			addr := pr.In.Context().Value(replicaAddrKey{}).(heldRequest).addr
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", addr
 			pr.Out.Header.Del(HeaderFunction)
+			pr.Out.Header.Del(contract.HeaderReplicaAuth)
+			if c.cfg.ReplicaAuth != "" {
+				pr.Out.Header.Set(contract.HeaderReplicaAuth, c.cfg.ReplicaAuth)
+			}
 			// HAProxy's X-Forwarded-For is the client's; keep it, and the
 			// X-Forwarded-Host/Proto a client sent (HAProxy passes them on;
 			// Rewrite would drop them).
@@ -124,6 +156,10 @@ func NewColdStart(cfg ColdStartConfig, cat CatalogReader, waker Waker, log *slog
 			// r is the outgoing request, HeaderFunction already removed:
 			// the name travels in the context.
 			held, _ := r.Context().Value(replicaAddrKey{}).(heldRequest)
+			if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+				writeTooLarge(w, held.function, tooBig.Limit)
+				return
+			}
 			c.log.Warn("forwarding a held request failed", "function", held.function, "replica", held.addr, "err", err)
 			writeColdError(w, http.StatusBadGateway, "replica failed", held.function, 0)
 		},
@@ -138,9 +174,21 @@ type replicaAddrKey struct{}
 type heldRequest struct{ function, addr string }
 
 func (c *ColdStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if c.cfg.ReplicaAuth != "" {
+		got := r.Header.Values(contract.HeaderReplicaAuth)
+		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(c.cfg.ReplicaAuth)) != 1 {
+			writeColdError(w, http.StatusForbidden, "forbidden: this endpoint serves the gateway only", "", 0)
+			return
+		}
+	}
+	r.Header.Del(contract.HeaderReplicaAuth)
 	fn := r.Header.Get(HeaderFunction)
 	if fn == "" {
 		writeColdError(w, http.StatusBadRequest, "missing "+HeaderFunction+": this endpoint is the gateway's backup server", "", 0)
+		return
+	}
+	if r.URL.Path == "/_" || strings.HasPrefix(r.URL.Path, "/_/") {
+		writeColdError(w, http.StatusNotFound, "not found", "", 0)
 		return
 	}
 	if n := c.held.Add(1); n > int64(c.cfg.MaxHeld) {
@@ -159,9 +207,17 @@ func (c *ColdStart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		c.mu.Unlock()
 	}()
-	if !c.known(fn) {
+	limit, known := c.lookup(fn)
+	if !known {
 		writeColdError(w, http.StatusNotFound, "function not found", fn, 0)
 		return
+	}
+	if r.ContentLength > limit {
+		writeTooLarge(w, fn, limit)
+		return
+	}
+	if r.ContentLength < 0 { // chunked: counted as it is forwarded
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.Timeout)
 	defer cancel()
@@ -187,17 +243,22 @@ func (c *ColdStart) Busy(fn string) bool {
 	return waking || c.heldByFn[fn] > 0
 }
 
-func (c *ColdStart) known(fn string) bool {
+// lookup returns fn's body limit and whether the catalog lists it.
+func (c *ColdStart) lookup(fn string) (int64, bool) {
 	cat, _, err := c.cat.Current()
 	if err != nil {
-		return true // cannot tell yet: let the waker decide
+		return c.cfg.DefaultMaxBody, true // cannot tell yet: let the waker decide
 	}
 	for _, f := range cat.Functions {
 		if f.Name == fn {
-			return true
+			set, err := CheckFunction(f.Name, f.Labels)
+			if err == nil && set.MaxBody > 0 {
+				return set.MaxBody, true
+			}
+			return c.cfg.DefaultMaxBody, true
 		}
 	}
-	return false
+	return 0, false
 }
 
 // replica returns the address of a replica of fn that answers its health
@@ -308,12 +369,23 @@ func (c *ColdStart) healthy(ctx context.Context, addr string) bool {
 	if err != nil {
 		return false
 	}
+	if c.cfg.ReplicaAuth != "" {
+		req.Header.Set(contract.HeaderReplicaAuth, c.cfg.ReplicaAuth)
+	}
 	resp, err := c.health.Do(req)
 	if err != nil {
 		return false
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// writeTooLarge is HAProxy's 413 for a body over the function's limit.
+func writeTooLarge(w http.ResponseWriter, fn string, limit int64) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	fmt.Fprintf(w, `{"error":"request body too large","function":%q,"limit":%d}`+"\n", fn, limit)
 }
 
 func writeColdError(w http.ResponseWriter, code int, msg, fn string, retryAfter int) {

@@ -89,6 +89,15 @@ type Reconciler struct {
 	// in HAProxy, not draining); routeVer changes whenever it does.
 	routed   map[string]map[string]bool
 	routeVer uint64
+
+	// keys are the invoke keys last given to SetKeys (function → digests);
+	// keysMu serialises writing the keys map and syncing HAProxy's copy.
+	keys    map[string][]string
+	keysSet bool
+	keysMu  sync.Mutex
+	// left is, per function left out of the gateway, why: logged when it
+	// first appears or its reason changes, not on every apply.
+	left map[string]string
 }
 
 // NewReconciler returns a reconciler; Run drives it.
@@ -98,8 +107,9 @@ func NewReconciler(cfg ReconcileConfig, hap HAProxyReloader, rt RuntimeAPI, log 
 	}
 	cfg.Render.ProbeNew = true
 	return &Reconciler{cfg: cfg, hap: hap, rt: rt, log: log.With("component", "reconcile"),
-		client: &http.Client{Timeout: cfg.ProbeTimeout}, probing: map[string]bool{}, again: make(chan struct{}, 1),
-		slots: Slots{}, routed: map[string]map[string]bool{}}
+		// Replicas are probed directly: never through HTTP_PROXY.
+		client: &http.Client{Timeout: cfg.ProbeTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}, probing: map[string]bool{}, again: make(chan struct{}, 1),
+		slots: Slots{}, routed: map[string]map[string]bool{}, left: map[string]string{}}
 }
 
 // Err is the last reconcile error, or nil.
@@ -174,7 +184,7 @@ func (r *Reconciler) structureKey(cat contract.Catalog, slots Slots) string {
 		if bs := slots.Of(fn.Name); bs != nil {
 			n = len(bs.Tasks)
 		}
-		fmt.Fprintf(&b, "key=%t;slots=%d}", r.cfg.Render.Keys[fn.Name] != "", n)
+		fmt.Fprintf(&b, "slots=%d}", n)
 	}
 	return b.String()
 }
@@ -220,17 +230,21 @@ func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
 	r.mu.Unlock()
 
 	cfg, err := Render(r.cfg.Render, cat, slots)
-	var fe *FunctionError
-	if errors.As(err, &fe) {
-		// One bad function must not hold up the others: drop it and say so.
-		r.log.Error("function left out of the gateway", "function", fe.Function, "err", fe.Err)
-		cat = withoutFunction(cat, fe.Function)
+	left := map[string]string{}
+	if bad := functionErrors(err); len(bad) > 0 {
+		// Bad functions must not hold up the others: drop every one of
+		// them (the catalog skips most before they get here) and say so.
+		for _, fe := range bad {
+			left[fe.Function] = fe.Err.Error()
+			cat = withoutFunction(cat, fe.Function)
+		}
 		r.mu.Lock()
 		r.slots.Place(cat)
 		slots = r.slots.Clone()
 		r.mu.Unlock()
 		cfg, err = Render(r.cfg.Render, cat, slots)
 	}
+	r.noteLeftOut(left)
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
@@ -239,6 +253,9 @@ func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
 	reload := !r.loadedSet || r.loaded != key
 	r.mu.Unlock()
 	if reload {
+		if err := r.writeKeysMap(); err != nil {
+			return err
+		}
 		if err := Validate(ctx, r.cfg.HAProxyBin, cfg); err != nil {
 			return fmt.Errorf("new configuration refused, keeping the last good one: %w", err)
 		}
@@ -270,6 +287,9 @@ func (r *Reconciler) applyErr(ctx context.Context, cat contract.Catalog) error {
 		r.mu.Unlock()
 	}
 	var errs []error
+	if err := r.syncKeys(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	listed := map[string]bool{}
 	for _, fn := range cat.Functions {
 		listed[fn.Name] = true
@@ -346,6 +366,77 @@ func withRouted(cat contract.Catalog, routed map[string]map[string]bool) contrac
 		out.Functions[i] = fn
 	}
 	return out
+}
+
+// functionErrors returns every *FunctionError in err (Render joins one per
+// bad function).
+func functionErrors(err error) []*FunctionError {
+	if err == nil {
+		return nil
+	}
+	if fe, ok := err.(*FunctionError); ok {
+		return []*FunctionError{fe}
+	}
+	switch e := err.(type) {
+	case interface{ Unwrap() []error }:
+		var out []*FunctionError
+		for _, inner := range e.Unwrap() {
+			out = append(out, functionErrors(inner)...)
+		}
+		return out
+	case interface{ Unwrap() error }:
+		return functionErrors(e.Unwrap())
+	}
+	return nil
+}
+
+// noteLeftOut logs each function left out of the gateway once, and again
+// only when its reason changes; and when it is back.
+func (r *Reconciler) noteLeftOut(left map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fn := range slices.Sorted(maps.Keys(left)) {
+		if r.left[fn] != left[fn] {
+			r.log.Error("function left out of the gateway", "function", fn, "err", left[fn])
+		}
+	}
+	for fn := range r.left {
+		if _, ok := left[fn]; !ok {
+			r.log.Info("function back in the gateway", "function", fn)
+		}
+	}
+	r.left = left
+}
+
+// LeftOut returns the functions the last apply left out of the gateway,
+// with the reason.
+func (r *Reconciler) LeftOut() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.left)
+}
+
+// writeKeysMap writes the keys last set to the keys map file before a
+// reload or a first start, so HAProxy finds it (it refuses a configuration
+// whose map file is missing).
+func (r *Reconciler) writeKeysMap() error {
+	if r.cfg.Render.KeysMap == "" {
+		return nil
+	}
+	r.keysMu.Lock()
+	defer r.keysMu.Unlock()
+	r.mu.Lock()
+	keys, set := r.keys, r.keysSet
+	r.mu.Unlock()
+	if !set {
+		// No SetKeys yet (pulsed restarted and has not loaded its key
+		// store): keep the file HAProxy runs with rather than open every
+		// function; create an empty one only if there is none.
+		if _, err := os.Stat(r.cfg.Render.KeysMap); err == nil {
+			return nil
+		}
+	}
+	return WriteKeysMap(r.cfg.Render.KeysMap, keys)
 }
 
 func withoutFunction(cat contract.Catalog, name string) contract.Catalog {
@@ -569,6 +660,9 @@ func (r *Reconciler) healthy(ctx context.Context, addr string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+contract.HealthPath, nil)
 	if err != nil {
 		return false
+	}
+	if c := r.cfg.Render.ReplicaAuth; c != "" {
+		req.Header.Set(contract.HeaderReplicaAuth, c)
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {

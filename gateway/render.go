@@ -1,11 +1,8 @@
 package gateway
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -102,10 +99,26 @@ type RenderConfig struct {
 	// down). The reconciler sets it; a render without it trusts every
 	// replica, as a fresh HAProxy must.
 	ProbeNew bool
-	// Keys maps a function's name to its invoke key: a request to that
-	// function needs "Authorization: Bearer <key>". Only a SHA-256 of the
-	// expected header is written to the file, never the key itself.
-	Keys map[string]string
+	// KeysMap (an absolute path, optional) is the invoke-key map file:
+	// every backend looks its function up there at request time, so keys
+	// change through the runtime API (Reconciler.SetKeys) without a
+	// reload. A function with at least one key in it answers 401 JSON to a
+	// request without "Authorization: Bearer <key>" of one of its keys, and
+	// removes the Authorization header before the function; a function
+	// with none is open. The file holds SHA-256 digests only (RenderKeysMap
+	// writes it) and must exist before HAProxy or `haproxy -c` reads the
+	// configuration. Empty: no function is protected.
+	KeysMap string
+	// ReplicaAuth (optional) is the replica credential
+	// (contract.HeaderReplicaAuth): every backend sets that header to it on
+	// every request it sends, to a replica or to the backup server,
+	// replacing any value the client sent, and on every health check.
+	// 16–256 visible ASCII characters, none of "'\$%# and no spaces.
+	ReplicaAuth string
+	// TLSCert (an absolute path, optional) is a PEM file holding the
+	// gateway's certificate chain and private key: the gateway then serves
+	// HTTPS only on Listen. Empty: plain HTTP.
+	TLSCert string
 }
 
 // Balancing algorithms.
@@ -248,12 +261,19 @@ func (c RenderConfig) Validate() error {
 			bad("BackupAddr", "%v", err)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.Keys)) {
-		if !renderFunctionName(name) {
-			bad("Keys", "%q is not a function name", name)
+	if c.KeysMap != "" {
+		if err := renderCheckPath(c.KeysMap, 4096); err != nil {
+			bad("KeysMap", "%v", err)
 		}
-		if err := renderCheckKey(c.Keys[name]); err != nil {
-			bad("Keys", "key of %s: %v", name, err) // never the key itself
+	}
+	if c.TLSCert != "" {
+		if err := renderCheckPath(c.TLSCert, 4096); err != nil {
+			bad("TLSCert", "%v", err)
+		}
+	}
+	if c.ReplicaAuth != "" {
+		if err := CheckReplicaAuth(c.ReplicaAuth); err != nil {
+			bad("ReplicaAuth", "%v", err) // never the credential itself
 		}
 	}
 	return errors.Join(errs...)
@@ -302,15 +322,20 @@ func ServerName(taskID string) (string, error) {
 //   - the path becomes what follows /function/<name> ("" → "/"), the query
 //     is kept, and the request goes to backend fn_<name>, or → 404
 //     {"error":"function not found","function":"<name>"} when there is none;
-//   - in the backend: a missing or wrong invoke key → 401 (then the
-//     Authorization header is removed: the function never sees the key); a
-//     Content-Length over the function's pulse.max-body → 413; no usable
-//     server (none, all draining or down, no backup) → 503 with
-//     Retry-After: 1.
+//   - a request head over maxHeaderBytes → 431;
+//   - in the backend: for a function with keys in the keys map, a missing
+//     or wrong invoke key → 401 (then the Authorization header is removed:
+//     the function never sees the key); a Content-Length over the
+//     function's pulse.max-body → 413; the replica credential set on the
+//     request (and on health checks); no usable server (none, all draining
+//     or down, no backup) → 503 with Retry-After: 1.
 //
-// Every such answer, and every error HAProxy makes itself (400, 408, 502,
-// 503, 504, ...), is JSON with a trailing newline, as the watchdog writes
-// its own. Every request gets an X-Request-ID, and so does its response:
+// Every such answer, and every error HAProxy makes itself at the HTTP level
+// (401, 403, 404, 408, 413, 429, 502, 503, 504, ...), is JSON with a
+// trailing newline, as the watchdog writes its own. The exception is HAProxy
+// 2.6's HTTP/1 parser, whose 400 and 408 (malformed request, head over its
+// buffer, head not complete in time) are a built-in HTML page that no
+// configuration replaces. Every request gets an X-Request-ID, and so does its response:
 // the client's own when it sends exactly one of 1–128 characters from
 // [A-Za-z0-9._:+=/-] (so a chain of functions keeps one ID), otherwise a
 // new UUID. X-Forwarded-For is set to the client's address alone: HAProxy
@@ -387,7 +412,11 @@ func Render(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]byte, error)
 	w.blank()
 
 	w.line("frontend gateway")
-	w.in("bind %s", cfg.Listen)
+	if cfg.TLSCert != "" {
+		w.in("bind %s ssl crt %s alpn http/1.1", cfg.Listen, cfg.TLSCert)
+	} else {
+		w.in("bind %s", cfg.Listen)
+	}
 	w.in("maxconn %d", cfg.MaxConn)
 	w.comment("X-Request-ID: the client's own if it sends one plausible ID, else a new UUID; echoed in the response.")
 	w.in("unique-id-format %%[var(txn.request_id)]")
@@ -395,6 +424,10 @@ func Render(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]byte, error)
 	w.in("http-request set-var(txn.request_id) uuid unless { var(txn.request_id) -m found }")
 	w.in("http-request set-header X-Request-ID %%[var(txn.request_id)]")
 	w.in("http-after-response set-header X-Request-ID %%[var(txn.request_id)] if { var(txn.request_id) -m found }")
+	w.comment(fmt.Sprintf("A request head over %d bytes: 431 JSON. (Over HAProxy's buffer, ~15 KiB, HAProxy 2.6 answers", maxHeaderBytes))
+	w.comment("its built-in HTML 400 itself before any rule runs: that page cannot be configured.)")
+	w.in("http-request return status 431 content-type application/json string %s if { req.hdrs,length gt %d }",
+		renderQuote(renderJSONError("request header fields too large")), maxHeaderBytes)
 	w.comment("X-Forwarded-For: the client's address only (option forwardfor); HAProxy is the edge.")
 	w.in("http-request del-header X-Forwarded-For")
 	w.comment("A request that may have reached the function is retried only if its method is safe.")
@@ -448,6 +481,13 @@ const (
 	requestIDPattern = `^[A-Za-z0-9._:+=/-]{1,128}$`
 	// maxRenderDuration bounds every timeout (HAProxy's limit is 2^31 ms).
 	maxRenderDuration = 24 * time.Hour
+	// maxHeaderBytes is the largest request head answered normally; above
+	// it, 431. Below HAProxy's default buffer (16 KiB less its 1 KiB
+	// rewrite reserve), so the JSON 431 can be sent at all.
+	maxHeaderBytes = 12 << 10
+	// maxRenderBody bounds pulse.max-body (1 PiB): HAProxy's "gt N" needs
+	// N+1 in a signed 64-bit integer.
+	maxRenderBody = 1 << 50
 )
 
 // renderHTTPErrors are the errors HAProxy makes itself, in JSON.
@@ -456,8 +496,15 @@ var renderHTTPErrors = []struct {
 	msg    string
 }{
 	{400, "bad request"},
+	{401, "unauthorized"},
 	{403, "forbidden"},
+	{404, "not found"},
+	{405, "method not allowed"},
 	{408, "request timeout"},
+	{410, "gone"},
+	{413, "request body too large"},
+	{425, "too early"},
+	{429, "too many requests"},
 	{500, "internal error"},
 	{501, "not implemented"},
 	{502, "bad gateway"},
@@ -470,7 +517,6 @@ type renderBackend struct {
 	name          string
 	serverTimeout time.Duration
 	maxBody       int64
-	keyHash       string // upper-case hex SHA-256 of "Bearer <key>"; "" = no key
 	servers       []renderServer
 }
 
@@ -512,32 +558,63 @@ func renderBackends(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]rend
 	return out, nil
 }
 
-func renderFunction(cfg RenderConfig, fn contract.CatalogFunction, slots *BackendSlots) (renderBackend, error) {
-	if !renderFunctionName(fn.Name) {
-		return renderBackend{}, errors.New("not a function name: want a DNS label of a-z, 0-9 and '-' that starts with a letter")
+// FunctionSettings are the settings of a function that come from its
+// service's name and labels.
+type FunctionSettings struct {
+	// Timeout is its pulse.timeout; 0 when the label is absent.
+	Timeout time.Duration
+	// MaxBody is its pulse.max-body in bytes; 0 when the label is absent.
+	MaxBody int64
+}
+
+// CheckFunction checks what the gateway takes of a function's service: its
+// name and its pulse.timeout and pulse.max-body labels. Its error says
+// what is wrong and what is wanted; the catalog skips a function that
+// fails it (contract.Catalog.Skipped) and the gateway keeps serving the
+// others.
+func CheckFunction(name string, labels map[string]string) (FunctionSettings, error) {
+	var s FunctionSettings
+	if !renderFunctionName(name) {
+		return s, errors.New("not a function name: want 1-63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'")
 	}
-	b := renderBackend{name: fn.Name, serverTimeout: cfg.DefaultTimeout, maxBody: cfg.DefaultMaxBody}
-	if v, ok := fn.Labels[contract.LabelTimeout]; ok {
+	var errs []error
+	if v, ok := labels[contract.LabelTimeout]; ok {
 		d, err := time.ParseDuration(v)
 		if err == nil {
 			err = renderCheckDuration(d, false)
+		} else {
+			err = errors.New("want a duration such as 30s or 500ms")
 		}
 		if err != nil {
-			return renderBackend{}, fmt.Errorf("label %s=%q: %v", contract.LabelTimeout, v, err)
+			errs = append(errs, fmt.Errorf("label %s=%q: %v", contract.LabelTimeout, v, err))
 		}
-		b.serverTimeout = d
+		s.Timeout = d
+	}
+	if v, ok := labels[contract.LabelMaxBody]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > maxRenderBody {
+			errs = append(errs, fmt.Errorf("label %s=%q: want a whole number of bytes from 1 to %d", contract.LabelMaxBody, v, int64(maxRenderBody)))
+		}
+		s.MaxBody = n
+	}
+	if err := errors.Join(errs...); err != nil {
+		return FunctionSettings{}, err
+	}
+	return s, nil
+}
+
+func renderFunction(cfg RenderConfig, fn contract.CatalogFunction, slots *BackendSlots) (renderBackend, error) {
+	set, err := CheckFunction(fn.Name, fn.Labels)
+	if err != nil {
+		return renderBackend{}, err
+	}
+	b := renderBackend{name: fn.Name, serverTimeout: cfg.DefaultTimeout, maxBody: cfg.DefaultMaxBody}
+	if set.Timeout > 0 {
+		b.serverTimeout = set.Timeout
 	}
 	b.serverTimeout += cfg.TimeoutMargin
-	if v, ok := fn.Labels[contract.LabelMaxBody]; ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return renderBackend{}, fmt.Errorf("label %s=%q: want a whole number of bytes above 0", contract.LabelMaxBody, v)
-		}
-		b.maxBody = n
-	}
-	if key, ok := cfg.Keys[fn.Name]; ok {
-		sum := sha256.Sum256([]byte("Bearer " + key))
-		b.keyHash = strings.ToUpper(hex.EncodeToString(sum[:]))
+	if set.MaxBody > 0 {
+		b.maxBody = set.MaxBody
 	}
 	byTask := map[string]contract.Replica{}
 	for _, r := range fn.Replicas {
@@ -573,16 +650,29 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 	w.in("balance %s", cfg.Balance)
 	w.in("timeout server %s", renderDuration(b.serverTimeout))
 	w.in("option httpchk")
-	w.in("http-check send meth GET uri %s", contract.HealthPath)
+	if cfg.ReplicaAuth != "" {
+		w.in("http-check send meth GET uri %s hdr %s %s", contract.HealthPath, contract.HeaderReplicaAuth, renderQuote(cfg.ReplicaAuth))
+	} else {
+		w.in("http-check send meth GET uri %s", contract.HealthPath)
+	}
 	w.in("http-check expect status 200")
 	w.in("timeout check %s", renderDuration(cfg.CheckTimeout))
 	w.comment("Every server is a slot: the settings of every replica are on this line, whichever way it came.")
 	w.in("%s", serverDefaults(cfg))
-	if b.keyHash != "" {
-		w.comment("Invoke key: compared as a SHA-256, so the file holds no key and the comparison leaks no prefix.")
-		w.in("http-request return status 401 content-type application/json string %s hdr WWW-Authenticate %s unless { req.fhdr_cnt(authorization) eq 1 } { req.fhdr(authorization),sha2(256),hex -m str %s }",
-			renderQuote(renderJSONError("invoke key required", "function", b.name)), renderQuote(`Bearer realm="pulse"`), b.keyHash)
-		w.in("http-request del-header Authorization")
+	if cfg.KeysMap != "" {
+		w.comment("Invoke keys, looked up at request time in the keys map (changed through the runtime API, no reload):")
+		w.comment("\"<name> required\" protects the function, \"<name>/<sha256 of a key> ok\" is one of its keys.")
+		w.in("http-request set-var(txn.pulse_digest) req.fhdr(authorization),bytes(7),sha2(256),hex,lower if { req.fhdr_cnt(authorization) eq 1 } { req.fhdr(authorization) -i -m beg %s }",
+			renderQuote("bearer "))
+		w.in("http-request set-var(txn.pulse_key) str(%s/),concat(,txn.pulse_digest,)", b.name)
+		w.in("http-request return status 401 content-type application/json string %s hdr WWW-Authenticate %s if { str(%s),map(%s) -m str %s } !{ var(txn.pulse_key),map(%s) -m str %s }",
+			renderQuote(renderJSONError("invoke key required", "function", b.name)), renderQuote(`Bearer realm="pulse"`),
+			b.name, cfg.KeysMap, keysMapRequired, cfg.KeysMap, keysMapOK)
+		w.in("http-request del-header Authorization if { str(%s),map(%s) -m str %s }", b.name, cfg.KeysMap, keysMapRequired)
+	}
+	if cfg.ReplicaAuth != "" {
+		w.comment("The replica credential: replicas serve nobody else. Replaces any value a client sent.")
+		w.in("http-request set-header %s %s", contract.HeaderReplicaAuth, renderQuote(cfg.ReplicaAuth))
 	}
 	w.in("http-request return status 413 content-type application/json string %s if { req.hdr_val(content-length) gt %d }",
 		renderQuote(fmt.Sprintf(`{"error":"request body too large","function":%q,"limit":%d}`+"\n", b.name, b.maxBody)), b.maxBody)
@@ -778,16 +868,18 @@ func renderPlainWords(s string) bool {
 	return true
 }
 
-// renderCheckKey accepts an invoke key of 1–1024 visible ASCII characters
-// (what fits in an Authorization header as one token). Its error never
-// contains the key.
-func renderCheckKey(k string) error {
-	if len(k) == 0 || len(k) > 1024 {
-		return errors.New("want 1 to 1024 visible ASCII characters")
+// CheckReplicaAuth accepts a replica credential: 16–256 visible ASCII
+// characters, none of "'\$%# (HAProxy would read them as quoting, a
+// variable, a log-format tag or a comment). Its error never contains the
+// credential.
+func CheckReplicaAuth(c string) error {
+	const want = "want 16 to 256 visible ASCII characters, none of \"'\\$%# and no spaces"
+	if len(c) < 16 || len(c) > 256 {
+		return errors.New(want)
 	}
-	for i := 0; i < len(k); i++ {
-		if k[i] < 0x21 || k[i] > 0x7e {
-			return errors.New("want 1 to 1024 visible ASCII characters (no spaces)")
+	for i := 0; i < len(c); i++ {
+		if ch := c[i]; ch < 0x21 || ch > 0x7e || strings.IndexByte("\"'\\$%#", ch) >= 0 {
+			return errors.New(want)
 		}
 	}
 	return nil

@@ -23,8 +23,13 @@ import (
 	"github.com/pulsefaas/pulse/contract"
 )
 
-// routesKey is the invoke key of the "keyed" function in TestHAProxyRoutes.
-const routesKey = "s3cret-Key_42"
+// routesKey is the invoke key of the "keyed" function in TestHAProxyRoutes;
+// routesCred is the replica credential its HAProxy sends, which the
+// stand-in replicas require on health checks and echo on requests.
+const (
+	routesKey  = "s3cret-Key_42"
+	routesCred = "routes-replica-credential-0123"
+)
 
 // routesUUID is what a generated X-Request-ID looks like (HAProxy's uuid).
 var routesUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -37,16 +42,23 @@ type routesSeen struct {
 	XFF           []string `json:"xff"`
 	RequestID     []string `json:"request_id"`
 	Authorization []string `json:"authorization"`
+	ReplicaAuth   []string `json:"replica_auth"`
 	Body          string   `json:"body"`
 }
 
 // routesReplica starts a stand-in for a watchdog on 127.0.0.1: /_/health
-// answers 200, ?sleep=<duration> waits that long (or until HAProxy gives
-// up), everything else is echoed as routesSeen.
+// answers 200 to a check carrying routesCred (403 otherwise, so a
+// check without it takes the replica out of rotation), ?sleep=<duration>
+// waits that long (or until HAProxy gives up), everything else is echoed as
+// routesSeen.
 func routesReplica(t *testing.T, name string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == contract.HealthPath {
+			if got := r.Header.Values(contract.HeaderReplicaAuth); len(got) != 1 || got[0] != routesCred {
+				w.WriteHeader(http.StatusForbidden)
+				return
+			}
 			io.WriteString(w, `{"status":"ok"}`+"\n")
 			return
 		}
@@ -66,6 +78,7 @@ func routesReplica(t *testing.T, name string) string {
 			XFF:           r.Header.Values("X-Forwarded-For"),
 			RequestID:     r.Header.Values("X-Request-Id"),
 			Authorization: r.Header.Values("Authorization"),
+			ReplicaAuth:   r.Header.Values(contract.HeaderReplicaAuth),
 			Body:          string(body),
 		})
 	}))
@@ -238,6 +251,10 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 	}}
 	gateway, admin := routesFreeAddr(t), routesFreeAddr(t)
 	sock := filepath.Join(t.TempDir(), "rt.sock")
+	keysMap := filepath.Join(t.TempDir(), "keys.map")
+	if err := WriteKeysMap(keysMap, map[string][]string{"keyed": {contract.KeyDigest(routesKey)}}); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := Render(RenderConfig{
 		Listen:        gateway,
 		AdminListen:   admin,
@@ -245,7 +262,8 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 		Log:           "stdout format raw local0 info",
 		Balance:       balance,
 		TimeoutMargin: 100 * time.Millisecond,
-		Keys:          map[string]string{"keyed": routesKey},
+		KeysMap:       keysMap,
+		ReplicaAuth:   routesCred,
 	}, cat, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -312,6 +330,12 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 		{"key twice", "GET", "/function/keyed", hdr("Authorization", bearer, "Authorization", bearer), "", 401, `{"error":"invoke key required","function":"keyed"}` + "\n", nil, nil},
 		{"key without scheme", "GET", "/function/keyed", hdr("Authorization", routesKey), "", 401, `{"error":"invoke key required","function":"keyed"}` + "\n", nil, nil},
 		{"key right", "GET", "/function/keyed/k?a=b", hdr("Authorization", bearer), "", 200, "", nil, &routesSeen{Server: "k1", Method: "GET", URI: "/k?a=b"}},
+		{"key right, scheme in lower case", "GET", "/function/keyed", hdr("Authorization", "bearer "+routesKey), "", 200, "", nil, &routesSeen{Server: "k1", Method: "GET", URI: "/"}},
+		{"key of another function's map entry", "GET", "/function/keyed", hdr("Authorization", "Bearer required"), "", 401, `{"error":"invoke key required","function":"keyed"}` + "\n", nil, nil},
+		{"open function keeps its Authorization", "GET", "/function/echo", hdr("Authorization", "Basic dTpw"), "", 200, "", nil, &routesSeen{Method: "GET", URI: "/", Authorization: []string{"Basic dTpw"}}},
+		{"client's replica credential replaced", "GET", "/function/echo", hdr(contract.HeaderReplicaAuth, "forged-by-the-client-000"), "", 200, "", nil, &routesSeen{Method: "GET", URI: "/"}},
+		{"client's replica credentials, twice, replaced", "GET", "/function/echo", hdr(contract.HeaderReplicaAuth, "a", contract.HeaderReplicaAuth, routesCred), "", 200, "", nil, &routesSeen{Method: "GET", URI: "/"}},
+		{"request head too large", "GET", "/function/echo", hdr("X-Big", strings.Repeat("b", 13<<10)), "", 431, `{"error":"request header fields too large"}` + "\n", nil, nil},
 		{"body at the limit", "POST", "/function/keyed", hdr("Authorization", bearer), strings.Repeat("b", 100), 200, "", nil, &routesSeen{Server: "k1", Method: "POST", URI: "/", Body: strings.Repeat("b", 100)}},
 		{"body over the limit", "POST", "/function/keyed", hdr("Authorization", bearer), strings.Repeat("b", 101), 413, `{"error":"request body too large","function":"keyed","limit":100}` + "\n", nil, nil},
 		{"body over the limit without key", "POST", "/function/keyed", hdr(), strings.Repeat("b", 101), 401, `{"error":"invoke key required","function":"keyed"}` + "\n", nil, nil},
@@ -366,6 +390,7 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 				want.Server = seen.Server
 			}
 			want.XFF = []string{"127.0.0.1"}
+			want.ReplicaAuth = []string{routesCred}
 			if want.RequestID == nil {
 				want.RequestID = rid
 			}

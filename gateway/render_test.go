@@ -54,7 +54,7 @@ func renderCases() []renderCase {
 			}}},
 		},
 		{
-			// Keys (one for a function not deployed: ignored), timeouts,
+			// Timeouts,
 			// body limits, a function with no replica, an IPv6 replica,
 			// the unsorted input order, and every optional setting.
 			name: "several-functions",
@@ -72,11 +72,6 @@ func renderCases() []renderCase {
 				ServerMaxConn:   16,
 				TimeoutMargin:   1500 * time.Millisecond,
 				BackupAddr:      "127.0.0.1:8090",
-				Keys: map[string]string{
-					"resize":  "k3y-Resize_0123456789",
-					"billing": "s3cr3t/with+base64=",
-					"ghost":   "never-rendered",
-				},
 			},
 			cat: contract.Catalog{Version: "2", Functions: []contract.CatalogFunction{
 				{
@@ -102,8 +97,31 @@ func renderCases() []renderCase {
 				},
 			}},
 		},
+		{
+			// Invoke keys through the keys map, the replica credential on
+			// requests and health checks, TLS on the gateway's bind, and a
+			// backup server (which gets the credential too).
+			name: "secured",
+			cfg: RenderConfig{
+				RuntimeSocket: "/run/pulse/haproxy.sock",
+				KeysMap:       renderGoldenDir + "/keys.map",
+				ReplicaAuth:   renderGoldenCred,
+				TLSCert:       renderGoldenDir + "/gateway.pem",
+				BackupAddr:    "127.0.0.1:8091",
+			},
+			cat: contract.Catalog{Version: "3", Functions: []contract.CatalogFunction{
+				{Name: "hello", Replicas: []contract.Replica{{TaskID: "h1", Addr: "10.0.0.1:30001", State: "running"}}},
+				{Name: "asleep", Replicas: []contract.Replica{}},
+			}},
+		},
 	}
 }
+
+// The "secured" golden's files: TestValidateGolden creates them.
+const (
+	renderGoldenDir  = "/tmp/pulse-gateway-golden"
+	renderGoldenCred = "replica-cred_0123456789abcdef"
+)
 
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range renderCases() {
@@ -127,11 +145,6 @@ func TestRenderGolden(t *testing.T) {
 			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("Render differs from %s (rerun with -update-render-golden and review the diff):\n%s", path, renderDiff(string(want), string(got)))
-			}
-			for key, v := range tc.cfg.Keys {
-				if bytes.Contains(got, []byte(v)) {
-					t.Errorf("the invoke key of %s appears in the file", key)
-				}
 			}
 		})
 	}
@@ -211,9 +224,15 @@ func TestRenderRefuses(t *testing.T) {
 		{"negative interval", with(func(c *RenderConfig) { c.CheckInterval = -time.Second }), contract.Catalog{}, "CheckInterval", ""},
 		{"log injection", with(func(c *RenderConfig) { c.Log = "stdout\n    stats socket /tmp/x" }), contract.Catalog{}, "Log", ""},
 		{"backup address", with(func(c *RenderConfig) { c.BackupAddr = "pulsed" }), contract.Catalog{}, "BackupAddr", ""},
-		{"empty key", with(func(c *RenderConfig) { c.Keys = map[string]string{"a": ""} }), contract.Catalog{}, "key of a", ""},
-		{"key with a space", with(func(c *RenderConfig) { c.Keys = map[string]string{"a": "two words"} }), contract.Catalog{}, "key of a", ""},
-		{"key for a bad name", with(func(c *RenderConfig) { c.Keys = map[string]string{"A B": "k"} }), contract.Catalog{}, `"A B" is not a function name`, ""},
+		{"relative keys map", with(func(c *RenderConfig) { c.KeysMap = "keys.map" }), contract.Catalog{}, "KeysMap", ""},
+		{"keys map with a comma", with(func(c *RenderConfig) { c.KeysMap = "/run/a,b.map" }), contract.Catalog{}, "KeysMap", ""},
+		{"tls cert with a space", with(func(c *RenderConfig) { c.TLSCert = "/etc/a b.pem" }), contract.Catalog{}, "TLSCert", ""},
+		{"short credential", with(func(c *RenderConfig) { c.ReplicaAuth = "short" }), contract.Catalog{}, "ReplicaAuth: want 16 to 256", ""},
+		{"credential with a quote", with(func(c *RenderConfig) { c.ReplicaAuth = `0123456789abcdef"x` }), contract.Catalog{}, "ReplicaAuth: want 16 to 256", ""},
+		{"credential with a space", with(func(c *RenderConfig) { c.ReplicaAuth = "0123456789abcdef x" }), contract.Catalog{}, "ReplicaAuth: want 16 to 256", ""},
+		{"credential with a newline", with(func(c *RenderConfig) { c.ReplicaAuth = "0123456789abcdef\nbind :1" }), contract.Catalog{}, "ReplicaAuth", ""},
+		{"credential with a log-format tag", with(func(c *RenderConfig) { c.ReplicaAuth = "0123456789abcdef%[src]" }), contract.Catalog{}, "ReplicaAuth", ""},
+		{"credential too long", with(func(c *RenderConfig) { c.ReplicaAuth = strings.Repeat("c", 257) }), contract.Catalog{}, "ReplicaAuth", ""},
 		{"upper-case name", ok, fn("Hello", nil), "not a function name", "Hello"},
 		{"name with a quote", ok, fn(`a"b`, nil), "not a function name", `a"b`},
 		{"name with a slash", ok, fn("a/b", nil), "not a function name", "a/b"},
@@ -222,7 +241,7 @@ func TestRenderRefuses(t *testing.T) {
 		{"bad timeout label", ok, fn("a", map[string]string{contract.LabelTimeout: "30"}), "label pulse.timeout=\"30\"", "a"},
 		{"zero timeout label", ok, fn("a", map[string]string{contract.LabelTimeout: "0s"}), "want a positive duration", "a"},
 		{"bad max-body label", ok, fn("a", map[string]string{contract.LabelMaxBody: "10MiB"}), "label pulse.max-body=\"10MiB\"", "a"},
-		{"zero max-body label", ok, fn("a", map[string]string{contract.LabelMaxBody: "0"}), "above 0", "a"},
+		{"zero max-body label", ok, fn("a", map[string]string{contract.LabelMaxBody: "0"}), "from 1 to", "a"},
 		{"task ID with a space", ok, fn("a", nil, rep("t 1", "10.0.0.1:1")), "task ID", "a"},
 		{"task ID with a dash", ok, fn("a", nil, rep("pulsed-backup", "10.0.0.1:1")), "task ID", "a"},
 		{"duplicate task", ok, fn("a", nil, rep("t1", "10.0.0.1:1"), rep("t1", "10.0.0.1:2")), "task t1 listed twice", "a"},
@@ -246,10 +265,8 @@ func TestRenderRefuses(t *testing.T) {
 					t.Errorf("error %v: want a *FunctionError for %q", err, tt.function)
 				}
 			}
-			for _, k := range tt.cfg.Keys {
-				if k != "" && strings.Contains(err.Error(), k) {
-					t.Errorf("error %q shows the key", err)
-				}
+			if c := tt.cfg.ReplicaAuth; c != "" && strings.Contains(err.Error(), c) {
+				t.Errorf("error %q shows the credential", err)
 			}
 		})
 	}

@@ -42,7 +42,7 @@ func validateConfig(ctx context.Context, haproxyBin string, cfg []byte, extra ..
 	}
 	defer os.RemoveAll(dir)
 	const name = "haproxy.cfg"
-	// 0600: the file may hold hashes of invoke keys.
+	// 0600: the file may hold the replica credential.
 	if err := os.WriteFile(filepath.Join(dir, name), cfg, 0o600); err != nil {
 		return fmt.Errorf("validate haproxy.cfg: %w", err)
 	}

@@ -27,7 +27,8 @@ func renderHAProxyBin(t *testing.T) string {
 // either.
 func TestValidateGolden(t *testing.T) {
 	bin := renderHAProxyBin(t)
-	strict := map[string]bool{"empty": true, "one-function": true}
+	strict := map[string]bool{"empty": true, "one-function": true, "secured": true}
+	renderGoldenFiles(t)
 	for _, tc := range renderCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := os.ReadFile(filepath.Join("testdata", "render", tc.name+".cfg"))
