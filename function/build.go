@@ -8,6 +8,8 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	pulse "github.com/pulsefaas/pulse"
@@ -103,6 +105,19 @@ var (
 	ErrNotStatic = errors.New("not a static Linux executable")
 )
 
+// invalidBuildError is an error that makes a build impossible: it matches
+// ErrInvalidBuild (and whatever it wraps: a *SpecError from the spec's
+// check) without repeating "cannot build" after Build's "build NAME: ".
+type invalidBuildError struct{ err error }
+
+func (e *invalidBuildError) Error() string   { return e.err.Error() }
+func (e *invalidBuildError) Unwrap() []error { return []error{ErrInvalidBuild, e.err} }
+
+// invalidBuild formats an error wrapping ErrInvalidBuild.
+func invalidBuild(format string, args ...any) error {
+	return &invalidBuildError{err: fmt.Errorf(format, args...)}
+}
+
 // Build compiles the function of spec (a complete spec, as ParseSpecs returns
 // it: Build checks it with Spec.Validate) into static binaries and assembles
 // its FROM scratch image (see Assemble); it does not load it into an engine.
@@ -179,7 +194,7 @@ func newBuilder(spec Spec, opts BuildOptions) (*imageBuilder, error) {
 	}
 
 	if err := spec.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidBuild, err)
+		return nil, invalidBuild("%w", err)
 	}
 	var errs []error
 	if spec.Dir == "" {
@@ -192,7 +207,7 @@ func newBuilder(spec Spec, opts BuildOptions) (*imageBuilder, error) {
 		errs = append(errs, fmt.Errorf("architecture %q: want a GOARCH such as amd64 or arm64", opts.Arch))
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidBuild, errors.Join(errs...))
+		return nil, invalidBuild("%w", errors.Join(errs...))
 	}
 
 	dir, err := absPath(spec.Dir)
@@ -241,8 +256,12 @@ func (b *imageBuilder) build(ctx context.Context) (Image, BuildInfo, error) {
 	}
 
 	hash := sourceHash(a.sources, b.imageSettings(env))
+	epoch, err := b.sourceDateEpoch(a.sources)
+	if err != nil {
+		return Image{}, BuildInfo{}, err
+	}
 	b.progress("assembling the image…")
-	img, err := Assemble(b.imageSpec(a, env, hash))
+	img, err := Assemble(b.imageSpec(a, env, hash, epoch))
 	if err != nil {
 		return Image{}, BuildInfo{}, err
 	}
@@ -283,7 +302,52 @@ func (b *imageBuilder) imageSettings(env []string) []sourceSetting {
 	return s
 }
 
-func (b *imageBuilder) imageSpec(a builtFiles, env []string, hash string) ImageSpec {
+// EnvSourceDateEpoch pins the image's creation time (and every file's
+// time in it) to these seconds since 1970, as in reproducible builds
+// (https://reproducible-builds.org/specs/source-date-epoch/); CI can set it
+// to the commit time: SOURCE_DATE_EPOCH=$(git log -1 --format=%ct).
+const EnvSourceDateEpoch = "SOURCE_DATE_EPOCH"
+
+// sourceDateEpoch is the image's creation time, in seconds since 1970:
+// SOURCE_DATE_EPOCH when set (BuildOptions.Env first, then this process's
+// environment), else the newest modification time of the function's own
+// source files (not system headers). Never the build's time: the same
+// source files give the same image ID, and the image's age says when its
+// source last changed. (A touch or a fresh checkout changes it, and so the
+// image ID, though not the source hash or the tag.)
+func (b *imageBuilder) sourceDateEpoch(sources []sourceFile) (int64, error) {
+	v, set := "", false
+	for _, e := range b.opts.Env {
+		if k, val, _ := strings.Cut(e, "="); k == EnvSourceDateEpoch {
+			v, set = val, true
+		}
+	}
+	if !set {
+		v, set = os.LookupEnv(EnvSourceDateEpoch)
+	}
+	if set && v != "" {
+		return parseSourceDateEpoch(v)
+	}
+	var newest int64
+	for _, f := range sources {
+		if !f.mtime.IsZero() {
+			newest = max(newest, f.mtime.Unix())
+		}
+	}
+	return min(newest, maxEpoch), nil
+}
+
+// parseSourceDateEpoch reads a SOURCE_DATE_EPOCH value: whole seconds
+// since 1970, up to the last second JSON time can hold.
+func parseSourceDateEpoch(v string) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > maxEpoch {
+		return 0, invalidBuild("%s=%q: want whole seconds since 1970 (0 to %d), e.g. $(git log -1 --format=%%ct)", EnvSourceDateEpoch, v, int64(maxEpoch))
+	}
+	return n, nil
+}
+
+func (b *imageBuilder) imageSpec(a builtFiles, env []string, hash string, epoch int64) ImageSpec {
 	entry := FunctionPath
 	files := []File{{Path: FunctionPath, Mode: 0o755, Content: a.function}}
 	if a.watchdog != nil {
@@ -308,7 +372,8 @@ func (b *imageBuilder) imageSpec(a builtFiles, env []string, hash string) ImageS
 			Timeout:  healthTimeout,
 			Retries:  healthRetries,
 		},
-		Architecture: b.opts.Arch,
+		Architecture:    b.opts.Arch,
+		SourceDateEpoch: epoch,
 	}
 }
 

@@ -277,12 +277,42 @@ func TestBuildDeterministic(t *testing.T) {
 			if f.lang == LangBin { // the same executable in both copies
 				copyFile(t, filepath.Join(a.Dir, f.handler), filepath.Join(b.Dir, f.handler))
 			}
+			// Copies that keep the files' times (cp -p, rsync -t): the
+			// image's creation time is the newest source file's.
+			sourceTime := time.Date(2026, 5, 1, 12, 30, 0, 0, time.UTC)
+			setTimes(t, a.Dir, sourceTime)
+			setTimes(t, b.Dir, sourceTime)
 			imgA, infoA := build(a)
 			imgB, infoB := build(b)
 			if imgA.ID != imgB.ID || !bytes.Equal(imgA.Archive, imgB.Archive) || infoA.SourceHash != infoB.SourceHash {
 				t.Fatalf("two copies of the source: images %s and %s, source hashes %s and %s; want equal", imgA.ID, imgB.ID, infoA.SourceHash, infoB.SourceHash)
 			}
 			t.Logf("%s: %s from %s and %s", f.lang, imgA.ID, a.Dir, b.Dir)
+			if got := readArchive(t, imgA.Archive).config.Created; !got.Equal(sourceTime) {
+				t.Errorf("image created %v, want the newest source time %v", got, sourceTime)
+			}
+
+			// A touched file: the same source hash (and tag), a new
+			// creation time and so a new ID; SOURCE_DATE_EPOCH pins it back.
+			touched := sourceTime.Add(time.Hour)
+			setTimes(t, filepath.Join(b.Dir, changes[f.lang].file), touched)
+			imgT, infoT := build(b)
+			if imgT.ID == imgA.ID || infoT.SourceHash != infoA.SourceHash || !readArchive(t, imgT.Archive).config.Created.Equal(touched) {
+				t.Errorf("touched %s: image %s (created %v), source hash %s; want a new image created %v and the same hash",
+					changes[f.lang].file, imgT.ID, readArchive(t, imgT.Archive).config.Created, infoT.SourceHash, touched)
+			}
+			pinned := func(spec Spec) Image {
+				t.Helper()
+				img, _, err := Build(t.Context(), spec, buildOpts(t, nil, fmt.Sprintf("%s=%d", EnvSourceDateEpoch, sourceTime.Unix())))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return img
+			}
+			if imgP := pinned(b); imgP.ID != imgA.ID {
+				t.Errorf("SOURCE_DATE_EPOCH=%d: image %s, want %s as from the untouched copy", sourceTime.Unix(), imgP.ID, imgA.ID)
+			}
+			setTimes(t, filepath.Join(b.Dir, changes[f.lang].file), sourceTime)
 
 			// The hash covers exactly the fixture's files.
 			if got := sourceFilesOf(t, b); !reflect.DeepEqual(got, f.files) {
@@ -407,6 +437,7 @@ func TestBuildErrors(t *testing.T) {
 		wantErr     error
 		wantCompile string
 		want        []string // substrings of the message
+		wantSpec    bool     // a *SpecError is in the chain
 	}{
 		{
 			name:        "c syntax error",
@@ -493,11 +524,12 @@ func TestBuildErrors(t *testing.T) {
 			want:    []string{"built for", "the image is for " + otherArch()},
 		},
 		{
-			name:    "invalid name",
-			spec:    Spec{Lang: LangC, Mode: contract.ModeFork, Handler: "main.c"},
-			rename:  "Bad_Name",
-			wantErr: ErrInvalidBuild,
-			want:    []string{"upper case"},
+			name:     "invalid name",
+			spec:     Spec{Lang: LangC, Mode: contract.ModeFork, Handler: "main.c"},
+			rename:   "Bad_Name",
+			wantErr:  ErrInvalidBuild,
+			want:     []string{"upper case"},
+			wantSpec: true,
 		},
 		{
 			name:    "missing handler",
@@ -529,17 +561,27 @@ func TestBuildErrors(t *testing.T) {
 			want:    []string{"pulse-test-no-such-go not found", "https://go.dev/dl/"},
 		},
 		{
-			name:    "mode of another language",
-			spec:    Spec{Lang: LangC, Mode: contract.ModeHTTP, Handler: "main.c"},
-			wantErr: ErrInvalidBuild,
-			want:    []string{"functions.bad.mode"},
+			name:     "mode of another language",
+			spec:     Spec{Lang: LangC, Mode: contract.ModeHTTP, Handler: "main.c"},
+			wantErr:  ErrInvalidBuild,
+			want:     []string{"functions.bad.mode"},
+			wantSpec: true,
 		},
 		{
-			name:    "env set by Pulse",
-			spec:    Spec{Lang: LangC, Mode: contract.ModeFork, Handler: "main.c", Env: map[string]string{contract.EnvFunction: "other"}},
+			name:     "env set by Pulse",
+			spec:     Spec{Lang: LangC, Mode: contract.ModeFork, Handler: "main.c", Env: map[string]string{contract.EnvFunction: "other"}},
+			files:    map[string]string{"main.c": "int main(void) { return 0; }\n"},
+			wantErr:  ErrInvalidBuild,
+			want:     []string{"functions.bad.env.PULSE_FUNCTION", "reserved"},
+			wantSpec: true,
+		},
+		{
+			name:    "bad SOURCE_DATE_EPOCH",
+			spec:    Spec{Lang: LangC, Mode: contract.ModeFork, Handler: "main.c"},
 			files:   map[string]string{"main.c": "int main(void) { return 0; }\n"},
+			opts:    func(o *BuildOptions) { o.Env = append(o.Env, EnvSourceDateEpoch+"=yesterday") },
 			wantErr: ErrInvalidBuild,
-			want:    []string{"functions.bad.env.PULSE_FUNCTION", "reserved"},
+			want:    []string{`SOURCE_DATE_EPOCH="yesterday": want whole seconds since 1970`},
 		},
 	}
 	for _, tt := range tests {
@@ -584,6 +626,15 @@ func TestBuildErrors(t *testing.T) {
 			}
 			if !strings.HasPrefix(msg, "build "+spec.Name+": ") {
 				t.Errorf("error does not name the function: %s", msg)
+			}
+			// The operation once: no "build bad: build bad:", no "cannot
+			// build" after it.
+			if n := strings.Count(msg, "build "+spec.Name+":"); n != 1 || strings.Contains(msg, "cannot build") {
+				t.Errorf("error repeats its prefix (%d times) or says cannot build: %s", n, msg)
+			}
+			var se *SpecError
+			if errors.As(err, &se) != tt.wantSpec {
+				t.Errorf("errors.As(*SpecError) = %v, want %v: %v", !tt.wantSpec, tt.wantSpec, err)
 			}
 		})
 	}
@@ -675,4 +726,43 @@ func appendFile(t *testing.T, name, text string) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// setTimes sets the access and modification times of path and, for a
+// directory, of everything under it.
+func setTimes(t *testing.T, path string, tm time.Time) {
+	t.Helper()
+	err := filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, tm, tm)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzParseSourceDateEpoch: SOURCE_DATE_EPOCH comes from the environment;
+// any value is either refused as ErrInvalidBuild or a time Assemble takes.
+func FuzzParseSourceDateEpoch(f *testing.F) {
+	for _, s := range []string{"0", "1714566600", "-1", "253402300799", "253402300800", "1e9", " 1", "+5", "9223372036854775808", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		n, err := parseSourceDateEpoch(v)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidBuild) || !strings.Contains(err.Error(), EnvSourceDateEpoch) {
+				t.Fatalf("error %v: want ErrInvalidBuild naming %s", err, EnvSourceDateEpoch)
+			}
+			return
+		}
+		if n < 0 || n > maxEpoch {
+			t.Fatalf("%q → %d: out of range", v, n)
+		}
+		spec := ImageSpec{Files: []File{{Path: "/f", Mode: 0o755, Content: []byte("x")}}, Entrypoint: []string{"/f"}, User: "1:1", SourceDateEpoch: n}
+		if _, err := Assemble(spec); err != nil {
+			t.Fatalf("%q → %d: Assemble: %v", v, n, err)
+		}
+	})
 }

@@ -21,11 +21,11 @@ func (b *imageBuilder) buildBin(ctx context.Context) (builtFiles, error) {
 	st, err := os.Stat(handler)
 	switch {
 	case err != nil:
-		return builtFiles{}, fmt.Errorf("%w: handler %s: %w", ErrInvalidBuild, b.spec.Handler, err)
+		return builtFiles{}, invalidBuild("handler %s: %w", b.spec.Handler, err)
 	case !st.Mode().IsRegular():
-		return builtFiles{}, fmt.Errorf("%w: handler %s: not a regular file; name the executable", ErrInvalidBuild, b.spec.Handler)
+		return builtFiles{}, invalidBuild("handler %s: not a regular file; name the executable", b.spec.Handler)
 	case st.Mode()&0o111 == 0:
-		return builtFiles{}, fmt.Errorf("%w: handler %s: not executable (mode %v); chmod +x %s", ErrInvalidBuild, b.spec.Handler, st.Mode().Perm(), b.spec.Handler)
+		return builtFiles{}, invalidBuild("handler %s: not executable (mode %v); chmod +x %s", b.spec.Handler, st.Mode().Perm(), b.spec.Handler)
 	}
 	b.progress("checking the executable (bin)…")
 	rel, ok := withinDir(b.dir, handler)
@@ -35,7 +35,7 @@ func (b *imageBuilder) buildBin(ctx context.Context) (builtFiles, error) {
 	// Stat followed a symlink: read the file it names.
 	fn, err := os.ReadFile(handler)
 	if err != nil {
-		return builtFiles{}, fmt.Errorf("%w: handler %s: %w", ErrInvalidBuild, b.spec.Handler, err)
+		return builtFiles{}, invalidBuild("handler %s: %w", b.spec.Handler, err)
 	}
 	if err := checkStatic(fn, b.opts.Arch); err != nil {
 		return builtFiles{}, fmt.Errorf("handler %s: %w", b.spec.Handler, err)
@@ -44,7 +44,7 @@ func (b *imageBuilder) buildBin(ctx context.Context) (builtFiles, error) {
 	if err != nil {
 		return builtFiles{}, err
 	}
-	src := sourceFile{rel: rel, mode: normalMode(st.Mode()), content: fn}
+	src := sourceFile{rel: rel, mode: normalMode(st.Mode()), content: fn, mtime: st.ModTime()}
 	return builtFiles{function: fn, watchdog: wd, sources: []sourceFile{src}}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Source file extensions of C and C++ handlers.
@@ -74,17 +75,17 @@ func (b *imageBuilder) cSources() ([]string, error) {
 	handler := filepath.Clean(b.spec.Handler)
 	st, err := os.Stat(filepath.Join(b.dir, handler))
 	if err != nil {
-		return nil, fmt.Errorf("%w: handler %s: %w", ErrInvalidBuild, b.spec.Handler, err)
+		return nil, invalidBuild("handler %s: %w", b.spec.Handler, err)
 	}
 	if !st.IsDir() {
 		if !slices.Contains(exts, filepath.Ext(handler)) {
-			return nil, fmt.Errorf("%w: handler %s: want a %s source file (%s) or a directory of them", ErrInvalidBuild, b.spec.Handler, b.spec.Lang, strings.Join(exts, ", "))
+			return nil, invalidBuild("handler %s: want a %s source file (%s) or a directory of them", b.spec.Handler, b.spec.Lang, strings.Join(exts, ", "))
 		}
 		return []string{handler}, nil
 	}
 	entries, err := os.ReadDir(filepath.Join(b.dir, handler))
 	if err != nil {
-		return nil, fmt.Errorf("%w: handler %s: %w", ErrInvalidBuild, b.spec.Handler, err)
+		return nil, invalidBuild("handler %s: %w", b.spec.Handler, err)
 	}
 	var srcs []string
 	for _, e := range entries {
@@ -93,7 +94,7 @@ func (b *imageBuilder) cSources() ([]string, error) {
 		}
 	}
 	if len(srcs) == 0 {
-		return nil, fmt.Errorf("%w: handler %s: no %s source files (%s) in the directory", ErrInvalidBuild, b.spec.Handler, b.spec.Lang, strings.Join(exts, ", "))
+		return nil, invalidBuild("handler %s: no %s source files (%s) in the directory", b.spec.Handler, b.spec.Lang, strings.Join(exts, ", "))
 	}
 	return srcs, nil
 }
@@ -121,6 +122,9 @@ func (b *imageBuilder) cSourceFiles(names []string) ([]sourceFile, error) {
 		f, err := readSourceFile(abs, rel)
 		if err != nil {
 			return nil, fmt.Errorf("read source: %w", err)
+		}
+		if !ok {
+			f.mtime = time.Time{} // a system header: not the function's source
 		}
 		files = append(files, f)
 	}

@@ -84,9 +84,9 @@ func (b *imageBuilder) buildGo(ctx context.Context) (builtFiles, error) {
 	}
 	handler := filepath.Join(b.dir, b.spec.Handler)
 	if st, err := os.Stat(handler); err != nil {
-		return builtFiles{}, fmt.Errorf("%w: handler %s: %w", ErrInvalidBuild, b.spec.Handler, err)
+		return builtFiles{}, invalidBuild("handler %s: %w", b.spec.Handler, err)
 	} else if !st.IsDir() {
-		return builtFiles{}, fmt.Errorf("%w: handler %s: want the directory of the function's main package", ErrInvalidBuild, b.spec.Handler)
+		return builtFiles{}, invalidBuild("handler %s: want the directory of the function's main package", b.spec.Handler)
 	}
 	root, err := findModuleRoot(handler)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	pulse "github.com/pulsefaas/pulse"
 )
@@ -26,6 +27,10 @@ type sourceFile struct {
 	mode fs.FileMode
 	// content is the file's bytes, or a symlink's target.
 	content []byte
+	// mtime is the file's modification time, for the image's creation
+	// time (not the hash); zero for a file outside the function's source
+	// (a system header).
+	mtime time.Time
 }
 
 // sourceSetting is one spec setting the source hash covers.
@@ -70,7 +75,7 @@ func readSourceFile(abs, rel string) (sourceFile, error) {
 	if err != nil {
 		return sourceFile{}, err
 	}
-	f := sourceFile{rel: rel, mode: normalMode(st.Mode())}
+	f := sourceFile{rel: rel, mode: normalMode(st.Mode()), mtime: st.ModTime()}
 	switch {
 	case st.Mode()&fs.ModeSymlink != 0:
 		target, err := os.Readlink(abs)
@@ -164,8 +169,7 @@ func findModuleRoot(dir string) (string, error) {
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", fmt.Errorf("%w: no go.mod in %s or any parent: a Go function is a module that requires %s (`pulse new NAME --lang go` writes one)",
-				ErrInvalidBuild, dir, pulse.SDKModule)
+			return "", invalidBuild("no go.mod in %s or any parent: a Go function is a module that requires %s (`pulse new NAME --lang go` writes one)", dir, pulse.SDKModule)
 		}
 		d = parent
 	}

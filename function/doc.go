@@ -2,8 +2,10 @@
 // source to its Swarm service.
 //
 //   - The spec (spec.go, specfile.go, specrules.go): functions.yml parsed
-//     with file:line:col errors ([LoadSpecs]); the service labels and the
-//     watchdog environment it implies (labels.go).
+//     with file:line:col errors ([LoadSpecs]), each a [*SpecError] (joined;
+//     errors.As finds them, through Build's errors too), so a caller tells
+//     a bad spec from a usage error; the service labels and the watchdog
+//     environment it implies (labels.go).
 //   - Templates (templates/, scaffold.go): `pulse new` ([Scaffold]).
 //   - The static build (build*.go): [Build] compiles Go, C, C++ or takes a
 //     static executable, with the watchdog from the SDK embedded in the
@@ -13,9 +15,19 @@
 //     same image ID and Swarm can reference it by ID with no registry.
 //   - The service (service.go, pure): [ServiceSpec] — host-mode published
 //     port, image by ID, read-only root, start-first rolling updates gated on
-//     the watchdog's health.
+//     the watchdog's health, a memory and a pids limit on every replica
+//     ([DefaultMemory] 256 MiB and [DefaultPids] 512 unless functions.yml's
+//     limits say otherwise), and the install's replica credential mounted
+//     at contract.ReplicaAuthPath so a replica serves only the gateway and
+//     the collector.
+//   - Image times: an image's creation time (and its files') is
+//     SOURCE_DATE_EPOCH when set, else the newest modification time of the
+//     function's source, never the build's time: the same files give the
+//     same image ID.
 //   - The Docker adapters (engine.go, swarm.go): [LoadImage] and [Swarm]
-//     (deploy, scale, list, describe, logs, remove). They are the only files
+//     (deploy, scale, list, describe, logs, remove); Deploy finds the
+//     instance's replica credential secret that pulsed creates and fails
+//     with [ErrNoReplicaAuth] without one. They are the only files
 //     that use the Docker client; scaling and waiting go through
 //     internal/swarmscale, which pulsed's scaler shares.
 //   - Readiness (readiness.go): [Swarm.WaitReady] over a pure decision from

@@ -33,8 +33,11 @@ import (
 // Budgets and deadlines of the real-engine tests.
 const (
 	// maxImageSize is the size budget of a watchdog + function image, as the
-	// engine counts it (decimal megabytes, like `docker images`).
-	maxImageSize = 7_000_000
+	// engine counts it (decimal megabytes, like `docker images`). Raised
+	// from 7.0 MB for issue 12: the replica credential check and the OOM
+	// detection grew the watchdog by 45 KB (6 303 906 → 6 348 962 bytes),
+	// which took the image with the 683 KB test echo to 7 031 658.
+	maxImageSize = 7_100_000
 	// testUser is the non-root user the images and containers run as.
 	testUser = "65534:65534"
 	// readyTimeout bounds the wait for a started container to answer and

@@ -56,8 +56,9 @@ type ImageSpec struct {
 	Architecture string
 	// SourceDateEpoch is the time, in seconds since the Unix epoch, stamped
 	// on every file and on the image's creation: 0 (1970-01-01) unless the
-	// caller pins another fixed time, like SOURCE_DATE_EPOCH in reproducible
-	// builds. It is never the current time.
+	// caller pins another fixed time (Build uses SOURCE_DATE_EPOCH, else
+	// the newest modification time of the function's source). It is never
+	// the current time, so the same inputs give the same image ID.
 	SourceDateEpoch int64
 }
 

@@ -5,6 +5,7 @@ import (
 	"github.com/docker/docker/api/types/versions"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +89,12 @@ type DeployOptions struct {
 	// SecretIDs maps each of the spec's Docker secret names to the
 	// secret's ID. Swarm.Deploy fills it in from the engine.
 	SecretIDs map[string]string
+	// ReplicaAuth is the install's replica credential secret (see
+	// contract.ReplicaAuthSecretName), mounted at contract.ReplicaAuthPath
+	// with contract.EnvReplicaAuthFile naming it, so the replicas serve
+	// only requests that carry it. Swarm.Deploy finds it from Instance and
+	// fails without one; empty (ServiceSpec called directly) mounts none.
+	ReplicaAuth SecretRef
 	// HealthInterval overrides DefaultHealthInterval when positive.
 	HealthInterval time.Duration
 	// NoHealthcheck gives the replicas no Docker health check (Test NONE):
@@ -115,13 +122,50 @@ type DeployOptions struct {
 	Instance string
 }
 
+// SecretRef names a Docker secret by name and ID.
+type SecretRef struct {
+	ID   string
+	Name string
+}
+
+// EffectiveLimits are the limits a replica of spec runs with: the spec's,
+// with DefaultMemory and DefaultPids where it sets none.
+func EffectiveLimits(spec Spec) Limits {
+	l := spec.Limits
+	if l.Memory <= 0 {
+		l.Memory = DefaultMemory
+	}
+	if l.Pids <= 0 {
+		l.Pids = DefaultPids
+	}
+	if l.CPUs < 0 {
+		l.CPUs = 0
+	}
+	return l
+}
+
+// forkPidsReserve is what a fork-mode replica keeps of its pids limit for
+// the watchdog's own threads (~10) and the processes of requests that fork
+// once more: the rest bounds the requests in flight.
+const forkPidsReserve = 32
+
+// forkMaxInflight is a fork-mode replica's cap on requests in flight
+// (PULSE_MAX_INFLIGHT) under a pids limit: each request is one process, so
+// past this the watchdog answers 429 instead of failing forks (a 500); and
+// never above the watchdog's own default.
+func forkMaxInflight(pids int64) int64 {
+	return min(pids-min(forkPidsReserve, pids/2), watchdog.DefaultMaxInflight)
+}
+
 // ServiceSpec returns the Swarm service that runs spec from img: one replica
 // per task with the watchdog port published in host mode on an
 // engine-assigned port (DESIGN.md §4), the image referenced by ID so no node
 // ever tries to pull it, a read-only root with a tmpfs /tmp, a non-root user,
-// a health check on the watchdog that gates start-first rolling updates, and
-// a stop grace period that covers the watchdog's drain. It is pure: the same
-// arguments give the same spec.
+// a health check on the watchdog that gates start-first rolling updates, a
+// stop grace period that covers the watchdog's drain, a memory and a pids
+// limit (EffectiveLimits; in fork mode the requests in flight are capped
+// below the pids limit), and opts.ReplicaAuth mounted for the watchdog. It is
+// pure: the same arguments give the same spec.
 func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 	labels := spec.ServiceLabels()
 	if labels == nil {
@@ -142,6 +186,13 @@ func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 	}
 	if opts.DrainGrace > 0 {
 		env = setEnv(env, contract.EnvDrainGrace, opts.DrainGrace.String())
+	}
+	if opts.ReplicaAuth.ID != "" {
+		env = setEnv(env, contract.EnvReplicaAuthFile, contract.ReplicaAuthPath)
+	}
+	limits := EffectiveLimits(spec)
+	if spec.Mode == contract.ModeFork {
+		env = setEnv(env, contract.EnvMaxInflight, strconv.FormatInt(forkMaxInflight(limits.Pids), 10))
 	}
 
 	interval := DefaultHealthInterval
@@ -190,6 +241,15 @@ func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 			SecretName: name,
 		})
 	}
+	if ra := opts.ReplicaAuth; ra.ID != "" {
+		cs.Secrets = append(cs.Secrets, &swarm.SecretReference{
+			File: &swarm.SecretReferenceFileTarget{
+				Name: contract.ReplicaAuthSecretTarget, UID: runAsUID, GID: runAsUID, Mode: secretMode,
+			},
+			SecretID:   ra.ID,
+			SecretName: ra.Name,
+		})
+	}
 
 	task := swarm.TaskSpec{
 		ContainerSpec: cs,
@@ -200,12 +260,14 @@ func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 			// retried, as a service should.
 		},
 	}
-	if spec.Limits.CPUs > 0 || spec.Limits.Memory > 0 {
-		task.Resources = &swarm.ResourceRequirements{Limits: &swarm.Limit{
-			NanoCPUs:    int64(math.Round(spec.Limits.CPUs * 1e9)),
-			MemoryBytes: spec.Limits.Memory,
-		}}
-	}
+	// Memory and pids are always limited (the engine sets the replica's
+	// cgroup memory and pids.max: swarm API 1.41's Limit.Pids), so one
+	// function cannot take the node down.
+	task.Resources = &swarm.ResourceRequirements{Limits: &swarm.Limit{
+		NanoCPUs:    int64(math.Round(limits.CPUs * 1e9)),
+		MemoryBytes: limits.Memory,
+		Pids:        limits.Pids,
+	}}
 	if len(spec.Constraints) > 0 {
 		task.Placement = &swarm.Placement{Constraints: slices.Clone(spec.Constraints)}
 	}

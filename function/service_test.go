@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/swarm"
+
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/watchdog"
 )
@@ -43,7 +45,7 @@ func TestServiceSpec(t *testing.T) {
 				Name: "resize", Lang: LangC, Mode: contract.ModeFork,
 				Env:         map[string]string{"QUALITY": "90", "A_FIRST": "yes"},
 				Secrets:     []string{"s3-key", "db-password"},
-				Limits:      Limits{Memory: 128 << 20, CPUs: 0.5},
+				Limits:      Limits{Memory: 128 << 20, CPUs: 0.5, Pids: 64},
 				Timeout:     10 * time.Second,
 				MaxBody:     1 << 20,
 				Scale:       Scale{Metric: "rps", Target: 50, Min: 2, Max: 10, Idle: 5 * time.Minute},
@@ -56,6 +58,7 @@ func TestServiceSpec(t *testing.T) {
 				HealthInterval: 250 * time.Millisecond,
 				DrainGrace:     2 * time.Second,
 				Instance:       "lab",
+				ReplicaAuth:    SecretRef{ID: "ra1d", Name: contract.ReplicaAuthSecretName("lab", "c")},
 			},
 		},
 		{
@@ -113,6 +116,8 @@ func TestServiceSpecInvariants(t *testing.T) {
 		DrainEntries          []string
 		Gateway               []string
 		Port                  string
+		Limits                swarm.Limit
+		MaxInflight           []string
 	}
 	got := view{
 		Image: cs.Image, User: cs.User, Hostname: cs.Hostname, ReadOnly: cs.ReadOnly,
@@ -123,6 +128,10 @@ func TestServiceSpecInvariants(t *testing.T) {
 	}
 	p := s.EndpointSpec.Ports[0]
 	got.Port = fmt.Sprintf("%s %s %s %d→%d", s.EndpointSpec.Mode, p.PublishMode, p.Protocol, p.TargetPort, p.PublishedPort)
+	if r := s.TaskTemplate.Resources; r != nil && r.Limits != nil {
+		got.Limits = *r.Limits
+	}
+	got.MaxInflight = envEntries(cs.Env, contract.EnvMaxInflight)
 	want := view{
 		Image: testImageID, User: "65534:65534", Hostname: "{{.Task.Name}}", ReadOnly: true,
 		// the user's drain grace 3s + timeout 7s + 5s
@@ -132,6 +141,10 @@ func TestServiceSpecInvariants(t *testing.T) {
 		DrainEntries: []string{contract.EnvDrainGrace + "=3s"},
 		Gateway:      []string{contract.EnvGatewayURL + "=http://gw:8080"},
 		Port:         "dnsrr host tcp 8080→0",
+		// No limits in the spec: the default memory and pids limits.
+		Limits: swarm.Limit{MemoryBytes: DefaultMemory, Pids: DefaultPids},
+		// Fork mode: requests in flight bounded below the pids limit.
+		MaxInflight: []string{contract.EnvMaxInflight + "=480"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ServiceSpec():\n got %+v\nwant %+v", got, want)
@@ -255,5 +268,23 @@ func TestServiceSpecNoHealthcheck(t *testing.T) {
 	with.TaskTemplate.ContainerSpec.Healthcheck, without.TaskTemplate.ContainerSpec.Healthcheck = nil, nil
 	if !reflect.DeepEqual(with, without) {
 		t.Error("NoHealthcheck changed more than the health check")
+	}
+}
+
+// TestForkMaxInflight: a fork-mode replica takes no more requests than its
+// pids limit leaves processes for, keeping some for the watchdog.
+func TestForkMaxInflight(t *testing.T) {
+	for _, tt := range []struct{ pids, want int64 }{
+		{MinPids, 16}, {64, 32}, {DefaultPids, 480}, {1000, 968}, {MaxPids, 1000},
+	} {
+		if got := forkMaxInflight(tt.pids); got != tt.want {
+			t.Errorf("forkMaxInflight(%d) = %d, want %d", tt.pids, got, tt.want)
+		}
+	}
+	for _, mode := range []string{contract.ModeInProcess, contract.ModeHTTP} {
+		s := ServiceSpec(Spec{Name: "m", Mode: mode, Timeout: time.Second}, Image{ID: testImageID}, DeployOptions{})
+		if e := envEntries(s.TaskTemplate.ContainerSpec.Env, contract.EnvMaxInflight); e != nil {
+			t.Errorf("mode %s: %q, want the watchdog's default", mode, e)
+		}
 	}
 }

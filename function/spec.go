@@ -34,19 +34,20 @@ type Spec struct {
 	Scale       Scale
 	Labels      map[string]string // extra service labels (not under pulse.)
 	Constraints []string          // Swarm placement constraints, e.g. node.role==worker
-	// Auth, when set, asks the gateway to require a bearer key taken from
-	// this Docker secret.
-	Auth *Auth
 
 	Dir  string // directory of the spec file; Handler is relative to it
 	File string // the spec file, for messages
 	Line int    // the line the function starts on, for messages
 }
 
-// Limits are the service's resource limits; zero means none.
+// Limits are each replica's resource limits. Memory and Pids are always
+// enforced: zero means DefaultMemory and DefaultPids (see EffectiveLimits),
+// so no function can take the host's memory or fork-bomb it. CPUs zero means
+// no CPU limit.
 type Limits struct {
-	Memory int64   // bytes
+	Memory int64   // bytes of memory (the container's cgroup, /tmp included)
 	CPUs   float64 // cores
+	Pids   int64   // processes and threads, the watchdog's included (fork mode: also caps requests in flight)
 }
 
 // Scale is the autoscaling policy, written to the service's labels.
@@ -56,9 +57,4 @@ type Scale struct {
 	Min    int           // replicas at least (the deploy's replica count); 0 allows scale to zero
 	Max    int           // replicas at most
 	Idle   time.Duration // scale to zero after this long idle; 0 = never
-}
-
-// Auth is invoke authentication at the gateway.
-type Auth struct {
-	Secret string // Docker secret holding the bearer key
 }

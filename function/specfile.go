@@ -106,11 +106,18 @@ func ParseSpecs(name string, data []byte, dir string) ([]Spec, error) {
 var (
 	rootKeys     = []string{"version", "functions"}
 	functionKeys = []string{"lang", "handler", "mode", "args", "port", "env", "secrets", "limits",
-		"timeout", "max_body", "scale", "labels", "constraints", "auth"}
-	limitsKeys = []string{"memory", "cpus"}
+		"timeout", "max_body", "scale", "labels", "constraints"}
+	limitsKeys = []string{"memory", "cpus", "pids"}
 	scaleKeys  = []string{"metric", "target", "min", "max", "idle"}
-	authKeys   = []string{"secret"}
 )
+
+// removedKeys are function settings an older Pulse read, with what to use
+// instead: refused, never ignored (a setting nothing enforces is worse than
+// none).
+var removedKeys = map[string]string{
+	"auth": `no longer supported: invoke keys are managed with "pulse key add NAME" (keys live in pulsed's key store, ` +
+		`which the gateway checks); remove auth (its Docker secret is not read)`,
+}
 
 type specParser struct {
 	file string
@@ -234,6 +241,12 @@ func (p *specParser) mapping(n *yaml.Node, path string, known []string, each fun
 			continue
 		}
 		seen[key] = k
+		// A function's settings (the one mapping checked against
+		// functionKeys) name a removed key with what replaced it.
+		if msg, ok := removedKeys[key]; ok && known != nil && slices.Equal(known, functionKeys) {
+			p.add(k, field, "%s", msg)
+			continue
+		}
 		if known != nil && !slices.Contains(known, key) {
 			p.add(k, field, "unknown key; %s", suggestKey(key, known))
 			continue
@@ -361,8 +374,6 @@ func (p *specParser) function(name string, k, v *yaml.Node) Spec {
 				f.strMap(vn, key, "{team: web}", &s.Labels)
 			case "constraints":
 				f.strList(vn, key, `["node.role==worker"]`, &s.Constraints)
-			case "auth":
-				f.auth(vn, key, &s.Auth)
 			}
 		})
 	}
@@ -542,13 +553,19 @@ func (f *fnParser) section(n *yaml.Node, field string, known []string, example s
 }
 
 func (f *fnParser) limits(n *yaml.Node, field string, l *Limits) {
-	f.section(n, field, limitsKeys, "{memory: 64MiB, cpus: 0.5}", func(key string, v *yaml.Node) {
+	f.section(n, field, limitsKeys, "{memory: 512MiB, cpus: 0.5, pids: 512}", func(key string, v *yaml.Node) {
 		sub := field + "." + key
 		switch key {
 		case "memory":
 			if f.size(v, sub, &l.Memory) && l.Memory == 0 {
-				f.errorf(v, sub, "0 is no limit; remove the key for no limit, or write at least 4MiB")
+				f.errorf(v, sub, "0: every replica has a memory limit; write one (at least 4MiB), or remove the key for the default, 256MiB")
 			}
+		case "pids":
+			var n int
+			if f.integer(v, sub, "512", &n) && n == 0 {
+				f.errorf(v, sub, "0: every replica has a process limit; write one (%d-%d), or remove the key for the default, %d", MinPids, MaxPids, DefaultPids)
+			}
+			l.Pids = int64(n)
 		case "cpus":
 			if f.number(v, sub, "0.5", &l.CPUs) && l.CPUs == 0 {
 				f.errorf(v, sub, "0 is no limit; remove the key for no limit, or write a number of cores like 0.5")
@@ -573,19 +590,6 @@ func (f *fnParser) scale(n *yaml.Node, field string, s *Scale) {
 			f.duration(v, sub, &s.Idle)
 		}
 	})
-}
-
-func (f *fnParser) auth(n *yaml.Node, field string, dst **Auth) {
-	if yamlIsNull(n) {
-		return
-	}
-	a := &Auth{}
-	f.section(n, field, authKeys, "{secret: hello-key}", func(key string, v *yaml.Node) {
-		f.str(v, field+"."+key, "the name of a Docker secret", &a.Secret)
-	})
-	if n.Kind == yaml.MappingNode {
-		*dst = a
-	}
 }
 
 // yamlResolve follows an alias (*name) to the node it names.

@@ -31,13 +31,12 @@ func TestParseSpecsFull(t *testing.T) {
 			Mode:        "inproc",
 			Env:         map[string]string{"GREETING": "hi"},
 			Secrets:     []string{"db-password"},
-			Limits:      Limits{Memory: 64 << 20, CPUs: 0.5},
+			Limits:      Limits{Memory: 64 << 20, CPUs: 0.5, Pids: 128},
 			Timeout:     30 * time.Second,
 			MaxBody:     10 << 20,
 			Scale:       Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10, Idle: 5 * time.Minute},
 			Labels:      map[string]string{"team": "web"},
 			Constraints: []string{"node.role==worker"},
-			Auth:        &Auth{Secret: "hello-key"},
 			Dir:         specTestDir,
 			File:        "full.yml",
 			Line:        4,
@@ -59,7 +58,7 @@ func TestParseSpecsFull(t *testing.T) {
 			Constraints: []string{"node.labels.zone!=edge", "node.role == worker"},
 			Dir:         specTestDir,
 			File:        "full.yml",
-			Line:        17,
+			Line:        16,
 		},
 		{
 			Name:    "echo",
@@ -71,7 +70,7 @@ func TestParseSpecsFull(t *testing.T) {
 			Scale:   Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10},
 			Dir:     specTestDir,
 			File:    "full.yml",
-			Line:    45,
+			Line:    44,
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -147,7 +146,7 @@ func TestParseSpecsAliasReused(t *testing.T) {
 }
 
 func TestParseSpecsErrors(t *testing.T) {
-	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, scale, labels, constraints, auth)"
+	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, scale, labels, constraints)"
 	const nameRule = "a function name becomes a DNS name, a URL path segment (/function/<name>) and a Swarm service name, " +
 		"so write it as a DNS label: 1-63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
 	tests := []struct {
@@ -189,7 +188,7 @@ func TestParseSpecsErrors(t *testing.T) {
 		// Fields.
 		{"unknown key", specDoc("  a:\n    lang: go\n    tmeout: 30s\n"), `functions.yml:5:5: functions.a.tmeout: unknown key; did you mean timeout? ` + known},
 		{"unknown key, other spelling", specDoc("  a:\n    lang: go\n    maxBody: 1MiB\n"), `functions.yml:5:5: functions.a.maxBody: unknown key; did you mean max_body? ` + known},
-		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, scale, labels, constraints, auth`},
+		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, scale, labels, constraints`},
 		{"no lang", specDoc("  a:\n    handler: .\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"no settings", specDoc("  a:\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"bad lang", specDoc("  a: {lang: rust}\n"), `functions.yml:3:13: functions.a.lang: "rust" is not a language Pulse builds; use go, c, cpp or bin (bin runs any static executable)`},
@@ -218,15 +217,19 @@ func TestParseSpecsErrors(t *testing.T) {
 		{"timeout negative", specDoc("  a: {lang: go, timeout: -1s}\n"), `functions.yml:3:26: functions.a.timeout: -1s is too short; write at least 1ms (the default is 30s)`},
 		{"max_body", specDoc("  a: {lang: go, max_body: 10 megs}\n"), `functions.yml:3:27: functions.a.max_body: "10 megs" is not a size; write bytes, or a number with a unit like 512KiB, 64MiB or 1GiB`},
 		{"max_body 0", specDoc("  a: {lang: go, max_body: 0}\n"), `functions.yml:3:27: functions.a.max_body: must be above 0, e.g. 10MiB (the default)`},
-		{"memory small", specDoc("  a: {lang: go, limits: {memory: 1MiB}}\n"), `functions.yml:3:34: functions.a.limits.memory: 1048576 bytes is below 4MiB, the smallest memory limit Docker accepts; raise it, or remove it for no limit`},
-		{"memory 0", specDoc("  a: {lang: go, limits: {memory: 0}}\n"), `functions.yml:3:34: functions.a.limits.memory: 0 is no limit; remove the key for no limit, or write at least 4MiB`},
+		{"memory small", specDoc("  a: {lang: go, limits: {memory: 1MiB}}\n"), `functions.yml:3:34: functions.a.limits.memory: 1048576 bytes is below 4MiB, the smallest memory limit Docker accepts; raise it, or remove it for the default (256MiB)`},
+		{"memory 0", specDoc("  a: {lang: go, limits: {memory: 0}}\n"), `functions.yml:3:34: functions.a.limits.memory: 0: every replica has a memory limit; write one (at least 4MiB), or remove the key for the default, 256MiB`},
 		{"memory text", specDoc("  a: {lang: go, limits: {memory: lots}}\n"), `functions.yml:3:34: functions.a.limits.memory: "lots" is not a size; write bytes, or a number with a unit like 512KiB, 64MiB or 1GiB`},
 		{"cpus 0", specDoc("  a: {lang: go, limits: {cpus: 0}}\n"), `functions.yml:3:32: functions.a.limits.cpus: 0 is no limit; remove the key for no limit, or write a number of cores like 0.5`},
 		{"cpus tiny", specDoc("  a: {lang: go, limits: {cpus: 0.001}}\n"), `functions.yml:3:32: functions.a.limits.cpus: 0.001 is below 0.01, the smallest CPU limit Docker accepts; raise it, or remove it for no limit`},
 		{"cpus negative", specDoc("  a: {lang: go, limits: {cpus: -1}}\n"), `functions.yml:3:32: functions.a.limits.cpus: -1 is below 0.01, the smallest CPU limit Docker accepts; raise it, or remove it for no limit`},
 		{"cpus infinite", specDoc("  a: {lang: go, limits: {cpus: .inf}}\n"), `functions.yml:3:32: functions.a.limits.cpus: ".inf" is not a number; write it like 0.5`},
-		{"limits unknown", specDoc("  a: {lang: go, limits: {mem: 1GiB}}\n"), `functions.yml:3:26: functions.a.limits.mem: unknown key; did you mean memory? (known here: memory, cpus)`},
-		{"limits scalar", specDoc("  a: {lang: go, limits: 64MiB}\n"), `functions.yml:3:25: functions.a.limits: must be a mapping like {memory: 64MiB, cpus: 0.5}`},
+		{"limits unknown", specDoc("  a: {lang: go, limits: {mem: 1GiB}}\n"), `functions.yml:3:26: functions.a.limits.mem: unknown key; did you mean memory? (known here: memory, cpus, pids)`},
+		{"pids 0", specDoc("  a: {lang: go, limits: {pids: 0}}\n"), `functions.yml:3:32: functions.a.limits.pids: 0: every replica has a process limit; write one (32-4194304), or remove the key for the default, 512`},
+		{"pids small", specDoc("  a: {lang: go, limits: {pids: 8}}\n"), `functions.yml:3:32: functions.a.limits.pids: 8 is outside 32-4194304: the processes and threads one replica may run, the watchdog's included (the default is 512)`},
+		{"pids huge", specDoc("  a: {lang: go, limits: {pids: 5000000}}\n"), `functions.yml:3:32: functions.a.limits.pids: 5000000 is outside 32-4194304: the processes and threads one replica may run, the watchdog's included (the default is 512)`},
+		{"pids text", specDoc("  a: {lang: go, limits: {pids: many}}\n"), `functions.yml:3:32: functions.a.limits.pids: "many" is not a whole number; write it like 512`},
+		{"limits scalar", specDoc("  a: {lang: go, limits: 64MiB}\n"), `functions.yml:3:25: functions.a.limits: must be a mapping like {memory: 512MiB, cpus: 0.5, pids: 512}`},
 		{"scale min above max", specDoc("  a:\n    lang: go\n    scale: {min: 20, max: 5}\n"), `functions.yml:5:18: functions.a.scale.min: 20 is above scale.max (5); lower min or raise max`},
 		{"scale min above default max", specDoc("  a: {lang: go, scale: {min: 20}}\n"), `functions.yml:3:30: functions.a.scale.min: 20 is above scale.max (10); lower min or raise max`},
 		{"scale max 0", specDoc("  a: {lang: go, scale: {min: 0, max: 0}}\n"), `functions.yml:3:38: functions.a.scale.max: 0: must be at least 1`},
@@ -247,9 +250,9 @@ func TestParseSpecsErrors(t *testing.T) {
 		{"secret name", specDoc("  a: {lang: go, secrets: [-key]}\n"), `functions.yml:3:27: functions.a.secrets[0]: "-key" is not a Docker secret name; a Docker secret name is 1-64 of letters, digits, '-', '_' and '.', starting and ending with a letter or digit`},
 		{"secret twice", specDoc("  a: {lang: go, secrets: [k, k]}\n"), `functions.yml:3:30: functions.a.secrets[1]: "k" is listed twice; keep one`},
 		{"secrets string", specDoc("  a: {lang: go, secrets: k}\n"), `functions.yml:3:26: functions.a.secrets: must be a list, e.g. [db-password]`},
-		{"auth without secret", specDoc("  a: {lang: go, auth: {}}\n"), `functions.yml:3:23: functions.a.auth.secret: missing; name the Docker secret that holds the bearer key, e.g. {secret: a-key}`},
-		{"auth bad secret", specDoc("  a: {lang: go, auth: {secret: a/b}}\n"), `functions.yml:3:32: functions.a.auth.secret: "a/b" is not a Docker secret name; a Docker secret name is 1-64 of letters, digits, '-', '_' and '.', starting and ending with a letter or digit`},
-		{"auth scalar", specDoc("  a: {lang: go, auth: a-key}\n"), `functions.yml:3:23: functions.a.auth: must be a mapping like {secret: hello-key}`},
+		{"auth removed", specDoc("  a: {lang: go, auth: {secret: a-key}}\n"), `functions.yml:3:17: functions.a.auth: no longer supported: invoke keys are managed with "pulse key add NAME" (keys live in pulsed's key store, which the gateway checks); remove auth (its Docker secret is not read)`},
+		{"auth removed, empty", specDoc("  a:\n    lang: go\n    auth:\n"), `functions.yml:5:5: functions.a.auth: no longer supported: invoke keys are managed with "pulse key add NAME" (keys live in pulsed's key store, which the gateway checks); remove auth (its Docker secret is not read)`},
+		{"secret reserved", specDoc("  a: {lang: go, secrets: [pulse-replica-auth]}\n"), `functions.yml:3:27: functions.a.secrets[0]: "pulse-replica-auth" is reserved: pulse deploy mounts the install's replica credential at /run/secrets/pulse-replica-auth; rename the secret`},
 		{"constraint", specDoc("  a: {lang: go, constraints: [worker]}\n"), `functions.yml:3:31: functions.a.constraints[0]: "worker" is not a placement constraint; write KEY==VALUE or KEY!=VALUE, e.g. node.role==worker or node.labels.zone!=edge`},
 		{"constraint empty value", specDoc("  a: {lang: go, constraints: [\"node.role==\"]}\n"), `functions.yml:3:31: functions.a.constraints[0]: "node.role==" is not a placement constraint; write KEY==VALUE or KEY!=VALUE, e.g. node.role==worker or node.labels.zone!=edge`},
 
@@ -311,7 +314,7 @@ func TestSpecValidate(t *testing.T) {
 		{"args invalid UTF-8", func(s *Spec) { s.Args = []string{"ok", "\xff"} },
 			"functions.a.args[1]: holds a NUL character or invalid UTF-8, which a command line cannot carry"},
 		{"memory negative", func(s *Spec) { s.Limits.Memory = -1 },
-			"functions.a.limits.memory: -1 bytes is below 4MiB, the smallest memory limit Docker accepts; raise it, or remove it for no limit"},
+			"functions.a.limits.memory: -1 bytes is below 4MiB, the smallest memory limit Docker accepts; raise it, or remove it for the default (256MiB)"},
 		{"cpus NaN", func(s *Spec) { s.Limits.CPUs = math.NaN() },
 			"functions.a.limits.cpus: is not a number of cores; write it like 0.5 or 2"},
 		{"label value NUL", func(s *Spec) { s.Labels = map[string]string{"team": "\x00"} },
@@ -396,6 +399,8 @@ func FuzzParseSpecs(f *testing.F) {
 		specDoc("  a: {lang: bin, mode: http, port: 0, args: [x], scale: {min: 0, idle: 1h}}\n"),
 		specDoc("  A.b: {lang: q, env: {PULSE_X: 1}, labels: {pulse.x: y}, limits: {memory: 1}}\n"),
 		"a: &a [*a]\n", "version: 1\nfunctions: {a: {<<: {lang: go}}}\n", "version: 1\n---\n",
+		specDoc("  a: {lang: go, auth: {secret: k}, limits: {pids: 99999999999999999999, memory: 0}}\n"),
+		specDoc("  a: {lang: c, limits: {pids: -1, cpus: 1}, secrets: [pulse-replica-auth]}\n"),
 	} {
 		f.Add([]byte(s))
 	}

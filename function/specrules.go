@@ -25,6 +25,27 @@ const (
 	DefaultPort = 3000
 	// MinMemory is the smallest memory limit Docker accepts.
 	MinMemory = 4 << 20
+	// DefaultMemory is each replica's memory limit when the spec sets
+	// none: the watchdog idles at ~6 MiB and a small Go or C function at a
+	// few more, so 256 MiB leaves room for real work (and the 64 MiB /tmp,
+	// which counts against it) while ten replicas of a runaway function
+	// cannot take more than 2.5 GiB of a node. Over it, the kernel kills a
+	// process of that replica only.
+	DefaultMemory = 256 << 20
+	// DefaultPids caps the processes and threads of one replica when the
+	// spec sets none, so a fork bomb stays in its replica. The watchdog's
+	// Go runtime takes ~10 threads; in fork mode each request in flight is
+	// one more process (plus any it starts), and the scaler aims at 10 in
+	// flight per replica by default, so 512 leaves a wide margin over
+	// normal use. A fork beyond it fails (EAGAIN) inside the replica; a
+	// fork-mode replica takes at most 480 requests at once (the rest get
+	// 429, see forkMaxInflight), so requests never fail for want of one.
+	DefaultPids = 512
+	// MinPids is the smallest pids limit a spec may set: the watchdog
+	// alone needs ~10 threads and a request in fork mode one process.
+	MinPids = 32
+	// MaxPids is the largest: Linux's PID_MAX_LIMIT.
+	MaxPids = 1 << 22
 	// MinCPUs is the smallest CPU limit Docker accepts.
 	MinCPUs = 0.01
 	// MinTimeout is the smallest timeout: HAProxy counts in milliseconds.
@@ -125,6 +146,8 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 		field := fieldIndex("secrets", i)
 		if msg := secretNameProblem(name); msg != "" {
 			report(field, msg)
+		} else if name == contract.ReplicaAuthSecretTarget {
+			report(field, fmt.Sprintf("%q is reserved: pulse deploy mounts the install's replica credential at %s; rename the secret", name, contract.ReplicaAuthPath))
 		} else if seen[name] {
 			report(field, fmt.Sprintf("%q is listed twice; keep one", name))
 		}
@@ -134,7 +157,12 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 	switch m := s.Limits.Memory; {
 	case m == 0:
 	case m < MinMemory:
-		report("limits.memory", fmt.Sprintf("%d bytes is below %s, the smallest memory limit Docker accepts; raise it, or remove it for no limit", m, "4MiB"))
+		report("limits.memory", fmt.Sprintf("%d bytes is below %s, the smallest memory limit Docker accepts; raise it, or remove it for the default (%s)", m, "4MiB", "256MiB"))
+	}
+	switch p := s.Limits.Pids; {
+	case p == 0:
+	case p < MinPids || p > MaxPids:
+		report("limits.pids", fmt.Sprintf("%d is outside %d-%d: the processes and threads one replica may run, the watchdog's included (the default is %d)", p, MinPids, MaxPids, DefaultPids))
 	}
 	switch c := s.Limits.CPUs; {
 	case c == 0:
@@ -182,14 +210,6 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 	for i, c := range s.Constraints {
 		if msg := constraintProblem(c); msg != "" {
 			report(fieldIndex("constraints", i), msg)
-		}
-	}
-
-	if s.Auth != nil {
-		if s.Auth.Secret == "" {
-			report("auth.secret", "missing; name the Docker secret that holds the bearer key, e.g. {secret: "+s.Name+"-key}")
-		} else if msg := secretNameProblem(s.Auth.Secret); msg != "" {
-			report("auth.secret", msg)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package function
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -162,9 +163,11 @@ type DeployResult struct {
 	Warnings  []string `json:"warnings,omitempty"`
 }
 
-// Deploy makes spec run from img: it makes sure the nodes have the image,
-// resolves the spec's secrets, and creates the function's service or updates
-// it (a start-first rolling update). An update keeps the current replica
+// Deploy makes spec run from img: it finds the instance's replica
+// credential (pulsed's secret; none is ErrNoReplicaAuth), makes sure the
+// nodes have the image, resolves the spec's secrets, and creates the
+// function's service or updates it (a start-first rolling update, which a
+// new credential triggers too). An update keeps the current replica
 // count, clamped to the spec's [min, max]. The engine is never asked to query
 // a registry.
 func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOptions) (DeployResult, error) {
@@ -179,6 +182,11 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 	}
 	if opts.Instance != "" && !contract.ValidInstance(opts.Instance) {
 		return fail(fmt.Errorf("instance %q: want %s", opts.Instance, contract.InstanceSyntax))
+	}
+	// The credential first: without it nothing else is worth doing.
+	var err error
+	if opts.ReplicaAuth, err = s.replicaAuthSecret(ctx, cmp.Or(opts.Instance, contract.DefaultInstance)); err != nil {
+		return fail(err)
 	}
 	if err := s.dist.Ensure(ctx, img); err != nil {
 		return fail(err)
@@ -266,6 +274,42 @@ func (s *Swarm) secretIDs(ctx context.Context, names []string) (map[string]strin
 		return nil, fmt.Errorf("secret %s does not exist: create it first (docker secret create NAME FILE)", strings.Join(missing, ", "))
 	}
 	return ids, nil
+}
+
+// ErrNoReplicaAuth means the instance has no replica credential secret:
+// its pulsed has not run yet.
+var ErrNoReplicaAuth = errors.New("no replica credential")
+
+// replicaAuthSecret finds the instance's replica credential secret, which
+// pulsed creates (labels contract.LabelInstance and contract.LabelRole):
+// the newest when there are several (pulsed replaced the credential and has
+// not removed the old one yet).
+func (s *Swarm) replicaAuthSecret(ctx context.Context, instance string) (SecretRef, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	secrets, err := s.api.SecretList(cctx, swarm.SecretListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", contract.LabelInstance+"="+instance),
+		filters.Arg("label", contract.LabelRole+"="+contract.RoleReplicaAuth),
+	)})
+	if err != nil {
+		return SecretRef{}, fmt.Errorf("list secrets: %w", err)
+	}
+	var newest *swarm.Secret
+	for i, sec := range secrets {
+		// The engine filters; check again, so a fake or an older engine
+		// that ignores a filter cannot hand over another secret.
+		if sec.Spec.Labels[contract.LabelInstance] != instance || sec.Spec.Labels[contract.LabelRole] != contract.RoleReplicaAuth {
+			continue
+		}
+		if newest == nil || sec.CreatedAt.After(newest.CreatedAt) ||
+			sec.CreatedAt.Equal(newest.CreatedAt) && sec.ID > newest.ID {
+			newest = &secrets[i]
+		}
+	}
+	if newest == nil {
+		return SecretRef{}, fmt.Errorf("%w for instance %q: start pulsed first (make up)", ErrNoReplicaAuth, instance)
+	}
+	return SecretRef{ID: newest.ID, Name: newest.Spec.Name}, nil
 }
 
 // inspectService reads the service named name. It wraps ErrNotFound when
@@ -700,6 +744,7 @@ type ScalePolicy struct {
 type ResourceLimits struct {
 	CPUs        float64 `json:"cpus,omitempty"`
 	MemoryBytes int64   `json:"memory_bytes,omitempty"`
+	Pids        int64   `json:"pids,omitempty"`
 }
 
 // Detail describes one function.
@@ -761,7 +806,7 @@ func (s *Swarm) Describe(ctx context.Context, name string) (Detail, error) {
 		Tasks:     []TaskDetail{},
 	}
 	if r := svc.Spec.TaskTemplate.Resources; r != nil && r.Limits != nil {
-		d.Limits = ResourceLimits{CPUs: float64(r.Limits.NanoCPUs) / 1e9, MemoryBytes: r.Limits.MemoryBytes}
+		d.Limits = ResourceLimits{CPUs: float64(r.Limits.NanoCPUs) / 1e9, MemoryBytes: r.Limits.MemoryBytes, Pids: r.Limits.Pids}
 	}
 	if u := svc.UpdateStatus; u != nil {
 		d.UpdateState, d.UpdateMessage = string(u.State), u.Message

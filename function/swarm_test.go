@@ -2,17 +2,20 @@ package function
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -45,9 +48,13 @@ type fakeSwarmAPI struct {
 	taskErr          error
 	nodes            map[string]swarm.Node
 	secrets          []swarm.Secret
-	images           []image.Summary
-	containers       []container.Summary
-	logs             []byte
+	// noReplicaAuth leaves out the replica credential secrets that
+	// SecretList otherwise adds for instances "default" and "lab".
+	noReplicaAuth bool
+	secretFilters []filters.Args
+	images        []image.Summary
+	containers    []container.Summary
+	logs          []byte
 
 	created []swarm.ServiceSpec
 	updated []fakeUpdate
@@ -147,8 +154,24 @@ func (f *fakeSwarmAPI) NodeInspectWithRaw(_ context.Context, id string) (swarm.N
 	return n, nil, nil
 }
 
-func (f *fakeSwarmAPI) SecretList(context.Context, swarm.SecretListOptions) ([]swarm.Secret, error) {
-	return f.secrets, nil
+func (f *fakeSwarmAPI) SecretList(_ context.Context, opts swarm.SecretListOptions) ([]swarm.Secret, error) {
+	f.secretFilters = append(f.secretFilters, opts.Filters)
+	if f.noReplicaAuth {
+		return f.secrets, nil
+	}
+	out := slices.Clone(f.secrets)
+	for _, inst := range []string{contract.DefaultInstance, "lab"} {
+		out = append(out, replicaAuthSecret("ra-"+inst, inst, time.Unix(1, 0)))
+	}
+	return out, nil
+}
+
+// replicaAuthSecret is a replica credential secret as pulsed creates it.
+func replicaAuthSecret(id, instance string, created time.Time) swarm.Secret {
+	return swarm.Secret{ID: id, Meta: swarm.Meta{CreatedAt: created}, Spec: swarm.SecretSpec{Annotations: swarm.Annotations{
+		Name:   contract.ReplicaAuthSecretName(instance, id),
+		Labels: map[string]string{contract.LabelInstance: instance, contract.LabelRole: contract.RoleReplicaAuth},
+	}}}
 }
 
 func (f *fakeSwarmAPI) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
@@ -589,5 +612,94 @@ func TestSwarmLogs(t *testing.T) {
 		"hello.0.t9unknown@two | 2026-11-25T10:00:00.000000003Z no newline\n"
 	if got.String() != want {
 		t.Errorf("Logs() wrote\n%s\nwant\n%s", got.String(), want)
+	}
+}
+
+// TestDeployReplicaAuth: Deploy attaches the newest replica credential
+// secret of the deploy's instance (never another instance's), readable by
+// the replica's user only, and names it in the environment; without one it
+// fails saying to start pulsed.
+func TestDeployReplicaAuth(t *testing.T) {
+	img := Image{ID: "sha256:" + strings.Repeat("ab", 32), Archive: []byte("x")}
+	spec := Spec{Name: "hello", Lang: LangC, Mode: contract.ModeFork, Timeout: time.Second, Scale: Scale{Min: 1, Max: 3}}
+	t0 := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name     string
+		instance string
+		secrets  []swarm.Secret
+		wantID   string
+		wantErr  string
+	}{
+		{
+			name:     "the newest of the instance",
+			instance: "lab",
+			secrets: []swarm.Secret{
+				replicaAuthSecret("old", "lab", t0),
+				replicaAuthSecret("new", "lab", t0.Add(time.Hour)),
+				replicaAuthSecret("other", "prod", t0.Add(2*time.Hour)),
+				{ID: "plain", Meta: swarm.Meta{CreatedAt: t0.Add(3 * time.Hour)}, Spec: swarm.SecretSpec{Annotations: swarm.Annotations{
+					Name: "db", Labels: map[string]string{contract.LabelInstance: "lab"}}}},
+			},
+			wantID: "new",
+		},
+		{
+			name:    "the default instance",
+			secrets: []swarm.Secret{replicaAuthSecret("d", contract.DefaultInstance, t0)},
+			wantID:  "d",
+		},
+		{
+			name:     "none for the instance",
+			instance: "lab",
+			secrets:  []swarm.Secret{replicaAuthSecret("other", "prod", t0)},
+			wantErr:  `deploy hello: no replica credential for instance "lab": start pulsed first (make up)`,
+		},
+		{
+			name:    "none at all",
+			wantErr: `deploy hello: no replica credential for instance "default": start pulsed first (make up)`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := &fakeSwarmAPI{t: t, secrets: tt.secrets, noReplicaAuth: true}
+			s := NewSwarm(fake, &fakeDistributor{}, nil)
+			_, err := s.Deploy(t.Context(), spec, img, DeployOptions{Instance: tt.instance})
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr || !errors.Is(err, ErrNoReplicaAuth) {
+					t.Fatalf("Deploy() = %v, want %q wrapping ErrNoReplicaAuth", err, tt.wantErr)
+				}
+				if len(fake.created) != 0 {
+					t.Errorf("a service was created without a credential")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fake.created) != 1 {
+				t.Fatalf("%d services created, want 1", len(fake.created))
+			}
+			inst := cmp.Or(tt.instance, contract.DefaultInstance)
+			wantFilter := filters.NewArgs(filters.Arg("label", contract.LabelInstance+"="+inst),
+				filters.Arg("label", contract.LabelRole+"="+contract.RoleReplicaAuth))
+			if len(fake.secretFilters) != 1 || !reflect.DeepEqual(fake.secretFilters[0], wantFilter) {
+				t.Errorf("SecretList filters = %v, want %v", fake.secretFilters, wantFilter)
+			}
+			cs := fake.created[0].TaskTemplate.ContainerSpec
+			var want *swarm.SecretReference
+			for _, sec := range tt.secrets {
+				if sec.ID == tt.wantID {
+					want = &swarm.SecretReference{
+						File:     &swarm.SecretReferenceFileTarget{Name: contract.ReplicaAuthSecretTarget, UID: "65534", GID: "65534", Mode: 0o400},
+						SecretID: sec.ID, SecretName: sec.Spec.Name,
+					}
+				}
+			}
+			if len(cs.Secrets) != 1 || !reflect.DeepEqual(cs.Secrets[0], want) {
+				t.Errorf("secrets = %+v, want only %+v", cs.Secrets, want)
+			}
+			if !slices.Contains(cs.Env, contract.EnvReplicaAuthFile+"="+contract.ReplicaAuthPath) {
+				t.Errorf("env %q lacks %s=%s", cs.Env, contract.EnvReplicaAuthFile, contract.ReplicaAuthPath)
+			}
+		})
 	}
 }
