@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -41,7 +42,24 @@ func NewNetdata(baseURL string, timeout time.Duration) (*Netdata, error) {
 	if timeout <= 0 {
 		return nil, fmt.Errorf("netdata timeout %v: must be positive", timeout)
 	}
-	return &Netdata{base: u, client: &http.Client{}, timeout: timeout}, nil
+	return &Netdata{base: u, client: newNetdataClient(), timeout: timeout}, nil
+}
+
+// newNetdataClient never uses a proxy: HTTP_PROXY in pulsed's environment
+// must not route the local Netdata's answers, which drive scaling, through
+// another host. Redirects are not followed either: Netdata's data API does
+// not redirect, and one would send the query elsewhere.
+func newNetdataClient() *http.Client {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: 0, // each request has its own deadline (Netdata.timeout)
+	}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
 }
 
 // Utilisation asks /api/v1/data for one point of fn's utilisation chart

@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,4 +118,68 @@ func TestNetdataUtilisation(t *testing.T) {
 			t.Errorf("NewNetdata(%q) accepted", bad)
 		}
 	}
+}
+
+// TestNetdataIgnoresProxy: HTTP_PROXY in pulsed's environment does not
+// route Netdata's answers through another host (the Netdata here is reached
+// on a non-loopback address, where Go's default transport would use the
+// proxy), and a redirect is not followed.
+func TestNetdataIgnoresProxy(t *testing.T) {
+	var proxied atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxied.Add(1)
+		http.Error(w, "via the proxy", http.StatusBadGateway)
+	}))
+	defer proxy.Close()
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("http_proxy", proxy.URL)
+
+	host := nonLoopbackAddr(t)
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Skipf("no non-loopback address to listen on: %v", err)
+	}
+	nd := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("chart") == "pulse.fn_moved_utilization" {
+			http.Redirect(w, r, "http://198.51.100.1/elsewhere", http.StatusFound)
+			return
+		}
+		b, _ := os.ReadFile("testdata/netdata_data_utilization.json")
+		w.Write(b)
+	})}}
+	nd.Start()
+	defer nd.Close()
+
+	n, err := NewNetdata(nd.URL, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := n.client.Transport.(*http.Transport); !ok || tr.Proxy != nil {
+		t.Errorf("the Netdata client's transport %T takes a proxy", n.client.Transport)
+	}
+	if v, err := n.Utilisation(t.Context(), "hello", Max, time.Second); v != 187.5 || err != nil {
+		t.Errorf("through %s: %v, %v", nd.URL, v, err)
+	}
+	if _, err := n.Utilisation(t.Context(), "moved", Max, time.Second); err == nil || !strings.Contains(err.Error(), "302 Found") {
+		t.Errorf("redirect: %v, want the 302 reported, not followed", err)
+	}
+	if p := proxied.Load(); p != 0 {
+		t.Errorf("%d requests went through HTTP_PROXY", p)
+	}
+}
+
+// nonLoopbackAddr is one of this host's IPv4 addresses other than loopback.
+func nonLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil && !ip.IP.IsLoopback() {
+			return ip.IP.String()
+		}
+	}
+	t.Skip("no non-loopback IPv4 address")
+	return ""
 }

@@ -1,141 +1,425 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/scaler"
 )
 
+// DefaultConfigFile is read when --config is not given and it exists.
+const DefaultConfigFile = "/etc/pulse/pulsed.yaml"
+
 // Config is pulsed's configuration: a YAML file (--config; default
-// /etc/pulse/pulsed.yaml when it exists) overridden by PULSE_* environment
+// DefaultConfigFile when it exists) overridden by PULSE_* environment
 // variables (PULSE_API_LISTEN, PULSE_GATEWAY_LISTEN, ...: the key in upper
 // case). Unknown keys are errors.
+//
+// Every key is described once, in options below: its name, its field, its
+// default, its check and its documentation. defaults(), loading, the
+// environment, unknown-key errors, Validate and `pulsed --print-config` (the
+// README's table) all derive from that list.
 type Config struct {
-	APIListen      string        `mapstructure:"api_listen"`      // pulsed's API: /v1/replicas, /healthz
-	GatewayListen  string        `mapstructure:"gateway_listen"`  // HAProxy's public port
-	AdminListen    string        `mapstructure:"admin_listen"`    // HAProxy stats + Prometheus exporter
-	StateDir       string        `mapstructure:"state_dir"`       // haproxy.cfg, sockets, pid file
-	HAProxy        string        `mapstructure:"haproxy"`         // the haproxy binary
-	Balance        string        `mapstructure:"balance"`         // leastconn or roundrobin
-	CheckInterval  time.Duration `mapstructure:"check_interval"`  // HAProxy's health checks
-	CheckTimeout   time.Duration `mapstructure:"check_timeout"`   // how long one check may take (a saturated replica answers late)
-	FastPoll       time.Duration `mapstructure:"fast_poll"`       // Swarm polling while converging
-	SlowPoll       time.Duration `mapstructure:"slow_poll"`       // and when steady
-	KeysFile       string        `mapstructure:"keys_file"`       // YAML map function → invoke key
-	LeaveRunning   bool          `mapstructure:"leave_running"`   // keep HAProxy serving when pulsed stops
-	LogLevel       string        `mapstructure:"log_level"`       // debug, info, warn, error
-	ReloadDebounce time.Duration `mapstructure:"reload_debounce"` // coalesce reloads
-	HAProxyLog     string        `mapstructure:"haproxy_log"`     // HAProxy log target, e.g. "stdout format raw local0"; empty: none
-	// Instance is this install's name: pulsed routes, watches and scales
-	// only the functions whose pulse.instance label equals it (`pulse
-	// deploy` sets the label from the CLI's instance key), so two installs,
-	// or a test, share a swarm without touching each other's functions.
-	Instance string `mapstructure:"instance"`
-	// Selector narrows pulsed to the functions whose services also carry
-	// these labels ("key" or "key=value"; in the environment,
-	// comma-separated): two Pulse installs, or a test, on one swarm each
-	// route, watch and scale only their own. Empty: every function.
-	Selector []string `mapstructure:"selector"`
+	APIListen      string
+	GatewayListen  string
+	AdminListen    string
+	StateDir       string
+	HAProxy        string
+	Balance        string
+	CheckInterval  time.Duration
+	CheckTimeout   time.Duration
+	FastPoll       time.Duration
+	SlowPoll       time.Duration
+	KeysFile       string
+	LeaveRunning   bool
+	LogLevel       string
+	ReloadDebounce time.Duration
+	HAProxyLog     string
+	Instance       string
+	Selector       []string
 
-	// Autoscale runs the scaler: the alarm webhook, the periodic
-	// evaluation, scale to zero (idle) and from zero (the backup server).
-	// Off, pulsed only routes: the gateway of a swarm scaled by hand.
-	Autoscale bool `mapstructure:"autoscale"`
-	// ColdStartListen is where HAProxy's backup server, the cold-start path,
-	// reaches pulsed (loopback: HAProxy runs beside it); empty for none.
-	ColdStartListen  string        `mapstructure:"coldstart_listen"`
-	ColdStartTimeout time.Duration `mapstructure:"coldstart_timeout"` // longest a request waits for a replica
-	IdleCheck        time.Duration `mapstructure:"idle_check"`        // how often idle functions are looked for
+	ReplicaAuthFile string
+	APITokenFile    string
+	TLSCert         string
 
-	// The scaler's keys (scaler/README.md).
-	AlarmTokenFile      string        `mapstructure:"alarm_token_file"`     // the webhook's bearer token; missing or empty: 503
-	NetdataURL          string        `mapstructure:"netdata_url"`          // where utilisation is read
-	NetdataTimeout      time.Duration `mapstructure:"netdata_timeout"`      // per Netdata request
-	ScaleWindow         time.Duration `mapstructure:"scale_window"`         // stabilisation window
-	ScaleUpThreshold    float64       `mapstructure:"scale_up_threshold"`   // percent utilisation
-	ScaleDownThreshold  float64       `mapstructure:"scale_down_threshold"` // percent utilisation
-	UtilisationLookback time.Duration `mapstructure:"utilisation_lookback"` // the current utilisation's average
-	ResyncInterval      time.Duration `mapstructure:"resync_interval"`      // every function evaluated this often
-	ScalerCallTimeout   time.Duration `mapstructure:"scaler_call_timeout"`  // per Swarm call of the scaler
-	ScaleEvents         int           `mapstructure:"scale_events"`         // decisions kept for /v1/events
+	Autoscale                bool
+	ColdStartListen          string
+	ColdStartTimeout         time.Duration
+	ColdStartFunctionTimeout time.Duration
+	IdleCheck                time.Duration
+
+	AlarmTokenFile      string
+	NetdataURL          string
+	NetdataTimeout      time.Duration
+	ScaleWindow         time.Duration
+	ScaleUpThreshold    float64
+	ScaleDownThreshold  float64
+	UtilisationLookback time.Duration
+	ResyncInterval      time.Duration
+	ScalerCallTimeout   time.Duration
+	ScaleEvents         int
+}
+
+// options is the one description of pulsed's configuration keys, in the
+// order of the reference.
+var options = []option{
+	opt("api_listen", func(c *Config) *string { return &c.APIListen }, "127.0.0.1:8090",
+		"pulsed's API (catalog, keys, scaler, /healthz): HOST:PORT; keep it on loopback", hostPort("127.0.0.1:8090")),
+	opt("gateway_listen", func(c *Config) *string { return &c.GatewayListen }, "0.0.0.0:8080",
+		"HAProxy's public port, the gateway: HOST:PORT", hostPort("0.0.0.0:8080")),
+	opt("admin_listen", func(c *Config) *string { return &c.AdminListen }, "127.0.0.1:8404",
+		"HAProxy's stats page and Prometheus exporter: HOST:PORT", hostPort("127.0.0.1:8404")),
+	opt("state_dir", func(c *Config) *string { return &c.StateDir }, "/var/lib/pulse",
+		"haproxy.cfg, sockets, pid file, keys.json (absolute path)", absPath),
+	opt("haproxy", func(c *Config) *string { return &c.HAProxy }, "haproxy", "the haproxy binary", nonEmpty),
+	opt("balance", func(c *Config) *string { return &c.Balance }, "roundrobin",
+		"each backend's algorithm: leastconn or roundrobin", oneOf("leastconn", "roundrobin")),
+	opt("check_interval", func(c *Config) *time.Duration { return &c.CheckInterval }, time.Second,
+		"HAProxy's health-check period", positive),
+	opt("check_timeout", func(c *Config) *time.Duration { return &c.CheckTimeout }, 3*time.Second,
+		"how long one health check may take (a saturated replica answers late)", positive),
+	opt("fast_poll", func(c *Config) *time.Duration { return &c.FastPoll }, 100*time.Millisecond,
+		"Swarm polling while converging", positive),
+	opt("slow_poll", func(c *Config) *time.Duration { return &c.SlowPoll }, time.Second,
+		"Swarm polling when steady", positive),
+	opt("keys_file", func(c *Config) *string { return &c.KeysFile }, "",
+		"deprecated: a YAML map function → plaintext invoke key; at each start the keys the store lacks are imported into it "+
+			"(as digests), with a warning; must not be readable by group or others. Use `pulse key add` instead", emptyOrAbs),
+	opt("leave_running", func(c *Config) *bool { return &c.LeaveRunning }, true,
+		"keep HAProxy serving when pulsed stops", nil),
+	opt("log_level", func(c *Config) *string { return &c.LogLevel }, "info",
+		"debug, info, warn or error", oneOf("debug", "info", "warn", "error")),
+	opt("reload_debounce", func(c *Config) *time.Duration { return &c.ReloadDebounce }, 200*time.Millisecond,
+		"coalesce HAProxy reloads", positive),
+	opt("haproxy_log", func(c *Config) *string { return &c.HAProxyLog }, "",
+		`HAProxy's log target, e.g. "stdout format raw local0"; empty: none`, nil),
+	opt("instance", func(c *Config) *string { return &c.Instance }, contract.DefaultInstance,
+		"this install's name: pulsed routes, watches and scales only the functions whose pulse.instance label equals it",
+		func(v string) error {
+			if !contract.ValidInstance(v) {
+				return fmt.Errorf("%q: want %s, e.g. %s", v, contract.InstanceSyntax, contract.DefaultInstance)
+			}
+			return nil
+		}),
+	opt("selector", func(c *Config) *[]string { return &c.Selector }, nil,
+		"only the functions whose services also carry these labels (key or key=value; in the environment, comma-separated); empty: every function",
+		func(v []string) error {
+			var errs []error
+			for _, sel := range v {
+				if k, _, _ := strings.Cut(sel, "="); strings.TrimSpace(k) == "" || k != strings.TrimSpace(k) {
+					errs = append(errs, fmt.Errorf("%q: want a label key or key=value, e.g. pulse.install=lab", sel))
+				}
+			}
+			return errors.Join(errs...)
+		}),
+	opt("replica_auth_file", func(c *Config) *string { return &c.ReplicaAuthFile }, contract.DefaultReplicaAuthFile,
+		"the replica credential HAProxy adds and replicas check (generated when missing: 32 random bytes hex, 0640 root:netdata; "+
+			"pulsed refuses a file readable by others)", absPath),
+	opt("api_token_file", func(c *Config) *string { return &c.APITokenFile }, contract.DefaultAPITokenFile,
+		"the management API's bearer token (/v1/keys/); missing or empty: those endpoints answer 503; "+
+			"pulsed refuses a file readable by group or others", absPath),
+	opt("tls_cert", func(c *Config) *string { return &c.TLSCert }, "",
+		"PEM certificate and key in one file: the gateway and pulsed's API serve TLS with it; empty: plain HTTP", emptyOrAbs),
+	opt("autoscale", func(c *Config) *bool { return &c.Autoscale }, true,
+		"run the scaler (alarm webhook, periodic evaluation, scale to and from zero); off: route only", nil),
+	opt("coldstart_listen", func(c *Config) *string { return &c.ColdStartListen }, "127.0.0.1:8091",
+		"where HAProxy's backup server reaches pulsed's cold-start path (loopback); empty for none",
+		func(v string) error {
+			if v == "" {
+				return nil
+			}
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("%q: want HOST:PORT, e.g. 127.0.0.1:8091, or empty for no cold start", v)
+			}
+			return nil
+		}),
+	opt("coldstart_timeout", func(c *Config) *time.Duration { return &c.ColdStartTimeout }, 30*time.Second,
+		"longest a request waits for a replica", positive),
+	opt("coldstart_function_timeout", func(c *Config) *time.Duration { return &c.ColdStartFunctionTimeout }, 5*time.Minute,
+		"longest function timeout the cold-start path serves: its server's read and write timeouts are coldstart_timeout plus this", positive),
+	opt("idle_check", func(c *Config) *time.Duration { return &c.IdleCheck }, time.Second,
+		"how often idle functions are looked for", positive),
+	opt("alarm_token_file", func(c *Config) *string { return &c.AlarmTokenFile }, contract.DefaultAlarmTokenFile,
+		"the alarm webhook's bearer token; missing or empty: 503", absPath),
+	opt("netdata_url", func(c *Config) *string { return &c.NetdataURL }, scaler.DefaultNetdataURL,
+		"where utilisation is read", func(v string) error {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%q: want http://HOST:PORT, e.g. %s", v, scaler.DefaultNetdataURL)
+			}
+			return nil
+		}),
+	opt("netdata_timeout", func(c *Config) *time.Duration { return &c.NetdataTimeout }, 2*time.Second,
+		"per Netdata request", positive),
+	opt("scale_window", func(c *Config) *time.Duration { return &c.ScaleWindow }, scaler.DefaultWindow,
+		"stabilisation window", positive),
+	opt("scale_up_threshold", func(c *Config) *float64 { return &c.ScaleUpThreshold }, scaler.DefaultUpThreshold,
+		"percent utilisation above which a function scales up", nil),
+	opt("scale_down_threshold", func(c *Config) *float64 { return &c.ScaleDownThreshold }, scaler.DefaultDownThreshold,
+		"percent utilisation below which a function scales down; 0 < down < up", nil).
+		with(func(c Config) error {
+			if !(c.ScaleDownThreshold > 0 && c.ScaleDownThreshold < c.ScaleUpThreshold) {
+				return fmt.Errorf("scale_down_threshold %v and scale_up_threshold %v: want 0 < down < up (percent utilisation)", c.ScaleDownThreshold, c.ScaleUpThreshold)
+			}
+			return nil
+		}),
+	opt("utilisation_lookback", func(c *Config) *time.Duration { return &c.UtilisationLookback }, scaler.DefaultLookback,
+		"the current utilisation's average", positive),
+	opt("resync_interval", func(c *Config) *time.Duration { return &c.ResyncInterval }, scaler.DefaultResync,
+		"every function evaluated this often", positive),
+	opt("scaler_call_timeout", func(c *Config) *time.Duration { return &c.ScalerCallTimeout }, scaler.DefaultCallTimeout,
+		"per Swarm call of the scaler", positive),
+	opt("scale_events", func(c *Config) *int { return &c.ScaleEvents }, scaler.DefaultEvents,
+		"decisions kept for /v1/events", func(v int) error {
+			if v < 1 || v > 100000 {
+				return fmt.Errorf("%d: want 1 to 100000", v)
+			}
+			return nil
+		}),
+}
+
+// renamed maps a key pulsed once had to the key that replaced it: pulsed
+// refuses the old one naming the new, and `make up` (scripts/up.sh) rewrites
+// it in an existing file (`pulsed --migrate-config`).
+// None has been renamed yet; the tests exercise the mechanism with their own
+// entries.
+var renamed = map[string]string{}
+
+// option is one configuration key.
+type option struct {
+	key, doc, kind, def string
+	setDefault          func(*Config)
+	decode              func(*Config, *yaml.Node) error
+	parseEnv            func(*Config, string) error
+	check               func(Config) error
+}
+
+// opt describes the key name, held in the field field returns, its default
+// def and its check (nil: every value of the type).
+func opt[T any](key string, field func(*Config) *T, def T, doc string, check func(T) error) option {
+	o := option{key: key, doc: doc, kind: kindOf(def), def: formatValue(def)}
+	o.setDefault = func(c *Config) { *field(c) = def }
+	o.decode = func(c *Config, n *yaml.Node) error {
+		var v T
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			*field(c) = v
+			return nil
+		}
+		if err := n.Decode(&v); err != nil {
+			return fmt.Errorf("%s: want %s: %v", key, o.kind, yamlMessage(err))
+		}
+		*field(c) = v
+		return nil
+	}
+	o.parseEnv = func(c *Config, s string) error {
+		if err := parseInto(field(c), s); err != nil {
+			return fmt.Errorf("%s (PULSE_%s) %q: want %s", key, strings.ToUpper(key), s, o.kind)
+		}
+		return nil
+	}
+	if check != nil {
+		o.check = func(c Config) error {
+			if err := check(*field(&c)); err != nil {
+				return fmt.Errorf("%s %w", key, err)
+			}
+			return nil
+		}
+	}
+	return o
+}
+
+// with adds a check over the whole configuration (keys that depend on each
+// other).
+func (o option) with(check func(Config) error) option {
+	prev := o.check
+	o.check = func(c Config) error {
+		if prev != nil {
+			if err := prev(c); err != nil {
+				return err
+			}
+		}
+		return check(c)
+	}
+	return o
+}
+
+func parseInto(p any, s string) error {
+	var err error
+	switch p := p.(type) {
+	case *string:
+		*p = s
+	case *bool:
+		*p, err = strconv.ParseBool(s)
+	case *int:
+		*p, err = strconv.Atoi(s)
+	case *float64:
+		*p, err = strconv.ParseFloat(s, 64)
+	case *time.Duration:
+		*p, err = time.ParseDuration(s)
+	case *[]string:
+		*p = strings.Split(s, ",")
+	default:
+		err = fmt.Errorf("no parser for %T", p)
+	}
+	return err
+}
+
+func kindOf(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case bool:
+		return "true or false"
+	case int:
+		return "an integer"
+	case float64:
+		return "a number"
+	case time.Duration:
+		return "a duration such as 1s or 250ms"
+	case []string:
+		return "a list of strings"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func formatValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		if v == "" {
+			return `""`
+		}
+		return v
+	case []string:
+		if len(v) == 0 {
+			return "[]"
+		}
+		return "[" + strings.Join(v, ", ") + "]"
+	}
+	return fmt.Sprint(v)
+}
+
+// yamlMessage drops yaml's "yaml: unmarshal errors:\n  line N:" framing.
+func yamlMessage(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": cannot unmarshal"); i >= 0 {
+		msg = "cannot unmarshal" + msg[i+len(": cannot unmarshal"):]
+	}
+	return strings.TrimSpace(msg)
+}
+
+// Checks shared by several keys; each returns the text after the key.
+func positive(d time.Duration) error {
+	if d <= 0 {
+		return errors.New("must be a positive duration such as 1s")
+	}
+	return nil
+}
+
+func hostPort(example string) func(string) error {
+	return func(v string) error {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want HOST:PORT, e.g. %s", v, example)
+		}
+		return nil
+	}
+}
+
+func absPath(v string) error {
+	if !filepath.IsAbs(v) {
+		return fmt.Errorf("%q: want an absolute path", v)
+	}
+	return nil
+}
+
+func emptyOrAbs(v string) error {
+	if v != "" && !filepath.IsAbs(v) {
+		return fmt.Errorf("%q: want an absolute path, or empty for none", v)
+	}
+	return nil
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New(`"": want a value`)
+	}
+	return nil
+}
+
+func oneOf(vals ...string) func(string) error {
+	return func(v string) error {
+		for _, ok := range vals {
+			if v == ok {
+				return nil
+			}
+		}
+		last := len(vals) - 1
+		return fmt.Errorf("%q: want %s or %s", v, strings.Join(vals[:last], ", "), vals[last])
+	}
+}
+
+func optionByKey(key string) (option, bool) {
+	for _, o := range options {
+		if o.key == key {
+			return o, true
+		}
+	}
+	return option{}, false
+}
+
+func keyNames() []string {
+	names := make([]string, len(options))
+	for i, o := range options {
+		names[i] = o.key
+	}
+	return names
 }
 
 func defaults() Config {
-	return Config{
-		APIListen: "127.0.0.1:8090", GatewayListen: "0.0.0.0:8080", AdminListen: "127.0.0.1:8404",
-		StateDir: "/var/lib/pulse", HAProxy: "haproxy", Balance: "roundrobin", CheckInterval: time.Second, CheckTimeout: 3 * time.Second,
-		FastPoll: 100 * time.Millisecond, SlowPoll: time.Second, LeaveRunning: true, LogLevel: "info",
-		ReloadDebounce: 200 * time.Millisecond, Instance: contract.DefaultInstance,
-
-		Autoscale: true, ColdStartListen: "127.0.0.1:8091", ColdStartTimeout: 30 * time.Second, IdleCheck: time.Second,
-		AlarmTokenFile: contract.DefaultAlarmTokenFile, NetdataURL: scaler.DefaultNetdataURL,
-		NetdataTimeout: 2 * time.Second, ScaleWindow: scaler.DefaultWindow,
-		ScaleUpThreshold: scaler.DefaultUpThreshold, ScaleDownThreshold: scaler.DefaultDownThreshold,
-		UtilisationLookback: scaler.DefaultLookback, ResyncInterval: scaler.DefaultResync,
-		ScalerCallTimeout: scaler.DefaultCallTimeout, ScaleEvents: scaler.DefaultEvents,
+	var c Config
+	for _, o := range options {
+		o.setDefault(&c)
 	}
+	return c
 }
-
-var keys = []string{"api_listen", "gateway_listen", "admin_listen", "state_dir", "haproxy", "balance",
-	"check_interval", "check_timeout", "fast_poll", "slow_poll", "keys_file", "leave_running", "log_level", "reload_debounce", "haproxy_log", "instance", "selector",
-	"autoscale", "coldstart_listen", "coldstart_timeout", "idle_check",
-	"alarm_token_file", "netdata_url", "netdata_timeout", "scale_window", "scale_up_threshold", "scale_down_threshold",
-	"utilisation_lookback", "resync_interval", "scaler_call_timeout", "scale_events"}
 
 // loadConfig reads the file (explicit: must exist) and the environment.
 func loadConfig(path string, env func(string) string) (Config, error) {
-	v := viper.New()
-	v.SetConfigType("yaml")
-	d := defaults()
-	def := map[string]any{
-		"api_listen": d.APIListen, "gateway_listen": d.GatewayListen, "admin_listen": d.AdminListen,
-		"state_dir": d.StateDir, "haproxy": d.HAProxy, "balance": d.Balance, "check_interval": d.CheckInterval, "check_timeout": d.CheckTimeout,
-		"fast_poll": d.FastPoll, "slow_poll": d.SlowPoll, "keys_file": "", "leave_running": d.LeaveRunning,
-		"log_level": d.LogLevel, "reload_debounce": d.ReloadDebounce, "haproxy_log": "", "instance": d.Instance, "selector": []string{},
-		"autoscale": d.Autoscale, "coldstart_listen": d.ColdStartListen, "coldstart_timeout": d.ColdStartTimeout, "idle_check": d.IdleCheck,
-		"alarm_token_file": d.AlarmTokenFile, "netdata_url": d.NetdataURL, "netdata_timeout": d.NetdataTimeout,
-		"scale_window": d.ScaleWindow, "scale_up_threshold": d.ScaleUpThreshold, "scale_down_threshold": d.ScaleDownThreshold,
-		"utilisation_lookback": d.UtilisationLookback, "resync_interval": d.ResyncInterval,
-		"scaler_call_timeout": d.ScalerCallTimeout, "scale_events": d.ScaleEvents,
-	}
-	for k, val := range def {
-		v.SetDefault(k, val)
-	}
+	c := defaults()
 	explicit := path != ""
 	if !explicit {
-		path = "/etc/pulse/pulsed.yaml"
+		path = DefaultConfigFile
 	}
-	if f, err := os.Open(path); err == nil {
-		defer f.Close()
-		if err := v.ReadConfig(f); err != nil {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := decodeConfig(&c, b); err != nil {
 			return Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
-	} else if explicit || !errors.Is(err, os.ErrNotExist) {
+	case explicit || !errors.Is(err, os.ErrNotExist):
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	for _, k := range keys {
-		if val := env("PULSE_" + strings.ToUpper(k)); val != "" {
-			if k == "selector" {
-				v.Set(k, strings.Split(val, ","))
-				continue
+	var errs []error
+	for _, o := range options {
+		if v := env("PULSE_" + strings.ToUpper(o.key)); v != "" {
+			if err := o.parseEnv(&c, v); err != nil {
+				errs = append(errs, err)
 			}
-			v.Set(k, val)
 		}
 	}
-	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
-		return Config{}, fmt.Errorf("config %s: %w (known keys: %s)", path, err, strings.Join(keys, ", "))
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("environment: %w", err)
 	}
 	if len(c.Selector) == 0 {
 		c.Selector = nil
@@ -143,77 +427,125 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate checks every value and says what is accepted.
-func (c Config) Validate() error {
+// decodeConfig applies a YAML document's keys to c: unknown and renamed
+// keys are errors that say what to write instead.
+func decodeConfig(c *Config, b []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("not YAML: %w", err)
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil // an empty file: every default
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("want a YAML map of key: value (known keys: %s)", strings.Join(keyNames(), ", "))
+	}
 	var errs []error
-	for _, a := range []struct{ key, val string }{{"api_listen", c.APIListen}, {"gateway_listen", c.GatewayListen}, {"admin_listen", c.AdminListen}} {
-		if _, _, err := net.SplitHostPort(a.val); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: want HOST:PORT, e.g. 127.0.0.1:8090", a.key, a.val))
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		key := k.Value
+		if seen[key] {
+			errs = append(errs, fmt.Errorf("line %d: %s is set twice", k.Line, key))
+			continue
 		}
-	}
-	if c.ColdStartListen != "" {
-		if _, _, err := net.SplitHostPort(c.ColdStartListen); err != nil {
-			errs = append(errs, fmt.Errorf("coldstart_listen %q: want HOST:PORT, e.g. 127.0.0.1:8091, or empty for no cold start", c.ColdStartListen))
+		seen[key] = true
+		if to, ok := renamed[key]; ok {
+			errs = append(errs, fmt.Errorf("line %d: %s was renamed %s: write %s (scripts/up.sh, or pulsed --migrate-config FILE, rewrites it)", k.Line, key, to, to))
+			continue
 		}
-	}
-	if !contract.ValidInstance(c.Instance) {
-		errs = append(errs, fmt.Errorf("instance %q: want %s, e.g. %s",
-			c.Instance, contract.InstanceSyntax, contract.DefaultInstance))
-	}
-	for _, sel := range c.Selector {
-		if k, _, _ := strings.Cut(sel, "="); strings.TrimSpace(k) == "" || k != strings.TrimSpace(k) {
-			errs = append(errs, fmt.Errorf("selector %q: want a label key or key=value, e.g. pulse.install=lab", sel))
+		o, ok := optionByKey(key)
+		if !ok {
+			errs = append(errs, fmt.Errorf("line %d: unknown key %q (known keys: %s)", k.Line, key, strings.Join(keyNames(), ", ")))
+			continue
 		}
-	}
-	if c.Balance != "leastconn" && c.Balance != "roundrobin" {
-		errs = append(errs, fmt.Errorf("balance %q: want leastconn or roundrobin", c.Balance))
-	}
-	for _, d := range []struct {
-		key string
-		val time.Duration
-	}{{"check_interval", c.CheckInterval}, {"check_timeout", c.CheckTimeout}, {"fast_poll", c.FastPoll}, {"slow_poll", c.SlowPoll}, {"reload_debounce", c.ReloadDebounce},
-		{"netdata_timeout", c.NetdataTimeout}, {"scale_window", c.ScaleWindow}, {"utilisation_lookback", c.UtilisationLookback},
-		{"resync_interval", c.ResyncInterval}, {"scaler_call_timeout", c.ScalerCallTimeout},
-		{"coldstart_timeout", c.ColdStartTimeout}, {"idle_check", c.IdleCheck}} {
-		if d.val <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be a positive duration such as 1s", d.key))
+		if err := o.decode(c, v); err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %w", v.Line, err))
 		}
-	}
-	if !filepath.IsAbs(c.StateDir) {
-		errs = append(errs, fmt.Errorf("state_dir %q: want an absolute path", c.StateDir))
-	}
-	if !filepath.IsAbs(c.AlarmTokenFile) {
-		errs = append(errs, fmt.Errorf("alarm_token_file %q: want an absolute path", c.AlarmTokenFile))
-	}
-	if u, err := url.Parse(c.NetdataURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("netdata_url %q: want http://HOST:PORT, e.g. %s", c.NetdataURL, scaler.DefaultNetdataURL))
-	}
-	if !(c.ScaleDownThreshold > 0 && c.ScaleDownThreshold < c.ScaleUpThreshold) {
-		errs = append(errs, fmt.Errorf("scale_down_threshold %v and scale_up_threshold %v: want 0 < down < up (percent utilisation)", c.ScaleDownThreshold, c.ScaleUpThreshold))
-	}
-	if c.ScaleEvents < 1 || c.ScaleEvents > 100000 {
-		errs = append(errs, fmt.Errorf("scale_events %d: want 1 to 100000", c.ScaleEvents))
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
 }
 
-// loadKeys reads the invoke keys file: a YAML map of function name to key.
-func loadKeys(path string) (map[string]string, error) {
-	if path == "" {
-		return nil, nil
+// migrateConfig rewrites the renamed keys of a YAML document, keeping its
+// comments and order, and reports whether anything changed. A file that
+// has both the old and the new key is an error: the user must choose.
+func migrateConfig(b []byte) ([]byte, []string, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, nil, fmt.Errorf("not YAML: %w", err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("keys file: %w", err)
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return b, nil, nil
 	}
-	var m map[string]string
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("keys file %s: want a YAML map of function name to key: %w", path, err)
+	root := doc.Content[0]
+	present := map[string]bool{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		present[root.Content[i].Value] = true
 	}
-	return m, nil
+	var changes []string
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k := root.Content[i]
+		to, ok := renamed[k.Value]
+		if !ok {
+			continue
+		}
+		if present[to] {
+			return nil, nil, fmt.Errorf("line %d: both %s and its new name %s are set: keep %s only", k.Line, k.Value, to, to)
+		}
+		changes = append(changes, k.Value+" → "+to)
+		k.Value = to
+	}
+	if len(changes) == 0 {
+		return b, nil, nil
+	}
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, nil, fmt.Errorf("encode: %w", err)
+	}
+	return out.Bytes(), changes, nil
+}
+
+// Validate checks every value and says what is accepted.
+func (c Config) Validate() error {
+	var errs []error
+	for _, o := range options {
+		if o.check != nil {
+			if err := o.check(c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// printReference writes the reference of every key as a Markdown table:
+// `pulsed --print-config`, and the README's "pulsed configuration" table
+// (TestConfigReferenceInREADME keeps them equal).
+func printReference(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("| Key | Default | Environment | Meaning |\n|---|---|---|---|\n")
+	for _, o := range options {
+		fmt.Fprintf(&b, "| `%s` | `%s` | `PULSE_%s` | %s (%s) |\n", o.key, o.def, strings.ToUpper(o.key),
+			strings.ReplaceAll(o.doc, "|", `\|`), o.kind)
+	}
+	if len(renamed) > 0 {
+		old := make([]string, 0, len(renamed))
+		for k := range renamed {
+			old = append(old, k)
+		}
+		sort.Strings(old)
+		b.WriteString("\nRenamed keys (pulsed refuses the old name; `make up` rewrites it):")
+		for _, k := range old {
+			fmt.Fprintf(&b, " `%s` → `%s`;", k, renamed[k])
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -1,10 +1,14 @@
 // Command pulsed is Pulse's control-plane daemon on the control node: it
 // keeps the replica catalog (polling Swarm; served at /v1/replicas), runs and
-// supervises HAProxy, the gateway, and keeps it in step with the catalog.
+// supervises HAProxy, the gateway, and keeps it in step with the catalog;
+// it keeps the invoke keys (digests, /v1/keys/, behind the management token)
+// and the replica credential HAProxy presents to replicas. Configuration:
+// config.go (`pulsed --print-config`).
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,18 +39,41 @@ func main() {
 func run(ctx context.Context, args []string, env func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pulsed", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML); default /etc/pulse/pulsed.yaml if present")
+	cfgPath := fs.String("config", "", "configuration file (YAML); default "+DefaultConfigFile+" if present")
+	printCfg := fs.Bool("print-config", false, "print the reference of every configuration key (Markdown) and exit")
+	checkCfg := fs.Bool("check-config", false, "load the configuration (file and environment), report what is wrong and exit")
+	migrate := fs.String("migrate-config", "", "rewrite the renamed keys of this configuration file in place and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	switch {
+	case *printCfg:
+		if err := printReference(os.Stdout); err != nil {
+			fmt.Fprintf(stderr, "pulsed: %v\n", err)
+			return 1
+		}
+		return 0
+	case *migrate != "":
+		if err := migrateConfigFile(*migrate, stderr); err != nil {
+			fmt.Fprintf(stderr, "pulsed: migrate %s: %v\n", *migrate, err)
+			return 1
+		}
+		return 0
 	}
 	cfg, err := loadConfig(*cfgPath, env)
 	if err != nil {
 		fmt.Fprintf(stderr, "pulsed: bad configuration:\n%v\n", err)
 		return 2
 	}
+	if *checkCfg {
+		return 0
+	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if dropped := dropProxyEnv(os.Unsetenv, os.Environ()); len(dropped) > 0 {
+		log.Info("proxy settings removed from the environment: pulsed's clients and HAProxy connect directly", "removed", dropped)
+	}
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("pulsed stopped", "err", err)
 		return 1
@@ -53,11 +81,106 @@ func run(ctx context.Context, args []string, env func(string) string, stderr io.
 	return 0
 }
 
+// migrateConfigFile rewrites path's renamed keys (keeping its mode), saying
+// what it changed.
+func migrateConfigFile(path string, out io.Writer) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	nb, changes, err := migrateConfig(b)
+	if err != nil || len(changes) == 0 {
+		return err
+	}
+	if err := os.WriteFile(path+".bak", b, st.Mode().Perm()); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, nb, st.Mode().Perm(), -1); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		fmt.Fprintf(out, "pulsed: %s: renamed %s (the old file is %s.bak)\n", path, c, path)
+	}
+	return nil
+}
+
+// dropProxyEnv removes the proxy variables from the environment (before
+// any HTTP client reads them: net/http reads them once): replica probes,
+// the cold-start path and the Netdata client must reach their targets
+// directly, never hand the replica credential to a proxy. It returns the
+// names it removed.
+func dropProxyEnv(unset func(string) error, environ []string) []string {
+	var dropped []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY":
+			if err := unset(k); err == nil {
+				dropped = append(dropped, k)
+			}
+		}
+	}
+	return dropped
+}
+
+// secrets is what pulsed reads at start besides its configuration.
+type secrets struct {
+	replicaAuth string
+	apiToken    string
+	tls         *tls.Config // nil: plain HTTP
+	keys        *keyStore
+}
+
+// loadSecrets reads (or creates) the replica credential, the management
+// token, the certificate and the key store, and imports a deprecated
+// keys_file.
+func loadSecrets(ctx context.Context, cfg Config, log *slog.Logger) (secrets, error) {
+	var s secrets
+	var err error
+	if s.replicaAuth, err = readOrCreateReplicaAuth(cfg.ReplicaAuthFile); err != nil {
+		return s, fmt.Errorf("replica_auth_file: %w", err)
+	}
+	if s.apiToken, err = readAPIToken(cfg.APITokenFile); err != nil {
+		return s, fmt.Errorf("api_token_file: %w", err)
+	}
+	if s.apiToken == "" {
+		log.Warn("management API disabled: "+contract.KeysPath+" answers 503 until pulsed restarts with a token",
+			"api_token_file", cfg.APITokenFile)
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSCert)
+		if err != nil {
+			return s, fmt.Errorf("tls_cert %s: want one PEM file holding the certificate and its key: %w", cfg.TLSCert, err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if s.keys, err = openKeyStore(filepath.Join(cfg.StateDir, "keys.json")); err != nil {
+		return s, err
+	}
+	legacy, err := loadLegacyKeys(cfg.KeysFile)
+	if err != nil {
+		return s, err
+	}
+	if len(legacy) > 0 {
+		n, err := s.keys.importLegacy(ctx, legacy)
+		if err != nil {
+			return s, fmt.Errorf("keys_file: import: %w", err)
+		}
+		log.Warn("keys_file is deprecated: its keys are in the key store now (as digests); manage them with `pulse key ls|add|rm` and remove keys_file from the configuration",
+			"keys_file", cfg.KeysFile, "imported", n)
+	}
+	return s, nil
+}
+
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	keys, err := loadKeys(cfg.KeysFile)
+	sec, err := loadSecrets(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -69,6 +192,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	cli.NegotiateAPIVersion(nctx)
 	cancel()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	secret, err := ensureReplicaAuthSecret(sctx, cli, cfg.Instance, sec.replicaAuth)
+	var pruned []string
+	if err == nil {
+		pruned, err = pruneReplicaAuthSecrets(sctx, cli, cfg.Instance, secret)
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	log.Info("replica credential ready", "secret", secret, "removed_old_secrets", pruned)
 
 	ccfg := gateway.DefaultCatalogConfig()
 	ccfg.FastPoll, ccfg.SlowPoll, ccfg.Selector = cfg.FastPoll, cfg.SlowPoll, cfg.Selector
@@ -82,7 +216,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// /metrics, scale to and from zero.
 	var auto *autoscaler
 	if cfg.Autoscale {
-		if auto, err = newAutoscaler(cfg, cli, cat, log); err != nil {
+		if auto, err = newAutoscaler(cfg, sec, cli, cat, log); err != nil {
 			return err
 		}
 		if auto.coldLn != nil {
@@ -97,7 +231,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rcfg.Render.RuntimeSocket = filepath.Join(cfg.StateDir, "haproxy.sock")
 	rcfg.Render.ServerStateFile = filepath.Join(cfg.StateDir, "server-state")
 	rcfg.Render.Log = cfg.HAProxyLog
-	rcfg.Render.Balance, rcfg.Render.CheckInterval, rcfg.Render.CheckTimeout, rcfg.Render.Keys = cfg.Balance, cfg.CheckInterval, cfg.CheckTimeout, keys
+	rcfg.Render.Balance, rcfg.Render.CheckInterval, rcfg.Render.CheckTimeout = cfg.Balance, cfg.CheckInterval, cfg.CheckTimeout
+	wireGatewayAuth(&rcfg.Render, cfg, sec)
 	if auto != nil && auto.coldLn != nil {
 		rcfg.Render.BackupAddr = auto.coldLn.Addr().String()
 	}
@@ -123,6 +258,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	rt := gateway.NewRuntime(rcfg.Render.RuntimeSocket, 2*time.Second)
 	rec := gateway.NewReconciler(rcfg, hap, rt, log)
+	if err := applyKeys(ctx, rec, sec.keys); err != nil {
+		return err
+	}
 
 	ctx, cancel = context.WithCancel(ctx)
 	defer cancel()
@@ -145,7 +283,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}()
 
 	mux := http.NewServeMux()
-	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(gateway.WithRouting(cat, rec)))
+	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(pulseLabelsOnly{gateway.WithRouting(cat, rec)}))
+	mux.Handle(contract.KeysPath, &keysHandler{store: sec.keys, tok: newBearer(sec.apiToken), log: log})
 	if auto != nil {
 		mountScaler(mux, auto.api)
 	}
@@ -162,9 +301,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("api listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newAPIServer(mux, defaultAPITimeouts, log)
+	srv.TLSConfig = sec.tls
+	if sec.tls != nil {
+		ln = tls.NewListener(ln, sec.tls)
+	}
 	go func() { errc <- wrap("api", srv.Serve(ln)) }()
-	log.Info("pulsed running", "api", ln.Addr().String(), "gateway", cfg.GatewayListen, "state_dir", cfg.StateDir)
+	log.Info("pulsed running", "api", ln.Addr().String(), "tls", sec.tls != nil, "gateway", cfg.GatewayListen, "state_dir", cfg.StateDir)
 
 	var first error
 	done := 0
@@ -174,9 +317,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		done++
 	}
 	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	_ = srv.Shutdown(sctx)
+	shctx, shcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer shcancel()
+	_ = srv.Shutdown(shctx)
 	// Wait for every part, HAProxy's supervisor above all: with
 	// leave_running false it stops HAProxy, which must not outlive pulsed.
 	for ; done < parts; done++ {
@@ -188,6 +331,31 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return first
 	}
 	return nil
+}
+
+// pulseLabelsOnly serves the catalog with only the pulse.* service labels:
+// the catalog needs no token (the collector and the CLI read it), so the
+// labels a user put on a service for other tools stay in Swarm.
+type pulseLabelsOnly struct{ src gateway.CatalogSource }
+
+func (p pulseLabelsOnly) Current() (contract.Catalog, time.Time, error) {
+	cat, at, err := p.src.Current()
+	if err != nil {
+		return cat, at, err
+	}
+	fns := make([]contract.CatalogFunction, len(cat.Functions))
+	for i, f := range cat.Functions {
+		labels := make(map[string]string, len(f.Labels))
+		for k, v := range f.Labels {
+			if strings.HasPrefix(k, "pulse.") {
+				labels[k] = v
+			}
+		}
+		f.Labels = labels
+		fns[i] = f
+	}
+	cat.Functions = fns
+	return cat, at, nil
 }
 
 func wrap(what string, err error) error {

@@ -39,7 +39,7 @@ type autoscaler struct {
 // replica catalog, and listens for cold starts. A missing or empty token
 // file is not fatal: the webhook and the scaler's read endpoints then answer
 // 503 (said once here), while the periodic evaluation still scales.
-func newAutoscaler(cfg Config, api scaler.ServiceAPI, cat *gateway.Catalog, log *slog.Logger) (*autoscaler, error) {
+func newAutoscaler(cfg Config, sec secrets, api scaler.ServiceAPI, cat *gateway.Catalog, log *slog.Logger) (*autoscaler, error) {
 	nd, err := scaler.NewNetdata(cfg.NetdataURL, cfg.NetdataTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("scaler: %w", err)
@@ -57,6 +57,7 @@ func newAutoscaler(cfg Config, api scaler.ServiceAPI, cat *gateway.Catalog, log 
 	if cfg.ColdStartListen != "" {
 		ccfg := gateway.DefaultColdStartConfig()
 		ccfg.Timeout = cfg.ColdStartTimeout
+		coldStartAuth(&ccfg, sec)
 		if a.cold, err = gateway.NewColdStart(ccfg, cat, sc, log); err != nil {
 			return nil, err
 		}
@@ -79,7 +80,7 @@ func (a *autoscaler) start(ctx context.Context, stats gateway.StatsSource, errc 
 	go func() { errc <- wrap("idle", idle.Run(ctx)) }()
 	if a.coldLn != nil {
 		n++
-		srv := &http.Server{Handler: a.cold, ReadHeaderTimeout: 10 * time.Second}
+		srv := coldStartTimeouts(a.cfg).server(a.cold, a.log, "coldstart")
 		go func() {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
