@@ -58,7 +58,7 @@ func withDocker(f func(d *fakeDocker)) Probes {
 }
 
 func TestDockerCheck(t *testing.T) {
-	const startHint = "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix DOCKER_HOST"
+	const startHint = "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix the engine's address (pulse's docker_host in its config, PULSE_DOCKER_HOST, else DOCKER_HOST)"
 	runCases(t, []checkCase{
 		{"engine 20.10", CheckDocker, withDocker(func(*fakeDocker) {}),
 			Result{Check: "docker", Status: OK, Detail: "API 1.41 (engine 20.10.24+dfsg1)"}},
@@ -88,8 +88,10 @@ func TestDockerCheck(t *testing.T) {
 			d.versionErr = errors.New("500 Internal Server Error")
 		}), Result{Check: "docker", Status: WARN, Detail: "API 1.41 (version: 500 Internal Server Error)",
 			Hint: "the engine answers ping but not /version; check its log"}},
-		{"client could not be made", CheckDocker, Probes{Docker: brokenDocker{errors.New("docker client: unable to parse docker host `tcp:/x`")}},
+		{"client could not be made", CheckDocker, Probes{Docker: brokenDocker{err: errors.New("docker client: unable to parse docker host `tcp:/x`")}},
 			Result{Check: "docker", Status: FAIL, Detail: "unreachable: docker client: unable to parse docker host `tcp:/x`", Hint: startHint}},
+		{"client could not be made for a host", CheckDocker, Probes{Docker: newDockerClient("tcp:/x")},
+			Result{Check: "docker", Status: FAIL, Detail: "unreachable at tcp:/x: docker client for tcp:/x: unable to parse docker host `tcp:/x`", Hint: startHint}},
 		{"no client", CheckDocker, Probes{},
 			Result{Check: "docker", Status: FAIL, Detail: "no Docker client configured"}},
 	})
@@ -143,7 +145,7 @@ func TestSwarmCheck(t *testing.T) {
 			Result{Check: "swarm", Status: WARN, Detail: `unknown state "frozen"`, Hint: "docker info shows the swarm's state"}},
 		{"info fails", CheckSwarm, withDocker(func(d *fakeDocker) { d.infoErr = errors.New("EOF") }),
 			Result{Check: "swarm", Status: FAIL, Detail: "docker info: EOF",
-				Hint: "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix DOCKER_HOST"}},
+				Hint: "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix the engine's address (pulse's docker_host in its config, PULSE_DOCKER_HOST, else DOCKER_HOST)"}},
 		{"no client", CheckSwarm, Probes{},
 			Result{Check: "swarm", Status: FAIL, Detail: "no Docker client configured"}},
 	})
@@ -164,7 +166,7 @@ func TestReplicasCheck(t *testing.T) {
 			Detail: "4 replicas running on this node (demo 1, echo 1, hello 2); 1 outside swarm"}},
 		{"list fails", CheckReplicas, withDocker(func(d *fakeDocker) { d.containersErr = errors.New("EOF") }),
 			Result{Check: "replicas", Status: WARN, Detail: "container list: EOF",
-				Hint: "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix DOCKER_HOST"}},
+				Hint: "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix the engine's address (pulse's docker_host in its config, PULSE_DOCKER_HOST, else DOCKER_HOST)"}},
 		{"no client", CheckReplicas, Probes{},
 			Result{Check: "replicas", Status: WARN, Detail: "no Docker client configured"}},
 	})

@@ -33,20 +33,47 @@ var _ Docker = (*client.Client)(nil)
 // docker.io 20.10.
 const minAPIVersion = "1.41"
 
-// newDockerClient returns a client configured from the environment
-// (DOCKER_HOST and friends) that negotiates the API version, so this SDK
-// speaks to an engine as old as 20.10 (API 1.41). It does not connect.
-func newDockerClient() Docker {
-	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+// newDockerClient returns a client of the engine at host ("" for the
+// environment: DOCKER_HOST and friends, else the default socket) that
+// negotiates the API version, so this SDK speaks to an engine as old as
+// 20.10 (API 1.41). It does not connect.
+func newDockerClient(host string) Docker {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {
-		return brokenDocker{fmt.Errorf("docker client: %w", err)}
+		return brokenDocker{host: host, err: fmt.Errorf("docker client for %s: %w", host, err)}
 	}
 	return c
 }
 
+// daemonHost is the engine address a Docker client talks to, for the
+// report ("" when it does not say: a fake).
+func daemonHost(d Docker) string {
+	if h, ok := d.(interface{ DaemonHost() string }); ok {
+		return h.DaemonHost()
+	}
+	return ""
+}
+
+// at says where the engine is, for a detail: " at unix:///…", or "".
+func at(d Docker) string {
+	if h := daemonHost(d); h != "" {
+		return " at " + h
+	}
+	return ""
+}
+
 // brokenDocker answers every call with the error that prevented creating a
 // client, so the checks report it.
-type brokenDocker struct{ err error }
+type brokenDocker struct {
+	host string
+	err  error
+}
+
+func (b brokenDocker) DaemonHost() string { return b.host }
 
 func (b brokenDocker) Ping(context.Context) (types.Ping, error) { return types.Ping{}, b.err }
 func (b brokenDocker) ServerVersion(context.Context) (types.Version, error) {
@@ -67,7 +94,7 @@ func dockerHint(err error) string {
 	if strings.Contains(strings.ToLower(err.Error()), "permission denied") {
 		return "run as root or as a member of the docker group (the socket is root-equivalent)"
 	}
-	return "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix DOCKER_HOST"
+	return "start the engine (systemctl start docker, or dockerd &), install it with apt-get install docker.io, or fix the engine's address (pulse's docker_host in its config, PULSE_DOCKER_HOST, else DOCKER_HOST)"
 }
 
 func checkDocker(ctx context.Context, p Probes) Result {
@@ -76,7 +103,7 @@ func checkDocker(ctx context.Context, p Probes) Result {
 	}
 	ping, err := call(ctx, p, p.Docker.Ping)
 	if err != nil {
-		return Result{Status: FAIL, Detail: fmt.Sprintf("unreachable: %v", err), Hint: dockerHint(err)}
+		return Result{Status: FAIL, Detail: fmt.Sprintf("unreachable%s: %v", at(p.Docker), err), Hint: dockerHint(err)}
 	}
 	v, err := call(ctx, p, p.Docker.ServerVersion)
 	if err != nil {
@@ -87,7 +114,7 @@ func checkDocker(ctx context.Context, p Probes) Result {
 	if api == "" {
 		api = ping.APIVersion
 	}
-	detail := fmt.Sprintf("API %s (engine %s)", api, v.Version)
+	detail := fmt.Sprintf("API %s (engine %s)%s", api, v.Version, at(p.Docker))
 	if versionLess(api, minAPIVersion) {
 		return Result{Status: WARN, Detail: detail + ", older than API " + minAPIVersion,
 			Hint: "upgrade the engine to 20.10 or later (Debian 12: apt-get install docker.io)"}

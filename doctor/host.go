@@ -9,14 +9,15 @@ import (
 )
 
 // DefaultProbes returns the probes of the real host: files under /, commands
-// from PATH, the Docker Engine from the environment (DOCKER_HOST or the
-// default socket) and this process's RLIMIT_NOFILE. It connects to nothing
-// until Run; Close releases the Docker client.
-func DefaultProbes() Probes {
+// from PATH, the Docker Engine at dockerHost (e.g. unix:///var/run/docker.sock
+// or tcp://host:2376; "" for the environment's DOCKER_HOST, else the default
+// socket) and this process's RLIMIT_NOFILE. It connects to nothing until
+// Run; Close releases the Docker client.
+func DefaultProbes(dockerHost string) Probes {
 	return Probes{
 		Root:   os.DirFS("/"),
 		Exec:   execCommand,
-		Docker: newDockerClient(),
+		Docker: newDockerClient(dockerHost),
 		NoFile: getrlimitNoFile,
 	}
 }

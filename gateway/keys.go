@@ -202,6 +202,12 @@ func (r *Reconciler) syncKeysLocked(ctx context.Context) error {
 	}
 	out, err := r.rt.Exec(ctx, "show map "+path)
 	if err != nil {
+		if strings.Contains(err.Error(), "Unknown map identifier") {
+			// No backend uses the map (no function routed yet): HAProxy
+			// has not loaded it, and reads the file at the reload that
+			// adds the first backend.
+			return nil
+		}
 		return fmt.Errorf("sync keys map: %w", err)
 	}
 	have, err := parseShowMap(out)

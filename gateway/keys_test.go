@@ -92,6 +92,15 @@ func TestReconcilerKeys(t *testing.T) {
 		}
 	}()
 
+	// No function yet: no backend uses the map, HAProxy has not loaded
+	// it, and the reconciler is still healthy (pulsed's /healthz at a
+	// fresh `make up`).
+	cats <- contract.Catalog{Version: "0"}
+	time.Sleep(3 * cfg.Resync)
+	if err := rec.Err(); err != nil {
+		t.Fatalf("keys set and no function routed: %v", err)
+	}
+
 	addr := keysReplica(t, "r1")
 	fn := func(name string) contract.CatalogFunction {
 		return contract.CatalogFunction{Name: name, ServiceID: "svc-" + name, Desired: 1,

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 // cgiVars are the request variables a fork-mode function receives, after the
@@ -22,7 +24,10 @@ func baseEnv(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "HTTP_") || isCGIVar(k) {
+		// The credential file's name is the watchdog's business (a
+		// function process in the same container could still read the
+		// file: see the README).
+		if strings.HasPrefix(k, "HTTP_") || isCGIVar(k) || k == contract.EnvReplicaAuthFile {
 			continue
 		}
 		out = append(out, kv)

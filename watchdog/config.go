@@ -1,8 +1,10 @@
 package watchdog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -33,7 +35,12 @@ type Config struct {
 	IdleTimeout    time.Duration // keep-alive idle
 	MaxHeaderBytes int           // request header cap, bytes
 	DrainGrace     time.Duration // serve-while-failing-health period after SIGTERM
+	MaxOverdue     int64         // in-process handlers past their deadline before health fails; 0 = no limit
 	LogLevel       slog.Level
+	// ReplicaAuth is the replica credential every request must carry in
+	// contract.HeaderReplicaAuth; "" checks nothing. Read from the file
+	// named by contract.EnvReplicaAuthFile; never logged.
+	ReplicaAuth string
 }
 
 // Defaults, documented in the watchdog README.
@@ -71,6 +78,7 @@ func ConfigFromEnv(env []string, mode string) (Config, error) {
 		IdleTimeout:    DefaultIdleTimeout,
 		MaxHeaderBytes: DefaultMaxHeaderBytes,
 		DrainGrace:     DefaultDrainGrace,
+		MaxOverdue:     contract.DefaultMaxOverdue,
 		LogLevel:       slog.LevelInfo,
 	}
 	var errs []error
@@ -138,6 +146,21 @@ func ConfigFromEnv(env []string, mode string) (Config, error) {
 			c.MaxInflight = n
 		}
 	}
+	if v := get(contract.EnvMaxOverdue); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number ≥ 0 (0 = never fail health for handlers past their deadline)", contract.EnvMaxOverdue, v))
+		} else {
+			c.MaxOverdue = n
+		}
+	}
+	if v := get(contract.EnvReplicaAuthFile); v != "" {
+		cred, err := readReplicaAuth(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", contract.EnvReplicaAuthFile, v, err))
+		}
+		c.ReplicaAuth = cred
+	}
 	if v := get(contract.EnvLogLevel); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", contract.EnvLogLevel, v))
@@ -147,6 +170,36 @@ func ConfigFromEnv(env []string, mode string) (Config, error) {
 		return c, errors.Join(errs...)
 	}
 	return c, c.Validate()
+}
+
+// readReplicaAuth reads the replica credential from path: the file's
+// content less one trailing newline, 1 to contract.MaxReplicaAuthBytes
+// bytes, none of them a control character (HAProxy sends it as a header
+// value).
+func readReplicaAuth(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the replica credential: %w (pulse deploy attaches it as the Docker secret %s)", err, contract.ReplicaAuthSecretTarget)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, contract.MaxReplicaAuthBytes+2))
+	if err != nil {
+		return "", fmt.Errorf("cannot read the replica credential: %w", err)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	switch {
+	case len(b) == 0:
+		return "", errors.New("the replica credential file is empty")
+	case len(b) > contract.MaxReplicaAuthBytes:
+		return "", fmt.Errorf("the replica credential file is over %d bytes", contract.MaxReplicaAuthBytes)
+	}
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return "", errors.New("the replica credential holds a control character or a line break; want one line of printable characters")
+		}
+	}
+	return string(b), nil
 }
 
 // Validate checks that the configuration is complete and consistent.
@@ -199,6 +252,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflight < 0 {
 		errs = append(errs, fmt.Errorf("%s must be ≥ 0", contract.EnvMaxInflight))
+	}
+	if c.MaxOverdue < 0 {
+		errs = append(errs, fmt.Errorf("%s must be ≥ 0", contract.EnvMaxOverdue))
 	}
 	if c.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("%s must be ≥ 0", contract.EnvDrainGrace))

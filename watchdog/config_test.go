@@ -21,7 +21,7 @@ func TestConfigDefaults(t *testing.T) {
 		Upstream: "127.0.0.1:3000", Listen: ":8080", Timeout: 30 * time.Second,
 		MaxBody: 10 << 20, MaxResponse: 10 << 20, MaxInflight: 1000,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 35 * time.Second, IdleTimeout: 120 * time.Second,
-		MaxHeaderBytes: 64 << 10, DrainGrace: 5 * time.Second, LogLevel: slog.LevelInfo,
+		MaxHeaderBytes: 64 << 10, DrainGrace: 5 * time.Second, MaxOverdue: 8, LogLevel: slog.LevelInfo,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -29,12 +29,17 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestConfigFromEnvValues(t *testing.T) {
+	authFile := t.TempDir() + "/auth"
+	if err := os.WriteFile(authFile, []byte("s3cret-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	got, err := ConfigFromEnv([]string{
 		"PULSE_FUNCTION=echo-2", "PULSE_MODE=http", `PULSE_EXEC=["/bin/cat", "a b", "c\/d"]`,
 		"PULSE_UPSTREAM=127.0.0.1:9000", "PULSE_LISTEN=127.0.0.1:0", "PULSE_TIMEOUT=2s",
 		"PULSE_MAX_BODY=1KiB", "PULSE_MAX_RESPONSE=2m", "PULSE_MAX_INFLIGHT=0",
 		"PULSE_READ_TIMEOUT=1s", "PULSE_WRITE_TIMEOUT=3s", "PULSE_IDLE_TIMEOUT=4s",
 		"PULSE_MAX_HEADER_BYTES=8k", "PULSE_DRAIN_GRACE=0s", "PULSE_LOG_LEVEL=debug",
+		"PULSE_MAX_OVERDUE=3", "PULSE_REPLICA_AUTH_FILE=" + authFile,
 	}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +49,8 @@ func TestConfigFromEnvValues(t *testing.T) {
 		Upstream: "127.0.0.1:9000", Listen: "127.0.0.1:0", Timeout: 2 * time.Second,
 		MaxBody: 1024, MaxResponse: 2 << 20, MaxInflight: 0,
 		ReadTimeout: time.Second, WriteTimeout: 3 * time.Second, IdleTimeout: 4 * time.Second,
-		MaxHeaderBytes: 8192, DrainGrace: 0, LogLevel: slog.LevelDebug,
+		MaxHeaderBytes: 8192, DrainGrace: 0, MaxOverdue: 3, LogLevel: slog.LevelDebug,
+		ReplicaAuth: "s3cret-value",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)

@@ -79,6 +79,22 @@ func (c *deadlineCtx) cancel(err error) {
 	close(c.done)
 }
 
+// expire ends the context now with err, unless it has ended: for a handler
+// the watchdog stops waiting for, which release would otherwise leave with a
+// Done that never closes.
+func (c *deadlineCtx) expire(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	close(c.done)
+}
+
 // release frees the timer and the parent link, if Done made them. After it,
 // Err still tells the truth; Done no longer closes on the deadline.
 func (c *deadlineCtx) release() {

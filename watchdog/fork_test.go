@@ -26,16 +26,19 @@ func TestFork(t *testing.T) {
 		wantJSON map[string]any     // fields the JSON error must carry
 		contains []string           // substrings of the body
 		metric   map[string]float64 // series → value after the request
+		logs     []string           // substrings of the watchdog's log
 	}{
 		{name: "cat echoes", exec: "/bin/cat", body: "hello", status: 200, wantBody: "hello",
 			metric: map[string]float64{`pulse_function_requests_total{function="test",code="200"}`: 1}},
 		{name: "static C echo, body above pipe capacity", exec: "FN echo", body: big, status: 200, wantBody: big},
 		{name: "empty body", exec: "FN echo", body: "", status: 200, wantBody: ""},
-		{name: "non-zero exit is 500 with stderr tail", exec: "FN crash", status: 500,
-			wantJSON: map[string]any{"error": "function failed", "exit_code": 3.0, "stderr": "something went wrong\nfatal: cannot continue\n"},
+		{name: "non-zero exit is 500, stderr only in the log", exec: "FN crash", status: 500,
+			hdr:      map[string]string{"X-Request-ID": "req-42"},
+			wantJSON: map[string]any{"error": "function failed", "exit_code": 3.0, "request_id": "req-42"},
+			logs:     []string{`"msg":"function failed"`, `"request_id":"req-42","stderr_tail":"something went wrong\nfatal: cannot continue\n","exit_code":3`},
 			metric:   map[string]float64{`pulse_function_requests_total{function="test",code="500"}`: 1}},
 		{name: "killed by a signal is 500", exec: "FN segv", status: 500,
-			wantJSON: map[string]any{"error": "function failed", "signal": "segmentation fault", "stderr": ""}},
+			wantJSON: map[string]any{"error": "function failed", "signal": "segmentation fault", "request_id": "*"}},
 		{name: "timeout kills the group, 504", exec: "FN sleep 30", env: []string{"PULSE_TIMEOUT=300ms"}, status: 504,
 			wantJSON: map[string]any{"error": "function timed out", "timeout": "300ms"},
 			metric: map[string]float64{
@@ -92,6 +95,9 @@ func TestFork(t *testing.T) {
 					t.Errorf("JSON %v, want exactly %v", got, tc.wantJSON)
 				}
 				for k, v := range tc.wantJSON {
+					if s, _ := got[k].(string); v == "*" && s != "" {
+						continue // any non-empty value
+					}
 					if got[k] != v {
 						t.Errorf("JSON %s = %#v, want %#v (body %s)", k, got[k], v, r.body)
 					}
@@ -112,6 +118,12 @@ func TestFork(t *testing.T) {
 						t.Errorf("environment has %q:\n%s", bad, r.body)
 					}
 				}
+			}
+			for _, s := range tc.logs {
+				eventually(t, "log line "+s, func() bool { return strings.Contains(w.log(), s) })
+			}
+			if tc.wantJSON != nil && strings.Contains(r.body, "something went wrong") {
+				t.Errorf("stderr reached the client: %s", r.body)
 			}
 			for series, want := range tc.metric {
 				if got := w.metric(series); got != want {

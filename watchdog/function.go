@@ -22,7 +22,8 @@ import (
 // Func adapts a function of bytes to an http.Handler: the request body in,
 // the response body out (200, application/octet-stream unless the function
 // sets nothing else). An error from the function becomes a 500 with a JSON
-// body; a body over the limit, 413; a context past its deadline, 504.
+// body; a body over the limit, 413. A function that returns after its
+// context's deadline writes nothing: the watchdog answers 504.
 func Func(f func(ctx context.Context, body []byte) ([]byte, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -37,8 +38,7 @@ func Func(f func(ctx context.Context, body []byte) ([]byte, error)) http.Handler
 		}
 		out, err := f(r.Context(), body)
 		if ctxErr := r.Context().Err(); errors.Is(ctxErr, context.DeadlineExceeded) {
-			writeError(w, http.StatusGatewayTimeout, "function timed out")
-			return
+			return // nothing written: the watchdog answers 504 for every handler alike
 		}
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
@@ -87,7 +87,7 @@ func run(handler http.Handler, args, env []string, stderr io.Writer) int {
 	}
 	cfg, err := ConfigFromEnv(env, mode)
 	if health {
-		if err := Healthcheck(cfg.Listen, 2*time.Second); err != nil {
+		if err := Healthcheck(cfg.Listen, cfg.ReplicaAuth, 2*time.Second); err != nil {
 			fmt.Fprintln(stderr, "unhealthy:", err)
 			return 1
 		}
@@ -127,10 +127,11 @@ func signalContext() (context.Context, <-chan struct{}) {
 	return ctx, skip
 }
 
-// Healthcheck asks the watchdog listening on listen for its health. It
+// Healthcheck asks the watchdog listening on listen for its health,
+// presenting credential (contract.HeaderReplicaAuth) unless it is empty. It
 // speaks HTTP/1.0 on a raw connection: http.Client would add its whole
 // transport to every function binary for one GET.
-func Healthcheck(listen string, timeout time.Duration) error {
+func Healthcheck(listen, credential string, timeout time.Duration) error {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return fmt.Errorf("listen address %q: %w", listen, err)
@@ -145,7 +146,11 @@ func Healthcheck(listen string, timeout time.Duration) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, "GET "+contract.HealthPath+" HTTP/1.0\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+	req := "GET " + contract.HealthPath + " HTTP/1.0\r\nHost: " + addr + "\r\n"
+	if credential != "" {
+		req += contract.HeaderReplicaAuth + ": " + credential + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
 		return err
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')

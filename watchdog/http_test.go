@@ -1,8 +1,11 @@
 package watchdog_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -163,4 +166,81 @@ func TestHTTPModeStopsUpstream(t *testing.T) {
 		t.Fatalf("exit: %v", err)
 	}
 	eventually(t, "upstream gone", func() bool { return !alive(kids[0]) })
+}
+
+// TestHTTPModeStrictUpstream: in front of Node's http server (llhttp, which
+// answers 400 to a request with two Content-Length headers) every kind of
+// request body arrives with exactly one length header, or chunked.
+func TestHTTPModeStrictUpstream(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	script, err := filepath.Abs("testdata/strict.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := freeAddr(t)
+	w := startWD(t, "PULSE_MODE=http", "PULSE_UPSTREAM="+up, "PULSE_EXEC="+node+" "+script+" "+up)
+	w.waitHealth(200)
+
+	// The peer is strict: the duplicate the watchdog used to send is
+	// refused when sent to it directly.
+	dup := rawDo(up, "POST", "/", "abc", map[string]string{"Content-Length": "3"})
+	if dup.err != nil || dup.status != 400 {
+		t.Fatalf("node accepted two Content-Length headers: %d %v", dup.status, dup.err)
+	}
+
+	big := strings.Repeat("b", 200<<10) // above the replay buffer: streamed
+	cases := []struct {
+		name, method, body string
+		hdr                map[string]string
+		length             float64
+		wantCL             string // the one Content-Length node saw; "" for none
+		chunked            bool
+	}{
+		{name: "small body", method: "POST", body: "hello", length: 5, wantCL: "5"},
+		{name: "streamed body", method: "PUT", body: big, length: float64(len(big)), wantCL: fmt.Sprint(len(big))},
+		{name: "empty POST", method: "POST", body: "", length: 0, wantCL: "0"},
+		{name: "GET without body", method: "GET", body: "", length: 0, wantCL: ""},
+		{name: "chunked body", method: "POST", hdr: map[string]string{"Transfer-Encoding": "chunked"},
+			body: "5\r\nhello\r\n0\r\n\r\n", length: 5, chunked: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := w.do(tc.method, "/x?y=1", tc.body, tc.hdr)
+			if r.err != nil || r.status != 200 {
+				t.Fatalf("got %d %q %v", r.status, r.body, r.err)
+			}
+			var seen struct {
+				Method     string
+				URL        string
+				RawHeaders []string
+				Length     float64
+			}
+			if err := json.Unmarshal([]byte(r.body), &seen); err != nil {
+				t.Fatalf("%q: %v", r.body, err)
+			}
+			if seen.Method != tc.method || seen.URL != "/x?y=1" || seen.Length != tc.length {
+				t.Errorf("node saw %s %s with %v bytes", seen.Method, seen.URL, seen.Length)
+			}
+			var cls, tes []string
+			for i := 0; i+1 < len(seen.RawHeaders); i += 2 {
+				switch strings.ToLower(seen.RawHeaders[i]) {
+				case "content-length":
+					cls = append(cls, seen.RawHeaders[i+1])
+				case "transfer-encoding":
+					tes = append(tes, seen.RawHeaders[i+1])
+				}
+			}
+			switch {
+			case tc.chunked && (len(cls) != 0 || len(tes) != 1):
+				t.Errorf("chunked: Content-Length %q, Transfer-Encoding %q", cls, tes)
+			case !tc.chunked && tc.wantCL == "" && len(cls) != 0:
+				t.Errorf("Content-Length %q, want none", cls)
+			case !tc.chunked && tc.wantCL != "" && (len(cls) != 1 || cls[0] != tc.wantCL):
+				t.Errorf("Content-Length %q, want exactly [%s]", cls, tc.wantCL)
+			}
+		})
+	}
 }

@@ -116,7 +116,7 @@ func TestInProcess(t *testing.T) {
 		{"error is 500 JSON", "POST", "/", "fail", 500, `{"error":"bad input"}` + "\n"},
 		{"panic is 500 JSON", "POST", "/", "panic", 500, `{"error":"function panicked"}` + "\n"},
 		{"body over the limit", "POST", "/", strings.Repeat("x", 17), 413, `{"error":"request body too large","limit":16}` + "\n"},
-		{"timeout is 504", "POST", "/", "slow", 504, `{"error":"function timed out"}` + "\n"},
+		{"timeout is 504", "POST", "/", "slow", 504, `{"error":"function timed out","timeout":"200ms"}` + "\n"},
 		{"health", "GET", "/_/health", "", 200, `{"status":"ok"}` + "\n"},
 		{"unknown reserved path", "GET", "/_/nope", "", 404, `{"error":"no such watchdog endpoint","path":"/_/nope"}` + "\n"},
 	}
@@ -157,6 +157,8 @@ func TestInProcess(t *testing.T) {
 			`pulse_function_request_duration_seconds_bucket{function="hello",le="+Inf"}`: "8",
 			`pulse_function_inflight_requests{function="hello"}`:                         "0",
 			`pulse_watchdog_info{function="hello",mode="inproc",version="dev"}`:          "1",
+			`pulse_watchdog_killed_total{function="hello",reason="timeout"}`:             "1",
+			`pulse_watchdog_overdue_handlers{function="hello"}`:                          "0",
 		}
 		got := map[string]string{}
 		for _, line := range strings.Split(a.body, "\n") {
@@ -176,17 +178,17 @@ func TestInProcess(t *testing.T) {
 		if a.header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" {
 			t.Errorf("Content-Type %q", a.header.Get("Content-Type"))
 		}
-		// The in-process mode kills nothing and has no upstream.
-		if strings.Contains(a.body, contract.MetricKilled) || strings.Contains(a.body, contract.MetricUpstreamRestarts) {
+		// The in-process mode has no upstream and forks nothing.
+		if strings.Contains(a.body, contract.MetricUpstreamRestarts) || strings.Contains(a.body, contract.MetricOOMKilled) {
 			t.Errorf("metrics of other modes present:\n%s", a.body)
 		}
 	})
 
 	t.Run("healthcheck probe", func(t *testing.T) {
-		if err := Healthcheck(addr, time.Second); err != nil {
+		if err := Healthcheck(addr, "", time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if err := Healthcheck("127.0.0.1:1", time.Second); err == nil {
+		if err := Healthcheck("127.0.0.1:1", "", time.Second); err == nil {
 			t.Fatal("healthcheck of a closed port passed")
 		}
 	})

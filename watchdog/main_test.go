@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +23,7 @@ import (
 // Binaries built once for every test in this file: the watchdog itself, a
 // static C test function and a Go http-mode upstream.
 var bin struct {
-	dir, watchdog, fn, upstream string
+	dir, watchdog, fn, upstream, inproc string
 }
 
 func TestMain(m *testing.M) {
@@ -35,8 +36,10 @@ func TestMain(m *testing.M) {
 	bin.watchdog = filepath.Join(dir, "pulse-watchdog")
 	bin.fn = filepath.Join(dir, "fn")
 	bin.upstream = filepath.Join(dir, "upstream")
+	bin.inproc = filepath.Join(dir, "inproc")
 	steps := [][]string{
 		{"go", "build", "-trimpath", "-o", bin.watchdog, "../cmd/pulse-watchdog"},
+		{"go", "build", "-trimpath", "-tags", "watchdog_nofork,watchdog_nohttp", "-o", bin.inproc, "./testdata/inproc"},
 		{"go", "build", "-o", bin.upstream, "./testdata/upstream"},
 		{"gcc", "-static", "-O2", "-o", bin.fn, "testdata/fn.c"},
 	}
@@ -63,14 +66,22 @@ type wd struct {
 	logs bytes.Buffer
 	done chan struct{} // closed once the process has exited
 	err  error         // its exit status, set before done closes
+	cred string        // replica credential do sends, if set
 }
 
 // startWD starts the watchdog binary with env (PULSE_* pairs) on a free
 // loopback port and waits until it has said where it listens.
 func startWD(t *testing.T, env ...string) *wd {
 	t.Helper()
+	return startCmd(t, []string{bin.watchdog}, env...)
+}
+
+// startCmd is startWD for a command that ends up exec'ing a watchdog: an
+// in-process function's binary, or a wrapper.
+func startCmd(t *testing.T, argv []string, env ...string) *wd {
+	t.Helper()
 	w := &wd{t: t, done: make(chan struct{})}
-	w.cmd = exec.Command(bin.watchdog)
+	w.cmd = exec.Command(argv[0], argv[1:]...)
 	w.cmd.Env = append([]string{"PULSE_FUNCTION=test", "PULSE_LISTEN=127.0.0.1:0", "PULSE_DRAIN_GRACE=0s", "PATH=/usr/bin:/bin"}, env...)
 	stderr, err := w.cmd.StderrPipe()
 	if err != nil {
@@ -169,6 +180,13 @@ type resp struct {
 // do sends one request on a new connection and never retries: a failure is
 // a failure.
 func (w *wd) do(method, path, body string, hdr map[string]string) resp {
+	if w.cred != "" {
+		h := map[string]string{"X-Pulse-Replica-Auth": w.cred}
+		for k, v := range hdr {
+			h[k] = v
+		}
+		hdr = h
+	}
 	return rawDo(w.addr, method, path, body, hdr)
 }
 
@@ -275,3 +293,5 @@ func dial(t *testing.T, addr string) net.Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -29,6 +29,8 @@ type metrics struct {
 	sumNanos atomic.Uint64
 	restarts atomic.Uint64
 	killed   [3]atomic.Uint64 // indexed like killReasons
+	overdue  atomic.Int64     // in-process handlers running past their deadline
+	oom      atomic.Uint64    // fork-mode processes killed by the kernel for memory
 	busy     busyClock
 }
 
@@ -185,11 +187,17 @@ func (m *metrics) write(w io.Writer) error {
 		b = header(b, contract.MetricUpstreamRestarts, "counter", "Restarts of the http-mode function process.")
 		b = sample(b, contract.MetricUpstreamRestarts, fl, float64(m.restarts.Load()))
 	}
-	if m.mode != contract.ModeInProcess {
-		b = header(b, contract.MetricKilled, "counter", "Function processes killed or requests aborted, by reason.")
-		for i, r := range killReasons {
-			b = sample(b, contract.MetricKilled, fl+`,`+contract.MetricLabelReason+`="`+r+`"`, float64(m.killed[i].Load()))
-		}
+	b = header(b, contract.MetricKilled, "counter", "Function processes killed or requests aborted, by reason.")
+	for i, r := range killReasons {
+		b = sample(b, contract.MetricKilled, fl+`,`+contract.MetricLabelReason+`="`+r+`"`, float64(m.killed[i].Load()))
+	}
+	switch m.mode {
+	case contract.ModeInProcess:
+		b = header(b, contract.MetricOverdue, "gauge", "In-process handlers still running past their deadline (answered 504; a goroutine cannot be killed).")
+		b = sample(b, contract.MetricOverdue, fl, float64(m.overdue.Load()))
+	case contract.ModeFork:
+		b = header(b, contract.MetricOOMKilled, "counter", "Function processes the kernel killed for memory.")
+		b = sample(b, contract.MetricOOMKilled, fl, float64(m.oom.Load()))
 	}
 	b = processMetrics(b)
 	_, err := w.Write(b)

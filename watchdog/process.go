@@ -170,6 +170,7 @@ type pollFd struct {
 
 const (
 	pollIn   = 0x1
+	pollOut  = 0x4
 	pollErr  = 0x8
 	pollHup  = 0x10
 	pollNval = 0x20

@@ -100,6 +100,10 @@ func (e errBeforeResponse) Error() string { return e.err.Error() }
 func (e errBeforeResponse) Unwrap() error { return e.err }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, ok := upstreamTarget(r); !ok {
+		writeError(w, http.StatusBadRequest, "the request target must be a path starting with '/'")
+		return
+	}
 	ctx := r.Context()
 	var body []byte
 	replayable := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
@@ -191,11 +195,13 @@ func (p *proxy) roundTrip(ctx context.Context, uc *upConn, w http.ResponseWriter
 }
 
 // writeRequest writes r as an HTTP/1.1 request: hop-by-hop headers dropped,
-// X-Forwarded-For extended, the body from body if buffered, else streamed.
+// X-Forwarded-For extended, exactly one Content-Length (or chunked), the
+// body from body if buffered, else streamed.
 func (p *proxy) writeRequest(bw *bufio.Writer, r *http.Request, body []byte) error {
+	target, _ := upstreamTarget(r)
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
-	bw.WriteString(r.URL.RequestURI())
+	bw.WriteString(target)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
@@ -204,7 +210,10 @@ func (p *proxy) writeRequest(bw *bufio.Writer, r *http.Request, body []byte) err
 		conn = c
 	}
 	for k, vv := range r.Header {
-		if hopByHop(k) || k == "X-Forwarded-For" || k == "Expect" || listed(conn, k) {
+		// Content-Length is written below, from the body actually sent
+		// (a second one makes a strict upstream refuse the request);
+		// Host is on the request line's heels already.
+		if hopByHop(k) || k == "Content-Length" || k == "Host" || k == "X-Forwarded-For" || k == "Expect" || listed(conn, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -264,6 +273,13 @@ func (p *proxy) writeRequest(bw *bufio.Writer, r *http.Request, body []byte) err
 		bw.WriteString("0\r\n\r\n")
 		return bw.Flush()
 	}
+}
+
+// upstreamTarget is the origin-form target r is sent upstream with, and
+// whether it has one: an opaque absolute URI ("a:b") has no path to send.
+func upstreamTarget(r *http.Request) (string, bool) {
+	t := r.URL.RequestURI()
+	return t, strings.HasPrefix(t, "/") || (t == "*" && r.Method == http.MethodOptions)
 }
 
 // hopByHop reports the headers that belong to one connection (RFC 9110
@@ -396,7 +412,7 @@ func (p *proxy) start() (*process, error) {
 		closeAll(outR, outW)
 		return nil, err
 	}
-	proc, err := p.procs.start(p.cfg.Exec, os.Environ(), []uintptr{uintptr(null), uintptr(outW), uintptr(errW)})
+	proc, err := p.procs.start(p.cfg.Exec, baseEnv(os.Environ()), []uintptr{uintptr(null), uintptr(outW), uintptr(errW)})
 	closeAll(outW, errW)
 	if err != nil {
 		closeAll(outR, errR)

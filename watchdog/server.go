@@ -2,6 +2,7 @@ package watchdog
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -54,7 +55,7 @@ func New(cfg Config, handler http.Handler, log *slog.Logger) (*Server, error) {
 	s.metrics = newMetrics(cfg.Function, cfg.Mode, &s.inflight, time.Now())
 	switch cfg.Mode {
 	case contract.ModeInProcess:
-		s.fn = inProcess{handler}
+		s.fn = newInProcess(handler, cfg, log, s.metrics)
 	case contract.ModeFork:
 		f, err := newForkRunner(cfg, log, s.metrics)
 		if err != nil {
@@ -74,6 +75,15 @@ func New(cfg Config, handler http.Handler, log *slog.Logger) (*Server, error) {
 // ServeHTTP answers the reserved endpoints and passes everything else to the
 // function, within the in-flight, body and time limits.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The replica credential first, for every path: only the gateway and
+	// the collector hold it. It is removed whether checked or not, so a
+	// function never sees it.
+	if s.cfg.ReplicaAuth != "" && !s.authorized(r.Header[contract.HeaderReplicaAuth]) {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusForbidden, "replica credential required: requests reach a replica through the Pulse gateway")
+		return
+	}
+	r.Header.Del(contract.HeaderReplicaAuth)
 	if p := r.URL.Path; len(p) >= 3 && p[:3] == contract.ReservedPrefix {
 		s.serveReserved(w, r)
 		return
@@ -81,18 +91,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The gateway's own routing header is not part of the request.
 	r.Header.Del(contract.HeaderFunction)
 	start := time.Now()
-	defer s.metrics.busy.end(s.metrics.busy.begin(start))
+	bt := s.metrics.busy.begin(start)
 	n := s.inflight.Add(1)
-	defer s.inflight.Add(-1)
 	if s.cfg.MaxInflight > 0 && n > s.cfg.MaxInflight {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "too many requests in flight", "limit", s.cfg.MaxInflight)
-		s.metrics.observe(http.StatusTooManyRequests, time.Since(start))
+		s.endRequest(start, bt, http.StatusTooManyRequests)
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBody {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large", "limit", s.cfg.MaxBody)
-		s.metrics.observe(http.StatusRequestEntityTooLarge, time.Since(start))
+		s.endRequest(start, bt, http.StatusRequestEntityTooLarge)
 		return
 	}
 	if s.draining.Load() {
@@ -100,10 +109,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// open its next connection elsewhere.
 		w.Header().Set("Connection", "close")
 	}
-	// One allocation holds the request's deadline context, status recorder
-	// and body limit; none of it is pooled, as a handler may keep its
-	// context past its return.
+	// One allocation holds the request's deadline context, status recorder,
+	// body limit and (in-process) guarded writer; none of it is pooled, as
+	// a handler may keep its context past its return.
 	st := &requestState{
+		s: s, start: start, bt: bt, method: r.Method,
 		ctx:  deadlineCtx{parent: r.Context(), deadline: start.Add(s.cfg.Timeout)},
 		rec:  statusRecorder{ResponseWriter: w},
 		body: limitedBody{rc: r.Body, left: s.cfg.MaxBody, limit: s.cfg.MaxBody},
@@ -111,12 +121,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &st.body
 	}
+	if p, ok := s.fn.(*inProcess); ok {
+		p.serve(st, r.WithContext(&st.ctx))
+		return
+	}
 	rec := &st.rec
 	defer func() {
 		st.ctx.release()
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
-				s.metrics.observe(rec.statusOr(http.StatusBadGateway), time.Since(start))
+				st.finish(rec.statusOr(http.StatusBadGateway))
 				panic(v)
 			}
 			s.log.Error("function panicked", "panic", fmt.Sprint(v), "path", r.URL.Path)
@@ -124,15 +138,48 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(rec, http.StatusInternalServerError, "function panicked")
 			}
 		}
-		s.metrics.observe(rec.statusOr(http.StatusOK), time.Since(start))
+		st.finish(rec.statusOr(http.StatusOK))
 	}()
 	s.fn.ServeHTTP(rec, r.WithContext(&st.ctx))
 }
 
+// endRequest records a request that began at start (bt from busy.begin)
+// and was answered with code.
+func (s *Server) endRequest(start time.Time, bt time.Duration, code int) {
+	s.metrics.observe(code, time.Since(start))
+	s.metrics.busy.end(bt)
+	s.inflight.Add(-1)
+}
+
+// authorized reports whether a request's credential header values are
+// exactly one value equal to the replica credential, compared in constant
+// time (for a given length).
+func (s *Server) authorized(vals []string) bool {
+	return len(vals) == 1 && subtle.ConstantTimeCompare([]byte(vals[0]), []byte(s.cfg.ReplicaAuth)) == 1
+}
+
 type requestState struct {
-	ctx  deadlineCtx
-	rec  statusRecorder
-	body limitedBody
+	s      *Server
+	start  time.Time
+	method string
+	bt     time.Duration // from busy.begin
+	ended  atomic.Bool
+	ctx    deadlineCtx
+	rec    statusRecorder
+	body   limitedBody
+	// In-process mode: the guarded writer and the place in the list of
+	// requests in flight.
+	guard      guardedWriter
+	prev, next *requestState
+	listed     bool
+}
+
+// finish records the request's end once: when the handler returns, or at
+// its deadline if the watchdog answered for it first.
+func (st *requestState) finish(code int) {
+	if st.ended.CompareAndSwap(false, true) {
+		st.s.endRequest(st.start, st.bt, code)
+	}
 }
 
 // limitedBody is http.MaxBytesReader without its allocation: reading past
@@ -174,6 +221,12 @@ func (s *Server) serveReserved(w http.ResponseWriter, r *http.Request) {
 		case !s.ready.Load():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"status":"starting"}` + "\n"))
+		case s.cfg.MaxOverdue > 0 && s.metrics.overdue.Load() >= s.cfg.MaxOverdue:
+			// Handlers that ignore their deadline cannot be stopped: past
+			// the limit the replica asks to be replaced.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			b := append([]byte(`{"status":"overdue","overdue":`), strconv.FormatInt(s.metrics.overdue.Load(), 10)...)
+			_, _ = w.Write(append(b, "}\n"...))
 		default:
 			_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 		}
@@ -205,7 +258,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, skip <-chan struct{
 		ReadHeaderTimeout: s.cfg.ReadTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ConnState:         reaper.track,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	fnCtx, stopFn := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFn()
@@ -296,6 +352,17 @@ func (r *statusRecorder) statusOr(def int) int {
 // writeError answers with a JSON error body: {"error": msg, k: v, ...};
 // values are strings, ints or int64s.
 func writeError(w http.ResponseWriter, code int, msg string, kv ...any) {
+	b := errorBody(msg, kv...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Del("Content-Encoding")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// errorBody is writeError's body.
+func errorBody(msg string, kv ...any) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"error":`...)
 	b = appendJSONString(b, msg)
@@ -315,13 +382,7 @@ func writeError(w http.ResponseWriter, code int, msg string, kv ...any) {
 			b = appendJSONString(b, fmt.Sprint(v))
 		}
 	}
-	b = append(b, "}\n"...)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	h.Del("Content-Encoding")
-	w.WriteHeader(code)
-	_, _ = w.Write(b)
+	return append(b, "}\n"...)
 }
 
 // appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
@@ -343,15 +404,4 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
-}
-
-// inProcess serves a Go function linked into the watchdog binary.
-type inProcess struct{ h http.Handler }
-
-func (p inProcess) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.h.ServeHTTP(w, r) }
-
-func (p inProcess) run(ctx context.Context, ready func(bool)) error {
-	ready(true)
-	<-ctx.Done()
-	return nil
 }

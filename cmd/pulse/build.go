@@ -24,10 +24,17 @@ func specFlag(cmd *cobra.Command, path *string) {
 func loadSpecs(path string, names []string) ([]function.Spec, error) {
 	specs, err := function.LoadSpecs(path)
 	if err != nil {
+		// A spec's problems (function.SpecError, each naming the file,
+		// line and field) and an unreadable file are not command-line
+		// mistakes: exit 1 with the problem, without the usage hint.
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, usagef("%v: run this in a function's directory, pass -f path/to/functions.yml, or create one with `pulse new`", err)
+			return nil, fmt.Errorf("%w: run this in a function's directory, pass -f path/to/functions.yml, or create one with `pulse new`", err)
 		}
-		return nil, usageError{err}
+		var se *function.SpecError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("the function spec has problems:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		}
+		return nil, err
 	}
 	if len(names) == 0 {
 		return specs, nil
@@ -53,16 +60,23 @@ func (a *app) buildOptions() function.BuildOptions {
 
 // buildAndLoad builds spec's image and loads it into the local engine.
 func (a *app) buildAndLoad(ctx context.Context, spec function.Spec) (function.Image, function.BuildInfo, error) {
+	prefixed := func(err error) error {
+		// function.Build names the function itself: say it once.
+		if p := "build " + spec.Name + ":"; strings.HasPrefix(err.Error(), p) {
+			return err
+		}
+		return fmt.Errorf("build %s: %w", spec.Name, err)
+	}
 	img, info, err := function.Build(ctx, spec, a.buildOptions())
 	if err != nil {
-		return function.Image{}, info, fmt.Errorf("build %s: %w", spec.Name, err)
+		return function.Image{}, info, prefixed(err)
 	}
 	cli, err := a.engine()
 	if err != nil {
 		return img, info, err
 	}
 	if err := function.LoadImage(ctx, cli, img); err != nil {
-		return img, info, fmt.Errorf("build %s: %w", spec.Name, err)
+		return img, info, prefixed(err)
 	}
 	return img, info, nil
 }

@@ -20,8 +20,10 @@ type Config struct {
 	// DockerHost is the Docker Engine to talk to (default: DOCKER_HOST, then
 	// the local socket).
 	DockerHost string `mapstructure:"docker_host"`
-	// Gateway is the gateway's base URL, e.g. http://127.0.0.1:8080. When
-	// set, `pulse invoke` goes through it; otherwise straight to a replica.
+	// Gateway is the gateway's base URL (default http://127.0.0.1:8080,
+	// pulsed's gateway_listen default): `pulse invoke` goes through it.
+	// Replicas serve only the gateway and the collector, so nothing in the
+	// CLI calls a replica itself.
 	Gateway string `mapstructure:"gateway"`
 	// ReplicaGateway is the gateway's URL as seen from inside a replica,
 	// injected as PULSE_GATEWAY_URL for functions that call functions.
@@ -35,6 +37,16 @@ type Config struct {
 	// pulse.instance): only the pulsed with the same instance routes and
 	// scales the function.
 	Instance string `mapstructure:"instance"`
+	// TokenFile holds pulsed's management token (its api_token_file), which
+	// `pulse key` sends as a bearer token.
+	TokenFile string `mapstructure:"token_file"`
+	// CAFile is a PEM bundle of the CAs that sign the gateway's and pulsed's
+	// certificates (https URLs); empty: the system's CAs.
+	CAFile string `mapstructure:"ca_file"`
+	// Fingerprint pins the SHA-256 of the gateway's and pulsed's leaf
+	// certificate (hex, colons optional) instead of a CA: the certificate
+	// must be exactly that one, whatever names it carries.
+	Fingerprint string `mapstructure:"fingerprint"`
 }
 
 // configKeys are the keys and their environment variables.
@@ -45,12 +57,20 @@ var configKeys = map[string]string{
 	"cache_dir":       "PULSE_CACHE_DIR",
 	"api":             "PULSE_API",
 	"instance":        "PULSE_INSTANCE",
+	"token_file":      "PULSE_TOKEN_FILE",
+	"ca_file":         "PULSE_CA_FILE",
+	"fingerprint":     "PULSE_FINGERPRINT",
 }
+
+// configKeyList lists the keys for messages.
+const configKeyList = "docker_host, gateway, replica_gateway, cache_dir, api, instance, token_file, ca_file, fingerprint"
 
 // configDefaults are the keys' defaults; the others default to "".
 var configDefaults = map[string]string{
-	"api":      "http://127.0.0.1:8090", // pulsed's api_listen default
-	"instance": contract.DefaultInstance,
+	"api":        "http://127.0.0.1:8090", // pulsed's api_listen default
+	"gateway":    "http://127.0.0.1:8080", // pulsed's gateway_listen port
+	"instance":   contract.DefaultInstance,
+	"token_file": contract.DefaultAPITokenFile,
 }
 
 // loadConfig reads the configuration. path is --config ("" for the
@@ -94,7 +114,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	}
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
-		return Config{}, fmt.Errorf("config %s: %w (known keys: docker_host, gateway, replica_gateway, cache_dir, api, instance)", path, err)
+		return Config{}, fmt.Errorf("config %s: %w (known keys: %s)", path, err, configKeyList)
 	}
 	if c.DockerHost == "" {
 		c.DockerHost = env("DOCKER_HOST")
@@ -127,5 +147,12 @@ func (c Config) Validate() error {
 	if c.DockerHost != "" && !strings.Contains(c.DockerHost, "://") {
 		errs = append(errs, fmt.Errorf("docker_host %q: want unix:///var/run/docker.sock or tcp://host:2376", c.DockerHost))
 	}
+	if c.Gateway == "" {
+		errs = append(errs, fmt.Errorf("gateway is empty: want the gateway's URL, e.g. %s (set it in the config file or %s)", configDefaults["gateway"], configKeys["gateway"]))
+	}
+	if c.TokenFile == "" {
+		errs = append(errs, fmt.Errorf("token_file is empty: want the file holding pulsed's management token, e.g. %s (set it in the config file or %s)", contract.DefaultAPITokenFile, configKeys["token_file"]))
+	}
+	errs = append(errs, c.validateTLS())
 	return errors.Join(errs...)
 }

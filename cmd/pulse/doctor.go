@@ -17,12 +17,13 @@ func (a *app) doctorCmd() *cobra.Command {
 		Long: `Probe this host, one line per check (OK, WARN or FAIL, with a hint): Docker and its
 API version, swarm state and nodes, dockerd's host-port range against the ports the kernel
 reserves from client sockets, the userland proxy (off), IPVS and VXLAN, inotify and open-file
-limits, HAProxy, Netdata, the compilers, and which Pulse components run. Exit code 1 if any
-check fails.`,
+limits, HAProxy, Netdata, the compilers, and which Pulse components run. The engine is the
+one every other command uses: docker_host in the config, PULSE_DOCKER_HOST, else DOCKER_HOST.
+Exit code 1 if any check fails.`,
 		Example: "  pulse doctor\n  pulse doctor --json | jq '.[] | select(.status != \"OK\")'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := doctor.DefaultProbes()
+			p := doctor.DefaultProbes(a.cfg.DockerHost)
 			defer p.Close()
 			res := doctor.Run(cmd.Context(), p)
 			if asJSON {

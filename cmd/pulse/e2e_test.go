@@ -2,11 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"maps"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -73,9 +81,18 @@ func freeAddr(t *testing.T) string {
 }
 
 // startPulsed builds and runs a pulsed of its own instance, on its own
-// ports and state directory (a `make up` pulsed is neither used nor
-// disturbed), until the test ends; it returns its API's URL.
-func startPulsed(t *testing.T, instance string) (api, gateway string) {
+// ports, state directory, replica credential and management token (a `make
+// up` pulsed is neither used nor disturbed), until the test ends; it
+// returns its API's and its gateway's URLs and its token file.
+func startPulsed(t *testing.T, instance string) (api, gateway, tokenFile string) {
+	t.Helper()
+	return startPulsedTLS(t, instance, "")
+}
+
+// startPulsedTLS is startPulsed with tls_cert set to certFile (a PEM file
+// of a certificate and its key) unless it is "": the gateway and the API
+// then serve https.
+func startPulsedTLS(t *testing.T, instance, certFile string) (api, gateway, tokenFile string) {
 	t.Helper()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
@@ -89,10 +106,30 @@ func startPulsed(t *testing.T, instance string) (api, gateway string) {
 		t.Fatalf("build pulsed: %v\n%s", err, out)
 	}
 	apiAddr, gwAddr := freeAddr(t), freeAddr(t)
+	tokenFile = filepath.Join(dir, "api-token")
+	if err := os.WriteFile(tokenFile, []byte(hex.EncodeToString([]byte(instance+"-token-0123456789"))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "pulsed.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("instance: %s\nstate_dir: %s\napi_listen: %s\ngateway_listen: %s\nadmin_listen: %s\n"+
-		"autoscale: false\nleave_running: false\n", instance, filepath.Join(dir, "state"), apiAddr, gwAddr, freeAddr(t))), 0o644); err != nil {
+		"autoscale: false\nleave_running: false\nreplica_auth_file: %s\napi_token_file: %s\ncoldstart_listen: %s\n",
+		instance, filepath.Join(dir, "state"), apiAddr, gwAddr, freeAddr(t), filepath.Join(dir, "replica-auth"), tokenFile, freeAddr(t))), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	scheme, hc := "http", http.DefaultClient
+	if certFile != "" {
+		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "tls_cert: %s\n", certFile)
+		f.Close()
+		pool := x509.NewCertPool()
+		b, err := os.ReadFile(certFile)
+		if err != nil || !pool.AppendCertsFromPEM(b) {
+			t.Fatalf("tls_cert %s: %v", certFile, err)
+		}
+		scheme, hc = "https", &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	}
 	logFile, err := os.Create(filepath.Join(dir, "pulsed.log"))
 	if err != nil {
@@ -125,13 +162,14 @@ func startPulsed(t *testing.T, instance string) (api, gateway string) {
 			}
 		}
 	})
-	url := "http://" + apiAddr
+	url := scheme + "://" + apiAddr
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := http.Get(url + "/healthz")
+		resp, err := hc.Get(url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url, "http://" + gwAddr
+				waitListening(t, gwAddr, done)
+				return url, scheme + "://" + gwAddr, tokenFile
 			}
 		}
 		select {
@@ -141,6 +179,28 @@ func startPulsed(t *testing.T, instance string) (api, gateway string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("pulsed not healthy at %s: %v", url, err)
+		}
+	}
+}
+
+// waitListening waits until something accepts connections at addr: pulsed
+// is healthy once its API serves, which can be before HAProxy binds the
+// gateway's port.
+func waitListening(t *testing.T, addr string, exited <-chan error) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("pulsed exited: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway does not listen at %s: %v", addr, err)
 		}
 	}
 }
@@ -161,9 +221,9 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	cache := t.TempDir()
 	instance := "e2e-" + tag
-	api, gw := startPulsed(t, instance)
+	api, gw, tokenFile := startPulsed(t, instance)
 	// invoke goes through the pulsed's gateway: ready must mean routed.
-	env := map[string]string{"PULSE_CACHE_DIR": cache, "PULSE_API": api, "PULSE_INSTANCE": instance, "PULSE_GATEWAY": gw}
+	env := map[string]string{"PULSE_CACHE_DIR": cache, "PULSE_API": api, "PULSE_INSTANCE": instance, "PULSE_GATEWAY": gw, "PULSE_TOKEN_FILE": tokenFile}
 
 	// A static executable for the bin template: the C echo.
 	echo := filepath.Join(dir, "echo")
@@ -252,6 +312,35 @@ int main(void){char b[4096];ssize_t n;while((n=read(0,b,sizeof b))>0)if(write(1,
 				t.Fatalf("invoke: exit %d %s", code, errs)
 			}
 			tc.check(t, out)
+			if tc.lang == "go" {
+				code, out, errs = pulse(t, fdir, env, "describe", name)
+				if code != 0 || !strings.Contains(out, "\nScale:     ") || !strings.Contains(out, "\nLimits:    ") || strings.Contains(out, "{") {
+					t.Errorf("describe: exit %d\n%s\n%s", code, out, errs)
+				}
+				code, out, errs = pulse(t, fdir, env, "logs", name, "--tail", "2")
+				if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, name+".") {
+					t.Errorf("logs --tail 2: exit %d, want 2 lines:\n%s\n%s", code, out, errs)
+				}
+				// -f after --tail: the last line read, then only lines
+				// newer than every line read (no line twice).
+				code, out, errs = pulseFor(t, 3*time.Second, fdir, env, "logs", name, "--tail", "1", "-f")
+				lines := strings.SplitAfter(out, "\n")
+				lines = lines[:len(lines)-1]
+				if code != 0 || len(lines) == 0 {
+					t.Errorf("logs --tail 1 -f: exit %d, want a line:\n%s\n%s", code, out, errs)
+				} else {
+					first, _ := logTime(lines[0])
+					seen := map[string]bool{}
+					for _, l := range lines {
+						ts, ok := logTime(l)
+						if seen[l] || !ok || (l != lines[0] && !ts.After(first)) {
+							t.Errorf("logs --tail 1 -f: line %q repeated, unstamped or older than the first:\n%s", l, out)
+						}
+						seen[l] = true
+					}
+				}
+				keyRoundTrip(t, fdir, env, name, tc.invoke)
+			}
 
 			code, out, _ = pulse(t, fdir, env, "ls", "--json")
 			if code != 0 || !strings.Contains(out, `"name": "`+name+`"`) {
@@ -261,12 +350,18 @@ int main(void){char b[4096];ssize_t n;while((n=read(0,b,sizeof b))>0)if(write(1,
 				t.Fatalf("rm: %d %s %s", code, out, errs)
 			}
 			assertGone(t, cli, name)
-			// Straight to the swarm (no gateway): the CLI's own "not
-			// deployed" answer.
-			direct := maps.Clone(env)
-			delete(direct, "PULSE_GATEWAY")
-			if code, _, errs := pulse(t, fdir, direct, "invoke", name); code != exitFailure || !strings.Contains(errs, "pulse ls") {
-				t.Errorf("invoke after rm: exit %d, %s", code, errs)
+			// The gateway's JSON 404, said as such, once pulsed has seen
+			// the service go (until then: 503, no replica).
+			want := name + " is not deployed, or the gateway does not route it (yet): the gateway answered 404 Not Found: function not found; `pulse ls`"
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				code, _, errs := pulse(t, fdir, env, "invoke", name)
+				if code == exitFailure && strings.Contains(errs, want) {
+					break
+				}
+				if time.Now().After(deadline) || !strings.Contains(errs, "503 Service Unavailable: no replica available: no replica of "+name+" is ready") {
+					t.Errorf("invoke after rm: exit %d, %s; want %q", code, errs, want)
+					break
+				}
 			}
 		})
 	}
@@ -292,4 +387,156 @@ func assertGone(t *testing.T, cli *client.Client, name string) {
 
 func containerListAll(service string) container.ListOptions {
 	return container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.name="+service))}
+}
+
+// keyRoundTrip: a key added with pulse key add is asked for by the gateway
+// at once, works from PULSE_KEY, and once removed is asked for no more;
+// pulsed's key store lists it meanwhile.
+func keyRoundTrip(t *testing.T, dir string, env map[string]string, name string, invokeArgs []string) {
+	t.Helper()
+	code, key, errs := pulse(t, dir, env, "key", "add", name, "--id", "e2e")
+	key = strings.TrimSuffix(key, "\n")
+	if code != 0 || len(key) != 43 {
+		t.Fatalf("key add: exit %d, stdout %q, stderr %s", code, key, errs)
+	}
+	code, out, errs := pulse(t, dir, env, "key", "ls", name)
+	if code != 0 || !strings.Contains(out, name+"  e2e") {
+		t.Errorf("key ls: exit %d\n%s\n%s", code, out, errs)
+	}
+	invoke := append([]string{"invoke", name}, invokeArgs...)
+	code, _, errs = pulse(t, dir, env, invoke...)
+	if code != exitFailure || !strings.Contains(errs, "401 Unauthorized") || !strings.Contains(errs, "needs an invoke key") {
+		t.Errorf("invoke without the key: exit %d, %s; want the gateway's 401", code, errs)
+	}
+	withKey := maps.Clone(env)
+	withKey["PULSE_KEY"] = key
+	if code, _, errs = pulse(t, dir, withKey, invoke...); code != 0 {
+		t.Errorf("invoke with PULSE_KEY: exit %d, %s", code, errs)
+	}
+	if code, out, errs = pulse(t, dir, env, "key", "rm", name, "e2e"); code != 0 {
+		t.Errorf("key rm: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs = pulse(t, dir, env, invoke...); code != 0 {
+		t.Errorf("invoke after key rm: exit %d, %s", code, errs)
+	}
+}
+
+// TestTLSEndToEnd: against a real pulsed serving TLS on its gateway
+// (HAProxy) and its API with a self-signed certificate, the CLI verifies
+// it by a pinned fingerprint or by ca_file, sends the management token and
+// invoke keys only then, and says clearly when the pin is wrong.
+func TestTLSEndToEnd(t *testing.T) {
+	engineOrSkip(t)
+	if testing.Short() {
+		t.Skip("end-to-end: skipped in -short mode")
+	}
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	certFile := filepath.Join(dir, "pulse.pem")
+	if err := os.WriteFile(certFile, append(certPEM, keyPEM...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	fp := formatFingerprint(sha256.Sum256(block.Bytes))
+
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	instance := "tls-" + hex.EncodeToString(suffix)
+	api, gw, tokenFile := startPulsedTLS(t, instance, certFile)
+	if !strings.HasPrefix(api, "https://") || !strings.HasPrefix(gw, "https://") {
+		t.Fatalf("api %s, gateway %s: want https", api, gw)
+	}
+	base := map[string]string{"PULSE_API": api, "PULSE_GATEWAY": gw, "PULSE_INSTANCE": instance, "PULSE_TOKEN_FILE": tokenFile}
+	with := func(k, v string) map[string]string {
+		m := maps.Clone(base)
+		m[k] = v
+		return m
+	}
+	fn := "tls-" + hex.EncodeToString(suffix)
+	for _, env := range []map[string]string{with("PULSE_FINGERPRINT", fp), with("PULSE_CA_FILE", caFile)} {
+		code, key, errs := pulse(t, dir, env, "key", "add", fn, "--id", "t1")
+		if code != 0 || len(strings.TrimSpace(key)) != 43 {
+			t.Fatalf("key add over https: exit %d, %q, %s", code, key, errs)
+		}
+		if code, out, errs := pulse(t, dir, env, "key", "ls", fn); code != 0 || !strings.Contains(out, fn+"  t1") {
+			t.Errorf("key ls over https: exit %d\n%s\n%s", code, out, errs)
+		}
+		if code, out, errs := pulse(t, dir, env, "key", "rm", fn, "t1"); code != 0 {
+			t.Errorf("key rm over https: exit %d\n%s\n%s", code, out, errs)
+		}
+		// HAProxy's own TLS: the function is not deployed, said from the
+		// gateway's JSON.
+		env["PULSE_KEY"] = strings.TrimSpace(key)
+		if code, _, errs := pulse(t, dir, env, "invoke", fn); code != exitFailure || !strings.Contains(errs, fn+" is not deployed") {
+			t.Errorf("invoke over https: exit %d, %s", code, errs)
+		}
+	}
+	wrong := with("PULSE_FINGERPRINT", strings.Repeat("AB:", 31)+"AB")
+	for _, args := range [][]string{{"key", "ls"}, {"invoke", fn}} {
+		code, _, errs := pulse(t, dir, wrong, args...)
+		if code != exitFailure || !strings.Contains(errs, "presented a certificate (SHA-256 "+fp+"), not the pinned one") {
+			t.Errorf("%v with a wrong pin: exit %d, %s", args, code, errs)
+		}
+	}
+	if code, _, errs := pulse(t, dir, base, "key", "ls"); code != exitFailure || !strings.Contains(errs, "this system's CAs do not verify") {
+		t.Errorf("key ls with the system's CAs: exit %d, %s", code, errs)
+	}
+	plain := with("PULSE_GATEWAY", strings.Replace(gw, "https://", "http://", 1))
+	code, _, errs := pulse(t, dir, plain, "invoke", fn)
+	t.Logf("DEBUG %d %s", code, errs)
+}
+
+// selfSigned returns a self-signed certificate for 127.0.0.1 and its key,
+// PEM-encoded, as the installer makes one.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "pulse test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
+}
+
+// pulseFor runs the CLI as pulse does, cancelling it (as Ctrl-C would)
+// after d.
+func pulseFor(t *testing.T, d time.Duration, dir string, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb strings.Builder
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		if k == "HOME" || k == "XDG_CONFIG_HOME" {
+			return dir
+		}
+		return os.Getenv(k)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	code := run(ctx, args, streams{in: strings.NewReader(""), out: &out, err: &errb}, getenv)
+	return code, out.String(), errb.String()
 }

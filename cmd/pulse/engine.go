@@ -33,8 +33,12 @@ func (a *app) swarm() (*function.Swarm, error) {
 	if err != nil {
 		return nil, err
 	}
+	api, err := a.api()
+	if err != nil {
+		return nil, err
+	}
 	sw := function.NewSwarm(cli, function.LocalDistributor{API: cli}, nil)
-	sw.SetCatalog(function.NewCatalogClient(a.cfg.API))
+	sw.SetCatalog(&catalogClient{api: api})
 	return sw, nil
 }
 

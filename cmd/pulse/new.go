@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -50,10 +51,40 @@ func (a *app) newCmd() *cobra.Command {
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef("%s takes %s (got %d argument(s)); e.g. %s", cmd.Name(), names, len(args), firstExample(cmd))
+			return argsError(cmd, names, len(args))
 		}
 		return nil
 	}
+}
+
+// minArgs is cobra.MinimumNArgs with a message naming what is missing.
+func minArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return argsError(cmd, names, len(args))
+		}
+		return nil
+	}
+}
+
+// maxArgs is cobra.MaximumNArgs with a message naming what is allowed.
+func maxArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return argsError(cmd, names, len(args))
+		}
+		return nil
+	}
+}
+
+// argsError says what the command takes, how it was called, its usage line
+// and an example.
+func argsError(cmd *cobra.Command, names string, got int) error {
+	msg := fmt.Sprintf("%s takes %s (got %d argument(s)); usage: %s", cmd.Name(), names, got, cmd.UseLine())
+	if ex := firstExample(cmd); ex != "" {
+		msg += "; e.g. " + ex
+	}
+	return usageError{errors.New(msg)}
 }
 
 func firstExample(cmd *cobra.Command) string {

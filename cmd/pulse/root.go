@@ -9,6 +9,7 @@ import (
 
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes.
@@ -48,11 +49,11 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 func run(ctx context.Context, args []string, s streams, env func(string) string) int {
 	a := &app{streams: s, env: env}
 	root := a.rootCmd()
-	root.SetArgs(args)
+	root.SetArgs(negativeArgs(root, args))
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if a.cli != nil {
 		a.cli.Close()
 	}
@@ -62,10 +63,82 @@ func run(ctx context.Context, args []string, s streams, env func(string) string)
 	fmt.Fprintln(s.err, "pulse:", err)
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
-		fmt.Fprintln(s.err, "Run 'pulse --help' or 'pulse <command> --help' for usage.")
+		help := "'pulse --help'"
+		if cmd != nil && cmd != root {
+			help = "'" + cmd.CommandPath() + " --help'"
+		}
+		fmt.Fprintf(s.err, "Run %s for usage.\n", help)
 		return exitUsage
 	}
 	return exitFailure
+}
+
+// negativeArgs lets a negative number be an argument: pflag reads "-1" as
+// the shorthand flag -1, so `pulse scale x -1` would say "unknown shorthand
+// flag" instead of what is wrong with the count. No pulse flag is a digit,
+// so a token that is a negative whole number and not the value of the flag
+// before it moves behind a "--" (keeping the arguments' order).
+func negativeArgs(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd == root {
+		return args
+	}
+	isNeg := func(a string) bool {
+		if len(a) < 2 || a[0] != '-' {
+			return false
+		}
+		for _, c := range a[1:] {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	takesValue := func(a string) bool {
+		var f *pflag.Flag
+		switch {
+		case strings.HasPrefix(a, "--") && !strings.Contains(a, "="):
+			f = cmd.Flags().Lookup(a[2:])
+			if f == nil {
+				f = cmd.InheritedFlags().Lookup(a[2:])
+			}
+		case len(a) == 2 && a[0] == '-' && a[1] != '-':
+			f = cmd.Flags().ShorthandLookup(a[1:])
+			if f == nil {
+				f = cmd.InheritedFlags().ShorthandLookup(a[1:])
+			}
+		}
+		return f != nil && f.NoOptDefVal == ""
+	}
+	var flags, positional, after []string
+	moved := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			after = args[i+1:]
+			i = len(args)
+		case isNeg(a):
+			moved = true
+			positional = append(positional, a)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			flags = append(flags, a)
+			if takesValue(a) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		case moved: // a positional argument after a negative number
+			positional = append(positional, a)
+		default:
+			flags = append(flags, a) // in place: before any negative number
+		}
+	}
+	if !moved {
+		return args
+	}
+	res := append(flags, "--")
+	res = append(res, positional...)
+	return append(res, after...)
 }
 
 // isCobraUsage recognises cobra's own command-line errors, which it does not
@@ -89,8 +162,11 @@ func (a *app) rootCmd() *cobra.Command {
 and scales them from Netdata's alarms.
 
 Configuration: --config FILE, else $XDG_CONFIG_HOME/pulse/config.yaml if it exists,
-overridden by PULSE_DOCKER_HOST, PULSE_GATEWAY, PULSE_REPLICA_GATEWAY, PULSE_CACHE_DIR,
-PULSE_API (pulsed's API, default http://127.0.0.1:8090) and PULSE_INSTANCE (default "default").`,
+overridden by PULSE_DOCKER_HOST, PULSE_GATEWAY (default http://127.0.0.1:8080),
+PULSE_REPLICA_GATEWAY, PULSE_CACHE_DIR, PULSE_API (pulsed's API, default
+http://127.0.0.1:8090), PULSE_INSTANCE (default "default"), PULSE_TOKEN_FILE (pulsed's
+management token, default /etc/pulse/api-token) and, for https:// URLs, PULSE_CA_FILE (a PEM
+bundle of CAs) or PULSE_FINGERPRINT (the SHA-256 of the server's certificate).`,
 		Example: `  pulse new hello --lang go
   cd hello && pulse build && pulse deploy
   pulse invoke hello -d world`,
@@ -119,6 +195,7 @@ PULSE_API (pulsed's API, default http://127.0.0.1:8090) and PULSE_INSTANCE (defa
 		a.logsCmd(),
 		a.rmCmd(),
 		a.doctorCmd(),
+		a.keyCmd(),
 	)
 	return root
 }

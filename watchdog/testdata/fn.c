@@ -9,6 +9,13 @@
  *   ignoreterm      ignore SIGTERM, then sleep forever
  *   grandchild FILE fork a child that writes its pid to FILE and sleeps
  *                   forever holding stdout; the parent answers and exits 0
+ *   detach FILE exit|wait
+ *                   fork a child that leaves the process group (setsid),
+ *                   writes its pid to FILE and sleeps 15 s holding stdin,
+ *                   stdout and stderr, reading nothing; the parent answers
+ *                   and exits 0 (exit) or sleeps forever (wait)
+ *   bytes N         write N bytes to stdout
+ *   hog MIB         touch MIB mebibytes of memory, then echo
  */
 #include <signal.h>
 #include <stdio.h>
@@ -69,6 +76,46 @@ int main(int argc, char **argv) {
 			usleep(10000);
 		}
 		printf("parent done\n");
+	} else if (!strcmp(mode, "detach") && argc > 3) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			setsid();
+			FILE *f = fopen(argv[2], "w");
+			if (f) {
+				fprintf(f, "%d\n", (int)getpid());
+				fclose(f);
+			}
+			sleep(15);
+			_exit(0);
+		}
+		for (int i = 0; i < 500; i++) {
+			if (access(argv[2], F_OK) == 0)
+				break;
+			usleep(10000);
+		}
+		printf("parent done\n");
+		fflush(stdout);
+		if (!strcmp(argv[3], "wait"))
+			for (;;)
+				pause();
+	} else if (!strcmp(mode, "bytes") && argc > 2) {
+		static char buf[65536];
+		memset(buf, 'x', sizeof buf);
+		long long left = atoll(argv[2]);
+		while (left > 0) {
+			ssize_t n = write(1, buf, left < (long long)sizeof buf ? (size_t)left : sizeof buf);
+			if (n <= 0)
+				return 1;
+			left -= n;
+		}
+	} else if (!strcmp(mode, "hog") && argc > 2) {
+		size_t n = (size_t)atol(argv[2]) << 20;
+		char *p = malloc(n);
+		if (!p)
+			return 4;
+		for (size_t i = 0; i < n; i += 4096)
+			p[i] = 1;
+		echo();
 	} else {
 		fprintf(stderr, "fn: unknown mode %s\n", mode);
 		return 2;

@@ -27,6 +27,11 @@ func main() {
 		w.Header().Set("X-Seen-Length", strconv.FormatInt(r.ContentLength, 10))
 		w.Write(b)
 	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		for k, vv := range r.Header {
+			fmt.Fprintf(w, "%s: %s\n", k, strings.Join(vv, ", "))
+		}
+	})
 	mux.HandleFunc("/status/", func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
 		w.WriteHeader(code)
