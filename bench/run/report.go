@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pulsefaas/pulse/internal/credential"
 )
 
 // report is everything one run of the suite produced; it is written as
@@ -347,7 +349,10 @@ func updateReadme(path, suite, body string) error {
 	if err != nil {
 		return fmt.Errorf("update %s: %w", path, err)
 	}
-	return writeFileAtomic(path, []byte(doc))
+	if err := credential.WriteFileAtomic(path, []byte(doc), 0o644, -1); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // writeJSON writes v, indented, to path, creating its directory.
@@ -359,15 +364,7 @@ func writeJSON(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return writeFileAtomic(path, append(b, '\n'))
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := credential.WriteFileAtomic(path, append(b, '\n'), 0o644, -1); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

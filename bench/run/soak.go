@@ -53,6 +53,7 @@ import (
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
+	"github.com/pulsefaas/pulse/internal/credential"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 	"github.com/pulsefaas/pulse/watchdog"
 )
@@ -184,7 +185,7 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(base+".png", png); err != nil {
+		if err := credential.WriteFileAtomic(base+".png", png, 0o644, -1); err != nil {
 			return err
 		}
 		rep.Picture = filepath.Base(base + ".png")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
+	"github.com/pulsefaas/pulse/internal/credential"
 )
 
 // TestReplicaAuthFile: created when missing (64 hex digits, 0640, group
@@ -27,7 +28,7 @@ import (
 func TestReplicaAuthFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "replica-auth")
-	v, err := readOrCreateReplicaAuth(path)
+	v, err := credential.ReadOrCreateReplicaAuth(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +51,11 @@ func TestReplicaAuthFile(t *testing.T) {
 			t.Errorf("group %d, want netdata's %d", got, gid)
 		}
 	}
-	again, err := readOrCreateReplicaAuth(path)
+	again, err := credential.ReadOrCreateReplicaAuth(path)
 	if err != nil || again != v {
 		t.Errorf("read back %q, %v; want the same credential", again, err)
 	}
-	other, _ := readOrCreateReplicaAuth(filepath.Join(dir, "other"))
+	other, _ := credential.ReadOrCreateReplicaAuth(filepath.Join(dir, "other"))
 	if other == v {
 		t.Error("two files, one credential: not random")
 	}
@@ -62,24 +63,24 @@ func TestReplicaAuthFile(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readOrCreateReplicaAuth(path); err == nil || !strings.Contains(err.Error(), "has mode 0644: it must not be readable by others; run `chmod 640 "+path+"`") {
+	if _, err := credential.ReadOrCreateReplicaAuth(path); err == nil || !strings.Contains(err.Error(), "has mode 0644: it must not be readable by others; run `chmod 640 "+path+"`") {
 		t.Errorf("others can read: %v", err)
 	}
 	empty := filepath.Join(dir, "empty")
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readOrCreateReplicaAuth(empty); err == nil || !strings.Contains(err.Error(), "is empty") {
+	if _, err := credential.ReadOrCreateReplicaAuth(empty); err == nil || !strings.Contains(err.Error(), "is empty") {
 		t.Errorf("empty: %v", err)
 	}
-	if _, err := readOrCreateReplicaAuth(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := credential.ReadOrCreateReplicaAuth(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("a directory: %v", err)
 	}
 	two := filepath.Join(dir, "two")
 	if err := os.WriteFile(two, []byte("aaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbb\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readOrCreateReplicaAuth(two); err == nil || !strings.Contains(err.Error(), "several lines") {
+	if _, err := credential.ReadOrCreateReplicaAuth(two); err == nil || !strings.Contains(err.Error(), "several lines") {
 		t.Errorf("two lines: %v", err)
 	}
 }
@@ -88,27 +89,27 @@ func TestReplicaAuthFile(t *testing.T) {
 // other-readable is refused.
 func TestAPITokenFile(t *testing.T) {
 	dir := t.TempDir()
-	if tok, err := readAPIToken(filepath.Join(dir, "absent")); tok != "" || err != nil {
+	if tok, err := credential.ReadAPIToken(filepath.Join(dir, "absent")); tok != "" || err != nil {
 		t.Errorf("missing: %q, %v; want no token, no error", tok, err)
 	}
 	p := filepath.Join(dir, "api-token")
 	if err := os.WriteFile(p, []byte(""), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := readAPIToken(p); tok != "" || err != nil {
+	if tok, err := credential.ReadAPIToken(p); tok != "" || err != nil {
 		t.Errorf("empty: %q, %v", tok, err)
 	}
 	if err := os.WriteFile(p, []byte(" s3cret \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := readAPIToken(p); tok != "s3cret" || err != nil {
+	if tok, err := credential.ReadAPIToken(p); tok != "s3cret" || err != nil {
 		t.Errorf("good: %q, %v", tok, err)
 	}
 	for mode, who := range map[os.FileMode]string{0o640: "its group", 0o604: "others", 0o644: "group or others"} {
 		if err := os.Chmod(p, mode); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := readAPIToken(p); err == nil || !strings.Contains(err.Error(), "must not be readable by "+who+"; run `chmod 600") {
+		if _, err := credential.ReadAPIToken(p); err == nil || !strings.Contains(err.Error(), "must not be readable by "+who+"; run `chmod 600") {
 			t.Errorf("mode %04o: %v", mode, err)
 		}
 	}
@@ -141,14 +142,14 @@ func TestReplicaAuthSecret(t *testing.T) {
 	}
 	t.Cleanup(cleanup)
 	cred := strings.Repeat("ab", 32)
-	name, err := ensureReplicaAuthSecret(ctx, cli, instance, cred)
+	name, err := credential.EnsureReplicaAuthSecret(ctx, cli, instance, cred)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if name != contract.ReplicaAuthSecretName(instance, cred) {
 		t.Errorf("name %s", name)
 	}
-	if again, err := ensureReplicaAuthSecret(ctx, cli, instance, cred); err != nil || again != name {
+	if again, err := credential.EnsureReplicaAuthSecret(ctx, cli, instance, cred); err != nil || again != name {
 		t.Errorf("second call: %s, %v", again, err)
 	}
 	list, err := cli.SecretList(ctx, swarm.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", contract.LabelInstance+"="+instance))})
@@ -157,17 +158,17 @@ func TestReplicaAuthSecret(t *testing.T) {
 	}
 	// A new credential is a new secret; the old one goes once unused.
 	cred2 := strings.Repeat("cd", 32)
-	name2, err := ensureReplicaAuthSecret(ctx, cli, instance, cred2)
+	name2, err := credential.EnsureReplicaAuthSecret(ctx, cli, instance, cred2)
 	if err != nil || name2 == name {
 		t.Errorf("new credential: %s, %v", name2, err)
 	}
 	other := "t" + hex.EncodeToString(b) + "x" // another instance's: untouched
-	otherName, err := ensureReplicaAuthSecret(ctx, cli, other, cred)
+	otherName, err := credential.EnsureReplicaAuthSecret(ctx, cli, other, cred)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cli.SecretRemove(context.Background(), otherName) })
-	if removed, err := pruneReplicaAuthSecrets(ctx, cli, instance, name2); err != nil || len(removed) != 1 || removed[0] != name {
+	if removed, err := credential.PruneReplicaAuthSecrets(ctx, cli, instance, name2); err != nil || len(removed) != 1 || removed[0] != name {
 		t.Errorf("pruned %v, %v; want [%s]", removed, err, name)
 	}
 	if _, _, err := cli.SecretInspectWithRaw(ctx, otherName); err != nil {
@@ -183,7 +184,7 @@ func TestReplicaAuthSecret(t *testing.T) {
 		Labels: map[string]string{contract.LabelInstance: instance}}, Data: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ensureReplicaAuthSecret(ctx, cli, instance, cred3); err == nil || !strings.Contains(err.Error(), "was not made by pulsed") {
+	if _, err := credential.EnsureReplicaAuthSecret(ctx, cli, instance, cred3); err == nil || !strings.Contains(err.Error(), "was not made by pulsed") {
 		t.Errorf("foreign secret: %v", err)
 	}
 }

@@ -96,9 +96,10 @@ func newAutoLab(t *testing.T) *autoLab {
 		ndLog = os.Stderr
 	}
 	nd, err := netdatalab.Start(context.Background(), netdatalab.Config{
-		Plugin:       filepath.Join(dir, "pulse.d.plugin"),
-		PluginConfig: netdatalab.JobConfig("http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics"),
-		Health:       health, Stderr: ndLog,
+		Plugin: filepath.Join(dir, "pulse.d.plugin"),
+		PluginConfig: netdatalab.JobConfig("http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics",
+			netdatalab.WithReplicaAuthFile(cfg.ReplicaAuthFile)),
+		Health: health, Stderr: ndLog,
 		Env: []string{"PULSE_ALARM_URL=http://" + cfg.APIListen + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + tokenFile},
 	})
 	if err != nil {

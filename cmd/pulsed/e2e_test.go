@@ -23,10 +23,13 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
+	"github.com/pulsefaas/pulse/internal/credential"
+	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
 
 // freePort returns a loopback address nobody listens on now.
@@ -149,6 +152,7 @@ type env struct {
 	tag     string
 	wdBin   []byte
 	echoBin []byte
+	cred    string // the replica credential, after useInstance
 }
 
 func newEnv(t *testing.T) *env {
@@ -211,7 +215,40 @@ while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 // useInstance gives cfg the test run's own instance (its tag, which
 // deployFunc labels every function with), so a pulsed of `make up` and the
 // test's never route or scale each other's functions.
-func (e *env) useInstance(cfg *Config) { cfg.Instance = e.tag }
+//
+// It also gives the instance its replica credential: a file in a directory
+// the test's Netdata can read (pulsed's replica_auth_file) and the Docker
+// secret that deploys attach, both removed at cleanup, after the functions
+// (cleanups run last-registered first). The management token file is the
+// test's own (missing: the key endpoints answer 503).
+func (e *env) useInstance(cfg *Config) {
+	e.t.Helper()
+	cfg.Instance = e.tag
+	path, remove, err := netdatalab.ReplicaAuthFile("")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(remove)
+	cred, err := credential.ReadOrCreateReplicaAuth(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		list, _ := e.cli.SecretList(context.Background(), swarm.SecretListOptions{
+			Filters: filters.NewArgs(filters.Arg("label", contract.LabelInstance+"="+e.tag))})
+		for _, s := range list {
+			_ = e.cli.SecretRemove(context.Background(), s.ID)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := credential.EnsureReplicaAuthSecret(ctx, e.cli, e.tag, cred); err != nil {
+		e.t.Fatal(err)
+	}
+	e.cred = cred
+	cfg.ReplicaAuthFile = path
+	cfg.APITokenFile = filepath.Join(e.t.TempDir(), "api-token")
+}
 
 // deploy deploys (or re-deploys) a fork-mode echo function whose answers
 // start with version.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/credential"
 )
 
 // The key store (issue 12, point 2): every function's invoke keys, as
@@ -201,7 +202,7 @@ func (s *keyStore) save(keys map[string][]storedKey) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, append(b, '\n'), 0o600, -1)
+	return credential.WriteFileAtomic(s.path, append(b, '\n'), 0o600, -1)
 }
 
 // Add stores a key for fn; an empty id gets a generated one. It returns

@@ -27,6 +27,7 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
+	"github.com/pulsefaas/pulse/internal/credential"
 )
 
 func main() {
@@ -99,7 +100,7 @@ func migrateConfigFile(path string, out io.Writer) error {
 	if err := os.WriteFile(path+".bak", b, st.Mode().Perm()); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, nb, st.Mode().Perm(), -1); err != nil {
+	if err := credential.WriteFileAtomic(path, nb, st.Mode().Perm(), -1); err != nil {
 		return err
 	}
 	for _, c := range changes {
@@ -141,10 +142,10 @@ type secrets struct {
 func loadSecrets(ctx context.Context, cfg Config, log *slog.Logger) (secrets, error) {
 	var s secrets
 	var err error
-	if s.replicaAuth, err = readOrCreateReplicaAuth(cfg.ReplicaAuthFile); err != nil {
+	if s.replicaAuth, err = credential.ReadOrCreateReplicaAuth(cfg.ReplicaAuthFile); err != nil {
 		return s, fmt.Errorf("replica_auth_file: %w", err)
 	}
-	if s.apiToken, err = readAPIToken(cfg.APITokenFile); err != nil {
+	if s.apiToken, err = credential.ReadAPIToken(cfg.APITokenFile); err != nil {
 		return s, fmt.Errorf("api_token_file: %w", err)
 	}
 	if s.apiToken == "" {
@@ -193,10 +194,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cli.NegotiateAPIVersion(nctx)
 	cancel()
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	secret, err := ensureReplicaAuthSecret(sctx, cli, cfg.Instance, sec.replicaAuth)
+	secret, err := credential.EnsureReplicaAuthSecret(sctx, cli, cfg.Instance, sec.replicaAuth)
 	var pruned []string
 	if err == nil {
-		pruned, err = pruneReplicaAuthSecrets(sctx, cli, cfg.Instance, secret)
+		pruned, err = credential.PruneReplicaAuthSecrets(sctx, cli, cfg.Instance, secret)
 	}
 	cancel()
 	if err != nil {

@@ -85,7 +85,8 @@ func TestMetricsNetdata(t *testing.T) {
 	waitRoute(t, cfg.GatewayListen, "/function/"+name)
 
 	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin, PluginConfig: netdatalab.JobConfig(
-		"http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics")})
+		"http://"+cfg.APIListen+contract.CatalogPath, "http://"+cfg.AdminListen+"/metrics",
+		netdatalab.WithReplicaAuthFile(cfg.ReplicaAuthFile))})
 	if err != nil {
 		t.Fatal(err)
 	}
