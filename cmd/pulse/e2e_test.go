@@ -486,8 +486,13 @@ func TestTLSEndToEnd(t *testing.T) {
 		t.Errorf("key ls with the system's CAs: exit %d, %s", code, errs)
 	}
 	plain := with("PULSE_GATEWAY", strings.Replace(gw, "https://", "http://", 1))
-	code, _, errs := pulse(t, dir, plain, "invoke", fn)
-	t.Logf("DEBUG %d %s", code, errs)
+	if code, _, errs := pulse(t, dir, plain, "invoke", fn); code != exitFailure || !strings.Contains(errs, "if it serves https, use an https:// URL") {
+		t.Errorf("invoke with http:// to the TLS gateway: exit %d, %s", code, errs)
+	}
+	plain = with("PULSE_API", strings.Replace(api, "https://", "http://", 1))
+	if code, _, errs := pulse(t, dir, plain, "key", "ls"); code != exitFailure || !strings.Contains(errs, "Client sent an HTTP request to an HTTPS server") {
+		t.Errorf("key ls with http:// to the TLS API: exit %d, %s", code, errs)
+	}
 }
 
 // selfSigned returns a self-signed certificate for 127.0.0.1 and its key,
