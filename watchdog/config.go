@@ -186,8 +186,13 @@ func readReplicaAuth(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot read the replica credential: %w", err)
 	}
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	b = bytes.TrimSuffix(b, []byte("\r"))
+	return parseReplicaAuth(b)
+}
+
+// parseReplicaAuth checks a credential file's content and returns the
+// credential.
+func parseReplicaAuth(b []byte) (string, error) {
+	b = trimNewline(b)
 	switch {
 	case len(b) == 0:
 		return "", errors.New("the replica credential file is empty")
@@ -200,6 +205,17 @@ func readReplicaAuth(path string) (string, error) {
 		}
 	}
 	return string(b), nil
+}
+
+// trimNewline removes one trailing line break, "\n" or "\r\n".
+func trimNewline(b []byte) []byte {
+	switch {
+	case bytes.HasSuffix(b, []byte("\r\n")):
+		return b[:len(b)-2]
+	case bytes.HasSuffix(b, []byte("\n")):
+		return b[:len(b)-1]
+	}
+	return b
 }
 
 // Validate checks that the configuration is complete and consistent.

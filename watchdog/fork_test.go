@@ -32,6 +32,7 @@ func TestFork(t *testing.T) {
 			metric: map[string]float64{`pulse_function_requests_total{function="test",code="200"}`: 1}},
 		{name: "static C echo, body above pipe capacity", exec: "FN echo", body: big, status: 200, wantBody: big},
 		{name: "empty body", exec: "FN echo", body: "", status: 200, wantBody: ""},
+		{name: "function that exits without reading a large body", exec: "FN bytes 5", body: big, status: 200, wantBody: "xxxxx"},
 		{name: "non-zero exit is 500, stderr only in the log", exec: "FN crash", status: 500,
 			hdr:      map[string]string{"X-Request-ID": "req-42"},
 			wantJSON: map[string]any{"error": "function failed", "exit_code": 3.0, "request_id": "req-42"},

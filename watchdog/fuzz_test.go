@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 // FuzzCGIEnv: whatever the request's headers, every variable handed to a
@@ -198,6 +200,79 @@ func FuzzParseExec(f *testing.F) {
 				if want[i] != argv[i] {
 					t.Fatalf("%q: %q, JSON says %q", s, argv, want)
 				}
+			}
+		}
+	})
+}
+
+// FuzzParseReplicaAuth: an accepted credential is the file less one line
+// break, 1 to 4096 bytes, with nothing a header value cannot carry.
+func FuzzParseReplicaAuth(f *testing.F) {
+	for _, s := range []string{"secret\n", "secret\r\n", "", "\n", "a\nb", "x\x00", strings.Repeat("a", 4096) + "\n", strings.Repeat("a", 4097)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cred, err := parseReplicaAuth(b)
+		if err != nil {
+			return
+		}
+		if len(cred) == 0 || len(cred) > contract.MaxReplicaAuthBytes {
+			t.Fatalf("%q accepted as %q", b, cred)
+		}
+		if cred != string(b) && cred+"\n" != string(b) && cred+"\r\n" != string(b) {
+			t.Fatalf("%q became %q", b, cred)
+		}
+		h := http.Header{}
+		h.Set(contract.HeaderReplicaAuth, cred)
+		var out bytes.Buffer
+		if err := h.Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		back, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: h\r\n" + out.String() + "\r\n")))
+		if err != nil || back.Header.Get(contract.HeaderReplicaAuth) != strings.TrimSpace(cred) {
+			t.Fatalf("%q does not survive as a header value: %v", cred, err)
+		}
+	})
+}
+
+// FuzzParseOOMKill: a cgroup memory file never panics the parser, and a
+// count it finds is on an "oom_kill" line.
+func FuzzParseOOMKill(f *testing.F) {
+	for _, s := range []string{"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n", "", "oom_kill x", "oom_kill 18446744073709551616"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, ok := parseOOMKill(b)
+		if !ok {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, found := strings.CutPrefix(line, "oom_kill "); found {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil || m != n {
+					t.Fatalf("%q: %d from the first oom_kill line %q", b, n, line)
+				}
+				return
+			}
+		}
+		t.Fatalf("%q: %d without an oom_kill line", b, n)
+	})
+}
+
+// FuzzRequestID: the request id the watchdog repeats in its answers and
+// logs is empty or a plain token.
+func FuzzRequestID(f *testing.F) {
+	for _, s := range []string{"req-42", "a b", "\"x\"", strings.Repeat("a", 129), "ü"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r := &http.Request{Header: http.Header{contract.HeaderRequestID: {v}}}
+		id := requestID(r)
+		if id != "" && id != v {
+			t.Fatalf("%q became %q", v, id)
+		}
+		for i := 0; i < len(id); i++ {
+			if id[i] <= ' ' || id[i] >= 0x7f || id[i] == '"' || id[i] == '\\' {
+				t.Fatalf("%q kept", v)
 			}
 		}
 	})

@@ -191,6 +191,11 @@ func TestHTTPModeStrictUpstream(t *testing.T) {
 		t.Fatalf("node accepted two Content-Length headers: %d %v", dup.status, dup.err)
 	}
 
+	// An opaque target has no path to send upstream: refused, not mangled.
+	if r := w.do("GET", "a:b", "", nil); r.status != 400 || jsonBody(t, r.body)["error"] != "the request target must be a path starting with '/'" {
+		t.Errorf("opaque target: %d %q", r.status, r.body)
+	}
+
 	big := strings.Repeat("b", 200<<10) // above the replay buffer: streamed
 	cases := []struct {
 		name, method, body string
