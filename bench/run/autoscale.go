@@ -159,7 +159,7 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if err := b.build(ctx, &rep.labHead, cStep(env.tools, env.tmp, "sleepecho", sleepEchoC)); err != nil {
 		return err
 	}
-	if err := b.prepareShared(); err != nil {
+	if err := b.prepareShared(ctx); err != nil {
 		return err
 	}
 	if err := b.deploy(ctx); err != nil {
@@ -822,18 +822,21 @@ type stepLoad struct {
 	conns           map[net.Conn]bool
 }
 
-func httpPost(path, body string, close bool) string {
+// httpPost is a whole HTTP/1.1 POST of body to path, with hdr's headers
+// (the replica credential when it goes straight to a replica).
+func httpPost(path, body string, close bool, hdr http.Header) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n", path, len(body))
 	if close {
 		b.WriteString("Connection: close\r\n")
 	}
+	_ = hdr.Write(&b) // sorted "Name: value\r\n" lines; a strings.Builder does not fail
 	b.WriteString("\r\n" + body)
 	return b.String()
 }
 
 func startStepLoad(addr, path, body string, conns int) *stepLoad {
-	l := &stepLoad{addr: addr, req: httpPost(path, body, false), body: body, why: map[string]int64{}, conns: map[net.Conn]bool{}}
+	l := &stepLoad{addr: addr, req: httpPost(path, body, false, nil), body: body, why: map[string]int64{}, conns: map[net.Conn]bool{}}
 	for range conns {
 		l.wg.Add(1)
 		go l.worker()
@@ -991,7 +994,7 @@ func coldRequest(ctx context.Context, addr, path, body string) (int, error) {
 	defer c.Close()
 	dl, _ := ctx.Deadline()
 	_ = c.SetDeadline(dl)
-	if _, err := io.WriteString(c, httpPost(path, body, true)); err != nil {
+	if _, err := io.WriteString(c, httpPost(path, body, true, nil)); err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)

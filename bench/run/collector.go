@@ -139,11 +139,25 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if err := os.Mkdir(logDir, 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
+	// The watchdogs check the replica credential as replicas do, and the
+	// collector (in this process, standalone and under Netdata) presents
+	// it from its file, as it does pulsed's replica_auth_file.
+	cred, err := newRunCredential(ctx, nil, "", env.tmp)
+	if err != nil {
+		return err
+	}
+	defer cred.remove(nil)
 	log.Info("starting watchdogs", "n", collectorReplicas)
-	replicas, stop, err := startCollectorWatchdogs(ctx, arts.path("watchdog"), env.tools.cat, logDir)
+	replicas, stop, err := startCollectorWatchdogs(ctx, arts.path("watchdog"), env.tools.cat, logDir, cred, collectorReplicas)
 	defer stop()
 	if err != nil {
 		return err
+	}
+	if refused, err := refusesWithout(ctx, "http://"+replicas[0].addr+"/", "hi"); err != nil {
+		return err
+	} else if !refused {
+		rep.Notes = append(rep.Notes, "the watchdogs answered a request without the replica credential ("+contract.HeaderReplicaAuth+
+			"): they do not check it, so the scrapes were measured without that check")
 	}
 
 	src := &benchCatalog{}
@@ -166,7 +180,7 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 			return ctx.Err()
 		}
 		src.set(replicas[:n])
-		res, err := measureCollector(ctx, base, cycles)
+		res, err := measureCollector(ctx, base, cred.path, cycles)
 		if err != nil {
 			return err
 		}
@@ -177,12 +191,12 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 
 	src.set(replicas[:collectorPluginReplicas])
 	log.Info("running pulse.d.plugin", "replicas", collectorPluginReplicas, "seconds", pluginTime.Seconds())
-	rep.Plugin = runPluginStandalone(ctx, arts.path("pulse.d.plugin"), base, env.tmp, env.clk, pluginTime, src)
+	rep.Plugin = runPluginStandalone(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.tmp, env.clk, pluginTime, src)
 	rep.Plugin.Replicas = collectorPluginReplicas
 
 	log.Info("running a lab Netdata with pulse.d.plugin", "replicas", collectorPluginReplicas, "seconds", netdataTime.Seconds())
 	functions := (collectorPluginReplicas + collectorPerFunction - 1) / collectorPerFunction
-	rep.Netdata = runLabNetdata(ctx, arts.path("pulse.d.plugin"), base, env.clk, netdataTime, functions)
+	rep.Netdata = runLabNetdata(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.clk, netdataTime, functions)
 	rep.Netdata.Replicas, rep.Netdata.Functions = collectorPluginReplicas, functions
 	log.Info("lab Netdata measured", "netdata_rss_mb", rep.Netdata.NetdataRSSMB, "plugin_rss_mb", rep.Netdata.PluginRSSMB,
 		"skipped", rep.Netdata.Skipped, "error", rep.Netdata.Error)
@@ -242,9 +256,10 @@ func raiseNoFile(want uint64) (uint64, error) {
 	return r.Cur, nil
 }
 
-// startCollectorWatchdogs starts the watchdogs, each probed once, and
-// returns them as catalog replicas (ten per function: f000, f001, ...).
-func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string) ([]benchReplica, func(), error) {
+// startCollectorWatchdogs starts n watchdogs, each checking cred and
+// probed once with it, and returns them as catalog replicas (ten per
+// function: f000, f001, ...).
+func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string, cred *runCredential, n int) ([]benchReplica, func(), error) {
 	var servers []*server
 	stop := func() {
 		var wg sync.WaitGroup
@@ -255,7 +270,7 @@ func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string) ([]be
 		wg.Wait()
 	}
 	var out []benchReplica
-	for i := range collectorReplicas {
+	for i := range n {
 		if ctx.Err() != nil {
 			return nil, stop, ctx.Err()
 		}
@@ -267,15 +282,16 @@ func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string) ([]be
 		s, err := startServer(launchSpec{Bin: bin, Env: []string{
 			contract.EnvFunction + "=" + fn, contract.EnvMode + "=" + contract.ModeFork, contract.EnvExec + "=" + cat,
 			contract.EnvListen + "=" + addr, contract.EnvDrainGrace + "=0s", contract.EnvLogLevel + "=warn",
+			contract.EnvReplicaAuthFile + "=" + cred.path,
 		}, Addr: addr}, filepath.Join(logDir, fmt.Sprintf("watchdog-%03d.log", i)))
 		if err != nil {
 			return nil, stop, err
 		}
 		servers = append(servers, s)
-		if err := waitReady(ctx, s, "http://"+addr+contract.HealthPath, 10*time.Second); err != nil {
+		if err := waitReady(ctx, s, "http://"+addr+contract.HealthPath, 10*time.Second, cred.header()); err != nil {
 			return nil, stop, err
 		}
-		if err := probe(ctx, "http://"+addr+"/", "hi"); err != nil {
+		if err := probe(ctx, "http://"+addr+"/", "hi", cred.header()); err != nil {
 			return nil, stop, err
 		}
 		out = append(out, benchReplica{function: fn, task: fmt.Sprintf("task%03d", i), addr: addr})
@@ -347,11 +363,12 @@ func (b *benchCatalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// measureCollector times Collect in this process: three unmeasured
-// cycles, then n measured ones collectorCycleGap apart.
-func measureCollector(ctx context.Context, base string, n int) (collectorCycle, error) {
+// measureCollector times Collect in this process, presenting the replica
+// credential in credFile: three unmeasured cycles, then n measured ones
+// collectorCycleGap apart.
+func measureCollector(ctx context.Context, base, credFile string, n int) (collectorCycle, error) {
 	c, err := collector.NewCollector(collector.Config{UpdateEvery: 1, CatalogURL: base + contract.CatalogPath,
-		HAProxyURL: base + "/metrics", Timeout: web.Duration{Duration: collector.DefaultTimeout}}, nil)
+		HAProxyURL: base + "/metrics", Timeout: web.Duration{Duration: collector.DefaultTimeout}, ReplicaAuthFile: credFile}, nil)
 	if err != nil {
 		return collectorCycle{}, err
 	}
@@ -378,12 +395,14 @@ func measureCollector(ctx context.Context, base string, n int) (collectorCycle, 
 }
 
 // runPluginStandalone runs the built plugin with the shipped config
-// pointed at the bench server and measures its CPU and RSS over d after a
-// warm-up.
-func runPluginStandalone(ctx context.Context, bin, base, tmp string, clk float64, d time.Duration, src *benchCatalog) collectorPlugin {
+// pointed at the bench server and the replica credential in credFile, and
+// measures its CPU and RSS over d after a warm-up.
+func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, clk float64, d time.Duration, src *benchCatalog) collectorPlugin {
 	res := collectorPlugin{DurationS: d.Seconds()}
 	fail := func(err error) collectorPlugin { res.Error = err.Error(); return res }
 	conf := filepath.Join(tmp, "netdata-conf")
+	credKey := "replica_auth_file: " + contract.DefaultReplicaAuthFile
+	credSet := false
 	err := fs.WalkDir(collector.ConfigFiles, ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -397,8 +416,14 @@ func runPluginStandalone(ctx context.Context, bin, base, tmp string, clk float64
 		}
 		s := strings.ReplaceAll(string(b), collector.DefaultCatalogURL, base+contract.CatalogPath)
 		s = strings.ReplaceAll(s, collector.DefaultHAProxyURL, base+"/metrics")
+		if strings.Contains(s, credKey) {
+			s, credSet = strings.ReplaceAll(s, credKey, "replica_auth_file: "+credFile), true
+		}
 		return os.WriteFile(filepath.Join(conf, p), []byte(s), 0o644)
 	})
+	if err == nil && !credSet {
+		err = fmt.Errorf("no line %q in the shipped job config to point at the run's credential", credKey)
+	}
 	if err != nil {
 		return fail(fmt.Errorf("write config: %w", err))
 	}

@@ -105,9 +105,9 @@ var interpreters = map[string]bool{"bash": true, "sh": true, "python3": true, "p
 func kbToMB(kb int64) float64 { return round3(float64(kb) * 1024 / mb) }
 
 // runLabNetdata runs a lab Netdata with the plugin against the bench
-// server for d and reads the RSS of its processes at the end and their
-// CPU over the second half.
-func runLabNetdata(ctx context.Context, plugin, base string, clk float64, d time.Duration, functions int) collectorNetdata {
+// server, presenting the replica credential in credFile, for d and reads
+// the RSS of its processes at the end and their CPU over the second half.
+func runLabNetdata(ctx context.Context, plugin, base, credFile string, clk float64, d time.Duration, functions int) collectorNetdata {
 	res := collectorNetdata{DurationS: d.Seconds()}
 	if err := netdatalab.Available(); err != nil {
 		res.Skipped = err.Error()
@@ -115,7 +115,7 @@ func runLabNetdata(ctx context.Context, plugin, base string, clk float64, d time
 	}
 	fail := func(err error) collectorNetdata { res.Error = err.Error(); return res }
 	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin,
-		PluginConfig: netdatalab.JobConfig(base+contract.CatalogPath, base+"/metrics")})
+		PluginConfig: netdatalab.JobConfig(base+contract.CatalogPath, base+"/metrics", netdatalab.WithReplicaAuthFile(credFile))})
 	if err != nil {
 		return fail(err)
 	}

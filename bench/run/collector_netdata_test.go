@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"testing"
 
+	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
 
@@ -20,5 +26,60 @@ func TestSplitNetdataTree(t *testing.T) {
 		others: []string{"apps.plugin", "tc-qos-helper.sh"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("splitNetdataTree =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// TestCollectorPresentsCredential runs the collector suite's wiring on two
+// real watchdogs that check the run's replica credential: the readiness
+// wait and probe carry it, a request without it is refused, and the
+// collector in process, given the credential file, scrapes both; given
+// another credential, it scrapes none.
+func TestCollectorPresentsCredential(t *testing.T) {
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		t.Skip("no cat")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "watchdog")
+	cmd := exec.Command("go", "build", "-tags", "nethttpomithttp2,watchdog_nohttp", "-o", bin, "../../cmd/pulse-watchdog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build watchdog: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	cred, err := newRunCredential(ctx, nil, "", tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cred.remove(nil) })
+	replicas, stop, err := startCollectorWatchdogs(ctx, bin, cat, tmp, cred, 2)
+	t.Cleanup(stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused, err := refusesWithout(ctx, "http://"+replicas[0].addr+"/", "hi"); err != nil || !refused {
+		t.Errorf("a request without the credential: refused %t, %v; want refused (the watchdog checks %s)", refused, err, contract.EnvReplicaAuthFile)
+	}
+	src := &benchCatalog{}
+	src.set(replicas)
+	srv := httptest.NewServer(src)
+	defer srv.Close()
+	res, err := measureCollector(ctx, srv.URL, cred.path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scraped != 2 || res.Failed != 0 {
+		t.Errorf("with the credential: scraped %d, failed %d; want 2, 0", res.Scraped, res.Failed)
+	}
+	other := filepath.Join(tmp, "other-auth")
+	if err := os.WriteFile(other, []byte("not-the-credential\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	res, err = measureCollector(ctx, srv.URL, other, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scraped != 0 || res.Failed == 0 {
+		t.Errorf("with another credential: scraped %d, failed %d; want 0, some", res.Scraped, res.Failed)
 	}
 }

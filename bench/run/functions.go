@@ -106,6 +106,9 @@ type functionsBench struct {
 	// rewrote is set once an endpoint's address was not loopback and the
 	// harness called 127.0.0.1 instead.
 	rewrote bool
+	// cred is the run's replica credential: its secret lets the run's
+	// instance deploy, its value goes with every request to a replica.
+	cred *runCredential
 }
 
 // runFunctions runs the functions suite.
@@ -150,6 +153,9 @@ func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 			b.sweep()
 		}
 	}()
+	if b.cred, err = newRunCredential(ctx, b.api, benchInstance(b.run), env.tmp); err != nil {
+		return err
+	}
 	log.Info("functions suite", "stages", strings.Join(stages, ","), "prefix", b.prefix, "engine", rep.Engine.Version)
 
 	if err := b.prepareSources(ctx); err != nil {
@@ -926,9 +932,9 @@ func (b *functionsBench) waitNewEndpoint(ctx context.Context, name string, known
 	}
 }
 
-// waitOK sends method url (with body, if any) every httpPoll until the
-// answer is 200, and checks that answer's body with check (if not nil). It
-// returns the number of requests.
+// waitOK sends method url (with body, if any, and the replica credential)
+// every httpPoll until the answer is 200, and checks that answer's body
+// with check (if not nil). It returns the number of requests.
 func (b *functionsBench) waitOK(ctx context.Context, method, url, body string, check func([]byte) error) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
@@ -944,6 +950,7 @@ func (b *functionsBench) waitOK(ctx context.Context, method, url, body string, c
 		if err != nil {
 			return n, err
 		}
+		addHeaders(req, b.cred.header())
 		resp, err := b.http.Do(req)
 		if err == nil {
 			data, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -1019,17 +1026,24 @@ func firstPassingProbe(h *container.Health, t0 time.Time) float64 {
 
 // sweep removes whatever of this run is left on the engine: services (with
 // their containers and images, through Swarm.Remove), then images and
-// containers by name. It runs once, with its own deadline, also after an
+// containers by name, then the run's replica credential (secret, file). It runs once, with its own deadline, also after an
 // interrupt, and returns what it found.
 func (b *functionsBench) sweep() []string {
 	b.swept = true
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	mine := func(name string) bool { return strings.HasPrefix(name, b.prefix) }
-	return engineSweep{
+	found := engineSweep{
 		api: b.api, log: b.log, call: call, mine: mine, remove: b.remove,
 		images:     filters.NewArgs(filters.Arg("label", contract.LabelFunction)),
 		imageMine:  func(l map[string]string) bool { return mine(l[contract.LabelFunction]) },
 		serviceKey: labelSwarmServiceName,
 	}.run(ctx, nil)
+	// The credential last: Docker keeps a secret while a service uses it.
+	for _, f := range b.cred.remove(b.api) {
+		b.log.Warn("cleanup", "what", f)
+		found = append(found, f)
+	}
+	b.cred = nil
+	return found
 }

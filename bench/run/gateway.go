@@ -130,6 +130,12 @@ type gatewayBench struct {
 	logDir string
 	rep    *gatewayReport
 	http   *http.Client // the harness's own requests: no keep-alive
+	// cred is the run's replica credential: pulsed's replica_auth_file,
+	// and the header of every request straight to a replica.
+	cred *runCredential
+	// checked is set once a direct request without the credential was
+	// refused (or noted when it was not).
+	checked bool
 
 	mu      sync.Mutex
 	pulsed  *pulsedProc // the running pulsed, if any
@@ -201,6 +207,9 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	}
 	if err := os.WriteFile(b.configFile(), []byte("# pulse bench: every setting comes from PULSE_* variables\nlog_level: info\n"), 0o644); err != nil {
 		return fmt.Errorf("pulsed config: %w", err)
+	}
+	if b.cred, err = newRunCredential(ctx, b.api, benchInstance(b.run), env.tmp); err != nil {
+		return err
 	}
 	if err := b.deploy(ctx); err != nil {
 		return err
@@ -501,6 +510,7 @@ func (b *gatewayBench) startPulsed(ctx context.Context, stage, balance string, w
 		"PULSE_ADMIN_LISTEN="+p.admin,
 		"PULSE_LEAVE_RUNNING=false",
 		"PULSE_HAPROXY="+b.env.tools.haproxy,
+		b.cred.pulsedEnv(),
 	)
 	if balance != "" {
 		env = append(env, "PULSE_BALANCE="+balance)
@@ -516,7 +526,7 @@ func (b *gatewayBench) startPulsed(ctx context.Context, stage, balance string, w
 	b.mu.Lock()
 	b.pulsed = p
 	b.mu.Unlock()
-	if err := waitReady(ctx, srv, "http://"+p.api+"/healthz", gwRouteTimeout); err != nil {
+	if err := waitReady(ctx, srv, "http://"+p.api+"/healthz", gwRouteTimeout, nil); err != nil {
 		return p, err
 	}
 	if err := b.waitRouted(ctx, p, want); err != nil {
@@ -545,7 +555,7 @@ func (b *gatewayBench) waitRouted(ctx context.Context, p *pulsedProc, want int) 
 		if err == nil {
 			live, serving := countSlots(servers)
 			if serving == want && live == want {
-				err = probe(ctx, "http://"+p.gateway+"/function/"+b.name, b.body)
+				err = probe(ctx, "http://"+p.gateway+"/function/"+b.name, b.body, nil)
 				if err == nil {
 					return nil
 				}
@@ -752,10 +762,19 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	}
 	r.Start = time.Now().UTC().Format(time.RFC3339)
 	r.Load1, _ = readLoad1("/proc")
-	if err := probe(ctx, url, b.body); err != nil {
+	// Straight to the replica, every request carries the replica
+	// credential, as HAProxy's do: the watchdog checks it on both paths.
+	var hdr http.Header
+	if v.Path == gwDirect {
+		hdr = b.cred.header()
+		if err := b.checkCredential(ctx, url); err != nil {
+			return err
+		}
+	}
+	if err := probe(ctx, url, b.body, hdr); err != nil {
 		return err
 	}
-	w := wrkRun{Bin: b.env.tools.wrk, Script: b.script, URL: url, Threads: v.Threads, Conns: v.Conns, Body: b.body}
+	w := wrkRun{Bin: b.env.tools.wrk, Script: b.script, URL: url, Threads: v.Threads, Conns: v.Conns, Body: b.body, Headers: hdr}
 	if b.cfg.Warmup > 0 {
 		w.Duration = b.cfg.Warmup
 		if _, _, err := runWrk(ctx, w); err != nil {
@@ -800,6 +819,26 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	r.HostCorePct = round3(100 * busyS / wall)
 	r.OtherCorePct = round3(100 * (busyS - ours) / wall)
 	r.StealCorePct = round3(100 * float64(h1.Steal-h0.Steal) / b.env.clk / wall)
+	return nil
+}
+
+// checkCredential, once per run, POSTs to the replica at url without the
+// replica credential: a replica that answers it (its watchdog does not
+// check the credential) is noted in the report, since the direct baseline
+// then lacks that check.
+func (b *gatewayBench) checkCredential(ctx context.Context, url string) error {
+	if b.checked {
+		return nil
+	}
+	refused, err := refusesWithout(ctx, url, b.body)
+	if err != nil {
+		return err
+	}
+	b.checked = true
+	if !refused {
+		b.log.Warn("replica answered without the replica credential", "url", url)
+		b.rep.Notes = append(b.rep.Notes, noCredentialCheck)
+	}
 	return nil
 }
 
@@ -1406,7 +1445,8 @@ func slotOf(slotAddr map[string]string, addr string) string {
 
 // sweep removes whatever of this run is left on the engine (services, with
 // their containers and images through Swarm.Remove, then containers and
-// images by name) and kills any haproxy process of this run. It runs once,
+// images by name, then the run's replica credential) and kills any haproxy
+// process of this run. It runs once,
 // with its own deadline, also after an interrupt, and returns what it
 // found.
 func (b *gatewayBench) sweep() []string {
@@ -1421,10 +1461,17 @@ func (b *gatewayBench) sweep() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
 	defer cancel()
 	prefix := gwNamePrefix + b.run
-	return engineSweep{
+	found = engineSweep{
 		api: b.api, log: b.log, call: gwCall, remove: b.remove,
 		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
 		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run)),
 		serviceKey: gwLabelServiceName,
 	}.run(ctx, found)
+	// The credential last: Docker keeps a secret while a service uses it.
+	for _, f := range b.cred.remove(b.api) {
+		b.log.Warn("cleanup", "what", f)
+		found = append(found, f)
+	}
+	b.cred = nil
+	return found
 }

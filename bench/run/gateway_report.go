@@ -885,7 +885,8 @@ func gatewaySetup(r gatewayReport) string {
 // Captions of the gateway suite's tables.
 func gatewayCaptions(r gatewayReport) (latency, compare, balance, scale string) {
 	c := r.Config
-	latency = fmt.Sprintf("Direct vs through HAProxy, one replica: wrk POSTs to the replica's published port (`direct`) and to `/function/<name>` on pulsed's "+
+	latency = fmt.Sprintf("Direct vs through HAProxy, one replica: wrk POSTs to the replica's published port (`direct`, with the replica credential "+
+		"on every request: the baseline includes the watchdog's credential check, as the gateway path does) and to `/function/<name>` on pulsed's "+
 		"gateway (`gateway`), %d round(s) with the four variants in a rotated order; medians over rounds. CPU per request is each group's own "+
 		"utime + stime from /proc over the run: HAProxy's master and workers, the engine's docker-proxy of the replica's port, the replica's process.", c.Rounds)
 	compare = "Added by HAProxy: through HAProxy minus direct, from the medians above; `per round` pairs the two paths within each round."

@@ -46,8 +46,8 @@ import (
 // hookInstalled is the exec: path in alarms/health/pulse.conf.
 const hookInstalled = "/usr/local/lib/pulse/pulse-alarm-hook"
 
-// pulseLab is one run's stack. Its fields are set by connect,
-// prepareShared, startNetdata and startPulsed, in that order.
+// pulseLab is one run's stack. Its fields are set by open, prepareShared,
+// startNetdata and startPulsed, in that order.
 type pulseLab struct {
 	log     *slog.Logger
 	env     suiteEnv
@@ -66,6 +66,9 @@ type pulseLab struct {
 	shared    string // a directory the netdata user can read: hook, token
 	tokenFile string
 	token     string
+	// cred is the run's replica credential: its file is pulsed's
+	// replica_auth_file and the collector's, its secret the replicas'.
+	cred *runCredential
 
 	apiAddr, gwAddr, adminAddr, coldAddr string // the same for every lifetime of pulsed
 
@@ -152,12 +155,17 @@ func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) 
 	return nil
 }
 
-// prepareShared makes the directory Netdata's user reads: the built hook
-// (run by Netdata as user netdata) and the alarm token (0640
-// root:netdata).
-func (l *pulseLab) prepareShared() error {
+// prepareShared makes what Netdata's user reads: the built hook (run by
+// Netdata as user netdata), the alarm token (0640 root:netdata), and the
+// run's replica credential (0640 root:netdata) with its secret, which the
+// run's deploys need.
+func (l *pulseLab) prepareShared(ctx context.Context) error {
 	var err error
 	l.shared, l.tokenFile, l.token, err = prepareAlarmShared(l.arts.path("pulse-alarm-hook"))
+	if err != nil {
+		return err
+	}
+	l.cred, err = newRunCredential(ctx, l.api, benchInstance(l.run), l.env.tmp)
 	return err
 }
 
@@ -247,11 +255,12 @@ func (l *pulseLab) startNetdata(ctx context.Context) error {
 	}
 	defer ndLog.Close()
 	l.nd, err = netdatalab.Start(ctx, netdatalab.Config{
-		Plugin:       l.arts.path("pulse.d.plugin"),
-		PluginConfig: netdatalab.JobConfig("http://"+l.apiAddr+contract.CatalogPath, "http://"+l.adminAddr+"/metrics"),
-		Health:       health,
-		Env:          []string{"PULSE_ALARM_URL=http://" + l.apiAddr + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + l.tokenFile},
-		Stderr:       ndLog,
+		Plugin: l.arts.path("pulse.d.plugin"),
+		PluginConfig: netdatalab.JobConfig("http://"+l.apiAddr+contract.CatalogPath, "http://"+l.adminAddr+"/metrics",
+			netdatalab.WithReplicaAuthFile(l.cred.path)),
+		Health: health,
+		Env:    []string{"PULSE_ALARM_URL=http://" + l.apiAddr + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + l.tokenFile},
+		Stderr: ndLog,
 	})
 	if err != nil {
 		return err
@@ -287,6 +296,7 @@ func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string
 		"PULSE_AUTOSCALE=true",
 		"PULSE_ALARM_TOKEN_FILE="+l.tokenFile,
 		"PULSE_NETDATA_URL="+l.nd.URL,
+		l.cred.pulsedEnv(),
 	), changed...)
 	l.pulsedLog = filepath.Join(l.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
 	l.pulsedLogs = append(l.pulsedLogs, l.pulsedLog)
@@ -296,7 +306,7 @@ func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string
 		return nil, err
 	}
 	l.rt = gateway.NewRuntime(filepath.Join(l.stateDir, "haproxy.sock"), time.Second)
-	if err := waitReady(ctx, l.pulsed, "http://"+l.apiAddr+"/healthz", l.routeTimeout); err != nil {
+	if err := waitReady(ctx, l.pulsed, "http://"+l.apiAddr+"/healthz", l.routeTimeout, nil); err != nil {
 		return nil, err
 	}
 	l.log.Info("pulsed started", "lifetime", n, "api", l.apiAddr, "gateway", l.gwAddr, "settings", changed)
@@ -423,7 +433,7 @@ func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string
 	if err := l.waitServers(ctx, fn, n, true); err != nil {
 		return err
 	}
-	return probe(ctx, "http://"+l.gwAddr+"/function/"+fn, body)
+	return probe(ctx, "http://"+l.gwAddr+"/function/"+fn, body, nil)
 }
 
 // alarmStatus is the status of fn's scale-up alarm in the lab Netdata.
@@ -596,8 +606,9 @@ func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
 
 // cleanup stops Netdata and pulsed, kills any HAProxy of the run, removes
 // the run's functions and anything else of the run on the engine (services,
-// containers, images), and the shared directory. It is safe to call twice;
-// it returns what it found left over.
+// containers, images), then the run's replica credential (secret and file),
+// and the shared directory. It is safe to call twice; it returns what it
+// found left over.
 func (l *pulseLab) cleanup() []string {
 	var found []string
 	if l.nd != nil {
@@ -617,6 +628,8 @@ func (l *pulseLab) cleanup() []string {
 		l.shared = ""
 	}
 	if l.api == nil {
+		found = append(found, l.cred.remove(nil)...)
+		l.cred = nil
 		return found
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
@@ -627,11 +640,18 @@ func (l *pulseLab) cleanup() []string {
 		}
 	}
 	prefix := l.prefix + l.run
-	return engineSweep{
+	found = engineSweep{
 		api: l.api, log: l.log, call: gwCall,
 		remove:     func(ctx context.Context, name string) error { return l.remove(ctx, name) },
 		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
 		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+l.run)),
 		serviceKey: gwLabelServiceName,
 	}.run(ctx, found)
+	// The credential last: Docker keeps a secret while a service uses it.
+	for _, f := range l.cred.remove(l.api) {
+		l.log.Warn("cleanup", "what", f)
+		found = append(found, f)
+	}
+	l.cred = nil
+	return found
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -75,18 +76,27 @@ type wrkRun struct {
 	Conns    int
 	Duration time.Duration // whole seconds: wrk takes no finer unit
 	Body     string
+	// Headers are added to every request (post.lua's BENCH_HEADERS): the
+	// replica credential when wrk loads a replica's published port.
+	Headers http.Header
 }
 
 // runWrk runs wrk and returns its result and its own CPU time (user +
 // system), which tells whether the load generator saturated its core.
 func runWrk(ctx context.Context, w wrkRun) (wrkResult, time.Duration, error) {
+	headers, err := wrkHeaderEnv(w.Headers)
+	if err != nil {
+		return wrkResult{}, 0, fmt.Errorf("wrk %s: %w", w.URL, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, w.Duration+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, w.Bin,
 		"-t", strconv.Itoa(w.Threads), "-c", strconv.Itoa(w.Conns),
 		"-d", strconv.Itoa(int(w.Duration/time.Second))+"s", "--timeout", "5s",
 		"-s", w.Script, w.URL)
-	cmd.Env = append(os.Environ(), "BENCH_BODY="+w.Body)
+	// The headers go in the environment, not in wrk's -H arguments: the
+	// credential stays out of every local user's ps.
+	cmd.Env = append(os.Environ(), "BENCH_BODY="+w.Body, "BENCH_HEADERS="+headers)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

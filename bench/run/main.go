@@ -48,6 +48,17 @@
 // failed request attributed to HAProxy's server and the replica behind it.
 // It writes bench/results/soak-<UTC time>.json with a picture beside it
 // (.png).
+//
+// Replicas serve only requests carrying their instance's replica
+// credential (contract/auth.go). Every suite that deploys runs as its own
+// instance and makes its credential before its first deploy, as pulsed
+// does: a file and the Docker secret replicas mount (credential.go),
+// removed when the run ends, after its services. Every pulsed it starts
+// reads the file (PULSE_REPLICA_AUTH_FILE), every lab Netdata's collector
+// presents it, and every request straight to a replica (readiness, probes,
+// wrk through post.lua's BENCH_HEADERS) carries the header; the collector
+// suite's watchdogs check a credential of the run too. The watchdog suite's
+// processes run without it and check nothing.
 package main
 
 import (

@@ -118,8 +118,10 @@ var probeClient = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true},
 }
 
-// waitReady polls url until it answers 200, the server exits, or timeout.
-func waitReady(ctx context.Context, s *server, url string, timeout time.Duration) error {
+// waitReady polls url (GET, with hdr: the replica credential for a
+// watchdog that checks it) until it answers 200, the server exits, or
+// timeout.
+func waitReady(ctx context.Context, s *server, url string, timeout time.Duration, hdr http.Header) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -130,6 +132,7 @@ func waitReady(ctx context.Context, s *server, url string, timeout time.Duration
 		if err != nil {
 			return fmt.Errorf("ready %s: %w", url, err)
 		}
+		addHeaders(req, hdr)
 		resp, err := probeClient.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
@@ -150,10 +153,10 @@ func waitReady(ctx context.Context, s *server, url string, timeout time.Duration
 	}
 }
 
-// probe POSTs body to url and checks that the answer is 200 with the same
-// body: wrk only counts statuses of 400 and above as errors, and checks no
-// bodies.
-func probe(ctx context.Context, url, body string) error {
+// probe POSTs body to url (with hdr: the replica credential when url is a
+// replica's) and checks that the answer is 200 with the same body: wrk only
+// counts statuses of 400 and above as errors, and checks no bodies.
+func probe(ctx context.Context, url, body string, hdr http.Header) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
@@ -161,6 +164,7 @@ func probe(ctx context.Context, url, body string) error {
 		return fmt.Errorf("probe %s: %w", url, err)
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	addHeaders(req, hdr)
 	resp, err := probeClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", url, err)
@@ -174,6 +178,15 @@ func probe(ctx context.Context, url, body string) error {
 		return fmt.Errorf("probe %s: got %s %q, want 200 %q", url, resp.Status, truncate(string(got), 100), truncate(body, 100))
 	}
 	return nil
+}
+
+// addHeaders adds hdr to req's headers.
+func addHeaders(req *http.Request, hdr http.Header) {
+	for k, vs := range hdr {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
 }
 
 // freeAddr returns a loopback address with a port the kernel just chose and

@@ -3,11 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 // buildEcho builds bench/echo into a temporary directory.
@@ -40,11 +47,11 @@ func TestEchoUnderWrk(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = srv.stop(5 * time.Second) })
 	ctx := context.Background()
-	if err := waitReady(ctx, srv, "http://"+addr+"/", 10*time.Second); err != nil {
+	if err := waitReady(ctx, srv, "http://"+addr+"/", 10*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	body := payload(64)
-	if err := probe(ctx, "http://"+addr+"/", body); err != nil {
+	if err := probe(ctx, "http://"+addr+"/", body, nil); err != nil {
 		t.Fatal(err)
 	}
 	tree, err := processTree("/proc", srv.pid())
@@ -113,5 +120,92 @@ func TestStopKillsDescendants(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("descendant %d still alive: %+v", stray.PID, st)
 		}
+	}
+}
+
+// TestReplicaCredentialOnEveryRequest: wrk with post.lua and the harness's
+// probe and readiness requests send the replica credential when given it,
+// on every request, to a server that answers 403 without it as a replica
+// does; without it, wrk's every request is refused.
+func TestReplicaCredentialOnEveryRequest(t *testing.T) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		t.Skip("wrk not installed")
+	}
+	const cred = "0123abcd"
+	var ok, refused atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if v := r.Header.Values(contract.HeaderReplicaAuth); len(v) != 1 || v[0] != cred {
+			refused.Add(1)
+			http.Error(w, `{"error":"forbidden"}`, http.StatusForbidden)
+			return
+		}
+		ok.Add(1)
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	hdr := http.Header{contract.HeaderReplicaAuth: {cred}}
+	body := payload(64)
+	if err := probe(ctx, srv.URL+"/", body, hdr); err != nil {
+		t.Fatal(err)
+	}
+	if err := probe(ctx, srv.URL+"/", body, nil); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("probe without the credential = %v, want a 403", err)
+	}
+	if r, err := refusesWithout(ctx, srv.URL+"/", body); !r || err != nil {
+		t.Errorf("refusesWithout = %t, %v; want true, nil", r, err)
+	}
+	w := wrkRun{Bin: wrk, Script: "../wrk/post.lua", URL: srv.URL + "/", Threads: 1, Conns: 2, Duration: time.Second, Body: body, Headers: hdr}
+	ok.Store(0)
+	refused.Store(0)
+	res, _, err := runWrk(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests < 100 || res.errorCount() != 0 || refused.Load() != 0 || ok.Load() < res.Requests {
+		t.Errorf("with the credential: wrk %+v, server ok %d refused %d; want ≥ 100 requests, all answered", res, ok.Load(), refused.Load())
+	}
+	w.Headers = nil
+	res, _, err = runWrk(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors.Status != res.Requests || refused.Load() < res.Requests {
+		t.Errorf("without the credential: wrk %+v, server refused %d; want every request refused", res, refused.Load())
+	}
+	w.Headers = http.Header{"Bad Name": {"x"}}
+	if _, _, err := runWrk(ctx, w); err == nil || !strings.Contains(err.Error(), "want a token") {
+		t.Errorf("a header name with a space: %v, want refused before wrk runs", err)
+	}
+}
+
+// TestWrkHeaderEnv pins post.lua's BENCH_HEADERS format.
+func TestWrkHeaderEnv(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		h    http.Header
+		want string
+		err  string
+	}{
+		{name: "none", h: nil, want: ""},
+		{name: "credential", h: http.Header{contract.HeaderReplicaAuth: {"abc"}}, want: "X-Pulse-Replica-Auth: abc\n"},
+		{name: "sorted", h: http.Header{"B": {"2"}, "A": {"1", "3"}}, want: "A: 1\nA: 3\nB: 2\n"},
+		{name: "colon in name", h: http.Header{"A:b": {"1"}}, err: "want a token"},
+		{name: "line break in value", h: http.Header{"A": {"1\r\nB: 2"}}, err: "line break"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := wrkHeaderEnv(c.h)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Errorf("wrkHeaderEnv = %q, %v; want %q", got, err, c.want)
+			}
+		})
 	}
 }

@@ -146,7 +146,7 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	if err := b.build(ctx, &rep.labHead, goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags), cStep(env.tools, env.tmp, "burnecho", burnEchoC)); err != nil {
 		return err
 	}
-	if err := b.prepareShared(); err != nil {
+	if err := b.prepareShared(ctx); err != nil {
 		return err
 	}
 	if err := b.startNetdata(ctx); err != nil {
@@ -260,7 +260,7 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	go func() { defer wg.Done(); b.pollHost(pctx) }()
 	defer func() { stopPollers(); wg.Wait() }()
 
-	load := newSoakLoad(b.t0, b.body)
+	load := newSoakLoad(b.t0, b.body, b.cred.header())
 	ended := false
 	defer func() {
 		if !ended {

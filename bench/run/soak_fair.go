@@ -171,6 +171,14 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 		return fmt.Errorf("%s: %d replicas in pulsed's catalog, want one routed", b.hello, len(f.Replicas))
 	}
 	direct, _ := loopbackAddr(f.Replicas[0].Addr)
+	// The direct path carries the replica credential, as HAProxy's
+	// requests do; a replica that does not check it is noted.
+	if refused, err := refusesWithout(ctx, "http://"+direct+"/", b.body); err != nil {
+		return err
+	} else if !refused {
+		b.log.Warn("replica answered without the replica credential", "addr", direct)
+		b.rep.Notes = append(b.rep.Notes, "fair comparison: "+noCredentialCheck)
+	}
 	watch := b.procWatch()
 	b.watchReplicas(ctx, b.hello, &watch)
 	backend := gateway.BackendName(b.hello)
@@ -182,7 +190,7 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 	fr.QuietWaitS, fr.QuietBusyPct = round3(waited.Seconds()), round3(busy)
 	b.log.Info("fair CPU comparison", "function", b.hello, "connections", fairConns, "stretches", 2*fairPairs, "each", fairStretch, "quiet_wait", waited.Round(time.Millisecond))
 	t0 := time.Now()
-	load := newSoakLoad(t0, b.body)
+	load := newSoakLoad(t0, b.body, b.cred.header())
 	var stretches []soakStretch
 	for i := range 2 * fairPairs {
 		st := soakStretch{Path: pathGateway, Addr: b.gwAddr}
@@ -318,7 +326,8 @@ func (b *soakBench) serverStats(ctx context.Context, backend string) ([]gateway.
 
 func fairCaption(f soakFair) string {
 	return fmt.Sprintf("The fair CPU comparison (the goal's figure), before the soak: pulsed at its defaults (no request log) but for %s, %s (%s) pinned at one replica "+
-		"(scale %s), %d closed-loop connections of the same client through the gateway and straight to the replica's published address, in %d interleaved "+
+		"(scale %s), %d closed-loop connections of the same client through the gateway and straight to the replica's published address "+
+		"(with the replica credential on every request, as HAProxy sends it: the direct baseline includes the watchdog's credential check), in %d interleaved "+
 		"stretches (Thue–Morse order: a drift in time falls on both paths alike) of %.0f s measured after %.0f s of settling each; the host waited %.0f s to be quiet before (busy %.0f %% of a core then). "+
 		"`ok` = requests answered 2xx with the body that ended in the stretch, the CPU's divisor; the rest by start time; whole-host CPU from /proc/stat; "+
 		"through the gateway HAProxy's own counters over the stretch: connections accepted and requests (show info's CumConns and CumReq: every frontend and the CLI, "+

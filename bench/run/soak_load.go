@@ -65,6 +65,9 @@ const soakRequestTimeout = 15 * time.Second
 type soakLoad struct {
 	t0   time.Time
 	body string
+	// directHdr are the headers of a request straight to a replica: the
+	// replica credential, which HAProxy adds on the other path.
+	directHdr http.Header
 
 	mu      sync.Mutex
 	addr    string
@@ -84,12 +87,12 @@ type soakWorker struct {
 	fails  []soakFail
 }
 
-func newSoakLoad(t0 time.Time, body string) *soakLoad {
-	return &soakLoad{t0: t0, body: body}
+func newSoakLoad(t0 time.Time, body string, direct http.Header) *soakLoad {
+	return &soakLoad{t0: t0, body: body, directHdr: direct}
 }
 
 // set makes n connections POST to path at addr (direct: a replica's own
-// address). Changing the address or the path replaces every worker;
+// address, and the load's direct headers on every request). Changing the address or the path replaces every worker;
 // otherwise workers are added, or the newest ones finish their request and
 // leave.
 func (l *soakLoad) set(n int, addr, path string, direct bool) {
@@ -110,7 +113,11 @@ func (l *soakLoad) set(n int, addr, path string, direct bool) {
 		l.workers = l.workers[:len(l.workers)-1]
 	}
 	for len(l.workers) < n {
-		w := &soakWorker{l: l, addr: addr, req: httpPost(path, l.body, false), direct: direct, done: make(chan struct{})}
+		var hdr http.Header
+		if direct {
+			hdr = l.directHdr
+		}
+		w := &soakWorker{l: l, addr: addr, req: httpPost(path, l.body, false, hdr), direct: direct, done: make(chan struct{})}
 		l.workers = append(l.workers, w)
 		go w.run()
 	}

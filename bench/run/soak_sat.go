@@ -108,7 +108,7 @@ func (b *soakBench) saturation(ctx context.Context) error {
 	b.log.Info("saturation", "function", b.burn, "connections", satConns, "burn_ms", satBurnMS, "for", satDuration)
 	h0, _ := readHostCPU("/proc")
 	t0 := time.Now()
-	load := newSoakLoad(t0, b.body)
+	load := newSoakLoad(t0, b.body, nil)
 	load.set(satConns, b.gwAddr, "/function/"+b.burn, false)
 	lctx, cancel := context.WithTimeout(ctx, satDuration)
 	every(lctx, satPoll, func() {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -670,11 +671,23 @@ func TestCountTimeWaitAndShowInfo(t *testing.T) {
 }
 
 func TestSoakLoad(t *testing.T) {
-	var n atomic.Int64
+	var n, credOK, credBad atomic.Int64
 	var mu atomic.Bool // when set, every third request's connection is cut without an answer
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		k := n.Add(1)
+		// Straight to a replica ("/"), the replica credential; through the
+		// gateway, none (HAProxy adds it).
+		got, want := r.Header.Values(contract.HeaderReplicaAuth), []string(nil)
+		if r.URL.Path == "/" {
+			want = []string{"cred-1"}
+		}
+		if slices.Equal(got, want) {
+			credOK.Add(1)
+		} else {
+			credBad.Add(1)
+			t.Errorf("%s: %s = %q, want %q", r.URL.Path, contract.HeaderReplicaAuth, got, want)
+		}
 		switch {
 		case mu.Load() && k%3 == 0:
 			if hj, ok := w.(http.Hijacker); ok {
@@ -701,7 +714,7 @@ func TestSoakLoad(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	l := newSoakLoad(time.Now(), "hello")
+	l := newSoakLoad(time.Now(), "hello", http.Header{contract.HeaderReplicaAuth: {"cred-1"}})
 	l.set(3, addr, "/function/x", false)
 	wait(50)
 	l.set(1, addr, "/function/x", false) // down: two workers leave after their request
@@ -734,6 +747,9 @@ func TestSoakLoad(t *testing.T) {
 	}
 	if kinds[soakErrStatus] == 0 || kinds[soakErrRead] == 0 || kinds[soakOK] == 0 || direct == 0 {
 		t.Errorf("outcomes %v, %d direct: want ok, status and read failures, and direct requests", kinds, direct)
+	}
+	if credOK.Load() < 100 || credBad.Load() != 0 {
+		t.Errorf("replica credential right on %d requests, wrong on %d; want many, none", credOK.Load(), credBad.Load())
 	}
 	if got := kinds[soakErrStatus] + kinds[soakErrRead] + kinds[soakErrBody] + kinds[soakErrWrite]; got != len(fails) {
 		t.Errorf("%d failed records, %d failures", got, len(fails))

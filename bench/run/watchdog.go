@@ -235,7 +235,7 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 		}
 	}()
 	base := "http://" + spec.Addr
-	if err := waitReady(ctx, srv, base+spec.ReadyPath, 15*time.Second); err != nil {
+	if err := waitReady(ctx, srv, base+spec.ReadyPath, 15*time.Second, nil); err != nil {
 		return err
 	}
 	// Fresh: only the readiness GETs have reached it, like a replica that
@@ -245,7 +245,7 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 		return err
 	}
 	r.RSSFreshKB, r.RSSFreshAnonKB = fresh.RSSKB, fresh.RSSAnonKB
-	if err := probe(ctx, base+"/", b.body); err != nil {
+	if err := probe(ctx, base+"/", b.body, nil); err != nil {
 		r.ProbeError = err.Error()
 	}
 	// Idle after traffic: one request served, before load.

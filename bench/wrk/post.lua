@@ -5,6 +5,11 @@
 -- fork-mode floor (bench/c/spawnloop.c) send the same bytes; without it the
 -- body is 64 bytes of text.
 --
+-- BENCH_HEADERS adds headers to every request: one "Name: value" per line
+-- (the harness sends the replica credential, X-Pulse-Replica-Auth, this way
+-- when it loads a replica's published port; in the environment rather than
+-- wrk's -H, so that it stays out of ps). A line without a colon stops wrk.
+--
 -- When the run ends, done() prints one line, "BENCHJSON " followed by a JSON
 -- object, which the harness parses:
 --   requests, duration_us, bytes      wrk's summary
@@ -21,6 +26,17 @@ end
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/octet-stream"
+
+local extra = os.getenv("BENCH_HEADERS")
+if extra ~= nil then
+  for line in extra:gmatch("[^\n]+") do
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if name == nil then
+      error("BENCH_HEADERS: want \"Name: value\" lines, got " .. string.format("%q", line))
+    end
+    wrk.headers[name] = value
+  end
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +173,72 @@ func TestHostileInput(t *testing.T) {
 		}
 		if !strings.HasSuffix(a.body, "body:body") {
 			t.Errorf("the function's answer %q does not end with its body", a.body)
+		}
+	})
+
+	t.Run("bad services", func(t *testing.T) {
+		// Services of this instance that Swarm accepts and Pulse cannot
+		// route: each is skipped with its reason (in /healthz, the
+		// catalog), the rest keep working.
+		img, err := exec.Command("docker", "service", "inspect", fn, "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := map[string][]string{
+			"badtimeout-" + e.tag: {"--label", contract.LabelTimeout + "=abc"},
+			"badbody-" + e.tag:    {"--label", contract.LabelMaxBody + "=-1"},
+			"Odd_Name_" + e.tag:   nil,
+		}
+		for name, labels := range bad {
+			args := append([]string{"service", "create", "-d", "--name", name, "--replicas", "0",
+				"--label", contract.LabelFunction + "=" + name, "--label", contract.LabelInstance + "=" + e.tag}, labels...)
+			if out, err := exec.Command("docker", append(args, strings.TrimSpace(string(img)))...).CombinedOutput(); err != nil {
+				t.Fatalf("docker service create %s: %v\n%s", name, err, out)
+			}
+			t.Cleanup(func() { _ = exec.Command("docker", "service", "rm", name).Run() })
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			code, body := l.api(t, "GET", "/healthz", "")
+			var h health
+			_ = json.Unmarshal([]byte(body), &h)
+			seen := 0
+			for _, sk := range h.Skipped {
+				if _, ok := bad[sk.Name]; ok && sk.Reason != "" {
+					seen++
+				}
+			}
+			if code == 200 && h.Status == "ok" && seen == len(bad) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/healthz: %d %s; want ok listing the %d bad services", code, body, len(bad))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		// The gateway still follows the swarm for the good function.
+		e.scale(fn, 2)
+		waitRoute(t, gw, "/function/"+fn)
+		deadline = time.Now().Add(20 * time.Second)
+		for {
+			_, body := l.api(t, "GET", contract.CatalogPath, "")
+			var c contract.Catalog
+			_ = json.Unmarshal([]byte(body), &c)
+			routed := 0
+			for _, f := range c.Functions {
+				for _, r := range f.Replicas {
+					if f.Name == fn && r.Routed {
+						routed++
+					}
+				}
+			}
+			if routed == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("with bad services beside it, %s has %d routed replicas, want 2: %s", fn, routed, body)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	})
 

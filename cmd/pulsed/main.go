@@ -9,16 +9,19 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -290,13 +293,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		mountScaler(mux, auto.api)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := rec.Err(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "{\"status\":\"degraded\",\"error\":%q}\n", err.Error())
-			return
-		}
-		fmt.Fprintf(w, "{\"status\":\"ok\",\"reloads\":%d}\n", rec.Reloads())
+		writeHealth(w, rec, cat)
 	})
 	ln, err := net.Listen("tcp", cfg.APIListen)
 	if err != nil {
@@ -364,4 +361,32 @@ func wrap(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// health is /healthz's answer: ok or degraded (the gateway cannot follow
+// the swarm), and the functions left out of routing with their reasons (the
+// rest are routed; the status stays ok).
+type health struct {
+	Status  string                     `json:"status"`
+	Error   string                     `json:"error,omitempty"`
+	Reloads int                        `json:"reloads"`
+	Skipped []contract.SkippedFunction `json:"skipped,omitempty"`
+}
+
+func writeHealth(w http.ResponseWriter, rec *gateway.Reconciler, cat *gateway.Catalog) {
+	h := health{Status: "ok", Reloads: rec.Reloads()}
+	if c, _, err := cat.Current(); err == nil {
+		h.Skipped = append(h.Skipped, c.Skipped...)
+	}
+	left := rec.LeftOut()
+	for _, name := range slices.Sorted(maps.Keys(left)) {
+		h.Skipped = append(h.Skipped, contract.SkippedFunction{Name: name, Reason: left[name]})
+	}
+	code := http.StatusOK
+	if err := rec.Err(); err != nil {
+		h.Status, h.Error, code = "degraded", err.Error(), http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(h)
 }
