@@ -135,6 +135,15 @@ func startPulsedTLS(t *testing.T, instance, certFile string) (api, gateway, toke
 	if err != nil {
 		t.Fatal(err)
 	}
+	// pulsed leaves its instance's replica credential secret in place (a
+	// real install keeps it); the test's goes after its functions (this
+	// cleanup is registered before theirs, so it runs after them).
+	t.Cleanup(func() {
+		out, _ := exec.Command("docker", "secret", "ls", "-q", "--filter", "label="+contract.LabelInstance+"="+instance).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			_ = exec.Command("docker", append([]string{"secret", "rm"}, ids...)...).Run()
+		}
+	})
 	cmd := exec.Command(bin, "-config", cfg)
 	for _, kv := range os.Environ() { // only the file configures it
 		if !strings.HasPrefix(kv, "PULSE_") {
