@@ -12,11 +12,15 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pulsefaas/pulse/collector/tlsclient"
 	"github.com/pulsefaas/pulse/contract"
 )
 
 // maxCatalogBytes caps the catalog's body: a few hundred bytes per replica.
 const maxCatalogBytes = 16 << 20
+
+// catalogTLSKeys name the job keys a TLS failure's fix refers to.
+var catalogTLSKeys = tlsclient.Keys{URL: "catalog_url", CAFile: "ca_file"}
 
 // errCatalogStatus reports an answer other than 200 or 304.
 var errCatalogStatus = errors.New("unexpected status")
@@ -28,6 +32,7 @@ var errCatalogStatus = errors.New("unexpected status")
 type catalogReader struct {
 	client  *http.Client
 	url     string
+	ca      *tlsclient.CAFile // what an https:// url is verified with
 	cur     contract.Catalog
 	have    bool   // cur holds a catalog that was read
 	etag    string // of cur, as pulsed sent it
@@ -48,7 +53,7 @@ func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("catalog: %w", err)
+		return false, fmt.Errorf("catalog: %w", tlsclient.Explain(err, c.url, c.ca, catalogTLSKeys))
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -62,6 +67,10 @@ func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
 		return false, nil
 	case http.StatusOK:
 	default:
+		head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if tlsclient.PlainToTLS(resp.StatusCode, head) {
+			return false, fmt.Errorf("catalog %s: %w %s: the server serves HTTPS (pulsed's tls_cert is set); fix: use https:// in catalog_url and set ca_file (make up writes %s)", c.url, errCatalogStatus, resp.Status, tlsclient.DefaultCAFile)
+		}
 		return false, fmt.Errorf("catalog %s: %w %s", c.url, errCatalogStatus, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCatalogBytes+1))

@@ -11,6 +11,7 @@ import (
 	"github.com/netdata/go.d.plugin/pkg/prometheus"
 	"github.com/netdata/go.d.plugin/pkg/web"
 
+	"github.com/pulsefaas/pulse/collector/tlsclient"
 	"github.com/pulsefaas/pulse/contract"
 )
 
@@ -26,8 +27,9 @@ type Collector struct {
 	forbidden  bool                // a 403 was logged; cleared (and logged) once none answers 403
 	badPage    map[replicaKey]bool // replicas whose oversized or encoded page was logged
 
-	catalog     catalogReader
-	catalogDown bool // logged as unreachable; the next success is logged too
+	catalog         catalogReader
+	catalogDown     bool   // logged as unreachable; the next success is logged too
+	catalogDownKind string // the kind of failure logged (catalogFailureKind)
 
 	haproxy     prometheus.Prometheus
 	haproxyDown bool
@@ -91,20 +93,37 @@ func (c *Collector) readCatalog(ctx context.Context) {
 	defer cancel()
 	changed, err := c.catalog.read(ctx)
 	if err != nil {
-		if !c.catalogDown {
-			c.catalogDown = true
+		// Logged once per failure and kind of failure: a pulsed that
+		// comes back with a certificate the collector does not trust is
+		// said, though it was down a moment before.
+		if kind := catalogFailureKind(err); !c.catalogDown || kind != c.catalogDownKind {
+			c.catalogDown, c.catalogDownKind = true, kind
 			c.log.Warn("cannot read the replica catalog; keeping the last one until it answers",
 				"err", err, "functions", len(c.catalog.cur.Functions), "have_catalog", c.catalog.have)
 		}
 		return
 	}
 	if c.catalogDown {
-		c.catalogDown = false
+		c.catalogDown, c.catalogDownKind = false, ""
 		c.log.Info("replica catalog readable again", "version", c.catalog.cur.Version)
 	}
 	if changed {
 		c.log.Debug("replica catalog changed", "version", c.catalog.cur.Version, "functions", len(c.catalog.cur.Functions))
 	}
+}
+
+// catalogFailureKind sorts catalog failures for logging: each TLS check,
+// an answer with an unexpected status, and the rest (unreachable, bad
+// body).
+func catalogFailureKind(err error) string {
+	var te *tlsclient.Error
+	switch {
+	case errors.As(err, &te):
+		return "tls: " + te.Check
+	case errors.Is(err, errCatalogStatus):
+		return "status"
+	}
+	return "other"
 }
 
 // readHAProxy reads HAProxy's backends. A failure is logged once (and the

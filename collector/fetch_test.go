@@ -15,6 +15,7 @@ import (
 	"github.com/netdata/go.d.plugin/pkg/prometheus"
 	"github.com/netdata/go.d.plugin/pkg/web"
 
+	"github.com/pulsefaas/pulse/collector/tlsclient"
 	"github.com/pulsefaas/pulse/contract"
 )
 
@@ -54,7 +55,7 @@ func TestScrapeTransportLimits(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	tr := newTransport(DefaultTimeout)
+	tr := newTransport(DefaultTimeout, tlsclient.NewCAFile(""))
 	defer tr.CloseIdleConnections()
 	for _, tc := range []struct {
 		path    string

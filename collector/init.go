@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/netdata/go.d.plugin/pkg/prometheus"
 	"github.com/netdata/go.d.plugin/pkg/web"
 
+	"github.com/pulsefaas/pulse/collector/tlsclient"
 	"github.com/pulsefaas/pulse/contract"
 )
 
@@ -46,6 +48,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want an http:// or https:// URL", u.key, u.v))
 		}
 	}
+	if c.CAFile != "" {
+		if !filepath.IsAbs(c.CAFile) {
+			errs = append(errs, fmt.Errorf("ca_file %q: want an absolute path (make up writes %s when pulsed's tls_cert is set), or none for the system's CAs", c.CAFile, tlsclient.DefaultCAFile))
+		}
+		if !isHTTPS(c.CatalogURL) && !isHTTPS(c.HAProxyURL) {
+			errs = append(errs, fmt.Errorf("ca_file %s is set but neither catalog_url (%s) nor haproxy_url (%s) is an https:// URL, so nothing would be verified with it: use https:// for pulsed's catalog when its tls_cert is set, or remove ca_file", c.CAFile, c.CatalogURL, c.HAProxyURL))
+		}
+	}
 	if c.ReplicaAuthFile == "" || !filepath.IsAbs(c.ReplicaAuthFile) {
 		errs = append(errs, fmt.Errorf("replica_auth_file %q: want the absolute path of pulsed's replica_auth_file (default %s)", c.ReplicaAuthFile, contract.DefaultReplicaAuthFile))
 	}
@@ -55,6 +65,8 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+func isHTTPS(u string) bool { return strings.HasPrefix(strings.ToLower(u), "https://") }
 
 // haproxyPageURL is the exporter URL the collector reads: with
 // scope=backend added unless the URL names a scope, so HAProxy leaves out
@@ -86,14 +98,16 @@ const (
 // newTransport is the one connection pool the collector uses for the
 // catalog, HAProxy and every replica: keep-alive, sized for hundreds of
 // replicas, no proxy (the addresses are the swarm's own; Netdata may run
-// with HTTP_PROXY set), and no transparent gzip: every body is read as
-// sent, capped (the metrics pages' scrapeTransport also asks for identity
-// and refuses any other encoding).
-func newTransport(timeout time.Duration) *http.Transport {
+// with HTTP_PROXY set), https:// verified with ca (the chain and the URL's
+// host name), and no transparent gzip: every body is read as sent, capped
+// (the metrics pages' scrapeTransport also asks for identity and refuses
+// any other encoding).
+func newTransport(timeout time.Duration, ca *tlsclient.CAFile) *http.Transport {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
+		DialTLSContext:        ca.DialTLS(d, timeout),
 		MaxIdleConns:          maxIdleConns,
 		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
 		IdleConnTimeout:       idleConnTimeout,
@@ -122,7 +136,8 @@ func NewCollector(cfg Config, log *slog.Logger) (*Collector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tr := newTransport(cfg.Timeout.Duration)
+	ca := tlsclient.NewCAFile(cfg.CAFile)
+	tr := newTransport(cfg.Timeout.Duration, ca)
 	cred := newCredentialFile(cfg.ReplicaAuthFile, log)
 	return &Collector{
 		cfg:        cfg,
@@ -130,7 +145,7 @@ func NewCollector(cfg Config, log *slog.Logger) (*Collector, error) {
 		transport:  tr,
 		credential: cred,
 		replicas:   newHTTPClient(&scrapeTransport{base: tr, max: maxReplicaPageBytes, credential: cred.get}, cfg.Timeout.Duration),
-		catalog:    catalogReader{client: newHTTPClient(tr, cfg.Timeout.Duration), url: cfg.CatalogURL, log: log, skipped: map[string]string{}},
+		catalog:    catalogReader{client: newHTTPClient(tr, cfg.Timeout.Duration), url: cfg.CatalogURL, ca: ca, log: log, skipped: map[string]string{}},
 		haproxy: prometheus.New(newHTTPClient(&scrapeTransport{base: tr, max: maxHAProxyPageBytes}, cfg.Timeout.Duration),
 			web.Request{URL: haproxyPageURL(cfg.HAProxyURL)}),
 		scrapers: map[replicaKey]*scraper{},

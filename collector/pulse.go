@@ -4,8 +4,9 @@
 // and emits one set of charts per function (contexts, dimensions and
 // variables from package contract). It presents the install's replica
 // credential (replica_auth_file, re-read when it changes) on every scrape
-// of a replica, reads pages uncompressed and capped, and skips catalog
-// entries it cannot chart instead of the whole catalog.
+// of a replica, reads pages uncompressed and capped, skips catalog entries
+// it cannot chart instead of the whole catalog, and verifies an https://
+// catalog with ca_file (package tlsclient).
 //
 // This file is the only one that uses go.d's module API (agent/module),
 // which later Netdata releases changed: reading the catalog, scraping and
@@ -47,6 +48,10 @@ type Config struct {
 	// ReplicaAuthFile holds the replica credential the collector presents
 	// (contract.HeaderReplicaAuth) on every scrape of a replica.
 	ReplicaAuthFile string `yaml:"replica_auth_file"`
+	// CAFile is the PEM bundle of CAs that an https:// catalog_url (and
+	// haproxy_url) must chain to; empty: the system's roots. Re-read when
+	// it changes.
+	CAFile string `yaml:"ca_file"`
 }
 
 // Pulse is the go.d module.

@@ -14,6 +14,16 @@
 #   end of /etc/netdata/netdata.conf       root:root 0644 (pulse-netdata-files)
 #   /etc/netdata/pulse-cgroup-name.sh      root:root 0755: keeps Docker containers
 #                       (which user netdata cannot name) out of the cgroup charts
+#   /etc/pulse/alarm-hook.conf             root:root 0644: the hook's webhook URL and CA file
+#
+# pulsed's API is http://127.0.0.1:8090 (the port from api_listen in
+# /etc/pulse/pulsed.yaml), or https:// when that file has a tls_cert: line;
+# then the collector's job gets ca_file and the hook PULSE_ALARM_CA_FILE,
+# both /etc/pulse/tls-ca.pem (the certificate alone, 0644, written from
+# tls_cert with openssl on every run, as make up does). Without
+# tls_cert both go back to http:// and no CA file. Every run rewrites the
+# same files from scratch, so it can run any number of times.
+# PULSED_CONF and PULSE_TLS_CA_FILE override those two paths (tests).
 #
 # Then it restarts Netdata (systemctl where systemd runs, else
 # `netdata -D` in the background with its pid in /run/netdata.pid, the file
@@ -35,6 +45,43 @@ say() { echo "install-netdata: $*"; }
 die() { echo "install-netdata: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs into /etc/netdata and restarts Netdata)"
+# pulsed's API as the collector and the hook reach it: https with the
+# install's CA file when pulsed serves TLS (tls_cert), else http.
+PULSED_CONF=${PULSED_CONF:-/etc/pulse/pulsed.yaml}
+CA_FILE=${PULSE_TLS_CA_FILE:-/etc/pulse/tls-ca.pem}
+conf_value() { [ -f "$PULSED_CONF" ] && sed -n "s/^$1: *\([^ #]*\).*/\1/p" "$PULSED_CONF" | tr -d "\"'" | tail -1; }
+api_listen=$(conf_value api_listen || true)
+api_port=${api_listen##*:}
+case "$api_port" in '' | *[!0-9]*) api_port=8090 ;; esac
+api_host=${api_listen%:*}
+case "$api_host" in '' | 0.0.0.0 | '[::]' | '::' | "$api_listen") api_host=127.0.0.1 ;; esac
+tls_cert=$(conf_value tls_cert || true)
+api_args=(-api "http://$api_host:$api_port")
+if [ -n "$tls_cert" ]; then
+	# The certificate alone, as make up writes it: rewritten every time, so
+	# it follows a new tls_cert.
+	if command -v openssl >/dev/null; then
+		openssl x509 -in "$tls_cert" -out "$CA_FILE.new" || die "cannot write $CA_FILE from tls_cert $tls_cert (above)"
+		chmod 0644 "$CA_FILE.new"
+		mv -f "$CA_FILE.new" "$CA_FILE"
+	elif [ ! -s "$CA_FILE" ]; then
+		die "pulsed's tls_cert is set but $CA_FILE is missing and openssl is not installed to write it: apt-get install openssl, or run make up"
+	fi
+	chmod 0644 "$CA_FILE"
+	runuser -u netdata -- test -r "$CA_FILE" 2>/dev/null ||
+		die "user netdata cannot read $CA_FILE (check the directories above it: $(namei -m "$CA_FILE" 2>/dev/null | tr '\n' ' '))"
+	api_args=(-api "https://$api_host:$api_port" -ca-file "$CA_FILE")
+	say "pulsed serves HTTPS (tls_cert $tls_cert): the collector and the hook use https://$api_host:$api_port, verified with $CA_FILE"
+else
+	say "pulsed serves plain HTTP (no tls_cert in $PULSED_CONF): the collector and the hook use http://$api_host:$api_port"
+fi
+# --api-args: print the arguments chosen for pulse-netdata-files, one a
+# line, and stop (cmd/pulse-netdata-files' tests run this part alone).
+if [ "${1:-}" = --api-args ]; then
+	printf '%s\n' "${api_args[@]}"
+	exit 0
+fi
+
 command -v go >/dev/null || die "Go missing: install Go 1.26 in /usr/local/go (see README)"
 
 if [ ! -x /usr/sbin/netdata ]; then
@@ -81,7 +128,8 @@ if [ -e "$REPLICA_AUTH" ]; then
 else
 	say "$REPLICA_AUTH not there yet: pulsed creates it (root:netdata 0640); the collector reads it once it appears"
 fi
-"$work/pulse-netdata-files" -etc "$ETC" -web "$WEB" | sed 's/^/install-netdata: /'
+
+"$work/pulse-netdata-files" -etc "$ETC" -web "$WEB" "${api_args[@]}" | sed 's/^/install-netdata: /'
 
 # (Re)start: Netdata looks for new plugins only every 60 s, and reads
 # netdata.conf only at start. Its log from here on is checked below.

@@ -188,7 +188,7 @@ func TestHookFailuresExitZero(t *testing.T) {
 		{name: "pulsed hangs", hang: true, wantLog: "context deadline exceeded", wantReqs: 1},
 		{name: "pulsed down", url: downURL, wantLog: "connection refused"},
 		{name: "no token file", tokenFile: "/nonexistent/alarm-token", wantLog: "no such file or directory"},
-		{name: "empty token", tokenFile: "empty", wantLog: "empty token"},
+		{name: "empty token", tokenFile: "empty", wantLog: "alarm-token is empty"},
 		{name: "not pulse's alarm", alarm: "ram_in_use"},
 	}
 	for _, tc := range tests {

@@ -8,6 +8,14 @@
 //	WEB/pulse-dashboard-info.js           titles the dashboard's "pulse" menu
 //	ETC/netdata.conf                      a marked block: [web] custom dashboard_info.js, [health] enabled,
 //	                                      [plugin:cgroups] the script and the pattern that hides what it hides
+//	/etc/pulse/alarm-hook.conf            0644 (-hook-conf): the alarm hook's webhook URL and CA file
+//
+// -api (default http://127.0.0.1:8090) is pulsed's API: the collector's
+// catalog_url and the hook's PULSE_ALARM_URL are made from it. When pulsed
+// serves HTTPS (its tls_cert), pass -api https://… and -ca-file with the
+// CA to verify it (make up's self-signed certificate: /etc/pulse/tls-ca.pem):
+// the job gets ca_file and the hook's file PULSE_ALARM_CA_FILE. Without
+// them both go back to plain http://.
 //
 // Docker containers are kept out of Netdata's cgroup charts because user
 // netdata cannot name them (their names come from the Docker socket, which
@@ -27,15 +35,30 @@ import (
 
 	"github.com/pulsefaas/pulse/alarms"
 	"github.com/pulsefaas/pulse/collector"
+	"github.com/pulsefaas/pulse/contract"
 )
 
 func main() {
 	etc := flag.String("etc", "/etc/netdata", "Netdata's configuration directory")
 	web := flag.String("web", "/usr/share/netdata/web", "Netdata's web files directory (netdata.conf [directories] web)")
+	var api API
+	flag.StringVar(&api.URL, "api", DefaultAPI, "pulsed's API, http://HOST:PORT or https://HOST:PORT (https when pulsed's tls_cert is set)")
+	flag.StringVar(&api.CAFile, "ca-file", "", "PEM bundle the collector and the hook verify an https API with (make up writes /etc/pulse/tls-ca.pem); none: the system's CAs")
+	hookConf := flag.String("hook-conf", contract.DefaultAlarmHookConfig, "the alarm hook's config file to write; empty: none")
 	flag.Parse()
-	files, err := netdataFiles(collector.ConfigFiles, alarms.Templates())
+	err := api.Validate()
+	var files []File
+	if err == nil {
+		files, err = netdataFiles(collector.ConfigFiles, alarms.Templates())
+	}
+	if err == nil {
+		err = pointFiles(files, api)
+	}
 	if err == nil {
 		err = install(*etc, *web, files, os.Stdout)
+	}
+	if err == nil && *hookConf != "" {
+		err = installHookConfig(*hookConf, api, os.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pulse-netdata-files:", err)
