@@ -371,14 +371,17 @@ func waitRoute(t *testing.T, gw, path string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Post("http://"+gw+path, "text/plain", strings.NewReader("x"))
+		last := fmt.Sprint(err)
 		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
 			}
+			last = fmt.Sprintf("%s %q", resp.Status, b)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered 200 through the gateway (last: %v)", path, err)
+			t.Fatalf("%s never answered 200 through the gateway (last: %s)", path, last)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
