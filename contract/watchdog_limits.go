@@ -23,3 +23,22 @@ const (
 	// MaxReplicaAuthBytes is the largest credential file a watchdog reads.
 	MaxReplicaAuthBytes = 4 << 10
 )
+
+// Fork-mode process limit (issue 12, point 7: a function that exhausts its
+// replica's pids limit must not take the watchdog down).
+const (
+	// EnvMaxProcesses caps the function processes a fork-mode watchdog
+	// runs at once; requests beyond it wait for one to end, up to their
+	// timeout. The watchdog keeps one OS thread ready per process (each
+	// request drives its process with blocking system calls), all made at
+	// start, so it never needs a new thread while a function holds every
+	// pid of the replica. Fork mode only.
+	EnvMaxProcesses = "PULSE_MAX_PROCESSES"
+	// DefaultMaxProcesses is EnvMaxProcesses's default, lowered when the
+	// replica's pids limit cannot hold that many threads and as many
+	// processes: with GOMAXPROCS capped at 4, the watchdog then holds at
+	// most 76 threads of the limit (74 measured with GOMAXPROCS 2).
+	DefaultMaxProcesses = 64
+	// MaxMaxProcesses is the largest EnvMaxProcesses accepted.
+	MaxMaxProcesses = 1024
+)

@@ -36,6 +36,7 @@ type Config struct {
 	MaxHeaderBytes int           // request header cap, bytes
 	DrainGrace     time.Duration // serve-while-failing-health period after SIGTERM
 	MaxOverdue     int64         // in-process handlers past their deadline before health fails; 0 = no limit
+	MaxProcesses   int64         // fork: function processes at once, each with an OS thread reserved at start; 0 = fit the pids limit, at most contract.DefaultMaxProcesses
 	LogLevel       slog.Level
 	// ReplicaAuth is the replica credential every request must carry in
 	// contract.HeaderReplicaAuth; "" checks nothing. Read from the file
@@ -152,6 +153,17 @@ func ConfigFromEnv(env []string, mode string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s=%q: want a whole number ≥ 0 (0 = never fail health for handlers past their deadline)", contract.EnvMaxOverdue, v))
 		} else {
 			c.MaxOverdue = n
+		}
+	}
+	if v := get(contract.EnvMaxProcesses); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case c.Mode != contract.ModeFork:
+			errs = append(errs, fmt.Errorf("%s=%q: only fork mode starts a process per request; unset it", contract.EnvMaxProcesses, v))
+		case err != nil || n < 1 || n > contract.MaxMaxProcesses:
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from 1 to %d", contract.EnvMaxProcesses, v, contract.MaxMaxProcesses))
+		default:
+			c.MaxProcesses = n
 		}
 	}
 	if v := get(contract.EnvReplicaAuthFile); v != "" {
@@ -271,6 +283,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOverdue < 0 {
 		errs = append(errs, fmt.Errorf("%s must be ≥ 0", contract.EnvMaxOverdue))
+	}
+	if c.MaxProcesses < 0 || c.MaxProcesses > contract.MaxMaxProcesses {
+		errs = append(errs, fmt.Errorf("%s must be from 1 to %d (0: fit the pids limit)", contract.EnvMaxProcesses, contract.MaxMaxProcesses))
 	}
 	if c.DrainGrace < 0 {
 		errs = append(errs, fmt.Errorf("%s must be ≥ 0", contract.EnvDrainGrace))

@@ -26,6 +26,10 @@ func TestConfigDefaults(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
+	got, err = ConfigFromEnv([]string{"PULSE_FUNCTION=hello", "PULSE_MODE=fork", "PULSE_EXEC=/bin/cat -u", "PULSE_MAX_PROCESSES=8"}, "")
+	if err != nil || got.MaxProcesses != 8 {
+		t.Errorf("PULSE_MAX_PROCESSES=8: %d, %v", got.MaxProcesses, err)
+	}
 }
 
 func TestConfigFromEnvValues(t *testing.T) {
@@ -88,6 +92,9 @@ func TestConfigErrors(t *testing.T) {
 		{"zero size", []string{"PULSE_MAX_RESPONSE=0"}, "", []string{"PULSE_MAX_RESPONSE must be above 0"}},
 		{"bad inflight", []string{"PULSE_MAX_INFLIGHT=-3"}, "", []string{"PULSE_MAX_INFLIGHT", "whole number"}},
 		{"tiny headers", []string{"PULSE_MAX_HEADER_BYTES=10"}, "", []string{"PULSE_MAX_HEADER_BYTES must be at least 1KiB"}},
+		{"processes outside fork mode", []string{"PULSE_MODE=http", "PULSE_MAX_PROCESSES=8"}, "", []string{`PULSE_MAX_PROCESSES="8"`, "only fork mode"}},
+		{"zero processes", []string{"PULSE_MAX_PROCESSES=0"}, "", []string{`PULSE_MAX_PROCESSES="0"`, "from 1 to 1024"}},
+		{"too many processes", []string{"PULSE_MAX_PROCESSES=5000"}, "", []string{"PULSE_MAX_PROCESSES", "from 1 to 1024"}},
 		{"bad log level", []string{"PULSE_LOG_LEVEL=loud"}, "", []string{"PULSE_LOG_LEVEL", "debug, info, warn or error"}},
 		{"upstream not loopback", []string{"PULSE_MODE=http", "PULSE_UPSTREAM=10.0.0.1:80"}, "", []string{"PULSE_UPSTREAM", "127.0.0.1:PORT"}},
 		{"bad listen", []string{"PULSE_LISTEN=8080"}, "", []string{`PULSE_LISTEN="8080"`, "HOST:PORT"}},

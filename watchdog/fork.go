@@ -45,6 +45,29 @@ type forker struct {
 	oom      *oomWatch
 	idPrefix string
 	ids      atomic.Uint64
+	// slots holds one token per running process (Config.MaxProcesses):
+	// each has an OS thread reserved for it (see threads.go).
+	slots chan struct{}
+	// refusals rate-limits the log of requests refused for the process
+	// limit: a fork bomb makes thousands a second.
+	refusals logEvery
+}
+
+// logEvery lets one log line through per interval and counts the rest.
+type logEvery struct {
+	next       atomic.Int64 // unix nanoseconds before which lines are counted, not logged
+	suppressed atomic.Int64
+}
+
+// allow reports whether to log now and, if so, how many were not logged
+// since the last line.
+func (l *logEvery) allow(now time.Time, every time.Duration) (bool, int64) {
+	next := l.next.Load()
+	if now.UnixNano() < next || !l.next.CompareAndSwap(next, now.Add(every).UnixNano()) {
+		l.suppressed.Add(1)
+		return false, 0
+	}
+	return true, l.suppressed.Swap(0)
 }
 
 func newForker(cfg Config, log *slog.Logger, m *metrics) (*forker, error) {
@@ -52,13 +75,45 @@ func newForker(cfg Config, log *slog.Logger, m *metrics) (*forker, error) {
 	if len(host) > 12 {
 		host = host[:12]
 	}
+	procs, threads, err := reserveThreads(cfg.MaxProcesses)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxProcesses = int64(procs)
+	log.Info("process limit", "max_processes", procs, "threads_reserved", threads)
 	return &forker{
 		cfg: cfg, log: log, m: m, procs: sharedProcs(), base: baseEnv(os.Environ()),
 		bufs:     sync.Pool{New: func() any { return new(bytes.Buffer) }},
 		oom:      newOOMWatch(),
 		idPrefix: "wd-" + host + "-" + strconv.FormatInt(time.Now().Unix(), 36) + "-",
+		slots:    make(chan struct{}, procs),
 	}, nil
 }
+
+// acquire takes a process slot, waiting for one up to the request's
+// deadline. It reports false after answering the request itself.
+func (f *forker) acquire(ctx context.Context, w http.ResponseWriter) bool {
+	select {
+	case f.slots <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case f.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			f.m.kill(contract.KillTimeout)
+			writeError(w, http.StatusGatewayTimeout, "function timed out waiting for a process slot",
+				"timeout", f.cfg.Timeout.String(), "max_processes", f.cfg.MaxProcesses)
+		} else {
+			w.WriteHeader(499) // client closed the request; nobody reads this
+		}
+		return false
+	}
+}
+
+func (f *forker) release() { <-f.slots }
 
 func (f *forker) run(ctx context.Context, ready func(bool)) error {
 	ready(true)
@@ -104,6 +159,20 @@ func (f *forker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !f.acquire(r.Context(), w) {
+		return
+	}
+	held := true // until the process is reaped: writing the answer needs no thread
+	defer func() {
+		if held {
+			f.release()
+		}
+	}()
+	rid := requestID(r)
+	if rid == "" {
+		rid = f.newRequestID()
+	}
+
 	// Descriptors: the child's ends go to start and are closed after it.
 	stdinR, stdinW, err := pipe()
 	if err != nil {
@@ -127,15 +196,27 @@ func (f *forker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	closeAll(stdinR, stdoutW, stderrW)
 	if err != nil {
 		closeAll(stdinW, stdoutR, stderrR)
+		if errors.Is(err, syscall.EAGAIN) {
+			// The replica's pids limit (or RLIMIT_NPROC): most likely the
+			// function's own processes hold every pid. Later may work.
+			if ok, n := f.refusals.allow(time.Now(), time.Second); ok {
+				f.log.Warn("cannot start function: process limit reached", "err", err, "request_id", rid,
+					"refused_unlogged", n)
+			}
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable,
+				"cannot start function: process limit reached (resource temporarily unavailable)", "request_id", rid)
+			return
+		}
 		f.fail(w, err)
 		return
 	}
-
-	rid := requestID(r)
-	if rid == "" {
-		rid = f.newRequestID()
-	}
 	res := f.drive(r.Context(), proc, stdinW, in.bytes(), stdoutR, stderrR, rid)
+	// Whether the kernel killed it for memory is read while the slot is
+	// held: a file read is a blocking system call, with its thread.
+	oomKilled := res.killed == "" && res.status.Signaled() && res.status.Signal() == syscall.SIGKILL && f.oom.killedSince()
+	f.release()
+	held = false
 	defer res.out.release(f)
 	if res.killed != "" {
 		f.m.kill(res.killed)
@@ -157,7 +238,7 @@ func (f *forker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case res.status.Signaled():
 			kv = append(kv, "signal", res.status.Signal().String())
-			if res.status.Signal() == syscall.SIGKILL && f.oom.killedSince() {
+			if oomKilled {
 				msg = "function failed: out of memory"
 				f.m.oom.Add(1)
 			}

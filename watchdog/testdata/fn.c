@@ -16,6 +16,10 @@
  *                   and exits 0 (exit) or sleeps forever (wait)
  *   bytes N         write N bytes to stdout
  *   hog MIB         touch MIB mebibytes of memory, then echo
+ *   bomb            by request: QUERY_STRING "bomb" starts a fork bomb
+ *                   (every process forks forever, retrying every 2 ms
+ *                   while forks fail, until killed); "sleep" sleeps
+ *                   200 ms, then echoes; anything else echoes
  */
 #include <signal.h>
 #include <stdio.h>
@@ -115,6 +119,18 @@ int main(int argc, char **argv) {
 			return 4;
 		for (size_t i = 0; i < n; i += 4096)
 			p[i] = 1;
+		echo();
+	} else if (!strcmp(mode, "bomb")) {
+		const char *q = getenv("QUERY_STRING");
+		if (q && !strcmp(q, "bomb")) {
+			printf("bomb\n");
+			fflush(stdout);
+			for (;;)
+				if (fork() < 0)
+					usleep(2000);
+		}
+		if (q && !strcmp(q, "sleep"))
+			usleep(200000);
 		echo();
 	} else {
 		fprintf(stderr, "fn: unknown mode %s\n", mode);
