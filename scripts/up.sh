@@ -107,12 +107,23 @@ curl -sf "${curl_tls[@]}" "$scheme://127.0.0.1:8090/healthz" >/dev/null || { ech
 # Netdata, its collector reading pulsed's catalog, the alarms and their hook.
 scripts/install-netdata.sh
 
-# The CLI goes through the gateway and tells replicas where it is.
+# The CLI goes through the gateway, reads pulsed's API and tells replicas
+# where the gateway is; with TLS it verifies both against the CA file. The
+# keys make up owns are rewritten every run (TLS on or off); any other key
+# the user set stays.
 cfg=${XDG_CONFIG_HOME:-$HOME/.config}/pulse/config.yaml
-if [ ! -f "$cfg" ]; then
-	mkdir -p "$(dirname "$cfg")"
-	printf 'gateway: %s://127.0.0.1:%s\nreplica_gateway: %s://%s:%s\n' "$scheme" "$GATEWAY_PORT" "$scheme" "$node_addr" "$GATEWAY_PORT" > "$cfg"
-fi
+mkdir -p "$(dirname "$cfg")"
+touch "$cfg"
+owned='^(gateway|replica_gateway|api|ca_file):'
+{
+	grep -Ev "$owned" "$cfg" | grep -v '^# managed by make up' || true
+	echo "# managed by make up (gateway, replica_gateway, api, ca_file): rewritten on every run"
+	printf 'gateway: %s://127.0.0.1:%s\n' "$scheme" "$GATEWAY_PORT"
+	printf 'replica_gateway: %s://%s:%s\n' "$scheme" "$node_addr" "$GATEWAY_PORT"
+	printf 'api: %s://127.0.0.1:8090\n' "$scheme"
+	[ -z "$TLS_CERT" ] || printf 'ca_file: /etc/pulse/tls-ca.pem\n'
+} > "$cfg.tmp"
+mv -f "$cfg.tmp" "$cfg"
 
 "$BIN/pulse" deploy -f examples/functions.yml
 for fn in hello echo greet; do
