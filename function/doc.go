@@ -20,6 +20,12 @@
 //     limits say otherwise), and the install's replica credential mounted
 //     at contract.ReplicaAuthPath so a replica serves only the gateway and
 //     the collector.
+//   - The gateway's CA (gatewayca.go): with DeployOptions.GatewayCA (an
+//     https gateway URL; `pulse deploy` passes the CLI's ca_file) Deploy
+//     keeps the PEM bundle in a Docker secret of the instance named by its
+//     digest, mounts it at contract.GatewayCAPath and sets SSL_CERT_FILE,
+//     so functions calling functions verify the gateway. Secrets of a
+//     replaced CA are left (public certificates; docker secret rm).
 //   - Image times: an image's creation time (and its files') is
 //     SOURCE_DATE_EPOCH when set, else the newest modification time of the
 //     function's source, never the build's time: the same files give the

@@ -95,6 +95,18 @@ type DeployOptions struct {
 	// only requests that carry it. Swarm.Deploy finds it from Instance and
 	// fails without one; empty (ServiceSpec called directly) mounts none.
 	ReplicaAuth SecretRef
+	// GatewayCA is a PEM bundle of the CAs that sign the gateway's
+	// certificate, for functions that call GatewayURL over https (a FROM
+	// scratch replica trusts no CA otherwise). Swarm.Deploy checks it
+	// (ValidateGatewayCA: certificates only, no key; GatewayURL must be
+	// https), keeps it in a Docker secret of the instance named by its
+	// digest (contract.GatewayCASecretName) and fills in GatewayCASecret.
+	// Empty: nothing is mounted.
+	GatewayCA []byte
+	// GatewayCASecret is the secret holding GatewayCA, mounted at
+	// contract.GatewayCAPath (0444) with contract.EnvSSLCertFile naming
+	// it. Swarm.Deploy fills it in; empty mounts none.
+	GatewayCASecret SecretRef
 	// HealthInterval overrides DefaultHealthInterval when positive.
 	HealthInterval time.Duration
 	// NoHealthcheck gives the replicas no Docker health check (Test NONE):
@@ -164,7 +176,8 @@ func forkMaxInflight(pids int64) int64 {
 // a health check on the watchdog that gates start-first rolling updates, a
 // stop grace period that covers the watchdog's drain, a memory and a pids
 // limit (EffectiveLimits; in fork mode the requests in flight are capped
-// below the pids limit), and opts.ReplicaAuth mounted for the watchdog. It is
+// below the pids limit), opts.ReplicaAuth mounted for the watchdog, and
+// opts.GatewayCASecret mounted where SSL_CERT_FILE points. It is
 // pure: the same arguments give the same spec.
 func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 	labels := spec.ServiceLabels()
@@ -189,6 +202,9 @@ func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 	}
 	if opts.ReplicaAuth.ID != "" {
 		env = setEnv(env, contract.EnvReplicaAuthFile, contract.ReplicaAuthPath)
+	}
+	if opts.GatewayCASecret.ID != "" {
+		env = setEnv(env, contract.EnvSSLCertFile, contract.GatewayCAPath)
 	}
 	limits := EffectiveLimits(spec)
 	if spec.Mode == contract.ModeFork {
@@ -248,6 +264,15 @@ func ServiceSpec(spec Spec, img Image, opts DeployOptions) swarm.ServiceSpec {
 			},
 			SecretID:   ra.ID,
 			SecretName: ra.Name,
+		})
+	}
+	if ca := opts.GatewayCASecret; ca.ID != "" {
+		cs.Secrets = append(cs.Secrets, &swarm.SecretReference{
+			File: &swarm.SecretReferenceFileTarget{
+				Name: contract.GatewayCASecretTarget, UID: runAsUID, GID: runAsUID, Mode: gatewayCASecretMode,
+			},
+			SecretID:   ca.ID,
+			SecretName: ca.Name,
 		})
 	}
 

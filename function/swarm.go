@@ -38,6 +38,7 @@ type SwarmClient interface {
 	TaskList(ctx context.Context, opts swarm.TaskListOptions) ([]swarm.Task, error)
 	NodeInspectWithRaw(ctx context.Context, nodeID string) (swarm.Node, []byte, error)
 	SecretList(ctx context.Context, opts swarm.SecretListOptions) ([]swarm.Secret, error)
+	SecretCreate(ctx context.Context, spec swarm.SecretSpec) (swarm.SecretCreateResponse, error)
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	ImageList(ctx context.Context, opts image.ListOptions) ([]image.Summary, error)
 	ImageRemove(ctx context.Context, imageID string, opts image.RemoveOptions) ([]image.DeleteResponse, error)
@@ -165,7 +166,9 @@ type DeployResult struct {
 
 // Deploy makes spec run from img: it finds the instance's replica
 // credential (pulsed's secret; none is ErrNoReplicaAuth), makes sure the
-// nodes have the image, resolves the spec's secrets, and creates the
+// nodes have the image, resolves the spec's secrets, keeps opts.GatewayCA
+// in a secret of the instance (created when missing; see gatewayca.go),
+// and creates the
 // function's service or updates it (a start-first rolling update, which a
 // new credential triggers too). An update keeps the current replica
 // count, clamped to the spec's [min, max]. The engine is never asked to query
@@ -188,6 +191,9 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 	if opts.ReplicaAuth, err = s.replicaAuthSecret(ctx, cmp.Or(opts.Instance, contract.DefaultInstance)); err != nil {
 		return fail(err)
 	}
+	if err := checkGatewayCA(spec, opts); err != nil {
+		return fail(err)
+	}
 	if err := s.dist.Ensure(ctx, img); err != nil {
 		return fail(err)
 	}
@@ -196,6 +202,12 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 		return fail(err)
 	}
 	opts.SecretIDs = ids
+	opts.GatewayCASecret = SecretRef{}
+	if len(opts.GatewayCA) > 0 {
+		if opts.GatewayCASecret, err = s.gatewayCASecret(ctx, cmp.Or(opts.Instance, contract.DefaultInstance), opts.GatewayCA); err != nil {
+			return fail(err)
+		}
+	}
 	want := ServiceSpec(spec, img, opts)
 
 	for attempt := 0; ; attempt++ {

@@ -52,13 +52,17 @@ type fakeSwarmAPI struct {
 	// SecretList otherwise adds for instances "default" and "lab".
 	noReplicaAuth bool
 	secretFilters []filters.Args
+	// secretCreated records SecretCreate's specs; each joins secrets.
+	secretCreated []swarm.SecretSpec
+	secretErr     error // returned by SecretCreate
 	images        []image.Summary
 	containers    []container.Summary
 	logs          []byte
 
-	created []swarm.ServiceSpec
-	updated []fakeUpdate
-	removed []string
+	created      []swarm.ServiceSpec
+	updated      []fakeUpdate
+	updatedSpecs []swarm.ServiceSpec // the specs of updated
+	removed      []string
 }
 
 type fakeUpdate struct {
@@ -98,6 +102,7 @@ func (f *fakeSwarmAPI) ServiceUpdate(_ context.Context, id string, v swarm.Versi
 		u.Image = cs.Image
 	}
 	f.updated = append(f.updated, u)
+	f.updatedSpecs = append(f.updatedSpecs, spec)
 	if len(f.updateErrs) > 0 {
 		err := f.updateErrs[0]
 		f.updateErrs = f.updateErrs[1:]
@@ -164,6 +169,16 @@ func (f *fakeSwarmAPI) SecretList(_ context.Context, opts swarm.SecretListOption
 		out = append(out, replicaAuthSecret("ra-"+inst, inst, time.Unix(1, 0)))
 	}
 	return out, nil
+}
+
+func (f *fakeSwarmAPI) SecretCreate(_ context.Context, spec swarm.SecretSpec) (swarm.SecretCreateResponse, error) {
+	if f.secretErr != nil {
+		return swarm.SecretCreateResponse{}, f.secretErr
+	}
+	f.secretCreated = append(f.secretCreated, spec)
+	id := fmt.Sprintf("sec-%d", len(f.secretCreated))
+	f.secrets = append(f.secrets, swarm.Secret{ID: id, Spec: spec})
+	return swarm.SecretCreateResponse{ID: id}, nil
 }
 
 // replicaAuthSecret is a replica credential secret as pulsed creates it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -30,6 +31,9 @@ then create or update its Swarm service: replicas = scale.min, limits, a start-f
 rolling update gated on the watchdog's health, the image referenced by ID (no
 registry), a host-mode published port, a read-only root filesystem, Docker secrets,
 and the instance label (config key instance) that tells which pulsed routes it.
+When replica_gateway is https, the replicas get the CA of ca_file as a Docker
+secret with SSL_CERT_FILE pointing at it, so functions that call functions verify
+the gateway (a fingerprint cannot be handed on: set ca_file).
 Then waits until Swarm runs the new replicas and pulsed's gateway routes every one
 (pulsed's catalog, config key api), and prints their endpoints; exits 1 with Swarm's
 reason when Swarm rolls the update back or pauses it, or with the last task error
@@ -37,6 +41,12 @@ when the wait times out.`,
 		Example: "  pulse deploy\n  pulse deploy hello --health-interval 500ms",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			specs, err := loadSpecs(path, args)
+			if err != nil {
+				return err
+			}
+			// Before any build: a gateway the functions cannot verify is
+			// refused now, not found out at the first call.
+			gatewayCA, err := a.cfg.replicaGatewayCA()
 			if err != nil {
 				return err
 			}
@@ -56,7 +66,7 @@ when the wait times out.`,
 				}
 				fmt.Fprintf(a.err, "%s: image %s, %.2f MB\n", s.Name, shortID(img.ID), float64(info.ImageSize)/1e6)
 				res, err := sw.Deploy(cmd.Context(), s, img, function.DeployOptions{
-					GatewayURL: a.cfg.ReplicaGateway, Instance: a.cfg.Instance,
+					GatewayURL: a.cfg.ReplicaGateway, GatewayCA: gatewayCA, Instance: a.cfg.Instance,
 					HealthInterval: healthInterval, HealthStartInterval: startInterval,
 					// Without a start interval Docker's check delays every
 					// new replica by an interval (function.DeployOptions).
@@ -114,4 +124,32 @@ func (a *app) waitReady(ctx context.Context, sw *function.Swarm, name string, wa
 	}
 	fmt.Fprintf(a.out, "%s: ready at %s (routed by the gateway)\n", name, strings.Join(addrs, ", "))
 	return nil
+}
+
+// replicaGatewayCA is the CA bundle deploy hands to the replicas
+// (function.DeployOptions.GatewayCA): ca_file's when replica_gateway is
+// https, nil when it is not. A FROM scratch replica trusts no CA, so with
+// an https replica_gateway and no ca_file a function calling another would
+// fail verification at run time; deploy refuses instead.
+func (c Config) replicaGatewayCA() ([]byte, error) {
+	if !isHTTPS(c.ReplicaGateway) {
+		return nil, nil
+	}
+	const fix = "set ca_file (%s) to the gateway's certificate or the CA that signed it (`make up` with PULSE_TLS=self-signed writes /etc/pulse/tls-ca.pem; for a publicly signed certificate, the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt)"
+	switch {
+	case c.CAFile != "":
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w (replica_gateway %s is https, and deploy hands ca_file to the replicas: set ca_file or %s to a readable PEM file)", err, c.ReplicaGateway, configKeys["ca_file"])
+		}
+		if err := function.ValidateGatewayCA(pem); err != nil {
+			return nil, fmt.Errorf("ca_file %s: %w (replica_gateway %s is https, and deploy hands ca_file to the replicas)", c.CAFile, err, c.ReplicaGateway)
+		}
+		return pem, nil
+	case c.Fingerprint != "":
+		return nil, fmt.Errorf("replica_gateway %s is https, but the gateway's certificate is pinned by fingerprint, which only the CLI checks: functions in replicas (no CA bundle) could not verify the gateway when they call other functions; remove fingerprint and "+fix,
+			c.ReplicaGateway, configKeys["ca_file"])
+	}
+	return nil, fmt.Errorf("replica_gateway %s is https, but ca_file is not set: replicas have no CA bundle, so functions could not verify the gateway when they call other functions; "+fix,
+		c.ReplicaGateway, configKeys["ca_file"])
 }
