@@ -83,3 +83,37 @@ func KeyDigest(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
 }
+
+// FunctionNameProblem says why name cannot be a function's (a DNS label:
+// lowercase letters, digits and '-', starting with a letter, not ending
+// with '-', at most 63 characters), or "".
+func FunctionNameProblem(name string) string {
+	if name == "" || len(name) > 63 {
+		return "want 1 to 63 lowercase letters, digits and '-'"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return "want lowercase letters, digits and '-' (a function name)"
+		}
+	}
+	if name[0] < 'a' || name[0] > 'z' || name[len(name)-1] == '-' {
+		return "want a name that starts with a letter and does not end with '-'"
+	}
+	return ""
+}
+
+// KeyIDProblem says why id cannot name an invoke key (KeyAdd.ID: 1 to 32
+// letters, digits, '-' or '_'), or "".
+func KeyIDProblem(id string) string {
+	if id == "" || len(id) > 32 {
+		return "want 1 to 32 letters, digits, '-' or '_'"
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "want 1 to 32 letters, digits, '-' or '_'"
+		}
+	}
+	return ""
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 func (a *app) invokeCmd() *cobra.Command {
@@ -44,7 +46,7 @@ The answer's body goes to stdout; a non-2xx answer exits 1 with a line saying wh
 		ValidArgsFunction: a.completeFunctions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if msg := functionNameProblem(name); msg != "" {
+			if msg := contract.FunctionNameProblem(name); msg != "" {
 				return usagef("NAME %q: %s", name, msg)
 			}
 			body, err := a.readData(data)

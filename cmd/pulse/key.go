@@ -79,39 +79,6 @@ func newKey() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// functionNameProblem says why name cannot be a function's (a DNS label:
-// lowercase letters, digits and '-', starting with a letter, at most 63
-// characters), or "".
-func functionNameProblem(name string) string {
-	if name == "" || len(name) > 63 {
-		return "want 1 to 63 lowercase letters, digits and '-'"
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return "want lowercase letters, digits and '-' (a function name)"
-		}
-	}
-	if name[0] < 'a' || name[0] > 'z' || name[len(name)-1] == '-' {
-		return "want a name that starts with a letter and does not end with '-'"
-	}
-	return ""
-}
-
-// keyIDProblem says why id cannot name a key, or "".
-func keyIDProblem(id string) string {
-	if id == "" || len(id) > 32 {
-		return "want 1 to 32 letters, digits, '-' or '_'"
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return "want 1 to 32 letters, digits, '-' or '_'"
-		}
-	}
-	return ""
-}
-
 func (a *app) keyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "key",
@@ -157,11 +124,11 @@ printed. Only the key's SHA-256 is sent to pulsed. --id names the key for ls and
 		ValidArgsFunction: a.completeFunctions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fn := args[0]
-			if msg := functionNameProblem(fn); msg != "" {
+			if msg := contract.FunctionNameProblem(fn); msg != "" {
 				return usagef("FUNCTION %q: %s", fn, msg)
 			}
 			if id != "" {
-				if msg := keyIDProblem(id); msg != "" {
+				if msg := contract.KeyIDProblem(id); msg != "" {
 					return usagef("--id %q: %s", id, msg)
 				}
 			}
@@ -228,7 +195,7 @@ func (a *app) keyLsCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := contract.KeysPath
 			if len(args) == 1 {
-				if msg := functionNameProblem(args[0]); msg != "" {
+				if msg := contract.FunctionNameProblem(args[0]); msg != "" {
 					return usagef("FUNCTION %q: %s", args[0], msg)
 				}
 				path += url.PathEscape(args[0])
@@ -270,10 +237,10 @@ func (a *app) keyRmCmd() *cobra.Command {
 		ValidArgsFunction: a.completeFunctions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fn, id := args[0], args[1]
-			if msg := functionNameProblem(fn); msg != "" {
+			if msg := contract.FunctionNameProblem(fn); msg != "" {
 				return usagef("FUNCTION %q: %s", fn, msg)
 			}
-			if msg := keyIDProblem(id); msg != "" {
+			if msg := contract.KeyIDProblem(id); msg != "" {
 				return usagef("ID %q: %s", id, msg)
 			}
 			api, err := a.api()

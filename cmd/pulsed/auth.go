@@ -6,6 +6,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/credential"
 )
 
@@ -32,7 +33,7 @@ func loadLegacyKeys(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("keys_file %s: want a YAML map of function name to key: %w", path, err)
 	}
 	for fn, k := range m {
-		if msg := functionNameProblem(fn); msg != "" {
+		if msg := contract.FunctionNameProblem(fn); msg != "" {
 			return nil, fmt.Errorf("keys_file %s: function %q: %s", path, fn, msg)
 		}
 		if k == "" {

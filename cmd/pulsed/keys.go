@@ -104,7 +104,7 @@ func parseKeysFile(b []byte) (map[string][]storedKey, error) {
 	}
 	keys := map[string][]storedKey{}
 	for fn, ks := range f.Functions {
-		if msg := functionNameProblem(fn); msg != "" {
+		if msg := contract.FunctionNameProblem(fn); msg != "" {
 			return nil, fmt.Errorf("function %q: %s", fn, msg)
 		}
 		if len(ks) > maxKeysPerFunction {
@@ -112,7 +112,7 @@ func parseKeysFile(b []byte) (map[string][]storedKey, error) {
 		}
 		ids := map[string]bool{}
 		for _, k := range ks {
-			if msg := keyIDProblem(k.ID); msg != "" {
+			if msg := contract.KeyIDProblem(k.ID); msg != "" {
 				return nil, fmt.Errorf("function %s: key id %q: %s", fn, k.ID, msg)
 			}
 			if ids[k.ID] {
@@ -312,39 +312,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// functionNameProblem says why name is not a function name (a DNS label:
-// lowercase letters, digits and '-', starting with a letter, at most 63), or
-// "".
-func functionNameProblem(name string) string {
-	if name == "" || len(name) > 63 {
-		return "want 1 to 63 characters"
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return "want lowercase letters, digits and '-' (a function name)"
-		}
-	}
-	if name[0] < 'a' || name[0] > 'z' || name[len(name)-1] == '-' {
-		return "want a name that starts with a letter and does not end with '-'"
-	}
-	return ""
-}
-
-// keyIDProblem checks a key id: letters, digits, '-', '_'; 1 to 32.
-func keyIDProblem(id string) string {
-	if id == "" || len(id) > 32 {
-		return "want 1 to 32 letters, digits, '-' or '_'"
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return "want 1 to 32 letters, digits, '-' or '_'"
-		}
-	}
-	return ""
-}
-
 // digestProblem checks a SHA-256 digest: 64 lowercase hex digits.
 func digestProblem(d string) string {
 	if len(d) != 64 {
@@ -376,7 +343,7 @@ func parseKeyAdd(body []byte) (contract.KeyAdd, error) {
 		return add, errors.New(msg)
 	}
 	if add.ID != "" {
-		if msg := keyIDProblem(add.ID); msg != "" {
+		if msg := contract.KeyIDProblem(add.ID); msg != "" {
 			return add, fmt.Errorf("id %q: %s", add.ID, msg)
 		}
 	}
@@ -456,7 +423,7 @@ func (h *keysHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, h.store.List(""))
 	case len(parts) == 1:
 		fn := parts[0]
-		if msg := functionNameProblem(fn); msg != "" {
+		if msg := contract.FunctionNameProblem(fn); msg != "" {
 			writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("function %q: %s", fn, msg))
 			return
 		}
@@ -470,11 +437,11 @@ func (h *keysHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case len(parts) == 2:
 		fn, id := parts[0], parts[1]
-		if msg := functionNameProblem(fn); msg != "" {
+		if msg := contract.FunctionNameProblem(fn); msg != "" {
 			writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("function %q: %s", fn, msg))
 			return
 		}
-		if msg := keyIDProblem(id); msg != "" {
+		if msg := contract.KeyIDProblem(id); msg != "" {
 			writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("key id %q: %s", id, msg))
 			return
 		}

@@ -147,7 +147,7 @@ func TestKeysAPI(t *testing.T) {
 	var infos []contract.KeyInfo
 	if err := json.Unmarshal([]byte(got), &infos); code != 200 || err != nil || len(infos) != 2 ||
 		infos[0] != (contract.KeyInfo{Function: "echo", ID: "prod", Created: "2026-12-06T08:00:00Z"}) ||
-		infos[1].Function != "hello" || keyIDProblem(infos[1].ID) != "" || infos[1].ID == "ci" {
+		infos[1].Function != "hello" || contract.KeyIDProblem(infos[1].ID) != "" || infos[1].ID == "ci" {
 		t.Errorf("list: %d %s (%v)", code, got, err)
 	}
 	if strings.Contains(got, d1) || strings.Contains(got, d2) {
@@ -302,7 +302,7 @@ func FuzzParseKeyAdd(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if digestProblem(add.SHA256) != "" || (add.ID != "" && keyIDProblem(add.ID) != "") {
+		if digestProblem(add.SHA256) != "" || (add.ID != "" && contract.KeyIDProblem(add.ID) != "") {
 			t.Fatalf("accepted %+v from %q", add, b)
 		}
 	})
@@ -319,11 +319,11 @@ func FuzzParseKeysFile(f *testing.F) {
 			return
 		}
 		for fn, ks := range keys {
-			if functionNameProblem(fn) != "" {
+			if contract.FunctionNameProblem(fn) != "" {
 				t.Fatalf("accepted function %q", fn)
 			}
 			for _, k := range ks {
-				if digestProblem(k.SHA256) != "" || keyIDProblem(k.ID) != "" {
+				if digestProblem(k.SHA256) != "" || contract.KeyIDProblem(k.ID) != "" {
 					t.Fatalf("accepted key %+v", k)
 				}
 			}
