@@ -52,6 +52,9 @@ func (s Spec) WatchdogEnv() []string {
 	if s.Mode == contract.ModeFork || s.Mode == contract.ModeHTTP {
 		env = append(env, contract.EnvExec+"="+execJSON(append([]string{FunctionPath}, s.Args...)))
 	}
+	if s.Mode == contract.ModeInProcess && s.MaxOverdue != nil {
+		env = append(env, contract.EnvMaxOverdue+"="+strconv.Itoa(*s.MaxOverdue))
+	}
 	if s.Mode == contract.ModeHTTP {
 		env = append(env, contract.EnvUpstream+"="+net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)))
 	}

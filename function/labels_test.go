@@ -2,6 +2,7 @@ package function
 
 import (
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,6 +124,23 @@ func TestWatchdogEnv(t *testing.T) {
 				t.Errorf("WatchdogEnv:\n got %q\nwant %q", got, want[name])
 			}
 		})
+	}
+}
+
+// TestWatchdogEnvMaxOverdue: functions.yml's max_overdue reaches the
+// in-process watchdog, which reads it back (0 included: never fail health).
+func TestWatchdogEnvMaxOverdue(t *testing.T) {
+	for _, n := range []int{0, 3} {
+		s := labelTestSpecs()["inproc"]
+		s.MaxOverdue = &n
+		env := s.WatchdogEnv()
+		if !slices.Contains(env, contract.EnvMaxOverdue+"="+strconv.Itoa(n)) {
+			t.Errorf("max_overdue %d: env %q", n, env)
+		}
+		c, err := watchdog.ConfigFromEnv(env, contract.ModeInProcess)
+		if err != nil || c.MaxOverdue != int64(n) {
+			t.Errorf("max_overdue %d: the watchdog read %d, %v", n, c.MaxOverdue, err)
+		}
 	}
 }
 

@@ -27,10 +27,15 @@ type Spec struct {
 	Env  map[string]string
 	// Secrets are Docker secret names, mounted read-only as files under
 	// /run/secrets/<name>.
-	Secrets     []string
-	Limits      Limits
-	Timeout     time.Duration // exec timeout, gateway to watchdog (default 30s)
-	MaxBody     int64         // request body cap in bytes (default 10 MiB)
+	Secrets []string
+	Limits  Limits
+	Timeout time.Duration // exec timeout, gateway to watchdog (default 30s)
+	MaxBody int64         // request body cap in bytes (default 10 MiB)
+	// MaxOverdue (in-process mode only): how many handlers may still run
+	// past their deadline (a goroutine cannot be killed) before the
+	// replica's health fails and Swarm replaces it; 0 = never. nil: the
+	// watchdog's default, contract.DefaultMaxOverdue.
+	MaxOverdue  *int
 	Scale       Scale
 	Labels      map[string]string // extra service labels (not under pulse.)
 	Constraints []string          // Swarm placement constraints, e.g. node.role==worker

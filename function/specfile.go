@@ -106,7 +106,7 @@ func ParseSpecs(name string, data []byte, dir string) ([]Spec, error) {
 var (
 	rootKeys     = []string{"version", "functions"}
 	functionKeys = []string{"lang", "handler", "mode", "args", "port", "env", "secrets", "limits",
-		"timeout", "max_body", "scale", "labels", "constraints"}
+		"timeout", "max_body", "max_overdue", "scale", "labels", "constraints"}
 	limitsKeys = []string{"memory", "cpus", "pids"}
 	scaleKeys  = []string{"metric", "target", "min", "max", "idle"}
 )
@@ -334,7 +334,7 @@ func (p *specParser) function(name string, k, v *yaml.Node) Spec {
 		Line:    k.Line,
 	}
 	f := &fnParser{specParser: p, base: fieldKey("functions", name), pos: map[string]*yaml.Node{"": k}, bad: map[string]bool{}}
-	modeSet, portSet := false, false
+	modeSet, portSet, overdueSet := false, false, false
 	switch {
 	case yamlIsNull(v):
 		// No settings: the rules report the missing lang.
@@ -368,6 +368,11 @@ func (p *specParser) function(name string, k, v *yaml.Node) Spec {
 				f.duration(vn, key, &s.Timeout)
 			case "max_body":
 				f.size(vn, key, &s.MaxBody)
+			case "max_overdue":
+				var n int
+				if overdueSet = f.integer(vn, key, "8", &n); overdueSet {
+					s.MaxOverdue = &n
+				}
 			case "scale":
 				f.scale(vn, key, &s.Scale)
 			case "labels":
@@ -382,6 +387,9 @@ func (p *specParser) function(name string, k, v *yaml.Node) Spec {
 	}
 	if s.Mode == contract.ModeHTTP && !portSet && !f.bad["port"] {
 		s.Port = DefaultPort
+	}
+	if overdueSet && s.Mode != contract.ModeInProcess && langProblem(s.Lang) == "" {
+		f.errorf(f.pos["max_overdue"], "max_overdue", "only for in-process (go) functions: a %s-mode request past its timeout has its process killed; remove it", s.Mode)
 	}
 	if s.Mode != contract.ModeHTTP && portSet && s.Port == 0 && langProblem(s.Lang) == "" {
 		f.errorf(f.pos["port"], "port", "%s", portOutsideHTTP(s.Mode))

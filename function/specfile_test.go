@@ -146,7 +146,7 @@ func TestParseSpecsAliasReused(t *testing.T) {
 }
 
 func TestParseSpecsErrors(t *testing.T) {
-	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, scale, labels, constraints)"
+	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, labels, constraints)"
 	const nameRule = "a function name becomes a DNS name, a URL path segment (/function/<name>) and a Swarm service name, " +
 		"so write it as a DNS label: 1-63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
 	tests := []struct {
@@ -174,6 +174,10 @@ func TestParseSpecsErrors(t *testing.T) {
 		{"merge key", specDoc("  a:\n    <<: {lang: go}\n"), "functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin\n" +
 			"functions.yml:4:5: functions.a: merge keys (<<) are not supported; write the settings out"},
 
+		// max_overdue: in-process only, a whole number in range.
+		{"max_overdue on a fork function", specDoc("  a: {lang: c, max_overdue: 3}\n"), `functions.yml:3:29: functions.a.max_overdue: only for in-process (go) functions: a fork-mode request past its timeout has its process killed; remove it`},
+		{"max_overdue negative", specDoc("  a: {lang: go, max_overdue: -1}\n"), `functions.yml:3:30: functions.a.max_overdue: want a whole number from 0 (never fail health) to 1048576; the default is 8`},
+
 		// Names.
 		{"upper case", specDoc("  Hello: {lang: go}\n"), `functions.yml:3:3: functions.Hello: "Hello" has upper case letters; ` + nameRule + `, e.g. "hello"`},
 		{"dot", specDoc("  a.b: {lang: go}\n"), `functions.yml:3:3: functions."a.b": "a.b" has a '.', which would split it into several DNS labels; ` + nameRule + `, e.g. "a-b"`},
@@ -188,7 +192,7 @@ func TestParseSpecsErrors(t *testing.T) {
 		// Fields.
 		{"unknown key", specDoc("  a:\n    lang: go\n    tmeout: 30s\n"), `functions.yml:5:5: functions.a.tmeout: unknown key; did you mean timeout? ` + known},
 		{"unknown key, other spelling", specDoc("  a:\n    lang: go\n    maxBody: 1MiB\n"), `functions.yml:5:5: functions.a.maxBody: unknown key; did you mean max_body? ` + known},
-		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, scale, labels, constraints`},
+		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, labels, constraints`},
 		{"no lang", specDoc("  a:\n    handler: .\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"no settings", specDoc("  a:\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"bad lang", specDoc("  a: {lang: rust}\n"), `functions.yml:3:13: functions.a.lang: "rust" is not a language Pulse builds; use go, c, cpp or bin (bin runs any static executable)`},

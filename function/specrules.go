@@ -175,6 +175,9 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 	if s.Timeout < MinTimeout {
 		report("timeout", fmt.Sprintf("%s is too short; write at least 1ms (the default is %s)", s.Timeout, DefaultTimeout))
 	}
+	if s.MaxOverdue != nil && (*s.MaxOverdue < 0 || *s.MaxOverdue > 1<<20) {
+		report("max_overdue", "want a whole number from 0 (never fail health) to 1048576; the default is "+strconv.Itoa(contract.DefaultMaxOverdue))
+	}
 	if s.MaxBody <= 0 {
 		report("max_body", "must be above 0, e.g. 10MiB (the default)")
 	}
