@@ -31,6 +31,7 @@ import (
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
 	"github.com/pulsefaas/pulse/internal/credential"
+	"github.com/pulsefaas/pulse/internal/rungroup"
 )
 
 func main() {
@@ -268,14 +269,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ctx, cancel = context.WithCancel(ctx)
 	defer cancel()
-	parts := 4 // haproxy, catalog, reconcile, api; and the autoscaler's
-	errc := make(chan error, 8)
-	go func() { errc <- wrap("haproxy", hap.Run(ctx)) }()
-	go func() { errc <- wrap("catalog", cat.Run(ctx)) }()
+	g := rungroup.New(ctx)
+	g.Go("haproxy", hap.Run)
+	g.Go("catalog", cat.Run)
 	if auto != nil {
-		parts += auto.start(ctx, rt, errc)
+		auto.start(g, rt)
 	}
-	go func() {
+	g.Go("reconcile", func(ctx context.Context) error {
 		// Wait for HAProxy before reconciling.
 		for ctx.Err() == nil {
 			if _, err := hap.Procs(ctx); err == nil {
@@ -283,8 +283,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		errc <- wrap("reconcile", rec.Run(ctx, cat.Subscribe()))
-	}()
+		return rec.Run(ctx, cat.Subscribe())
+	})
 
 	mux := http.NewServeMux()
 	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(pulseLabelsOnly{gateway.WithRouting(cat, rec)}))
@@ -297,6 +297,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	ln, err := net.Listen("tcp", cfg.APIListen)
 	if err != nil {
+		// Stop and wait for what already runs: HAProxy above all.
+		cancel()
+		_ = g.Wait()
 		return fmt.Errorf("api listen: %w", err)
 	}
 	srv := newAPIServer(mux, defaultAPITimeouts, log)
@@ -304,29 +307,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if sec.tls != nil {
 		ln = tls.NewListener(ln, sec.tls)
 	}
-	go func() { errc <- wrap("api", srv.Serve(ln)) }()
+	g.Go("api", func(context.Context) error { return srv.Serve(ln) })
+	g.Go("api shutdown", func(ctx context.Context) error {
+		<-ctx.Done()
+		shctx, shcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer shcancel()
+		_ = srv.Shutdown(shctx)
+		return nil
+	})
 	log.Info("pulsed running", "api", ln.Addr().String(), "tls", sec.tls != nil, "gateway", cfg.GatewayListen, "state_dir", cfg.StateDir)
 
-	var first error
-	done := 0
-	select {
-	case <-ctx.Done():
-	case first = <-errc:
-		done++
-	}
-	cancel()
-	shctx, shcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer shcancel()
-	_ = srv.Shutdown(shctx)
 	// Wait for every part, HAProxy's supervisor above all: with
 	// leave_running false it stops HAProxy, which must not outlive pulsed.
-	for ; done < parts; done++ {
-		if err := <-errc; first == nil {
-			first = err
-		}
-	}
-	if first != nil && !errors.Is(first, http.ErrServerClosed) {
-		return first
+	// The first part to end stops the rest; the API server's Shutdown
+	// drains it on that cancel.
+	if err := g.Wait(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
 	}
 	return nil
 }
@@ -354,13 +350,6 @@ func (p pulseLabelsOnly) Current() (contract.Catalog, time.Time, error) {
 	}
 	cat.Functions = fns
 	return cat, at, nil
-}
-
-func wrap(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // health is /healthz's answer: ok or degraded (the gateway cannot follow

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/gateway"
+	"github.com/pulsefaas/pulse/internal/rungroup"
 	"github.com/pulsefaas/pulse/scaler"
 )
 
@@ -68,34 +69,31 @@ func newAutoscaler(cfg Config, sec secrets, api scaler.ServiceAPI, cat *gateway.
 	return a, nil
 }
 
-// start runs the scaler, the cold-start server and the idle watcher; each
-// sends its end to errc. It returns how many it started.
-func (a *autoscaler) start(ctx context.Context, stats gateway.StatsSource, errc chan<- error) int {
-	n := 2
-	go func() { errc <- wrap("scaler", a.sc.Run(ctx)) }()
+// start runs the scaler, the cold-start server and the idle watcher as
+// parts of g.
+func (a *autoscaler) start(g *rungroup.Group, stats gateway.StatsSource) {
+	g.Go("scaler", a.sc.Run)
 	idle := gateway.NewIdleWatcher(a.cat, stats, a.sc, a.cfg.IdleCheck, a.log)
 	if a.cold != nil {
 		idle.Busy = a.cold.Busy
 	}
-	go func() { errc <- wrap("idle", idle.Run(ctx)) }()
+	g.Go("idle", idle.Run)
 	if a.coldLn != nil {
-		n++
 		srv := coldStartTimeouts(a.cfg).server(a.cold, a.log, "coldstart")
-		go func() {
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		go func() {
+		g.Go("coldstart", func(ctx context.Context) error {
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
+			}()
 			err := srv.Serve(a.coldLn)
 			if errors.Is(err, http.ErrServerClosed) {
 				err = nil
 			}
-			errc <- wrap("coldstart", err)
-		}()
+			return err
+		})
 	}
-	return n
 }
 
 // mountScaler serves the scaler's endpoints on pulsed's API.
