@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/scalelabels"
 )
 
 // ServiceLabels returns the Swarm service labels of the function (DESIGN.md
@@ -19,20 +20,12 @@ import (
 func (s Spec) ServiceLabels() map[string]string {
 	l := make(map[string]string, len(s.Labels)+8)
 	maps.Copy(l, s.Labels)
-	idle := ""
-	if s.Scale.Idle > 0 {
-		idle = s.Scale.Idle.String()
-	}
 	maps.Copy(l, map[string]string{
-		contract.LabelFunction:    s.Name,
-		contract.LabelTimeout:     s.Timeout.String(),
-		contract.LabelMaxBody:     strconv.FormatInt(s.MaxBody, 10),
-		contract.LabelScaleMetric: s.Scale.Metric,
-		contract.LabelScaleTarget: strconv.FormatFloat(s.Scale.Target, 'g', -1, 64),
-		contract.LabelScaleMin:    strconv.Itoa(s.Scale.Min),
-		contract.LabelScaleMax:    strconv.Itoa(s.Scale.Max),
-		contract.LabelScaleIdle:   idle,
+		contract.LabelFunction: s.Name,
+		contract.LabelTimeout:  s.Timeout.String(),
+		contract.LabelMaxBody:  strconv.FormatInt(s.MaxBody, 10),
 	})
+	maps.Copy(l, scalelabels.Format(s.Scale))
 	return l
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/pulsefaas/pulse/contract"
-	"github.com/pulsefaas/pulse/watchdog"
 )
 
 // LabelImage is the service label holding the ID of the image a function was
@@ -52,8 +51,8 @@ const (
 
 	// defaultTimeout and defaultDrainGrace are the watchdog's, for a spec
 	// or an environment that leaves them unset.
-	defaultTimeout    = watchdog.DefaultTimeout
-	defaultDrainGrace = watchdog.DefaultDrainGrace
+	defaultTimeout    = contract.DefaultTimeout
+	defaultDrainGrace = contract.DefaultDrainGrace
 	// writeSlack is what the watchdog adds to the exec timeout for its
 	// write timeout, and so for its final drain of in-flight requests (a
 	// test checks it against the watchdog's configuration).
@@ -166,7 +165,7 @@ const forkPidsReserve = 32
 // past this the watchdog answers 429 instead of failing forks (a 500); and
 // never above the watchdog's own default.
 func forkMaxInflight(pids int64) int64 {
-	return min(pids-min(forkPidsReserve, pids/2), watchdog.DefaultMaxInflight)
+	return min(pids-min(forkPidsReserve, pids/2), contract.DefaultMaxInflight)
 }
 
 // ServiceSpec returns the Swarm service that runs spec from img: one replica

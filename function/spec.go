@@ -1,6 +1,10 @@
 package function
 
-import "time"
+import (
+	"time"
+
+	"github.com/pulsefaas/pulse/internal/scalelabels"
+)
 
 // SpecFile is the conventional name of a function spec file.
 const SpecFile = "functions.yml"
@@ -55,11 +59,9 @@ type Limits struct {
 	Pids   int64   // processes and threads, the watchdog's included (fork mode: also caps requests in flight)
 }
 
-// Scale is the autoscaling policy, written to the service's labels.
-type Scale struct {
-	Metric string        // "inflight" or "rps"
-	Target float64       // target value of Metric per replica
-	Min    int           // replicas at least (the deploy's replica count); 0 allows scale to zero
-	Max    int           // replicas at most
-	Idle   time.Duration // scale to zero after this long idle; 0 = never
-}
+// Scale is the autoscaling policy, written to the service's labels. It is
+// internal/scalelabels' Policy, which owns its defaults, metric names, rules
+// and labels: Metric "inflight" or "rps", Target per replica, Min replicas at
+// least (the deploy's count; 0 allows scale to zero), Max at most (every
+// function has one, ≥ max(Min, 1)), Idle before scaling to zero (0 = never).
+type Scale = scalelabels.Policy

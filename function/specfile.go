@@ -18,7 +18,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pulsefaas/pulse/contract"
-	"github.com/pulsefaas/pulse/watchdog"
 )
 
 // SpecVersion is the only functions.yml version this Pulse reads.
@@ -492,7 +491,7 @@ func (f *fnParser) size(n *yaml.Node, field string, dst *int64) bool {
 	if !ok {
 		return false
 	}
-	b, err := watchdog.ParseSize(v)
+	b, err := contract.ParseSize(v)
 	if err != nil {
 		f.errorf(n, field, "%q is not a size; write bytes, or a number with a unit like 512KiB, 64MiB or 1GiB", v)
 		return false

@@ -236,7 +236,7 @@ func TestParseSpecsErrors(t *testing.T) {
 		{"limits scalar", specDoc("  a: {lang: go, limits: 64MiB}\n"), `functions.yml:3:25: functions.a.limits: must be a mapping like {memory: 512MiB, cpus: 0.5, pids: 512}`},
 		{"scale min above max", specDoc("  a:\n    lang: go\n    scale: {min: 20, max: 5}\n"), `functions.yml:5:18: functions.a.scale.min: 20 is above scale.max (5); lower min or raise max`},
 		{"scale min above default max", specDoc("  a: {lang: go, scale: {min: 20}}\n"), `functions.yml:3:30: functions.a.scale.min: 20 is above scale.max (10); lower min or raise max`},
-		{"scale max 0", specDoc("  a: {lang: go, scale: {min: 0, max: 0}}\n"), `functions.yml:3:38: functions.a.scale.max: 0: must be at least 1`},
+		{"scale max 0", specDoc("  a: {lang: go, scale: {min: 0, max: 0}}\n"), `functions.yml:3:38: functions.a.scale.max: 0: must be at least 1: every function has a cap; write the most replicas it may run, at least min and 1, e.g. 10`},
 		{"scale min negative", specDoc("  a: {lang: go, scale: {min: -1}}\n"), `functions.yml:3:30: functions.a.scale.min: -1 is negative; write 0 (to allow scaling to zero) or more`},
 		{"scale target 0", specDoc("  a: {lang: go, scale: {target: 0}}\n"), `functions.yml:3:33: functions.a.scale.target: 0: must be above 0: the value of the metric one replica should carry, e.g. 10`},
 		{"scale metric", specDoc("  a: {lang: go, scale: {metric: cpu}}\n"), `functions.yml:3:33: functions.a.scale.metric: "cpu" is not a scaling metric; write inflight (requests in progress per replica) or rps (requests per second per replica)`},
@@ -306,7 +306,7 @@ func TestSpecValidate(t *testing.T) {
 				"functions.\"\".max_body: must be above 0, e.g. 10MiB (the default)\n" +
 				"functions.\"\".scale.metric: \"\" is not a scaling metric; write inflight (requests in progress per replica) or rps (requests per second per replica)\n" +
 				"functions.\"\".scale.target: 0: must be above 0: the value of the metric one replica should carry, e.g. 10\n" +
-				"functions.\"\".scale.max: 0: must be at least 1"},
+				"functions.\"\".scale.max: 0: must be at least 1: every function has a cap; write the most replicas it may run, at least min and 1, e.g. 10"},
 		{"position", func(s *Spec) { s.File, s.Line, s.Port = "f.yml", 7, 0 },
 			"f.yml:7: functions.a.port: 0 is not a TCP port; use 1-65535 (the default is 3000)"},
 		{"port outside http", func(s *Spec) { s.Mode = "fork" },

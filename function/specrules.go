@@ -13,14 +13,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/pulsefaas/pulse/contract"
-	"github.com/pulsefaas/pulse/watchdog"
+	"github.com/pulsefaas/pulse/internal/scalelabels"
 )
 
 // Defaults and bounds of a function spec.
 const (
-	// DefaultTimeout and DefaultMaxBody are the watchdog's own defaults.
-	DefaultTimeout = watchdog.DefaultTimeout
-	DefaultMaxBody = watchdog.DefaultMaxBody
+	// DefaultTimeout and DefaultMaxBody are the watchdog's own defaults
+	// (contract/defaults.go).
+	DefaultTimeout = contract.DefaultTimeout
+	DefaultMaxBody = contract.DefaultMaxBody
 	// DefaultPort is where an http-mode function listens on 127.0.0.1.
 	DefaultPort = 3000
 	// MinMemory is the smallest memory limit Docker accepts.
@@ -54,15 +55,14 @@ const (
 
 // Scaling metrics (Scale.Metric).
 const (
-	ScaleInflight = "inflight" // requests in progress per replica
-	ScaleRPS      = "rps"      // requests per second per replica
+	ScaleInflight = scalelabels.MetricInflight // requests in progress per replica
+	ScaleRPS      = scalelabels.MetricRPS      // requests per second per replica
 )
 
-// DefaultScale is the scaling policy of a function whose spec sets none:
-// 1 to 10 replicas, 10 requests in flight per replica, never to zero.
-func DefaultScale() Scale {
-	return Scale{Metric: ScaleInflight, Target: 10, Min: 1, Max: 10}
-}
+// DefaultScale is the scaling policy of a function whose spec sets none
+// (scalelabels.Default): 1 to 10 replicas, 10 requests in flight per
+// replica, never to zero.
+func DefaultScale() Scale { return scalelabels.Default() }
 
 // langDefaultMode is the mode of a function whose spec sets none.
 func langDefaultMode(lang string) string {
@@ -182,23 +182,8 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 		report("max_body", "must be above 0, e.g. 10MiB (the default)")
 	}
 
-	sc := s.Scale
-	if sc.Metric != ScaleInflight && sc.Metric != ScaleRPS {
-		report("scale.metric", fmt.Sprintf("%q is not a scaling metric; write %s (requests in progress per replica) or %s (requests per second per replica)", sc.Metric, ScaleInflight, ScaleRPS))
-	}
-	if !(sc.Target > 0) || math.IsInf(sc.Target, 0) {
-		report("scale.target", fmt.Sprintf("%s: must be above 0: the value of the metric one replica should carry, e.g. 10", strconv.FormatFloat(sc.Target, 'g', -1, 64)))
-	}
-	if sc.Min < 0 {
-		report("scale.min", fmt.Sprintf("%d is negative; write 0 (to allow scaling to zero) or more", sc.Min))
-	}
-	if sc.Max < 1 {
-		report("scale.max", fmt.Sprintf("%d: must be at least 1", sc.Max))
-	} else if sc.Min > sc.Max {
-		report("scale.min", fmt.Sprintf("%d is above scale.max (%d); lower min or raise max", sc.Min, sc.Max))
-	}
-	if sc.Idle < 0 {
-		report("scale.idle", fmt.Sprintf("%s is negative; write how long a function may be idle before it scales to zero, e.g. 5m, or remove it to never scale to zero", sc.Idle))
+	for _, pr := range s.Scale.Validate() {
+		report("scale."+pr.Field, pr.Msg)
 	}
 
 	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {

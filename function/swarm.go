@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/scalelabels"
 	"github.com/pulsefaas/pulse/internal/swarmaddr"
 	"github.com/pulsefaas/pulse/internal/swarmscale"
 )
@@ -515,14 +515,16 @@ func (s *Swarm) Scale(ctx context.Context, name string, n int, force bool) error
 	return nil
 }
 
-// checkScaleLimits checks n against the min and max labels; a missing or
-// malformed label, or a max of 0, sets no limit.
+// checkScaleLimits checks n against the policy the scaler enforces
+// (scalelabels.Parse): a missing or malformed label reads as its default,
+// and every function has a max of at least 1.
 func checkScaleLimits(n int, labels map[string]string) error {
-	if lo, err := strconv.Atoi(labels[contract.LabelScaleMin]); err == nil && n < lo {
-		return fmt.Errorf("%w: min is %d (label %s); use --force to override", ErrScaleLimit, lo, contract.LabelScaleMin)
+	p, _ := scalelabels.Parse(labels)
+	if n < p.Min {
+		return fmt.Errorf("%w: min is %d (label %s); use --force to override", ErrScaleLimit, p.Min, contract.LabelScaleMin)
 	}
-	if hi, err := strconv.Atoi(labels[contract.LabelScaleMax]); err == nil && hi > 0 && n > hi {
-		return fmt.Errorf("%w: max is %d (label %s); use --force to override", ErrScaleLimit, hi, contract.LabelScaleMax)
+	if n > p.Max {
+		return fmt.Errorf("%w: max is %d (label %s); use --force to override", ErrScaleLimit, p.Max, contract.LabelScaleMax)
 	}
 	return nil
 }
@@ -861,12 +863,14 @@ func (s *Swarm) Describe(ctx context.Context, name string) (Detail, error) {
 	return d, nil
 }
 
-// scalePolicy reads the scale labels; malformed values read as zero.
+// scalePolicy reads the scale labels as the scaler does (scalelabels.Parse):
+// a missing or malformed label reads as its default.
 func scalePolicy(labels map[string]string) ScalePolicy {
-	p := ScalePolicy{Metric: labels[contract.LabelScaleMetric], Idle: labels[contract.LabelScaleIdle]}
-	p.Target, _ = strconv.ParseFloat(labels[contract.LabelScaleTarget], 64)
-	p.Min, _ = strconv.Atoi(labels[contract.LabelScaleMin])
-	p.Max, _ = strconv.Atoi(labels[contract.LabelScaleMax])
+	sp, _ := scalelabels.Parse(labels)
+	p := ScalePolicy{Metric: sp.Metric, Target: sp.Target, Min: sp.Min, Max: sp.Max}
+	if sp.Idle > 0 {
+		p.Idle = sp.Idle.String()
+	}
 	return p
 }
 

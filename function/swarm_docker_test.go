@@ -1165,10 +1165,27 @@ watch:
 	}
 
 	// Whole again: two replicas answering (the bombed one or its
-	// replacement).
-	eps, err := f.sw.WaitReady(f.ctx(), f.name, 2)
-	if err != nil {
-		t.Fatal(err)
+	// replacement). Docker's health check is a process exec'd into the
+	// replica, which the bomb's full pids.max can refuse: three failed
+	// checks in a row and Swarm replaces the replica (contained, but
+	// after the bomb), so wait until both answer twice, a second apart.
+	eps = nil
+	deadline := time.Now().Add(time.Minute)
+	for steady := 0; steady < 2; {
+		var err error
+		if eps, err = f.sw.WaitReady(f.ctx(), f.name, 2); err != nil {
+			t.Fatal(err)
+		}
+		steady++
+		for _, ep := range eps {
+			if _, err := f.post(ep.Addr, []byte("who")); err != nil {
+				steady = 0
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("two replicas not answering a minute after the bomb: %v", eps)
+		}
+		time.Sleep(time.Second)
 	}
 	hog := f.replicaCgroup(eps[0])
 	otherAddr := eps[1].Addr

@@ -44,16 +44,18 @@ type Config struct {
 	ReplicaAuth string
 }
 
-// Defaults, documented in the watchdog README.
+// Defaults, documented in the watchdog README. Those the CLI also writes
+// into a function's spec and service live in contract (defaults.go); the
+// names here are aliases of them.
 const (
-	DefaultTimeout        = 30 * time.Second
-	DefaultMaxBody        = 10 << 20
+	DefaultTimeout        = contract.DefaultTimeout
+	DefaultMaxBody        = contract.DefaultMaxBody
 	DefaultMaxResponse    = 10 << 20
-	DefaultMaxInflight    = 1000
+	DefaultMaxInflight    = contract.DefaultMaxInflight
 	DefaultReadTimeout    = 30 * time.Second
 	DefaultIdleTimeout    = 120 * time.Second
 	DefaultMaxHeaderBytes = 64 << 10
-	DefaultDrainGrace     = 5 * time.Second
+	DefaultDrainGrace     = contract.DefaultDrainGrace
 	DefaultUpstream       = "127.0.0.1:3000"
 	// writeSlack is added to the exec timeout for the default write timeout,
 	// so a function that uses its whole timeout can still send its answer.
@@ -399,41 +401,9 @@ func checkExecutable(path string) error {
 	return nil
 }
 
-// ParseSize reads a byte count: a whole number with an optional unit, B,
-// K/KB/KiB, M/MB/MiB or G/GB/GiB (case-insensitive; every K is 1024, as in
-// Docker's memory flags).
-func ParseSize(v string) (int64, error) {
-	s := strings.TrimSpace(v)
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	const form = "want a whole number of bytes, optionally with a unit: 512KiB, 10MiB, 1GiB"
-	if i == 0 {
-		return 0, errors.New(form)
-	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
-	if err != nil {
-		return 0, errors.New(form)
-	}
-	var mult int64
-	switch strings.ToLower(strings.TrimSpace(s[i:])) {
-	case "", "b":
-		mult = 1
-	case "k", "kb", "kib":
-		mult = 1 << 10
-	case "m", "mb", "mib":
-		mult = 1 << 20
-	case "g", "gb", "gib":
-		mult = 1 << 30
-	default:
-		return 0, errors.New(form)
-	}
-	if n > math.MaxInt64/mult {
-		return 0, errors.New("too large")
-	}
-	return n * mult, nil
-}
+// ParseSize reads a byte count; it is contract.ParseSize, which the CLI
+// also uses for a spec's max_body.
+func ParseSize(v string) (int64, error) { return contract.ParseSize(v) }
 
 // validName reports whether s is a DNS label that starts with a letter.
 func validName(s string) bool {

@@ -57,3 +57,49 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestValidate: every rule names its field, and Parse and Validate agree that
+// max 0 is refused, saying what to write.
+func TestValidate(t *testing.T) {
+	if ps := Default().Validate(); len(ps) != 0 {
+		t.Errorf("Default().Validate() = %v", ps)
+	}
+	ps := Policy{Metric: "cpu", Target: 0, Min: -1, Max: 0, Idle: -time.Second}.Validate()
+	var fields []string
+	for _, p := range ps {
+		fields = append(fields, p.Field)
+	}
+	if got := strings.Join(fields, ","); got != "metric,target,min,max,idle" {
+		t.Errorf("fields = %s, want metric,target,min,max,idle (%v)", got, ps)
+	}
+	for _, p := range ps {
+		if p.Field == "max" && !strings.Contains(p.Msg, "every function has a cap; write") {
+			t.Errorf("max 0: %q does not say what to write", p.Msg)
+		}
+	}
+	if _, err := Parse(map[string]string{contract.LabelScaleMax: "0"}); err == nil || !strings.Contains(err.Error(), "every function has a cap") {
+		t.Errorf("Parse(max=0) = %v, want a refusal", err)
+	}
+}
+
+// FuzzFormatParse: a policy Validate accepts survives Format → Parse
+// unchanged, and one Parse accepts from any labels is valid.
+func FuzzFormatParse(f *testing.F) {
+	f.Add("inflight", 10.0, 1, 10, int64(0))
+	f.Add("rps", 2.5, 0, 50, int64(90*time.Second))
+	f.Add("inflight", 1e9, 0, 0, int64(-1))
+	f.Fuzz(func(t *testing.T, m string, target float64, lo, hi int, idle int64) {
+		p := Policy{Metric: m, Target: target, Min: lo, Max: hi, Idle: time.Duration(idle)}
+		got, err := Parse(Format(p))
+		if len(p.Validate()) == 0 {
+			if err != nil || got != p {
+				t.Fatalf("%+v → %v → %+v, %v", p, Format(p), got, err)
+			}
+		} else if err == nil && got == p {
+			t.Fatalf("invalid %+v (%v) read back unchanged without error", p, p.Validate())
+		}
+		if ps := got.Validate(); len(ps) != 0 {
+			t.Fatalf("Parse gave invalid %+v: %v", got, ps)
+		}
+	})
+}
