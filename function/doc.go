@@ -30,12 +30,14 @@
 //     SOURCE_DATE_EPOCH when set, else the newest modification time of the
 //     function's source, never the build's time: the same files give the
 //     same image ID.
-//   - The Docker adapters (engine.go, swarm.go): [LoadImage] and [Swarm]
-//     (deploy, scale, list, describe, logs, remove); Deploy finds the
-//     instance's replica credential secret that pulsed creates and fails
-//     with [ErrNoReplicaAuth] without one. They are the only files
-//     that use the Docker client; scaling and waiting go through
-//     internal/swarmscale, which pulsed's scaler shares.
+//   - The Docker adapters: [LoadImage] (engine.go) and [Swarm], a file per
+//     job: swarm.go (the type, its errors and what the jobs share: tasks,
+//     nodes, endpoints), deploy.go, scale.go, describe.go (list, endpoints,
+//     describe), logs.go and remove.go. Deploy finds the instance's replica
+//     credential secret that pulsed creates and fails with
+//     [ErrNoReplicaAuth] without one. They, gatewayca.go and readiness.go
+//     are the only files that use the Docker client; scaling and waiting go
+//     through internal/swarmscale, which pulsed's scaler shares.
 //   - Readiness (readiness.go): [Swarm.WaitReady] over a pure decision from
 //     the service, its tasks and pulsed's replica catalog ([CatalogClient]):
 //     ready once Swarm runs the new spec and the gateway routes every replica,
