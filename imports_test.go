@@ -35,7 +35,7 @@ var componentDirs = []string{"watchdog", "function", "gateway", "collector", "sc
 var testOnlyEdges = map[[2]string]string{
 	{"alarms", "collector"}:            "alarms/collector_test.go checks the alarm templates against the collector's charts",
 	{"function", "watchdog"}:           "labels_test.go and service_test.go check that the environment WatchdogEnv writes is what watchdog.ConfigFromEnv reads",
-	{"gateway", "function"}:            "catalog_docker_test.go builds and deploys real functions with the CLI's package",
+	{"internal/catalog", "function"}:   "swarm_test.go builds and deploys real functions with the CLI's package",
 	{"scaler", "function"}:             "swarm_docker_test.go builds and deploys real functions with the CLI's package",
 	{"internal/portrange", "function"}: "engine_test.go deploys a real function to check published port ranges",
 }

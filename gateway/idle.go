@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
 	"github.com/pulsefaas/pulse/internal/scalelabels"
 )
 
@@ -20,15 +21,15 @@ type StatsSource interface {
 	Stats(ctx context.Context) ([]BackendStat, error)
 }
 
-// CatalogReader is the part of *Catalog the cold-start path and the idle
-// watcher read.
+// CatalogReader is the part of the replica catalog (*catalog.Catalog) the
+// cold-start path and the idle watcher read.
 type CatalogReader interface {
 	Current() (contract.Catalog, time.Time, error)
 	Refresh()
 }
 
 var (
-	_ CatalogReader = (*Catalog)(nil)
+	_ CatalogReader = (*catalog.Catalog)(nil)
 	_ StatsSource   = (*Runtime)(nil)
 )
 

@@ -21,21 +21,16 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -126,7 +121,7 @@ type autoscaleBench struct {
 
 // runAutoscale runs the autoscale suite.
 func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	id, err := gwRunID()
+	id, err := runID()
 	if err != nil {
 		return err
 	}
@@ -147,8 +142,8 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 		Config: autoscaleConfig{
 			Quick: cfg.Quick, Trials: trials, StepFunction: b.step, ColdFunction: b.cold,
 			Metric: asMetric, Target: asTarget, Min: asMin, Max: asMax, HandlerMS: asHandlerMS, TimeoutS: asTimeout.Seconds(),
-			Steps: asSteps, HealthIntervalMS: 0, DrainGraceMS: gwMS(asDrainGrace),
-			TaskPollMS: gwMS(asTaskPoll), HAProxyPollMS: gwMS(asHAProxyPoll), BodyBytes: cfg.BodyBytes,
+			Steps: asSteps, HealthIntervalMS: 0, DrainGraceMS: ms(asDrainGrace),
+			TaskPollMS: ms(asTaskPoll), HAProxyPollMS: ms(asHAProxyPoll), BodyBytes: cfg.BodyBytes,
 		},
 	}
 	rep := b.rep
@@ -330,7 +325,7 @@ func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not quiet after %s: %s", fn, asQuietTimeout, why)
 		}
-		if err := gwSleep(ctx, 250*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -375,7 +370,7 @@ func (b *autoscaleBench) settle(ctx context.Context) error {
 }
 
 func (b *autoscaleBench) inspect(ctx context.Context, name string) (swarm.Service, error) {
-	cctx, cancel := gwCall(ctx)
+	cctx, cancel := call(ctx)
 	defer cancel()
 	svc, _, err := b.api.ServiceInspectWithRaw(cctx, name, swarm.ServiceInspectOptions{})
 	if err != nil {
@@ -387,8 +382,8 @@ func (b *autoscaleBench) inspect(ctx context.Context, name string) (swarm.Servic
 func (b *autoscaleBench) waitContainers(ctx context.Context, fn string, n int) error {
 	deadline := time.Now().Add(asRouteTimeout)
 	for {
-		cctx, cancel := gwCall(ctx)
-		cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", gwLabelServiceName+"="+fn))})
+		cctx, cancel := call(ctx)
+		cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+fn))})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("list containers of %s: %w", fn, err)
@@ -399,531 +394,10 @@ func (b *autoscaleBench) waitContainers(ctx context.Context, fn string, n int) e
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: %d containers running after %s, want %d", fn, len(cs), asRouteTimeout, n)
 		}
-		if err := gwSleep(ctx, 50*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
-}
-
-// --- the step trial ---
-
-// stepObs is what the trial's pollers saw, guarded by mu.
-type stepObs struct {
-	mu      sync.Mutex
-	created map[string]time.Time // new task → its CreatedAt
-	running map[string]time.Time // new task → its status timestamp when seen running
-	traffic map[string]time.Time // a new replica's address → when its server first took a session
-	lastErr error
-}
-
-func (o *stepObs) note(err error) {
-	o.mu.Lock()
-	o.lastErr = err
-	o.mu.Unlock()
-}
-
-// firstTraffic returns the address of the new replica whose server took
-// traffic first, and when.
-func (o *stepObs) firstTraffic() (string, time.Time) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	name, at := "", time.Time{}
-	for n, t := range o.traffic {
-		if at.IsZero() || t.Before(at) {
-			name, at = n, t
-		}
-	}
-	return name, at
-}
-
-func (b *autoscaleBench) stepTrial(ctx context.Context, st autoscaleStep, trial int) stepTrial {
-	r := stepTrial{Step: st.Name, Conns: st.Conns, Trial: trial}
-	if err := b.stepOnce(ctx, st, &r); err != nil {
-		r.Error = err.Error()
-		b.log.Warn("step trial failed", "step", st.Name, "trial", trial, "err", err)
-	} else {
-		b.log.Info("step trial", "step", st.Name, "trial", trial, "traffic_s", deref(r.TrafficS), "scrape_s", deref(r.ScrapeS), "alarm_s", deref(r.AlarmS),
-			"hook_s", deref(r.HookS), "scaled_s", deref(r.ScaledS), "running_s", deref(r.RunningS), "trigger", r.Trigger, "to", r.firstTo(), "failed", r.Failed)
-	}
-	return r
-}
-
-func deref(p *float64) float64 {
-	if p == nil {
-		return math.NaN()
-	}
-	return *p
-}
-
-func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *stepTrial) error {
-	taskFilter := filters.NewArgs(filters.Arg("service", b.stepSvcID))
-	cctx, cancel := gwCall(ctx)
-	tasks, err := b.api.TaskList(cctx, swarm.TaskListOptions{Filters: taskFilter})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("list tasks: %w", err)
-	}
-	knownTasks := map[string]bool{}
-	for _, t := range tasks {
-		knownTasks[t.ID] = true
-	}
-	slots, err := b.servers(ctx, b.step)
-	if err != nil {
-		return err
-	}
-	live := liveSlots(slots)
-	if len(live) != 1 {
-		return fmt.Errorf("HAProxy has %d servers holding a replica before the step, want 1", len(live))
-	}
-	// A new replica is a slot pointed at another address whose sessions
-	// rise past what that slot had counted before the step.
-	base := map[string]int64{}
-	for _, s := range slots {
-		base[s.Name] = s.Stot
-	}
-	oldAddrs := map[string]bool{live[0].Addr: true}
-
-	obs := &stepObs{created: map[string]time.Time{}, running: map[string]time.Time{}, traffic: map[string]time.Time{}}
-	pctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	wg.Add(2)
-	go func() { defer wg.Done(); b.pollTasks(pctx, taskFilter, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollServers(pctx, base, oldAddrs, obs) }()
-
-	r.Load1, _ = readLoad1("/proc")
-	t0 := time.Now()
-	r.Start = t0.UTC().Format(time.RFC3339Nano)
-	load := startStepLoad(b.gwAddr, "/function/"+b.step, b.body, st.Conns)
-	loadStopped := false
-	stopLoad := func() {
-		if !loadStopped {
-			loadStopped = true
-			r.Requests, r.Failed, r.Why = load.end()
-		}
-	}
-	defer stopLoad()
-
-	// Wait for the first new server taking traffic, then (up to
-	// asFullWait) for every replica of the first decision.
-	var first time.Time
-	want := 0
-	var lastEvents time.Time
-	for {
-		name, at := obs.firstTraffic()
-		now := time.Now()
-		if first.IsZero() && name != "" {
-			first = at
-		}
-		if first.IsZero() && now.Sub(t0) > asTrafficTimeout {
-			obs.mu.Lock()
-			why := fmt.Sprintf("no new server took traffic within %s (tasks running: %d, last error: %v)", asTrafficTimeout, len(obs.running), obs.lastErr)
-			obs.mu.Unlock()
-			return errors.New(why)
-		}
-		if !first.IsZero() {
-			if now.Sub(lastEvents) > 200*time.Millisecond {
-				lastEvents = now
-				if evs, err := b.events(ctx); err == nil {
-					if ds := decisionsSince(evs, b.step, t0); len(ds) > 0 {
-						want = ds[0].To - 1 // new replicas of the first decision
-					}
-				}
-			}
-			obs.mu.Lock()
-			n := len(obs.traffic)
-			obs.mu.Unlock()
-			if (want > 0 && n >= want) || now.Sub(first) > asFullWait {
-				if want > 0 && n >= want {
-					obs.mu.Lock()
-					last := time.Time{}
-					for _, t := range obs.traffic {
-						if t.After(last) {
-							last = t
-						}
-					}
-					obs.mu.Unlock()
-					r.FullS = ptr(round3(last.Sub(t0).Seconds()))
-				}
-				break
-			}
-		}
-		if err := gwSleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	// Swarm's UpdatedAt, before anything else updates the service.
-	svc, err := b.inspect(ctx, b.step)
-	inspected := time.Now()
-	if err != nil {
-		return err
-	}
-	stopLoad()
-	// The server is known by its address: pulsed's catalog names its task.
-	// The task poller may see the task a moment after HAProxy did.
-	addr, at := obs.firstTraffic()
-	name := ""
-	for i := 0; i < 25; i++ {
-		if name == "" {
-			name = b.taskAt(ctx, b.step, addr)
-		}
-		obs.mu.Lock()
-		_, ok := obs.running[name]
-		obs.mu.Unlock()
-		if ok {
-			break
-		}
-		time.Sleep(asTaskPoll)
-	}
-	stop()
-	wg.Wait()
-
-	rel := func(t time.Time) *float64 {
-		if t.IsZero() {
-			return nil
-		}
-		return ptr(round3(t.Sub(t0).Seconds()))
-	}
-	t0s := float64(t0.UnixNano()) / 1e9
-	relUnix := func(sec int64) *float64 { return ptr(round3(float64(sec) - t0s)) }
-
-	obs.mu.Lock()
-	r.TaskID = name
-	r.TrafficS = rel(at)
-	r.RunningS = rel(obs.running[name])
-	r.CreatedS = rel(obs.created[name])
-	r.Serving = len(obs.traffic)
-	obs.mu.Unlock()
-
-	evs, err := b.events(ctx)
-	if err != nil {
-		return fmt.Errorf("events: %w", err)
-	}
-	ds := decisionsSince(evs, b.step, t0)
-	stored := 0
-	for _, e := range ds {
-		r.Decisions = append(r.Decisions, stepDecision{AtS: round3(e.Time.Sub(t0).Seconds()), From: e.From, To: e.To, Trigger: e.Trigger, Reason: e.Reason})
-		if !e.Time.After(inspected) {
-			stored++
-		}
-	}
-	if rr := svc.Spec.Mode.Replicated; rr != nil && rr.Replicas != nil {
-		r.ServiceReplicas = int(*rr.Replicas)
-		if stored > 0 && ds[stored-1].To != r.ServiceReplicas {
-			r.Foreign = true // someone else (another pulsed on this swarm?) changed the count
-		}
-	}
-	if len(ds) > 0 {
-		r.ScaledS = rel(ds[0].Time)
-		r.Trigger = ds[0].Trigger
-		// UpdatedAt is the first decision's only when no later one came
-		// before the inspection.
-		if stored == 1 && !svc.UpdatedAt.After(ds[0].Time) && svc.UpdatedAt.After(t0) {
-			r.UpdatedS = rel(svc.UpdatedAt)
-		}
-	}
-
-	d, err := b.nd.DataRange(ctx, utilChart(b.step), int64(math.Floor(t0s))-2, 0)
-	if err != nil {
-		return fmt.Errorf("netdata data: %w", err)
-	}
-	if sec, ok := firstAbove(d, contract.DimUtilization, scaler.DefaultUpThreshold, int64(math.Floor(t0s))); ok {
-		r.ScrapeS = relUnix(sec)
-	}
-	log, err := b.nd.AlarmLog(ctx, 0)
-	if err != nil {
-		return fmt.Errorf("netdata alarm log: %w", err)
-	}
-	if e, ok := firstCritical(log, asAlarmUp, b.step, int64(math.Floor(t0s))); ok {
-		r.AlarmS, r.AlarmValue = relUnix(e.When), e.Value
-	}
-	if f, err := os.Open(b.pulsedLog); err == nil {
-		h, ok := firstHook(f, b.step, asAlarmUp, t0)
-		f.Close()
-		if ok {
-			r.HookS, r.HookResult = rel(h.Time), h.Result
-		}
-	}
-	if r.TrafficS == nil {
-		return errors.New("no new server took traffic")
-	}
-	return nil
-}
-
-// decisionsSince returns fn's scale events after t0, oldest first.
-func decisionsSince(evs contract.ScaleEvents, fn string, t0 time.Time) []contract.ScaleEvent {
-	var out []contract.ScaleEvent
-	for _, e := range evs.Events {
-		if e.Function == fn && e.Time.After(t0) {
-			out = append(out, e)
-		}
-	}
-	slices.SortStableFunc(out, func(a, b contract.ScaleEvent) int { return a.Time.Compare(b.Time) })
-	return out
-}
-
-// firstAbove returns the time of the oldest row at or after second from
-// whose label column is above limit.
-func firstAbove(d netdatalab.Data, label string, limit float64, from int64) (int64, bool) {
-	col := slices.Index(d.Labels, label)
-	if col < 1 {
-		return 0, false
-	}
-	found, best := false, int64(0)
-	for _, row := range d.Rows {
-		if len(row) <= col {
-			continue
-		}
-		t := int64(row[0])
-		if t >= from && row[col] > limit && (!found || t < best) {
-			found, best = true, t
-		}
-	}
-	return best, found
-}
-
-// firstCritical returns the oldest CRITICAL entry of alarm on fn's chart
-// (family = the function's name) whose when is at or after from.
-func firstCritical(log []netdatalab.AlarmLogEntry, alarm, fn string, from int64) (netdatalab.AlarmLogEntry, bool) {
-	var best netdatalab.AlarmLogEntry
-	found := false
-	for _, e := range log {
-		if e.Name != alarm || e.Status != "CRITICAL" || e.When < from || (e.Family != fn && e.Chart != utilChart(fn)) {
-			continue
-		}
-		if !found || e.When < best.When || (e.When == best.When && e.UniqueID < best.UniqueID) {
-			best, found = e, true
-		}
-	}
-	return best, found
-}
-
-// hookLine is pulsed's debug log line of an alarm webhook request.
-type hookLine struct {
-	Time     time.Time `json:"time"`
-	Msg      string    `json:"msg"`
-	Function string    `json:"function"`
-	Alarm    string    `json:"alarm"`
-	Status   string    `json:"status"`
-	When     int64     `json:"when"`
-	Result   string    `json:"result"`
-}
-
-// firstHook returns the first webhook request pulsed logged (JSON lines,
-// msg "alarm") for fn's alarm, CRITICAL, after t0.
-func firstHook(r io.Reader, fn, alarm string, t0 time.Time) (hookLine, bool) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !strings.Contains(string(line), `"msg":"alarm"`) {
-			continue
-		}
-		var h hookLine
-		if json.Unmarshal(line, &h) != nil {
-			continue
-		}
-		if h.Msg == "alarm" && h.Function == fn && h.Alarm == alarm && h.Status == "CRITICAL" && h.Time.After(t0) {
-			return h, true
-		}
-	}
-	return hookLine{}, false
-}
-
-// pollTasks polls the service's tasks every asTaskPoll and records, for
-// every task not in known, its creation and when it turned running (its
-// status timestamp).
-func (b *autoscaleBench) pollTasks(ctx context.Context, f filters.Args, known map[string]bool, obs *stepObs) {
-	tick := time.NewTicker(asTaskPoll)
-	defer tick.Stop()
-	for {
-		cctx, cancel := gwCall(ctx)
-		tasks, err := b.api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			obs.note(fmt.Errorf("list tasks: %w", err))
-		}
-		obs.mu.Lock()
-		for _, t := range tasks {
-			if known[t.ID] {
-				continue
-			}
-			if _, ok := obs.created[t.ID]; !ok {
-				obs.created[t.ID] = t.CreatedAt
-			}
-			if _, ok := obs.running[t.ID]; !ok && t.Status.State == swarm.TaskStateRunning {
-				obs.running[t.ID] = t.Status.Timestamp
-			}
-		}
-		obs.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// pollServers reads the step function's slots every asHAProxyPoll and
-// records when a slot pointed at an address not in old first took a
-// session past its count in base (slot name → stot before the step), by
-// address.
-func (b *autoscaleBench) pollServers(ctx context.Context, base map[string]int64, old map[string]bool, obs *stepObs) {
-	tick := time.NewTicker(asHAProxyPoll)
-	defer tick.Stop()
-	for {
-		slots, err := b.servers(ctx, b.step)
-		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			obs.note(err)
-		}
-		obs.mu.Lock()
-		for _, s := range newTraffic(slots, base, old) {
-			if _, ok := obs.traffic[s.Addr]; !ok {
-				obs.traffic[s.Addr] = now
-			}
-		}
-		obs.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// taskAt returns the task of fn's replica at addr in pulsed's catalog, ""
-// if none.
-func (b *autoscaleBench) taskAt(ctx context.Context, fn, addr string) string {
-	f, err := b.catalogFunction(ctx, fn)
-	if err != nil {
-		return ""
-	}
-	for _, r := range f.Replicas {
-		if r.Addr == addr {
-			return r.TaskID
-		}
-	}
-	return ""
-}
-
-// --- the load ---
-
-// stepLoad is a closed-loop load: conns keep-alive connections, each
-// sending one POST, reading its answer, and sending the next. A failed
-// request is counted, never retried; its connection is replaced.
-type stepLoad struct {
-	addr, req, body string
-	ok, failed      atomic.Int64
-	stopping        atomic.Bool
-	wg              sync.WaitGroup
-	mu              sync.Mutex
-	why             map[string]int64
-	conns           map[net.Conn]bool
-}
-
-// httpPost is a whole HTTP/1.1 POST of body to path, with hdr's headers
-// (the replica credential when it goes straight to a replica).
-func httpPost(path, body string, close bool, hdr http.Header) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n", path, len(body))
-	if close {
-		b.WriteString("Connection: close\r\n")
-	}
-	_ = hdr.Write(&b) // sorted "Name: value\r\n" lines; a strings.Builder does not fail
-	b.WriteString("\r\n" + body)
-	return b.String()
-}
-
-func startStepLoad(addr, path, body string, conns int) *stepLoad {
-	l := &stepLoad{addr: addr, req: httpPost(path, body, false, nil), body: body, why: map[string]int64{}, conns: map[net.Conn]bool{}}
-	for range conns {
-		l.wg.Add(1)
-		go l.worker()
-	}
-	return l
-}
-
-func (l *stepLoad) fail(why string) {
-	if l.stopping.Load() {
-		return // cut off by end
-	}
-	l.failed.Add(1)
-	l.mu.Lock()
-	l.why[truncate(why, 200)]++
-	l.mu.Unlock()
-}
-
-func (l *stepLoad) track(c net.Conn, on bool) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if on {
-		if l.stopping.Load() {
-			return false
-		}
-		l.conns[c] = true
-	} else {
-		delete(l.conns, c)
-	}
-	return true
-}
-
-func (l *stepLoad) worker() {
-	defer l.wg.Done()
-	var c net.Conn
-	var br *bufio.Reader
-	drop := func() {
-		if c != nil {
-			l.track(c, false)
-			c.Close()
-			c = nil
-		}
-	}
-	defer drop()
-	for !l.stopping.Load() {
-		if c == nil {
-			conn, err := net.DialTimeout("tcp", l.addr, 2*time.Second)
-			if err != nil {
-				l.fail("dial: " + err.Error())
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			if !l.track(conn, true) {
-				conn.Close()
-				return
-			}
-			c, br = conn, bufio.NewReader(conn)
-		}
-		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-		status, outcome, msg, done := roundTrip(c, br, l.req, l.body)
-		switch outcome {
-		case soakOK:
-			l.ok.Add(1)
-		case soakErrStatus:
-			l.fail(fmt.Sprintf("%d %s", status, http.StatusText(status))) // counted by status
-		default:
-			l.fail(msg)
-		}
-		if done {
-			drop()
-		}
-	}
-}
-
-// end stops the load (requests in flight are cut off and not counted) and
-// returns the requests answered, the failures and their reasons.
-func (l *stepLoad) end() (requests, failed int64, why map[string]int64) {
-	l.mu.Lock()
-	l.stopping.Store(true)
-	for c := range l.conns {
-		c.Close()
-	}
-	l.mu.Unlock()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.failed.Load()
-	return l.ok.Load() + f, f, maps.Clone(l.why)
 }
 
 // --- cold start ---
@@ -968,7 +442,7 @@ func (b *autoscaleBench) waitZero(ctx context.Context, limit time.Duration) erro
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not at zero after %s (catalog: desired %d, %d replicas; %v)", b.cold, limit, f.Desired, len(f.Replicas), err)
 		}
-		if err := gwSleep(ctx, 50*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}

@@ -1,10 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -335,7 +336,7 @@ func autoscaleGoals(s autoscaleSummary) []goal {
 	check("5× step → first extra replica serving, p95", float64(five.P95S), goalStepP95S, "s", note, have)
 	if have {
 		g := goal{Name: "5× step: first decision 5 ± 1 replicas, trials outside", Value: float64(five.Trials - five.InRange), Limit: 0, Unit: "trials",
-			Note: "first decisions: " + fmtCounts(five.FirstTo)}
+			Note: "first decisions: " + fmtCounts(five.FirstTo, "none")}
 		g.Status = verdict(g.Value, g.Limit)
 		out = append(out, g)
 	} else {
@@ -353,32 +354,14 @@ func autoscaleGoals(s autoscaleSummary) []goal {
 	return append(out, g)
 }
 
-// fmtCounts renders {5: 3, 2: 1} as "2 ×1, 5 ×3".
-func fmtCounts(m map[int]int) string {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// fmtCounts renders {5: 3, 2: 1} as "2 ×1, 5 ×3", and no counts as empty.
+func fmtCounts[K cmp.Ordered](m map[K]int, empty string) string {
+	if len(m) == 0 {
+		return empty
 	}
-	sort.Ints(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%d ×%d", k, m[k]))
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func fmtTriggers(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%v ×%d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -405,7 +388,7 @@ func stepRows(s autoscaleSummary) [][]string {
 		}
 		rows = append(rows, []string{
 			fmt.Sprintf("%s (%d conns, %g×)", st.Step, st.Conns, st.Ratio), trials, asSecCell(st.MedianS), asSecCell(st.P95S),
-			asSecCell(st.MinS) + "–" + asSecCell(st.MaxS), asSecCell(st.FullMedianS), fmtCounts(st.FirstTo), fmtTriggers(st.Triggers),
+			asSecCell(st.MinS) + "–" + asSecCell(st.MaxS), asSecCell(st.FullMedianS), fmtCounts(st.FirstTo, "none"), fmtCounts(st.Triggers, ""),
 			fmt.Sprintf("%d / %d", st.Requests, st.FailedRequests),
 		})
 	}
@@ -503,17 +486,11 @@ const (
 )
 
 func renderAutoscale(r autoscaleReport, md bool, jsonPath string) string {
-	b := &reportDoc{md: md}
-	if md {
-		fmt.Fprintf(b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, autoscaleSetup(r))
-	} else {
-		fmt.Fprintf(b, "\nautoscale benchmark, %s\n%s\n", r.Started, autoscaleSetup(r))
-	}
+	b := newReportDoc(md, "autoscale", "", r.Started, jsonPath, autoscaleSetup(r))
 	b.section(stepCaption, stepHeader, stepRows(r.Summary))
 	b.section(stageCaption, stageHeader(r.Summary), stageRows(r.Summary))
 	b.section(coldCaption, coldHeader, coldRows(r.Summary.Cold))
-	b.WriteString("\n")
-	b.table(goalHeader, goalRows(r.Goals))
+	b.goals(r.Goals)
 	if md {
 		b.WriteString("\n<details><summary>Every step trial (seconds after t0)</summary>\n\n")
 		b.table(trialHeader, trialRows(r.Steps))
@@ -522,6 +499,6 @@ func renderAutoscale(r autoscaleReport, md bool, jsonPath string) string {
 		b.WriteString("\nevery step trial (seconds after t0):\n")
 		b.table(trialHeader, trialRows(r.Steps))
 	}
-	writeNotes(&b.Builder, r.Notes, md)
+	b.notes(r.Notes)
 	return b.String()
 }

@@ -62,9 +62,7 @@ var collectorSizes = []int{50, 100, 200}
 
 // collectorReport is the suite's JSON.
 type collectorReport struct {
-	Suite     string           `json:"suite"`
-	Started   string           `json:"started"`
-	Finished  string           `json:"finished"`
+	runHead
 	Quick     bool             `json:"quick"`
 	Machine   machineInfo      `json:"machine"`
 	Artifacts []artifact       `json:"artifacts"`
@@ -76,8 +74,7 @@ type collectorReport struct {
 	// SystemNetdata is the machine's own Netdata, if one ran: stock
 	// configuration, every collector; informational.
 	SystemNetdata *systemNetdata `json:"system_netdata,omitempty"`
-	Goals         []goal         `json:"goals"`
-	Notes         []string       `json:"notes,omitempty"`
+	reportEnd
 }
 
 // collectorCycle is the in-process measurement at one catalog size.
@@ -107,7 +104,7 @@ type collectorPlugin struct {
 
 // runCollector runs the collector suite.
 func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	rep := collectorReport{Suite: cfg.Suite, Started: env.started.Format(time.RFC3339), Quick: cfg.Quick,
+	rep := collectorReport{runHead: newRunHead(cfg.Suite, env.started), Quick: cfg.Quick,
 		Machine: collectMachine(ctx, env.tools, env.clk), Replicas: collectorReplicas}
 	if env.clkNote != "" {
 		rep.Notes = append(rep.Notes, env.clkNote)
@@ -456,15 +453,7 @@ func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, c
 		}
 	}()
 	pid := cmd.Process.Pid
-	sleep := func(d time.Duration) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-			return nil
-		}
-	}
-	if err := sleep(collectorPluginWarmup); err != nil {
+	if err := sleepCtx(ctx, collectorPluginWarmup); err != nil {
 		return fail(err)
 	}
 	before, err := readStat("/proc", pid)
@@ -473,7 +462,7 @@ func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, c
 	}
 	cat0, hap0 := src.catalogN.Load(), src.haproxyN.Load()
 	t0 := time.Now()
-	if err := sleep(d); err != nil {
+	if err := sleepCtx(ctx, d); err != nil {
 		return fail(err)
 	}
 	after, err := readStat("/proc", pid)
@@ -543,31 +532,27 @@ func collectorSetup(r collectorReport) string {
 		"cycles %s apart; RLIMIT_NOFILE %d", m.CPUs, m.CPUModel, m.Kernel, m.Go, r.Replicas, collectorCycleGap, r.NoFile)
 }
 
-func renderCollectorText(r collectorReport) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\ncollector benchmark, %s\n%s\n\none collection cycle (in process):\n", r.Started, collectorSetup(r))
-	textTable(&b, collectorCycleHeader, collectorCycleRows(r))
-	b.WriteString("\npulse.d.plugin standalone:\n")
-	textTable(&b, collectorPluginHeader, collectorPluginRows(r))
-	b.WriteString("\nNetdata with pulse.d.plugin (RSS at the end of the run, CPU over its second half):\n")
-	textTable(&b, collectorNetdataHeader, collectorNetdataRows(r))
-	b.WriteString("\n")
-	textTable(&b, goalHeader, goalRows(r.Goals))
-	writeNotes(&b, r.Notes, false)
-	return b.String()
-}
+func renderCollectorText(r collectorReport) string { return renderCollector(r, false, "") }
 
 func renderCollectorMarkdown(r collectorReport, jsonPath string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\nOne collection cycle (`Collector.Collect`, in process):\n\n",
-		readmeTime(r.Started), jsonPath, jsonPath, collectorSetup(r))
-	markdownTable(&b, collectorCycleHeader, collectorCycleRows(r))
-	b.WriteString("\n`pulse.d.plugin` standalone (plugins.d output discarded):\n\n")
-	markdownTable(&b, collectorPluginHeader, collectorPluginRows(r))
-	b.WriteString("\nNetdata with `pulse.d.plugin` (RSS at the end of the run, CPU over its second half):\n\n")
-	markdownTable(&b, collectorNetdataHeader, collectorNetdataRows(r))
-	b.WriteString("\n")
-	markdownTable(&b, goalHeader, goalRows(r.Goals))
-	writeNotes(&b, r.Notes, true)
+	return renderCollector(r, true, jsonPath)
+}
+
+func renderCollector(r collectorReport, md bool, jsonPath string) string {
+	b := newReportDoc(md, "collector", "", r.Started, jsonPath, collectorSetup(r))
+	captions := []string{"one collection cycle (in process):", "pulse.d.plugin standalone:",
+		"Netdata with pulse.d.plugin (RSS at the end of the run, CPU over its second half):"}
+	if md {
+		captions = []string{"One collection cycle (`Collector.Collect`, in process):", "`pulse.d.plugin` standalone (plugins.d output discarded):",
+			"Netdata with `pulse.d.plugin` (RSS at the end of the run, CPU over its second half):"}
+	}
+	b.caption(captions[0])
+	b.table(collectorCycleHeader, collectorCycleRows(r))
+	b.caption(captions[1])
+	b.table(collectorPluginHeader, collectorPluginRows(r))
+	b.caption(captions[2])
+	b.table(collectorNetdataHeader, collectorNetdataRows(r))
+	b.goals(r.Goals)
+	b.notes(r.Notes)
 	return b.String()
 }

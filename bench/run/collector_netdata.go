@@ -121,15 +121,7 @@ func runLabNetdata(ctx context.Context, plugin, base, credFile string, clk float
 	}
 	defer lab.Stop()
 	started := time.Now()
-	sleep := func(d time.Duration) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-			return nil
-		}
-	}
-	if err := sleep(d / 2); err != nil {
+	if err := sleepCtx(ctx, d/2); err != nil {
 		return fail(err)
 	}
 	cpu0, err := labTicks(lab)
@@ -137,7 +129,7 @@ func runLabNetdata(ctx context.Context, plugin, base, credFile string, clk float
 		return fail(err)
 	}
 	t0 := time.Now()
-	if err := sleep(d - d/2); err != nil {
+	if err := sleepCtx(ctx, d-d/2); err != nil {
 		return fail(err)
 	}
 	cpu1, err := labTicks(lab)

@@ -70,7 +70,7 @@ func newRunCredential(ctx context.Context, api credential.SecretAPI, instance, t
 	if api == nil {
 		return c, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, gwCallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	if _, err := credential.EnsureReplicaAuthSecret(cctx, api, instance, v); err != nil {
 		c.rmFile()
@@ -110,7 +110,7 @@ func (c *runCredential) removeWithin(wait time.Duration, api credential.SecretAP
 		return nil
 	}
 	deadline := time.Now().Add(wait)
-	cctx, cancel := gwCall(context.Background())
+	cctx, cancel := call(context.Background())
 	list, err := api.SecretList(cctx, swarm.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", contract.LabelInstance+"="+c.instance))})
 	cancel()
 	if err != nil {
@@ -122,7 +122,7 @@ func (c *runCredential) removeWithin(wait time.Duration, api credential.SecretAP
 			continue
 		}
 		for {
-			cctx, cancel := gwCall(context.Background())
+			cctx, cancel := call(context.Background())
 			err := api.SecretRemove(cctx, s.ID)
 			cancel()
 			if err == nil || errdefs.IsNotFound(err) {

@@ -23,7 +23,7 @@ func TestRunCredential(t *testing.T) {
 		t.Skip("no single-node swarm: ", err)
 	}
 	defer api.Close()
-	run, err := gwRunID()
+	run, err := runID()
 	if err != nil {
 		t.Fatal(err)
 	}

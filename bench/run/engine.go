@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 
+	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 )
 
@@ -58,4 +65,134 @@ func loopbackAddr(addr string) (string, bool) {
 		return addr, false
 	}
 	return net.JoinHostPort("127.0.0.1", port), true
+}
+
+// Time limits of the engine's work.
+const (
+	callTimeout    = 30 * time.Second // one call
+	readyTimeout   = 90 * time.Second // replicas ready after a deploy or scale
+	removeTimeout  = 2 * time.Minute  // one function removed
+	cleanupTimeout = 3 * time.Minute  // a suite's final sweep
+)
+
+// call bounds one call to the engine.
+func call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, callTimeout)
+}
+
+// serviceNames lists the engine's services by name, sorted: all of them,
+// and those that are Pulse functions.
+func serviceNames(ctx context.Context, api *client.Client) (all, functions []string, err error) {
+	cctx, cancel := call(ctx)
+	defer cancel()
+	svcs, err := api.ServiceList(cctx, swarm.ServiceListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list services: %w", err)
+	}
+	for _, s := range svcs {
+		all = append(all, s.Spec.Name)
+		if _, ok := s.Spec.Labels[contract.LabelFunction]; ok {
+			functions = append(functions, s.Spec.Name)
+		}
+	}
+	slices.Sort(all)
+	slices.Sort(functions)
+	return all, functions, nil
+}
+
+// taskIDs lists the IDs of the tasks f selects.
+func taskIDs(ctx context.Context, api *client.Client, f filters.Args) (map[string]bool, error) {
+	cctx, cancel := call(ctx)
+	defer cancel()
+	tasks, err := api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	ids := make(map[string]bool, len(tasks))
+	for _, t := range tasks {
+		ids[t.ID] = true
+	}
+	return ids, nil
+}
+
+// removeFunction removes a function (service, containers, image); one
+// already gone is no error. Removal also runs after an interrupt: it is not
+// cut short by ctx, only bounded by removeTimeout.
+func removeFunction(ctx context.Context, sw *function.Swarm, name string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
+	if err := sw.Remove(ctx, name); err != nil && !errors.Is(err, function.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// runID returns 6 random hex digits.
+func runID() (string, error) {
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("run id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// benchInstance is a run's own Pulse instance (label pulse.instance): a
+// pulsed of `make up` does not route, scale or idle the run's functions, and
+// the run's pulsed acts only on them.
+func benchInstance(run string) string { return "bench-" + run }
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// every calls f at once and then every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		f()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// sleepCtx waits for d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// rewroteNote is the note of a run whose replicas were not called at the
+// addresses the engine gave.
+const rewroteNote = "the swarm node's address is not loopback: replicas were called at 127.0.0.1 on their published ports instead"
+
+// runStage runs a suite's stage name with f if stages asks for it, then
+// after (if set). A stage that fails leaves a note in notes and the suite
+// goes on; an interrupt stops the suite (the error returned).
+func runStage(ctx context.Context, log *slog.Logger, stages []string, name string, notes *[]string, f func(context.Context) error, after func()) error {
+	if !slices.Contains(stages, name) {
+		return nil
+	}
+	log.Info("stage", "stage", name)
+	err := f(ctx)
+	if after != nil {
+		after()
+	}
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	log.Warn("stage stopped", "stage", name, "err", err)
+	*notes = append(*notes, fmt.Sprintf("stage %s stopped: %v", name, err))
+	return nil
 }

@@ -369,8 +369,7 @@ func TestFunctionsGoals(t *testing.T) {
 func testFunctionsReport() functionsReport {
 	builds, images, scales, deploys, idle := testFunctionsRuns()
 	rep := functionsReport{
-		Suite:   "functions",
-		Started: "2026-01-02T03:04:05Z",
+		runHead: runHead{Suite: "functions", Started: "2026-01-02T03:04:05Z"},
 		Config: functionsConfig{
 			Stages: functionStages, Templates: functionTemplates, DeployTemplates: functionTemplates,
 			Trials: 2, ScaleTrials: 3, IdleWindowS: 10, IdleReplicas: 4, BodyBytes: 64,

@@ -2,31 +2,25 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
 	"github.com/pulsefaas/pulse/contract"
@@ -77,41 +71,35 @@ const (
 	gwRunningTimeout = 30 * time.Second // scale → the new task running
 	gwTrafficTimeout = 10 * time.Second // running → its server took a session
 	gwRouteTimeout   = 30 * time.Second // pulsed started → the function routed
-	gwReadyTimeout   = 90 * time.Second
-	gwCallTimeout    = 30 * time.Second
-	gwRemoveTimeout  = 2 * time.Minute
-	gwCleanupTimeout = 3 * time.Minute
 	gwStopGrace      = 20 * time.Second // SIGTERM → pulsed gone
 	gwHAProxyLinger  = 2 * time.Second  // pulsed gone → its HAProxy gone, before SIGKILL
-	// labelServiceName is the label Swarm puts on a task's container.
-	gwLabelServiceName = "com.docker.swarm.service.name"
 )
 
 // gwVariant is one wrk configuration of the latency and balance stages.
 type gwVariant struct {
 	Name    string
-	Path    string // gwDirect or gwGateway
+	Path    string // pathDirect or pathGateway
 	Conns   int
 	Threads int
 	Balance string // balance stage: the algorithm pulsed is started with
 }
 
-// Request paths.
+// Request paths of the gateway and soak suites.
 const (
-	gwDirect  = "direct"  // straight to the replica's published port
-	gwGateway = "gateway" // through HAProxy, /function/<name>
+	pathDirect  = "direct"  // straight to the replica's published port
+	pathGateway = "gateway" // through HAProxy, /function/<name>
 )
 
 var (
 	gwLatencyVariants = []gwVariant{
-		{Name: "direct c=1", Path: gwDirect, Conns: gwLowConns, Threads: gwLowThreads},
-		{Name: "gateway c=1", Path: gwGateway, Conns: gwLowConns, Threads: gwLowThreads},
-		{Name: "direct c=50", Path: gwDirect, Conns: gwHighConns, Threads: gwHighThreads},
-		{Name: "gateway c=50", Path: gwGateway, Conns: gwHighConns, Threads: gwHighThreads},
+		{Name: "direct c=1", Path: pathDirect, Conns: gwLowConns, Threads: gwLowThreads},
+		{Name: "gateway c=1", Path: pathGateway, Conns: gwLowConns, Threads: gwLowThreads},
+		{Name: "direct c=50", Path: pathDirect, Conns: gwHighConns, Threads: gwHighThreads},
+		{Name: "gateway c=50", Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads},
 	}
 	gwBalanceVariants = []gwVariant{
-		{Name: "leastconn", Path: gwGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceLeastConn},
-		{Name: "roundrobin", Path: gwGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceRoundRobin},
+		{Name: "leastconn", Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceLeastConn},
+		{Name: "roundrobin", Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceRoundRobin},
 	}
 )
 
@@ -150,20 +138,19 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	if len(cfg.Only) > 0 {
 		stages = slices.DeleteFunc(slices.Clone(gatewayStages), func(s string) bool { return !slices.Contains(cfg.Only, s) })
 	}
-	id, err := gwRunID()
+	id, err := runID()
 	if err != nil {
 		return err
 	}
 	rep := &gatewayReport{
-		Suite:   cfg.Suite,
-		Started: env.started.Format(time.RFC3339),
+		runHead: newRunHead(cfg.Suite, env.started),
 		Config: gatewayConfig{
 			Quick: cfg.Quick, Stages: stages, Rounds: cfg.Rounds, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
 			QuietWaitS: cfg.QuietWait.Seconds(), BodyBytes: cfg.BodyBytes, ScaleTrials: cfg.ScaleTrials,
 			LowConns: gwLowConns, LowThreads: gwLowThreads, HighConns: gwHighConns, HighThreads: gwHighThreads,
-			BalanceReplicas: gwBalanceReplicas, HealthIntervalMS: gwMS(gwHealthInterval), DrainGraceMS: gwMS(gwDrainGrace),
-			TaskPollMS: gwMS(gwTaskPoll), CatalogPollMS: gwMS(gwCatalogPoll), HAProxyPollMS: gwMS(gwHAProxyPoll),
-			BackgroundClients: gwBackgroundClients, BackgroundPauseMS: gwMS(gwBackgroundPause),
+			BalanceReplicas: gwBalanceReplicas, HealthIntervalMS: ms(gwHealthInterval), DrainGraceMS: ms(gwDrainGrace),
+			TaskPollMS: ms(gwTaskPoll), CatalogPollMS: ms(gwCatalogPoll), HAProxyPollMS: ms(gwHAProxyPoll),
+			BackgroundClients: gwBackgroundClients, BackgroundPauseMS: ms(gwBackgroundPause),
 			Function: gwNamePrefix + id + "-echo",
 		},
 		Machine: collectMachine(ctx, env.tools, env.clk),
@@ -215,28 +202,11 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 		return err
 	}
 
-	stage := func(name string, f func(context.Context) error) error {
-		if !slices.Contains(stages, name) {
-			return nil
-		}
-		log.Info("stage", "stage", name)
-		err := f(ctx)
-		b.stopPulsed()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		log.Warn("stage stopped", "stage", name, "err", err)
-		rep.Notes = append(rep.Notes, fmt.Sprintf("stage %s stopped: %v", name, err))
-		return nil
-	}
 	for _, st := range []struct {
 		name string
 		f    func(context.Context) error
 	}{{gwStageLatency, b.latencyStage}, {gwStageBalance, b.balanceStage}, {gwStageScale, b.scaleStage}} {
-		if err := stage(st.name, st.f); err != nil {
+		if err := runStage(ctx, log, stages, st.name, &rep.Notes, st.f, func() { b.stopPulsed() }); err != nil {
 			return err
 		}
 	}
@@ -248,22 +218,11 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	rep.Goals = gatewayGoals(rep.Summary)
 	rep.Notes = append(rep.Notes, gatewayNotes(*rep)...)
 	if b.rewrote {
-		rep.Notes = append(rep.Notes, "the swarm node's address is not loopback: replicas were called at 127.0.0.1 on their published ports instead")
+		rep.Notes = append(rep.Notes, rewroteNote)
 	}
 	rep.Cleanup = append(rep.Cleanup, b.sweep()...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
 	return publish(cfg, stdout, env.started, rep, renderGatewayText(*rep), func(rel string) string { return renderGatewayMarkdown(*rep, rel) })
-}
-
-func gwMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// gwRunID returns 6 random hex digits.
-func gwRunID() (string, error) {
-	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("run id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
 }
 
 // haproxyVersion returns "HAProxy <version>" from haproxy -v.
@@ -295,33 +254,21 @@ func gatewayBuilds(t tools, dir string) []buildStep {
 // connect opens the engine client and checks that the engine is the
 // manager of a single-node swarm, where every replica runs on this host.
 func (b *gatewayBench) connect(ctx context.Context) error {
-	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback", gwCallTimeout)
+	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback", callTimeout)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, gwCallTimeout)
-	defer cancel()
-	svcs, err := api.ServiceList(cctx, swarm.ServiceListOptions{})
+	others, otherFns, err := serviceNames(ctx, api)
 	if err != nil {
-		return fmt.Errorf("list services: %w", err)
+		return err
 	}
-	e := gatewayEngine{Version: ver.Version, APIVersion: ver.APIVersion, Nodes: info.Swarm.Nodes, NodeAddr: info.Swarm.NodeAddr}
-	for _, s := range svcs {
-		e.OtherServices = append(e.OtherServices, s.Spec.Name)
-		if _, ok := s.Spec.Labels[contract.LabelFunction]; ok {
-			e.OtherFunctions = append(e.OtherFunctions, s.Spec.Name)
-		}
+	b.rep.Engine = gatewayEngine{
+		Version: ver.Version, APIVersion: ver.APIVersion, Nodes: info.Swarm.Nodes, NodeAddr: info.Swarm.NodeAddr,
+		OtherServices: others, OtherFunctions: otherFns,
 	}
-	sort.Strings(e.OtherServices)
-	sort.Strings(e.OtherFunctions)
-	b.rep.Engine = e
 	b.api = api
 	b.sw = function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
 	return nil
-}
-
-func gwCall(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, gwCallTimeout)
 }
 
 // deploy assembles the echo function's image from the static bench/inproc
@@ -356,19 +303,14 @@ func (b *gatewayBench) deploy(ctx context.Context) error {
 
 // remove removes a function of this run (service, containers, image).
 func (b *gatewayBench) remove(ctx context.Context, name string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gwRemoveTimeout)
-	defer cancel()
-	if err := b.sw.Remove(ctx, name); err != nil && !errors.Is(err, function.ErrNotFound) {
-		return err
-	}
-	return nil
+	return removeFunction(ctx, b.sw, name)
 }
 
 // containers lists the function's running containers.
 func (b *gatewayBench) containers(ctx context.Context) ([]container.Summary, error) {
-	cctx, cancel := gwCall(ctx)
+	cctx, cancel := call(ctx)
 	defer cancel()
-	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", gwLabelServiceName+"="+b.name))})
+	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+b.name))})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of %s: %w", b.name, err)
 	}
@@ -385,7 +327,7 @@ func (b *gatewayBench) scaleTo(ctx context.Context, n int) error {
 }
 
 func (b *gatewayBench) waitReplicas(ctx context.Context, n int) error {
-	ctx, cancel := context.WithTimeout(ctx, gwReadyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if _, err := b.sw.WaitReady(ctx, b.name, n); err != nil {
 		return err
@@ -398,20 +340,9 @@ func (b *gatewayBench) waitReplicas(ctx context.Context, n int) error {
 		if len(cs) == n {
 			return nil
 		}
-		if err := gwSleep(ctx, 50*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return fmt.Errorf("wait for %s: %d containers running, want %d: %w", b.name, len(cs), n, err)
 		}
-	}
-}
-
-func gwSleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
@@ -443,7 +374,7 @@ func (b *gatewayBench) replicas(ctx context.Context) (replicaSet, error) {
 		return rs, err
 	}
 	for _, c := range cs {
-		cctx, cancel := gwCall(ctx)
+		cctx, cancel := call(ctx)
 		ci, err := b.api.ContainerInspect(cctx, c.ID)
 		cancel()
 		if err != nil {
@@ -465,184 +396,6 @@ func (b *gatewayBench) loopback(addr string) string {
 	addr, rewrote := loopbackAddr(addr)
 	b.rewrote = b.rewrote || rewrote
 	return addr
-}
-
-// pulsedProc is a running pulsed.
-type pulsedProc struct {
-	srv      *server
-	stateDir string
-	api      string // pulsed's API (host:port)
-	gateway  string // HAProxy's public port
-	admin    string
-	balance  string // "" for pulsed's default
-	stage    string
-	rt       *gateway.Runtime
-	started  time.Time
-}
-
-func (b *gatewayBench) configFile() string { return filepath.Join(b.env.tmp, "pulsed.yaml") }
-
-// startPulsed starts pulsed as a process with a fresh state directory and
-// fresh loopback ports, and waits until it routes the function to want
-// replicas, all of them ready in HAProxy. balance "" leaves pulsed's default.
-func (b *gatewayBench) startPulsed(ctx context.Context, stage, balance string, want int) (*pulsedProc, error) {
-	b.mu.Lock()
-	b.starts++
-	n := b.starts
-	b.mu.Unlock()
-	p := &pulsedProc{stateDir: filepath.Join(b.env.tmp, fmt.Sprintf("state-%d", n)), balance: balance, stage: stage}
-	if err := os.Mkdir(p.stateDir, 0o750); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
-	}
-	for _, a := range []*string{&p.api, &p.gateway, &p.admin} {
-		addr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		*a = addr
-	}
-	env := append(baseEnv(),
-		"PULSE_STATE_DIR="+p.stateDir,
-		"PULSE_INSTANCE="+benchInstance(b.run),
-		"PULSE_API_LISTEN="+p.api,
-		"PULSE_AUTOSCALE=false", // the suite measures routing; no scaler acting on the engine's functions
-		"PULSE_GATEWAY_LISTEN="+p.gateway,
-		"PULSE_ADMIN_LISTEN="+p.admin,
-		"PULSE_LEAVE_RUNNING=false",
-		"PULSE_HAPROXY="+b.env.tools.haproxy,
-		b.cred.pulsedEnv(),
-	)
-	if balance != "" {
-		env = append(env, "PULSE_BALANCE="+balance)
-	}
-	p.started = time.Now()
-	srv, err := startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", b.configFile()}, Env: env, Addr: p.api},
-		filepath.Join(b.logDir, fmt.Sprintf("pulsed-%d.log", n)))
-	if err != nil {
-		return nil, err
-	}
-	p.srv = srv
-	p.rt = gateway.NewRuntime(filepath.Join(p.stateDir, "haproxy.sock"), time.Second)
-	b.mu.Lock()
-	b.pulsed = p
-	b.mu.Unlock()
-	if err := waitReady(ctx, srv, "http://"+p.api+"/healthz", gwRouteTimeout, nil); err != nil {
-		return p, err
-	}
-	if err := b.waitRouted(ctx, p, want); err != nil {
-		return p, err
-	}
-	b.log.Info("pulsed routing", "balance", gwOr(balance, "default"), "replicas", want, "took", time.Since(p.started).Round(time.Millisecond))
-	return p, nil
-}
-
-func gwOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// waitRouted waits until HAProxy has exactly want servers (slots) of the
-// function holding a replica, every one ready and up, and a POST through the gateway answers
-// 200 with its body.
-func (b *gatewayBench) waitRouted(ctx context.Context, p *pulsedProc, want int) error {
-	ctx, cancel := context.WithTimeout(ctx, gwRouteTimeout)
-	defer cancel()
-	var last error
-	for {
-		servers, err := p.rt.Servers(ctx, gateway.BackendName(b.name))
-		if err == nil {
-			live, serving := countSlots(servers)
-			if serving == want && live == want {
-				err = probe(ctx, "http://"+p.gateway+"/function/"+b.name, b.body, nil)
-				if err == nil {
-					return nil
-				}
-			} else {
-				err = fmt.Errorf("%d servers holding a replica, %d of them ready and up; want %d", live, serving, want)
-			}
-		}
-		last = err
-		select {
-		case <-p.srv.done:
-			return fmt.Errorf("pulsed exited (%s); log: %s", p.srv.cmd.ProcessState, p.srv.logTail(2000))
-		case <-ctx.Done():
-			return fmt.Errorf("%s not routed to %d replicas after %s (last: %v); pulsed log: %s", b.name, want, gwRouteTimeout, last, p.srv.logTail(2000))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// stopPulsed stops the running pulsed, if any: SIGTERM (pulsed stops its
-// HAProxy: PULSE_LEAVE_RUNNING=false), up to gwStopGrace for it to exit,
-// then SIGKILL to its process group. Then it waits up to gwHAProxyLinger for
-// every haproxy process of its state directory to be gone by itself, and
-// kills what is left. What happened is recorded in the report.
-func (b *gatewayBench) stopPulsed() gatewayPulsedStop {
-	b.mu.Lock()
-	p := b.pulsed
-	b.pulsed = nil
-	b.mu.Unlock()
-	if p == nil || p.srv == nil {
-		return gatewayPulsedStop{}
-	}
-	st := gatewayPulsedStop{Stage: p.stage, Balance: p.balance}
-	start := time.Now()
-	s := p.srv
-	pid := s.pid()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err == nil {
-		t := time.NewTimer(gwStopGrace)
-		select {
-		case <-s.done:
-		case <-t.C:
-			st.Error = fmt.Sprintf("pulsed still running %s after SIGTERM: killed", gwStopGrace)
-		}
-		t.Stop()
-	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // pulsed's group (its HAProxy has its own)
-	<-s.done
-	st.StopS = round3(time.Since(start).Seconds())
-	st.Exit = s.cmd.ProcessState.ExitCode()
-	if st.Error == "" && st.Exit != 0 {
-		st.Error = fmt.Sprintf("pulsed exited with code %d after SIGTERM; log: %s", st.Exit, s.logTail(1000))
-	}
-	exited := time.Now()
-	for {
-		left, err := findHAProxies("/proc", p.stateDir)
-		if err != nil || len(left) == 0 {
-			break
-		}
-		st.HAProxyLingerS = round3(time.Since(exited).Seconds())
-		if time.Since(exited) >= gwHAProxyLinger {
-			st.Killed = killHAProxies(p.stateDir)
-			b.log.Warn("haproxy outlived pulsed; killed", "pids", st.Killed, "after", gwHAProxyLinger)
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if st.HAProxyLingerS > 0 && len(st.Killed) == 0 {
-		b.log.Info("haproxy outlived pulsed, then exited", "by_s", st.HAProxyLingerS)
-	}
-	b.rep.PulsedStops = append(b.rep.PulsedStops, st)
-	return st
-}
-
-// killHAProxies SIGKILLs every haproxy process whose configuration file is
-// under dir and returns their pids.
-func killHAProxies(dir string) []int {
-	procs, err := findHAProxies("/proc", dir)
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, p := range procs {
-		if st, err := readStat("/proc", p.PID); err == nil && st.StartTime == p.Start {
-			_ = syscall.Kill(p.PID, syscall.SIGKILL)
-			pids = append(pids, p.PID)
-		}
-	}
-	return pids
 }
 
 // latencyStage runs, round after round, the four latency variants (direct
@@ -669,7 +422,7 @@ func (b *gatewayBench) latencyStage(ctx context.Context) error {
 		for slot, v := range order {
 			r := gatewayRun{Stage: gwStageLatency, Variant: v.Name, Path: v.Path, Conns: v.Conns, Threads: v.Threads, Replicas: 1, Round: round, Slot: slot}
 			url := "http://" + rs.Addrs[0] + "/"
-			if v.Path == gwGateway {
+			if v.Path == pathGateway {
 				url = "http://" + p.gateway + "/function/" + b.name
 			}
 			err := b.measure(ctx, p, rs, url, v, &r)
@@ -765,7 +518,7 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	// Straight to the replica, every request carries the replica
 	// credential, as HAProxy's do: the watchdog checks it on both paths.
 	var hdr http.Header
-	if v.Path == gwDirect {
+	if v.Path == pathDirect {
 		hdr = b.cred.header()
 		if err := b.checkCredential(ctx, url); err != nil {
 			return err
@@ -810,7 +563,7 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	wall := t1.Sub(t0).Seconds()
 	fillGroupCPU(r, before, after, b.env.clk, wall)
 	r.HAProxyProcs = len(after[groupHAProxy])
-	if r.HAProxyProcs == 0 && v.Path == gwGateway {
+	if r.HAProxyProcs == 0 && v.Path == pathGateway {
 		return errors.New("no haproxy process of this pulsed found in /proc")
 	}
 	r.WrkCorePct = round3(100 * wrkCPU.Seconds() / wall)
@@ -962,487 +715,6 @@ func (l *backgroundLoad) end() map[string]int64 {
 	return maps.Clone(l.why)
 }
 
-// scaleStage runs ScaleTrials +1 scales of the function (1 → 2) under a
-// light background load through the gateway, and after each scales it back
-// to 1.
-func (b *gatewayBench) scaleStage(ctx context.Context) error {
-	if err := b.scaleTo(ctx, 1); err != nil {
-		return err
-	}
-	p, err := b.startPulsed(ctx, gwStageScale, "", 1)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := gwCall(ctx)
-	svc, _, err := b.api.ServiceInspectWithRaw(cctx, b.name, swarm.ServiceInspectOptions{})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("inspect service %s: %w", b.name, err)
-	}
-	// Quiet once, before the background load: with it running the host is
-	// busy by design, so each trial only records how busy.
-	if _, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
-		return err
-	} else if busy >= quietCorePct {
-		b.log.Warn("host still busy; running anyway", "stage", gwStageScale, "busy_core_pct", int(busy))
-	}
-	reloads0, rerr0 := b.reloads(ctx, p)
-	load := startBackgroundLoad("http://"+p.gateway+"/function/"+b.name, b.body, gwBackgroundClients, gwBackgroundPause)
-	defer func() {
-		why := load.end()
-		b.rep.Background = gatewayBackground{OK: load.ok.Load(), Failed: load.failed.Load(), Why: why, Reloads: -1}
-		if reloads1, rerr1 := b.reloads(context.WithoutCancel(ctx), p); rerr0 == nil && rerr1 == nil {
-			b.rep.Background.Reloads = reloads1 - reloads0
-		}
-	}()
-	for trial := 1; trial <= b.cfg.ScaleTrials; trial++ {
-		r := gatewayScaleTrial{Trial: trial, From: 1, To: 2}
-		// A scale usually lands on a steady swarm, which pulsed polls slowly:
-		// wait until its catalog has not changed for longer than its settle
-		// window, then scale at a random phase of its slow poll.
-		waited, err := b.waitSteady(ctx, p)
-		if err != nil {
-			return err
-		}
-		phase := time.Duration(mrand.Int64N(int64(gateway.DefaultCatalogSlowPoll)))
-		busy, err := hostBusy(ctx, b.env.clk, phase)
-		if err != nil {
-			return err
-		}
-		r.SteadyWaitS, r.PhaseS = round3(waited.Seconds()), round3(phase.Seconds())
-		r.HostBusyPct = float64(int(busy + 0.5))
-		r.Start = time.Now().UTC().Format(time.RFC3339)
-		r.Load1, _ = readLoad1("/proc")
-		ok0, failed0 := load.ok.Load(), load.failed.Load()
-		err = b.scaleOnce(ctx, p, svc.ID, &r)
-		if ctx.Err() != nil {
-			return ctx.Err() // interrupted: the final sweep removes the function
-		}
-		start := time.Now()
-		back := b.scaleBack(ctx, p, r.From)
-		r.DownS = round3(time.Since(start).Seconds())
-		r.BackgroundOK, r.BackgroundFailed = load.ok.Load()-ok0, load.failed.Load()-failed0
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			r.Error = err.Error()
-			b.log.Warn("scale trial failed", "trial", trial, "err", err)
-		} else {
-			b.log.Info("scale +1", "trial", trial, "ready_s", r.ReadyS, "traffic_s", r.TrafficS, "catalog_s", r.CatalogS,
-				"added_s", r.AddedS, "scale_to_running_s", r.ScaleToRunningS, "background_failed", r.BackgroundFailed)
-		}
-		b.rep.Scales = append(b.rep.Scales, r)
-		if back != nil {
-			return fmt.Errorf("scale back to %d: %w", r.From, back)
-		}
-	}
-	return nil
-}
-
-// gwSteadyFor is how long pulsed's catalog must stay unchanged before a
-// scale trial: past its settle window, when it polls a steady swarm slowly.
-const gwSteadyFor = gateway.DefaultCatalogSettle + 500*time.Millisecond
-
-// waitSteady polls pulsed's /v1/replicas every 100 ms until its version has
-// not changed for gwSteadyFor (at most gwReadyTimeout: then it goes on) and
-// returns how long it waited.
-func (b *gatewayBench) waitSteady(ctx context.Context, p *pulsedProc) (time.Duration, error) {
-	start := time.Now()
-	version, changed := "", start
-	for time.Since(start) < gwReadyTimeout {
-		cat, err := b.catalog(ctx, p)
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		now := time.Now()
-		if err != nil || cat.Version != version {
-			version, changed = cat.Version, now
-		} else if now.Sub(changed) >= gwSteadyFor {
-			return now.Sub(start), nil
-		}
-		if err := gwSleep(ctx, 100*time.Millisecond); err != nil {
-			return 0, err
-		}
-	}
-	b.log.Warn("pulsed's catalog kept changing; scaling anyway", "waited", gwReadyTimeout)
-	return time.Since(start), nil
-}
-
-// hostBusy returns the host's busy CPU over d, in percent of one core.
-func hostBusy(ctx context.Context, clk float64, d time.Duration) (float64, error) {
-	h0, err := readHostCPU("/proc")
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	if err := gwSleep(ctx, d); err != nil {
-		return 0, err
-	}
-	h1, err := readHostCPU("/proc")
-	if err != nil {
-		return 0, err
-	}
-	return 100 * float64(h1.Busy-h0.Busy) / clk / time.Since(t0).Seconds(), nil
-}
-
-// scaleBack scales to n and waits until n containers run and HAProxy has
-// only n servers holding a replica (pulsed puts a drained slot back in
-// maintenance once its replica is gone).
-func (b *gatewayBench) scaleBack(ctx context.Context, p *pulsedProc, n int) error {
-	if err := b.scaleTo(ctx, n); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		servers, err := p.rt.Servers(ctx, gateway.BackendName(b.name))
-		if live, _ := countSlots(servers); err == nil && live == n {
-			return nil
-		}
-		if err := gwSleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	b.log.Warn("HAProxy still lists a removed replica's server 15 s after the scale-down", "function", b.name)
-	return nil
-}
-
-// scaleObs is what the scale trial's pollers saw, guarded by mu.
-type scaleObs struct {
-	mu        sync.Mutex
-	taskID    string
-	running   time.Time            // the task's Status.Timestamp when first seen running
-	seen      time.Time            // when the harness first saw it running
-	desired   time.Time            // pulsed's catalog first showed the new replica count
-	catalog   map[string]time.Time // new task → first listed
-	addrs     map[string]string    // new task → its address in the catalog
-	added     map[string]time.Time // slot → pointed at a new replica (left maintenance or re-pointed)
-	ready     map[string]time.Time // slot → serving (ready and up)
-	traffic   map[string]time.Time // slot → its stot first rose past the count before the scale
-	stot      map[string]int64     // slot → sessions the new replica had taken then
-	slotAddr  map[string]string    // slot → the address it pointed at when added
-	lastError error
-}
-
-func (o *scaleObs) note(err error) {
-	o.mu.Lock()
-	o.lastError = err
-	o.mu.Unlock()
-}
-
-// scaleOnce scales from r.From to r.To and follows the new task: Swarm's
-// task list (when it turned running: its status timestamp), pulsed's
-// catalog, and HAProxy's runtime API (its server added, ready and up, then
-// taking sessions of the background load).
-func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID string, r *gatewayScaleTrial) error {
-	backend := gateway.BackendName(b.name)
-	taskFilter := filters.NewArgs(filters.Arg("service", serviceID))
-	cctx, cancel := gwCall(ctx)
-	tasks, err := b.api.TaskList(cctx, swarm.TaskListOptions{Filters: taskFilter})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("list tasks: %w", err)
-	}
-	knownTasks := map[string]bool{}
-	for _, t := range tasks {
-		knownTasks[t.ID] = true
-	}
-	slots, err := readSlots(ctx, p.rt, backend)
-	if err != nil {
-		return err
-	}
-	if live := liveSlots(slots); len(live) != r.From {
-		return fmt.Errorf("HAProxy has %d servers holding a replica before the scale, want %d", len(live), r.From)
-	}
-	// Every slot as it was: a new replica's server is a slot that leaves
-	// maintenance or is pointed elsewhere, and takes sessions past its
-	// count here.
-	base := map[string]slotInfo{}
-	for _, s := range slots {
-		base[s.Name] = s
-	}
-
-	obs := &scaleObs{catalog: map[string]time.Time{}, addrs: map[string]string{}, added: map[string]time.Time{}, ready: map[string]time.Time{},
-		traffic: map[string]time.Time{}, stot: map[string]int64{}, slotAddr: map[string]string{}}
-	pctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	done := make(chan struct{}) // closed when a new server took traffic
-	wg.Add(3)
-	go func() { defer wg.Done(); b.pollTasks(pctx, taskFilter, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollCatalog(pctx, p, r.To, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollHAProxy(pctx, p, backend, base, obs, done) }()
-
-	t0 := time.Now()
-	if err := b.sw.Scale(ctx, b.name, r.To, true); err != nil {
-		return err
-	}
-	r.ScaleCallS = round3(time.Since(t0).Seconds())
-	limit := time.NewTimer(gwRunningTimeout + gwTrafficTimeout)
-	defer limit.Stop()
-	var waitErr error
-	select {
-	case <-done:
-	case <-limit.C:
-		waitErr = errors.New("timed out")
-	case <-ctx.Done():
-		waitErr = ctx.Err()
-	}
-	// The task and catalog pollers may see the task a little after HAProxy
-	// did: give them a moment before stopping them.
-	for i := 0; waitErr == nil && i < 50; i++ {
-		obs.mu.Lock()
-		have := obs.taskID != "" && !obs.catalog[obs.taskID].IsZero() && obs.addrs[obs.taskID] != ""
-		obs.mu.Unlock()
-		if have {
-			break
-		}
-		time.Sleep(gwTaskPoll)
-	}
-	stop()
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-
-	obs.mu.Lock()
-	defer obs.mu.Unlock()
-	r.TaskID = obs.taskID
-	if waitErr != nil || obs.taskID == "" {
-		why := fmt.Sprintf("after %s, task running: %t, HAProxy servers added %v, ready %v, took traffic %v", time.Since(t0).Round(time.Millisecond),
-			obs.taskID != "", gwKeys(obs.added), gwKeys(obs.ready), gwKeys(obs.traffic))
-		if obs.lastError != nil {
-			why += fmt.Sprintf(" (last error: %v)", obs.lastError)
-		}
-		return fmt.Errorf("the new replica did not take traffic: %s%s", fmtErr(waitErr), why)
-	}
-	// The new task's server: the slot pointed at its address (pulsed's
-	// catalog has the address).
-	slot := slotOf(obs.slotAddr, obs.addrs[obs.taskID])
-	if len(obs.traffic) != 1 || slot == "" || obs.traffic[slot].IsZero() {
-		return fmt.Errorf("the server that took traffic (%v) is not the new task %s's (at %q: %q)", gwKeys(obs.traffic), obs.taskID, obs.addrs[obs.taskID], slot)
-	}
-	since := func(t time.Time) float64 {
-		if t.IsZero() {
-			return 0
-		}
-		return round3(t.Sub(obs.running).Seconds())
-	}
-	r.ScaleToRunningS = round3(obs.running.Sub(t0).Seconds())
-	if !obs.desired.IsZero() {
-		r.CatalogScaleS = round3(obs.desired.Sub(t0).Seconds())
-		r.LateNotice = obs.desired.After(obs.running)
-	}
-	r.SeenS = since(obs.seen)
-	r.CatalogS = since(obs.catalog[obs.taskID])
-	r.Server = slot
-	r.AddedS = since(obs.added[slot])
-	r.ReadyS = since(obs.ready[slot])
-	r.TrafficS = since(obs.traffic[slot])
-	r.Stot = obs.stot[slot]
-	if r.ReadyS <= 0 || r.TrafficS <= 0 {
-		return fmt.Errorf("the new task's server was ready %.3f s and took traffic %.3f s after it turned running: not after it", r.ReadyS, r.TrafficS)
-	}
-	return nil
-}
-
-func fmtErr(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error() + ": "
-}
-
-func gwKeys(m map[string]time.Time) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// pollTasks polls the service's tasks every gwTaskPoll for one not in
-// known that is running, and records its ID, its status timestamp and when
-// it was first seen.
-func (b *gatewayBench) pollTasks(ctx context.Context, f filters.Args, known map[string]bool, obs *scaleObs) {
-	tick := time.NewTicker(gwTaskPoll)
-	defer tick.Stop()
-	for {
-		cctx, cancel := gwCall(ctx)
-		tasks, err := b.api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
-		cancel()
-		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			obs.note(fmt.Errorf("list tasks: %w", err))
-		}
-		for _, t := range tasks {
-			if known[t.ID] || t.Status.State != swarm.TaskStateRunning {
-				continue
-			}
-			obs.mu.Lock()
-			if obs.taskID == "" {
-				obs.taskID, obs.running, obs.seen = t.ID, t.Status.Timestamp, now
-			}
-			obs.mu.Unlock()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// pollCatalog polls pulsed's /v1/replicas every gwCatalogPoll and records
-// when it first showed want desired replicas, and when each task not in
-// known was first listed (not draining).
-func (b *gatewayBench) pollCatalog(ctx context.Context, p *pulsedProc, want int, known map[string]bool, obs *scaleObs) {
-	tick := time.NewTicker(gwCatalogPoll)
-	defer tick.Stop()
-	for {
-		cat, err := b.catalog(ctx, p)
-		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			obs.note(err)
-		}
-		for _, fn := range cat.Functions {
-			if fn.Name != b.name {
-				continue
-			}
-			obs.mu.Lock()
-			if obs.desired.IsZero() && fn.Desired >= want {
-				obs.desired = now
-			}
-			obs.mu.Unlock()
-			for _, rep := range fn.Replicas {
-				if known[rep.TaskID] || rep.Draining {
-					continue
-				}
-				obs.mu.Lock()
-				if _, ok := obs.catalog[rep.TaskID]; !ok {
-					obs.catalog[rep.TaskID] = now
-				}
-				obs.addrs[rep.TaskID] = rep.Addr
-				obs.mu.Unlock()
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-func (b *gatewayBench) catalog(ctx context.Context, p *pulsedProc) (contract.Catalog, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.api+contract.CatalogPath, nil)
-	if err != nil {
-		return contract.Catalog{}, err
-	}
-	resp, err := b.http.Do(req)
-	if err != nil {
-		return contract.Catalog{}, fmt.Errorf("catalog: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return contract.Catalog{}, fmt.Errorf("catalog: %s", resp.Status)
-	}
-	var cat contract.Catalog
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&cat); err != nil {
-		return contract.Catalog{}, fmt.Errorf("catalog: %w", err)
-	}
-	return cat, nil
-}
-
-// pollHAProxy polls `show servers state <backend>` every gwHAProxyPoll and
-// records when each slot first was given a new replica (it left
-// maintenance or was pointed at another address than in base, the slots
-// before the scale) and first was serving (ready and up); once one is, it
-// reads `show stat` too and records when that slot's total sessions (stot)
-// first rose past its count in base, then closes done. Slots are named
-// s1…sN whatever replica they hold, and their counters run on from one
-// replica to the next.
-func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend string, base map[string]slotInfo, obs *scaleObs, done chan<- struct{}) {
-	tick := time.NewTicker(gwHAProxyPoll)
-	defer tick.Stop()
-	statCmd := "show stat " + backend + " 4 -1" // type 4: servers only
-	for {
-		servers, err := p.rt.Servers(ctx, backend)
-		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			obs.note(err)
-		}
-		anyReady := false
-		obs.mu.Lock()
-		for _, s := range joinSlots(servers, nil) {
-			was, ok := base[s.Name]
-			if ok && was.Live() {
-				continue // held a replica before the scale
-			}
-			if _, seen := obs.added[s.Name]; !seen && (s.Live() || !ok || s.Addr != was.Addr) {
-				obs.added[s.Name], obs.slotAddr[s.Name] = now, s.Addr
-			}
-			if _, seen := obs.added[s.Name]; seen && s.Serving {
-				if _, ok := obs.ready[s.Name]; !ok {
-					obs.ready[s.Name] = now
-				}
-				obs.slotAddr[s.Name] = s.Addr
-			}
-			if _, ok := obs.ready[s.Name]; ok {
-				anyReady = true
-			}
-		}
-		obs.mu.Unlock()
-		if anyReady {
-			out, err := p.rt.Exec(ctx, statCmd)
-			now := time.Now()
-			var stats []gateway.ServerStat
-			if err == nil {
-				stats, err = gateway.ParseServerStat(strings.NewReader(out))
-			}
-			if err != nil && ctx.Err() == nil {
-				obs.note(err)
-			}
-			took := false
-			obs.mu.Lock()
-			for _, st := range stats {
-				if _, ok := obs.ready[st.Server]; !ok || st.Sessions <= base[st.Server].Stot {
-					continue
-				}
-				if _, ok := obs.traffic[st.Server]; !ok {
-					obs.traffic[st.Server], obs.stot[st.Server] = now, st.Sessions-base[st.Server].Stot
-				}
-				took = true
-			}
-			obs.mu.Unlock()
-			if took {
-				close(done)
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// slotOf returns the slot whose address is addr in slotAddr, "" if none.
-func slotOf(slotAddr map[string]string, addr string) string {
-	if addr == "" {
-		return ""
-	}
-	for name, a := range slotAddr {
-		if a == addr {
-			return name
-		}
-	}
-	return ""
-}
-
 // sweep removes whatever of this run is left on the engine (services, with
 // their containers and images through Swarm.Remove, then containers and
 // images by name, then the run's replica credential) and kills any haproxy
@@ -1458,20 +730,14 @@ func (b *gatewayBench) sweep() []string {
 	if b.api == nil {
 		return found
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	prefix := gwNamePrefix + b.run
 	found = engineSweep{
-		api: b.api, log: b.log, call: gwCall, remove: b.remove,
-		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
-		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run)),
-		serviceKey: gwLabelServiceName,
+		api: b.api, log: b.log, remove: b.remove, cred: b.cred,
+		mine:   func(name string) bool { return strings.HasPrefix(name, prefix) },
+		images: filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run)),
 	}.run(ctx, found)
-	// The credential last: Docker keeps a secret while a service uses it.
-	for _, f := range b.cred.remove(b.api) {
-		b.log.Warn("cleanup", "what", f)
-		found = append(found, f)
-	}
 	b.cred = nil
 	return found
 }

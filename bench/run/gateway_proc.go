@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,9 +120,9 @@ func scanProcs(procDir string, w procWatch) (procCPU, error) {
 // scanAllProcs is scanProcs that also returns the CPU of every other
 // process, by command name.
 func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err error) {
-	entries, err := os.ReadDir(procDir)
+	all, err := readStats(procDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list %s: %w", procDir, err)
+		return nil, nil, err
 	}
 	out, others := procCPU{}, procCPU{}
 	add := func(m procCPU, key string, st procStat) {
@@ -132,18 +131,10 @@ func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err erro
 		}
 		m[key][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
 	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := readStat(procDir, pid)
-		if err != nil {
-			continue // gone, or not ours to read
-		}
+	for _, st := range all {
 		var cmd []string
 		if needsCmdline(st) {
-			if cmd, err = readCmdline(procDir, pid); err != nil {
+			if cmd, err = readCmdline(procDir, st.PID); err != nil {
 				continue
 			}
 		}
@@ -181,27 +172,22 @@ func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost, born int) {
 // line loads a configuration file under dir: those a pulsed of this run
 // started.
 func findHAProxies(procDir, dir string) ([]procKey, error) {
-	entries, err := os.ReadDir(procDir)
+	all, err := readStats(procDir)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", procDir, err)
+		return nil, err
 	}
 	prefix := filepath.Clean(dir) + string(filepath.Separator)
 	var out []procKey
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+	for _, st := range all {
+		if st.Comm != "haproxy" || st.State == "Z" {
 			continue
 		}
-		st, err := readStat(procDir, pid)
-		if err != nil || st.Comm != "haproxy" || st.State == "Z" {
-			continue
-		}
-		cmd, err := readCmdline(procDir, pid)
+		cmd, err := readCmdline(procDir, st.PID)
 		if err != nil {
 			continue
 		}
 		if cfg, ok := flagValue(cmd, "-f"); ok && strings.HasPrefix(cfg, prefix) {
-			out = append(out, procKey{pid, st.StartTime})
+			out = append(out, procKey{st.PID, st.StartTime})
 		}
 	}
 	return out, nil

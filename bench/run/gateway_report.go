@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"maps"
-	"math"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -13,9 +11,7 @@ import (
 // raw runs and trials, their summaries and the goals. It is written as JSON
 // and rendered as tables.
 type gatewayReport struct {
-	Suite     string        `json:"suite"`
-	Started   string        `json:"started"`
-	Finished  string        `json:"finished"`
+	runHead
 	Config    gatewayConfig `json:"config"`
 	Machine   machineInfo   `json:"machine"`
 	Engine    gatewayEngine `json:"engine"`
@@ -31,12 +27,10 @@ type gatewayReport struct {
 	PulsedStops []gatewayPulsedStop `json:"pulsed_stops,omitempty"`
 
 	Summary gatewaySummary `json:"summary"`
-	Goals   []goal         `json:"goals"`
-	Notes   []string       `json:"notes,omitempty"`
-	// Cleanup lists what the final sweep found left behind and removed:
+	// reportEnd's Cleanup lists what the final sweep found left behind and removed:
 	// haproxy processes of the run, anything of the run's on the engine
 	// (normally nothing).
-	Cleanup []string `json:"cleanup,omitempty"`
+	reportEnd
 }
 
 // gatewayConfig is the suite's configuration as recorded with the results.
@@ -334,12 +328,9 @@ func summarizeGatewayRuns(variants []gwVariant, runs []gatewayRun) []gatewayVari
 				continue
 			}
 			s.Stage, s.Replicas = r.Stage, r.Replicas
-			if r.Error != "" {
-				s.Failed++
-				s.Flags = append(s.Flags, fmt.Sprintf("round %d: %s", r.Round, truncate(r.Error, 200)))
+			if !tally(fmt.Sprintf("round %d", r.Round), r.Error, 200, &s.Runs, &s.Failed, &s.Flags) {
 				continue
 			}
-			s.Runs++
 			s.Errors += r.Errors
 			if r.Errors > 0 {
 				s.Flags = append(s.Flags, fmt.Sprintf("round %d: %d request errors", r.Round, r.Errors))
@@ -392,13 +383,8 @@ func pairByRound(runs []gatewayRun, a, b string, f func(x, y gatewayRun) float64
 		}
 		byRound[r.Round][r.Variant] = r
 	}
-	rounds := make([]int, 0, len(byRound))
-	for k := range byRound {
-		rounds = append(rounds, k)
-	}
-	sort.Ints(rounds)
 	var out []float64
-	for _, k := range rounds {
+	for _, k := range slices.Sorted(maps.Keys(byRound)) {
 		x, okx := byRound[k][a]
 		y, oky := byRound[k][b]
 		if okx && oky {
@@ -416,6 +402,14 @@ func findVariant(sums []gatewayVariantSummary, name string) (gatewayVariantSumma
 	return sums[i], true
 }
 
+// bothRan returns the summaries of variants a and b, and whether both had
+// a run without error.
+func bothRan(sums []gatewayVariantSummary, a, b string) (x, y gatewayVariantSummary, ok bool) {
+	x, okx := findVariant(sums, a)
+	y, oky := findVariant(sums, b)
+	return x, y, okx && oky && x.Runs > 0 && y.Runs > 0
+}
+
 // Variant names the comparisons read.
 const (
 	gwDirectLow   = "direct c=1"
@@ -429,17 +423,13 @@ const (
 // compareGatewayLatency compares the paths of the latency stage.
 func compareGatewayLatency(sums []gatewayVariantSummary, runs []gatewayRun) gatewayLatency {
 	var l gatewayLatency
-	d, okd := findVariant(sums, gwDirectLow)
-	g, okg := findVariant(sums, gwGatewayLow)
-	if okd && okg && d.Runs > 0 && g.Runs > 0 {
+	if d, g, ok := bothRan(sums, gwDirectLow, gwGatewayLow); ok {
 		l.OK = true
 		l.DirectP50US, l.GatewayP50US, l.AddedP50US = d.P50US, g.P50US, g.P50US-d.P50US
 		l.DirectP99US, l.GatewayP99US, l.AddedP99US = d.P99US, g.P99US, g.P99US-d.P99US
 		l.AddedP50RoundsUS = pairByRound(runs, gwGatewayLow, gwDirectLow, func(x, y gatewayRun) float64 { return float64(x.P50US - y.P50US) })
 	}
-	d, okd = findVariant(sums, gwDirectHigh)
-	g, okg = findVariant(sums, gwGatewayHigh)
-	if okd && okg && d.Runs > 0 && g.Runs > 0 && d.RPS > 0 {
+	if d, g, ok := bothRan(sums, gwDirectHigh, gwGatewayHigh); ok && d.RPS > 0 {
 		l.HighOK = true
 		l.DirectRPS, l.GatewayRPS, l.RPSRatio = d.RPS, g.RPS, round3(g.RPS/d.RPS)
 		l.DirectHighP99, l.GatewayHighP99 = d.P99US, g.P99US
@@ -451,9 +441,8 @@ func compareGatewayLatency(sums []gatewayVariantSummary, runs []gatewayRun) gate
 // compareGatewayBalance compares the balancing algorithms.
 func compareGatewayBalance(sums []gatewayVariantSummary, runs []gatewayRun) gatewayBalance {
 	var b gatewayBalance
-	lc, ok1 := findVariant(sums, gwLeastConn)
-	rr, ok2 := findVariant(sums, gwRoundRobin)
-	if !ok1 || !ok2 || lc.Runs == 0 || rr.Runs == 0 || rr.RPS <= 0 {
+	lc, rr, ok := bothRan(sums, gwLeastConn, gwRoundRobin)
+	if !ok || rr.RPS <= 0 {
 		return b
 	}
 	b.OK = true
@@ -481,19 +470,16 @@ func summarizeGatewayScale(trials []gatewayScaleTrial) gatewayScaleSummary {
 	for _, t := range trials {
 		s.BackgroundOK += t.BackgroundOK
 		s.BackgroundFailed += t.BackgroundFailed
-		if t.Error != "" {
-			s.Failed++
-			s.Flags = append(s.Flags, fmt.Sprintf("trial %d: %s", t.Trial, truncate(t.Error, 300)))
+		if !tally(fmt.Sprintf("trial %d", t.Trial), t.Error, 300, &s.Trials, &s.Failed, &s.Flags) {
 			continue
 		}
-		s.Trials++
 		ready = append(ready, t.ReadyS)
 		traffic = append(traffic, t.TrafficS)
 		seen = append(seen, t.SeenS)
-		catalog = appendPositive2(catalog, t.CatalogS)
-		added = appendPositive2(added, t.AddedS)
+		catalog = appendPositive(catalog, t.CatalogS)
+		added = appendPositive(added, t.AddedS)
 		running = append(running, t.ScaleToRunningS)
-		notice = appendPositive2(notice, t.CatalogScaleS)
+		notice = appendPositive(notice, t.CatalogScaleS)
 		if t.LateNotice {
 			s.Late++
 			late = append(late, t.ReadyS)
@@ -531,13 +517,6 @@ func medianOrNone(xs []float64) float64 {
 		return -1
 	}
 	return median(xs)
-}
-
-func appendPositive2(xs []float64, x float64) []float64 {
-	if x > 0 {
-		return append(xs, x)
-	}
-	return xs
 }
 
 // Goals of the gateway suite (from the issue).
@@ -626,7 +605,7 @@ func gatewayNotes(r gatewayReport) []string {
 		notes = append(notes, fmt.Sprintf("added p50 at c=1 varied from %+.0f to %+.0f µs across rounds", slices.Min(l.AddedP50RoundsUS), slices.Max(l.AddedP50RoundsUS)))
 	}
 	for _, v := range s.Variants {
-		if v.Runs > 0 && v.DockerProxyCPUPerReqUS > 0 && v.Path == gwDirect {
+		if v.Runs > 0 && v.DockerProxyCPUPerReqUS > 0 && v.Path == pathDirect {
 			n := fmt.Sprintf("both paths reach the replica through the engine's docker-proxy (its published port, called on loopback, where Docker's iptables rules do not apply): %.1f µs of CPU per request at %s",
 				v.DockerProxyCPUPerReqUS, v.Variant)
 			if h := gwHAProxyAt(s.Variants, v.Conns); h > 0 {
@@ -749,7 +728,7 @@ func pulsedStopNotes(stops []gatewayPulsedStop) []string {
 // gwHAProxyAt is HAProxy's CPU per request through the gateway at conns.
 func gwHAProxyAt(sums []gatewayVariantSummary, conns int) float64 {
 	for _, s := range sums {
-		if s.Path == gwGateway && s.Conns == conns && s.Balance == "" && s.Runs > 0 {
+		if s.Path == pathGateway && s.Conns == conns && s.Balance == "" && s.Runs > 0 {
 			return s.HAProxyCPUPerReqUS
 		}
 	}
@@ -768,162 +747,4 @@ func secOrDash(v float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.3f s", v)
-}
-
-// Table headers of the gateway suite.
-var (
-	gwPathHeader = []string{"variant", "replicas", "rps", "rps range", "p50 µs", "p50 range µs", "p99 µs",
-		"HAProxy CPU/req µs", "docker-proxy CPU/req µs", "replica CPU/req µs", "wrk core %", "other %", "errors", "runs"}
-	gwCompareHeader = []string{"measure", "direct", "through HAProxy", "difference", "per round"}
-	gwScaleHeader   = []string{"trials", "ready and up, median s", "p90 s", "range s", "first session s", "in task list s", "in catalog s",
-		"server added s", "scale → task running s", "scale → in catalog s", "noticed late", "background ok / failed", "failed"}
-)
-
-func gwRange(lo, hi float64, format string) string {
-	return fmt.Sprintf(format+"–"+format, lo, hi)
-}
-
-func gwPathRows(sums []gatewayVariantSummary, stage string) [][]string {
-	var rows [][]string
-	for _, s := range sums {
-		if s.Stage != stage {
-			continue
-		}
-		runs := fmt.Sprint(s.Runs)
-		if s.Failed > 0 {
-			runs += fmt.Sprintf(" (%d failed)", s.Failed)
-		}
-		if s.Runs == 0 {
-			row := []string{s.Variant, fmt.Sprint(s.Replicas), "every run failed"}
-			for len(row) < len(gwPathHeader)-1 {
-				row = append(row, "")
-			}
-			rows = append(rows, append(row, runs))
-			continue
-		}
-		errs := fmt.Sprint(s.Errors)
-		if s.flagged() {
-			errs += " (flagged)"
-		}
-		hap := "–"
-		if s.Path == gwGateway && s.HAProxyCPUPerReqUS >= 0 {
-			hap = fmt.Sprintf("%.1f", s.HAProxyCPUPerReqUS)
-		}
-		if s.Disturbed > 0 {
-			hap += fmt.Sprintf(" (%d reloaded)", s.Disturbed)
-		}
-		rows = append(rows, []string{
-			s.Variant, fmt.Sprint(s.Replicas),
-			fmt.Sprintf("%.0f", s.RPS), gwRange(s.RPSMin, s.RPSMax, "%.0f"),
-			fmt.Sprintf("%.0f", s.P50US), gwRange(s.P50MinUS, s.P50MaxUS, "%.0f"), fmt.Sprintf("%.0f", s.P99US),
-			hap, fmt.Sprintf("%.1f", s.DockerProxyCPUPerReqUS), fmt.Sprintf("%.1f", s.ReplicaCPUPerReqUS),
-			fmt.Sprintf("%.0f", s.WrkCorePct), fmt.Sprintf("%.0f", math.Round(s.OtherCorePct)+0), errs, runs,
-		})
-	}
-	return rows
-}
-
-func gwCompareRows(l gatewayLatency) [][]string {
-	perRound := func(xs []float64, format string) string {
-		if len(xs) < 2 {
-			return ""
-		}
-		return gwRange(slices.Min(xs), slices.Max(xs), format)
-	}
-	var rows [][]string
-	if l.OK {
-		rows = append(rows,
-			[]string{"p50 at c=1, µs", fmt.Sprintf("%.0f", l.DirectP50US), fmt.Sprintf("%.0f", l.GatewayP50US), fmt.Sprintf("%+.0f", l.AddedP50US), perRound(l.AddedP50RoundsUS, "%+.0f")},
-			[]string{"p99 at c=1, µs", fmt.Sprintf("%.0f", l.DirectP99US), fmt.Sprintf("%.0f", l.GatewayP99US), fmt.Sprintf("%+.0f", l.AddedP99US), ""},
-		)
-	}
-	if l.HighOK {
-		rows = append(rows,
-			[]string{"rps at c=50", fmt.Sprintf("%.0f", l.DirectRPS), fmt.Sprintf("%.0f", l.GatewayRPS), fmt.Sprintf("%.3f×", l.RPSRatio), perRound(l.RPSRatioRounds, "%.2f×")},
-			[]string{"p99 at c=50, µs", fmt.Sprintf("%.0f", l.DirectHighP99), fmt.Sprintf("%.0f", l.GatewayHighP99), fmt.Sprintf("%+.0f", l.GatewayHighP99-l.DirectHighP99), ""},
-		)
-	}
-	return rows
-}
-
-func gwScaleRows(s gatewayScaleSummary) [][]string {
-	if s.Trials+s.Failed == 0 {
-		return nil
-	}
-	bg := fmt.Sprintf("%d / %d", s.BackgroundOK, s.BackgroundFailed)
-	if s.Trials == 0 {
-		return [][]string{{"0", "every trial failed", "", "", "", "", "", "", "", "", "", bg, fmt.Sprint(s.Failed)}}
-	}
-	return [][]string{{
-		fmt.Sprint(s.Trials), fmt.Sprintf("%.3f", s.ReadyS), fmt.Sprintf("%.3f", s.ReadyP90S), gwRange(s.ReadyMinS, s.ReadyMaxS, "%.3f"),
-		fmt.Sprintf("%.3f", s.TrafficS), fmt.Sprintf("%.3f", s.SeenS), gwSecCell(s.CatalogS), gwSecCell(s.AddedS),
-		fmt.Sprintf("%.2f", s.ScaleToRunningS), gwSecCell(s.CatalogScaleS), fmt.Sprintf("%d of %d", s.Late, s.Trials), bg, fmt.Sprint(s.Failed),
-	}}
-}
-
-func gwSecCell(v float64) string {
-	if v == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.3f", v)
-}
-
-// gatewaySetup is one line on where and how the numbers were measured.
-func gatewaySetup(r gatewayReport) string {
-	m, e, c := r.Machine, r.Engine, r.Config
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d CPUs (%s), kernel %s, %s, %s, %s, Docker Engine %s (API %s), %d-node swarm, clock %g Hz; ",
-		m.CPUs, m.CPUModel, m.Kernel, m.Go, r.HAProxy, m.Wrk, e.Version, e.APIVersion, e.Nodes, m.ClockTicks)
-	fmt.Fprintf(&b, "%d round(s) × %gs measured (+%gs warm-up), wrk -t%d -c%d and -t%d -c%d, %d-byte body; %d scale trial(s); replicas: bench/inproc (Go echo, in process), health interval %g ms",
-		c.Rounds, c.DurationS, c.WarmupS, c.LowThreads, c.LowConns, c.HighThreads, c.HighConns, c.BodyBytes, c.ScaleTrials, c.HealthIntervalMS)
-	if n := len(e.OtherServices); n > 0 {
-		fmt.Fprintf(&b, "; %d other service(s) on the engine throughout (%s)", n, strings.Join(e.OtherServices, ", "))
-	}
-	return b.String()
-}
-
-// Captions of the gateway suite's tables.
-func gatewayCaptions(r gatewayReport) (latency, compare, balance, scale string) {
-	c := r.Config
-	latency = fmt.Sprintf("Direct vs through HAProxy, one replica: wrk POSTs to the replica's published port (`direct`, with the replica credential "+
-		"on every request: the baseline includes the watchdog's credential check, as the gateway path does) and to `/function/<name>` on pulsed's "+
-		"gateway (`gateway`), %d round(s) with the four variants in a rotated order; medians over rounds. CPU per request is each group's own "+
-		"utime + stime from /proc over the run: HAProxy's master and workers, the engine's docker-proxy of the replica's port, the replica's process.", c.Rounds)
-	compare = "Added by HAProxy: through HAProxy minus direct, from the medians above; `per round` pairs the two paths within each round."
-	balance = fmt.Sprintf("Balancing algorithm, %d replicas, through HAProxy at c=%d: pulsed restarted with `PULSE_BALANCE` for every run, the two algorithms "+
-		"alternating, %d round(s).", c.BalanceReplicas, c.HighConns, c.Rounds)
-	scale = fmt.Sprintf("Task running → its server takes traffic: the function scaled 1 → 2 under a light background load through the gateway (%d keep-alive "+
-		"clients, %g ms between requests), each trial on a steady swarm (pulsed's catalog unchanged past its settle window) at a random phase of pulsed's 1 s poll; seconds from the new task's status timestamp when it turned running to HAProxy's runtime API "+
-		"(`show servers state`, polled every %g ms) showing its server (the slot s<N> pulsed pointed at its address) ready and up; `first session` is when "+
-		"`show stat` first showed that slot's stot above its count before the scale. The task list (%g ms) and pulsed's /v1/replicas (%g ms) were polled alongside; "+
-		"`scale → in catalog` is from the scale to /v1/replicas showing the new desired count, `noticed late` counts the trials where that came after the task was running.",
-		c.BackgroundClients, c.BackgroundPauseMS, c.HAProxyPollMS, c.TaskPollMS, c.CatalogPollMS)
-	return latency, compare, balance, scale
-}
-
-func renderGateway(r gatewayReport, md bool, jsonPath string) string {
-	b := &reportDoc{md: md}
-	if md {
-		fmt.Fprintf(b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, gatewaySetup(r))
-	} else {
-		fmt.Fprintf(b, "\ngateway benchmark, %s (medians over rounds)\n%s\n", r.Started, gatewaySetup(r))
-	}
-	cl, cc, cb, cs := gatewayCaptions(r)
-	b.section(cl, gwPathHeader, gwPathRows(r.Summary.Variants, gwStageLatency))
-	b.section(cc, gwCompareHeader, gwCompareRows(r.Summary.Latency))
-	b.section(cb, gwPathHeader, gwPathRows(r.Summary.Variants, gwStageBalance))
-	b.section(cs, gwScaleHeader, gwScaleRows(r.Summary.Scale))
-	b.WriteString("\n")
-	b.table(goalHeader, goalRows(r.Goals))
-	writeNotes(&b.Builder, r.Notes, md)
-	return b.String()
-}
-
-// renderGatewayText renders the report for a terminal.
-func renderGatewayText(r gatewayReport) string { return renderGateway(r, false, "") }
-
-// renderGatewayMarkdown renders the README's gateway section; jsonPath is
-// the results file relative to the README.
-func renderGatewayMarkdown(r gatewayReport, jsonPath string) string {
-	return renderGateway(r, true, jsonPath)
 }

@@ -18,23 +18,23 @@ func testGatewayRuns() ([]gatewayRun, []gatewayScaleTrial) {
 			WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1}
 	}
 	bal := func(alg string, round int, rps float64, p50, p99 int64) gatewayRun {
-		return gatewayRun{Stage: gwStageBalance, Variant: alg, Balance: alg, Path: gwGateway, Conns: 50, Replicas: 3, Round: round,
+		return gatewayRun{Stage: gwStageBalance, Variant: alg, Balance: alg, Path: pathGateway, Conns: 50, Replicas: 3, Round: round,
 			RPS: rps, P50US: p50, P99US: p99, HAProxyCPUPerReqUS: 30, DockerProxyCPUPerReqUS: 40, ReplicaCPUPerReqUS: 25,
 			WrkCorePct: 30, OtherCorePct: 5, PulsedRouteS: 0.35}
 	}
-	errs := lat(gwDirectHigh, gwDirect, 50, 2, 15000, 3000, 9000, 0, 44, 23)
-	reloaded := lat(gwGatewayLow, gwGateway, 1, 2, 6200, 140, 400, 3, 48, 58) // HAProxy reloaded: its CPU is incomplete
+	errs := lat(gwDirectHigh, pathDirect, 50, 2, 15000, 3000, 9000, 0, 44, 23)
+	reloaded := lat(gwGatewayLow, pathGateway, 1, 2, 6200, 140, 400, 3, 48, 58) // HAProxy reloaded: its CPU is incomplete
 	reloaded.Reloads, reloaded.HAProxyChurn, reloaded.LostProcs = 1, 2, 1
 	errs.Errors = 3
 	runs := []gatewayRun{
-		lat(gwDirectLow, gwDirect, 1, 1, 9000, 90, 300, 0, 45, 43),
-		lat(gwGatewayLow, gwGateway, 1, 1, 6000, 130, 420, 35, 49, 60),
-		lat(gwDirectHigh, gwDirect, 50, 1, 14000, 3300, 9800, 0, 44.4, 23.4),
-		lat(gwGatewayHigh, gwGateway, 50, 1, 9000, 5000, 12000, 42, 52.5, 29.9),
+		lat(gwDirectLow, pathDirect, 1, 1, 9000, 90, 300, 0, 45, 43),
+		lat(gwGatewayLow, pathGateway, 1, 1, 6000, 130, 420, 35, 49, 60),
+		lat(gwDirectHigh, pathDirect, 50, 1, 14000, 3300, 9800, 0, 44.4, 23.4),
+		lat(gwGatewayHigh, pathGateway, 50, 1, 9000, 5000, 12000, 42, 52.5, 29.9),
 		reloaded,
-		lat(gwDirectLow, gwDirect, 1, 2, 9200, 86, 310, 0, 46, 41),
+		lat(gwDirectLow, pathDirect, 1, 2, 9200, 86, 310, 0, 46, 41),
 		errs,
-		{Stage: gwStageLatency, Variant: gwGatewayHigh, Path: gwGateway, Conns: 50, Replicas: 1, Round: 2, Error: "wrk: exit status 1"},
+		{Stage: gwStageLatency, Variant: gwGatewayHigh, Path: pathGateway, Conns: 50, Replicas: 1, Round: 2, Error: "wrk: exit status 1"},
 		bal(gwLeastConn, 1, 10500, 3600, 11000),
 		bal(gwRoundRobin, 1, 10000, 3800, 12500),
 		bal(gwRoundRobin, 2, 10200, 3700, 12000),
@@ -55,22 +55,22 @@ func TestSummarizeGateway(t *testing.T) {
 
 	mid := func(a, b float64) float64 { return (a + b) / 2 }
 	wantVariants := []gatewayVariantSummary{
-		{Stage: gwStageLatency, Variant: gwDirectLow, Path: gwDirect, Conns: 1, Replicas: 1, Runs: 2,
+		{Stage: gwStageLatency, Variant: gwDirectLow, Path: pathDirect, Conns: 1, Replicas: 1, Runs: 2,
 			RPS: 9100, RPSMin: 9000, RPSMax: 9200, P50US: 88, P50MinUS: 86, P50MaxUS: 90, P99US: 305,
 			DockerProxyCPUPerReqUS: 45.5, ReplicaCPUPerReqUS: 42, WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
-		{Stage: gwStageLatency, Variant: gwGatewayLow, Path: gwGateway, Conns: 1, Replicas: 1, Runs: 2,
+		{Stage: gwStageLatency, Variant: gwGatewayLow, Path: pathGateway, Conns: 1, Replicas: 1, Runs: 2,
 			RPS: 6100, RPSMin: 6000, RPSMax: 6200, P50US: 135, P50MinUS: 130, P50MaxUS: 140, P99US: 410,
 			HAProxyCPUPerReqUS: 35, DockerProxyCPUPerReqUS: 48.5, ReplicaCPUPerReqUS: 59, Disturbed: 1, WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
-		{Stage: gwStageLatency, Variant: gwDirectHigh, Path: gwDirect, Conns: 50, Replicas: 1, Runs: 2, Errors: 3, Flags: []string{"round 2: 3 request errors"},
+		{Stage: gwStageLatency, Variant: gwDirectHigh, Path: pathDirect, Conns: 50, Replicas: 1, Runs: 2, Errors: 3, Flags: []string{"round 2: 3 request errors"},
 			RPS: 14500, RPSMin: 14000, RPSMax: 15000, P50US: 3150, P50MinUS: 3000, P50MaxUS: 3300, P99US: 9400,
 			DockerProxyCPUPerReqUS: mid(44, 44.4), ReplicaCPUPerReqUS: mid(23, 23.4), WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
-		{Stage: gwStageLatency, Variant: gwGatewayHigh, Path: gwGateway, Conns: 50, Replicas: 1, Runs: 1, Failed: 1, Flags: []string{"round 2: wrk: exit status 1"},
+		{Stage: gwStageLatency, Variant: gwGatewayHigh, Path: pathGateway, Conns: 50, Replicas: 1, Runs: 1, Failed: 1, Flags: []string{"round 2: wrk: exit status 1"},
 			RPS: 9000, RPSMin: 9000, RPSMax: 9000, P50US: 5000, P50MinUS: 5000, P50MaxUS: 5000, P99US: 12000,
 			HAProxyCPUPerReqUS: 42, DockerProxyCPUPerReqUS: 52.5, ReplicaCPUPerReqUS: 29.9, WrkCorePct: 20, OtherCorePct: 4, StealCorePct: 1},
-		{Stage: gwStageBalance, Variant: gwLeastConn, Path: gwGateway, Conns: 50, Balance: gwLeastConn, Replicas: 3, Runs: 2,
+		{Stage: gwStageBalance, Variant: gwLeastConn, Path: pathGateway, Conns: 50, Balance: gwLeastConn, Replicas: 3, Runs: 2,
 			RPS: 10450, RPSMin: 10400, RPSMax: 10500, P50US: 3625, P50MinUS: 3600, P50MaxUS: 3650, P99US: 11250,
 			HAProxyCPUPerReqUS: 30, DockerProxyCPUPerReqUS: 40, ReplicaCPUPerReqUS: 25, WrkCorePct: 30, OtherCorePct: 5, PulsedRouteS: 0.35},
-		{Stage: gwStageBalance, Variant: gwRoundRobin, Path: gwGateway, Conns: 50, Balance: gwRoundRobin, Replicas: 3, Runs: 2,
+		{Stage: gwStageBalance, Variant: gwRoundRobin, Path: pathGateway, Conns: 50, Balance: gwRoundRobin, Replicas: 3, Runs: 2,
 			RPS: 10100, RPSMin: 10000, RPSMax: 10200, P50US: 3750, P50MinUS: 3700, P50MaxUS: 3800, P99US: 12250,
 			HAProxyCPUPerReqUS: 30, DockerProxyCPUPerReqUS: 40, ReplicaCPUPerReqUS: 25, WrkCorePct: 30, OtherCorePct: 5, PulsedRouteS: 0.35},
 	}
@@ -110,8 +110,8 @@ func TestSummarizeGatewayNothing(t *testing.T) {
 	}
 	// Every run of a variant failed: it is listed, with no numbers.
 	s = summarizeGateway([]gatewayRun{
-		{Stage: gwStageLatency, Variant: gwDirectLow, Path: gwDirect, Conns: 1, Replicas: 1, Round: 1, Error: "boom"},
-		{Stage: gwStageLatency, Variant: gwGatewayLow, Path: gwGateway, Conns: 1, Replicas: 1, Round: 1, P50US: 100},
+		{Stage: gwStageLatency, Variant: gwDirectLow, Path: pathDirect, Conns: 1, Replicas: 1, Round: 1, Error: "boom"},
+		{Stage: gwStageLatency, Variant: gwGatewayLow, Path: pathGateway, Conns: 1, Replicas: 1, Round: 1, P50US: 100},
 	}, nil)
 	if len(s.Variants) != 2 || s.Variants[0].Runs != 0 || s.Variants[0].Failed != 1 || s.Latency.OK {
 		t.Errorf("one variant failed: %+v", s)
@@ -137,7 +137,7 @@ func TestGwPercentile(t *testing.T) {
 func TestGatewayGoals(t *testing.T) {
 	runs, scales := testGatewayRuns()
 	ok := summarizeGateway(runs, []gatewayScaleTrial{scales[0], scales[3]})
-	flagged := summarizeGateway(append(runs, gatewayRun{Stage: gwStageLatency, Variant: gwGatewayLow, Path: gwGateway, Conns: 1, Round: 3, P50US: 300, Errors: 1}), scales)
+	flagged := summarizeGateway(append(runs, gatewayRun{Stage: gwStageLatency, Variant: gwGatewayLow, Path: pathGateway, Conns: 1, Round: 3, P50US: 300, Errors: 1}), scales)
 	slow := ok
 	slow.Latency.AddedP50US, slow.Scale.ReadyS = 61, 0.51
 	allFailed := summarizeGateway(nil, scales[2:3])
@@ -231,8 +231,7 @@ func TestPulsedStopNotes(t *testing.T) {
 func testGatewayReport() gatewayReport {
 	runs, scales := testGatewayRuns()
 	rep := gatewayReport{
-		Suite:   "gateway",
-		Started: "2026-01-02T03:04:05Z",
+		runHead: runHead{Suite: "gateway", Started: "2026-01-02T03:04:05Z"},
 		Config: gatewayConfig{
 			Stages: gatewayStages, Rounds: 2, DurationS: 5, WarmupS: 1, BodyBytes: 64, ScaleTrials: 4,
 			LowConns: 1, LowThreads: 1, HighConns: 50, HighThreads: 2, BalanceReplicas: 3, HealthIntervalMS: 250, DrainGraceMS: 1000,

@@ -89,9 +89,7 @@ func newPulseLab(log *slog.Logger, env suiteEnv, run, prefix, haproxy string, ro
 // labHead begins the reports of the suites on the lab: where they ran and
 // what they built.
 type labHead struct {
-	Suite     string      `json:"suite"`
-	Started   string      `json:"started"`
-	Finished  string      `json:"finished"`
+	runHead
 	Machine   machineInfo `json:"machine"`
 	Engine    string      `json:"engine"`
 	HAProxy   string      `json:"haproxy"`
@@ -99,18 +97,10 @@ type labHead struct {
 	Artifacts []artifact  `json:"artifacts"`
 }
 
-// reportEnd ends them: the verdicts, notes, and what the final sweep found
-// left behind and removed.
-type reportEnd struct {
-	Goals   []goal   `json:"goals"`
-	Notes   []string `json:"notes,omitempty"`
-	Cleanup []string `json:"cleanup,omitempty"`
-}
-
 // open fills head (the machine, HAProxy's and Netdata's versions) and
 // connects to the engine, which must be the manager of a single-node swarm.
 func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *reportEnd) error {
-	*head = labHead{Suite: suite, Started: l.env.started.Format(time.RFC3339), Machine: collectMachine(ctx, l.env.tools, l.env.clk)}
+	*head = labHead{runHead: newRunHead(suite, l.env.started), Machine: collectMachine(ctx, l.env.tools, l.env.clk)}
 	if l.env.clkNote != "" {
 		end.Notes = append(end.Notes, l.env.clkNote)
 	}
@@ -118,7 +108,7 @@ func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *r
 	if out, err := commandOutput(ctx, "/usr/sbin/netdata", "-V"); err == nil {
 		head.Netdata = strings.TrimSpace(out)
 	}
-	api, _, v, err := connectSingleNodeSwarm(ctx, suite, "where every replica runs on this host", gwCallTimeout)
+	api, _, v, err := connectSingleNodeSwarm(ctx, suite, "where every replica runs on this host", callTimeout)
 	if err != nil {
 		return err
 	}
@@ -387,9 +377,7 @@ func (l *pulseLab) deployFunction(ctx context.Context, spec *function.Spec, wd, 
 
 // remove removes a function of the run (service, containers, image).
 func (l *pulseLab) remove(ctx context.Context, name string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gwRemoveTimeout)
-	defer cancel()
-	if err := l.sw.Remove(ctx, name); err != nil && !errors.Is(err, function.ErrNotFound) {
+	if err := removeFunction(ctx, l.sw, name); err != nil {
 		return err
 	}
 	l.fns = slices.DeleteFunc(l.fns, func(n string) bool { return n == name })
@@ -421,7 +409,7 @@ func (l *pulseLab) waitServers(ctx context.Context, fn string, n int, up bool) e
 			return fmt.Errorf("pulsed exited; log: %s", l.pulsed.logTail(2000))
 		default:
 		}
-		if err := gwSleep(ctx, 20*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -453,7 +441,7 @@ func (l *pulseLab) waitAlarm(ctx context.Context, fn string, timeout time.Durati
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", asAlarmUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
 		}
-		if err := gwSleep(ctx, 500*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -534,9 +522,9 @@ func (l *pulseLab) watchReplicas(ctx context.Context, fn string, w *procWatch) {
 			}
 		}
 	}
-	cctx, cancel := gwCall(ctx)
+	cctx, cancel := call(ctx)
 	defer cancel()
-	cs, err := l.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", gwLabelServiceName+"="+fn))})
+	cs, err := l.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+fn))})
 	if err != nil {
 		return
 	}
@@ -632,7 +620,7 @@ func (l *pulseLab) cleanup() []string {
 		l.cred = nil
 		return found
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), gwCleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	for _, fn := range slices.Clone(l.fns) {
 		if err := l.remove(ctx, fn); err != nil {
@@ -641,17 +629,11 @@ func (l *pulseLab) cleanup() []string {
 	}
 	prefix := l.prefix + l.run
 	found = engineSweep{
-		api: l.api, log: l.log, call: gwCall,
-		remove:     func(ctx context.Context, name string) error { return l.remove(ctx, name) },
-		mine:       func(name string) bool { return strings.HasPrefix(name, prefix) },
-		images:     filters.NewArgs(filters.Arg("label", gwRunLabel+"="+l.run)),
-		serviceKey: gwLabelServiceName,
+		api: l.api, log: l.log, cred: l.cred,
+		remove: func(ctx context.Context, name string) error { return l.remove(ctx, name) },
+		mine:   func(name string) bool { return strings.HasPrefix(name, prefix) },
+		images: filters.NewArgs(filters.Arg("label", gwRunLabel+"="+l.run)),
 	}.run(ctx, found)
-	// The credential last: Docker keeps a secret while a service uses it.
-	for _, f := range l.cred.remove(l.api) {
-		l.log.Warn("cleanup", "what", f)
-		found = append(found, f)
-	}
 	l.cred = nil
 	return found
 }

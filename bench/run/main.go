@@ -20,7 +20,7 @@
 // its run ends, when the harness is interrupted, or (Pdeathsig) when the
 // harness dies.
 //
-// The functions suite (functions.go) measures Pulse's function packaging on
+// The functions suite (functions*.go) measures Pulse's function packaging on
 // the local Docker Engine in single-node swarm mode, through package
 // function: build time and image size per template, a +1 scale to the new
 // replica answering, deploy to the first 200, and the CPU that Docker's exec
@@ -29,12 +29,12 @@
 // writes bench/results/functions-<UTC time>.json and refreshes its own
 // section of bench/README.md.
 //
-// The gateway suite (gateway.go) runs pulsed (cmd/pulsed, built here) as a
-// process with its HAProxy on loopback ports, deploys an in-process Go echo
-// function, and measures what HAProxy adds: latency at c=1 and throughput
-// at c=50 through the gateway against straight to the replica, the two
-// balancing algorithms over 3 replicas, and the time from a new task turning
-// running to its server taking traffic. It writes
+// The gateway suite (gateway*.go) runs pulsed (cmd/pulsed, built here) as
+// a process with its HAProxy on loopback ports, deploys an in-process Go
+// echo function, and measures what HAProxy adds: latency at c=1 and
+// throughput at c=50 through the gateway against straight to the replica,
+// the two balancing algorithms over 3 replicas, and the time from a new
+// task turning running to its server taking traffic. It writes
 // bench/results/gateway-<UTC time>.json and refreshes its own section of
 // bench/README.md.
 //
@@ -59,6 +59,13 @@
 // wrk through post.lua's BENCH_HEADERS) carries the header; the collector
 // suite's watchdogs check a credential of the run too. The watchdog suite's
 // processes run without it and check nothing.
+//
+// What the suites share has one home each: engine.go (engine calls and
+// their time limits, run IDs, the stage runner), sweep.go (the final
+// sweep of a run's services, containers, images and credential), proc.go
+// (reading /proc), stats.go (medians, percentiles) and report.go (the
+// report's head and end, tables, sections, goals and notes, the README).
+// Each suite's own files hold only that suite's logic.
 package main
 
 import (
@@ -308,7 +315,7 @@ func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wr
 	if err := os.Mkdir(logDir, 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
-	rep := report{Suite: cfg.Suite, Started: started.Format(time.RFC3339), Config: newReportConfig(cfg), Machine: collectMachine(ctx, t, clk)}
+	rep := report{runHead: newRunHead(cfg.Suite, started), Config: newReportConfig(cfg), Machine: collectMachine(ctx, t, clk)}
 	if clkNote != "" {
 		rep.Notes = append(rep.Notes, clkNote)
 	}

@@ -87,6 +87,26 @@ func readStat(procDir string, pid int) (procStat, error) {
 	return st, nil
 }
 
+// readStats reads the stat of every process in procDir, in pid order,
+// leaving out those gone or not ours to read.
+func readStats(procDir string) ([]procStat, error) {
+	entries, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", procDir, err)
+	}
+	var out []procStat
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(procDir, pid); err == nil {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
 // processTree returns root's stat followed by those of all its live
 // descendants (breadth first), found by walking every process's parent.
 func processTree(procDir string, root int) ([]procStat, error) {
@@ -94,21 +114,15 @@ func processTree(procDir string, root int) ([]procStat, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(procDir)
+	all, err := readStats(procDir)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", procDir, err)
+		return nil, err
 	}
 	children := map[int][]procStat{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == root {
-			continue
+	for _, st := range all {
+		if st.PID != root {
+			children[st.PPID] = append(children[st.PPID], st)
 		}
-		st, err := readStat(procDir, pid)
-		if err != nil {
-			continue // gone, or not ours to read
-		}
-		children[st.PPID] = append(children[st.PPID], st)
 	}
 	tree := []procStat{rst}
 	for i := 0; i < len(tree); i++ {
@@ -152,22 +166,15 @@ func treeCPU(tree []procStat) cpuSample {
 // a child it reaps, live and left out until then, would land in it whole.
 // Self is 0; Procs counts the processes summed.
 func forestCPU(procDir string, match func(procStat) (include, descend bool)) (cpuSample, error) {
-	entries, err := os.ReadDir(procDir)
+	all, err := readStats(procDir)
 	if err != nil {
-		return cpuSample{}, fmt.Errorf("list %s: %w", procDir, err)
+		return cpuSample{}, err
 	}
 	byPID := map[int]procStat{}
 	children := map[int][]int{}
 	var roots, trees []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := readStat(procDir, pid)
-		if err != nil {
-			continue // gone, or not ours to read
-		}
+	for _, st := range all {
+		pid := st.PID
 		byPID[pid] = st
 		children[st.PPID] = append(children[st.PPID], pid)
 		switch include, descend := match(st); {

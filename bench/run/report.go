@@ -15,19 +15,36 @@ import (
 	"github.com/pulsefaas/pulse/internal/credential"
 )
 
+// runHead begins every suite's report: the suite, and when it started
+// and finished (RFC 3339).
+type runHead struct {
+	Suite    string `json:"suite"`
+	Started  string `json:"started"`
+	Finished string `json:"finished"`
+}
+
+func newRunHead(suite string, started time.Time) runHead {
+	return runHead{Suite: suite, Started: started.Format(time.RFC3339)}
+}
+
+// reportEnd ends every suite's report: the verdicts, notes, and what the
+// final sweep found left behind and removed.
+type reportEnd struct {
+	Goals   []goal   `json:"goals"`
+	Notes   []string `json:"notes,omitempty"`
+	Cleanup []string `json:"cleanup,omitempty"`
+}
+
 // report is everything one run of the suite produced; it is written as
 // JSON and rendered as tables.
 type report struct {
-	Suite     string       `json:"suite"`
-	Started   string       `json:"started"`
-	Finished  string       `json:"finished"`
+	runHead
 	Config    reportConfig `json:"config"`
 	Machine   machineInfo  `json:"machine"`
 	Artifacts []artifact   `json:"artifacts"`
 	Runs      []runResult  `json:"runs"`
 	Summary   []summary    `json:"summary"`
-	Goals     []goal       `json:"goals"`
-	Notes     []string     `json:"notes,omitempty"`
+	reportEnd
 }
 
 // reportConfig is the config as recorded with the results.
@@ -239,6 +256,29 @@ type reportDoc struct {
 	md bool
 }
 
+// newReportDoc starts a suite's report. For the README (md): the run's
+// time, a link to its raw numbers at jsonPath and the setup line; for a
+// terminal: the suite's title (what qualifies it, e.g. " (medians over
+// rounds)"), the run's start and the setup line.
+func newReportDoc(md bool, suite, what, started, jsonPath, setup string) *reportDoc {
+	d := &reportDoc{md: md}
+	if md {
+		fmt.Fprintf(d, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(started), jsonPath, jsonPath, setup)
+	} else {
+		fmt.Fprintf(d, "\n%s benchmark, %s%s\n%s\n", suite, started, what, setup)
+	}
+	return d
+}
+
+// goals writes the goals' table after a blank line.
+func (d *reportDoc) goals(goals []goal) {
+	d.WriteString("\n")
+	d.table(goalHeader, goalRows(goals))
+}
+
+// notes writes the run's notes (see writeNotes).
+func (d *reportDoc) notes(notes []string) { writeNotes(&d.Builder, notes, d.md) }
+
 // table writes a table in the document's format.
 func (d *reportDoc) table(header []string, rows [][]string) {
 	if d.md {
@@ -254,12 +294,17 @@ func (d *reportDoc) section(caption string, header []string, rows [][]string) {
 	if len(rows) == 0 {
 		return
 	}
+	d.caption(caption)
+	d.table(header, rows)
+}
+
+// caption writes a table's caption after a blank line.
+func (d *reportDoc) caption(caption string) {
 	sep := "\n"
 	if d.md {
 		sep = "\n\n"
 	}
 	d.WriteString("\n" + caption + sep)
-	d.table(header, rows)
 }
 
 // markdownTable writes a GitHub-flavoured markdown table.
@@ -284,29 +329,24 @@ func readmeTime(rfc3339 string) string {
 }
 
 // renderText renders the report for a terminal.
-func renderText(r report) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\nwatchdog benchmark, %s (medians over rounds)\n%s\n\n", r.Started, setup(r))
-	textTable(&b, tableHeader, tableRows(r.Summary))
-	b.WriteString("\n")
-	textTable(&b, goalHeader, goalRows(r.Goals))
-	b.WriteString(rssNote + "\n\n")
-	textTable(&b, sizeHeader, sizeRows(r.Artifacts))
-	writeNotes(&b, r.Notes, false)
-	return b.String()
-}
+func renderText(r report) string { return renderWatchdog(r, false, "") }
 
 // renderMarkdown renders the README's results section; jsonPath is the
 // results file relative to the README.
-func renderMarkdown(r report, jsonPath string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n\n", readmeTime(r.Started), jsonPath, jsonPath, setup(r))
-	markdownTable(&b, tableHeader, tableRows(r.Summary))
+func renderMarkdown(r report, jsonPath string) string { return renderWatchdog(r, true, jsonPath) }
+
+func renderWatchdog(r report, md bool, jsonPath string) string {
+	b := newReportDoc(md, "watchdog", " (medians over rounds)", r.Started, jsonPath, setup(r))
 	b.WriteString("\n")
-	markdownTable(&b, goalHeader, goalRows(r.Goals))
-	b.WriteString("\n" + rssNote + "\n\n")
-	markdownTable(&b, sizeHeader, sizeRows(r.Artifacts))
-	writeNotes(&b, r.Notes, true)
+	b.table(tableHeader, tableRows(r.Summary))
+	b.WriteString("\n")
+	b.table(goalHeader, goalRows(r.Goals))
+	if md {
+		b.WriteString("\n")
+	}
+	b.WriteString(rssNote + "\n\n")
+	b.table(sizeHeader, sizeRows(r.Artifacts))
+	b.notes(r.Notes)
 	return b.String()
 }
 

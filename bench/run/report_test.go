@@ -79,17 +79,15 @@ func TestReplaceSection(t *testing.T) {
 func TestRenderMarkdown(t *testing.T) {
 	sums := summarize(testVariants, testRuns(), map[string]string{"http": "watchdog did not build"})
 	rep := report{
-		Suite:   "watchdog",
-		Started: "2026-01-02T03:04:05Z",
+		runHead: runHead{Suite: "watchdog", Started: "2026-01-02T03:04:05Z"},
 		Config:  newReportConfig(config{Rounds: 3, Duration: 5 * time.Second, Warmup: time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64}),
 		Machine: machineInfo{CPUs: 2, CPUModel: "AMD EPYC", Kernel: "6.1.0", Go: "go version go1.26.8 linux/amd64", Wrk: "wrk debian/4.1.0-3+b2 [epoll]", ClockTicks: 100},
 		Artifacts: []artifact{
 			{Name: "inproc", Source: "./bench/inproc", Bytes: 6377634},
 			{Name: "watchdog", Source: "./cmd/pulse-watchdog", Error: "exit status 1"},
 		},
-		Summary: sums,
-		Goals:   evaluateGoals(watchdogGoals, sums, map[string]int64{"inproc": 6377634}),
-		Notes:   anomalies(sums),
+		Summary:   sums,
+		reportEnd: reportEnd{Goals: evaluateGoals(watchdogGoals, sums, map[string]int64{"inproc": 6377634}), Notes: anomalies(sums)},
 	}
 	got := renderMarkdown(rep, "results/watchdog-20260102T030405Z.json")
 	golden := "testdata/results.md"

@@ -118,7 +118,7 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	id, err := gwRunID()
+	id, err := runID()
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 
 func sleepUntil(ctx context.Context, t time.Time) error {
 	if d := time.Until(t); d > 0 {
-		return gwSleep(ctx, d)
+		return sleepCtx(ctx, d)
 	}
 	return ctx.Err()
 }
@@ -392,10 +392,10 @@ func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time, event func(
 		Detail: fmt.Sprintf("Swarm.Deploy with %s=2: start-first, one replica at a time; %d replica(s)", soakRollEnv, res.Replicas)})
 	deadline := start.Add(soakUpdateWait)
 	for time.Now().Before(deadline) {
-		if gwSleep(ctx, 250*time.Millisecond) != nil {
+		if sleepCtx(ctx, 250*time.Millisecond) != nil {
 			return
 		}
-		cctx, cancel := gwCall(ctx)
+		cctx, cancel := call(ctx)
 		svc, _, err := b.api.ServiceInspectWithRaw(cctx, b.name, swarm.ServiceInspectOptions{})
 		cancel()
 		if err != nil || svc.UpdateStatus == nil {
@@ -444,7 +444,7 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 		return
 	}
 	victim := cands[mrand.IntN(len(cands))]
-	cctx, cancel := gwCall(ctx)
+	cctx, cancel := call(ctx)
 	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.task.id="+victim.TaskID))})
 	cancel()
 	if err != nil || len(cs) != 1 {
@@ -462,7 +462,7 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 	}
 	b.mu.Unlock()
 	called := time.Now()
-	cctx, cancel = gwCall(ctx)
+	cctx, cancel = call(ctx)
 	err = b.api.ContainerKill(cctx, cs[0].ID, "SIGKILL")
 	returned := time.Now()
 	cancel()
@@ -471,7 +471,7 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 		return
 	}
 	ended := called
-	cctx, cancel = gwCall(ctx)
+	cctx, cancel = call(ctx)
 	if ci, err := b.api.ContainerInspect(cctx, cs[0].ID); err == nil && ci.ContainerJSONBase != nil && ci.State != nil {
 		if t, err := time.Parse(time.RFC3339Nano, ci.State.FinishedAt); err == nil && !t.IsZero() && t.After(called.Add(-time.Second)) {
 			ended = t
@@ -526,20 +526,6 @@ func (b *soakBench) pollHost(ctx context.Context) {
 		b.host = append(b.host, s)
 		b.mu.Unlock()
 	})
-}
-
-// every calls f at once and then every d until ctx ends.
-func every(ctx context.Context, d time.Duration, f func()) {
-	tick := time.NewTicker(d)
-	defer tick.Stop()
-	for {
-		f()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // pollStats adds one `show stat` of the function's servers to the counters.

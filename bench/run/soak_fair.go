@@ -37,12 +37,6 @@ const (
 	fairQuietWait = 30 * time.Second // before the first stretch, for the host to be quiet
 )
 
-// Paths of a stretch.
-const (
-	pathGateway = "gateway"
-	pathDirect  = "direct"
-)
-
 // soakFair is the fair comparison's result.
 type soakFair struct {
 	Function  string   `json:"function"`
@@ -200,7 +194,7 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 		} else {
 			load.set(fairConns, b.gwAddr, "/function/"+b.hello, false)
 		}
-		if err := gwSleep(ctx, fairSettle); err != nil {
+		if err := sleepCtx(ctx, fairSettle); err != nil {
 			load.end()
 			return err
 		}
@@ -209,7 +203,7 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 			c0, _ = b.haCounters(ctx, backend)
 		}
 		m0, start := b.mark(watch, true), time.Now()
-		if err := gwSleep(ctx, fairStretch); err != nil {
+		if err := sleepCtx(ctx, fairStretch); err != nil {
 			load.end()
 			return err
 		}

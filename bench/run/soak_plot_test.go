@@ -18,7 +18,7 @@ func syntheticSoak(t *testing.T) soakReport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := soakReport{labHead: labHead{Started: "2026-12-06T05:00:00Z"}, Config: soakConfig{DurationS: 600, Function: "pbench-soak-abc123-echo"}, Phases: phases,
+	r := soakReport{labHead: labHead{runHead: runHead{Started: "2026-12-06T05:00:00Z"}}, Config: soakConfig{DurationS: 600, Function: "pbench-soak-abc123-echo"}, Phases: phases,
 		Events: []soakEvent{{Name: soakEventUpdate, AtS: update.Seconds()}, {Name: soakEventUpdateDone, AtS: update.Seconds() + 14},
 			{Name: soakEventKill, AtS: kill.Seconds()}}}
 	for s := range 600 {

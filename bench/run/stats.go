@@ -124,6 +124,19 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// tally counts one trial or run of a summary: one that failed (err set)
+// in failed, flagged "<what>: <err>" (err cut to limit bytes), one that did
+// not in ok. It returns whether it succeeded.
+func tally(what, err string, limit int, ok, failed *int, flags *[]string) bool {
+	if err != "" {
+		*failed++
+		*flags = append(*flags, what+": "+truncate(err, limit))
+		return false
+	}
+	*ok++
+	return true
+}
+
 // summarize turns the runs into one summary per variant, in the variants'
 // order. skipped maps a variant to the reason it did not run.
 func summarize(variants []variant, runs []runResult, skipped map[string]string) []summary {
@@ -137,12 +150,9 @@ func summarize(variants []variant, runs []runResult, skipped map[string]string) 
 		s := summary{Variant: v.Name, Kind: v.Kind, Ref: v.Ref, Skipped: skipped[v.Name]}
 		var rps, p50, p99, cpu, self, fresh, freshAnon, idle, anon, loaded, wrk, other, steal []float64
 		for _, r := range byVariant[v.Name] {
-			if r.Error != "" {
-				s.Failed++
-				s.Flags = append(s.Flags, fmt.Sprintf("round %d: %s", r.Round, truncate(r.Error, 200)))
+			if !tally(fmt.Sprintf("round %d", r.Round), r.Error, 200, &s.Runs, &s.Failed, &s.Flags) {
 				continue
 			}
-			s.Runs++
 			s.Errors += r.Errors
 			if r.Errors > 0 {
 				s.Flags = append(s.Flags, fmt.Sprintf("round %d: %d request errors", r.Round, r.Errors))

@@ -15,16 +15,16 @@ import (
 
 // engineSweep is what a suite left on the engine and how to remove it: the
 // services and containers whose (service) names mine accepts, and the
-// images images selects (and imageMine accepts, if set).
+// images images selects (and imageMine accepts, if set), then the run's
+// replica credential.
 type engineSweep struct {
-	api        *client.Client
-	log        *slog.Logger
-	call       func(context.Context) (context.Context, context.CancelFunc)
-	mine       func(name string) bool
-	remove     func(ctx context.Context, service string) error
-	images     filters.Args
-	imageMine  func(labels map[string]string) bool
-	serviceKey string // the container label holding its Swarm service's name
+	api       *client.Client
+	log       *slog.Logger
+	mine      func(name string) bool
+	remove    func(ctx context.Context, service string) error
+	images    filters.Args
+	imageMine func(labels map[string]string) bool
+	cred      *runCredential
 }
 
 // run removes everything the sweep matches and returns what it found,
@@ -34,7 +34,7 @@ func (s engineSweep) run(ctx context.Context, found []string) []string {
 		s.log.Warn("cleanup", "what", what, "err", err)
 		found = append(found, fmt.Sprintf("%s: %v", what, err))
 	}
-	cctx, ccancel := s.call(ctx)
+	cctx, ccancel := call(ctx)
 	svcs, err := s.api.ServiceList(cctx, swarm.ServiceListOptions{})
 	ccancel()
 	if err != nil {
@@ -50,25 +50,25 @@ func (s engineSweep) run(ctx context.Context, found []string) []string {
 		}
 	}
 
-	cctx, ccancel = s.call(ctx)
-	cs, err := s.api.ContainerList(cctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", s.serviceKey))})
+	cctx, ccancel = call(ctx)
+	cs, err := s.api.ContainerList(cctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName))})
 	ccancel()
 	if err != nil {
 		warn("list containers", err)
 	}
 	for _, c := range cs {
-		if !s.mine(c.Labels[s.serviceKey]) {
+		if !s.mine(c.Labels[labelSwarmServiceName]) {
 			continue
 		}
 		found = append(found, "container "+c.ID[:12])
-		cctx, ccancel := s.call(ctx)
+		cctx, ccancel := call(ctx)
 		if err := s.api.ContainerRemove(cctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
 			warn("remove container "+c.ID[:12], err)
 		}
 		ccancel()
 	}
 
-	cctx, ccancel = s.call(ctx)
+	cctx, ccancel = call(ctx)
 	imgs, err := s.api.ImageList(cctx, image.ListOptions{All: true, Filters: s.images})
 	ccancel()
 	if err != nil {
@@ -79,11 +79,16 @@ func (s engineSweep) run(ctx context.Context, found []string) []string {
 			continue
 		}
 		found = append(found, "image "+img.ID)
-		cctx, ccancel := s.call(ctx)
+		cctx, ccancel := call(ctx)
 		if _, err := s.api.ImageRemove(cctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 			warn("remove image "+img.ID, err)
 		}
 		ccancel()
+	}
+	// The credential last: Docker keeps a secret while a service uses it.
+	for _, f := range s.cred.remove(s.api) {
+		s.log.Warn("cleanup", "what", f)
+		found = append(found, f)
 	}
 	if len(found) > 0 {
 		s.log.Info("cleanup: removed what was left", "found", strings.Join(found, "; "))

@@ -30,6 +30,7 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
+	"github.com/pulsefaas/pulse/internal/catalog"
 	"github.com/pulsefaas/pulse/internal/credential"
 	"github.com/pulsefaas/pulse/internal/rungroup"
 )
@@ -209,10 +210,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("replica credential ready", "secret", secret, "removed_old_secrets", pruned)
 
-	ccfg := gateway.DefaultCatalogConfig()
+	ccfg := catalog.DefaultConfig()
 	ccfg.FastPoll, ccfg.SlowPoll, ccfg.Selector = cfg.FastPoll, cfg.SlowPoll, cfg.Selector
 	ccfg.Instance = cfg.Instance
-	cat, err := gateway.NewCatalog(cli, ccfg, log)
+	cat, err := catalog.New(cli, ccfg, log)
 	if err != nil {
 		return err
 	}
@@ -287,7 +288,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle(contract.CatalogPath, gateway.NewCatalogHandler(pulseLabelsOnly{gateway.WithRouting(cat, rec)}))
+	mux.Handle(contract.CatalogPath, catalog.NewHandler(pulseLabelsOnly{gateway.WithRouting(cat, rec)}))
 	mux.Handle(contract.KeysPath, &keysHandler{store: sec.keys, tok: newBearer(sec.apiToken), log: log})
 	if auto != nil {
 		mountScaler(mux, auto.api)
@@ -330,7 +331,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 // pulseLabelsOnly serves the catalog with only the pulse.* service labels:
 // the catalog needs no token (the collector and the CLI read it), so the
 // labels a user put on a service for other tools stay in Swarm.
-type pulseLabelsOnly struct{ src gateway.CatalogSource }
+type pulseLabelsOnly struct{ src catalog.Source }
 
 func (p pulseLabelsOnly) Current() (contract.Catalog, time.Time, error) {
 	cat, at, err := p.src.Current()
@@ -362,7 +363,7 @@ type health struct {
 	Skipped []contract.SkippedFunction `json:"skipped,omitempty"`
 }
 
-func writeHealth(w http.ResponseWriter, rec *gateway.Reconciler, cat *gateway.Catalog) {
+func writeHealth(w http.ResponseWriter, rec *gateway.Reconciler, cat *catalog.Catalog) {
 	h := health{Status: "ok", Reloads: rec.Reloads()}
 	if c, _, err := cat.Current(); err == nil {
 		h.Skipped = append(h.Skipped, c.Skipped...)

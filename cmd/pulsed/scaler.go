@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/gateway"
+	"github.com/pulsefaas/pulse/internal/catalog"
 	"github.com/pulsefaas/pulse/internal/rungroup"
 	"github.com/pulsefaas/pulse/scaler"
 )
@@ -30,7 +31,7 @@ type autoscaler struct {
 	cfg    Config
 	sc     *scaler.Scaler
 	api    http.Handler
-	cat    *gateway.Catalog
+	cat    *catalog.Catalog
 	log    *slog.Logger
 	coldLn net.Listener // nil without cold start
 	cold   *gateway.ColdStart
@@ -40,7 +41,7 @@ type autoscaler struct {
 // replica catalog, and listens for cold starts. A missing or empty token
 // file is not fatal: the webhook and the scaler's read endpoints then answer
 // 503 (said once here), while the periodic evaluation still scales.
-func newAutoscaler(cfg Config, sec secrets, api scaler.ServiceAPI, cat *gateway.Catalog, log *slog.Logger) (*autoscaler, error) {
+func newAutoscaler(cfg Config, sec secrets, api scaler.ServiceAPI, cat *catalog.Catalog, log *slog.Logger) (*autoscaler, error) {
 	nd, err := scaler.NewNetdata(cfg.NetdataURL, cfg.NetdataTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("scaler: %w", err)

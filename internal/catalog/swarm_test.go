@@ -1,4 +1,4 @@
-package gateway
+package catalog
 
 import (
 	"context"
@@ -70,7 +70,7 @@ func catalogTestBinaries(t *testing.T) (watchdog, fn []byte) {
 			}
 			return nil
 		}
-		if err := run([]string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", wd, "../cmd/pulse-watchdog"); err != nil {
+		if err := run([]string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", wd, "../../cmd/pulse-watchdog"); err != nil {
 			catalogBinaries.err = err
 			return
 		}
@@ -93,14 +93,14 @@ func catalogTestBinaries(t *testing.T) (watchdog, fn []byte) {
 
 // catalogCountingAPI counts the catalog's Docker calls: the poll rate.
 type catalogCountingAPI struct {
-	CatalogAPI
+	API
 	mu           sync.Mutex
 	serviceLists []time.Time
 	taskLog      []string
 }
 
 func (a *catalogCountingAPI) TaskList(ctx context.Context, opts swarm.TaskListOptions) ([]swarm.Task, error) {
-	tasks, err := a.CatalogAPI.TaskList(ctx, opts)
+	tasks, err := a.API.TaskList(ctx, opts)
 	now := time.Now()
 	a.mu.Lock()
 	for _, t := range tasks {
@@ -114,7 +114,7 @@ func (a *catalogCountingAPI) ServiceList(ctx context.Context, opts swarm.Service
 	a.mu.Lock()
 	a.serviceLists = append(a.serviceLists, time.Now())
 	a.mu.Unlock()
-	return a.CatalogAPI.ServiceList(ctx, opts)
+	return a.API.ServiceList(ctx, opts)
 }
 
 // logTask logs how the task lists showed a task, at each change.
@@ -302,12 +302,12 @@ func TestCatalogSwarm(t *testing.T) {
 
 	// The catalog sees only this test's function: its own instance, and
 	// the run label as a selector on top.
-	cfg := DefaultCatalogConfig()
+	cfg := DefaultConfig()
 	cfg.Instance = instance
 	cfg.Selector = []string{runLabel + "=" + suffix}
-	counting := &catalogCountingAPI{CatalogAPI: api}
+	counting := &catalogCountingAPI{API: api}
 	log := slog.New(slog.NewTextHandler(catalogTestWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cat, err := NewCatalog(counting, cfg, log)
+	cat, err := New(counting, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +387,7 @@ func TestCatalogSwarm(t *testing.T) {
 		t.Errorf("Current() = %+v, %v", got, err)
 	}
 	// Served over HTTP as it is.
-	srv := httptest.NewServer(NewCatalogHandler(cat))
+	srv := httptest.NewServer(NewHandler(cat))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + contract.CatalogPath)
 	if err != nil {

@@ -1,4 +1,4 @@
-package gateway
+package catalog
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func catalogSkipServices() ([]swarm.Service, []swarm.Task) {
 // out, each with its reason, and the rest is listed as usual.
 func TestCatalogSkipsBadFunctions(t *testing.T) {
 	svcs, tasks := catalogSkipServices()
-	cat, _ := buildCatalog(catalogInput{services: svcs, tasks: tasks, nodes: catalogNodes})
+	cat, _ := build(input{services: svcs, tasks: tasks, nodes: catalogNodes})
 	if len(cat.Functions) != 1 || cat.Functions[0].Name != "good" || len(cat.Functions[0].Replicas) != 1 {
 		t.Fatalf("functions %+v, want good with its replica", cat.Functions)
 	}
@@ -52,7 +52,7 @@ func TestCatalogSkipsBadFunctions(t *testing.T) {
 	if fmt.Sprint(cat.Skipped) != fmt.Sprint(want) {
 		t.Errorf("skipped\n %+v\nwant\n %+v", cat.Skipped, want)
 	}
-	only, _ := buildCatalog(catalogInput{services: svcs[:1], tasks: tasks[:1], nodes: catalogNodes})
+	only, _ := build(input{services: svcs[:1], tasks: tasks[:1], nodes: catalogNodes})
 	if only.Version == cat.Version {
 		t.Error("the version does not change with the skipped list")
 	}
@@ -78,7 +78,7 @@ func TestCatalogSkippedLoggedOnce(t *testing.T) {
 		nodes: []catalogResult[[]swarm.Node]{{v: []swarm.Node{{ID: "n1", Status: swarm.NodeStatus{Addr: "10.0.0.1"}}}}},
 	}
 	logs := &catalogLogRecords{}
-	c, err := NewCatalog(api, DefaultCatalogConfig(), slog.New(logs))
+	c, err := New(api, DefaultConfig(), slog.New(logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestCatalogSkippedLoggedOnce(t *testing.T) {
 		t.Errorf("catalog %+v", cat)
 	}
 	// Served as is by GET /v1/replicas, for /healthz and pulse ls.
-	srv := httptest.NewServer(NewCatalogHandler(c))
+	srv := httptest.NewServer(NewHandler(c))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + contract.CatalogPath)
 	if err != nil {
@@ -174,9 +174,9 @@ func TestCatalogSkipSwarm(t *testing.T) {
 	create("pt-skip-timeout-"+suffix, contract.LabelTimeout+"=abc")
 	create("pt-skip-body-"+suffix, contract.LabelMaxBody+"=-1")
 
-	cfg := DefaultCatalogConfig()
+	cfg := DefaultConfig()
 	cfg.Instance = instance
-	c, err := NewCatalog(api, cfg, slog.New(slog.DiscardHandler))
+	c, err := New(api, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package gateway
+package catalog
 
 import (
 	"context"
@@ -77,7 +77,7 @@ func TestCatalogBuild(t *testing.T) {
 	notFunction.Spec.Labels[contract.LabelFunction] = "other"
 	noLabels := catalogService("bare", 0)
 	noLabels.Spec.Labels = nil
-	removed := catalogGone{
+	removed := goneService{
 		fn:    contract.CatalogFunction{Name: "hello", ServiceID: "svc-old", Labels: map[string]string{contract.LabelFunction: "hello", "v": "1"}},
 		since: time.Unix(0, 0),
 	}
@@ -89,18 +89,18 @@ func TestCatalogBuild(t *testing.T) {
 
 	tests := []struct {
 		name        string
-		in          catalogInput
+		in          input
 		want        []contract.CatalogFunction
 		wantPending string
 	}{
 		{
 			name: "no functions",
-			in:   catalogInput{nodes: catalogNodes},
+			in:   input{nodes: catalogNodes},
 			want: []contract.CatalogFunction{},
 		},
 		{
 			name: "steady, with task history",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("hello", 2, contract.LabelTimeout+"=5s")},
 				tasks: []swarm.Task{
 					catalogTask("hello", "t2", 2, "n2", catRunning, catRunning, 32769),
@@ -118,7 +118,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "scaling up: starting tasks are not replicas yet",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("hello", 3)},
 				tasks: []swarm.Task{
 					catalogTask("hello", "t1", 1, "n1", catRunning, catRunning, 32768),
@@ -136,7 +136,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "scaling down: the replicas told to go drain at the address they had",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("hello", 1)},
 				tasks: []swarm.Task{
 					catalogTask("hello", "t1", 1, "n1", catRunning, catRunning, 32768),
@@ -162,7 +162,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "rolling update: the old replica drains, the new one serves",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{updating},
 				tasks: []swarm.Task{
 					catalogTask("hello", "tnew", 1, "n1", catRunning, catRunning, 32771),
@@ -185,7 +185,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "rolling update between two replicas",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{updating},
 				tasks: []swarm.Task{
 					catalogTask("hello", "t1", 1, "n1", catRunning, catRunning, 32768),
@@ -202,7 +202,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "running without an address: no published port, or an unknown node",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("hello", 2)},
 				tasks: []swarm.Task{
 					catalogTask("hello", "t1", 1, "n1", catRunning, catRunning, 0),
@@ -220,7 +220,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "a task that failed but is still wanted running is pending",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("hello", 1)},
 				tasks:    []swarm.Task{catalogTask("hello", "t1", 1, "n1", catRunning, swarm.TaskStateFailed, 32768)},
 				nodes:    catalogNodes,
@@ -234,7 +234,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "a restart waiting for its delay is pending",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("hello", 1)},
 				tasks: []swarm.Task{
 					catalogTask("hello", "t1", 1, "n1", swarm.TaskStateReady, swarm.TaskStatePending, 0),
@@ -251,7 +251,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "functions by name; not functions and empty labels",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("zeta", 0), notFunction, noLabels, catalogService("alpha", 0)},
 				nodes:    catalogNodes,
 			},
@@ -262,7 +262,7 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "global mode: desired is what Swarm wants running",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{global},
 				tasks: []swarm.Task{
 					catalogTask("agent", "g1", 0, "n1", catRunning, catRunning, 32768),
@@ -278,13 +278,13 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "removed: what still runs drains, under the last labels, desired 0",
-			in: catalogInput{
+			in: input{
 				tasks: []swarm.Task{
 					oldTask("o1", 1, catRemove, 0),
 					oldTask("o2", 2, catRemove, 0),
 				},
 				nodes: catalogNodes,
-				gone:  map[string]catalogGone{"svc-old": removed},
+				gone:  map[string]goneService{"svc-old": removed},
 				addrs: map[string]string{"o1": "10.0.0.1:32768"},
 			},
 			want: []contract.CatalogFunction{{
@@ -296,14 +296,14 @@ func TestCatalogBuild(t *testing.T) {
 		},
 		{
 			name: "removed and deployed again: one function, the old replicas draining",
-			in: catalogInput{
+			in: input{
 				services: []swarm.Service{catalogService("hello", 1)},
 				tasks: []swarm.Task{
 					catalogTask("hello", "t1", 1, "n2", catRunning, catRunning, 32769),
 					oldTask("o1", 1, catRunning, 32768), // not marked for removal yet
 				},
 				nodes: catalogNodes,
-				gone:  map[string]catalogGone{"svc-old": removed},
+				gone:  map[string]goneService{"svc-old": removed},
 			},
 			want: []contract.CatalogFunction{{
 				Name: "hello", ServiceID: "svc-hello", Desired: 1,
@@ -315,8 +315,8 @@ func TestCatalogBuild(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, pending := buildCatalog(tt.in)
-			want := contract.Catalog{Version: catalogVersion(tt.want), Functions: tt.want}
+			got, pending := build(tt.in)
+			want := contract.Catalog{Version: contentVersion(tt.want), Functions: tt.want}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("catalog\n got %+v\nwant %+v", got, want)
 			}
@@ -331,8 +331,8 @@ func TestCatalogBuild(t *testing.T) {
 // for equal content however the engine ordered it, different after any
 // change a consumer acts on.
 func TestCatalogVersion(t *testing.T) {
-	base := func() catalogInput {
-		return catalogInput{
+	base := func() input {
+		return input{
 			services: []swarm.Service{catalogService("hello", 2, "a=1", "b=2"), catalogService("echo", 1)},
 			tasks: []swarm.Task{
 				catalogTask("hello", "t1", 1, "n1", catRunning, catRunning, 32768),
@@ -342,7 +342,7 @@ func TestCatalogVersion(t *testing.T) {
 			nodes: catalogNodes,
 		}
 	}
-	version := func(in catalogInput) string { c, _ := buildCatalog(in); return c.Version }
+	version := func(in input) string { c, _ := build(in); return c.Version }
 	v0 := version(base())
 	if len(v0) != 16 {
 		t.Errorf("version %q: want 16 hex digits", v0)
@@ -360,16 +360,16 @@ func TestCatalogVersion(t *testing.T) {
 		t.Errorf("a stopped task added: version %s, want %s", v, v0)
 	}
 
-	changes := map[string]func(in *catalogInput){
-		"label value":    func(in *catalogInput) { in.services[0].Spec.Labels["a"] = "9" },
-		"label added":    func(in *catalogInput) { in.services[1].Spec.Labels["c"] = "" },
-		"desired":        func(in *catalogInput) { *in.services[0].Spec.Mode.Replicated.Replicas = 3 },
-		"replica gone":   func(in *catalogInput) { in.tasks = in.tasks[:2] },
-		"draining":       func(in *catalogInput) { in.tasks[1].DesiredState = catRemove },
-		"port":           func(in *catalogInput) { in.tasks[0].Status.PortStatus.Ports[0].PublishedPort = 1 },
-		"node address":   func(in *catalogInput) { in.nodes = map[string]string{"n1": "10.0.0.9", "n2": "10.0.0.2"} },
-		"service ID":     func(in *catalogInput) { in.services[1].ID = "svc-echo2"; in.tasks[2].ServiceID = "svc-echo2" },
-		"function added": func(in *catalogInput) { in.services = append(in.services, catalogService("new", 0)) },
+	changes := map[string]func(in *input){
+		"label value":    func(in *input) { in.services[0].Spec.Labels["a"] = "9" },
+		"label added":    func(in *input) { in.services[1].Spec.Labels["c"] = "" },
+		"desired":        func(in *input) { *in.services[0].Spec.Mode.Replicated.Replicas = 3 },
+		"replica gone":   func(in *input) { in.tasks = in.tasks[:2] },
+		"draining":       func(in *input) { in.tasks[1].DesiredState = catRemove },
+		"port":           func(in *input) { in.tasks[0].Status.PortStatus.Ports[0].PublishedPort = 1 },
+		"node address":   func(in *input) { in.nodes = map[string]string{"n1": "10.0.0.9", "n2": "10.0.0.2"} },
+		"service ID":     func(in *input) { in.services[1].ID = "svc-echo2"; in.tasks[2].ServiceID = "svc-echo2" },
+		"function added": func(in *input) { in.services = append(in.services, catalogService("new", 0)) },
 	}
 	seen := map[string]string{v0: "base"}
 	for name, change := range changes {
@@ -387,10 +387,10 @@ func TestCatalogVersion(t *testing.T) {
 // tasks stop.
 func TestCatalogStillLeaving(t *testing.T) {
 	now := time.Unix(1000, 0)
-	g := func(name string, since time.Time) catalogGone {
-		return catalogGone{fn: contract.CatalogFunction{Name: name, ServiceID: "svc-" + name}, since: since}
+	g := func(name string, since time.Time) goneService {
+		return goneService{fn: contract.CatalogFunction{Name: name, ServiceID: "svc-" + name}, since: since}
 	}
-	in := catalogInput{
+	in := input{
 		tasks: []swarm.Task{
 			catalogTask("removing", "r1", 1, "n1", catRemove, catRunning, 32768),
 			catalogTask("stopped", "s1", 1, "n1", catRemove, swarm.TaskStateShutdown, 0),
@@ -398,15 +398,15 @@ func TestCatalogStillLeaving(t *testing.T) {
 			catalogTask("relabelled", "l1", 1, "n1", catRunning, catRunning, 32770),
 			catalogTask("live", "x1", 1, "n1", catRunning, catRunning, 32771),
 		},
-		gone: map[string]catalogGone{
+		gone: map[string]goneService{
 			"svc-removing":   g("removing", now.Add(-time.Minute)),
 			"svc-stopped":    g("stopped", now.Add(-time.Second)),
-			"svc-fresh":      g("fresh", now.Add(-catalogRemoveGrace/2)),
-			"svc-relabelled": g("relabelled", now.Add(-catalogRemoveGrace)),
+			"svc-fresh":      g("fresh", now.Add(-removeGrace/2)),
+			"svc-relabelled": g("relabelled", now.Add(-removeGrace)),
 			"svc-notasks":    g("notasks", now),
 		},
 	}
-	want := map[string]catalogGone{
+	want := map[string]goneService{
 		"svc-removing": in.gone["svc-removing"],
 		"svc-fresh":    in.gone["svc-fresh"],
 	}
@@ -417,7 +417,7 @@ func TestCatalogStillLeaving(t *testing.T) {
 
 // TestCatalogPollDelay checks the choice between fast and slow polling.
 func TestCatalogPollDelay(t *testing.T) {
-	cfg := DefaultCatalogConfig()
+	cfg := DefaultConfig()
 	now := time.Unix(1000, 0)
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
 	long := time.Hour
@@ -446,22 +446,22 @@ func TestCatalogPollDelay(t *testing.T) {
 func TestCatalogConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(c *CatalogConfig)
+		change func(c *Config)
 		want   string
 	}{
-		{"defaults", func(*CatalogConfig) {}, ""},
-		{"selector", func(c *CatalogConfig) { c.Selector = []string{"pulse.test", "run=1"} }, ""},
-		{"zero fast poll", func(c *CatalogConfig) { c.FastPoll = 0 }, "catalog fast poll 0s: must be positive"},
-		{"negative timeout", func(c *CatalogConfig) { c.CallTimeout = -time.Second }, "catalog call timeout -1s: must be positive"},
-		{"fast slower than slow", func(c *CatalogConfig) { c.FastPoll = 2 * time.Second }, "catalog fast poll 2s is longer than the slow poll 1s"},
-		{"empty selector key", func(c *CatalogConfig) { c.Selector = []string{"=x"} }, `catalog selector "=x": want key or key=value`},
-		{"instance", func(c *CatalogConfig) { c.Instance = "lab-1" }, ""},
-		{"no instance", func(c *CatalogConfig) { c.Instance = "" }, `catalog instance "": want 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`},
-		{"instance unsafe in a label filter", func(c *CatalogConfig) { c.Instance = "a,b" }, `catalog instance "a,b": want 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`},
+		{"defaults", func(*Config) {}, ""},
+		{"selector", func(c *Config) { c.Selector = []string{"pulse.test", "run=1"} }, ""},
+		{"zero fast poll", func(c *Config) { c.FastPoll = 0 }, "catalog fast poll 0s: must be positive"},
+		{"negative timeout", func(c *Config) { c.CallTimeout = -time.Second }, "catalog call timeout -1s: must be positive"},
+		{"fast slower than slow", func(c *Config) { c.FastPoll = 2 * time.Second }, "catalog fast poll 2s is longer than the slow poll 1s"},
+		{"empty selector key", func(c *Config) { c.Selector = []string{"=x"} }, `catalog selector "=x": want key or key=value`},
+		{"instance", func(c *Config) { c.Instance = "lab-1" }, ""},
+		{"no instance", func(c *Config) { c.Instance = "" }, `catalog instance "": want 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`},
+		{"instance unsafe in a label filter", func(c *Config) { c.Instance = "a,b" }, `catalog instance "a,b": want 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultCatalogConfig()
+			cfg := DefaultConfig()
 			tt.change(&cfg)
 			got := ""
 			if err := cfg.Validate(); err != nil {
@@ -479,7 +479,7 @@ func TestCatalogConfigValidate(t *testing.T) {
 // subscriber starts with the current catalog, and Run's end closes the
 // channels.
 func TestCatalogSubscribeLatest(t *testing.T) {
-	c, err := NewCatalog(&catalogFakeAPI{}, DefaultCatalogConfig(), nil)
+	c, err := New(&catalogFakeAPI{}, DefaultConfig(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,7 +560,7 @@ func TestCatalogSubscribeLatest(t *testing.T) {
 }
 
 // catalogFakeAPI answers from scripted results, one per call, to reach the
-// error paths; catalog_docker_test.go covers the real engine. Once a script
+// error paths; swarm_test.go covers the real engine. Once a script
 // is used up, its last entry repeats.
 type catalogFakeAPI struct {
 	mu       sync.Mutex
@@ -647,7 +647,7 @@ func TestCatalogErrorPaths(t *testing.T) {
 	svcs := []swarm.Service{catalogService("hello", 1, contract.LabelInstance+"="+contract.DefaultInstance)}
 	tasks := []swarm.Task{catalogTask("hello", "t1", 1, "n1", catRunning, catRunning, 32768)}
 	nodes := []swarm.Node{{ID: "n1", Status: swarm.NodeStatus{Addr: "10.0.0.1"}}}
-	goodCatalog, _ := buildCatalog(catalogInput{services: svcs, tasks: tasks, nodes: catalogNodes})
+	goodCatalog, _ := build(input{services: svcs, tasks: tasks, nodes: catalogNodes})
 	ok := func(s []swarm.Service) catalogResult[[]swarm.Service] { return catalogResult[[]swarm.Service]{v: s} }
 	fail := catalogResult[[]swarm.Service]{err: errCatalogEngine}
 	okTasks := catalogResult[[]swarm.Task]{v: tasks}
@@ -687,7 +687,7 @@ func TestCatalogErrorPaths(t *testing.T) {
 				{Version: goodCatalog.Version, Ready: true, Err: "list services: engine exploded"},
 				{Version: goodCatalog.Version, Ready: true, Err: "list services: engine exploded"},
 				{Version: goodCatalog.Version, Ready: true, Err: "list services: engine exploded"},
-				{Version: catalogVersion([]contract.CatalogFunction{}), Ready: true},
+				{Version: contentVersion([]contract.CatalogFunction{}), Ready: true},
 			},
 			wantLog: []string{"WARN catalog poll failed; serving the last good catalog", "INFO catalog poll recovered"},
 			// The last poll lists the removed service's remaining tasks.
@@ -713,7 +713,7 @@ func TestCatalogErrorPaths(t *testing.T) {
 			polls:     1,
 			want:      []step{{Err: "catalog not ready: list tasks: service svc-x not found: not found"}},
 			wantLog:   []string{"WARN catalog poll failed; serving the last good catalog"},
-			wantCalls: map[string]int{"services": maxCatalogReadAttempts, "tasks": maxCatalogReadAttempts},
+			wantCalls: map[string]int{"services": maxReadAttempts, "tasks": maxReadAttempts},
 		},
 		{
 			name: "the node list failing fails the poll",
@@ -735,7 +735,7 @@ func TestCatalogErrorPaths(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &catalogLogRecords{}
 			fake := tt.fake
-			c, err := NewCatalog(fake, DefaultCatalogConfig(), slog.New(logs))
+			c, err := New(fake, DefaultConfig(), slog.New(logs))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -746,8 +746,8 @@ func TestCatalogErrorPaths(t *testing.T) {
 				s := step{Version: cat.Version, Ready: !at.IsZero()}
 				if err != nil {
 					s.Err = err.Error()
-					if !s.Ready && !errors.Is(err, ErrCatalogNotReady) {
-						t.Errorf("error %v before the first success is not ErrCatalogNotReady", err)
+					if !s.Ready && !errors.Is(err, ErrNotReady) {
+						t.Errorf("error %v before the first success is not ErrNotReady", err)
 					}
 				}
 				got = append(got, s)
@@ -789,9 +789,9 @@ func TestCatalogInstance(t *testing.T) {
 		nodes: []catalogResult[[]swarm.Node]{{}},
 	}
 	logs := &catalogLogRecords{}
-	cfg := DefaultCatalogConfig()
+	cfg := DefaultConfig()
 	cfg.Instance = "lab"
-	c, err := NewCatalog(fake, cfg, slog.New(logs))
+	c, err := New(fake, cfg, slog.New(logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -815,5 +815,24 @@ func TestCatalogInstance(t *testing.T) {
 	want = append(want, want[0], want[0]) // old, older, then older again after it was gone
 	if got := logs.atLeast(slog.LevelInfo); !reflect.DeepEqual(got, want) {
 		t.Errorf("log\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestUp: only a task Swarm wants running and reports running is up.
+func TestUp(t *testing.T) {
+	for _, tc := range []struct {
+		desired, observed swarm.TaskState
+		up                bool
+	}{
+		{swarm.TaskStateRunning, swarm.TaskStateRunning, true},
+		{swarm.TaskStateRunning, swarm.TaskStateStarting, false},
+		{swarm.TaskStateShutdown, swarm.TaskStateRunning, false},
+		{swarm.TaskStateRemove, swarm.TaskStateRunning, false},
+		{swarm.TaskStateRunning, swarm.TaskStateFailed, false},
+	} {
+		task := swarm.Task{DesiredState: tc.desired, Status: swarm.TaskStatus{State: tc.observed}}
+		if got := Up(task); got != tc.up {
+			t.Errorf("desired %s, observed %s: up %v, want %v", tc.desired, tc.observed, got, tc.up)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package catalog
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 	"github.com/pulsefaas/pulse/contract"
 )
 
-// catalogStaticSource is a CatalogSource that answers from its fields.
+// catalogStaticSource is a Source that answers from its fields.
 type catalogStaticSource struct {
 	cat contract.Catalog
 	at  time.Time
@@ -30,7 +30,7 @@ func (s catalogStaticSource) Current() (contract.Catalog, time.Time, error) {
 // catalogGolden is the catalog of testdata/catalog.json: two functions, one
 // scaling down with a replica draining.
 func catalogGolden() contract.Catalog {
-	cat, _ := buildCatalog(catalogInput{
+	cat, _ := build(input{
 		services: []swarm.Service{
 			catalogService("hello", 1, contract.LabelTimeout+"=5s", contract.LabelScaleMax+"=3"),
 			catalogService("echo", 0),
@@ -56,7 +56,7 @@ func TestCatalogHandler(t *testing.T) {
 	etag := `"` + cat.Version + `"`
 	ready := catalogStaticSource{cat: cat, at: time.Now()}
 	stale := catalogStaticSource{cat: cat, at: time.Now(), err: errors.New("list services: engine exploded")}
-	notReady := catalogStaticSource{err: errors.Join(ErrCatalogNotReady, errors.New("list services: engine exploded"))}
+	notReady := catalogStaticSource{err: errors.Join(ErrNotReady, errors.New("list services: engine exploded"))}
 
 	type response struct {
 		Status int
@@ -70,7 +70,7 @@ func TestCatalogHandler(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		src    CatalogSource
+		src    Source
 		method string
 		header map[string]string
 		want   response
@@ -102,7 +102,7 @@ func TestCatalogHandler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mux := http.NewServeMux()
-			mux.Handle(contract.CatalogPath, NewCatalogHandler(tt.src))
+			mux.Handle(contract.CatalogPath, NewHandler(tt.src))
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			req, err := http.NewRequestWithContext(t.Context(), tt.method, srv.URL+contract.CatalogPath, strings.NewReader(""))
@@ -138,7 +138,7 @@ func TestCatalogHandler(t *testing.T) {
 // anew: the handler caches the encoding per version.
 func TestCatalogHandlerFollowsVersion(t *testing.T) {
 	src := &catalogSwitchSource{cat: catalogGolden()}
-	h := NewCatalogHandler(src)
+	h := NewHandler(src)
 	get := func() (string, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", contract.CatalogPath, nil))
@@ -159,38 +159,4 @@ type catalogSwitchSource struct{ cat contract.Catalog }
 
 func (s *catalogSwitchSource) Current() (contract.Catalog, time.Time, error) {
 	return s.cat, time.Now(), nil
-}
-
-type staticRouting struct {
-	routed map[string]map[string]bool
-	ver    uint64
-}
-
-func (s *staticRouting) Routing() (map[string]map[string]bool, uint64) { return s.routed, s.ver }
-
-// TestWithRouting: a replica is Routed only while the gateway routes it and
-// it is not draining, and the version (the ETag) changes with the routing.
-func TestWithRouting(t *testing.T) {
-	src := catalogStaticSource{cat: catalogGolden(), at: time.Now()}
-	rt := &staticRouting{routed: map[string]map[string]bool{"hello": {"t1": true, "t2": true}}, ver: 1}
-	c := WithRouting(src, rt)
-	cat, _, err := c.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, r := range cat.Functions[1].Replicas {
-		got[r.TaskID] = r.Routed
-	}
-	if !got["t1"] || got["t2"] {
-		t.Fatalf("routed %v: want t1 (running) and not t2 (draining)", got)
-	}
-	if src.cat.Functions[1].Replicas[0].Routed {
-		t.Fatal("WithRouting changed the source's catalog")
-	}
-	rt.ver = 2
-	again, _, _ := c.Current()
-	if again.Version == cat.Version {
-		t.Fatalf("version %q unchanged after the routing changed", cat.Version)
-	}
 }

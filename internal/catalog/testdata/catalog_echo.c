@@ -1,5 +1,5 @@
 /* catalog_echo echoes its standard input: the fork-mode function of the
- * catalog's real-swarm test (catalog_docker_test.go), built with gcc -static. */
+ * catalog's real-swarm test (swarm_test.go), built with gcc -static. */
 #include <unistd.h>
 
 int main(void) {
