@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
 )
 
 // HeaderFunction carries the function's name on requests HAProxy sends to
@@ -251,7 +252,7 @@ func (c *ColdStart) lookup(fn string) (int64, bool) {
 	}
 	for _, f := range cat.Functions {
 		if f.Name == fn {
-			set, err := CheckFunction(f.Name, f.Labels)
+			set, err := catalog.CheckFunction(f.Name, f.Labels)
 			if err == nil && set.MaxBody > 0 {
 				return set.MaxBody, true
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
 )
 
 // RenderConfig is everything of HAProxy's configuration that does not come
@@ -558,53 +559,8 @@ func renderBackends(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]rend
 	return out, nil
 }
 
-// FunctionSettings are the settings of a function that come from its
-// service's name and labels.
-type FunctionSettings struct {
-	// Timeout is its pulse.timeout; 0 when the label is absent.
-	Timeout time.Duration
-	// MaxBody is its pulse.max-body in bytes; 0 when the label is absent.
-	MaxBody int64
-}
-
-// CheckFunction checks what the gateway takes of a function's service: its
-// name and its pulse.timeout and pulse.max-body labels. Its error says
-// what is wrong and what is wanted; the catalog skips a function that
-// fails it (contract.Catalog.Skipped) and the gateway keeps serving the
-// others.
-func CheckFunction(name string, labels map[string]string) (FunctionSettings, error) {
-	var s FunctionSettings
-	if !renderFunctionName(name) {
-		return s, errors.New("not a function name: want 1-63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'")
-	}
-	var errs []error
-	if v, ok := labels[contract.LabelTimeout]; ok {
-		d, err := time.ParseDuration(v)
-		if err == nil {
-			err = renderCheckDuration(d, false)
-		} else {
-			err = errors.New("want a duration such as 30s or 500ms")
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("label %s=%q: %v", contract.LabelTimeout, v, err))
-		}
-		s.Timeout = d
-	}
-	if v, ok := labels[contract.LabelMaxBody]; ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 || n > maxRenderBody {
-			errs = append(errs, fmt.Errorf("label %s=%q: want a whole number of bytes from 1 to %d", contract.LabelMaxBody, v, int64(maxRenderBody)))
-		}
-		s.MaxBody = n
-	}
-	if err := errors.Join(errs...); err != nil {
-		return FunctionSettings{}, err
-	}
-	return s, nil
-}
-
 func renderFunction(cfg RenderConfig, fn contract.CatalogFunction, slots *BackendSlots) (renderBackend, error) {
-	set, err := CheckFunction(fn.Name, fn.Labels)
+	set, err := catalog.CheckFunction(fn.Name, fn.Labels)
 	if err != nil {
 		return renderBackend{}, err
 	}
