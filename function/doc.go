@@ -39,7 +39,8 @@
 //     are the only files that use the Docker client; scaling and waiting go
 //     through internal/swarmscale, which pulsed's scaler shares.
 //   - Readiness (readiness.go): [Swarm.WaitReady] over a pure decision from
-//     the service, its tasks and pulsed's replica catalog ([CatalogClient]):
+//     the service, its tasks and pulsed's replica catalog (a
+//     [CatalogSource], which the CLI reads over pulsed's API):
 //     ready once Swarm runs the new spec and the gateway routes every replica,
 //     failed with Swarm's reason when it pauses or rolls the update back.
 package function

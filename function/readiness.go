@@ -1,17 +1,12 @@
 package function
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -241,78 +236,4 @@ func currentSpec(t swarm.Task, svc swarm.Service) bool {
 		return a == b
 	}
 	return a.Image == b.Image && slices.Equal(a.Env, b.Env) && t.Spec.ForceUpdate == svc.Spec.TaskTemplate.ForceUpdate
-}
-
-// CatalogClient reads pulsed's catalog over HTTP (GET /v1/replicas, which
-// needs no token), asking with the last ETag so an unchanged catalog costs
-// a 304.
-type CatalogClient struct {
-	url  string
-	http *http.Client
-
-	mu   sync.Mutex
-	etag string
-	last contract.Catalog
-}
-
-var _ CatalogSource = (*CatalogClient)(nil)
-
-// catalogTimeout bounds one catalog request: pulsed answers from memory.
-const catalogTimeout = 5 * time.Second
-
-// NewCatalogClient returns a client of the pulsed API at apiURL, e.g.
-// http://127.0.0.1:8090.
-func NewCatalogClient(apiURL string) *CatalogClient {
-	return &CatalogClient{
-		url:  strings.TrimRight(apiURL, "/") + contract.CatalogPath,
-		http: &http.Client{Timeout: catalogTimeout},
-	}
-}
-
-// URL is the catalog's URL.
-func (c *CatalogClient) URL() string { return c.url }
-
-// Catalog fetches the catalog. Errors wrap ErrCatalog and name the URL.
-func (c *CatalogClient) Catalog(ctx context.Context) (contract.Catalog, error) {
-	fail := func(err error) (contract.Catalog, error) {
-		return contract.Catalog{}, fmt.Errorf("%w at %s: %w", ErrCatalog, c.url, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
-	if err != nil {
-		return fail(err)
-	}
-	c.mu.Lock()
-	etag := c.etag
-	c.mu.Unlock()
-	if etag != "" {
-		req.Header.Set("If-None-Match", etag)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fail(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fail(err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotModified:
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.last, nil
-	case http.StatusServiceUnavailable: // before pulsed's first poll
-		return contract.Catalog{}, errCatalogPending
-	default:
-		return fail(fmt.Errorf("%s: %s", resp.Status, cmp.Or(strings.TrimSpace(string(body[:min(len(body), 200)])), "no body")))
-	}
-	var cat contract.Catalog
-	if err := json.Unmarshal(body, &cat); err != nil {
-		return fail(fmt.Errorf("not a replica catalog: %w", err))
-	}
-	c.mu.Lock()
-	c.etag, c.last = resp.Header.Get("ETag"), cat
-	c.mu.Unlock()
-	return cat, nil
 }

@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,72 +225,6 @@ func TestReadiness(t *testing.T) {
 				t.Errorf("readiness() =\n  pending %q\n  failed  %q\nwant\n  pending %q\n  failed  %q", pending, got, tt.pending, tt.failed)
 			}
 		})
-	}
-}
-
-// TestCatalogClient reads a catalog, then the same again as a 304, and
-// checks the errors name the URL.
-func TestCatalogClient(t *testing.T) {
-	var status atomic.Int32
-	status.Store(http.StatusOK)
-	var requests, notModified atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		if r.URL.Path != contract.CatalogPath {
-			http.NotFound(w, r)
-			return
-		}
-		switch code := int(status.Load()); code {
-		case http.StatusOK:
-			if r.Header.Get("If-None-Match") == `"v1"` {
-				notModified.Add(1)
-				w.WriteHeader(http.StatusNotModified)
-				return
-			}
-			w.Header().Set("ETag", `"v1"`)
-			fmt.Fprint(w, `{"version":"v1","functions":[{"name":"hello","replicas":[{"task_id":"a","routed":true}]}]}`)
-		case 299:
-			fmt.Fprint(w, `<html>`)
-		default:
-			w.WriteHeader(code)
-			fmt.Fprint(w, `{"error":"boom"}`)
-		}
-	}))
-	defer srv.Close()
-
-	c := NewCatalogClient(srv.URL + "/")
-	if c.URL() != srv.URL+contract.CatalogPath {
-		t.Errorf("URL() = %s", c.URL())
-	}
-	for i := range 2 {
-		cat, err := c.Catalog(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cat.Version != "v1" || len(cat.Functions) != 1 || !cat.Functions[0].Replicas[0].Routed {
-			t.Errorf("read %d: %+v", i, cat)
-		}
-	}
-	if notModified.Load() != 1 {
-		t.Errorf("%d answers 304, want the second read to be one", notModified.Load())
-	}
-
-	status.Store(http.StatusServiceUnavailable)
-	if _, err := c.Catalog(t.Context()); !errors.Is(err, errCatalogPending) {
-		t.Errorf("503: %v, want errCatalogPending", err)
-	}
-	status.Store(http.StatusInternalServerError)
-	_, err := c.Catalog(t.Context())
-	if want := "cannot read pulsed's replica catalog at " + c.URL() + `: 500 Internal Server Error: {"error":"boom"}`; err == nil || err.Error() != want || !errors.Is(err, ErrCatalog) {
-		t.Errorf("500: %v, want %s wrapping ErrCatalog", err, want)
-	}
-	status.Store(299)
-	if _, err := c.Catalog(t.Context()); err == nil || !strings.Contains(err.Error(), "not a replica catalog") || !errors.Is(err, ErrCatalog) {
-		t.Errorf("HTML: %v", err)
-	}
-	srv.Close()
-	if _, err := c.Catalog(t.Context()); err == nil || !strings.Contains(err.Error(), c.URL()) || !errors.Is(err, ErrCatalog) {
-		t.Errorf("nobody listening: %v", err)
 	}
 }
 

@@ -130,7 +130,7 @@ func NewSwarm(api SwarmClient, dist ImageDistributor, log *slog.Logger) *Swarm {
 }
 
 // SetCatalog makes WaitReady wait, beyond Swarm, until pulsed's gateway
-// routes every new replica (cat is usually a CatalogClient of pulsed's
+// routes every new replica (cat is usually the CLI's client of pulsed's
 // API). Without one, WaitReady judges from Swarm alone: for callers that
 // talk to replicas directly.
 func (s *Swarm) SetCatalog(cat CatalogSource) { s.catalog = cat }
