@@ -119,23 +119,6 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	cases := map[string]int64{
-		"0": 0, "512": 512, "512b": 512, "1k": 1024, "1KB": 1024, "1KiB": 1024, "10MiB": 10 << 20,
-		"2m": 2 << 20, "1g": 1 << 30, " 3 GiB ": 3 << 30,
-	}
-	for in, want := range cases {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "k", "-1", "1.5MiB", "1TB", "99999999999999999999", "9223372036854775807G"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
-		}
-	}
-}
-
 func TestParseExec(t *testing.T) {
 	cases := []struct {
 		in   string
