@@ -1,9 +1,14 @@
 // Package contract holds the names and wire values that cross process
 // boundaries in Pulse: the watchdog's environment, its reserved HTTP paths,
-// its metric names, and the Swarm service labels. It imports only the
-// standard library so every component (watchdog, CLI, pulsed, collector) can
-// depend on it without pulling in anything else; tests on each side check
-// that they agree with it.
+// its metric names, the Swarm service labels, pulsed's API paths and JSON,
+// and the Netdata names. It also holds the defaults that the watchdog
+// applies and the CLI writes into a function's spec and service, and
+// ParseSize, which reads a size for both (defaults.go: they were the
+// watchdog's before issue 13; the watchdog's names for them alias or wrap
+// these).
+// It imports only the standard library so every component (watchdog, CLI,
+// pulsed, collector) can depend on it without pulling in anything else;
+// tests on each side check that they agree with it.
 package contract
 
 // Watchdog environment variables. `pulse deploy` sets them on the service;

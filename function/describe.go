@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
 	"github.com/pulsefaas/pulse/internal/scalelabels"
 )
 
@@ -38,7 +39,7 @@ func (s *Swarm) Endpoints(ctx context.Context, name string) ([]Endpoint, error) 
 	nodes := s.newNodeCache()
 	var eps []Endpoint
 	for _, t := range tasks {
-		if !isUp(t) {
+		if !catalog.Up(t) {
 			continue
 		}
 		ep, ok, err := nodes.endpoint(ctx, t)
@@ -105,7 +106,7 @@ func (s *Swarm) List(ctx context.Context) ([]Summary, error) {
 			UpdatedAt: svc.UpdatedAt,
 		}
 		for _, t := range byService[svc.ID] {
-			if !isUp(t) {
+			if !catalog.Up(t) {
 				continue
 			}
 			sum.Running++
@@ -271,7 +272,7 @@ func (s *Swarm) Describe(ctx context.Context, name string) (Detail, error) {
 			}
 			td.Node = n.hostname
 		}
-		if isUp(t) {
+		if catalog.Up(t) {
 			d.Running++
 			if ep, ok, err := nodes.endpoint(ctx, t); err != nil {
 				return fail(err)

@@ -1,18 +1,23 @@
 // Package function is everything Pulse knows about a function from its
 // source to its Swarm service.
 //
-//   - The spec (spec.go, specfile.go, specrules.go): functions.yml parsed
+//   - The spec (spec.go; specfile.go reads the file, specfields.go one
+//     function's fields, specrules.go checks them): functions.yml parsed
 //     with file:line:col errors ([LoadSpecs]), each a [*SpecError] (joined;
 //     errors.As finds them, through Build's errors too), so a caller tells
 //     a bad spec from a usage error; the service labels and the watchdog
-//     environment it implies (labels.go).
+//     environment it implies (labels.go). Not here: the scale policy
+//     ([Scale] is scalelabels.Policy: its defaults, rules and labels are
+//     package internal/scalelabels) and the defaults and ParseSize the spec
+//     shares with the watchdog (package contract, defaults.go).
 //   - Templates (templates/, scaffold.go): `pulse new` ([Scaffold]).
 //   - The static build (build*.go): [Build] compiles Go, C, C++ or takes a
 //     static executable, with the watchdog from the SDK embedded in the
 //     binary (package pulse), and assembles the image.
-//   - Image assembly (image.go, pure): [Assemble] writes a deterministic
-//     docker-archive for a FROM scratch image, so the same source gives the
-//     same image ID and Swarm can reference it by ID with no registry.
+//   - Image assembly (image.go, pure; imagevalidate.go checks an
+//     [ImageSpec]): [Assemble] writes a deterministic docker-archive for a
+//     FROM scratch image, so the same source gives the same image ID and
+//     Swarm can reference it by ID with no registry.
 //   - The service (service.go, pure): [ServiceSpec] — host-mode published
 //     port, image by ID, read-only root, start-first rolling updates gated on
 //     the watchdog's health, a memory and a pids limit on every replica
@@ -37,7 +42,9 @@
 //     credential secret that pulsed creates and fails with
 //     [ErrNoReplicaAuth] without one. They, gatewayca.go and readiness.go
 //     are the only files that use the Docker client; scaling and waiting go
-//     through internal/swarmscale, which pulsed's scaler shares.
+//     through internal/swarmscale, which pulsed's scaler shares, and a
+//     task counts as a running replica by internal/catalog's Up, the
+//     replica catalog's own rule.
 //   - Readiness (readiness.go): [Swarm.WaitReady] over a pure decision from
 //     the service, its tasks and pulsed's replica catalog (a
 //     [CatalogSource], which the CLI reads over pulsed's API):

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
 	"github.com/pulsefaas/pulse/internal/swarmscale"
 )
 
@@ -74,7 +75,7 @@ func (s *Swarm) WaitReady(ctx context.Context, name string, want int) ([]Endpoin
 	nodes := s.newNodeCache()
 	eps := []Endpoint{}
 	for _, t := range last {
-		if !isUp(t) {
+		if !catalog.Up(t) {
 			continue
 		}
 		ep, ok, err := nodes.endpoint(ctx, t)

@@ -195,13 +195,6 @@ func sortTasks(tasks []swarm.Task) {
 	})
 }
 
-// isUp is a task Swarm wants running and reports running. A task with a
-// health check turns running only once healthy; one being replaced or
-// scaled away has its desired state changed first and is out at once.
-func isUp(t swarm.Task) bool {
-	return t.DesiredState == swarm.TaskStateRunning && t.Status.State == swarm.TaskStateRunning
-}
-
 // nodeCache resolves node IDs to hostnames and addresses, once per ID.
 type nodeCache struct {
 	s     *Swarm

@@ -27,6 +27,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
 )
 
 // Settings of the real-swarm tests: short health interval and drain grace
@@ -723,7 +724,7 @@ func TestSwarmRedeployStartFirst(t *testing.T) {
 						slots[tk.Slot] = s
 					}
 					img := tk.Spec.ContainerSpec.Image
-					if img == v2.ID && isUp(tk) && s.newRunning.IsZero() {
+					if img == v2.ID && catalog.Up(tk) && s.newRunning.IsZero() {
 						s.newRunning, s.newRunningSince = now, tk.Status.Timestamp
 					}
 					if img == v1.ID && tk.DesiredState != swarm.TaskStateRunning && s.oldStopped.IsZero() {

@@ -15,6 +15,65 @@ import (
 	"github.com/pulsefaas/pulse/contract"
 )
 
+// alarmKey orders alarm events: by When, then UniqueID (EventID counts per
+// alarm only).
+type alarmKey struct {
+	when int64
+	id   uint64
+}
+
+func (k alarmKey) less(o alarmKey) bool {
+	return k.when < o.when || (k.when == o.when && k.id < o.id)
+}
+
+// Alarm outcomes (also the result label of the alarms metric).
+const (
+	AlarmAccepted  = "accepted"  // the function will be evaluated
+	AlarmDuplicate = "duplicate" // the same event again
+	AlarmReordered = "reordered" // older than one already seen
+	AlarmStale     = "stale"     // older than the function's last decision
+	AlarmDropped   = "dropped"   // the queue is full; the periodic evaluation comes anyway
+)
+
+// Alarm takes the hint ev gives: it classifies ev at once and, when it is
+// new, asks for an evaluation of its function. It returns ErrNotFound for a
+// function not in the catalog and ErrCatalogPending before the catalog's
+// first poll.
+func (s *Scaler) Alarm(ev contract.AlarmEvent) (string, error) {
+	cat, at, _ := s.cat.Current()
+	if at.IsZero() {
+		return "", ErrCatalogPending
+	}
+	if _, ok := findFunction(cat, ev.Function); !ok {
+		return "", fmt.Errorf("%w: %q is not in the replica catalog", ErrNotFound, ev.Function)
+	}
+	key := alarmKey{when: ev.When, id: ev.UniqueID}
+	s.mu.Lock()
+	st := s.stateLocked(ev.Function)
+	var result string
+	switch {
+	case key == st.lastAlarm:
+		result = AlarmDuplicate
+	case key.less(st.lastAlarm):
+		result = AlarmReordered
+	case ev.When < st.lastDecision.Unix():
+		result = AlarmStale
+		st.lastAlarm = key
+	default:
+		result = AlarmAccepted
+		st.lastAlarm = key
+	}
+	s.mu.Unlock()
+	if result == AlarmAccepted {
+		select {
+		case s.triggers <- trigger{fn: ev.Function, kind: contract.TriggerAlarm, alarm: &ev, received: s.now()}:
+		default:
+			result = AlarmDropped
+		}
+	}
+	return result, nil
+}
+
 // parseAlarm reads one contract.AlarmEvent from a webhook body and says
 // what is wrong with one it cannot use. Unknown fields are accepted (a newer
 // hook may send more); the function and the time are required.

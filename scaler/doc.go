@@ -8,9 +8,15 @@
 // periodically, so a lost alarm does no harm, and a repeated or late one
 // computes the same answer and changes nothing.
 //
+// A function's scale policy (its defaults, its labels, their rules) is not
+// here: it is internal/scalelabels, shared with the CLI, the collector and
+// the gateway.
+//
 // Files: policy.go (decideReplicas), scaler.go (the loop, per-function
-// serialisation, the decision record), netdata.go (utilisation from
-// Netdata's API), swarm.go (the only file importing the Docker SDK),
-// server.go (the only file importing echo), metrics.go (pulsed's own
-// Prometheus exposition of the scaler).
+// serialisation, EnsureReplicas, ScaleToZero, Functions, Events),
+// evaluate.go (one evaluation: read, decide, apply, record the decision),
+// alarm.go (the webhook's alarm: classify, parse, token), netdata.go
+// (utilisation from Netdata's API), swarm.go (the only file importing the
+// Docker SDK), server.go (the only file importing echo), metrics.go
+// (pulsed's own Prometheus exposition of the scaler).
 package scaler

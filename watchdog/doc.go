@@ -7,4 +7,8 @@
 // Build tags trim what a function image does not need: watchdog_nofork and
 // watchdog_nohttp leave out fork and http mode (an in-process Go function
 // is built with both, a C function with watchdog_nohttp).
+//
+// The defaults the CLI also writes into a function's service (the timeout,
+// the body cap, the in-flight cap, the drain grace) and ParseSize are
+// package contract's (defaults.go); the names here alias or wrap them.
 package watchdog

@@ -1,9 +1,12 @@
 // Command pulsed is Pulse's control-plane daemon on the control node: it
-// keeps the replica catalog (polling Swarm; served at /v1/replicas), runs and
-// supervises HAProxy, the gateway, and keeps it in step with the catalog;
-// it keeps the invoke keys (digests, /v1/keys/, behind the management token)
-// and the replica credential HAProxy presents to replicas. Configuration:
-// config.go (`pulsed --print-config`).
+// keeps the replica catalog (package internal/catalog: polling Swarm;
+// served at /v1/replicas), runs and supervises HAProxy, the gateway, and
+// keeps it in step with the catalog (package gateway); with autoscale on it
+// runs the autoscaler, scale to zero and from zero (package scaler, wired in
+// scaler.go); it keeps the invoke keys (digests, /v1/keys/, behind the
+// management token) and the replica credential HAProxy presents to
+// replicas. Its parts run in one internal/rungroup: the first to end stops
+// the others. Configuration: config.go (`pulsed --print-config`).
 package main
 
 import (

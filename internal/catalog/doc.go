@@ -8,9 +8,11 @@
 // subscribers (Subscribe) and serves it read-only at contract.CatalogPath
 // (NewHandler).
 //
-// It sits below the components: the gateway (HAProxy's reconcile loop, cold
-// start, idle watcher) and the scaler read it in process, the collector and
-// the CLI over HTTP. Which replicas HAProxy really routes (Replica.Routed) is
+// It sits below the components (it was package gateway's before issue 13):
+// pulsed builds it, the gateway (HAProxy's reconcile loop, cold start, idle
+// watcher) and the scaler read it in process, the collector and the CLI over
+// HTTP, and package function counts a task as a running replica with Up, as
+// the catalog does. Which replicas HAProxy really routes (Replica.Routed) is
 // the gateway's knowledge: gateway.WithRouting adds it to what NewHandler
 // serves.
 //

@@ -18,6 +18,11 @@ import (
 	"github.com/pulsefaas/pulse/internal/enginetest"
 )
 
+// catalogTestLabel marks the services the package's real-engine tests
+// create (swarm_test.go, in package catalog_test, labels its own with the
+// same key).
+const catalogTestLabel = "pulse.test"
+
 // catalogSkipServices are a good function and three the gateway cannot
 // use, each with a task running.
 func catalogSkipServices() ([]swarm.Service, []swarm.Task) {

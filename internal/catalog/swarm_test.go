@@ -1,4 +1,4 @@
-package catalog
+package catalog_test
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
+	"github.com/pulsefaas/pulse/internal/catalog"
 	"github.com/pulsefaas/pulse/internal/enginetest"
 )
 
@@ -44,7 +45,9 @@ const (
 	// 2.15 s with the host's load average at 20, when one task list call
 	// takes a second.
 	catalogTestLatency = 5 * time.Second
-	catalogTestLabel   = "pulse.test"
+	// catalogTestLabel marks the test's resources (the in-package tests
+	// label theirs with the same key).
+	catalogTestLabel = "pulse.test"
 )
 
 // catalogBinaries are the watchdog and the echo function, built once.
@@ -93,7 +96,7 @@ func catalogTestBinaries(t *testing.T) (watchdog, fn []byte) {
 
 // catalogCountingAPI counts the catalog's Docker calls: the poll rate.
 type catalogCountingAPI struct {
-	API
+	catalog.API
 	mu           sync.Mutex
 	serviceLists []time.Time
 	taskLog      []string
@@ -302,12 +305,12 @@ func TestCatalogSwarm(t *testing.T) {
 
 	// The catalog sees only this test's function: its own instance, and
 	// the run label as a selector on top.
-	cfg := DefaultConfig()
+	cfg := catalog.DefaultConfig()
 	cfg.Instance = instance
 	cfg.Selector = []string{runLabel + "=" + suffix}
 	counting := &catalogCountingAPI{API: api}
 	log := slog.New(slog.NewTextHandler(catalogTestWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cat, err := New(counting, cfg, log)
+	cat, err := catalog.New(counting, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +390,7 @@ func TestCatalogSwarm(t *testing.T) {
 		t.Errorf("Current() = %+v, %v", got, err)
 	}
 	// Served over HTTP as it is.
-	srv := httptest.NewServer(NewHandler(cat))
+	srv := httptest.NewServer(catalog.NewHandler(cat))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + contract.CatalogPath)
 	if err != nil {

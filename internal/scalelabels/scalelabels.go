@@ -3,7 +3,9 @@
 // (contract.LabelScale*: Format writes them, Parse reads them). The CLI
 // (package function: functions.yml, `pulse deploy`, `pulse scale`, `pulse
 // inspect`), the collector (utilisation), the gateway (scale to zero) and the
-// scaler (desired replicas) all use it, so they cannot disagree.
+// scaler (desired replicas) all use it, so they cannot disagree. (Before
+// issue 13 the policy type, its defaults and its rules were package
+// function's; function.Scale is now an alias of Policy.)
 package scalelabels
 
 import (

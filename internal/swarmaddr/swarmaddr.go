@@ -1,8 +1,8 @@
 // Package swarmaddr finds where a Swarm task's watchdog is reached from
 // outside: the address of the node it runs on and the host port its watchdog
 // port is published at (DESIGN.md §4, host-mode ports). The CLI (package
-// function) and pulsed's replica catalog (package gateway) both need it
-// identically; it is pure and holds no Docker client.
+// function) and pulsed's replica catalog (package internal/catalog) both
+// need it identically; it is pure and holds no Docker client.
 package swarmaddr
 
 import (
