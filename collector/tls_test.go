@@ -17,11 +17,11 @@ import (
 	"github.com/netdata/go.d.plugin/pkg/web"
 
 	"github.com/pulsefaas/pulse/contract"
-	"github.com/pulsefaas/pulse/internal/netdatalab"
+	"github.com/pulsefaas/pulse/internal/testcert"
 )
 
 // tlsPulsed is a fakePulsed behind HTTPS with cert.
-func tlsPulsed(t *testing.T, cert *netdatalab.TLSCert, f *fakePulsed) *httptest.Server {
+func tlsPulsed(t *testing.T, cert *testcert.TLSCert, f *fakePulsed) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(f)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.Cert}}
@@ -31,9 +31,9 @@ func tlsPulsed(t *testing.T, cert *netdatalab.TLSCert, f *fakePulsed) *httptest.
 	return srv
 }
 
-func certFor(t *testing.T, hosts ...string) *netdatalab.TLSCert {
+func certFor(t *testing.T, hosts ...string) *testcert.TLSCert {
 	t.Helper()
-	c, err := netdatalab.SelfSigned(time.Time{}, time.Time{}, hosts...)
+	c, err := testcert.SelfSigned(time.Time{}, time.Time{}, hosts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestCatalogOverTLS(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		cert     *netdatalab.TLSCert
+		cert     *testcert.TLSCert
 		plainURL bool   // http:// to the HTTPS server
 		caFile   []byte // nil: no ca_file (system roots)
 		wantFns  []string

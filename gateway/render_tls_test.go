@@ -61,7 +61,7 @@ func TestHAProxyTLS(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("https with key: %v %v %q", resp, err, body)
 	}
-	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != "pulse gateway test" {
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != "pulse test" {
 		t.Errorf("served certificate: %+v", resp.TLS)
 	}
 	var seen routesSeen

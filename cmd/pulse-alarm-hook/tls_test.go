@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
-	"github.com/pulsefaas/pulse/internal/netdatalab"
+	"github.com/pulsefaas/pulse/internal/testcert"
 )
 
 // tlsWebhook is a recorder behind HTTPS with cert.
-func tlsWebhook(t *testing.T, cert *netdatalab.TLSCert, rc *recorder) *httptest.Server {
+func tlsWebhook(t *testing.T, cert *testcert.TLSCert, rc *recorder) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(rc)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.Cert}}
@@ -42,11 +42,11 @@ func writeTemp(t *testing.T, name string, data []byte) string {
 // for another host, or over plain HTTP, one line says which check failed
 // and what to set, and nothing is sent.
 func TestHookTLS(t *testing.T) {
-	good, err := netdatalab.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1")
+	good, err := testcert.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherHost, err := netdatalab.SelfSigned(time.Time{}, time.Time{}, "pulse.test")
+	otherHost, err := testcert.SelfSigned(time.Time{}, time.Time{}, "pulse.test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestHookTLS(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		cert    *netdatalab.TLSCert
+		cert    *testcert.TLSCert
 		env     func(url string) []string
 		wantLog []string // substrings of the one line; nil: posted
 	}{

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulsefaas/pulse/internal/netdatalab"
+	"github.com/pulsefaas/pulse/internal/testcert"
 )
 
 // TestInstallScriptAPIArgs runs scripts/install-netdata.sh's choice of
@@ -35,7 +35,7 @@ func TestInstallScriptAPIArgs(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil { // user netdata reads the CA file
 		t.Fatal(err)
 	}
-	cert, err := netdatalab.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1", "localhost")
+	cert, err := testcert.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1", "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}

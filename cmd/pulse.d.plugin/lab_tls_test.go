@@ -17,6 +17,7 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
+	"github.com/pulsefaas/pulse/internal/testcert"
 )
 
 // TestPluginInNetdataTLS runs the built plugin in a real Netdata reading
@@ -46,11 +47,11 @@ func TestPluginInNetdataTLS(t *testing.T) {
 		Name: "hello", Desired: 1, Labels: map[string]string{contract.LabelScaleTarget: "1"},
 		Replicas: []contract.Replica{{TaskID: "t1", Addr: strings.TrimPrefix(rsrv.URL, "http://"), State: "running", Routed: true}},
 	}}}
-	served, err := netdatalab.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1", "localhost")
+	served, err := testcert.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1", "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := netdatalab.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1")
+	other, err := testcert.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

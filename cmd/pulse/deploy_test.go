@@ -2,38 +2,27 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsefaas/pulse/internal/testcert"
 )
 
 // testCertPEM is a self-signed certificate and its key, as PEM.
 func testCertPEM(t *testing.T) (cert, key []byte) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := testcert.SelfSigned(time.Time{}, time.Time{}, "gw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gw"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	key, err = c.KeyPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	return c.PEM, key
 }
 
 // TestReplicaGatewayCA: deploy hands ca_file to the replicas only for an
@@ -70,7 +59,7 @@ func TestReplicaGatewayCA(t *testing.T) {
 		{name: "missing ca_file", cfg: Config{ReplicaGateway: https, CAFile: filepath.Join(dir, "none.pem")},
 			wantErr: []string{"ca_file: open ", "none.pem", "deploy hands ca_file to the replicas"}},
 		{name: "ca_file with a key", cfg: Config{ReplicaGateway: https, CAFile: withKey},
-			wantErr: []string{"ca_file " + withKey + ": gateway CA bundle: PEM block 2 is a EC PRIVATE KEY"}},
+			wantErr: []string{"ca_file " + withKey + ": gateway CA bundle: PEM block 2 is a PRIVATE KEY"}},
 		{name: "ca_file not PEM", cfg: Config{ReplicaGateway: https, CAFile: notPEM},
 			wantErr: []string{"ca_file " + notPEM + ": gateway CA bundle holds no PEM certificate"}},
 	}

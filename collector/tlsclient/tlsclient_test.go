@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulsefaas/pulse/internal/netdatalab"
+	"github.com/pulsefaas/pulse/internal/testcert"
 )
 
 // tlsServer is an httptest HTTPS server presenting cert.
-func tlsServer(t *testing.T, cert *netdatalab.TLSCert) *httptest.Server {
+func tlsServer(t *testing.T, cert *testcert.TLSCert) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
@@ -31,9 +31,9 @@ func tlsServer(t *testing.T, cert *netdatalab.TLSCert) *httptest.Server {
 	return srv
 }
 
-func selfSigned(t *testing.T, notBefore, notAfter time.Time, hosts ...string) *netdatalab.TLSCert {
+func selfSigned(t *testing.T, notBefore, notAfter time.Time, hosts ...string) *testcert.TLSCert {
 	t.Helper()
-	c, err := netdatalab.SelfSigned(notBefore, notAfter, hosts...)
+	c, err := testcert.SelfSigned(notBefore, notAfter, hosts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +80,9 @@ func TestDialTLS(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		server    *netdatalab.TLSCert // nil: the plain HTTP server
-		caFile    string              // "" system roots; "missing"; else PEM content
-		wantCheck string              // "" for success
+		server    *testcert.TLSCert // nil: the plain HTTP server
+		caFile    string            // "" system roots; "missing"; else PEM content
+		wantCheck string            // "" for success
 		wantIn    []string
 	}{
 		{name: "trusted through ca_file", server: good, caFile: string(good.PEM)},
@@ -238,7 +238,7 @@ func TestPlainToTLS(t *testing.T) {
 // FuzzParseCAs: whatever a CA file holds, ParseCAs returns certificates or
 // an error that says what is wrong with the file, never a private key.
 func FuzzParseCAs(f *testing.F) {
-	c, err := netdatalab.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1")
+	c, err := testcert.SelfSigned(time.Time{}, time.Time{}, "127.0.0.1")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // catalog and HAProxy exporter. Without WithReplicaAuthFile the job reads
 // the collector's default replica_auth_file (contract.DefaultReplicaAuthFile);
 // WithCAFile sets the ca_file an https:// catalog URL is verified with
-// (SelfSigned and CAFile make a certificate and a file for it).
+// (testcert.SelfSigned and CAFile make a certificate and a file for it).
 func JobConfig(catalogURL, haproxyURL string, opts ...JobOption) string {
 	var o jobOptions
 	for _, opt := range opts {

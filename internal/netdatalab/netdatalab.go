@@ -11,8 +11,8 @@
 // Files: netdatalab.go starts and stops the lab (Start, Stop); jobconfig.go
 // writes the collector's job and the alarm hook's settings (JobConfig,
 // HookEnv and the files they point at); api.go reads Netdata's API
-// (charts, data, alarms); process.go lists the lab's processes; tlscert.go
-// makes a self-signed certificate for a test's HTTPS server.
+// (charts, data, alarms); process.go lists the lab's processes. Certificates
+// for a test's HTTPS server are internal/testcert's.
 package netdatalab
 
 import (

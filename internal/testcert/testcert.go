@@ -1,4 +1,9 @@
-package netdatalab
+// Package testcert makes self-signed certificates for tests and benchmarks
+// that run HTTPS servers (pulsed with tls_cert, HAProxy's ssl crt, a fake
+// webhook), as make up's PULSE_TLS=self-signed makes one. It was part of
+// internal/netdatalab until issue 13; tests that wrote their own generator
+// use it now.
+package testcert
 
 import (
 	"crypto/ecdsa"
@@ -33,11 +38,11 @@ func SelfSigned(notBefore, notAfter time.Time, hosts ...string) (*TLSCert, error
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("netdatalab: certificate key: %w", err)
+		return nil, fmt.Errorf("testcert: certificate key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
 	if err != nil {
-		return nil, fmt.Errorf("netdatalab: certificate serial: %w", err)
+		return nil, fmt.Errorf("testcert: certificate serial: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -58,11 +63,11 @@ func SelfSigned(notBefore, notAfter time.Time, hosts ...string) (*TLSCert, error
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("netdatalab: certificate: %w", err)
+		return nil, fmt.Errorf("testcert: certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("netdatalab: certificate: %w", err)
+		return nil, fmt.Errorf("testcert: certificate: %w", err)
 	}
 	return &TLSCert{
 		Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
@@ -75,7 +80,24 @@ func SelfSigned(notBefore, notAfter time.Time, hosts ...string) (*TLSCert, error
 func (c *TLSCert) KeyPEM() ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(c.Cert.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("netdatalab: key: %w", err)
+		return nil, fmt.Errorf("testcert: key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// Bundle is the certificate followed by its key, one PEM file: what
+// HAProxy's `ssl crt` and pulsed's tls_cert take.
+func (c *TLSCert) Bundle() ([]byte, error) {
+	key, err := c.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte{}, c.PEM...), key...), nil
+}
+
+// Pool is a certificate pool that trusts only this certificate.
+func (c *TLSCert) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(c.Cert.Leaf)
+	return pool
 }
