@@ -99,7 +99,19 @@ func TestHookTLS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := &recorder{status: http.StatusAccepted}
 			srv := tlsWebhook(t, tc.cert, rc)
-			res := runHook(t, tc.env(srv.URL+contract.AlarmsPath), netdataArgs(contract.AlarmScaleUp)...)
+			// The post's budget is Timeout (100 ms): on a host busy enough
+			// (seen at a load average of 19 on 2 cores) the handshake alone
+			// takes longer. No case here expects a timeout, so one is run
+			// again, a few times at most.
+			var res result
+			for attempt := 0; attempt < 5; attempt++ {
+				rc.reset()
+				res = runHook(t, tc.env(srv.URL+contract.AlarmsPath), netdataArgs(contract.AlarmScaleUp)...)
+				if !strings.Contains(res.stderr, "context deadline exceeded") {
+					break
+				}
+				t.Logf("attempt %d timed out (busy host): %s", attempt+1, strings.TrimSpace(res.stderr))
+			}
 			if res.code != 0 {
 				t.Errorf("exit %d, want 0", res.code)
 			}
