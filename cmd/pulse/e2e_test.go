@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -155,11 +157,23 @@ func startPulsedTLS(t *testing.T, instance, certFile string) (api, gateway, toke
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		stopped := true
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
+			stopped = false
 			_ = cmd.Process.Kill()
 			<-done
+		}
+		// With leave_running false pulsed stops its HAProxy when it
+		// stops; a pulsed killed here cannot, and its HAProxy (detached,
+		// to outlive a pulsed restart) must not outlive the test.
+		if left := killProcessesNaming(dir); len(left) > 0 {
+			if stopped {
+				t.Errorf("pulsed stopped on SIGTERM but left %v running", left)
+			} else {
+				t.Logf("pulsed did not stop within 20 s of SIGTERM; killed it and %v", left)
+			}
 		}
 		logFile.Close()
 		if t.Failed() {
@@ -534,4 +548,26 @@ func pulseFor(t *testing.T, d time.Duration, dir string, env map[string]string, 
 	defer cancel()
 	code := run(ctx, args, streams{in: strings.NewReader(""), out: &out, err: &errb}, getenv)
 	return code, out.String(), errb.String()
+}
+
+// killProcessesNaming kills every process whose command line names a path
+// under dir (a test's HAProxy: its -f and -S are in the state directory)
+// and returns their command lines.
+func killProcessesNaming(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var killed []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte(dir+"/")) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
+		}
+	}
+	return killed
 }
