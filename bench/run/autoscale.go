@@ -3,20 +3,12 @@ package main
 // The autoscale suite: the time from a load step to the first extra replica
 // answering through HAProxy, stage by stage, and the cold start from zero.
 //
-// It runs the whole loop as it ships, on loopback ports the kernel picks:
-// pulsed (cmd/pulsed, a process with its own state directory, HAProxy,
-// scaler, cold-start listener and alarm token), a private Netdata
-// (internal/netdatalab) with only pulse.d.plugin pointed at that pulsed's
-// catalog and HAProxy exporter and the health templates of alarms/ whose
-// exec: line runs the built pulse-alarm-hook against that pulsed. Two fork
-// mode functions run a static C handler that sleeps 100 ms and echoes: the
-// step function (inflight, target 2, min 1, max 20) and the cold function
-// (min 0).
-//
-// Others (a `make up` instance, tests) may run functions on the same swarm:
-// pulsed runs with a selector (PULSE_SELECTOR=<run label>=<run>), so it
-// routes, watches and scales only this run's functions. The harness scales
-// the cold function to zero itself (it has no scale.idle).
+// It runs on the lab stack (lab.go): the whole loop as it ships, pulsed,
+// HAProxy, a lab Netdata with pulse.d.plugin, the alarms and the hook, its
+// pulsed scaling only this run's functions. Two fork-mode functions run a
+// static C handler that sleeps 100 ms and echoes: the step function
+// (inflight, target 2, min 1, max 20) and the cold function (min 0), which
+// the harness scales to zero itself (it has no scale.idle).
 
 import (
 	"bufio"
@@ -30,7 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -111,7 +102,6 @@ while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 // autoscaleBench runs the autoscale suite on the lab stack (lab.go).
 type autoscaleBench struct {
 	pulseLab
-	cfg       config
 	step      string // the step function
 	cold      string // the cold-start function
 	body      string
@@ -121,6 +111,15 @@ type autoscaleBench struct {
 
 // runAutoscale runs the autoscale suite.
 func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
+	stages := []string{asStageStep, asStageCold}
+	for _, st := range cfg.Only {
+		if !slices.Contains(stages, st) {
+			return fmt.Errorf("-only %s: no such stage of the autoscale suite; want some of %s,%s", st, asStageStep, asStageCold)
+		}
+	}
+	if len(cfg.Only) > 0 {
+		stages = cfg.Only
+	}
 	id, err := runID()
 	if err != nil {
 		return err
@@ -135,8 +134,8 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	trials := cfg.ScaleTrials
 	b := &autoscaleBench{
 		pulseLab: newPulseLab(log, env, id, asNamePrefix, haproxy, asRouteTimeout, asStopGrace),
-		cfg:      cfg, body: payload(cfg.BodyBytes),
-		step: asNamePrefix + id + "-step", cold: asNamePrefix + id + "-cold",
+		body:     payload(cfg.BodyBytes),
+		step:     asNamePrefix + id + "-step", cold: asNamePrefix + id + "-cold",
 	}
 	b.rep = &autoscaleReport{
 		Config: autoscaleConfig{
@@ -154,28 +153,14 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if err := b.build(ctx, &rep.labHead, cStep(env.tools, env.tmp, "sleepecho", sleepEchoC)); err != nil {
 		return err
 	}
-	if err := b.prepareShared(ctx); err != nil {
-		return err
-	}
-	if err := b.deploy(ctx); err != nil {
-		return err
-	}
-	if err := b.start(ctx); err != nil {
-		return err
-	}
-
-	stages := map[string]bool{asStageStep: true, asStageCold: true}
-	if len(cfg.Only) > 0 {
-		clear(stages)
-		for _, st := range cfg.Only {
-			if st != asStageStep && st != asStageCold {
-				return fmt.Errorf("-only %s: no such stage of the autoscale suite; want some of %s,%s", st, asStageStep, asStageCold)
-			}
-			stages[st] = true
+	for _, f := range []func(context.Context) error{b.prepareShared, b.deploy, b.start} {
+		if err := f(ctx); err != nil {
+			return err
 		}
 	}
+
 	log.Info("autoscale suite", "trials_per_step", trials, "step", b.step, "cold", b.cold)
-	for i := 1; i <= trials && stages[asStageStep]; i++ {
+	for i := 1; i <= trials && slices.Contains(stages, asStageStep); i++ {
 		for _, st := range rotate(asSteps, i-1) {
 			if err := b.settle(ctx); err != nil {
 				return err
@@ -187,7 +172,7 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 			rep.Steps = append(rep.Steps, r)
 		}
 	}
-	if stages[asStageCold] {
+	if slices.Contains(stages, asStageCold) {
 		if err := b.coldTrials(ctx, trials); err != nil {
 			return err
 		}
@@ -266,13 +251,8 @@ func (b *autoscaleBench) start(ctx context.Context) error {
 // keepLogs copies pulsed's log and the lab Netdata's error log out of the
 // run's directories when a trial failed, and notes where.
 func (b *autoscaleBench) keepLogs() {
-	failed := false
-	for _, t := range b.rep.Steps {
-		failed = failed || t.Error != ""
-	}
-	for _, c := range b.rep.Cold {
-		failed = failed || c.Error != ""
-	}
+	failed := slices.ContainsFunc(b.rep.Steps, func(t stepTrial) bool { return t.Error != "" }) ||
+		slices.ContainsFunc(b.rep.Cold, func(c coldTrial) bool { return c.Error != "" })
 	if !failed {
 		return
 	}
@@ -281,54 +261,59 @@ func (b *autoscaleBench) keepLogs() {
 	}
 }
 
-// --- observing ---
-
 // servers returns the slots of fn's backend (the backup server left out)
 // with their state, address and sessions.
 func (b *autoscaleBench) servers(ctx context.Context, fn string) ([]slotInfo, error) {
 	return readSlots(ctx, b.rt, gateway.BackendName(fn))
 }
 
-// quiet reports whether fn's utilisation was below asQuietPct for each of
-// the last 3 seconds and its scale-up alarm is not critical.
-func (b *autoscaleBench) quiet(ctx context.Context, fn string) (bool, string) {
-	d, err := b.nd.DataRange(ctx, utilChart(fn), -4, 0)
-	if err != nil {
-		return false, err.Error()
-	}
-	vals := d.Column(contract.DimUtilization)
-	if len(vals) < 3 {
-		return false, fmt.Sprintf("%d seconds of utilisation", len(vals))
-	}
-	for _, v := range vals[:3] {
-		if v >= asQuietPct {
-			return false, fmt.Sprintf("utilisation %v", vals[:3])
-		}
-	}
-	st, err := b.alarmStatus(ctx, fn)
-	if err != nil {
-		return false, err.Error()
-	}
-	if st == "CRITICAL" {
-		return false, "alarm " + st
-	}
-	return true, ""
-}
-
-func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
-	deadline := time.Now().Add(asQuietTimeout)
+// waitFor calls check every period until it reports done or fails, or
+// limit has passed; then it returns timeout(), which says what check saw
+// last.
+func waitFor(ctx context.Context, limit, period time.Duration, check func() (bool, error), timeout func() error) error {
+	deadline := time.Now().Add(limit)
 	for {
-		ok, why := b.quiet(ctx, fn)
-		if ok {
-			return nil
+		if done, err := check(); done || err != nil {
+			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not quiet after %s: %s", fn, asQuietTimeout, why)
+			return timeout()
 		}
-		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, period); err != nil {
 			return err
 		}
 	}
+}
+
+// waitQuiet waits until fn's utilisation was below asQuietPct for each of
+// the last 3 seconds and its scale-up alarm is not critical.
+func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
+	why := ""
+	quiet := func() bool {
+		d, err := b.nd.DataRange(ctx, utilChart(fn), -4, 0)
+		if err != nil {
+			why = err.Error()
+			return false
+		}
+		vals := d.Column(contract.DimUtilization)
+		if len(vals) < 3 {
+			why = fmt.Sprintf("%d seconds of utilisation", len(vals))
+			return false
+		}
+		if slices.ContainsFunc(vals[:3], func(v float64) bool { return v >= asQuietPct }) {
+			why = fmt.Sprintf("utilisation %v", vals[:3])
+			return false
+		}
+		st, err := b.alarmStatus(ctx, fn)
+		if err != nil {
+			why = err.Error()
+			return false
+		}
+		why = "alarm " + st
+		return st != "CRITICAL"
+	}
+	return waitFor(ctx, asQuietTimeout, 250*time.Millisecond, func() (bool, error) { return quiet(), nil },
+		func() error { return fmt.Errorf("%s not quiet after %s: %s", fn, asQuietTimeout, why) })
 }
 
 // settle brings the step function to one replica on a quiet swarm: load
@@ -380,30 +365,24 @@ func (b *autoscaleBench) inspect(ctx context.Context, name string) (swarm.Servic
 }
 
 func (b *autoscaleBench) waitContainers(ctx context.Context, fn string, n int) error {
-	deadline := time.Now().Add(asRouteTimeout)
-	for {
+	count := 0
+	return waitFor(ctx, asRouteTimeout, 50*time.Millisecond, func() (bool, error) {
 		cctx, cancel := call(ctx)
+		defer cancel()
 		cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+fn))})
-		cancel()
 		if err != nil {
-			return fmt.Errorf("list containers of %s: %w", fn, err)
+			return false, fmt.Errorf("list containers of %s: %w", fn, err)
 		}
-		if len(cs) == n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %d containers running after %s, want %d", fn, len(cs), asRouteTimeout, n)
-		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
+		count = len(cs)
+		return count == n, nil
+	}, func() error {
+		return fmt.Errorf("%s: %d containers running after %s, want %d", fn, count, asRouteTimeout, n)
+	})
 }
 
-// --- cold start ---
-
 // coldTrials sends, per trial, one request to the cold function at zero
-// replicas, then scales it back to zero through the Docker API.
+// replicas (scaled there through the Docker API, and gone from pulsed's
+// catalog and HAProxy), and scales it back to zero after the last.
 func (b *autoscaleBench) coldTrials(ctx context.Context, n int) error {
 	for i := 1; i <= n; i++ {
 		if err := b.forceZero(ctx); err != nil {
@@ -426,37 +405,32 @@ func (b *autoscaleBench) coldTrials(ctx context.Context, n int) error {
 	return b.forceZero(ctx)
 }
 
-// waitZero waits until pulsed's catalog has the cold function at 0 desired
-// replicas and none listed, HAProxy has no server for it but the backup,
-// and no container of it runs.
-func (b *autoscaleBench) waitZero(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		f, err := b.catalogFunction(ctx, b.cold)
-		if err == nil && f.Desired == 0 && len(f.Replicas) == 0 {
-			ss, err := b.servers(ctx, b.cold)
-			if err == nil && len(liveSlots(ss)) == 0 {
-				return b.waitContainers(ctx, b.cold, 0)
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not at zero after %s (catalog: desired %d, %d replicas; %v)", b.cold, limit, f.Desired, len(f.Replicas), err)
-		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
+// forceZero scales the cold function to 0 and waits until pulsed's catalog
+// has it at 0 desired replicas and none listed, HAProxy has no server for
+// it but the backup, and no container of it runs.
 func (b *autoscaleBench) forceZero(ctx context.Context) error {
 	if err := b.sw.Scale(ctx, b.cold, 0, true); err != nil {
 		return err
 	}
-	return b.waitZero(ctx, asZeroTimeout)
+	var f contract.CatalogFunction
+	var err error
+	return waitFor(ctx, asZeroTimeout, 50*time.Millisecond, func() (bool, error) {
+		f, err = b.catalogFunction(ctx, b.cold)
+		if err != nil || f.Desired != 0 || len(f.Replicas) != 0 {
+			return false, nil
+		}
+		ss, serr := b.servers(ctx, b.cold)
+		if serr != nil || len(liveSlots(ss)) != 0 {
+			return false, nil
+		}
+		return true, b.waitContainers(ctx, b.cold, 0)
+	}, func() error {
+		return fmt.Errorf("%s not at zero after %s (catalog: desired %d, %d replicas; %v)", b.cold, asZeroTimeout, f.Desired, len(f.Replicas), err)
+	})
 }
 
 // coldRequest POSTs body on a new connection and returns the status once
-// the whole answer is read.
+// the whole answer is read, with an error unless it is 200 with body.
 func coldRequest(ctx context.Context, addr, path, body string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, asColdTimeout)
 	defer cancel()
@@ -468,31 +442,20 @@ func coldRequest(ctx context.Context, addr, path, body string) (int, error) {
 	defer c.Close()
 	dl, _ := ctx.Deadline()
 	_ = c.SetDeadline(dl)
-	if _, err := io.WriteString(c, httpPost(path, body, true, nil)); err != nil {
-		return 0, fmt.Errorf("write: %w", err)
+	status, outcome, msg, _ := roundTrip(c, bufio.NewReader(c), httpPost(path, body, true, nil), body)
+	switch {
+	case outcome != soakOK:
+		return status, errors.New(msg)
+	case status != http.StatusOK:
+		return status, fmt.Errorf("status %d, want 200", status)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return 0, fmt.Errorf("read: %w", err)
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, fmt.Errorf("read body: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, truncate(strings.TrimSpace(string(got)), 200))
-	}
-	if string(got) != body {
-		return resp.StatusCode, fmt.Errorf("wrong body %q", truncate(string(got), 80))
-	}
-	return resp.StatusCode, nil
+	return status, nil
 }
 
 // autoscaleNotes are observations on the run worth reading with the
 // numbers.
 func autoscaleNotes(r autoscaleReport) []string {
-	var notes []string
+	var notes, foreign, failed []string
 	for _, s := range r.Summary.Steps {
 		if s.FailedRequests > 0 {
 			notes = append(notes, fmt.Sprintf("%s: %d of %d requests of the load failed", s.Step, s.FailedRequests, s.Requests))
@@ -501,15 +464,21 @@ func autoscaleNotes(r autoscaleReport) []string {
 			notes = append(notes, fmt.Sprintf("%s: in %d trial(s) pulsed's periodic evaluation (every %s) decided before the alarm's hook arrived", s.Step, n, asResync))
 		}
 	}
+	var loads []float64
+	multi := 0
 	for _, t := range r.Steps {
 		if t.Foreign {
-			notes = append(notes, fmt.Sprintf("%s trial %d: the service had %d replicas, not this pulsed's last decision: something else on the swarm scaled it", t.Step, t.Trial, t.ServiceReplicas))
+			foreign = append(foreign, fmt.Sprintf("%s trial %d: the service had %d replicas, not this pulsed's last decision: something else on the swarm scaled it", t.Step, t.Trial, t.ServiceReplicas))
 		}
-	}
-	var loads []float64
-	for _, t := range r.Steps {
+		if t.Error != "" {
+			failed = append(failed, fmt.Sprintf("%s trial %d failed: %s", t.Step, t.Trial, t.Error))
+		}
+		if len(t.Decisions) > 1 {
+			multi++
+		}
 		loads = append(loads, t.Load1)
 	}
+	notes = append(notes, foreign...)
 	for _, c := range r.Cold {
 		loads = append(loads, c.Load1)
 	}
@@ -517,19 +486,8 @@ func autoscaleNotes(r autoscaleReport) []string {
 		notes = append(notes, fmt.Sprintf("the host was busy: its 1-minute load average at the trials' starts was %.1f (median; %.1f–%.1f) on %d CPUs, "+
 			"which slows the engine's task starts most", median(loads), slices.Min(loads), slices.Max(loads), r.Machine.CPUs))
 	}
-	multi := 0
-	for _, t := range r.Steps {
-		if len(t.Decisions) > 1 {
-			multi++
-		}
-	}
 	if multi > 0 {
 		notes = append(notes, fmt.Sprintf("%d step trial(s) took more than one decision to reach their replica count (see the trial table)", multi))
 	}
-	for _, t := range r.Steps {
-		if t.Error != "" {
-			notes = append(notes, fmt.Sprintf("%s trial %d failed: %s", t.Step, t.Trial, t.Error))
-		}
-	}
-	return notes
+	return append(notes, failed...)
 }

@@ -180,15 +180,12 @@ type autoscaleSummary struct {
 
 // stepSummary is one step's trials.
 type stepSummary struct {
-	Step    string  `json:"step"`
-	Conns   int     `json:"connections"`
-	Ratio   float64 `json:"ratio"`
-	Trials  int     `json:"trials"`
-	Failed  int     `json:"failed"`   // no extra replica took traffic
-	MedianS secs    `json:"median_s"` // +Inf if half failed
-	P95S    secs    `json:"p95_s"`
-	MinS    secs    `json:"min_s"`
-	MaxS    secs    `json:"max_s"`
+	Step   string  `json:"step"`
+	Conns  int     `json:"connections"`
+	Ratio  float64 `json:"ratio"`
+	Trials int     `json:"trials"`
+	Failed int     `json:"failed"` // no extra replica took traffic
+	secStats
 	// StageMedianS: per stage, the median over the trials where both ends
 	// were seen (NaN for none), in stepStages' order.
 	StageMedianS []secs `json:"stage_median_s"`
@@ -207,13 +204,30 @@ type stepSummary struct {
 
 // coldSummary is the cold-start trials.
 type coldSummary struct {
-	Trials  int  `json:"trials"`
-	OK      int  `json:"ok"` // answered 200
-	MedianS secs `json:"median_s"`
+	Trials int `json:"trials"`
+	OK     int `json:"ok"` // answered 200
+	secStats
+}
+
+// secStats are the median, p95 and range of trials' times, a failed trial
+// counted as +Inf.
+type secStats struct {
+	MedianS secs `json:"median_s"` // +Inf if half failed
 	P95S    secs `json:"p95_s"`
 	MinS    secs `json:"min_s"`
 	MaxS    secs `json:"max_s"`
 }
+
+// newSecStats summarises xs; all zero for none.
+func newSecStats(xs []float64) secStats {
+	if len(xs) == 0 {
+		return secStats{}
+	}
+	return secStats{secs(median(xs)), secs(percentile(xs, 95)), secs(slices.Min(xs)), secs(slices.Max(xs))}
+}
+
+// rangeCell is the range as a table cell.
+func (s secStats) rangeCell() string { return asSecCell(s.MinS) + "–" + asSecCell(s.MaxS) }
 
 // secs is a number of seconds that is written to JSON as null when it is
 // NaN (nothing measured) or infinite (a failed trial counted as infinitely
@@ -226,11 +240,6 @@ func (s secs) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	return []byte(strconv.FormatFloat(round3(f), 'f', -1, 64)), nil
-}
-
-// nonNaN drops NaNs.
-func nonNaN(xs []float64) []float64 {
-	return slices.DeleteFunc(slices.Clone(xs), math.IsNaN)
 }
 
 func summarizeAutoscale(steps []autoscaleStep, trials []stepTrial, cold []coldTrial) autoscaleSummary {
@@ -269,10 +278,9 @@ func summarizeAutoscale(steps []autoscaleStep, trials []stepTrial, cold []coldTr
 		if sum.Trials == 0 {
 			continue
 		}
-		sum.MedianS, sum.P95S = secs(median(totals)), secs(percentile(totals, 95))
-		sum.MinS, sum.MaxS = secs(slices.Min(totals)), secs(slices.Max(totals))
+		sum.secStats = newSecStats(totals)
 		for _, v := range stages {
-			ok := nonNaN(v)
+			ok := slices.DeleteFunc(v, math.IsNaN)
 			sum.StageN = append(sum.StageN, len(ok))
 			sum.StageMedianS = append(sum.StageMedianS, secs(median(ok)))
 		}
@@ -289,10 +297,7 @@ func summarizeAutoscale(steps []autoscaleStep, trials []stepTrial, cold []coldTr
 			lat = append(lat, math.Inf(1))
 		}
 	}
-	if len(lat) > 0 {
-		s.Cold.MedianS, s.Cold.P95S = secs(median(lat)), secs(percentile(lat, 95))
-		s.Cold.MinS, s.Cold.MaxS = secs(slices.Min(lat)), secs(slices.Max(lat))
-	}
+	s.Cold.secStats = newSecStats(lat)
 	return s
 }
 
@@ -307,6 +312,8 @@ const (
 
 func autoscaleGoals(s autoscaleSummary) []goal {
 	var out []goal
+	// check adds a goal measured when ok; a value that is not a number
+	// (every trial failed) fails it.
 	check := func(name string, v, limit float64, unit, note string, ok bool) {
 		g := goal{Name: name, Value: v, Limit: limit, Unit: unit, Note: note}
 		switch {
@@ -321,37 +328,21 @@ func autoscaleGoals(s autoscaleSummary) []goal {
 		}
 		out = append(out, g)
 	}
+	i := slices.IndexFunc(s.Steps, func(st stepSummary) bool { return st.Step == goalStep })
 	var five stepSummary
-	have := false
-	for _, st := range s.Steps {
-		if st.Step == goalStep {
-			five, have = st, true
-		}
-	}
-	note := ""
-	if have {
+	note, decisions := "", ""
+	if i >= 0 {
+		five = s.Steps[i]
 		note = fmt.Sprintf("%d trials, %d without an extra replica serving", five.Trials, five.Failed)
+		decisions = "first decisions: " + fmtCounts(five.FirstTo, "none")
 	}
-	check("5× step → first extra replica serving, median", float64(five.MedianS), goalStepMedianS, "s", note, have)
-	check("5× step → first extra replica serving, p95", float64(five.P95S), goalStepP95S, "s", note, have)
-	if have {
-		g := goal{Name: "5× step: first decision 5 ± 1 replicas, trials outside", Value: float64(five.Trials - five.InRange), Limit: 0, Unit: "trials",
-			Note: "first decisions: " + fmtCounts(five.FirstTo, "none")}
-		g.Status = verdict(g.Value, g.Limit)
-		out = append(out, g)
-	} else {
-		out = append(out, goal{Name: "5× step: first decision 5 ± 1 replicas, trials outside", Unit: "trials", Status: skip})
-	}
+	check("5× step → first extra replica serving, median", float64(five.MedianS), goalStepMedianS, "s", note, i >= 0)
+	check("5× step → first extra replica serving, p95", float64(five.P95S), goalStepP95S, "s", note, i >= 0)
+	check("5× step: first decision 5 ± 1 replicas, trials outside", float64(five.Trials-five.InRange), 0, "trials", decisions, i >= 0)
 	c := s.Cold
-	check("cold start from zero: first request, median", float64(c.MedianS), goalColdMedianS, "s",
-		fmt.Sprintf("%d trials", c.Trials), c.Trials > 0)
-	g := goal{Name: "cold start: requests not answered 200", Value: float64(c.Trials - c.OK), Limit: 0, Unit: "requests"}
-	if c.Trials == 0 {
-		g.Status = skip
-	} else {
-		g.Status = verdict(g.Value, g.Limit)
-	}
-	return append(out, g)
+	check("cold start from zero: first request, median", float64(c.MedianS), goalColdMedianS, "s", fmt.Sprintf("%d trials", c.Trials), c.Trials > 0)
+	check("cold start: requests not answered 200", float64(c.Trials-c.OK), 0, "requests", "", c.Trials > 0)
+	return out
 }
 
 // fmtCounts renders {5: 3, 2: 1} as "2 ×1, 5 ×3", and no counts as empty.
@@ -388,38 +379,31 @@ func stepRows(s autoscaleSummary) [][]string {
 		}
 		rows = append(rows, []string{
 			fmt.Sprintf("%s (%d conns, %g×)", st.Step, st.Conns, st.Ratio), trials, asSecCell(st.MedianS), asSecCell(st.P95S),
-			asSecCell(st.MinS) + "–" + asSecCell(st.MaxS), asSecCell(st.FullMedianS), fmtCounts(st.FirstTo, "none"), fmtCounts(st.Triggers, ""),
+			st.rangeCell(), asSecCell(st.FullMedianS), fmtCounts(st.FirstTo, "none"), fmtCounts(st.Triggers, ""),
 			fmt.Sprintf("%d / %d", st.Requests, st.FailedRequests),
 		})
 	}
 	return rows
 }
 
-// stageHeader has one column per step.
-func stageHeader(s autoscaleSummary) []string {
-	h := []string{"stage"}
-	for _, st := range s.Steps {
-		h = append(h, st.Step+" median s (n)")
-	}
-	return h
-}
-
-func stageRows(s autoscaleSummary) [][]string {
-	var rows [][]string
+// stageTable has a row per stage and the total, a column per step.
+func stageTable(s autoscaleSummary) ([]string, [][]string) {
+	header := []string{"stage"}
+	rows := make([][]string, len(stepStages)+1)
 	for i, name := range stepStages {
-		row := []string{name}
-		for _, st := range s.Steps {
+		rows[i] = []string{name}
+	}
+	rows[len(stepStages)] = []string{"**total: step → first extra replica serving**"}
+	for _, st := range s.Steps {
+		header = append(header, st.Step+" median s (n)")
+		for i := range stepStages {
 			if i < len(st.StageMedianS) {
-				row = append(row, fmt.Sprintf("%s (%d)", asSecCell(st.StageMedianS[i]), st.StageN[i]))
+				rows[i] = append(rows[i], fmt.Sprintf("%s (%d)", asSecCell(st.StageMedianS[i]), st.StageN[i]))
 			}
 		}
-		rows = append(rows, row)
+		rows[len(stepStages)] = append(rows[len(stepStages)], fmt.Sprintf("%s (%d)", asSecCell(st.MedianS), st.Trials))
 	}
-	row := []string{"**total: step → first extra replica serving**"}
-	for _, st := range s.Steps {
-		row = append(row, fmt.Sprintf("%s (%d)", asSecCell(st.MedianS), st.Trials))
-	}
-	return append(rows, row)
+	return header, rows
 }
 
 var coldHeader = []string{"trials", "answered 200", "median s", "p95 s", "range s"}
@@ -428,7 +412,7 @@ func coldRows(c coldSummary) [][]string {
 	if c.Trials == 0 {
 		return nil
 	}
-	return [][]string{{fmt.Sprint(c.Trials), fmt.Sprint(c.OK), asSecCell(c.MedianS), asSecCell(c.P95S), asSecCell(c.MinS) + "–" + asSecCell(c.MaxS)}}
+	return [][]string{{fmt.Sprint(c.Trials), fmt.Sprint(c.OK), asSecCell(c.MedianS), asSecCell(c.P95S), c.rangeCell()}}
 }
 
 // trialHeader and trialRows list every step trial.
@@ -488,7 +472,8 @@ const (
 func renderAutoscale(r autoscaleReport, md bool, jsonPath string) string {
 	b := newReportDoc(md, "autoscale", "", r.Started, jsonPath, autoscaleSetup(r))
 	b.section(stepCaption, stepHeader, stepRows(r.Summary))
-	b.section(stageCaption, stageHeader(r.Summary), stageRows(r.Summary))
+	stageHeader, stageRows := stageTable(r.Summary)
+	b.section(stageCaption, stageHeader, stageRows)
 	b.section(coldCaption, coldHeader, coldRows(r.Summary.Cold))
 	b.goals(r.Goals)
 	if md {

@@ -2,7 +2,7 @@ package main
 
 // The autoscale suite's step trials: a step of load on the step function
 // and its way through the metrics, the alarm, the hook, the scaler and
-// HAProxy, and the load itself.
+// HAProxy.
 
 import (
 	"bufio"
@@ -11,15 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -29,8 +26,6 @@ import (
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 	"github.com/pulsefaas/pulse/scaler"
 )
-
-// --- the step trial ---
 
 // stepObs is what the trial's pollers saw, guarded by mu.
 type stepObs struct {
@@ -47,18 +42,20 @@ func (o *stepObs) note(err error) {
 	o.mu.Unlock()
 }
 
-// firstTraffic returns the address of the new replica whose server took
-// traffic first, and when.
-func (o *stepObs) firstTraffic() (string, time.Time) {
+// seen returns how many new replicas' servers took traffic, the address of
+// the first and when, and when the last did.
+func (o *stepObs) seen() (n int, addr string, first, last time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	name, at := "", time.Time{}
-	for n, t := range o.traffic {
-		if at.IsZero() || t.Before(at) {
-			name, at = n, t
+	for a, t := range o.traffic {
+		if first.IsZero() || t.Before(first) {
+			addr, first = a, t
+		}
+		if t.After(last) {
+			last = t
 		}
 	}
-	return name, at
+	return len(o.traffic), addr, first, last
 }
 
 func (b *autoscaleBench) stepTrial(ctx context.Context, st autoscaleStep, trial int) stepTrial {
@@ -66,18 +63,17 @@ func (b *autoscaleBench) stepTrial(ctx context.Context, st autoscaleStep, trial 
 	if err := b.stepOnce(ctx, st, &r); err != nil {
 		r.Error = err.Error()
 		b.log.Warn("step trial failed", "step", st.Name, "trial", trial, "err", err)
-	} else {
-		b.log.Info("step trial", "step", st.Name, "trial", trial, "traffic_s", deref(r.TrafficS), "scrape_s", deref(r.ScrapeS), "alarm_s", deref(r.AlarmS),
-			"hook_s", deref(r.HookS), "scaled_s", deref(r.ScaledS), "running_s", deref(r.RunningS), "trigger", r.Trigger, "to", r.firstTo(), "failed", r.Failed)
+		return r
 	}
+	deref := func(p *float64) float64 {
+		if p == nil {
+			return math.NaN()
+		}
+		return *p
+	}
+	b.log.Info("step trial", "step", st.Name, "trial", trial, "traffic_s", deref(r.TrafficS), "scrape_s", deref(r.ScrapeS), "alarm_s", deref(r.AlarmS),
+		"hook_s", deref(r.HookS), "scaled_s", deref(r.ScaledS), "running_s", deref(r.RunningS), "trigger", r.Trigger, "to", r.firstTo(), "failed", r.Failed)
 	return r
-}
-
-func deref(p *float64) float64 {
-	if p == nil {
-		return math.NaN()
-	}
-	return *p
 }
 
 func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *stepTrial) error {
@@ -106,39 +102,28 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	wg.Add(2)
-	go func() { defer wg.Done(); b.pollTasks(pctx, taskFilter, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollServers(pctx, base, oldAddrs, obs) }()
+	wg.Go(func() { b.pollTasks(pctx, taskFilter, knownTasks, obs) })
+	wg.Go(func() { b.pollServers(pctx, base, oldAddrs, obs) })
 
 	r.Load1, _ = readLoad1("/proc")
 	t0 := time.Now()
 	r.Start = t0.UTC().Format(time.RFC3339Nano)
-	load := startStepLoad(b.gwAddr, "/function/"+b.step, b.body, st.Conns)
-	loadStopped := false
-	stopLoad := func() {
-		if !loadStopped {
-			loadStopped = true
-			r.Requests, r.Failed, r.Why = load.end()
-		}
-	}
+	endLoad := startStepLoad(b.gwAddr, "/function/"+b.step, b.body, st.Conns)
+	stopLoad := sync.OnceFunc(func() { r.Requests, r.Failed, r.Why = endLoad() })
 	defer stopLoad()
 
 	// Wait for the first new server taking traffic, then (up to
 	// asFullWait) for every replica of the first decision.
-	var first time.Time
 	want := 0
 	var lastEvents time.Time
 	for {
-		name, at := obs.firstTraffic()
+		n, _, first, last := obs.seen()
 		now := time.Now()
-		if first.IsZero() && name != "" {
-			first = at
-		}
 		if first.IsZero() && now.Sub(t0) > asTrafficTimeout {
 			obs.mu.Lock()
-			why := fmt.Sprintf("no new server took traffic within %s (tasks running: %d, last error: %v)", asTrafficTimeout, len(obs.running), obs.lastErr)
+			running, lastErr := len(obs.running), obs.lastErr
 			obs.mu.Unlock()
-			return errors.New(why)
+			return fmt.Errorf("no new server took traffic within %s (tasks running: %d, last error: %v)", asTrafficTimeout, running, lastErr)
 		}
 		if !first.IsZero() {
 			if now.Sub(lastEvents) > 200*time.Millisecond {
@@ -149,21 +134,11 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 					}
 				}
 			}
-			obs.mu.Lock()
-			n := len(obs.traffic)
-			obs.mu.Unlock()
-			if (want > 0 && n >= want) || now.Sub(first) > asFullWait {
-				if want > 0 && n >= want {
-					obs.mu.Lock()
-					last := time.Time{}
-					for _, t := range obs.traffic {
-						if t.After(last) {
-							last = t
-						}
-					}
-					obs.mu.Unlock()
-					r.FullS = ptr(round3(last.Sub(t0).Seconds()))
-				}
+			if want > 0 && n >= want {
+				r.FullS = ptr(round3(last.Sub(t0).Seconds()))
+				break
+			}
+			if now.Sub(first) > asFullWait {
 				break
 			}
 		}
@@ -180,7 +155,7 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	stopLoad()
 	// The server is known by its address: pulsed's catalog names its task.
 	// The task poller may see the task a moment after HAProxy did.
-	addr, at := obs.firstTraffic()
+	_, addr, at, _ := obs.seen()
 	name := ""
 	for i := 0; i < 25; i++ {
 		if name == "" {
@@ -204,15 +179,14 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 		return ptr(round3(t.Sub(t0).Seconds()))
 	}
 	t0s := float64(t0.UnixNano()) / 1e9
+	from := int64(math.Floor(t0s))
 	relUnix := func(sec int64) *float64 { return ptr(round3(float64(sec) - t0s)) }
 
-	obs.mu.Lock()
 	r.TaskID = name
 	r.TrafficS = rel(at)
 	r.RunningS = rel(obs.running[name])
 	r.CreatedS = rel(obs.created[name])
 	r.Serving = len(obs.traffic)
-	obs.mu.Unlock()
 
 	evs, err := b.events(ctx)
 	if err != nil {
@@ -242,18 +216,18 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 		}
 	}
 
-	d, err := b.nd.DataRange(ctx, utilChart(b.step), int64(math.Floor(t0s))-2, 0)
+	d, err := b.nd.DataRange(ctx, utilChart(b.step), from-2, 0)
 	if err != nil {
 		return fmt.Errorf("netdata data: %w", err)
 	}
-	if sec, ok := firstAbove(d, contract.DimUtilization, scaler.DefaultUpThreshold, int64(math.Floor(t0s))); ok {
+	if sec, ok := firstAbove(d, contract.DimUtilization, scaler.DefaultUpThreshold, from); ok {
 		r.ScrapeS = relUnix(sec)
 	}
 	log, err := b.nd.AlarmLog(ctx, 0)
 	if err != nil {
 		return fmt.Errorf("netdata alarm log: %w", err)
 	}
-	if e, ok := firstCritical(log, asAlarmUp, b.step, int64(math.Floor(t0s))); ok {
+	if e, ok := firstCritical(log, asAlarmUp, b.step, from); ok {
 		r.AlarmS, r.AlarmValue = relUnix(e.When), e.Value
 	}
 	if f, err := os.Open(b.pulsedLog); err == nil {
@@ -271,12 +245,7 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 
 // decisionsSince returns fn's scale events after t0, oldest first.
 func decisionsSince(evs contract.ScaleEvents, fn string, t0 time.Time) []contract.ScaleEvent {
-	var out []contract.ScaleEvent
-	for _, e := range evs.Events {
-		if e.Function == fn && e.Time.After(t0) {
-			out = append(out, e)
-		}
-	}
+	out := slices.DeleteFunc(slices.Clone(evs.Events), func(e contract.ScaleEvent) bool { return e.Function != fn || !e.Time.After(t0) })
 	slices.SortStableFunc(out, func(a, b contract.ScaleEvent) int { return a.Time.Compare(b.Time) })
 	return out
 }
@@ -334,12 +303,8 @@ func firstHook(r io.Reader, fn, alarm string, t0 time.Time) (hookLine, bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Bytes()
-		if !strings.Contains(string(line), `"msg":"alarm"`) {
-			continue
-		}
 		var h hookLine
-		if json.Unmarshal(line, &h) != nil {
+		if !strings.Contains(sc.Text(), `"msg":"alarm"`) || json.Unmarshal(sc.Bytes(), &h) != nil {
 			continue
 		}
 		if h.Msg == "alarm" && h.Function == fn && h.Alarm == alarm && h.Status == "CRITICAL" && h.Time.After(t0) {
@@ -400,10 +365,7 @@ func (b *autoscaleBench) pollServers(ctx context.Context, base map[string]int64,
 // taskAt returns the task of fn's replica at addr in pulsed's catalog, ""
 // if none.
 func (b *autoscaleBench) taskAt(ctx context.Context, fn, addr string) string {
-	f, err := b.catalogFunction(ctx, fn)
-	if err != nil {
-		return ""
-	}
+	f, _ := b.catalogFunction(ctx, fn)
 	for _, r := range f.Replicas {
 		if r.Addr == addr {
 			return r.TaskID
@@ -412,19 +374,26 @@ func (b *autoscaleBench) taskAt(ctx context.Context, fn, addr string) string {
 	return ""
 }
 
-// --- the load ---
-
-// stepLoad is a closed-loop load: conns keep-alive connections, each
-// sending one POST, reading its answer, and sending the next. A failed
-// request is counted, never retried; its connection is replaced.
-type stepLoad struct {
-	addr, req, body string
-	ok, failed      atomic.Int64
-	stopping        atomic.Bool
-	wg              sync.WaitGroup
-	mu              sync.Mutex
-	why             map[string]int64
-	conns           map[net.Conn]bool
+// startStepLoad starts conns connections of the soak suite's closed-loop
+// client (soak_load.go: keep-alive, one request outstanding each, never
+// retrying) POSTing body to path at addr. The function it returns stops
+// the load (each connection finishes its request under way) and returns
+// the requests answered, the failures and their reasons.
+func startStepLoad(addr, path, body string, conns int) func() (requests, failed int64, why map[string]int64) {
+	l := newSoakLoad(time.Now(), body, nil)
+	l.set(conns, addr, path, false)
+	return func() (int64, int64, map[string]int64) {
+		recs, fails := l.end()
+		why := map[string]int64{}
+		for _, f := range fails {
+			msg := f.Msg
+			if f.Req.Err == soakErrStatus { // counted by status
+				msg = fmt.Sprintf("%d %s", f.Req.Status, http.StatusText(int(f.Req.Status)))
+			}
+			why[msg]++
+		}
+		return int64(len(recs)), int64(len(fails)), why
+	}
 }
 
 // httpPost is a whole HTTP/1.1 POST of body to path, with hdr's headers
@@ -438,95 +407,4 @@ func httpPost(path, body string, close bool, hdr http.Header) string {
 	_ = hdr.Write(&b) // sorted "Name: value\r\n" lines; a strings.Builder does not fail
 	b.WriteString("\r\n" + body)
 	return b.String()
-}
-
-func startStepLoad(addr, path, body string, conns int) *stepLoad {
-	l := &stepLoad{addr: addr, req: httpPost(path, body, false, nil), body: body, why: map[string]int64{}, conns: map[net.Conn]bool{}}
-	for range conns {
-		l.wg.Add(1)
-		go l.worker()
-	}
-	return l
-}
-
-func (l *stepLoad) fail(why string) {
-	if l.stopping.Load() {
-		return // cut off by end
-	}
-	l.failed.Add(1)
-	l.mu.Lock()
-	l.why[truncate(why, 200)]++
-	l.mu.Unlock()
-}
-
-func (l *stepLoad) track(c net.Conn, on bool) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if on {
-		if l.stopping.Load() {
-			return false
-		}
-		l.conns[c] = true
-	} else {
-		delete(l.conns, c)
-	}
-	return true
-}
-
-func (l *stepLoad) worker() {
-	defer l.wg.Done()
-	var c net.Conn
-	var br *bufio.Reader
-	drop := func() {
-		if c != nil {
-			l.track(c, false)
-			c.Close()
-			c = nil
-		}
-	}
-	defer drop()
-	for !l.stopping.Load() {
-		if c == nil {
-			conn, err := net.DialTimeout("tcp", l.addr, 2*time.Second)
-			if err != nil {
-				l.fail("dial: " + err.Error())
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			if !l.track(conn, true) {
-				conn.Close()
-				return
-			}
-			c, br = conn, bufio.NewReader(conn)
-		}
-		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-		status, outcome, msg, done := roundTrip(c, br, l.req, l.body)
-		switch outcome {
-		case soakOK:
-			l.ok.Add(1)
-		case soakErrStatus:
-			l.fail(fmt.Sprintf("%d %s", status, http.StatusText(status))) // counted by status
-		default:
-			l.fail(msg)
-		}
-		if done {
-			drop()
-		}
-	}
-}
-
-// end stops the load (requests in flight are cut off and not counted) and
-// returns the requests answered, the failures and their reasons.
-func (l *stepLoad) end() (requests, failed int64, why map[string]int64) {
-	l.mu.Lock()
-	l.stopping.Store(true)
-	for c := range l.conns {
-		c.Close()
-	}
-	l.mu.Unlock()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.failed.Load()
-	return l.ok.Load() + f, f, maps.Clone(l.why)
 }

@@ -203,14 +203,18 @@ func TestStepLoadAndColdRequest(t *testing.T) {
 	}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	l := startStepLoad(addr, "/function/x", "hello", 1)
+	end := startStepLoad(addr, "/function/x", "hello", 1)
 	time.Sleep(100 * time.Millisecond)
-	req, failed, why := l.end()
+	req, failed, why := end()
 	if req < 10 || failed == 0 || why["503 Service Unavailable"] != failed {
 		t.Errorf("requests %d, failed %d (%v): want many, a fifth of them 503", req, failed, why)
 	}
 	n.Store(0)
 	if st, err := coldRequest(context.Background(), addr, "/function/x", "hi"); st != 200 || err != nil {
 		t.Errorf("cold request: %d %v", st, err)
+	}
+	n.Store(4)
+	if st, err := coldRequest(context.Background(), addr, "/function/x", "hi"); st != 503 || err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("cold request answered 503: %d %v, want 503 and an error", st, err)
 	}
 }

@@ -109,30 +109,27 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if env.clkNote != "" {
 		rep.Notes = append(rep.Notes, env.clkNote)
 	}
-	load0 := loadAvg()
 	nofile, err := raiseNoFile(4 * collectorReplicas * 4)
 	rep.NoFile = nofile
 	if err != nil {
 		return err
 	}
-	out := func(n string) string { return filepath.Join(env.tmp, n) }
-	arts, err := build(ctx, log, env.root, []buildStep{
-		{name: "watchdog", source: "./cmd/pulse-watchdog", out: out("watchdog"), env: []string{"CGO_ENABLED=0"},
-			argv: []string{env.tools.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-tags", "nethttpomithttp2,watchdog_nohttp", "-o", out("watchdog"), "./cmd/pulse-watchdog"}},
-		{name: "pulse.d.plugin", source: "./cmd/pulse.d.plugin", out: out("pulse.d.plugin"), env: []string{"CGO_ENABLED=0"},
-			argv: []string{env.tools.goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out("pulse.d.plugin"), "./cmd/pulse.d.plugin"}},
-	})
+	steps := []buildStep{
+		goStep(env.tools, env.tmp, "watchdog", "./cmd/pulse-watchdog", forkTags),
+		goStep(env.tools, env.tmp, "pulse.d.plugin", "./cmd/pulse.d.plugin", ""),
+	}
+	arts, err := build(ctx, log, env.root, steps)
 	if err != nil {
 		return err
 	}
-	for _, n := range []string{"watchdog", "pulse.d.plugin"} {
-		rep.Artifacts = append(rep.Artifacts, *arts[n])
-		if m := arts.missing([]string{n}); m != "" {
-			return fmt.Errorf("%s did not build: %s", n, arts[n].Error)
+	for _, st := range steps {
+		rep.Artifacts = append(rep.Artifacts, *arts[st.name])
+		if arts.missing([]string{st.name}) != "" {
+			return fmt.Errorf("%s did not build: %s", st.name, arts[st.name].Error)
 		}
 	}
 
-	logDir := out("logs")
+	logDir := filepath.Join(env.tmp, "logs")
 	if err := os.Mkdir(logDir, 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
@@ -203,31 +200,18 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 		rep.SystemNetdata = sys
 	}
 
-	if n := loadNote(rep.Machine.CPUs, load0); n != "" {
+	if n := loadNote(rep.Machine.CPUs, rep.Machine.Load1); n != "" {
 		rep.Notes = append(rep.Notes, n)
 	}
 	rep.Goals = collectorGoals(rep)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-	return publish(cfg, stdout, env.started, rep, renderCollectorText(rep), func(rel string) string { return renderCollectorMarkdown(rep, rel) })
-}
-
-// loadAvg is the one-minute load average, or -1.
-func loadAvg() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return -1
-	}
-	var l float64
-	if _, err := fmt.Sscan(string(b), &l); err != nil {
-		return -1
-	}
-	return l
+	return publish(cfg, stdout, env.started, rep, renderCollector(rep, false, ""), func(rel string) string { return renderCollector(rep, true, rel) })
 }
 
 // loadNote says when the machine was busy with more than the suite: the
 // cycle times (waiting for 200 watchdogs to be scheduled) grow with it.
 func loadNote(cpus int, atStart float64) string {
-	atEnd := loadAvg()
+	atEnd, _ := readLoad1("/proc")
 	if cpus <= 0 || max(atStart, atEnd) <= float64(cpus) {
 		return ""
 	}
@@ -261,8 +245,7 @@ func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string, cred 
 	stop := func() {
 		var wg sync.WaitGroup
 		for _, s := range servers {
-			wg.Add(1)
-			go func() { defer wg.Done(); _, _ = s.stop(2 * time.Second) }()
+			wg.Go(func() { _, _ = s.stop(2 * time.Second) })
 		}
 		wg.Wait()
 	}
@@ -431,7 +414,8 @@ func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, c
 		return fail(err)
 	}
 	defer stdin.Close()
-	logf, err := os.Create(filepath.Join(tmp, "plugin.log"))
+	logPath := filepath.Join(tmp, "plugin.log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		return fail(err)
 	}
@@ -441,17 +425,11 @@ func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, c
 	if err := cmd.Start(); err != nil {
 		return fail(err)
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}()
+	// Stopped as startServer's servers are (SIGTERM, then SIGKILL to what
+	// is left), which cannot start it: it needs the open stdin.
+	plugin := &server{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(plugin.done) }()
+	defer func() { _, _ = plugin.stop(5 * time.Second) }()
 	pid := cmd.Process.Pid
 	if err := sleepCtx(ctx, collectorPluginWarmup); err != nil {
 		return fail(err)
@@ -477,8 +455,7 @@ func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, c
 	ticks := float64((after.UTime + after.STime) - (before.UTime + before.STime))
 	res.DurationS = elapsed
 	res.CPUPct = round3(100 * ticks / clk / elapsed)
-	res.RSSMB = round3(float64(mem.RSSKB) * 1024 / mb)
-	res.RSSAnonMB = round3(float64(mem.RSSAnonKB) * 1024 / mb)
+	res.RSSMB, res.RSSAnonMB = kbToMB(mem.RSSKB), kbToMB(mem.RSSAnonKB)
 	res.CatalogRequests, res.HAProxyRequests = src.catalogN.Load()-cat0, src.haproxyN.Load()-hap0
 	if res.CatalogRequests < int64(elapsed/2) {
 		res.Error = fmt.Sprintf("only %d catalog requests in %.0f s: the plugin did not collect every second", res.CatalogRequests, elapsed)
@@ -490,21 +467,33 @@ func collectorGoals(r collectorReport) []goal {
 	var gs []goal
 	for _, c := range r.Cycles {
 		if c.Replicas == collectorReplicas {
-			g := goal{Name: fmt.Sprintf("collection cycle p99 ≤ %d ms at %d replicas", collectorP99GoalMS, c.Replicas),
-				Value: c.P99MS, Limit: collectorP99GoalMS, Unit: "ms", Status: verdict(c.P99MS, collectorP99GoalMS)}
+			problem := ""
 			if c.Failed > 0 {
-				g.Status, g.Note = fail, fmt.Sprintf("%d failed scrapes", c.Failed)
+				problem = fmt.Sprintf("%d failed scrapes", c.Failed)
 			}
-			gs = append(gs, g)
+			gs = append(gs, limitGoal(fmt.Sprintf("collection cycle p99 ≤ %d ms at %d replicas", collectorP99GoalMS, c.Replicas),
+				c.P99MS, collectorP99GoalMS, "ms", "", problem))
 		}
 	}
-	g := goal{Name: fmt.Sprintf("pulse.d.plugin CPU ≤ %d %% of a core at %d replicas", collectorPluginCPUGoal, r.Plugin.Replicas),
-		Value: r.Plugin.CPUPct, Limit: collectorPluginCPUGoal, Unit: "%", Status: verdict(r.Plugin.CPUPct, collectorPluginCPUGoal),
-		Note: fmt.Sprintf("RSS %.1f MB", r.Plugin.RSSMB)}
-	if r.Plugin.Error != "" {
-		g.Status, g.Note = fail, r.Plugin.Error
+	p, n := r.Plugin, r.Netdata
+	gs = append(gs, limitGoal(fmt.Sprintf("pulse.d.plugin CPU ≤ %d %% of a core at %d replicas", collectorPluginCPUGoal, p.Replicas),
+		p.CPUPct, collectorPluginCPUGoal, "%", fmt.Sprintf("RSS %.1f MB", p.RSSMB), p.Error))
+	g := limitGoal(fmt.Sprintf("netdata + pulse.d.plugin RSS ≤ %d MB (lab Netdata, %d replicas)", collectorNetdataRSSGoalMB, n.Replicas),
+		n.TotalRSSMB, collectorNetdataRSSGoalMB, "MB", fmt.Sprintf("netdata %.1f MB + plugin %.1f MB", n.NetdataRSSMB, n.PluginRSSMB), n.Error)
+	if n.Skipped != "" {
+		g.Status, g.Note = skip, n.Skipped
 	}
-	return append(gs, g, collectorNetdataGoal(r))
+	return append(gs, g)
+}
+
+// limitGoal is the goal v ≤ limit; it fails with problem as its note if
+// there is one.
+func limitGoal(name string, v, limit float64, unit, note, problem string) goal {
+	g := goal{Name: name, Value: v, Limit: limit, Unit: unit, Status: verdict(v, limit), Note: note}
+	if problem != "" {
+		g.Status, g.Note = fail, problem
+	}
+	return g
 }
 
 var collectorCycleHeader = []string{"replicas", "functions", "cycles", "p50 ms", "p99 ms", "max ms", "scraped (last cycle)", "failed scrapes"}
@@ -530,12 +519,6 @@ func collectorSetup(r collectorReport) string {
 	m := r.Machine
 	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s; %d fork-mode watchdogs (cat) on loopback, ten replicas per function; "+
 		"cycles %s apart; RLIMIT_NOFILE %d", m.CPUs, m.CPUModel, m.Kernel, m.Go, r.Replicas, collectorCycleGap, r.NoFile)
-}
-
-func renderCollectorText(r collectorReport) string { return renderCollector(r, false, "") }
-
-func renderCollectorMarkdown(r collectorReport, jsonPath string) string {
-	return renderCollector(r, true, jsonPath)
 }
 
 func renderCollector(r collectorReport, md bool, jsonPath string) string {

@@ -254,20 +254,6 @@ func measureSystemNetdata(clk float64) (*systemNetdata, error) {
 	return s, nil
 }
 
-func collectorNetdataGoal(r collectorReport) goal {
-	n := r.Netdata
-	g := goal{Name: fmt.Sprintf("netdata + pulse.d.plugin RSS ≤ %d MB (lab Netdata, %d replicas)", collectorNetdataRSSGoalMB, n.Replicas),
-		Value: n.TotalRSSMB, Limit: collectorNetdataRSSGoalMB, Unit: "MB", Status: verdict(n.TotalRSSMB, collectorNetdataRSSGoalMB),
-		Note: fmt.Sprintf("netdata %.1f MB + plugin %.1f MB", n.NetdataRSSMB, n.PluginRSSMB)}
-	switch {
-	case n.Skipped != "":
-		g.Status, g.Note = skip, n.Skipped
-	case n.Error != "":
-		g.Status, g.Note = fail, n.Error
-	}
-	return g
-}
-
 var collectorNetdataHeader = []string{"Netdata", "processes", "netdata MB", "pulse.d.plugin MB", "other plugins MB", "total MB", "CPU % of a core (netdata / plugin)"}
 
 func collectorNetdataRows(r collectorReport) [][]string {

@@ -83,3 +83,48 @@ func TestCollectorPresentsCredential(t *testing.T) {
 		t.Errorf("with another credential: scraped %d, failed %d; want 0, some", res.Scraped, res.Failed)
 	}
 }
+
+func TestCollectorGoals(t *testing.T) {
+	ok := collectorReport{
+		Cycles:  []collectorCycle{{Replicas: 100, P99MS: 900}, {Replicas: collectorReplicas, P99MS: 120}},
+		Plugin:  collectorPlugin{Replicas: 100, CPUPct: 1.5, RSSMB: 12.34},
+		Netdata: collectorNetdata{Replicas: 100, TotalRSSMB: 90, NetdataRSSMB: 75, PluginRSSMB: 15},
+	}
+	cycle := "collection cycle p99 ≤ 250 ms at 200 replicas"
+	plugin := "pulse.d.plugin CPU ≤ 3 % of a core at 100 replicas"
+	netdata := "netdata + pulse.d.plugin RSS ≤ 110 MB (lab Netdata, 100 replicas)"
+	bad := ok
+	bad.Cycles = []collectorCycle{{Replicas: collectorReplicas, P99MS: 120, Failed: 3}}
+	bad.Plugin.Error = "plugin exited"
+	bad.Netdata.Error = "9 function charts"
+	skipped := ok
+	skipped.Cycles = nil
+	skipped.Plugin.CPUPct = 4
+	skipped.Netdata.Skipped, skipped.Netdata.Error = "no netdata", "ignored"
+	for _, tc := range []struct {
+		name string
+		rep  collectorReport
+		want []goal
+	}{
+		{"pass", ok, []goal{
+			{Name: cycle, Value: 120, Limit: 250, Unit: "ms", Status: pass},
+			{Name: plugin, Value: 1.5, Limit: 3, Unit: "%", Status: pass, Note: "RSS 12.3 MB"},
+			{Name: netdata, Value: 90, Limit: 110, Unit: "MB", Status: pass, Note: "netdata 75.0 MB + plugin 15.0 MB"},
+		}},
+		{"errors fail", bad, []goal{
+			{Name: cycle, Value: 120, Limit: 250, Unit: "ms", Status: fail, Note: "3 failed scrapes"},
+			{Name: plugin, Value: 1.5, Limit: 3, Unit: "%", Status: fail, Note: "plugin exited"},
+			{Name: netdata, Value: 90, Limit: 110, Unit: "MB", Status: fail, Note: "9 function charts"},
+		}},
+		{"over the limit, no cycles, netdata skipped", skipped, []goal{
+			{Name: plugin, Value: 4, Limit: 3, Unit: "%", Status: fail, Note: "RSS 12.3 MB"},
+			{Name: netdata, Value: 90, Limit: 110, Unit: "MB", Status: skip, Note: "no netdata"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := collectorGoals(tc.rep); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
+}

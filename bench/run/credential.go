@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -137,31 +136,6 @@ func (c *runCredential) removeWithin(wait time.Duration, api credential.SecretAP
 		}
 	}
 	return left
-}
-
-// wrkHeaderEnv renders h as post.lua's BENCH_HEADERS: one "Name: value"
-// line per value, names sorted. A name or value that would break the
-// request (a colon or white space in a name, a line break in a value) is
-// an error.
-func wrkHeaderEnv(h http.Header) (string, error) {
-	names := make([]string, 0, len(h))
-	for k := range h {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, k := range names {
-		if k == "" || strings.ContainsAny(k, ": \t\r\n") {
-			return "", fmt.Errorf("header name %q: want a token (no colon, white space or line break)", k)
-		}
-		for _, v := range h[k] {
-			if strings.ContainsAny(v, "\r\n") {
-				return "", fmt.Errorf("header %s: its value has a line break", k)
-			}
-			fmt.Fprintf(&b, "%s: %s\n", k, v)
-		}
-	}
-	return b.String(), nil
 }
 
 // refusesWithout POSTs body to url without the replica credential and

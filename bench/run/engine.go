@@ -158,6 +158,21 @@ func every(ctx context.Context, d time.Duration, f func()) {
 	}
 }
 
+// poll calls try at once and then every interval until it is done, fails,
+// or ctx ends. Once timeout has passed, try is called with late set and
+// then returns the error that says what it waited for.
+func poll(ctx context.Context, timeout, interval time.Duration, try func(late bool) (done bool, err error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if done, err := try(time.Now().After(deadline)); done || err != nil {
+			return err
+		}
+		if err := sleepCtx(ctx, interval); err != nil {
+			return err
+		}
+	}
+}
+
 // sleepCtx waits for d, or until ctx is done.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -23,17 +23,10 @@ import (
 	"github.com/pulsefaas/pulse/function"
 )
 
-// Stages of the functions suite, in the order they run. The scale and idle
-// stages share two services of the go function, deployed after the deploy
-// stage so that they do not idle through it.
-const (
-	stageBuild  = "build"
-	stageDeploy = "deploy"
-	stageScale  = "scale"
-	stageIdle   = "idle"
-)
-
-var functionStages = []string{stageBuild, stageDeploy, stageScale, stageIdle}
+// functionStages are the suite's stages, in the order they run. The scale
+// and idle stages share two services of the go function, deployed after the
+// deploy stage so that they do not idle through it.
+var functionStages = []string{"build", "deploy", "scale", "idle"}
 
 var (
 	// functionTemplates are the templates the suite builds and deploys.
@@ -50,7 +43,6 @@ const (
 	// scale-down or removal between trials takes no time. A start does not
 	// depend on it.
 	benchDrainGrace = 100 * time.Millisecond
-	fastInterval    = fastIntervalMS * time.Millisecond
 	idleReplicas    = 4
 	// idleSettle is the pause between replicas turning ready and an idle
 	// window: their start is over and their probes run at their period.
@@ -67,12 +59,11 @@ const (
 	labelSwarmServiceName = "com.docker.swarm.service.name"
 )
 
-// scaleTarget is one of the two go functions of the scale and idle stages.
+// scaleTarget is one of the two go functions of the scale and idle stages,
+// with its health interval.
 type scaleTarget struct {
-	name       string
-	interval   time.Duration // DeployOptions.HealthInterval; 0 is the default
-	label      string        // "1s", "250ms"
-	intervalMS float64       // the effective interval
+	name     string
+	interval time.Duration
 }
 
 // functionsBench runs the functions suite.
@@ -155,22 +146,22 @@ func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	stage := func(name string, f func(context.Context) error) error {
 		return runStage(ctx, log, stages, name, &rep.Notes, f, nil)
 	}
-	if err := stage(stageBuild, b.buildStage); err != nil {
+	if err := stage("build", b.buildStage); err != nil {
 		return err
 	}
 	if err := b.loadImages(ctx); err != nil {
 		return err
 	}
-	if err := stage(stageDeploy, func(ctx context.Context) error { return b.deployStage(ctx, deployTemplates) }); err != nil {
+	if err := stage("deploy", func(ctx context.Context) error { return b.deployStage(ctx, deployTemplates) }); err != nil {
 		return err
 	}
 	// The images no deploy trial removed: loaded, never deployed.
 	for _, tmpl := range functionTemplates {
-		if err := b.remove(ctx, b.specs[tmpl].Name); err != nil {
+		if err := removeFunction(ctx, b.sw, b.specs[tmpl].Name); err != nil {
 			log.Warn("remove", "function", b.specs[tmpl].Name, "err", err)
 		}
 	}
-	if slices.Contains(stages, stageScale) || slices.Contains(stages, stageIdle) {
+	if slices.Contains(stages, "scale") || slices.Contains(stages, "idle") {
 		if err := b.deployTargets(ctx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -178,28 +169,21 @@ func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 			log.Warn("scale targets", "err", err)
 			rep.Notes = append(rep.Notes, fmt.Sprintf("the scale and idle stages did not run: %v", err))
 		} else {
-			if err := stage(stageScale, b.scaleStage); err != nil {
+			if err := stage("scale", b.scaleStage); err != nil {
 				return err
 			}
-			if err := stage(stageIdle, b.idleStage); err != nil {
+			if err := stage("idle", b.idleStage); err != nil {
 				return err
 			}
 		}
 		for _, t := range b.targets {
-			if err := b.remove(ctx, t.name); err != nil {
+			if err := removeFunction(ctx, b.sw, t.name); err != nil {
 				log.Warn("remove", "function", t.name, "err", err)
 			}
 		}
 	}
 
-	rep.Summary = functionsSummary{
-		Builds:  summarizeBuilds(functionTemplates, rep.Builds, rep.Images),
-		Scale:   summarizeScale(rep.Scales),
-		Deploys: summarizeDeploys(functionTemplates, rep.Deploys),
-		Idle:    summarizeIdle(rep.Idle),
-	}
-	rep.Goals = functionsGoals(rep.Summary)
-	rep.Notes = append(rep.Notes, functionsNotes(rep.Summary, rep.Config)...)
+	rep.summarize()
 	if b.rewrote {
 		rep.Notes = append(rep.Notes, rewroteNote)
 	}
@@ -219,12 +203,11 @@ func (b *functionsBench) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e := engineInfo{
+	b.rep.Engine = engineInfo{
 		Version: ver.Version, APIVersion: ver.APIVersion, StorageDriver: info.Driver, CgroupVersion: info.CgroupVersion,
 		Nodes: info.Swarm.Nodes, NodeAddr: info.Swarm.NodeAddr, OtherServices: others,
 	}
-	e.GoCache, _ = commandOutput(ctx, b.env.tools.goBin, "env", "GOCACHE")
-	b.rep.Engine = e
+	b.rep.Engine.GoCache, _ = commandOutput(ctx, b.env.tools.goBin, "env", "GOCACHE")
 	// As pulse deploy does: a health start interval where the engine has
 	// one (API 1.44+), none on 20.10.
 	b.startInterval = function.StartIntervalFor(api.ClientVersion())
@@ -246,19 +229,16 @@ func (b *functionsBench) prepareSources(ctx context.Context) error {
 		}
 		b.specs[tmpl] = spec
 	}
-	b.targets = []scaleTarget{
-		{name: b.prefix + "-scale-1s", label: "1s", intervalMS: defaultIntervalMS},
-		{name: b.prefix + "-scale-250ms", interval: fastInterval, label: "250ms", intervalMS: fastIntervalMS},
-	}
 	if function.DefaultHealthInterval != defaultIntervalMS*time.Millisecond {
 		return fmt.Errorf("function.DefaultHealthInterval is %s: update defaultIntervalMS", function.DefaultHealthInterval)
 	}
-	for _, t := range b.targets {
+	for _, interval := range []time.Duration{function.DefaultHealthInterval, fastIntervalMS * time.Millisecond} {
+		t := scaleTarget{name: b.prefix + "-scale-" + interval.String(), interval: interval}
 		spec, err := b.scaffold(ctx, src, t.name, function.LangGo)
 		if err != nil {
 			return err
 		}
-		b.specs[t.name] = spec
+		b.specs[t.name], b.targets = spec, append(b.targets, t)
 	}
 	return nil
 }
@@ -294,13 +274,17 @@ func (b *functionsBench) scaffold(ctx context.Context, dir, name, lang string) (
 	return spec, nil
 }
 
-// build runs function.Build with the Pulse cache dir cache.
-func (b *functionsBench) build(ctx context.Context, spec function.Spec, cache string) (function.Image, function.BuildInfo, time.Duration, error) {
+// build builds key's function (a template or a scale function) with the
+// Pulse cache dir cache and keeps its image.
+func (b *functionsBench) build(ctx context.Context, key, cache string) (function.Image, function.BuildInfo, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	t := b.env.tools
 	start := time.Now()
-	img, info, err := function.Build(ctx, spec, function.BuildOptions{CacheDir: cache, GoCmd: t.goBin, CC: t.gcc, CXX: t.gxx})
+	img, info, err := function.Build(ctx, b.specs[key], function.BuildOptions{CacheDir: cache, GoCmd: t.goBin, CC: t.gcc, CXX: t.gxx})
+	if err == nil {
+		b.images[key], b.infos[key] = img, info
+	}
 	return img, info, time.Since(start), err
 }
 
@@ -308,37 +292,32 @@ func (b *functionsBench) build(ctx context.Context, spec function.Spec, cache st
 // empty Pulse cache dir (cold) and then again (warm), the templates' order
 // rotated by one per trial. Go's build cache is left as it is.
 func (b *functionsBench) buildStage(ctx context.Context) error {
-	for trial := 1; trial <= b.cfg.Trials; trial++ {
-		for _, tmpl := range rotate(functionTemplates, trial-1) {
-			if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
-				return err
+	return eachTrial(b.cfg.Trials, functionTemplates, func(trial int, tmpl string) error {
+		if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
+			return err
+		}
+		cache := filepath.Join(b.env.tmp, "cache", fmt.Sprintf("%s-%d", tmpl, trial))
+		for _, kind := range []string{"cold", "warm"} {
+			img, info, took, err := b.build(ctx, tmpl, cache)
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			cache := filepath.Join(b.env.tmp, "cache", fmt.Sprintf("%s-%d", tmpl, trial))
-			for _, kind := range []string{"cold", "warm"} {
-				img, info, took, err := b.build(ctx, b.specs[tmpl], cache)
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				bt := buildTrial{Template: tmpl, Trial: trial, Cache: kind, Seconds: round3(took.Seconds())}
-				if err != nil {
-					bt.Error = err.Error()
-					b.log.Warn("build failed", "template", tmpl, "trial", trial, "cache", kind, "err", err)
-				} else {
-					bt.ImageID, bt.ImageBytes, bt.FunctionBytes, bt.ArchiveBytes = img.ID, info.ImageSize, info.BinarySize, int64(len(img.Archive))
-					b.images[tmpl], b.infos[tmpl] = img, info
-					b.log.Info("build", "template", tmpl, "trial", trial, "cache", kind, "took", took.Round(time.Millisecond), "image_bytes", info.ImageSize)
-				}
-				b.rep.Builds = append(b.rep.Builds, bt)
-				if err != nil {
-					break // a warm build after a failed cold one is not warm
-				}
+			bt := buildTrial{Template: tmpl, Trial: trial, Cache: kind, Seconds: round3(took.Seconds())}
+			if err == nil {
+				bt.ImageID, bt.ImageBytes, bt.FunctionBytes, bt.ArchiveBytes = img.ID, info.ImageSize, info.BinarySize, int64(len(img.Archive))
 			}
-			if err := os.RemoveAll(cache); err != nil {
-				return fmt.Errorf("remove %s: %w", cache, err)
+			b.logOutcome("build", err, &bt.Error, []any{"template", tmpl, "trial", trial, "cache", kind},
+				"took", took.Round(time.Millisecond), "image_bytes", info.ImageSize)
+			b.rep.Builds = append(b.rep.Builds, bt)
+			if err != nil {
+				break // a warm build after a failed cold one is not warm
 			}
 		}
-	}
-	return nil
+		if err := os.RemoveAll(cache); err != nil {
+			return fmt.Errorf("remove %s: %w", cache, err)
+		}
+		return nil
+	})
 }
 
 // image returns the built image of key (a template or a scale function),
@@ -347,16 +326,11 @@ func (b *functionsBench) image(ctx context.Context, key string) (function.Image,
 	if img, ok := b.images[key]; ok {
 		return img, nil
 	}
-	spec, ok := b.specs[key]
-	if !ok {
+	if _, ok := b.specs[key]; !ok {
 		return function.Image{}, fmt.Errorf("no function %s", key)
 	}
-	img, info, _, err := b.build(ctx, spec, filepath.Join(b.env.tmp, "cache", "shared"))
-	if err != nil {
-		return function.Image{}, err
-	}
-	b.images[key], b.infos[key] = img, info
-	return img, nil
+	img, _, _, err := b.build(ctx, key, filepath.Join(b.env.tmp, "cache", "shared"))
+	return img, err
 }
 
 // loadImages loads every built template's image into the engine and records
@@ -375,7 +349,7 @@ func (b *functionsBench) loadImages(ctx context.Context) error {
 		cctx, cancel := call(ctx)
 		start := time.Now()
 		err := function.LoadImage(cctx, b.api, img)
-		ii.LoadS = round3(time.Since(start).Seconds())
+		ii.LoadS = secondsSince(start)
 		if err == nil {
 			var got image.InspectResponse
 			got, err = b.api.ImageInspect(cctx, img.ID)
@@ -394,105 +368,102 @@ func (b *functionsBench) loadImages(ctx context.Context) error {
 	return nil
 }
 
-// deployStage deploys a fresh service of each template Trials times and
-// times it to the first 200; after each trial the function is removed,
-// image included, and the next trial loads the image again first.
-func (b *functionsBench) deployStage(ctx context.Context, templates []string) error {
-	for trial := 1; trial <= b.cfg.Trials; trial++ {
-		for _, tmpl := range rotate(templates, trial-1) {
-			r := deployTrial{Template: tmpl, Trial: trial}
-			err := b.deployTrial(ctx, tmpl, &r)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var fatal error
-			if err != nil {
-				r.Error = err.Error()
-				var rf removeFailed
-				if errors.As(err, &rf) {
-					fatal = err
-				}
-				b.log.Warn("deploy trial failed", "template", tmpl, "trial", trial, "err", err)
-			} else {
-				b.log.Info("deploy", "template", tmpl, "trial", trial, "first_200_s", r.FirstOKS, "endpoint_s", r.EndpointS)
-			}
-			b.rep.Deploys = append(b.rep.Deploys, r)
-			if fatal != nil {
-				return fatal
+// eachTrial calls f for trials 1 to n and in each for every item, their
+// order rotated by one per trial; it stops at f's first error.
+func eachTrial[T any](n int, items []T, f func(trial int, it T) error) error {
+	for trial := 1; trial <= n; trial++ {
+		for _, it := range rotate(items, trial-1) {
+			if err := f(trial, it); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// logOutcome records err (if any) in errField and logs what happened to
+// the trial or window attrs name: its failure, or its results.
+func (b *functionsBench) logOutcome(what string, err error, errField *string, attrs []any, results ...any) {
+	if err != nil {
+		*errField = err.Error()
+		b.log.Warn(what+" failed", append(attrs, "err", err)...)
+		return
+	}
+	b.log.Info(what, append(attrs, results...)...)
+}
+
+// quiet waits for the host to be quiet before a trial and records the wait
+// and the trial's start in h.
+func (b *functionsBench) quiet(ctx context.Context, h *trialHead) error {
+	waited, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait)
+	if err != nil {
+		return err
+	}
+	h.QuietWaitS, h.QuietBusyPct = round3(waited.Seconds()), float64(int(busy+0.5))
+	h.Start = time.Now().UTC().Format(time.RFC3339)
+	h.Load1, _ = readLoad1("/proc")
+	return nil
+}
+
+// deployOptions are the options of every deploy, with the health interval
+// (0: the default).
+func (b *functionsBench) deployOptions(interval time.Duration) function.DeployOptions {
+	return function.DeployOptions{HealthInterval: interval, HealthStartInterval: b.startInterval, DrainGrace: benchDrainGrace, Instance: benchInstance(b.run)}
+}
+
+// deployStage deploys a fresh service of each template Trials times and
+// times it to the first 200; after each trial the function is removed,
+// image included, and the next trial loads the image again first.
+func (b *functionsBench) deployStage(ctx context.Context, templates []string) error {
+	return eachTrial(b.cfg.Trials, templates, func(trial int, tmpl string) error {
+		r := deployTrial{Template: tmpl, trialHead: trialHead{Trial: trial}}
+		err := b.deployTrial(ctx, b.specs[tmpl], &r)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.logOutcome("deploy", err, &r.Error, []any{"template", tmpl, "trial", trial}, "first_200_s", r.FirstOKS, "endpoint_s", r.EndpointS)
+		b.rep.Deploys = append(b.rep.Deploys, r)
+		if rf := (removeFailed{}); errors.As(err, &rf) {
+			return err
+		}
+		return nil
+	})
 }
 
 // removeFailed is a failed removal: the engine may hold something of ours,
 // so the stage stops.
 type removeFailed struct{ error }
 
-func (b *functionsBench) deployTrial(ctx context.Context, tmpl string, r *deployTrial) error {
-	spec := b.specs[tmpl]
-	img, err := b.image(ctx, tmpl)
+// deployTrial loads spec's image (untimed: a trial starts with it loaded),
+// deploys it, times it to the first 200 to a POST and removes it.
+func (b *functionsBench) deployTrial(ctx context.Context, spec function.Spec, r *deployTrial) error {
+	img, err := b.image(ctx, r.Template)
 	if err != nil {
 		return err
 	}
-	// The image first, untimed: a deploy trial starts with it loaded.
 	cctx, cancel := call(ctx)
 	start := time.Now()
 	err = function.LocalDistributor{API: b.api}.Ensure(cctx, img)
 	cancel()
-	r.LoadS = round3(time.Since(start).Seconds())
+	r.LoadS = secondsSince(start)
 	if err != nil {
 		return err
 	}
-	waited, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait)
-	if err != nil {
+	if err := b.quiet(ctx, &r.trialHead); err != nil {
 		return err
 	}
-	r.QuietWaitS, r.QuietBusyPct = round3(waited.Seconds()), float64(int(busy+0.5))
-	r.Start = time.Now().UTC().Format(time.RFC3339)
-	r.Load1, _ = readLoad1("/proc")
-
-	err = b.deployOnce(ctx, spec, img, r)
+	nr, err := b.timeReplica(ctx, spec.Name, nil, func() error {
+		_, err := b.sw.Deploy(ctx, spec, img, b.deployOptions(0))
+		return err
+	}, http.MethodPost, "/", b.body)
+	r.DeployCallS, r.replicaTimes, r.FirstOKS, r.Polls, r.Posts = nr.callS, nr.replicaTimes, nr.okS, nr.polls, nr.requests
 	start = time.Now()
-	rerr := b.remove(ctx, spec.Name)
-	r.RemoveS = round3(time.Since(start).Seconds())
+	rerr := removeFunction(ctx, b.sw, spec.Name)
+	r.RemoveS = secondsSince(start)
 	if rerr != nil {
 		return removeFailed{fmt.Errorf("remove %s: %w", spec.Name, rerr)}
 	}
 	return err
-}
-
-// deployOnce deploys spec and times it to the first 200.
-func (b *functionsBench) deployOnce(ctx context.Context, spec function.Spec, img function.Image, r *deployTrial) error {
-	t0 := time.Now()
-	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{DrainGrace: benchDrainGrace, HealthStartInterval: b.startInterval, Instance: benchInstance(b.run)}); err != nil {
-		return err
-	}
-	r.DeployCallS = round3(time.Since(t0).Seconds())
-	ep, polls, err := b.waitNewEndpoint(ctx, spec.Name, nil)
-	r.Polls = polls
-	if err != nil {
-		return err
-	}
-	r.EndpointS = round3(time.Since(t0).Seconds())
-	posts, err := b.waitOK(ctx, http.MethodPost, "http://"+b.loopback(ep.Addr)+"/", b.body, func(answer []byte) error {
-		if !strings.Contains(string(answer), b.body) {
-			return fmt.Errorf("the function answered %q, which lacks the request body %q", truncate(string(answer), 200), b.body)
-		}
-		return nil
-	})
-	r.Posts = posts
-	if err != nil {
-		return err
-	}
-	r.FirstOKS = round3(time.Since(t0).Seconds())
-	r.TaskCreatedS, r.ContainerStartedS, r.FirstProbeS = b.taskTimes(ctx, ep.TaskID, t0)
-	return nil
-}
-
-// remove removes a function of this run (service, containers, image).
-func (b *functionsBench) remove(ctx context.Context, name string) error {
-	return removeFunction(ctx, b.sw, name)
 }
 
 // deployTargets deploys the two go functions of the scale and idle stages,
@@ -504,7 +475,7 @@ func (b *functionsBench) deployTargets(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := b.sw.Deploy(ctx, b.specs[t.name], img, function.DeployOptions{HealthInterval: t.interval, HealthStartInterval: b.startInterval, DrainGrace: benchDrainGrace, Instance: benchInstance(b.run)}); err != nil {
+		if _, err := b.sw.Deploy(ctx, b.specs[t.name], img, b.deployOptions(t.interval)); err != nil {
 			return err
 		}
 	}
@@ -519,40 +490,30 @@ func (b *functionsBench) deployTargets(ctx context.Context) error {
 // scaleStage runs ScaleTrials +1 scales of each target, alternating between
 // them.
 func (b *functionsBench) scaleStage(ctx context.Context) error {
-	for trial := 1; trial <= b.cfg.ScaleTrials; trial++ {
-		for _, t := range rotate(b.targets, trial-1) {
-			r := scaleTrial{Interval: t.label, IntervalMS: t.intervalMS, Trial: trial}
-			waited, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait)
-			if err != nil {
-				return err
-			}
-			r.QuietWaitS, r.QuietBusyPct = round3(waited.Seconds()), float64(int(busy+0.5))
-			r.Start = time.Now().UTC().Format(time.RFC3339)
-			r.Load1, _ = readLoad1("/proc")
-			err = b.scaleOnce(ctx, t, &r)
-			// Back to one replica, whatever happened, before the next trial.
-			start := time.Now()
-			back := b.sw.Scale(ctx, t.name, 1, true)
-			if back == nil {
-				back = b.waitReplicas(ctx, t.name, 1)
-			}
-			r.DownS = round3(time.Since(start).Seconds())
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				r.Error = err.Error()
-				b.log.Warn("scale trial failed", "interval", t.label, "trial", trial, "err", err)
-			} else {
-				b.log.Info("scale +1", "interval", t.label, "trial", trial, "ready_s", r.ReadyS, "endpoint_s", r.EndpointS, "container_started_s", r.ContainerStartedS)
-			}
-			b.rep.Scales = append(b.rep.Scales, r)
-			if back != nil {
-				return fmt.Errorf("scale %s back to 1: %w", t.name, back)
-			}
+	return eachTrial(b.cfg.ScaleTrials, b.targets, func(trial int, t scaleTarget) error {
+		r := scaleTrial{Interval: t.interval.String(), IntervalMS: ms(t.interval), trialHead: trialHead{Trial: trial}}
+		if err := b.quiet(ctx, &r.trialHead); err != nil {
+			return err
 		}
-	}
-	return nil
+		err := b.scaleOnce(ctx, t, &r)
+		// Back to one replica, whatever happened, before the next trial.
+		start := time.Now()
+		back := b.sw.Scale(ctx, t.name, 1, true)
+		if back == nil {
+			back = b.waitReplicas(ctx, t.name, 1)
+		}
+		r.DownS = secondsSince(start)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.logOutcome("scale +1", err, &r.Error, []any{"interval", r.Interval, "trial", trial},
+			"ready_s", r.ReadyS, "endpoint_s", r.EndpointS, "container_started_s", r.ContainerStartedS)
+		b.rep.Scales = append(b.rep.Scales, r)
+		if back != nil {
+			return fmt.Errorf("scale %s back to 1: %w", t.name, back)
+		}
+		return nil
+	})
 }
 
 // scaleOnce scales t from 1 to 2 replicas and times the new one to its first
@@ -565,34 +526,59 @@ func (b *functionsBench) scaleOnce(ctx context.Context, t scaleTarget, r *scaleT
 	if len(eps) != 1 {
 		return fmt.Errorf("%d replicas up before the scale, want 1", len(eps))
 	}
-	known := map[string]bool{eps[0].TaskID: true}
-	t0 := time.Now()
-	if err := b.sw.Scale(ctx, t.name, 2, true); err != nil {
-		return err
-	}
-	r.ScaleCallS = round3(time.Since(t0).Seconds())
-	ep, polls, err := b.waitNewEndpoint(ctx, t.name, known)
-	r.Polls = polls
-	if err != nil {
-		return err
-	}
-	r.EndpointS = round3(time.Since(t0).Seconds())
-	gets, err := b.waitOK(ctx, http.MethodGet, "http://"+b.loopback(ep.Addr)+contract.HealthPath, "", nil)
-	r.Gets = gets
-	if err != nil {
-		return err
-	}
-	r.ReadyS = round3(time.Since(t0).Seconds())
-	r.TaskCreatedS, r.ContainerStartedS, r.FirstProbeS = b.taskTimes(ctx, ep.TaskID, t0)
-	return nil
+	nr, err := b.timeReplica(ctx, t.name, map[string]bool{eps[0].TaskID: true}, func() error {
+		return b.sw.Scale(ctx, t.name, 2, true)
+	}, http.MethodGet, contract.HealthPath, "")
+	r.ScaleCallS, r.replicaTimes, r.ReadyS, r.Polls, r.Gets = nr.callS, nr.replicaTimes, nr.okS, nr.polls, nr.requests
+	return err
 }
 
-// containers lists the IDs of the service name's containers: running ones,
-// or all.
-func (b *functionsBench) containers(ctx context.Context, name string, all bool) ([]string, error) {
+// newReplica is how a new replica started: in seconds from just before the
+// call that started it, when the call returned (callS) and when the replica
+// answered 200 (okS); the Endpoints polls and requests that took.
+type newReplica struct {
+	replicaTimes
+	callS, okS      float64
+	polls, requests int
+}
+
+// timeReplica calls start and times the replica of name it starts (a task
+// not in known) to its first 200 to method path (with body, which the
+// answer must hold).
+func (b *functionsBench) timeReplica(ctx context.Context, name string, known map[string]bool, start func() error, method, path, body string) (newReplica, error) {
+	var nr newReplica
+	t0 := time.Now()
+	if err := start(); err != nil {
+		return nr, err
+	}
+	nr.callS = secondsSince(t0)
+	ep, polls, err := b.waitNewEndpoint(ctx, name, known)
+	nr.polls = polls
+	if err != nil {
+		return nr, err
+	}
+	nr.EndpointS = secondsSince(t0)
+	// On the single-node swarm a host-mode port is published on every
+	// address of this host.
+	addr, rewrote := loopbackAddr(ep.Addr)
+	b.rewrote = b.rewrote || rewrote
+	nr.requests, err = b.waitOK(ctx, method, "http://"+addr+path, body)
+	if err != nil {
+		return nr, err
+	}
+	nr.okS = secondsSince(t0)
+	b.taskTimes(ctx, ep.TaskID, t0, &nr.replicaTimes)
+	return nr, nil
+}
+
+// secondsSince is the time since t in seconds, to the millisecond.
+func secondsSince(t time.Time) float64 { return round3(time.Since(t).Seconds()) }
+
+// containers lists the IDs of the service name's running containers.
+func (b *functionsBench) containers(ctx context.Context, name string) ([]string, error) {
 	cctx, cancel := call(ctx)
 	defer cancel()
-	cs, err := b.api.ContainerList(cctx, container.ListOptions{All: all, Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+name))})
+	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+name))})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of %s: %w", name, err)
 	}
@@ -613,7 +599,7 @@ func (b *functionsBench) waitReplicas(ctx context.Context, name string, n int) e
 		return err
 	}
 	for {
-		ids, err := b.containers(ctx, name, false)
+		ids, err := b.containers(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -633,10 +619,8 @@ func (b *functionsBench) waitNewEndpoint(ctx context.Context, name string, known
 	defer cancel()
 	tick := time.NewTicker(endpointPoll)
 	defer tick.Stop()
-	polls := 0
-	for {
+	for polls := 1; ; polls++ {
 		eps, err := b.sw.Endpoints(ctx, name)
-		polls++
 		if err != nil && ctx.Err() == nil {
 			return function.Endpoint{}, polls, err
 		}
@@ -653,81 +637,64 @@ func (b *functionsBench) waitNewEndpoint(ctx context.Context, name string, known
 	}
 }
 
-// waitOK sends method url (with body, if any, and the replica credential)
-// every httpPoll until the answer is 200, and checks that answer's body
-// with check (if not nil). It returns the number of requests.
-func (b *functionsBench) waitOK(ctx context.Context, method, url, body string, check func([]byte) error) (int, error) {
+// waitOK sends method url (with body and the replica credential) every
+// httpPoll until the answer is 200, and checks that the answer holds body.
+// It returns the number of requests.
+func (b *functionsBench) waitOK(ctx context.Context, method, url, body string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	n := 0
-	var last error
-	for {
-		n++
-		var rd io.Reader
-		if body != "" {
-			rd = strings.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	for n := 1; ; n++ {
+		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 		if err != nil {
 			return n, err
 		}
 		addHeaders(req, b.cred.header())
+		var answer []byte
 		resp, err := b.http.Do(req)
 		if err == nil {
-			data, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			answer, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
-			switch {
-			case rerr != nil:
-				err = rerr
-			case resp.StatusCode != http.StatusOK:
-				err = fmt.Errorf("status %s: %q", resp.Status, truncate(strings.TrimSpace(string(data)), 200))
-			case check != nil:
-				return n, check(data)
-			default:
-				return n, nil
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %s: %q", resp.Status, truncate(strings.TrimSpace(string(answer)), 200))
 			}
 		}
-		last = err
-		if err := sleepCtx(ctx, httpPoll); err != nil {
-			return n, fmt.Errorf("%s %s: no 200 after %s (last: %v): %w", method, url, readyTimeout, last, err)
+		if err == nil && !strings.Contains(string(answer), body) {
+			return n, fmt.Errorf("the function answered %q, which lacks the request body %q", truncate(string(answer), 200), body)
+		}
+		if err == nil {
+			return n, nil
+		}
+		if serr := sleepCtx(ctx, httpPoll); serr != nil {
+			return n, fmt.Errorf("%s %s: no 200 after %s (last: %v): %w", method, url, readyTimeout, err, serr)
 		}
 	}
 }
 
-// loopback returns addr with a loopback host: on the single-node swarm a
-// host-mode port is published on every address of this host.
-func (b *functionsBench) loopback(addr string) string {
-	addr, rewrote := loopbackAddr(addr)
-	b.rewrote = b.rewrote || rewrote
-	return addr
-}
-
-// taskTimes reads when the task was created, when its container started and
-// when its first passing health probe ended, in seconds after t0; 0 for
-// what the engine does not say.
-func (b *functionsBench) taskTimes(ctx context.Context, taskID string, t0 time.Time) (created, started, probe float64) {
+// taskTimes reads into rt when the task was created, when its container
+// started and when its first passing health probe ended, in seconds after
+// t0; 0 for what the engine does not say.
+func (b *functionsBench) taskTimes(ctx context.Context, taskID string, t0 time.Time, rt *replicaTimes) {
 	cctx, cancel := call(ctx)
 	defer cancel()
 	task, _, err := b.api.TaskInspectWithRaw(cctx, taskID)
 	if err != nil {
 		b.log.Warn("inspect task", "task", taskID, "err", err)
-		return 0, 0, 0
+		return
 	}
-	created = round3(task.CreatedAt.Sub(t0).Seconds())
+	rt.TaskCreatedS = round3(task.CreatedAt.Sub(t0).Seconds())
 	cs := task.Status.ContainerStatus
 	if cs == nil || cs.ContainerID == "" {
-		return created, 0, 0
+		return
 	}
 	c, err := b.api.ContainerInspect(cctx, cs.ContainerID)
 	if err != nil || c.ContainerJSONBase == nil || c.State == nil {
 		b.log.Warn("inspect container", "container", cs.ContainerID, "err", err)
-		return created, 0, 0
+		return
 	}
 	if ts, err := time.Parse(time.RFC3339Nano, c.State.StartedAt); err == nil {
-		started = round3(ts.Sub(t0).Seconds())
+		rt.ContainerStartedS = round3(ts.Sub(t0).Seconds())
 	}
-	probe = firstPassingProbe(c.State.Health, t0)
-	return created, started, probe
+	rt.FirstProbeS = firstPassingProbe(c.State.Health, t0)
 }
 
 // firstPassingProbe returns when the first passing probe in h's log ended,
@@ -747,15 +714,17 @@ func firstPassingProbe(h *container.Health, t0 time.Time) float64 {
 
 // sweep removes whatever of this run is left on the engine: services (with
 // their containers and images, through Swarm.Remove), then images and
-// containers by name, then the run's replica credential (secret, file). It runs once, with its own deadline, also after an
-// interrupt, and returns what it found.
+// containers by name, then the run's replica credential (secret, file). It
+// runs once, with its own deadline, also after an interrupt, and returns
+// what it found.
 func (b *functionsBench) sweep() []string {
 	b.swept = true
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	mine := func(name string) bool { return strings.HasPrefix(name, b.prefix) }
 	found := engineSweep{
-		api: b.api, log: b.log, mine: mine, remove: b.remove, cred: b.cred,
+		api: b.api, log: b.log, mine: mine, cred: b.cred,
+		remove:    func(ctx context.Context, name string) error { return removeFunction(ctx, b.sw, name) },
 		images:    filters.NewArgs(filters.Arg("label", contract.LabelFunction)),
 		imageMine: func(l map[string]string) bool { return mine(l[contract.LabelFunction]) },
 	}.run(ctx, nil)

@@ -13,36 +13,31 @@ import (
 	"github.com/docker/docker/api/types/container"
 )
 
+// idleQuietWaitFactor times -quiet-wait is how long an idle window waits
+// for other processes to calm down.
+const idleQuietWaitFactor = 10
+
 // idleStage measures the host's CPU over idle windows: no replica of
 // either target, then idleReplicas of the 1 s one, then idleReplicas of the
 // 250 ms one; a full run does that twice and ends with none again, so that
 // baselines bracket every window.
 func (b *functionsBench) idleStage(ctx context.Context) error {
-	a, f := b.targets[0], b.targets[1]
-	type step struct{ na, nf int }
-	steps := []step{{0, 0}, {idleReplicas, 0}, {0, idleReplicas}}
+	// The target with replicas up in each window; -1: none.
+	ups := []int{-1, 0, 1}
 	if !b.cfg.Quick {
-		steps = append(steps, step{0, 0}, step{idleReplicas, 0}, step{0, idleReplicas}, step{0, 0})
+		ups = append(ups, -1, 0, 1, -1)
 	}
-	for _, st := range steps {
-		w := idleWindow{}
-		var target *scaleTarget
-		switch {
-		case st.na > 0:
-			w.Replicas, w.IntervalMS, target = st.na, a.intervalMS, &a
-		case st.nf > 0:
-			w.Replicas, w.IntervalMS, target = st.nf, f.intervalMS, &f
+	for _, up := range ups {
+		var w idleWindow
+		if up >= 0 {
+			w.Replicas, w.IntervalMS = idleReplicas, ms(b.targets[up].interval)
 		}
-		err := b.idleWindow(ctx, []scaleTarget{a, f}, []int{st.na, st.nf}, target, &w)
+		err := b.idleWindow(ctx, up, &w)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err != nil {
-			w.Error = err.Error()
-			b.log.Warn("idle window failed", "replicas", w.Replicas, "interval_ms", w.IntervalMS, "err", err)
-		} else {
-			b.log.Info("idle window", "replicas", w.Replicas, "interval_ms", w.IntervalMS, "busy_core_pct", fmt.Sprintf("%.1f", w.BusyCorePct))
-		}
+		b.logOutcome("idle window", err, &w.Error, []any{"replicas", w.Replicas, "interval_ms", w.IntervalMS},
+			"busy_core_pct", fmt.Sprintf("%.1f", w.BusyCorePct))
 		b.rep.Idle = append(b.rep.Idle, w)
 		if err != nil {
 			return err
@@ -51,16 +46,21 @@ func (b *functionsBench) idleStage(ctx context.Context) error {
 	return nil
 }
 
-// idleWindow scales targets to counts, waits until they are there and
-// settled, then measures one window; target is the one with replicas up
-// (nil for none), whose health logs give the probes' period.
-func (b *functionsBench) idleWindow(ctx context.Context, targets []scaleTarget, counts []int, target *scaleTarget, w *idleWindow) error {
-	for i, t := range targets {
+// idleWindow scales the targets to idleReplicas of target up (none for -1)
+// and none of the other, waits until they are there and settled, then
+// measures one window; the health logs of up's replicas give the probes'
+// period.
+func (b *functionsBench) idleWindow(ctx context.Context, up int, w *idleWindow) error {
+	counts := make([]int, len(b.targets))
+	if up >= 0 {
+		counts[up] = idleReplicas
+	}
+	for i, t := range b.targets {
 		if err := b.sw.Scale(ctx, t.name, counts[i], true); err != nil {
 			return err
 		}
 	}
-	for i, t := range targets {
+	for i, t := range b.targets {
 		if err := b.waitReplicas(ctx, t.name, counts[i]); err != nil {
 			return err
 		}
@@ -69,8 +69,8 @@ func (b *functionsBench) idleWindow(ctx context.Context, targets []scaleTarget, 
 		return err
 	}
 	mine := map[string]bool{}
-	if target != nil {
-		ids, err := b.containers(ctx, target.name, false)
+	if up >= 0 {
+		ids, err := b.containers(ctx, b.targets[up].name)
 		if err != nil {
 			return err
 		}
@@ -88,46 +88,56 @@ func (b *functionsBench) idleWindow(ctx context.Context, targets []scaleTarget, 
 	}
 	w.Start = time.Now().UTC().Format(time.RFC3339)
 	w.Load1, _ = readLoad1("/proc")
-	e0, err := engineCPU("/proc", mine)
+	c, err := sampleIdleCPU(ctx, b.cfg.IdleWindow, mine)
 	if err != nil {
 		return err
 	}
-	h0, err := readHostCPU("/proc")
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	if err := sleepCtx(ctx, b.cfg.IdleWindow); err != nil {
-		return err
-	}
-	h1, err := readHostCPU("/proc")
-	if err != nil {
-		return err
-	}
-	wall := time.Since(t0).Seconds()
-	e1, err := engineCPU("/proc", mine)
-	if err != nil {
-		return err
-	}
-	w.Seconds = round3(wall)
-	w.BusyCPUS = round3(float64(h1.Busy-h0.Busy) / b.env.clk)
-	w.BusyCorePct = round3(100 * w.BusyCPUS / wall)
-	w.StealCorePct = round3(100 * float64(h1.Steal-h0.Steal) / b.env.clk / wall)
-	if e1.Total >= e0.Total {
-		w.EngineCPUS = round3(float64(e1.Total-e0.Total) / b.env.clk)
-		w.EngineCorePct = round3(100 * w.EngineCPUS / wall)
-		w.EngineProcs = e1.Procs
+	clk := b.env.clk
+	w.Seconds = round3(c.wall)
+	w.BusyCPUS = round3(float64(c.host1.Busy-c.host0.Busy) / clk)
+	w.BusyCorePct = round3(100 * w.BusyCPUS / c.wall)
+	w.StealCorePct = round3(100 * float64(c.host1.Steal-c.host0.Steal) / clk / c.wall)
+	if c.engine1.Total >= c.engine0.Total {
+		w.EngineCPUS = round3(float64(c.engine1.Total-c.engine0.Total) / clk)
+		w.EngineCorePct = round3(100 * w.EngineCPUS / c.wall)
+		w.EngineProcs = c.engine1.Procs
 		w.OtherCorePct = round3(w.BusyCorePct - w.EngineCorePct)
 	}
-	if target != nil {
-		w.ProbePeriodsMS, w.ProbeDurationsMS, err = b.healthLogs(ctx, target.name)
+	if up >= 0 {
+		w.ProbePeriodsMS, w.ProbeDurationsMS, err = b.healthLogs(ctx, b.targets[up].name)
 	}
 	return err
 }
 
-// idleQuietWaitFactor times -quiet-wait is how long an idle window waits
-// for other processes to calm down.
-const idleQuietWaitFactor = 10
+// idleCPU is the host's CPU and the engine's (engineCPU) at the start and
+// end of a window of wall seconds.
+type idleCPU struct {
+	host0, host1     hostCPU
+	engine0, engine1 cpuSample
+	wall             float64
+}
+
+// sampleIdleCPU samples the host's and the engine's CPU over d.
+func sampleIdleCPU(ctx context.Context, d time.Duration, containers map[string]bool) (idleCPU, error) {
+	var c idleCPU
+	var err error
+	if c.engine0, err = engineCPU("/proc", containers); err != nil {
+		return c, err
+	}
+	if c.host0, err = readHostCPU("/proc"); err != nil {
+		return c, err
+	}
+	t0 := time.Now()
+	if err := sleepCtx(ctx, d); err != nil {
+		return c, err
+	}
+	if c.host1, err = readHostCPU("/proc"); err != nil {
+		return c, err
+	}
+	c.wall = time.Since(t0).Seconds()
+	c.engine1, err = engineCPU("/proc", containers)
+	return c, err
+}
 
 // waitQuietOthers is waitQuiet for the idle windows, whose replicas' probes
 // keep the host busy by design: it samples 1 s windows until the CPU of
@@ -137,28 +147,12 @@ const idleQuietWaitFactor = 10
 func waitQuietOthers(ctx context.Context, clk float64, maxWait time.Duration, containers map[string]bool) (time.Duration, float64, error) {
 	start := time.Now()
 	for {
-		e0, err := engineCPU("/proc", containers)
+		c, err := sampleIdleCPU(ctx, time.Second, containers)
 		if err != nil {
 			return 0, 0, err
 		}
-		h0, err := readHostCPU("/proc")
-		if err != nil {
-			return 0, 0, err
-		}
-		t0 := time.Now()
-		if err := sleepCtx(ctx, time.Second); err != nil {
-			return 0, 0, err
-		}
-		h1, err := readHostCPU("/proc")
-		if err != nil {
-			return 0, 0, err
-		}
-		e1, err := engineCPU("/proc", containers)
-		if err != nil {
-			return 0, 0, err
-		}
-		busy := float64(h1.Busy-h0.Busy) - (float64(e1.Total) - float64(e0.Total))
-		other := 100 * busy / clk / time.Since(t0).Seconds()
+		busy := float64(c.host1.Busy-c.host0.Busy) - (float64(c.engine1.Total) - float64(c.engine0.Total))
+		other := 100 * busy / clk / c.wall
 		if other < quietCorePct || time.Since(start) >= maxWait {
 			return time.Since(start), other, nil
 		}
@@ -186,7 +180,7 @@ func engineCPU(procDir string, containers map[string]bool) (cpuSample, error) {
 // healthLogs reads the health logs of name's running containers: the
 // spacing of consecutive probes and each probe's run time, in ms.
 func (b *functionsBench) healthLogs(ctx context.Context, name string) (periods, durations []float64, err error) {
-	ids, err := b.containers(ctx, name, false)
+	ids, err := b.containers(ctx, name)
 	if err != nil {
 		return nil, nil, err
 	}

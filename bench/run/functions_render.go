@@ -33,18 +33,25 @@ func secCell(v float64) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
+// failedRow is the row of a template or interval whose every trial failed
+// (what says so): trials 0 and failed last, in a table of n columns.
+func failedRow(n int, label, what string, failed int) []string {
+	row := make([]string, n)
+	row[0], row[1], row[n-2], row[n-1] = label, what, "0", fmt.Sprint(failed)
+	return row
+}
+
 func buildRows(sums []buildSummary) [][]string {
 	var rows [][]string
 	for _, s := range sums {
 		if s.Trials == 0 {
-			rows = append(rows, []string{s.Template, "every build failed", "", "", "", "", "", "0", fmt.Sprint(s.Failed)})
+			rows = append(rows, failedRow(len(buildHeader), s.Template, "every build failed", s.Failed))
 			continue
 		}
-		same := "yes"
+		same, wd := "yes", "linked in"
 		if !s.SameID {
 			same = "no"
 		}
-		wd := "linked in"
 		if s.WatchdogBytes > 0 {
 			wd = fmt.Sprintf("%.2f", float64(s.WatchdogBytes)/mb)
 		}
@@ -80,7 +87,7 @@ func scaleRows(sums []scaleSummary) [][]string {
 	var rows [][]string
 	for _, s := range sums {
 		if s.Trials == 0 {
-			rows = append(rows, []string{intervalLabel(s), "every trial failed", "", "", "", "", "", "", "0", fmt.Sprint(s.Failed)})
+			rows = append(rows, failedRow(len(scaleHeader), intervalLabel(s), "every trial failed", s.Failed))
 			continue
 		}
 		rows = append(rows, []string{
@@ -96,7 +103,7 @@ func deployRows(sums []deploySummary) [][]string {
 	var rows [][]string
 	for _, s := range sums {
 		if s.Trials == 0 {
-			rows = append(rows, []string{s.Template, "every trial failed", "", "", "", "", "", "0", fmt.Sprint(s.Failed)})
+			rows = append(rows, failedRow(len(deployHeader), s.Template, "every trial failed", s.Failed))
 			continue
 		}
 		rows = append(rows, []string{
@@ -164,25 +171,6 @@ func functionsSetup(r functionsReport) string {
 	return b.String()
 }
 
-// Captions of the functions suite's tables.
-func functionsCaptions(r functionsReport) (build, scale, deploy, idle string) {
-	build = "Build and image size per template: `function.Build` of the scaffolded template; cold is an empty Pulse cache dir " +
-		"(the SDK written, the watchdog compiled), with Go's own build cache as it was (" + r.Engine.GoCache + ", not emptied); " +
-		"warm is the same build again. Image MB is the engine's size of the loaded image."
-	scale = "Scale +1 → the new replica answers: seconds from just before `Swarm.Scale` (1 → 2) to its `GET /_/health` answering 200, " +
-		"the go function; the task, container and probe columns are the engine's timestamps of the new replica, " +
-		"`in Endpoints` is when `Swarm.Endpoints`, polled every 20 ms, first listed it."
-	deploy = fmt.Sprintf("Deploy → first 200: seconds from just before `Swarm.Deploy` of a fresh service (image already loaded, "+
-		"default health interval) to the first 200 to a POST with a %d-byte body.", r.Config.BodyBytes)
-	idle = fmt.Sprintf("Health-check CPU: the host's busy CPU (/proc/stat, all processes) over %g s with nothing calling the functions, "+
-		"mean of the windows; the engine's part is dockerd's and containerd's own CPU and the shims of these replicas with everything under them "+
-		"(/proc/<pid>/stat): what the replicas cost the engine. "+
-		"What %d replicas of the go function add over none is put down to their exec health probes (period and run time from the containers' health logs). "+
-		"The host's figures leave out windows where other processes were over 10 %% of a core busier than in the quietest one (windows: `host: n`).",
-		r.Config.IdleWindowS, r.Config.IdleReplicas)
-	return build, scale, deploy, idle
-}
-
 // renderFunctionsText renders the report for a terminal.
 func renderFunctionsText(r functionsReport) string { return renderFunctions(r, false, "") }
 
@@ -194,11 +182,24 @@ func renderFunctionsMarkdown(r functionsReport, jsonPath string) string {
 
 func renderFunctions(r functionsReport, md bool, jsonPath string) string {
 	b := newReportDoc(md, "functions", " (medians over trials)", r.Started, jsonPath, functionsSetup(r))
-	cb, cs, cd, ci := functionsCaptions(r)
-	b.section(cb, buildHeader, buildRows(r.Summary.Builds))
-	b.section(cs, scaleHeader, scaleRows(r.Summary.Scale))
-	b.section(cd, deployHeader, deployRows(r.Summary.Deploys))
-	b.section(ci, idleHeader, idleRows(r.Summary.Idle))
+	b.section("Build and image size per template: `function.Build` of the scaffolded template; cold is an empty Pulse cache dir "+
+		"(the SDK written, the watchdog compiled), with Go's own build cache as it was ("+r.Engine.GoCache+", not emptied); "+
+		"warm is the same build again. Image MB is the engine's size of the loaded image.",
+		buildHeader, buildRows(r.Summary.Builds))
+	b.section("Scale +1 → the new replica answers: seconds from just before `Swarm.Scale` (1 → 2) to its `GET /_/health` answering 200, "+
+		"the go function; the task, container and probe columns are the engine's timestamps of the new replica, "+
+		"`in Endpoints` is when `Swarm.Endpoints`, polled every 20 ms, first listed it.",
+		scaleHeader, scaleRows(r.Summary.Scale))
+	b.section(fmt.Sprintf("Deploy → first 200: seconds from just before `Swarm.Deploy` of a fresh service (image already loaded, "+
+		"default health interval) to the first 200 to a POST with a %d-byte body.", r.Config.BodyBytes),
+		deployHeader, deployRows(r.Summary.Deploys))
+	b.section(fmt.Sprintf("Health-check CPU: the host's busy CPU (/proc/stat, all processes) over %g s with nothing calling the functions, "+
+		"mean of the windows; the engine's part is dockerd's and containerd's own CPU and the shims of these replicas with everything under them "+
+		"(/proc/<pid>/stat): what the replicas cost the engine. "+
+		"What %d replicas of the go function add over none is put down to their exec health probes (period and run time from the containers' health logs). "+
+		"The host's figures leave out windows where other processes were over 10 %% of a core busier than in the quietest one (windows: `host: n`).",
+		r.Config.IdleWindowS, r.Config.IdleReplicas),
+		idleHeader, idleRows(r.Summary.Idle))
 	b.goals(r.Goals)
 	b.notes(r.Notes)
 	return b.String()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // functionsReport is everything one run of the functions suite produced: the
@@ -97,27 +98,38 @@ type imageInfo struct {
 	Error         string  `json:"error,omitempty"`
 }
 
-// scaleTrial is one +1 scale: every time in seconds from just before the
-// Swarm.Scale call. The task, container and probe times come from the
-// engine's records of the new replica, read after the trial.
-type scaleTrial struct {
-	Interval     string  `json:"health_interval"`
-	IntervalMS   float64 `json:"health_interval_ms"`
+// trialHead begins a scale or deploy trial: when it started, after how
+// long a wait for the host to be quiet, and how it failed.
+type trialHead struct {
 	Trial        int     `json:"trial"`
 	Start        string  `json:"start"`
 	Load1        float64 `json:"load1"`
 	QuietWaitS   float64 `json:"quiet_wait_s"`
 	QuietBusyPct float64 `json:"quiet_busy_pct"`
 	Error        string  `json:"error,omitempty"`
+}
 
-	ScaleCallS        float64 `json:"scale_call_s"`                  // Swarm.Scale returned
+// replicaTimes are a new replica's times in a scale or deploy trial. The
+// task, container and probe times come from the engine's records of the
+// replica, read after the trial.
+type replicaTimes struct {
 	TaskCreatedS      float64 `json:"task_created_s,omitempty"`      // the task's CreatedAt
 	ContainerStartedS float64 `json:"container_started_s,omitempty"` // the container's StartedAt
 	FirstProbeS       float64 `json:"first_probe_s,omitempty"`       // end of its first passing health probe
 	EndpointS         float64 `json:"endpoint_s"`                    // the new task in Endpoints
-	ReadyS            float64 `json:"ready_s"`                       // its GET /_/health answered 200
-	Polls             int     `json:"endpoint_polls"`
-	Gets              int     `json:"health_gets"`
+}
+
+// scaleTrial is one +1 scale: every time in seconds from just before the
+// Swarm.Scale call.
+type scaleTrial struct {
+	Interval   string  `json:"health_interval"`
+	IntervalMS float64 `json:"health_interval_ms"`
+	trialHead
+	ScaleCallS float64 `json:"scale_call_s"` // Swarm.Scale returned
+	replicaTimes
+	ReadyS float64 `json:"ready_s"` // its GET /_/health answered 200
+	Polls  int     `json:"endpoint_polls"`
+	Gets   int     `json:"health_gets"`
 	// DownS is how long the scale back took, until one container was
 	// left (not a measurement).
 	DownS float64 `json:"down_s,omitempty"`
@@ -126,25 +138,16 @@ type scaleTrial struct {
 // deployTrial is one deploy of a fresh service: times in seconds from just
 // before Swarm.Deploy.
 type deployTrial struct {
-	Template     string  `json:"template"`
-	Trial        int     `json:"trial"`
-	Start        string  `json:"start"`
-	Load1        float64 `json:"load1"`
-	QuietWaitS   float64 `json:"quiet_wait_s"`
-	QuietBusyPct float64 `json:"quiet_busy_pct"`
-	Error        string  `json:"error,omitempty"`
-
+	Template string `json:"template"`
+	trialHead
 	// LoadS is the image load before the trial (not timed with it).
-	LoadS             float64 `json:"load_s,omitempty"`
-	DeployCallS       float64 `json:"deploy_call_s"`
-	TaskCreatedS      float64 `json:"task_created_s,omitempty"`
-	ContainerStartedS float64 `json:"container_started_s,omitempty"`
-	FirstProbeS       float64 `json:"first_probe_s,omitempty"`
-	EndpointS         float64 `json:"endpoint_s"`
-	FirstOKS          float64 `json:"first_ok_s"` // the first 200 to a POST
-	Polls             int     `json:"endpoint_polls"`
-	Posts             int     `json:"posts"`
-	RemoveS           float64 `json:"remove_s,omitempty"` // Swarm.Remove afterwards (not a measurement)
+	LoadS       float64 `json:"load_s,omitempty"`
+	DeployCallS float64 `json:"deploy_call_s"`
+	replicaTimes
+	FirstOKS float64 `json:"first_ok_s"` // the first 200 to a POST
+	Polls    int     `json:"endpoint_polls"`
+	Posts    int     `json:"posts"`
+	RemoveS  float64 `json:"remove_s,omitempty"` // Swarm.Remove afterwards (not a measurement)
 }
 
 // idleWindow is the host's CPU over one idle window with some replicas of
@@ -274,6 +277,19 @@ type idleSummary struct {
 	HostNoisy   bool `json:"host_noisy,omitempty"`
 }
 
+// summarize sums the trials up, checks the goals and adds the notes that
+// follow.
+func (r *functionsReport) summarize() {
+	r.Summary = functionsSummary{
+		Builds:  summarizeBuilds(functionTemplates, r.Builds, r.Images),
+		Scale:   summarizeScale(r.Scales),
+		Deploys: summarizeDeploys(functionTemplates, r.Deploys),
+		Idle:    summarizeIdle(r.Idle),
+	}
+	r.Goals = functionsGoals(r.Summary)
+	r.Notes = append(r.Notes, functionsNotes(r.Summary, r.Config)...)
+}
+
 func mean(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
@@ -285,37 +301,56 @@ func mean(xs []float64) float64 {
 	return sum / float64(len(xs))
 }
 
-// firstSeen returns the distinct values of key over items, in the order
-// they first appear.
-func firstSeen[T any](items []T, key func(T) string) []string {
-	var out []string
+// groupBy groups items by key: the keys in the order they first appear,
+// and each key's items in their order.
+func groupBy[T any, K comparable](items []T, key func(T) K) ([]K, map[K][]T) {
+	var keys []K
+	groups := map[K][]T{}
 	for _, it := range items {
-		if k := key(it); !slices.Contains(out, k) {
-			out = append(out, k)
+		k := key(it)
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
 		}
+		groups[k] = append(groups[k], it)
 	}
-	return out
+	return keys, groups
+}
+
+// medianTimes is the median of each of a group's replica times; the
+// engine's records are left out where it gave none (0).
+func medianTimes(ts []replicaTimes) replicaTimes {
+	var created, started, probe, endpoint []float64
+	for _, t := range ts {
+		endpoint = append(endpoint, t.EndpointS)
+		created = appendPositive(created, t.TaskCreatedS)
+		started = appendPositive(started, t.ContainerStartedS)
+		probe = appendPositive(probe, t.FirstProbeS)
+	}
+	return replicaTimes{
+		TaskCreatedS: medianOr0(created), ContainerStartedS: medianOr0(started), FirstProbeS: medianOr0(probe),
+		EndpointS: median(endpoint),
+	}
 }
 
 // summarizeBuilds summarizes the builds per template, in templates' order;
 // templates with no build are left out. images are the templates' loaded
 // images (their engine sizes).
 func summarizeBuilds(templates []string, trials []buildTrial, images []imageInfo) []buildSummary {
+	_, groups := groupBy(trials, func(b buildTrial) string { return b.Template })
 	var out []buildSummary
 	for _, tmpl := range templates {
-		s := buildSummary{Template: tmpl, SameID: true}
+		if len(groups[tmpl]) == 0 {
+			continue
+		}
+		s := buildSummary{Template: tmpl}
 		var cold, warm []float64
 		ids := map[string]bool{}
-		for _, b := range trials {
-			if b.Template != tmpl {
-				continue
-			}
+		for _, b := range groups[tmpl] {
 			if !tally(fmt.Sprintf("trial %d (%s)", b.Trial, b.Cache), b.Error, 300, &s.Trials, &s.Failed, &s.Flags) {
 				continue
 			}
 			ids[b.ImageID] = true
-			s.ImageBytes, s.FunctionBytes = b.ImageBytes, b.FunctionBytes
-			s.WatchdogBytes = b.ImageBytes - b.FunctionBytes
+			s.ImageBytes, s.FunctionBytes, s.WatchdogBytes = b.ImageBytes, b.FunctionBytes, b.ImageBytes-b.FunctionBytes
 			if b.Cache == "cold" {
 				cold = append(cold, b.Seconds)
 			} else {
@@ -328,14 +363,10 @@ func summarizeBuilds(templates []string, trials []buildTrial, images []imageInfo
 		if len(warm) > 0 {
 			s.WarmS, s.WarmMinS, s.WarmMaxS = median(warm), slices.Min(warm), slices.Max(warm)
 		}
-		if s.Trials+s.Failed == 0 {
-			continue
-		}
 		s.SameID = len(ids) == 1
 		for _, img := range images {
 			if img.Template == tmpl && img.Error == "" && img.EngineBytes > 0 {
-				s.ImageBytes = img.EngineBytes
-				s.FunctionBytes, s.WatchdogBytes = img.FunctionBytes, img.WatchdogBytes
+				s.ImageBytes, s.FunctionBytes, s.WatchdogBytes = img.EngineBytes, img.FunctionBytes, img.WatchdogBytes
 			}
 		}
 		out = append(out, s)
@@ -346,29 +377,22 @@ func summarizeBuilds(templates []string, trials []buildTrial, images []imageInfo
 // summarizeScale summarizes the +1 scale trials per health interval, in the
 // order the intervals first ran.
 func summarizeScale(trials []scaleTrial) []scaleSummary {
+	intervals, groups := groupBy(trials, func(t scaleTrial) string { return t.Interval })
 	var out []scaleSummary
-	for _, iv := range firstSeen(trials, func(t scaleTrial) string { return t.Interval }) {
-		s := scaleSummary{Interval: iv}
-		var ready, endpoint, created, started, probe []float64
-		for _, t := range trials {
-			if t.Interval != iv {
-				continue
+	for _, iv := range intervals {
+		s := scaleSummary{Interval: iv, IntervalMS: groups[iv][len(groups[iv])-1].IntervalMS}
+		var ready []float64
+		var times []replicaTimes
+		for _, t := range groups[iv] {
+			if tally(fmt.Sprintf("trial %d", t.Trial), t.Error, 300, &s.Trials, &s.Failed, &s.Flags) {
+				ready, times = append(ready, t.ReadyS), append(times, t.replicaTimes)
 			}
-			s.IntervalMS = t.IntervalMS
-			if !tally(fmt.Sprintf("trial %d", t.Trial), t.Error, 300, &s.Trials, &s.Failed, &s.Flags) {
-				continue
-			}
-			ready = append(ready, t.ReadyS)
-			endpoint = append(endpoint, t.EndpointS)
-			created = appendPositive(created, t.TaskCreatedS)
-			started = appendPositive(started, t.ContainerStartedS)
-			probe = appendPositive(probe, t.FirstProbeS)
 		}
 		if s.Trials > 0 {
 			s.ReadyS, s.ReadyP90S = median(ready), percentile(ready, 90)
 			s.ReadyMinS, s.ReadyMaxS = slices.Min(ready), slices.Max(ready)
-			s.EndpointS = median(endpoint)
-			s.TaskCreatedS, s.ContainerStartedS, s.FirstProbeS = medianOr0(created), medianOr0(started), medianOr0(probe)
+			m := medianTimes(times)
+			s.EndpointS, s.TaskCreatedS, s.ContainerStartedS, s.FirstProbeS = m.EndpointS, m.TaskCreatedS, m.ContainerStartedS, m.FirstProbeS
 		}
 		out = append(out, s)
 	}
@@ -378,35 +402,34 @@ func summarizeScale(trials []scaleTrial) []scaleSummary {
 // summarizeDeploys summarizes the deploy trials per template, in templates'
 // order; templates with no trial are left out.
 func summarizeDeploys(templates []string, trials []deployTrial) []deploySummary {
+	_, groups := groupBy(trials, func(t deployTrial) string { return t.Template })
 	var out []deploySummary
 	for _, tmpl := range templates {
-		s := deploySummary{Template: tmpl}
-		var ok, call, started, probe, endpoint []float64
-		for _, t := range trials {
-			if t.Template != tmpl {
-				continue
-			}
-			if !tally(fmt.Sprintf("trial %d", t.Trial), t.Error, 300, &s.Trials, &s.Failed, &s.Flags) {
-				continue
-			}
-			ok = append(ok, t.FirstOKS)
-			call = append(call, t.DeployCallS)
-			endpoint = append(endpoint, t.EndpointS)
-			started = appendPositive(started, t.ContainerStartedS)
-			probe = appendPositive(probe, t.FirstProbeS)
-		}
-		if s.Trials+s.Failed == 0 {
+		if len(groups[tmpl]) == 0 {
 			continue
 		}
+		s := deploySummary{Template: tmpl}
+		var ok, call []float64
+		var times []replicaTimes
+		for _, t := range groups[tmpl] {
+			if tally(fmt.Sprintf("trial %d", t.Trial), t.Error, 300, &s.Trials, &s.Failed, &s.Flags) {
+				ok, call, times = append(ok, t.FirstOKS), append(call, t.DeployCallS), append(times, t.replicaTimes)
+			}
+		}
 		if s.Trials > 0 {
-			s.FirstOKS, s.MinS, s.MaxS = median(ok), slices.Min(ok), slices.Max(ok)
-			s.DeployCallS, s.EndpointS = median(call), median(endpoint)
-			s.ContainerStartedS, s.FirstProbeS = medianOr0(started), medianOr0(probe)
+			s.FirstOKS, s.MinS, s.MaxS, s.DeployCallS = median(ok), slices.Min(ok), slices.Max(ok), median(call)
+			m := medianTimes(times)
+			s.EndpointS, s.ContainerStartedS, s.FirstProbeS = m.EndpointS, m.ContainerStartedS, m.FirstProbeS
 		}
 		out = append(out, s)
 	}
 	return out
 }
+
+// otherSpreadPct is how much busier than in the quietest idle window other
+// processes may be (in % of a core) for a window to count in the host's
+// figures.
+const otherSpreadPct = 10
 
 // summarizeIdle summarizes the idle windows per configuration (replicas and
 // health interval), the 0-replica baseline first. Each configuration's CPU
@@ -417,22 +440,9 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 		replicas int
 		interval float64
 	}
-	var keys []key
-	for _, w := range windows {
-		k := key{w.Replicas, w.IntervalMS}
-		if !slices.Contains(keys, k) {
-			keys = append(keys, k)
-		}
-	}
-	slices.SortStableFunc(keys, func(a, b key) int {
-		switch {
-		case a.replicas == 0 && b.replicas != 0:
-			return -1
-		case b.replicas == 0 && a.replicas != 0:
-			return 1
-		}
-		return 0
-	})
+	keys, groups := groupBy(windows, func(w idleWindow) key { return key{w.Replicas, w.IntervalMS} })
+	// The baseline (no replica) first.
+	slices.SortStableFunc(keys, func(a, b key) int { return min(a.replicas, 1) - min(b.replicas, 1) })
 	// The host's figures leave out windows where other processes were
 	// busier than in the quietest window by more than otherSpreadPct: a
 	// neighbour's burst, not the probes.
@@ -447,10 +457,7 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 	for _, k := range keys {
 		s := idleSummary{Replicas: k.replicas, IntervalMS: k.interval}
 		var busy, engine, other, allBusy, allOther, periods, durations []float64
-		for _, w := range windows {
-			if w.Replicas != k.replicas || w.IntervalMS != k.interval {
-				continue
-			}
+		for _, w := range groups[k] {
 			if w.Error != "" {
 				s.Failed++
 				continue
@@ -478,21 +485,17 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 			out = append(out, s)
 			continue
 		}
-		if len(periods) > 0 {
-			s.ProbePeriodMS = median(periods)
-		} else {
+		s.ProbePeriodMS, s.ProbeDurationMS = median(periods), medianOr0(durations)
+		if len(periods) == 0 {
 			s.ProbePeriodMS, s.ProbePeriodNominal = k.interval, true
-		}
-		if len(durations) > 0 {
-			s.ProbeDurationMS = median(durations)
 		}
 		if s.Windows > 0 && !math.IsNaN(baseline) && s.ProbePeriodMS > 0 {
 			s.ExtraCorePct = s.BusyCorePct - baseline
 			s.ProbesPerS = float64(k.replicas) * 1000 / s.ProbePeriodMS
+			s.EngineExtraCorePct = s.EngineCorePct - engineBaseline
 			// Extra core % / 100 is CPU seconds per second; × 1000 ms.
 			s.CPUPerProbeMS = s.ExtraCorePct * 10 / s.ProbesPerS
 			s.CorePctPerReplica = s.ExtraCorePct / float64(k.replicas)
-			s.EngineExtraCorePct = s.EngineCorePct - engineBaseline
 			s.EngineCPUPerProbeMS = s.EngineExtraCorePct * 10 / s.ProbesPerS
 			s.EngineCorePctPerReplica = s.EngineExtraCorePct / float64(k.replicas)
 		}
@@ -500,11 +503,6 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 	}
 	return out
 }
-
-// otherSpreadPct is how much busier than in the quietest idle window other
-// processes may be (in % of a core) for a window to count in the host's
-// figures.
-const otherSpreadPct = 10
 
 func appendPositive(xs []float64, x float64) []float64 {
 	if x > 0 {
@@ -555,6 +553,9 @@ func functionsGoals(s functionsSummary) []goal {
 			g.Status, g.Note = skip, ig.template+" was not built in this run"
 		case s.Builds[i].Trials == 0:
 			g.Status, g.Note = fail, ig.template+": every build failed"
+		case s.Builds[i].Failed > 0:
+			g.Value = round3(float64(s.Builds[i].ImageBytes) / mb)
+			g.Status, g.Note = fail, ig.template+" had failed builds: "+s.Builds[i].Flags[0]
 		default:
 			b := s.Builds[i]
 			g.Value = round3(float64(b.ImageBytes) / mb)
@@ -564,9 +565,6 @@ func functionsGoals(s functionsSummary) []goal {
 				g.Note += fmt.Sprintf(" + watchdog %.2f MB", float64(b.WatchdogBytes)/mb)
 			} else {
 				g.Note += ", the watchdog linked in"
-			}
-			if b.Failed > 0 {
-				g.Status, g.Note = fail, ig.template+" had failed builds: "+b.Flags[0]
 			}
 		}
 		out = append(out, g)
@@ -601,26 +599,26 @@ func functionsNotes(s functionsSummary, c functionsConfig) []string {
 	var fast []string
 	for _, x := range s.Scale {
 		if x.IntervalMS != defaultIntervalMS && x.Trials > 0 {
-			fast = append(fast, fmt.Sprintf("with a %s interval the new replica answered after %.2f s (median; p90 %.2f s)", x.Interval, x.ReadyS, x.ReadyP90S))
+			fast = append(fast, fmt.Sprintf("; with a %s interval the new replica answered after %.2f s (median; p90 %.2f s)", x.Interval, x.ReadyS, x.ReadyP90S))
 		}
+	}
+	why := startIntervalNote
+	if c.StartIntervalMS > 0 {
+		why = fmt.Sprintf("the services had a health start interval of %s: a new replica is probed that often until it is healthy", msLabel(c.StartIntervalMS))
 	}
 	for _, x := range s.Scale {
-		if x.IntervalMS != defaultIntervalMS || x.Trials == 0 {
-			continue
+		if x.IntervalMS == defaultIntervalMS && x.Trials > 0 {
+			notes = append(notes, fmt.Sprintf("scale +1: %s. At the default 1 s interval the new container started %s s after the scale, its first probe passed at %s s "+
+				"and Swarm.Endpoints listed it at %.2f s", why, secCell(x.ContainerStartedS), secCell(x.FirstProbeS), x.EndpointS)+strings.Join(fast, ""))
 		}
-		why := startIntervalNote
-		if c.StartIntervalMS > 0 {
-			why = fmt.Sprintf("the services had a health start interval of %s: a new replica is probed that often until it is healthy", msLabel(c.StartIntervalMS))
-		}
-		n := fmt.Sprintf("scale +1: %s. At the default 1 s interval the new container started %s s after the scale, its first probe passed at %s s "+
-			"and Swarm.Endpoints listed it at %.2f s", why, secCell(x.ContainerStartedS), secCell(x.FirstProbeS), x.EndpointS)
-		for _, f := range fast {
-			n += "; " + f
-		}
-		notes = append(notes, n)
 	}
 	noisy := slices.ContainsFunc(s.Idle, func(x idleSummary) bool { return x.HostNoisy })
+	var left, all int
 	for _, x := range s.Idle {
+		all += x.Windows
+		if !x.HostNoisy {
+			left += x.Windows - x.HostWindows
+		}
 		if x.Replicas == 0 || x.ProbesPerS == 0 {
 			continue
 		}
@@ -639,13 +637,6 @@ func functionsNotes(s functionsSummary, c functionsConfig) []string {
 		}
 		if x.Failed > 0 {
 			notes = append(notes, fmt.Sprintf("idle windows with %d replicas at %s: %d failed", x.Replicas, iv, x.Failed))
-		}
-	}
-	var left, all int
-	for _, x := range s.Idle {
-		all += x.Windows
-		if !x.HostNoisy {
-			left += x.Windows - x.HostWindows
 		}
 	}
 	if left > 0 {

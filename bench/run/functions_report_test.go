@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"reflect"
@@ -137,18 +138,18 @@ func testFunctionsRuns() ([]buildTrial, []imageInfo, []scaleTrial, []deployTrial
 		{Template: "cpp", ID: "sha256:c2", Error: "load image: boom"},
 	}
 	scales := []scaleTrial{
-		{Interval: "1s", IntervalMS: 1000, Trial: 1, TaskCreatedS: 0.003, ContainerStartedS: 0.42, FirstProbeS: 1.46, EndpointS: 1.55, ReadyS: 1.551},
-		{Interval: "250ms", IntervalMS: 250, Trial: 1, TaskCreatedS: 0.004, ContainerStartedS: 0.41, FirstProbeS: 0.71, EndpointS: 0.80, ReadyS: 0.81},
-		{Interval: "1s", IntervalMS: 1000, Trial: 2, TaskCreatedS: 0.003, ContainerStartedS: 0.44, FirstProbeS: 1.48, EndpointS: 1.51, ReadyS: 1.513},
-		{Interval: "250ms", IntervalMS: 250, Trial: 2, Error: "no new replica of x in the task list after 1m30s"},
-		{Interval: "1s", IntervalMS: 1000, Trial: 3, ContainerStartedS: 0.48, EndpointS: 1.62, ReadyS: 1.63},
-		{Interval: "250ms", IntervalMS: 250, Trial: 3, TaskCreatedS: 0.003, ContainerStartedS: 0.40, FirstProbeS: 0.73, EndpointS: 0.75, ReadyS: 0.76},
+		{Interval: "1s", IntervalMS: 1000, trialHead: trialHead{Trial: 1}, replicaTimes: replicaTimes{TaskCreatedS: 0.003, ContainerStartedS: 0.42, FirstProbeS: 1.46, EndpointS: 1.55}, ReadyS: 1.551},
+		{Interval: "250ms", IntervalMS: 250, trialHead: trialHead{Trial: 1}, replicaTimes: replicaTimes{TaskCreatedS: 0.004, ContainerStartedS: 0.41, FirstProbeS: 0.71, EndpointS: 0.80}, ReadyS: 0.81},
+		{Interval: "1s", IntervalMS: 1000, trialHead: trialHead{Trial: 2}, replicaTimes: replicaTimes{TaskCreatedS: 0.003, ContainerStartedS: 0.44, FirstProbeS: 1.48, EndpointS: 1.51}, ReadyS: 1.513},
+		{Interval: "250ms", IntervalMS: 250, trialHead: trialHead{Trial: 2, Error: "no new replica of x in the task list after 1m30s"}},
+		{Interval: "1s", IntervalMS: 1000, trialHead: trialHead{Trial: 3}, replicaTimes: replicaTimes{ContainerStartedS: 0.48, EndpointS: 1.62}, ReadyS: 1.63},
+		{Interval: "250ms", IntervalMS: 250, trialHead: trialHead{Trial: 3}, replicaTimes: replicaTimes{TaskCreatedS: 0.003, ContainerStartedS: 0.40, FirstProbeS: 0.73, EndpointS: 0.75}, ReadyS: 0.76},
 	}
 	deploys := []deployTrial{
-		{Template: "go", Trial: 1, DeployCallS: 0.004, ContainerStartedS: 0.42, FirstProbeS: 1.47, EndpointS: 1.549, FirstOKS: 1.551},
-		{Template: "c", Trial: 1, DeployCallS: 0.005, ContainerStartedS: 0.38, FirstProbeS: 1.42, EndpointS: 1.508, FirstOKS: 1.511},
-		{Template: "go", Trial: 2, DeployCallS: 0.006, ContainerStartedS: 0.40, FirstProbeS: 1.45, EndpointS: 1.52, FirstOKS: 1.53},
-		{Template: "c", Trial: 2, Error: "the function answered \"x\", which lacks the request body"},
+		{Template: "go", trialHead: trialHead{Trial: 1}, replicaTimes: replicaTimes{ContainerStartedS: 0.42, FirstProbeS: 1.47, EndpointS: 1.549}, DeployCallS: 0.004, FirstOKS: 1.551},
+		{Template: "c", trialHead: trialHead{Trial: 1}, replicaTimes: replicaTimes{ContainerStartedS: 0.38, FirstProbeS: 1.42, EndpointS: 1.508}, DeployCallS: 0.005, FirstOKS: 1.511},
+		{Template: "go", trialHead: trialHead{Trial: 2}, replicaTimes: replicaTimes{ContainerStartedS: 0.40, FirstProbeS: 1.45, EndpointS: 1.52}, DeployCallS: 0.006, FirstOKS: 1.53},
+		{Template: "c", trialHead: trialHead{Trial: 2, Error: "the function answered \"x\", which lacks the request body"}},
 	}
 	idle := []idleWindow{
 		{Replicas: 0, Seconds: 10, BusyCorePct: 10, EngineCorePct: 5, OtherCorePct: 5},
@@ -379,34 +380,31 @@ func testFunctionsReport() functionsReport {
 			OtherServices: []string{"echo", "hello"}, GoCache: "/root/.cache/go-build"},
 		Builds: builds, Images: images, Scales: scales, Deploys: deploys, Idle: idle,
 	}
-	rep.Summary = functionsSummary{
-		Builds:  summarizeBuilds(functionTemplates, builds, images),
-		Scale:   summarizeScale(scales),
-		Deploys: summarizeDeploys(functionTemplates, deploys),
-		Idle:    summarizeIdle(idle),
-	}
-	rep.Goals = functionsGoals(rep.Summary)
-	rep.Notes = functionsNotes(rep.Summary, rep.Config)
+	rep.summarize()
 	return rep
 }
 
-// TestRenderFunctionsMarkdown checks the README's functions section against
-// a golden file; run with -update to rewrite it after an intended change.
+// TestRenderFunctionsMarkdown checks the README's functions section and the
+// text for a terminal against golden files; run with -update to rewrite them
+// after an intended change.
 func TestRenderFunctionsMarkdown(t *testing.T) {
 	rep := testFunctionsReport()
-	got := renderFunctionsMarkdown(rep, "results/functions-20260102T030405Z.json")
-	golden := "testdata/functions-results.md"
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
+	text := renderFunctionsText(rep)
+	for name, got := range map[string]string{
+		"functions-results.md":  renderFunctionsMarkdown(rep, "results/functions-20260102T030405Z.json"),
+		"functions-results.txt": text,
+	} {
+		golden := "testdata/" + name
+		if *update {
+			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := readTestdata(t, name); got != want {
+			t.Errorf("the rendering differs from %s (run go test ./bench/run -update):\n%s", golden, got)
 		}
 	}
-	want := readTestdata(t, "functions-results.md")
-	if got != want {
-		t.Errorf("renderFunctionsMarkdown differs from %s (run go test ./bench/run -update):\n%s", golden, got)
-	}
 	// The text rendering carries the same cells.
-	text := renderFunctionsText(rep)
 	for _, cell := range []string{
 		"1s (default)", "1.55", "0.70 (0.50–0.90)", "linked in", "0 (baseline)", "(nominal)",
 		scaleGoalName, "FAIL", "PASS", "2 other service(s) on the engine throughout (echo, hello)",
@@ -419,5 +417,63 @@ func TestRenderFunctionsMarkdown(t *testing.T) {
 		if !strings.Contains(text, cell) {
 			t.Errorf("renderFunctionsText lacks %q", cell)
 		}
+	}
+}
+
+// TestTrialJSON pins the trials' JSON field names and order: the embedded
+// trialHead and replicaTimes write theirs where the fields stood before.
+func TestTrialJSON(t *testing.T) {
+	head := trialHead{Trial: 1, Start: "s", Load1: 0.5, QuietWaitS: 1, QuietBusyPct: 2, Error: "e"}
+	times := replicaTimes{TaskCreatedS: 0.1, ContainerStartedS: 0.2, FirstProbeS: 0.3, EndpointS: 0.4}
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{
+			name: "scale",
+			v: scaleTrial{Interval: "1s", IntervalMS: 1000, trialHead: head, ScaleCallS: 0.01, replicaTimes: times,
+				ReadyS: 0.5, Polls: 3, Gets: 4, DownS: 0.6},
+			want: `{"health_interval":"1s","health_interval_ms":1000,"trial":1,"start":"s","load1":0.5,"quiet_wait_s":1,"quiet_busy_pct":2,` +
+				`"error":"e","scale_call_s":0.01,"task_created_s":0.1,"container_started_s":0.2,"first_probe_s":0.3,"endpoint_s":0.4,` +
+				`"ready_s":0.5,"endpoint_polls":3,"health_gets":4,"down_s":0.6}`,
+		},
+		{
+			name: "deploy",
+			v: deployTrial{Template: "go", trialHead: head, LoadS: 0.02, DeployCallS: 0.01, replicaTimes: times,
+				FirstOKS: 0.5, Polls: 3, Posts: 4, RemoveS: 0.6},
+			want: `{"template":"go","trial":1,"start":"s","load1":0.5,"quiet_wait_s":1,"quiet_busy_pct":2,"error":"e",` +
+				`"load_s":0.02,"deploy_call_s":0.01,"task_created_s":0.1,"container_started_s":0.2,"first_probe_s":0.3,"endpoint_s":0.4,` +
+				`"first_ok_s":0.5,"endpoint_polls":3,"posts":4,"remove_s":0.6}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("JSON:\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFailedRows(t *testing.T) {
+	got := [][]string{
+		buildRows([]buildSummary{{Template: "c", Failed: 2}})[0],
+		scaleRows([]scaleSummary{{Interval: "1s", IntervalMS: 1000, Failed: 3}})[0],
+		deployRows([]deploySummary{{Template: "go", Failed: 1}})[0],
+		idleRows([]idleSummary{{Replicas: 4, IntervalMS: 250, Failed: 2}})[0],
+	}
+	want := [][]string{
+		{"c", "every build failed", "", "", "", "", "", "0", "2"},
+		{"1s (default)", "every trial failed", "", "", "", "", "", "", "0", "3"},
+		{"go", "every trial failed", "", "", "", "", "", "0", "1"},
+		{"4", "250 ms", "every window failed", "", "", "", "", "", "", "", "", "0 (2 failed)"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rows:\n got %q\nwant %q", got, want)
 	}
 }

@@ -105,9 +105,7 @@ func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *r
 		end.Notes = append(end.Notes, l.env.clkNote)
 	}
 	head.HAProxy, _ = haproxyVersion(ctx, l.haproxy)
-	if out, err := commandOutput(ctx, "/usr/sbin/netdata", "-V"); err == nil {
-		head.Netdata = strings.TrimSpace(out)
-	}
+	head.Netdata, _ = commandOutput(ctx, "/usr/sbin/netdata", "-V")
 	api, _, v, err := connectSingleNodeSwarm(ctx, suite, "where every replica runs on this host", callTimeout)
 	if err != nil {
 		return err
@@ -145,59 +143,54 @@ func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) 
 	return nil
 }
 
-// prepareShared makes what Netdata's user reads: the built hook (run by
-// Netdata as user netdata), the alarm token (0640 root:netdata), and the
-// run's replica credential (0640 root:netdata) with its secret, which the
-// run's deploys need.
+// prepareShared makes what Netdata's user reads, in a directory it can
+// enter (removed by cleanup): the built hook (run by Netdata as user
+// netdata), the alarm token (0640 root:netdata); and the run's replica
+// credential (0640 root:netdata) with its secret, which the run's deploys
+// need.
 func (l *pulseLab) prepareShared(ctx context.Context) error {
 	var err error
-	l.shared, l.tokenFile, l.token, err = prepareAlarmShared(l.arts.path("pulse-alarm-hook"))
+	if l.shared, err = os.MkdirTemp("", "pulse-bench-alarms-"); err != nil {
+		return fmt.Errorf("shared dir: %w", err)
+	}
+	if strings.ContainsAny(l.shared, " \t\n'\"") {
+		return fmt.Errorf("shared dir %q: whitespace or quotes break Netdata's exec line", l.shared)
+	}
+	if err := os.Chmod(l.shared, 0o755); err != nil {
+		return fmt.Errorf("shared dir: %w", err)
+	}
+	hook, err := os.ReadFile(l.arts.path("pulse-alarm-hook"))
 	if err != nil {
 		return err
+	}
+	if err := os.WriteFile(filepath.Join(l.shared, "pulse-alarm-hook"), hook, 0o755); err != nil {
+		return fmt.Errorf("install hook: %w", err)
+	}
+	if err := l.writeToken(); err != nil {
+		return fmt.Errorf("token: %w", err)
 	}
 	l.cred, err = newRunCredential(ctx, l.api, benchInstance(l.run), l.env.tmp)
 	return err
 }
 
-// prepareAlarmShared makes a directory the netdata user can read, with the
-// hook and a fresh alarm token. The caller removes dir, which is returned
-// even on error once created.
-func prepareAlarmShared(hookBin string) (dir, tokenFile, token string, err error) {
-	dir, err = os.MkdirTemp("", "pulse-bench-alarms-")
-	if err != nil {
-		return "", "", "", fmt.Errorf("shared dir: %w", err)
-	}
-	if strings.ContainsAny(dir, " \t\n'\"") {
-		return dir, "", "", fmt.Errorf("shared dir %q: whitespace or quotes break Netdata's exec line", dir)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return dir, "", "", fmt.Errorf("shared dir: %w", err)
-	}
-	hook, err := os.ReadFile(hookBin)
-	if err != nil {
-		return dir, "", "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "pulse-alarm-hook"), hook, 0o755); err != nil {
-		return dir, "", "", fmt.Errorf("install hook: %w", err)
-	}
+// writeToken writes a fresh alarm token to the shared directory, readable
+// by the netdata group.
+func (l *pulseLab) writeToken() error {
 	var tok [16]byte
 	if _, err := rand.Read(tok[:]); err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
+		return err
 	}
-	token = hex.EncodeToString(tok[:])
-	tokenFile = filepath.Join(dir, "alarm-token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o640); err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
+	l.token = hex.EncodeToString(tok[:])
+	l.tokenFile = filepath.Join(l.shared, "alarm-token")
+	if err := os.WriteFile(l.tokenFile, []byte(l.token+"\n"), 0o640); err != nil {
+		return err
 	}
 	g, err := user.LookupGroup("netdata")
 	if err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
+		return err
 	}
 	gid, _ := strconv.Atoi(g.Gid)
-	if err := os.Chown(tokenFile, 0, gid); err != nil {
-		return dir, "", "", fmt.Errorf("token: %w", err)
-	}
-	return dir, tokenFile, token, nil
+	return os.Chown(l.tokenFile, 0, gid)
 }
 
 // healthWithHook returns the health templates with every exec: line
@@ -388,31 +381,26 @@ func (l *pulseLab) remove(ctx context.Context, name string) error {
 // replica (not in maintenance) and, if up, that many serving (ready and
 // up).
 func (l *pulseLab) waitServers(ctx context.Context, fn string, n int, up bool) error {
-	deadline := time.Now().Add(l.routeTimeout)
-	var last string
-	for {
+	return poll(ctx, l.routeTimeout, 20*time.Millisecond, func(late bool) (bool, error) {
 		ss, err := l.rt.Servers(ctx, gateway.BackendName(fn))
-		if err == nil {
-			live, ready := countSlots(ss)
-			if live == n && (!up || ready == n) {
-				return nil
-			}
-			last = fmt.Sprintf("%d servers holding a replica, %d ready and up", live, ready)
-		} else {
+		last := ""
+		if err != nil {
 			last = err.Error()
+		} else if live, ready := countSlots(ss); live == n && (!up || ready == n) {
+			return true, nil
+		} else {
+			last = fmt.Sprintf("%d servers holding a replica, %d ready and up", live, ready)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("HAProxy has not %d servers for %s after %s (last: %s); pulsed log: %s", n, fn, l.routeTimeout, last, l.pulsed.logTail(2000))
+		if late {
+			return false, fmt.Errorf("HAProxy has not %d servers for %s after %s (last: %s); pulsed log: %s", n, fn, l.routeTimeout, last, l.pulsed.logTail(2000))
 		}
 		select {
 		case <-l.pulsed.done:
-			return fmt.Errorf("pulsed exited; log: %s", l.pulsed.logTail(2000))
+			return false, fmt.Errorf("pulsed exited; log: %s", l.pulsed.logTail(2000))
 		default:
+			return false, nil
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
+	})
 }
 
 // waitRouted waits until fn is routed to n replicas, every one serving,
@@ -432,19 +420,16 @@ func (l *pulseLab) alarmStatus(ctx context.Context, fn string) (string, error) {
 // waitAlarm waits up to timeout for fn's scale-up alarm to be initialised
 // (CLEAR).
 func (l *pulseLab) waitAlarm(ctx context.Context, fn string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	return poll(ctx, timeout, 500*time.Millisecond, func(late bool) (bool, error) {
 		st, err := l.alarmStatus(ctx, fn)
 		if err == nil && st == "CLEAR" {
-			return nil
+			return true, nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", asAlarmUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
+		if late {
+			return false, fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", asAlarmUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
 		}
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-			return err
-		}
-	}
+		return false, nil
+	})
 }
 
 func utilChart(fn string) string {

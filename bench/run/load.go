@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,6 +81,26 @@ type wrkRun struct {
 	// Headers are added to every request (post.lua's BENCH_HEADERS): the
 	// replica credential when wrk loads a replica's published port.
 	Headers http.Header
+}
+
+// wrkHeaderEnv renders h as post.lua's BENCH_HEADERS: one "Name: value"
+// line per value, names sorted. A name or value that would break the
+// request (a colon or white space in a name, a line break in a value) is
+// an error.
+func wrkHeaderEnv(h http.Header) (string, error) {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		if k == "" || strings.ContainsAny(k, ": \t\r\n") {
+			return "", fmt.Errorf("header name %q: want a token (no colon, white space or line break)", k)
+		}
+		for _, v := range h[k] {
+			if strings.ContainsAny(v, "\r\n") {
+				return "", fmt.Errorf("header %s: its value has a line break", k)
+			}
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
+		}
+	}
+	return b.String(), nil
 }
 
 // runWrk runs wrk and returns its result and its own CPU time (user +

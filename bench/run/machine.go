@@ -22,10 +22,10 @@ type tools struct {
 
 // findTools looks up in PATH the tools suite needs (go also next to the
 // running toolchain's GOROOT, for `go run` from a shell whose PATH lacks
-// it): wrk and cat for the watchdog suite, g++ for the functions suite, wrk
-// and haproxy (no gcc) for the gateway suite.
+// it): gcc and haproxy for the soak suite, wrk and haproxy (no gcc) for the
+// gateway suite, gcc and g++ for the functions suite, gcc, wrk and cat for
+// the others.
 func findTools(suite string) (tools, error) {
-	var t tools
 	var missing []string
 	look := func(name string, extra ...string) string {
 		if p, err := exec.LookPath(name); err == nil {
@@ -39,45 +39,31 @@ func findTools(suite string) (tools, error) {
 		missing = append(missing, name)
 		return ""
 	}
-	t.goBin = look("go", "/usr/local/go/bin/go")
-	if suite == suiteSoak {
+	t := tools{goBin: look("go", "/usr/local/go/bin/go")}
+	switch suite {
+	case suiteSoak:
 		// gcc builds the saturation's static C handler.
-		t.gcc = look("gcc")
-		t.haproxy = look("haproxy")
-		if len(missing) > 0 {
-			return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))
-		}
-		return t, nil
-	}
-	if suite == suiteGateway {
+		t.gcc, t.haproxy = look("gcc"), look("haproxy")
+	case suiteGateway:
 		// No C compiler needed; its version is recorded if there is one.
 		t.gcc, _ = exec.LookPath("gcc")
-		t.wrk = look("wrk")
-		t.haproxy = look("haproxy")
-		if len(missing) > 0 {
-			return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))
-		}
-		return t, nil
+		t.wrk, t.haproxy = look("wrk"), look("haproxy")
+	case suiteFunctions:
+		t.gcc, t.gxx = look("gcc"), look("g++")
+	default:
+		t.gcc, t.wrk, t.cat = look("gcc"), look("wrk"), look("cat")
 	}
-	t.gcc = look("gcc")
-	if suite == suiteFunctions {
-		t.gxx = look("g++")
-		if len(missing) > 0 {
-			return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))
-		}
-		return t, nil
-	}
-	t.wrk = look("wrk")
-	t.cat = look("cat")
 	if len(missing) > 0 {
 		return tools{}, fmt.Errorf("not found in PATH: %s", strings.Join(missing, ", "))
 	}
-	// fork mode splits PULSE_EXEC on whitespace and wants an absolute path.
-	abs, err := filepath.EvalSymlinks(t.cat)
-	if err != nil {
-		return tools{}, fmt.Errorf("resolve cat: %w", err)
+	if t.cat != "" {
+		// fork mode splits PULSE_EXEC on whitespace and wants an absolute path.
+		abs, err := filepath.EvalSymlinks(t.cat)
+		if err != nil {
+			return tools{}, fmt.Errorf("resolve cat: %w", err)
+		}
+		t.cat = abs
 	}
-	t.cat = abs
 	return t, nil
 }
 

@@ -1,71 +1,25 @@
-// Command run is Pulse's benchmark harness.
+// Command run is Pulse's benchmark harness: `go run ./bench/run -suite X`
+// runs one suite, writes bench/results/X-<UTC time>.json, prints its
+// tables and refreshes its section of bench/README.md (not for -quick or
+// -only runs). bench/README.md explains each suite, its flags and the goals
+// it checks.
 //
-//	go run ./bench/run -suite watchdog [-rounds 5] [-duration 5s] [-quick] [-out DIR]
-//	go run ./bench/run -suite functions [-trials 3] [-scale-trials 10] [-quick] [-out DIR]
-//	go run ./bench/run -suite gateway [-rounds 5] [-duration 5s] [-scale-trials 10] [-quick] [-out DIR]
-//	go run ./bench/run -suite soak [-soak-duration 10m] [-out DIR]
-//
-// The watchdog suite builds the programs it measures (bench/echo,
-// bench/inproc, cmd/pulse-watchdog, bench/c), then runs every variant once
-// per round in a rotated order, several rounds: each HTTP variant's server
-// is started on a free loopback port, checked, warmed up and loaded with
-// wrk (bench/wrk/post.lua), and the C floors run spawnloop. It reports
-// medians of throughput, latency and CPU per request (the CPU of the server
-// and every process it started, read from /proc), resident memory and
-// binary sizes, checks them against the issue's goals, writes everything to
-// bench/results/watchdog-<UTC time>.json, prints a table, and refreshes the
-// results section of bench/README.md (not for -quick or -only runs).
-//
-// Every process it starts runs in its own process group and is killed when
-// its run ends, when the harness is interrupted, or (Pdeathsig) when the
-// harness dies.
-//
-// The functions suite (functions*.go) measures Pulse's function packaging on
-// the local Docker Engine in single-node swarm mode, through package
-// function: build time and image size per template, a +1 scale to the new
-// replica answering, deploy to the first 200, and the CPU that Docker's exec
-// health checks cost. Everything it creates on the engine carries the run's
-// unique name prefix and is removed when it ends or is interrupted. It
-// writes bench/results/functions-<UTC time>.json and refreshes its own
-// section of bench/README.md.
-//
-// The gateway suite (gateway*.go) runs pulsed (cmd/pulsed, built here) as
-// a process with its HAProxy on loopback ports, deploys an in-process Go
-// echo function, and measures what HAProxy adds: latency at c=1 and
-// throughput at c=50 through the gateway against straight to the replica,
-// the two balancing algorithms over 3 replicas, and the time from a new
-// task turning running to its server taking traffic. It writes
-// bench/results/gateway-<UTC time>.json and refreshes its own section of
-// bench/README.md.
-//
-// The soak suite (soak.go) runs the whole stack with the autoscaler on
-// (pulsed, HAProxy, a lab Netdata with pulse.d.plugin, the alarms and the
-// hook: lab.go). First, with pulsed at its defaults, the fair CPU
-// comparison (soak_fair.go: one pinned replica, through the gateway against
-// straight to it) and health under saturation (soak_sat.go); then, with
-// HAProxy's request log, -soak-duration of stepping closed-loop load
-// through the gateway, with a rolling update and a killed replica, every
-// failed request attributed to HAProxy's server and the replica behind it.
-// It writes bench/results/soak-<UTC time>.json with a picture beside it
-// (.png).
-//
-// Replicas serve only requests carrying their instance's replica
-// credential (contract/auth.go). Every suite that deploys runs as its own
-// instance and makes its credential before its first deploy, as pulsed
-// does: a file and the Docker secret replicas mount (credential.go),
-// removed when the run ends, after its services. Every pulsed it starts
-// reads the file (PULSE_REPLICA_AUTH_FILE), every lab Netdata's collector
-// presents it, and every request straight to a replica (readiness, probes,
-// wrk through post.lua's BENCH_HEADERS) carries the header; the collector
-// suite's watchdogs check a credential of the run too. The watchdog suite's
-// processes run without it and check nothing.
+// Every process the harness starts runs in its own process group and is
+// killed when its run ends, when the harness is interrupted, or
+// (Pdeathsig) when the harness dies. Everything a suite creates on the
+// Docker Engine carries the run's name prefix or label and is removed when
+// it ends or is interrupted (sweep.go). Replicas serve only requests that
+// carry their instance's replica credential (contract/auth.go), so every
+// suite that deploys runs as its own instance and makes its credential
+// before its first deploy, as pulsed does (credential.go).
 //
 // What the suites share has one home each: engine.go (engine calls and
 // their time limits, run IDs, the stage runner), sweep.go (the final
-// sweep of a run's services, containers, images and credential), proc.go
-// (reading /proc), stats.go (medians, percentiles) and report.go (the
-// report's head and end, tables, sections, goals and notes, the README).
-// Each suite's own files hold only that suite's logic.
+// sweep), proc.go (reading /proc), server.go and load.go (processes under
+// test, wrk and spawnloop), lab.go (the stack of pulsed, HAProxy and a lab
+// Netdata), stats.go (medians, percentiles, goals) and report.go (the
+// report's head and end, tables, sections, notes, the README). Each
+// suite's own files hold only that suite's logic.
 package main
 
 import (
@@ -149,9 +103,29 @@ func defaultConfig() config {
 	}
 }
 
-// parseFlags parses the command line into a validated config.
+// quickConfig is the -quick defaults: what the command line does not set.
+func quickConfig() config {
+	c := defaultConfig()
+	c.Rounds, c.Duration, c.QuietWait = 1, 2*time.Second, time.Second
+	c.Trials, c.ScaleTrials, c.IdleWindow = 1, 3, 3*time.Second
+	return c
+}
+
+// parseFlags parses the command line into a validated config. A -quick
+// command line is parsed again over quickConfig, so that the flags it sets
+// win.
 func parseFlags(args []string, stderr io.Writer) (config, error) {
-	cfg := defaultConfig()
+	cfg, err := parseFlagsOver(defaultConfig(), args, stderr)
+	if err == nil && cfg.Quick {
+		cfg, err = parseFlagsOver(quickConfig(), args, stderr)
+	}
+	if err != nil {
+		return config{}, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Suite, "suite", "", "suite to run: "+strings.Join(suites, ", ")+" (required)")
@@ -178,79 +152,35 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() != 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if cfg.Quick {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if !set["rounds"] {
-			cfg.Rounds = 1
-		}
-		if !set["duration"] {
-			cfg.Duration = 2 * time.Second
-		}
-		if !set["quiet-wait"] {
-			cfg.QuietWait = time.Second
-		}
-		if !set["trials"] {
-			cfg.Trials = 1
-		}
-		if !set["scale-trials"] {
-			cfg.ScaleTrials = 3
-		}
-		if !set["idle-window"] {
-			cfg.IdleWindow = 3 * time.Second
-		}
-	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
 }
 
 // Validate checks the config.
 func (c config) Validate() error {
 	var errs []error
-	if !slices.Contains(suites, c.Suite) {
-		errs = append(errs, fmt.Errorf("-suite %q: want one of %s", c.Suite, strings.Join(suites, ", ")))
-	}
-	if c.Rounds < 1 {
-		errs = append(errs, fmt.Errorf("-rounds %d: want at least 1", c.Rounds))
-	}
-	if c.Duration < time.Second || c.Duration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("-duration %s: want whole seconds, at least 1s (wrk's unit)", c.Duration))
-	}
-	if c.Warmup < 0 || c.Warmup%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("-warmup %s: want whole seconds", c.Warmup))
-	}
-	if c.QuietWait < 0 {
-		errs = append(errs, fmt.Errorf("-quiet-wait %s: want 0 or more", c.QuietWait))
-	}
-	if c.Threads < 1 || c.Conns < c.Threads || c.ForkConns < c.Threads {
-		errs = append(errs, fmt.Errorf("-threads %d -c %d -c-fork %d: want 1 <= threads <= connections", c.Threads, c.Conns, c.ForkConns))
-	}
-	if c.BodyBytes < 1 || c.BodyBytes > 4096 {
-		errs = append(errs, fmt.Errorf("-body %d: want 1-4096", c.BodyBytes))
-	}
-	if c.Trials < 1 || c.ScaleTrials < 1 {
-		errs = append(errs, fmt.Errorf("-trials %d -scale-trials %d: want at least 1", c.Trials, c.ScaleTrials))
-	}
-	if c.IdleWindow < time.Second {
-		errs = append(errs, fmt.Errorf("-idle-window %s: want at least 1s", c.IdleWindow))
-	}
-	if c.SoakDuration < soakMinDuration || c.SoakDuration%soakStep != 0 {
-		errs = append(errs, fmt.Errorf("-soak-duration %s: want whole minutes, at least %s", c.SoakDuration, soakMinDuration))
-	}
-	if c.Suite == suiteFunctions {
-		for _, st := range c.Only {
-			if !slices.Contains(functionStages, st) {
-				errs = append(errs, fmt.Errorf("-only %s: no such stage of the functions suite; want some of %s", st, strings.Join(functionStages, ",")))
-			}
+	check := func(bad bool, format string, a ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, a...))
 		}
 	}
-	if c.Suite == suiteGateway {
+	check(!slices.Contains(suites, c.Suite), "-suite %q: want one of %s", c.Suite, strings.Join(suites, ", "))
+	check(c.Rounds < 1, "-rounds %d: want at least 1", c.Rounds)
+	check(c.Duration < time.Second || c.Duration%time.Second != 0, "-duration %s: want whole seconds, at least 1s (wrk's unit)", c.Duration)
+	check(c.Warmup < 0 || c.Warmup%time.Second != 0, "-warmup %s: want whole seconds", c.Warmup)
+	check(c.QuietWait < 0, "-quiet-wait %s: want 0 or more", c.QuietWait)
+	check(c.Threads < 1 || c.Conns < c.Threads || c.ForkConns < c.Threads,
+		"-threads %d -c %d -c-fork %d: want 1 <= threads <= connections", c.Threads, c.Conns, c.ForkConns)
+	check(c.BodyBytes < 1 || c.BodyBytes > 4096, "-body %d: want 1-4096", c.BodyBytes)
+	check(c.Trials < 1 || c.ScaleTrials < 1, "-trials %d -scale-trials %d: want at least 1", c.Trials, c.ScaleTrials)
+	check(c.IdleWindow < time.Second, "-idle-window %s: want at least 1s", c.IdleWindow)
+	check(c.SoakDuration < soakMinDuration || c.SoakDuration%soakStep != 0,
+		"-soak-duration %s: want whole minutes, at least %s", c.SoakDuration, soakMinDuration)
+	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages}[c.Suite]; ok {
 		for _, st := range c.Only {
-			if !slices.Contains(gatewayStages, st) {
-				errs = append(errs, fmt.Errorf("-only %s: no such stage of the gateway suite; want some of %s", st, strings.Join(gatewayStages, ",")))
-			}
+			check(!slices.Contains(stages, st), "-only %s: no such stage of the %s suite; want some of %s", st, c.Suite, strings.Join(stages, ","))
 		}
 	}
 	return errors.Join(errs...)
@@ -283,19 +213,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	}
 	clk, clkNote := clockTicks(ctx)
 	env := suiteEnv{tools: t, root: root, tmp: tmp, clk: clk, clkNote: clkNote, started: started}
-	switch cfg.Suite {
-	case suiteFunctions:
-		return runFunctions(ctx, cfg, log, stdout, env)
-	case suiteGateway:
-		return runGateway(ctx, cfg, log, stdout, env)
-	case suiteCollector:
-		return runCollector(ctx, cfg, log, stdout, env)
-	case suiteAutoscale:
-		return runAutoscale(ctx, cfg, log, stdout, env)
-	case suiteSoak:
-		return runSoak(ctx, cfg, log, stdout, env)
-	}
-	return runWatchdog(ctx, cfg, log, stdout, env)
+	runSuite := map[string]func(context.Context, config, *slog.Logger, io.Writer, suiteEnv) error{
+		suiteWatchdog: runWatchdog, suiteFunctions: runFunctions, suiteGateway: runGateway,
+		suiteCollector: runCollector, suiteAutoscale: runAutoscale, suiteSoak: runSoak,
+	}[cfg.Suite]
+	return runSuite(ctx, cfg, log, stdout, env)
 }
 
 // suiteEnv is what every suite starts from.
@@ -306,71 +228,6 @@ type suiteEnv struct {
 	clk     float64
 	clkNote string // why clk is a guess, or ""
 	started time.Time
-}
-
-// runWatchdog runs the watchdog suite.
-func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	t, root, tmp, clk, clkNote, started := env.tools, env.root, env.tmp, env.clk, env.clkNote, env.started
-	logDir := filepath.Join(tmp, "logs")
-	if err := os.Mkdir(logDir, 0o755); err != nil {
-		return fmt.Errorf("log dir: %w", err)
-	}
-	rep := report{runHead: newRunHead(cfg.Suite, started), Config: newReportConfig(cfg), Machine: collectMachine(ctx, t, clk)}
-	if clkNote != "" {
-		rep.Notes = append(rep.Notes, clkNote)
-	}
-	log.Info("building", "root", root)
-	arts, err := build(ctx, log, root, watchdogBuilds(t, tmp))
-	if err != nil {
-		return err
-	}
-	for _, n := range []string{"echo", "inproc", "watchdog", "watchdog-http", "cecho", "spawnloop"} {
-		rep.Artifacts = append(rep.Artifacts, *arts[n])
-	}
-
-	variants := watchdogVariants(t.cat, cfg.Conns, cfg.ForkConns)
-	if len(cfg.Only) > 0 {
-		var keep []variant
-		for _, name := range cfg.Only {
-			i := slices.IndexFunc(variants, func(v variant) bool { return v.Name == name })
-			if i < 0 {
-				return fmt.Errorf("-only %s: no such variant", name)
-			}
-			keep = append(keep, variants[i])
-		}
-		variants = keep
-	}
-	skipped := map[string]string{}
-	var active []variant
-	for _, v := range variants {
-		if m := arts.missing(v.Needs); m != "" {
-			skipped[v.Name] = m + " did not build"
-			log.Warn("variant skipped", "variant", v.Name, "reason", skipped[v.Name])
-			continue
-		}
-		active = append(active, v)
-	}
-
-	b := &watchdogBench{
-		cfg: cfg, log: log, tools: t, arts: arts, logDir: logDir, clk: clk,
-		body:   payload(cfg.BodyBytes),
-		script: filepath.Join(root, "bench", "wrk", "post.lua"),
-	}
-	for round := 1; round <= cfg.Rounds && len(active) > 0; round++ {
-		order := rotate(active, round-1)
-		log.Info("round", "round", round, "of", cfg.Rounds, "order", variantNames(order))
-		runs, err := b.round(ctx, round, order)
-		rep.Runs = append(rep.Runs, runs...)
-		if err != nil {
-			return fmt.Errorf("round %d: %w", round, err)
-		}
-	}
-	rep.Summary = summarize(variants, rep.Runs, skipped)
-	rep.Goals = evaluateGoals(watchdogGoals, rep.Summary, arts.sizes())
-	rep.Notes = append(rep.Notes, anomalies(rep.Summary)...)
-	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-
-	return publish(cfg, stdout, started, rep, renderText(rep), func(rel string) string { return renderMarkdown(rep, rel) })
 }
 
 // publish writes a suite's report to <out>/<suite>-<UTC time>.json, prints
@@ -400,12 +257,4 @@ func publish(cfg config, stdout io.Writer, started time.Time, rep any, text stri
 // payload is the request body: n bytes of hex digits.
 func payload(n int) string {
 	return strings.Repeat("0123456789abcdef", n/16+1)[:n]
-}
-
-func variantNames(vs []variant) string {
-	names := make([]string, len(vs))
-	for i, v := range vs {
-		names[i] = v.Name
-	}
-	return strings.Join(names, ",")
 }

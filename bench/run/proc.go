@@ -237,23 +237,12 @@ type memStatus struct {
 // parseStatus parses /proc/<pid>/status.
 func parseStatus(r io.Reader) (memStatus, error) {
 	var m memStatus
+	fields := map[string]*int64{"VmRSS": &m.RSSKB, "VmHWM": &m.HWMKB, "RssAnon": &m.RSSAnonKB, "RssFile": &m.RSSFileKB}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *int64
-		switch key {
-		case "VmRSS":
-			dst = &m.RSSKB
-		case "VmHWM":
-			dst = &m.HWMKB
-		case "RssAnon":
-			dst = &m.RSSAnonKB
-		case "RssFile":
-			dst = &m.RSSFileKB
-		default:
+		key, val, found := strings.Cut(sc.Text(), ":")
+		dst, ok := fields[key]
+		if !found || !ok {
 			continue
 		}
 		f := strings.Fields(val)

@@ -74,9 +74,10 @@ func TestReplaceSection(t *testing.T) {
 	}
 }
 
-// TestRenderMarkdown checks the README section against a golden file; run
-// with -update to rewrite it after an intended change.
-func TestRenderMarkdown(t *testing.T) {
+// TestRenderWatchdog checks the README section and the terminal's tables
+// against golden files; run with -update to rewrite them after an intended
+// change.
+func TestRenderWatchdog(t *testing.T) {
 	sums := summarize(testVariants, testRuns(), map[string]string{"http": "watchdog did not build"})
 	rep := report{
 		runHead: runHead{Suite: "watchdog", Started: "2026-01-02T03:04:05Z"},
@@ -89,23 +90,17 @@ func TestRenderMarkdown(t *testing.T) {
 		Summary:   sums,
 		reportEnd: reportEnd{Goals: evaluateGoals(watchdogGoals, sums, map[string]int64{"inproc": 6377634}), Notes: anomalies(sums)},
 	}
-	got := renderMarkdown(rep, "results/watchdog-20260102T030405Z.json")
-	golden := "testdata/results.md"
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
+	for golden, got := range map[string]string{
+		"results.md":           renderMarkdown(rep, "results/watchdog-20260102T030405Z.json"),
+		"watchdog-results.txt": renderText(rep),
+	} {
+		if *update {
+			if err := os.WriteFile("testdata/"+golden, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	want := readTestdata(t, "results.md")
-	if got != want {
-		t.Errorf("renderMarkdown differs from %s (run go test ./bench/run -update):\n%s", golden, got)
-	}
-	// The text rendering carries the same cells.
-	text := renderText(rep)
-	for _, cell := range []string{"1.050× bare", "skipped: watchdog did not build", "image ≤ 7 MB (proxy: inproc binary)", "6.38 MB",
-		"inproc idle RSS ≤ 6 MB (fresh, health checks only)", "5.48 (1.18)", rssNote} {
-		if !strings.Contains(text, cell) {
-			t.Errorf("renderText lacks %q", cell)
+		if want := readTestdata(t, golden); got != want {
+			t.Errorf("rendering differs from testdata/%s (run go test ./bench/run -update):\n%s", golden, got)
 		}
 	}
 }

@@ -1,18 +1,94 @@
 package main
 
+// The watchdog suite builds the programs it measures (bench/echo,
+// bench/inproc, cmd/pulse-watchdog, bench/c), then runs every variant once
+// per round in a rotated order, several rounds: each HTTP variant's server
+// is started on a free loopback port, checked, warmed up and loaded with
+// wrk (bench/wrk/post.lua), and the C floors run spawnloop. It reports
+// medians of throughput, latency and CPU per request (the CPU of the server
+// and every process it started, read from /proc), resident memory and
+// binary sizes, and checks them against the goals
+// (watchdog_report.go). Its processes run without a replica credential and
+// check none.
+
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
 )
+
+// runWatchdog runs the watchdog suite.
+func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
+	logDir := filepath.Join(env.tmp, "logs")
+	if err := os.Mkdir(logDir, 0o755); err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	rep := report{runHead: newRunHead(cfg.Suite, env.started), Config: newReportConfig(cfg), Machine: collectMachine(ctx, env.tools, env.clk)}
+	if env.clkNote != "" {
+		rep.Notes = append(rep.Notes, env.clkNote)
+	}
+	log.Info("building", "root", env.root)
+	arts, err := build(ctx, log, env.root, watchdogBuilds(env.tools, env.tmp))
+	if err != nil {
+		return err
+	}
+	for _, n := range []string{"echo", "inproc", "watchdog", "watchdog-http", "cecho", "spawnloop"} {
+		rep.Artifacts = append(rep.Artifacts, *arts[n])
+	}
+
+	variants := watchdogVariants(env.tools.cat, cfg.Conns, cfg.ForkConns)
+	if len(cfg.Only) > 0 {
+		var keep []variant
+		for _, name := range cfg.Only {
+			i := slices.IndexFunc(variants, func(v variant) bool { return v.Name == name })
+			if i < 0 {
+				return fmt.Errorf("-only %s: no such variant", name)
+			}
+			keep = append(keep, variants[i])
+		}
+		variants = keep
+	}
+	skipped := map[string]string{}
+	var active []variant
+	for _, v := range variants {
+		if m := arts.missing(v.Needs); m != "" {
+			skipped[v.Name] = m + " did not build"
+			log.Warn("variant skipped", "variant", v.Name, "reason", skipped[v.Name])
+			continue
+		}
+		active = append(active, v)
+	}
+
+	b := &watchdogBench{
+		cfg: cfg, log: log, tools: env.tools, arts: arts, logDir: logDir, clk: env.clk,
+		body:   payload(cfg.BodyBytes),
+		script: filepath.Join(env.root, "bench", "wrk", "post.lua"),
+	}
+	for round := 1; round <= cfg.Rounds && len(active) > 0; round++ {
+		order := rotate(active, round-1)
+		log.Info("round", "round", round, "of", cfg.Rounds, "order", variantNames(order))
+		runs, err := b.round(ctx, round, order)
+		rep.Runs = append(rep.Runs, runs...)
+		if err != nil {
+			return fmt.Errorf("round %d: %w", round, err)
+		}
+	}
+	rep.Summary = summarize(variants, rep.Runs, skipped)
+	rep.Goals = evaluateGoals(watchdogGoals, rep.Summary, arts.sizes())
+	rep.Notes = append(rep.Notes, anomalies(rep.Summary)...)
+	rep.Finished = time.Now().UTC().Format(time.RFC3339)
+	return publish(cfg, stdout, env.started, rep, renderText(rep), func(rel string) string { return renderMarkdown(rep, rel) })
+}
 
 // variant is one configuration the watchdog suite measures.
 type variant struct {
@@ -24,8 +100,8 @@ type variant struct {
 	Conns int
 	// Needs names the artifacts it runs.
 	Needs []string
-	// launch returns how to start the server, with fresh ports (HTTP kinds).
-	launch func(a artifacts) (launchSpec, error)
+	// launch returns how to start the server on addr (HTTP kinds).
+	launch func(a artifacts, addr string) (launchSpec, error)
 	// floor is the program spawnloop runs (floor kind).
 	floor func(a artifacts) []string
 }
@@ -34,94 +110,71 @@ type variant struct {
 // for the in-memory HTTP variants, forkC for fork mode, where every request
 // costs a process and more connections only queue.
 func watchdogVariants(catPath string, c, forkC int) []variant {
-	watchdogEnv := func(addr string, kv ...string) []string {
+	watchdog := func(bin, addr string, kv ...string) launchSpec {
 		env := append(baseEnv(),
 			contract.EnvFunction+"=echo",
 			contract.EnvListen+"="+addr,
 			contract.EnvMaxInflight+"=10000", // far above wrk's connections: never a 429
 			contract.EnvDrainGrace+"=0s",     // stop at once on SIGTERM
 		)
-		return append(env, kv...)
+		return launchSpec{Bin: bin, Env: append(env, kv...), ReadyPath: contract.HealthPath}
 	}
-	forkVariant := func(name, ref string, prog func(a artifacts) string, needs ...string) variant {
+	fork := func(name, ref string, prog func(a artifacts) string, needs ...string) variant {
 		return variant{
 			Name: name, Kind: kindHTTP, Ref: ref, Conns: forkC, Needs: append([]string{"watchdog"}, needs...),
-			launch: func(a artifacts) (launchSpec, error) {
-				addr, err := freeAddr()
-				if err != nil {
-					return launchSpec{}, err
-				}
-				return launchSpec{
-					Bin: a.path("watchdog"), Addr: addr, ReadyPath: contract.HealthPath,
-					Env: watchdogEnv(addr, contract.EnvMode+"="+contract.ModeFork, contract.EnvExec+"="+prog(a)),
-				}, nil
+			launch: func(a artifacts, addr string) (launchSpec, error) {
+				return watchdog(a.path("watchdog"), addr, contract.EnvMode+"="+contract.ModeFork, contract.EnvExec+"="+prog(a)), nil
 			},
 		}
 	}
+	cat := func(artifacts) string { return catPath }
+	cecho := func(a artifacts) string { return a.path("cecho") }
 	return []variant{
 		{
 			Name: "bare", Kind: kindHTTP, Conns: c, Needs: []string{"echo"},
-			launch: func(a artifacts) (launchSpec, error) {
-				addr, err := freeAddr()
-				if err != nil {
-					return launchSpec{}, err
-				}
-				return launchSpec{Bin: a.path("echo"), Args: []string{"-listen", addr}, Env: baseEnv(), Addr: addr, ReadyPath: "/"}, nil
+			launch: func(a artifacts, addr string) (launchSpec, error) {
+				return launchSpec{Bin: a.path("echo"), Args: []string{"-listen", addr}, Env: baseEnv(), ReadyPath: "/"}, nil
 			},
 		},
 		{
 			Name: "inproc", Kind: kindHTTP, Ref: "bare", Conns: c, Needs: []string{"inproc"},
-			launch: func(a artifacts) (launchSpec, error) {
-				addr, err := freeAddr()
-				if err != nil {
-					return launchSpec{}, err
-				}
-				return launchSpec{Bin: a.path("inproc"), Env: watchdogEnv(addr), Addr: addr, ReadyPath: contract.HealthPath}, nil
-			},
+			launch: func(a artifacts, addr string) (launchSpec, error) { return watchdog(a.path("inproc"), addr), nil },
 		},
 		{
 			Name: "http", Kind: kindHTTP, Ref: "bare", Conns: c, Needs: []string{"watchdog-http", "echo"},
-			launch: func(a artifacts) (launchSpec, error) {
-				addr, err := freeAddr()
-				if err != nil {
-					return launchSpec{}, err
-				}
+			launch: func(a artifacts, addr string) (launchSpec, error) {
 				upstream, err := freeAddr()
-				if err != nil {
-					return launchSpec{}, err
-				}
-				return launchSpec{
-					Bin: a.path("watchdog-http"), Addr: addr, ReadyPath: contract.HealthPath,
-					Env: watchdogEnv(addr,
-						contract.EnvMode+"="+contract.ModeHTTP,
-						contract.EnvExec+"="+a.path("echo")+" -listen "+upstream,
-						contract.EnvUpstream+"="+upstream),
-				}, nil
+				return watchdog(a.path("watchdog-http"), addr,
+					contract.EnvMode+"="+contract.ModeHTTP,
+					contract.EnvExec+"="+a.path("echo")+" -listen "+upstream,
+					contract.EnvUpstream+"="+upstream), err
 			},
 		},
-		forkVariant("fork-cat", "spawnloop-cat", func(artifacts) string { return catPath }),
-		forkVariant("fork-cecho", "spawnloop-cecho", func(a artifacts) string { return a.path("cecho") }, "cecho"),
+		fork("fork-cat", "spawnloop-cat", cat),
+		fork("fork-cecho", "spawnloop-cecho", cecho, "cecho"),
 		{
 			Name: "spawnloop-cat", Kind: kindFloor, Needs: []string{"spawnloop"},
-			floor: func(artifacts) []string { return []string{catPath} },
+			floor: func(a artifacts) []string { return []string{cat(a)} },
 		},
 		{
 			Name: "spawnloop-cecho", Kind: kindFloor, Needs: []string{"spawnloop", "cecho"},
-			floor: func(a artifacts) []string { return []string{a.path("cecho")} },
+			floor: func(a artifacts) []string { return []string{cecho(a)} },
 		},
 	}
+}
+
+func variantNames(vs []variant) string {
+	names := make([]string, len(vs))
+	for i, v := range vs {
+		names[i] = v.Name
+	}
+	return strings.Join(names, ",")
 }
 
 // baseEnv is the harness's environment without any PULSE_ variable, so
 // that nothing in the caller's shell changes the watchdog's configuration.
 func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PULSE_") {
-			env = append(env, kv)
-		}
-	}
-	return env
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PULSE_") })
 }
 
 // watchdogBench runs the watchdog suite.
@@ -144,7 +197,7 @@ func (b *watchdogBench) round(ctx context.Context, round int, order []variant) (
 			return out, err
 		}
 		r := runResult{Variant: v.Name, Round: round, Slot: slot}
-		waited, busy, err := b.waitQuiet(ctx)
+		waited, busy, err := waitQuiet(ctx, b.clk, b.cfg.QuietWait)
 		if err != nil {
 			return out, err
 		}
@@ -180,15 +233,9 @@ func (b *watchdogBench) round(ctx context.Context, round int, order []variant) (
 const quietCorePct = 25
 
 // waitQuiet samples the host's CPU over 500 ms windows until one is below
-// quietCorePct or cfg.QuietWait has passed. It returns how long it waited
-// and the last window's busy share (percent of one core); with a QuietWait
-// of 0 it returns at once.
-func (b *watchdogBench) waitQuiet(ctx context.Context) (time.Duration, float64, error) {
-	return waitQuiet(ctx, b.clk, b.cfg.QuietWait)
-}
-
-// waitQuiet is watchdogBench.waitQuiet for any suite: clk is the clock's
-// ticks per second, maxWait the longest wait.
+// quietCorePct or maxWait has passed (clk is the clock's ticks per
+// second). It returns how long it waited and the last window's busy share
+// (percent of one core); with a maxWait of 0 it returns at once.
 func waitQuiet(ctx context.Context, clk float64, maxWait time.Duration) (time.Duration, float64, error) {
 	if maxWait == 0 {
 		return 0, 0, nil
@@ -200,10 +247,8 @@ func waitQuiet(ctx context.Context, clk float64, maxWait time.Duration) (time.Du
 			return 0, 0, err
 		}
 		t0 := time.Now()
-		select {
-		case <-ctx.Done():
-			return 0, 0, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return 0, 0, err
 		}
 		h1, err := readHostCPU("/proc")
 		if err != nil {
@@ -219,10 +264,15 @@ func waitQuiet(ctx context.Context, clk float64, maxWait time.Duration) (time.Du
 // runHTTP starts v's server, reads its fresh RSS, checks it with one POST,
 // reads its idle RSS, warms it up, measures one wrk run and stops it.
 func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) error {
-	spec, err := v.launch(b.arts)
+	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
+	spec, err := v.launch(b.arts, addr)
+	if err != nil {
+		return err
+	}
+	spec.Addr = addr
 	srv, err := startServer(spec, filepath.Join(b.logDir, fmt.Sprintf("%s-%d.log", v.Name, r.Round)))
 	if err != nil {
 		return err
@@ -234,7 +284,7 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 			r.StopError = serr.Error()
 		}
 	}()
-	base := "http://" + spec.Addr
+	base := "http://" + addr
 	if err := waitReady(ctx, srv, base+spec.ReadyPath, 15*time.Second, nil); err != nil {
 		return err
 	}
@@ -323,9 +373,7 @@ func (b *watchdogBench) sample(pid int) (cpuSample, hostCPU, time.Time, error) {
 // processes and wrk), and the time stolen by the hypervisor.
 func (b *watchdogBench) hostShares(before, after hostCPU, wall, ours float64) (other, steal float64) {
 	busy := float64(after.Busy-before.Busy) / b.clk
-	other = 100 * (busy - ours) / wall
-	steal = 100 * float64(after.Steal-before.Steal) / b.clk / wall
-	return other, steal
+	return 100 * (busy - ours) / wall, 100 * float64(after.Steal-before.Steal) / b.clk / wall
 }
 
 // runFloor runs spawnloop for the configured duration.
