@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/pulsefaas/pulse/watchdog.Version=$(VERSION) -X ma
 BIN     := bin
 export CGO_ENABLED := 0
 
-.PHONY: help all fmt vet test build bench up down install-netdata fuzz clean
+.PHONY: help all fmt vet test build bench up down install-netdata fuzz clean lab-image lab-up lab-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,15 @@ install-netdata: ## Netdata with Pulse's plugin, alarms, hook and token here (ro
 
 down: ## remove the example functions, stop pulsed and its HAProxy (Netdata stays)
 	BIN=$(BIN) scripts/down.sh
+
+lab-image: ## build (or find cached) the lab's node image: Debian, Docker Engine, sshd (root; ~2 min cold, 0.2 s cached)
+	lab/node-image.sh
+
+lab-up: ## start the lab: 3 nodes with their own addresses, sshd and Docker Engine (PULSE_LAB_NODES=N; root)
+	lab/lab.sh up
+
+lab-down: ## remove the lab's nodes, volumes and network (the node image stays as a cache)
+	lab/lab.sh down
 
 fuzz: ## run every fuzz target for a short while (FUZZTIME=20s each)
 	@for p in $$(grep -rl --include=*_test.go '^func Fuzz' . | xargs -n1 dirname | sort -u); do \

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds the lab's node image (lab/README.md) from Debian packages, with no
+# registry: debootstrap a bookworm root, install Docker Engine, sshd and
+# Python (for Ansible's docker modules) in it, `docker import` it as the base
+# image, and put lab/node/init.sh on top as PID 1.
+#
+# The image is the one thing the lab keeps between runs, as a cache: each
+# stage is labelled with a digest of what made it and is skipped when an image
+# with that label exists. Cold (nothing cached) takes about 4 minutes, most of
+# it debootstrap and apt from the mirror; a changed init.sh only re-runs the
+# last stage (seconds). PULSE_LAB_REBUILD=1 builds everything again.
+#
+# Environment: PULSE_LAB_IMAGE (default pulse-lab-node:bookworm),
+# PULSE_LAB_MIRROR and PULSE_LAB_SECURITY_MIRROR (default: the ones this
+# host's apt sources name), PULSE_LAB_WORKDIR (default a temporary directory,
+# removed after). Run as root (debootstrap, chroot, mount).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+image=${PULSE_LAB_IMAGE:-pulse-lab-node:bookworm}
+base=${image%%:*}-base:${image##*:}
+packages="docker.io openssh-server iptables python3 python3-docker procps curl less"
+say() { echo "lab-image: $*"; }
+die() { echo "lab-image: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and mount need it)"
+command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install -y debootstrap"
+docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info)"
+
+# The mirrors this host's apt uses (deb822 .sources or a sources.list line).
+mirror_of() { # $1: suffix after the archive name ("" or "-security")
+	local want=$1 u
+	for u in $(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null) \
+		$(awk '$1 == "deb" {print $2}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null); do
+		case $u in
+		*/debian-security | */debian-security/) [ "$want" = -security ] && { echo "${u%/}"; return; } ;;
+		*/debian | */debian/) [ -z "$want" ] && { echo "${u%/}"; return; } ;;
+		esac
+	done
+}
+mirror=${PULSE_LAB_MIRROR:-$(mirror_of "")}
+security=${PULSE_LAB_SECURITY_MIRROR:-$(mirror_of -security)}
+[ -n "$mirror" ] || die "no Debian mirror in /etc/apt/sources.list*: set PULSE_LAB_MIRROR"
+[ -n "$security" ] || die "no Debian security mirror in /etc/apt/sources.list*: set PULSE_LAB_SECURITY_MIRROR"
+
+label() { docker image inspect -f "{{index .Config.Labels \"pulse.lab.recipe\"}}" "$1" 2>/dev/null || true; }
+base_recipe=$(printf 'bookworm minbase\n%s\n%s\n%s\n' "$mirror" "$security" "$packages" | sha256sum | cut -c1-16)
+top_recipe=$(cat "$here/node/init.sh" | sha256sum | cut -c1-16)-$base_recipe
+
+if [ -z "${PULSE_LAB_REBUILD:-}" ] && [ "$(label "$image")" = "$top_recipe" ]; then
+	say "$image is up to date (recipe $top_recipe)"
+	exit 0
+fi
+
+work=${PULSE_LAB_WORKDIR:-$(mktemp -d /tmp/pulse-lab-image.XXXXXX)}
+root=$work/rootfs
+unmount_all() {
+	local m
+	for m in dev/pts dev sys proc; do
+		if mountpoint -q "$root/$m" 2>/dev/null; then umount -l "$root/$m"; fi
+	done
+	return 0
+}
+cleanup() {
+	unmount_all
+	[ -n "${PULSE_LAB_WORKDIR:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -n "${PULSE_LAB_REBUILD:-}" ] || [ "$(label "$base")" != "$base_recipe" ]; then
+	start=$SECONDS
+	say "debootstrap bookworm from $mirror (about 2-3 minutes)"
+	rm -rf "$root"
+	# In a container debootstrap can exit non-zero after it has succeeded
+	# (it leaves proc mounted): its last line is what counts.
+	debootstrap --variant=minbase --include=ca-certificates,iproute2 bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || true
+	grep -q 'Base system installed successfully' "$work/debootstrap.log" ||
+		{ tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
+	unmount_all
+	say "debootstrap took $((SECONDS - start)) s; installing $packages"
+	start=$SECONDS
+	printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-security main\n' \
+		"$mirror" "$mirror" "$security" >"$root/etc/apt/sources.list"
+	cp /etc/resolv.conf "$root/etc/resolv.conf"
+	mount -t proc proc "$root/proc"
+	# shellcheck disable=SC2086 # $packages is a list
+	if ! chroot "$root" sh -c "export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q && apt-get install -y -q --no-install-recommends $packages &&
+		apt-get clean && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* /usr/share/locale/*" >"$work/install.log" 2>&1; then
+		tail -20 "$work/install.log" >&2
+		die "installing the node's packages failed (log above)"
+	fi
+	unmount_all
+	rm -f "$root"/etc/ssh/ssh_host_* # each node makes its own at its first start
+	mkdir -p "$root/root/.ssh" "$root/run/sshd"
+	chmod 700 "$root/root/.ssh"
+	sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/' "$root/etc/ssh/sshd_config"
+	: >"$root/etc/resolv.conf"
+	: >"$root/etc/hostname"
+	say "packages took $((SECONDS - start)) s; importing $base"
+	tar -C "$root" -c . | docker import -c "LABEL pulse.lab.recipe=$base_recipe" - "$base" >/dev/null
+fi
+
+say "building $image (init.sh on $base)"
+ctx=$work/context
+mkdir -p "$ctx"
+cp "$here/node/init.sh" "$ctx/init.sh"
+cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $base
+COPY init.sh /lab-init.sh
+LABEL pulse.lab.recipe=$top_recipe
+ENTRYPOINT ["/lab-init.sh"]
+DOCKERFILE
+DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" >/dev/null 2>"$work/build.log" ||
+	{ cat "$work/build.log" >&2; die "docker build of $image failed (log above)"; }
+# The image this one replaced, if any, is left without a tag: remove it.
+docker image prune -f --filter label=pulse.lab.recipe >/dev/null
+say "$image built (recipe $top_recipe, $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%d MB", $1/1e6}'))"
