@@ -1,0 +1,115 @@
+// Package labtest gives tests the lab (lab/README.md): real nodes on this
+// machine, each with its own address, sshd and Docker Engine, started by
+// lab/lab.sh. Up starts the lab for one test (about 20 s, or 2 minutes more
+// when the node image is not cached) and removes it when the test ends:
+// nothing of the lab outlives the run but the node image. Nodes are
+// pulse-lab-node1.. at 172.31.250.11.. (lab.sh's default subnet); one lab
+// runs at a time (the package tests run one package at a time, -p 1).
+//
+// The lab needs root and the host's engine; without them a test is skipped,
+// or failed when PULSE_TEST_REQUIRE_ENGINE is set (CI), like enginetest.
+package labtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Node is one lab node.
+type Node struct {
+	Name string // its container's name and host name: pulse-lab-node1, ...
+	Addr string // its address on the lab network, which the host reaches
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Nodes      []Node
+	Dir        string // PULSE_LAB_DIR: the key, known_hosts, ssh_config
+	KeyFile    string // the private key every node's root accepts
+	KnownHosts string // every node's host key, read from inside the node
+	SSHConfig  string // for ssh -F
+}
+
+// Up starts a lab of n nodes (lab.sh reuses nodes already running) and
+// removes it at the end of t.
+func Up(t testing.TB, n int) *Lab {
+	t.Helper()
+	skip := func(msg string) {
+		t.Helper()
+		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if os.Geteuid() != 0 {
+		skip("the lab needs root (debootstrap, docker-in-docker)")
+	}
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		skip(fmt.Sprintf("the lab needs the host's Docker Engine: %v", err))
+	}
+	script, err := Script()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(os.TempDir(), "pulse-lab-test")
+	env := append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir)
+	run := func(ctx context.Context, arg string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, script, arg)
+		cmd.Env = env
+		return cmd.CombinedOutput()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if out, err := run(ctx, "up"); err != nil {
+		down, _ := run(context.Background(), "down")
+		t.Fatalf("lab up: %v\n%s%s", err, out, down)
+	}
+	t.Logf("lab of %d nodes up in %v", n, time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if out, err := run(ctx, "down"); err != nil {
+			t.Errorf("lab down: %v\n%s", err, out)
+		}
+	})
+	l := &Lab{
+		Dir: dir, KeyFile: filepath.Join(dir, "id_ed25519"),
+		KnownHosts: filepath.Join(dir, "known_hosts"), SSHConfig: filepath.Join(dir, "ssh_config"),
+	}
+	for i := 1; i <= n; i++ {
+		l.Nodes = append(l.Nodes, Node{Name: fmt.Sprintf("pulse-lab-node%d", i), Addr: fmt.Sprintf("172.31.250.%d", 10+i)})
+	}
+	return l
+}
+
+// Exec runs a command in a node as root (docker exec: for the test's own
+// checks and faults, not for what Pulse does over SSH).
+func (l *Lab) Exec(ctx context.Context, node Node, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "docker", append([]string{"exec", node.Name}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %s: %w: %s", node.Name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Script is lab/lab.sh's absolute path, found from this file's directory.
+func Script() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("labtest: cannot find the repository")
+	}
+	p := filepath.Join(filepath.Dir(file), "..", "..", "lab", "lab.sh")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("labtest: %w", err)
+	}
+	return filepath.Abs(p)
+}
