@@ -32,6 +32,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -85,7 +86,6 @@ const (
 // soakBench runs the soak suite.
 type soakBench struct {
 	pulseLab
-	cfg   config
 	name  string // the soak's function
 	hello string // the fair comparison's function
 	burn  string // the saturation's function
@@ -127,7 +127,7 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	}
 	b := &soakBench{
 		pulseLab: newPulseLab(log, env, id, soakNamePrefix, env.tools.haproxy, soakRoute, soakStopGrace),
-		cfg:      cfg, body: payload(cfg.BodyBytes), stats: newStatAcc(),
+		body:     payload(cfg.BodyBytes), stats: newStatAcc(),
 		name: soakNamePrefix + id + "-echo", hello: soakNamePrefix + id + "-hello", burn: soakNamePrefix + id + "-burn",
 	}
 	b.rep = &soakReport{
@@ -146,25 +146,12 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	if err := b.build(ctx, &rep.labHead, goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags), cStep(env.tools, env.tmp, "burnecho", burnEchoC)); err != nil {
 		return err
 	}
-	if err := b.prepareShared(ctx); err != nil {
-		return err
-	}
-	if err := b.startNetdata(ctx); err != nil {
-		return err
-	}
-	// Parts 1 and 2 on pulsed's first lifetime, at its defaults.
-	if err := b.beforeSoak(ctx); err != nil {
-		return err
-	}
-	// Part 3 on its second lifetime, with the request log.
-	if b.hlog, err = listenHALog(gateway.BackendName(b.name), time.Now()); err != nil {
-		return err
-	}
-	if err := b.deploy(ctx); err != nil {
-		return err
-	}
-	if err := b.start(ctx); err != nil {
-		return err
+	// Parts 1 and 2 on pulsed's first lifetime, at its defaults
+	// (beforeSoak); part 3 on its second, with the request log (start).
+	for _, step := range []func(context.Context) error{b.prepareShared, b.startNetdata, b.beforeSoak, b.deploy, b.start} {
+		if err := step(ctx); err != nil {
+			return err
+		}
 	}
 
 	log.Info("soak", "function", b.name, "duration", cfg.SoakDuration, "rolling_update_at", updateAt, "kill_at", killAt)
@@ -227,10 +214,14 @@ func (b *soakBench) deploy(ctx context.Context) error {
 	return nil
 }
 
-// start starts pulsed's second lifetime, with HAProxy's request log sent to
-// the harness, and waits until the function is routed and its alarms are
-// initialised.
+// start opens the request log's socket, starts pulsed's second lifetime
+// with HAProxy's request log sent to it, and waits until the function is
+// routed and its alarms are initialised.
 func (b *soakBench) start(ctx context.Context) error {
+	var err error
+	if b.hlog, err = listenHALog(gateway.BackendName(b.name)); err != nil {
+		return err
+	}
 	changed, err := b.startPulsed(ctx, "PULSE_HAPROXY_LOG="+b.hlog.Target())
 	if err != nil {
 		return err
@@ -249,9 +240,6 @@ func (b *soakBench) start(ctx context.Context) error {
 func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, killAt time.Duration) ([]soakReq, []soakFail, error) {
 	reloads0, rerr0 := b.reloads(ctx)
 	b.t0 = time.Now()
-	b.hlog.mu.Lock()
-	b.hlog.t0 = b.t0
-	b.hlog.mu.Unlock()
 	b.rep.T0 = b.t0.UTC().Format(time.RFC3339Nano)
 	pctx, stopPollers := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -261,12 +249,7 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	defer func() { stopPollers(); wg.Wait() }()
 
 	load := newSoakLoad(b.t0, b.body, b.cred.header())
-	ended := false
-	defer func() {
-		if !ended {
-			load.end()
-		}
-	}()
+	defer load.end() // a second end is a no-op
 	var evMu sync.Mutex
 	event := func(e soakEvent) {
 		evMu.Lock()
@@ -307,7 +290,6 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	b.watchReplicas(ctx, b.name, &watch)
 	marks[len(phases)] = b.mark(watch, true)
 	recs, fails := load.end()
-	ended = true
 	b.log.Info("load done", "requests", len(recs), "failed", len(fails))
 	b.rep.Phases = phases
 
@@ -337,6 +319,9 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	return recs, fails, nil
 }
 
+// since is t in seconds after the soak's t0.
+func (b *soakBench) since(t time.Time) float64 { return round3(t.Sub(b.t0).Seconds()) }
+
 func sleepUntil(ctx context.Context, t time.Time) error {
 	if d := time.Until(t); d > 0 {
 		return sleepCtx(ctx, d)
@@ -356,20 +341,25 @@ func groupDelta(before, after procCPU) map[string]uint64 {
 	return out
 }
 
-// directTarget picks the replica the direct minute loads: one pulsed
-// routes and is not draining.
-func (b *soakBench) directTarget(ctx context.Context) (addr, task string, err error) {
+// routedReplicas returns the function's replicas that pulsed routes and
+// does not drain.
+func (b *soakBench) routedReplicas(ctx context.Context) ([]contract.Replica, error) {
 	f, err := b.catalogFunction(ctx, b.name)
+	return slices.DeleteFunc(f.Replicas, func(r contract.Replica) bool { return !r.Routed || r.Draining }), err
+}
+
+// directTarget picks the replica the direct minute loads: the first one
+// routed and not draining.
+func (b *soakBench) directTarget(ctx context.Context) (addr, task string, err error) {
+	rs, err := b.routedReplicas(ctx)
+	if err == nil && len(rs) == 0 {
+		err = fmt.Errorf("no routed replica of %s for the direct minute", b.name)
+	}
 	if err != nil {
 		return "", "", err
 	}
-	for _, r := range f.Replicas {
-		if r.Routed && !r.Draining {
-			a, _ := loopbackAddr(r.Addr)
-			return a, r.TaskID, nil
-		}
-	}
-	return "", "", fmt.Errorf("no routed replica of %s for the direct minute", b.name)
+	addr, _ = loopbackAddr(rs[0].Addr)
+	return addr, rs[0].TaskID, nil
 }
 
 // rollingUpdate redeploys the function with a changed environment at at
@@ -384,11 +374,11 @@ func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time, event func(
 	start := time.Now()
 	res, err := b.sw.Deploy(ctx, spec, b.img, function.DeployOptions{NoHealthcheck: true, Instance: benchInstance(b.run)})
 	if err != nil {
-		event(soakEvent{Name: soakEventUpdate, AtS: round3(start.Sub(b.t0).Seconds()), Detail: "failed: " + err.Error()})
+		event(soakEvent{Name: soakEventUpdate, AtS: b.since(start), Detail: "failed: " + err.Error()})
 		b.rep.Summary.UpdateState = "deploy failed: " + err.Error()
 		return
 	}
-	event(soakEvent{Name: soakEventUpdate, AtS: round3(start.Sub(b.t0).Seconds()),
+	event(soakEvent{Name: soakEventUpdate, AtS: b.since(start),
 		Detail: fmt.Sprintf("Swarm.Deploy with %s=2: start-first, one replica at a time; %d replica(s)", soakRollEnv, res.Replicas)})
 	deadline := start.Add(soakUpdateWait)
 	for time.Now().Before(deadline) {
@@ -410,10 +400,10 @@ func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time, event func(
 				done = *st.CompletedAt
 			}
 			b.rep.Summary.UpdateS = round3(done.Sub(start).Seconds())
-			event(soakEvent{Name: soakEventUpdateDone, AtS: round3(done.Sub(b.t0).Seconds()), Detail: st.Message})
+			event(soakEvent{Name: soakEventUpdateDone, AtS: b.since(done), Detail: st.Message})
 			return
 		case swarm.UpdateStatePaused, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused:
-			event(soakEvent{Name: soakEventUpdateDone, AtS: round3(time.Since(b.t0).Seconds()), Detail: string(st.State) + ": " + st.Message})
+			event(soakEvent{Name: soakEventUpdateDone, AtS: b.since(time.Now()), Detail: string(st.State) + ": " + st.Message})
 			return
 		}
 	}
@@ -426,21 +416,14 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 		return
 	}
 	fail := func(why string) {
-		event(soakEvent{Name: soakEventKill, AtS: round3(time.Since(b.t0).Seconds()), Detail: "not done: " + why})
+		event(soakEvent{Name: soakEventKill, AtS: b.since(time.Now()), Detail: "not done: " + why})
 	}
-	f, err := b.catalogFunction(ctx, b.name)
+	cands, err := b.routedReplicas(ctx)
+	if err == nil && len(cands) == 0 {
+		err = errors.New("no routed replica")
+	}
 	if err != nil {
 		fail(err.Error())
-		return
-	}
-	var cands []contract.Replica
-	for _, r := range f.Replicas {
-		if r.Routed && !r.Draining {
-			cands = append(cands, r)
-		}
-	}
-	if len(cands) == 0 {
-		fail("no routed replica")
 		return
 	}
 	victim := cands[mrand.IntN(len(cands))]
@@ -478,13 +461,12 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 		}
 	}
 	cancel()
-	event(soakEvent{Name: soakEventKill, AtS: round3(ended.Sub(b.t0).Seconds()), Task: victim.TaskID, Addr: victim.Addr, Server: server,
+	event(soakEvent{Name: soakEventKill, AtS: b.since(ended), Task: victim.TaskID, Addr: victim.Addr, Server: server,
 		Detail: fmt.Sprintf("docker kill (SIGKILL) of one of %d routed replicas at %s; the call returned %.3f s later, the engine's FinishedAt %.3f s after the call",
-			len(cands), clock(round3(called.Sub(b.t0).Seconds())), returned.Sub(called).Seconds(), ended.Sub(called).Seconds())})
+			len(cands), clock(b.since(called)), returned.Sub(called).Seconds(), ended.Sub(called).Seconds())})
 	b.mu.Lock()
 	b.rep.Summary.kill = &soakKill{CallAt: called, At: ended, Task: victim.TaskID, Addr: victim.Addr}
-	b.rep.Summary.KillCallS = round3(called.Sub(b.t0).Seconds())
-	b.rep.Summary.KillEndS = round3(ended.Sub(b.t0).Seconds())
+	b.rep.Summary.KillCallS, b.rep.Summary.KillEndS = b.since(called), b.since(ended)
 	b.mu.Unlock()
 }
 
@@ -495,22 +477,17 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEv
 func (b *soakBench) pollSamples(ctx context.Context) {
 	backend := gateway.BackendName(b.name)
 	every(ctx, soakSamplePoll, func() {
-		smp := soakSample{At: time.Now(), OK: true}
-		if f, err := b.catalogFunction(ctx, b.name); err == nil {
-			smp.Replicas, smp.Desired = f.Replicas, f.Desired
-		} else {
-			smp.OK = false
-			b.note(err)
-		}
-		if ss, err := readSlots(ctx, b.rt, backend); err == nil {
-			smp.Slots = ss
-		} else {
-			smp.OK = false
-			b.note(err)
-		}
+		smp := soakSample{At: time.Now()}
+		f, ferr := b.catalogFunction(ctx, b.name)
+		smp.Replicas, smp.Desired = f.Replicas, f.Desired
+		var serr error
+		smp.Slots, serr = readSlots(ctx, b.rt, backend)
 		b.mu.Lock()
+		defer b.mu.Unlock()
 		b.samples = append(b.samples, smp)
-		b.mu.Unlock()
+		if err := cmp.Or(serr, ferr); err != nil {
+			b.lastErr = err
+		}
 	})
 }
 
@@ -542,21 +519,14 @@ func (b *soakBench) pollStats(ctx context.Context) {
 	b.stats.add(at, rows)
 }
 
-func (b *soakBench) note(err error) {
-	b.mu.Lock()
-	b.lastErr = err
-	b.mu.Unlock()
-}
-
 // readTimeWait counts the TCP sockets in TIME_WAIT (IPv4 and IPv6).
 func readTimeWait(procDir string) (int, error) {
 	n := 0
 	for _, f := range []string{"net/tcp", "net/tcp6"} {
 		fh, err := os.Open(filepath.Join(procDir, f))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
 			return 0, err
 		}
 		c, err := countTimeWait(fh)
@@ -569,20 +539,13 @@ func readTimeWait(procDir string) (int, error) {
 	return n, nil
 }
 
-// countTimeWait counts the lines of a /proc/net/tcp table whose state
-// (the 4th column) is 06, TIME_WAIT.
+// countTimeWait counts the lines of a /proc/net/tcp table (after its
+// header) whose state, the 4th column, is 06: TIME_WAIT.
 func countTimeWait(r io.Reader) (int, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	n := 0
-	first := true
-	for sc.Scan() {
-		if first { // the header
-			first = false
-			continue
-		}
-		f := strings.Fields(sc.Text())
-		if len(f) > 3 && f[3] == "06" {
+	for i := 0; sc.Scan(); i++ {
+		if f := strings.Fields(sc.Text()); i > 0 && len(f) > 3 && f[3] == "06" {
 			n++
 		}
 	}
@@ -604,21 +567,21 @@ func parseShowInfo(out string) map[string]string {
 // and of pulsed.
 func (b *soakBench) rss() soakRSS {
 	var r soakRSS
+	var rss, hwm int64
 	if ps, err := findHAProxies("/proc", b.stateDir); err == nil {
 		for _, p := range ps {
 			if m, err := readStatus("/proc", p.PID); err == nil {
 				r.HAProxyProcs++
-				r.HAProxyMB += float64(m.RSSKB) * 1024 / mb
-				r.HAProxyHWMMB += float64(m.HWMKB) * 1024 / mb
+				rss, hwm = rss+m.RSSKB, hwm+m.HWMKB
 			}
 		}
 	}
+	r.HAProxyMB, r.HAProxyHWMMB = kbToMB(rss), kbToMB(hwm)
 	if b.pulsed != nil {
 		if m, err := readStatus("/proc", b.pulsed.pid()); err == nil {
-			r.PulsedMB, r.PulsedHWMMB = float64(m.RSSKB)*1024/mb, float64(m.HWMKB)*1024/mb
+			r.PulsedMB, r.PulsedHWMMB = kbToMB(m.RSSKB), kbToMB(m.HWMKB)
 		}
 	}
-	r.HAProxyMB, r.HAProxyHWMMB, r.PulsedMB, r.PulsedHWMMB = round3(r.HAProxyMB), round3(r.HAProxyHWMMB), round3(r.PulsedMB), round3(r.PulsedHWMMB)
 	return r
 }
 
@@ -646,32 +609,20 @@ func (b *soakBench) analyze(ctx context.Context, recs []soakReq, fails []soakFai
 	}
 	n := int(rep.Config.DurationS)
 	secs := soakSeconds(recs, excused, rep.Phases, n)
-	fillSeconds(secs, b.t0, tl, host, rep.Machine.ClockTicks)
+	fillSeconds(secs, b.t0, tl, host)
 	rep.Seconds = secs
 	rep.Minutes = soakMinutes(recs, excused, rep.Phases, secs, rep.Events)
 	rep.Failures = failures
 	rep.Servers = soakServers(stats, logs.ByServer, tl.holdings(b.t0))
 	for _, e := range logs.Events {
-		rep.HAProxyEvents = append(rep.HAProxyEvents, soakLogEvent{AtS: round3(e.At.Sub(b.t0).Seconds()), Line: e.Line})
+		rep.HAProxyEvents = append(rep.HAProxyEvents, soakLogEvent{AtS: b.since(e.At), Line: e.Line})
 	}
 
-	s := summarizeSoak(recs, failures)
-	old := rep.Summary
-	s.RSS, s.DroppedLogs, s.Reloads, s.UpdateS, s.UpdateState, s.kill = old.RSS, old.DroppedLogs, old.Reloads, old.UpdateS, old.UpdateState, old.kill
-	s.KillCallS, s.KillEndS = old.KillCallS, old.KillEndS
-	s.CPU = old.CPU
+	s := &rep.Summary
+	summarizeSoak(s, recs, failures)
 	s.Log = logs
 	s.StatResets = stats.resets
-	for _, sv := range rep.Servers {
-		if sv.Sessions >= 1000 {
-			s.ServersOver1000++
-			if s.WorstConnect == nil || sv.ConnectPct > s.WorstConnect.ConnectPct {
-				w := sv
-				w.Held = nil
-				s.WorstConnect = &w
-			}
-		}
-	}
+	s.WorstConnect, s.ServersOver1000 = worstConnect(rep.Servers)
 	for _, sec := range secs {
 		if sec.TimeWait > s.TimeWaitPeak {
 			s.TimeWaitPeak, s.TimeWaitPeakAt = sec.TimeWait, float64(sec.T)
@@ -712,7 +663,6 @@ func (b *soakBench) analyze(ctx context.Context, recs []soakReq, fails []soakFai
 	if s.KillCallS > 0 {
 		s.KillFailed, s.KillFailedOn, s.KillWindowMS = killWindow(failures, s.KillCallS)
 	}
-	rep.Summary = s
 	rep.Goals = soakGoals(*rep)
 	rep.Notes = append(rep.Notes, soakNotes(*rep)...)
 	if statErrs > 0 {
@@ -723,21 +673,19 @@ func (b *soakBench) analyze(ctx context.Context, recs []soakReq, fails []soakFai
 // fillSeconds adds the pollers' samples to the seconds: the catalog's
 // replicas (the last sample in or before each second), TIME_WAIT and the
 // host's busy CPU.
-func fillSeconds(secs []soakSecond, t0 time.Time, tl soakTimeline, host []soakHostSample, clk float64) {
-	j := -1
+func fillSeconds(secs []soakSecond, t0 time.Time, tl soakTimeline, host []soakHostSample) {
+	j, k := -1, 0
 	for i := range secs {
 		end := t0.Add(time.Duration(i+1) * time.Second)
 		for j+1 < len(tl) && tl[j+1].At.Before(end) {
 			j++
 		}
 		if j >= 0 {
-			smp := tl[j]
-			secs[i].Desired = smp.Desired
-			for _, r := range smp.Replicas {
-				switch {
-				case r.Draining:
+			secs[i].Desired = tl[j].Desired
+			for _, r := range tl[j].Replicas {
+				if r.Draining {
 					secs[i].Draining++
-				default:
+				} else {
 					secs[i].Replicas++
 				}
 				if r.Routed {
@@ -745,20 +693,16 @@ func fillSeconds(secs []soakSecond, t0 time.Time, tl soakTimeline, host []soakHo
 				}
 			}
 		}
-	}
-	k := 0
-	for i := range secs {
-		end := t0.Add(time.Duration(i+1) * time.Second)
 		for k+1 < len(host) && host[k+1].At.Before(end) {
 			k++
 		}
 		if k < len(host) && host[k].At.Before(end) {
 			secs[i].TimeWait = host[k].TimeWait
-			if k > 0 {
-				d := host[k].CPU.Total - host[k-1].CPU.Total
-				if d > 0 {
-					secs[i].BusyPct = round3(100 * float64(host[k].CPU.Busy-host[k-1].CPU.Busy) / float64(d))
-				}
+			if k == 0 {
+				continue
+			}
+			if d := host[k].CPU.Total - host[k-1].CPU.Total; d > 0 {
+				secs[i].BusyPct = round3(100 * float64(host[k].CPU.Busy-host[k-1].CPU.Busy) / float64(d))
 			}
 		}
 	}

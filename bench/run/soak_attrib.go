@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -24,7 +26,6 @@ type soakSample struct {
 	Slots    []slotInfo         // the backend's slots (HAProxy)
 	Replicas []contract.Replica // the function's replicas (pulsed's catalog)
 	Desired  int
-	OK       bool // both reads succeeded
 }
 
 // soakTimeline is the samples in time order.
@@ -145,7 +146,6 @@ type soakStatErr struct {
 	Addr       string
 	ConnErrors int64 // econ
 	RespErrors int64 // eresp
-	HTTP5xx    int64
 }
 
 func newStatAcc() *statAcc {
@@ -165,41 +165,35 @@ func (a *statAcc) add(at time.Time, rows []gateway.ServerStat) {
 	reset := false
 	for _, r := range rows {
 		prev, seen := a.last[r.Server]
-		d := func(cur, old int64) int64 {
-			if !seen {
-				return cur
-			}
-			if cur < old {
-				reset = true
-				return cur
-			}
-			return cur - old
-		}
-		delta := gateway.ServerStat{
-			Sessions: d(r.Sessions, prev.Sessions), Connects: d(r.Connects, prev.Connects), Reuses: d(r.Reuses, prev.Reuses),
-			CheckFails: d(r.CheckFails, prev.CheckFails), Downs: d(r.Downs, prev.Downs), ConnErrors: d(r.ConnErrors, prev.ConnErrors),
-			RespErrors: d(r.RespErrors, prev.RespErrors), Retries: d(r.Retries, prev.Retries), Redispatches: d(r.Redispatches, prev.Redispatches),
-			HTTP5xx: d(r.HTTP5xx, prev.HTTP5xx),
-		}
 		a.last[r.Server] = r
+		var delta gateway.ServerStat
+		cur, old, d := statCounters(&r), statCounters(&prev), statCounters(&delta)
+		for i := range d {
+			switch {
+			case !seen:
+				*d[i] = *cur[i]
+			case *cur[i] < *old[i]: // reset: the new value is all new
+				*d[i], reset = *cur[i], true
+			default:
+				*d[i] = *cur[i] - *old[i]
+			}
+		}
+		if a.total[r.Server] == nil {
+			a.total[r.Server] = &gateway.ServerStat{Backend: r.Backend, Server: r.Server}
+			a.byAddr[r.Server] = map[string]*gateway.ServerStat{}
+		}
 		t := a.total[r.Server]
-		if t == nil {
-			t = &gateway.ServerStat{Backend: r.Backend, Server: r.Server}
-			a.total[r.Server] = t
-		}
-		addStat(t, delta)
 		t.Status, t.Addr = r.Status, r.Addr
-		m := a.byAddr[r.Server]
-		if m == nil {
-			m = map[string]*gateway.ServerStat{}
-			a.byAddr[r.Server] = m
+		if a.byAddr[r.Server][r.Addr] == nil {
+			a.byAddr[r.Server][r.Addr] = &gateway.ServerStat{Backend: r.Backend, Server: r.Server, Addr: r.Addr}
 		}
-		if m[r.Addr] == nil {
-			m[r.Addr] = &gateway.ServerStat{Backend: r.Backend, Server: r.Server, Addr: r.Addr}
+		for _, sum := range []*gateway.ServerStat{t, a.byAddr[r.Server][r.Addr]} {
+			for i, c := range statCounters(sum) {
+				*c += *d[i]
+			}
 		}
-		addStat(m[r.Addr], delta)
-		if seen && (delta.ConnErrors > 0 || delta.RespErrors > 0 || delta.HTTP5xx > 0) {
-			a.errs = append(a.errs, soakStatErr{At: at, Server: r.Server, Addr: r.Addr, ConnErrors: delta.ConnErrors, RespErrors: delta.RespErrors, HTTP5xx: delta.HTTP5xx})
+		if seen && (delta.ConnErrors > 0 || delta.RespErrors > 0) {
+			a.errs = append(a.errs, soakStatErr{At: at, Server: r.Server, Addr: r.Addr, ConnErrors: delta.ConnErrors, RespErrors: delta.RespErrors})
 		}
 	}
 	if reset {
@@ -207,17 +201,9 @@ func (a *statAcc) add(at time.Time, rows []gateway.ServerStat) {
 	}
 }
 
-func addStat(t *gateway.ServerStat, d gateway.ServerStat) {
-	t.Sessions += d.Sessions
-	t.Connects += d.Connects
-	t.Reuses += d.Reuses
-	t.CheckFails += d.CheckFails
-	t.Downs += d.Downs
-	t.ConnErrors += d.ConnErrors
-	t.RespErrors += d.RespErrors
-	t.Retries += d.Retries
-	t.Redispatches += d.Redispatches
-	t.HTTP5xx += d.HTTP5xx
+// statCounters are the counters of s that the accumulator sums.
+func statCounters(s *gateway.ServerStat) []*int64 {
+	return []*int64{&s.Sessions, &s.Connects, &s.Reuses, &s.CheckFails, &s.Downs, &s.ConnErrors, &s.RespErrors, &s.Retries, &s.Redispatches, &s.HTTP5xx}
 }
 
 // soakServer is one HAProxy server of the function's backend over the run.
@@ -247,18 +233,10 @@ type soakServer struct {
 // slot order (the backup server last); servers that never took a session
 // nor held a replica are left out.
 func soakServers(a *statAcc, log map[string]*haServer, held map[string][]soakHolding) []soakServer {
-	names := map[string]bool{}
-	for n := range a.total {
-		names[n] = true
-	}
-	for n := range log {
-		names[n] = true
-	}
-	for n := range held {
-		names[n] = true
-	}
+	names := slices.Concat(slices.Collect(maps.Keys(a.total)), slices.Collect(maps.Keys(log)), slices.Collect(maps.Keys(held)))
+	slices.SortFunc(names, func(x, y string) int { return cmp.Or(cmp.Compare(slotNumber(x), slotNumber(y)), strings.Compare(x, y)) })
 	var out []soakServer
-	for n := range names {
+	for _, n := range slices.Compact(names) {
 		s := soakServer{Server: n}
 		if t := a.total[n]; t != nil {
 			s.Sessions, s.Connects, s.Reuses = t.Sessions, t.Connects, t.Reuses
@@ -282,13 +260,6 @@ func soakServers(a *statAcc, log map[string]*haServer, held map[string][]soakHol
 		}
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(x, y soakServer) int {
-		xi, yi := slotNumber(x.Server), slotNumber(y.Server)
-		if xi != yi {
-			return xi - yi
-		}
-		return strings.Compare(x.Server, y.Server)
-	})
 	return out
 }
 

@@ -6,6 +6,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -176,12 +177,6 @@ func cpuGroups(c soakCPU, clk float64) []soakCPUGroup {
 	if len(c.GatewayGroupTicks) == 0 && len(c.DirectGroupTicks) == 0 {
 		return nil
 	}
-	perReq := func(ticks float64, requests int64) float64 {
-		if requests <= 0 || clk <= 0 {
-			return 0
-		}
-		return round3(ticks / clk * 1e6 / float64(requests))
-	}
 	rest := func(total uint64, m map[string]uint64) float64 {
 		sum := 0.0
 		for _, v := range m {
@@ -195,7 +190,7 @@ func cpuGroups(c soakCPU, clk float64) []soakCPUGroup {
 		if g == groupOther {
 			gw, di = rest(c.GatewayTicks, c.GatewayGroupTicks), rest(c.DirectTicks, c.DirectGroupTicks)
 		}
-		out = append(out, soakCPUGroup{Group: g, GatewayUS: perReq(gw, c.GatewayRequests), DirectUS: perReq(di, c.DirectRequests)})
+		out = append(out, soakCPUGroup{Group: g, GatewayUS: cpuPerRequest(gw, clk, c.GatewayRequests), DirectUS: cpuPerRequest(di, clk, c.DirectRequests)})
 	}
 	return out
 }
@@ -238,7 +233,7 @@ func topOthers(c soakCPU, n int) []string {
 			total[comm] += t
 		}
 	}
-	comms := slices.Collect(mapKeys(total))
+	comms := slices.Collect(maps.Keys(total))
 	slices.SortFunc(comms, func(a, b string) int {
 		if total[a] != total[b] {
 			return cmp.Compare(total[b], total[a])
@@ -255,7 +250,7 @@ const soakCPUCaption = "Informational, not the goal: where the CPU per request w
 	"(and the NAT to a published port) is mostly charged to the process that sends; irq + softirq, from /proc/stat, is within the groups' times where it interrupted one of their processes):"
 
 // cpuPerRequest is µs of CPU per request from busy ticks.
-func cpuPerRequest(ticks uint64, clk float64, requests int64) float64 {
+func cpuPerRequest[T uint64 | float64](ticks T, clk float64, requests int64) float64 {
 	if requests <= 0 || clk <= 0 {
 		return 0
 	}

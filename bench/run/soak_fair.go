@@ -97,27 +97,25 @@ func pinned() function.Scale {
 // its defaults: the fair comparison, then health under saturation. It ends
 // that lifetime and removes both functions.
 func (b *soakBench) beforeSoak(ctx context.Context) error {
-	inproc, err := os.ReadFile(b.arts.path("inproc"))
-	if err != nil {
-		return err
+	bins := map[string][]byte{}
+	for _, a := range []string{"inproc", "watchdog", "burnecho"} {
+		var err error
+		if bins[a], err = os.ReadFile(b.arts.path(a)); err != nil {
+			return err
+		}
 	}
-	wd, err := os.ReadFile(b.arts.path("watchdog"))
-	if err != nil {
-		return err
-	}
-	burn, err := os.ReadFile(b.arts.path("burnecho"))
-	if err != nil {
-		return err
-	}
-	hello := function.Spec{Name: b.hello, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".",
-		Timeout: soakTimeout, MaxBody: 1 << 20, Scale: pinned()}
-	if _, _, err := b.deployFunction(ctx, &hello, nil, inproc, 0); err != nil {
-		return err
-	}
-	burner := function.Spec{Name: b.burn, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
-		Timeout: soakTimeout, MaxBody: 1 << 20, Scale: pinned(), Env: map[string]string{"BURN_MS": strconv.Itoa(satBurnMS)}}
-	if _, _, err := b.deployFunction(ctx, &burner, wd, burn, 0); err != nil {
-		return err
+	for _, d := range []struct {
+		spec    function.Spec
+		wd, bin []byte
+	}{
+		{function.Spec{Name: b.hello, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".", Timeout: soakTimeout, MaxBody: 1 << 20, Scale: pinned()},
+			nil, bins["inproc"]},
+		{function.Spec{Name: b.burn, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn", Timeout: soakTimeout, MaxBody: 1 << 20, Scale: pinned(),
+			Env: map[string]string{"BURN_MS": strconv.Itoa(satBurnMS)}}, bins["watchdog"], bins["burnecho"]},
+	} {
+		if _, _, err := b.deployFunction(ctx, &d.spec, d.wd, d.bin, 0); err != nil {
+			return err
+		}
 	}
 	for _, fn := range []string{b.hello, b.burn} {
 		wctx, cancel := context.WithTimeout(ctx, soakRoute)
@@ -185,6 +183,7 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 	b.log.Info("fair CPU comparison", "function", b.hello, "connections", fairConns, "stretches", 2*fairPairs, "each", fairStretch, "quiet_wait", waited.Round(time.Millisecond))
 	t0 := time.Now()
 	load := newSoakLoad(t0, b.body, b.cred.header())
+	defer load.end() // a second end is a no-op
 	var stretches []soakStretch
 	for i := range 2 * fairPairs {
 		st := soakStretch{Path: pathGateway, Addr: b.gwAddr}
@@ -195,7 +194,6 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 			load.set(fairConns, b.gwAddr, "/function/"+b.hello, false)
 		}
 		if err := sleepCtx(ctx, fairSettle); err != nil {
-			load.end()
 			return err
 		}
 		var c0, c1 haCounters
@@ -204,7 +202,6 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 		}
 		m0, start := b.mark(watch, true), time.Now()
 		if err := sleepCtx(ctx, fairStretch); err != nil {
-			load.end()
 			return err
 		}
 		m1, end := b.mark(watch, true), time.Now()

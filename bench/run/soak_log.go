@@ -156,25 +156,27 @@ type haLogOther struct {
 	Line string    `json:"line"`
 }
 
-// haLog receives HAProxy's log datagrams and keeps, per second (of the
-// requests' %tr, from t0) and per server of backend, the requests, the
-// notable lines in full and the first non-request lines.
+// haLog receives HAProxy's log datagrams and keeps, per server of backend,
+// the requests, the notable lines in full and the first non-request lines.
 type haLog struct {
 	conn    *net.UDPConn
 	backend string
-	t0      time.Time
 	loc     *time.Location
 	done    chan struct{}
 
-	mu       sync.Mutex
-	lines    int64                // datagrams received
-	requests int64                // request lines of backend
-	others   int64                // request lines of other backends
-	bad      int64                // lines that did not parse and were not kept as others
-	perSec   map[string][]int32   // server → requests per second of %tr
-	notable  []haLogLine          // failed or retried requests of backend
-	events   []haLogOther         // non-request lines (capped)
-	byServer map[string]*haServer // server → totals from the log
+	mu  sync.Mutex
+	res haLogResult
+}
+
+// haLogResult is what the receiver kept.
+type haLogResult struct {
+	Lines    int64                `json:"lines"`          // datagrams received
+	Requests int64                `json:"requests"`       // request lines of backend
+	Others   int64                `json:"other_backends"` // request lines of other backends
+	Dropped  int64                `json:"unkept_lines"`   // lines that did not parse and were not kept as events
+	Notable  []haLogLine          `json:"-"`              // failed or retried requests of backend
+	Events   []haLogOther         `json:"-"`              // non-request lines (capped)
+	ByServer map[string]*haServer `json:"by_server"`      // server → totals from the log
 }
 
 // haServer is what the log says about one server over the run.
@@ -191,7 +193,7 @@ const (
 )
 
 // listenHALog opens the receiver on a loopback UDP port the kernel picks.
-func listenHALog(backend string, t0 time.Time) (*haLog, error) {
+func listenHALog(backend string) (*haLog, error) {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, fmt.Errorf("haproxy log socket: %w", err)
@@ -205,8 +207,7 @@ func listenHALog(backend string, t0 time.Time) (*haLog, error) {
 			}
 		})
 	}
-	h := &haLog{conn: c, backend: backend, t0: t0, loc: time.Local, done: make(chan struct{}),
-		perSec: map[string][]int32{}, byServer: map[string]*haServer{}}
+	h := &haLog{conn: c, backend: backend, loc: time.Local, done: make(chan struct{}), res: haLogResult{ByServer: map[string]*haServer{}}}
 	go h.receive()
 	return h, nil
 }
@@ -221,13 +222,11 @@ func (h *haLog) receive() {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := h.conn.Read(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
+		if errors.Is(err, net.ErrClosed) {
+			return
+		} else if err == nil {
+			h.add(string(buf[:n]), time.Now())
 		}
-		h.add(string(buf[:n]), time.Now())
 	}
 }
 
@@ -236,24 +235,24 @@ func (h *haLog) add(line string, at time.Time) {
 	l, err := parseHAProxyLog(line, h.loc)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.lines++
-	if err != nil {
-		if len(h.events) < haLogMaxEvents {
-			h.events = append(h.events, haLogOther{At: at, Line: strings.TrimSpace(line)})
-		} else {
-			h.bad++
-		}
+	r := &h.res
+	r.Lines++
+	switch {
+	case err != nil && len(r.Events) < haLogMaxEvents:
+		r.Events = append(r.Events, haLogOther{At: at, Line: strings.TrimSpace(line)})
+		return
+	case err != nil:
+		r.Dropped++
+		return
+	case l.Backend != h.backend:
+		r.Others++
 		return
 	}
-	if l.Backend != h.backend {
-		h.others++
-		return
-	}
-	h.requests++
-	s := h.byServer[l.Server]
+	r.Requests++
+	s := r.ByServer[l.Server]
 	if s == nil {
 		s = &haServer{}
-		h.byServer[l.Server] = s
+		r.ByServer[l.Server] = s
 	}
 	s.Requests++
 	if l.Failed() {
@@ -262,29 +261,9 @@ func (h *haLog) add(line string, at time.Time) {
 	if l.Retries > 0 {
 		s.Retried++
 	}
-	if l.Notable() && len(h.notable) < haLogMaxNotable {
-		h.notable = append(h.notable, l)
+	if l.Notable() && len(r.Notable) < haLogMaxNotable {
+		r.Notable = append(r.Notable, l)
 	}
-	if sec := int(l.Accept.Sub(h.t0) / time.Second); sec >= 0 && sec < 24*3600 {
-		ps := h.perSec[l.Server]
-		for len(ps) <= sec {
-			ps = append(ps, 0)
-		}
-		ps[sec]++
-		h.perSec[l.Server] = ps
-	}
-}
-
-// haLogResult is what the receiver kept, once it is closed.
-type haLogResult struct {
-	Lines    int64                `json:"lines"`
-	Requests int64                `json:"requests"`
-	Others   int64                `json:"other_backends"`
-	Dropped  int64                `json:"unkept_lines"`
-	PerSec   map[string][]int32   `json:"-"`
-	Notable  []haLogLine          `json:"-"`
-	Events   []haLogOther         `json:"-"`
-	ByServer map[string]*haServer `json:"by_server"`
 }
 
 // close stops receiving after waiting for lines still on their way, and
@@ -295,6 +274,5 @@ func (h *haLog) close(linger time.Duration) haLogResult {
 	<-h.done
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return haLogResult{Lines: h.lines, Requests: h.requests, Others: h.others, Dropped: h.bad,
-		PerSec: h.perSec, Notable: h.notable, Events: h.events, ByServer: h.byServer}
+	return h.res
 }

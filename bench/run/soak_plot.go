@@ -120,21 +120,12 @@ func renderSoakPlot(r soakReport) ([]byte, error) {
 	}
 	type mark struct {
 		name  string
-		at    float64
 		color color.Color
 		dash  []vg.Length
 	}
-	var marks []mark
-	for _, e := range r.Events {
-		switch e.Name {
-		case soakEventUpdate:
-			marks = append(marks, mark{"rolling update started", e.AtS / 60, soakOrange, []vg.Length{vg.Points(6), vg.Points(3)}})
-		case soakEventUpdateDone:
-			marks = append(marks, mark{"rolling update done", e.AtS / 60, soakOrange, []vg.Length{vg.Points(2), vg.Points(2)}})
-		case soakEventKill:
-			marks = append(marks, mark{"replica killed", e.AtS / 60, soakRed, []vg.Length{vg.Points(6), vg.Points(3)}})
-		}
-	}
+	long, short := []vg.Length{vg.Points(6), vg.Points(3)}, []vg.Length{vg.Points(2), vg.Points(2)}
+	markOf := map[string]mark{soakEventUpdate: {"rolling update started", soakOrange, long}, soakEventUpdateDone: {"rolling update done", soakOrange, short},
+		soakEventKill: {"replica killed", soakRed, long}}
 	ticks := plot.TickerFunc(func(lo, hi float64) []plot.Tick {
 		var ts []plot.Tick
 		for m := math.Ceil(lo); m <= hi+1e-9; m++ {
@@ -148,13 +139,13 @@ func renderSoakPlot(r soakReport) ([]byte, error) {
 		p.Title.Text = pn.title + pn.note
 		p.Title.TextStyle.Font.Size = vg.Points(13)
 		p.Y.Label.Text = pn.ylabel
-		p.X.Min, p.X.Max = 0, end
 		p.X.Tick.Marker = ticks
 		if i == len(panels)-1 {
 			p.X.Label.Text = "minutes since the load started"
 		}
 		p.Add(plotter.NewGrid())
-		// The y range, from the data, so the shading and marks span it.
+		// The y range, from the data, so the shading and marks span it;
+		// set again once every plotter is added (Add widens the axes).
 		lo, hi := math.Inf(1), math.Inf(-1)
 		for _, s := range pn.series {
 			for _, xy := range s.xys {
@@ -175,7 +166,6 @@ func renderSoakPlot(r soakReport) ([]byte, error) {
 			lo, hi = 0, math.Max(hi*1.4, 1) // headroom for the legend
 			p.Y.Tick.Marker = plainTicks{integer: pn.integer}
 		}
-		p.Y.Min, p.Y.Max = lo, hi
 		if directFrom >= 0 {
 			poly, err := plotter.NewPolygon(plotter.XYs{{X: directFrom, Y: lo}, {X: directTo, Y: lo}, {X: directTo, Y: hi}, {X: directFrom, Y: hi}})
 			if err != nil {
@@ -217,8 +207,12 @@ func renderSoakPlot(r soakReport) ([]byte, error) {
 			p.Add(l)
 			p.Legend.Add(s.name, l)
 		}
-		for _, m := range marks {
-			l, err := plotter.NewLine(plotter.XYs{{X: m.at, Y: lo}, {X: m.at, Y: hi}})
+		for _, e := range r.Events {
+			m, ok := markOf[e.Name]
+			if !ok {
+				continue
+			}
+			l, err := plotter.NewLine(plotter.XYs{{X: e.AtS / 60, Y: lo}, {X: e.AtS / 60, Y: hi}})
 			if err != nil {
 				return nil, err
 			}

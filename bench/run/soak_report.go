@@ -8,6 +8,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -145,12 +146,15 @@ func soakSchedule(d time.Duration) (phases []soakPhase, update, kill time.Durati
 	return phases, round(soakUpdateAt), round(soakKillAt), nil
 }
 
+// phaseIndex returns the index of the phase running at s seconds, or -1.
+func phaseIndex(phases []soakPhase, s float64) int {
+	return slices.IndexFunc(phases, func(p soakPhase) bool { return s >= p.StartS && s < p.EndS })
+}
+
 // phaseAt returns the phase running at s seconds, or nil.
 func phaseAt(phases []soakPhase, s float64) *soakPhase {
-	for i := range phases {
-		if s >= phases[i].StartS && s < phases[i].EndS {
-			return &phases[i]
-		}
+	if i := phaseIndex(phases, s); i >= 0 {
+		return &phases[i]
 	}
 	return nil
 }
@@ -196,42 +200,63 @@ type soakMinute struct {
 	Events      string  `json:"events,omitempty"`
 }
 
-// soakSeconds buckets the requests by second: started, answered (by their
-// end), failed and excused (by their start), latency percentiles (by
-// start). excused holds the indexes of excused requests in recs' order
-// given by key; n is the number of seconds.
-func soakSeconds(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, n int) []soakSecond {
-	out := make([]soakSecond, n)
-	lat := make([][]int32, n)
+// soakTally is the requests that started in one bucket (a second, a
+// phase): how many, failed, excused, answered (any status), and their
+// latencies, sorted.
+type soakTally struct {
+	requests, failed, excused, answered int64
+	lat                                 []int32
+}
+
+// ms is the nearest-rank p-th percentile of the latencies, in ms.
+func (t soakTally) ms(p float64) float64 { return float64(nearestRank(t.lat, p)) / 1000 }
+
+// tallyByStart counts recs into n buckets by start time; bucket returns a
+// request's, outside [0, n) for none. excused holds the keys of the excused
+// requests.
+func tallyByStart(recs []soakReq, excused map[soakKey]bool, n int, bucket func(startNS int64) int) []soakTally {
+	out := make([]soakTally, n)
+	for _, r := range recs {
+		i := bucket(r.StartNS)
+		if i < 0 || i >= n {
+			continue
+		}
+		t := &out[i]
+		t.requests++
+		t.lat = append(t.lat, r.LatencyUS)
+		if r.Err != soakOK {
+			t.failed++
+			if excused[keyOf(r)] {
+				t.excused++
+			}
+		}
+		if r.Status != 0 {
+			t.answered++
+		}
+	}
 	for i := range out {
-		out[i].T = i
+		slices.Sort(out[i].lat)
+	}
+	return out
+}
+
+// soakSeconds buckets the requests by second: started, failed and excused
+// (by their start), latency percentiles (by start), answered (by their
+// end); n is the number of seconds.
+func soakSeconds(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, n int) []soakSecond {
+	second := func(ns int64) int { return int(ns / int64(time.Second)) }
+	out := make([]soakSecond, n)
+	for i, t := range tallyByStart(recs, excused, n, second) {
+		out[i] = soakSecond{T: i, Started: int(t.requests), Failed: int(t.failed), Excused: int(t.excused), P50MS: t.ms(50), P99MS: t.ms(99)}
 		if p := phaseAt(phases, float64(i)); p != nil {
 			out[i].Conns, out[i].Direct = p.Conns, p.Direct
 		}
 	}
 	for _, r := range recs {
-		s := int(r.StartNS / int64(time.Second))
-		if s < 0 || s >= n {
-			continue
+		s, e := second(r.StartNS), second(r.StartNS+int64(r.LatencyUS)*1000)
+		if r.Status != 0 && s >= 0 && s < n && e >= 0 && e < n {
+			out[e].Answered++
 		}
-		out[s].Started++
-		lat[s] = append(lat[s], r.LatencyUS)
-		if r.Err != soakOK {
-			out[s].Failed++
-			if excused[keyOf(r)] {
-				out[s].Excused++
-			}
-		}
-		if r.Status != 0 {
-			if e := int((r.StartNS + int64(r.LatencyUS)*1000) / int64(time.Second)); e >= 0 && e < n {
-				out[e].Answered++
-			}
-		}
-	}
-	for i := range out {
-		slices.Sort(lat[i])
-		out[i].P50MS = float64(nearestRank(lat[i], 50)) / 1000
-		out[i].P99MS = float64(nearestRank(lat[i], 99)) / 1000
 	}
 	return out
 }
@@ -246,59 +271,28 @@ func keyOf(r soakReq) soakKey { return soakKey{r.StartNS, r.Port} }
 
 // soakMinutes summarises the requests per phase (by start time).
 func soakMinutes(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, secs []soakSecond, events []soakEvent) []soakMinute {
+	ts := tallyByStart(recs, excused, len(phases), func(ns int64) int { return phaseIndex(phases, float64(ns)/1e9) })
 	out := make([]soakMinute, len(phases))
-	lat := make([][]int32, len(phases))
-	answered := make([]int64, len(phases))
 	for i, p := range phases {
-		out[i] = soakMinute{Phase: p.Name, StartS: p.StartS, Conns: p.Conns, Direct: p.Direct}
+		t := ts[i]
+		m := soakMinute{Phase: p.Name, StartS: p.StartS, Conns: p.Conns, Direct: p.Direct, Requests: t.requests, Failed: t.failed, Excused: t.excused,
+			P50MS: t.ms(50), P99MS: t.ms(99), MaxMS: t.ms(100)}
+		var evs []string
 		for _, e := range events {
 			if e.AtS >= p.StartS && e.AtS < p.EndS {
-				if out[i].Events != "" {
-					out[i].Events += ", "
-				}
-				out[i].Events += fmt.Sprintf("%s @%s", e.Name, clock(e.AtS))
+				evs = append(evs, fmt.Sprintf("%s @%s", e.Name, clock(e.AtS)))
 			}
 		}
-	}
-	idx := func(ns int64) int {
-		s := float64(ns) / 1e9
-		for i, p := range phases {
-			if s >= p.StartS && s < p.EndS {
-				return i
-			}
-		}
-		return -1
-	}
-	for _, r := range recs {
-		i := idx(r.StartNS)
-		if i < 0 {
-			continue
-		}
-		out[i].Requests++
-		lat[i] = append(lat[i], r.LatencyUS)
-		if r.Err != soakOK {
-			out[i].Failed++
-			if excused[keyOf(r)] {
-				out[i].Excused++
-			}
-		}
-		if r.Status != 0 {
-			answered[i]++
-		}
-	}
-	for i, p := range phases {
-		slices.Sort(lat[i])
-		out[i].P50MS = float64(nearestRank(lat[i], 50)) / 1000
-		out[i].P99MS = float64(nearestRank(lat[i], 99)) / 1000
-		out[i].MaxMS = float64(nearestRank(lat[i], 100)) / 1000
+		m.Events = strings.Join(evs, ", ")
 		if d := p.EndS - p.StartS; d > 0 {
-			out[i].RPS = math.Round(float64(answered[i]) / d)
+			m.RPS = math.Round(float64(t.answered) / d)
 		}
 		for _, s := range secs {
 			if float64(s.T) >= p.StartS && float64(s.T) < p.EndS {
-				out[i].MaxReplicas = max(out[i].MaxReplicas, s.Replicas+s.Draining)
+				m.MaxReplicas = max(m.MaxReplicas, s.Replicas+s.Draining)
 			}
 		}
+		out[i] = m
 	}
 	return out
 }
@@ -383,9 +377,8 @@ type soakRSS struct {
 	PulsedHWMMB  float64 `json:"pulsed_peak_mb"`
 }
 
-// summarizeSoak counts the requests and failures.
-func summarizeSoak(recs []soakReq, fails []soakFailure) soakSummary {
-	var s soakSummary
+// summarizeSoak counts the requests and failures into s.
+func summarizeSoak(s *soakSummary, recs []soakReq, fails []soakFailure) {
 	for _, r := range recs {
 		s.Requests++
 		if r.Direct {
@@ -417,7 +410,6 @@ func summarizeSoak(recs []soakReq, fails []soakFailure) soakSummary {
 			}
 		}
 	}
-	return s
 }
 
 // soakGoals are the issue's targets, and the figures it asks to be
@@ -452,7 +444,7 @@ func soakGoals(r soakReport) []goal {
 	}
 	if len(s.FailedByServer) > 0 {
 		var parts []string
-		for _, k := range slices.Sorted(mapKeys(s.FailedByServer)) {
+		for _, k := range slices.Sorted(maps.Keys(s.FailedByServer)) {
 			parts = append(parts, fmt.Sprintf("%s %d", k, s.FailedByServer[k]))
 		}
 		g.Note += "; others by server: " + strings.Join(parts, ", ")
@@ -460,28 +452,32 @@ func soakGoals(r soakReport) []goal {
 	out = append(out, g)
 
 	g = goal{Name: "soak: connect/stot of every server with ≥ 1000 sessions (worst)", Limit: 1, Unit: "%"}
-	worst := -1.0
-	n := 0
-	for _, sv := range r.Servers {
-		if sv.Sessions < 1000 {
-			continue
-		}
-		n++
-		if sv.ConnectPct > worst {
-			worst = sv.ConnectPct
-			g.Note = fmt.Sprintf("%s: %d connects / %d sessions", sv.Server, sv.Connects, sv.Sessions)
-		}
-	}
-	if n == 0 {
+	if w, n := worstConnect(r.Servers); w == nil {
 		g.Status, g.Note = skip, "no server took 1000 sessions"
 	} else {
-		g.Value, g.Status = worst, verdict(worst, 1)
-		g.Note += fmt.Sprintf("; %d server(s) with ≥ 1000 sessions", n)
+		g.Value, g.Status = w.ConnectPct, verdict(w.ConnectPct, 1)
+		g.Note = fmt.Sprintf("%s: %d connects / %d sessions; %d server(s) with ≥ 1000 sessions", w.Server, w.Connects, w.Sessions, n)
 	}
 	out = append(out, g)
 
 	out = append(out, killGoal(s))
 	return append(out, satGoals(r.Saturation)...)
+}
+
+// worstConnect returns the server with the highest connect/stot (the first
+// of equals) among the n with at least 1000 sessions, without its holdings.
+func worstConnect(ss []soakServer) (worst *soakServer, n int) {
+	for _, sv := range ss {
+		if sv.Sessions < 1000 {
+			continue
+		}
+		n++
+		if worst == nil || sv.ConnectPct > worst.ConnectPct {
+			sv.Held = nil
+			worst = &sv
+		}
+	}
+	return worst, n
 }
 
 // killGoal is the error window after the kill, reported without a limit.
@@ -539,16 +535,6 @@ func killWindow(fs []soakFailure, callS float64) (failed, on int, windowMS float
 		windowMS = math.Max(windowMS, round3(1000*(end-callS)))
 	}
 	return failed, on, windowMS
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // --- rendering ---
@@ -686,7 +672,7 @@ func soakFigureRows(r soakReport) [][]string {
 
 func kinds(m map[string]int) string {
 	var parts []string
-	for _, k := range slices.Sorted(mapKeys(m)) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")

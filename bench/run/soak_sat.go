@@ -13,7 +13,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +99,13 @@ func (b *soakBench) saturation(ctx context.Context) error {
 		}
 		return nil
 	}
+	count := func() {
+		if err := poll(); err != nil {
+			s.PollErrs++
+		} else {
+			s.Polls++
+		}
+	}
 	if err := poll(); err != nil {
 		return err
 	}
@@ -111,13 +117,7 @@ func (b *soakBench) saturation(ctx context.Context) error {
 	load := newSoakLoad(t0, b.body, nil)
 	load.set(satConns, b.gwAddr, "/function/"+b.burn, false)
 	lctx, cancel := context.WithTimeout(ctx, satDuration)
-	every(lctx, satPoll, func() {
-		if err := poll(); err != nil {
-			s.PollErrs++
-		} else {
-			s.Polls++
-		}
-	})
+	every(lctx, satPoll, count)
 	cancel()
 	recs, fails := load.end()
 	h1, _ := readHostCPU("/proc")
@@ -125,11 +125,7 @@ func (b *soakBench) saturation(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := poll(); err != nil {
-		s.PollErrs++
-	} else {
-		s.Polls++
-	}
+	count()
 	summarizeSat(s, recs, fails, acc, wall)
 	s.HostBusyPct = busyPct(h1.Busy-h0.Busy, h1.Total-h0.Total)
 	if s.OK > 0 && b.env.clk > 0 {
@@ -142,18 +138,9 @@ func (b *soakBench) saturation(ctx context.Context) error {
 // summarizeSat fills s from the client's records and HAProxy's counters
 // over wall seconds.
 func summarizeSat(s *soakSat, recs []soakReq, fails []soakFail, acc *statAcc, wall float64) {
-	lat := make([]int32, 0, len(recs))
-	for _, r := range recs {
-		lat = append(lat, r.LatencyUS)
-		if r.Err == soakOK {
-			s.OK++
-		}
-	}
-	s.Requests = int64(len(recs))
-	slices.Sort(lat)
-	s.P50MS = float64(nearestRank(lat, 50)) / 1000
-	s.P99MS = float64(nearestRank(lat, 99)) / 1000
-	s.MaxMS = float64(nearestRank(lat, 100)) / 1000
+	t := tallyByStart(recs, nil, 1, func(int64) int { return 0 })[0]
+	s.Requests, s.OK = t.requests, t.requests-t.failed
+	s.P50MS, s.P99MS, s.MaxMS = t.ms(50), t.ms(99), t.ms(100)
 	if wall > 0 {
 		s.RPS = round3(float64(s.OK) / wall)
 	}
