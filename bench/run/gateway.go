@@ -1,27 +1,30 @@
 package main
 
+// The gateway suite: pulsed (as it ships, with its HAProxy, on loopback
+// ports) routing an in-process Go echo, measured straight to the replica
+// and through HAProxy, with both balancing algorithms, and from a new task
+// turning running to its server taking traffic (gateway_scale.go).
+
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
@@ -92,44 +95,35 @@ const (
 
 var (
 	gwLatencyVariants = []gwVariant{
-		{Name: "direct c=1", Path: pathDirect, Conns: gwLowConns, Threads: gwLowThreads},
-		{Name: "gateway c=1", Path: pathGateway, Conns: gwLowConns, Threads: gwLowThreads},
-		{Name: "direct c=50", Path: pathDirect, Conns: gwHighConns, Threads: gwHighThreads},
-		{Name: "gateway c=50", Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads},
+		{Name: gwDirectLow, Path: pathDirect, Conns: gwLowConns, Threads: gwLowThreads},
+		{Name: gwGatewayLow, Path: pathGateway, Conns: gwLowConns, Threads: gwLowThreads},
+		{Name: gwDirectHigh, Path: pathDirect, Conns: gwHighConns, Threads: gwHighThreads},
+		{Name: gwGatewayHigh, Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads},
 	}
 	gwBalanceVariants = []gwVariant{
-		{Name: "leastconn", Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceLeastConn},
-		{Name: "roundrobin", Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceRoundRobin},
+		{Name: gwLeastConn, Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceLeastConn},
+		{Name: gwRoundRobin, Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceRoundRobin},
 	}
 )
 
-// gatewayBench runs the gateway suite.
+// gatewayBench runs the gateway suite on the lab (lab.go) without its
+// Netdata, alarm token and selector: its own pulsed start (the autoscaler
+// off) and stop (which records whether HAProxy outlives pulsed).
 type gatewayBench struct {
+	pulseLab
 	cfg    config
-	log    *slog.Logger
-	env    suiteEnv
-	arts   artifacts
-	api    *client.Client
-	sw     *function.Swarm
-	run    string // the run's ID: 6 hex digits
-	name   string // the function's name
+	rep    *gatewayReport
+	name   string // the function's
 	body   string
 	script string // bench/wrk/post.lua
-	logDir string
-	rep    *gatewayReport
-	http   *http.Client // the harness's own requests: no keep-alive
-	// cred is the run's replica credential: pulsed's replica_auth_file,
-	// and the header of every request straight to a replica.
-	cred *runCredential
-	// checked is set once a direct request without the credential was
-	// refused (or noted when it was not).
+	// The running pulsed's stage, balance and start.
+	stage, balance string
+	started        time.Time
+	// checked is set once a direct request without the replica credential
+	// was refused (or noted when it was not).
 	checked bool
-
-	mu      sync.Mutex
-	pulsed  *pulsedProc // the running pulsed, if any
-	starts  int         // pulsed starts so far (each gets its own state dir)
-	swept   bool
 	rewrote bool // an endpoint was not on loopback and was called at 127.0.0.1
+	swept   bool
 }
 
 // runGateway runs the gateway suite.
@@ -160,37 +154,34 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	}
 	rep.HAProxy, _ = haproxyVersion(ctx, env.tools.haproxy)
 	b := &gatewayBench{
-		cfg: cfg, log: log, env: env, run: id, name: rep.Config.Function, body: payload(cfg.BodyBytes), rep: rep,
+		pulseLab: newPulseLab(log, env, id, gwNamePrefix, env.tools.haproxy, gwRouteTimeout, gwStopGrace),
+		cfg:      cfg, rep: rep, name: rep.Config.Function, body: payload(cfg.BodyBytes),
 		script: filepath.Join(env.root, "bench", "wrk", "post.lua"),
-		logDir: filepath.Join(env.tmp, "logs"),
-		http:   &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
-	}
-	if err := os.Mkdir(b.logDir, 0o755); err != nil {
-		return fmt.Errorf("log dir: %w", err)
 	}
 	if err := b.connect(ctx); err != nil {
 		return err
 	}
 	// Whatever happens: pulsed and its HAProxy stopped, the engine swept.
 	defer func() {
-		b.stopPulsed()
+		b.stopGatewayPulsed()
 		if !b.swept {
-			b.sweep()
+			b.cleanup()
 		}
 	}()
 	log.Info("gateway suite", "stages", strings.Join(stages, ","), "function", b.name, "engine", rep.Engine.Version, "haproxy", rep.HAProxy)
 
 	log.Info("building", "root", env.root)
-	arts, err := build(ctx, log, env.root, gatewayBuilds(env.tools, env.tmp))
-	if err != nil {
+	// pulsed as it ships, and the in-process Go echo (bench/inproc) built
+	// the way an image's Go function is (static, stripped, only the
+	// in-process mode of the watchdog).
+	if b.arts, err = build(ctx, log, env.root, []buildStep{pulsedStep(env.tools, env.tmp), goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags)}); err != nil {
 		return err
 	}
-	b.arts = arts
 	for _, n := range []string{"pulsed", "inproc"} {
-		rep.Artifacts = append(rep.Artifacts, *arts[n])
+		rep.Artifacts = append(rep.Artifacts, *b.arts[n])
 	}
-	if m := arts.missing([]string{"pulsed", "inproc"}); m != "" {
-		return fmt.Errorf("%s did not build: %s", m, arts[m].Error)
+	if m := b.arts.missing([]string{"pulsed", "inproc"}); m != "" {
+		return fmt.Errorf("%s did not build: %s", m, b.arts[m].Error)
 	}
 	if err := os.WriteFile(b.configFile(), []byte("# pulse bench: every setting comes from PULSE_* variables\nlog_level: info\n"), 0o644); err != nil {
 		return fmt.Errorf("pulsed config: %w", err)
@@ -206,7 +197,7 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 		name string
 		f    func(context.Context) error
 	}{{gwStageLatency, b.latencyStage}, {gwStageBalance, b.balanceStage}, {gwStageScale, b.scaleStage}} {
-		if err := runStage(ctx, log, stages, st.name, &rep.Notes, st.f, func() { b.stopPulsed() }); err != nil {
+		if err := runStage(ctx, log, stages, st.name, &rep.Notes, st.f, func() { b.stopGatewayPulsed() }); err != nil {
 			return err
 		}
 	}
@@ -220,7 +211,8 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	if b.rewrote {
 		rep.Notes = append(rep.Notes, rewroteNote)
 	}
-	rep.Cleanup = append(rep.Cleanup, b.sweep()...)
+	b.swept = true
+	rep.Cleanup = append(rep.Cleanup, b.cleanup()...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
 	return publish(cfg, stdout, env.started, rep, renderGatewayText(*rep), func(rel string) string { return renderGatewayMarkdown(*rep, rel) })
 }
@@ -244,13 +236,6 @@ func parseHAProxyVersion(out string) string {
 	return first
 }
 
-// gatewayBuilds are the suite's programs: pulsed as it ships, and the
-// in-process Go echo (bench/inproc) built the way an image's Go function is
-// (static, stripped, only the in-process mode of the watchdog).
-func gatewayBuilds(t tools, dir string) []buildStep {
-	return []buildStep{pulsedStep(t, dir), goStep(t, dir, "inproc", "./bench/inproc", inprocTags)}
-}
-
 // connect opens the engine client and checks that the engine is the
 // manager of a single-node swarm, where every replica runs on this host.
 func (b *gatewayBench) connect(ctx context.Context) error {
@@ -266,10 +251,13 @@ func (b *gatewayBench) connect(ctx context.Context) error {
 		Version: ver.Version, APIVersion: ver.APIVersion, Nodes: info.Swarm.Nodes, NodeAddr: info.Swarm.NodeAddr,
 		OtherServices: others, OtherFunctions: otherFns,
 	}
-	b.api = api
-	b.sw = function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
+	b.api, b.sw = api, function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
 	return nil
 }
+
+func (b *gatewayBench) configFile() string { return filepath.Join(b.env.tmp, "pulsed.yaml") }
+
+func (b *gatewayBench) gatewayURL() string { return "http://" + b.gwAddr + "/function/" + b.name }
 
 // deploy assembles the echo function's image from the static bench/inproc
 // binary (as /function, the way function.Build lays out a Go function) and
@@ -301,24 +289,7 @@ func (b *gatewayBench) deploy(ctx context.Context) error {
 	return nil
 }
 
-// remove removes a function of this run (service, containers, image).
-func (b *gatewayBench) remove(ctx context.Context, name string) error {
-	return removeFunction(ctx, b.sw, name)
-}
-
-// containers lists the function's running containers.
-func (b *gatewayBench) containers(ctx context.Context) ([]container.Summary, error) {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+b.name))})
-	if err != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", b.name, err)
-	}
-	return cs, nil
-}
-
-// scaleTo scales the function to n replicas and waits until exactly n are
-// ready and no other container of it runs.
+// scaleTo scales the function to n replicas and waits for them.
 func (b *gatewayBench) scaleTo(ctx context.Context, n int) error {
 	if err := b.sw.Scale(ctx, b.name, n, true); err != nil {
 		return err
@@ -326,16 +297,21 @@ func (b *gatewayBench) scaleTo(ctx context.Context, n int) error {
 	return b.waitReplicas(ctx, n)
 }
 
+// waitReplicas waits until exactly n replicas are ready and no other
+// container of the function runs.
 func (b *gatewayBench) waitReplicas(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if _, err := b.sw.WaitReady(ctx, b.name, n); err != nil {
 		return err
 	}
+	mine := container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+b.name))}
 	for {
-		cs, err := b.containers(ctx)
+		cctx, ccancel := call(ctx)
+		cs, err := b.api.ContainerList(cctx, mine)
+		ccancel()
 		if err != nil {
-			return err
+			return fmt.Errorf("list containers of %s: %w", b.name, err)
 		}
 		if len(cs) == n {
 			return nil
@@ -346,98 +322,145 @@ func (b *gatewayBench) waitReplicas(ctx context.Context, n int) error {
 	}
 }
 
-// replicaSet is what the harness knows of the running replicas: their
-// endpoints (on loopback), published ports and process ids.
-type replicaSet struct {
-	Addrs []string
-	Ports []int
-	PIDs  []int
-}
-
-func (b *gatewayBench) replicas(ctx context.Context) (replicaSet, error) {
-	var rs replicaSet
-	eps, err := b.sw.Endpoints(ctx, b.name)
-	if err != nil {
-		return rs, err
+// startGatewayPulsed starts pulsed with a fresh state directory and fresh
+// loopback ports, the autoscaler off (the suite measures routing; no scaler
+// acting on the engine's functions), and waits until it routes the
+// function to want replicas, all of them ready in HAProxy. balance ""
+// leaves pulsed's default.
+func (b *gatewayBench) startGatewayPulsed(ctx context.Context, stage, balance string, want int) error {
+	n := len(b.pulsedLogs) + 1
+	b.pulsedLog = filepath.Join(b.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
+	b.pulsedLogs = append(b.pulsedLogs, b.pulsedLog)
+	b.stateDir = filepath.Join(b.env.tmp, fmt.Sprintf("state-%d", n))
+	if err := os.Mkdir(b.stateDir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
 	}
-	for _, ep := range eps {
-		addr := b.loopback(ep.Addr)
-		rs.Addrs = append(rs.Addrs, addr)
-		if _, p, err := net.SplitHostPort(addr); err == nil {
-			if n, err := strconv.Atoi(p); err == nil {
-				rs.Ports = append(rs.Ports, n)
-			}
-		}
-	}
-	cs, err := b.containers(ctx)
-	if err != nil {
-		return rs, err
-	}
-	for _, c := range cs {
-		cctx, cancel := call(ctx)
-		ci, err := b.api.ContainerInspect(cctx, c.ID)
-		cancel()
+	for _, a := range []*string{&b.apiAddr, &b.gwAddr, &b.adminAddr} {
+		addr, err := freeAddr()
 		if err != nil {
-			return rs, fmt.Errorf("inspect container %s: %w", c.ID, err)
+			return err
 		}
-		if ci.ContainerJSONBase != nil && ci.State != nil && ci.State.Pid > 0 {
-			rs.PIDs = append(rs.PIDs, ci.State.Pid)
-		}
+		*a = addr
 	}
-	if len(rs.Addrs) == 0 {
-		return rs, fmt.Errorf("%s has no running replica", b.name)
+	env := append(baseEnv(), "PULSE_STATE_DIR="+b.stateDir, "PULSE_INSTANCE="+benchInstance(b.run), "PULSE_API_LISTEN="+b.apiAddr,
+		"PULSE_AUTOSCALE=false", "PULSE_GATEWAY_LISTEN="+b.gwAddr, "PULSE_ADMIN_LISTEN="+b.adminAddr, "PULSE_LEAVE_RUNNING=false",
+		"PULSE_HAPROXY="+b.haproxy, b.cred.pulsedEnv())
+	if balance != "" {
+		env = append(env, "PULSE_BALANCE="+balance)
 	}
-	return rs, nil
+	b.stage, b.balance, b.started = stage, balance, time.Now()
+	var err error
+	if b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", b.configFile()}, Env: env, Addr: b.apiAddr}, b.pulsedLog); err != nil {
+		return err
+	}
+	b.rt = gateway.NewRuntime(filepath.Join(b.stateDir, "haproxy.sock"), time.Second)
+	if err := waitReady(ctx, b.pulsed, "http://"+b.apiAddr+"/healthz", gwRouteTimeout, nil); err != nil {
+		return err
+	}
+	if err := b.waitRouted(ctx, b.name, want, b.body); err != nil {
+		return err
+	}
+	b.log.Info("pulsed routing", "balance", cmp.Or(balance, "default"), "replicas", want, "took", time.Since(b.started).Round(time.Millisecond))
+	return nil
 }
 
-// loopback returns addr with a loopback host: on the single-node swarm a
-// host-mode port is published on every address of this host.
-func (b *gatewayBench) loopback(addr string) string {
-	addr, rewrote := loopbackAddr(addr)
-	b.rewrote = b.rewrote || rewrote
-	return addr
+// replicas returns the watch of the running pulsed's process groups with
+// the function's replicas', and the replicas' addresses on loopback, from
+// pulsed's catalog; it fails unless there are want replicas.
+func (b *gatewayBench) replicas(ctx context.Context, want int) (procWatch, []string, error) {
+	f, err := b.catalogFunction(ctx, b.name)
+	if err != nil {
+		return procWatch{}, nil, err
+	}
+	if len(f.Replicas) != want {
+		return procWatch{}, nil, fmt.Errorf("%d replicas, want %d", len(f.Replicas), want)
+	}
+	var addrs []string
+	for _, r := range f.Replicas {
+		addr, rewrote := loopbackAddr(r.Addr)
+		b.rewrote = b.rewrote || rewrote
+		addrs = append(addrs, addr)
+	}
+	watch := b.procWatch()
+	b.watchReplicas(ctx, b.name, &watch)
+	return watch, addrs, nil
 }
 
-// latencyStage runs, round after round, the four latency variants (direct
-// and through the gateway, at c=1 and c=50) in a rotated order against the
-// one replica, with pulsed at its defaults.
+// stopGatewayPulsed stops the running pulsed, if any: SIGTERM (pulsed stops
+// its HAProxy: PULSE_LEAVE_RUNNING=false), up to gwStopGrace for it to
+// exit, then SIGKILL to its process group. Then it waits up to
+// gwHAProxyLinger for every haproxy process of its state directory to be
+// gone by itself, and kills what is left. What happened is recorded in the
+// report. (pulseLab.stopPulsed kills pulsed's descendants at once, so it
+// cannot see whether HAProxy outlives pulsed.)
+func (b *gatewayBench) stopGatewayPulsed() gatewayPulsedStop {
+	s := b.pulsed
+	if s == nil {
+		return gatewayPulsedStop{}
+	}
+	b.pulsed = nil
+	st := gatewayPulsedStop{Stage: b.stage, Balance: b.balance}
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err == nil {
+		select {
+		case <-s.done:
+		case <-time.After(gwStopGrace):
+			st.Error = fmt.Sprintf("pulsed still running %s after SIGTERM: killed", gwStopGrace)
+		}
+	}
+	_ = syscall.Kill(-s.pid(), syscall.SIGKILL) // pulsed's group (its HAProxy has its own)
+	<-s.done
+	st.StopS = round3(time.Since(start).Seconds())
+	st.Exit = s.cmd.ProcessState.ExitCode()
+	if st.Error == "" && st.Exit != 0 {
+		st.Error = fmt.Sprintf("pulsed exited with code %d after SIGTERM; log: %s", st.Exit, s.logTail(1000))
+	}
+	exited := time.Now()
+	for {
+		if left, err := findHAProxies("/proc", b.stateDir); err != nil || len(left) == 0 {
+			break
+		}
+		st.HAProxyLingerS = round3(time.Since(exited).Seconds())
+		if time.Since(exited) >= gwHAProxyLinger {
+			st.Killed = killHAProxies(b.stateDir)
+			b.log.Warn("haproxy outlived pulsed; killed", "pids", st.Killed, "after", gwHAProxyLinger)
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st.HAProxyLingerS > 0 && len(st.Killed) == 0 {
+		b.log.Info("haproxy outlived pulsed, then exited", "by_s", st.HAProxyLingerS)
+	}
+	b.rep.PulsedStops = append(b.rep.PulsedStops, st)
+	return st
+}
+
+// latencyStage runs the four latency variants (direct and through the
+// gateway, at c=1 and c=50) against the one replica, with pulsed at its
+// defaults.
 func (b *gatewayBench) latencyStage(ctx context.Context) error {
 	if err := b.scaleTo(ctx, 1); err != nil {
 		return err
 	}
-	p, err := b.startPulsed(ctx, gwStageLatency, "", 1)
+	if err := b.startGatewayPulsed(ctx, gwStageLatency, "", 1); err != nil {
+		return err
+	}
+	watch, addrs, err := b.replicas(ctx, 1)
 	if err != nil {
 		return err
 	}
-	rs, err := b.replicas(ctx)
-	if err != nil {
-		return err
-	}
-	if len(rs.Addrs) != 1 {
-		return fmt.Errorf("%d replicas, want 1", len(rs.Addrs))
-	}
-	for round := 1; round <= b.cfg.Rounds; round++ {
-		order := rotate(gwLatencyVariants, round-1)
-		b.log.Info("round", "stage", gwStageLatency, "round", round, "of", b.cfg.Rounds)
-		for slot, v := range order {
-			r := gatewayRun{Stage: gwStageLatency, Variant: v.Name, Path: v.Path, Conns: v.Conns, Threads: v.Threads, Replicas: 1, Round: round, Slot: slot}
-			url := "http://" + rs.Addrs[0] + "/"
-			if v.Path == pathGateway {
-				url = "http://" + p.gateway + "/function/" + b.name
-			}
-			err := b.measure(ctx, p, rs, url, v, &r)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			b.record(&r, err)
+	return b.rounds(ctx, gwStageLatency, gwLatencyVariants, 1, func(v gwVariant, r *gatewayRun) error {
+		url := "http://" + addrs[0] + "/"
+		if v.Path == pathGateway {
+			url = b.gatewayURL()
 		}
-	}
-	return nil
+		return b.measure(ctx, watch, url, v, r)
+	})
 }
 
-// balanceStage runs, round after round, both balancing algorithms over
-// gwBalanceReplicas replicas: for each run pulsed is started afresh with
-// PULSE_BALANCE set, the gateway loaded at c=50, and pulsed stopped.
+// balanceStage runs both balancing algorithms over gwBalanceReplicas
+// replicas: for each run pulsed is started afresh with PULSE_BALANCE set,
+// the gateway loaded at c=50, and pulsed stopped.
 func (b *gatewayBench) balanceStage(ctx context.Context) error {
 	if err := b.scaleTo(ctx, gwBalanceReplicas); err != nil {
 		return err
@@ -450,61 +473,52 @@ func (b *gatewayBench) balanceStage(ctx context.Context) error {
 			b.log.Warn("scale back to 1", "err", err)
 		}
 	}()
+	return b.rounds(ctx, gwStageBalance, gwBalanceVariants, gwBalanceReplicas, func(v gwVariant, r *gatewayRun) error {
+		defer func() {
+			st := b.stopGatewayPulsed()
+			r.HAProxyKilled, r.StopError = st.Killed, st.Error
+		}()
+		if err := b.startGatewayPulsed(ctx, gwStageBalance, v.Balance, gwBalanceReplicas); err != nil {
+			return err
+		}
+		r.PulsedRouteS = round3(time.Since(b.started).Seconds())
+		watch, _, err := b.replicas(ctx, gwBalanceReplicas)
+		if err != nil {
+			return err
+		}
+		return b.measure(ctx, watch, b.gatewayURL(), v, r)
+	})
+}
+
+// rounds runs variants round after round, in a rotated order, and records
+// each run.
+func (b *gatewayBench) rounds(ctx context.Context, stage string, variants []gwVariant, replicas int, run func(gwVariant, *gatewayRun) error) error {
 	for round := 1; round <= b.cfg.Rounds; round++ {
-		order := rotate(gwBalanceVariants, round-1)
-		b.log.Info("round", "stage", gwStageBalance, "round", round, "of", b.cfg.Rounds)
-		for slot, v := range order {
-			r := gatewayRun{Stage: gwStageBalance, Variant: v.Name, Path: v.Path, Conns: v.Conns, Threads: v.Threads, Balance: v.Balance,
-				Replicas: gwBalanceReplicas, Round: round, Slot: slot}
-			err := b.balanceRun(ctx, v, &r)
+		b.log.Info("round", "stage", stage, "round", round, "of", b.cfg.Rounds)
+		for slot, v := range rotate(variants, round-1) {
+			r := gatewayRun{Stage: stage, Variant: v.Name, Path: v.Path, Conns: v.Conns, Threads: v.Threads, Balance: v.Balance,
+				Replicas: replicas, Round: round, Slot: slot}
+			err := run(v, &r)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			b.record(&r, err)
+			if err != nil {
+				r.Error = err.Error()
+				b.log.Warn("run failed", "stage", r.Stage, "round", r.Round, "variant", r.Variant, "err", err)
+			} else {
+				b.log.Info("run", "stage", r.Stage, "round", r.Round, "variant", r.Variant, "rps", int(r.RPS), "p50_us", r.P50US, "p99_us", r.P99US,
+					"haproxy_cpu_per_req_us", fmt.Sprintf("%.1f", r.HAProxyCPUPerReqUS), "errors", r.Errors, "other_core_pct", int(r.OtherCorePct))
+			}
+			b.rep.Runs = append(b.rep.Runs, r)
 		}
 	}
 	return nil
 }
 
-func (b *gatewayBench) balanceRun(ctx context.Context, v gwVariant, r *gatewayRun) (err error) {
-	p, err := b.startPulsed(ctx, gwStageBalance, v.Balance, gwBalanceReplicas)
-	if p != nil {
-		defer func() {
-			st := b.stopPulsed()
-			r.HAProxyKilled = st.Killed
-			r.StopError = st.Error
-		}()
-	}
-	if err != nil {
-		return err
-	}
-	r.PulsedRouteS = round3(time.Since(p.started).Seconds())
-	rs, err := b.replicas(ctx)
-	if err != nil {
-		return err
-	}
-	if len(rs.Addrs) != gwBalanceReplicas {
-		return fmt.Errorf("%d replicas, want %d", len(rs.Addrs), gwBalanceReplicas)
-	}
-	return b.measure(ctx, p, rs, "http://"+p.gateway+"/function/"+b.name, v, r)
-}
-
-// record logs a finished run and adds it to the report.
-func (b *gatewayBench) record(r *gatewayRun, err error) {
-	if err != nil {
-		r.Error = err.Error()
-		b.log.Warn("run failed", "stage", r.Stage, "round", r.Round, "variant", r.Variant, "err", err)
-	} else {
-		b.log.Info("run", "stage", r.Stage, "round", r.Round, "variant", r.Variant, "rps", int(r.RPS), "p50_us", r.P50US, "p99_us", r.P99US,
-			"haproxy_cpu_per_req_us", fmt.Sprintf("%.1f", r.HAProxyCPUPerReqUS), "errors", r.Errors, "other_core_pct", int(r.OtherCorePct))
-	}
-	b.rep.Runs = append(b.rep.Runs, *r)
-}
-
 // measure checks url with one POST, warms it up with wrk, then measures
-// one wrk run of v, sampling the CPU of HAProxy, docker-proxy, the
-// replicas, pulsed and the host around it.
-func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet, url string, v gwVariant, r *gatewayRun) error {
+// one wrk run of v, sampling the CPU of watch's groups (HAProxy,
+// docker-proxy, the replicas, pulsed) and the host around it.
+func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string, v gwVariant, r *gatewayRun) error {
 	waited, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait)
 	if err != nil {
 		return err
@@ -534,9 +548,8 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	watch := procWatch{HAProxyConfig: filepath.Join(p.stateDir, "haproxy.cfg"), Ports: rs.Ports, Replicas: rs.PIDs, Pulsed: p.srv.pid()}
 	w.Duration = b.cfg.Duration
-	reloads0, rerr0 := b.reloads(ctx, p)
+	reloads0, rerr0 := b.reloads(ctx)
 	before, h0, t0, err := sampleGroups(watch)
 	if err != nil {
 		return err
@@ -550,13 +563,11 @@ func (b *gatewayBench) measure(ctx context.Context, p *pulsedProc, rs replicaSet
 	if err != nil {
 		return err
 	}
-	if reloads1, rerr1 := b.reloads(ctx, p); rerr0 == nil && rerr1 == nil {
+	r.Reloads = -1 // unknown
+	if reloads1, rerr1 := b.reloads(ctx); rerr0 == nil && rerr1 == nil {
 		r.Reloads = reloads1 - reloads0
-	} else {
-		r.Reloads = -1 // unknown
 	}
-	r.Requests = res.Requests
-	r.Seconds = float64(res.DurationUS) / 1e6
+	r.Requests, r.Seconds = res.Requests, float64(res.DurationUS)/1e6
 	r.RPS = float64(res.Requests) / r.Seconds
 	r.P50US, r.P90US, r.P99US, r.MaxUS, r.MeanUS = res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max, res.Latency.Mean
 	r.Errors = res.errorCount()
@@ -595,42 +606,14 @@ func (b *gatewayBench) checkCredential(ctx context.Context, url string) error {
 	return nil
 }
 
-// reloads returns how many times pulsed has reloaded HAProxy (GET
-// /healthz: {"status":"ok","reloads":N}).
-func (b *gatewayBench) reloads(ctx context.Context, p *pulsedProc) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.api+"/healthz", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := b.http.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("healthz: %w", err)
-	}
-	defer resp.Body.Close()
-	var h struct {
-		Status  string `json:"status"`
-		Reloads *int   `json:"reloads"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h); err != nil {
-		return 0, fmt.Errorf("healthz: %w", err)
-	}
-	if h.Reloads == nil {
-		return 0, fmt.Errorf("healthz: status %q, no reload count", h.Status)
-	}
-	return *h.Reloads, nil
-}
-
 // sampleGroups scans /proc for watch's groups and reads the host's CPU.
 func sampleGroups(watch procWatch) (procCPU, hostCPU, time.Time, error) {
-	g, err := scanProcs("/proc", watch)
+	g, _, err := scanAllProcs("/proc", watch)
 	if err != nil {
 		return nil, hostCPU{}, time.Time{}, err
 	}
 	h, err := readHostCPU("/proc")
-	if err != nil {
-		return nil, hostCPU{}, time.Time{}, err
-	}
-	return g, h, time.Now(), nil
+	return g, h, time.Now(), err
 }
 
 // fillGroupCPU sets r's per-group CPU figures from two scans wall seconds
@@ -669,10 +652,14 @@ type backgroundLoad struct {
 func startBackgroundLoad(url, body string, clients int, pause time.Duration) *backgroundLoad {
 	l := &backgroundLoad{why: map[string]int64{}, stop: make(chan struct{}), tr: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: clients}}
 	c := &http.Client{Timeout: 5 * time.Second, Transport: l.tr}
+	fail := func(why string) {
+		l.failed.Add(1)
+		l.mu.Lock()
+		l.why[truncate(why, 200)]++
+		l.mu.Unlock()
+	}
 	for range clients {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
+		l.wg.Go(func() {
 			for {
 				select {
 				case <-l.stop:
@@ -681,27 +668,20 @@ func startBackgroundLoad(url, body string, clients int, pause time.Duration) *ba
 				}
 				resp, err := c.Post(url, "application/octet-stream", strings.NewReader(body))
 				if err != nil {
-					l.fail("error: " + err.Error())
+					fail("error: " + err.Error())
 					continue
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					l.fail(resp.Status)
+					fail(resp.Status)
 					continue
 				}
 				l.ok.Add(1)
 			}
-		}()
+		})
 	}
 	return l
-}
-
-func (l *backgroundLoad) fail(why string) {
-	l.failed.Add(1)
-	l.mu.Lock()
-	l.why[truncate(why, 200)]++
-	l.mu.Unlock()
 }
 
 // end stops the load, closes its connections and returns the failures by
@@ -713,31 +693,4 @@ func (l *backgroundLoad) end() map[string]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return maps.Clone(l.why)
-}
-
-// sweep removes whatever of this run is left on the engine (services, with
-// their containers and images through Swarm.Remove, then containers and
-// images by name, then the run's replica credential) and kills any haproxy
-// process of this run. It runs once,
-// with its own deadline, also after an interrupt, and returns what it
-// found.
-func (b *gatewayBench) sweep() []string {
-	b.swept = true
-	var found []string
-	if pids := killHAProxies(b.env.tmp); len(pids) > 0 {
-		found = append(found, fmt.Sprintf("haproxy processes %v: killed", pids))
-	}
-	if b.api == nil {
-		return found
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
-	prefix := gwNamePrefix + b.run
-	found = engineSweep{
-		api: b.api, log: b.log, remove: b.remove, cred: b.cred,
-		mine:   func(name string) bool { return strings.HasPrefix(name, prefix) },
-		images: filters.NewArgs(filters.Arg("label", gwRunLabel+"="+b.run)),
-	}.run(ctx, found)
-	b.cred = nil
-	return found
 }

@@ -1,18 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
-// The gateway suite's /proc bookkeeping: which processes belong to the
-// HAProxy that pulsed started, to the replicas, to the engine's docker-proxy
-// in front of them and to pulsed, and how much CPU each group used between
-// two scans.
+// The gateway suite's /proc bookkeeping (the soak's too): which processes
+// belong to the HAProxy that pulsed started, to the replicas, to the
+// engine's docker-proxy in front of them and to pulsed, and how much CPU
+// each group used between two scans.
 
 // procKey names one process over time: a pid with its start time, so that a
 // reused pid is never taken for the process that had it before.
@@ -45,21 +45,18 @@ type procWatch struct {
 	Pulsed int
 }
 
-// needsCmdline reports whether classify needs p's command line.
-func needsCmdline(p procStat) bool {
-	return p.Comm == "haproxy" || p.Comm == "docker-proxy"
-}
-
 // classify returns the group p belongs to, or "". cmdline is p's argv
-// (only read for the commands needsCmdline names).
+// (only read for haproxy and docker-proxy).
 func (w procWatch) classify(p procStat, cmdline []string) string {
 	switch {
 	case w.Pulsed != 0 && p.PID == w.Pulsed:
 		return groupPulsed
 	case slices.Contains(w.Replicas, p.PID):
 		return groupReplicas
-	case p.Comm == "haproxy" && w.HAProxyConfig != "" && haproxyLoads(cmdline, w.HAProxyConfig):
-		return groupHAProxy
+	case p.Comm == "haproxy" && w.HAProxyConfig != "":
+		if cfg, ok := flagValue(cmdline, "-f"); ok && cfg == w.HAProxyConfig {
+			return groupHAProxy
+		}
 	case p.Comm == "docker-proxy" && len(w.Ports) > 0:
 		if port, ok := flagValue(cmdline, "-host-port"); ok {
 			if n, err := strconv.Atoi(port); err == nil && slices.Contains(w.Ports, n) {
@@ -70,61 +67,36 @@ func (w procWatch) classify(p procStat, cmdline []string) string {
 	return ""
 }
 
-// haproxyLoads reports whether an haproxy command line loads cfg (-f cfg).
-func haproxyLoads(cmdline []string, cfg string) bool {
-	for i := 0; i+1 < len(cmdline); i++ {
-		if cmdline[i] == "-f" && cmdline[i+1] == cfg {
-			return true
-		}
-	}
-	return false
-}
-
 // flagValue returns the argument after name in cmdline.
 func flagValue(cmdline []string, name string) (string, bool) {
-	for i := 0; i+1 < len(cmdline); i++ {
-		if cmdline[i] == name {
-			return cmdline[i+1], true
-		}
+	if i := slices.Index(cmdline, name); i >= 0 && i+1 < len(cmdline) {
+		return cmdline[i+1], true
 	}
 	return "", false
 }
 
-// parseCmdline splits /proc/<pid>/cmdline (NUL-terminated arguments).
-func parseCmdline(b []byte) []string {
-	b = bytes.TrimRight(b, "\x00")
-	if len(b) == 0 {
-		return nil
-	}
-	return strings.Split(string(b), "\x00")
-}
-
+// readCmdline reads /proc/<pid>/cmdline (NUL-terminated arguments).
 func readCmdline(procDir string, pid int) ([]string, error) {
 	b, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return nil, err
+	if s := strings.TrimRight(string(b), "\x00"); err == nil && s != "" {
+		return strings.Split(s, "\x00"), nil
 	}
-	return parseCmdline(b), nil
+	return nil, err
 }
 
 // procCPU is one scan: per group, each member's own utime + stime in ticks.
 type procCPU map[string]map[procKey]uint64
 
-// scanProcs reads every process under procDir once and returns the CPU of
-// the members of w's groups.
-func scanProcs(procDir string, w procWatch) (procCPU, error) {
-	g, _, err := scanAllProcs(procDir, w)
-	return g, err
-}
-
-// scanAllProcs is scanProcs that also returns the CPU of every other
-// process, by command name.
+// scanAllProcs reads every process under procDir once and returns the CPU
+// of the members of w's groups, and of every other process by command name.
+// A haproxy or docker-proxy whose command line is gone (it exited during the
+// scan) is in neither.
 func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err error) {
 	all, err := readStats(procDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	out, others := procCPU{}, procCPU{}
+	groups, others = procCPU{}, procCPU{}
 	add := func(m procCPU, key string, st procStat) {
 		if m[key] == nil {
 			m[key] = map[procKey]uint64{}
@@ -133,18 +105,18 @@ func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err erro
 	}
 	for _, st := range all {
 		var cmd []string
-		if needsCmdline(st) {
+		if st.Comm == "haproxy" || st.Comm == "docker-proxy" {
 			if cmd, err = readCmdline(procDir, st.PID); err != nil {
 				continue
 			}
 		}
 		if g := w.classify(st, cmd); g != "" {
-			add(out, g, st)
+			add(groups, g, st)
 		} else {
 			add(others, st.Comm, st)
 		}
 	}
-	return out, others, nil
+	return groups, others, nil
 }
 
 // cpuDelta is the CPU a group used between two scans, in ticks: for each
@@ -168,8 +140,8 @@ func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost, born int) {
 	return ticks, lost, born
 }
 
-// findHAProxies returns the pids of live haproxy processes whose command
-// line loads a configuration file under dir: those a pulsed of this run
+// findHAProxies returns the live haproxy processes whose command line
+// loads a configuration file under dir: those a pulsed of this run
 // started.
 func findHAProxies(procDir, dir string) ([]procKey, error) {
 	all, err := readStats(procDir)
@@ -179,16 +151,26 @@ func findHAProxies(procDir, dir string) ([]procKey, error) {
 	prefix := filepath.Clean(dir) + string(filepath.Separator)
 	var out []procKey
 	for _, st := range all {
-		if st.Comm != "haproxy" || st.State == "Z" {
-			continue
-		}
-		cmd, err := readCmdline(procDir, st.PID)
-		if err != nil {
-			continue
-		}
-		if cfg, ok := flagValue(cmd, "-f"); ok && strings.HasPrefix(cfg, prefix) {
+		if st.Comm == "haproxy" && st.State != "Z" && strings.HasPrefix(cmdlineFlag(procDir, st.PID, "-f"), prefix) {
 			out = append(out, procKey{st.PID, st.StartTime})
 		}
 	}
 	return out, nil
+}
+
+// killHAProxies SIGKILLs every haproxy process whose configuration file is
+// under dir and returns their pids.
+func killHAProxies(dir string) []int {
+	procs, err := findHAProxies("/proc", dir)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, p := range procs {
+		if st, err := readStat("/proc", p.PID); err == nil && st.StartTime == p.Start {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			pids = append(pids, p.PID)
+		}
+	}
+	return pids
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func TestParseCmdline(t *testing.T) {
+func TestReadCmdline(t *testing.T) {
 	tests := []struct {
 		in   string
 		want []string
@@ -20,10 +20,20 @@ func TestParseCmdline(t *testing.T) {
 		{in: "haproxy\x00-W\x00-f\x00/a b/haproxy.cfg\x00", want: []string{"haproxy", "-W", "-f", "/a b/haproxy.cfg"}},
 		{in: "no-nul", want: []string{"no-nul"}},
 	}
+	proc := t.TempDir()
+	if err := os.Mkdir(filepath.Join(proc, "7"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range tests {
-		if got := parseCmdline([]byte(tt.in)); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("parseCmdline(%q) = %q, want %q", tt.in, got, tt.want)
+		if err := os.WriteFile(filepath.Join(proc, "7", "cmdline"), []byte(tt.in), 0o644); err != nil {
+			t.Fatal(err)
 		}
+		if got, err := readCmdline(proc, 7); err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("readCmdline(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := readCmdline(proc, 8); err == nil {
+		t.Error("readCmdline of a process that is gone: no error")
 	}
 }
 
@@ -131,9 +141,12 @@ func TestScanProcsAndFindHAProxies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := scanProcs(proc, procWatch{HAProxyConfig: cfg, Ports: []int{33620}, Replicas: []int{300}, Pulsed: 100})
+	got, others, err := scanAllProcs(proc, procWatch{HAProxyConfig: cfg, Ports: []int{33620}, Replicas: []int{300}, Pulsed: 100})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := (procCPU{"haproxy": {{103, 1003}: 2, {104, 1004}: 18, {105, 1005}: 18}}); !reflect.DeepEqual(others, want) {
+		t.Errorf("scanAllProcs others = %v, want %v", others, want)
 	}
 	want := procCPU{
 		groupPulsed:      {{100, 1000}: 40},
@@ -142,7 +155,7 @@ func TestScanProcsAndFindHAProxies(t *testing.T) {
 		groupReplicas:    {{300, 3000}: 100},
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("scanProcs = %v, want %v", got, want)
+		t.Errorf("scanAllProcs groups = %v, want %v", got, want)
 	}
 
 	found, err := findHAProxies(proc, run)

@@ -96,16 +96,9 @@ func gwScaleRows(s gatewayScaleSummary) [][]string {
 	}
 	return [][]string{{
 		fmt.Sprint(s.Trials), fmt.Sprintf("%.3f", s.ReadyS), fmt.Sprintf("%.3f", s.ReadyP90S), gwRange(s.ReadyMinS, s.ReadyMaxS, "%.3f"),
-		fmt.Sprintf("%.3f", s.TrafficS), fmt.Sprintf("%.3f", s.SeenS), gwSecCell(s.CatalogS), gwSecCell(s.AddedS),
-		fmt.Sprintf("%.2f", s.ScaleToRunningS), gwSecCell(s.CatalogScaleS), fmt.Sprintf("%d of %d", s.Late, s.Trials), bg, fmt.Sprint(s.Failed),
+		fmt.Sprintf("%.3f", s.TrafficS), fmt.Sprintf("%.3f", s.SeenS), secOrDash(s.CatalogS, ""), secOrDash(s.AddedS, ""),
+		fmt.Sprintf("%.2f", s.ScaleToRunningS), secOrDash(s.CatalogScaleS, ""), fmt.Sprintf("%d of %d", s.Late, s.Trials), bg, fmt.Sprint(s.Failed),
 	}}
-}
-
-func gwSecCell(v float64) string {
-	if v == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.3f", v)
 }
 
 // gatewaySetup is one line on where and how the numbers were measured.

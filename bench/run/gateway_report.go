@@ -322,7 +322,7 @@ func summarizeGatewayRuns(variants []gwVariant, runs []gatewayRun) []gatewayVari
 	var out []gatewayVariantSummary
 	for _, v := range variants {
 		s := gatewayVariantSummary{Variant: v.Name, Path: v.Path, Conns: v.Conns, Balance: v.Balance}
-		var rps, p50, p99, hap, dp, rep, wrk, other, steal, route []float64
+		var ok, calm []gatewayRun // calm: HAProxy neither reloaded nor its processes changed
 		for _, r := range runs {
 			if r.Variant != v.Name {
 				continue
@@ -335,39 +335,56 @@ func summarizeGatewayRuns(variants []gwVariant, runs []gatewayRun) []gatewayVari
 			if r.Errors > 0 {
 				s.Flags = append(s.Flags, fmt.Sprintf("round %d: %d request errors", r.Round, r.Errors))
 			}
-			rps = append(rps, r.RPS)
-			p50 = append(p50, float64(r.P50US))
-			p99 = append(p99, float64(r.P99US))
+			ok = append(ok, r)
 			if r.Reloads != 0 || r.HAProxyChurn > 0 {
 				s.Disturbed++
 			} else {
-				hap = append(hap, r.HAProxyCPUPerReqUS)
-			}
-			dp = append(dp, r.DockerProxyCPUPerReqUS)
-			rep = append(rep, r.ReplicaCPUPerReqUS)
-			wrk = append(wrk, r.WrkCorePct)
-			other = append(other, r.OtherCorePct)
-			steal = append(steal, r.StealCorePct)
-			if r.PulsedRouteS > 0 {
-				route = append(route, r.PulsedRouteS)
+				calm = append(calm, r)
 			}
 		}
 		if s.Runs+s.Failed == 0 {
 			continue
 		}
 		if s.Runs > 0 {
+			med := func(f func(gatewayRun) float64) float64 { return median(gwValues(ok, f)) }
+			rps, p50 := gwValues(ok, func(r gatewayRun) float64 { return r.RPS }), gwValues(ok, func(r gatewayRun) float64 { return float64(r.P50US) })
 			s.RPS, s.RPSMin, s.RPSMax = median(rps), slices.Min(rps), slices.Max(rps)
 			s.P50US, s.P50MinUS, s.P50MaxUS = median(p50), slices.Min(p50), slices.Max(p50)
-			s.P99US = median(p99)
-			s.HAProxyCPUPerReqUS, s.DockerProxyCPUPerReqUS, s.ReplicaCPUPerReqUS = medianOrNone(hap), median(dp), median(rep)
-			s.WrkCorePct, s.OtherCorePct, s.StealCorePct = median(wrk), median(other), median(steal)
-			if len(route) > 0 {
-				s.PulsedRouteS = median(route)
-			}
+			s.P99US = med(func(r gatewayRun) float64 { return float64(r.P99US) })
+			// -1 (shown as "–") when every run was disturbed: JSON has no NaN.
+			s.HAProxyCPUPerReqUS = gwMedianOr(-1, gwValues(calm, func(r gatewayRun) float64 { return r.HAProxyCPUPerReqUS }))
+			s.DockerProxyCPUPerReqUS = med(func(r gatewayRun) float64 { return r.DockerProxyCPUPerReqUS })
+			s.ReplicaCPUPerReqUS = med(func(r gatewayRun) float64 { return r.ReplicaCPUPerReqUS })
+			s.WrkCorePct = med(func(r gatewayRun) float64 { return r.WrkCorePct })
+			s.OtherCorePct = med(func(r gatewayRun) float64 { return r.OtherCorePct })
+			s.StealCorePct = med(func(r gatewayRun) float64 { return r.StealCorePct })
+			s.PulsedRouteS = gwMedianOr(0, gwPositive(gwValues(ok, func(r gatewayRun) float64 { return r.PulsedRouteS })))
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// gwValues is f of each of xs.
+func gwValues[T any](xs []T, f func(T) float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
+}
+
+// gwPositive is xs without the values ≤ 0 (not measured).
+func gwPositive(xs []float64) []float64 {
+	return slices.DeleteFunc(xs, func(x float64) bool { return x <= 0 })
+}
+
+// gwMedianOr is the median of xs, or none when there are none.
+func gwMedianOr(none float64, xs []float64) float64 {
+	if len(xs) == 0 {
+		return none
+	}
+	return median(xs)
 }
 
 // pairByRound returns f(a, b) for each round in which both a and b ran
@@ -466,57 +483,37 @@ func summarizeGateway(runs []gatewayRun, scales []gatewayScaleTrial) gatewaySumm
 // summarizeGatewayScale summarizes the scale trials.
 func summarizeGatewayScale(trials []gatewayScaleTrial) gatewayScaleSummary {
 	var s gatewayScaleSummary
-	var ready, traffic, seen, catalog, added, running, notice, late, early []float64
+	var ok, late, early []gatewayScaleTrial
 	for _, t := range trials {
 		s.BackgroundOK += t.BackgroundOK
 		s.BackgroundFailed += t.BackgroundFailed
 		if !tally(fmt.Sprintf("trial %d", t.Trial), t.Error, 300, &s.Trials, &s.Failed, &s.Flags) {
 			continue
 		}
-		ready = append(ready, t.ReadyS)
-		traffic = append(traffic, t.TrafficS)
-		seen = append(seen, t.SeenS)
-		catalog = appendPositive(catalog, t.CatalogS)
-		added = appendPositive(added, t.AddedS)
-		running = append(running, t.ScaleToRunningS)
-		notice = appendPositive(notice, t.CatalogScaleS)
+		ok = append(ok, t)
 		if t.LateNotice {
-			s.Late++
-			late = append(late, t.ReadyS)
+			late = append(late, t)
 		} else if t.CatalogScaleS > 0 {
-			early = append(early, t.ReadyS)
+			early = append(early, t)
 		}
 	}
-	if s.Trials > 0 {
-		s.ReadyS, s.ReadyP90S = median(ready), percentile(ready, 90)
-		s.ReadyMinS, s.ReadyMaxS = slices.Min(ready), slices.Max(ready)
-		s.TrafficS, s.SeenS, s.ScaleToRunningS = median(traffic), median(seen), median(running)
-		if len(catalog) > 0 {
-			s.CatalogS = median(catalog)
-		}
-		if len(added) > 0 {
-			s.AddedS = median(added)
-		}
-		if len(notice) > 0 {
-			s.CatalogScaleS = median(notice)
-		}
-		if len(late) > 0 {
-			s.LateReadyS = median(late)
-		}
-		if len(early) > 0 {
-			s.EarlyReadyS = median(early)
-		}
+	if s.Trials == 0 {
+		return s
 	}
+	ready := func(t gatewayScaleTrial) float64 { return t.ReadyS }
+	med := func(f func(gatewayScaleTrial) float64) float64 { return gwMedianOr(0, gwPositive(gwValues(ok, f))) }
+	readies := gwValues(ok, ready)
+	s.ReadyS, s.ReadyP90S = median(readies), percentile(readies, 90)
+	s.ReadyMinS, s.ReadyMaxS = slices.Min(readies), slices.Max(readies)
+	s.TrafficS = median(gwValues(ok, func(t gatewayScaleTrial) float64 { return t.TrafficS }))
+	s.SeenS = median(gwValues(ok, func(t gatewayScaleTrial) float64 { return t.SeenS }))
+	s.ScaleToRunningS = median(gwValues(ok, func(t gatewayScaleTrial) float64 { return t.ScaleToRunningS }))
+	s.CatalogS = med(func(t gatewayScaleTrial) float64 { return t.CatalogS })
+	s.AddedS = med(func(t gatewayScaleTrial) float64 { return t.AddedS })
+	s.CatalogScaleS = med(func(t gatewayScaleTrial) float64 { return t.CatalogScaleS })
+	s.Late = len(late)
+	s.LateReadyS, s.EarlyReadyS = gwMedianOr(0, gwValues(late, ready)), gwMedianOr(0, gwValues(early, ready))
 	return s
-}
-
-// medianOrNone is the median of xs, or -1 (shown as "–") when there are
-// none: JSON has no NaN.
-func medianOrNone(xs []float64) float64 {
-	if len(xs) == 0 {
-		return -1
-	}
-	return median(xs)
 }
 
 // Goals of the gateway suite (from the issue).
@@ -652,7 +649,7 @@ func gatewayNotes(r gatewayReport) []string {
 	if x := s.Scale; x.Trials > 0 {
 		notes = append(notes, fmt.Sprintf("scale +1: from the task's running timestamp, the harness's 20 ms task poll saw it at %.3f s, pulsed's catalog listed it at %s, "+
 			"HAProxy had its server at %s, ready and up at %.3f s, and its first session at %.3f s (medians); the scale itself took %.2f s to the task running "+
-			"(container start and its first health probe)", x.SeenS, secOrDash(x.CatalogS), secOrDash(x.AddedS), x.ReadyS, x.TrafficS, x.ScaleToRunningS))
+			"(container start and its first health probe)", x.SeenS, secOrDash(x.CatalogS, " s"), secOrDash(x.AddedS, " s"), x.ReadyS, x.TrafficS, x.ScaleToRunningS))
 		if x.Late > 0 {
 			n := fmt.Sprintf("scale +1: in %d of %d trials pulsed's catalog noticed the scale (the new desired count) only after the new task was already running: "+
 				"on a steady swarm pulsed polls every second, and the harness scales through the Docker API as `pulse scale` does (pulsed's own scaler and deploy "+
@@ -679,11 +676,7 @@ func gatewayNotes(r gatewayReport) []string {
 	for _, f := range s.Scale.Flags {
 		notes = append(notes, "scale +1: "+f)
 	}
-	notes = append(notes, pulsedStopNotes(r.PulsedStops)...)
-	for _, c := range r.Cleanup {
-		notes = append(notes, "cleanup: "+c)
-	}
-	return notes
+	return append(notes, pulsedStopNotes(r.PulsedStops)...)
 }
 
 // pulsedStopNotes sums up the stops of pulsed.
@@ -742,9 +735,11 @@ func threadsOf(r gatewayReport, v gatewayVariantSummary) int {
 	return r.Config.LowThreads
 }
 
-func secOrDash(v float64) string {
+// secOrDash is v seconds to a thousandth with unit after it, "–" for 0
+// (not measured).
+func secOrDash(v float64, unit string) string {
 	if v == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.3f s", v)
+	return fmt.Sprintf("%.3f", v) + unit
 }

@@ -259,8 +259,9 @@ func testGatewayReport() gatewayReport {
 	return rep
 }
 
-// TestRenderGatewayMarkdown checks the README's gateway section against a
-// golden file; run with -update to rewrite it after an intended change.
+// TestRenderGatewayMarkdown checks the README's gateway section and the
+// text rendering against golden files; run with -update to rewrite them
+// after an intended change.
 func TestRenderGatewayMarkdown(t *testing.T) {
 	rep := testGatewayReport()
 	got := renderGatewayMarkdown(rep, "results/gateway-20260102T030405Z.json")
@@ -273,8 +274,16 @@ func TestRenderGatewayMarkdown(t *testing.T) {
 	if want := readTestdata(t, "gateway-results.md"); got != want {
 		t.Errorf("renderGatewayMarkdown differs from %s (run go test ./bench/run -update):\n%s", golden, got)
 	}
-	// The text rendering carries the same cells.
+	// The text rendering carries the same cells, laid out for a terminal.
 	text := renderGatewayText(rep)
+	if *update {
+		if err := os.WriteFile("testdata/gateway-results.txt", []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := readTestdata(t, "gateway-results.txt"); text != want {
+		t.Errorf("renderGatewayText differs from testdata/gateway-results.txt (run go test ./bench/run -update):\n%s", text)
+	}
 	for _, cell := range []string{
 		"gateway c=1", "135", "+47", "+40–+54", "0.621×", "leastconn", "3 (flagged)", "1 (1 failed)", "1585 / 2",
 		gwLatencyGoalName, gwScaleGoalName, "FAIL", "PASS", "2 other service(s) on the engine throughout (echo, hello)",

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	mrand "math/rand/v2"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +22,10 @@ import (
 // server taking traffic, followed through Swarm, pulsed's catalog and
 // HAProxy's runtime API.
 
+// gwSteadyFor is how long pulsed's catalog must stay unchanged before a
+// scale trial: past its settle window, when it polls a steady swarm slowly.
+const gwSteadyFor = catalog.DefaultSettle + 500*time.Millisecond
+
 // scaleStage runs ScaleTrials +1 scales of the function (1 → 2) under a
 // light background load through the gateway, and after each scales it back
 // to 1.
@@ -33,8 +33,7 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	if err := b.scaleTo(ctx, 1); err != nil {
 		return err
 	}
-	p, err := b.startPulsed(ctx, gwStageScale, "", 1)
-	if err != nil {
+	if err := b.startGatewayPulsed(ctx, gwStageScale, "", 1); err != nil {
 		return err
 	}
 	cctx, cancel := call(ctx)
@@ -50,12 +49,12 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	} else if busy >= quietCorePct {
 		b.log.Warn("host still busy; running anyway", "stage", gwStageScale, "busy_core_pct", int(busy))
 	}
-	reloads0, rerr0 := b.reloads(ctx, p)
-	load := startBackgroundLoad("http://"+p.gateway+"/function/"+b.name, b.body, gwBackgroundClients, gwBackgroundPause)
+	reloads0, rerr0 := b.reloads(ctx)
+	load := startBackgroundLoad(b.gatewayURL(), b.body, gwBackgroundClients, gwBackgroundPause)
 	defer func() {
 		why := load.end()
 		b.rep.Background = gatewayBackground{OK: load.ok.Load(), Failed: load.failed.Load(), Why: why, Reloads: -1}
-		if reloads1, rerr1 := b.reloads(context.WithoutCancel(ctx), p); rerr0 == nil && rerr1 == nil {
+		if reloads1, rerr1 := b.reloads(context.WithoutCancel(ctx)); rerr0 == nil && rerr1 == nil {
 			b.rep.Background.Reloads = reloads1 - reloads0
 		}
 	}()
@@ -64,7 +63,7 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 		// A scale usually lands on a steady swarm, which pulsed polls slowly:
 		// wait until its catalog has not changed for longer than its settle
 		// window, then scale at a random phase of its slow poll.
-		waited, err := b.waitSteady(ctx, p)
+		waited, err := b.waitSteady(ctx)
 		if err != nil {
 			return err
 		}
@@ -73,17 +72,16 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.SteadyWaitS, r.PhaseS = round3(waited.Seconds()), round3(phase.Seconds())
-		r.HostBusyPct = float64(int(busy + 0.5))
+		r.SteadyWaitS, r.PhaseS, r.HostBusyPct = round3(waited.Seconds()), round3(phase.Seconds()), float64(int(busy+0.5))
 		r.Start = time.Now().UTC().Format(time.RFC3339)
 		r.Load1, _ = readLoad1("/proc")
 		ok0, failed0 := load.ok.Load(), load.failed.Load()
-		err = b.scaleOnce(ctx, p, svc.ID, &r)
+		err = b.scaleOnce(ctx, svc.ID, &r)
 		if ctx.Err() != nil {
 			return ctx.Err() // interrupted: the final sweep removes the function
 		}
 		start := time.Now()
-		back := b.scaleBack(ctx, p, r.From)
+		back := b.scaleBack(ctx, r.From)
 		r.DownS = round3(time.Since(start).Seconds())
 		r.BackgroundOK, r.BackgroundFailed = load.ok.Load()-ok0, load.failed.Load()-failed0
 		if ctx.Err() != nil {
@@ -104,23 +102,22 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	return nil
 }
 
-// gwSteadyFor is how long pulsed's catalog must stay unchanged before a
-// scale trial: past its settle window, when it polls a steady swarm slowly.
-const gwSteadyFor = catalog.DefaultSettle + 500*time.Millisecond
-
-// waitSteady polls pulsed's /v1/replicas every 100 ms until its version has
-// not changed for gwSteadyFor (at most readyTimeout: then it goes on) and
+// waitSteady polls pulsed's catalog every 100 ms until its version has not
+// changed for gwSteadyFor (at most readyTimeout: then it goes on) and
 // returns how long it waited.
-func (b *gatewayBench) waitSteady(ctx context.Context, p *pulsedProc) (time.Duration, error) {
+func (b *gatewayBench) waitSteady(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	version, changed := "", start
 	for time.Since(start) < readyTimeout {
-		cat, err := b.catalog(ctx, p)
+		var cat contract.Catalog
+		err := b.getJSON(ctx, "http://"+b.apiAddr+contract.CatalogPath, false, &cat)
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		now := time.Now()
-		if err != nil || cat.Version != version {
+		if err != nil {
+			version, changed = "", now
+		} else if cat.Version != version {
 			version, changed = cat.Version, now
 		} else if now.Sub(changed) >= gwSteadyFor {
 			return now.Sub(start), nil
@@ -153,13 +150,13 @@ func hostBusy(ctx context.Context, clk float64, d time.Duration) (float64, error
 // scaleBack scales to n and waits until n containers run and HAProxy has
 // only n servers holding a replica (pulsed puts a drained slot back in
 // maintenance once its replica is gone).
-func (b *gatewayBench) scaleBack(ctx context.Context, p *pulsedProc, n int) error {
+func (b *gatewayBench) scaleBack(ctx context.Context, n int) error {
 	if err := b.scaleTo(ctx, n); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		servers, err := p.rt.Servers(ctx, gateway.BackendName(b.name))
+		servers, err := b.rt.Servers(ctx, gateway.BackendName(b.name))
 		if live, _ := countSlots(servers); err == nil && live == n {
 			return nil
 		}
@@ -178,14 +175,21 @@ type scaleObs struct {
 	running   time.Time            // the task's Status.Timestamp when first seen running
 	seen      time.Time            // when the harness first saw it running
 	desired   time.Time            // pulsed's catalog first showed the new replica count
-	catalog   map[string]time.Time // new task → first listed
+	listed    map[string]time.Time // new task → first listed in the catalog
 	addrs     map[string]string    // new task → its address in the catalog
-	added     map[string]time.Time // slot → pointed at a new replica (left maintenance or re-pointed)
-	ready     map[string]time.Time // slot → serving (ready and up)
-	traffic   map[string]time.Time // slot → its stot first rose past the count before the scale
-	stot      map[string]int64     // slot → sessions the new replica had taken then
-	slotAddr  map[string]string    // slot → the address it pointed at when added
+	slots     map[string]*slotObs  // HAProxy slot → what it did once pointed at a new replica
 	lastError error
+}
+
+// slotObs is one HAProxy slot pointed at a new replica: when it was
+// (it left maintenance or was re-pointed), when it was first serving
+// (ready and up), and when its stot first rose past the count before the
+// scale (stot: the sessions the new replica had taken then). addr is the
+// address it pointed at when added or serving.
+type slotObs struct {
+	addr                  string
+	added, ready, traffic time.Time
+	stot                  int64
 }
 
 func (o *scaleObs) note(err error) {
@@ -194,18 +198,30 @@ func (o *scaleObs) note(err error) {
 	o.mu.Unlock()
 }
 
+// slotNames returns the names of the slots for which has holds, sorted.
+func (o *scaleObs) slotNames(has func(*slotObs) bool) []string {
+	var out []string
+	for name, s := range o.slots {
+		if has(s) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // scaleOnce scales from r.From to r.To and follows the new task: Swarm's
 // task list (when it turned running: its status timestamp), pulsed's
 // catalog, and HAProxy's runtime API (its server added, ready and up, then
 // taking sessions of the background load).
-func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID string, r *gatewayScaleTrial) error {
+func (b *gatewayBench) scaleOnce(ctx context.Context, serviceID string, r *gatewayScaleTrial) error {
 	backend := gateway.BackendName(b.name)
 	taskFilter := filters.NewArgs(filters.Arg("service", serviceID))
 	knownTasks, err := taskIDs(ctx, b.api, taskFilter)
 	if err != nil {
 		return err
 	}
-	slots, err := readSlots(ctx, p.rt, backend)
+	slots, err := readSlots(ctx, b.rt, backend)
 	if err != nil {
 		return err
 	}
@@ -220,16 +236,14 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 		base[s.Name] = s
 	}
 
-	obs := &scaleObs{catalog: map[string]time.Time{}, addrs: map[string]string{}, added: map[string]time.Time{}, ready: map[string]time.Time{},
-		traffic: map[string]time.Time{}, stot: map[string]int64{}, slotAddr: map[string]string{}}
+	obs := &scaleObs{listed: map[string]time.Time{}, addrs: map[string]string{}, slots: map[string]*slotObs{}}
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
 	done := make(chan struct{}) // closed when a new server took traffic
-	wg.Add(3)
-	go func() { defer wg.Done(); b.pollTasks(pctx, taskFilter, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollCatalog(pctx, p, r.To, knownTasks, obs) }()
-	go func() { defer wg.Done(); b.pollHAProxy(pctx, p, backend, base, obs, done) }()
+	wg.Go(func() { b.pollTasks(pctx, taskFilter, knownTasks, obs) })
+	wg.Go(func() { b.pollCatalog(pctx, r.To, knownTasks, obs) })
+	wg.Go(func() { b.pollHAProxy(pctx, backend, base, obs, done) })
 
 	t0 := time.Now()
 	if err := b.sw.Scale(ctx, b.name, r.To, true); err != nil {
@@ -250,7 +264,7 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 	// did: give them a moment before stopping them.
 	for i := 0; waitErr == nil && i < 50; i++ {
 		obs.mu.Lock()
-		have := obs.taskID != "" && !obs.catalog[obs.taskID].IsZero() && obs.addrs[obs.taskID] != ""
+		have := obs.taskID != "" && !obs.listed[obs.taskID].IsZero() && obs.addrs[obs.taskID] != ""
 		obs.mu.Unlock()
 		if have {
 			break
@@ -266,19 +280,27 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	r.TaskID = obs.taskID
+	tookTraffic := obs.slotNames(func(s *slotObs) bool { return !s.traffic.IsZero() })
 	if waitErr != nil || obs.taskID == "" {
 		why := fmt.Sprintf("after %s, task running: %t, HAProxy servers added %v, ready %v, took traffic %v", time.Since(t0).Round(time.Millisecond),
-			obs.taskID != "", slices.Sorted(maps.Keys(obs.added)), slices.Sorted(maps.Keys(obs.ready)), slices.Sorted(maps.Keys(obs.traffic)))
+			obs.taskID != "", obs.slotNames(func(*slotObs) bool { return true }), obs.slotNames(func(s *slotObs) bool { return !s.ready.IsZero() }), tookTraffic)
 		if obs.lastError != nil {
 			why += fmt.Sprintf(" (last error: %v)", obs.lastError)
 		}
-		return fmt.Errorf("the new replica did not take traffic: %s%s", fmtErr(waitErr), why)
+		if waitErr != nil {
+			why = waitErr.Error() + ": " + why
+		}
+		return fmt.Errorf("the new replica did not take traffic: %s", why)
 	}
 	// The new task's server: the slot pointed at its address (pulsed's
 	// catalog has the address).
-	slot := slotOf(obs.slotAddr, obs.addrs[obs.taskID])
-	if len(obs.traffic) != 1 || slot == "" || obs.traffic[slot].IsZero() {
-		return fmt.Errorf("the server that took traffic (%v) is not the new task %s's (at %q: %q)", slices.Sorted(maps.Keys(obs.traffic)), obs.taskID, obs.addrs[obs.taskID], slot)
+	addr, slotAddr := obs.addrs[obs.taskID], map[string]string{}
+	for name, s := range obs.slots {
+		slotAddr[name] = s.addr
+	}
+	slot := slotOf(slotAddr, addr)
+	if len(tookTraffic) != 1 || slot == "" || obs.slots[slot].traffic.IsZero() {
+		return fmt.Errorf("the server that took traffic (%v) is not the new task %s's (at %q: %q)", tookTraffic, obs.taskID, addr, slot)
 	}
 	since := func(t time.Time) float64 {
 		if t.IsZero() {
@@ -291,33 +313,22 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, p *pulsedProc, serviceID s
 		r.CatalogScaleS = round3(obs.desired.Sub(t0).Seconds())
 		r.LateNotice = obs.desired.After(obs.running)
 	}
-	r.SeenS = since(obs.seen)
-	r.CatalogS = since(obs.catalog[obs.taskID])
-	r.Server = slot
-	r.AddedS = since(obs.added[slot])
-	r.ReadyS = since(obs.ready[slot])
-	r.TrafficS = since(obs.traffic[slot])
-	r.Stot = obs.stot[slot]
+	s := obs.slots[slot]
+	r.SeenS, r.CatalogS = since(obs.seen), since(obs.listed[obs.taskID])
+	r.Server, r.AddedS, r.ReadyS, r.TrafficS, r.Stot = slot, since(s.added), since(s.ready), since(s.traffic), s.stot
 	if r.ReadyS <= 0 || r.TrafficS <= 0 {
 		return fmt.Errorf("the new task's server was ready %.3f s and took traffic %.3f s after it turned running: not after it", r.ReadyS, r.TrafficS)
 	}
 	return nil
 }
 
-func fmtErr(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error() + ": "
-}
-
-// pollTasks polls the service's tasks every gwTaskPoll for one not in
-// known that is running, and records its ID, its status timestamp and when
-// it was first seen.
+// pollTasks polls the service's tasks every gwTaskPoll until one not in
+// known is running, and records its ID, its status timestamp and when it
+// was first seen.
 func (b *gatewayBench) pollTasks(ctx context.Context, f filters.Args, known map[string]bool, obs *scaleObs) {
-	tick := time.NewTicker(gwTaskPoll)
-	defer tick.Stop()
-	for {
+	ctx, found := context.WithCancel(ctx)
+	defer found()
+	every(ctx, gwTaskPoll, func() {
 		cctx, cancel := call(ctx)
 		tasks, err := b.api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
 		cancel()
@@ -326,76 +337,44 @@ func (b *gatewayBench) pollTasks(ctx context.Context, f filters.Args, known map[
 			obs.note(fmt.Errorf("list tasks: %w", err))
 		}
 		for _, t := range tasks {
-			if known[t.ID] || t.Status.State != swarm.TaskStateRunning {
-				continue
-			}
-			obs.mu.Lock()
-			if obs.taskID == "" {
-				obs.taskID, obs.running, obs.seen = t.ID, t.Status.Timestamp, now
-			}
-			obs.mu.Unlock()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// pollCatalog polls pulsed's /v1/replicas every gwCatalogPoll and records
-// when it first showed want desired replicas, and when each task not in
-// known was first listed (not draining).
-func (b *gatewayBench) pollCatalog(ctx context.Context, p *pulsedProc, want int, known map[string]bool, obs *scaleObs) {
-	every(ctx, gwCatalogPoll, func() {
-		cat, err := b.catalog(ctx, p)
-		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			obs.note(err)
-		}
-		for _, fn := range cat.Functions {
-			if fn.Name != b.name {
-				continue
-			}
-			obs.mu.Lock()
-			if obs.desired.IsZero() && fn.Desired >= want {
-				obs.desired = now
-			}
-			obs.mu.Unlock()
-			for _, rep := range fn.Replicas {
-				if known[rep.TaskID] || rep.Draining {
-					continue
-				}
+			if !known[t.ID] && t.Status.State == swarm.TaskStateRunning {
 				obs.mu.Lock()
-				if _, ok := obs.catalog[rep.TaskID]; !ok {
-					obs.catalog[rep.TaskID] = now
+				if obs.taskID == "" {
+					obs.taskID, obs.running, obs.seen = t.ID, t.Status.Timestamp, now
 				}
-				obs.addrs[rep.TaskID] = rep.Addr
 				obs.mu.Unlock()
+				found()
+				return
 			}
 		}
 	})
 }
 
-func (b *gatewayBench) catalog(ctx context.Context, p *pulsedProc) (contract.Catalog, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.api+contract.CatalogPath, nil)
-	if err != nil {
-		return contract.Catalog{}, err
-	}
-	resp, err := b.http.Do(req)
-	if err != nil {
-		return contract.Catalog{}, fmt.Errorf("catalog: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return contract.Catalog{}, fmt.Errorf("catalog: %s", resp.Status)
-	}
-	var cat contract.Catalog
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&cat); err != nil {
-		return contract.Catalog{}, fmt.Errorf("catalog: %w", err)
-	}
-	return cat, nil
+// pollCatalog polls pulsed's catalog every gwCatalogPoll and records when
+// it first showed want desired replicas, and when each task not in known
+// was first listed (not draining).
+func (b *gatewayBench) pollCatalog(ctx context.Context, want int, known map[string]bool, obs *scaleObs) {
+	every(ctx, gwCatalogPoll, func() {
+		fn, err := b.catalogFunction(ctx, b.name)
+		now := time.Now()
+		if err != nil && ctx.Err() == nil {
+			obs.note(err)
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if obs.desired.IsZero() && fn.Desired >= want {
+			obs.desired = now
+		}
+		for _, rep := range fn.Replicas {
+			if known[rep.TaskID] || rep.Draining {
+				continue
+			}
+			if _, ok := obs.listed[rep.TaskID]; !ok {
+				obs.listed[rep.TaskID] = now
+			}
+			obs.addrs[rep.TaskID] = rep.Addr
+		}
+	})
 }
 
 // pollHAProxy polls `show servers state <backend>` every gwHAProxyPoll and
@@ -406,12 +385,11 @@ func (b *gatewayBench) catalog(ctx context.Context, p *pulsedProc) (contract.Cat
 // first rose past its count in base, then closes done. Slots are named
 // s1…sN whatever replica they hold, and their counters run on from one
 // replica to the next.
-func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend string, base map[string]slotInfo, obs *scaleObs, done chan<- struct{}) {
-	tick := time.NewTicker(gwHAProxyPoll)
-	defer tick.Stop()
-	statCmd := "show stat " + backend + " 4 -1" // type 4: servers only
-	for {
-		servers, err := p.rt.Servers(ctx, backend)
+func (b *gatewayBench) pollHAProxy(ctx context.Context, backend string, base map[string]slotInfo, obs *scaleObs, done chan<- struct{}) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	every(ctx, gwHAProxyPoll, func() {
+		servers, err := b.rt.Servers(ctx, backend)
 		now := time.Now()
 		if err != nil && ctx.Err() == nil {
 			obs.note(err)
@@ -423,62 +401,56 @@ func (b *gatewayBench) pollHAProxy(ctx context.Context, p *pulsedProc, backend s
 			if ok && was.Live() {
 				continue // held a replica before the scale
 			}
-			if _, seen := obs.added[s.Name]; !seen && (s.Live() || !ok || s.Addr != was.Addr) {
-				obs.added[s.Name], obs.slotAddr[s.Name] = now, s.Addr
+			o := obs.slots[s.Name]
+			if o == nil && (s.Live() || !ok || s.Addr != was.Addr) {
+				o = &slotObs{addr: s.Addr, added: now}
+				obs.slots[s.Name] = o
 			}
-			if _, seen := obs.added[s.Name]; seen && s.Serving {
-				if _, ok := obs.ready[s.Name]; !ok {
-					obs.ready[s.Name] = now
+			if o != nil && s.Serving {
+				if o.ready.IsZero() {
+					o.ready = now
 				}
-				obs.slotAddr[s.Name] = s.Addr
+				o.addr = s.Addr
 			}
-			if _, ok := obs.ready[s.Name]; ok {
-				anyReady = true
-			}
+			anyReady = anyReady || (o != nil && !o.ready.IsZero())
 		}
 		obs.mu.Unlock()
-		if anyReady {
-			out, err := p.rt.Exec(ctx, statCmd)
-			now := time.Now()
-			var stats []gateway.ServerStat
-			if err == nil {
-				stats, err = gateway.ParseServerStat(strings.NewReader(out))
-			}
-			if err != nil && ctx.Err() == nil {
-				obs.note(err)
-			}
-			took := false
-			obs.mu.Lock()
-			for _, st := range stats {
-				if _, ok := obs.ready[st.Server]; !ok || st.Sessions <= base[st.Server].Stot {
-					continue
-				}
-				if _, ok := obs.traffic[st.Server]; !ok {
-					obs.traffic[st.Server], obs.stot[st.Server] = now, st.Sessions-base[st.Server].Stot
-				}
-				took = true
-			}
-			obs.mu.Unlock()
-			if took {
-				close(done)
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
+		if !anyReady {
 			return
-		case <-tick.C:
 		}
-	}
+		out, err := b.rt.Exec(ctx, "show stat "+backend+" 4 -1") // type 4: servers only
+		now = time.Now()
+		var stats []gateway.ServerStat
+		if err == nil {
+			stats, err = gateway.ParseServerStat(strings.NewReader(out))
+		}
+		if err != nil && ctx.Err() == nil {
+			obs.note(err)
+		}
+		took := false
+		obs.mu.Lock()
+		for _, st := range stats {
+			o := obs.slots[st.Server]
+			if o == nil || o.ready.IsZero() || st.Sessions <= base[st.Server].Stot {
+				continue
+			}
+			if o.traffic.IsZero() {
+				o.traffic, o.stot = now, st.Sessions-base[st.Server].Stot
+			}
+			took = true
+		}
+		obs.mu.Unlock()
+		if took {
+			close(done)
+			stop()
+		}
+	})
 }
 
 // slotOf returns the slot whose address is addr in slotAddr, "" if none.
 func slotOf(slotAddr map[string]string, addr string) string {
-	if addr == "" {
-		return ""
-	}
 	for name, a := range slotAddr {
-		if a == addr {
+		if addr != "" && a == addr {
 			return name
 		}
 	}
