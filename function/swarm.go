@@ -48,8 +48,8 @@ type ImageDistributor interface {
 }
 
 // LocalDistributor distributes an image to the local engine only: enough for
-// a single-node swarm. (Streaming to remote nodes over SSH implements the
-// same interface.)
+// a single-node swarm. ClusterDistributor (distribute.go) puts it on every
+// node.
 type LocalDistributor struct {
 	API ImageLoader
 }
@@ -58,17 +58,10 @@ var _ ImageDistributor = LocalDistributor{}
 
 // Ensure loads img into the engine unless the engine has it already.
 func (d LocalDistributor) Ensure(ctx context.Context, img Image) error {
-	_, err := d.API.ImageInspect(ctx, img.ID)
-	if err == nil {
-		return nil
+	if _, err := ensureOn(ctx, d.API, img); err != nil {
+		return fmt.Errorf("ensure image %s: %w", img.ID, err)
 	}
-	if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("ensure image %s: inspect: %w", img.ID, err)
-	}
-	if len(img.Archive) == 0 {
-		return fmt.Errorf("ensure image %s: the engine does not have it and there is no archive to load; run pulse build", img.ID)
-	}
-	return LoadImage(ctx, d.API, img)
+	return nil
 }
 
 // Errors of Swarm's operations.
