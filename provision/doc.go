@@ -1,0 +1,12 @@
+// Package provision reaches the nodes of a Pulse cluster over SSH: it parses
+// targets ([user@]host[:port]), dials them with keys from the SSH agent or key
+// files, runs commands, and talks to a node's Docker Engine through
+// `docker system dial-stdio` over the SSH connection (what DOCKER_HOST=ssh://
+// does, without the docker CLI on the control node).
+//
+// Host keys are always checked against known_hosts (golang.org/x/crypto/ssh/
+// knownhosts). A host seen for the first time is accepted only when the caller
+// says so (Config.AcceptNewHostKey, or a yes from Config.Prompt), and its key
+// is then appended to known_hosts. A known host offering a different key is
+// refused whatever the configuration, as OpenSSH does.
+package provision

@@ -1,0 +1,133 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// ExitError is a remote command that ran and failed.
+type ExitError struct {
+	Status int    // exit status; -1 when a signal ended it
+	Signal string // the signal's name (TERM, KILL, ...) when one ended it
+	Stderr string // the last lines of its stderr
+}
+
+func (e *ExitError) Error() string {
+	msg := fmt.Sprintf("exit status %d", e.Status)
+	if e.Signal != "" {
+		msg = "killed by signal " + e.Signal
+	}
+	if e.Stderr != "" {
+		msg += ": " + e.Stderr
+	}
+	return msg
+}
+
+// stderrLines is how many of the last lines of stderr an ExitError keeps.
+const stderrLines = 10
+
+// newSession opens a session, or gives up when ctx is done first (a node
+// that is frozen never answers the channel open).
+func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
+	type result struct {
+		s   *ssh.Session
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := c.ssh.NewSession()
+		ch <- result{s, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("open session: %w", r.err)
+		}
+		return r.s, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.s != nil {
+				r.s.Close()
+			}
+		}()
+		return nil, fmt.Errorf("open session: %w", ctx.Err())
+	}
+}
+
+// Run runs cmd on the node in a session of its own, with stdin (nil: none)
+// as its standard input, and returns its standard output. A command that
+// exits non-zero returns an *ExitError (wrapped) carrying the status and the
+// last lines of its stderr. When ctx is done the session is closed and Run
+// returns at once.
+func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
+	fail := func(err error) ([]byte, error) {
+		return nil, fmt.Errorf("run %q on %s: %w", cmd, c.target.Host, err)
+	}
+	s, err := c.newSession(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer s.Close()
+	var stdout bytes.Buffer
+	stderr := &tail{max: 8 << 10}
+	s.Stdin, s.Stdout, s.Stderr = stdin, &stdout, stderr
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		s.Signal(ssh.SIGKILL) // best effort: OpenSSH ignores signals without a pty
+		s.Close()
+		return fail(ctx.Err())
+	}
+	var exit *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+		return stdout.Bytes(), nil
+	case errors.As(err, &exit):
+		return fail(&ExitError{Status: exit.ExitStatus(), Signal: exit.Signal(), Stderr: stderr.lastLines(stderrLines)})
+	case errors.As(err, &missing):
+		msg := "the connection or session closed before the command exited"
+		if t := stderr.lastLines(stderrLines); t != "" {
+			msg += "; its stderr: " + t
+		}
+		return fail(errors.New(msg))
+	}
+	return fail(err)
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// lastLines is the last n non-empty lines, joined with newlines.
+func (t *tail) lastLines(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(string(t.buf), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}
