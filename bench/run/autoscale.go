@@ -24,10 +24,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/swarm"
-
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
@@ -81,8 +77,6 @@ const (
 	asZeroTimeout    = 60 * time.Second // scaled to 0 → pulsed's catalog and HAProxy without replicas
 	asRouteTimeout   = 60 * time.Second
 	asStopGrace      = 20 * time.Second
-	// The alarm the step trials follow.
-	asAlarmUp = "pulse_scale_up"
 )
 
 // asSteps are the load steps, each a number of closed-loop connections.
@@ -267,24 +261,6 @@ func (b *autoscaleBench) servers(ctx context.Context, fn string) ([]slotInfo, er
 	return readSlots(ctx, b.rt, gateway.BackendName(fn))
 }
 
-// waitFor calls check every period until it reports done or fails, or
-// limit has passed; then it returns timeout(), which says what check saw
-// last.
-func waitFor(ctx context.Context, limit, period time.Duration, check func() (bool, error), timeout func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		if done, err := check(); done || err != nil {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return timeout()
-		}
-		if err := sleepCtx(ctx, period); err != nil {
-			return err
-		}
-	}
-}
-
 // waitQuiet waits until fn's utilisation was below asQuietPct for each of
 // the last 3 seconds and its scale-up alarm is not critical.
 func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
@@ -312,8 +288,15 @@ func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
 		why = "alarm " + st
 		return st != "CRITICAL"
 	}
-	return waitFor(ctx, asQuietTimeout, 250*time.Millisecond, func() (bool, error) { return quiet(), nil },
-		func() error { return fmt.Errorf("%s not quiet after %s: %s", fn, asQuietTimeout, why) })
+	return poll(ctx, asQuietTimeout, 250*time.Millisecond, func(late bool) (bool, error) {
+		if quiet() {
+			return true, nil
+		}
+		if late {
+			return false, fmt.Errorf("%s not quiet after %s: %s", fn, asQuietTimeout, why)
+		}
+		return false, nil
+	})
 }
 
 // settle brings the step function to one replica on a quiet swarm: load
@@ -333,7 +316,7 @@ func (b *autoscaleBench) settle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := b.waitContainers(ctx, b.step, 1); err != nil {
+		if err := waitContainers(ctx, b.api, b.step, 1, asRouteTimeout); err != nil {
 			return err
 		}
 		if err := b.waitServers(ctx, b.step, 1, true); err != nil {
@@ -342,7 +325,7 @@ func (b *autoscaleBench) settle(ctx context.Context) error {
 		if err := b.waitQuiet(ctx, b.step); err != nil {
 			return err
 		}
-		svc, err := b.inspect(ctx, b.step)
+		svc, err := inspectService(ctx, b.api, b.step)
 		if err != nil {
 			return err
 		}
@@ -352,32 +335,6 @@ func (b *autoscaleBench) settle(ctx context.Context) error {
 		b.log.Warn("the scaler changed the replicas while settling; again", "function", b.step)
 	}
 	return errors.New("could not settle the step function at 1 replica")
-}
-
-func (b *autoscaleBench) inspect(ctx context.Context, name string) (swarm.Service, error) {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	svc, _, err := b.api.ServiceInspectWithRaw(cctx, name, swarm.ServiceInspectOptions{})
-	if err != nil {
-		return swarm.Service{}, fmt.Errorf("inspect %s: %w", name, err)
-	}
-	return svc, nil
-}
-
-func (b *autoscaleBench) waitContainers(ctx context.Context, fn string, n int) error {
-	count := 0
-	return waitFor(ctx, asRouteTimeout, 50*time.Millisecond, func() (bool, error) {
-		cctx, cancel := call(ctx)
-		defer cancel()
-		cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+fn))})
-		if err != nil {
-			return false, fmt.Errorf("list containers of %s: %w", fn, err)
-		}
-		count = len(cs)
-		return count == n, nil
-	}, func() error {
-		return fmt.Errorf("%s: %d containers running after %s, want %d", fn, count, asRouteTimeout, n)
-	})
 }
 
 // coldTrials sends, per trial, one request to the cold function at zero
@@ -392,7 +349,7 @@ func (b *autoscaleBench) coldTrials(ctx context.Context, n int) error {
 		c.Load1, _ = readLoad1("/proc")
 		start := time.Now()
 		status, err := coldRequest(ctx, b.gwAddr, "/function/"+b.cold, b.body)
-		c.LatencyS, c.Status = round3(time.Since(start).Seconds()), status
+		c.LatencyS, c.Status = secondsSince(start), status
 		if err != nil {
 			c.Error = err.Error()
 		}
@@ -412,20 +369,17 @@ func (b *autoscaleBench) forceZero(ctx context.Context) error {
 	if err := b.sw.Scale(ctx, b.cold, 0, true); err != nil {
 		return err
 	}
-	var f contract.CatalogFunction
-	var err error
-	return waitFor(ctx, asZeroTimeout, 50*time.Millisecond, func() (bool, error) {
-		f, err = b.catalogFunction(ctx, b.cold)
-		if err != nil || f.Desired != 0 || len(f.Replicas) != 0 {
-			return false, nil
+	return poll(ctx, asZeroTimeout, 50*time.Millisecond, func(late bool) (bool, error) {
+		f, err := b.catalogFunction(ctx, b.cold)
+		if err == nil && f.Desired == 0 && len(f.Replicas) == 0 {
+			if ss, serr := b.servers(ctx, b.cold); serr == nil && len(liveSlots(ss)) == 0 {
+				return true, waitContainers(ctx, b.api, b.cold, 0, asRouteTimeout)
+			}
 		}
-		ss, serr := b.servers(ctx, b.cold)
-		if serr != nil || len(liveSlots(ss)) != 0 {
-			return false, nil
+		if late {
+			return false, fmt.Errorf("%s not at zero after %s (catalog: desired %d, %d replicas; %v)", b.cold, asZeroTimeout, f.Desired, len(f.Replicas), err)
 		}
-		return true, b.waitContainers(ctx, b.cold, 0)
-	}, func() error {
-		return fmt.Errorf("%s not at zero after %s (catalog: desired %d, %d replicas; %v)", b.cold, asZeroTimeout, f.Desired, len(f.Replicas), err)
+		return false, nil
 	})
 }
 
@@ -444,7 +398,7 @@ func coldRequest(ctx context.Context, addr, path, body string) (int, error) {
 	_ = c.SetDeadline(dl)
 	status, outcome, msg, _ := roundTrip(c, bufio.NewReader(c), httpPost(path, body, true, nil), body)
 	switch {
-	case outcome != soakOK:
+	case outcome != reqOK:
 		return status, errors.New(msg)
 	case status != http.StatusOK:
 		return status, fmt.Errorf("status %d, want 200", status)

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -228,19 +227,6 @@ func newSecStats(xs []float64) secStats {
 
 // rangeCell is the range as a table cell.
 func (s secStats) rangeCell() string { return asSecCell(s.MinS) + "–" + asSecCell(s.MaxS) }
-
-// secs is a number of seconds that is written to JSON as null when it is
-// NaN (nothing measured) or infinite (a failed trial counted as infinitely
-// slow), which JSON cannot hold.
-type secs float64
-
-func (s secs) MarshalJSON() ([]byte, error) {
-	f := float64(s)
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return []byte("null"), nil
-	}
-	return []byte(strconv.FormatFloat(round3(f), 'f', -1, 64)), nil
-}
 
 func summarizeAutoscale(steps []autoscaleStep, trials []stepTrial, cold []coldTrial) autoscaleSummary {
 	var s autoscaleSummary

@@ -147,7 +147,7 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 		}
 	}
 	// Swarm's UpdatedAt, before anything else updates the service.
-	svc, err := b.inspect(ctx, b.step)
+	svc, err := inspectService(ctx, b.api, b.step)
 	inspected := time.Now()
 	if err != nil {
 		return err
@@ -227,11 +227,11 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	if err != nil {
 		return fmt.Errorf("netdata alarm log: %w", err)
 	}
-	if e, ok := firstCritical(log, asAlarmUp, b.step, from); ok {
+	if e, ok := firstCritical(log, alarmScaleUp, b.step, from); ok {
 		r.AlarmS, r.AlarmValue = relUnix(e.When), e.Value
 	}
 	if f, err := os.Open(b.pulsedLog); err == nil {
-		h, ok := firstHook(f, b.step, asAlarmUp, t0)
+		h, ok := firstHook(f, b.step, alarmScaleUp, t0)
 		f.Close()
 		if ok {
 			r.HookS, r.HookResult = rel(h.Time), h.Result
@@ -318,18 +318,9 @@ func firstHook(r io.Reader, fn, alarm string, t0 time.Time) (hookLine, bool) {
 // every task not in known, its creation and when it turned running (its
 // status timestamp).
 func (b *autoscaleBench) pollTasks(ctx context.Context, f filters.Args, known map[string]bool, obs *stepObs) {
-	every(ctx, asTaskPoll, func() {
-		cctx, cancel := call(ctx)
-		tasks, err := b.api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			obs.note(fmt.Errorf("list tasks: %w", err))
-		}
+	pollNewTasks(ctx, b.api, f, known, asTaskPoll, obs.note, func(tasks []swarm.Task, _ time.Time) bool {
 		obs.mu.Lock()
 		for _, t := range tasks {
-			if known[t.ID] {
-				continue
-			}
 			if _, ok := obs.created[t.ID]; !ok {
 				obs.created[t.ID] = t.CreatedAt
 			}
@@ -338,6 +329,7 @@ func (b *autoscaleBench) pollTasks(ctx context.Context, f filters.Args, known ma
 			}
 		}
 		obs.mu.Unlock()
+		return false
 	})
 }
 
@@ -374,37 +366,24 @@ func (b *autoscaleBench) taskAt(ctx context.Context, fn, addr string) string {
 	return ""
 }
 
-// startStepLoad starts conns connections of the soak suite's closed-loop
-// client (soak_load.go: keep-alive, one request outstanding each, never
+// startStepLoad starts conns connections of the closed-loop
+// client (load.go: keep-alive, one request outstanding each, never
 // retrying) POSTing body to path at addr. The function it returns stops
 // the load (each connection finishes its request under way) and returns
 // the requests answered, the failures and their reasons.
 func startStepLoad(addr, path, body string, conns int) func() (requests, failed int64, why map[string]int64) {
-	l := newSoakLoad(time.Now(), body, nil)
+	l := newClosedLoop(time.Now(), body, nil)
 	l.set(conns, addr, path, false)
 	return func() (int64, int64, map[string]int64) {
 		recs, fails := l.end()
 		why := map[string]int64{}
 		for _, f := range fails {
 			msg := f.Msg
-			if f.Req.Err == soakErrStatus { // counted by status
+			if f.Req.Err == reqErrStatus { // counted by status
 				msg = fmt.Sprintf("%d %s", f.Req.Status, http.StatusText(int(f.Req.Status)))
 			}
 			why[msg]++
 		}
 		return int64(len(recs)), int64(len(fails)), why
 	}
-}
-
-// httpPost is a whole HTTP/1.1 POST of body to path, with hdr's headers
-// (the replica credential when it goes straight to a replica).
-func httpPost(path, body string, close bool, hdr http.Header) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n", path, len(body))
-	if close {
-		b.WriteString("Connection: close\r\n")
-	}
-	_ = hdr.Write(&b) // sorted "Name: value\r\n" lines; a strings.Builder does not fail
-	b.WriteString("\r\n" + body)
-	return b.String()
 }

@@ -154,3 +154,23 @@ func shellWords(env, argv []string) string {
 	}
 	return strings.Join(words, " ")
 }
+
+// buildAll builds steps as build does, and fails if one did not build. It
+// returns the artifacts and their records in steps' order, both also when
+// one did not build.
+func buildAll(ctx context.Context, log *slog.Logger, root string, steps []buildStep) (artifacts, []artifact, error) {
+	log.Info("building", "root", root)
+	arts, err := build(ctx, log, root, steps)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, len(steps))
+	recs := make([]artifact, len(steps))
+	for i, st := range steps {
+		names[i], recs[i] = st.name, *arts[st.name]
+	}
+	if m := arts.missing(names); m != "" {
+		return arts, recs, fmt.Errorf("%s did not build: %s", m, arts[m].Error)
+	}
+	return arts, recs, nil
+}

@@ -41,8 +41,6 @@ import (
 
 const suiteCollector = "collector"
 
-func init() { suites = append(suites, suiteCollector) }
-
 // The suite's shape and the goals.
 const (
 	collectorReplicas        = 200

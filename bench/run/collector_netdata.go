@@ -102,8 +102,6 @@ func splitNetdataTree(procs []netdatalab.Process) netdataMemory {
 
 var interpreters = map[string]bool{"bash": true, "sh": true, "python3": true, "python": true}
 
-func kbToMB(kb int64) float64 { return round3(float64(kb) * 1024 / mb) }
-
 // runLabNetdata runs a lab Netdata with the plugin against the bench
 // server, presenting the replica credential in credFile, for d and reads
 // the RSS of its processes at the end and their CPU over the second half.
@@ -137,7 +135,7 @@ func runLabNetdata(ctx context.Context, plugin, base, credFile string, clk float
 		return fail(err)
 	}
 	elapsed := time.Since(t0).Seconds()
-	res.DurationS = round3(time.Since(started).Seconds())
+	res.DurationS = secondsSince(started)
 	procs, err := lab.Processes()
 	if err != nil {
 		return fail(err)

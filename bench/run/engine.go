@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
@@ -53,6 +54,12 @@ func connectSingleNodeSwarm(ctx context.Context, suite, need string, timeout tim
 	return api, info, ver, nil
 }
 
+// localSwarm deploys on the single-node swarm of api, loading images
+// straight into its engine.
+func localSwarm(api *client.Client) *function.Swarm {
+	return function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
+}
+
 // loopbackAddr returns addr with a loopback host, and whether it had to
 // rewrite it: on the single-node swarm a host-mode port is published on
 // every address of this host.
@@ -74,6 +81,9 @@ const (
 	removeTimeout  = 2 * time.Minute  // one function removed
 	cleanupTimeout = 3 * time.Minute  // a suite's final sweep
 )
+
+// labelSwarmServiceName is the label Swarm puts on a task's container.
+const labelSwarmServiceName = "com.docker.swarm.service.name"
 
 // call bounds one call to the engine.
 func call(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -100,6 +110,17 @@ func serviceNames(ctx context.Context, api *client.Client) (all, functions []str
 	return all, functions, nil
 }
 
+// inspectService reads the service name.
+func inspectService(ctx context.Context, api *client.Client, name string) (swarm.Service, error) {
+	cctx, cancel := call(ctx)
+	defer cancel()
+	svc, _, err := api.ServiceInspectWithRaw(cctx, name, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return swarm.Service{}, fmt.Errorf("inspect service %s: %w", name, err)
+	}
+	return svc, nil
+}
+
 // taskIDs lists the IDs of the tasks f selects.
 func taskIDs(ctx context.Context, api *client.Client, f filters.Args) (map[string]bool, error) {
 	cctx, cancel := call(ctx)
@@ -113,6 +134,72 @@ func taskIDs(ctx context.Context, api *client.Client, f filters.Args) (map[strin
 		ids[t.ID] = true
 	}
 	return ids, nil
+}
+
+// serviceContainers lists the IDs of the service name's running
+// containers.
+func serviceContainers(ctx context.Context, api *client.Client, name string) ([]string, error) {
+	cctx, cancel := call(ctx)
+	defer cancel()
+	cs, err := api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+name))})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of %s: %w", name, err)
+	}
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return ids, nil
+}
+
+// waitContainers waits up to timeout until exactly n containers of the
+// service name run.
+func waitContainers(ctx context.Context, api *client.Client, name string, n int, timeout time.Duration) error {
+	return poll(ctx, timeout, 50*time.Millisecond, func(late bool) (bool, error) {
+		ids, err := serviceContainers(ctx, api, name)
+		switch {
+		case err != nil:
+			return false, err
+		case len(ids) == n:
+			return true, nil
+		case late:
+			return false, fmt.Errorf("%s: %d containers running after %s, want %d", name, len(ids), timeout, n)
+		}
+		return false, nil
+	})
+}
+
+// waitReplicas waits up to readyTimeout until name has exactly n ready
+// replicas (WaitReady) and no other container of it is still running (one
+// scaled away drains and stops after its task left the list).
+func waitReplicas(ctx context.Context, sw *function.Swarm, api *client.Client, name string, n int) error {
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if _, err := sw.WaitReady(wctx, name, n); err != nil {
+		return err
+	}
+	return waitContainers(ctx, api, name, n, readyTimeout-time.Since(start))
+}
+
+// pollNewTasks lists the tasks f selects every d until ctx ends or seen
+// says it is done; seen gets those not in known, with the time they were
+// listed; note gets a failed listing.
+func pollNewTasks(ctx context.Context, api *client.Client, f filters.Args, known map[string]bool, d time.Duration, note func(error), seen func(tasks []swarm.Task, now time.Time) (done bool)) {
+	ctx, done := context.WithCancel(ctx)
+	defer done()
+	every(ctx, d, func() {
+		cctx, cancel := call(ctx)
+		tasks, err := api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
+		cancel()
+		now := time.Now()
+		if err != nil && ctx.Err() == nil {
+			note(fmt.Errorf("list tasks: %w", err))
+		}
+		if seen(slices.DeleteFunc(tasks, func(t swarm.Task) bool { return known[t.ID] }), now) {
+			done()
+		}
+	})
 }
 
 // removeFunction removes a function (service, containers, image); one
@@ -210,4 +297,14 @@ func runStage(ctx context.Context, log *slog.Logger, stages []string, name strin
 	log.Warn("stage stopped", "stage", name, "err", err)
 	*notes = append(*notes, fmt.Sprintf("stage %s stopped: %v", name, err))
 	return nil
+}
+
+// rotate returns vs rotated left by k: round k starts with variant k, so
+// every variant runs early and late in some round.
+func rotate[T any](vs []T, k int) []T {
+	if len(vs) == 0 {
+		return nil
+	}
+	k %= len(vs)
+	return append(append([]T(nil), vs[k:]...), vs[:k]...)
 }

@@ -18,3 +18,19 @@ func TestLoopbackAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestRotate(t *testing.T) {
+	vs := []variant{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	tests := []struct {
+		k    int
+		want string
+	}{{0, "a,b,c"}, {1, "b,c,a"}, {2, "c,a,b"}, {4, "b,c,a"}}
+	for _, tt := range tests {
+		if got := variantNames(rotate(vs, tt.k)); got != tt.want {
+			t.Errorf("rotate(%d) = %s, want %s", tt.k, got, tt.want)
+		}
+	}
+	if got := variantNames(vs); got != "a,b,c" {
+		t.Errorf("rotate changed its input: %s", got)
+	}
+}

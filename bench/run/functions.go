@@ -49,14 +49,10 @@ const (
 	idleSettle   = 3 * time.Second
 	buildTimeout = 5 * time.Minute
 	// namePrefix starts the name of every function the suite creates,
-	// followed by the run's ID; runLabel is the service label holding the
-	// ID.
+	// followed by the run's ID.
 	namePrefix = "pbench-"
-	runLabel   = "pulse-bench.run"
 	// healthLogEntries is how many health probe results Docker keeps.
 	healthLogEntries = 5
-	// labelSwarmServiceName is the label Swarm puts on a task's container.
-	labelSwarmServiceName = "com.docker.swarm.service.name"
 )
 
 // scaleTarget is one of the two go functions of the scale and idle stages,
@@ -213,7 +209,7 @@ func (b *functionsBench) connect(ctx context.Context) error {
 	b.startInterval = function.StartIntervalFor(api.ClientVersion())
 	b.rep.Config.StartIntervalMS = ms(b.startInterval)
 	b.api = api
-	b.sw = function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
+	b.sw = localSwarm(api)
 	return nil
 }
 
@@ -480,7 +476,7 @@ func (b *functionsBench) deployTargets(ctx context.Context) error {
 		}
 	}
 	for _, t := range b.targets {
-		if err := b.waitReplicas(ctx, t.name, 1); err != nil {
+		if err := waitReplicas(ctx, b.sw, b.api, t.name, 1); err != nil {
 			return err
 		}
 	}
@@ -500,7 +496,7 @@ func (b *functionsBench) scaleStage(ctx context.Context) error {
 		start := time.Now()
 		back := b.sw.Scale(ctx, t.name, 1, true)
 		if back == nil {
-			back = b.waitReplicas(ctx, t.name, 1)
+			back = waitReplicas(ctx, b.sw, b.api, t.name, 1)
 		}
 		r.DownS = secondsSince(start)
 		if ctx.Err() != nil {
@@ -569,47 +565,6 @@ func (b *functionsBench) timeReplica(ctx context.Context, name string, known map
 	nr.okS = secondsSince(t0)
 	b.taskTimes(ctx, ep.TaskID, t0, &nr.replicaTimes)
 	return nr, nil
-}
-
-// secondsSince is the time since t in seconds, to the millisecond.
-func secondsSince(t time.Time) float64 { return round3(time.Since(t).Seconds()) }
-
-// containers lists the IDs of the service name's running containers.
-func (b *functionsBench) containers(ctx context.Context, name string) ([]string, error) {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+name))})
-	if err != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", name, err)
-	}
-	ids := make([]string, len(cs))
-	for i, c := range cs {
-		ids[i] = c.ID
-	}
-	return ids, nil
-}
-
-// waitReplicas waits until name has exactly n ready replicas (WaitReady)
-// and no other container of it is still running (one scaled away drains
-// and stops after its task left the list).
-func (b *functionsBench) waitReplicas(ctx context.Context, name string, n int) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	if _, err := b.sw.WaitReady(ctx, name, n); err != nil {
-		return err
-	}
-	for {
-		ids, err := b.containers(ctx, name)
-		if err != nil {
-			return err
-		}
-		if len(ids) == n {
-			return nil
-		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return fmt.Errorf("wait for %s: %d containers running, want %d: %w", name, len(ids), n, err)
-		}
-	}
 }
 
 // waitNewEndpoint polls Endpoints every endpointPoll until it lists a task

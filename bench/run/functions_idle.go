@@ -61,7 +61,7 @@ func (b *functionsBench) idleWindow(ctx context.Context, up int, w *idleWindow) 
 		}
 	}
 	for i, t := range b.targets {
-		if err := b.waitReplicas(ctx, t.name, counts[i]); err != nil {
+		if err := waitReplicas(ctx, b.sw, b.api, t.name, counts[i]); err != nil {
 			return err
 		}
 	}
@@ -70,7 +70,7 @@ func (b *functionsBench) idleWindow(ctx context.Context, up int, w *idleWindow) 
 	}
 	mine := map[string]bool{}
 	if up >= 0 {
-		ids, err := b.containers(ctx, b.targets[up].name)
+		ids, err := serviceContainers(ctx, b.api, b.targets[up].name)
 		if err != nil {
 			return err
 		}
@@ -180,7 +180,7 @@ func engineCPU(procDir string, containers map[string]bool) (cpuSample, error) {
 // healthLogs reads the health logs of name's running containers: the
 // spacing of consecutive probes and each probe's run time, in ms.
 func (b *functionsBench) healthLogs(ctx context.Context, name string) (periods, durations []float64, err error) {
-	ids, err := b.containers(ctx, name)
+	ids, err := serviceContainers(ctx, b.api, name)
 	if err != nil {
 		return nil, nil, err
 	}

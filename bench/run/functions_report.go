@@ -290,45 +290,15 @@ func (r *functionsReport) summarize() {
 	r.Notes = append(r.Notes, functionsNotes(r.Summary, r.Config)...)
 }
 
-func mean(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	var sum float64
-	for _, x := range xs {
-		sum += x
-	}
-	return sum / float64(len(xs))
-}
-
-// groupBy groups items by key: the keys in the order they first appear,
-// and each key's items in their order.
-func groupBy[T any, K comparable](items []T, key func(T) K) ([]K, map[K][]T) {
-	var keys []K
-	groups := map[K][]T{}
-	for _, it := range items {
-		k := key(it)
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], it)
-	}
-	return keys, groups
-}
-
 // medianTimes is the median of each of a group's replica times; the
 // engine's records are left out where it gave none (0).
 func medianTimes(ts []replicaTimes) replicaTimes {
-	var created, started, probe, endpoint []float64
-	for _, t := range ts {
-		endpoint = append(endpoint, t.EndpointS)
-		created = appendPositive(created, t.TaskCreatedS)
-		started = appendPositive(started, t.ContainerStartedS)
-		probe = appendPositive(probe, t.FirstProbeS)
-	}
+	med := func(f func(replicaTimes) float64) float64 { return medianOr(0, positive(values(ts, f))) }
 	return replicaTimes{
-		TaskCreatedS: medianOr0(created), ContainerStartedS: medianOr0(started), FirstProbeS: medianOr0(probe),
-		EndpointS: median(endpoint),
+		TaskCreatedS:      med(func(t replicaTimes) float64 { return t.TaskCreatedS }),
+		ContainerStartedS: med(func(t replicaTimes) float64 { return t.ContainerStartedS }),
+		FirstProbeS:       med(func(t replicaTimes) float64 { return t.FirstProbeS }),
+		EndpointS:         median(values(ts, func(t replicaTimes) float64 { return t.EndpointS })),
 	}
 }
 
@@ -485,7 +455,7 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 			out = append(out, s)
 			continue
 		}
-		s.ProbePeriodMS, s.ProbeDurationMS = median(periods), medianOr0(durations)
+		s.ProbePeriodMS, s.ProbeDurationMS = median(periods), medianOr(0, durations)
 		if len(periods) == 0 {
 			s.ProbePeriodMS, s.ProbePeriodNominal = k.interval, true
 		}
@@ -502,20 +472,6 @@ func summarizeIdle(windows []idleWindow) []idleSummary {
 		out = append(out, s)
 	}
 	return out
-}
-
-func appendPositive(xs []float64, x float64) []float64 {
-	if x > 0 {
-		return append(xs, x)
-	}
-	return xs
-}
-
-func medianOr0(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	return median(xs)
 }
 
 // Health intervals of the scale trials.

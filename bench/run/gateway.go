@@ -23,9 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
@@ -43,11 +40,8 @@ var gatewayStages = []string{gwStageLatency, gwStageBalance, gwStageScale}
 // Settings of the gateway suite.
 const (
 	// gwNamePrefix starts the name of every function the suite creates,
-	// followed by the run's ID; gwRunLabel is the service and image label
-	// holding the ID, gwTestLabel marks everything as a test's.
+	// followed by the run's ID.
 	gwNamePrefix = "pbench-gw-"
-	gwRunLabel   = "pulse-bench.run"
-	gwTestLabel  = "pulse.test"
 	// gwHealthInterval is the replicas' Docker health interval: a new
 	// task turns running only after its first passing probe, so a short
 	// one makes the scale trials quick. It plays no part in what the scale
@@ -75,7 +69,6 @@ const (
 	gwTrafficTimeout = 10 * time.Second // running → its server took a session
 	gwRouteTimeout   = 30 * time.Second // pulsed started → the function routed
 	gwStopGrace      = 20 * time.Second // SIGTERM → pulsed gone
-	gwHAProxyLinger  = 2 * time.Second  // pulsed gone → its HAProxy gone, before SIGKILL
 )
 
 // gwVariant is one wrk configuration of the latency and balance stages.
@@ -86,12 +79,6 @@ type gwVariant struct {
 	Threads int
 	Balance string // balance stage: the algorithm pulsed is started with
 }
-
-// Request paths of the gateway and soak suites.
-const (
-	pathDirect  = "direct"  // straight to the replica's published port
-	pathGateway = "gateway" // through HAProxy, /function/<name>
-)
 
 var (
 	gwLatencyVariants = []gwVariant{
@@ -170,18 +157,14 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	}()
 	log.Info("gateway suite", "stages", strings.Join(stages, ","), "function", b.name, "engine", rep.Engine.Version, "haproxy", rep.HAProxy)
 
-	log.Info("building", "root", env.root)
 	// pulsed as it ships, and the in-process Go echo (bench/inproc) built
 	// the way an image's Go function is (static, stripped, only the
 	// in-process mode of the watchdog).
-	if b.arts, err = build(ctx, log, env.root, []buildStep{pulsedStep(env.tools, env.tmp), goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags)}); err != nil {
+	arts, recs, err := buildAll(ctx, log, env.root, []buildStep{pulsedStep(env.tools, env.tmp), goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags)})
+	b.arts = arts
+	rep.Artifacts = append(rep.Artifacts, recs...)
+	if err != nil {
 		return err
-	}
-	for _, n := range []string{"pulsed", "inproc"} {
-		rep.Artifacts = append(rep.Artifacts, *b.arts[n])
-	}
-	if m := b.arts.missing([]string{"pulsed", "inproc"}); m != "" {
-		return fmt.Errorf("%s did not build: %s", m, b.arts[m].Error)
 	}
 	if err := os.WriteFile(b.configFile(), []byte("# pulse bench: every setting comes from PULSE_* variables\nlog_level: info\n"), 0o644); err != nil {
 		return fmt.Errorf("pulsed config: %w", err)
@@ -217,25 +200,6 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	return publish(cfg, stdout, env.started, rep, renderGatewayText(*rep), func(rel string) string { return renderGatewayMarkdown(*rep, rel) })
 }
 
-// haproxyVersion returns "HAProxy <version>" from haproxy -v.
-func haproxyVersion(ctx context.Context, bin string) (string, error) {
-	out, err := commandOutput(ctx, bin, "-v")
-	if err != nil {
-		return "", err
-	}
-	return parseHAProxyVersion(out), nil
-}
-
-// parseHAProxyVersion shortens haproxy -v's first line to "HAProxy 2.6.12".
-func parseHAProxyVersion(out string) string {
-	first, _, _ := strings.Cut(out, "\n")
-	f := strings.Fields(first)
-	if len(f) >= 3 && f[1] == "version" {
-		return f[0] + " " + f[2]
-	}
-	return first
-}
-
 // connect opens the engine client and checks that the engine is the
 // manager of a single-node swarm, where every replica runs on this host.
 func (b *gatewayBench) connect(ctx context.Context) error {
@@ -251,7 +215,7 @@ func (b *gatewayBench) connect(ctx context.Context) error {
 		Version: ver.Version, APIVersion: ver.APIVersion, Nodes: info.Swarm.Nodes, NodeAddr: info.Swarm.NodeAddr,
 		OtherServices: others, OtherFunctions: otherFns,
 	}
-	b.api, b.sw = api, function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
+	b.api, b.sw = api, localSwarm(api)
 	return nil
 }
 
@@ -282,7 +246,7 @@ func (b *gatewayBench) deploy(ctx context.Context) error {
 	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: gwHealthInterval, DrainGrace: gwDrainGrace, Instance: benchInstance(b.run)}); err != nil {
 		return err
 	}
-	if err := b.waitReplicas(ctx, 1); err != nil {
+	if err := waitReplicas(ctx, b.sw, b.api, b.name, 1); err != nil {
 		return err
 	}
 	b.log.Info("deployed", "function", b.name, "took", time.Since(start).Round(time.Millisecond))
@@ -294,32 +258,7 @@ func (b *gatewayBench) scaleTo(ctx context.Context, n int) error {
 	if err := b.sw.Scale(ctx, b.name, n, true); err != nil {
 		return err
 	}
-	return b.waitReplicas(ctx, n)
-}
-
-// waitReplicas waits until exactly n replicas are ready and no other
-// container of the function runs.
-func (b *gatewayBench) waitReplicas(ctx context.Context, n int) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	if _, err := b.sw.WaitReady(ctx, b.name, n); err != nil {
-		return err
-	}
-	mine := container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+b.name))}
-	for {
-		cctx, ccancel := call(ctx)
-		cs, err := b.api.ContainerList(cctx, mine)
-		ccancel()
-		if err != nil {
-			return fmt.Errorf("list containers of %s: %w", b.name, err)
-		}
-		if len(cs) == n {
-			return nil
-		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return fmt.Errorf("wait for %s: %d containers running, want %d: %w", b.name, len(cs), n, err)
-		}
-	}
+	return waitReplicas(ctx, b.sw, b.api, b.name, n)
 }
 
 // startGatewayPulsed starts pulsed with a fresh state directory and fresh
@@ -389,7 +328,7 @@ func (b *gatewayBench) replicas(ctx context.Context, want int) (procWatch, []str
 // stopGatewayPulsed stops the running pulsed, if any: SIGTERM (pulsed stops
 // its HAProxy: PULSE_LEAVE_RUNNING=false), up to gwStopGrace for it to
 // exit, then SIGKILL to its process group. Then it waits up to
-// gwHAProxyLinger for every haproxy process of its state directory to be
+// haproxyLinger for every haproxy process of its state directory to be
 // gone by itself, and kills what is left. What happened is recorded in the
 // report. (pulseLab.stopPulsed kills pulsed's descendants at once, so it
 // cannot see whether HAProxy outlives pulsed.)
@@ -410,23 +349,15 @@ func (b *gatewayBench) stopGatewayPulsed() gatewayPulsedStop {
 	}
 	_ = syscall.Kill(-s.pid(), syscall.SIGKILL) // pulsed's group (its HAProxy has its own)
 	<-s.done
-	st.StopS = round3(time.Since(start).Seconds())
+	st.StopS = secondsSince(start)
 	st.Exit = s.cmd.ProcessState.ExitCode()
 	if st.Error == "" && st.Exit != 0 {
 		st.Error = fmt.Sprintf("pulsed exited with code %d after SIGTERM; log: %s", st.Exit, s.logTail(1000))
 	}
-	exited := time.Now()
-	for {
-		if left, err := findHAProxies("/proc", b.stateDir); err != nil || len(left) == 0 {
-			break
-		}
-		st.HAProxyLingerS = round3(time.Since(exited).Seconds())
-		if time.Since(exited) >= gwHAProxyLinger {
-			st.Killed = killHAProxies(b.stateDir)
-			b.log.Warn("haproxy outlived pulsed; killed", "pids", st.Killed, "after", gwHAProxyLinger)
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	lingered, killed := reapHAProxies(b.stateDir, haproxyLinger)
+	st.HAProxyLingerS, st.Killed = round3(lingered.Seconds()), killed
+	if len(killed) > 0 {
+		b.log.Warn("haproxy outlived pulsed; killed", "pids", killed, "after", haproxyLinger)
 	}
 	if st.HAProxyLingerS > 0 && len(st.Killed) == 0 {
 		b.log.Info("haproxy outlived pulsed, then exited", "by_s", st.HAProxyLingerS)
@@ -481,7 +412,7 @@ func (b *gatewayBench) balanceStage(ctx context.Context) error {
 		if err := b.startGatewayPulsed(ctx, gwStageBalance, v.Balance, gwBalanceReplicas); err != nil {
 			return err
 		}
-		r.PulsedRouteS = round3(time.Since(b.started).Seconds())
+		r.PulsedRouteS = secondsSince(b.started)
 		watch, _, err := b.replicas(ctx, gwBalanceReplicas)
 		if err != nil {
 			return err
@@ -542,11 +473,8 @@ func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string,
 		return err
 	}
 	w := wrkRun{Bin: b.env.tools.wrk, Script: b.script, URL: url, Threads: v.Threads, Conns: v.Conns, Body: b.body, Headers: hdr}
-	if b.cfg.Warmup > 0 {
-		w.Duration = b.cfg.Warmup
-		if _, _, err := runWrk(ctx, w); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
+	if err := warmUp(ctx, w, b.cfg.Warmup); err != nil {
+		return err
 	}
 	w.Duration = b.cfg.Duration
 	reloads0, rerr0 := b.reloads(ctx)

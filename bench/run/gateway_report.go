@@ -137,7 +137,7 @@ type gatewayRun struct {
 
 	// Balance stage: how long pulsed took from its start to routing to
 	// every replica, what went wrong when it was stopped, and haproxy
-	// processes that were still there gwHAProxyLinger after it (killed).
+	// processes that were still there haproxyLinger after it (killed).
 	PulsedRouteS  float64 `json:"pulsed_route_s,omitempty"`
 	StopError     string  `json:"stop_error,omitempty"`
 	HAProxyKilled []int   `json:"haproxy_killed,omitempty"`
@@ -146,7 +146,7 @@ type gatewayRun struct {
 // gatewayPulsedStop is one stop of pulsed: SIGTERM, its exit, and how long
 // haproxy processes of its state directory were still there after it
 // exited (pulsed stops HAProxy on SIGTERM); those still there after
-// gwHAProxyLinger were killed.
+// haproxyLinger were killed.
 type gatewayPulsedStop struct {
 	Stage          string  `json:"stage"`
 	Balance        string  `json:"balance,omitempty"`
@@ -346,45 +346,23 @@ func summarizeGatewayRuns(variants []gwVariant, runs []gatewayRun) []gatewayVari
 			continue
 		}
 		if s.Runs > 0 {
-			med := func(f func(gatewayRun) float64) float64 { return median(gwValues(ok, f)) }
-			rps, p50 := gwValues(ok, func(r gatewayRun) float64 { return r.RPS }), gwValues(ok, func(r gatewayRun) float64 { return float64(r.P50US) })
+			med := func(f func(gatewayRun) float64) float64 { return median(values(ok, f)) }
+			rps, p50 := values(ok, func(r gatewayRun) float64 { return r.RPS }), values(ok, func(r gatewayRun) float64 { return float64(r.P50US) })
 			s.RPS, s.RPSMin, s.RPSMax = median(rps), slices.Min(rps), slices.Max(rps)
 			s.P50US, s.P50MinUS, s.P50MaxUS = median(p50), slices.Min(p50), slices.Max(p50)
 			s.P99US = med(func(r gatewayRun) float64 { return float64(r.P99US) })
 			// -1 (shown as "–") when every run was disturbed: JSON has no NaN.
-			s.HAProxyCPUPerReqUS = gwMedianOr(-1, gwValues(calm, func(r gatewayRun) float64 { return r.HAProxyCPUPerReqUS }))
+			s.HAProxyCPUPerReqUS = medianOr(-1, values(calm, func(r gatewayRun) float64 { return r.HAProxyCPUPerReqUS }))
 			s.DockerProxyCPUPerReqUS = med(func(r gatewayRun) float64 { return r.DockerProxyCPUPerReqUS })
 			s.ReplicaCPUPerReqUS = med(func(r gatewayRun) float64 { return r.ReplicaCPUPerReqUS })
 			s.WrkCorePct = med(func(r gatewayRun) float64 { return r.WrkCorePct })
 			s.OtherCorePct = med(func(r gatewayRun) float64 { return r.OtherCorePct })
 			s.StealCorePct = med(func(r gatewayRun) float64 { return r.StealCorePct })
-			s.PulsedRouteS = gwMedianOr(0, gwPositive(gwValues(ok, func(r gatewayRun) float64 { return r.PulsedRouteS })))
+			s.PulsedRouteS = medianOr(0, positive(values(ok, func(r gatewayRun) float64 { return r.PulsedRouteS })))
 		}
 		out = append(out, s)
 	}
 	return out
-}
-
-// gwValues is f of each of xs.
-func gwValues[T any](xs []T, f func(T) float64) []float64 {
-	out := make([]float64, len(xs))
-	for i, x := range xs {
-		out[i] = f(x)
-	}
-	return out
-}
-
-// gwPositive is xs without the values ≤ 0 (not measured).
-func gwPositive(xs []float64) []float64 {
-	return slices.DeleteFunc(xs, func(x float64) bool { return x <= 0 })
-}
-
-// gwMedianOr is the median of xs, or none when there are none.
-func gwMedianOr(none float64, xs []float64) float64 {
-	if len(xs) == 0 {
-		return none
-	}
-	return median(xs)
 }
 
 // pairByRound returns f(a, b) for each round in which both a and b ran
@@ -501,18 +479,18 @@ func summarizeGatewayScale(trials []gatewayScaleTrial) gatewayScaleSummary {
 		return s
 	}
 	ready := func(t gatewayScaleTrial) float64 { return t.ReadyS }
-	med := func(f func(gatewayScaleTrial) float64) float64 { return gwMedianOr(0, gwPositive(gwValues(ok, f))) }
-	readies := gwValues(ok, ready)
+	med := func(f func(gatewayScaleTrial) float64) float64 { return medianOr(0, positive(values(ok, f))) }
+	readies := values(ok, ready)
 	s.ReadyS, s.ReadyP90S = median(readies), percentile(readies, 90)
 	s.ReadyMinS, s.ReadyMaxS = slices.Min(readies), slices.Max(readies)
-	s.TrafficS = median(gwValues(ok, func(t gatewayScaleTrial) float64 { return t.TrafficS }))
-	s.SeenS = median(gwValues(ok, func(t gatewayScaleTrial) float64 { return t.SeenS }))
-	s.ScaleToRunningS = median(gwValues(ok, func(t gatewayScaleTrial) float64 { return t.ScaleToRunningS }))
+	s.TrafficS = median(values(ok, func(t gatewayScaleTrial) float64 { return t.TrafficS }))
+	s.SeenS = median(values(ok, func(t gatewayScaleTrial) float64 { return t.SeenS }))
+	s.ScaleToRunningS = median(values(ok, func(t gatewayScaleTrial) float64 { return t.ScaleToRunningS }))
 	s.CatalogS = med(func(t gatewayScaleTrial) float64 { return t.CatalogS })
 	s.AddedS = med(func(t gatewayScaleTrial) float64 { return t.AddedS })
 	s.CatalogScaleS = med(func(t gatewayScaleTrial) float64 { return t.CatalogScaleS })
 	s.Late = len(late)
-	s.LateReadyS, s.EarlyReadyS = gwMedianOr(0, gwValues(late, ready)), gwMedianOr(0, gwValues(early, ready))
+	s.LateReadyS, s.EarlyReadyS = medianOr(0, values(late, ready)), medianOr(0, values(early, ready))
 	return s
 }
 
@@ -710,7 +688,7 @@ func pulsedStopNotes(stops []gatewayPulsedStop) []string {
 		n += fmt.Sprintf("; in %d its HAProxy was still exiting after pulsed had exited (up to %.0f ms later)", lingered, 1000*longest)
 	}
 	if killed > 0 {
-		n += fmt.Sprintf("; in %d its HAProxy was still running %g s after pulsed had exited and was killed", killed, gwHAProxyLinger.Seconds())
+		n += fmt.Sprintf("; in %d its HAProxy was still running %g s after pulsed had exited and was killed", killed, haproxyLinger.Seconds())
 	}
 	if lingered+killed > 0 {
 		n += " (pulsed's serve returns without waiting for its HAProxy supervisor to finish stopping HAProxy, so the process can exit before HAProxy is stopped, or even told to stop)"

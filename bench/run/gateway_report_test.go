@@ -1,7 +1,6 @@
 package main
 
 import (
-	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -115,22 +114,6 @@ func TestSummarizeGatewayNothing(t *testing.T) {
 	}, nil)
 	if len(s.Variants) != 2 || s.Variants[0].Runs != 0 || s.Variants[0].Failed != 1 || s.Latency.OK {
 		t.Errorf("one variant failed: %+v", s)
-	}
-}
-
-func TestGwPercentile(t *testing.T) {
-	ten := []float64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}
-	for _, tt := range []struct {
-		in   []float64
-		p    float64
-		want float64
-	}{{ten, 90, 9}, {ten, 50, 5}, {ten, 100, 10}, {[]float64{3, 1, 2}, 90, 3}, {[]float64{7}, 90, 7}} {
-		if got := percentile(tt.in, tt.p); got != tt.want {
-			t.Errorf("percentile(%v, %v) = %v, want %v", tt.in, tt.p, got, tt.want)
-		}
-	}
-	if !math.IsNaN(percentile(nil, 90)) {
-		t.Error("percentile of nothing is not NaN")
 	}
 }
 

@@ -36,11 +36,9 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	if err := b.startGatewayPulsed(ctx, gwStageScale, "", 1); err != nil {
 		return err
 	}
-	cctx, cancel := call(ctx)
-	svc, _, err := b.api.ServiceInspectWithRaw(cctx, b.name, swarm.ServiceInspectOptions{})
-	cancel()
+	svc, err := inspectService(ctx, b.api, b.name)
 	if err != nil {
-		return fmt.Errorf("inspect service %s: %w", b.name, err)
+		return err
 	}
 	// Quiet once, before the background load: with it running the host is
 	// busy by design, so each trial only records how busy.
@@ -82,7 +80,7 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 		}
 		start := time.Now()
 		back := b.scaleBack(ctx, r.From)
-		r.DownS = round3(time.Since(start).Seconds())
+		r.DownS = secondsSince(start)
 		r.BackgroundOK, r.BackgroundFailed = load.ok.Load()-ok0, load.failed.Load()-failed0
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -130,23 +128,6 @@ func (b *gatewayBench) waitSteady(ctx context.Context) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// hostBusy returns the host's busy CPU over d, in percent of one core.
-func hostBusy(ctx context.Context, clk float64, d time.Duration) (float64, error) {
-	h0, err := readHostCPU("/proc")
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	if err := sleepCtx(ctx, d); err != nil {
-		return 0, err
-	}
-	h1, err := readHostCPU("/proc")
-	if err != nil {
-		return 0, err
-	}
-	return 100 * float64(h1.Busy-h0.Busy) / clk / time.Since(t0).Seconds(), nil
-}
-
 // scaleBack scales to n and waits until n containers run and HAProxy has
 // only n servers holding a replica (pulsed puts a drained slot back in
 // maintenance once its replica is gone).
@@ -154,18 +135,16 @@ func (b *gatewayBench) scaleBack(ctx context.Context, n int) error {
 	if err := b.scaleTo(ctx, n); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	return poll(ctx, 15*time.Second, 20*time.Millisecond, func(late bool) (bool, error) {
 		servers, err := b.rt.Servers(ctx, gateway.BackendName(b.name))
 		if live, _ := countSlots(servers); err == nil && live == n {
-			return nil
+			return true, nil
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return err
+		if late {
+			b.log.Warn("HAProxy still lists a removed replica's server 15 s after the scale-down", "function", b.name)
 		}
-	}
-	b.log.Warn("HAProxy still lists a removed replica's server 15 s after the scale-down", "function", b.name)
-	return nil
+		return late, nil
+	})
 }
 
 // scaleObs is what the scale trial's pollers saw, guarded by mu.
@@ -249,7 +228,7 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, serviceID string, r *gatew
 	if err := b.sw.Scale(ctx, b.name, r.To, true); err != nil {
 		return err
 	}
-	r.ScaleCallS = round3(time.Since(t0).Seconds())
+	r.ScaleCallS = secondsSince(t0)
 	limit := time.NewTimer(gwRunningTimeout + gwTrafficTimeout)
 	defer limit.Stop()
 	var waitErr error
@@ -326,27 +305,18 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, serviceID string, r *gatew
 // known is running, and records its ID, its status timestamp and when it
 // was first seen.
 func (b *gatewayBench) pollTasks(ctx context.Context, f filters.Args, known map[string]bool, obs *scaleObs) {
-	ctx, found := context.WithCancel(ctx)
-	defer found()
-	every(ctx, gwTaskPoll, func() {
-		cctx, cancel := call(ctx)
-		tasks, err := b.api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
-		cancel()
-		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			obs.note(fmt.Errorf("list tasks: %w", err))
-		}
+	pollNewTasks(ctx, b.api, f, known, gwTaskPoll, obs.note, func(tasks []swarm.Task, now time.Time) bool {
 		for _, t := range tasks {
-			if !known[t.ID] && t.Status.State == swarm.TaskStateRunning {
+			if t.Status.State == swarm.TaskStateRunning {
 				obs.mu.Lock()
 				if obs.taskID == "" {
 					obs.taskID, obs.running, obs.seen = t.ID, t.Status.Timestamp, now
 				}
 				obs.mu.Unlock()
-				found()
-				return
+				return true
 			}
 		}
+		return false
 	})
 }
 
@@ -445,14 +415,4 @@ func (b *gatewayBench) pollHAProxy(ctx context.Context, backend string, base map
 			stop()
 		}
 	})
-}
-
-// slotOf returns the slot whose address is addr in slotAddr, "" if none.
-func slotOf(slotAddr map[string]string, addr string) string {
-	for name, a := range slotAddr {
-		if addr != "" && a == addr {
-			return name
-		}
-	}
-	return ""
 }

@@ -32,7 +32,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
@@ -45,6 +44,24 @@ import (
 
 // hookInstalled is the exec: path in alarms/health/pulse.conf.
 const hookInstalled = "/usr/local/lib/pulse/pulse-alarm-hook"
+
+const (
+	// runLabel is the service and image label holding the run's ID;
+	// testLabel marks everything as a test's.
+	runLabel  = "pulse-bench.run"
+	testLabel = "pulse.test"
+	// haproxyLinger is how long pulsed's HAProxy may outlive pulsed
+	// before it is killed.
+	haproxyLinger = 2 * time.Second
+	// alarmScaleUp is the scale-up alarm the lab's Netdata raises.
+	alarmScaleUp = "pulse_scale_up"
+)
+
+// Request paths of the gateway and soak suites.
+const (
+	pathDirect  = "direct"  // straight to the replica's published port
+	pathGateway = "gateway" // through HAProxy, /function/<name>
+)
 
 // pulseLab is one run's stack. Its fields are set by open, prepareShared,
 // startNetdata and startPulsed, in that order.
@@ -110,9 +127,28 @@ func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *r
 	if err != nil {
 		return err
 	}
-	l.api, l.sw = api, function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
+	l.api, l.sw = api, localSwarm(api)
 	head.Engine = "Docker Engine " + v.Version + " (API " + v.APIVersion + ")"
 	return nil
+}
+
+// haproxyVersion returns "HAProxy <version>" from haproxy -v.
+func haproxyVersion(ctx context.Context, bin string) (string, error) {
+	out, err := commandOutput(ctx, bin, "-v")
+	if err != nil {
+		return "", err
+	}
+	return parseHAProxyVersion(out), nil
+}
+
+// parseHAProxyVersion shortens haproxy -v's first line to "HAProxy 2.6.12".
+func parseHAProxyVersion(out string) string {
+	first, _, _ := strings.Cut(out, "\n")
+	f := strings.Fields(first)
+	if len(f) >= 3 && f[1] == "version" {
+		return f[0] + " " + f[2]
+	}
+	return first
 }
 
 // build builds the lab's programs as they ship (pulsed, the plugin, the
@@ -126,21 +162,10 @@ func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) 
 		goStep(t, dir, "pulse-alarm-hook", "./cmd/pulse-alarm-hook", ""),
 		goStep(t, dir, "watchdog", "./cmd/pulse-watchdog", forkTags),
 	}, more...)
-	l.log.Info("building", "root", l.env.root)
-	arts, err := build(ctx, l.log, l.env.root, steps)
-	if err != nil {
-		return err
-	}
+	arts, recs, err := buildAll(ctx, l.log, l.env.root, steps)
 	l.arts = arts
-	names := make([]string, len(steps))
-	for i, st := range steps {
-		names[i] = st.name
-		head.Artifacts = append(head.Artifacts, *arts[st.name])
-	}
-	if m := arts.missing(names); m != "" {
-		return fmt.Errorf("%s did not build: %s", m, arts[m].Error)
-	}
-	return nil
+	head.Artifacts = append(head.Artifacts, recs...)
+	return err
 }
 
 // prepareShared makes what Netdata's user reads, in a directory it can
@@ -267,7 +292,7 @@ func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string
 	if err := os.WriteFile(cfgFile, []byte("# pulse bench: every setting comes from PULSE_* variables\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("pulsed config: %w", err)
 	}
-	changed = append([]string{"PULSE_INSTANCE=" + benchInstance(l.run), "PULSE_SELECTOR=" + gwRunLabel + "=" + l.run}, changed...)
+	changed = append([]string{"PULSE_INSTANCE=" + benchInstance(l.run), "PULSE_SELECTOR=" + runLabel + "=" + l.run}, changed...)
 	env := append(append(baseEnv(),
 		"PULSE_STATE_DIR="+l.stateDir,
 		"PULSE_API_LISTEN="+l.apiAddr,
@@ -297,7 +322,7 @@ func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string
 }
 
 // stopPulsed ends pulsed's lifetime: SIGTERM (it stops its HAProxy:
-// PULSE_LEAVE_RUNNING=false), then up to gwHAProxyLinger for its HAProxy
+// PULSE_LEAVE_RUNNING=false), then up to haproxyLinger for its HAProxy
 // to be gone, killing what is left. It returns what went wrong.
 func (l *pulseLab) stopPulsed() []string {
 	if l.pulsed == nil {
@@ -308,14 +333,7 @@ func (l *pulseLab) stopPulsed() []string {
 		found = append(found, "pulsed: "+err.Error())
 	}
 	l.pulsed = nil
-	deadline := time.Now().Add(gwHAProxyLinger)
-	for time.Now().Before(deadline) {
-		if left, err := findHAProxies("/proc", l.stateDir); err != nil || len(left) == 0 {
-			return found
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if pids := killHAProxies(l.stateDir); len(pids) > 0 {
+	if _, pids := reapHAProxies(l.stateDir, haproxyLinger); len(pids) > 0 {
 		found = append(found, fmt.Sprintf("haproxy processes %v outlived pulsed: killed", pids))
 	}
 	return found
@@ -323,7 +341,7 @@ func (l *pulseLab) stopPulsed() []string {
 
 // benchLabels are the labels of every function a run deploys.
 func benchLabels(run string) map[string]string {
-	return map[string]string{gwTestLabel: "1", gwRunLabel: run}
+	return map[string]string{testLabel: "1", runLabel: run}
 }
 
 // benchImage assembles spec's image the way `pulse build` lays a function
@@ -414,7 +432,7 @@ func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string
 
 // alarmStatus is the status of fn's scale-up alarm in the lab Netdata.
 func (l *pulseLab) alarmStatus(ctx context.Context, fn string) (string, error) {
-	return l.nd.AlarmStatus(ctx, asAlarmUp, utilChart(fn))
+	return l.nd.AlarmStatus(ctx, alarmScaleUp, utilChart(fn))
 }
 
 // waitAlarm waits up to timeout for fn's scale-up alarm to be initialised
@@ -426,7 +444,7 @@ func (l *pulseLab) waitAlarm(ctx context.Context, fn string, timeout time.Durati
 			return true, nil
 		}
 		if late {
-			return false, fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", asAlarmUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
+			return false, fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", alarmScaleUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
 		}
 		return false, nil
 	})
@@ -507,14 +525,14 @@ func (l *pulseLab) watchReplicas(ctx context.Context, fn string, w *procWatch) {
 			}
 		}
 	}
-	cctx, cancel := call(ctx)
-	defer cancel()
-	cs, err := l.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+fn))})
+	ids, err := serviceContainers(ctx, l.api, fn)
 	if err != nil {
 		return
 	}
-	for _, c := range cs {
-		if ci, err := l.api.ContainerInspect(cctx, c.ID); err == nil && ci.ContainerJSONBase != nil && ci.State != nil && ci.State.Pid > 0 &&
+	cctx, cancel := call(ctx)
+	defer cancel()
+	for _, id := range ids {
+		if ci, err := l.api.ContainerInspect(cctx, id); err == nil && ci.ContainerJSONBase != nil && ci.State != nil && ci.State.Pid > 0 &&
 			!slices.Contains(w.Replicas, ci.State.Pid) {
 			w.Replicas = append(w.Replicas, ci.State.Pid)
 		}
@@ -617,7 +635,7 @@ func (l *pulseLab) cleanup() []string {
 		api: l.api, log: l.log, cred: l.cred,
 		remove: func(ctx context.Context, name string) error { return l.remove(ctx, name) },
 		mine:   func(name string) bool { return strings.HasPrefix(name, prefix) },
-		images: filters.NewArgs(filters.Arg("label", gwRunLabel+"="+l.run)),
+		images: filters.NewArgs(filters.Arg("label", runLabel+"="+l.run)),
 	}.run(ctx, found)
 	l.cred = nil
 	return found

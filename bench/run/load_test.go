@@ -1,7 +1,16 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 func TestParseWrkOutput(t *testing.T) {
@@ -62,5 +71,96 @@ func TestParseFloorOutput(t *testing.T) {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestClosedLoop(t *testing.T) {
+	var n, credOK, credBad atomic.Int64
+	var mu atomic.Bool // when set, every third request's connection is cut without an answer
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		k := n.Add(1)
+		// Straight to a replica ("/"), the replica credential; through the
+		// gateway, none (HAProxy adds it).
+		got, want := r.Header.Values(contract.HeaderReplicaAuth), []string(nil)
+		if r.URL.Path == "/" {
+			want = []string{"cred-1"}
+		}
+		if slices.Equal(got, want) {
+			credOK.Add(1)
+		} else {
+			credBad.Add(1)
+			t.Errorf("%s: %s = %q, want %q", r.URL.Path, contract.HeaderReplicaAuth, got, want)
+		}
+		switch {
+		case mu.Load() && k%3 == 0:
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					c.Close()
+					return
+				}
+			}
+		case k%5 == 0:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	wait := func(atLeast int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for n.Load() < atLeast {
+			if time.Now().After(deadline) {
+				t.Fatalf("the server got %d requests, want %d", n.Load(), atLeast)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	l := newClosedLoop(time.Now(), "hello", http.Header{contract.HeaderReplicaAuth: {"cred-1"}})
+	l.set(3, addr, "/function/x", false)
+	wait(50)
+	l.set(1, addr, "/function/x", false) // down: two workers leave after their request
+	l.mu.Lock()
+	if len(l.workers) != 1 || len(l.retired) != 2 {
+		t.Errorf("after stepping down: %d workers, %d retired; want 1, 2", len(l.workers), len(l.retired))
+	}
+	l.mu.Unlock()
+	mu.Store(true)
+	wait(n.Load() + 30)
+	l.set(2, addr, "/", true) // another path: every worker replaced
+	wait(n.Load() + 30)
+	recs, fails := l.end()
+	if int64(len(recs)) < 100 || len(fails) == 0 {
+		t.Fatalf("%d requests, %d failed; want many, some failed", len(recs), len(fails))
+	}
+	kinds := map[uint8]int{}
+	direct := 0
+	for _, r := range recs {
+		kinds[r.Err]++
+		if r.Direct {
+			direct++
+		}
+		if r.Err != reqErrDial && r.Port == 0 {
+			t.Errorf("request %+v has no client port", r)
+		}
+		if r.Err == reqOK && r.Status != 200 {
+			t.Errorf("ok request with status %d", r.Status)
+		}
+	}
+	if kinds[reqErrStatus] == 0 || kinds[reqErrRead] == 0 || kinds[reqOK] == 0 || direct == 0 {
+		t.Errorf("outcomes %v, %d direct: want ok, status and read failures, and direct requests", kinds, direct)
+	}
+	if credOK.Load() < 100 || credBad.Load() != 0 {
+		t.Errorf("replica credential right on %d requests, wrong on %d; want many, none", credOK.Load(), credBad.Load())
+	}
+	if got := kinds[reqErrStatus] + kinds[reqErrRead] + kinds[reqErrBody] + kinds[reqErrWrite]; got != len(fails) {
+		t.Errorf("%d failed records, %d failures", got, len(fails))
+	}
+	for _, f := range fails {
+		if f.Req.Err == reqErrStatus && !strings.HasPrefix(f.Msg, "503") {
+			t.Errorf("status failure %q", f.Msg)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -147,4 +148,57 @@ func moduleRoot(ctx context.Context, goBin string) (string, error) {
 		return "", fmt.Errorf("module root: not inside a module (run from the Pulse repository)")
 	}
 	return filepath.Dir(gomod), nil
+}
+
+// quietCorePct is the host's busy CPU, in percent of one core, below which
+// it counts as quiet enough to start a measurement.
+const quietCorePct = 25
+
+// waitQuiet samples the host's CPU over 500 ms windows until one is below
+// quietCorePct or maxWait has passed (clk is the clock's ticks per
+// second). It returns how long it waited and the last window's busy share
+// (percent of one core); with a maxWait of 0 it returns at once.
+func waitQuiet(ctx context.Context, clk float64, maxWait time.Duration) (time.Duration, float64, error) {
+	if maxWait == 0 {
+		return 0, 0, nil
+	}
+	start := time.Now()
+	for {
+		busy, err := hostBusy(ctx, clk, 500*time.Millisecond)
+		if err != nil {
+			return 0, 0, err
+		}
+		if busy < quietCorePct || time.Since(start) >= maxWait {
+			return time.Since(start), busy, nil
+		}
+	}
+}
+
+// clockTicks returns USER_HZ from getconf, or 100 (Linux's value on every
+// common architecture) if getconf is missing or says something odd.
+func clockTicks(ctx context.Context) (float64, string) {
+	out, err := commandOutput(ctx, "getconf", "CLK_TCK")
+	if err == nil {
+		if n, err := strconv.Atoi(out); err == nil && n > 0 {
+			return float64(n), ""
+		}
+	}
+	return 100, fmt.Sprintf("getconf CLK_TCK failed (%v): assumed 100", err)
+}
+
+// hostBusy returns the host's busy CPU over d, in percent of one core.
+func hostBusy(ctx context.Context, clk float64, d time.Duration) (float64, error) {
+	h0, err := readHostCPU("/proc")
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := sleepCtx(ctx, d); err != nil {
+		return 0, err
+	}
+	h1, err := readHostCPU("/proc")
+	if err != nil {
+		return 0, err
+	}
+	return 100 * float64(h1.Busy-h0.Busy) / clk / time.Since(t0).Seconds(), nil
 }

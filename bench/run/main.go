@@ -14,12 +14,16 @@
 // before its first deploy, as pulsed does (credential.go).
 //
 // What the suites share has one home each: engine.go (engine calls and
-// their time limits, run IDs, the stage runner), sweep.go (the final
-// sweep), proc.go (reading /proc), server.go and load.go (processes under
-// test, wrk and spawnloop), lab.go (the stack of pulsed, HAProxy and a lab
-// Netdata), stats.go (medians, percentiles, goals) and report.go (the
-// report's head and end, tables, sections, notes, the README). Each
-// suite's own files hold only that suite's logic.
+// their time limits, waiting for replicas, polling, run IDs, the stage
+// runner), sweep.go (the final sweep), proc.go (reading /proc, process
+// groups, pulsed's HAProxy processes), machine.go (the host: versions,
+// clock ticks, waiting for a quiet CPU), build.go (building artifacts),
+// server.go (processes under test), load.go (wrk, spawnloop and the
+// closed-loop HTTP client), slots.go (HAProxy's slots), lab.go (the stack
+// of pulsed, HAProxy and a lab Netdata, and the run's labels), stats.go
+// (medians, percentiles, goals) and report.go (the report's head and end,
+// tables, sections, notes, the README). Each suite's own files hold only
+// that suite's logic.
 package main
 
 import (
@@ -94,7 +98,7 @@ const (
 	suiteGateway   = "gateway"
 )
 
-var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak}
+var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak, suiteCollector}
 
 func defaultConfig() config {
 	return config{

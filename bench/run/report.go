@@ -222,3 +222,9 @@ func writeJSON(path string, v any) error {
 	}
 	return nil
 }
+
+// clock formats seconds as m:ss.s.
+func clock(s float64) string {
+	m := int(s) / 60
+	return fmt.Sprintf("%d:%04.1f", m, s-float64(m*60))
+}

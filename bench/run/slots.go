@@ -83,6 +83,15 @@ func readSlots(ctx context.Context, rt *gateway.Runtime, backend string) ([]slot
 	if err != nil {
 		return nil, err
 	}
+	stats, err := serverStats(ctx, rt, backend)
+	if err != nil {
+		return nil, err
+	}
+	return joinSlots(states, stats), nil
+}
+
+// serverStats reads the `show stat` rows of backend's servers.
+func serverStats(ctx context.Context, rt *gateway.Runtime, backend string) ([]gateway.ServerStat, error) {
 	out, err := rt.Exec(ctx, "show stat "+backend+" 4 -1") // type 4: servers only
 	if err != nil {
 		return nil, fmt.Errorf("show stat %s: %w", backend, err)
@@ -91,7 +100,7 @@ func readSlots(ctx context.Context, rt *gateway.Runtime, backend string) ([]slot
 	if err != nil {
 		return nil, fmt.Errorf("show stat %s: %w", backend, err)
 	}
-	return joinSlots(states, stats), nil
+	return stats, nil
 }
 
 // newTraffic returns the slots that took a session since base (name →
@@ -106,4 +115,14 @@ func newTraffic(now []slotInfo, base map[string]int64, old map[string]bool) []sl
 		}
 	}
 	return out
+}
+
+// slotOf returns the slot whose address is addr in slotAddr, "" if none.
+func slotOf(slotAddr map[string]string, addr string) string {
+	for name, a := range slotAddr {
+		if addr != "" && a == addr {
+			return name
+		}
+	}
+	return ""
 }

@@ -237,7 +237,7 @@ func (b *soakBench) start(ctx context.Context) error {
 
 // soak runs the schedule with its events and the pollers, and returns the
 // client's records.
-func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, killAt time.Duration) ([]soakReq, []soakFail, error) {
+func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, killAt time.Duration) ([]loadReq, []loadFail, error) {
 	reloads0, rerr0 := b.reloads(ctx)
 	b.t0 = time.Now()
 	b.rep.T0 = b.t0.UTC().Format(time.RFC3339Nano)
@@ -248,7 +248,7 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	go func() { defer wg.Done(); b.pollHost(pctx) }()
 	defer func() { stopPollers(); wg.Wait() }()
 
-	load := newSoakLoad(b.t0, b.body, b.cred.header())
+	load := newClosedLoop(b.t0, b.body, b.cred.header())
 	defer load.end() // a second end is a no-op
 	var evMu sync.Mutex
 	event := func(e soakEvent) {
@@ -385,9 +385,7 @@ func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time, event func(
 		if sleepCtx(ctx, 250*time.Millisecond) != nil {
 			return
 		}
-		cctx, cancel := call(ctx)
-		svc, _, err := b.api.ServiceInspectWithRaw(cctx, b.name, swarm.ServiceInspectOptions{})
-		cancel()
+		svc, err := inspectService(ctx, b.api, b.name)
 		if err != nil || svc.UpdateStatus == nil {
 			continue
 		}
@@ -507,7 +505,7 @@ func (b *soakBench) pollHost(ctx context.Context) {
 
 // pollStats adds one `show stat` of the function's servers to the counters.
 func (b *soakBench) pollStats(ctx context.Context) {
-	rows, err := b.serverStats(ctx, gateway.BackendName(b.name))
+	rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.name))
 	at := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -588,7 +586,7 @@ func (b *soakBench) rss() soakRSS {
 // --- the analysis ---
 
 // analyze turns the records and the pollers' samples into the report.
-func (b *soakBench) analyze(ctx context.Context, recs []soakReq, fails []soakFail) {
+func (b *soakBench) analyze(ctx context.Context, recs []loadReq, fails []loadFail) {
 	rep := b.rep
 	logs := b.hlog.close(soakLogLinger)
 	b.mu.Lock()

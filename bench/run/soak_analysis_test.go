@@ -46,24 +46,24 @@ func TestSoakAnalysisGolden(t *testing.T) {
 		tl = append(tl, smp)
 	}
 	// The client's records, HAProxy's lines of some failures.
-	var recs []soakReq
-	var fails []soakFail
+	var recs []loadReq
+	var fails []loadFail
 	var lines []haLogLine
 	var logText []string
 	for i := 0; i < 60000; i++ {
 		startNS := int64(rng.Float64() * float64(n+1) * 1e9)
-		r := soakReq{StartNS: startNS - int64(time.Second/2), LatencyUS: int32(rng.ExpFloat64() * 3000), Status: 200, Port: uint16(30000 + rng.IntN(20000))}
+		r := loadReq{StartNS: startNS - int64(time.Second/2), LatencyUS: int32(rng.ExpFloat64() * 3000), Status: 200, Port: uint16(30000 + rng.IntN(20000))}
 		if p := phaseAt(phases, float64(r.StartNS)/1e9); p != nil {
 			r.Direct = p.Direct
 		}
 		if rng.IntN(3000) == 0 {
 			r.Err = uint8(1 + rng.IntN(6))
-			if r.Err == soakErrStatus {
+			if r.Err == reqErrStatus {
 				r.Status = 502
-			} else if r.Err <= soakErrRead {
+			} else if r.Err <= reqErrRead {
 				r.Status = 0
 			}
-			fails = append(fails, soakFail{Req: r, Msg: fmt.Sprintf("msg %d", i)})
+			fails = append(fails, loadFail{Req: r, Msg: fmt.Sprintf("msg %d", i)})
 			if !r.Direct && rng.IntN(2) == 0 {
 				acc := t0.Add(time.Duration(r.StartNS) + time.Duration(rng.IntN(800))*time.Millisecond).Truncate(time.Millisecond)
 				srv := fmt.Sprintf("s%d", 1+rng.IntN(4))

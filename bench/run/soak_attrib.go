@@ -337,7 +337,7 @@ const (
 // the kill (on it at any time between the docker kill call and the
 // container's end) are marked. It returns the
 // failures in start order and the keys of the marked ones.
-func attributeFailures(fails []soakFail, t0 time.Time, lines []haLogLine, errs []soakStatErr, polls []time.Time, tl soakTimeline, kill *soakKill) ([]soakFailure, map[soakKey]bool) {
+func attributeFailures(fails []loadFail, t0 time.Time, lines []haLogLine, errs []soakStatErr, polls []time.Time, tl soakTimeline, kill *soakKill) ([]soakFailure, map[soakKey]bool) {
 	byPort := map[int][]int{}
 	for i, l := range lines {
 		if l.Failed() {
@@ -346,7 +346,7 @@ func attributeFailures(fails []soakFail, t0 time.Time, lines []haLogLine, errs [
 	}
 	used := make([]bool, len(lines))
 	sorted := slices.Clone(fails)
-	slices.SortFunc(sorted, func(a, b soakFail) int { return int(a.Req.StartNS - b.Req.StartNS) })
+	slices.SortFunc(sorted, func(a, b loadFail) int { return int(a.Req.StartNS - b.Req.StartNS) })
 	excused := map[soakKey]bool{}
 	var out []soakFailure
 	for _, f := range sorted {
@@ -354,7 +354,7 @@ func attributeFailures(fails []soakFail, t0 time.Time, lines []haLogLine, errs [
 		start := t0.Add(time.Duration(r.StartNS))
 		end := start.Add(time.Duration(r.LatencyUS) * time.Microsecond)
 		o := soakFailure{StartS: round3(float64(r.StartNS) / 1e9), LatencyMS: round3(float64(r.LatencyUS) / 1000), Direct: r.Direct,
-			Error: soakErrName(r.Err), Status: int(r.Status), Message: f.Msg, ClientPort: int(r.Port)}
+			Error: reqErrName(r.Err), Status: int(r.Status), Message: f.Msg, ClientPort: int(r.Port)}
 		if !r.Direct && r.Port != 0 {
 			best, bestD := -1, time.Duration(math.MaxInt64)
 			for _, i := range byPort[int(r.Port)] {

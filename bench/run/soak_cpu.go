@@ -159,12 +159,8 @@ type soakCPUGroup struct {
 	DirectUS  float64 `json:"direct_us_per_request"`
 }
 
-// Process groups of the CPU breakdown besides the gateway suite's.
-const (
-	groupHarness = "harness" // this program: the load's client, HAProxy's log receiver, the pollers
-	groupNetdata = "netdata" // the lab Netdata and its plugins
-	groupOther   = "other"   // the host's busy CPU less the groups
-)
+// groupOther is the breakdown's row of the host's busy CPU less the groups.
+const groupOther = "other"
 
 // soakGroupOrder is the breakdown's row order.
 var soakGroupOrder = []string{groupHAProxy, groupDockerProxy, groupReplicas, groupHarness, groupPulsed, groupNetdata, groupOther}

@@ -182,7 +182,7 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 	fr.QuietWaitS, fr.QuietBusyPct = round3(waited.Seconds()), round3(busy)
 	b.log.Info("fair CPU comparison", "function", b.hello, "connections", fairConns, "stretches", 2*fairPairs, "each", fairStretch, "quiet_wait", waited.Round(time.Millisecond))
 	t0 := time.Now()
-	load := newSoakLoad(t0, b.body, b.cred.header())
+	load := newClosedLoop(t0, b.body, b.cred.header())
 	defer load.end() // a second end is a no-op
 	var stretches []soakStretch
 	for i := range 2 * fairPairs {
@@ -229,7 +229,7 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 
 // summarizeFair fills fr from the stretches and the client's records (clk
 // ticks a second).
-func summarizeFair(fr *soakFair, stretches []soakStretch, recs []soakReq, failed int, clk float64) {
+func summarizeFair(fr *soakFair, stretches []soakStretch, recs []loadReq, failed int, clk float64) {
 	phases := make([]soakPhase, len(stretches))
 	for i, st := range stretches {
 		phases[i] = soakPhase{Name: st.Path, StartS: st.StartS, EndS: st.EndS, Conns: fr.Conns, Direct: st.Path == pathDirect}
@@ -294,7 +294,7 @@ func (b *soakBench) haCounters(ctx context.Context, backend string) (haCounters,
 		}
 		*dst = n
 	}
-	rows, err := b.serverStats(ctx, backend)
+	rows, err := serverStats(ctx, b.rt, backend)
 	if err != nil {
 		return c, err
 	}
@@ -302,15 +302,6 @@ func (b *soakBench) haCounters(ctx context.Context, backend string) (haCounters,
 		c.connects += r.Connects
 	}
 	return c, errors.Join(errs...)
-}
-
-// serverStats reads the `show stat` rows of backend's servers.
-func (b *soakBench) serverStats(ctx context.Context, backend string) ([]gateway.ServerStat, error) {
-	out, err := b.rt.Exec(ctx, "show stat "+backend+" 4 -1")
-	if err != nil {
-		return nil, err
-	}
-	return gateway.ParseServerStat(strings.NewReader(out))
 }
 
 // --- rendering ---

@@ -214,7 +214,7 @@ func (t soakTally) ms(p float64) float64 { return float64(nearestRank(t.lat, p))
 // tallyByStart counts recs into n buckets by start time; bucket returns a
 // request's, outside [0, n) for none. excused holds the keys of the excused
 // requests.
-func tallyByStart(recs []soakReq, excused map[soakKey]bool, n int, bucket func(startNS int64) int) []soakTally {
+func tallyByStart(recs []loadReq, excused map[soakKey]bool, n int, bucket func(startNS int64) int) []soakTally {
 	out := make([]soakTally, n)
 	for _, r := range recs {
 		i := bucket(r.StartNS)
@@ -224,7 +224,7 @@ func tallyByStart(recs []soakReq, excused map[soakKey]bool, n int, bucket func(s
 		t := &out[i]
 		t.requests++
 		t.lat = append(t.lat, r.LatencyUS)
-		if r.Err != soakOK {
+		if r.Err != reqOK {
 			t.failed++
 			if excused[keyOf(r)] {
 				t.excused++
@@ -243,7 +243,7 @@ func tallyByStart(recs []soakReq, excused map[soakKey]bool, n int, bucket func(s
 // soakSeconds buckets the requests by second: started, failed and excused
 // (by their start), latency percentiles (by start), answered (by their
 // end); n is the number of seconds.
-func soakSeconds(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, n int) []soakSecond {
+func soakSeconds(recs []loadReq, excused map[soakKey]bool, phases []soakPhase, n int) []soakSecond {
 	second := func(ns int64) int { return int(ns / int64(time.Second)) }
 	out := make([]soakSecond, n)
 	for i, t := range tallyByStart(recs, excused, n, second) {
@@ -267,10 +267,10 @@ type soakKey struct {
 	Port    uint16
 }
 
-func keyOf(r soakReq) soakKey { return soakKey{r.StartNS, r.Port} }
+func keyOf(r loadReq) soakKey { return soakKey{r.StartNS, r.Port} }
 
 // soakMinutes summarises the requests per phase (by start time).
-func soakMinutes(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, secs []soakSecond, events []soakEvent) []soakMinute {
+func soakMinutes(recs []loadReq, excused map[soakKey]bool, phases []soakPhase, secs []soakSecond, events []soakEvent) []soakMinute {
 	ts := tallyByStart(recs, excused, len(phases), func(ns int64) int { return phaseIndex(phases, float64(ns)/1e9) })
 	out := make([]soakMinute, len(phases))
 	for i, p := range phases {
@@ -297,19 +297,13 @@ func soakMinutes(recs []soakReq, excused map[soakKey]bool, phases []soakPhase, s
 	return out
 }
 
-// clock formats seconds as m:ss.s.
-func clock(s float64) string {
-	m := int(s) / 60
-	return fmt.Sprintf("%d:%04.1f", m, s-float64(m*60))
-}
-
 // okIn counts the requests answered 2xx with the right body that ended in
 // [from, to) seconds, on the direct path or not.
-func okIn(recs []soakReq, from, to float64, direct bool) int64 {
+func okIn(recs []loadReq, from, to float64, direct bool) int64 {
 	var n int64
 	lo, hi := int64(from*1e9), int64(to*1e9)
 	for _, r := range recs {
-		if r.Err != soakOK || r.Direct != direct {
+		if r.Err != reqOK || r.Direct != direct {
 			continue
 		}
 		if end := r.StartNS + int64(r.LatencyUS)*1000; end >= lo && end < hi {
@@ -378,7 +372,7 @@ type soakRSS struct {
 }
 
 // summarizeSoak counts the requests and failures into s.
-func summarizeSoak(s *soakSummary, recs []soakReq, fails []soakFailure) {
+func summarizeSoak(s *soakSummary, recs []loadReq, fails []soakFailure) {
 	for _, r := range recs {
 		s.Requests++
 		if r.Direct {

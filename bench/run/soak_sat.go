@@ -86,7 +86,7 @@ func (b *soakBench) saturation(ctx context.Context) error {
 	backend := gateway.BackendName(b.burn)
 	acc := newStatAcc()
 	poll := func() error {
-		rows, err := b.serverStats(ctx, backend)
+		rows, err := serverStats(ctx, b.rt, backend)
 		if err != nil {
 			return err
 		}
@@ -114,7 +114,7 @@ func (b *soakBench) saturation(ctx context.Context) error {
 	b.log.Info("saturation", "function", b.burn, "connections", satConns, "burn_ms", satBurnMS, "for", satDuration)
 	h0, _ := readHostCPU("/proc")
 	t0 := time.Now()
-	load := newSoakLoad(t0, b.body, nil)
+	load := newClosedLoop(t0, b.body, nil)
 	load.set(satConns, b.gwAddr, "/function/"+b.burn, false)
 	lctx, cancel := context.WithTimeout(ctx, satDuration)
 	every(lctx, satPoll, count)
@@ -137,7 +137,7 @@ func (b *soakBench) saturation(ctx context.Context) error {
 
 // summarizeSat fills s from the client's records and HAProxy's counters
 // over wall seconds.
-func summarizeSat(s *soakSat, recs []soakReq, fails []soakFail, acc *statAcc, wall float64) {
+func summarizeSat(s *soakSat, recs []loadReq, fails []loadFail, acc *statAcc, wall float64) {
 	t := tallyByStart(recs, nil, 1, func(int64) int { return 0 })[0]
 	s.Requests, s.OK = t.requests, t.requests-t.failed
 	s.P50MS, s.P99MS, s.MaxMS = t.ms(50), t.ms(99), t.ms(100)
@@ -150,7 +150,7 @@ func summarizeSat(s *soakSat, recs []soakReq, fails []soakFail, acc *statAcc, wa
 		if s.FailedByKind == nil {
 			s.FailedByKind = map[string]int{}
 		}
-		key := soakErrName(f.Req.Err)
+		key := reqErrName(f.Req.Err)
 		if f.Req.Status != 0 {
 			key += " " + strconv.Itoa(int(f.Req.Status))
 		}

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"reflect"
-	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,18 +195,18 @@ func TestSoakSchedule(t *testing.T) {
 	}
 }
 
-// req is a soakReq starting at s seconds.
-func req(s, latencyMS float64, status int16, e uint8, direct bool, port uint16) soakReq {
-	return soakReq{StartNS: int64(s * 1e9), LatencyUS: int32(latencyMS * 1000), Status: status, Err: e, Direct: direct, Port: port}
+// req is a loadReq starting at s seconds.
+func req(s, latencyMS float64, status int16, e uint8, direct bool, port uint16) loadReq {
+	return loadReq{StartNS: int64(s * 1e9), LatencyUS: int32(latencyMS * 1000), Status: status, Err: e, Direct: direct, Port: port}
 }
 
 func TestSoakSecondsAndMinutes(t *testing.T) {
 	phases := []soakPhase{{Name: soakPhaseStep, StartS: 0, EndS: 2, Conns: 4}, {Name: soakPhaseDirect, StartS: 2, EndS: 3, Conns: 8, Direct: true}}
-	recs := []soakReq{
-		req(0.1, 1, 200, soakOK, false, 1), req(0.2, 3, 200, soakOK, false, 1), req(0.3, 900, 200, soakOK, false, 2), // the last ends in second 1
-		req(1.5, 2, 0, soakErrRead, false, 3), req(1.6, 2, 502, soakErrStatus, false, 4),
-		req(2.5, 1, 200, soakOK, true, 5),
-		req(3.5, 1, 200, soakOK, true, 5), // after the run: left out
+	recs := []loadReq{
+		req(0.1, 1, 200, reqOK, false, 1), req(0.2, 3, 200, reqOK, false, 1), req(0.3, 900, 200, reqOK, false, 2), // the last ends in second 1
+		req(1.5, 2, 0, reqErrRead, false, 3), req(1.6, 2, 502, reqErrStatus, false, 4),
+		req(2.5, 1, 200, reqOK, true, 5),
+		req(3.5, 1, 200, reqOK, true, 5), // after the run: left out
 	}
 	excused := map[soakKey]bool{keyOf(recs[3]): true}
 	secs := soakSeconds(recs, excused, phases, 3)
@@ -346,17 +341,17 @@ func TestAttributeFailures(t *testing.T) {
 	l502 := parse(strings.Replace(log502, "fn_x/s4", "fn_x/s2", 1))
 	lines := []haLogLine{l502, parse(logRetried)}
 	kill := &soakKill{At: sec(4.008), Task: "B", Addr: "127.0.0.1:30002"}
-	fails := []soakFail{
+	fails := []loadFail{
 		// Logged 502 on s2 (B), in flight at the kill.
-		{Req: req(4.006, 3, 502, soakErrStatus, false, 41000), Msg: "502 Bad Gateway"},
+		{Req: req(4.006, 3, 502, reqErrStatus, false, 41000), Msg: "502 Bad Gateway"},
 		// Not logged, s2's eresp rose in the next poll: in flight too.
-		{Req: req(4.005, 4, 0, soakErrRead, false, 42000), Msg: "read: unexpected EOF"},
+		{Req: req(4.005, 4, 0, reqErrRead, false, 42000), Msg: "read: unexpected EOF"},
 		// Not logged, two servers' counters rose: unknown.
-		{Req: req(7.2, 1, 0, soakErrRead, false, 42001), Msg: "read: EOF"},
+		{Req: req(7.2, 1, 0, reqErrRead, false, 42001), Msg: "read: EOF"},
 		// Logged nowhere and after the kill.
-		{Req: req(13, 1, 0, soakErrRead, false, 42002), Msg: "read: EOF"},
+		{Req: req(13, 1, 0, reqErrRead, false, 42002), Msg: "read: EOF"},
 		// Direct.
-		{Req: req(2, 1, 0, soakErrDial, true, 0), Msg: "dial: refused"},
+		{Req: req(2, 1, 0, reqErrDial, true, 0), Msg: "dial: refused"},
 	}
 	polls := []time.Time{sec(3.5), sec(4.5), sec(7.5), sec(8.5)}
 	errs := []soakStatErr{
@@ -406,7 +401,7 @@ func TestAttributeFailures(t *testing.T) {
 	if killNote(got[:1], soakSummary{}) != "" {
 		t.Error("killNote without failures on the killed replica: want none")
 	}
-	recs := []soakReq{req(1, 1, 200, soakOK, false, 1), req(1, 1, 200, soakOK, true, 2)}
+	recs := []loadReq{req(1, 1, 200, reqOK, false, 1), req(1, 1, 200, reqOK, true, 2)}
 	for _, f := range fails {
 		recs = append(recs, f.Req)
 	}
@@ -529,7 +524,7 @@ func TestSoakCPUAddFinish(t *testing.T) {
 func TestSummarizeFair(t *testing.T) {
 	// 4 stretches of 10 s (gateway, direct, direct, gateway), each after a
 	// 2 s settle; the gateway answers every 2 ms, the replica every 1 ms.
-	var recs []soakReq
+	var recs []loadReq
 	starts := []float64{2, 14, 26, 38}
 	for i, from := range starts {
 		step := 2.0
@@ -537,7 +532,7 @@ func TestSummarizeFair(t *testing.T) {
 			step = 1
 		}
 		for ms := (from - 2) * 1000; ms < (from+10)*1000; ms += step {
-			recs = append(recs, req(ms/1000, 0.5, 200, soakOK, fairDirect(i), 1))
+			recs = append(recs, req(ms/1000, 0.5, 200, reqOK, fairDirect(i), 1))
 		}
 	}
 	var sts []soakStretch
@@ -578,8 +573,8 @@ func TestSummarizeFair(t *testing.T) {
 }
 
 func TestSummarizeSat(t *testing.T) {
-	recs := []soakReq{req(0, 500, 200, soakOK, false, 1), req(0.1, 900, 200, soakOK, false, 2), req(0.2, 100, 503, soakErrStatus, false, 3)}
-	fails := []soakFail{{Req: recs[2], Msg: "503 Service Unavailable"}}
+	recs := []loadReq{req(0, 500, 200, reqOK, false, 1), req(0.1, 900, 200, reqOK, false, 2), req(0.2, 100, 503, reqErrStatus, false, 3)}
+	fails := []loadFail{{Req: recs[2], Msg: "503 Service Unavailable"}}
 	acc := newStatAcc()
 	row := func(server string, stot, connect, downs, chkfail int64, status string) gateway.ServerStat {
 		return gateway.ServerStat{Backend: "fn_b", Server: server, Status: status, Sessions: stot, Connects: connect, Downs: downs, CheckFails: chkfail}
@@ -661,97 +656,6 @@ func TestCountTimeWaitAndShowInfo(t *testing.T) {
 	info := parseShowInfo("Name: HAProxy\nVersion: 2.6.12\nDroppedLogs: 17\nnothing here\n")
 	if info["DroppedLogs"] != "17" || info["Name"] != "HAProxy" {
 		t.Errorf("parseShowInfo = %v", info)
-	}
-}
-
-func TestSoakLoad(t *testing.T) {
-	var n, credOK, credBad atomic.Int64
-	var mu atomic.Bool // when set, every third request's connection is cut without an answer
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		k := n.Add(1)
-		// Straight to a replica ("/"), the replica credential; through the
-		// gateway, none (HAProxy adds it).
-		got, want := r.Header.Values(contract.HeaderReplicaAuth), []string(nil)
-		if r.URL.Path == "/" {
-			want = []string{"cred-1"}
-		}
-		if slices.Equal(got, want) {
-			credOK.Add(1)
-		} else {
-			credBad.Add(1)
-			t.Errorf("%s: %s = %q, want %q", r.URL.Path, contract.HeaderReplicaAuth, got, want)
-		}
-		switch {
-		case mu.Load() && k%3 == 0:
-			if hj, ok := w.(http.Hijacker); ok {
-				if c, _, err := hj.Hijack(); err == nil {
-					c.Close()
-					return
-				}
-			}
-		case k%5 == 0:
-			http.Error(w, "busy", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write(body)
-	}))
-	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL, "http://")
-	wait := func(atLeast int64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for n.Load() < atLeast {
-			if time.Now().After(deadline) {
-				t.Fatalf("the server got %d requests, want %d", n.Load(), atLeast)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	l := newSoakLoad(time.Now(), "hello", http.Header{contract.HeaderReplicaAuth: {"cred-1"}})
-	l.set(3, addr, "/function/x", false)
-	wait(50)
-	l.set(1, addr, "/function/x", false) // down: two workers leave after their request
-	l.mu.Lock()
-	if len(l.workers) != 1 || len(l.retired) != 2 {
-		t.Errorf("after stepping down: %d workers, %d retired; want 1, 2", len(l.workers), len(l.retired))
-	}
-	l.mu.Unlock()
-	mu.Store(true)
-	wait(n.Load() + 30)
-	l.set(2, addr, "/", true) // another path: every worker replaced
-	wait(n.Load() + 30)
-	recs, fails := l.end()
-	if int64(len(recs)) < 100 || len(fails) == 0 {
-		t.Fatalf("%d requests, %d failed; want many, some failed", len(recs), len(fails))
-	}
-	kinds := map[uint8]int{}
-	direct := 0
-	for _, r := range recs {
-		kinds[r.Err]++
-		if r.Direct {
-			direct++
-		}
-		if r.Err != soakErrDial && r.Port == 0 {
-			t.Errorf("request %+v has no client port", r)
-		}
-		if r.Err == soakOK && r.Status != 200 {
-			t.Errorf("ok request with status %d", r.Status)
-		}
-	}
-	if kinds[soakErrStatus] == 0 || kinds[soakErrRead] == 0 || kinds[soakOK] == 0 || direct == 0 {
-		t.Errorf("outcomes %v, %d direct: want ok, status and read failures, and direct requests", kinds, direct)
-	}
-	if credOK.Load() < 100 || credBad.Load() != 0 {
-		t.Errorf("replica credential right on %d requests, wrong on %d; want many, none", credOK.Load(), credBad.Load())
-	}
-	if got := kinds[soakErrStatus] + kinds[soakErrRead] + kinds[soakErrBody] + kinds[soakErrWrite]; got != len(fails) {
-		t.Errorf("%d failed records, %d failures", got, len(fails))
-	}
-	for _, f := range fails {
-		if f.Req.Err == soakErrStatus && !strings.HasPrefix(f.Msg, "503") {
-			t.Errorf("status failure %q", f.Msg)
-		}
 	}
 }
 

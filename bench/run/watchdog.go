@@ -20,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -171,12 +170,6 @@ func variantNames(vs []variant) string {
 	return strings.Join(names, ",")
 }
 
-// baseEnv is the harness's environment without any PULSE_ variable, so
-// that nothing in the caller's shell changes the watchdog's configuration.
-func baseEnv() []string {
-	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PULSE_") })
-}
-
 // watchdogBench runs the watchdog suite.
 type watchdogBench struct {
 	cfg    config
@@ -228,39 +221,6 @@ func (b *watchdogBench) round(ctx context.Context, round int, order []variant) (
 	return out, nil
 }
 
-// quietCorePct is the host's busy CPU, in percent of one core, below which
-// it counts as quiet enough to start a measurement.
-const quietCorePct = 25
-
-// waitQuiet samples the host's CPU over 500 ms windows until one is below
-// quietCorePct or maxWait has passed (clk is the clock's ticks per
-// second). It returns how long it waited and the last window's busy share
-// (percent of one core); with a maxWait of 0 it returns at once.
-func waitQuiet(ctx context.Context, clk float64, maxWait time.Duration) (time.Duration, float64, error) {
-	if maxWait == 0 {
-		return 0, 0, nil
-	}
-	start := time.Now()
-	for {
-		h0, err := readHostCPU("/proc")
-		if err != nil {
-			return 0, 0, err
-		}
-		t0 := time.Now()
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-			return 0, 0, err
-		}
-		h1, err := readHostCPU("/proc")
-		if err != nil {
-			return 0, 0, err
-		}
-		busy := 100 * float64(h1.Busy-h0.Busy) / clk / time.Since(t0).Seconds()
-		if busy < quietCorePct || time.Since(start) >= maxWait {
-			return time.Since(start), busy, nil
-		}
-	}
-}
-
 // runHTTP starts v's server, reads its fresh RSS, checks it with one POST,
 // reads its idle RSS, warms it up, measures one wrk run and stops it.
 func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) error {
@@ -306,11 +266,8 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 	r.RSSIdleKB, r.RSSIdleAnonKB = idle.RSSKB, idle.RSSAnonKB
 
 	w := wrkRun{Bin: b.tools.wrk, Script: b.script, URL: base + "/", Threads: b.cfg.Threads, Conns: v.Conns, Body: b.body}
-	if b.cfg.Warmup > 0 {
-		w.Duration = b.cfg.Warmup
-		if _, _, err := runWrk(ctx, w); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
+	if err := warmUp(ctx, w, b.cfg.Warmup); err != nil {
+		return err
 	}
 
 	w.Duration = b.cfg.Duration
@@ -404,26 +361,4 @@ func (b *watchdogBench) runFloor(ctx context.Context, v variant, r *runResult) e
 		return fmt.Errorf("spawnloop reports %.3f s CPU, wait4 %.3f s", res.CPUS, res.HarnessCPUS)
 	}
 	return nil
-}
-
-// rotate returns vs rotated left by k: round k starts with variant k, so
-// every variant runs early and late in some round.
-func rotate[T any](vs []T, k int) []T {
-	if len(vs) == 0 {
-		return nil
-	}
-	k %= len(vs)
-	return append(append([]T(nil), vs[k:]...), vs[:k]...)
-}
-
-// clockTicks returns USER_HZ from getconf, or 100 (Linux's value on every
-// common architecture) if getconf is missing or says something odd.
-func clockTicks(ctx context.Context) (float64, string) {
-	out, err := commandOutput(ctx, "getconf", "CLK_TCK")
-	if err == nil {
-		if n, err := strconv.Atoi(out); err == nil && n > 0 {
-			return float64(n), ""
-		}
-	}
-	return 100, fmt.Sprintf("getconf CLK_TCK failed (%v): assumed 100", err)
 }
