@@ -16,13 +16,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/user"
@@ -35,7 +31,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
-	"github.com/pulsefaas/pulse/alarms"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
@@ -218,127 +213,6 @@ func (l *pulseLab) writeToken() error {
 	return os.Chown(l.tokenFile, 0, gid)
 }
 
-// healthWithHook returns the health templates with every exec: line
-// running hook (a path) instead of the installed hook.
-func healthWithHook(templates, hook string) (string, error) {
-	lines := strings.Split(templates, "\n")
-	n := 0
-	for i, l := range lines {
-		key, val, ok := strings.Cut(l, ":")
-		if !ok || strings.TrimSpace(key) != "exec" {
-			continue
-		}
-		if strings.TrimSpace(val) != hookInstalled {
-			return "", fmt.Errorf("health templates: exec line %q does not run %s", l, hookInstalled)
-		}
-		lines[i] = key + ": " + hook
-		n++
-	}
-	if n == 0 {
-		return "", errors.New("health templates: no exec: line")
-	}
-	return strings.Join(lines, "\n"), nil
-}
-
-// startNetdata picks pulsed's ports (so that each can point at the other)
-// and starts the lab Netdata. Netdata 1.37 runs exec: as one quoted word
-// (sh -c "exec '<exec>' '<recipient>' ..."), so the hook cannot take flags
-// there: it gets pulsed's URL and the token file from Netdata's
-// environment instead.
-func (l *pulseLab) startNetdata(ctx context.Context) error {
-	for _, a := range []*string{&l.apiAddr, &l.gwAddr, &l.adminAddr, &l.coldAddr} {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		*a = addr
-	}
-	health, err := healthWithHook(alarms.Templates(), filepath.Join(l.shared, "pulse-alarm-hook"))
-	if err != nil {
-		return err
-	}
-	ndLog, err := os.Create(filepath.Join(l.env.tmp, "netdata.log"))
-	if err != nil {
-		return err
-	}
-	defer ndLog.Close()
-	l.nd, err = netdatalab.Start(ctx, netdatalab.Config{
-		Plugin: l.arts.path("pulse.d.plugin"),
-		PluginConfig: netdatalab.JobConfig("http://"+l.apiAddr+contract.CatalogPath, "http://"+l.adminAddr+"/metrics",
-			netdatalab.WithReplicaAuthFile(l.cred.path)),
-		Health: health,
-		Env:    []string{"PULSE_ALARM_URL=http://" + l.apiAddr + contract.AlarmsPath, "PULSE_ALARM_TOKEN_FILE=" + l.tokenFile},
-		Stderr: ndLog,
-	})
-	if err != nil {
-		return err
-	}
-	l.log.Info("lab netdata", "url", l.nd.URL)
-	return nil
-}
-
-// startPulsed starts a new lifetime of pulsed: a fresh state directory, the
-// lab's ports, the autoscaler on, every setting at pulsed's default but
-// the run's instance and selector and changed (PULSE_*=… lines); and waits
-// until its API answers. It returns the settings that differ from a
-// default install (instance, selector, changed), for the report.
-func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string, error) {
-	n := len(l.pulsedLogs) + 1
-	l.stateDir = filepath.Join(l.env.tmp, fmt.Sprintf("state-%d", n))
-	if err := os.Mkdir(l.stateDir, 0o750); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
-	}
-	cfgFile := filepath.Join(l.env.tmp, "pulsed.yaml")
-	if err := os.WriteFile(cfgFile, []byte("# pulse bench: every setting comes from PULSE_* variables\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("pulsed config: %w", err)
-	}
-	changed = append([]string{"PULSE_INSTANCE=" + benchInstance(l.run), "PULSE_SELECTOR=" + runLabel + "=" + l.run}, changed...)
-	env := append(append(baseEnv(),
-		"PULSE_STATE_DIR="+l.stateDir,
-		"PULSE_API_LISTEN="+l.apiAddr,
-		"PULSE_GATEWAY_LISTEN="+l.gwAddr,
-		"PULSE_ADMIN_LISTEN="+l.adminAddr,
-		"PULSE_COLDSTART_LISTEN="+l.coldAddr,
-		"PULSE_LEAVE_RUNNING=false",
-		"PULSE_HAPROXY="+l.haproxy,
-		"PULSE_AUTOSCALE=true",
-		"PULSE_ALARM_TOKEN_FILE="+l.tokenFile,
-		"PULSE_NETDATA_URL="+l.nd.URL,
-		l.cred.pulsedEnv(),
-	), changed...)
-	l.pulsedLog = filepath.Join(l.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
-	l.pulsedLogs = append(l.pulsedLogs, l.pulsedLog)
-	var err error
-	l.pulsed, err = startServer(launchSpec{Bin: l.arts.path("pulsed"), Args: []string{"-config", cfgFile}, Env: env, Addr: l.apiAddr}, l.pulsedLog)
-	if err != nil {
-		return nil, err
-	}
-	l.rt = gateway.NewRuntime(filepath.Join(l.stateDir, "haproxy.sock"), time.Second)
-	if err := waitReady(ctx, l.pulsed, "http://"+l.apiAddr+"/healthz", l.routeTimeout, nil); err != nil {
-		return nil, err
-	}
-	l.log.Info("pulsed started", "lifetime", n, "api", l.apiAddr, "gateway", l.gwAddr, "settings", changed)
-	return changed, nil
-}
-
-// stopPulsed ends pulsed's lifetime: SIGTERM (it stops its HAProxy:
-// PULSE_LEAVE_RUNNING=false), then up to haproxyLinger for its HAProxy
-// to be gone, killing what is left. It returns what went wrong.
-func (l *pulseLab) stopPulsed() []string {
-	if l.pulsed == nil {
-		return nil
-	}
-	var found []string
-	if _, err := l.pulsed.stop(l.stopGrace); err != nil {
-		found = append(found, "pulsed: "+err.Error())
-	}
-	l.pulsed = nil
-	if _, pids := reapHAProxies(l.stateDir, haproxyLinger); len(pids) > 0 {
-		found = append(found, fmt.Sprintf("haproxy processes %v outlived pulsed: killed", pids))
-	}
-	return found
-}
-
 // benchLabels are the labels of every function a run deploys.
 func benchLabels(run string) map[string]string {
 	return map[string]string{testLabel: "1", runLabel: run}
@@ -428,149 +302,6 @@ func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string
 		return err
 	}
 	return probe(ctx, "http://"+l.gwAddr+"/function/"+fn, body, nil)
-}
-
-// alarmStatus is the status of fn's scale-up alarm in the lab Netdata.
-func (l *pulseLab) alarmStatus(ctx context.Context, fn string) (string, error) {
-	return l.nd.AlarmStatus(ctx, alarmScaleUp, utilChart(fn))
-}
-
-// waitAlarm waits up to timeout for fn's scale-up alarm to be initialised
-// (CLEAR).
-func (l *pulseLab) waitAlarm(ctx context.Context, fn string, timeout time.Duration) error {
-	return poll(ctx, timeout, 500*time.Millisecond, func(late bool) (bool, error) {
-		st, err := l.alarmStatus(ctx, fn)
-		if err == nil && st == "CLEAR" {
-			return true, nil
-		}
-		if late {
-			return false, fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", alarmScaleUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
-		}
-		return false, nil
-	})
-}
-
-func utilChart(fn string) string {
-	return contract.Chart(fn, contract.ChartUtilization)
-}
-
-// getJSON GETs url from pulsed's API (auth: with the alarm token) and
-// decodes the answer into into.
-func (l *pulseLab) getJSON(ctx context.Context, url string, auth bool, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	if auth {
-		req.Header.Set("Authorization", "Bearer "+l.token)
-	}
-	resp, err := l.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(into)
-}
-
-// events returns the scaler's recent decisions.
-func (l *pulseLab) events(ctx context.Context) (contract.ScaleEvents, error) {
-	var ev contract.ScaleEvents
-	err := l.getJSON(ctx, "http://"+l.apiAddr+contract.EventsPath, true, &ev)
-	return ev, err
-}
-
-// catalogFunction returns fn as pulsed's catalog lists it.
-func (l *pulseLab) catalogFunction(ctx context.Context, fn string) (contract.CatalogFunction, error) {
-	var cat contract.Catalog
-	if err := l.getJSON(ctx, "http://"+l.apiAddr+contract.CatalogPath, false, &cat); err != nil {
-		return contract.CatalogFunction{}, err
-	}
-	for _, f := range cat.Functions {
-		if f.Name == fn {
-			return f, nil
-		}
-	}
-	return contract.CatalogFunction{}, fmt.Errorf("%s is not in pulsed's catalog", fn)
-}
-
-// reloads returns how many times the running pulsed has reloaded HAProxy
-// (GET /healthz: {"status":"ok","reloads":N}).
-func (l *pulseLab) reloads(ctx context.Context) (int, error) {
-	var h struct {
-		Status  string `json:"status"`
-		Reloads *int   `json:"reloads"`
-	}
-	if err := l.getJSON(ctx, "http://"+l.apiAddr+"/healthz", false, &h); err != nil {
-		return 0, err
-	}
-	if h.Reloads == nil {
-		return 0, fmt.Errorf("healthz: status %q, no reload count", h.Status)
-	}
-	return *h.Reloads, nil
-}
-
-// watchReplicas adds fn's running replicas (their processes, as the engine
-// reports them, and their published ports, from pulsed's catalog) to w.
-func (l *pulseLab) watchReplicas(ctx context.Context, fn string, w *procWatch) {
-	if f, err := l.catalogFunction(ctx, fn); err == nil {
-		for _, r := range f.Replicas {
-			if _, p, err := net.SplitHostPort(r.Addr); err == nil {
-				if n, err := strconv.Atoi(p); err == nil && !slices.Contains(w.Ports, n) {
-					w.Ports = append(w.Ports, n)
-				}
-			}
-		}
-	}
-	ids, err := serviceContainers(ctx, l.api, fn)
-	if err != nil {
-		return
-	}
-	cctx, cancel := call(ctx)
-	defer cancel()
-	for _, id := range ids {
-		if ci, err := l.api.ContainerInspect(cctx, id); err == nil && ci.ContainerJSONBase != nil && ci.State != nil && ci.State.Pid > 0 &&
-			!slices.Contains(w.Replicas, ci.State.Pid) {
-			w.Replicas = append(w.Replicas, ci.State.Pid)
-		}
-	}
-}
-
-// procWatch is the watch of the running pulsed's groups (HAProxy, pulsed),
-// without replicas yet.
-func (l *pulseLab) procWatch() procWatch {
-	return procWatch{HAProxyConfig: filepath.Join(l.stateDir, "haproxy.cfg"), Pulsed: l.pulsed.pid()}
-}
-
-// sampleGroups reads the CPU of w's groups, of this program (the harness)
-// and of the lab Netdata's process tree; and of every other process, by
-// command name.
-func (l *pulseLab) sampleGroups(w procWatch) (groups, others procCPU) {
-	groups, others, err := scanAllProcs("/proc", w)
-	if err != nil {
-		groups, others = procCPU{}, procCPU{}
-	}
-	group := func(name string, sts []procStat) {
-		m := map[procKey]uint64{}
-		for _, st := range sts {
-			k := procKey{st.PID, st.StartTime}
-			m[k] = st.UTime + st.STime
-			delete(others[st.Comm], k)
-		}
-		groups[name] = m
-	}
-	if st, err := readStat("/proc", os.Getpid()); err == nil {
-		group(groupHarness, []procStat{st})
-	}
-	if l.nd != nil {
-		if tree, err := processTree("/proc", l.nd.PID()); err == nil {
-			group(groupNetdata, tree)
-		}
-	}
-	return groups, others
 }
 
 // keepLogs copies every pulsed lifetime's log, the lab Netdata's error log

@@ -20,10 +20,11 @@
 // clock ticks, waiting for a quiet CPU), build.go (building artifacts),
 // server.go (processes under test), load.go (wrk, spawnloop and the
 // closed-loop HTTP client), slots.go (HAProxy's slots), lab.go (the stack
-// of pulsed, HAProxy and a lab Netdata, and the run's labels), stats.go
-// (medians, percentiles, goals) and report.go (the report's head and end,
-// tables, sections, notes, the README). Each suite's own files hold only
-// that suite's logic.
+// of pulsed, HAProxy and a lab Netdata, and the run's labels; starting
+// pulsed and the lab Netdata in lab_pulsed.go, watching them in
+// lab_observe.go), stats.go (medians, percentiles, goals) and report.go
+// (the report's head and end, tables, sections, notes, the README). Each
+// suite's own files hold only that suite's logic.
 package main
 
 import (
