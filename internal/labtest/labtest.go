@@ -12,6 +12,7 @@ package labtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -59,6 +61,14 @@ func Up(t testing.TB, n int) *Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One lab at a time on a machine: its nodes, network and addresses
+	// have fixed names. Another test binary's lab (a second checkout's
+	// tests) is waited for, up to lockWait.
+	unlock, err := lock(lockPath, lockWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock) // registered first: runs after the lab is down
 	dir := filepath.Join(os.TempDir(), "pulse-lab-test")
 	env := append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir)
 	run := func(ctx context.Context, arg string) ([]byte, error) {
@@ -112,4 +122,29 @@ func Script() (string, error) {
 		return "", fmt.Errorf("labtest: %w", err)
 	}
 	return filepath.Abs(p)
+}
+
+// The machine-wide lab lock.
+const (
+	lockPath = "/tmp/pulse-lab.lock"
+	lockWait = 15 * time.Minute
+)
+
+// lock takes an exclusive flock on path, polling until wait has passed.
+func lock(path string, wait time.Duration) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("labtest: lock: %w", err)
+	}
+	for deadline := time.Now().Add(wait); ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("labtest: lock %s (another lab is running): %w", path, err)
+		}
+		time.Sleep(time.Second)
+	}
 }
