@@ -2,7 +2,9 @@
 // targets ([user@]host[:port]), dials them with keys from the SSH agent or key
 // files, runs commands, and talks to a node's Docker Engine through
 // `docker system dial-stdio` over the SSH connection (what DOCKER_HOST=ssh://
-// does, without the docker CLI on the control node).
+// does, without the docker CLI on the control node). node.go joins machines
+// to the swarm (AddNode), lists (ListNodes) and removes them (RemoveNode),
+// labelling each with its SSH target (contract.LabelNodeSSH).
 //
 // Host keys are always checked against known_hosts (golang.org/x/crypto/ssh/
 // knownhosts). A host seen for the first time is accepted only when the caller

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/provision"
 )
 
 // Config is the CLI's configuration: a YAML file (--config, else
@@ -47,23 +48,33 @@ type Config struct {
 	// certificate (hex, colons optional) instead of a CA: the certificate
 	// must be exactly that one, whatever names it carries.
 	Fingerprint string `mapstructure:"fingerprint"`
+	// SSHKnownHosts is the known_hosts file SSH host keys are checked
+	// against (docker_host ssh://, pulse node, images to nodes); default
+	// ~/.ssh/known_hosts.
+	SSHKnownHosts string `mapstructure:"ssh_known_hosts"`
+	// SSHIdentityFiles are private key files offered after the SSH agent's
+	// keys (a YAML list, or comma-separated); default those of
+	// ~/.ssh/id_ed25519, id_ecdsa and id_rsa that exist.
+	SSHIdentityFiles []string `mapstructure:"ssh_identity_files"`
 }
 
 // configKeys are the keys and their environment variables.
 var configKeys = map[string]string{
-	"docker_host":     "PULSE_DOCKER_HOST",
-	"gateway":         "PULSE_GATEWAY",
-	"replica_gateway": "PULSE_REPLICA_GATEWAY",
-	"cache_dir":       "PULSE_CACHE_DIR",
-	"api":             "PULSE_API",
-	"instance":        "PULSE_INSTANCE",
-	"token_file":      "PULSE_TOKEN_FILE",
-	"ca_file":         "PULSE_CA_FILE",
-	"fingerprint":     "PULSE_FINGERPRINT",
+	"docker_host":        "PULSE_DOCKER_HOST",
+	"gateway":            "PULSE_GATEWAY",
+	"replica_gateway":    "PULSE_REPLICA_GATEWAY",
+	"cache_dir":          "PULSE_CACHE_DIR",
+	"api":                "PULSE_API",
+	"instance":           "PULSE_INSTANCE",
+	"token_file":         "PULSE_TOKEN_FILE",
+	"ca_file":            "PULSE_CA_FILE",
+	"fingerprint":        "PULSE_FINGERPRINT",
+	"ssh_known_hosts":    "PULSE_SSH_KNOWN_HOSTS",
+	"ssh_identity_files": "PULSE_SSH_IDENTITY_FILES",
 }
 
 // configKeyList lists the keys for messages.
-const configKeyList = "docker_host, gateway, replica_gateway, cache_dir, api, instance, token_file, ca_file, fingerprint"
+const configKeyList = "docker_host, gateway, replica_gateway, cache_dir, api, instance, token_file, ca_file, fingerprint, ssh_known_hosts, ssh_identity_files"
 
 // configDefaults are the keys' defaults; the others default to "".
 var configDefaults = map[string]string{
@@ -145,7 +156,9 @@ func (c Config) Validate() error {
 			c.Instance, contract.InstanceSyntax, contract.DefaultInstance, configKeys["instance"]))
 	}
 	if c.DockerHost != "" && !strings.Contains(c.DockerHost, "://") {
-		errs = append(errs, fmt.Errorf("docker_host %q: want unix:///var/run/docker.sock or tcp://host:2376", c.DockerHost))
+		errs = append(errs, fmt.Errorf("docker_host %q: want unix:///var/run/docker.sock, tcp://host:2376 or ssh://[user@]host[:port]", c.DockerHost))
+	} else if _, _, err := c.sshDockerHost(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Gateway == "" {
 		errs = append(errs, fmt.Errorf("gateway is empty: want the gateway's URL, e.g. %s (set it in the config file or %s)", configDefaults["gateway"], configKeys["gateway"]))
@@ -155,4 +168,34 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.validateTLS())
 	return errors.Join(errs...)
+}
+
+// sshDockerHost reads docker_host ssh://[user@]host[:port]: ok is false
+// for any other scheme.
+func (c Config) sshDockerHost() (t provision.Target, ok bool, err error) {
+	if !strings.HasPrefix(c.DockerHost, "ssh://") {
+		return t, false, nil
+	}
+	bad := func(why string) (provision.Target, bool, error) {
+		return provision.Target{}, true, fmt.Errorf("docker_host %q: %s: want ssh://[user@]host[:port] (set it in the config file or %s)", c.DockerHost, why, configKeys["docker_host"])
+	}
+	u, err := url.Parse(c.DockerHost)
+	if err != nil {
+		return bad(err.Error())
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return bad("no path, query or fragment allowed")
+	}
+	if _, hasPass := u.User.Password(); hasPass {
+		return bad("no password: SSH uses keys (the agent or ssh_identity_files)")
+	}
+	s := u.Host
+	if name := u.User.Username(); name != "" {
+		s = name + "@" + s
+	}
+	t, err = provision.ParseTarget(s)
+	if err != nil {
+		return bad(err.Error())
+	}
+	return t, true, nil
 }

@@ -50,13 +50,14 @@ when the wait times out.`,
 			if err != nil {
 				return err
 			}
-			sw, err := a.swarm()
-			if err != nil {
+			// Before any build: the engine and pulsed's API (the distributor
+			// is chosen per function, below).
+			if _, err := a.swarm(); err != nil {
 				return err
 			}
+			cli, _ := a.engine()
 			// Engines from API 1.44 probe a new replica quickly until it is
 			// healthy; older ones (20.10) only every health interval.
-			cli, _ := a.engine()
 			cli.NegotiateAPIVersion(cmd.Context())
 			startInterval := function.StartIntervalFor(cli.ClientVersion())
 			for _, s := range specs {
@@ -65,6 +66,16 @@ when the wait times out.`,
 					return explain(err, s.Name)
 				}
 				fmt.Fprintf(a.err, "%s: image %s, %.2f MB\n", s.Name, shortID(img.ID), float64(info.ImageSize)/1e6)
+				// One node: the local engine; several: every node, over
+				// SSH, a line per node.
+				dist, _, err := a.distributor(cmd.Context(), s.Name)
+				if err != nil {
+					return err
+				}
+				sw, err := a.swarmWith(dist)
+				if err != nil {
+					return err
+				}
 				res, err := sw.Deploy(cmd.Context(), s, img, function.DeployOptions{
 					GatewayURL: a.cfg.ReplicaGateway, GatewayCA: gatewayCA, Instance: a.cfg.Instance,
 					HealthInterval: healthInterval, HealthStartInterval: startInterval,

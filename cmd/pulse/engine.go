@@ -14,6 +14,11 @@ func (a *app) engine() (*client.Client, error) {
 	if a.cli != nil {
 		return a.cli, nil
 	}
+	if t, ok, err := a.cfg.sshDockerHost(); err != nil {
+		return nil, err
+	} else if ok {
+		return a.sshEngine(t)
+	}
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if a.cfg.DockerHost != "" {
 		opts = append(opts, client.WithHost(a.cfg.DockerHost))
@@ -33,11 +38,21 @@ func (a *app) swarm() (*function.Swarm, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.swarmWith(function.LocalDistributor{API: cli})
+}
+
+// swarmWith is swarm with the image distributor dist (deploy's puts images
+// on every node).
+func (a *app) swarmWith(dist function.ImageDistributor) (*function.Swarm, error) {
+	cli, err := a.engine()
+	if err != nil {
+		return nil, err
+	}
 	api, err := a.api()
 	if err != nil {
 		return nil, err
 	}
-	sw := function.NewSwarm(cli, function.LocalDistributor{API: cli}, nil)
+	sw := function.NewSwarm(cli, dist, nil)
 	sw.SetCatalog(&catalogClient{api: api})
 	return sw, nil
 }

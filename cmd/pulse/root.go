@@ -10,6 +10,8 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/pulsefaas/pulse/provision"
 )
 
 // Exit codes.
@@ -35,6 +37,14 @@ type app struct {
 	cfgPath string
 	cfg     Config
 	cli     *client.Client
+	// ctx is the command's context, for what is made lazily (the engine
+	// over SSH).
+	ctx context.Context
+	// sshc carries cli when docker_host is ssh://; acceptNewHostKey and
+	// identity are `pulse node add`'s flags (sshConfig).
+	sshc             *provision.Client
+	acceptNewHostKey bool
+	identity         []string
 }
 
 // usageError marks a mistake in the command line: exit code 2.
@@ -56,6 +66,9 @@ func run(ctx context.Context, args []string, s streams, env func(string) string)
 	cmd, err := root.ExecuteContextC(ctx)
 	if a.cli != nil {
 		a.cli.Close()
+	}
+	if a.sshc != nil {
+		a.sshc.Close()
 	}
 	if err == nil {
 		return exitOK
@@ -162,11 +175,14 @@ func (a *app) rootCmd() *cobra.Command {
 and scales them from Netdata's alarms.
 
 Configuration: --config FILE, else $XDG_CONFIG_HOME/pulse/config.yaml if it exists,
-overridden by PULSE_DOCKER_HOST, PULSE_GATEWAY (default http://127.0.0.1:8080),
+overridden by PULSE_DOCKER_HOST (unix://, tcp:// or ssh://[user@]host[:port]), PULSE_GATEWAY (default http://127.0.0.1:8080),
 PULSE_REPLICA_GATEWAY, PULSE_CACHE_DIR, PULSE_API (pulsed's API, default
 http://127.0.0.1:8090), PULSE_INSTANCE (default "default"), PULSE_TOKEN_FILE (pulsed's
 management token, default /etc/pulse/api-token) and, for https:// URLs, PULSE_CA_FILE (a PEM
-bundle of CAs) or PULSE_FINGERPRINT (the SHA-256 of the server's certificate).`,
+bundle of CAs) or PULSE_FINGERPRINT (the SHA-256 of the server's certificate). SSH (docker_host
+ssh://, pulse node, images to every node): PULSE_SSH_KNOWN_HOSTS (default ~/.ssh/known_hosts),
+PULSE_SSH_IDENTITY_FILES (comma-separated; default ~/.ssh/id_ed25519, id_ecdsa, id_rsa) and
+the SSH agent (SSH_AUTH_SOCK).`,
 		Example: `  pulse new hello --lang go
   cd hello && pulse build && pulse deploy
   pulse invoke hello -d world`,
@@ -179,6 +195,7 @@ bundle of CAs) or PULSE_FINGERPRINT (the SHA-256 of the server's certificate).`,
 				return usageError{err}
 			}
 			a.cfg = cfg
+			a.ctx = cmd.Context()
 			return nil
 		},
 	}
@@ -196,6 +213,8 @@ bundle of CAs) or PULSE_FINGERPRINT (the SHA-256 of the server's certificate).`,
 		a.rmCmd(),
 		a.doctorCmd(),
 		a.keyCmd(),
+		a.nodeCmd(),
+		a.pushCmd(),
 	)
 	return root
 }

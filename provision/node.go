@@ -1,0 +1,777 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+
+	"github.com/pulsefaas/pulse/contract"
+)
+
+// ManagerAPI is what node operations need of the swarm manager's engine
+// (the one the CLI talks to). *client.Client implements it.
+type ManagerAPI interface {
+	Info(ctx context.Context) (system.Info, error)
+	SwarmInspect(ctx context.Context) (swarm.Swarm, error)
+	NodeList(ctx context.Context, opts swarm.NodeListOptions) ([]swarm.Node, error)
+	NodeInspectWithRaw(ctx context.Context, nodeID string) (swarm.Node, []byte, error)
+	NodeUpdate(ctx context.Context, nodeID string, version swarm.Version, spec swarm.NodeSpec) error
+	NodeRemove(ctx context.Context, nodeID string, opts swarm.NodeRemoveOptions) error
+	TaskList(ctx context.Context, opts swarm.TaskListOptions) ([]swarm.Task, error)
+}
+
+// NodeAPI is what node operations need of the node's own engine (over
+// SSH). *client.Client implements it.
+type NodeAPI interface {
+	Info(ctx context.Context) (system.Info, error)
+	SwarmJoin(ctx context.Context, req swarm.JoinRequest) error
+	SwarmLeave(ctx context.Context, force bool) error
+}
+
+// MinEngineVersion is the oldest Docker Engine a node may run: the version
+// Pulse is tested on (the lab's Debian bookworm docker.io). Older engines
+// lack health start intervals and were never tried.
+const MinEngineVersion = "20.10"
+
+// Defaults of the bounded waits.
+const (
+	DefaultReadyTimeout = time.Minute
+	DefaultDrainTimeout = 2 * time.Minute
+	pollInterval        = 250 * time.Millisecond
+)
+
+// Sentinel errors of the node operations.
+var (
+	// ErrOtherSwarm means the node is already a member of another swarm.
+	ErrOtherSwarm = errors.New("node is in another swarm")
+	// ErrNotManager means the engine the CLI talks to is not a swarm manager.
+	ErrNotManager = errors.New("not a swarm manager")
+	// ErrNoNode means no swarm node matches the name given.
+	ErrNoNode = errors.New("no such node")
+	// ErrRefused means the operation would break the swarm (the last
+	// manager, or the manager the CLI talks to).
+	ErrRefused = errors.New("refused")
+	// ErrEngine means the node's engine is unfit (version, OS, state).
+	ErrEngine = errors.New("node engine unfit")
+)
+
+// AddOptions tune AddNode.
+type AddOptions struct {
+	Manager bool              // join as a manager (default: worker)
+	Labels  map[string]string // node labels to set besides contract.LabelNodeSSH
+	// ReadyTimeout bounds the wait until the manager lists the node Ready;
+	// default DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// Progress, when set, is told each step as a line without a newline.
+	Progress func(string)
+	// Prepare, when set, runs once the node is Ready and labelled, with its
+	// engine, before it takes tasks: a node that joins here joins drained
+	// and is made active only after Prepare succeeds (the CLI gives it the
+	// images of the functions already deployed). When Prepare fails, the
+	// node stays drained. A node already in the swarm keeps its
+	// availability.
+	Prepare func(ctx context.Context, node *client.Client) error
+}
+
+// AddResult is what AddNode did.
+type AddResult struct {
+	Name          string // the node's hostname, as the swarm lists it
+	ID            string
+	Role          string // "worker" or "manager"
+	EngineVersion string
+	Addr          string // the address the node advertises to the swarm
+	Joined        bool   // false: it was in this swarm already
+	Labeled       bool   // false: its labels were already those wanted
+	Note          string // what the caller should know (a role that differs)
+	Elapsed       time.Duration
+}
+
+// AddNode makes node a member of the manager's swarm, ready and labelled:
+// its engine (over SSH) must be Linux and at least MinEngineVersion; an
+// inactive engine joins with the manager's token, advertising the address
+// SSH reached it at; one already in this swarm is left as it is (Joined
+// false); one in another swarm is ErrOtherSwarm. Then it waits, bounded,
+// until the manager lists it Ready and sets its labels: contract.LabelNodeSSH
+// (the SSH target, for later commands) and opts.Labels.
+func AddNode(ctx context.Context, mgr ManagerAPI, node *Client, opts AddOptions) (AddResult, error) {
+	start := time.Now()
+	t := node.Target()
+	eng, err := node.Engine(ctx)
+	if err != nil {
+		return AddResult{}, fmt.Errorf("add node %s: %w; the node needs Docker Engine %s or later, and %s must be allowed to use it (root, or the docker group)",
+			t.Host, err, MinEngineVersion, t.User)
+	}
+	defer eng.Close()
+	addr, err := advertiseAddr(ctx, node)
+	if err != nil {
+		return AddResult{}, fmt.Errorf("add node %s: %w", t.Host, err)
+	}
+	var prepare func(context.Context) error
+	if opts.Prepare != nil {
+		prepare = func(ctx context.Context) error { return opts.Prepare(ctx, eng) }
+	}
+	res, err := addNode(ctx, mgr, eng, t, addr, opts, prepare)
+	res.Elapsed = time.Since(start)
+	return res, err
+}
+
+// advertiseAddr is the address the node advertises to the swarm: the
+// target's when it is an IP address, else the one the SSH connection
+// reached (the server side of $SSH_CONNECTION), so the swarm uses the
+// address the control node knows works.
+func advertiseAddr(ctx context.Context, c *Client) (string, error) {
+	if net.ParseIP(c.target.Host) != nil {
+		return c.target.Host, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := c.Run(ctx, "echo $SSH_CONNECTION", nil)
+	if err != nil {
+		return "", fmt.Errorf("find the node's address: %w", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 4 || net.ParseIP(f[2]) == nil {
+		return "", fmt.Errorf("find the node's address: $SSH_CONNECTION is %q; use the node's IP address as the target", strings.TrimSpace(string(out)))
+	}
+	return f[2], nil
+}
+
+func addNode(ctx context.Context, mgr ManagerAPI, eng NodeAPI, t Target, addr string, opts AddOptions, prepare func(context.Context) error) (AddResult, error) {
+	fail := func(err error) (AddResult, error) { return AddResult{}, fmt.Errorf("add node %s: %w", t.Host, err) }
+	progress := func(format string, a ...any) {
+		if opts.Progress != nil {
+			opts.Progress(fmt.Sprintf(format, a...))
+		}
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = DefaultReadyTimeout
+	}
+	ni, err := callInfo(ctx, eng)
+	if err != nil {
+		return fail(fmt.Errorf("the node's engine: %w", err))
+	}
+	if err := checkEngine(ni); err != nil {
+		return fail(err)
+	}
+	mi, sw, err := managerSwarm(ctx, mgr)
+	if err != nil {
+		return fail(err)
+	}
+	role := "worker"
+	if opts.Manager {
+		role = "manager"
+	}
+	res := AddResult{Name: ni.Name, EngineVersion: ni.ServerVersion, Addr: addr, Role: role}
+	progress("engine %s (%s), swarm %s", ni.ServerVersion, ni.OperatingSystem, ni.Swarm.LocalNodeState)
+	switch st := ni.Swarm.LocalNodeState; st {
+	case swarm.LocalNodeStateActive:
+		if err := sameSwarm(ctx, mgr, ni, sw, mi.Name); err != nil {
+			return fail(err)
+		}
+		res.Role = "worker"
+		if ni.Swarm.ControlAvailable {
+			res.Role = "manager"
+		}
+		if res.Role != role {
+			res.Note = fmt.Sprintf("it is a %s, not a %s: change that with `docker node %s %s` on the manager", res.Role, role, map[bool]string{true: "promote", false: "demote"}[opts.Manager], ni.Name)
+		}
+		progress("already in this swarm as a %s: nothing to join", res.Role)
+	case swarm.LocalNodeStateInactive:
+		req := swarm.JoinRequest{
+			ListenAddr:    "0.0.0.0:2377",
+			AdvertiseAddr: addr,
+			RemoteAddrs:   managerAddrs(mi),
+			JoinToken:     sw.JoinTokens.Worker,
+		}
+		if opts.Manager {
+			req.JoinToken = sw.JoinTokens.Manager
+		}
+		if prepare != nil {
+			req.Availability = swarm.NodeAvailabilityDrain // no task before prepare
+		}
+		if len(req.RemoteAddrs) == 0 {
+			return fail(fmt.Errorf("the manager %s lists no manager address to join", mi.Name))
+		}
+		drained := ""
+		if prepare != nil {
+			drained = ", drained until prepared"
+		}
+		progress("joining as a %s via %s, advertising %s%s", role, strings.Join(req.RemoteAddrs, ","), addr, drained)
+		jctx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
+		err := eng.SwarmJoin(jctx, req)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("join the swarm at %s: %w; the node must reach the manager on TCP 2377 (and 7946 TCP/UDP, 4789 UDP between nodes)",
+				strings.Join(req.RemoteAddrs, ","), err))
+		}
+		res.Joined = true
+		if ni, err = callInfo(ctx, eng); err != nil {
+			return fail(fmt.Errorf("the node's engine after joining: %w", err))
+		}
+	default:
+		return fail(fmt.Errorf("%w: its swarm state is %q (%s); run `docker swarm leave --force` on the node, then add it again",
+			ErrEngine, st, ni.Swarm.Error))
+	}
+	res.ID = ni.Swarm.NodeID
+	if res.ID == "" {
+		return fail(fmt.Errorf("%w: the node's engine reports no swarm node ID", ErrEngine))
+	}
+	n, err := waitReady(ctx, mgr, res.ID, opts.ReadyTimeout)
+	if err != nil {
+		return fail(err)
+	}
+	if n.Description.Hostname != "" {
+		res.Name = n.Description.Hostname
+	}
+	want := maps.Clone(opts.Labels)
+	if want == nil {
+		want = map[string]string{}
+	}
+	want[contract.LabelNodeSSH] = t.String()
+	if res.Labeled, err = setLabels(ctx, mgr, res.ID, want); err != nil {
+		return fail(err)
+	}
+	if res.Labeled {
+		progress("ready; labelled %s", formatLabels(want))
+	} else {
+		progress("ready; labels already %s", formatLabels(want))
+	}
+	if prepare == nil {
+		return res, nil
+	}
+	if err := prepare(ctx); err != nil {
+		if res.Joined {
+			return fail(fmt.Errorf("prepare (the node joined and stays drained): %w; once fixed, add it again, or run `docker node update --availability active %s` on the manager", err, res.Name))
+		}
+		return fail(fmt.Errorf("prepare: %w", err))
+	}
+	if res.Joined {
+		if _, err := updateNode(ctx, mgr, res.ID, func(s *swarm.NodeSpec) bool {
+			if s.Availability == swarm.NodeAvailabilityActive {
+				return false
+			}
+			s.Availability = swarm.NodeAvailabilityActive
+			return true
+		}); err != nil {
+			return fail(fmt.Errorf("make it active after preparing: %w", err))
+		}
+		progress("prepared; active")
+	}
+	return res, nil
+}
+
+// sameSwarm says whether an active node is in the manager's swarm: a
+// manager knows its cluster ID; a worker does not (Docker tells workers
+// nothing of the cluster), so it is in the swarm when the manager lists its
+// node ID (random, unique).
+func sameSwarm(ctx context.Context, mgr ManagerAPI, ni system.Info, sw swarm.Swarm, mgrName string) error {
+	if c := ni.Swarm.Cluster; c != nil && c.ID != "" {
+		if c.ID == sw.ID {
+			return nil
+		}
+		return fmt.Errorf("%w: it is a manager of swarm %s, not of %s's swarm %s; to move it, run `docker swarm leave --force` on the node (its services' tasks there stop), then add it again",
+			ErrOtherSwarm, shortNodeID(c.ID), mgrName, shortNodeID(sw.ID))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, _, err := mgr.NodeInspectWithRaw(ctx, ni.Swarm.NodeID)
+	switch {
+	case err == nil:
+		return nil
+	case !cerrdefs.IsNotFound(err):
+		return fmt.Errorf("look the node up on the manager: %w", err)
+	}
+	managers := make([]string, len(ni.Swarm.RemoteManagers))
+	for i, p := range ni.Swarm.RemoteManagers {
+		managers[i] = p.Addr
+	}
+	return fmt.Errorf("%w: it is a worker of a swarm whose managers are at %s, and %s's swarm does not list it (node %s); to move it, run `docker swarm leave` on the node (its tasks there stop), then add it again",
+		ErrOtherSwarm, strings.Join(managers, ","), mgrName, shortNodeID(ni.Swarm.NodeID))
+}
+
+// callInfo is Info with its own timeout.
+func callInfo(ctx context.Context, api interface {
+	Info(context.Context) (system.Info, error)
+}) (system.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return api.Info(ctx)
+}
+
+// checkEngine refuses an engine Pulse cannot use.
+func checkEngine(ni system.Info) error {
+	if ni.OSType != "linux" {
+		return fmt.Errorf("%w: its engine runs %q containers; Pulse's images are linux ones", ErrEngine, ni.OSType)
+	}
+	if !versionAtLeast(ni.ServerVersion, MinEngineVersion) {
+		return fmt.Errorf("%w: Docker Engine %q is older than %s; upgrade it on the node (the playbook installs %s)", ErrEngine, ni.ServerVersion, MinEngineVersion, MinEngineVersion)
+	}
+	return nil
+}
+
+// versionAtLeast compares the major and minor numbers of an engine version
+// ("20.10.24+dfsg1") with min ("20.10").
+func versionAtLeast(v, min string) bool {
+	digits := func(s string) (int, bool) {
+		i := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		n, err := strconv.Atoi(s[:i])
+		return n, err == nil
+	}
+	parse := func(s string) (int, int, bool) {
+		f := strings.SplitN(s, ".", 3)
+		if len(f) < 2 {
+			return 0, 0, false
+		}
+		major, ok1 := digits(f[0])
+		minor, ok2 := digits(f[1])
+		return major, minor, ok1 && ok2
+	}
+	vM, vm, ok := parse(v)
+	mM, mm, _ := parse(min)
+	return ok && (vM > mM || vM == mM && vm >= mm)
+}
+
+// managerSwarm reads the manager's Info and swarm (join tokens); it must be
+// an active manager.
+func managerSwarm(ctx context.Context, mgr ManagerAPI) (system.Info, swarm.Swarm, error) {
+	mi, err := callInfo(ctx, mgr)
+	if err != nil {
+		return mi, swarm.Swarm{}, fmt.Errorf("the manager's engine: %w", err)
+	}
+	if mi.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !mi.Swarm.ControlAvailable {
+		return mi, swarm.Swarm{}, fmt.Errorf("%w: the engine pulse talks to (%s, docker_host) is in swarm state %q and is not a manager; point docker_host at a swarm manager (or run `docker swarm init` there)",
+			ErrNotManager, mi.Name, mi.Swarm.LocalNodeState)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sw, err := mgr.SwarmInspect(ctx)
+	if err != nil {
+		return mi, sw, fmt.Errorf("the manager's swarm: %w", err)
+	}
+	return mi, sw, nil
+}
+
+// managerAddrs are the managers' swarm addresses, the manager's own first.
+func managerAddrs(mi system.Info) []string {
+	var addrs []string
+	for _, p := range mi.Swarm.RemoteManagers {
+		if p.NodeID == mi.Swarm.NodeID {
+			addrs = append([]string{p.Addr}, addrs...)
+		} else {
+			addrs = append(addrs, p.Addr)
+		}
+	}
+	if len(addrs) == 0 && mi.Swarm.NodeAddr != "" {
+		addrs = []string{net.JoinHostPort(mi.Swarm.NodeAddr, "2377")}
+	}
+	return addrs
+}
+
+// waitReady polls the manager until it lists node id Ready.
+func waitReady(ctx context.Context, mgr ManagerAPI, id string, timeout time.Duration) (swarm.Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		n, _, err := mgr.NodeInspectWithRaw(ctx, id)
+		switch {
+		case err == nil && n.Status.State == swarm.NodeStateReady:
+			return n, nil
+		case err == nil:
+			last = fmt.Sprintf("status %s %s", n.Status.State, n.Status.Message)
+		case cerrdefs.IsNotFound(err):
+			last = "not listed yet"
+		case ctx.Err() == nil:
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return swarm.Node{}, fmt.Errorf("the manager does not list node %s Ready within %v (last: %s); see `docker node ps %s` and the node's dockerd log",
+				shortNodeID(id), timeout, strings.TrimSpace(last), shortNodeID(id))
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// updateNode applies change to node id's spec with the version just read,
+// re-reading and retrying when another update came first. change returns
+// false when there is nothing to change.
+func updateNode(ctx context.Context, mgr ManagerAPI, id string, change func(*swarm.NodeSpec) bool) (bool, error) {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		var n swarm.Node
+		n, _, err = mgr.NodeInspectWithRaw(cctx, id)
+		if err != nil {
+			cancel()
+			return false, fmt.Errorf("inspect node %s: %w", shortNodeID(id), err)
+		}
+		spec := n.Spec
+		spec.Labels = maps.Clone(spec.Labels)
+		if !change(&spec) {
+			cancel()
+			return false, nil
+		}
+		err = mgr.NodeUpdate(cctx, id, n.Version, spec)
+		cancel()
+		if err == nil {
+			return true, nil
+		}
+		if !strings.Contains(err.Error(), "update out of sequence") {
+			break
+		}
+	}
+	return false, fmt.Errorf("update node %s: %w", shortNodeID(id), err)
+}
+
+// setLabels sets want on node id; false when it had them already.
+func setLabels(ctx context.Context, mgr ManagerAPI, id string, want map[string]string) (bool, error) {
+	return updateNode(ctx, mgr, id, func(s *swarm.NodeSpec) bool {
+		changed := false
+		if s.Labels == nil {
+			s.Labels = map[string]string{}
+		}
+		for k, v := range want {
+			if old, ok := s.Labels[k]; !ok || old != v {
+				s.Labels[k] = v
+				changed = true
+			}
+		}
+		return changed
+	})
+}
+
+func formatLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, " ")
+}
+
+func shortNodeID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// NodeInfo is one node as ListNodes reports it.
+type NodeInfo struct {
+	Name          string
+	ID            string
+	Role          string // worker, manager
+	Leader        bool
+	Status        string // ready, down, unknown, disconnected
+	Availability  string // active, pause, drain
+	Addr          string
+	EngineVersion string
+	SSH           string // contract.LabelNodeSSH; "" when the node has none
+	Self          bool   // the manager the CLI talks to
+}
+
+// ListNodes lists the swarm's nodes, sorted by name.
+func ListNodes(ctx context.Context, mgr ManagerAPI) ([]NodeInfo, error) {
+	mi, err := callInfo(ctx, mgr)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	if mi.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !mi.Swarm.ControlAvailable {
+		return nil, fmt.Errorf("list nodes: %w: %s is in swarm state %q; point docker_host at a swarm manager",
+			ErrNotManager, mi.Name, mi.Swarm.LocalNodeState)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nodes, err := mgr.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	out := make([]NodeInfo, len(nodes))
+	for i, n := range nodes {
+		out[i] = nodeInfo(n, mi.Swarm.NodeID)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+func nodeInfo(n swarm.Node, self string) NodeInfo {
+	ni := NodeInfo{
+		Name: n.Description.Hostname, ID: n.ID, Role: string(n.Spec.Role),
+		Status: string(n.Status.State), Availability: string(n.Spec.Availability),
+		Addr: n.Status.Addr, EngineVersion: n.Description.Engine.EngineVersion,
+		SSH: n.Spec.Labels[contract.LabelNodeSSH], Self: n.ID == self,
+	}
+	if n.ManagerStatus != nil {
+		ni.Leader = n.ManagerStatus.Leader
+		if ni.Addr == "" || ni.Addr == "0.0.0.0" {
+			if h, _, err := net.SplitHostPort(n.ManagerStatus.Addr); err == nil {
+				ni.Addr = h
+			}
+		}
+	}
+	return ni
+}
+
+// RemoveOptions tune RemoveNode.
+type RemoveOptions struct {
+	// DrainTimeout bounds the wait until the node's tasks have left;
+	// default DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// Force removes a node that cannot be reached over SSH (or has no SSH
+	// label) from the swarm without making it leave.
+	Force    bool
+	Progress func(string)
+}
+
+// RemoveResult is what RemoveNode did.
+type RemoveResult struct {
+	Name    string
+	ID      string
+	Left    bool // the node left the swarm itself (false: removed with Force)
+	Elapsed time.Duration
+}
+
+// NodeDialer reaches a node's engine over SSH; close releases it.
+type NodeDialer func(ctx context.Context, t Target) (api NodeAPI, close func(), err error)
+
+// EngineDialer is the NodeDialer of Dial and Client.Engine with cfg.
+func EngineDialer(cfg Config) NodeDialer {
+	return func(ctx context.Context, t Target) (NodeAPI, func(), error) {
+		c, err := Dial(ctx, cfg, t)
+		if err != nil {
+			return nil, nil, err
+		}
+		eng, err := c.Engine(ctx)
+		if err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+		return eng, func() { eng.Close(); c.Close() }, nil
+	}
+}
+
+// RemoveNode takes the node named name (hostname, ID, SSH target or host,
+// or address) out of the swarm: it refuses the manager the CLI talks to and
+// the last manager; demotes a manager; drains the node and waits, bounded,
+// until its tasks have left; makes it leave over SSH (its
+// contract.LabelNodeSSH label); then removes it from the manager's list.
+func RemoveNode(ctx context.Context, mgr ManagerAPI, name string, dial NodeDialer, opts RemoveOptions) (RemoveResult, error) {
+	start := time.Now()
+	res, err := removeNode(ctx, mgr, name, dial, opts)
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		return res, fmt.Errorf("remove node %s: %w", name, err)
+	}
+	return res, nil
+}
+
+func removeNode(ctx context.Context, mgr ManagerAPI, name string, dial NodeDialer, opts RemoveOptions) (RemoveResult, error) {
+	progress := func(format string, a ...any) {
+		if opts.Progress != nil {
+			opts.Progress(fmt.Sprintf(format, a...))
+		}
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	nodes, err := ListNodes(ctx, mgr)
+	if err != nil {
+		return RemoveResult{}, err
+	}
+	n, err := findNode(nodes, name)
+	if err != nil {
+		return RemoveResult{}, err
+	}
+	res := RemoveResult{Name: n.Name, ID: n.ID}
+	if n.Self {
+		return res, fmt.Errorf("%w: %s is the manager pulse talks to (docker_host); point docker_host at another manager first", ErrRefused, n.Name)
+	}
+	if n.Role == string(swarm.NodeRoleManager) {
+		managers := 0
+		for _, o := range nodes {
+			if o.Role == string(swarm.NodeRoleManager) {
+				managers++
+			}
+		}
+		if managers <= 1 {
+			return res, fmt.Errorf("%w: %s is the swarm's last manager", ErrRefused, n.Name)
+		}
+	}
+	// Reach it first: a node that cannot leave is not drained for nothing.
+	var api NodeAPI
+	var closeAPI func()
+	var reachErr error
+	if n.SSH == "" {
+		reachErr = fmt.Errorf("it has no %s label (it was not added with `pulse node add`)", contract.LabelNodeSSH)
+	} else if t, err := ParseTarget(n.SSH); err != nil {
+		reachErr = fmt.Errorf("its %s label: %w", contract.LabelNodeSSH, err)
+	} else if api, closeAPI, err = dial(ctx, t); err != nil {
+		reachErr = err
+	}
+	if closeAPI != nil {
+		defer closeAPI()
+	}
+	if reachErr != nil && !opts.Force {
+		return res, fmt.Errorf("cannot make it leave the swarm: %w; run `docker swarm leave` on the node yourself, or add --force to remove it from the swarm without that (if it comes back it must leave before it can join again)", reachErr)
+	}
+	if n.Role == string(swarm.NodeRoleManager) {
+		progress("demoting (a manager)")
+		if _, err := updateNode(ctx, mgr, n.ID, func(s *swarm.NodeSpec) bool {
+			if s.Role == swarm.NodeRoleWorker {
+				return false
+			}
+			s.Role = swarm.NodeRoleWorker
+			return true
+		}); err != nil {
+			return res, err
+		}
+	}
+	if _, err := updateNode(ctx, mgr, n.ID, func(s *swarm.NodeSpec) bool {
+		if s.Availability == swarm.NodeAvailabilityDrain {
+			return false
+		}
+		s.Availability = swarm.NodeAvailabilityDrain
+		return true
+	}); err != nil {
+		return res, err
+	}
+	progress("draining")
+	if err := waitDrained(ctx, mgr, n.ID, opts.DrainTimeout); err != nil {
+		return res, err
+	}
+	if api != nil {
+		if err := leave(ctx, api, n.Role == string(swarm.NodeRoleManager), opts.DrainTimeout); err != nil {
+			return res, err
+		}
+		res.Left = true
+		progress("left the swarm")
+	} else {
+		progress("not reachable (%v): removing it without leaving (--force)", reachErr)
+	}
+	// Forced: the node has left (or cannot be asked to), and a node that
+	// left stays "ready" in the list until its heartbeat times out.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := mgr.NodeRemove(rctx, n.ID, swarm.NodeRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		return res, fmt.Errorf("remove %s from the swarm: %w", shortNodeID(n.ID), err)
+	}
+	return res, nil
+}
+
+// findNode finds the one node name designates.
+func findNode(nodes []NodeInfo, name string) (NodeInfo, error) {
+	var found []NodeInfo
+	for _, n := range nodes {
+		if n.Name == name || n.ID == name || n.SSH == name || n.Addr == name ||
+			(n.SSH != "" && sshHost(n.SSH) == name) || (len(name) >= 6 && strings.HasPrefix(n.ID, name)) {
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		names := make([]string, len(nodes))
+		for i, n := range nodes {
+			names[i] = n.Name
+		}
+		return NodeInfo{}, fmt.Errorf("%w %q in the swarm (it has: %s); `pulse node ls` lists them", ErrNoNode, name, strings.Join(names, ", "))
+	}
+	ids := make([]string, len(found))
+	for i, n := range found {
+		ids[i] = n.Name + " " + shortNodeID(n.ID)
+	}
+	return NodeInfo{}, fmt.Errorf("%q names %d nodes (%s): give a node ID", name, len(found), strings.Join(ids, ", "))
+}
+
+func sshHost(s string) string {
+	t, err := parseTarget(s, func() (string, error) { return "", nil })
+	if err != nil {
+		return ""
+	}
+	return t.Host
+}
+
+// waitDrained waits until no task of node id runs or is meant to.
+func waitDrained(ctx context.Context, mgr ManagerAPI, id string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	left := 0
+	for {
+		tasks, err := mgr.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("node", id))})
+		if err == nil {
+			left = 0
+			for _, t := range tasks {
+				if t.DesiredState == swarm.TaskStateRunning || isActiveTask(t.Status.State) {
+					left++
+				}
+			}
+			if left == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d task(s) still on node %s after %v of draining; see `docker node ps %s`", left, shortNodeID(id), timeout, shortNodeID(id))
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func isActiveTask(s swarm.TaskState) bool {
+	switch s {
+	case swarm.TaskStateAssigned, swarm.TaskStateAccepted, swarm.TaskStatePreparing,
+		swarm.TaskStateReady, swarm.TaskStateStarting, swarm.TaskStateRunning:
+		return true
+	}
+	return false
+}
+
+// leave makes the node leave its swarm. A demoted manager may still see
+// itself as a manager for a moment, when leave without force is refused:
+// that is retried until timeout.
+func leave(ctx context.Context, api NodeAPI, wasManager bool, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := api.SwarmLeave(ctx, false)
+		switch {
+		case err == nil:
+			return nil
+		case strings.Contains(err.Error(), "not part of a swarm"):
+			return nil
+		case !wasManager || ctx.Err() != nil:
+			return fmt.Errorf("leave the swarm (on the node): %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("leave the swarm (on the node): %w", err)
+		case <-time.After(pollInterval):
+		}
+	}
+}
