@@ -91,18 +91,8 @@ Rotate by adding the new key, switching the callers, then removing the old one: 
 These commands use pulsed's management API (config key api), with the token in token_file
 (default ` + contract.DefaultAPITokenFile + `, root's).`,
 		Example: "  KEY=$(pulse key add hello --id ci)\n  pulse key ls\n  pulse key rm hello ci",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("unknown command %q for %q: want add, ls or rm", args[0], cmd.CommandPath())
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("%s needs a command: add, ls or rm; e.g. %s", cmd.CommandPath(), firstExample(cmd))
-		},
 	}
-	cmd.AddCommand(a.keyAddCmd(), a.keyLsCmd(), a.keyRmCmd())
-	return cmd
+	return withSubcommands(cmd, a.keyAddCmd(), a.keyLsCmd(), a.keyRmCmd())
 }
 
 func (a *app) keyAddCmd() *cobra.Command {

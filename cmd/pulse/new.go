@@ -91,3 +91,25 @@ func firstExample(cmd *cobra.Command) string {
 	ex, _, _ := strings.Cut(cmd.Example, "\n")
 	return strings.TrimSpace(ex)
 }
+
+// withSubcommands makes cmd a command group of subs (add, ls, rm): called
+// alone or with an unknown command it is a usage error naming them, with
+// cmd's first example.
+func withSubcommands(cmd *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	names := make([]string, len(subs))
+	for i, sub := range subs {
+		names[i], _, _ = strings.Cut(sub.Use, " ")
+	}
+	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q: want %s", args[0], cmd.CommandPath(), want)
+		}
+		return nil
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return usagef("%s needs a command: %s; e.g. %s", cmd.CommandPath(), want, firstExample(cmd))
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}

@@ -23,18 +23,8 @@ a host seen for the first time is asked about on a terminal, or needs --accept-n
 Each node gets the label ` + contract.LabelNodeSSH + `=user@host:port, which pulse deploy and pulse push use
 to put images on it.`,
 		Example: "  pulse node add root@10.0.0.12\n  pulse node ls\n  pulse node rm node3",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("unknown command %q for %q: want add, ls or rm", args[0], cmd.CommandPath())
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("%s needs a command: add, ls or rm; e.g. %s", cmd.CommandPath(), firstExample(cmd))
-		},
 	}
-	cmd.AddCommand(a.nodeAddCmd(), a.nodeLsCmd(), a.nodeRmCmd())
-	return cmd
+	return withSubcommands(cmd, a.nodeAddCmd(), a.nodeLsCmd(), a.nodeRmCmd())
 }
 
 func (a *app) nodeAddCmd() *cobra.Command {
