@@ -3,7 +3,8 @@
 // files, runs commands, and talks to a node's Docker Engine through
 // `docker system dial-stdio` over the SSH connection (what DOCKER_HOST=ssh://
 // does, without the docker CLI on the control node). node.go joins machines
-// to the swarm (AddNode), lists (ListNodes) and removes them (RemoveNode),
+// to the swarm (AddNode), nodelist.go lists them (ListNodes), noderemove.go
+// removes them (RemoveNode),
 // labelling each with its SSH target (contract.LabelNodeSSH).
 //
 // Host keys are always checked against known_hosts (golang.org/x/crypto/ssh/
