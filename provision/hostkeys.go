@@ -159,7 +159,7 @@ func (h *hostKeys) decide(hostname string, remote net.Addr, key ssh.PublicKey) e
 		}
 	default:
 		return fmt.Errorf("%w: %s is not in %s; it offers %s %s. If that is the host's key, "+
-			"run again with --accept-new-host-key, or add it to %s (ssh-keyscan, checked against the host's own "+
+			"record it with `pulse node add <that host> --accept-new-host-key`, or add it to %s (ssh-keyscan, checked against the host's own "+
 			"/etc/ssh/ssh_host_*_key.pub)", ErrUnknownHost, host, h.cfg.KnownHosts, key.Type(), fp, h.cfg.KnownHosts)
 	}
 	if err := appendKnownHost(h.cfg.KnownHosts, host, key); err != nil {

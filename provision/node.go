@@ -239,6 +239,13 @@ func addNode(ctx context.Context, mgr ManagerAPI, eng NodeAPI, t Target, addr st
 		want = map[string]string{}
 	}
 	want[contract.LabelNodeSSH] = t.String()
+	// A node joined drained is marked until it is made active, so a later
+	// add after a failed prepare (or a timeout after the join) activates it.
+	preparing := n.Spec.Labels[contract.LabelNodePreparing] != ""
+	if res.Joined && prepare != nil {
+		want[contract.LabelNodePreparing] = "1"
+		preparing = true
+	}
 	if res.Labeled, err = setLabels(ctx, mgr, res.ID, want); err != nil {
 		return fail(err)
 	}
@@ -251,17 +258,19 @@ func addNode(ctx context.Context, mgr ManagerAPI, eng NodeAPI, t Target, addr st
 		return res, nil
 	}
 	if err := prepare(ctx); err != nil {
-		if res.Joined {
-			return fail(fmt.Errorf("prepare (the node joined and stays drained): %w; once fixed, add it again, or run `docker node update --availability active %s` on the manager", err, res.Name))
+		if preparing {
+			return fail(fmt.Errorf("prepare (the node stays drained): %w; once fixed, add it again, or run `docker node update --availability active %s` on the manager", err, res.Name))
 		}
 		return fail(fmt.Errorf("prepare: %w", err))
 	}
-	if res.Joined {
+	if preparing {
 		if _, err := updateNode(ctx, mgr, res.ID, func(s *swarm.NodeSpec) bool {
-			if s.Availability == swarm.NodeAvailabilityActive {
+			_, marked := s.Labels[contract.LabelNodePreparing]
+			if s.Availability == swarm.NodeAvailabilityActive && !marked {
 				return false
 			}
 			s.Availability = swarm.NodeAvailabilityActive
+			delete(s.Labels, contract.LabelNodePreparing)
 			return true
 		}); err != nil {
 			return fail(fmt.Errorf("make it active after preparing: %w", err))

@@ -141,7 +141,29 @@ func TestAddNodeDecisions(t *testing.T) {
 			join:         &swarm.JoinRequest{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: "10.0.0.2", RemoteAddrs: []string{"10.0.0.1:2377"}, JoinToken: "SWMTKN-worker", Availability: swarm.NodeAvailabilityDrain},
 			availability: swarm.NodeAvailabilityActive},
 		{name: "prepare fails: stays drained", prepare: func(context.Context) error { return errors.New("no space left on device") },
-			wantErr: []string{"prepare (the node joined and stays drained): no space left on device", "docker node update --availability active node2"}},
+			wantErr: []string{"prepare (the node stays drained): no space left on device", "docker node update --availability active node2"}},
+		{name: "a member a failed prepare left drained is activated", prepare: func(context.Context) error { return nil },
+			setup: func(m *fakeManager, n *fakeNode) {
+				n.SwarmJoin(context.Background(), swarm.JoinRequest{})
+				n.joined = nil
+				n.info.Swarm.Cluster = nil // a worker
+				nd := withLabel(m.nodes["node2id0000000000"], contract.LabelNodePreparing, "1")
+				nd.Spec.Availability = swarm.NodeAvailabilityDrain
+				m.nodes["node2id0000000000"] = nd
+			},
+			want:         AddResult{Name: "node2", ID: "node2id0000000000", Role: "worker", EngineVersion: "20.10.24+dfsg1", Addr: "10.0.0.2", Labeled: true},
+			availability: swarm.NodeAvailabilityActive},
+		{name: "a member drained by hand stays drained", prepare: func(context.Context) error { return nil },
+			setup: func(m *fakeManager, n *fakeNode) {
+				n.SwarmJoin(context.Background(), swarm.JoinRequest{})
+				n.joined = nil
+				n.info.Swarm.Cluster = nil
+				nd := m.nodes["node2id0000000000"]
+				nd.Spec.Availability = swarm.NodeAvailabilityDrain
+				m.nodes["node2id0000000000"] = nd
+			},
+			want:         AddResult{Name: "node2", ID: "node2id0000000000", Role: "worker", EngineVersion: "20.10.24+dfsg1", Addr: "10.0.0.2", Labeled: true},
+			availability: swarm.NodeAvailabilityDrain},
 		{name: "inactive joins as a manager", opts: AddOptions{Manager: true},
 			want: AddResult{Name: "node2", ID: "node2id0000000000", Role: "manager", EngineVersion: "20.10.24+dfsg1", Addr: "10.0.0.2", Joined: true, Labeled: true},
 			join: &swarm.JoinRequest{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: "10.0.0.2", RemoteAddrs: []string{"10.0.0.1:2377"}, JoinToken: "SWMTKN-manager"}},
@@ -220,6 +242,9 @@ func TestAddNodeDecisions(t *testing.T) {
 			}
 			if len(lines) == 0 {
 				t.Error("no progress lines")
+			}
+			if _, marked := m.nodes[got.ID].Spec.Labels[contract.LabelNodePreparing]; marked {
+				t.Errorf("label %s left on the node after a successful add", contract.LabelNodePreparing)
 			}
 			if av := m.nodes[got.ID].Spec.Availability; av != tc.availability {
 				t.Errorf("availability %q, want %q", av, tc.availability)

@@ -151,6 +151,13 @@ func (c Config) Validate() error {
 				u.key, u.val, u.example, configKeys[u.key]))
 		}
 	}
+	// SSH files are absolute or under ~/: a relative known_hosts would
+	// make which host keys are trusted depend on the current directory.
+	for _, f := range append([]string{c.SSHKnownHosts}, c.SSHIdentityFiles...) {
+		if f != "" && !filepath.IsAbs(f) && !strings.HasPrefix(f, "~/") {
+			errs = append(errs, fmt.Errorf("ssh file %q (ssh_known_hosts, ssh_identity_files): want an absolute path or one starting with ~/", f))
+		}
+	}
 	if !contract.ValidInstance(c.Instance) {
 		errs = append(errs, fmt.Errorf("instance %q: want %s, e.g. %s (set it in the config file or %s)",
 			c.Instance, contract.InstanceSyntax, contract.DefaultInstance, configKeys["instance"]))

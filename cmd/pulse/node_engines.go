@@ -127,6 +127,12 @@ func (a *app) distributor(ctx context.Context, name string) (function.ImageDistr
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	nodes, err := mgr.NodeList(lctx, swarm.NodeListOptions{})
+	if err != nil && !cerrdefs.IsUnavailable(err) {
+		// Only an engine that is no swarm manager has no node list (the
+		// deploy then fails with Swarm's own message); any other error
+		// would put the image on this engine alone.
+		return nil, 0, fmt.Errorf("list the swarm's nodes to put the image on each: %w", err)
+	}
 	if err != nil || len(nodes) <= 1 {
 		return function.LocalDistributor{API: mgr}, len(nodes), nil
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/docker/docker/client"
+	"golang.org/x/sys/unix"
 
 	"github.com/pulsefaas/pulse/provision"
 )
@@ -58,6 +59,10 @@ func (a *app) sshConfig() provision.Config {
 		AcceptNewHostKey: a.acceptNewHostKey,
 	}
 	home := a.env("HOME")
+	cfg.KnownHosts = expandHome(cfg.KnownHosts, home)
+	for i, f := range cfg.IdentityFiles {
+		cfg.IdentityFiles[i] = expandHome(f, home)
+	}
 	if cfg.KnownHosts == "" && home != "" {
 		cfg.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
 	}
@@ -74,19 +79,29 @@ func (a *app) sshConfig() provision.Config {
 	return cfg
 }
 
+// expandHome replaces a leading ~/ of path with home, as a shell would.
+func expandHome(path, home string) string {
+	if rest, ok := strings.CutPrefix(path, "~/"); ok && home != "" {
+		return filepath.Join(home, rest)
+	}
+	return path
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
 
-// isTerminal says whether r is a terminal (a character device).
+// isTerminal says whether r is a terminal (not merely a character
+// device: /dev/null is one, and under cron or systemd a prompt on it would
+// read EOF instead of failing with the fingerprint and the flag).
 func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // promptMu asks one question at a time (nodes are dialled in parallel).

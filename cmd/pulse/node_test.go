@@ -57,6 +57,12 @@ func TestNodeConfigSSH(t *testing.T) {
 			wantErr: "no password: SSH uses keys"},
 		{name: "ssh with a bad port", env: map[string]string{"PULSE_DOCKER_HOST": "ssh://root@n1:99999"},
 			wantErr: `port "99999" is not in 1-65535`},
+		{name: "ssh files under ~", env: map[string]string{"PULSE_SSH_KNOWN_HOSTS": "~/.ssh/pulse_known_hosts", "PULSE_SSH_IDENTITY_FILES": "~/.ssh/pulse"},
+			known: "~/.ssh/pulse_known_hosts", identity: []string{"~/.ssh/pulse"}},
+		{name: "relative known_hosts", env: map[string]string{"PULSE_SSH_KNOWN_HOSTS": "known_hosts"},
+			wantErr: `ssh file "known_hosts" (ssh_known_hosts, ssh_identity_files): want an absolute path or one starting with ~/`},
+		{name: "relative identity file", env: map[string]string{"PULSE_SSH_IDENTITY_FILES": "/k/a,keys/b"},
+			wantErr: `ssh file "keys/b"`},
 		{name: "no scheme", env: map[string]string{"PULSE_DOCKER_HOST": "root@n1"},
 			wantErr: `docker_host "root@n1": want unix:///var/run/docker.sock, tcp://host:2376 or ssh://[user@]host[:port]`},
 	}
@@ -116,6 +122,19 @@ func TestNodeSSHConfig(t *testing.T) {
 	got = a.sshConfig()
 	if got.KnownHosts != "/c/kh" || !slices.Equal(got.IdentityFiles, []string{"/flag/key", "/c/key"}) || !got.AcceptNewHostKey {
 		t.Errorf("configured: %+v", got)
+	}
+	// ~/ is the HOME the CLI sees; and /dev/null, a character device, is
+	// no terminal to ask on.
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	a.in = devNull
+	a.cfg.SSHIdentityFiles, a.cfg.SSHKnownHosts, a.identity = []string{"~/.ssh/pulse"}, "~/.ssh/pulse_known_hosts", nil
+	got = a.sshConfig()
+	if got.KnownHosts != filepath.Join(home, ".ssh", "pulse_known_hosts") || !slices.Equal(got.IdentityFiles, []string{filepath.Join(home, ".ssh", "pulse")}) || got.Prompt != nil {
+		t.Errorf("under ~ with stdin /dev/null: %+v", got)
 	}
 }
 
