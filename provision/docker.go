@@ -81,7 +81,11 @@ func (c *Client) Engine(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker over ssh %s: %w", c.target.Host, err)
 	}
-	ping, err := cli.Ping(ctx)
+	// A wedged engine behind a live SSH connection must not hang the
+	// caller: the ping has its own bound.
+	pctx, cancel := context.WithTimeout(ctx, enginePingTimeout)
+	ping, err := cli.Ping(pctx)
+	cancel()
 	if err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("docker over ssh %s: ping the engine: %w", c.target.Host, err)
@@ -89,6 +93,9 @@ func (c *Client) Engine(ctx context.Context) (*client.Client, error) {
 	cli.NegotiateAPIVersionPing(ping)
 	return cli, nil
 }
+
+// enginePingTimeout bounds Engine's first call to a node's engine.
+const enginePingTimeout = 30 * time.Second
 
 // stdioConn is a net.Conn over a session's stdin and stdout.
 type stdioConn struct {

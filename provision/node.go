@@ -219,8 +219,13 @@ func addNode(ctx context.Context, mgr ManagerAPI, eng NodeAPI, t Target, addr st
 		if ni, err = callInfo(ctx, eng); err != nil {
 			return fail(fmt.Errorf("the node's engine after joining: %w", err))
 		}
+	case swarm.LocalNodeStateLocked:
+		// An autolocked manager after a restart: leaving would cost the
+		// swarm a manager, unlocking is the fix.
+		return fail(fmt.Errorf("%w: its swarm state is %q: unlock it with `docker swarm unlock` on the node (the key: `docker swarm unlock-key` on a manager), then add it again",
+			ErrEngine, st))
 	default:
-		return fail(fmt.Errorf("%w: its swarm state is %q (%s); run `docker swarm leave --force` on the node, then add it again",
+		return fail(fmt.Errorf("%w: its swarm state is %q (%s); if it does not settle (it must reach the manager on TCP 2377), run `docker swarm leave --force` on the node, then add it again",
 			ErrEngine, st, ni.Swarm.Error))
 	}
 	res.ID = ni.Swarm.NodeID

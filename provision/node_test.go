@@ -187,6 +187,9 @@ func TestAddNodeDecisions(t *testing.T) {
 		{name: "pending", setup: func(_ *fakeManager, n *fakeNode) {
 			n.info.Swarm = swarm.Info{LocalNodeState: swarm.LocalNodeStatePending, Error: "timeout"}
 		}, is: ErrEngine, wantErr: []string{`its swarm state is "pending" (timeout)`, "docker swarm leave --force"}},
+		{name: "locked", setup: func(_ *fakeManager, n *fakeNode) {
+			n.info.Swarm = swarm.Info{LocalNodeState: swarm.LocalNodeStateLocked}
+		}, is: ErrEngine, wantErr: []string{`its swarm state is "locked": unlock it with ` + "`docker swarm unlock`"}},
 		{name: "old engine", setup: func(_ *fakeManager, n *fakeNode) { n.info.ServerVersion = "19.03.15" },
 			is: ErrEngine, wantErr: []string{`Docker Engine "19.03.15" is older than 20.10`}},
 		{name: "windows engine", setup: func(_ *fakeManager, n *fakeNode) { n.info.OSType = "windows" },
@@ -299,7 +302,7 @@ func TestRemoveNodeDecisions(t *testing.T) {
 			wantErr: []string{"cannot make it leave the swarm: ssh root@10.0.0.3:22: connection refused"}},
 		{name: "tasks never leave", arg: "node3", nodes: []swarm.Node{worker("node3id000000", "node3", "root@10.0.0.3:22")},
 			tasks:   []swarm.Task{{DesiredState: swarm.TaskStateShutdown, Status: swarm.TaskStatus{State: swarm.TaskStateRunning}}},
-			wantErr: []string{"1 task(s) still on node node3id00000 after 300ms of draining"}},
+			wantErr: []string{"1 task(s) still on node node3id00000 after 300ms of draining", "node node3 is now drained: run pulse node rm again to finish, or `docker node update --availability active node3` to keep it"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -137,12 +137,17 @@ func removeNode(ctx context.Context, mgr ManagerAPI, name string, dial NodeDiale
 		return res, err
 	}
 	progress("draining")
+	// From here on the node is drained (and demoted, if it was a
+	// manager): an error says so, and how to go on or back.
+	drained := func(err error) error {
+		return fmt.Errorf("%w; node %s is now drained: run pulse node rm again to finish, or `docker node update --availability active %s` to keep it", err, n.Name, n.Name)
+	}
 	if err := waitDrained(ctx, mgr, n.ID, opts.DrainTimeout); err != nil {
-		return res, err
+		return res, drained(err)
 	}
 	if api != nil {
 		if err := leave(ctx, api, n.Role == string(swarm.NodeRoleManager), opts.DrainTimeout); err != nil {
-			return res, err
+			return res, drained(err)
 		}
 		res.Left = true
 		progress("left the swarm")

@@ -63,6 +63,12 @@ func (s swarmEngines) Engines(ctx context.Context) ([]function.NodeEngine, error
 			continue
 		}
 		label := n.Spec.Labels[contract.LabelNodeSSH]
+		if label == "" && n.Spec.Availability == swarm.NodeAvailabilityDrain {
+			if s.note != nil {
+				s.note(fmt.Sprintf("%s: skipped: drained, and no %s label (Swarm gives it no task)", name, contract.LabelNodeSSH))
+			}
+			continue
+		}
 		if label == "" {
 			engines = append(engines, function.NodeEngine{Node: name, API: failingEngine{fmt.Errorf(
 				"no %s label, so pulse cannot reach it: `pulse node add user@%s` it (or drain it: docker node update --availability drain %s)",
@@ -243,8 +249,10 @@ func copyImage(ctx context.Context, from, to *client.Client, id string) (string,
 	if !strings.HasPrefix(id, "sha256:") {
 		return "", 0, fmt.Errorf("the service refers to %q, not an image ID: deploy it again with pulse deploy", id)
 	}
-	if _, err := from.ImageInspect(ctx, id); err != nil {
-		return "", 0, fmt.Errorf("docker_host's engine does not have it either (%v): run `pulse push` in the function's directory", err)
+	if _, err := from.ImageInspect(ctx, id); cerrdefs.IsNotFound(err) {
+		return "", 0, fmt.Errorf("docker_host's engine does not have it either: run `pulse push` in the function's directory")
+	} else if err != nil {
+		return "", 0, fmt.Errorf("inspect on docker_host: %w", err)
 	}
 	rc, err := from.ImageSave(ctx, []string{id})
 	if err != nil {
