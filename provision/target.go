@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/user"
 	"strconv"
@@ -28,6 +29,33 @@ var ErrBadTarget = errors.New("bad SSH target")
 // written in brackets ("[fd00::1]:2222"); a bare IPv6 address has no port.
 func ParseTarget(s string) (Target, error) {
 	return parseTarget(s, currentUser)
+}
+
+// ParseSSHURL parses a Docker host URL ssh://[user@]host[:port], as
+// DOCKER_HOST writes one (the CLI's and pulsed's docker_host): nothing after
+// the host, no password (SSH uses keys).
+func ParseSSHURL(s string) (Target, error) {
+	bad := func(why string) (Target, error) {
+		return Target{}, fmt.Errorf("%w %q: %s; want ssh://[user@]host[:port]", ErrBadTarget, s, why)
+	}
+	if !strings.HasPrefix(s, "ssh://") {
+		return bad("not an ssh:// URL")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return bad(err.Error())
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return bad("no path, query or fragment allowed")
+	}
+	if _, hasPass := u.User.Password(); hasPass {
+		return bad("no password: SSH uses keys (the agent or identity files)")
+	}
+	hp := u.Host
+	if name := u.User.Username(); name != "" {
+		hp = name + "@" + hp
+	}
+	return ParseTarget(hp)
 }
 
 // currentUser is the name ssh would use when the target names none.

@@ -183,26 +183,9 @@ func (c Config) sshDockerHost() (t provision.Target, ok bool, err error) {
 	if !strings.HasPrefix(c.DockerHost, "ssh://") {
 		return t, false, nil
 	}
-	bad := func(why string) (provision.Target, bool, error) {
-		return provision.Target{}, true, fmt.Errorf("docker_host %q: %s: want ssh://[user@]host[:port] (set it in the config file or %s)", c.DockerHost, why, configKeys["docker_host"])
-	}
-	u, err := url.Parse(c.DockerHost)
+	t, err = provision.ParseSSHURL(c.DockerHost)
 	if err != nil {
-		return bad(err.Error())
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return bad("no path, query or fragment allowed")
-	}
-	if _, hasPass := u.User.Password(); hasPass {
-		return bad("no password: SSH uses keys (the agent or ssh_identity_files)")
-	}
-	s := u.Host
-	if name := u.User.Username(); name != "" {
-		s = name + "@" + s
-	}
-	t, err = provision.ParseTarget(s)
-	if err != nil {
-		return bad(err.Error())
+		return provision.Target{}, true, fmt.Errorf("docker_host: %w (set it in the config file or %s)", err, configKeys["docker_host"])
 	}
 	return t, true, nil
 }

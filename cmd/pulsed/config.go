@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/provision"
 	"github.com/pulsefaas/pulse/scaler"
 )
 
@@ -33,23 +34,27 @@ const DefaultConfigFile = "/etc/pulse/pulsed.yaml"
 // environment, unknown-key errors, Validate and `pulsed --print-config` (the
 // README's table) all derive from that list.
 type Config struct {
-	APIListen      string
-	GatewayListen  string
-	AdminListen    string
-	StateDir       string
-	HAProxy        string
-	Balance        string
-	CheckInterval  time.Duration
-	CheckTimeout   time.Duration
-	FastPoll       time.Duration
-	SlowPoll       time.Duration
-	KeysFile       string
-	LeaveRunning   bool
-	LogLevel       string
-	ReloadDebounce time.Duration
-	HAProxyLog     string
-	Instance       string
-	Selector       []string
+	APIListen     string
+	GatewayListen string
+	AdminListen   string
+	StateDir      string
+	DockerHost    string
+
+	SSHKnownHosts    string
+	SSHIdentityFiles []string
+	HAProxy          string
+	Balance          string
+	CheckInterval    time.Duration
+	CheckTimeout     time.Duration
+	FastPoll         time.Duration
+	SlowPoll         time.Duration
+	KeysFile         string
+	LeaveRunning     bool
+	LogLevel         string
+	ReloadDebounce   time.Duration
+	HAProxyLog       string
+	Instance         string
+	Selector         []string
 
 	ReplicaAuthFile string
 	APITokenFile    string
@@ -84,6 +89,24 @@ var options = []option{
 		"HAProxy's stats page and Prometheus exporter: HOST:PORT", hostPort("127.0.0.1:8404")),
 	opt("state_dir", func(c *Config) *string { return &c.StateDir }, "/var/lib/pulse",
 		"haproxy.cfg, sockets, pid file, keys.json (absolute path)", absPath),
+	opt("docker_host", func(c *Config) *string { return &c.DockerHost }, "",
+		"the swarm manager's Docker Engine: unix:///var/run/docker.sock, tcp://HOST:2376, or ssh://[user@]host[:port] "+
+			"(its engine over SSH through `docker system dial-stdio`, kept alive and dialled again when it breaks; host key "+
+			"checked against ssh_known_hosts, never accepted blindly); empty: DOCKER_HOST, else the local socket", dockerHost),
+	opt("ssh_known_hosts", func(c *Config) *string { return &c.SSHKnownHosts }, "",
+		"known_hosts for docker_host ssh:// (absolute path); empty: ~/.ssh/known_hosts of the user pulsed runs as. "+
+			"An unknown or changed host key is refused: record it first (`pulse node add HOST --accept-new-host-key` on this machine)", emptyOrAbs),
+	opt("ssh_identity_files", func(c *Config) *[]string { return &c.SSHIdentityFiles }, nil,
+		"private key files for docker_host ssh:// (absolute paths; in the environment, comma-separated), after the agent's "+
+			"keys (SSH_AUTH_SOCK); empty: ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exist", func(v []string) error {
+			var errs []error
+			for _, f := range v {
+				if err := absPath(f); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		}),
 	opt("haproxy", func(c *Config) *string { return &c.HAProxy }, "haproxy", "the haproxy binary", nonEmpty),
 	opt("balance", func(c *Config) *string { return &c.Balance }, "roundrobin",
 		"each backend's algorithm: leastconn or roundrobin", oneOf("leastconn", "roundrobin")),
@@ -339,6 +362,23 @@ func hostPort(example string) func(string) error {
 func absPath(v string) error {
 	if !filepath.IsAbs(v) {
 		return fmt.Errorf("%q: want an absolute path", v)
+	}
+	return nil
+}
+
+// dockerHost checks docker_host: empty, an engine URL, or
+// ssh://[user@]host[:port] (nothing else after the host).
+func dockerHost(v string) error {
+	if v == "" {
+		return nil
+	}
+	if !strings.Contains(v, "://") {
+		return fmt.Errorf("%q: want unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://[user@]host[:port]", v)
+	}
+	if strings.HasPrefix(v, "ssh://") {
+		if _, err := provision.ParseSSHURL(v); err != nil {
+			return err
+		}
 	}
 	return nil
 }

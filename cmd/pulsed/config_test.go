@@ -49,6 +49,12 @@ func TestConfig(t *testing.T) {
 		{"bad duration from the environment", "", map[string]string{"PULSE_FAST_POLL": "fast"}, "fast_poll"},
 		{"zero interval", "check_interval: 0s\n", nil, "check_interval must be a positive duration"},
 		{"bad log level", "log_level: chatty\n", nil, "log_level"},
+		{"docker_host without a scheme", "docker_host: node1\n", nil, `docker_host "node1": want unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://[user@]host[:port]`},
+		{"docker_host ssh with a path", "docker_host: ssh://root@node1/x\n", nil, "docker_host bad SSH target \"ssh://root@node1/x\": no path, query or fragment allowed"},
+		{"docker_host ssh with a password", "docker_host: ssh://root:pw@node1\n", nil, "no password: SSH uses keys"},
+		{"docker_host ssh with a bad port", "", map[string]string{"PULSE_DOCKER_HOST": "ssh://root@node1:99999"}, "docker_host bad SSH target"},
+		{"relative known_hosts", "ssh_known_hosts: known_hosts\n", nil, `ssh_known_hosts "known_hosts": want an absolute path`},
+		{"relative identity file", "ssh_identity_files: [/root/.ssh/id_ed25519, id_rsa]\n", nil, `ssh_identity_files "id_rsa": want an absolute path`},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

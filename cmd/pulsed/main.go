@@ -29,8 +29,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/client"
-
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
 	"github.com/pulsefaas/pulse/internal/catalog"
@@ -193,14 +191,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, closeEngine, err := engine(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
+		return err
 	}
-	defer cli.Close()
-	nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	cli.NegotiateAPIVersion(nctx)
-	cancel()
+	defer closeEngine()
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	secret, err := credential.EnsureReplicaAuthSecret(sctx, cli, cfg.Instance, sec.replicaAuth)
 	var pruned []string

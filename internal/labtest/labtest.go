@@ -38,6 +38,9 @@ type Lab struct {
 	KeyFile    string // the private key every node's root accepts
 	KnownHosts string // every node's host key, read from inside the node
 	SSHConfig  string // for ssh -F
+	// Host is this machine's address on the lab network, where the nodes
+	// reach services of the host (a gateway the control plane runs here).
+	Host string
 }
 
 // Up starts a lab of n nodes (lab.sh reuses nodes already running) and
@@ -94,6 +97,7 @@ func Up(t testing.TB, n int) *Lab {
 	l := &Lab{
 		Dir: dir, KeyFile: filepath.Join(dir, "id_ed25519"),
 		KnownHosts: filepath.Join(dir, "known_hosts"), SSHConfig: filepath.Join(dir, "ssh_config"),
+		Host: "172.31.250.1",
 	}
 	for i := 1; i <= n; i++ {
 		l.Nodes = append(l.Nodes, Node{Name: fmt.Sprintf("pulse-lab-node%d", i), Addr: fmt.Sprintf("172.31.250.%d", 10+i)})
@@ -109,6 +113,23 @@ func (l *Lab) Exec(ctx context.Context, node Node, args ...string) (string, erro
 		return string(out), fmt.Errorf("%s: %s: %w: %s", node.Name, strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// Kill, Pause, Unpause and Start are a node's faults and its return: the
+// node's container killed (its processes gone at once, its state kept),
+// frozen (its kernel still answers TCP, its processes nothing), thawed,
+// started again (init.sh brings sshd and its engine back, with its swarm
+// state).
+func (l *Lab) Kill(ctx context.Context, n Node) error    { return l.docker(ctx, "kill", n.Name) }
+func (l *Lab) Pause(ctx context.Context, n Node) error   { return l.docker(ctx, "pause", n.Name) }
+func (l *Lab) Unpause(ctx context.Context, n Node) error { return l.docker(ctx, "unpause", n.Name) }
+func (l *Lab) Start(ctx context.Context, n Node) error   { return l.docker(ctx, "start", n.Name) }
+
+func (l *Lab) docker(ctx context.Context, args ...string) error {
+	if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
 }
 
 // Script is lab/lab.sh's absolute path, found from this file's directory.
