@@ -479,6 +479,11 @@ func TestClusterLab(t *testing.T) {
 		t.Fatalf("answers by node %v: want all of %s, %s, %s", seen, n1.Name, n2.Name, n3.Name)
 	}
 
+	// Function to function from every node: greet's 3 replicas (one per
+	// node) call hello through the gateway at PULSE_GATEWAY_URL, the lab's
+	// host address.
+	c.functionToFunction(ctx)
+
 	// A worker killed under load.
 	fault := func(what string, node labtest.Node, do func(context.Context, labtest.Node) error) {
 		t.Helper()
@@ -591,5 +596,79 @@ func TestClusterLab(t *testing.T) {
 		}
 	}); len(got) != 2 {
 		t.Errorf("replicas after the cut: %v", got)
+	}
+}
+
+// functionToFunction deploys the examples hello and greet (3 replicas, one
+// per node) and checks that each greet replica reaches hello through the
+// gateway: every answer is greet's relay of hello's, and HAProxy sent
+// requests to greet replicas on 3 node addresses.
+func (c *clusterLab) functionToFunction(ctx context.Context) {
+	t := c.t
+	t.Helper()
+	specs, err := function.LoadSpecs("../../examples/functions.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{"hello": "hello-" + c.e.tag, "greet": "greet-" + c.e.tag}
+	gwURL := "http://" + net.JoinHostPort(c.lab.Host, strings.TrimPrefix(c.cfg.GatewayListen, "0.0.0.0:"))
+	for _, want := range []string{"hello", "greet"} {
+		i := slices.IndexFunc(specs, func(s function.Spec) bool { return s.Name == want })
+		if i < 0 {
+			t.Fatalf("examples/functions.yml has no %s", want)
+		}
+		s := specs[i]
+		s.Name = names[want]
+		if want == "greet" {
+			s.Env = map[string]string{"TARGET": names["hello"]}
+			s.Scale.Min, s.Scale.Max = 3, 3
+		}
+		img, _, err := function.Build(ctx, s, function.BuildOptions{CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := s.Name
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			_ = c.e.sw.Remove(ctx, name)
+		})
+		res, err := c.e.sw.Deploy(ctx, s, img, function.DeployOptions{GatewayURL: gwURL, NoHealthcheck: true, Instance: c.e.tag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.e.sw.WaitReady(ctx, s.Name, res.Replicas); err != nil {
+			t.Fatal(err)
+		}
+	}
+	greet := "/function/" + names["greet"]
+	waitRoute(t, c.gw, "/function/"+names["hello"])
+	waitUntil(t, "greet's 3 replicas routed", time.Minute, func() bool { return len(c.replicas(names["greet"])) == 3 })
+	waitRoute(t, c.gw, greet)
+	for i := range 30 {
+		resp, err := http.Post("http://"+c.gw+greet, "text/plain", strings.NewReader("Pulse"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "greet relays: Hello, Pulse\n" {
+			t.Fatalf("greet, request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	stats, err := c.rt.ServerStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]int64{}
+	for _, s := range stats {
+		if strings.Contains(s.Backend, names["greet"]) && s.Sessions > 0 {
+			h, _, _ := net.SplitHostPort(s.Addr)
+			served[h] += s.Sessions
+		}
+	}
+	t.Logf("greet's requests by node address: %v", served)
+	if len(served) != 3 {
+		t.Errorf("greet's requests by node address %v: want its replicas on 3 nodes each to have answered", served)
 	}
 }
