@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -68,8 +70,11 @@ when the wait times out.`,
 				fmt.Fprintf(a.err, "%s: image %s, %.2f MB\n", s.Name, shortID(img.ID), float64(info.ImageSize)/1e6)
 				// One node: the local engine; several: every node, over
 				// SSH, a line per node.
-				dist, _, err := a.distributor(cmd.Context(), s.Name)
+				dist, nodes, err := a.distributor(cmd.Context(), s.Name)
 				if err != nil {
+					return err
+				}
+				if err := clusterGateway(a.cfg.ReplicaGateway, nodes); err != nil {
 					return err
 				}
 				sw, err := a.swarmWith(dist)
@@ -163,4 +168,26 @@ func (c Config) replicaGatewayCA() ([]byte, error) {
 	}
 	return nil, fmt.Errorf("replica_gateway %s is https, but ca_file is not set: replicas have no CA bundle, so functions could not verify the gateway when they call other functions; "+fix,
 		c.ReplicaGateway, configKeys["ca_file"])
+}
+
+// clusterGateway refuses a replica_gateway only the control node can reach
+// when the swarm has several nodes: loopback, and Docker's default bridge
+// (docker0, 172.17.0.0/16; the default replica_gateway) are each node's
+// own, so a replica elsewhere would call itself or nothing.
+func clusterGateway(gateway string, nodes int) error {
+	if nodes <= 1 || gateway == "" {
+		return nil
+	}
+	u, err := url.Parse(gateway)
+	if err != nil {
+		return nil // validated with the configuration
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	_, docker0, _ := net.ParseCIDR("172.17.0.0/16")
+	if host == "localhost" || (ip != nil && (ip.IsLoopback() || docker0.Contains(ip))) {
+		return fmt.Errorf("replica_gateway %s is reachable only on the node it names, but the swarm has %d nodes: "+
+			"set replica_gateway (%s) to the gateway's address as every node reaches it, e.g. http://CONTROL-NODE-IP:8080", gateway, nodes, configKeys["replica_gateway"])
+	}
+	return nil
 }

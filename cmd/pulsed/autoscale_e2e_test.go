@@ -47,6 +47,18 @@ const autoLabWindow = 10 * time.Second
 func newAutoLab(t *testing.T) *autoLab {
 	t.Helper()
 	e := newEnv(t)
+	cfg := defaults()
+	e.useInstance(&cfg)
+	cfg.StateDir = t.TempDir()
+	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen, cfg.ColdStartListen = freePort(t), freePort(t), freePort(t), freePort(t)
+	return startAutoLab(t, e, cfg)
+}
+
+// startAutoLab starts the lab Netdata (plugin, templates, hook) for cfg's
+// pulsed and then that pulsed, with the scaler's test settings; e has
+// given cfg its instance (useInstance).
+func startAutoLab(t *testing.T, e *env, cfg Config) *autoLab {
+	t.Helper()
 	if err := netdatalab.Available(); err != nil {
 		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
 			t.Fatalf("needs Netdata: %v", err)
@@ -77,11 +89,8 @@ func newAutoLab(t *testing.T) *autoLab {
 		_ = os.Chown(tokenFile, 0, gid)
 	}
 
-	state := t.TempDir()
-	cfg := defaults()
-	e.useInstance(&cfg)
-	cfg.StateDir = state
-	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen, cfg.ColdStartListen = freePort(t), freePort(t), freePort(t), freePort(t)
+	state := cfg.StateDir
+	cfg.Autoscale = true
 	cfg.CheckInterval = 500 * time.Millisecond
 	cfg.LeaveRunning = true // HAProxy keeps serving across the restart test
 	cfg.AlarmTokenFile = tokenFile

@@ -56,6 +56,16 @@ type clusterLab struct {
 // nodes listed in join (by index) and starts pulsed against it.
 func newClusterLab(t *testing.T, join ...int) *clusterLab {
 	t.Helper()
+	c := prepareClusterLab(t, join...)
+	c.stop = pulsedUnder(t, c.cfg)
+	t.Cleanup(func() { c.stop() })
+	return c
+}
+
+// prepareClusterLab is newClusterLab up to pulsed's configuration (c.cfg),
+// without starting it.
+func prepareClusterLab(t *testing.T, join ...int) *clusterLab {
+	t.Helper()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		if os.Getenv("PULSE_TEST_REQUIRE_ENGINE") != "" {
 			t.Fatalf("needs haproxy: %v", err)
@@ -143,8 +153,6 @@ while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 	c.cfg = cfg
 	c.gw = "127.0.0.1:" + port
 	c.rt = gateway.NewRuntime(filepath.Join(cfg.StateDir, "haproxy.sock"), 2*time.Second)
-	c.stop = pulsedUnder(t, cfg)
-	t.Cleanup(func() { c.stop() })
 	return c
 }
 
@@ -670,5 +678,62 @@ func (c *clusterLab) functionToFunction(ctx context.Context) {
 	t.Logf("greet's requests by node address: %v", served)
 	if len(served) != 3 {
 		t.Errorf("greet's requests by node address %v: want its replicas on 3 nodes each to have answered", served)
+	}
+}
+
+// TestClusterLoadStep: the scaler on the cluster. A 5× load step on a
+// function with one replica scales it up in one decision; the new replicas
+// land on the other nodes too, the gateway routes every one of them (UP in
+// HAProxy at their nodes' addresses) and the collector scrapes every one
+// (the replicas chart's scraped dimension), with no failed request.
+func TestClusterLoadStep(t *testing.T) {
+	c := prepareClusterLab(t, 1, 2)
+	l := startAutoLab(t, c.e, c.cfg)
+	c.cfg = l.cfg
+	fn := "cl-step-" + c.e.tag
+	l.deployReady(fn, stepScale)
+	before := c.replicas(fn)
+	if len(before) != 1 {
+		t.Fatalf("replicas before the step: %+v, want 1", before)
+	}
+
+	load := startLoad(l.cfg.GatewayListen, "/function/"+fn, 10)
+	l.waitFor("the first scale-up decision", 30*time.Second, func() bool { return ups(l.events(fn)) > 0 })
+	first := l.events(fn)[0]
+	t.Logf("step → decision %d → %d (%s)", first.From, first.To, first.Reason)
+	waitUntil(t, fmt.Sprintf("%d routed replicas", first.To), time.Minute, func() bool { return len(c.replicas(fn)) >= first.To })
+	nodes := map[string]int{}
+	addrs := map[string]int{}
+	for _, r := range c.replicas(fn) {
+		nodes[r.Node]++
+		h, _, _ := net.SplitHostPort(r.Addr)
+		addrs[h]++
+	}
+	t.Logf("replicas by node address: %v", addrs)
+	if len(nodes) != 3 {
+		t.Errorf("%d replicas on %d nodes (%v): want the new ones spread over all 3", first.To, len(nodes), addrs)
+	}
+	waitUntil(t, "every replica UP in the gateway", 30*time.Second, func() bool {
+		up := 0
+		for h := range addrs {
+			up += c.serversUp(h)
+		}
+		return up >= first.To
+	})
+	chart := contract.Chart(fn, contract.ChartReplicas)
+	var scraped []float64
+	waitUntil(t, "the collector scraping every replica", 30*time.Second, func() bool {
+		d, err := l.nd.DataRange(context.Background(), chart, -3, 0)
+		if err != nil {
+			return false
+		}
+		scraped = d.Column(contract.DimScraped)
+		return len(scraped) > 0 && int(scraped[0]) >= first.To
+	})
+	t.Logf("%s %s, newest first: %v", chart, contract.DimScraped, scraped)
+	ok, failures, why := load.end()
+	t.Logf("under the step: %d ok, %d failed %v", ok, len(failures), why)
+	if len(failures) > 0 {
+		t.Errorf("%d failed requests under the step: %v", len(failures), why)
 	}
 }
