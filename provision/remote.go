@@ -12,25 +12,27 @@ import (
 	"github.com/docker/docker/client"
 )
 
-// KeepAlive defaults: a node that answers no keepalive for KeepAliveTimeout
-// is taken as gone and its connection closed, so what waits on it fails
-// instead of hanging until a TCP timeout (minutes, for a frozen peer).
+// KeepAlive defaults (Config.KeepAliveInterval, KeepAliveTimeout).
 const (
 	DefaultKeepAliveInterval = 5 * time.Second
 	DefaultKeepAliveTimeout  = 15 * time.Second
 )
 
-// KeepAlive sends an OpenSSH keepalive request every interval until ctx
-// ends or the connection closes; a request unanswered within timeout closes
-// the connection (every session on it then fails). It returns why it
-// stopped.
-func (c *Client) KeepAlive(ctx context.Context, interval, timeout time.Duration) error {
+// keepAlive sends an OpenSSH keepalive request every interval until the
+// connection closes; a request unanswered within timeout closes it (every
+// session on it then fails).
+func (c *Client) keepAlive(interval, timeout time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	closed := make(chan struct{})
+	go func() {
+		_ = c.ssh.Wait()
+		close(closed)
+	}()
 	for {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-closed:
+			return
 		case <-t.C:
 		}
 		answered := make(chan error, 1)
@@ -41,15 +43,30 @@ func (c *Client) KeepAlive(ctx context.Context, interval, timeout time.Duration)
 		select {
 		case err := <-answered:
 			if err != nil {
-				return fmt.Errorf("ssh %s: keepalive: %w", c.target, err)
+				c.Close()
+				return
 			}
 		case <-time.After(timeout):
+			c.timedOut.Store(true)
 			c.Close()
-			return fmt.Errorf("ssh %s: no keepalive answer within %v: connection closed", c.target, timeout)
-		case <-ctx.Done():
-			return ctx.Err()
+			return
+		case <-closed:
+			return
 		}
 	}
+}
+
+// Wait blocks until the connection ends and says why: a keepalive that
+// went unanswered, or the transport's own error.
+func (c *Client) Wait() error {
+	err := c.ssh.Wait()
+	if c.timedOut.Load() {
+		return fmt.Errorf("ssh %s: a keepalive went unanswered: connection closed", c.target)
+	}
+	if err == nil {
+		return fmt.Errorf("ssh %s: connection closed", c.target)
+	}
+	return fmt.Errorf("ssh %s: %w", c.target, err)
 }
 
 // RemoteEngine is a long-lived Docker client for a node's engine over SSH,
@@ -62,16 +79,13 @@ type RemoteEngine struct {
 	cfg    Config
 	target Target
 	log    *slog.Logger
-	ctx    context.Context
+	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	c       *Client // nil until dialled, and after it broke
 	dials   int
 	lastErr error
-
-	// keepalive's interval and timeout (DefaultKeepAlive* when zero).
-	interval, timeout time.Duration
 }
 
 // NewRemoteEngine dials t, checks its engine answers and returns the
@@ -84,8 +98,7 @@ func NewRemoteEngine(ctx context.Context, cfg Config, t Target, log *slog.Logger
 	// command that records it.
 	cfg.Prompt, cfg.AcceptNewHostKey = nil, false
 	rctx, cancel := context.WithCancel(context.Background())
-	rem := &RemoteEngine{cfg: cfg, target: t, log: log, ctx: rctx, cancel: cancel,
-		interval: DefaultKeepAliveInterval, timeout: DefaultKeepAliveTimeout}
+	rem := &RemoteEngine{cfg: cfg, target: t, log: log, ctx: rctx, cancel: cancel}
 	if _, err := rem.conn(ctx); err != nil {
 		cancel()
 		return nil, nil, err
@@ -162,7 +175,7 @@ func (r *RemoteEngine) conn(ctx context.Context) (*Client, error) {
 	}
 	r.c, r.lastErr = c, nil
 	go func() {
-		err := c.KeepAlive(r.ctx, r.interval, r.timeout)
+		err := c.Wait()
 		if r.drop(c) && r.ctx.Err() == nil {
 			r.log.Warn("docker_host: connection lost; the next request dials again", "target", r.target.String(), "err", err)
 		}

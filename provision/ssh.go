@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -36,6 +37,13 @@ type Config struct {
 	// DialTimeout bounds the TCP connect and the SSH handshake (a prompt's
 	// time excluded); default 15 s.
 	DialTimeout time.Duration
+	// KeepAliveInterval is how often an idle or busy connection sends an
+	// OpenSSH keepalive request (default DefaultKeepAliveInterval; negative:
+	// none); one unanswered for KeepAliveTimeout (default
+	// DefaultKeepAliveTimeout) closes the connection, so a node that froze or
+	// vanished fails what waits on it instead of hanging for minutes.
+	KeepAliveInterval time.Duration
+	KeepAliveTimeout  time.Duration
 }
 
 // NewHostKey is what Prompt is asked about.
@@ -59,6 +67,12 @@ var (
 func (c Config) withDefaults() (Config, error) {
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = DefaultKeepAliveInterval
+	}
+	if c.KeepAliveTimeout <= 0 {
+		c.KeepAliveTimeout = DefaultKeepAliveTimeout
 	}
 	if c.AgentSocket == "" {
 		c.AgentSocket = os.Getenv("SSH_AUTH_SOCK")
@@ -91,8 +105,9 @@ func fileExists(p string) bool {
 
 // Client is an SSH connection to one node.
 type Client struct {
-	target Target
-	ssh    *ssh.Client
+	target   Target
+	ssh      *ssh.Client
+	timedOut atomic.Bool // a keepalive went unanswered
 }
 
 // Target is the node c is connected to.
@@ -165,7 +180,11 @@ func Dial(ctx context.Context, cfg Config, t Target) (*Client, error) {
 	}
 	conn.SetDeadline(time.Time{}) // a prompt's answer may have set one
 	closeAgent()                  // needed for authentication only
-	return &Client{target: t, ssh: ssh.NewClient(cc, chans, reqs)}, nil
+	c := &Client{target: t, ssh: ssh.NewClient(cc, chans, reqs)}
+	if cfg.KeepAliveInterval > 0 {
+		go c.keepAlive(cfg.KeepAliveInterval, cfg.KeepAliveTimeout)
+	}
+	return c, nil
 }
 
 // keys are the signers Dial offers, and what it knows about those it cannot.

@@ -487,6 +487,20 @@ func TestClusterLab(t *testing.T) {
 		t.Fatalf("answers by node %v: want all of %s, %s, %s", seen, n1.Name, n2.Name, n3.Name)
 	}
 
+	// Around the gateway, on every node: a replica's published port
+	// answers 403 to a request without the replica credential.
+	for _, r := range c.replicas(name) {
+		resp, err := http.Post("http://"+r.Addr+"/", "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatalf("direct to %s: %v", r.Addr, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("direct to the replica at %s, without the credential: %d %q, want 403", r.Addr, resp.StatusCode, b)
+		}
+	}
+
 	// Function to function from every node: greet's 3 replicas (one per
 	// node) call hello through the gateway at PULSE_GATEWAY_URL, the lab's
 	// host address.
