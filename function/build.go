@@ -347,16 +347,22 @@ func parseSourceDateEpoch(v string) (int64, error) {
 	return n, nil
 }
 
+// imageSpec is the function's image. In fork and http mode the watchdog is a
+// layer of its own under the function's (BaseFiles): the same bytes in
+// every function built with the same watchdog, so a node that holds one of
+// them is sent only the function's layer of the next. An in-process Go
+// function is one binary, one layer.
 func (b *imageBuilder) imageSpec(a builtFiles, env []string, hash string, epoch int64) ImageSpec {
 	entry := FunctionPath
-	files := []File{{Path: FunctionPath, Mode: 0o755, Content: a.function}}
+	var base []File
 	if a.watchdog != nil {
 		entry = WatchdogPath
-		files = append(files, File{Path: WatchdogPath, Mode: 0o755, Content: a.watchdog})
+		base = []File{{Path: WatchdogPath, Mode: 0o755, Content: a.watchdog}}
 	}
 	return ImageSpec{
 		Tag:          ImageRepository + b.spec.Name + ":" + hash[:sourceTagLength],
-		Files:        files,
+		Files:        []File{{Path: FunctionPath, Mode: 0o755, Content: a.function}},
+		BaseFiles:    base,
 		Entrypoint:   []string{entry},
 		Env:          env,
 		User:         ImageUser,

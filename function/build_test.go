@@ -108,7 +108,8 @@ func buildOpts(t *testing.T, progress io.Writer, env ...string) BuildOptions {
 type archiveImage struct {
 	config imageConfig
 	tag    string
-	files  map[string]archiveFile // regular files of the layer
+	files  map[string]archiveFile // regular files of every layer
+	layers [][]string             // the regular files of each layer, in order
 }
 
 type archiveFile struct {
@@ -131,23 +132,28 @@ func readArchive(t *testing.T, archive []byte) archiveImage {
 	if len(manifest[0].RepoTags) == 1 {
 		img.tag = manifest[0].RepoTags[0]
 	}
-	tr := tar.NewReader(bytes.NewReader(entries[manifest[0].Layers[0]]))
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	for _, l := range manifest[0].Layers {
+		var names []string
+		tr := tar.NewReader(bytes.NewReader(entries[l]))
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag != tar.TypeReg {
+				continue
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img.files["/"+h.Name] = archiveFile{mode: h.Mode, content: b}
+			names = append(names, "/"+h.Name)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img.files["/"+h.Name] = archiveFile{mode: h.Mode, content: b}
+		img.layers = append(img.layers, names)
 	}
 	return img
 }
@@ -190,11 +196,17 @@ func TestBuild(t *testing.T) {
 			got := readArchive(t, img.Archive)
 			cfg := got.config.Config
 
+			// The watchdog is a layer of its own, under the function's.
 			entry := WatchdogPath
 			wantFiles := []string{FunctionPath, WatchdogPath}
+			wantLayers := [][]string{{WatchdogPath}, {FunctionPath}}
 			if f.lang == LangGo {
 				entry = FunctionPath
 				wantFiles = []string{FunctionPath}
+				wantLayers = [][]string{{FunctionPath}}
+			}
+			if !reflect.DeepEqual(got.layers, wantLayers) {
+				t.Errorf("layers %q, want %q", got.layers, wantLayers)
 			}
 			var files []string
 			var size int64
@@ -219,6 +231,9 @@ func TestBuild(t *testing.T) {
 				contract.LabelFunction: f.name,
 				LabelVersion:           testVersion,
 				LabelSourceHash:        info.SourceHash,
+			}
+			if f.lang != LangGo {
+				wantLabels[LabelBaseLayer] = got.config.RootFS.DiffIDs[0]
 			}
 			gotConfig := []any{cfg.Entrypoint, cfg.Cmd, cfg.Env, cfg.User, cfg.ExposedPorts, cfg.Labels, cfg.Healthcheck.Test, got.config.Architecture}
 			wantConfig := []any{[]string{entry}, []string(nil), wantEnv, "65534:65534", map[string]struct{}{"8080/tcp": {}}, wantLabels,

@@ -16,7 +16,7 @@ import (
 // local engine, or a node's engine over SSH (package provision).
 type NodeEngine struct {
 	Node string // the node's hostname, for progress and errors
-	API  ImageLoader
+	API  NodeAPI
 	// Close releases the connection; nil when there is nothing to release.
 	Close func() error
 }
@@ -26,20 +26,22 @@ type NodeEngines interface {
 	Engines(ctx context.Context) ([]NodeEngine, error)
 }
 
-// NodeResult is what a ClusterDistributor did on one node.
+// NodeResult is what a ClusterDistributor did on one node. LoadReport is
+// zero unless the node was sent the image.
 type NodeResult struct {
 	Node    string
 	Outcome string // "present", "loaded" or "failed"
+	LoadReport
 	Elapsed time.Duration
 	Err     error
 }
 
 // ClusterDistributor makes sure every node holds an image before Swarm is
 // told to run it (no node can pull it from anywhere): in parallel, a node
-// that has the image (by ID) is skipped, the others load the archive and
-// are checked by image ID. One node that fails fails the whole Ensure,
-// naming each failed node, so no task is scheduled where the image is
-// missing.
+// that has the image (by ID) is skipped, the others load it (LoadOnNode:
+// only its own layer when the node has its base layer, the watchdog) and are
+// checked by image ID. One node that fails fails the whole Ensure, naming
+// each failed node, so no task is scheduled where the image is missing.
 type ClusterDistributor struct {
 	Nodes NodeEngines
 	// Progress, when set, is called once per node as it finishes (from
@@ -82,9 +84,8 @@ func (d ClusterDistributor) EnsureAll(ctx context.Context, img Image) ([]NodeRes
 	for i, e := range engines {
 		wg.Go(func() {
 			start := time.Now()
-			r := NodeResult{Node: e.Node}
-			r.Outcome, r.Err = ensureOn(ctx, e.API, img)
-			r.Elapsed = time.Since(start)
+			r := ensureOnNode(ctx, e.API, img)
+			r.Node, r.Elapsed = e.Node, time.Since(start)
 			results[i] = r
 			if d.Progress != nil {
 				mu.Lock()
@@ -108,6 +109,31 @@ func (d ClusterDistributor) EnsureAll(ctx context.Context, img Image) ([]NodeRes
 	return results, nil
 }
 
+// ensureOnNode loads img into a node's engine unless it has it.
+func ensureOnNode(ctx context.Context, api NodeAPI, img Image) NodeResult {
+	var r NodeResult
+	_, err := api.ImageInspect(ctx, img.ID)
+	switch {
+	case err == nil:
+		r.Outcome = "present"
+		return r
+	case !cerrdefs.IsNotFound(err):
+		r.Outcome, r.Err = "failed", fmt.Errorf("inspect: %w", err)
+		return r
+	case len(img.Archive) == 0:
+		r.Outcome, r.Err = "failed", errNoArchive
+		return r
+	}
+	r.LoadReport, r.Err = LoadOnNode(ctx, api, img)
+	r.Outcome = "loaded"
+	if r.Err != nil {
+		r.Outcome = "failed"
+	}
+	return r
+}
+
+var errNoArchive = errors.New("the engine does not have the image and there is no archive to load; run pulse build")
+
 // ensureOn loads img into api unless it has it; the outcome says which.
 func ensureOn(ctx context.Context, api ImageLoader, img Image) (string, error) {
 	_, err := api.ImageInspect(ctx, img.ID)
@@ -117,7 +143,7 @@ func ensureOn(ctx context.Context, api ImageLoader, img Image) (string, error) {
 	case !cerrdefs.IsNotFound(err):
 		return "failed", fmt.Errorf("inspect: %w", err)
 	case len(img.Archive) == 0:
-		return "failed", errors.New("the engine does not have the image and there is no archive to load; run pulse build")
+		return "failed", errNoArchive
 	}
 	if err := LoadImage(ctx, api, img); err != nil {
 		return "failed", err

@@ -2,8 +2,11 @@ package function
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -35,7 +38,7 @@ func TestClusterDistributorErrors(t *testing.T) {
 	missing := cerrdefs.ErrNotFound
 	type node struct {
 		name string
-		api  ImageLoader
+		api  NodeAPI
 	}
 	tests := []struct {
 		name     string
@@ -45,13 +48,13 @@ func TestClusterDistributorErrors(t *testing.T) {
 		wantErrs []string
 	}{
 		{name: "one present, one loaded", nodes: []node{
-			{"a", &fakeLoader{inspect: image.InspectResponse{ID: id}}},
-			{"b", &loadAfterMissing{fakeLoader: fakeLoader{stream: loads, inspect: image.InspectResponse{ID: id}}}},
+			{"a", listing{&fakeLoader{inspect: image.InspectResponse{ID: id}}}},
+			{"b", listing{&loadAfterMissing{fakeLoader: fakeLoader{stream: loads, inspect: image.InspectResponse{ID: id}}}}},
 		}, want: map[string]string{"a": "present", "b": "loaded"}},
 		{name: "a node fails", nodes: []node{
-			{"a", &fakeLoader{inspect: image.InspectResponse{ID: id}}},
-			{"b", &fakeLoader{inspectErr: missing, loadErr: errors.New("no space left on device")}},
-			{"c", &fakeLoader{inspectErr: errors.New("connection reset by peer")}},
+			{"a", listing{&fakeLoader{inspect: image.InspectResponse{ID: id}}}},
+			{"b", listing{&fakeLoader{inspectErr: missing, loadErr: errors.New("no space left on device")}}},
+			{"c", listing{&fakeLoader{inspectErr: errors.New("connection reset by peer")}}},
 		}, want: map[string]string{"a": "present", "b": "failed", "c": "failed"},
 			wantErrs: []string{"image not on every node: 2 of 3 nodes failed", "b: load image " + id + ": no space left on device", "c: inspect: connection reset by peer"}},
 		{name: "no nodes", wantErrs: []string{"the swarm lists no node"}},
@@ -94,6 +97,13 @@ func TestClusterDistributorErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listing is an ImageLoader of a node whose engine lists no image.
+type listing struct{ ImageLoader }
+
+func (listing) ImageList(context.Context, image.ListOptions) ([]image.Summary, error) {
+	return nil, nil
 }
 
 // loadAfterMissing is a fakeLoader whose engine lacks the image until it
@@ -154,4 +164,154 @@ func TestClusterDistributorEngine(t *testing.T) {
 			t.Errorf("second ensure on %s: %s, want present", r.Node, r.Outcome)
 		}
 	}
+}
+
+// scriptedNode is a node's engine for LoadOnNode's error paths: it lists
+// what listed says (or fails with listErr), fails the ImageLoad calls that
+// loadErrs names in its answer stream, as the engine does, and has the image
+// (ID id) once a load succeeds.
+type scriptedNode struct {
+	id       string
+	listed   []image.Summary
+	listErr  error
+	loadErrs []string // per ImageLoad call, "" for success
+	cancel   func()   // called at the first failed load, when set
+
+	loads [][]byte
+	has   bool
+}
+
+func (n *scriptedNode) ImageList(context.Context, image.ListOptions) ([]image.Summary, error) {
+	return n.listed, n.listErr
+}
+
+func (n *scriptedNode) ImageLoad(_ context.Context, input io.Reader, _ ...client.ImageLoadOption) (image.LoadResponse, error) {
+	b, err := io.ReadAll(input)
+	if err != nil {
+		return image.LoadResponse{}, err
+	}
+	i := len(n.loads)
+	n.loads = append(n.loads, b)
+	stream := `{"stream":"Loaded image ID: ` + n.id + `\n"}` + "\n"
+	if i < len(n.loadErrs) && n.loadErrs[i] != "" {
+		m, _ := json.Marshal(n.loadErrs[i])
+		stream = `{"errorDetail":{"message":` + string(m) + `},"error":` + string(m) + `}` + "\n"
+		if n.cancel != nil {
+			n.cancel()
+		}
+	} else {
+		n.has = true
+	}
+	return image.LoadResponse{Body: io.NopCloser(strings.NewReader(stream)), JSON: true}, nil
+}
+
+func (n *scriptedNode) ImageInspect(context.Context, string, ...client.ImageInspectOption) (image.InspectResponse, error) {
+	if !n.has {
+		return image.InspectResponse{}, cerrdefs.ErrNotFound
+	}
+	return image.InspectResponse{ID: n.id}, nil
+}
+
+// TestLoadOnNodeFallback: the error paths of a thin load, with fake engines:
+// a thin load that fails (the base layer pruned since the check) is followed
+// by the full one, and the result says both were sent and why; an engine that
+// cannot list its images gets the full archive; a caller that gave up gets no
+// second load; two failed loads report both errors.
+func TestLoadOnNodeFallback(t *testing.T) {
+	img, err := Assemble(layeredSpec("hello", "function binary", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex := strings.TrimPrefix(img.BaseLayer, "sha256:")
+	pruned := "open /var/lib/docker/tmp/docker-import-3555122205/" + hex + "/layer.tar: no such file or directory"
+	holder := []image.Summary{{ID: "sha256:" + strings.Repeat("1", 64)}}
+	thin, full := int64(len(img.Thin)), int64(len(img.Archive))
+	tests := []struct {
+		name         string
+		node         scriptedNode
+		cancel       bool
+		wantLoads    [][]byte
+		wantReport   LoadReport // Fallback compared by its text, in wantFallback
+		wantFallback string
+		wantErr      string
+	}{
+		{
+			name:         "layer pruned between check and load",
+			node:         scriptedNode{listed: holder, loadErrs: []string{pruned}},
+			wantLoads:    [][]byte{img.Thin, img.Archive},
+			wantReport:   LoadReport{Sent: thin + full, Full: full},
+			wantFallback: "thin load: load image " + img.ID + ": engine: " + pruned,
+		},
+		{
+			name:         "list fails",
+			node:         scriptedNode{listErr: errors.New("connection reset by peer")},
+			wantLoads:    [][]byte{img.Archive},
+			wantReport:   LoadReport{Sent: full, Full: full},
+			wantFallback: "look for the base layer: connection reset by peer",
+		},
+		{
+			name:       "caller gave up during the thin load",
+			node:       scriptedNode{listed: holder, loadErrs: []string{"context canceled"}},
+			cancel:     true,
+			wantLoads:  [][]byte{img.Thin},
+			wantReport: LoadReport{Sent: thin, Full: full},
+			wantErr:    "thin load: load image " + img.ID + ": engine: context canceled",
+		},
+		{
+			name:         "thin and full fail",
+			node:         scriptedNode{listed: holder, loadErrs: []string{pruned, "write /var/lib/docker/tmp: no space left on device"}},
+			wantLoads:    [][]byte{img.Thin, img.Archive},
+			wantReport:   LoadReport{Sent: thin + full, Full: full},
+			wantFallback: "thin load: load image " + img.ID + ": engine: " + pruned,
+			wantErr: "load image " + img.ID + ": engine: write /var/lib/docker/tmp: no space left on device; before it, thin load: load image " +
+				img.ID + ": engine: " + pruned,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			n := tc.node
+			n.id = img.ID
+			if tc.cancel {
+				n.cancel = cancel
+			}
+			rep, err := LoadOnNode(ctx, &n, img)
+			if got := errText(err); got != tc.wantErr {
+				t.Errorf("error %q, want %q", got, tc.wantErr)
+			}
+			if got := errText(rep.Fallback); got != tc.wantFallback {
+				t.Errorf("fallback %q, want %q", got, tc.wantFallback)
+			}
+			rep.Fallback = nil
+			if rep != tc.wantReport {
+				t.Errorf("report %+v, want %+v", rep, tc.wantReport)
+			}
+			if !reflect.DeepEqual(n.loads, tc.wantLoads) {
+				t.Errorf("%d loads of %v bytes, want %d", len(n.loads), loadSizes(n.loads), len(tc.wantLoads))
+			}
+		})
+	}
+
+	// Through the distributor: the node's result carries the report.
+	n := &scriptedNode{id: img.ID, listed: holder, loadErrs: []string{pruned}}
+	results, err := ClusterDistributor{Nodes: staticEngines{engines: []NodeEngine{{Node: "n1", API: n}}}}.EnsureAll(context.Background(), img)
+	if err != nil || len(results) != 1 || results[0].Outcome != "loaded" || results[0].Thin || results[0].Sent != thin+full || results[0].Fallback == nil {
+		t.Errorf("EnsureAll = %+v, %v; want loaded in full after the thin load failed", results, err)
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func loadSizes(loads [][]byte) []int {
+	var n []int
+	for _, l := range loads {
+		n = append(n, len(l))
+	}
+	return n
 }

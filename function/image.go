@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"runtime"
 	"slices"
@@ -15,23 +16,34 @@ import (
 	"time"
 )
 
-// ImageSpec describes a FROM scratch image: the files of its single layer and
-// its configuration. The zero values of the optional fields are fixed
-// defaults, never the time or the environment, so a spec always assembles to
-// the same bytes (Architecture defaults to the build machine's GOARCH: set it
-// when cross-building).
+// ImageSpec describes a FROM scratch image: the files of its layers (one, or
+// two when BaseFiles is set) and its configuration. The zero values of the
+// optional fields are fixed defaults, never the time or the environment, so a
+// spec always assembles to the same bytes (Architecture defaults to the build
+// machine's GOARCH: set it when cross-building).
 type ImageSpec struct {
 	// Tag is the name the archive asks the engine to tag the image with, in
 	// the form name:tag (e.g. "pulse/hello:latest"; a registry host may lead
 	// the name). Empty leaves the image untagged: reachable by ID only.
 	Tag string
-	// Files are the regular files of the image. Their parent directories are
-	// created (0755), and so is an empty /tmp (1777) as the mount point of a
-	// tmpfs under a read-only root filesystem. Everything is owned by 0:0.
+	// Files are the regular files of the image (of its top layer when
+	// BaseFiles is set). Their parent directories are created (0755), and so
+	// is an empty /tmp (1777) as the mount point of a tmpfs under a
+	// read-only root filesystem. Everything is owned by 0:0.
 	Files []File
+	// BaseFiles, when set, are the image's first layer, under the layer of
+	// Files: the watchdog that every fork- and http-mode function shares.
+	// That layer holds these files and their parent directories only, in
+	// path order, stamped with time 0 rather than SourceDateEpoch, so it is
+	// the same tar (the same diff ID) in every image with the same
+	// BaseFiles, and an engine that has it from one of them needs only the
+	// top layer of the next (Image.Thin). The image is labelled
+	// LabelBaseLayer with that diff ID, so an engine can be asked whether it
+	// holds the layer. A path is in BaseFiles or Files, not both.
+	BaseFiles []File
 	// Entrypoint and Cmd are the process to run, as exec-form arrays: there
 	// is no shell in the image. The program (Entrypoint[0], or Cmd[0] when
-	// Entrypoint is empty) must be one of Files.
+	// Entrypoint is empty) must be one of Files or BaseFiles.
 	Entrypoint []string
 	Cmd        []string
 	// Env holds KEY=VALUE entries.
@@ -99,7 +111,21 @@ type Image struct {
 	// Archive is the docker-archive tar to load with `docker load` or the
 	// engine's ImageLoad.
 	Archive []byte
+	// BaseLayer is the diff ID ("sha256:…") of the image's first layer when
+	// it is shared (ImageSpec.BaseFiles), empty for a one-layer image.
+	BaseLayer string
+	// Thin is Archive without BaseLayer's data (ThinArchive): an engine that
+	// holds that layer loads the same image, with the same ID, from it; one
+	// that lacks it refuses it and changes nothing. Nil when BaseLayer is
+	// empty.
+	Thin []byte
 }
+
+// LabelBaseLayer is the label Assemble puts on an image with a shared base
+// layer (ImageSpec.BaseFiles): that layer's diff ID. An engine holds the
+// layer if it lists an image with this label and value, since an image
+// keeps its layers; no Docker API lists layers themselves.
+const LabelBaseLayer = "pulse.base-layer"
 
 // Fixed parts of the assembled image.
 const (
@@ -111,6 +137,7 @@ const (
 	manifestName = "manifest.json"
 	layerName    = "layer.tar"
 	historyBy    = "pulse: assemble FROM scratch image"
+	baseBy       = "pulse: shared base layer"
 	// maxEpoch is the last second that JSON time (RFC 3339) can hold.
 	maxEpoch = 253402300799
 	// minHealthDuration is the smallest non-zero duration Docker accepts in
@@ -119,7 +146,7 @@ const (
 )
 
 // Assemble validates spec and builds its docker-archive. The archive is held
-// in memory: its inputs are in memory already, the layer's digest must be
+// in memory: its inputs are in memory already, the layers' digests must be
 // known before the config and the config's before the manifest, and a deploy
 // sends the same bytes to every node.
 func Assemble(spec ImageSpec) (Image, error) {
@@ -128,24 +155,49 @@ func Assemble(spec ImageSpec) (Image, error) {
 	}
 	mtime := time.Unix(spec.SourceDateEpoch, 0).UTC()
 
-	layer, err := writeTar(layerEntries(spec), mtime)
+	var layers []assembledLayer
+	if len(spec.BaseFiles) > 0 {
+		// Time 0, whatever the function's epoch: the layer depends on
+		// the base files alone.
+		base, err := newLayer(baseLayerEntries(spec), time.Unix(0, 0).UTC())
+		if err != nil {
+			return Image{}, fmt.Errorf("assemble image: base layer: %w", err)
+		}
+		layers = append(layers, base)
+	}
+	top, err := newLayer(layerEntries(spec), mtime)
 	if err != nil {
 		return Image{}, fmt.Errorf("assemble image: layer: %w", err)
 	}
-	layerSum := sha256.Sum256(layer)
-	diffID := hex.EncodeToString(layerSum[:])
+	layers = append(layers, top)
 
-	config, err := json.Marshal(newImageConfig(spec, "sha256:"+diffID, mtime))
+	diffIDs := make([]string, len(layers))
+	for i, l := range layers {
+		diffIDs[i] = "sha256:" + l.diffID
+	}
+	cfg := newImageConfig(spec, diffIDs[len(diffIDs)-1], mtime)
+	baseLayer := ""
+	if len(layers) > 1 {
+		baseLayer = diffIDs[0]
+		cfg.RootFS.DiffIDs = diffIDs
+		cfg.History = append([]history{{Created: mtime, CreatedBy: baseBy}}, cfg.History...)
+		cfg.Config.Labels = maps.Clone(spec.Labels)
+		if cfg.Config.Labels == nil {
+			cfg.Config.Labels = map[string]string{}
+		}
+		cfg.Config.Labels[LabelBaseLayer] = baseLayer
+	}
+	config, err := json.Marshal(cfg)
 	if err != nil {
 		return Image{}, fmt.Errorf("assemble image: config: %w", err)
 	}
 	configSum := sha256.Sum256(config)
 	configHex := hex.EncodeToString(configSum[:])
 
-	m := []manifestEntry{{
-		Config: configHex + ".json",
-		Layers: []string{diffID + "/" + layerName},
-	}}
+	m := []manifestEntry{{Config: configHex + ".json"}}
+	for _, l := range layers {
+		m[0].Layers = append(m[0].Layers, l.diffID+"/"+layerName)
+	}
 	if spec.Tag != "" {
 		m[0].RepoTags = []string{spec.Tag}
 	}
@@ -154,16 +206,39 @@ func Assemble(spec ImageSpec) (Image, error) {
 		return Image{}, fmt.Errorf("assemble image: manifest: %w", err)
 	}
 
-	archive, err := writeTar([]tarEntry{
-		{name: configHex + ".json", mode: metaMode, content: config},
-		{name: diffID, dir: true, mode: dirMode},
-		{name: diffID + "/" + layerName, mode: metaMode, content: layer},
-		{name: manifestName, mode: metaMode, content: manifest},
-	}, mtime)
+	entries := []tarEntry{{name: configHex + ".json", mode: metaMode, content: config}}
+	for _, l := range layers {
+		entries = append(entries,
+			tarEntry{name: l.diffID, dir: true, mode: dirMode},
+			tarEntry{name: l.diffID + "/" + layerName, mode: metaMode, content: l.tar})
+	}
+	entries = append(entries, tarEntry{name: manifestName, mode: metaMode, content: manifest})
+	archive, err := writeTar(entries, mtime)
 	if err != nil {
 		return Image{}, fmt.Errorf("assemble image: archive: %w", err)
 	}
-	return Image{ID: "sha256:" + configHex, Tag: spec.Tag, Archive: archive}, nil
+	img := Image{ID: "sha256:" + configHex, Tag: spec.Tag, Archive: archive, BaseLayer: baseLayer}
+	if baseLayer != "" {
+		if img.Thin, err = ThinArchive(archive, baseLayer); err != nil {
+			return Image{}, fmt.Errorf("assemble image: %w", err)
+		}
+	}
+	return img, nil
+}
+
+// assembledLayer is a layer's tar and its diff ID (hex, without "sha256:").
+type assembledLayer struct {
+	tar    []byte
+	diffID string
+}
+
+func newLayer(entries []tarEntry, mtime time.Time) (assembledLayer, error) {
+	b, err := writeTar(entries, mtime)
+	if err != nil {
+		return assembledLayer{}, err
+	}
+	sum := sha256.Sum256(b)
+	return assembledLayer{tar: b, diffID: hex.EncodeToString(sum[:])}, nil
 }
 
 // manifestEntry is one image in a docker-archive's manifest.json.
@@ -260,45 +335,70 @@ type tarEntry struct {
 	content []byte
 }
 
-// layerEntries lists the layer's directories and files, sorted by name (a
-// parent sorts before its children because it is their prefix). It assumes a
-// valid spec.
+// layerEntries lists the top layer's directories and files, sorted by name
+// (a parent sorts before its children because it is their prefix). It
+// assumes a valid spec.
 func layerEntries(spec ImageSpec) []tarEntry {
-	dirs := imageDirs(spec)
-	entries := make([]tarEntry, 0, len(dirs)+len(spec.Files))
+	return sortedEntries(topLayerDirs(spec), spec.Files)
+}
+
+// baseLayerEntries lists the base layer's: BaseFiles and their parents.
+func baseLayerEntries(spec ImageSpec) []tarEntry {
+	dirs := map[string]fs.FileMode{}
+	for _, f := range spec.BaseFiles {
+		addParents(dirs, f.Path)
+	}
+	return sortedEntries(dirs, spec.BaseFiles)
+}
+
+func sortedEntries(dirs map[string]fs.FileMode, files []File) []tarEntry {
+	entries := make([]tarEntry, 0, len(dirs)+len(files))
 	for p, mode := range dirs {
 		entries = append(entries, tarEntry{name: p[1:], dir: true, mode: mode})
 	}
-	for _, f := range spec.Files {
+	for _, f := range files {
 		entries = append(entries, tarEntry{name: f.Path[1:], mode: f.Mode, content: f.Content})
 	}
 	slices.SortFunc(entries, func(a, b tarEntry) int { return strings.Compare(a.name, b.name) })
 	return entries
 }
 
-// imageDirs returns the directories the image needs, by absolute path: /tmp,
-// the working directory, and the parents of all of these and of the files.
+// imageDirs returns every directory of the image, by absolute path: those
+// of the top layer and the parents of the base files.
 func imageDirs(spec ImageSpec) map[string]fs.FileMode {
-	dirs := map[string]fs.FileMode{}
-	addParents := func(p string) {
-		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
-			if _, ok := dirs[d]; !ok {
-				dirs[d] = dirMode
-			}
-		}
+	dirs := topLayerDirs(spec)
+	for _, f := range spec.BaseFiles {
+		addParents(dirs, f.Path)
 	}
+	return dirs
+}
+
+// topLayerDirs returns the directories the top layer needs, by absolute
+// path: /tmp, the working directory, and the parents of all of these and of
+// the files.
+func topLayerDirs(spec ImageSpec) map[string]fs.FileMode {
+	dirs := map[string]fs.FileMode{}
 	dirs[tmpDir] = tmpMode
-	addParents(tmpDir)
+	addParents(dirs, tmpDir)
 	if wd := spec.WorkingDir; wd != "" && wd != "/" {
 		if _, ok := dirs[wd]; !ok {
 			dirs[wd] = dirMode
 		}
-		addParents(wd)
+		addParents(dirs, wd)
 	}
 	for _, f := range spec.Files {
-		addParents(f.Path)
+		addParents(dirs, f.Path)
 	}
 	return dirs
+}
+
+// addParents adds p's parent directories (0755) that dirs lacks.
+func addParents(dirs map[string]fs.FileMode, p string) {
+	for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+		if _, ok := dirs[d]; !ok {
+			dirs[d] = dirMode
+		}
+	}
 }
 
 // writeTar writes entries in order, owned by 0:0 and stamped with mtime.

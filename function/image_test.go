@@ -257,39 +257,50 @@ func TestAssembleContents(t *testing.T) {
 	}
 }
 
-// TestAssembleGolden pins the exact config and manifest JSON: any change to
-// them, or to the layer's bytes (its digest is in the config), changes image
-// IDs and shows here. Run with -update to accept a change on purpose.
+// TestAssembleGolden pins the exact config and manifest JSON of a one-layer
+// image (testSpec) and of a two-layer one (layeredSpec): any change to them,
+// or to a layer's bytes (its digest is in the config), changes image IDs and
+// shows here. Run with -update to accept a change on purpose.
 func TestAssembleGolden(t *testing.T) {
-	img, err := Assemble(testSpec())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, files := readTar(t, img.Archive)
-	var manifest []manifestEntry
-	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
-		t.Fatalf("manifest.json %q: %v", files["manifest.json"], err)
-	}
-	got := map[string][]byte{
-		"image-config.json":   files[manifest[0].Config],
-		"image-manifest.json": files["manifest.json"],
-		"image-id.txt":        []byte(img.ID + "\n"),
-	}
-	for name, b := range got {
-		path := filepath.Join("testdata", name)
-		if *update {
-			if err := os.WriteFile(path, b, 0o644); err != nil {
+	for _, tc := range []struct {
+		prefix string // of the golden files' names
+		spec   ImageSpec
+	}{
+		{"image", testSpec()},
+		{"image-layered", layeredSpec("hello", "function binary", 0)},
+	} {
+		t.Run(tc.prefix, func(t *testing.T) {
+			img, err := Assemble(tc.spec)
+			if err != nil {
 				t.Fatal(err)
 			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-		}
-		if !bytes.Equal(b, want) {
-			t.Errorf("%s differs from the golden file:\n got %s\nwant %s", name, b, want)
-		}
+			_, files := readTar(t, img.Archive)
+			var manifest []manifestEntry
+			if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
+				t.Fatalf("manifest.json %q: %v", files["manifest.json"], err)
+			}
+			got := map[string][]byte{
+				tc.prefix + "-config.json":   files[manifest[0].Config],
+				tc.prefix + "-manifest.json": files["manifest.json"],
+				tc.prefix + "-id.txt":        []byte(img.ID + "\n"),
+			}
+			for name, b := range got {
+				path := filepath.Join("testdata", name)
+				if *update {
+					if err := os.WriteFile(path, b, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				want, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+				}
+				if !bytes.Equal(b, want) {
+					t.Errorf("%s differs from the golden file:\n got %s\nwant %s", name, b, want)
+				}
+			}
+		})
 	}
 }
 
@@ -308,6 +319,11 @@ func TestImageSpecValidate(t *testing.T) {
 		{name: "healthcheck none", change: func(s *ImageSpec) { s.Healthcheck = &Healthcheck{Test: []string{"NONE"}} }},
 		{name: "user without gid", change: func(s *ImageSpec) { s.User = "1000" }},
 		{name: "file in a subdirectory", change: func(s *ImageSpec) { s.Files[1].Path = "/usr/bin/function" }},
+
+		{name: "entrypoint in the base files", change: func(s *ImageSpec) { s.BaseFiles, s.Files = s.Files[:1], s.Files[1:] }},
+		{name: "base files in a subdirectory", change: func(s *ImageSpec) {
+			s.BaseFiles, s.Files = []File{{Path: "/usr/bin/extra", Mode: 0o644, Content: []byte("x")}}, append(s.Files, File{Path: "/usr/lib/more", Mode: 0o644})
+		}},
 
 		{
 			name:    "tag missing",
@@ -480,6 +496,39 @@ func TestImageSpecValidate(t *testing.T) {
 			name:    "port twice",
 			change:  func(s *ImageSpec) { s.ExposedPorts = []string{"8080/tcp", "8080/udp", "8080/tcp"} },
 			wantErr: `exposed ports[2] "8080/tcp": duplicate port; list it once`,
+		},
+		{
+			name:    "path in base files and files",
+			change:  func(s *ImageSpec) { s.BaseFiles = []File{s.Files[0]} },
+			wantErr: `files[0] "/pulse-watchdog": duplicate path; list each file once`,
+		},
+		{
+			name:    "base file under /tmp",
+			change:  func(s *ImageSpec) { s.BaseFiles = []File{{Path: "/tmp/x", Mode: 0o644}} },
+			wantErr: `base files[0] "/tmp/x": /tmp is the empty mount point of a tmpfs at run time; put the file elsewhere`,
+		},
+		{
+			name: "base file that is a directory of the top layer",
+			change: func(s *ImageSpec) {
+				s.BaseFiles = []File{{Path: "/etc", Mode: 0o644}}
+				s.Files[1].Path = "/etc/function"
+			},
+			wantErr: `base files[0] "/etc": the path is also a directory of the image (a parent of another file or the working dir); rename one`,
+		},
+		{
+			name:    "file that is a directory of the base layer",
+			change:  func(s *ImageSpec) { s.BaseFiles = []File{{Path: "/function/data", Mode: 0o644}} },
+			wantErr: `files[1] "/function": the path is also a directory of the image (a parent of another file or the working dir); rename one`,
+		},
+		{
+			name:    "base file not readable",
+			change:  func(s *ImageSpec) { s.BaseFiles = []File{{Path: "/lib/x", Mode: 0o600}} },
+			wantErr: `base files[0] "/lib/x": mode 0600 does not let the non-root user read the root-owned file; use e.g. 0644 or 0755`,
+		},
+		{
+			name:    "base layer label set by hand",
+			change:  func(s *ImageSpec) { s.Labels[LabelBaseLayer] = "sha256:00" },
+			wantErr: `labels: pulse.base-layer is set by Assemble from the base files; leave it out`,
 		},
 		{
 			name:    "label without key",

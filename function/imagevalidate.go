@@ -25,29 +25,35 @@ func (s ImageSpec) Validate() error {
 		add("tag %q: %w", s.Tag, err)
 	}
 
-	files := make(map[string]File, len(s.Files))
+	files := make(map[string]File, len(s.Files)+len(s.BaseFiles))
 	pathsOK := true
-	for i, f := range s.Files {
-		if err := validateImagePath(f.Path); err != nil {
-			add("files[%d] %q: %w", i, f.Path, err)
-			pathsOK = false
-			continue
+	lists := []struct {
+		name  string
+		files []File
+	}{{"base files", s.BaseFiles}, {"files", s.Files}}
+	for _, list := range lists {
+		for i, f := range list.files {
+			if err := validateImagePath(f.Path); err != nil {
+				add("%s[%d] %q: %w", list.name, i, f.Path, err)
+				pathsOK = false
+				continue
+			}
+			if f.Path == tmpDir || strings.HasPrefix(f.Path, tmpDir+"/") {
+				add("%s[%d] %q: %s is the empty mount point of a tmpfs at run time; put the file elsewhere", list.name, i, f.Path, tmpDir)
+				pathsOK = false
+				continue
+			}
+			if f.Mode&^fs.ModePerm != 0 {
+				add("%s[%d] %q: mode %v has bits other than permissions; use e.g. 0644 or 0755", list.name, i, f.Path, f.Mode)
+			} else if f.Mode&0o004 == 0 {
+				add("%s[%d] %q: mode %#o does not let the non-root user read the root-owned file; use e.g. 0644 or 0755", list.name, i, f.Path, uint32(f.Mode))
+			}
+			if _, dup := files[f.Path]; dup {
+				add("%s[%d] %q: duplicate path; list each file once", list.name, i, f.Path)
+				continue
+			}
+			files[f.Path] = f
 		}
-		if f.Path == tmpDir || strings.HasPrefix(f.Path, tmpDir+"/") {
-			add("files[%d] %q: %s is the empty mount point of a tmpfs at run time; put the file elsewhere", i, f.Path, tmpDir)
-			pathsOK = false
-			continue
-		}
-		if f.Mode&^fs.ModePerm != 0 {
-			add("files[%d] %q: mode %v has bits other than permissions; use e.g. 0644 or 0755", i, f.Path, f.Mode)
-		} else if f.Mode&0o004 == 0 {
-			add("files[%d] %q: mode %#o does not let the non-root user read the root-owned file; use e.g. 0644 or 0755", i, f.Path, uint32(f.Mode))
-		}
-		if _, dup := files[f.Path]; dup {
-			add("files[%d] %q: duplicate path; list each file once", i, f.Path)
-			continue
-		}
-		files[f.Path] = f
 	}
 
 	if s.WorkingDir != "" && s.WorkingDir != "/" {
@@ -58,9 +64,11 @@ func (s ImageSpec) Validate() error {
 	}
 	if pathsOK { // check files against the directories the image needs
 		dirs := imageDirs(s)
-		for i, f := range s.Files {
-			if _, ok := dirs[f.Path]; ok {
-				add("files[%d] %q: the path is also a directory of the image (a parent of another file or the working dir); rename one", i, f.Path)
+		for _, list := range lists {
+			for i, f := range list.files {
+				if _, ok := dirs[f.Path]; ok {
+					add("%s[%d] %q: the path is also a directory of the image (a parent of another file or the working dir); rename one", list.name, i, f.Path)
+				}
 			}
 		}
 	}
@@ -105,8 +113,11 @@ func (s ImageSpec) Validate() error {
 	}
 
 	for _, k := range sortedKeys(s.Labels) {
-		if k == "" {
+		switch {
+		case k == "":
 			add("labels: empty key (value %q); name the label", s.Labels[k])
+		case k == LabelBaseLayer:
+			add("labels: %s is set by Assemble from the base files; leave it out", k)
 		}
 	}
 

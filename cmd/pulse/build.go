@@ -58,7 +58,7 @@ func (a *app) buildOptions() function.BuildOptions {
 	return function.BuildOptions{Progress: a.err, CacheDir: a.cfg.CacheDir, Version: version}
 }
 
-// buildAndLoad builds spec's image and loads it into the local engine.
+// buildAndLoad builds spec's image and loads it into docker_host's engine.
 func (a *app) buildAndLoad(ctx context.Context, spec function.Spec) (function.Image, function.BuildInfo, error) {
 	prefixed := func(err error) error {
 		// function.Build names the function itself: say it once.
@@ -75,7 +75,9 @@ func (a *app) buildAndLoad(ctx context.Context, spec function.Spec) (function.Im
 	if err != nil {
 		return img, info, err
 	}
-	if err := function.LoadImage(ctx, cli, img); err != nil {
+	// Thin when the engine holds the watchdog layer already (docker_host
+	// may be a manager over SSH: only the function's layer travels).
+	if _, err := function.LoadOnNode(ctx, cli, img); err != nil {
 		return img, info, prefixed(err)
 	}
 	return img, info, nil

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,10 +32,14 @@ import (
 // adds both again (nothing to do); `node ls` lists 3 Ready nodes with their
 // SSH labels; an assembled image goes to one node, then to all 3 (checked
 // by image ID on each node from inside it), and a second time is present
-// everywhere; `pulse push` and `pulse deploy` of a real function put its
-// image on all 3 and its replica runs; `node rm` refuses the manager it
-// talks to and takes node3 out, leaving 2; node3 added back without the
-// function's image joins drained, gets it, and only then becomes active.
+// everywhere; two images on one base layer go to all 3, the first in full,
+// the second only its own layer; `pulse push` and `pulse deploy` of a real
+// function put its image on all 3 and its replica runs; the function
+// changed and deployed again moves only its own layer to the workers (the
+// watchdog layer is there) and its new replica runs; `node rm` refuses the
+// manager it talks to and takes node3 out, leaving 2; node3 added back
+// without the function's image joins drained, gets only the image's own
+// layer (it kept the watchdog's), and only then becomes active.
 func TestNodeLab(t *testing.T) {
 	lab := labtest.Up(t, 3)
 	t.Setenv("SSH_AUTH_SOCK", "") // the lab's key only
@@ -80,6 +86,9 @@ func TestNodeLab(t *testing.T) {
 		"PULSE_SSH_IDENTITY_FILES": lab.KeyFile,
 		"SSH_AUTH_SOCK":            "",
 		"DOCKER_HOST":              "",
+		// The gateway as the nodes reach it (deploy refuses docker0 on a
+		// swarm of several nodes).
+		"PULSE_REPLICA_GATEWAY": "http://" + lab.Host + ":8080",
 	}
 	cli := func(args ...string) (string, string) {
 		t.Helper()
@@ -253,6 +262,51 @@ func TestNodeLab(t *testing.T) {
 		t.Errorf("second distribution: %v, want %v", outcomes(rs), present)
 	}
 
+	// Two images on one base layer (a 6 MB stand-in for the watchdog): the
+	// nodes lack it, so the first goes in full; the second, only its own
+	// layer.
+	watchdog := make([]byte, 6<<20)
+	rand.Read(watchdog)
+	layered := func() function.Image {
+		fn := make([]byte, 64<<10)
+		rand.Read(fn)
+		img, err := function.Assemble(function.ImageSpec{
+			BaseFiles:  []function.File{{Path: "/pulse-watchdog", Mode: 0o755, Content: watchdog}},
+			Files:      []function.File{{Path: "/function", Mode: 0o755, Content: fn}},
+			Entrypoint: []string{"/pulse-watchdog"}, User: "65534:65534",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	la, lb := layered(), layered()
+	for _, step := range []struct {
+		img  function.Image
+		thin bool
+	}{{la, false}, {lb, true}} {
+		start = time.Now()
+		rs, err = cd.EnsureAll(ctx, step.img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("distribution of a two-layer image (%d bytes, thin %d) to 3 nodes: %v", len(step.img.Archive), len(step.img.Thin), time.Since(start).Round(time.Millisecond))
+		for _, r := range rs {
+			t.Logf("  %s: %s", r.Node, nodeOutcome(r.Outcome, r.LoadReport, r.Elapsed))
+			want := int64(len(step.img.Archive))
+			if step.thin {
+				want = int64(len(step.img.Thin))
+			}
+			if r.Outcome != "loaded" || r.Thin != step.thin || r.Sent != want || r.Full != int64(len(step.img.Archive)) || r.Fallback != nil {
+				t.Errorf("%s: %s %+v; want loaded, thin %v, %d bytes sent", r.Node, r.Outcome, r.LoadReport, step.thin, want)
+			}
+		}
+		onNodes(step.img, n1, n2, n3)
+	}
+	if len(lb.Thin)*20 > len(lb.Archive) {
+		t.Errorf("thin archive %d bytes of %d, want far fewer", len(lb.Thin), len(lb.Archive))
+	}
+
 	// pulse push and pulse deploy of a real function (bin: a static C
 	// echo), on the 3 nodes.
 	echo := filepath.Join(dir, "echo")
@@ -297,29 +351,69 @@ func TestNodeLab(t *testing.T) {
 	}
 
 	// The replica runs wherever Swarm put it: its image was there.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		tasks, err := eng.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", "labecho"))})
+	waitRunning := func(image string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			tasks, err := eng.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", "labecho"))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var states []string
+			running := ""
+			for _, tk := range tasks {
+				states = append(states, fmt.Sprintf("%s %s %s", tk.NodeID, tk.Status.State, tk.Status.Err))
+				if tk.Status.State == swarm.TaskStateRunning && tk.Spec.ContainerSpec != nil && tk.Spec.ContainerSpec.Image == image {
+					running = tk.NodeID
+				}
+			}
+			if running != "" {
+				t.Logf("labecho's replica of %s runs on node %s", image, running)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("labecho: no running replica of %s within a minute: %v", image, states)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	serviceImage := func() string {
+		t.Helper()
+		svc, _, err := eng.ServiceInspectWithRaw(ctx, "labecho", swarm.ServiceInspectOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var states []string
-		running := ""
-		for _, tk := range tasks {
-			states = append(states, fmt.Sprintf("%s %s %s", tk.NodeID, tk.Status.State, tk.Status.Err))
-			if tk.Status.State == swarm.TaskStateRunning {
-				running = tk.NodeID
-			}
-		}
-		if running != "" {
-			t.Logf("labecho's replica runs on node %s", running)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("labecho: no running replica within a minute: %v", states)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return svc.Spec.TaskTemplate.ContainerSpec.Image
 	}
+	firstID := serviceImage()
+	waitRunning(firstID)
+
+	// The function changed (bytes after the end of the executable, which
+	// the kernel does not load): deploy sends the workers its own layer
+	// only, the watchdog's being there from the first version.
+	if b, err := os.ReadFile(echo); err != nil || os.WriteFile(filepath.Join(fdir, "fn"), append(b, "labecho v2"...), 0o755) != nil {
+		t.Fatal(err)
+	}
+	_, stderr = dirCLI("deploy", "--no-wait")
+	echoID := serviceImage()
+	if echoID == firstID {
+		t.Fatalf("the changed function kept image %s", echoID)
+	}
+	thinLine := regexp.MustCompile(`image on (\S+): loaded \(([0-9.]+ [KM]?B) → ([0-9.]+ [KM]?B) thin, `)
+	thinNodes := map[string]bool{}
+	for _, m := range thinLine.FindAllStringSubmatch(stderr, -1) {
+		full, sent := parseSize(t, m[2]), parseSize(t, m[3])
+		t.Logf("%s: %s of %s sent (%.1f%%)", m[1], m[3], m[2], 100*sent/full)
+		if sent*5 > full {
+			t.Errorf("%s: %s sent of %s: want the function's layer only", m[1], m[3], m[2])
+		}
+		thinNodes[m[1]] = true
+	}
+	if !thinNodes[n2.Name] || !thinNodes[n3.Name] || !strings.Contains(stderr, "image on "+n1.Name+": present") {
+		t.Errorf("deploy of the changed function: thin loads on %v, want %s and %s; present on %s (loaded there by the build)", thinNodes, n2.Name, n3.Name, n1.Name)
+	}
+	onNodes(function.Image{ID: echoID}, n1, n2, n3)
+	waitRunning(echoID)
 
 	// Removal.
 	code, _, stderr = pulse(t, dir, env, "node", "rm", n1.Name)
@@ -342,13 +436,9 @@ func TestNodeLab(t *testing.T) {
 		t.Errorf("node ls after rm: %+v, want %s and %s", nodes, n1.Name, n2.Name)
 	}
 
-	// node3 back, without labecho's image: it joins drained, gets the
-	// image from the manager, then becomes active.
-	svc, _, err := eng.ServiceInspectWithRaw(ctx, "labecho", swarm.ServiceInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	echoID := svc.Spec.TaskTemplate.ContainerSpec.Image
+	// node3 back, without labecho's image (but with the first version's,
+	// and so the watchdog layer): it joins drained, gets the image's own
+	// layer from the manager, then becomes active.
 	if _, err := lab.Exec(ctx, n3, "sh", "-c", "docker container prune -f && docker image rm -f "+echoID); err != nil {
 		t.Fatal(err)
 	}
@@ -357,8 +447,8 @@ func TestNodeLab(t *testing.T) {
 	}
 	out, stderr = cli("node", "add", "root@"+n3.Addr)
 	if !strings.Contains(out, n3.Name+": joined as a worker") || !strings.Contains(stderr, "drained until prepared") ||
-		!strings.Contains(stderr, "(labecho): copied") || !strings.Contains(stderr, "prepared; active") {
-		t.Errorf("node add of a node that lacks a deployed image: want it joined drained, the image copied, then active")
+		!regexp.MustCompile(`\(labecho\): copied \([0-9.]+ MB → [0-9.]+ KB thin, `).MatchString(stderr) || !strings.Contains(stderr, "prepared; active") {
+		t.Errorf("node add of a node that lacks a deployed image: want it joined drained, the image's own layer copied, then active")
 	}
 	onNodes(function.Image{ID: echoID}, n3)
 	out, _ = cli("node", "ls", "--json")
@@ -369,6 +459,17 @@ func TestNodeLab(t *testing.T) {
 	if len(nodes) != 3 || nodes[2].Name != n3.Name || nodes[2].Status != "ready" || nodes[2].Availability != "active" {
 		t.Errorf("node ls after adding %s back: %+v, want it ready and active", n3.Name, nodes)
 	}
+}
+
+// parseSize reads a size as transferSize writes it.
+func parseSize(t *testing.T, s string) float64 {
+	t.Helper()
+	num, unit, _ := strings.Cut(s, " ")
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		t.Fatalf("size %q: %v", s, err)
+	}
+	return v * map[string]float64{"B": 1, "KB": 1e3, "MB": 1e6}[unit]
 }
 
 // onlyNode keeps one node of another NodeEngines' list, closing the rest.

@@ -52,7 +52,7 @@ func TestNodeConfigSSH(t *testing.T) {
 			env:   map[string]string{"PULSE_SSH_KNOWN_HOSTS": "/e/kh", "PULSE_SSH_IDENTITY_FILES": "/e/a,/e/b"},
 			known: "/e/kh", identity: []string{"/e/a", "/e/b"}},
 		{name: "ssh with a path", env: map[string]string{"PULSE_DOCKER_HOST": "ssh://root@n1/var/run/docker.sock"},
-			wantErr: `docker_host "ssh://root@n1/var/run/docker.sock": no path, query or fragment allowed: want ssh://[user@]host[:port] (set it in the config file or PULSE_DOCKER_HOST)`},
+			wantErr: `docker_host: bad SSH target "ssh://root@n1/var/run/docker.sock": no path, query or fragment allowed; want ssh://[user@]host[:port] (set it in the config file or PULSE_DOCKER_HOST)`},
 		{name: "ssh with a password", env: map[string]string{"PULSE_DOCKER_HOST": "ssh://root:secret@n1"},
 			wantErr: "no password: SSH uses keys"},
 		{name: "ssh with a bad port", env: map[string]string{"PULSE_DOCKER_HOST": "ssh://root@n1:99999"},
