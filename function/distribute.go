@@ -85,6 +85,7 @@ func (d ClusterDistributor) EnsureAll(ctx context.Context, img Image) ([]NodeRes
 		wg.Go(func() {
 			start := time.Now()
 			r := ensureOnNode(ctx, e.API, img)
+			r.Err = explainLoadFailure(r.Err) // the fix for a full disk, a lost node
 			r.Node, r.Elapsed = e.Node, time.Since(start)
 			results[i] = r
 			if d.Progress != nil {

@@ -229,12 +229,29 @@ func lastTaskError(tasks []swarm.Task) string {
 // currentSpec reports whether a task runs its service's current container
 // spec. A task's spec is a copy of the service's task template taken when
 // the task was created, but the engine reports it with fewer defaults, so
-// only what a deploy changes is compared: image, environment and forced
+// only what a deploy changes is compared: image, environment, arguments,
+// secrets (the replica credential rolls by a new secret) and forced
 // updates.
 func currentSpec(t swarm.Task, svc swarm.Service) bool {
 	a, b := t.Spec.ContainerSpec, svc.Spec.TaskTemplate.ContainerSpec
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Image == b.Image && slices.Equal(a.Env, b.Env) && t.Spec.ForceUpdate == svc.Spec.TaskTemplate.ForceUpdate
+	return a.Image == b.Image && slices.Equal(a.Env, b.Env) && slices.Equal(a.Args, b.Args) && slices.Equal(a.Command, b.Command) &&
+		slices.Equal(secretIDs(a.Secrets), secretIDs(b.Secrets)) && t.Spec.ForceUpdate == svc.Spec.TaskTemplate.ForceUpdate
+}
+
+// secretIDs are the secrets a container spec mounts, as "ID:target" in
+// order: a deploy that rolls the replica credential (a new secret, same
+// image and environment) changes only these.
+func secretIDs(refs []*swarm.SecretReference) []string {
+	out := make([]string, 0, len(refs))
+	for _, r := range refs {
+		target := ""
+		if r.File != nil {
+			target = r.File.Name
+		}
+		out = append(out, r.SecretID+":"+target)
+	}
+	return out
 }

@@ -115,6 +115,24 @@ func TestReadiness(t *testing.T) {
 			pending: "0 of 1 replicas running the current spec, 1 starting",
 		},
 		{
+			// A deploy that rolls the replica credential changes the secret
+			// only; Swarm may not have marked the update yet.
+			name: "the running task mounts the replaced credential secret: not ready",
+			svc: func() swarm.Service {
+				s := service(1, nil)
+				s.Spec.TaskTemplate.ContainerSpec.Secrets = []*swarm.SecretReference{{SecretID: "new", File: &swarm.SecretReferenceFileTarget{Name: "replica-auth"}}}
+				return s
+			}(),
+			tasks: func() []swarm.Task {
+				tk := running("old", 1, v2)
+				tk.Spec.ContainerSpec.Secrets = []*swarm.SecretReference{{SecretID: "old", File: &swarm.SecretReferenceFileTarget{Name: "replica-auth"}}}
+				return []swarm.Task{tk}
+			}(),
+			cat:     catalog(routed("old")),
+			want:    1,
+			pending: "0 of 1 replicas running the current spec, 1 of the previous spec",
+		},
+		{
 			name:    "tasks done, Swarm still monitoring the update",
 			svc:     service(1, updateStatus(swarm.UpdateStateUpdating, "update in progress")),
 			tasks:   []swarm.Task{running("new", 1, v2)},
