@@ -5,6 +5,11 @@
 // inotify and open-file limits, the tools `pulse build` and the control node
 // need (HAProxy, Netdata, Go, gcc, g++), and which Pulse components run.
 //
+// RunNode runs the checks that matter on a machine joining the swarm
+// (node.go), with Probes of that machine: `pulse node add` reads the files
+// NodeFiles names from the node in one SSH session and runs commands and
+// the Docker API over the same connection.
+//
 // Every probe goes through Probes, so tests point /proc and /sys at a
 // directory under testdata and replace commands and the Docker API with
 // fakes. Run never hangs and never panics: each check has its own deadline,
@@ -152,22 +157,27 @@ var checks = []check{
 // the order of the Check* constants. It returns once every check has
 // answered or given up: by its CheckTimeout, or when ctx ends.
 func Run(ctx context.Context, p Probes) []Result {
+	return runChecks(ctx, p, checks)
+}
+
+// runChecks runs cs concurrently, one Result each, in their order.
+func runChecks(ctx context.Context, p Probes, cs []check) []Result {
 	// The Docker client negotiates its API version on first use, without a
 	// lock: do it once here, before the checks share the client.
 	if n, ok := p.Docker.(interface{ NegotiateAPIVersion(context.Context) }); ok {
-		nctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		nctx, cancel := context.WithTimeout(ctx, p.callTimeout())
 		n.NegotiateAPIVersion(nctx)
 		cancel()
 	}
-	results := make([]Result, len(checks))
-	done := make(chan struct{}, len(checks))
-	for i, c := range checks {
+	results := make([]Result, len(cs))
+	done := make(chan struct{}, len(cs))
+	for i, c := range cs {
 		go func() {
 			results[i] = runCheck(ctx, p, c)
 			done <- struct{}{}
 		}()
 	}
-	for range checks {
+	for range cs {
 		<-done
 	}
 	return results

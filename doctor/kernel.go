@@ -166,17 +166,23 @@ const (
 	minNoFile           = 65536
 )
 
+// inotifyDir holds the inotify limits, relative to the root.
+const inotifyDir = "proc/sys/fs/inotify/"
+
+// inotifyLimits are the files under inotifyDir checkInotify reads, with
+// their minimums.
+var inotifyLimits = []struct {
+	name string
+	min  uint64
+}{{"max_user_watches", minInotifyWatches}, {"max_user_instances", minInotifyInstances}}
+
 func checkInotify(_ context.Context, p Probes) Result {
 	if p.Root == nil {
 		return Result{Status: WARN, Detail: "no host file system configured"}
 	}
-	type limit struct {
-		name string
-		min  uint64
-	}
 	var parts, low, errs []string
-	for _, l := range []limit{{"max_user_watches", minInotifyWatches}, {"max_user_instances", minInotifyInstances}} {
-		path := "proc/sys/fs/inotify/" + l.name
+	for _, l := range inotifyLimits {
+		path := inotifyDir + l.name
 		s, err := readTrimmed(p.Root, path)
 		if err != nil {
 			errs = append(errs, err.Error())

@@ -20,6 +20,9 @@ const (
 	daemonJSONFile    = "etc/docker/daemon.json"
 )
 
+// dockerPIDFiles are where dockerd writes its pid, relative to the root.
+var dockerPIDFiles = []string{"run/docker.pid", "var/run/docker.pid"}
+
 // dockerHostHint is the fix for both port checks.
 const dockerHostHint = "run scripts/docker-host.sh as root: dockerd then takes host ports from its own range " +
 	"(/etc/pulse/docker-port-range), which the kernel reserves from client sockets, and runs without the userland proxy"
@@ -37,7 +40,7 @@ func findDockerd(ctx context.Context, root fs.FS) (int, error) {
 	if root == nil {
 		return 0, errors.New("no host file system configured")
 	}
-	for _, f := range []string{"run/docker.pid", "var/run/docker.pid"} {
+	for _, f := range dockerPIDFiles {
 		s, err := readTrimmed(root, f)
 		if err != nil {
 			continue

@@ -5,7 +5,10 @@
 // does, without the docker CLI on the control node). node.go joins machines
 // to the swarm (AddNode), nodelist.go lists them (ListNodes), noderemove.go
 // removes them (RemoveNode),
-// labelling each with its SSH target (contract.LabelNodeSSH).
+// labelling each with its SSH target (contract.LabelNodeSSH). For checks
+// that run on a node (doctor.RunNode), snapshot.go reads the node's files
+// in one session (Snapshot: an fs.FS) and command.go runs a command as
+// os/exec would (CombinedOutput: a doctor.Runner).
 //
 // Host keys are always checked against known_hosts (golang.org/x/crypto/ssh/
 // knownhosts). A host seen for the first time is accepted only when the caller

@@ -63,6 +63,28 @@ const maxEngineConns = 6
 // engine than the SDK). It pings the engine first, so an unreachable engine
 // is an error here. Close the client before c.
 func (c *Client) Engine(ctx context.Context) (*client.Client, error) {
+	cli, err := c.EngineClient()
+	if err != nil {
+		return nil, err
+	}
+	// A wedged engine behind a live SSH connection must not hang the
+	// caller: the ping has its own bound.
+	pctx, cancel := context.WithTimeout(ctx, enginePingTimeout)
+	ping, err := cli.Ping(pctx)
+	cancel()
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker over ssh %s: ping the engine: %w", c.target.Host, err)
+	}
+	cli.NegotiateAPIVersionPing(ping)
+	return cli, nil
+}
+
+// EngineClient is Engine without the ping: a client that connects on its
+// first call and negotiates the API version then, for a caller that
+// reports an unreachable engine itself (pulse node add's doctor checks).
+// Close the client before c.
+func (c *Client) EngineClient() (*client.Client, error) {
 	tr := &http.Transport{MaxConnsPerHost: maxEngineConns, MaxIdleConns: maxEngineConns, IdleConnTimeout: 30 * time.Second}
 	cli, err := client.NewClientWithOpts(
 		client.WithHTTPClient(&http.Client{Transport: tr}),
@@ -79,16 +101,6 @@ func (c *Client) Engine(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker over ssh %s: %w", c.target.Host, err)
 	}
-	// A wedged engine behind a live SSH connection must not hang the
-	// caller: the ping has its own bound.
-	pctx, cancel := context.WithTimeout(ctx, enginePingTimeout)
-	ping, err := cli.Ping(pctx)
-	cancel()
-	if err != nil {
-		cli.Close()
-		return nil, fmt.Errorf("docker over ssh %s: ping the engine: %w", c.target.Host, err)
-	}
-	cli.NegotiateAPIVersionPing(ping)
 	return cli, nil
 }
 

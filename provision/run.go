@@ -67,17 +67,33 @@ func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
 // last lines of its stderr. When ctx is done the session is closed and Run
 // returns at once.
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
-	fail := func(err error) ([]byte, error) {
-		return nil, fmt.Errorf("run %q on %s: %w", cmd, c.target.Host, err)
+	var stdout bytes.Buffer
+	if err := c.stream(ctx, cmd, stdin, &stdout); err != nil {
+		return nil, err
+	}
+	return stdout.Bytes(), nil
+}
+
+// stream is Run writing the command's standard output to stdout as it
+// comes. A stdout that fails must also end ctx (Snapshot's does): the
+// command would otherwise block on the unread channel and never exit.
+func (c *Client) stream(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
+	stderr := &tail{max: 8 << 10}
+	return c.session(ctx, cmd, stdin, stdout, stderr, stderr)
+}
+
+// session runs cmd with the given streams; errTail is what an ExitError
+// quotes of its output.
+func (c *Client) session(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer, errTail *tail) error {
+	fail := func(err error) error {
+		return fmt.Errorf("run %q on %s: %w", cmd, c.target.Host, err)
 	}
 	s, err := c.newSession(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	defer s.Close()
-	var stdout bytes.Buffer
-	stderr := &tail{max: 8 << 10}
-	s.Stdin, s.Stdout, s.Stderr = stdin, &stdout, stderr
+	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
 	done := make(chan error, 1)
 	go func() { done <- s.Run(cmd) }()
 	select {
@@ -91,12 +107,12 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, 
 	var missing *ssh.ExitMissingError
 	switch {
 	case err == nil:
-		return stdout.Bytes(), nil
+		return nil
 	case errors.As(err, &exit):
-		return fail(&ExitError{Status: exit.ExitStatus(), Signal: exit.Signal(), Stderr: stderr.lastLines(stderrLines)})
+		return fail(&ExitError{Status: exit.ExitStatus(), Signal: exit.Signal(), Stderr: errTail.lastLines(stderrLines)})
 	case errors.As(err, &missing):
 		msg := "the connection or session closed before the command exited"
-		if t := stderr.lastLines(stderrLines); t != "" {
+		if t := errTail.lastLines(stderrLines); t != "" {
 			msg += "; its stderr: " + t
 		}
 		return fail(errors.New(msg))

@@ -36,7 +36,10 @@ func (a *app) nodeAddCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add [user@]host[:port]...",
 		Short: "Join machines to the swarm over SSH and label them",
-		Long: `For each target: connect over SSH, check its Docker Engine (Linux, ` + provision.MinEngineVersion + ` or later), join it
+		Long: `For each target: connect over SSH and run pulse doctor's node checks on it, one line each on stderr
+(its engine; dockerd's host-port range against the kernel's client range, and the userland proxy; inotify
+limits): a FAIL stops here, with what to fix; a WARN says what the node's setup (the playbook, or
+scripts/docker-host.sh) should change, and the node is added anyway. Then check its Docker Engine (Linux, ` + provision.MinEngineVersion + ` or later), join it
 to docker_host's swarm with the manager's join token (advertising the address SSH reached it at)
 unless it is a member already, wait until the manager lists it Ready, and label it
 ` + contract.LabelNodeSSH + `=user@host:port (and --label's). A new node joins drained and gets the image of every
@@ -75,6 +78,16 @@ Adding a member again changes nothing but missing labels and images.`,
 				progress := func(line string) { fmt.Fprintf(a.err, "%s: %s\n", t.Host, line) }
 				c, err := provision.Dial(ctx, cfg, t)
 				if err != nil {
+					return err
+				}
+				checks, err := nodeDoctor(ctx, c)
+				if err != nil {
+					c.Close()
+					return err
+				}
+				printNodeResults(a.err, t.Host, checks)
+				if err := nodeFailures(t, checks); err != nil {
+					c.Close()
 					return err
 				}
 				res, err := provision.AddNode(ctx, mgr, c, provision.AddOptions{Manager: manager, Labels: lm, ReadyTimeout: timeout, Progress: progress,
