@@ -70,6 +70,11 @@ var (
 type AddOptions struct {
 	Manager bool              // join as a manager (default: worker)
 	Labels  map[string]string // node labels to set besides contract.LabelNodeSSH
+	// AdvertiseAddr is the address the node advertises to the swarm (an IP
+	// address or an interface name of the node, as docker swarm join takes
+	// it); default: the address SSH reached it at. Set it when the swarm
+	// should use another network than the one SSH came in by.
+	AdvertiseAddr string
 	// ReadyTimeout bounds the wait until the manager lists the node Ready;
 	// default DefaultReadyTimeout.
 	ReadyTimeout time.Duration
@@ -113,8 +118,12 @@ func AddNode(ctx context.Context, mgr ManagerAPI, node *Client, opts AddOptions)
 			t.Host, err, MinEngineVersion, t.User)
 	}
 	defer eng.Close()
-	addr, err := advertiseAddr(ctx, node)
-	if err != nil {
+	addr := opts.AdvertiseAddr
+	if addr == "" {
+		if addr, err = advertiseAddr(ctx, node); err != nil {
+			return AddResult{}, fmt.Errorf("add node %s: %w", t.Host, err)
+		}
+	} else if err := CheckAdvertiseAddr(addr); err != nil {
 		return AddResult{}, fmt.Errorf("add node %s: %w", t.Host, err)
 	}
 	var prepare func(context.Context) error
@@ -124,6 +133,24 @@ func AddNode(ctx context.Context, mgr ManagerAPI, node *Client, opts AddOptions)
 	res, err := addNode(ctx, mgr, eng, t, addr, opts, prepare)
 	res.Elapsed = time.Since(start)
 	return res, err
+}
+
+// CheckAdvertiseAddr accepts an IP address or a network interface name
+// (what docker swarm join's --advertise-addr takes, without a port: the
+// swarm port stays 2377).
+func CheckAdvertiseAddr(a string) error {
+	if net.ParseIP(a) != nil {
+		return nil
+	}
+	if len(a) == 0 || len(a) > 15 {
+		return fmt.Errorf("advertise address %q: want the node's IP address or an interface name (e.g. eth1)", a)
+	}
+	for _, r := range a {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("advertise address %q: want the node's IP address or an interface name (e.g. eth1)", a)
+		}
+	}
+	return nil
 }
 
 // advertiseAddr is the address the node advertises to the swarm: the

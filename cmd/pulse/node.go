@@ -29,9 +29,10 @@ to put images on it.`,
 
 func (a *app) nodeAddCmd() *cobra.Command {
 	var (
-		manager bool
-		labels  []string
-		timeout time.Duration
+		manager   bool
+		labels    []string
+		timeout   time.Duration
+		advertise string
 	)
 	cmd := &cobra.Command{
 		Use:   "add [user@]host[:port]...",
@@ -40,7 +41,7 @@ func (a *app) nodeAddCmd() *cobra.Command {
 (its engine; dockerd's host-port range against the kernel's client range, and the userland proxy; inotify
 limits): a FAIL stops here, with what to fix; a WARN says what the node's setup (the playbook, or
 scripts/docker-host.sh) should change, and the node is added anyway. Then check its Docker Engine (Linux, ` + provision.MinEngineVersion + ` or later), join it
-to docker_host's swarm with the manager's join token (advertising the address SSH reached it at)
+to docker_host's swarm with the manager's join token (advertising the address SSH reached it at, or --advertise-addr)
 unless it is a member already, wait until the manager lists it Ready, and label it
 ` + contract.LabelNodeSSH + `=user@host:port (and --label's). A new node joins drained and gets the image of every
 deployed function it lacks (copied from docker_host's engine, checked by ID) before it is made active,
@@ -56,6 +57,14 @@ Adding a member again changes nothing but missing labels and images.`,
 					return usageError{err}
 				}
 				targets[i] = t
+			}
+			if advertise != "" {
+				if len(targets) > 1 {
+					return usagef("--advertise-addr %s: one node at a time (each node has its own address)", advertise)
+				}
+				if err := provision.CheckAdvertiseAddr(advertise); err != nil {
+					return usageError{err}
+				}
 			}
 			lm := map[string]string{}
 			for _, l := range labels {
@@ -90,7 +99,7 @@ Adding a member again changes nothing but missing labels and images.`,
 					c.Close()
 					return err
 				}
-				res, err := provision.AddNode(ctx, mgr, c, provision.AddOptions{Manager: manager, Labels: lm, ReadyTimeout: timeout, Progress: progress,
+				res, err := provision.AddNode(ctx, mgr, c, provision.AddOptions{Manager: manager, Labels: lm, AdvertiseAddr: advertise, ReadyTimeout: timeout, Progress: progress,
 					Prepare: a.catchUp(t.Host)})
 				c.Close()
 				if err != nil {
@@ -110,6 +119,7 @@ Adding a member again changes nothing but missing labels and images.`,
 		},
 	}
 	cmd.Flags().BoolVar(&manager, "manager", false, "join as a manager (default: a worker)")
+	cmd.Flags().StringVar(&advertise, "advertise-addr", "", "the address the node advertises to the swarm: its IP address or interface name on the network the nodes share (default: the address SSH reached it at; one node at a time)")
 	cmd.Flags().BoolVar(&a.acceptNewHostKey, "accept-new-host-key", false, "trust and record the key of a host known_hosts does not list yet (a changed key is always refused)")
 	cmd.Flags().StringArrayVar(&a.identity, "identity", nil, "private key file to offer, before ssh_identity_files (repeatable)")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "node label key=value (repeatable)")

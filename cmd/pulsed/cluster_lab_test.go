@@ -457,7 +457,8 @@ func TestClusterLab(t *testing.T) {
 
 	// node3 added under load: it gets the image, then serves once scaled.
 	l := startHostLoad(c.gw, path, 4)
-	out := c.cli("node", "add", "root@"+n3.Addr)
+	// (advertising its interface by name: the lab's nodes have one, eth0)
+	out := c.cli("node", "add", "root@"+n3.Addr, "--advertise-addr", "eth0")
 	if !strings.Contains(out, "joined as a worker") || !strings.Contains(out, "copied") {
 		t.Errorf("node add of %s while %s runs: want it joined with the function's image copied", n3.Name, name)
 	}
