@@ -30,13 +30,14 @@ build: ## static, stripped binaries into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	@ls -l $(BIN)
 
-bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale; ~28 min): JSON in bench/results/, tables in bench/README.md
+bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale, soak, cluster on the lab; ~65 min): JSON in bench/results/, tables in bench/README.md
 	$(GO) run ./bench/run -suite watchdog
 	$(GO) run ./bench/run -suite functions
 	$(GO) run ./bench/run -suite gateway
 	$(GO) run ./bench/run -suite collector
 	$(GO) run ./bench/run -suite autoscale -scale-trials 5
 	$(GO) run ./bench/run -suite soak
+	$(GO) run ./bench/run -suite cluster
 
 up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, Netdata + alarms, the example functions
 	BIN=$(BIN) scripts/up.sh

@@ -99,7 +99,7 @@ const (
 	suiteGateway   = "gateway"
 )
 
-var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak, suiteCollector}
+var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak, suiteCollector, suiteCluster}
 
 func defaultConfig() config {
 	return config{
@@ -220,7 +220,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	env := suiteEnv{tools: t, root: root, tmp: tmp, clk: clk, clkNote: clkNote, started: started}
 	runSuite := map[string]func(context.Context, config, *slog.Logger, io.Writer, suiteEnv) error{
 		suiteWatchdog: runWatchdog, suiteFunctions: runFunctions, suiteGateway: runGateway,
-		suiteCollector: runCollector, suiteAutoscale: runAutoscale, suiteSoak: runSoak,
+		suiteCollector: runCollector, suiteAutoscale: runAutoscale, suiteSoak: runSoak, suiteCluster: runCluster,
 	}[cfg.Suite]
 	return runSuite(ctx, cfg, log, stdout, env)
 }
