@@ -185,7 +185,7 @@ func (t *timedEngines) Engines(ctx context.Context) ([]function.NodeEngine, erro
 
 // limitedLoader lets a load run only while it holds a place in sem.
 type limitedLoader struct {
-	function.ImageLoader
+	function.NodeAPI
 	sem chan struct{}
 }
 
@@ -195,7 +195,7 @@ func (l limitedLoader) ImageLoad(ctx context.Context, r io.Reader, opts ...clien
 	case <-ctx.Done():
 		return image.LoadResponse{}, ctx.Err()
 	}
-	resp, err := l.ImageLoader.ImageLoad(ctx, r, opts...)
+	resp, err := l.NodeAPI.ImageLoad(ctx, r, opts...)
 	if err != nil {
 		<-l.sem
 		return resp, err
