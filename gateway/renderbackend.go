@@ -197,8 +197,8 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 // leaves before its checks notice); init-addr so an unresolvable name never
 // stops HAProxy from starting.
 func serverDefaults(cfg RenderConfig) string {
-	ds := fmt.Sprintf("default-server inter %s fall %d rise %d observe layer4 error-limit 1 on-error mark-down init-addr libc,none",
-		renderDuration(cfg.CheckInterval), cfg.CheckFall, cfg.CheckRise)
+	ds := fmt.Sprintf("default-server inter %s fastinter %s fall %d rise %d observe layer4 error-limit 1 on-error mark-down init-addr libc,none",
+		renderDuration(cfg.CheckInterval), renderDuration(cfg.CheckFastInterval), cfg.CheckFall, cfg.CheckRise)
 	if cfg.ServerMaxConn > 0 {
 		ds += fmt.Sprintf(" maxconn %d", cfg.ServerMaxConn)
 	}

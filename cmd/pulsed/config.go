@@ -46,6 +46,7 @@ type Config struct {
 	Balance          string
 	CheckInterval    time.Duration
 	CheckTimeout     time.Duration
+	CheckFall        int
 	FastPoll         time.Duration
 	SlowPoll         time.Duration
 	KeysFile         string
@@ -110,10 +111,18 @@ var options = []option{
 	opt("haproxy", func(c *Config) *string { return &c.HAProxy }, "haproxy", "the haproxy binary", nonEmpty),
 	opt("balance", func(c *Config) *string { return &c.Balance }, "roundrobin",
 		"each backend's algorithm: leastconn or roundrobin", oneOf("leastconn", "roundrobin")),
-	opt("check_interval", func(c *Config) *time.Duration { return &c.CheckInterval }, time.Second,
-		"HAProxy's health-check period", positive),
-	opt("check_timeout", func(c *Config) *time.Duration { return &c.CheckTimeout }, 3*time.Second,
-		"how long one health check may take (a saturated replica answers late)", positive),
+	opt("check_interval", func(c *Config) *time.Duration { return &c.CheckInterval }, 500*time.Millisecond,
+		"HAProxy's health-check period (after a failed check the next comes 100 ms later)", positive),
+	opt("check_timeout", func(c *Config) *time.Duration { return &c.CheckTimeout }, time.Second,
+		"how long one health check may take: the watchdog answers at once even when saturated, so a timeout is a replica "+
+			"that answers nothing (a frozen node); its replicas leave in about check_interval/2 + check_fall × check_timeout", positive),
+	opt("check_fall", func(c *Config) *int { return &c.CheckFall }, 2,
+		"failed health checks in a row that take a replica out of rotation (one good check brings it back)", func(v int) error {
+			if v < 1 || v > 10 {
+				return fmt.Errorf("%d: want 1 to 10", v)
+			}
+			return nil
+		}),
 	opt("fast_poll", func(c *Config) *time.Duration { return &c.FastPoll }, 100*time.Millisecond,
 		"Swarm polling while converging", positive),
 	opt("slow_poll", func(c *Config) *time.Duration { return &c.SlowPoll }, time.Second,

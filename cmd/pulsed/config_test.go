@@ -48,6 +48,8 @@ func TestConfig(t *testing.T) {
 		{"relative state dir", "state_dir: run\n", nil, `state_dir "run": want an absolute path`},
 		{"bad duration from the environment", "", map[string]string{"PULSE_FAST_POLL": "fast"}, "fast_poll"},
 		{"zero interval", "check_interval: 0s\n", nil, "check_interval must be a positive duration"},
+		{"check_fall 0", "check_fall: 0\n", nil, "check_fall 0: want 1 to 10"},
+		{"check_fall from the environment", "", map[string]string{"PULSE_CHECK_FALL": "11"}, "check_fall 11: want 1 to 10"},
 		{"bad log level", "log_level: chatty\n", nil, "log_level"},
 		{"docker_host without a scheme", "docker_host: node1\n", nil, `docker_host "node1": want unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://[user@]host[:port]`},
 		{"docker_host ssh with a path", "docker_host: ssh://root@node1/x\n", nil, "docker_host bad SSH target \"ssh://root@node1/x\": no path, query or fragment allowed"},

@@ -577,6 +577,7 @@ func TestFunctionToFunction(t *testing.T) {
 	_, port, _ := net.SplitHostPort(freePort(t))
 	cfg.GatewayListen = "0.0.0.0:" + port // replicas reach it on the bridge
 	cfg.LeaveRunning = false
+	cfg.CheckFall = 4 // not the default: check_fall reaches HAProxy
 	stop := pulsedUnder(t, cfg)
 	defer stop()
 
@@ -626,6 +627,9 @@ func TestFunctionToFunction(t *testing.T) {
 	}
 	gw := "127.0.0.1:" + port
 	waitRoute(t, gw, "/function/"+names["hello"])
+	if b, err := os.ReadFile(filepath.Join(cfg.StateDir, "haproxy.cfg")); err != nil || !strings.Contains(string(b), " fall 4 ") {
+		t.Errorf("haproxy.cfg with check_fall 4: want every backend's default-server with fall 4 (%v)", err)
+	}
 	waitRoute(t, gw, "/function/"+names["greet"]) // 200 only once hello answers greet through the gateway
 	resp, err := http.Post("http://"+gw+"/function/"+names["greet"], "text/plain", strings.NewReader("Pulse"))
 	if err != nil {

@@ -236,6 +236,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rcfg.Render.ServerStateFile = filepath.Join(cfg.StateDir, "server-state")
 	rcfg.Render.Log = cfg.HAProxyLog
 	rcfg.Render.Balance, rcfg.Render.CheckInterval, rcfg.Render.CheckTimeout = cfg.Balance, cfg.CheckInterval, cfg.CheckTimeout
+	rcfg.Render.CheckFall = cfg.CheckFall
 	wireGatewayAuth(&rcfg.Render, cfg, sec)
 	if auto != nil && auto.coldLn != nil {
 		rcfg.Render.BackupAddr = auto.coldLn.Addr().String()
