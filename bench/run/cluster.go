@@ -9,9 +9,11 @@ package main
 //  1. idle (cluster_idle.go): the lab's cost with one function of 3
 //     replicas deployed and pulsed running, over a minute.
 //  2. push (cluster_push.go): a fresh 16 MB function image to one node and
-//     to three in parallel through function.ClusterDistributor, and where
-//     the time of three goes (CPU of this process and of each node by
-//     process, SSH ciphers, docker load alone).
+//     to three in parallel through function.ClusterDistributor; one
+//     function layer changed against a full image (cluster_layer.go: two
+//     images sharing the watchdog's base layer, the second sent thin); and
+//     where the time of three goes (CPU of this process and of each node
+//     by process, SSH ciphers, docker load alone).
 //  3. saturation (cluster_sat.go): one replica saturated through the
 //     gateway with pulsed at its defaults, then with each faster health
 //     check setting in turn until one keeps it in rotation.
@@ -30,10 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
@@ -111,19 +110,11 @@ type clusterBench struct {
 
 // runCluster runs the cluster suite.
 func runCluster(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	stages := clusterStages
+	stages := clusterStages // config.Validate checked -only's
 	if len(cfg.Only) > 0 {
-		for _, s := range cfg.Only {
-			if !slices.Contains(clusterStages, s) {
-				return fmt.Errorf("-only %s: no such stage of the cluster suite; want some of %s", s, strings.Join(clusterStages, ","))
-			}
-		}
 		stages = cfg.Only
 	}
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		return fmt.Errorf("the cluster suite needs haproxy (Debian's package) in PATH: %w", err)
-	}
+	haproxy := env.tools.haproxy // findTools found it
 	id, err := runID()
 	if err != nil {
 		return err

@@ -4,7 +4,10 @@ package main
 // random 16 MiB payload, like the lab test of `pulse node`) to one worker
 // and to the 3 nodes in parallel through function.ClusterDistributor with
 // engines dialled as pulse dials them (provision over SSH), median of
-// trials, the two node counts alternating. Then the profile of the ratio,
+// trials, the two node counts alternating. Then "one function layer changed
+// against a full image" (cluster_layer.go): two-layer images sharing a base,
+// the second sent thin, to one node and to three. Then the profile of the
+// ratio,
 // diagnostic trials: the SSH transport alone with each cipher, `docker
 // load` inside the nodes with no SSH at all, the push with each cipher
 // through the suite's own SSH client (cluster_ssh.go), and the push with at
@@ -37,9 +40,6 @@ func (b *clusterBench) push(ctx context.Context) error {
 	p := &clusterPush{PayloadBytes: clusterPayload,
 		Dial: "each trial dials every node it pushes to (SSH handshake and engine ping included in the time), in parallel, as pulse does for the nodes other than docker_host's"}
 	b.rep.Push = p
-	if _, _, ok, why := layerChangeImages(nil); !ok {
-		p.LayerChange = "not measured: " + why
-	}
 	one, all := b.lab.nodes[1:2], b.lab.nodes
 	run := func(f func() pushTrial) error {
 		if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
@@ -55,6 +55,14 @@ func (b *clusterBench) push(ctx context.Context) error {
 	for r := range b.trials {
 		for _, nodes := range rotate([][]labNode{one, all}, r) {
 			if err := run(func() pushTrial { return b.pushTrial(ctx, pushDefault, r, nodes, b.lab.provisionDial, 0) }); err != nil {
+				return err
+			}
+		}
+	}
+	// One function layer changed against a full image.
+	for r := range b.trials {
+		for _, nodes := range rotate([][]labNode{one, all}, r) {
+			if err := b.layerPair(ctx, rand.Reader, r, nodes, run); err != nil {
 				return err
 			}
 		}
@@ -83,18 +91,6 @@ func (b *clusterBench) push(ctx context.Context) error {
 	return nil
 }
 
-// layerChangeImages is the placeholder of the push stage's second row, "one
-// function layer changed against a full image", which comes with two-layer
-// images (another engineer's work): it is to return an image already on
-// the nodes and one that differs from it in the function layer only, so
-// the row measures what a redeploy of changed code sends. function.Assemble
-// makes single-layer images today, so it returns ok false and why: the
-// stage measures full-image pushes only, and the row is in no goal.
-func layerChangeImages(payload []byte) (base, changed function.Image, ok bool, why string) {
-	_ = payload
-	return function.Image{}, function.Image{}, false, "function.Assemble makes single-layer images; the row needs the two-layer image work (watchdog layer + function layer)"
-}
-
 // pushImage assembles a fresh image: a random payload, so no node has it.
 func (b *clusterBench) pushImage() (function.Image, error) {
 	data := make([]byte, clusterPayload)
@@ -112,12 +108,12 @@ func (b *clusterBench) pushImage() (function.Image, error) {
 	return img, err
 }
 
-// dropImage removes img from nodes (docker exec, not measured).
-func dropImage(ctx context.Context, nodes []labNode, id string) {
+// dropImage removes the images ids from nodes (docker exec, not measured).
+func dropImage(ctx context.Context, nodes []labNode, ids ...string) {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
-			_, _ = nodeExec(context.WithoutCancel(ctx), n, nil, "sh", "-c", "docker rmi -f "+id+" >/dev/null 2>&1; rm -f /tmp/pbench-img.tar")
+			_, _ = nodeExec(context.WithoutCancel(ctx), n, nil, "sh", "-c", "docker rmi -f "+strings.Join(ids, " ")+" >/dev/null 2>&1; rm -f /tmp/pbench-img.tar")
 		})
 	}
 	wg.Wait()
@@ -133,6 +129,20 @@ func (b *clusterBench) pushTrial(ctx context.Context, variant string, round int,
 		return tr
 	}
 	defer dropImage(ctx, nodes, img.ID)
+	res, err := b.distribute(ctx, &tr, nodes, dial, limit, img)
+	if err == nil {
+		err = checkLoads(res, false)
+	}
+	if err != nil {
+		tr.Error = err.Error()
+	}
+	return tr
+}
+
+// distribute pushes img to nodes with function.ClusterDistributor, its
+// engines made by dial (limit > 0 lets at most limit loads run at once),
+// profiled, and fills tr's times, profile and each node's load.
+func (b *clusterBench) distribute(ctx context.Context, tr *pushTrial, nodes []labNode, dial func(context.Context, labNode) (function.NodeEngine, error), limit int, img function.Image) ([]function.NodeResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	var sem chan struct{}
@@ -156,18 +166,17 @@ func (b *clusterBench) pushTrial(ctx context.Context, variant string, round int,
 	start := time.Now()
 	res, err := function.ClusterDistributor{Nodes: eng}.EnsureAll(ctx, img)
 	tr.WallS = secondsSince(start)
-	prof.finish(&tr, b.env.clk)
+	prof.finish(tr, b.env.clk)
 	tr.DialS = round3(eng.took.Seconds())
 	for _, r := range res {
 		tr.NodeS = append(tr.NodeS, round3(r.Elapsed.Seconds()))
-		if err == nil && r.Outcome != "loaded" {
-			err = fmt.Errorf("%s: %s, want loaded (a fresh image)", r.Node, r.Outcome)
+		l := pushLoad{Node: r.Node, Outcome: r.Outcome, Thin: r.Thin, SentBytes: r.Sent, FullBytes: r.Full}
+		if r.Fallback != nil {
+			l.Fallback = r.Fallback.Error()
 		}
+		tr.Loads = append(tr.Loads, l)
 	}
-	if err != nil {
-		tr.Error = err.Error()
-	}
-	return tr
+	return res, err
 }
 
 // timedEngines times the Engines call (the SSH dials and engine pings).

@@ -45,7 +45,19 @@ func renderCluster(r clusterReport, md bool, rel string) string {
 			p.PayloadBytes>>20, float64(p.ArchiveBytes)/mb, p.Dial, r.Machine.CPUs, r.Machine.CPUs),
 			[]string{"kind", "variant", "nodes", "trials", "wall s (range)", "×1 node", "dial s", "slowest node s", "this process", "nodes", "sshd", "docker CLI", "dockerd", "containerd", "other, exited or nested", "other processes", "machine CPU s", "busy cores", "iowait cores", "disk writes MB"},
 			pushRows(p.Summary))
-		d.caption("One function layer changed against a full image: " + p.LayerChange + ".")
+		if rows := layerRows(p.Summary); len(rows) > 0 {
+			images := "the images could not be assembled"
+			if l := p.Layer; l != nil {
+				images = fmt.Sprintf("a base layer (%.2f MB: %s) and a function layer (%.2f MB: %s); full archive %.2f MB, B's thin one %.2f MB",
+					float64(l.BaseFileBytes)/mb, l.Base, float64(l.FunctionFileBytes)/mb, l.Function, float64(l.ArchiveBytes)/mb, float64(l.ThinBytes)/mb)
+			}
+			d.section("One function layer changed against a full image: per trial a fresh pair of two-layer images A and B in pulse build's fork-mode layout, "+images+". "+
+				"A pushed to the nodes (full: no node holds its new base), then B through the same ClusterDistributor, which sends a node that lists an image with that base layer "+
+				"only B's thin archive; dialled as above. ×A: B's time over A's to as many nodes; sent to a node: the most any node was sent in a trial (function.LoadReport); "+
+				"CPU in seconds per trial (medians):", layerHeader, rows)
+		} else if p.LayerChange != "" {
+			d.caption("One function layer changed against a full image: " + p.LayerChange + ".")
+		}
 	}
 	if i := r.Idle; i != nil {
 		d.section(fmt.Sprintf("Idle for %.0f s: %d replicas of %s, pulsed (%s) routing them, nothing calling (CPU in %% of one core; memory from each node's cgroup; the whole machine was %.1f %% busy meanwhile):",
@@ -139,6 +151,9 @@ func pushRows(ss []pushSummary) [][]string {
 		return fmt.Sprintf("%.2f", v)
 	}
 	for _, s := range ss {
+		if s.Kind == pushKindLayer { // layerRows
+			continue
+		}
 		ratio := ""
 		if one := pushFind(ss, s.Kind, s.Variant, 1); one != nil && s.Nodes > 1 && one.WallS > 0 {
 			ratio = fmt.Sprintf("%.2f×", s.WallS/one.WallS)

@@ -264,7 +264,8 @@ func maxOf(xs []float64) float64 {
 
 // clusterGoals are the issue's goals: for each pulsed setting measured and
 // each fault, the error window and the time until every replica answers
-// again; the push ratio; the idle cost, reported only.
+// again; the push ratio; the bytes a one-function-layer change sends (and
+// its times, reported only); the idle cost, reported only.
 func clusterGoals(r clusterReport) []goal {
 	var gs []goal
 	for _, s := range r.FailoverSummary {
@@ -291,6 +292,7 @@ func clusterGoals(r clusterReport) []goal {
 			}
 			gs = append(gs, g)
 		}
+		gs = append(gs, layerGoals(r.Push.Summary)...)
 	}
 	if i := r.Idle; i != nil {
 		gs = append(gs, goal{Name: fmt.Sprintf("idle: CPU of the %d nodes + pulsed + HAProxy over %.0f s (one function of 3 replicas)", len(i.Nodes), i.WindowS),
@@ -340,9 +342,13 @@ const (
 	pushKindPush = "push"  // function.ClusterDistributor.EnsureAll: dial, inspect, load, check
 	pushKindSSH  = "ssh"   // the SSH transport alone: the archive's bytes to `cat > /dev/null`
 	pushKindLoad = "local" // `docker load -i` of the archive inside the node (docker exec): no SSH
-	pushDefault  = "provision (x/crypto default cipher order: aes128-gcm)"
-	pushLimited  = "provision, at most 2 loads at once"
-	pushLocal    = "docker load in the node"
+	// pushKindLayer is the row "one function layer changed against a full
+	// image" (cluster_layer.go): a push like pushKindPush's of a two-layer
+	// image, variant layerFull or layerThin.
+	pushKindLayer = "layer"
+	pushDefault   = "provision (x/crypto default cipher order: aes128-gcm)"
+	pushLimited   = "provision, at most 2 loads at once"
+	pushLocal     = "docker load in the node"
 )
 
 // clusterPush is the push stage's results.
@@ -350,12 +356,13 @@ type clusterPush struct {
 	PayloadBytes int    `json:"payload_bytes"`
 	ArchiveBytes int    `json:"archive_bytes"`
 	Dial         string `json:"dial"`
-	// LayerChange is the row "one function layer changed against a full
-	// image": not measured until images have two layers (see
-	// layerChangeImages), and in no goal until it is.
-	LayerChange string        `json:"layer_change"`
-	Trials      []pushTrial   `json:"trials"`
-	Summary     []pushSummary `json:"summary"`
+	// LayerChange is why the row "one function layer changed against a
+	// full image" was not measured: runs from before images had two
+	// layers say so; empty when it was (Layer, the pushKindLayer trials).
+	LayerChange string           `json:"layer_change,omitempty"`
+	Layer       *pushLayerImages `json:"layer_images,omitempty"`
+	Trials      []pushTrial      `json:"trials"`
+	Summary     []pushSummary    `json:"summary"`
 }
 
 // pushTrial is one push (or one of its parts) to Nodes nodes.
@@ -369,6 +376,8 @@ type pushTrial struct {
 	WallS float64   `json:"wall_s"`
 	DialS float64   `json:"dial_s,omitempty"`
 	NodeS []float64 `json:"node_s,omitempty"` // each node's part (NodeResult.Elapsed), by node name
+	// Loads are the push's results on each node, by node name.
+	Loads []pushLoad `json:"loads,omitempty"`
 	// The profile over SpanS (the operation and its readings): CPU of this
 	// process, of each node, the machine's busy, iowait and stolen time in
 	// cores, busy time of neither (other processes: the host's engine for
@@ -382,6 +391,17 @@ type pushTrial struct {
 	OtherCPUS   float64       `json:"other_cpu_s"`
 	DiskWriteMB float64       `json:"disk_write_mb"`
 	Error       string        `json:"error,omitempty"`
+}
+
+// pushLoad is what function.ClusterDistributor did on one node: its
+// outcome, and how the image was sent (function.LoadReport).
+type pushLoad struct {
+	Node      string `json:"node"`
+	Outcome   string `json:"outcome"`
+	Thin      bool   `json:"thin"`
+	SentBytes int64  `json:"sent_bytes"`
+	FullBytes int64  `json:"full_bytes"`
+	Fallback  string `json:"fallback,omitempty"`
 }
 
 // pushNodeCPU is one node's CPU in a trial, and by process group.
@@ -416,6 +436,13 @@ type pushSummary struct {
 	// seconds: divided by its cores, the least wall time it allows.
 	MachineCPUS float64 `json:"machine_cpu_s"`
 	DiskWriteMB float64 `json:"disk_write_mb"`
+	// Loads counts the nodes' loads of every trial, ThinLoads those that
+	// were thin; SentMaxBytes is the most a node was sent in a trial that
+	// did not fail, FullBytes the largest full archive among them.
+	Loads        int   `json:"loads,omitempty"`
+	ThinLoads    int   `json:"thin_loads,omitempty"`
+	SentMaxBytes int64 `json:"sent_max_bytes,omitempty"`
+	FullBytes    int64 `json:"full_bytes,omitempty"`
 }
 
 // summarizePush groups the trials by kind, variant and nodes, in the order
@@ -428,6 +455,15 @@ func summarizePush(trials []pushTrial) []pushSummary {
 		s := pushSummary{Kind: ts[0].Kind, Variant: ts[0].Variant, Nodes: ts[0].Nodes, Trials: len(ts), ByGroup: map[string]float64{}}
 		var ok []pushTrial
 		for _, t := range ts {
+			for _, l := range t.Loads {
+				s.Loads++
+				if l.Thin {
+					s.ThinLoads++
+				}
+				if t.Error == "" {
+					s.SentMaxBytes, s.FullBytes = max(s.SentMaxBytes, l.SentBytes), max(s.FullBytes, l.FullBytes)
+				}
+			}
 			if t.Error != "" {
 				s.Failed++
 				continue

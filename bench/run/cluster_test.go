@@ -21,42 +21,52 @@ import (
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// clusterGolden is the stored result of the cluster suite the golden files
-// are rendered from.
-const clusterGolden = "cluster-20261206T143127Z.json"
+// The stored results of the cluster suite the golden files are rendered
+// from: the push stage alone, with the layer-change row (cluster-results.*),
+// and the last full run, every stage, from before that row
+// (cluster-full-results.*).
+const (
+	clusterGolden     = "cluster-20261206T145838Z.json"
+	clusterGoldenFull = "cluster-20261206T143127Z.json"
+)
 
-// TestClusterGolden renders a stored result of the cluster suite
-// (bench/results) as text and markdown and checks both against golden
+// TestClusterGolden renders stored results of the cluster suite
+// (bench/results) as text and markdown and checks them against golden
 // files; run with -update to rewrite them after an intended change. The
-// goals are computed again from the stored trials and must be those stored.
+// goals are computed again from the stored summaries and must be those
+// stored.
 func TestClusterGolden(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "results", clusterGolden))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r clusterReport
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
-	stored := r.Goals
-	if again := clusterGoals(r); !reflect.DeepEqual(names(again), names(stored)) {
-		t.Errorf("goals computed from the stored summaries:\n%v\nstored:\n%v", names(again), names(stored))
-	}
-	for ext, md := range map[string]bool{".txt": false, ".md": true} {
-		got := renderCluster(r, md, "results/"+clusterGolden)
-		golden := filepath.Join("testdata", "cluster-results"+ext)
-		if *update {
-			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+	for _, tc := range []struct{ json, golden string }{{clusterGolden, "cluster-results"}, {clusterGoldenFull, "cluster-full-results"}} {
+		t.Run(tc.golden, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("..", "results", tc.json))
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != string(want) {
-			t.Errorf("%s renders differently from %s (run go test ./bench/run -update after an intended change):\n%s", clusterGolden, golden, got)
-		}
+			var r clusterReport
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			stored := r.Goals
+			if again := clusterGoals(r); !reflect.DeepEqual(again, stored) {
+				t.Errorf("goals computed from the stored summaries:\n%+v\nstored:\n%+v", again, stored)
+			}
+			for ext, md := range map[string]bool{".txt": false, ".md": true} {
+				got := renderCluster(r, md, "results/"+tc.json)
+				golden := filepath.Join("testdata", tc.golden+ext)
+				if *update {
+					if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != string(want) {
+					t.Errorf("%s renders differently from %s (run go test ./bench/run -update after an intended change):\n%s", tc.json, golden, got)
+				}
+			}
+		})
 	}
 }
 

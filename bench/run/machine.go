@@ -23,9 +23,9 @@ type tools struct {
 
 // findTools looks up in PATH the tools suite needs (go also next to the
 // running toolchain's GOROOT, for `go run` from a shell whose PATH lacks
-// it): gcc and haproxy for the soak suite, wrk and haproxy (no gcc) for the
-// gateway suite, gcc and g++ for the functions suite, gcc, wrk and cat for
-// the others.
+// it): gcc and haproxy for the soak and cluster suites, wrk and haproxy (no
+// gcc) for the gateway suite, gcc and g++ for the functions suite, gcc, wrk
+// and cat for the others.
 func findTools(suite string) (tools, error) {
 	var missing []string
 	look := func(name string, extra ...string) string {
@@ -44,6 +44,9 @@ func findTools(suite string) (tools, error) {
 	switch suite {
 	case suiteSoak:
 		// gcc builds the saturation's static C handler.
+		t.gcc, t.haproxy = look("gcc"), look("haproxy")
+	case suiteCluster:
+		// gcc builds the functions' static C handlers; pulsed runs HAProxy.
 		t.gcc, t.haproxy = look("gcc"), look("haproxy")
 	case suiteGateway:
 		// No C compiler needed; its version is recorded if there is one.

@@ -150,7 +150,7 @@ func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error)
 	fs.DurationVar(&cfg.IdleWindow, "idle-window", cfg.IdleWindow, "functions: length of each idle window of the health-check CPU measurement")
 	fs.DurationVar(&cfg.SoakDuration, "soak-duration", cfg.SoakDuration, "soak: length of the load, whole minutes, at least 3m (shorter than 10m leaves the README alone)")
 	only := fs.String("only", "", "comma-separated variants (watchdog) or stages: "+strings.Join(functionStages, ",")+" (functions), "+
-		strings.Join(gatewayStages, ",")+" (gateway) to run (default all); leaves the README alone")
+		strings.Join(gatewayStages, ",")+" (gateway), "+strings.Join(clusterStages, ",")+" (cluster) to run (default all); leaves the README alone")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -183,7 +183,7 @@ func (c config) Validate() error {
 	check(c.IdleWindow < time.Second, "-idle-window %s: want at least 1s", c.IdleWindow)
 	check(c.SoakDuration < soakMinDuration || c.SoakDuration%soakStep != 0,
 		"-soak-duration %s: want whole minutes, at least %s", c.SoakDuration, soakMinDuration)
-	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages}[c.Suite]; ok {
+	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages, suiteCluster: clusterStages}[c.Suite]; ok {
 		for _, st := range c.Only {
 			check(!slices.Contains(stages, st), "-only %s: no such stage of the %s suite; want some of %s", st, c.Suite, strings.Join(stages, ","))
 		}
