@@ -82,10 +82,12 @@ type RemoteEngine struct {
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	c       *Client // nil until dialled, and after it broke
-	dials   int
-	lastErr error
+	mu        sync.Mutex
+	c         *Client       // nil until dialled, and after it broke
+	dialing   chan struct{} // closed when the dial in progress ends
+	dials     int
+	lastErr   error // the last dial's failure, until one succeeds
+	lastErrAt time.Time
 }
 
 // NewRemoteEngine dials t, checks its engine answers and returns the
@@ -151,37 +153,82 @@ func (r *RemoteEngine) Close() error {
 	return nil
 }
 
-// conn is the live connection, dialled when there is none.
+// conn is the live connection, dialled when there is none. One dial runs
+// at a time, outside the lock, and every caller waiting on it gets its
+// result; a failed dial is remembered for failedDialMemory, so requests
+// queued behind an unreachable manager fail at once with its error instead
+// of dialling (up to DialTimeout each) in turn. Close interrupts a dial.
 func (r *RemoteEngine) conn(ctx context.Context) (*Client, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ctx.Err() != nil {
-		return nil, fmt.Errorf("docker over ssh %s: closed", r.target)
-	}
-	if r.c != nil {
-		return r.c, nil
-	}
-	c, err := Dial(ctx, r.cfg, r.target)
-	if err != nil {
-		if r.lastErr == nil || r.lastErr.Error() != err.Error() {
-			r.log.Warn("docker_host: cannot connect", "target", r.target.String(), "err", err)
+	for {
+		r.mu.Lock()
+		switch {
+		case r.ctx.Err() != nil:
+			r.mu.Unlock()
+			return nil, fmt.Errorf("docker over ssh %s: closed", r.target)
+		case r.c != nil:
+			c := r.c
+			r.mu.Unlock()
+			return c, nil
+		case r.lastErr != nil && time.Since(r.lastErrAt) < failedDialMemory:
+			err := r.lastErr
+			r.mu.Unlock()
+			return nil, err
+		case r.dialing != nil:
+			wait := r.dialing
+			r.mu.Unlock()
+			select {
+			case <-wait:
+				continue // the dial's result is in r.c or r.lastErr
+			case <-ctx.Done():
+				return nil, fmt.Errorf("docker over ssh %s: %w", r.target, ctx.Err())
+			}
 		}
-		r.lastErr = err
-		return nil, err
-	}
-	r.dials++
-	if r.dials > 1 {
-		r.log.Info("docker_host: connected again", "target", r.target.String(), "connections", r.dials)
-	}
-	r.c, r.lastErr = c, nil
-	go func() {
-		err := c.Wait()
-		if r.drop(c) && r.ctx.Err() == nil {
-			r.log.Warn("docker_host: connection lost; the next request dials again", "target", r.target.String(), "err", err)
+		done := make(chan struct{})
+		r.dialing = done
+		r.mu.Unlock()
+
+		// The dial ends with Close (r.ctx) or the caller's context.
+		dctx, cancel := context.WithCancel(r.ctx)
+		stop := context.AfterFunc(ctx, cancel)
+		c, err := Dial(dctx, r.cfg, r.target)
+		stop()
+		cancel()
+
+		r.mu.Lock()
+		r.dialing = nil
+		close(done)
+		if err != nil {
+			if r.lastErr == nil || r.lastErr.Error() != err.Error() {
+				r.log.Warn("docker_host: cannot connect", "target", r.target.String(), "err", err)
+			}
+			r.lastErr, r.lastErrAt = err, time.Now()
+			r.mu.Unlock()
+			return nil, err
 		}
-	}()
-	return c, nil
+		if r.ctx.Err() != nil { // closed while dialling
+			r.mu.Unlock()
+			c.Close()
+			return nil, fmt.Errorf("docker over ssh %s: closed", r.target)
+		}
+		r.dials++
+		if r.dials > 1 {
+			r.log.Info("docker_host: connected again", "target", r.target.String(), "connections", r.dials)
+		}
+		r.c, r.lastErr = c, nil
+		r.mu.Unlock()
+		go func() {
+			err := c.Wait()
+			if r.drop(c) && r.ctx.Err() == nil {
+				r.log.Warn("docker_host: connection lost; the next request dials again", "target", r.target.String(), "err", err)
+			}
+		}()
+		return c, nil
+	}
 }
+
+// failedDialMemory is how long a failed dial's error answers requests
+// without dialling again.
+const failedDialMemory = time.Second
 
 // drop forgets c if it is still the live connection, closing it; live
 // says whether it was (a request may have found it broken and dialled a
@@ -220,9 +267,11 @@ func (r *RemoteEngine) dial(ctx context.Context, network, addr string) (net.Conn
 	return nil, lastErr
 }
 
-// brokenConn reports whether c is gone: a keepalive it cannot send or
-// that goes unanswered for a few seconds (a session the server refused
-// leaves a live connection, which is kept).
+// brokenConn reports whether c is gone: a keepalive it cannot send. One
+// that goes unanswered for a few seconds is not proof (a busy link, or the
+// keepalive loop's own request ahead of it): the connection is kept, and
+// the keepalive loop drops it if it is really gone. A session the server
+// refused (sshd's MaxSessions) leaves a live connection.
 func brokenConn(c *Client) bool {
 	answered := make(chan error, 1)
 	go func() {
@@ -233,6 +282,6 @@ func brokenConn(c *Client) bool {
 	case err := <-answered:
 		return err != nil
 	case <-time.After(3 * time.Second):
-		return true
+		return false
 	}
 }

@@ -182,10 +182,13 @@ func clusterGateway(gateway string, nodes int) error {
 	if err != nil {
 		return nil // validated with the configuration
 	}
-	host := u.Hostname()
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	ip := net.ParseIP(host)
+	// docker0's default subnet, and docker_gwbridge's (the bridge a swarm
+	// task's traffic leaves its node by).
 	_, docker0, _ := net.ParseCIDR("172.17.0.0/16")
-	if host == "localhost" || (ip != nil && (ip.IsLoopback() || docker0.Contains(ip))) {
+	_, gwbridge, _ := net.ParseCIDR("172.18.0.0/16")
+	if host == "localhost" || (ip != nil && (ip.IsLoopback() || docker0.Contains(ip) || gwbridge.Contains(ip))) {
 		return fmt.Errorf("replica_gateway %s is reachable only on the node it names, but the swarm has %d nodes: "+
 			"set replica_gateway (%s) to the gateway's address as every node reaches it, e.g. http://CONTROL-NODE-IP:8080", gateway, nodes, configKeys["replica_gateway"])
 	}

@@ -20,6 +20,8 @@ func TestClusterGateway(t *testing.T) {
 		{"http://172.17.5.9:8080", 2, true},  // anywhere on docker0's subnet
 		{"http://127.0.0.1:8080", 2, true},
 		{"http://localhost:8080", 2, true},
+		{"http://LocalHost.:8080", 2, true},
+		{"http://172.18.0.1:8080", 2, true}, // docker_gwbridge
 		{"http://[::1]:8080", 2, true},
 		{"http://172.31.250.1:8080", 3, false}, // the control node as nodes see it
 		{"https://gw.example.net", 3, false},

@@ -114,8 +114,9 @@ var options = []option{
 	opt("check_interval", func(c *Config) *time.Duration { return &c.CheckInterval }, 500*time.Millisecond,
 		"HAProxy's health-check period (after a failed check the next comes 100 ms later)", positive),
 	opt("check_timeout", func(c *Config) *time.Duration { return &c.CheckTimeout }, time.Second,
-		"how long one health check may take: the watchdog answers at once even when saturated, so a timeout is a replica "+
-			"that answers nothing (a frozen node); its replicas leave in about check_interval/2 + check_fall × check_timeout", positive),
+		"how long a health check may wait for the answer once connected (HAProxy bounds the connect itself by "+
+			"check_interval): the watchdog answers at once even when saturated, so a timeout is a replica that answers nothing "+
+			"(a frozen node); its replicas leave in about check_interval/2 + check_fall × check_timeout", positive),
 	opt("check_fall", func(c *Config) *int { return &c.CheckFall }, 2,
 		"failed health checks in a row that take a replica out of rotation (one good check brings it back)", func(v int) error {
 			if v < 1 || v > 10 {

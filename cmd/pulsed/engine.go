@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -17,15 +19,24 @@ import (
 // it. Over ssh:// the connection is kept alive and dialled again when it
 // breaks (provision.RemoteEngine); its first dial must succeed.
 func engine(ctx context.Context, cfg Config, log *slog.Logger) (*client.Client, func(), error) {
-	if t, err := provision.ParseSSHURL(cfg.DockerHost); err == nil {
+	host := cfg.DockerHost
+	if host == "" {
+		// DOCKER_HOST=ssh:// too: the SDK's FromEnv has no SSH transport.
+		host = os.Getenv("DOCKER_HOST")
+	}
+	if strings.HasPrefix(host, "ssh://") {
+		t, err := provision.ParseSSHURL(host)
+		if err != nil {
+			return nil, nil, fmt.Errorf("DOCKER_HOST: %w", err)
+		}
 		scfg := provision.Config{KnownHosts: cfg.SSHKnownHosts, IdentityFiles: cfg.SSHIdentityFiles}
 		cli, rem, err := provision.NewRemoteEngine(ctx, scfg, t, log.With("part", "engine"))
 		if errors.Is(err, provision.ErrUnknownHost) {
 			return nil, nil, fmt.Errorf("docker_host %s: %w; record the host key first: `pulse node add %s --accept-new-host-key` "+
-				"as the user pulsed runs as, or ssh-keyscan into ssh_known_hosts after checking the fingerprint", cfg.DockerHost, err, t)
+				"as the user pulsed runs as, or ssh-keyscan into ssh_known_hosts after checking the fingerprint", host, err, t)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("docker_host %s: %w", cfg.DockerHost, err)
+			return nil, nil, fmt.Errorf("docker_host %s: %w", host, err)
 		}
 		log.Info("docker_host over ssh", "target", t.String(), "api", cli.ClientVersion())
 		return cli, func() { cli.Close(); rem.Close() }, nil
