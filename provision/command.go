@@ -14,12 +14,20 @@ import (
 // and returns what it wrote to stdout and stderr, interleaved: a
 // doctor.Runner for checks that run a command on the node (iptables). The
 // words are quoted for the node's login shell, which sshd hands the
-// command line to (POSIX single quotes, which bash, dash, zsh and fish all
-// read the same way). A command the node does not have (its shell's exit
+// command line to (POSIX single quotes, which bash, dash and zsh read the
+// same way; fish reads a backslash inside them as an escape, so a word with
+// one is refused). A command the node does not have (its shell's exit
 // status 127) gives an error for which errors.Is reports exec.ErrNotFound.
+// Output beyond maxCommandOutput is an error.
 func (c *Client) CombinedOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
-	var out lockedBuffer
-	cmd := shellQuote(append([]string{name}, args...)...)
+	words := append([]string{name}, args...)
+	for _, w := range words {
+		if strings.ContainsRune(w, '\\') {
+			return nil, fmt.Errorf("run on %s: %q: a backslash in a word is refused (login shells quote it differently)", c.target.Host, w)
+		}
+	}
+	out := lockedBuffer{max: maxCommandOutput}
+	cmd := shellQuote(words...)
 	errTail := &tail{max: 8 << 10}
 	// stderr goes to the combined output and to the tail an ExitError quotes.
 	err := c.session(ctx, cmd, nil, &out, io.MultiWriter(&out, errTail), errTail)
@@ -27,8 +35,14 @@ func (c *Client) CombinedOutput(ctx context.Context, name string, args ...string
 	if errors.As(err, &exit) && exit.Status == 127 {
 		err = fmt.Errorf("run %q on %s: %w: %s", cmd, c.target.Host, exec.ErrNotFound, exit.Stderr)
 	}
+	if out.truncated() && err == nil {
+		err = fmt.Errorf("run %q on %s: output over %d bytes", cmd, c.target.Host, maxCommandOutput)
+	}
 	return out.bytes(), err
 }
+
+// maxCommandOutput bounds what CombinedOutput keeps of a command's output.
+const maxCommandOutput = 1 << 20
 
 // shellQuote joins words into a POSIX shell command line that gives them
 // back unchanged: a word of only safe characters as it is, any other in
@@ -53,15 +67,30 @@ const safeShellChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 // lockedBuffer collects stdout and stderr, which the session copies from
 // two goroutines.
 type lockedBuffer struct {
-	mu  sync.Mutex
-	buf []byte
+	mu   sync.Mutex
+	buf  []byte
+	max  int  // bytes kept at most (0: no bound)
+	over bool // more was written than kept
 }
 
+// Write keeps what fits under max and drops the rest (reading on, so the
+// command is not stalled by a full pipe), noting it.
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
+	keep := p
+	if b.max > 0 && len(b.buf)+len(p) > b.max {
+		keep = p[:max(0, b.max-len(b.buf))]
+		b.over = true
+	}
+	b.buf = append(b.buf, keep...)
 	return len(p), nil
+}
+
+func (b *lockedBuffer) truncated() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.over
 }
 
 func (b *lockedBuffer) bytes() []byte {

@@ -39,8 +39,8 @@ func TestCombinedOutput(t *testing.T) {
 	defer cancel()
 
 	words := []string{"", "a b", "it's", `"quoted"`, "$HOME", "`id`", "$(id)", "*", "?", "[a]", "~", "a=b", "=ls",
-		"back\\slash", "new\nline", "tab\there", ";", "&&", "|", "<>", "#", "!", "{a,b}", "%", "-n", "é✓"}
-	out, err := c.CombinedOutput(ctx, "printf", append([]string{`[%s]\n`}, words...)...)
+		"new\nline", "tab\there", ";", "&&", "|", "<>", "#", "!", "{a,b}", "%", "-n", "é✓"}
+	out, err := c.CombinedOutput(ctx, "printf", append([]string{"[%s]\n"}, words...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +60,17 @@ func TestCombinedOutput(t *testing.T) {
 	out, err = c.CombinedOutput(ctx, "pulse-no-such-command", "-v")
 	if !errors.Is(err, exec.ErrNotFound) || !strings.Contains(err.Error(), "pulse-no-such-command") {
 		t.Errorf("a missing command: %q, %v; want exec.ErrNotFound naming it", out, err)
+	}
+
+	// A backslash is refused before anything runs (fish would read it as
+	// an escape inside single quotes).
+	if out, err := c.CombinedOutput(ctx, "printf", `a\b`); err == nil || !strings.Contains(err.Error(), "backslash") {
+		t.Errorf("a word with a backslash: %q, %v; want it refused", out, err)
+	}
+	// Output over the bound: the first maxCommandOutput bytes, and an error.
+	out, err = c.CombinedOutput(ctx, "head", "-c", "1100000", "/dev/zero")
+	if err == nil || !strings.Contains(err.Error(), "output over") || len(out) != maxCommandOutput {
+		t.Errorf("1.1 MB of output: %d bytes kept, %v; want %d and an error", len(out), err, maxCommandOutput)
 	}
 
 	out, err = c.CombinedOutput(ctx, "sh", "-c", "echo why >&2; exit 3")
