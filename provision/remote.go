@@ -35,13 +35,8 @@ func (c *Client) keepAlive(interval, timeout time.Duration) {
 			return
 		case <-t.C:
 		}
-		answered := make(chan error, 1)
-		go func() {
-			_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
-			answered <- err
-		}()
 		select {
-		case err := <-answered:
+		case err := <-c.sendKeepAlive():
 			if err != nil {
 				c.Close()
 				return
@@ -54,6 +49,17 @@ func (c *Client) keepAlive(interval, timeout time.Duration) {
 			return
 		}
 	}
+}
+
+// sendKeepAlive sends one OpenSSH keepalive request; the channel gets
+// its outcome when the peer answers (or the connection fails).
+func (c *Client) sendKeepAlive() <-chan error {
+	answered := make(chan error, 1)
+	go func() {
+		_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+		answered <- err
+	}()
+	return answered
 }
 
 // Wait blocks until the connection ends and says why: a keepalive that
@@ -273,13 +279,8 @@ func (r *RemoteEngine) dial(ctx context.Context, network, addr string) (net.Conn
 // the keepalive loop drops it if it is really gone. A session the server
 // refused (sshd's MaxSessions) leaves a live connection.
 func brokenConn(c *Client) bool {
-	answered := make(chan error, 1)
-	go func() {
-		_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
-		answered <- err
-	}()
 	select {
-	case err := <-answered:
+	case err := <-c.sendKeepAlive():
 		return err != nil
 	case <-time.After(3 * time.Second):
 		return false

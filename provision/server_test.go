@@ -179,7 +179,11 @@ func (s *testServer) waitIdle(t *testing.T, d time.Duration) {
 	}
 }
 
-func (s *testServer) handle(conn *serverConn, cfg *ssh.ServerConfig) {
+// serveSessions is the SSH handshake on conn and its accept loop, shared
+// by the test servers: global requests are discarded, channels other than
+// sessions refused, and session is called (on this goroutine) for each
+// session channel accepted.
+func serveSessions(conn net.Conn, cfg *ssh.ServerConfig, session func(ssh.Channel, <-chan *ssh.Request)) {
 	_, chans, reqs, err := ssh.NewServerConn(conn, cfg)
 	if err != nil {
 		return
@@ -194,6 +198,12 @@ func (s *testServer) handle(conn *serverConn, cfg *ssh.ServerConfig) {
 		if err != nil {
 			return
 		}
+		session(ch, creqs)
+	}
+}
+
+func (s *testServer) handle(conn *serverConn, cfg *ssh.ServerConfig) {
+	serveSessions(conn, cfg, func(ch ssh.Channel, creqs <-chan *ssh.Request) {
 		closed := make(chan struct{}) // the client closed the channel
 		s.sessions.Add(1)
 		go func() {
@@ -217,7 +227,7 @@ func (s *testServer) handle(conn *serverConn, cfg *ssh.ServerConfig) {
 				}()
 			}
 		}()
-	}
+	})
 }
 
 // exec runs one of the scripted commands:

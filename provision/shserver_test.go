@@ -88,22 +88,7 @@ func (s *shServer) serve() {
 }
 
 func (s *shServer) handle(conn net.Conn, cfg *ssh.ServerConfig) {
-	_, chans, reqs, err := ssh.NewServerConn(conn, cfg)
-	if err != nil {
-		return
-	}
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			nc.Reject(ssh.UnknownChannelType, "only sessions")
-			continue
-		}
-		ch, creqs, err := nc.Accept()
-		if err != nil {
-			return
-		}
-		go s.session(ch, creqs)
-	}
+	serveSessions(conn, cfg, func(ch ssh.Channel, reqs <-chan *ssh.Request) { go s.session(ch, reqs) })
 }
 
 // session runs the first exec request's command; the process is killed
