@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pulsefaas/pulse/bench/report"
 )
 
 func main() {
@@ -90,6 +92,8 @@ type config struct {
 	IdleWindow  time.Duration
 	// The soak suite's length (whole minutes).
 	SoakDuration time.Duration
+	// Flags is every flag's value as parsed, recorded with the results.
+	Flags map[string]string
 }
 
 // The suites the harness knows.
@@ -160,6 +164,8 @@ func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error)
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}
+	cfg.Flags = map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { cfg.Flags[f.Name] = f.Value.String() })
 	return cfg, nil
 }
 
@@ -233,6 +239,28 @@ type suiteEnv struct {
 	clk     float64
 	clkNote string // why clk is a guess, or ""
 	started time.Time
+}
+
+// publishReport writes a suite's report to <out>/<suite>-<UTC time>.json,
+// prints its text rendering, and (unless the run is partial) refreshes the
+// suite's section of the README.
+func publishReport(cfg config, stdout io.Writer, rep *report.Report) error {
+	if rep.Config == nil {
+		rep.Config = cfg.Flags
+	}
+	readme := cfg.Readme
+	if cfg.Quick || len(cfg.Only) > 0 || cfg.Readme == "-" {
+		readme = ""
+	}
+	fmt.Fprint(stdout, rep.Render(false, ""))
+	path, err := rep.Publish(cfg.Out, readme)
+	if path != "" {
+		fmt.Fprintf(stdout, "\nresults: %s\n", path)
+	}
+	if err == nil && readme != "" {
+		fmt.Fprintf(stdout, "README:  %s\n", readme)
+	}
+	return err
 }
 
 // publish writes a suite's report to <out>/<suite>-<UTC time>.json, prints

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 )
 
@@ -32,18 +33,26 @@ func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wr
 	if err := os.Mkdir(logDir, 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
-	rep := report{runHead: newRunHead(cfg.Suite, env.started), Config: newReportConfig(cfg), Machine: collectMachine(ctx, env.tools, env.clk)}
+	rep := report.New(cfg.Suite, env.started)
+	m := collectMachine(ctx, env.tools, env.clk)
+	rep.Title, rep.Machine = " (medians over rounds)", m
+	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, clock %g Hz; "+
+		"%d round(s) × %gs measured (+%gs warm-up), wrk %d thread(s), %d connections (fork mode %d), %d-byte body",
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Wrk, m.ClockTicks,
+		cfg.Rounds, cfg.Duration.Seconds(), cfg.Warmup.Seconds(), cfg.Threads, cfg.Conns, cfg.ForkConns, cfg.BodyBytes)
 	if env.clkNote != "" {
-		rep.Notes = append(rep.Notes, env.clkNote)
+		rep.Note("%s", env.clkNote)
 	}
 	log.Info("building", "root", env.root)
 	arts, err := build(ctx, log, env.root, watchdogBuilds(env.tools, env.tmp))
 	if err != nil {
 		return err
 	}
+	var built []artifact
 	for _, n := range []string{"echo", "inproc", "watchdog", "watchdog-http", "cecho", "spawnloop"} {
-		rep.Artifacts = append(rep.Artifacts, *arts[n])
+		built = append(built, *arts[n])
 	}
+	rep.Record("artifacts", built)
 
 	variants := watchdogVariants(env.tools.cat, cfg.Conns, cfg.ForkConns)
 	if len(cfg.Only) > 0 {
@@ -57,12 +66,11 @@ func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wr
 		}
 		variants = keep
 	}
-	skipped := map[string]string{}
 	var active []variant
 	for _, v := range variants {
 		if m := arts.missing(v.Needs); m != "" {
-			skipped[v.Name] = m + " did not build"
-			log.Warn("variant skipped", "variant", v.Name, "reason", skipped[v.Name])
+			rep.Add(&report.Row{Kind: "run", Labels: map[string]string{"variant": v.Name}, Skipped: m + " did not build"})
+			log.Warn("variant skipped", "variant", v.Name, "reason", m+" did not build")
 			continue
 		}
 		active = append(active, v)
@@ -76,17 +84,14 @@ func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wr
 	for round := 1; round <= cfg.Rounds && len(active) > 0; round++ {
 		order := rotate(active, round-1)
 		log.Info("round", "round", round, "of", cfg.Rounds, "order", variantNames(order))
-		runs, err := b.round(ctx, round, order)
-		rep.Runs = append(rep.Runs, runs...)
+		err := b.round(ctx, rep, round, order)
 		if err != nil {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
 	}
-	rep.Summary = summarize(variants, rep.Runs, skipped)
-	rep.Goals = evaluateGoals(watchdogGoals, rep.Summary, arts.sizes())
-	rep.Notes = append(rep.Notes, anomalies(rep.Summary)...)
+	watchdogSummary(rep, variants, built, arts.sizes())
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-	return publish(cfg, stdout, env.started, rep, renderText(rep), func(rel string) string { return renderMarkdown(rep, rel) })
+	return publishReport(cfg, stdout, rep)
 }
 
 // variant is one configuration the watchdog suite measures.
@@ -182,48 +187,49 @@ type watchdogBench struct {
 	script string // path of post.lua
 }
 
-// round runs every variant once in order, returning their results.
-func (b *watchdogBench) round(ctx context.Context, round int, order []variant) ([]runResult, error) {
-	var out []runResult
+// round runs every variant once in order, adding a row for each.
+func (b *watchdogBench) round(ctx context.Context, rep *report.Report, round int, order []variant) error {
 	for slot, v := range order {
 		if err := ctx.Err(); err != nil {
-			return out, err
+			return err
 		}
-		r := runResult{Variant: v.Name, Round: round, Slot: slot}
+		r := report.NewRow("run", "variant", v.Name, "round", round, "slot", slot)
 		waited, busy, err := waitQuiet(ctx, b.clk, b.cfg.QuietWait)
 		if err != nil {
-			return out, err
+			return err
 		}
-		r.QuietWaitS, r.QuietBusyPct = round3(waited.Seconds()), math.Round(busy)
+		r.Put("quiet_wait_s", round3(waited.Seconds())).Put("quiet_busy_pct", math.Round(busy))
 		if busy >= quietCorePct {
 			b.log.Warn("host still busy; running anyway", "variant", v.Name, "busy_core_pct", int(busy), "waited", waited.Round(time.Millisecond))
 		}
-		r.Start = time.Now().UTC().Format(time.RFC3339)
-		r.Load1, _ = readLoad1("/proc")
+		r.Labels["start"] = time.Now().UTC().Format(time.RFC3339)
+		load1, _ := readLoad1("/proc")
+		r.Put("load1", load1)
 		if v.Kind == kindFloor {
-			err = b.runFloor(ctx, v, &r)
+			err = b.runFloor(ctx, v, r)
 		} else {
-			err = b.runHTTP(ctx, v, &r)
+			err = b.runHTTP(ctx, v, r)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return out, ctx.Err()
+				return ctx.Err()
 			}
-			r.Error = err.Error()
+			r.Values = nil
+			r.Fail(err)
 			b.log.Warn("run failed", "round", round, "variant", v.Name, "err", err)
 		} else {
 			b.log.Info("run", "round", round, "variant", v.Name,
-				"rps", int(r.RPS), "cpu_per_req_us", fmt.Sprintf("%.1f", r.CPUPerReqUS),
-				"p99_us", r.P99US, "errors", r.Errors, "wrk_core_pct", int(r.WrkCorePct), "other_core_pct", int(r.OtherCorePct))
+				"rps", int(r.V("rps")), "cpu_per_req_us", fmt.Sprintf("%.1f", r.V("cpu_per_req_us")),
+				"p99_us", r.V("p99_us"), "errors", r.V("errors"), "wrk_core_pct", int(r.V("wrk_core_pct")), "other_core_pct", int(r.V("other_core_pct")))
 		}
-		out = append(out, r)
+		rep.Add(r)
 	}
-	return out, nil
+	return nil
 }
 
 // runHTTP starts v's server, reads its fresh RSS, checks it with one POST,
 // reads its idle RSS, warms it up, measures one wrk run and stops it.
-func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) error {
+func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *report.Row) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
@@ -233,15 +239,16 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 		return err
 	}
 	spec.Addr = addr
-	srv, err := startServer(spec, filepath.Join(b.logDir, fmt.Sprintf("%s-%d.log", v.Name, r.Round)))
+	srv, err := startServer(spec, filepath.Join(b.logDir, fmt.Sprintf("%s-%s.log", v.Name, r.Label("round"))))
 	if err != nil {
 		return err
 	}
 	defer func() {
-		code, serr := srv.stop(5 * time.Second)
-		r.ExitCode = &code
-		if serr != nil {
-			r.StopError = serr.Error()
+		switch code, serr := srv.stop(5 * time.Second); {
+		case serr != nil:
+			r.Flag("%v", serr)
+		case code != 0:
+			r.Flag("exit code %d after SIGTERM", code)
 		}
 	}()
 	base := "http://" + addr
@@ -254,16 +261,16 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 	if err != nil {
 		return err
 	}
-	r.RSSFreshKB, r.RSSFreshAnonKB = fresh.RSSKB, fresh.RSSAnonKB
+	r.Put("rss_fresh_kb", float64(fresh.RSSKB)).Put("rss_fresh_anon_kb", float64(fresh.RSSAnonKB))
 	if err := probe(ctx, base+"/", b.body, nil); err != nil {
-		r.ProbeError = err.Error()
+		r.Flag("%s", truncate(err.Error(), 200))
 	}
 	// Idle after traffic: one request served, before load.
 	idle, err := readStatus("/proc", srv.pid())
 	if err != nil {
 		return err
 	}
-	r.RSSIdleKB, r.RSSIdleAnonKB = idle.RSSKB, idle.RSSAnonKB
+	r.Put("rss_idle_kb", float64(idle.RSSKB)).Put("rss_idle_anon_kb", float64(idle.RSSAnonKB))
 
 	w := wrkRun{Bin: b.tools.wrk, Script: b.script, URL: base + "/", Threads: b.cfg.Threads, Conns: v.Conns, Body: b.body}
 	if err := warmUp(ctx, w, b.cfg.Warmup); err != nil {
@@ -290,25 +297,27 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *runResult) er
 	if err != nil {
 		return err
 	}
-	r.RSSLoadedKB = loaded.HWMKB
+	r.Put("rss_loaded_kb", float64(loaded.HWMKB))
 	if after.Total < before.Total {
 		return fmt.Errorf("cpu went backwards (%d → %d ticks): a process left the tree unreaped", before.Total, after.Total)
 	}
 
-	r.Requests = res.Requests
-	r.Seconds = float64(res.DurationUS) / 1e6
-	r.RPS = float64(res.Requests) / r.Seconds
-	r.P50US, r.P90US, r.P99US, r.MaxUS, r.MeanUS = res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max, res.Latency.Mean
-	r.Errors = res.errorCount()
-	r.TreeProcs = after.Procs
+	secs := float64(res.DurationUS) / 1e6
 	cpu := float64(after.Total-before.Total) / b.clk
-	r.CPUSeconds = cpu
-	r.CPUPerReqUS = cpu / float64(res.Requests) * 1e6
-	r.SelfCPUPerReqUS = float64(after.Self-before.Self) / b.clk / float64(res.Requests) * 1e6
 	wall := t1.Sub(t0).Seconds()
-	r.ServerCorePct = 100 * cpu / wall
-	r.WrkCorePct = 100 * wrkCPU.Seconds() / wall
-	r.OtherCorePct, r.StealCorePct = b.hostShares(hostBefore, hostAfter, wall, cpu+wrkCPU.Seconds())
+	other, steal := b.hostShares(hostBefore, hostAfter, wall, cpu+wrkCPU.Seconds())
+	if n := res.errorCount(); n > 0 {
+		r.Flag("%d request errors", n)
+	}
+	r.PutAll(map[string]float64{
+		"requests": float64(res.Requests), "seconds": secs, "rps": float64(res.Requests) / secs,
+		"p50_us": float64(res.Latency.P50), "p90_us": float64(res.Latency.P90), "p99_us": float64(res.Latency.P99),
+		"max_us": float64(res.Latency.Max), "mean_us": res.Latency.Mean, "errors": float64(res.errorCount()),
+		"tree_procs": float64(after.Procs), "cpu_s": cpu, "cpu_per_req_us": cpu / float64(res.Requests) * 1e6,
+		"self_cpu_per_req_us": float64(after.Self-before.Self) / b.clk / float64(res.Requests) * 1e6,
+		"server_core_pct":     100 * cpu / wall, "wrk_core_pct": 100 * wrkCPU.Seconds() / wall,
+		"other_core_pct": other, "steal_core_pct": steal,
+	})
 	return nil
 }
 
@@ -334,7 +343,7 @@ func (b *watchdogBench) hostShares(before, after hostCPU, wall, ours float64) (o
 }
 
 // runFloor runs spawnloop for the configured duration.
-func (b *watchdogBench) runFloor(ctx context.Context, v variant, r *runResult) error {
+func (b *watchdogBench) runFloor(ctx context.Context, v variant, r *report.Row) error {
 	host0, err := readHostCPU("/proc")
 	if err != nil {
 		return err
@@ -349,14 +358,13 @@ func (b *watchdogBench) runFloor(ctx context.Context, v variant, r *runResult) e
 	if err != nil {
 		return err
 	}
-	r.Requests = res.Iterations
-	r.Seconds = res.WallS
-	r.RPS = float64(res.Iterations) / res.WallS
-	r.CPUSeconds = res.CPUS
-	r.CPUPerReqUS = res.CPUPerIterUS
-	r.SelfCPUPerReqUS = res.SelfCPUS / float64(res.Iterations) * 1e6
-	r.ServerCorePct = 100 * res.CPUS / res.WallS
-	r.OtherCorePct, r.StealCorePct = b.hostShares(host0, host1, wall, res.CPUS)
+	other, steal := b.hostShares(host0, host1, wall, res.CPUS)
+	r.PutAll(map[string]float64{
+		"requests": float64(res.Iterations), "seconds": res.WallS, "rps": float64(res.Iterations) / res.WallS,
+		"errors": 0, "cpu_s": res.CPUS, "cpu_per_req_us": res.CPUPerIterUS,
+		"self_cpu_per_req_us": res.SelfCPUS / float64(res.Iterations) * 1e6,
+		"server_core_pct":     100 * res.CPUS / res.WallS, "other_core_pct": other, "steal_core_pct": steal,
+	})
 	if d := res.HarnessCPUS - res.CPUS; d > 0.05*res.CPUS || -d > 0.05*res.CPUS {
 		return fmt.Errorf("spawnloop reports %.3f s CPU, wait4 %.3f s", res.CPUS, res.HarnessCPUS)
 	}
