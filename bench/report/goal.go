@@ -108,7 +108,11 @@ func (g Goal) Ratio(groups []Group, k, a, b, metric string) Goal {
 	if bad := g.unfit(gb, okb, b); bad != nil {
 		return *bad
 	}
-	return g.Check(ga.M(metric)/gb.M(metric)).flagged(ga, a).flagged(gb, b)
+	checked := g.Check(ga.M(metric) / gb.M(metric))
+	if ga.Flagged() {
+		return checked.flagged(ga, a)
+	}
+	return checked.flagged(gb, b)
 }
 
 // unfit is the goal's verdict when grp cannot be read (missing, did not
