@@ -1,271 +1,224 @@
 package main
 
-// functionsReport is everything one run of the functions suite produced: the
-// raw trials, their summaries and the goals. It is written as JSON and
-// rendered as tables.
-type functionsReport struct {
-	runHead
-	Config  functionsConfig `json:"config"`
-	Machine machineInfo     `json:"machine"`
-	Engine  engineInfo      `json:"engine"`
+// The functions suite's summary: its tables, goals and notes.
 
-	Builds  []buildTrial  `json:"builds,omitempty"`
-	Images  []imageInfo   `json:"images,omitempty"`
-	Scales  []scaleTrial  `json:"scale_trials,omitempty"`
-	Deploys []deployTrial `json:"deploy_trials,omitempty"`
-	Idle    []idleWindow  `json:"idle_windows,omitempty"`
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
 
-	Summary functionsSummary `json:"summary"`
-	// reportEnd's Cleanup lists what the final sweep found left on the engine and
-	// removed (normally nothing: each stage removes what it created).
-	reportEnd
+	"github.com/pulsefaas/pulse/bench/report"
+	"github.com/pulsefaas/pulse/function"
+)
+
+// imageGoals are the issue's image size limits, per template.
+var imageGoals = []struct {
+	template, name string
+	limitMB        float64
+}{
+	{"go", "image ≤ 7 MB: Go hello (go template)", 7},
+	{"c", "image ≤ 7 MB: C function + watchdog (c template)", 7},
+	{"cpp", "image ≤ 8 MB: C++ params echo + watchdog (cpp template)", 8},
 }
 
-// functionsConfig is the suite's configuration as recorded with the results.
-type functionsConfig struct {
-	Quick           bool     `json:"quick"`
-	Stages          []string `json:"stages"`
-	Templates       []string `json:"templates"`
-	DeployTemplates []string `json:"deploy_templates"`
-	Trials          int      `json:"trials"`
-	ScaleTrials     int      `json:"scale_trials"`
-	IdleWindowS     float64  `json:"idle_window_s"`
-	IdleReplicas    int      `json:"idle_replicas"`
-	QuietWaitS      float64  `json:"quiet_wait_s"`
-	BodyBytes       int      `json:"body_bytes"`
-	// EndpointPollMS is the period of the Endpoints polls; HTTPPollMS the
-	// pause between two requests to a replica that is not answering yet.
-	EndpointPollMS float64 `json:"endpoint_poll_ms"`
-	HTTPPollMS     float64 `json:"http_poll_ms"`
-	// DrainGraceMS is the services' drain grace (PULSE_DRAIN_GRACE), short
-	// so that removals and scale-downs between trials are quick. It plays
-	// no part in a start.
-	DrainGraceMS float64 `json:"drain_grace_ms"`
-	// StartIntervalMS is the services' health start interval: what pulse
-	// deploy sets for this engine (function.StartIntervalFor), 0 for none.
-	StartIntervalMS float64 `json:"health_start_interval_ms"`
-	// NamePrefix starts the name of every function, service and image the
-	// run created.
-	NamePrefix string `json:"name_prefix"`
+// scaleGoalName is the issue's +1 scale goal.
+const scaleGoalName = "scale +1 → new replica answers ≤ 1 s (median, default health interval 1 s)"
+
+// startIntervalNote explains why the health interval bounds a start.
+const startIntervalNote = "Docker 20.10 (API 1.41) has no health start interval, so a new task's port is only visible " +
+	"(the task running) once its first health probe has passed, one interval after its container started"
+
+// otherSpreadPct is how much busier (% of a core) other processes may be
+// than in the quietest idle window for a window to count in the host's figures.
+const otherSpreadPct = 10
+
+// functionsSummary sums rep's rows up into its summary, tables, goals and
+// notes; startInterval is the services' health start interval.
+func functionsSummary(rep *report.Report, startInterval time.Duration) {
+	hostWindows(rep.Rows)
+	var flags []string
+	sum := func(kind string, by ...string) []report.Group {
+		groups := report.Summarize(rep.Rows, kind, by...)
+		for _, g := range groups {
+			g.Labels["kind"] = kind
+			for _, f := range g.Flags {
+				flags = append(flags, kind+" "+g.Label(by[0])+": "+f)
+			}
+		}
+		return groups
+	}
+	builds, images, deploys := sum("build", "template"), sum("image", "template"), sum("deploy", "template")
+	scales, idle := sum("scale", "interval"), sum("idle", "interval", "replicas")
+	report.Sort(idle, "replicas", []string{"0"})
+	rep.Summary = slices.Concat(builds, images, deploys, scales, idle)
+	rep.Tables = functionsTables(builds, deploys, scales, idle)
+	rep.Goals = functionsGoals(builds, scales)
+	rep.Notes = append(append(rep.Notes, functionsNotes(builds, images, scales, idle, startInterval)...), flags...)
 }
 
-// engineInfo describes the Docker Engine the suite ran on.
-type engineInfo struct {
-	Version       string   `json:"version"`
-	APIVersion    string   `json:"api_version"`
-	StorageDriver string   `json:"storage_driver"`
-	CgroupVersion string   `json:"cgroup_version,omitempty"`
-	Nodes         int      `json:"swarm_nodes"`
-	NodeAddr      string   `json:"node_addr"`
-	OtherServices []string `json:"other_services,omitempty"` // services not ours, running throughout
-	GoCache       string   `json:"gocache"`                  // Go's build cache, used as it was
+// functionsTables are the suite's tables: builds, scales, deploys, idle CPU.
+func functionsTables(builds, deploys, scales, idle []report.Group) []report.Table {
+	trials := report.Col{Head: "trials", Cell: func(g report.Group) string {
+		if g.Failed > 0 {
+			return fmt.Sprintf("%d + %d failed", g.Runs, g.Failed)
+		}
+		return fmt.Sprint(g.Runs)
+	}}
+	replica := []report.Col{report.Stat("container started s", "container_started_s", "%.2f"),
+		report.Stat("first probe passed s", "first_probe_s", "%.2f"), report.Stat("in Endpoints s", "endpoint_s", "%.2f"), trials}
+	base, _ := report.Find(idle, "replicas", "0")
+	cost := func(head, metric, format string, perReplica bool) report.Col {
+		return report.Col{Head: head, Cell: func(g report.Group) string {
+			perProbe, pct := probeCost(g, base, metric)
+			if perReplica {
+				perProbe = pct
+			}
+			return report.Num(format, perProbe)
+		}}
+	}
+	return []report.Table{
+		report.GroupTable("Build per template: cold into an empty Pulse cache dir, warm the same build again; MB as Build counts the image's files.",
+			builds, "template", report.Stat("cold s", "cold_s", "%.2f"), report.Spread("cold range s", "cold_s", "%.2f"),
+			report.Stat("warm s", "warm_s", "%.2f"), report.Scaled("image MB", "image_bytes", "%.2f", 1/mb),
+			report.Scaled("function MB", "function_bytes", "%.2f", 1/mb),
+			report.Scaled("watchdog MB", "watchdog_bytes", "%.2f", 1/mb),
+			trials),
+		report.GroupTable("Scale +1 → the new replica answers GET /_/health (go function): seconds from just before `Swarm.Scale` 1 → 2.",
+			scales, "interval", slices.Concat([]report.Col{report.Stat("new replica 200 s", "ready_s", "%.2f"),
+				{Head: "p90 s", Cell: func(g report.Group) string { return report.Num("%.2f", report.Percentile(g.Values("ready_s"), 90)) }},
+				report.Spread("range s", "ready_s", "%.2f"), report.Stat("task created s", "task_created_s", "%.3f")}, replica)...),
+		report.GroupTable("Deploy → first 200 to a POST: seconds from just before `Swarm.Deploy` of a fresh service (image loaded).",
+			deploys, "template", slices.Concat([]report.Col{report.Stat("first 200 s", "ready_s", "%.2f"),
+				report.Spread("range s", "ready_s", "%.2f"), report.Stat("Deploy returned s", "call_s", "%.3f")}, replica)...),
+		report.GroupTable("Health-check CPU of idle replicas, % of a core, median of the windows; per probe and per replica over none.",
+			idle, "replicas", report.LabelCol("health interval", "interval"), report.Stat("host busy %", "host_busy_pct", "%.1f"),
+			report.Stat("engine's part %", "engine_core_pct", "%.1f"),
+			report.Stat("probe period ms", "probe_period_ms", "%.0f"),
+			cost("CPU per probe ms", "host_busy_pct", "%.1f", false), cost("engine's CPU per probe ms", "engine_core_pct", "%.1f", false),
+			cost("% of a core per replica", "host_busy_pct", "%.2f", true),
+			report.Col{Head: "windows (host)", Cell: func(g report.Group) string {
+				return fmt.Sprintf("%d (%d)", g.Runs, len(g.Values("host_busy_pct")))
+			}}),
+	}
 }
 
-// buildTrial is one Build of one template.
-type buildTrial struct {
-	Template string `json:"template"`
-	Trial    int    `json:"trial"`
-	// Cache is "cold" (an empty Pulse cache dir) or "warm" (the same build
-	// again, with the cache the cold one filled).
-	Cache         string  `json:"cache"`
-	Seconds       float64 `json:"seconds"`
-	ImageID       string  `json:"image_id,omitempty"`
-	ImageBytes    int64   `json:"image_bytes,omitempty"`    // BuildInfo.ImageSize
-	FunctionBytes int64   `json:"function_bytes,omitempty"` // BuildInfo.BinarySize
-	ArchiveBytes  int64   `json:"archive_bytes,omitempty"`
-	Error         string  `json:"error,omitempty"`
+// functionsGoals checks the image sizes over the builds and the +1 scale
+// over the default interval's trials; failed trials fail a goal.
+func functionsGoals(builds, scales []report.Group) []report.Goal {
+	var goals []report.Goal
+	for _, ig := range imageGoals {
+		g := report.NewGoal(ig.name, "MB", ig.limitMB)
+		if b, ok := report.Find(builds, "template", ig.template); ok && b.M("watchdog_bytes") > 0 {
+			g = g.Noted("function %.2f MB + watchdog %.2f MB", b.M("function_bytes")/mb, b.M("watchdog_bytes")/mb)
+		} else if ok {
+			g = g.Noted("function %.2f MB, the watchdog linked in", b.M("function_bytes")/mb)
+		}
+		goals = append(goals, g.OverScaled(builds, "template", ig.template, "image_bytes", 1/mb))
+	}
+	g := report.NewGoal(scaleGoalName, "s", 1).Noted("see the notes")
+	if f, ok := report.Find(scales, "interval", fastInterval.String()); ok && f.Runs > 0 {
+		g = g.Noted("with a %s health interval: %.2f s median; see the notes", fastInterval, f.M("ready_s"))
+	}
+	return append(goals, g.Over(scales, "interval", function.DefaultHealthInterval.String(), "ready_s"))
 }
 
-// imageInfo is one template's image as loaded into the engine.
-type imageInfo struct {
-	Template string `json:"template"`
-	Function string `json:"function"`
-	ID       string `json:"id"`
-	Tag      string `json:"tag"`
-	// EngineBytes is the size the engine reports (docker image ls).
-	EngineBytes   int64   `json:"engine_bytes"`
-	FunctionBytes int64   `json:"function_bytes"`
-	WatchdogBytes int64   `json:"watchdog_bytes"` // 0 for go: the watchdog is linked in
-	ArchiveBytes  int64   `json:"archive_bytes"`
-	LoadS         float64 `json:"load_s"`
-	Error         string  `json:"error,omitempty"`
+// functionsNotes explain the scale goal's figure and point out what to read
+// with care: noisy or nominal health-check figures, differing images.
+func functionsNotes(builds, images, scales, idle []report.Group, startInterval time.Duration) []string {
+	var notes []string
+	if s, ok := report.Find(scales, "interval", function.DefaultHealthInterval.String()); ok && s.Runs > 0 {
+		why := startIntervalNote
+		if startInterval > 0 {
+			why = fmt.Sprintf("the services had a health start interval of %s: a new replica is probed that often until it is healthy", startInterval)
+		}
+		notes = append(notes, fmt.Sprintf("scale +1: %s. At the default 1 s interval the new container started %s s after the scale, its first probe "+
+			"passed at %s s and Swarm.Endpoints listed it at %s s", why, report.Num("%.2f", s.M("container_started_s")),
+			report.Num("%.2f", s.M("first_probe_s")), report.Num("%.2f", s.M("endpoint_s"))))
+	}
+	var all, in int
+	for _, g := range idle {
+		all, in = all+g.Runs, in+len(g.Values("host_busy_pct"))
+		if g.M("host_noisy") == 1 {
+			notes = append(notes, "health checks every "+g.Label("interval")+": other processes were busy in every window, so the host's figures carry that noise; the engine's part much less")
+		}
+		if _, nominal := probePeriod(g); nominal {
+			notes = append(notes, "health checks every "+g.Label("interval")+": no health log to read, the probe rate is the nominal interval's")
+		}
+	}
+	if in < all {
+		notes = append(notes, fmt.Sprintf("health-check CPU: %d of %d idle windows are left out of the host's figures: other processes used over %d %% "+
+			"of a core more in them than in the quietest window (all windows are in the JSON)", all-in, all, otherSpreadPct))
+	}
+	for _, b := range builds {
+		if b.Runs > 0 && !sameImage(b) {
+			notes = append(notes, "build "+b.Label("template")+": the builds gave different image IDs (the same source should give the same image)")
+		}
+		if img, ok := report.Find(images, "template", b.Label("template")); ok && img.Runs > 0 && b.Runs > 0 && img.M("engine_bytes") != b.M("image_bytes") {
+			notes = append(notes, fmt.Sprintf("image %s: the engine counts %.0f bytes, Build %.0f", b.Label("template"), img.M("engine_bytes"), b.M("image_bytes")))
+		}
+	}
+	return notes
 }
 
-// trialHead begins a scale or deploy trial: when it started, after how
-// long a wait for the host to be quiet, and how it failed.
-type trialHead struct {
-	Trial        int     `json:"trial"`
-	Start        string  `json:"start"`
-	Load1        float64 `json:"load1"`
-	QuietWaitS   float64 `json:"quiet_wait_s"`
-	QuietBusyPct float64 `json:"quiet_busy_pct"`
-	Error        string  `json:"error,omitempty"`
+// hostWindows gives the idle windows that count in the host's figures a
+// host_busy_pct (rows share their Values maps with rep.Rows).
+func hostWindows(rows []report.Row) {
+	idle := slices.DeleteFunc(report.Of(rows, "idle"), func(r report.Row) bool { return !r.OK() })
+	quietest := math.Inf(1)
+	for _, r := range idle {
+		if v := r.V("other_core_pct"); v < quietest {
+			quietest = v
+		}
+	}
+	// Over otherSpreadPct above the quietest is a neighbour's burst, not the
+	// probes; a configuration with no window left takes them all, noisy.
+	keys, byKey := report.GroupBy(idle, func(r report.Row) string { return r.Label("interval") })
+	for _, k := range keys {
+		in := slices.DeleteFunc(slices.Clone(byKey[k]), func(r report.Row) bool { return !(r.V("other_core_pct") <= quietest+otherSpreadPct) })
+		noisy := len(in) == 0
+		if noisy {
+			in = byKey[k]
+		}
+		for _, r := range in {
+			r.Put("host_busy_pct", r.V("busy_core_pct"))
+			if noisy {
+				r.Put("host_noisy", 1)
+			}
+		}
+	}
 }
 
-// replicaTimes are a new replica's times in a scale or deploy trial. The
-// task, container and probe times come from the engine's records of the
-// replica, read after the trial.
-type replicaTimes struct {
-	TaskCreatedS      float64 `json:"task_created_s,omitempty"`      // the task's CreatedAt
-	ContainerStartedS float64 `json:"container_started_s,omitempty"` // the container's StartedAt
-	FirstProbeS       float64 `json:"first_probe_s,omitempty"`       // end of its first passing health probe
-	EndpointS         float64 `json:"endpoint_s"`                    // the new task in Endpoints
+// probePeriod is the median spacing of g's probes, or the nominal interval
+// when the health logs had none; NaN for the baseline.
+func probePeriod(g report.Group) (p float64, nominal bool) {
+	if p := g.M("probe_period_ms"); !math.IsNaN(p) {
+		return p, false
+	}
+	d, err := time.ParseDuration(g.Label("interval"))
+	if err != nil {
+		return math.NaN(), false
+	}
+	return ms(d), true
 }
 
-// scaleTrial is one +1 scale: every time in seconds from just before the
-// Swarm.Scale call.
-type scaleTrial struct {
-	Interval   string  `json:"health_interval"`
-	IntervalMS float64 `json:"health_interval_ms"`
-	trialHead
-	ScaleCallS float64 `json:"scale_call_s"` // Swarm.Scale returned
-	replicaTimes
-	ReadyS float64 `json:"ready_s"` // its GET /_/health answered 200
-	Polls  int     `json:"endpoint_polls"`
-	Gets   int     `json:"health_gets"`
-	// DownS is how long the scale back took, until one container was
-	// left (not a measurement).
-	DownS float64 `json:"down_s,omitempty"`
+// probeCost is what g's probes cost by metric (% of a core) over base's: CPU
+// ms per probe and % of a core per replica; NaN without a baseline.
+func probeCost(g, base report.Group, metric string) (perProbeMS, perReplicaPct float64) {
+	n, _ := strconv.Atoi(g.Label("replicas"))
+	period, _ := probePeriod(g)
+	extra := g.M(metric) - base.M(metric)
+	return extra * 10 / (float64(n) * 1000 / period), extra / float64(n) // % / 100 × 1000 ms ÷ probes/s
 }
 
-// deployTrial is one deploy of a fresh service: times in seconds from just
-// before Swarm.Deploy.
-type deployTrial struct {
-	Template string `json:"template"`
-	trialHead
-	// LoadS is the image load before the trial (not timed with it).
-	LoadS       float64 `json:"load_s,omitempty"`
-	DeployCallS float64 `json:"deploy_call_s"`
-	replicaTimes
-	FirstOKS float64 `json:"first_ok_s"` // the first 200 to a POST
-	Polls    int     `json:"endpoint_polls"`
-	Posts    int     `json:"posts"`
-	RemoveS  float64 `json:"remove_s,omitempty"` // Swarm.Remove afterwards (not a measurement)
-}
-
-// idleWindow is the host's CPU over one idle window with some replicas of
-// the go function up and nothing calling them.
-type idleWindow struct {
-	Replicas   int     `json:"replicas"`
-	IntervalMS float64 `json:"health_interval_ms,omitempty"`
-	Start      string  `json:"start"`
-	Load1      float64 `json:"load1"`
-	// QuietWaitS is how long the window waited for processes other than
-	// the engine's to use under 25 % of a core; QuietOtherPct is their share
-	// in the last second of that wait.
-	QuietWaitS    float64 `json:"quiet_wait_s"`
-	QuietOtherPct float64 `json:"quiet_other_pct"`
-	Seconds       float64 `json:"seconds"`
-	BusyCPUS      float64 `json:"busy_cpu_s"` // host busy CPU (all cores) over the window
-	BusyCorePct   float64 `json:"busy_core_pct"`
-	StealCorePct  float64 `json:"steal_core_pct"`
-	// EngineCPUS is the CPU of dockerd and containerd themselves and of
-	// the shims of this run's replicas with everything under them (the
-	// replicas and their probes) over the window, from /proc/<pid>/stat:
-	// what the replicas cost the engine, and little else. The rest of the
-	// host's busy CPU is other processes' (other clients' containers
-	// included).
-	EngineCPUS    float64 `json:"engine_cpu_s"`
-	EngineCorePct float64 `json:"engine_core_pct"`
-	EngineProcs   int     `json:"engine_procs,omitempty"`
-	OtherCorePct  float64 `json:"other_core_pct"` // host busy minus EngineCorePct
-	// The spacing of consecutive health probes and each probe's run time,
-	// from the containers' health logs (the engine keeps the last five).
-	ProbePeriodsMS   []float64 `json:"probe_periods_ms,omitempty"`
-	ProbeDurationsMS []float64 `json:"probe_durations_ms,omitempty"`
-	Error            string    `json:"error,omitempty"`
-}
-
-// functionsSummary holds the medians.
-type functionsSummary struct {
-	Builds  []buildSummary  `json:"builds,omitempty"`
-	Scale   []scaleSummary  `json:"scale,omitempty"`
-	Deploys []deploySummary `json:"deploys,omitempty"`
-	Idle    []idleSummary   `json:"idle,omitempty"`
-}
-
-type buildSummary struct {
-	Template string   `json:"template"`
-	Trials   int      `json:"trials"` // successful cold and warm pairs' builds
-	Failed   int      `json:"failed"`
-	Flags    []string `json:"flags,omitempty"`
-	ColdS    float64  `json:"cold_s"`
-	ColdMinS float64  `json:"cold_min_s"`
-	ColdMaxS float64  `json:"cold_max_s"`
-	WarmS    float64  `json:"warm_s"`
-	WarmMinS float64  `json:"warm_min_s"`
-	WarmMaxS float64  `json:"warm_max_s"`
-	// SameID: every build of the template gave the same image ID.
-	SameID bool `json:"same_id"`
-	// ImageBytes is the engine's size of the image when it was loaded,
-	// else the build's count (the same number: the files' sizes).
-	ImageBytes    int64 `json:"image_bytes"`
-	FunctionBytes int64 `json:"function_bytes"`
-	WatchdogBytes int64 `json:"watchdog_bytes"`
-}
-
-type scaleSummary struct {
-	Interval          string   `json:"health_interval"`
-	IntervalMS        float64  `json:"health_interval_ms"`
-	Trials            int      `json:"trials"`
-	Failed            int      `json:"failed"`
-	Flags             []string `json:"flags,omitempty"`
-	ReadyS            float64  `json:"ready_s"`
-	ReadyP90S         float64  `json:"ready_p90_s"`
-	ReadyMinS         float64  `json:"ready_min_s"`
-	ReadyMaxS         float64  `json:"ready_max_s"`
-	EndpointS         float64  `json:"endpoint_s"`
-	TaskCreatedS      float64  `json:"task_created_s"`
-	ContainerStartedS float64  `json:"container_started_s"`
-	FirstProbeS       float64  `json:"first_probe_s"`
-}
-
-type deploySummary struct {
-	Template          string   `json:"template"`
-	Trials            int      `json:"trials"`
-	Failed            int      `json:"failed"`
-	Flags             []string `json:"flags,omitempty"`
-	FirstOKS          float64  `json:"first_ok_s"`
-	MinS              float64  `json:"min_s"`
-	MaxS              float64  `json:"max_s"`
-	DeployCallS       float64  `json:"deploy_call_s"`
-	ContainerStartedS float64  `json:"container_started_s"`
-	FirstProbeS       float64  `json:"first_probe_s"`
-	EndpointS         float64  `json:"endpoint_s"`
-}
-
-type idleSummary struct {
-	Replicas   int     `json:"replicas"`
-	IntervalMS float64 `json:"health_interval_ms,omitempty"`
-	Windows    int     `json:"windows"`
-	Failed     int     `json:"failed"`
-	// BusyCorePct is the host's busy CPU in percent of one core (mean of
-	// the windows); ExtraCorePct is that over the 0-replica baseline.
-	BusyCorePct  float64 `json:"busy_core_pct"`
-	ExtraCorePct float64 `json:"extra_core_pct"`
-	// ProbePeriodMS is the median spacing of a replica's probes (Docker
-	// waits the interval after each probe ends, so it is the interval plus
-	// a probe's run time); ProbePeriodNominal says the health logs had none
-	// and the interval was taken.
-	ProbePeriodMS      float64 `json:"probe_period_ms,omitempty"`
-	ProbePeriodNominal bool    `json:"probe_period_nominal,omitempty"`
-	ProbeDurationMS    float64 `json:"probe_duration_ms,omitempty"`
-	ProbesPerS         float64 `json:"probes_per_s,omitempty"`
-	CPUPerProbeMS      float64 `json:"cpu_per_probe_ms,omitempty"`
-	CorePctPerReplica  float64 `json:"core_pct_per_replica,omitempty"`
-	// The same from the engine's part alone (idleWindow.EngineCPUS): a
-	// cross-check that other processes' load does not move.
-	EngineCorePct           float64 `json:"engine_core_pct"`
-	EngineExtraCorePct      float64 `json:"engine_extra_core_pct,omitempty"`
-	EngineCPUPerProbeMS     float64 `json:"engine_cpu_per_probe_ms,omitempty"`
-	EngineCorePctPerReplica float64 `json:"engine_core_pct_per_replica,omitempty"`
-	// OtherCorePct is the rest of the host's busy CPU (mean of the
-	// windows): load that is not the engine's part.
-	OtherCorePct float64 `json:"other_core_pct"`
-	// HostWindows counts the windows in the host's figures (BusyCorePct,
-	// OtherCorePct and what follows from them): those where other processes
-	// used at most otherSpreadPct more than in the quietest window of the
-	// run. HostNoisy says there was none, so all of them were taken.
-	HostWindows int  `json:"host_windows"`
-	HostNoisy   bool `json:"host_noisy,omitempty"`
+// sameImage says the builds in g that did not fail gave one image ID.
+func sameImage(g report.Group) bool {
+	ids := map[string]bool{}
+	for _, r := range g.Rows {
+		if r.OK() {
+			ids[r.Label("image")] = true
+		}
+	}
+	return len(ids) == 1
 }
