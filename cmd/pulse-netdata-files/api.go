@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -115,10 +114,9 @@ func pointFiles(files []File, api API) error {
 
 // installHookConfig writes the hook's config file (0644: it holds no
 // secret) and names it on log.
-func installHookConfig(path string, api API, log io.Writer) error {
-	if err := writeFile(path, hookConfig(api), 0o644); err != nil {
+func installHookConfig(path string, api API, w *writer) error {
+	if err := w.put(path, hookConfig(api), 0o644); err != nil {
 		return fmt.Errorf("hook config: %w", err)
 	}
-	fmt.Fprintln(log, "wrote", path)
 	return nil
 }

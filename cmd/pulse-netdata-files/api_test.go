@@ -155,10 +155,10 @@ func TestInstallSwitchesScheme(t *testing.T) {
 			err = pointFiles(files, api)
 		}
 		if err == nil {
-			err = install(etc, web, files, io.Discard)
+			err = install(etc, web, files, &writer{log: io.Discard})
 		}
 		if err == nil {
-			err = installHookConfig(hookConf, api, io.Discard)
+			err = installHookConfig(hookConf, api, &writer{log: io.Discard})
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	_ "embed" // the cgroup naming script
 	"encoding/json"
 	"fmt"
@@ -156,7 +157,7 @@ func setConfBlock(conf, block string) string {
 
 // install writes the files and netdata.conf's block, naming each file it
 // writes on log.
-func install(etc, web string, files []File, log io.Writer) error {
+func install(etc, web string, files []File, w *writer) error {
 	for _, f := range files {
 		dir := etc
 		if f.Root == Web {
@@ -167,10 +168,9 @@ func install(etc, web string, files []File, log io.Writer) error {
 		if mode == 0 {
 			mode = 0o644
 		}
-		if err := writeFile(path, f.Data, mode); err != nil {
+		if err := w.put(path, f.Data, mode); err != nil {
 			return err
 		}
-		fmt.Fprintln(log, "wrote", path)
 	}
 	confPath := filepath.Join(etc, "netdata.conf")
 	conf, err := os.ReadFile(confPath)
@@ -181,10 +181,34 @@ func install(etc, web string, files []File, log io.Writer) error {
 	if st, err := os.Stat(confPath); err == nil {
 		mode = st.Mode().Perm()
 	}
-	if err := writeFile(confPath, []byte(setConfBlock(string(conf), confBlock(etc))), mode); err != nil {
+	return w.put(confPath, []byte(setConfBlock(string(conf), confBlock(etc))), mode)
+}
+
+// writer writes files that differ from what they should hold, in content
+// or mode, and says so in one line each ("wrote PATH"); with check it only
+// says what it would write ("would write PATH"). A file that is as it
+// should be is left alone and not mentioned, so a second run prints
+// nothing (the playbook's changed test).
+type writer struct {
+	check bool
+	log   io.Writer
+}
+
+// put makes path hold data with mode.
+func (w *writer) put(path string, data []byte, mode fs.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode {
+			return nil
+		}
+	}
+	if w.check {
+		fmt.Fprintln(w.log, "would write", path)
+		return nil
+	}
+	if err := writeFile(path, data, mode); err != nil {
 		return err
 	}
-	fmt.Fprintln(log, "updated", confPath)
+	fmt.Fprintln(w.log, "wrote", path)
 	return nil
 }
 

@@ -143,10 +143,31 @@ func TestInstall(t *testing.T) {
 	}
 	files := []File{{Etc, "pulse.d/pulse.conf", []byte("a"), 0}, {Etc, "health.d/pulse.conf", []byte("b"), 0},
 		{Etc, CgroupNameScript, []byte("#!/bin/sh\n"), 0o755}, {Web, DashboardInfoFile, []byte("c"), 0}}
-	for range 2 { // the second run finds everything in place
-		if err := install(etc, web, files, io.Discard); err != nil {
+	// The first run writes five files, the second finds them in place and
+	// says nothing (the playbook's changed=0).
+	for run, wantLines := range []int{5, 0} {
+		var log strings.Builder
+		if err := install(etc, web, files, &writer{log: &log}); err != nil {
 			t.Fatal(err)
 		}
+		if n := strings.Count(log.String(), "wrote "); n != wantLines || strings.Count(log.String(), "\n") != wantLines {
+			t.Errorf("run %d said %q, want %d \"wrote\" lines", run+1, log.String(), wantLines)
+		}
+	}
+	// -check: a file changed by hand is reported, not written.
+	changed := filepath.Join(etc, "pulse.d/pulse.conf")
+	if err := os.WriteFile(changed, []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	if err := install(etc, web, files, &writer{check: true, log: &log}); err != nil || log.String() != "would write "+changed+"\n" {
+		t.Errorf("check run said %q, %v; want only %q", log.String(), err, "would write "+changed)
+	}
+	if b, _ := os.ReadFile(changed); string(b) != "edited" {
+		t.Errorf("check run wrote %s", changed)
+	}
+	if err := install(etc, web, files, &writer{log: io.Discard}); err != nil {
+		t.Fatal(err)
 	}
 	want := map[string]string{
 		filepath.Join(etc, "pulse.d/pulse.conf"):  "a",

@@ -24,8 +24,10 @@
 // function by name. Other cgroups keep the stock cgroup-name.sh's names.
 //
 // ETC defaults to /etc/netdata and WEB to /usr/share/netdata/web (Debian).
-// Everything else in netdata.conf stays as it is; running it again rewrites
-// the same files and the same block. It does not restart Netdata.
+// Everything else in netdata.conf stays as it is. A file is written only
+// when its content or mode differs, with one line "wrote PATH"; a second run
+// writes and prints nothing. -check writes nothing and prints "would write
+// PATH" instead (the playbook's --check). It does not restart Netdata.
 package main
 
 import (
@@ -45,6 +47,8 @@ func main() {
 	flag.StringVar(&api.URL, "api", DefaultAPI, "pulsed's API, http://HOST:PORT or https://HOST:PORT (https when pulsed's tls_cert is set)")
 	flag.StringVar(&api.CAFile, "ca-file", "", "PEM bundle the collector and the hook verify an https API with (make up writes /etc/pulse/tls-ca.pem); none: the system's CAs")
 	hookConf := flag.String("hook-conf", contract.DefaultAlarmHookConfig, "the alarm hook's config file to write; empty: none")
+	w := &writer{log: os.Stdout}
+	flag.BoolVar(&w.check, "check", false, "write nothing: say which files would be written (the playbook's --check)")
 	flag.Parse()
 	err := api.Validate()
 	var files []File
@@ -55,10 +59,10 @@ func main() {
 		err = pointFiles(files, api)
 	}
 	if err == nil {
-		err = install(*etc, *web, files, os.Stdout)
+		err = install(*etc, *web, files, w)
 	}
 	if err == nil && *hookConf != "" {
-		err = installHookConfig(*hookConf, api, os.Stdout)
+		err = installHookConfig(*hookConf, api, w)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pulse-netdata-files:", err)
