@@ -1,165 +1,137 @@
 package main
 
 // The gateway suite: pulsed (as it ships, with its HAProxy, on loopback
-// ports) routing an in-process Go echo, measured straight to the replica
-// and through HAProxy, with both balancing algorithms, and from a new task
-// turning running to its server taking traffic (gateway_scale.go).
+// ports) routing an in-process Go echo (bench/inproc), loaded with wrk
+// straight to the replica and through HAProxy with both balancing
+// algorithms, and timed from a new task turning running to its server
+// taking traffic (gateway_scale.go); gateway_report.go sums it up.
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// Stages of the gateway suite, in the order they run.
-const (
-	gwStageLatency = "latency" // direct vs through HAProxy, c=1 and c=50
-	gwStageBalance = "balance" // leastconn vs roundrobin over 3 replicas
-	gwStageScale   = "scale"   // task running → its server takes traffic
-)
-
+// Stages of the gateway suite, in the order they run: direct vs through
+// HAProxy at c=1 and c=50; leastconn vs roundrobin over 3 replicas; task
+// running → its server takes traffic.
 var gatewayStages = []string{gwStageLatency, gwStageBalance, gwStageScale}
 
 // Settings of the gateway suite.
 const (
-	// gwNamePrefix starts the name of every function the suite creates,
-	// followed by the run's ID.
-	gwNamePrefix = "pbench-gw-"
-	// gwHealthInterval is the replicas' Docker health interval: a new
-	// task turns running only after its first passing probe, so a short
-	// one makes the scale trials quick. It plays no part in what the scale
-	// stage measures, which starts when the task is running.
-	gwHealthInterval = 250 * time.Millisecond
-	// gwDrainGrace is the replicas' drain grace: long enough that a
-	// scale-down loses no request of the background load, short enough
-	// that the trials do not wait.
-	gwDrainGrace = time.Second
-	// Load: c=1 with one wrk thread, c=50 with two (the issue's).
-	gwLowConns, gwLowThreads   = 1, 1
-	gwHighConns, gwHighThreads = 50, 2
-	gwBalanceReplicas          = 3
-	// The scale stage's pollers: Swarm's task list and pulsed's catalog
-	// every 20 ms, HAProxy's runtime API every 10 ms.
-	gwTaskPoll    = 20 * time.Millisecond
-	gwCatalogPoll = 20 * time.Millisecond
-	gwHAProxyPoll = 10 * time.Millisecond
-	// The background load of the scale stage: a few keep-alive clients
-	// through the gateway, each pausing between requests.
-	gwBackgroundClients = 2
-	gwBackgroundPause   = 10 * time.Millisecond
-	// Time limits.
-	gwRunningTimeout = 30 * time.Second // scale → the new task running
-	gwTrafficTimeout = 10 * time.Second // running → its server took a session
-	gwRouteTimeout   = 30 * time.Second // pulsed started → the function routed
-	gwStopGrace      = 20 * time.Second // SIGTERM → pulsed gone
+	gwStageLatency, gwStageBalance, gwStageScale = "latency", "balance", "scale"
+	gwNamePrefix                                 = "pbench-gw-" // + the run's ID: every function the suite creates
+	// The replicas' Docker health interval (a new task turns running after
+	// its first passing probe: quick scale trials) and drain grace (a
+	// scale-down loses no request of the background load).
+	gwHealthInterval, gwDrainGrace           = 250 * time.Millisecond, time.Second
+	gwLowConns, gwLowThreads                 = 1, 1
+	gwHighConns, gwHighThreads               = 50, 2
+	gwBalanceReplicas                        = 3
+	gwTaskPoll, gwCatalogPoll, gwHAProxyPoll = 20 * time.Millisecond, 20 * time.Millisecond, 10 * time.Millisecond
+	gwBackgroundClients, gwBackgroundPause   = 2, 10 * time.Millisecond
+	gwRunningTimeout, gwTrafficTimeout       = 30 * time.Second, 10 * time.Second // scale → task running → its server took a session
+	gwRouteTimeout, gwStopGrace              = 30 * time.Second, 20 * time.Second // pulsed started → routing; SIGTERM → gone
+	gwDirectLow, gwGatewayLow, gwDirectHigh  = "direct c=1", "gateway c=1", "direct c=50"
+	gwGatewayHigh, gwLeastConn, gwRoundRobin = "gateway c=50", gateway.BalanceLeastConn, gateway.BalanceRoundRobin
+	gwScale                                  = "1 → 2" // the scale stage's trials
 )
 
-// gwVariant is one wrk configuration of the latency and balance stages.
+// gwVariant is one wrk load of the latency and balance stages: its path,
+// the algorithm pulsed is started with (balance stage), and the variant
+// its figures are compared with in the same round.
 type gwVariant struct {
-	Name    string
-	Path    string // pathDirect or pathGateway
-	Conns   int
-	Threads int
-	Balance string // balance stage: the algorithm pulsed is started with
+	Name, Path, Balance, Ref string
+	Conns, Threads           int
 }
 
 var (
 	gwLatencyVariants = []gwVariant{
 		{Name: gwDirectLow, Path: pathDirect, Conns: gwLowConns, Threads: gwLowThreads},
-		{Name: gwGatewayLow, Path: pathGateway, Conns: gwLowConns, Threads: gwLowThreads},
+		{Name: gwGatewayLow, Path: pathGateway, Ref: gwDirectLow, Conns: gwLowConns, Threads: gwLowThreads},
 		{Name: gwDirectHigh, Path: pathDirect, Conns: gwHighConns, Threads: gwHighThreads},
-		{Name: gwGatewayHigh, Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads},
+		{Name: gwGatewayHigh, Path: pathGateway, Ref: gwDirectHigh, Conns: gwHighConns, Threads: gwHighThreads},
 	}
 	gwBalanceVariants = []gwVariant{
-		{Name: gwLeastConn, Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceLeastConn},
-		{Name: gwRoundRobin, Path: pathGateway, Conns: gwHighConns, Threads: gwHighThreads, Balance: gateway.BalanceRoundRobin},
+		{Name: gwLeastConn, Path: pathGateway, Balance: gwLeastConn, Ref: gwRoundRobin, Conns: gwHighConns, Threads: gwHighThreads},
+		{Name: gwRoundRobin, Path: pathGateway, Balance: gwRoundRobin, Conns: gwHighConns, Threads: gwHighThreads},
 	}
+	gwVariants = slices.Concat(gwLatencyVariants, gwBalanceVariants)
 )
+
+// gwVariantNamed is the variant called name (the zero one if none is).
+func gwVariantNamed(name string) gwVariant {
+	if i := slices.IndexFunc(gwVariants, func(v gwVariant) bool { return v.Name == name }); i >= 0 {
+		return gwVariants[i]
+	}
+	return gwVariant{}
+}
 
 // gatewayBench runs the gateway suite on the lab (lab.go) without its
 // Netdata, alarm token and selector: its own pulsed start (the autoscaler
 // off) and stop (which records whether HAProxy outlives pulsed).
 type gatewayBench struct {
 	pulseLab
-	cfg    config
-	rep    *gatewayReport
-	name   string // the function's
-	body   string
-	script string // bench/wrk/post.lua
-	// The running pulsed's stage, balance and start.
-	stage, balance string
-	started        time.Time
-	// checked is set once a direct request without the replica credential
-	// was refused (or noted when it was not).
-	checked bool
-	rewrote bool // an endpoint was not on loopback and was called at 127.0.0.1
-	swept   bool
+	cfg            config
+	rep            *report.Report
+	name           string // the function's
+	body           string
+	script         string // bench/wrk/post.lua
+	stage, balance string // the running pulsed's
+	// checked: a direct request without the replica credential was tried;
+	// rewrote: a replica not on loopback was called at 127.0.0.1.
+	checked, rewrote bool
 }
 
 // runGateway runs the gateway suite.
 func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	stages := gatewayStages
-	if len(cfg.Only) > 0 {
-		stages = slices.DeleteFunc(slices.Clone(gatewayStages), func(s string) bool { return !slices.Contains(cfg.Only, s) })
-	}
+	stages := slices.DeleteFunc(slices.Clone(gatewayStages), func(s string) bool { return len(cfg.Only) > 0 && !slices.Contains(cfg.Only, s) })
 	id, err := runID()
 	if err != nil {
 		return err
 	}
-	rep := &gatewayReport{
-		runHead: newRunHead(cfg.Suite, env.started),
-		Config: gatewayConfig{
-			Quick: cfg.Quick, Stages: stages, Rounds: cfg.Rounds, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
-			QuietWaitS: cfg.QuietWait.Seconds(), BodyBytes: cfg.BodyBytes, ScaleTrials: cfg.ScaleTrials,
-			LowConns: gwLowConns, LowThreads: gwLowThreads, HighConns: gwHighConns, HighThreads: gwHighThreads,
-			BalanceReplicas: gwBalanceReplicas, HealthIntervalMS: ms(gwHealthInterval), DrainGraceMS: ms(gwDrainGrace),
-			TaskPollMS: ms(gwTaskPoll), CatalogPollMS: ms(gwCatalogPoll), HAProxyPollMS: ms(gwHAProxyPoll),
-			BackgroundClients: gwBackgroundClients, BackgroundPauseMS: ms(gwBackgroundPause),
-			Function: gwNamePrefix + id + "-echo",
-		},
-		Machine: collectMachine(ctx, env.tools, env.clk),
-	}
+	rep := report.New(cfg.Suite, env.started)
 	if env.clkNote != "" {
-		rep.Notes = append(rep.Notes, env.clkNote)
+		rep.Note("%s", env.clkNote)
 	}
-	rep.HAProxy, _ = haproxyVersion(ctx, env.tools.haproxy)
 	b := &gatewayBench{
 		pulseLab: newPulseLab(log, env, id, gwNamePrefix, env.tools.haproxy, gwRouteTimeout, gwStopGrace),
-		cfg:      cfg, rep: rep, name: rep.Config.Function, body: payload(cfg.BodyBytes),
+		cfg:      cfg, rep: rep, name: gwNamePrefix + id + "-echo", body: payload(cfg.BodyBytes),
 		script: filepath.Join(env.root, "bench", "wrk", "post.lua"),
 	}
+	rep.Record("function", b.name)
 	if err := b.connect(ctx); err != nil {
 		return err
 	}
-	// Whatever happens: pulsed and its HAProxy stopped, the engine swept.
-	defer func() {
-		b.stopGatewayPulsed()
-		if !b.swept {
+	swept := false
+	defer func() { // whatever happens: pulsed and its HAProxy stopped, the engine swept
+		if b.stopGatewayPulsed(); !swept {
 			b.cleanup()
 		}
 	}()
-	log.Info("gateway suite", "stages", strings.Join(stages, ","), "function", b.name, "engine", rep.Engine.Version, "haproxy", rep.HAProxy)
+	log.Info("gateway suite", "stages", strings.Join(stages, ","), "function", b.name)
 
-	// pulsed as it ships, and the in-process Go echo (bench/inproc) built
-	// the way an image's Go function is (static, stripped, only the
-	// in-process mode of the watchdog).
+	// pulsed as it ships, and bench/inproc built the way an image's Go
+	// function is (static, stripped, only the in-process watchdog).
 	arts, recs, err := buildAll(ctx, log, env.root, []buildStep{pulsedStep(env.tools, env.tmp), goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags)})
 	b.arts = arts
-	rep.Artifacts = append(rep.Artifacts, recs...)
+	rep.Record("artifacts", recs)
 	if err != nil {
 		return err
 	}
@@ -172,33 +144,27 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	if err := b.deploy(ctx); err != nil {
 		return err
 	}
-
-	for _, st := range []struct {
-		name string
-		f    func(context.Context) error
-	}{{gwStageLatency, b.latencyStage}, {gwStageBalance, b.balanceStage}, {gwStageScale, b.scaleStage}} {
-		if err := runStage(ctx, log, stages, st.name, &rep.Notes, st.f, func() { b.stopGatewayPulsed() }); err != nil {
+	for i, f := range []func(context.Context) error{b.latencyStage, b.balanceStage, b.scaleStage} {
+		if err := runStage(ctx, log, stages, gatewayStages[i], &rep.Notes, f, b.stopGatewayPulsed); err != nil {
 			return err
 		}
 	}
 	if err := b.remove(ctx, b.name); err != nil {
 		log.Warn("remove", "function", b.name, "err", err)
 	}
-
-	rep.Summary = summarizeGateway(rep.Runs, rep.Scales)
-	rep.Goals = gatewayGoals(rep.Summary)
-	rep.Notes = append(rep.Notes, gatewayNotes(*rep)...)
 	if b.rewrote {
-		rep.Notes = append(rep.Notes, rewroteNote)
+		rep.Note("%s", rewroteNote)
 	}
-	b.swept = true
+	gatewaySummary(rep)
+	swept = true
 	rep.Cleanup = append(rep.Cleanup, b.cleanup()...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-	return publish(cfg, stdout, env.started, rep, renderGatewayText(*rep), func(rel string) string { return renderGatewayMarkdown(*rep, rel) })
+	return publishReport(cfg, stdout, rep)
 }
 
-// connect opens the engine client and checks that the engine is the
-// manager of a single-node swarm, where every replica runs on this host.
+// connect opens the engine client, checks that the engine is the manager
+// of a single-node swarm, where every replica runs on this host, and
+// describes the setup in the report.
 func (b *gatewayBench) connect(ctx context.Context) error {
 	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback", callTimeout)
 	if err != nil {
@@ -208,11 +174,22 @@ func (b *gatewayBench) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.rep.Engine = gatewayEngine{
-		Version: ver.Version, APIVersion: ver.APIVersion, Nodes: info.Swarm.Nodes, NodeAddr: info.Swarm.NodeAddr,
-		OtherServices: others, OtherFunctions: otherFns,
-	}
 	b.api, b.sw = api, localSwarm(api)
+	m, c := collectMachine(ctx, b.env.tools, b.env.clk), b.cfg
+	hap, _ := haproxyVersion(ctx, b.haproxy)
+	b.rep.Machine = m
+	b.rep.Record("haproxy", hap)
+	b.rep.Record("engine", map[string]any{"version": ver.Version, "api_version": ver.APIVersion, "swarm_nodes": info.Swarm.Nodes,
+		"node_addr": info.Swarm.NodeAddr, "other_services": others, "other_functions": otherFns})
+	b.rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, Docker Engine %s (API %s), %d-node swarm, clock %g Hz; "+
+		"%d round(s) × %gs measured (+%gs warm-up), wrk -t%d -c%d and -t%d -c%d, %d-byte body; %d scale trial(s); "+
+		"replicas: bench/inproc (Go echo, in process), health interval %g ms",
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, hap, m.Wrk, ver.Version, ver.APIVersion, info.Swarm.Nodes, m.ClockTicks,
+		c.Rounds, c.Duration.Seconds(), c.Warmup.Seconds(), gwLowThreads, gwLowConns, gwHighThreads, gwHighConns, c.BodyBytes, c.ScaleTrials, ms(gwHealthInterval))
+	if len(others) > 0 {
+		b.rep.Setup += fmt.Sprintf("; other services on the engine throughout: %s (Pulse functions, routed and health-checked too: %s)",
+			strings.Join(others, ", "), cmp.Or(strings.Join(otherFns, ", "), "none"))
+	}
 	return nil
 }
 
@@ -228,26 +205,19 @@ func (b *gatewayBench) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	spec := function.Spec{
-		Name: b.name, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".",
-		Timeout: 10 * time.Second, MaxBody: 1 << 20,
-		Scale:  function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10},
-		Labels: benchLabels(b.run),
-	}
+	spec := function.Spec{Name: b.name, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".", Timeout: 10 * time.Second,
+		MaxBody: 1 << 20, Scale: function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10}, Labels: benchLabels(b.run)}
 	img, err := benchImage(spec, nil, bin)
 	if err != nil {
 		return err
 	}
-	b.rep.Config.ImageBytes = int64(len(img.Archive))
+	b.rep.Record("image_archive_bytes", len(img.Archive))
 	start := time.Now()
 	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: gwHealthInterval, DrainGrace: gwDrainGrace, Instance: benchInstance(b.run)}); err != nil {
 		return err
 	}
-	if err := waitReplicas(ctx, b.sw, b.api, b.name, 1); err != nil {
-		return err
-	}
 	b.log.Info("deployed", "function", b.name, "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	return waitReplicas(ctx, b.sw, b.api, b.name, 1)
 }
 
 // scaleTo scales the function to n replicas and waits for them.
@@ -258,91 +228,289 @@ func (b *gatewayBench) scaleTo(ctx context.Context, n int) error {
 	return waitReplicas(ctx, b.sw, b.api, b.name, n)
 }
 
-// sampleGroups scans /proc for watch's groups and reads the host's CPU.
-func sampleGroups(watch procWatch) (procCPU, hostCPU, time.Time, error) {
-	g, _, err := scanAllProcs("/proc", watch)
+// latencyStage runs the four latency variants (direct and through the
+// gateway, at c=1 and c=50) against the one replica, with pulsed at its
+// defaults.
+func (b *gatewayBench) latencyStage(ctx context.Context) error {
+	if err := b.scaleTo(ctx, 1); err != nil {
+		return err
+	}
+	if err := b.startGatewayPulsed(ctx, gwStageLatency, "", 1); err != nil {
+		return err
+	}
+	watch, addrs, err := b.replicas(ctx, 1)
 	if err != nil {
-		return nil, hostCPU{}, time.Time{}, err
+		return err
 	}
-	h, err := readHostCPU("/proc")
-	return g, h, time.Now(), err
-}
-
-// fillGroupCPU sets r's per-group CPU figures from two scans wall seconds
-// apart (clk ticks per second).
-func fillGroupCPU(r *gatewayRun, before, after procCPU, clk, wall float64) {
-	per := func(group string) (perReqUS, corePct float64) {
-		ticks, lost, born := cpuDelta(before[group], after[group])
-		r.LostProcs += lost
-		if group == groupHAProxy {
-			r.HAProxyChurn = lost + born
+	return b.rounds(ctx, gwStageLatency, gwLatencyVariants, func(v gwVariant, r *report.Row) error {
+		url := "http://" + addrs[0] + "/"
+		if v.Path == pathGateway {
+			url = b.gatewayURL()
 		}
-		s := float64(ticks) / clk
-		if r.Requests > 0 {
-			perReqUS = round3(s / float64(r.Requests) * 1e6)
+		return b.measure(ctx, watch, url, v, r)
+	})
+}
+
+// balanceStage runs both balancing algorithms over gwBalanceReplicas
+// replicas: for each run pulsed is started afresh with PULSE_BALANCE set,
+// the gateway loaded at c=50, and pulsed stopped.
+func (b *gatewayBench) balanceStage(ctx context.Context) error {
+	if err := b.scaleTo(ctx, gwBalanceReplicas); err != nil {
+		return err
+	}
+	defer func() {
+		if ctx.Err() != nil {
+			return // interrupted: the final sweep removes the function
 		}
-		return perReqUS, round3(100 * s / wall)
-	}
-	r.HAProxyCPUPerReqUS, r.HAProxyCorePct = per(groupHAProxy)
-	r.DockerProxyCPUPerReqUS, r.DockerProxyCorePct = per(groupDockerProxy)
-	r.ReplicaCPUPerReqUS, r.ReplicaCorePct = per(groupReplicas)
-	r.PulsedCPUPerReqUS, r.PulsedCorePct = per(groupPulsed)
+		if err := b.scaleTo(ctx, 1); err != nil {
+			b.log.Warn("scale back to 1", "err", err)
+		}
+	}()
+	return b.rounds(ctx, gwStageBalance, gwBalanceVariants, func(v gwVariant, r *report.Row) error {
+		defer b.stopGatewayPulsed()
+		start := time.Now()
+		if err := b.startGatewayPulsed(ctx, gwStageBalance, v.Balance, gwBalanceReplicas); err != nil {
+			return err
+		}
+		r.Put("pulsed_route_s", time.Since(start).Seconds())
+		watch, _, err := b.replicas(ctx, gwBalanceReplicas)
+		if err != nil {
+			return err
+		}
+		return b.measure(ctx, watch, b.gatewayURL(), v, r)
+	})
 }
 
-// backgroundLoad is the scale stage's light load through the gateway:
-// keep-alive clients, each pausing between requests; every socket error
-// and non-200 answer is counted as a failure.
-type backgroundLoad struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	why        map[string]int64
-	stop       chan struct{}
-	wg         sync.WaitGroup
-	tr         *http.Transport
-}
-
-func startBackgroundLoad(url, body string, clients int, pause time.Duration) *backgroundLoad {
-	l := &backgroundLoad{why: map[string]int64{}, stop: make(chan struct{}), tr: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: clients}}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: l.tr}
-	fail := func(why string) {
-		l.failed.Add(1)
-		l.mu.Lock()
-		l.why[truncate(why, 200)]++
-		l.mu.Unlock()
-	}
-	for range clients {
-		l.wg.Go(func() {
-			for {
-				select {
-				case <-l.stop:
-					return
-				case <-time.After(pause):
-				}
-				resp, err := c.Post(url, "application/octet-stream", strings.NewReader(body))
-				if err != nil {
-					fail("error: " + err.Error())
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					fail(resp.Status)
-					continue
-				}
-				l.ok.Add(1)
+// rounds runs variants round after round, in a rotated order, and adds a
+// run row for each.
+func (b *gatewayBench) rounds(ctx context.Context, stage string, variants []gwVariant, run func(gwVariant, *report.Row) error) error {
+	for round := 1; round <= b.cfg.Rounds; round++ {
+		b.log.Info("round", "stage", stage, "round", round, "of", b.cfg.Rounds)
+		for slot, v := range rotate(variants, round-1) {
+			r := report.NewRow("run", "stage", stage, "variant", v.Name, "round", round, "slot", slot)
+			err := run(v, r)
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-		})
+			if err != nil {
+				r.Values = nil
+				r.Fail(err)
+				b.log.Warn("run failed", "stage", stage, "round", round, "variant", v.Name, "err", err)
+			} else {
+				b.log.Info("run", "stage", stage, "round", round, "variant", v.Name, "rps", int(r.V("rps")), "p50_us", r.V("p50_us"), "p99_us", r.V("p99_us"),
+					"haproxy_cpu_per_req_us", fmt.Sprintf("%.1f", r.V("haproxy_cpu_per_req_us")), "errors", r.V("errors"), "other_core_pct", int(r.V("other_core_pct")))
+			}
+			b.rep.Add(r)
+		}
 	}
-	return l
+	return nil
 }
 
-// end stops the load, closes its connections and returns the failures by
-// reason.
-func (l *backgroundLoad) end() map[string]int64 {
-	close(l.stop)
-	l.wg.Wait()
-	l.tr.CloseIdleConnections()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return maps.Clone(l.why)
+// replicas returns the watch of the running pulsed's process groups with
+// the function's replicas', and the replicas' addresses on loopback, from
+// pulsed's catalog; it fails unless there are want replicas.
+func (b *gatewayBench) replicas(ctx context.Context, want int) (procWatch, []string, error) {
+	f, err := b.catalogFunction(ctx, b.name)
+	if err != nil {
+		return procWatch{}, nil, err
+	}
+	if len(f.Replicas) != want {
+		return procWatch{}, nil, fmt.Errorf("%d replicas, want %d", len(f.Replicas), want)
+	}
+	var addrs []string
+	for _, r := range f.Replicas {
+		addr, rewrote := loopbackAddr(r.Addr)
+		b.rewrote = b.rewrote || rewrote
+		addrs = append(addrs, addr)
+	}
+	watch := b.procWatch()
+	b.watchReplicas(ctx, b.name, &watch)
+	return watch, addrs, nil
+}
+
+// measure checks url with one POST, warms it up with wrk, then measures
+// one wrk run of v into r, with the CPU of watch's groups (HAProxy,
+// docker-proxy, the replicas, pulsed), of wrk and of the host around it,
+// and pulsed's reloads of HAProxy meanwhile.
+func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string, v gwVariant, r *report.Row) error {
+	waited, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait)
+	if err != nil {
+		return err
+	} else if busy >= quietCorePct {
+		b.log.Warn("host still busy; running anyway", "variant", v.Name, "busy_core_pct", int(busy), "waited", waited.Round(time.Millisecond))
+	}
+	load1, _ := readLoad1("/proc")
+	r.Put("quiet_wait_s", waited.Seconds()).Put("quiet_busy_pct", math.Round(busy)).Put("load1", load1)
+	// Straight to the replica, every request carries the replica
+	// credential, as HAProxy's do: the watchdog checks it on both paths.
+	var hdr http.Header
+	if v.Path == pathDirect {
+		hdr = b.cred.header()
+		if err := b.checkCredential(ctx, url); err != nil {
+			return err
+		}
+	}
+	if err := probe(ctx, url, b.body, hdr); err != nil {
+		return err
+	}
+	w := wrkRun{Bin: b.env.tools.wrk, Script: b.script, URL: url, Threads: v.Threads, Conns: v.Conns, Body: b.body, Headers: hdr}
+	if err := warmUp(ctx, w, b.cfg.Warmup); err != nil {
+		return err
+	}
+	w.Duration = b.cfg.Duration
+	sample := func() (procCPU, hostCPU, time.Time, error) {
+		g, _, err := scanAllProcs("/proc", watch)
+		h, herr := readHostCPU("/proc")
+		return g, h, time.Now(), cmp.Or(err, herr)
+	}
+	reloads0, rerr0 := b.reloads(ctx)
+	before, h0, t0, err := sample()
+	if err != nil {
+		return err
+	}
+	res, wrkCPU, err := runWrk(ctx, w)
+	if err != nil {
+		return err
+	}
+	time.Sleep(100 * time.Millisecond) // requests in flight when wrk stopped
+	after, h1, t1, err := sample()
+	if err != nil {
+		return err
+	}
+	if reloads1, rerr1 := b.reloads(ctx); rerr0 == nil && rerr1 == nil {
+		r.Put("reloads", float64(reloads1-reloads0))
+	}
+	if len(after[groupHAProxy]) == 0 && v.Path == pathGateway {
+		return errors.New("no haproxy process of this pulsed found in /proc")
+	}
+	if n := res.errorCount(); n > 0 {
+		r.Flag("%d request errors", n)
+	}
+	wall, secs, n := t1.Sub(t0).Seconds(), float64(res.DurationUS)/1e6, float64(res.Requests)
+	busyPct := 100 * float64(h1.Busy-h0.Busy) / b.env.clk / wall
+	r.PutAll(map[string]float64{
+		"requests": n, "seconds": secs, "rps": n / secs, "errors": float64(res.errorCount()),
+		"p50_us": float64(res.Latency.P50), "p90_us": float64(res.Latency.P90), "p99_us": float64(res.Latency.P99),
+		"max_us": float64(res.Latency.Max), "mean_us": res.Latency.Mean, "haproxy_procs": float64(len(after[groupHAProxy])),
+		"wrk_core_pct": 100 * wrkCPU.Seconds() / wall, "host_core_pct": busyPct,
+		"steal_core_pct": 100 * float64(h1.Steal-h0.Steal) / b.env.clk / wall,
+	})
+	// Each group's own CPU (utime + stime) over the window. A process that
+	// exited in it takes its CPU with it (lost_procs); so does an HAProxy
+	// worker replaced by a reload (haproxy_churn).
+	other, lost := busyPct-r.V("wrk_core_pct"), 0
+	for _, g := range []struct{ group, metric string }{
+		{groupHAProxy, "haproxy"}, {groupDockerProxy, "docker_proxy"}, {groupReplicas, "replica"}, {groupPulsed, "pulsed"},
+	} {
+		ticks, gone, born := cpuDelta(before[g.group], after[g.group])
+		s := float64(ticks) / b.env.clk
+		if g.group == groupHAProxy {
+			r.Put("haproxy_churn", float64(gone+born))
+		}
+		if g.group != groupHAProxy || v.Path == pathGateway {
+			r.Put(g.metric+"_cpu_per_req_us", s/n*1e6)
+		}
+		r.Put(g.metric+"_core_pct", 100*s/wall)
+		other -= 100 * s / wall
+		lost += gone
+	}
+	r.Put("other_core_pct", other).Put("lost_procs", float64(lost))
+	return nil
+}
+
+// checkCredential, once per run, POSTs to the replica at url without the
+// replica credential: a replica that answers it is noted in the report,
+// since the direct baseline then lacks the watchdog's check.
+func (b *gatewayBench) checkCredential(ctx context.Context, url string) error {
+	if b.checked {
+		return nil
+	}
+	refused, err := refusesWithout(ctx, url, b.body)
+	if err != nil {
+		return err
+	}
+	b.checked = true
+	if !refused {
+		b.log.Warn("replica answered without the replica credential", "url", url)
+		b.rep.Note("%s", noCredentialCheck)
+	}
+	return nil
+}
+
+// startGatewayPulsed starts pulsed with a fresh state directory and fresh
+// loopback ports, the autoscaler off (no scaler acting on the engine's
+// functions), and waits until it routes the function to want replicas, all
+// ready in HAProxy. balance "" leaves pulsed's default.
+func (b *gatewayBench) startGatewayPulsed(ctx context.Context, stage, balance string, want int) error {
+	n := len(b.pulsedLogs) + 1
+	b.pulsedLog = filepath.Join(b.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
+	b.pulsedLogs = append(b.pulsedLogs, b.pulsedLog)
+	b.stateDir = filepath.Join(b.env.tmp, fmt.Sprintf("state-%d", n))
+	if err := os.Mkdir(b.stateDir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	for _, a := range []*string{&b.apiAddr, &b.gwAddr, &b.adminAddr} {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		*a = addr
+	}
+	env := append(baseEnv(), "PULSE_STATE_DIR="+b.stateDir, "PULSE_INSTANCE="+benchInstance(b.run), "PULSE_API_LISTEN="+b.apiAddr,
+		"PULSE_AUTOSCALE=false", "PULSE_GATEWAY_LISTEN="+b.gwAddr, "PULSE_ADMIN_LISTEN="+b.adminAddr, "PULSE_LEAVE_RUNNING=false",
+		"PULSE_HAPROXY="+b.haproxy, b.cred.pulsedEnv())
+	if balance != "" {
+		env = append(env, "PULSE_BALANCE="+balance)
+	}
+	b.stage, b.balance = stage, balance
+	start := time.Now()
+	var err error
+	if b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", b.configFile()}, Env: env, Addr: b.apiAddr}, b.pulsedLog); err != nil {
+		return err
+	}
+	b.rt = gateway.NewRuntime(filepath.Join(b.stateDir, "haproxy.sock"), time.Second)
+	if err := waitReady(ctx, b.pulsed, "http://"+b.apiAddr+"/healthz", gwRouteTimeout, nil); err != nil {
+		return err
+	}
+	if err := b.waitRouted(ctx, b.name, want, b.body); err != nil {
+		return err
+	}
+	b.log.Info("pulsed routing", "balance", cmp.Or(balance, "default"), "replicas", want, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// stopGatewayPulsed stops the running pulsed, if any, and adds a
+// pulsed_stop row: SIGTERM (pulsed stops its HAProxy), up to gwStopGrace
+// for it to exit, then SIGKILL to its process group; then up to
+// haproxyLinger for its HAProxy to be gone by itself, killing what is left.
+// (pulseLab.stopPulsed kills pulsed's descendants at once, so it cannot see
+// whether HAProxy outlives pulsed.)
+func (b *gatewayBench) stopGatewayPulsed() {
+	s := b.pulsed
+	if s == nil {
+		return
+	}
+	b.pulsed = nil
+	r := report.NewRow("pulsed_stop", "stage", b.stage, "balance", cmp.Or(b.balance, "default"))
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err == nil {
+		select {
+		case <-s.done:
+		case <-time.After(gwStopGrace):
+			r.Error = fmt.Sprintf("pulsed still running %s after SIGTERM: killed", gwStopGrace)
+		}
+	}
+	_ = syscall.Kill(-s.pid(), syscall.SIGKILL) // pulsed's group (its HAProxy has its own)
+	<-s.done
+	exit := s.cmd.ProcessState.ExitCode()
+	if r.Error == "" && exit != 0 {
+		r.Error = fmt.Sprintf("pulsed exited with code %d after SIGTERM; log: %s", exit, s.logTail(1000))
+	}
+	r.Put("stop_s", time.Since(start).Seconds()).Put("exit", float64(exit))
+	lingered, killed := reapHAProxies(b.stateDir, haproxyLinger)
+	r.Put("haproxy_linger_s", lingered.Seconds()).Put("haproxy_killed", float64(len(killed)))
+	if len(killed) > 0 {
+		b.log.Warn("haproxy outlived pulsed; killed", "pids", killed, "after", haproxyLinger)
+	}
+	b.rep.Add(r)
 }

@@ -1,310 +1,219 @@
 package main
 
-// gatewayReport is everything one run of the gateway suite produced: the
-// raw runs and trials, their summaries and the goals. It is written as JSON
-// and rendered as tables.
-type gatewayReport struct {
-	runHead
-	Config    gatewayConfig `json:"config"`
-	Machine   machineInfo   `json:"machine"`
-	Engine    gatewayEngine `json:"engine"`
-	HAProxy   string        `json:"haproxy"`
-	Artifacts []artifact    `json:"artifacts"`
+// The gateway suite's summary: its tables, goals and notes.
 
-	Runs       []gatewayRun        `json:"runs,omitempty"`
-	Scales     []gatewayScaleTrial `json:"scale_trials,omitempty"`
-	Background gatewayBackground   `json:"scale_background_load"`
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
 
-	// PulsedStops records every stop of pulsed: its exit, and whether its
-	// HAProxy outlived it.
-	PulsedStops []gatewayPulsedStop `json:"pulsed_stops,omitempty"`
+	"github.com/pulsefaas/pulse/bench/report"
+)
 
-	Summary gatewaySummary `json:"summary"`
-	// reportEnd's Cleanup lists what the final sweep found left behind and removed:
-	// haproxy processes of the run, anything of the run's on the engine
-	// (normally nothing).
-	reportEnd
+// Goals of the gateway suite (from the issue).
+const (
+	gwLatencyGoalName = "added p50 latency through HAProxy at c=1 ≤ 60 µs"
+	gwScaleGoalName   = "task running → its server takes traffic ≤ 0.5 s (median)"
+)
+
+// Thresholds above which gatewayNotes writes a note.
+const (
+	gwWrkSaturatedPct = 90 // of a core per wrk thread
+	gwOtherLoadPct    = 20
+	gwStealPct        = 5
+	gwP50SpreadUS     = 20 // per-round added p50 spread
+	gwBalanceTie      = 0.03
+)
+
+// gatewaySummary summarises rep's rows into its tables, goals and notes.
+// First each run with a reference variant gets its difference from the
+// reference's run in the same round (vs_ref_p50_us, vs_ref_rps).
+func gatewaySummary(rep *report.Report) {
+	rep.Title = " (medians over rounds)"
+	runs := report.Of(rep.Rows, "run")
+	for _, r := range runs {
+		for _, ref := range runs {
+			if r.OK() && ref.OK() && ref.Label("round") == r.Label("round") && ref.Label("variant") == gwVariantNamed(r.Label("variant")).Ref {
+				r.Put("vs_ref_p50_us", r.V("p50_us")-ref.V("p50_us")).Put("vs_ref_rps", report.Round3(r.V("rps")/ref.V("rps")))
+			}
+		}
+	}
+	groups, names := report.Summarize(rep.Rows, "run", "stage", "variant"), []string{}
+	for _, v := range gwVariants {
+		names = append(names, v.Name)
+	}
+	report.Sort(groups, "variant", names)
+	scale := report.Summarize(rep.Rows, "scale", "scale")
+	rep.Summary = slices.Concat(groups, scale)
+	vsRef := report.Col{Head: "vs ref", Cell: func(g report.Group) string {
+		v := gwVariantNamed(g.Label("variant"))
+		ref, ok := report.Find(groups, "variant", v.Ref)
+		if !ok || ref.Runs == 0 {
+			return ""
+		}
+		metric, format, s := "vs_ref_rps", "%.2f", fmt.Sprintf("%.3f× rps", g.M("rps")/ref.M("rps"))
+		if v.Conns == gwLowConns {
+			metric, format, s = "vs_ref_p50_us", "%+.0f", fmt.Sprintf("%+.0f µs p50", g.M("p50_us")-ref.M("p50_us"))
+		}
+		if x := g.Values(metric); len(x) > 1 {
+			s += fmt.Sprintf(" ("+format+"–"+format+")", slices.Min(x), slices.Max(x))
+		}
+		return s
+	}}
+	haproxy := report.Col{Head: "HAProxy CPU/req µs", Cell: func(g report.Group) string {
+		calm, disturbed := gwCalmHAProxy(g)
+		return report.Num("%.1f", report.Median(calm)) + map[bool]string{true: fmt.Sprintf(" (%d reloaded)", disturbed)}[disturbed > 0]
+	}}
+	sum := func(head, metric string) report.Col { // over every row, failed ones included
+		return report.Col{Head: head, Cell: func(g report.Group) string {
+			total := 0.0
+			for _, r := range g.Rows {
+				total += r.Values[metric]
+			}
+			return fmt.Sprintf("%.0f", total)
+		}}
+	}
+	rep.Tables = append(rep.Tables, report.GroupTable(fmt.Sprintf("Direct vs through HAProxy (`gateway`), one replica; the balancing algorithms, "+
+		"%d replicas through HAProxy at c=%d, pulsed restarted with `PULSE_BALANCE` for every run. `vs ref`: p50 through HAProxy minus direct at c=1, "+
+		"rps over direct (or roundrobin's) at c=50, from the medians, per-round range in brackets. CPU/req: each process group's own CPU from /proc.",
+		gwBalanceReplicas, gwHighConns), groups, "variant",
+		report.Stat("rps", "rps", "%.0f"), report.Stat("p50 µs", "p50_us", "%.0f"), report.Spread("p50 range µs", "p50_us", "%.0f"),
+		report.Stat("p99 µs", "p99_us", "%.0f"), vsRef, haproxy, report.Stat("docker-proxy CPU/req µs", "docker_proxy_cpu_per_req_us", "%.1f"),
+		report.Stat("replica CPU/req µs", "replica_cpu_per_req_us", "%.1f"), report.Stat("wrk core %", "wrk_core_pct", "%.0f"),
+		report.Stat("other %", "other_core_pct", "%.0f"), sum("errors", "errors")),
+		report.GroupTable(fmt.Sprintf("Task running → its server takes traffic, scaled 1 → 2 under a light background load through the gateway: "+
+			"seconds from the new task's running timestamp to HAProxy's `show servers state` (polled every %g ms) showing its server ready and up; "+
+			"`first session`: its stot above its count before the scale; `in catalog`: pulsed's /v1/replicas listing the task; `scale → in catalog`: "+
+			"from the scale to /v1/replicas showing the new desired count, `noticed late` when after the task was running.", ms(gwHAProxyPoll)),
+			scale, "scale", report.Col{Head: "trials", Cell: func(g report.Group) string { return fmt.Sprintf("%d (%d failed)", g.Runs, g.Failed) }},
+			report.Stat("ready and up, median s", "ready_s", "%.3f"),
+			report.Col{Head: "p90 s", Cell: func(g report.Group) string { return report.Num("%.3f", report.Percentile(g.Values("ready_s"), 90)) }},
+			report.Spread("range s", "ready_s", "%.3f"), report.Stat("first session s", "traffic_s", "%.3f"),
+			report.Stat("in catalog s", "catalog_s", "%.3f"), report.Stat("server added s", "added_s", "%.3f"),
+			report.Stat("scale → task running s", "scale_to_running_s", "%.2f"), report.Stat("scale → in catalog s", "catalog_scale_s", "%.3f"),
+			sum("noticed late", "late_notice"), sum("background failed", "background_failed")))
+	rep.Goals = gatewayGoals(groups, scale)
+	rep.Notes = append(rep.Notes, gatewayNotes(rep.Rows, groups, scale)...)
 }
 
-// gatewayConfig is the suite's configuration as recorded with the results.
-type gatewayConfig struct {
-	Quick       bool     `json:"quick"`
-	Stages      []string `json:"stages"`
-	Rounds      int      `json:"rounds"`
-	DurationS   float64  `json:"duration_s"`
-	WarmupS     float64  `json:"warmup_s"`
-	QuietWaitS  float64  `json:"quiet_wait_s"`
-	BodyBytes   int      `json:"body_bytes"`
-	ScaleTrials int      `json:"scale_trials"`
-	// wrk: connections and threads of the c=1 and c=50 loads.
-	LowConns        int `json:"low_connections"`
-	LowThreads      int `json:"low_threads"`
-	HighConns       int `json:"high_connections"`
-	HighThreads     int `json:"high_threads"`
-	BalanceReplicas int `json:"balance_replicas"`
-	// The replicas' Docker health interval and drain grace.
-	HealthIntervalMS float64 `json:"health_interval_ms"`
-	DrainGraceMS     float64 `json:"drain_grace_ms"`
-	// The scale stage's polling periods and background load.
-	TaskPollMS        float64 `json:"task_poll_ms"`
-	CatalogPollMS     float64 `json:"catalog_poll_ms"`
-	HAProxyPollMS     float64 `json:"haproxy_poll_ms"`
-	BackgroundClients int     `json:"background_clients"`
-	BackgroundPauseMS float64 `json:"background_pause_ms"`
-	// Function is the function's name; everything the run created on the
-	// engine starts with it (or carries its run label).
-	Function   string `json:"function"`
-	ImageBytes int64  `json:"image_archive_bytes,omitempty"`
+// gwCalmHAProxy is HAProxy's CPU per request in g's runs during which
+// pulsed did not reload it nor did its processes change (an exiting worker
+// takes its CPU with it; an unknown reload count counts as a reload), and
+// the number of runs that were not calm.
+func gwCalmHAProxy(g report.Group) (calm []float64, disturbed int) {
+	for _, r := range g.Rows {
+		v, ok := r.Values["haproxy_cpu_per_req_us"]
+		switch {
+		case !r.OK():
+		case r.V("reloads") != 0 || r.V("haproxy_churn") != 0:
+			disturbed++
+		case ok:
+			calm = append(calm, v)
+		}
+	}
+	return calm, disturbed
 }
 
-// gatewayEngine describes the Docker Engine the suite ran on.
-type gatewayEngine struct {
-	Version    string `json:"version"`
-	APIVersion string `json:"api_version"`
-	Nodes      int    `json:"swarm_nodes"`
-	NodeAddr   string `json:"node_addr"`
-	// OtherServices were on the engine throughout; OtherFunctions are
-	// those of them that are Pulse functions, which pulsed routes (and
-	// HAProxy health-checks) too.
-	OtherServices  []string `json:"other_services,omitempty"`
-	OtherFunctions []string `json:"other_functions,omitempty"`
+// gatewayGoals checks the groups against the issue's goals. A goal over a
+// variant with errors, or over failed trials, fails.
+func gatewayGoals(groups, scale []report.Group) []report.Goal {
+	lat := report.NewGoal(gwLatencyGoalName, "µs", 60)
+	d, okd := report.Find(groups, "variant", gwDirectLow)
+	g, okg := report.Find(groups, "variant", gwGatewayLow)
+	switch {
+	case !okd || !okg:
+		lat = lat.Skipped("the latency stage did not run")
+	case d.Runs == 0 || g.Runs == 0:
+		lat = lat.Failed("every run of a c=1 variant failed")
+	default:
+		lat = lat.Noted("p50 direct %.0f µs, through HAProxy %.0f µs", d.M("p50_us"), g.M("p50_us")).Check(g.M("p50_us") - d.M("p50_us"))
+		if x := g.Values("vs_ref_p50_us"); len(x) > 1 {
+			lat.Note += fmt.Sprintf("; per round %+.0f to %+.0f µs", slices.Min(x), slices.Max(x))
+		}
+		for _, v := range []report.Group{g, d} {
+			if v.Flagged() {
+				lat.Status, lat.Note = report.Fail, v.Label("variant")+" had errors: "+v.Flags[0]
+			}
+		}
+	}
+	sc := report.NewGoal(gwScaleGoalName, "s", 0.5)
+	if s, ok := report.Find(scale, "scale", gwScale); !ok {
+		sc = sc.Skipped("the scale stage did not run")
+	} else {
+		sc = sc.Noted("server ready and up; first session %.3f s (median of %d)", s.M("traffic_s"), s.Runs).Over(scale, "scale", gwScale, "ready_s")
+	}
+	return []report.Goal{lat, sc}
 }
 
-// gatewayRun is one measured wrk run of the latency or balance stage.
-type gatewayRun struct {
-	Stage    string  `json:"stage"`
-	Variant  string  `json:"variant"`
-	Path     string  `json:"path"` // direct or gateway
-	Conns    int     `json:"connections"`
-	Threads  int     `json:"threads"`
-	Balance  string  `json:"balance,omitempty"` // balance stage: PULSE_BALANCE
-	Replicas int     `json:"replicas"`
-	Round    int     `json:"round"`
-	Slot     int     `json:"slot"`
-	Start    string  `json:"start"`
-	Load1    float64 `json:"load1"`
-	// QuietWaitS is how long the run waited for the host to be quiet,
-	// QuietBusyPct the host's busy share in the last sample of that wait.
-	QuietWaitS   float64 `json:"quiet_wait_s"`
-	QuietBusyPct float64 `json:"quiet_busy_pct"`
-	// Error is set when the run failed; then it has no numbers.
-	Error string `json:"error,omitempty"`
-
-	Requests int64   `json:"requests"`
-	Seconds  float64 `json:"seconds"`
-	RPS      float64 `json:"rps"`
-	P50US    int64   `json:"p50_us"`
-	P90US    int64   `json:"p90_us"`
-	P99US    int64   `json:"p99_us"`
-	MaxUS    int64   `json:"max_us"`
-	MeanUS   float64 `json:"mean_us"`
-	// Errors counts wrk's socket errors and statuses >= 400.
-	Errors int64 `json:"errors"`
-
-	// CPU per request and in percent of one core over the window, per
-	// group of processes (own utime + stime from /proc/<pid>/stat):
-	// HAProxy's master and workers, the engine's docker-proxy of the
-	// replicas' ports, the replicas' processes, pulsed.
-	HAProxyCPUPerReqUS     float64 `json:"haproxy_cpu_per_req_us"`
-	HAProxyCorePct         float64 `json:"haproxy_core_pct"`
-	HAProxyProcs           int     `json:"haproxy_procs"`
-	DockerProxyCPUPerReqUS float64 `json:"docker_proxy_cpu_per_req_us"`
-	DockerProxyCorePct     float64 `json:"docker_proxy_core_pct"`
-	ReplicaCPUPerReqUS     float64 `json:"replica_cpu_per_req_us"`
-	ReplicaCorePct         float64 `json:"replica_core_pct"`
-	PulsedCPUPerReqUS      float64 `json:"pulsed_cpu_per_req_us"`
-	PulsedCorePct          float64 `json:"pulsed_core_pct"`
-	// LostProcs counts sampled processes that exited during the window
-	// (their CPU in it is lost). HAProxyChurn counts haproxy processes
-	// that exited or started in it, Reloads pulsed's reloads of HAProxy in
-	// it (/healthz; -1 unknown): pulsed reloads HAProxy whenever a function
-	// is added to or removed from the engine, anyone's. Either makes the
-	// run's HAProxy CPU incomplete (an exiting worker takes its CPU with it).
-	LostProcs    int     `json:"lost_procs,omitempty"`
-	HAProxyChurn int     `json:"haproxy_churn,omitempty"`
-	Reloads      int     `json:"reloads"`
-	WrkCorePct   float64 `json:"wrk_core_pct"`
-	HostCorePct  float64 `json:"host_core_pct"`
-	OtherCorePct float64 `json:"other_core_pct"` // host busy minus every group above and wrk
-	StealCorePct float64 `json:"steal_core_pct"`
-
-	// Balance stage: how long pulsed took from its start to routing to
-	// every replica, what went wrong when it was stopped, and haproxy
-	// processes that were still there haproxyLinger after it (killed).
-	PulsedRouteS  float64 `json:"pulsed_route_s,omitempty"`
-	StopError     string  `json:"stop_error,omitempty"`
-	HAProxyKilled []int   `json:"haproxy_killed,omitempty"`
-}
-
-// gatewayPulsedStop is one stop of pulsed: SIGTERM, its exit, and how long
-// haproxy processes of its state directory were still there after it
-// exited (pulsed stops HAProxy on SIGTERM); those still there after
-// haproxyLinger were killed.
-type gatewayPulsedStop struct {
-	Stage          string  `json:"stage"`
-	Balance        string  `json:"balance,omitempty"`
-	Exit           int     `json:"exit"`
-	StopS          float64 `json:"stop_s"` // SIGTERM → pulsed exited
-	HAProxyLingerS float64 `json:"haproxy_linger_s,omitempty"`
-	Killed         []int   `json:"haproxy_killed,omitempty"`
-	Error          string  `json:"error,omitempty"`
-}
-
-// gatewayScaleTrial is one +1 scale. Times after the new task turned
-// running are in seconds from its status timestamp (the engine's clock,
-// the same host's); the rest as named.
-type gatewayScaleTrial struct {
-	Trial int     `json:"trial"`
-	From  int     `json:"from"`
-	To    int     `json:"to"`
-	Start string  `json:"start"`
-	Load1 float64 `json:"load1"`
-	// SteadyWaitS is how long the trial waited for pulsed's catalog to be
-	// unchanged for its settle window and half a second; PhaseS the random
-	// pause after that (0 to pulsed's slow poll), over which HostBusyPct is
-	// the host's busy CPU in percent of one core, the background load
-	// included.
-	SteadyWaitS float64 `json:"steady_wait_s"`
-	PhaseS      float64 `json:"phase_s"`
-	HostBusyPct float64 `json:"host_busy_pct"`
-	Error       string  `json:"error,omitempty"`
-	TaskID      string  `json:"task_id,omitempty"`
-	Server      string  `json:"server,omitempty"` // the HAProxy slot (s<N>) pointed at it
-
-	ScaleCallS float64 `json:"scale_call_s"` // Swarm.Scale returned, from just before it
-	// ScaleToRunningS is from just before Swarm.Scale to the task's
-	// running timestamp: container start and its first health probe.
-	ScaleToRunningS float64 `json:"scale_to_running_s"`
-	// CatalogScaleS is from just before Swarm.Scale to pulsed's catalog
-	// first showing the new desired replica count; LateNotice says that was
-	// after the task was already running (pulsed polls a steady swarm
-	// slowly, so it noticed the scale only then).
-	CatalogScaleS float64 `json:"catalog_scale_s,omitempty"`
-	LateNotice    bool    `json:"late_notice,omitempty"`
-	SeenS         float64 `json:"seen_s"`    // the harness's task list poll first showed it running
-	CatalogS      float64 `json:"catalog_s"` // pulsed's /v1/replicas first listed it
-	AddedS        float64 `json:"added_s"`   // HAProxy's slot first pointed at it (left maintenance or re-pointed), in any state
-	ReadyS        float64 `json:"ready_s"`   // its slot ready and up (ServerState.Serving)
-	TrafficS      float64 `json:"traffic_s"` // its slot's stot first above the count before the scale
-	Stot          int64   `json:"stot,omitempty"`
-	// Requests of the background load during the trial, scale-down
-	// included.
-	BackgroundOK     int64 `json:"background_ok"`
-	BackgroundFailed int64 `json:"background_failed"`
-	// DownS is how long the scale back took (not a measurement).
-	DownS float64 `json:"down_s,omitempty"`
-}
-
-// gatewayBackground is the scale stage's background load over the whole
-// stage, and pulsed's reloads of HAProxy meanwhile (-1 unknown).
-type gatewayBackground struct {
-	OK      int64            `json:"ok"`
-	Failed  int64            `json:"failed"`
-	Why     map[string]int64 `json:"why,omitempty"`
-	Reloads int              `json:"reloads"`
-}
-
-// gatewaySummary holds the medians.
-type gatewaySummary struct {
-	Variants []gatewayVariantSummary `json:"variants,omitempty"`
-	Latency  gatewayLatency          `json:"latency"`
-	Balance  gatewayBalance          `json:"balance"`
-	Scale    gatewayScaleSummary     `json:"scale"`
-}
-
-// gatewayVariantSummary is one variant over its rounds: medians of the
-// successful runs.
-type gatewayVariantSummary struct {
-	Stage    string   `json:"stage"`
-	Variant  string   `json:"variant"`
-	Path     string   `json:"path"`
-	Conns    int      `json:"connections"`
-	Balance  string   `json:"balance,omitempty"`
-	Replicas int      `json:"replicas"`
-	Runs     int      `json:"runs"`
-	Failed   int      `json:"failed"`
-	Flags    []string `json:"flags,omitempty"`
-
-	Errors                 int64   `json:"errors"`
-	RPS                    float64 `json:"rps"`
-	RPSMin                 float64 `json:"rps_min"`
-	RPSMax                 float64 `json:"rps_max"`
-	P50US                  float64 `json:"p50_us"`
-	P50MinUS               float64 `json:"p50_min_us"`
-	P50MaxUS               float64 `json:"p50_max_us"`
-	P99US                  float64 `json:"p99_us"`
-	HAProxyCPUPerReqUS     float64 `json:"haproxy_cpu_per_req_us"`
-	DockerProxyCPUPerReqUS float64 `json:"docker_proxy_cpu_per_req_us"`
-	ReplicaCPUPerReqUS     float64 `json:"replica_cpu_per_req_us"`
-	// Disturbed counts the runs during which HAProxy was reloaded (or its
-	// processes changed); HAProxyCPUPerReqUS is the median of the others.
-	Disturbed    int     `json:"disturbed_runs,omitempty"`
-	WrkCorePct   float64 `json:"wrk_core_pct"`
-	OtherCorePct float64 `json:"other_core_pct"`
-	StealCorePct float64 `json:"steal_core_pct"`
-	PulsedRouteS float64 `json:"pulsed_route_s,omitempty"`
-}
-
-func (s gatewayVariantSummary) flagged() bool { return len(s.Flags) > 0 }
-
-// gatewayLatency compares the two paths of the latency stage.
-type gatewayLatency struct {
-	// OK: both c=1 variants have runs.
-	OK bool `json:"ok"`
-	// c=1: the medians of each path's p50 and p99 and their difference
-	// (through HAProxy minus direct); AddedP50RoundsUS pairs the two
-	// within each round.
-	DirectP50US      float64   `json:"direct_p50_us"`
-	GatewayP50US     float64   `json:"gateway_p50_us"`
-	AddedP50US       float64   `json:"added_p50_us"`
-	AddedP50RoundsUS []float64 `json:"added_p50_rounds_us,omitempty"`
-	DirectP99US      float64   `json:"direct_p99_us"`
-	GatewayP99US     float64   `json:"gateway_p99_us"`
-	AddedP99US       float64   `json:"added_p99_us"`
-	// c=50: throughput of each path, through HAProxy over direct, and
-	// per round.
-	HighOK         bool      `json:"high_ok"`
-	DirectRPS      float64   `json:"direct_rps"`
-	GatewayRPS     float64   `json:"gateway_rps"`
-	RPSRatio       float64   `json:"rps_ratio"`
-	RPSRatioRounds []float64 `json:"rps_ratio_rounds,omitempty"`
-	DirectHighP99  float64   `json:"direct_c50_p99_us"`
-	GatewayHighP99 float64   `json:"gateway_c50_p99_us"`
-}
-
-// gatewayBalance compares the balancing algorithms over 3 replicas.
-type gatewayBalance struct {
-	OK             bool      `json:"ok"`
-	LeastConnRPS   float64   `json:"leastconn_rps"`
-	RoundRobinRPS  float64   `json:"roundrobin_rps"`
-	LeastConnP99   float64   `json:"leastconn_p99_us"`
-	RoundRobinP99  float64   `json:"roundrobin_p99_us"`
-	RPSRatio       float64   `json:"rps_ratio"` // leastconn over roundrobin
-	RPSRatioRounds []float64 `json:"rps_ratio_rounds,omitempty"`
-}
-
-// gatewayScaleSummary summarizes the scale trials; times from the new
-// task's running timestamp.
-type gatewayScaleSummary struct {
-	Trials           int      `json:"trials"`
-	Failed           int      `json:"failed"`
-	Flags            []string `json:"flags,omitempty"`
-	ReadyS           float64  `json:"ready_s"`
-	ReadyP90S        float64  `json:"ready_p90_s"`
-	ReadyMinS        float64  `json:"ready_min_s"`
-	ReadyMaxS        float64  `json:"ready_max_s"`
-	TrafficS         float64  `json:"traffic_s"`
-	SeenS            float64  `json:"seen_s"`
-	CatalogS         float64  `json:"catalog_s"`
-	AddedS           float64  `json:"added_s"`
-	ScaleToRunningS  float64  `json:"scale_to_running_s"`
-	CatalogScaleS    float64  `json:"catalog_scale_s"`
-	BackgroundOK     int64    `json:"background_ok"`
-	BackgroundFailed int64    `json:"background_failed"`
-	// Late are the trials in which pulsed's catalog noticed the scale only
-	// after the new task was running; LateReadyS and EarlyReadyS are the
-	// median ready times of those and of the others.
-	Late        int     `json:"late_notice_trials"`
-	LateReadyS  float64 `json:"late_notice_ready_s,omitempty"`
-	EarlyReadyS float64 `json:"early_notice_ready_s,omitempty"`
+// gatewayNotes are the notes on the run: which balancing algorithm was
+// faster; noise (spread, reloads, wrk saturated, other load, steal);
+// failures; the background load; pulsed's stops.
+func gatewayNotes(rows []report.Row, groups, scale []report.Group) []string {
+	var notes []string
+	lc, _ := report.Find(groups, "variant", gwLeastConn)
+	rr, _ := report.Find(groups, "variant", gwRoundRobin)
+	if ratio := lc.M("rps") / rr.M("rps"); lc.Runs > 0 && rr.Runs > 0 {
+		verdict := "roundrobin, pulsed's default, is faster here"
+		if ratio >= 1+gwBalanceTie {
+			verdict = "leastconn is faster here (pulsed's default is roundrobin, chosen on the p99)"
+		} else if ratio > 1-gwBalanceTie {
+			verdict = fmt.Sprintf("within %.0f %% of each other on equal replicas and equal requests (leastconn would also steer around a slow "+
+				"or busy replica; pulsed's default is roundrobin, chosen on the p99)", 100*gwBalanceTie)
+		}
+		notes = append(notes, fmt.Sprintf("balance: leastconn %.3f× roundrobin's rps, p99 %.0f against %.0f µs: %s", ratio, lc.M("p99_us"), rr.M("p99_us"), verdict))
+	}
+	if g, _ := report.Find(groups, "variant", gwGatewayLow); len(g.Values("vs_ref_p50_us")) > 1 {
+		if x := g.Values("vs_ref_p50_us"); slices.Max(x)-slices.Min(x) > gwP50SpreadUS {
+			notes = append(notes, fmt.Sprintf("added p50 at c=1 varied from %+.0f to %+.0f µs across rounds", slices.Min(x), slices.Max(x)))
+		}
+	}
+	disturbed, total := 0, 0
+	for _, g := range groups {
+		_, n := gwCalmHAProxy(g)
+		disturbed, total = disturbed+n, total+g.Runs
+	}
+	if disturbed > 0 {
+		notes = append(notes, fmt.Sprintf("HAProxy was reloaded (or its processes changed) during %d of %d runs: pulsed reloads it whenever a function "+
+			"is added to or removed from the engine, anyone's; their HAProxy CPU is left out and their latencies are disturbed", disturbed, total))
+	}
+	for _, g := range slices.Concat(groups, scale) {
+		name := cmp.Or(g.Label("variant"), "scale "+g.Label("scale"))
+		if v := g.M("wrk_core_pct"); v >= gwWrkSaturatedPct*float64(max(1, gwVariantNamed(name).Threads)) {
+			notes = append(notes, fmt.Sprintf("%s: wrk used %.0f %% of a core: its rps and latency are bounded by the load generator", name, v))
+		}
+		if v := g.M("other_core_pct"); v >= gwOtherLoadPct {
+			notes = append(notes, fmt.Sprintf("%s: other processes used %.0f %% of a core during the runs (median)", name, v))
+		}
+		if v := g.M("steal_core_pct"); v >= gwStealPct {
+			notes = append(notes, fmt.Sprintf("%s: the hypervisor stole %.0f %% of a core (median)", name, v))
+		}
+		for _, f := range g.Flags {
+			notes = append(notes, name+": "+f)
+		}
+	}
+	for _, bg := range report.Of(rows, "background") {
+		n := fmt.Sprintf("scale stage background load: %.0f requests answered 200, %.0f failed", bg.V("ok"), bg.V("failed"))
+		notes = append(notes, n+map[bool]string{true: " (" + strings.Join(bg.Flags, "; ") + ")"}[len(bg.Flags) > 0])
+		if v := bg.V("reloads"); v > 0 {
+			notes = append(notes, fmt.Sprintf("scale stage: pulsed reloaded HAProxy %.0f time(s) during it (other functions came and went), "+
+				"which kept its catalog polling fast more often than on a steady swarm: fewer trials noticed late than otherwise", v))
+		}
+	}
+	lingered, killed, longest, stops := 0, 0, 0.0, report.Of(rows, "pulsed_stop")
+	for _, st := range stops {
+		if st.Error != "" {
+			notes = append(notes, fmt.Sprintf("pulsed stop (%s stage): %s", st.Label("stage"), report.Truncate(st.Error, 300)))
+		}
+		if st.V("haproxy_killed") > 0 {
+			killed++
+		} else if v := st.V("haproxy_linger_s"); v > 0 {
+			lingered, longest = lingered+1, max(longest, v)
+		}
+	}
+	if lingered+killed > 0 {
+		notes = append(notes, fmt.Sprintf("pulsed's HAProxy outlived it in %d of %d stops: still exiting in %d (up to %.0f ms later), "+
+			"still running %g s later and killed in %d", lingered+killed, len(stops), lingered, 1000*longest, haproxyLinger.Seconds(), killed))
+	}
+	return notes
 }
