@@ -8,61 +8,67 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
+	"github.com/pulsefaas/pulse/internal/credential"
+	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
 
-// connectSingleNodeSwarm opens the engine client and checks that the
-// engine is the manager of a single-node swarm, where every replica runs on
-// this host; need says why the suite needs that. It returns the engine's
-// info and version, read within timeout.
-func connectSingleNodeSwarm(ctx context.Context, suite, need string, timeout time.Duration) (*client.Client, system.Info, types.Version, error) {
-	api, err := function.NewEngineClient()
-	if err != nil {
-		return nil, system.Info{}, types.Version{}, err
+// connectSingleNodeSwarm opens the engine client and checks, within timeout,
+// that the engine manages a single-node swarm (need says why the suite needs
+// one). It returns the engine's info and version.
+func connectSingleNodeSwarm(ctx context.Context, suite, need string, timeout time.Duration) (api *client.Client, info system.Info, ver types.Version, err error) {
+	if api, err = function.NewEngineClient(); err != nil {
+		return nil, info, ver, err
 	}
-	fail := func(err error) (*client.Client, system.Info, types.Version, error) {
-		api.Close()
-		return nil, system.Info{}, types.Version{}, err
-	}
+	defer func() {
+		if err != nil {
+			api.Close()
+			api = nil
+		}
+	}()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	info, err := api.Info(cctx)
-	if err != nil {
-		return fail(fmt.Errorf("docker info: %w (is the Docker Engine running and reachable?)", err))
+	if info, err = api.Info(cctx); err != nil {
+		return api, info, ver, fmt.Errorf("docker info: %w (is the Docker Engine running and reachable?)", err)
 	}
 	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
-		return fail(fmt.Errorf("the engine is not a swarm manager (state %q): run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState))
+		return api, info, ver, fmt.Errorf("the engine is not a swarm manager (state %q): run docker swarm init --advertise-addr 127.0.0.1", info.Swarm.LocalNodeState)
 	}
 	if info.Swarm.Nodes != 1 {
-		return fail(fmt.Errorf("the swarm has %d nodes: the %s suite needs a single-node swarm, %s", info.Swarm.Nodes, suite, need))
+		return api, info, ver, fmt.Errorf("the swarm has %d nodes: the %s suite needs a single-node swarm, %s", info.Swarm.Nodes, suite, need)
 	}
-	ver, err := api.ServerVersion(cctx)
-	if err != nil {
-		return fail(fmt.Errorf("docker version: %w", err))
+	if ver, err = api.ServerVersion(cctx); err != nil {
+		return api, info, ver, fmt.Errorf("docker version: %w", err)
 	}
 	return api, info, ver, nil
 }
 
-// localSwarm deploys on the single-node swarm of api, loading images
-// straight into its engine.
+// localSwarm deploys on api's single-node swarm, loading images straight
+// into its engine.
 func localSwarm(api *client.Client) *function.Swarm {
 	return function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
 }
 
-// loopbackAddr returns addr with a loopback host, and whether it had to
-// rewrite it: on the single-node swarm a host-mode port is published on
-// every address of this host.
+// loopbackAddr returns addr with a loopback host, and whether it rewrote it:
+// a host-mode port of the single-node swarm is published on every address.
 func loopbackAddr(addr string) (string, bool) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -90,15 +96,29 @@ func call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, callTimeout)
 }
 
-// serviceNames lists the engine's services by name, sorted: all of them,
-// and those that are Pulse functions.
-func serviceNames(ctx context.Context, api *client.Client) (all, functions []string, err error) {
+// engineCall runs f bounded by callTimeout; its error names what failed.
+func engineCall[T any](ctx context.Context, what string, f func(context.Context) (T, error)) (T, error) {
 	cctx, cancel := call(ctx)
 	defer cancel()
-	svcs, err := api.ServiceList(cctx, swarm.ServiceListOptions{})
+	v, err := f(cctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list services: %w", err)
+		err = fmt.Errorf("%s: %w", what, err)
 	}
+	return v, err
+}
+
+// engineDo is engineCall for a call that returns only an error.
+func engineDo(ctx context.Context, what string, f func(context.Context) error) error {
+	_, err := engineCall(ctx, what, func(c context.Context) (struct{}, error) { return struct{}{}, f(c) })
+	return err
+}
+
+// serviceNames lists the engine's services by name, sorted: all, and the
+// Pulse functions.
+func serviceNames(ctx context.Context, api *client.Client) (all, functions []string, err error) {
+	svcs, err := engineCall(ctx, "list services", func(c context.Context) ([]swarm.Service, error) {
+		return api.ServiceList(c, swarm.ServiceListOptions{})
+	})
 	for _, s := range svcs {
 		all = append(all, s.Spec.Name)
 		if _, ok := s.Spec.Labels[contract.LabelFunction]; ok {
@@ -107,27 +127,24 @@ func serviceNames(ctx context.Context, api *client.Client) (all, functions []str
 	}
 	slices.Sort(all)
 	slices.Sort(functions)
-	return all, functions, nil
+	return all, functions, err
 }
 
 // inspectService reads the service name.
 func inspectService(ctx context.Context, api *client.Client, name string) (swarm.Service, error) {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	svc, _, err := api.ServiceInspectWithRaw(cctx, name, swarm.ServiceInspectOptions{})
-	if err != nil {
-		return swarm.Service{}, fmt.Errorf("inspect service %s: %w", name, err)
-	}
-	return svc, nil
+	return engineCall(ctx, "inspect service "+name, func(c context.Context) (swarm.Service, error) {
+		svc, _, err := api.ServiceInspectWithRaw(c, name, swarm.ServiceInspectOptions{})
+		return svc, err
+	})
 }
 
 // taskIDs lists the IDs of the tasks f selects.
 func taskIDs(ctx context.Context, api *client.Client, f filters.Args) (map[string]bool, error) {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	tasks, err := api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
+	tasks, err := engineCall(ctx, "list tasks", func(c context.Context) ([]swarm.Task, error) {
+		return api.TaskList(c, swarm.TaskListOptions{Filters: f})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
+		return nil, err
 	}
 	ids := make(map[string]bool, len(tasks))
 	for _, t := range tasks {
@@ -136,14 +153,13 @@ func taskIDs(ctx context.Context, api *client.Client, f filters.Args) (map[strin
 	return ids, nil
 }
 
-// serviceContainers lists the IDs of the service name's running
-// containers.
+// serviceContainers lists the IDs of the service name's running containers.
 func serviceContainers(ctx context.Context, api *client.Client, name string) ([]string, error) {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	cs, err := api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+name))})
+	cs, err := engineCall(ctx, "list containers of "+name, func(c context.Context) ([]container.Summary, error) {
+		return api.ContainerList(c, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+name))})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", name, err)
+		return nil, err
 	}
 	ids := make([]string, len(cs))
 	for i, c := range cs {
@@ -157,21 +173,15 @@ func serviceContainers(ctx context.Context, api *client.Client, name string) ([]
 func waitContainers(ctx context.Context, api *client.Client, name string, n int, timeout time.Duration) error {
 	return poll(ctx, timeout, 50*time.Millisecond, func(late bool) (bool, error) {
 		ids, err := serviceContainers(ctx, api, name)
-		switch {
-		case err != nil:
-			return false, err
-		case len(ids) == n:
-			return true, nil
-		case late:
-			return false, fmt.Errorf("%s: %d containers running after %s, want %d", name, len(ids), timeout, n)
+		if err == nil && late && len(ids) != n {
+			err = fmt.Errorf("%s: %d containers running after %s, want %d", name, len(ids), timeout, n)
 		}
-		return false, nil
+		return err == nil && len(ids) == n, err
 	})
 }
 
 // waitReplicas waits up to readyTimeout until name has exactly n ready
-// replicas (WaitReady) and no other container of it is still running (one
-// scaled away drains and stops after its task left the list).
+// replicas and no other running container (a drained one lingers).
 func waitReplicas(ctx context.Context, sw *function.Swarm, api *client.Client, name string, n int) error {
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
@@ -182,19 +192,18 @@ func waitReplicas(ctx context.Context, sw *function.Swarm, api *client.Client, n
 	return waitContainers(ctx, api, name, n, readyTimeout-time.Since(start))
 }
 
-// pollNewTasks lists the tasks f selects every d until ctx ends or seen
-// says it is done; seen gets those not in known, with the time they were
-// listed; note gets a failed listing.
+// pollNewTasks lists the tasks f selects every d until ctx ends or seen, given
+// those not in known and the time, says done; note gets a failed listing.
 func pollNewTasks(ctx context.Context, api *client.Client, f filters.Args, known map[string]bool, d time.Duration, note func(error), seen func(tasks []swarm.Task, now time.Time) (done bool)) {
 	ctx, done := context.WithCancel(ctx)
 	defer done()
 	every(ctx, d, func() {
-		cctx, cancel := call(ctx)
-		tasks, err := api.TaskList(cctx, swarm.TaskListOptions{Filters: f})
-		cancel()
+		tasks, err := engineCall(ctx, "list tasks", func(c context.Context) ([]swarm.Task, error) {
+			return api.TaskList(c, swarm.TaskListOptions{Filters: f})
+		})
 		now := time.Now()
 		if err != nil && ctx.Err() == nil {
-			note(fmt.Errorf("list tasks: %w", err))
+			note(err)
 		}
 		if seen(slices.DeleteFunc(tasks, func(t swarm.Task) bool { return known[t.ID] }), now) {
 			done()
@@ -202,9 +211,8 @@ func pollNewTasks(ctx context.Context, api *client.Client, f filters.Args, known
 	})
 }
 
-// removeFunction removes a function (service, containers, image); one
-// already gone is no error. Removal also runs after an interrupt: it is not
-// cut short by ctx, only bounded by removeTimeout.
+// removeFunction removes a function (service, containers, image), if there;
+// it also runs after an interrupt: only removeTimeout bounds it.
 func removeFunction(ctx context.Context, sw *function.Swarm, name string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 	defer cancel()
@@ -217,15 +225,12 @@ func removeFunction(ctx context.Context, sw *function.Swarm, name string) error 
 // runID returns 6 random hex digits.
 func runID() (string, error) {
 	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("run id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
+	_, err := rand.Read(b[:]) // never fails since Go 1.24
+	return hex.EncodeToString(b[:]), err
 }
 
-// benchInstance is a run's own Pulse instance (label pulse.instance): a
-// pulsed of `make up` does not route, scale or idle the run's functions, and
-// the run's pulsed acts only on them.
+// benchInstance is a run's own Pulse instance (label pulse.instance): no
+// other pulsed routes, scales or idles the run's functions.
 func benchInstance(run string) string { return "bench-" + run }
 
 // ms is d in milliseconds.
@@ -235,8 +240,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func every(ctx context.Context, d time.Duration, f func()) {
 	tick := time.NewTicker(d)
 	defer tick.Stop()
-	for {
-		f()
+	for f(); ; f() {
 		select {
 		case <-ctx.Done():
 			return
@@ -246,8 +250,7 @@ func every(ctx context.Context, d time.Duration, f func()) {
 }
 
 // poll calls try at once and then every interval until it is done, fails,
-// or ctx ends. Once timeout has passed, try is called with late set and
-// then returns the error that says what it waited for.
+// or ctx ends; after timeout, late is set and try returns what it awaited.
 func poll(ctx context.Context, timeout, interval time.Duration, try func(late bool) (done bool, err error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -276,9 +279,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // addresses the engine gave.
 const rewroteNote = "the swarm node's address is not loopback: replicas were called at 127.0.0.1 on their published ports instead"
 
-// runStage runs a suite's stage name with f if stages asks for it, then
-// after (if set). A stage that fails leaves a note in notes and the suite
-// goes on; an interrupt stops the suite (the error returned).
+// runStage runs the stage name with f, then after (if set), if stages lists
+// it. A failed stage leaves a note; only an interrupt stops the suite.
 func runStage(ctx context.Context, log *slog.Logger, stages []string, name string, notes *[]string, f func(context.Context) error, after func()) error {
 	if !slices.Contains(stages, name) {
 		return nil
@@ -299,12 +301,175 @@ func runStage(ctx context.Context, log *slog.Logger, stages []string, name strin
 	return nil
 }
 
-// rotate returns vs rotated left by k: round k starts with variant k, so
-// every variant runs early and late in some round.
+// rotate returns vs rotated left by k: round k starts with variant k.
 func rotate[T any](vs []T, k int) []T {
 	if len(vs) == 0 {
 		return nil
 	}
 	k %= len(vs)
 	return append(append([]T(nil), vs[k:]...), vs[:k]...)
+}
+
+// engineSweep removes what a suite left on the engine: services and containers
+// mine accepts, images images selects (and imageMine accepts), the credential.
+type engineSweep struct {
+	api       *client.Client
+	log       *slog.Logger
+	mine      func(name string) bool
+	remove    func(ctx context.Context, service string) error
+	images    filters.Args
+	imageMine func(labels map[string]string) bool
+	cred      *runCredential
+}
+
+// run removes everything the sweep matches and returns found with what it
+// found and failed to do added; it logs what it removed.
+func (s engineSweep) run(ctx context.Context, found []string) []string {
+	warn := func(err error) {
+		if err != nil {
+			s.log.Warn("cleanup", "err", err)
+			found = append(found, err.Error())
+		}
+	}
+	svcs, err := engineCall(ctx, "list services", func(c context.Context) ([]swarm.Service, error) {
+		return s.api.ServiceList(c, swarm.ServiceListOptions{})
+	})
+	warn(err)
+	for _, sv := range svcs {
+		if name := sv.Spec.Name; s.mine(name) {
+			found = append(found, "service "+name)
+			if err := s.remove(ctx, name); err != nil {
+				warn(fmt.Errorf("remove %s: %w", name, err))
+			}
+		}
+	}
+	cs, err := engineCall(ctx, "list containers", func(c context.Context) ([]container.Summary, error) {
+		return s.api.ContainerList(c, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName))})
+	})
+	warn(err)
+	for _, c := range cs {
+		if id := c.ID[:12]; s.mine(c.Labels[labelSwarmServiceName]) {
+			found = append(found, "container "+id)
+			warn(engineDo(ctx, "remove container "+id, func(cc context.Context) error {
+				return s.api.ContainerRemove(cc, c.ID, container.RemoveOptions{Force: true})
+			}))
+		}
+	}
+	imgs, err := engineCall(ctx, "list images", func(c context.Context) ([]image.Summary, error) {
+		return s.api.ImageList(c, image.ListOptions{All: true, Filters: s.images})
+	})
+	warn(err)
+	for _, img := range imgs {
+		if s.imageMine == nil || s.imageMine(img.Labels) {
+			found = append(found, "image "+img.ID)
+			warn(engineDo(ctx, "remove image "+img.ID, func(c context.Context) error {
+				_, err := s.api.ImageRemove(c, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+				return err
+			}))
+		}
+	}
+	// The credential last: Docker keeps a secret while a service uses it.
+	for _, f := range s.cred.remove(s.api) {
+		s.log.Warn("cleanup", "what", f)
+		found = append(found, f)
+	}
+	if len(found) > 0 {
+		s.log.Info("cleanup: removed what was left", "found", strings.Join(found, "; "))
+	}
+	return found
+}
+
+// runCredential is a run's replica credential, made as pulsed does (the run
+// is its own instance): a file for pulsed and the collector, and a secret.
+type runCredential struct {
+	instance string
+	path     string // 0640 root:netdata where the netdata group exists, else in the run's directory
+	value    string
+	rmFile   func()
+}
+
+// secretRemoveWait bounds the removal of the run's secrets: a service being
+// removed may hold one for a moment.
+const secretRemoveWait = 30 * time.Second
+
+// newRunCredential creates the credential file for instance (tmp is the
+// run's directory) and, if api is not nil, the instance's secret.
+func newRunCredential(ctx context.Context, api credential.SecretAPI, instance, tmp string) (*runCredential, error) {
+	c := &runCredential{instance: instance, path: filepath.Join(tmp, "replica-auth")}
+	c.rmFile = func() { _ = os.Remove(c.path) }
+	if _, err := user.LookupGroup("netdata"); err == nil {
+		if c.path, c.rmFile, err = netdatalab.ReplicaAuthFile(""); err != nil {
+			return nil, fmt.Errorf("replica credential: %w", err)
+		}
+	}
+	v, err := credential.ReadOrCreateReplicaAuth(c.path)
+	if err != nil {
+		c.rmFile()
+		return nil, fmt.Errorf("replica credential: %w", err)
+	}
+	c.value = v
+	if api != nil {
+		cctx, cancel := call(ctx)
+		defer cancel()
+		if _, err := credential.EnsureReplicaAuthSecret(cctx, api, instance, v); err != nil {
+			c.rmFile()
+			return nil, fmt.Errorf("replica credential of instance %s: %w", instance, err)
+		}
+	}
+	return c, nil
+}
+
+// header is the credential as a request header.
+func (c *runCredential) header() http.Header {
+	if c == nil {
+		return nil
+	}
+	return http.Header{contract.HeaderReplicaAuth: {c.value}}
+}
+
+// pulsedEnv points pulsed's replica_auth_file at the credential file.
+func (c *runCredential) pulsedEnv() string {
+	return contract.EnvReplicaAuthFile + "=" + c.path
+}
+
+// remove removes the credential file and every secret labelled with the
+// run's instance, after the run's services; it returns what it could not.
+func (c *runCredential) remove(api credential.SecretAPI) []string {
+	return c.removeWithin(secretRemoveWait, api)
+}
+
+// removeWithin is remove waiting up to wait for a secret still in use.
+func (c *runCredential) removeWithin(wait time.Duration, api credential.SecretAPI) []string {
+	if c == nil {
+		return nil
+	}
+	defer c.rmFile()
+	if api == nil {
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	list, err := engineCall(context.Background(), "secrets of instance "+c.instance+": list", func(ctx context.Context) ([]swarm.Secret, error) {
+		return api.SecretList(ctx, swarm.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", contract.LabelInstance+"="+c.instance))})
+	})
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var left []string
+	for _, s := range list {
+		if s.Spec.Labels[contract.LabelInstance] != c.instance {
+			continue
+		}
+		for {
+			err := engineDo(context.Background(), "secret "+s.Spec.Name, func(ctx context.Context) error { return api.SecretRemove(ctx, s.ID) })
+			if err == nil || errdefs.IsNotFound(err) {
+				break
+			}
+			if inUse := errdefs.IsInvalidParameter(err) || strings.Contains(err.Error(), "in use"); !inUse || time.Now().After(deadline) {
+				left = append(left, err.Error())
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return left
 }

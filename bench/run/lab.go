@@ -1,24 +1,16 @@
 package main
 
-// The stack the autoscale and soak suites run on, as it ships, on loopback
-// ports the kernel picks: pulsed (cmd/pulsed) as a process with its own
-// state directory, HAProxy, scaler, cold-start listener and alarm token; a
-// private Netdata (internal/netdatalab) with only pulse.d.plugin, pointed at
-// that pulsed's catalog and HAProxy exporter, and the health templates of
-// alarms/ whose exec: line runs the built pulse-alarm-hook against that
-// pulsed. pulsed runs as its own instance with a selector (the run's
-// label), so it routes, watches and scales only the run's functions, and a
-// `make up` pulsed on the same swarm leaves them alone. pulsed may be
-// stopped and started again (a new lifetime, a fresh state directory) on the
-// same ports, so the lab Netdata keeps pointing at it.
-
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/user"
@@ -31,35 +23,32 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/pulsefaas/pulse/alarms"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
 
-// hookInstalled is the exec: path in alarms/health/pulse.conf.
-const hookInstalled = "/usr/local/lib/pulse/pulse-alarm-hook"
+// The stack the autoscale and soak suites run on, as it ships, on loopback
+// ports the kernel picks: pulsed as a process (its own state directory,
+// instance and selector: it acts only on the run's functions) and a private
+// Netdata (internal/netdatalab) with pulse.d.plugin and the health templates
+// of alarms/, whose hook calls that pulsed. pulsed may be restarted (a new
+// lifetime, a fresh state directory) on the same ports.
 
 const (
-	// runLabel is the service and image label holding the run's ID;
-	// testLabel marks everything as a test's.
-	runLabel  = "pulse-bench.run"
-	testLabel = "pulse.test"
-	// haproxyLinger is how long pulsed's HAProxy may outlive pulsed
-	// before it is killed.
-	haproxyLinger = 2 * time.Second
-	// alarmScaleUp is the scale-up alarm the lab's Netdata raises.
-	alarmScaleUp = "pulse_scale_up"
+	hookInstalled = alarms.HookPath   // the exec: path of the health templates
+	runLabel      = "pulse-bench.run" // service and image label holding the run's ID
+	testLabel     = "pulse.test"      // marks everything as a test's
+	haproxyLinger = 2 * time.Second   // how long pulsed's HAProxy may outlive it
+	alarmScaleUp  = "pulse_scale_up"  // the scale-up alarm of the lab's Netdata
+	pathDirect    = "direct"          // request path straight to the replica's published port
+	pathGateway   = "gateway"         // request path through HAProxy, /function/<name>
 )
 
-// Request paths of the gateway and soak suites.
-const (
-	pathDirect  = "direct"  // straight to the replica's published port
-	pathGateway = "gateway" // through HAProxy, /function/<name>
-)
-
-// pulseLab is one run's stack. Its fields are set by open, prepareShared,
-// startNetdata and startPulsed, in that order.
+// pulseLab is one run's stack; open, prepareShared, startNetdata and
+// startPulsed set its fields, in that order.
 type pulseLab struct {
 	log     *slog.Logger
 	env     suiteEnv
@@ -67,20 +56,17 @@ type pulseLab struct {
 	api     *client.Client
 	sw      *function.Swarm
 	run     string
-	prefix  string // every service and image of the run is named prefix + run + "-…"
+	prefix  string // the run's services and images are named prefix + run + "-…"
 	haproxy string // the haproxy binary pulsed runs
 	http    *http.Client
 
-	// routeTimeout bounds pulsed's start and a function's routing;
-	// stopGrace is how long pulsed has to exit after SIGTERM.
-	routeTimeout, stopGrace time.Duration
+	routeTimeout time.Duration // bounds pulsed's start and a function's routing
+	stopGrace    time.Duration // pulsed's time to exit after SIGTERM
 
 	shared    string // a directory the netdata user can read: hook, token
 	tokenFile string
 	token     string
-	// cred is the run's replica credential: its file is pulsed's
-	// replica_auth_file and the collector's, its secret the replicas'.
-	cred *runCredential
+	cred      *runCredential // pulsed's and the collector's replica_auth_file, the replicas' secret
 
 	apiAddr, gwAddr, adminAddr, coldAddr string // the same for every lifetime of pulsed
 
@@ -93,13 +79,13 @@ type pulseLab struct {
 	fns        []string // functions deployed and not removed yet
 }
 
+// newPulseLab returns a lab of the run, not opened yet.
 func newPulseLab(log *slog.Logger, env suiteEnv, run, prefix, haproxy string, routeTimeout, stopGrace time.Duration) pulseLab {
 	return pulseLab{log: log, env: env, run: run, prefix: prefix, haproxy: haproxy, routeTimeout: routeTimeout, stopGrace: stopGrace,
 		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}}
 }
 
-// labHead begins the reports of the suites on the lab: where they ran and
-// what they built.
+// labHead begins the reports of the suites on the lab.
 type labHead struct {
 	runHead
 	Machine   machineInfo `json:"machine"`
@@ -109,8 +95,8 @@ type labHead struct {
 	Artifacts []artifact  `json:"artifacts"`
 }
 
-// open fills head (the machine, HAProxy's and Netdata's versions) and
-// connects to the engine, which must be the manager of a single-node swarm.
+// open fills head (machine, HAProxy's and Netdata's versions) and connects
+// to the engine, which must manage a single-node swarm.
 func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *reportEnd) error {
 	*head = labHead{runHead: newRunHead(suite, l.env.started), Machine: collectMachine(ctx, l.env.tools, l.env.clk)}
 	if l.env.clkNote != "" {
@@ -130,25 +116,21 @@ func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *r
 // haproxyVersion returns "HAProxy <version>" from haproxy -v.
 func haproxyVersion(ctx context.Context, bin string) (string, error) {
 	out, err := commandOutput(ctx, bin, "-v")
-	if err != nil {
-		return "", err
-	}
-	return parseHAProxyVersion(out), nil
+	return parseHAProxyVersion(out), err
 }
 
 // parseHAProxyVersion shortens haproxy -v's first line to "HAProxy 2.6.12".
 func parseHAProxyVersion(out string) string {
 	first, _, _ := strings.Cut(out, "\n")
-	f := strings.Fields(first)
-	if len(f) >= 3 && f[1] == "version" {
+	if f := strings.Fields(first); len(f) >= 3 && f[1] == "version" {
 		return f[0] + " " + f[2]
 	}
 	return first
 }
 
 // build builds the lab's programs as they ship (pulsed, the plugin, the
-// hook, and the fork-mode watchdog as an image gets it) and the suite's
-// more, and records them in head; it fails if one did not build.
+// hook, the fork-mode watchdog) and more, records them in head, and fails if
+// one did not build.
 func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) error {
 	t, dir := l.env.tools, l.env.tmp
 	steps := append([]buildStep{
@@ -163,11 +145,9 @@ func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) 
 	return err
 }
 
-// prepareShared makes what Netdata's user reads, in a directory it can
-// enter (removed by cleanup): the built hook (run by Netdata as user
-// netdata), the alarm token (0640 root:netdata); and the run's replica
-// credential (0640 root:netdata) with its secret, which the run's deploys
-// need.
+// prepareShared makes, in a directory Netdata's user can enter (removed by
+// cleanup), the built hook and the alarm token (0640 root:netdata); and the
+// run's replica credential, which its deploys need.
 func (l *pulseLab) prepareShared(ctx context.Context) error {
 	var err error
 	if l.shared, err = os.MkdirTemp("", "pulse-bench-alarms-"); err != nil {
@@ -180,10 +160,10 @@ func (l *pulseLab) prepareShared(ctx context.Context) error {
 		return fmt.Errorf("shared dir: %w", err)
 	}
 	hook, err := os.ReadFile(l.arts.path("pulse-alarm-hook"))
-	if err != nil {
-		return err
+	if err == nil {
+		err = os.WriteFile(filepath.Join(l.shared, "pulse-alarm-hook"), hook, 0o755)
 	}
-	if err := os.WriteFile(filepath.Join(l.shared, "pulse-alarm-hook"), hook, 0o755); err != nil {
+	if err != nil {
 		return fmt.Errorf("install hook: %w", err)
 	}
 	if err := l.writeToken(); err != nil {
@@ -197,9 +177,7 @@ func (l *pulseLab) prepareShared(ctx context.Context) error {
 // by the netdata group.
 func (l *pulseLab) writeToken() error {
 	var tok [16]byte
-	if _, err := rand.Read(tok[:]); err != nil {
-		return err
-	}
+	_, _ = rand.Read(tok[:]) // never fails since Go 1.24
 	l.token = hex.EncodeToString(tok[:])
 	l.tokenFile = filepath.Join(l.shared, "alarm-token")
 	if err := os.WriteFile(l.tokenFile, []byte(l.token+"\n"), 0o640); err != nil {
@@ -218,9 +196,9 @@ func benchLabels(run string) map[string]string {
 	return map[string]string{testLabel: "1", runLabel: run}
 }
 
-// benchImage assembles spec's image the way `pulse build` lays a function
-// out: the in-process binary fn alone (wd nil), or the watchdog wd with fn
-// as its handler; labelled with the function's name and spec's labels.
+// benchImage assembles spec's image as `pulse build` lays it out: the
+// in-process binary fn alone (wd nil), or the watchdog wd with fn as its
+// handler; labelled with the function's name and spec's labels.
 func benchImage(spec function.Spec, wd, fn []byte) (function.Image, error) {
 	files := []function.File{{Path: function.FunctionPath, Mode: 0o755, Content: fn}}
 	entry := function.FunctionPath
@@ -241,9 +219,9 @@ func benchImage(spec function.Spec, wd, fn []byte) (function.Image, error) {
 	})
 }
 
-// deployFunction assembles spec's image (see benchImage) and deploys it as `pulse
-// deploy` does on this engine (no Docker health check) with the run's
-// instance and labels; it does not wait for the replicas.
+// deployFunction assembles spec's image (benchImage) and deploys it as
+// `pulse deploy` does here (no Docker health check) with the run's instance
+// and labels; it does not wait for the replicas.
 func (l *pulseLab) deployFunction(ctx context.Context, spec *function.Spec, wd, fn []byte, drainGrace time.Duration) (function.Image, function.DeployResult, error) {
 	if spec.Labels == nil {
 		spec.Labels = map[string]string{}
@@ -270,33 +248,32 @@ func (l *pulseLab) remove(ctx context.Context, name string) error {
 }
 
 // waitServers waits until HAProxy has exactly n slots of fn holding a
-// replica (not in maintenance) and, if up, that many serving (ready and
-// up).
+// replica and, if up, that many serving.
 func (l *pulseLab) waitServers(ctx context.Context, fn string, n int, up bool) error {
 	return poll(ctx, l.routeTimeout, 20*time.Millisecond, func(late bool) (bool, error) {
 		ss, err := l.rt.Servers(ctx, gateway.BackendName(fn))
-		last := ""
+		live, ready := countSlots(ss)
+		if err == nil && live == n && (!up || ready == n) {
+			return true, nil
+		}
+		last := fmt.Sprintf("%d servers holding a replica, %d ready and up", live, ready)
 		if err != nil {
 			last = err.Error()
-		} else if live, ready := countSlots(ss); live == n && (!up || ready == n) {
-			return true, nil
-		} else {
-			last = fmt.Sprintf("%d servers holding a replica, %d ready and up", live, ready)
-		}
-		if late {
-			return false, fmt.Errorf("HAProxy has not %d servers for %s after %s (last: %s); pulsed log: %s", n, fn, l.routeTimeout, last, l.pulsed.logTail(2000))
 		}
 		select {
 		case <-l.pulsed.done:
 			return false, fmt.Errorf("pulsed exited; log: %s", l.pulsed.logTail(2000))
 		default:
-			return false, nil
 		}
+		if late {
+			return false, fmt.Errorf("HAProxy has not %d servers for %s after %s (last: %s); pulsed log: %s", n, fn, l.routeTimeout, last, l.pulsed.logTail(2000))
+		}
+		return false, nil
 	})
 }
 
-// waitRouted waits until fn is routed to n replicas, every one serving,
-// and a POST of body through the gateway is answered 200 with it.
+// waitRouted waits until fn is routed to n serving replicas and a POST of
+// body through the gateway is answered 200 with it.
 func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string) error {
 	if err := l.waitServers(ctx, fn, n, true); err != nil {
 		return err
@@ -305,8 +282,8 @@ func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string
 }
 
 // keepLogs copies every pulsed lifetime's log, the lab Netdata's error log
-// and extra (file name → content) to a new directory named after what and
-// returns it ("" when it could not).
+// and extra (file name → content) to a new directory and returns it ("" if
+// it could not).
 func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
 	dir, err := os.MkdirTemp("", "pulse-bench-"+what+"-"+l.run+"-logs-")
 	if err != nil {
@@ -327,10 +304,8 @@ func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
 }
 
 // cleanup stops Netdata and pulsed, kills any HAProxy of the run, removes
-// the run's functions and anything else of the run on the engine (services,
-// containers, images), then the run's replica credential (secret and file),
-// and the shared directory. It is safe to call twice; it returns what it
-// found left over.
+// the shared directory, the run's functions and all else of it on the engine,
+// then its credential. It may be called twice; it returns what it found.
 func (l *pulseLab) cleanup() []string {
 	var found []string
 	if l.nd != nil {
@@ -369,5 +344,250 @@ func (l *pulseLab) cleanup() []string {
 		images: filters.NewArgs(filters.Arg("label", runLabel+"="+l.run)),
 	}.run(ctx, found)
 	l.cred = nil
+	return found
+}
+
+// alarmStatus is the status of fn's scale-up alarm in the lab Netdata.
+func (l *pulseLab) alarmStatus(ctx context.Context, fn string) (string, error) {
+	return l.nd.AlarmStatus(ctx, alarmScaleUp, utilChart(fn))
+}
+
+// waitAlarm waits up to timeout for fn's scale-up alarm to be CLEAR.
+func (l *pulseLab) waitAlarm(ctx context.Context, fn string, timeout time.Duration) error {
+	return poll(ctx, timeout, 500*time.Millisecond, func(late bool) (bool, error) {
+		st, err := l.alarmStatus(ctx, fn)
+		if err == nil && st == "CLEAR" {
+			return true, nil
+		}
+		if late {
+			return false, fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", alarmScaleUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
+		}
+		return false, nil
+	})
+}
+
+// utilChart is fn's utilization chart, the scale-up alarm's.
+func utilChart(fn string) string {
+	return contract.Chart(fn, contract.ChartUtilization)
+}
+
+// getJSON GETs url from pulsed's API (auth: with the alarm token) into into.
+func (l *pulseLab) getJSON(ctx context.Context, url string, auth bool, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+l.token)
+	}
+	resp, err := l.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(into)
+}
+
+// events returns the scaler's recent decisions.
+func (l *pulseLab) events(ctx context.Context) (contract.ScaleEvents, error) {
+	var ev contract.ScaleEvents
+	err := l.getJSON(ctx, "http://"+l.apiAddr+contract.EventsPath, true, &ev)
+	return ev, err
+}
+
+// catalogFunction returns fn as pulsed's catalog lists it.
+func (l *pulseLab) catalogFunction(ctx context.Context, fn string) (contract.CatalogFunction, error) {
+	var cat contract.Catalog
+	if err := l.getJSON(ctx, "http://"+l.apiAddr+contract.CatalogPath, false, &cat); err != nil {
+		return contract.CatalogFunction{}, err
+	}
+	for _, f := range cat.Functions {
+		if f.Name == fn {
+			return f, nil
+		}
+	}
+	return contract.CatalogFunction{}, fmt.Errorf("%s is not in pulsed's catalog", fn)
+}
+
+// reloads returns how many times the running pulsed reloaded HAProxy
+// (/healthz).
+func (l *pulseLab) reloads(ctx context.Context) (int, error) {
+	var h struct {
+		Status  string `json:"status"`
+		Reloads *int   `json:"reloads"`
+	}
+	if err := l.getJSON(ctx, "http://"+l.apiAddr+"/healthz", false, &h); err != nil {
+		return 0, err
+	}
+	if h.Reloads == nil {
+		return 0, fmt.Errorf("healthz: status %q, no reload count", h.Status)
+	}
+	return *h.Reloads, nil
+}
+
+// watchReplicas adds fn's running replicas to w: their processes (from the
+// engine) and published ports (from pulsed's catalog).
+func (l *pulseLab) watchReplicas(ctx context.Context, fn string, w *procWatch) {
+	if f, err := l.catalogFunction(ctx, fn); err == nil {
+		for _, r := range f.Replicas {
+			if _, p, err := net.SplitHostPort(r.Addr); err == nil {
+				if n, err := strconv.Atoi(p); err == nil && !slices.Contains(w.Ports, n) {
+					w.Ports = append(w.Ports, n)
+				}
+			}
+		}
+	}
+	ids, err := serviceContainers(ctx, l.api, fn)
+	if err != nil {
+		return
+	}
+	cctx, cancel := call(ctx)
+	defer cancel()
+	for _, id := range ids {
+		ci, err := l.api.ContainerInspect(cctx, id)
+		if err == nil && ci.ContainerJSONBase != nil && ci.State != nil && ci.State.Pid > 0 && !slices.Contains(w.Replicas, ci.State.Pid) {
+			w.Replicas = append(w.Replicas, ci.State.Pid)
+		}
+	}
+}
+
+// procWatch watches the running pulsed and its HAProxy (no replicas yet).
+func (l *pulseLab) procWatch() procWatch {
+	return procWatch{HAProxyConfig: filepath.Join(l.stateDir, "haproxy.cfg"), Pulsed: l.pulsed.pid()}
+}
+
+// sampleGroups reads the CPU of w's groups, the harness and the lab
+// Netdata's tree; and of every other process, by command name.
+func (l *pulseLab) sampleGroups(w procWatch) (groups, others procCPU) {
+	groups, others, err := scanAllProcs("/proc", w)
+	if err != nil {
+		groups, others = procCPU{}, procCPU{}
+	}
+	group := func(name string, sts []procStat) {
+		for _, st := range sts {
+			groups.add(name, st)
+			delete(others[st.Comm], procKey{st.PID, st.StartTime})
+		}
+	}
+	if st, err := readStat("/proc", os.Getpid()); err == nil {
+		group(groupHarness, []procStat{st})
+	}
+	if l.nd != nil {
+		if tree, err := processTree("/proc", l.nd.PID()); err == nil {
+			group(groupNetdata, tree)
+		}
+	}
+	return groups, others
+}
+
+// healthWithHook returns the health templates with every exec: line
+// running hook instead of the installed one.
+func healthWithHook(templates, hook string) (string, error) {
+	lines := strings.Split(templates, "\n")
+	n := 0
+	for i, l := range lines {
+		key, val, ok := strings.Cut(l, ":")
+		if !ok || strings.TrimSpace(key) != "exec" {
+			continue
+		}
+		if strings.TrimSpace(val) != hookInstalled {
+			return "", fmt.Errorf("health templates: exec line %q does not run %s", l, hookInstalled)
+		}
+		lines[i] = key + ": " + hook
+		n++
+	}
+	if n == 0 {
+		return "", errors.New("health templates: no exec: line")
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// startNetdata picks pulsed's ports (so that each can point at the other)
+// and starts the lab Netdata. Netdata 1.37 runs exec: as one quoted word, so
+// the hook gets pulsed's URL and the token file from the environment.
+func (l *pulseLab) startNetdata(ctx context.Context) error {
+	for _, a := range []*string{&l.apiAddr, &l.gwAddr, &l.adminAddr, &l.coldAddr} {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		*a = addr
+	}
+	health, err := healthWithHook(alarms.Templates(), filepath.Join(l.shared, "pulse-alarm-hook"))
+	if err != nil {
+		return err
+	}
+	ndLog, err := os.Create(filepath.Join(l.env.tmp, "netdata.log"))
+	if err != nil {
+		return err
+	}
+	defer ndLog.Close()
+	l.nd, err = netdatalab.Start(ctx, netdatalab.Config{
+		Plugin: l.arts.path("pulse.d.plugin"),
+		PluginConfig: netdatalab.JobConfig("http://"+l.apiAddr+contract.CatalogPath, "http://"+l.adminAddr+"/metrics",
+			netdatalab.WithReplicaAuthFile(l.cred.path)),
+		Health: health,
+		Env:    netdatalab.HookEnv("http://"+l.apiAddr+contract.AlarmsPath, l.tokenFile),
+		Stderr: ndLog,
+	})
+	if err != nil {
+		return err
+	}
+	l.log.Info("lab netdata", "url", l.nd.URL)
+	return nil
+}
+
+// startPulsed starts a new lifetime of pulsed (a fresh state directory, the
+// lab's ports, the autoscaler on, the run's instance and selector, and
+// changed: PULSE_*=… lines) and waits for its API. It returns the settings
+// that differ from a default install, for the report.
+func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string, error) {
+	n := len(l.pulsedLogs) + 1
+	l.stateDir = filepath.Join(l.env.tmp, fmt.Sprintf("state-%d", n))
+	if err := os.Mkdir(l.stateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	cfgFile := filepath.Join(l.env.tmp, "pulsed.yaml")
+	if err := os.WriteFile(cfgFile, []byte("# pulse bench: every setting comes from PULSE_* variables\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("pulsed config: %w", err)
+	}
+	changed = append([]string{"PULSE_INSTANCE=" + benchInstance(l.run), "PULSE_SELECTOR=" + runLabel + "=" + l.run}, changed...)
+	env := append(append(baseEnv(), "PULSE_STATE_DIR="+l.stateDir,
+		"PULSE_API_LISTEN="+l.apiAddr, "PULSE_GATEWAY_LISTEN="+l.gwAddr, "PULSE_ADMIN_LISTEN="+l.adminAddr, "PULSE_COLDSTART_LISTEN="+l.coldAddr,
+		"PULSE_LEAVE_RUNNING=false", "PULSE_HAPROXY="+l.haproxy, "PULSE_AUTOSCALE=true", "PULSE_ALARM_TOKEN_FILE="+l.tokenFile,
+		"PULSE_NETDATA_URL="+l.nd.URL, l.cred.pulsedEnv()), changed...)
+	l.pulsedLog = filepath.Join(l.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
+	l.pulsedLogs = append(l.pulsedLogs, l.pulsedLog)
+	var err error
+	l.pulsed, err = startServer(launchSpec{Bin: l.arts.path("pulsed"), Args: []string{"-config", cfgFile}, Env: env, Addr: l.apiAddr}, l.pulsedLog)
+	if err != nil {
+		return nil, err
+	}
+	l.rt = gateway.NewRuntime(filepath.Join(l.stateDir, "haproxy.sock"), time.Second)
+	if err := waitReady(ctx, l.pulsed, "http://"+l.apiAddr+"/healthz", l.routeTimeout, nil); err != nil {
+		return nil, err
+	}
+	l.log.Info("pulsed started", "lifetime", n, "api", l.apiAddr, "gateway", l.gwAddr, "settings", changed)
+	return changed, nil
+}
+
+// stopPulsed ends pulsed's lifetime: SIGTERM (it stops its HAProxy), then
+// up to haproxyLinger for HAProxy to be gone. It returns what went wrong.
+func (l *pulseLab) stopPulsed() []string {
+	if l.pulsed == nil {
+		return nil
+	}
+	var found []string
+	if _, err := l.pulsed.stop(l.stopGrace); err != nil {
+		found = append(found, "pulsed: "+err.Error())
+	}
+	l.pulsed = nil
+	if _, pids := reapHAProxies(l.stateDir, haproxyLinger); len(pids) > 0 {
+		found = append(found, fmt.Sprintf("haproxy processes %v outlived pulsed: killed", pids))
+	}
 	return found
 }

@@ -12,9 +12,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pulsefaas/pulse/bench/report"
 )
 
-// procStat is the part of /proc/<pid>/stat the harness uses. CPU times are
+// procStat is the part of /proc/<pid>/stat the harness uses; CPU times are
 // in clock ticks (USER_HZ).
 type procStat struct {
 	PID       int
@@ -22,18 +24,17 @@ type procStat struct {
 	Comm      string
 	State     string
 	UTime     uint64 // field 14: user time of the process itself
-	STime     uint64 // field 15: system time of the process itself
+	STime     uint64 // field 15: its system time
 	CUTime    uint64 // field 16: user time of its waited-for children
-	CSTime    uint64 // field 17: system time of its waited-for children
+	CSTime    uint64 // field 17: their system time
 	StartTime uint64 // field 22: start time after boot, in ticks
 }
 
 // errNoProcess reports that a process is gone.
 var errNoProcess = errors.New("no such process")
 
-// parseStat parses one /proc/<pid>/stat line. The command name is in
-// parentheses and may itself contain spaces and parentheses, so fields are
-// counted from the last ')'.
+// parseStat parses one /proc/<pid>/stat line. The command name may hold
+// spaces and parentheses, so fields are counted from the last ')'.
 func parseStat(r io.Reader) (procStat, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -44,53 +45,48 @@ func parseStat(r io.Reader) (procStat, error) {
 	if open < 0 || end < open {
 		return procStat{}, fmt.Errorf("parse stat %q: no command name", s)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(s[:open]))
-	if err != nil {
+	st := procStat{Comm: s[open+1 : end]}
+	if st.PID, err = strconv.Atoi(strings.TrimSpace(s[:open])); err != nil {
 		return procStat{}, fmt.Errorf("parse stat pid: %w", err)
 	}
-	f := strings.Fields(s[end+1:]) // f[0] is field 3
-	if len(f) < 20 {
-		return procStat{}, fmt.Errorf("parse stat of %d: %d fields, want at least 22", pid, len(f)+2)
+	// Fields 3 to 22; cutime and cstime are signed in proc(5).
+	var ut, stime, cut, cst, start, x int64
+	if _, err := fmt.Sscan(s[end+1:], &st.State, &st.PPID, &x, &x, &x, &x, &x, &x, &x, &x, &x, &ut, &stime, &cut, &cst, &x, &x, &x, &x, &start); err != nil {
+		return procStat{}, fmt.Errorf("parse stat of %d: %w", st.PID, err)
 	}
-	st := procStat{PID: pid, Comm: s[open+1 : end], State: f[0]}
-	if st.PPID, err = strconv.Atoi(f[1]); err != nil {
-		return procStat{}, fmt.Errorf("parse stat of %d: ppid: %w", pid, err)
+	if min(ut, stime, cut, cst, start) < 0 {
+		return procStat{}, fmt.Errorf("parse stat of %d: a negative time", st.PID)
 	}
-	for _, fld := range []struct {
-		n   int
-		dst *uint64
-	}{{14, &st.UTime}, {15, &st.STime}, {16, &st.CUTime}, {17, &st.CSTime}, {22, &st.StartTime}} {
-		v, err := strconv.ParseInt(f[fld.n-3], 10, 64) // cutime and cstime are signed in proc(5)
-		if err != nil || v < 0 {
-			return procStat{}, fmt.Errorf("parse stat of %d: field %d %q", pid, fld.n, f[fld.n-3])
-		}
-		*fld.dst = uint64(v)
-	}
+	st.UTime, st.STime, st.CUTime, st.CSTime, st.StartTime = uint64(ut), uint64(stime), uint64(cut), uint64(cst), uint64(start)
 	return st, nil
+}
+
+// readParsed opens path and parses it with parse.
+func readParsed[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer f.Close()
+	return parse(f)
 }
 
 // readStat reads /proc/<pid>/stat under procDir.
 func readStat(procDir string, pid int) (procStat, error) {
-	f, err := os.Open(filepath.Join(procDir, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return procStat{}, fmt.Errorf("stat %d: %w", pid, errNoProcess)
-		}
-		return procStat{}, fmt.Errorf("stat %d: %w", pid, err)
-	}
-	defer f.Close()
-	st, err := parseStat(f)
+	dir := filepath.Join(procDir, strconv.Itoa(pid))
+	st, err := readParsed(filepath.Join(dir, "stat"), parseStat)
 	if err != nil {
 		// A process that exits while its file is read can give a short read.
-		if _, serr := os.Stat(filepath.Join(procDir, strconv.Itoa(pid))); serr != nil {
-			return procStat{}, fmt.Errorf("stat %d: %w", pid, errNoProcess)
+		if _, serr := os.Stat(dir); serr != nil || errors.Is(err, os.ErrNotExist) {
+			err = errNoProcess
 		}
-		return procStat{}, err
+		return procStat{}, fmt.Errorf("stat %d: %w", pid, err)
 	}
 	return st, nil
 }
 
-// readStats reads the stat of every process in procDir, in pid order,
+// readStats reads the stat of every process under procDir, in pid order,
 // leaving out those gone or not ours to read.
 func readStats(procDir string) ([]procStat, error) {
 	entries, err := os.ReadDir(procDir)
@@ -99,166 +95,126 @@ func readStats(procDir string) ([]procStat, error) {
 	}
 	var out []procStat
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := readStat(procDir, pid); err == nil {
-			out = append(out, st)
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			if st, err := readStat(procDir, pid); err == nil {
+				out = append(out, st)
+			}
 		}
 	}
 	return out, nil
 }
 
 // processTree returns root's stat followed by those of all its live
-// descendants (breadth first), found by walking every process's parent.
+// descendants, breadth first.
 func processTree(procDir string, root int) ([]procStat, error) {
 	rst, err := readStat(procDir, root)
 	if err != nil {
 		return nil, err
 	}
 	all, err := readStats(procDir)
-	if err != nil {
-		return nil, err
-	}
+	return withDescendants(all, []procStat{rst}), err
+}
+
+// withDescendants returns roots followed by all their descendants in all,
+// breadth first, each process once.
+func withDescendants(all, roots []procStat) []procStat {
 	children := map[int][]procStat{}
 	for _, st := range all {
-		if st.PID != root {
-			children[st.PPID] = append(children[st.PPID], st)
+		children[st.PPID] = append(children[st.PPID], st)
+	}
+	seen := map[int]bool{}
+	var out []procStat
+	for q := slices.Clone(roots); len(q) > 0; q = q[1:] {
+		if p := q[0]; !seen[p.PID] {
+			seen[p.PID] = true
+			out = append(out, p)
+			q = append(q, children[p.PID]...)
 		}
 	}
-	tree := []procStat{rst}
-	for i := 0; i < len(tree); i++ {
-		tree = append(tree, children[tree[i].PID]...)
-	}
-	return tree, nil
+	return out
 }
 
 // cpuSample is the CPU time of a process tree at one moment, in ticks.
 type cpuSample struct {
-	// Self is the root's own utime + stime.
-	Self uint64
-	// Total is, over the root and every live descendant, utime + stime +
-	// cutime + cstime: the CPU of the whole tree, including descendants that
-	// have exited and been reaped inside it. Between two samples its
-	// difference is the tree's CPU in that interval, as long as every
-	// descendant is reaped by a process of the tree.
+	Self uint64 // the root's own utime + stime
+	// Total is utime + stime + cutime + cstime over the tree's live
+	// processes: its difference between two samples is the tree's CPU,
+	// descendants reaped inside the tree included.
 	Total uint64
-	// Procs is the number of live processes in the tree.
-	Procs int
+	Procs int // live processes in the tree
 }
 
 // treeCPU sums a tree returned by processTree.
 func treeCPU(tree []procStat) cpuSample {
-	var s cpuSample
-	for i, p := range tree {
-		if i == 0 {
-			s.Self = p.UTime + p.STime
-		}
+	s := cpuSample{Procs: len(tree)}
+	for _, p := range tree {
 		s.Total += p.UTime + p.STime + p.CUTime + p.CSTime
-		s.Procs++
+	}
+	if len(tree) > 0 {
+		s.Self = tree[0].UTime + tree[0].STime
 	}
 	return s
 }
 
-// forestCPU sums, from one scan of procDir, the CPU of the processes that
-// match includes and, for those it also says to descend into, of all their
-// live descendants; each process counts once. A tree counts its processes'
-// reaped children too (cutime + cstime: what it started and waited for); a
-// process included without its tree counts only its own utime + stime, since
-// a child it reaps, live and left out until then, would land in it whole.
-// Self is 0; Procs counts the processes summed.
+// forestCPU sums, from one scan of procDir, the CPU of the processes match
+// includes and, where it says to descend, of all their live descendants;
+// each process counts once. A tree counts its reaped children (cutime +
+// cstime); a process included alone counts only its own utime + stime, as a
+// child it reaps, left out while live, would land in it whole. Self is 0.
 func forestCPU(procDir string, match func(procStat) (include, descend bool)) (cpuSample, error) {
 	all, err := readStats(procDir)
 	if err != nil {
 		return cpuSample{}, err
 	}
-	byPID := map[int]procStat{}
-	children := map[int][]int{}
-	var roots, trees []int
+	var trees, alone []procStat
 	for _, st := range all {
-		pid := st.PID
-		byPID[pid] = st
-		children[st.PPID] = append(children[st.PPID], pid)
-		switch include, descend := match(st); {
-		case include && descend:
-			trees = append(trees, pid)
-		case include:
-			roots = append(roots, pid)
+		if include, descend := match(st); include && descend {
+			trees = append(trees, st)
+		} else if include {
+			alone = append(alone, st)
 		}
 	}
-	seen := map[int]bool{}
-	var s cpuSample
-	for len(trees) > 0 {
-		pid := trees[0]
-		trees = trees[1:]
-		if seen[pid] {
-			continue
+	forest := withDescendants(all, trees)
+	s := cpuSample{Total: treeCPU(forest).Total, Procs: len(forest)}
+	for _, p := range alone {
+		if !slices.ContainsFunc(forest, func(q procStat) bool { return q.PID == p.PID }) {
+			s.Total += p.UTime + p.STime
+			s.Procs++
 		}
-		seen[pid] = true
-		p := byPID[pid]
-		s.Total += p.UTime + p.STime + p.CUTime + p.CSTime
-		s.Procs++
-		trees = append(trees, children[pid]...)
-	}
-	for _, pid := range roots {
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		p := byPID[pid]
-		s.Total += p.UTime + p.STime
-		s.Procs++
 	}
 	return s, nil
 }
 
-// cmdlineFlag returns the value after flag in the command line of pid
-// (/proc/<pid>/cmdline), or "".
+// cmdlineFlag returns the value after flag in pid's command line, or "".
 func cmdlineFlag(procDir string, pid int, flag string) string {
-	b, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return ""
-	}
-	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == flag {
-			return args[i+1]
-		}
-	}
-	return ""
+	args, _ := readCmdline(procDir, pid)
+	v, _ := flagValue(args, flag)
+	return v
 }
 
 // memStatus is the memory part of /proc/<pid>/status, in KiB.
 type memStatus struct {
 	RSSKB     int64 // VmRSS: resident now
 	HWMKB     int64 // VmHWM: peak resident since start
-	RSSAnonKB int64 // RssAnon: the heap, stacks and other private memory
-	RSSFileKB int64 // RssFile: mapped file pages, mostly the binary itself
+	RSSAnonKB int64 // RssAnon: heap, stacks and other private memory
+	RSSFileKB int64 // RssFile: mapped file pages, mostly the binary
 }
 
-// parseStatus parses /proc/<pid>/status.
+// parseStatus parses /proc/<pid>/status (RssAnon and RssFile are missing
+// before Linux 4.5).
 func parseStatus(r io.Reader) (memStatus, error) {
 	var m memStatus
 	fields := map[string]*int64{"VmRSS": &m.RSSKB, "VmHWM": &m.HWMKB, "RssAnon": &m.RSSAnonKB, "RssFile": &m.RSSFileKB}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, val, found := strings.Cut(sc.Text(), ":")
-		dst, ok := fields[key]
-		if !found || !ok {
-			continue
+		if dst, ok := fields[key]; found && ok {
+			var unit string
+			if _, err := fmt.Sscan(val, dst, &unit); err != nil || unit != "kB" {
+				return memStatus{}, fmt.Errorf("parse status %s: %q", key, val)
+			}
 		}
-		f := strings.Fields(val)
-		if len(f) != 2 || f[1] != "kB" {
-			return memStatus{}, fmt.Errorf("parse status %s: %q", key, val)
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return memStatus{}, fmt.Errorf("parse status %s: %w", key, err)
-		}
-		*dst = n
 	}
-	// RssAnon and RssFile exist since Linux 4.5; VmRSS and VmHWM always.
 	if err := sc.Err(); err != nil {
 		return memStatus{}, fmt.Errorf("read status: %w", err)
 	}
@@ -270,45 +226,35 @@ func parseStatus(r io.Reader) (memStatus, error) {
 
 // readStatus reads /proc/<pid>/status under procDir.
 func readStatus(procDir string, pid int) (memStatus, error) {
-	f, err := os.Open(filepath.Join(procDir, strconv.Itoa(pid), "status"))
+	m, err := readParsed(filepath.Join(procDir, strconv.Itoa(pid), "status"), parseStatus)
 	if err != nil {
 		return memStatus{}, fmt.Errorf("status %d: %w", pid, err)
 	}
-	defer f.Close()
-	return parseStatus(f)
+	return m, nil
 }
 
 // hostCPU is the first line of /proc/stat, in ticks summed over all CPUs.
 type hostCPU struct {
-	Busy  uint64 // user + nice + system + irq + softirq
+	Busy  uint64 // user + nice + system + irq + softirq (guest is in user and nice)
 	IRQ   uint64 // irq + softirq (part of Busy)
 	Steal uint64 // time a hypervisor ran something else instead
 	Total uint64 // Busy + Steal + idle + iowait
 }
 
-// parseHostCPU parses the aggregate "cpu" line of /proc/stat. Guest time is
-// already included in user and nice, so it is not added again.
+// parseHostCPU parses the aggregate "cpu" line of /proc/stat.
 func parseHostCPU(r io.Reader) (hostCPU, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != "cpu" {
+		line, ok := strings.CutPrefix(sc.Text(), "cpu ")
+		if !ok {
 			continue
 		}
-		if len(f) < 9 {
-			return hostCPU{}, fmt.Errorf("parse /proc/stat cpu line: %d fields", len(f))
+		var v [8]uint64 // user nice system idle iowait irq softirq steal
+		if _, err := fmt.Sscan(line, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]); err != nil {
+			return hostCPU{}, fmt.Errorf("parse /proc/stat cpu line: %w", err)
 		}
-		var v [8]uint64
-		for i := range v {
-			n, err := strconv.ParseUint(f[i+1], 10, 64)
-			if err != nil {
-				return hostCPU{}, fmt.Errorf("parse /proc/stat cpu line: %w", err)
-			}
-			v[i] = n
-		}
-		user, nice, system, idle, iowait, irq, softirq, steal := v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
-		busy := user + nice + system + irq + softirq
-		return hostCPU{Busy: busy, IRQ: irq + softirq, Steal: steal, Total: busy + steal + idle + iowait}, nil
+		busy := v[0] + v[1] + v[2] + v[5] + v[6]
+		return hostCPU{Busy: busy, IRQ: v[5] + v[6], Steal: v[7], Total: busy + v[7] + v[3] + v[4]}, nil
 	}
 	if err := sc.Err(); err != nil {
 		return hostCPU{}, fmt.Errorf("read /proc/stat: %w", err)
@@ -318,25 +264,20 @@ func parseHostCPU(r io.Reader) (hostCPU, error) {
 
 // readHostCPU reads procDir/stat.
 func readHostCPU(procDir string) (hostCPU, error) {
-	f, err := os.Open(filepath.Join(procDir, "stat"))
+	h, err := readParsed(filepath.Join(procDir, "stat"), parseHostCPU)
 	if err != nil {
 		return hostCPU{}, fmt.Errorf("host cpu: %w", err)
 	}
-	defer f.Close()
-	return parseHostCPU(f)
+	return h, nil
 }
 
 // readLoad1 returns the one-minute load average from procDir/loadavg.
 func readLoad1(procDir string) (float64, error) {
 	b, err := os.ReadFile(filepath.Join(procDir, "loadavg"))
-	if err != nil {
-		return 0, fmt.Errorf("loadavg: %w", err)
+	var v float64
+	if err == nil {
+		_, err = fmt.Sscan(string(b), &v)
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0, errors.New("loadavg: empty")
-	}
-	v, err := strconv.ParseFloat(f[0], 64)
 	if err != nil {
 		return 0, fmt.Errorf("loadavg: %w", err)
 	}
@@ -344,12 +285,11 @@ func readLoad1(procDir string) (float64, error) {
 }
 
 // kbToMB is kb KiB in decimal megabytes.
-func kbToMB(kb int64) float64 { return round3(float64(kb) * 1024 / mb) }
+func kbToMB(kb int64) float64 { return report.Round3(float64(kb) * 1024 / 1e6) }
 
 // Process groups (the gateway, soak and autoscale suites'): which processes
-// belong to the HAProxy that pulsed started, to the replicas, to the
-// engine's docker-proxy in front of them and to pulsed, and how much CPU
-// each group used between two scans.
+// belong to pulsed's HAProxy, the replicas, the docker-proxy in front of
+// them and pulsed, and each group's CPU between two scans.
 
 // procKey names one process over time: a pid with its start time, so that a
 // reused pid is never taken for the process that had it before.
@@ -361,8 +301,8 @@ type procKey struct {
 // Process groups the suites sample.
 const (
 	groupHAProxy     = "haproxy"      // master and workers of pulsed's HAProxy
-	groupDockerProxy = "docker-proxy" // the engine's userland proxy of the replicas' published ports
-	groupReplicas    = "replicas"     // the replicas' processes (the in-process Go echo)
+	groupDockerProxy = "docker-proxy" // the engine's proxy of the replicas' published ports
+	groupReplicas    = "replicas"     // the replicas' processes
 	groupPulsed      = "pulsed"       // pulsed itself, without HAProxy
 	groupHarness     = "harness"      // this program: the load's client, HAProxy's log receiver, the pollers
 	groupNetdata     = "netdata"      // the lab Netdata and its plugins
@@ -370,22 +310,14 @@ const (
 
 // procWatch says which processes belong to which group.
 type procWatch struct {
-	// HAProxyConfig is the haproxy.cfg of pulsed's HAProxy: a haproxy
-	// process belongs to it when its command line loads that file (the
-	// master, its re-executions after a reload, and the workers it forks).
-	HAProxyConfig string
-	// Ports are the replicas' published host ports: a docker-proxy belongs
-	// to them when it serves one of them (-host-port).
-	Ports []int
-	// Replicas are the pids of the replicas' processes, as the engine
-	// reports them (ContainerInspect State.Pid).
-	Replicas []int
-	// Pulsed is pulsed's pid, 0 for none.
-	Pulsed int
+	HAProxyConfig string // pulsed's haproxy.cfg: a haproxy whose -f loads it is pulsed's (master, reloads, workers)
+	Ports         []int  // the replicas' published ports: a docker-proxy with one as -host-port is theirs
+	Replicas      []int  // the replicas' pids (ContainerInspect State.Pid)
+	Pulsed        int    // pulsed's pid, 0 for none
 }
 
-// classify returns the group p belongs to, or "". cmdline is p's argv
-// (only read for haproxy and docker-proxy).
+// classify returns the group p belongs to, or "". cmdline is p's argv (read
+// only for haproxy and docker-proxy).
 func (w procWatch) classify(p procStat, cmdline []string) string {
 	switch {
 	case w.Pulsed != 0 && p.PID == w.Pulsed:
@@ -426,22 +358,24 @@ func readCmdline(procDir string, pid int) ([]string, error) {
 // procCPU is one scan: per group, each member's own utime + stime in ticks.
 type procCPU map[string]map[procKey]uint64
 
+// add records st's own CPU under key.
+func (m procCPU) add(key string, st procStat) {
+	if m[key] == nil {
+		m[key] = map[procKey]uint64{}
+	}
+	m[key][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
+}
+
 // scanAllProcs reads every process under procDir once and returns the CPU
 // of the members of w's groups, and of every other process by command name.
-// A haproxy or docker-proxy whose command line is gone (it exited during the
-// scan) is in neither.
+// A haproxy or docker-proxy whose command line is gone (it exited) is in
+// neither.
 func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err error) {
 	all, err := readStats(procDir)
 	if err != nil {
 		return nil, nil, err
 	}
 	groups, others = procCPU{}, procCPU{}
-	add := func(m procCPU, key string, st procStat) {
-		if m[key] == nil {
-			m[key] = map[procKey]uint64{}
-		}
-		m[key][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
-	}
 	for _, st := range all {
 		var cmd []string
 		if st.Comm == "haproxy" || st.Comm == "docker-proxy" {
@@ -450,25 +384,24 @@ func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err erro
 			}
 		}
 		if g := w.classify(st, cmd); g != "" {
-			add(groups, g, st)
+			groups.add(g, st)
 		} else {
-			add(others, st.Comm, st)
+			others.add(st.Comm, st)
 		}
 	}
 	return groups, others, nil
 }
 
-// cpuDelta is the CPU a group used between two scans, in ticks: for each
-// process in the second scan, what it used since the first (all of it if
-// it started in between: born counts those). A process that exited in
-// between is lost with its CPU; lost counts those.
+// cpuDelta is a group's CPU between two scans, in ticks: per process of the
+// second, what it used since the first (all of it if it started in between:
+// born counts those). One that exited in between is lost with its CPU.
 func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost, born int) {
 	for k, v := range after {
-		if b, ok := before[k]; ok && b <= v {
-			ticks += v - b
-		} else if !ok {
+		if b, ok := before[k]; !ok {
 			ticks += v
 			born++
+		} else if b <= v {
+			ticks += v - b
 		}
 	}
 	for k := range before {
@@ -479,9 +412,8 @@ func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost, born int) {
 	return ticks, lost, born
 }
 
-// findHAProxies returns the live haproxy processes whose command line
-// loads a configuration file under dir: those a pulsed of this run
-// started.
+// findHAProxies returns the live haproxy processes whose configuration file
+// is under dir: those a pulsed of this run started.
 func findHAProxies(procDir, dir string) ([]procKey, error) {
 	all, err := readStats(procDir)
 	if err != nil {
@@ -497,13 +429,10 @@ func findHAProxies(procDir, dir string) ([]procKey, error) {
 	return out, nil
 }
 
-// killHAProxies SIGKILLs every haproxy process whose configuration file is
-// under dir and returns their pids.
+// killHAProxies SIGKILLs every haproxy whose configuration file is under dir
+// and returns their pids.
 func killHAProxies(dir string) []int {
-	procs, err := findHAProxies("/proc", dir)
-	if err != nil {
-		return nil
-	}
+	procs, _ := findHAProxies("/proc", dir)
 	var pids []int
 	for _, p := range procs {
 		if st, err := readStat("/proc", p.PID); err == nil && st.StartTime == p.Start {
@@ -514,18 +443,16 @@ func killHAProxies(dir string) []int {
 	return pids
 }
 
-// reapHAProxies waits up to linger for every haproxy process whose
-// configuration file is under dir to exit, then kills what is left. It
-// returns how long one was still seen after it began, and the pids it
-// killed.
+// reapHAProxies waits up to linger for every haproxy whose configuration
+// file is under dir to exit, then kills what is left. It returns how long
+// one was still seen, and the pids it killed.
 func reapHAProxies(dir string, linger time.Duration) (lingered time.Duration, killed []int) {
 	start := time.Now()
 	for {
 		if left, err := findHAProxies("/proc", dir); err != nil || len(left) == 0 {
 			return lingered, nil
 		}
-		lingered = time.Since(start)
-		if lingered >= linger {
+		if lingered = time.Since(start); lingered >= linger {
 			return lingered, killHAProxies(dir)
 		}
 		time.Sleep(5 * time.Millisecond)

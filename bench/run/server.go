@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 // launchSpec says how to start one server under test.
@@ -58,13 +59,12 @@ func startServer(spec launchSpec, logPath string) (*server, error) {
 	return s, nil
 }
 
+// pid is the server's process ID.
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-// stop sends SIGTERM and waits up to grace for the server to exit, then
-// kills what is left: the server, its process group, and every descendant
-// seen just before SIGTERM (a descendant may have moved to a group of its
-// own). It returns the server's exit code (-1 if a signal ended it). Only
-// the first call acts; later calls return the same result.
+// stop sends SIGTERM, waits up to grace, then kills the server, its group and
+// every descendant seen before (one may have left the group). It returns the
+// exit code (-1 if a signal ended it); only the first call acts.
 func (s *server) stop(grace time.Duration) (int, error) {
 	s.stopped.Do(func() {
 		pid := s.pid()
@@ -73,14 +73,12 @@ func (s *server) stop(grace time.Duration) (int, error) {
 			strays = tree[1:]
 		}
 		killed := false
-		if err := s.cmd.Process.Signal(syscall.SIGTERM); err == nil {
-			t := time.NewTimer(grace)
+		if s.cmd.Process.Signal(syscall.SIGTERM) == nil {
 			select {
 			case <-s.done:
-			case <-t.C:
+			case <-time.After(grace):
 				killed = true
 			}
-			t.Stop()
 		}
 		_ = syscall.Kill(-pid, syscall.SIGKILL) // the rest of its group, if any
 		for _, p := range strays {
@@ -100,83 +98,70 @@ func (s *server) stop(grace time.Duration) (int, error) {
 
 // logTail returns the last n bytes of the server's log, for error messages.
 func (s *server) logTail(n int64) string {
-	f, err := os.Open(s.logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > n {
-		_, _ = f.Seek(fi.Size()-n, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	return strings.TrimSpace(string(b))
+	b, _ := os.ReadFile(s.logPath)
+	return strings.TrimSpace(string(b[max(0, len(b)-int(n)):]))
 }
 
-// probeClient makes the harness's own requests. No keep-alive: it leaves no
-// idle connection behind on the server under test.
-var probeClient = &http.Client{
-	Timeout:   2 * time.Second,
-	Transport: &http.Transport{DisableKeepAlives: true},
-}
+// probeClient makes the harness's own requests, without keep-alive: it
+// leaves no idle connection on the server under test.
+var probeClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
-// waitReady polls url (GET, with hdr: the replica credential for a
-// watchdog that checks it) until it answers 200, the server exits, or
-// timeout.
-func waitReady(ctx context.Context, s *server, url string, timeout time.Duration, hdr http.Header) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("ready %s: %w", url, err)
-		}
-		addHeaders(req, hdr)
-		resp, err := probeClient.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		last = err
-		select {
-		case <-s.done:
-			return fmt.Errorf("ready %s: server exited (%s); log: %s", url, s.cmd.ProcessState, s.logTail(2000))
-		case <-ctx.Done():
-			return fmt.Errorf("ready %s: not ready after %s (last: %v); log: %s", url, timeout, last, s.logTail(2000))
-		case <-tick.C:
-		}
-	}
-}
-
-// probe POSTs body to url (with hdr: the replica credential when url is a
-// replica's) and checks that the answer is 200 with the same body: wrk only
-// counts statuses of 400 and above as errors, and checks no bodies.
-func probe(ctx context.Context, url, body string, hdr http.Header) error {
+// send makes one of the harness's requests (body "" for none; with hdr, the
+// replica credential for a replica) and returns the status and the body.
+func send(ctx context.Context, method, url, body string, hdr http.Header) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", url, err)
+		return 0, "", err
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
 	addHeaders(req, hdr)
 	resp, err := probeClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", url, err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("probe %s: read: %w", url, err)
+		return resp.StatusCode, "", fmt.Errorf("read: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, []byte(body)) {
-		return fmt.Errorf("probe %s: got %s %q, want 200 %q", url, resp.Status, truncate(string(got), 100), truncate(body, 100))
+	return resp.StatusCode, string(got), nil
+}
+
+// waitReady GETs url (with hdr) until it answers 200, the server exits, or
+// timeout.
+func waitReady(ctx context.Context, s *server, url string, timeout time.Duration, hdr http.Header) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		status, _, err := send(ctx, http.MethodGet, url, "", hdr)
+		if err == nil && status == http.StatusOK {
+			return nil
+		} else if err == nil {
+			err = fmt.Errorf("status %d", status)
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("ready %s: server exited (%s); log: %s", url, s.cmd.ProcessState, s.logTail(2000))
+		case <-ctx.Done():
+			return fmt.Errorf("ready %s: not ready after %s (last: %v); log: %s", url, timeout, err, s.logTail(2000))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// probe POSTs body to url (with hdr) and checks that the answer is 200 with
+// the same body, which wrk does not check.
+func probe(ctx context.Context, url, body string, hdr http.Header) error {
+	status, got, err := send(ctx, http.MethodPost, url, body, hdr)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", url, err)
+	}
+	if status != http.StatusOK || got != body {
+		return fmt.Errorf("probe %s: got %d %q, want 200 %q", url, status, truncate(got, 100), truncate(body, 100))
 	}
 	return nil
 }
@@ -191,21 +176,17 @@ func addHeaders(req *http.Request, hdr http.Header) {
 }
 
 // freeAddr returns a loopback address with a port the kernel just chose and
-// released. Another process could take it before the server binds it; on
-// loopback in a benchmark run that is rare, and the server's start fails
-// loudly if it happens.
+// released (another process could take it first: the server's start fails).
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("free port: %w", err)
 	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	return addr, nil
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
+// truncate cuts s to n bytes and an ellipsis.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -213,8 +194,23 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// baseEnv is the harness's environment without any PULSE_ variable, so
-// that nothing in the caller's shell changes the watchdog's configuration.
+// baseEnv is the harness's environment without PULSE_ variables: the
+// caller's shell does not configure the watchdog.
 func baseEnv() []string {
 	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PULSE_") })
 }
+
+// refusesWithout POSTs body to url without the replica credential and
+// reports whether the replica refused it (403): its watchdog checks it.
+func refusesWithout(ctx context.Context, url, body string) (bool, error) {
+	status, _, err := send(ctx, http.MethodPost, url, body, nil)
+	if err != nil {
+		return false, fmt.Errorf("POST %s without the replica credential: %w", url, err)
+	}
+	return status == http.StatusForbidden, nil
+}
+
+// noCredentialCheck is the note of a run whose replica answered a request
+// without the credential.
+const noCredentialCheck = "the replica answered a request without the replica credential (" + contract.HeaderReplicaAuth +
+	"): its watchdog does not check it, so the direct path ran without that check"
