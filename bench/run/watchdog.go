@@ -218,9 +218,9 @@ func (b *watchdogBench) round(ctx context.Context, rep *report.Report, round int
 			r.Fail(err)
 			b.log.Warn("run failed", "round", round, "variant", v.Name, "err", err)
 		} else {
-			b.log.Info("run", "round", round, "variant", v.Name,
-				"rps", int(r.V("rps")), "cpu_per_req_us", fmt.Sprintf("%.1f", r.V("cpu_per_req_us")),
-				"p99_us", r.V("p99_us"), "errors", r.V("errors"), "wrk_core_pct", int(r.V("wrk_core_pct")), "other_core_pct", int(r.V("other_core_pct")))
+			b.log.Info("run", "round", round, "variant", v.Name, "rps", report.Num("%.0f", r.V("rps")),
+				"cpu_per_req_us", report.Num("%.1f", r.V("cpu_per_req_us")), "p99_us", report.Num("%.0f", r.V("p99_us")),
+				"wrk_core_pct", report.Num("%.0f", r.V("wrk_core_pct")), "other_core_pct", report.Num("%.0f", r.V("other_core_pct")))
 		}
 		rep.Add(r)
 	}
