@@ -1,29 +1,30 @@
 package main
 
 // The autoscale suite: the time from a load step to the first extra replica
-// answering through HAProxy, stage by stage, and the cold start from zero.
-//
-// It runs on the lab stack (lab.go): the whole loop as it ships, pulsed,
-// HAProxy, a lab Netdata with pulse.d.plugin, the alarms and the hook, its
-// pulsed scaling only this run's functions. Two fork-mode functions run a
-// static C handler that sleeps 100 ms and echoes: the step function
-// (inflight, target 2, min 1, max 20) and the cold function (min 0), which
-// the harness scales to zero itself (it has no scale.idle).
+// answering through HAProxy, stage by stage, and the cold start from zero,
+// on the lab stack (lab.go) with two fork-mode functions whose static C
+// handler sleeps 100 ms and echoes: the step function and the cold one
+// (min 0), which the harness scales to zero itself (bench/README.md).
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
@@ -33,38 +34,21 @@ import (
 
 const suiteAutoscale = "autoscale"
 
-// Stages of the autoscale suite (-only).
-const (
-	asStageStep = "step" // the load steps
-	asStageCold = "cold" // the cold starts
-)
-
 // Settings of the autoscale suite.
 const (
 	asNamePrefix = "pbench-as-"
 	// The step function's policy: 10 connections of one outstanding
 	// request each are 5 × (1 replica × target 2); max 20 so that a jump
 	// to max cannot pass for 5 ± 1.
-	asMetric    = "inflight"
-	asTarget    = 2
-	asMin       = 1
-	asMax       = 20
-	asHandlerMS = 100
-	// The functions' timeout: the spec's default, which is also pulsed's
-	// cold-start hold (coldstart_timeout), so HAProxy waits as long as
-	// pulsed holds a request.
-	asTimeout = 30 * time.Second
-	// Replicas: no Docker health check, as `pulse deploy` gives them on
-	// this engine (API 1.41 has no health start interval, and Swarm reports a
-	// task running only after its first passing probe); drain grace as in
-	// the gateway suite.
+	asMetric, asTarget, asMin, asMax = "inflight", 2, 1, 20
+	// The functions' timeout is also pulsed's cold-start hold, so HAProxy
+	// waits as long as pulsed holds a request.
+	asTimeout    = 30 * time.Second
 	asDrainGrace = time.Second
 	// pulsed: a short stabilisation window (the harness scales back to 1
-	// itself); the periodic evaluation at pulsed's default, so that the
-	// alarm path as it ships is what is measured.
+	// itself), the periodic evaluation at its default.
 	asScaleWindow = 20 * time.Second
 	asResync      = scaler.DefaultResync
-	// Pollers.
 	asTaskPoll    = 20 * time.Millisecond
 	asHAProxyPoll = 15 * time.Millisecond
 	// Limits.
@@ -79,36 +63,38 @@ const (
 	asStopGrace      = 20 * time.Second
 )
 
-// asSteps are the load steps, each a number of closed-loop connections.
-var asSteps = []autoscaleStep{
-	{Name: "5×", Conns: 10, Ratio: 5},
-	{Name: "1.5×", Conns: 3, Ratio: 1.5},
+// autoscaleStep is one load step: closed-loop keep-alive connections
+// through the gateway, each with one request outstanding.
+type autoscaleStep struct {
+	Name  string
+	Conns int
 }
 
-// sleepEchoC is the step and cold functions' handler: 100 ms, then stdin
-// to stdout.
+// asSteps are the load steps; the goals are the 5× step's.
+var asSteps = []autoscaleStep{{"5×", 10}, {"1.5×", 3}}
+
+// sleepEchoC is the functions' handler: 100 ms, then stdin to stdout.
 const sleepEchoC = `#include <time.h>
 #include <unistd.h>
-int main(void){struct timespec d={0,` + "100000000" + `};nanosleep(&d,0);char b[4096];ssize_t n;
+int main(void){struct timespec d={0,100000000};nanosleep(&d,0);char b[4096];ssize_t n;
 while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 `
 
 // autoscaleBench runs the autoscale suite on the lab stack (lab.go).
 type autoscaleBench struct {
 	pulseLab
-	step      string // the step function
-	cold      string // the cold-start function
-	body      string
-	rep       *autoscaleReport
-	stepSvcID string
+	step, cold string // the functions
+	body       string
+	stepSvcID  string
+	pulsedEnv  []string // pulsed's settings changed from its defaults
 }
 
 // runAutoscale runs the autoscale suite.
 func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	stages := []string{asStageStep, asStageCold}
+	stages := []string{"step", "cold"}
 	for _, st := range cfg.Only {
 		if !slices.Contains(stages, st) {
-			return fmt.Errorf("-only %s: no such stage of the autoscale suite; want some of %s,%s", st, asStageStep, asStageCold)
+			return fmt.Errorf("-only %s: no such stage of the autoscale suite; want some of step,cold", st)
 		}
 	}
 	if len(cfg.Only) > 0 {
@@ -125,26 +111,21 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if err := netdatalab.Available(); err != nil {
 		return err
 	}
-	trials := cfg.ScaleTrials
 	b := &autoscaleBench{
 		pulseLab: newPulseLab(log, env, id, asNamePrefix, haproxy, asRouteTimeout, asStopGrace),
-		body:     payload(cfg.BodyBytes),
-		step:     asNamePrefix + id + "-step", cold: asNamePrefix + id + "-cold",
+		body:     payload(cfg.BodyBytes), step: asNamePrefix + id + "-step", cold: asNamePrefix + id + "-cold",
 	}
-	b.rep = &autoscaleReport{
-		Config: autoscaleConfig{
-			Quick: cfg.Quick, Trials: trials, StepFunction: b.step, ColdFunction: b.cold,
-			Metric: asMetric, Target: asTarget, Min: asMin, Max: asMax, HandlerMS: asHandlerMS, TimeoutS: asTimeout.Seconds(),
-			Steps: asSteps, HealthIntervalMS: 0, DrainGraceMS: ms(asDrainGrace),
-			TaskPollMS: ms(asTaskPoll), HAProxyPollMS: ms(asHAProxyPoll), BodyBytes: cfg.BodyBytes,
-		},
-	}
-	rep := b.rep
-	if err := b.open(ctx, cfg.Suite, &rep.labHead, &rep.reportEnd); err != nil {
+	rep := report.New(cfg.Suite, env.started)
+	var head labHead
+	var end reportEnd // lab.go's open still wants one: its notes
+	if err := b.open(ctx, cfg.Suite, &head, &end); err != nil {
 		return err
 	}
 	defer func() { rep.Cleanup = append(rep.Cleanup, b.cleanup()...) }()
-	if err := b.build(ctx, &rep.labHead, cStep(env.tools, env.tmp, "sleepecho", sleepEchoC)); err != nil {
+	err = b.build(ctx, &head, cStep(env.tools, env.tmp, "sleepecho", sleepEchoC))
+	rep.Machine, rep.Notes = head.Machine, end.Notes
+	rep.Record("artifacts", head.Artifacts)
+	if err != nil {
 		return err
 	}
 	for _, f := range []func(context.Context) error{b.prepareShared, b.deploy, b.start} {
@@ -152,33 +133,41 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 			return err
 		}
 	}
+	m, steps := head.Machine, []string{}
+	for _, s := range asSteps {
+		steps = append(steps, fmt.Sprintf("%s = %d connections", s.Name, s.Conns))
+	}
+	rep.Record("functions", map[string]string{"step": b.step, "cold": b.cold})
+	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; %d trial(s) per step (%s); function: fork mode, a static C handler "+
+		"sleeping 100 ms then echoing, scale %s target %d min %d max %d, no Docker health check; pulsed: %s", m.CPUs, m.CPUModel, m.Kernel, m.Go,
+		head.Engine, head.HAProxy, head.Netdata, cfg.ScaleTrials, strings.Join(steps, ", "), asMetric, asTarget, asMin, asMax, strings.Join(b.pulsedEnv, " "))
 
-	log.Info("autoscale suite", "trials_per_step", trials, "step", b.step, "cold", b.cold)
-	for i := 1; i <= trials && slices.Contains(stages, asStageStep); i++ {
+	log.Info("autoscale suite", "trials_per_step", cfg.ScaleTrials, "step", b.step, "cold", b.cold)
+	for i := 1; i <= cfg.ScaleTrials && slices.Contains(stages, "step"); i++ {
 		for _, st := range rotate(asSteps, i-1) {
 			if err := b.settle(ctx); err != nil {
 				return err
 			}
-			r := b.stepTrial(ctx, st, i)
-			if ctx.Err() != nil {
-				return ctx.Err()
+			rep.Add(b.stepTrial(ctx, st, i))
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			rep.Steps = append(rep.Steps, r)
 		}
 	}
-	if slices.Contains(stages, asStageCold) {
-		if err := b.coldTrials(ctx, trials); err != nil {
+	if slices.Contains(stages, "cold") {
+		if err := b.coldTrials(ctx, rep, cfg.ScaleTrials); err != nil {
 			return err
 		}
 	}
-	b.keepLogs()
-
-	rep.Summary = summarizeAutoscale(asSteps, rep.Steps, rep.Cold)
-	rep.Goals = autoscaleGoals(rep.Summary)
-	rep.Notes = append(rep.Notes, autoscaleNotes(*rep)...)
+	if slices.ContainsFunc(rep.Rows, func(r report.Row) bool { return r.Error != "" }) {
+		if dir := b.keepLogs(suiteAutoscale, nil); dir != "" {
+			rep.Note("a trial failed: pulsed's log and the lab Netdata's error log are kept in %s", dir)
+		}
+	}
+	autoscaleSummary(rep, m.CPUs)
 	rep.Cleanup = append(rep.Cleanup, b.cleanup()...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-	return publish(cfg, stdout, env.started, rep, renderAutoscale(*rep, false, ""), func(rel string) string { return renderAutoscale(*rep, true, rel) })
+	return publishReport(cfg, stdout, rep)
 }
 
 // deploy assembles the image (watchdog + the C handler, fork mode) and
@@ -192,105 +181,65 @@ func (b *autoscaleBench) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range []struct {
-		name  string
-		scale function.Scale
-	}{
-		{b.step, function.Scale{Metric: asMetric, Target: asTarget, Min: asMin, Max: asMax}},
-		{b.cold, function.Scale{Metric: asMetric, Target: asTarget, Min: 0, Max: 2}},
-	} {
-		spec := function.Spec{Name: d.name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
-			Timeout: asTimeout, MaxBody: 1 << 20, Scale: d.scale}
+	for _, sc := range []function.Scale{{Metric: asMetric, Target: asTarget, Min: asMin, Max: asMax}, {Metric: asMetric, Target: asTarget, Max: 2}} {
+		spec := function.Spec{Name: b.step, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn", Timeout: asTimeout, MaxBody: 1 << 20, Scale: sc}
+		if sc.Min == 0 {
+			spec.Name = b.cold
+		}
 		_, res, err := b.deployFunction(ctx, &spec, wd, fn, asDrainGrace)
 		if err != nil {
 			return err
 		}
-		if d.name == b.step {
-			b.stepSvcID = res.ServiceID
-		}
+		b.stepSvcID = cmp.Or(b.stepSvcID, res.ServiceID) // the first
 	}
 	wctx, cancel := context.WithTimeout(ctx, asRouteTimeout)
 	defer cancel()
-	if _, err := b.sw.WaitReady(wctx, b.step, 1); err != nil {
-		return err
-	}
-	b.log.Info("deployed", "step", b.step, "cold", b.cold)
-	return nil
+	_, err = b.sw.WaitReady(wctx, b.step, 1)
+	return err
 }
 
-// start starts the lab Netdata and pulsed (with a short stabilisation
-// window, the periodic evaluation at its default, debug logs for the hook's
-// line), and waits until the step function is routed and its alarms are
-// initialised.
+// start starts the lab Netdata and pulsed (a short stabilisation window,
+// debug logs for the hook's line) and waits until the step function is
+// routed and its alarms are initialised.
 func (b *autoscaleBench) start(ctx context.Context) error {
-	if err := b.startNetdata(ctx); err != nil {
-		return err
+	err := b.startNetdata(ctx)
+	if err == nil {
+		b.pulsedEnv, err = b.startPulsed(ctx, "PULSE_SCALE_WINDOW="+asScaleWindow.String(), "PULSE_RESYNC_INTERVAL="+asResync.String(), "PULSE_LOG_LEVEL=debug")
 	}
-	changed, err := b.startPulsed(ctx,
-		"PULSE_SCALE_WINDOW="+asScaleWindow.String(),
-		"PULSE_RESYNC_INTERVAL="+asResync.String(),
-		"PULSE_LOG_LEVEL=debug",
-	)
-	if err != nil {
-		return err
+	if err == nil {
+		err = b.waitRouted(ctx, b.step, 1, b.body)
 	}
-	b.rep.Config.PulsedEnv = changed
-	if err := b.waitRouted(ctx, b.step, 1, b.body); err != nil {
-		return err
+	if err == nil {
+		b.log.Info("pulsed routing; waiting for the alarms to initialise", "api", b.apiAddr, "gateway", b.gwAddr)
+		err = b.waitAlarm(ctx, b.step, asAlarmInit)
 	}
-	b.log.Info("pulsed routing; waiting for the alarms to initialise", "api", b.apiAddr, "gateway", b.gwAddr)
-	return b.waitAlarm(ctx, b.step, asAlarmInit)
-}
-
-// keepLogs copies pulsed's log and the lab Netdata's error log out of the
-// run's directories when a trial failed, and notes where.
-func (b *autoscaleBench) keepLogs() {
-	failed := slices.ContainsFunc(b.rep.Steps, func(t stepTrial) bool { return t.Error != "" }) ||
-		slices.ContainsFunc(b.rep.Cold, func(c coldTrial) bool { return c.Error != "" })
-	if !failed {
-		return
-	}
-	if dir := b.pulseLab.keepLogs(suiteAutoscale, nil); dir != "" {
-		b.rep.Notes = append(b.rep.Notes, "a trial failed: pulsed's log and the lab Netdata's error log are kept in "+dir)
-	}
-}
-
-// servers returns the slots of fn's backend (the backup server left out)
-// with their state, address and sessions.
-func (b *autoscaleBench) servers(ctx context.Context, fn string) ([]slotInfo, error) {
-	return readSlots(ctx, b.rt, gateway.BackendName(fn))
+	return err
 }
 
 // waitQuiet waits until fn's utilisation was below asQuietPct for each of
 // the last 3 seconds and its scale-up alarm is not critical.
 func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
 	why := ""
-	quiet := func() bool {
-		d, err := b.nd.DataRange(ctx, utilChart(fn), -4, 0)
-		if err != nil {
-			why = err.Error()
-			return false
-		}
-		vals := d.Column(contract.DimUtilization)
-		if len(vals) < 3 {
-			why = fmt.Sprintf("%d seconds of utilisation", len(vals))
-			return false
-		}
-		if slices.ContainsFunc(vals[:3], func(v float64) bool { return v >= asQuietPct }) {
-			why = fmt.Sprintf("utilisation %v", vals[:3])
-			return false
-		}
-		st, err := b.alarmStatus(ctx, fn)
-		if err != nil {
-			why = err.Error()
-			return false
-		}
-		why = "alarm " + st
-		return st != "CRITICAL"
-	}
 	return poll(ctx, asQuietTimeout, 250*time.Millisecond, func(late bool) (bool, error) {
-		if quiet() {
-			return true, nil
+		d, err := b.nd.DataRange(ctx, utilChart(fn), -4, 0)
+		vals := d.Column(contract.DimUtilization)
+		st := ""
+		switch {
+		case err != nil:
+			why = err.Error()
+		case len(vals) < 3:
+			why = fmt.Sprintf("%d seconds of utilisation", len(vals))
+		case slices.ContainsFunc(vals[:3], func(v float64) bool { return v >= asQuietPct }):
+			why = fmt.Sprintf("utilisation %v", vals[:3])
+		default:
+			st, err = b.alarmStatus(ctx, fn)
+			if err == nil && st != "CRITICAL" {
+				return true, nil
+			}
+			why = "alarm " + st
+			if err != nil {
+				why = err.Error()
+			}
 		}
 		if late {
 			return false, fmt.Errorf("%s not quiet after %s: %s", fn, asQuietTimeout, why)
@@ -303,7 +252,7 @@ func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
 // gone from the last 3 s of utilisation, the scale-up alarm not critical,
 // the service at 1 replica with one container and one HAProxy server.
 func (b *autoscaleBench) settle(ctx context.Context) error {
-	for attempt := 0; attempt < 3; attempt++ {
+	for range 3 {
 		if err := b.waitQuiet(ctx, b.step); err != nil {
 			return err
 		}
@@ -313,16 +262,16 @@ func (b *autoscaleBench) settle(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, asRouteTimeout)
 		_, err := b.sw.WaitReady(wctx, b.step, 1)
 		cancel()
+		if err == nil {
+			err = waitContainers(ctx, b.api, b.step, 1, asRouteTimeout)
+		}
+		if err == nil {
+			err = b.waitServers(ctx, b.step, 1, true)
+		}
+		if err == nil {
+			err = b.waitQuiet(ctx, b.step)
+		}
 		if err != nil {
-			return err
-		}
-		if err := waitContainers(ctx, b.api, b.step, 1, asRouteTimeout); err != nil {
-			return err
-		}
-		if err := b.waitServers(ctx, b.step, 1, true); err != nil {
-			return err
-		}
-		if err := b.waitQuiet(ctx, b.step); err != nil {
 			return err
 		}
 		svc, err := inspectService(ctx, b.api, b.step)
@@ -338,33 +287,29 @@ func (b *autoscaleBench) settle(ctx context.Context) error {
 }
 
 // coldTrials sends, per trial, one request to the cold function at zero
-// replicas (scaled there through the Docker API, and gone from pulsed's
-// catalog and HAProxy), and scales it back to zero after the last.
-func (b *autoscaleBench) coldTrials(ctx context.Context, n int) error {
+// replicas, adding a "cold" row, and scales it back to zero after the last.
+func (b *autoscaleBench) coldTrials(ctx context.Context, rep *report.Report, n int) error {
 	for i := 1; i <= n; i++ {
 		if err := b.forceZero(ctx); err != nil {
 			return err
 		}
-		c := coldTrial{Trial: i}
-		c.Load1, _ = readLoad1("/proc")
+		r := report.NewRow("cold", "from", "zero", "trial", i)
+		load1, _ := readLoad1("/proc")
 		start := time.Now()
 		status, err := coldRequest(ctx, b.gwAddr, "/function/"+b.cold, b.body)
-		c.LatencyS, c.Status = secondsSince(start), status
-		if err != nil {
-			c.Error = err.Error()
-		}
+		r.Put("latency_s", secondsSince(start)).Put("status", float64(status)).Put("load1", load1).Fail(err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		b.log.Info("cold start", "trial", i, "latency_s", c.LatencyS, "status", c.Status, "err", c.Error)
-		b.rep.Cold = append(b.rep.Cold, c)
+		b.log.Info("cold start", "trial", i, "latency_s", r.V("latency_s"), "status", status, "err", err)
+		rep.Add(r)
 	}
 	return b.forceZero(ctx)
 }
 
-// forceZero scales the cold function to 0 and waits until pulsed's catalog
-// has it at 0 desired replicas and none listed, HAProxy has no server for
-// it but the backup, and no container of it runs.
+// forceZero scales the cold function to 0 through the Docker API and waits
+// until pulsed's catalog has it at 0 desired replicas and none listed,
+// HAProxy has no server for it but the backup, and no container of it runs.
 func (b *autoscaleBench) forceZero(ctx context.Context) error {
 	if err := b.sw.Scale(ctx, b.cold, 0, true); err != nil {
 		return err
@@ -372,7 +317,7 @@ func (b *autoscaleBench) forceZero(ctx context.Context) error {
 	return poll(ctx, asZeroTimeout, 50*time.Millisecond, func(late bool) (bool, error) {
 		f, err := b.catalogFunction(ctx, b.cold)
 		if err == nil && f.Desired == 0 && len(f.Replicas) == 0 {
-			if ss, serr := b.servers(ctx, b.cold); serr == nil && len(liveSlots(ss)) == 0 {
+			if ss, serr := readSlots(ctx, b.rt, gateway.BackendName(b.cold)); serr == nil && len(liveSlots(ss)) == 0 {
 				return true, waitContainers(ctx, b.api, b.cold, 0, asRouteTimeout)
 			}
 		}
@@ -406,42 +351,184 @@ func coldRequest(ctx context.Context, addr, path, body string) (int, error) {
 	return status, nil
 }
 
-// autoscaleNotes are observations on the run worth reading with the
-// numbers.
-func autoscaleNotes(r autoscaleReport) []string {
-	var notes, foreign, failed []string
-	for _, s := range r.Summary.Steps {
-		if s.FailedRequests > 0 {
-			notes = append(notes, fmt.Sprintf("%s: %d of %d requests of the load failed", s.Step, s.FailedRequests, s.Requests))
+// Captions of the autoscale suite's tables.
+const (
+	asStepCaption = "Load step → the first extra replica answering through HAProxy: from one replica, a closed-loop load through the gateway " +
+		"starts at t0; the total ends when HAProxy's `show stat` first shows a new replica's server with sessions. Failed trials count as infinitely slow."
+	asStageCaption = "Where the time goes: medians per stage (n: trials where both ends were seen; alarm and hook stages only of trials the alarm " +
+		"triggered). Netdata's times (scrape, alarm) are whole seconds, so their stages are ±1 s each; the total is exact."
+	asColdCaption = "Cold start from zero: one POST through the gateway on a new connection to the cold function at zero replicas, " +
+		"timed to the end of its answer (HAProxy's backup server is pulsed's cold-start path)."
+)
+
+// autoscaleSummary summarises the rows into rep: the tables of the steps,
+// their stages and the cold starts, the goals and the notes; cpus is the
+// host's.
+func autoscaleSummary(rep *report.Report, cpus int) {
+	steps, cold := report.Summarize(rep.Rows, "step", "step", "conns"), report.Summarize(rep.Rows, "cold", "from")
+	report.Sort(steps, "step", []string{asSteps[0].Name, asSteps[1].Name})
+	rep.Summary = slices.Concat(steps, cold)
+	counts := func(head string, of func(report.Row) string) report.Col {
+		return report.Col{Head: head, Cell: func(g report.Group) string { return fmtCounts(countRows(g, of), "none") }}
+	}
+	firstTo := func(r report.Row) string { return report.Num("%.0f", r.V("first_replicas")) }
+	rep.Tables = append(rep.Tables, report.GroupTable(asStepCaption, steps, "step", append(append([]report.Col{report.LabelCol("conns", "conns")},
+		timeCols("traffic_s")...), report.Stat("all of 1st decision serving (median s)", "full_s", "%.2f"),
+		counts("1st decision → replicas", firstTo), counts("triggered by", func(r report.Row) string { return r.Label("trigger") }),
+		report.Col{Head: "requests / failed", Cell: func(g report.Group) string {
+			return fmt.Sprintf("%d / %d", sumOf(rowValues(g, "requests")), sumOf(rowValues(g, "failed_requests")))
+		}})...))
+	stages := report.Table{Caption: asStageCaption, Header: []string{"stage"}}
+	for _, s := range asStages {
+		stages.Rows = append(stages.Rows, []string{s.name})
+	}
+	stages.Rows = append(stages.Rows, []string{"**total: step → first extra replica serving**"})
+	for _, g := range steps {
+		stages.Header = append(stages.Header, g.Label("step")+" median s (n)")
+		for i, s := range asStages {
+			vs := g.Values("stage_" + s.to)
+			stages.Rows[i] = append(stages.Rows[i], fmt.Sprintf("%s (%d)", asSecCell(report.Median(vs)), len(vs)))
 		}
-		if n := s.Triggers[contract.TriggerResync]; n > 0 {
-			notes = append(notes, fmt.Sprintf("%s: in %d trial(s) pulsed's periodic evaluation (every %s) decided before the alarm's hook arrived", s.Step, n, asResync))
+		t := totals(g, "traffic_s")
+		stages.Rows[len(asStages)] = append(stages.Rows[len(asStages)], fmt.Sprintf("%s (%d)", asSecCell(report.Median(t)), len(t)))
+	}
+	if len(steps) == 0 {
+		stages.Rows = nil
+	}
+	rep.Tables = append(rep.Tables, stages, report.GroupTable(asColdCaption, cold, "from", timeCols("latency_s")...))
+
+	five, ok := report.Find(steps, "step", asSteps[0].Name)
+	t := totals(five, "traffic_s")
+	note := fmt.Sprintf("%d trials, %d without an extra replica serving", len(t), five.Failed)
+	outside := len(t)
+	for _, r := range five.Rows {
+		if v := r.V("first_replicas"); v >= 4 && v <= 6 {
+			outside--
+		}
+	}
+	stepGoals := []report.Goal{
+		report.NewGoal("5× step → first extra replica serving, median", "s", 4).Noted("%s", note).Check(report.Median(t)),
+		report.NewGoal("5× step → first extra replica serving, p95", "s", 6).Noted("%s", note).Check(report.Percentile(t, 95)),
+		report.NewGoal("5× step: first decision 5 ± 1 replicas, trials outside", "trials", 0).
+			Noted("first decisions: %s", fmtCounts(countRows(five, firstTo), "none")).Check(float64(outside)),
+	}
+	c, cok := report.Find(cold, "from", "zero")
+	ct := totals(c, "latency_s")
+	coldGoals := []report.Goal{report.NewGoal("cold start from zero: first request, median", "s", 1).Noted("%d trials", len(ct)).Check(report.Median(ct)),
+		report.NewGoal("cold start: requests not answered 200", "requests", 0).Check(float64(c.Failed))}
+	skip := func(gs []report.Goal, ran bool, stage string) []report.Goal {
+		for i := range gs {
+			if !ran {
+				gs[i] = gs[i].Skipped("the " + stage + " stage did not run")
+			}
+		}
+		return gs
+	}
+	rep.Goals = append(skip(stepGoals, ok, "step"), skip(coldGoals, cok, "cold")...)
+
+	for _, g := range steps {
+		if n, failed := sumOf(rowValues(g, "requests")), sumOf(rowValues(g, "failed_requests")); failed > 0 {
+			rep.Note("%s: %d of %d requests of the load failed (why: the rows' failed_why)", g.Label("step"), failed, n)
+		}
+		if n := countRows(g, func(r report.Row) string { return r.Label("trigger") })[contract.TriggerResync]; n > 0 {
+			rep.Note("%s: in %d trial(s) pulsed's periodic evaluation (every %s) decided before the alarm's hook arrived", g.Label("step"), n, asResync)
 		}
 	}
 	var loads []float64
-	multi := 0
-	for _, t := range r.Steps {
-		if t.Foreign {
-			foreign = append(foreign, fmt.Sprintf("%s trial %d: the service had %d replicas, not this pulsed's last decision: something else on the swarm scaled it", t.Step, t.Trial, t.ServiceReplicas))
+	var multi, failed []string
+	for _, r := range rep.Rows {
+		what := cmp.Or(r.Label("step"), "cold start") + " trial " + r.Label("trial")
+		if r.V("foreign_change") == 1 {
+			rep.Note("%s: the service had %.0f replicas, not this pulsed's last decision: something else on the swarm scaled it", what, r.V("service_replicas"))
 		}
-		if t.Error != "" {
-			failed = append(failed, fmt.Sprintf("%s trial %d failed: %s", t.Step, t.Trial, t.Error))
+		if r.V("decisions") > 1 {
+			multi = append(multi, what+": "+r.Label("decisions"))
 		}
-		if len(t.Decisions) > 1 {
-			multi++
+		if r.Error != "" {
+			failed = append(failed, what+" failed: "+r.Error)
 		}
-		loads = append(loads, t.Load1)
+		if v, ok := r.Values["load1"]; ok {
+			loads = append(loads, v)
+		}
 	}
-	notes = append(notes, foreign...)
-	for _, c := range r.Cold {
-		loads = append(loads, c.Load1)
+	if len(loads) > 0 && report.Median(loads) > float64(cpus) {
+		rep.Note("the host was busy: its 1-minute load average at the trials' starts was %.1f (median; %.1f–%.1f) on %d CPUs, "+
+			"which slows the engine's task starts most", report.Median(loads), slices.Min(loads), slices.Max(loads), cpus)
 	}
-	if len(loads) > 0 && median(loads) > float64(r.Machine.CPUs) {
-		notes = append(notes, fmt.Sprintf("the host was busy: its 1-minute load average at the trials' starts was %.1f (median; %.1f–%.1f) on %d CPUs, "+
-			"which slows the engine's task starts most", median(loads), slices.Min(loads), slices.Max(loads), r.Machine.CPUs))
+	if len(multi) > 0 {
+		rep.Note("%d step trial(s) took more than one decision to reach their replica count: %s", len(multi), strings.Join(multi, "; "))
 	}
-	if multi > 0 {
-		notes = append(notes, fmt.Sprintf("%d step trial(s) took more than one decision to reach their replica count (see the trial table)", multi))
+	rep.Notes = append(rep.Notes, failed...)
+}
+
+// timeCols are the columns of a group's trial times (metric; a failed
+// trial's +Inf): trials, median, p95 and range.
+func timeCols(metric string) []report.Col {
+	col := func(head string, f func([]float64) string) report.Col {
+		return report.Col{Head: head, Cell: func(g report.Group) string { return f(totals(g, metric)) }}
 	}
-	return append(notes, failed...)
+	return []report.Col{
+		col("trials", func(t []float64) string {
+			if n := len(slices.DeleteFunc(slices.Clone(t), func(v float64) bool { return !math.IsInf(v, 1) })); n > 0 {
+				return fmt.Sprintf("%d (%d failed)", len(t), n)
+			}
+			return fmt.Sprint(len(t))
+		}),
+		col("median s", func(t []float64) string { return asSecCell(report.Median(t)) }),
+		col("p95 s", func(t []float64) string { return asSecCell(report.Percentile(t, 95)) }),
+		col("range s", func(t []float64) string { return asSecCell(slices.Min(t)) + "–" + asSecCell(slices.Max(t)) }),
+	}
+}
+
+// totals are metric of every trial of g that ran, +Inf for one that failed
+// (so that failed trials count against the goals).
+func totals(g report.Group, metric string) []float64 {
+	var out []float64
+	for _, r := range g.Rows {
+		if v := r.V(metric); r.OK() && !math.IsNaN(v) {
+			out = append(out, v)
+		} else if r.Skipped == "" {
+			out = append(out, math.Inf(1))
+		}
+	}
+	return out
+}
+
+// rowValues is metric in every row of g that has it, failed or not.
+func rowValues(g report.Group, metric string) []float64 {
+	var out []float64
+	for _, r := range g.Rows {
+		if v, ok := r.Values[metric]; ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// countRows counts g's rows by of (rows where it is "" or "–" left out).
+func countRows(g report.Group, of func(report.Row) string) map[string]int {
+	out := map[string]int{}
+	for _, r := range g.Rows {
+		if k := of(r); k != "" && k != "–" {
+			out[k]++
+		}
+	}
+	return out
+}
+
+// fmtCounts renders {"5": 3, "2": 1} as "2 ×1, 5 ×3", no counts as empty.
+func fmtCounts(m map[string]int, empty string) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%v ×%d", k, m[k]))
+	}
+	return cmp.Or(strings.Join(parts, ", "), empty)
+}
+
+// asSecCell is seconds as a table cell: "failed" for +Inf, "–" for none.
+func asSecCell(v float64) string {
+	if math.IsInf(v, 1) {
+		return "failed"
+	}
+	return report.Num("%.2f", v)
 }

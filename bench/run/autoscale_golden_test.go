@@ -2,89 +2,156 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/pulsefaas/pulse/bench/report"
 )
 
-// TestAutoscaleCollectorGolden renders stored results of the autoscale and
-// collector suites (bench/results) and checks the text and markdown against
+// autoscaleRows makes the rows of a stored autoscale result of the old
+// schema (before bench/report) and returns the host's CPUs.
+func autoscaleRows(t *testing.T, b []byte) (*report.Report, int) {
+	var old struct {
+		Started string           `json:"started"`
+		Machine machineInfo      `json:"machine"`
+		Steps   []map[string]any `json:"step_trials"`
+		Cold    []map[string]any `json:"cold_trials"`
+	}
+	if err := json.Unmarshal(b, &old); err != nil {
+		t.Fatal(err)
+	}
+	rep := &report.Report{Suite: suiteAutoscale, Started: old.Started, Setup: "2 CPUs (AMD EPYC), kernel 6.18.44"}
+	put := func(r *report.Row, m map[string]any, keys ...string) {
+		for _, k := range keys {
+			if v, ok := m[k].(float64); ok {
+				r.Put(strings.Replace(k, "failed", "failed_requests", 1), v)
+			}
+		}
+	}
+	for _, s := range old.Steps {
+		r := report.NewRow("step", "step", s["step"], "conns", s["connections"], "trial", s["trial"])
+		put(r, s, "scrape_s", "alarm_s", "hook_s", "updated_s", "scaled_s", "task_running_s", "traffic_s", "full_s", "load1",
+			"requests", "failed", "service_replicas")
+		ds, _ := s["decisions"].([]any)
+		var text []string
+		for _, d := range ds {
+			d := d.(map[string]any)
+			text = append(text, fmt.Sprintf("%v→%v %s @%.2f", d["from"], d["to"], d["trigger"], d["at_s"]))
+		}
+		if len(ds) > 0 {
+			first := ds[0].(map[string]any)
+			r.Labels["trigger"], r.Labels["decisions"] = first["trigger"].(string), strings.Join(text, ", ")
+			r.Put("first_replicas", first["to"].(float64))
+		}
+		r.Put("decisions", float64(len(ds)))
+		if s["foreign_change"] == true {
+			r.Put("foreign_change", 1)
+		}
+		if s["error"] == nil {
+			putStages(r)
+		} else {
+			r.Fail(errString(s["error"].(string)))
+		}
+		rep.Add(r)
+	}
+	for _, c := range old.Cold {
+		r := report.NewRow("cold", "from", "zero", "trial", c["trial"])
+		put(r, c, "latency_s", "status", "load1")
+		if c["status"] != 200.0 {
+			r.Fail(errString(fmt.Sprintf("status %v, want 200", c["status"])))
+		}
+		rep.Add(r)
+	}
+	return rep, old.Machine.CPUs
+}
+
+// oldCollector is the part of a stored collector result of the old schema
+// that its rows are made from.
+type oldCollector struct {
+	Started string      `json:"started"`
+	Machine machineInfo `json:"machine"`
+	Cycles  []struct {
+		Replicas int
+		RawMS    []float64 `json:"raw_ms"`
+		Scraped  float64   `json:"scraped_last_cycle"`
+		Failed   float64   `json:"failed_total"`
+	}
+	Plugin  map[string]any `json:"plugin"`
+	Netdata map[string]any `json:"netdata"`
+	System  map[string]any `json:"system_netdata"`
+}
+
+// collectorRows makes the rows of a stored collector result of the old
+// schema.
+func collectorRows(t *testing.T, b []byte) *report.Report {
+	var old oldCollector
+	if err := json.Unmarshal(b, &old); err != nil {
+		t.Fatal(err)
+	}
+	rep := &report.Report{Suite: suiteCollector, Started: old.Started, Setup: "2 CPUs (AMD EPYC), kernel 6.18.44"}
+	for _, c := range old.Cycles {
+		for i, ms := range c.RawMS {
+			rep.Add(report.NewRow("cycle", "replicas", c.Replicas, "cycle", i+1).Put("ms", ms).Put("scraped", c.Scraped).Put("failed_scrapes", 0))
+		}
+	}
+	kb := func(m map[string]any, key string) float64 { return m[key].(float64) * mb / 1024 }
+	p, n := old.Plugin, old.Netdata
+	rep.Add(report.NewRow("plugin", "replicas", 100).PutAll(map[string]float64{"seconds": p["duration_s"].(float64),
+		"cpu_core_pct": p["cpu_pct_of_one_core"].(float64), "rss_kb": kb(p, "rss_mb"), "rss_anon_kb": kb(p, "rss_anon_mb"),
+		"catalog_requests": p["catalog_requests"].(float64), "haproxy_requests": p["haproxy_requests"].(float64)}))
+	rep.Add(report.NewRow("netdata", "netdata", "lab").PutAll(map[string]float64{"seconds": n["duration_s"].(float64), "charts": n["charts"].(float64),
+		"procs": n["netdata_procs"].(float64) + 1, "netdata_rss_kb": kb(n, "netdata_rss_mb"), "plugin_rss_kb": kb(n, "plugin_rss_mb"),
+		"other_rss_kb": 0, "total_rss_kb": kb(n, "total_rss_mb"), "netdata_cpu_core_pct": n["netdata_cpu_pct_of_one_core"].(float64),
+		"plugin_cpu_core_pct": n["plugin_cpu_pct_of_one_core"].(float64)}))
+	if s := old.System; s != nil {
+		var others []string
+		for _, o := range s["other_plugins"].([]any) {
+			others = append(others, o.(string))
+		}
+		rep.Add(report.NewRow("netdata", "netdata", "system", "other_plugins", strings.Join(others, ", ")).PutAll(map[string]float64{
+			"procs": s["procs"].(float64), "netdata_rss_kb": kb(s, "netdata_rss_mb"), "plugin_rss_kb": kb(s, "pulse_plugin_rss_mb"),
+			"other_rss_kb": kb(s, "other_plugins_rss_mb"), "total_rss_kb": kb(s, "total_rss_mb"), "seconds": s["uptime_s"].(float64)}))
+	}
+	return rep
+}
+
+// TestAutoscaleCollectorGolden makes rows of stored results of the
+// autoscale and collector suites (bench/results, the old schema),
+// summarises them and checks the text and markdown renderings against
 // golden files; run with -update to rewrite them after an intended change.
-// With AUTOSCALE_CAPTURE=<dir> it also writes every stored result's
-// renderings and re-marshalled JSON there, for comparing a refactoring.
 func TestAutoscaleCollectorGolden(t *testing.T) {
-	capture := os.Getenv("AUTOSCALE_CAPTURE")
 	for _, tc := range []struct {
-		suite  string
-		golden string // the stored result checked against testdata
-		render func(b []byte, md bool, rel string) (string, any, error)
+		suite, stored string
+		rep           func(b []byte) *report.Report
 	}{
-		{suiteAutoscale, "autoscale-20261126T024550Z.json", func(b []byte, md bool, rel string) (string, any, error) {
-			var r autoscaleReport
-			err := json.Unmarshal(b, &r)
-			if capture != "" { // the pure steps, recomputed from the trials
-				r.Summary = summarizeAutoscale(r.Config.Steps, r.Steps, r.Cold)
-				r.Goals = autoscaleGoals(r.Summary)
-				r.Notes = autoscaleNotes(r)
-			}
-			return renderAutoscale(r, md, rel), r, err
+		{suiteAutoscale, "autoscale-20261126T000145Z.json", func(b []byte) *report.Report {
+			rep, cpus := autoscaleRows(t, b)
+			autoscaleSummary(rep, cpus)
+			return rep
 		}},
-		{suiteCollector, "collector-20261126T030315Z.json", func(b []byte, md bool, rel string) (string, any, error) {
-			var r collectorReport
-			err := json.Unmarshal(b, &r)
-			if capture != "" {
-				r.Goals = collectorGoals(r)
-			}
-			return renderCollector(r, md, rel), r, err
+		{suiteCollector, "collector-20261126T000942Z.json", func(b []byte) *report.Report {
+			rep := collectorRows(t, b)
+			collectorSummary(rep)
+			return rep
 		}},
 	} {
-		files, err := filepath.Glob(filepath.Join("..", "results", tc.suite+"-*.json"))
+		b, err := os.ReadFile(filepath.Join("..", "results", tc.stored))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range files {
-			name := filepath.Base(f)
-			if capture == "" && name != tc.golden {
-				continue
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rel := "results/" + name
-			text, rep, err := tc.render(b, false, rel)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			md, _, _ := tc.render(b, true, rel)
-			if capture != "" {
-				js, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				for ext, s := range map[string]string{".txt": text, ".md": md, ".json": string(js)} {
-					if err := os.WriteFile(filepath.Join(capture, name+ext), []byte(s), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if capture != "" || name != tc.golden {
-				continue
-			}
-			for ext, got := range map[string]string{".txt": text, ".md": md} {
-				golden := filepath.Join("testdata", tc.suite+"-results"+ext)
-				if *update {
-					if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
+		rep := tc.rep(b)
+		for ext, got := range map[string]string{".txt": rep.Render(false, ""), ".md": rep.Render(true, "results/"+tc.stored)} {
+			golden := filepath.Join("testdata", tc.suite+"-results"+ext)
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				if got != string(want) {
-					t.Errorf("%s renders differently from %s (run go test ./bench/run -update after an intended change):\n%s", name, golden, got)
-				}
+			}
+			if want := readTestdata(t, tc.suite+"-results"+ext); got != want {
+				t.Errorf("%s renders differently from %s (run go test ./bench/run -update after an intended change):\n%s", tc.stored, golden, got)
 			}
 		}
 	}

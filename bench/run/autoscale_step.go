@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -22,10 +21,24 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/gateway"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 	"github.com/pulsefaas/pulse/scaler"
 )
+
+// asStages are the step breakdown's stages, each between two times of a
+// step row ("": t0); a row holds each stage's seconds as "stage_" + its end.
+var asStages = []struct{ name, from, to string }{
+	{"step → scrape", "", "scrape_s"},
+	{"scrape → alarm", "scrape_s", "alarm_s"},
+	{"alarm → hook", "alarm_s", "hook_s"},
+	{"hook → update stored", "hook_s", "updated_s"},
+	{"stored → ServiceUpdate returned", "updated_s", "scaled_s"},
+	{"ServiceUpdate → task running", "scaled_s", "task_running_s"},
+	{"task running → server took traffic", "task_running_s", "traffic_s"},
+}
 
 // stepObs is what the trial's pollers saw, guarded by mu.
 type stepObs struct {
@@ -34,12 +47,6 @@ type stepObs struct {
 	running map[string]time.Time // new task → its status timestamp when seen running
 	traffic map[string]time.Time // a new replica's address → when its server first took a session
 	lastErr error
-}
-
-func (o *stepObs) note(err error) {
-	o.mu.Lock()
-	o.lastErr = err
-	o.mu.Unlock()
 }
 
 // seen returns how many new replicas' servers took traffic, the address of
@@ -58,31 +65,31 @@ func (o *stepObs) seen() (n int, addr string, first, last time.Time) {
 	return len(o.traffic), addr, first, last
 }
 
-func (b *autoscaleBench) stepTrial(ctx context.Context, st autoscaleStep, trial int) stepTrial {
-	r := stepTrial{Step: st.Name, Conns: st.Conns, Trial: trial}
-	if err := b.stepOnce(ctx, st, &r); err != nil {
-		r.Error = err.Error()
+// stepTrial runs one load step from one replica: a "step" row of the
+// seconds after t0 (the load's start) at which each stage was seen.
+func (b *autoscaleBench) stepTrial(ctx context.Context, st autoscaleStep, trial int) *report.Row {
+	r := report.NewRow("step", "step", st.Name, "conns", st.Conns, "trial", trial)
+	if err := b.stepOnce(ctx, st, r); err != nil {
+		r.Fail(err)
 		b.log.Warn("step trial failed", "step", st.Name, "trial", trial, "err", err)
 		return r
 	}
-	deref := func(p *float64) float64 {
-		if p == nil {
-			return math.NaN()
-		}
-		return *p
-	}
-	b.log.Info("step trial", "step", st.Name, "trial", trial, "traffic_s", deref(r.TrafficS), "scrape_s", deref(r.ScrapeS), "alarm_s", deref(r.AlarmS),
-		"hook_s", deref(r.HookS), "scaled_s", deref(r.ScaledS), "running_s", deref(r.RunningS), "trigger", r.Trigger, "to", r.firstTo(), "failed", r.Failed)
+	b.log.Info("step trial", "step", st.Name, "trial", trial, "traffic_s", r.V("traffic_s"), "scrape_s", r.V("scrape_s"), "alarm_s", r.V("alarm_s"),
+		"hook_s", r.V("hook_s"), "scaled_s", r.V("scaled_s"), "running_s", r.V("task_running_s"), "trigger", r.Label("trigger"),
+		"to", r.V("first_replicas"), "failed", r.V("failed_requests"))
 	return r
 }
 
-func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *stepTrial) error {
+// stepOnce starts the load and waits for the first new server taking
+// traffic, then (up to asFullWait) for every replica of the first
+// decision; then it reads when the other stages happened.
+func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *report.Row) error {
 	taskFilter := filters.NewArgs(filters.Arg("service", b.stepSvcID))
 	knownTasks, err := taskIDs(ctx, b.api, taskFilter)
 	if err != nil {
 		return err
 	}
-	slots, err := b.servers(ctx, b.step)
+	slots, err := readSlots(ctx, b.rt, gateway.BackendName(b.step))
 	if err != nil {
 		return err
 	}
@@ -96,56 +103,53 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	for _, s := range slots {
 		base[s.Name] = s.Stot
 	}
-	oldAddrs := map[string]bool{live[0].Addr: true}
-
 	obs := &stepObs{created: map[string]time.Time{}, running: map[string]time.Time{}, traffic: map[string]time.Time{}}
 	pctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
 	wg.Go(func() { b.pollTasks(pctx, taskFilter, knownTasks, obs) })
-	wg.Go(func() { b.pollServers(pctx, base, oldAddrs, obs) })
+	wg.Go(func() { b.pollServers(pctx, base, map[string]bool{live[0].Addr: true}, obs) })
 
-	r.Load1, _ = readLoad1("/proc")
+	load1, _ := readLoad1("/proc")
+	r.Put("load1", load1)
 	t0 := time.Now()
-	r.Start = t0.UTC().Format(time.RFC3339Nano)
-	endLoad := startStepLoad(b.gwAddr, "/function/"+b.step, b.body, st.Conns)
-	stopLoad := sync.OnceFunc(func() { r.Requests, r.Failed, r.Why = endLoad() })
-	defer stopLoad()
-
-	// Wait for the first new server taking traffic, then (up to
-	// asFullWait) for every replica of the first decision.
-	want := 0
-	var lastEvents time.Time
-	for {
-		n, _, first, last := obs.seen()
-		now := time.Now()
-		if first.IsZero() && now.Sub(t0) > asTrafficTimeout {
-			obs.mu.Lock()
-			running, lastErr := len(obs.running), obs.lastErr
-			obs.mu.Unlock()
-			return fmt.Errorf("no new server took traffic within %s (tasks running: %d, last error: %v)", asTrafficTimeout, running, lastErr)
-		}
-		if !first.IsZero() {
-			if now.Sub(lastEvents) > 200*time.Millisecond {
-				lastEvents = now
-				if evs, err := b.events(ctx); err == nil {
-					if ds := decisionsSince(evs, b.step, t0); len(ds) > 0 {
-						want = ds[0].To - 1 // new replicas of the first decision
-					}
-				}
-			}
-			if want > 0 && n >= want {
-				r.FullS = ptr(round3(last.Sub(t0).Seconds()))
-				break
-			}
-			if now.Sub(first) > asFullWait {
-				break
-			}
-		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return err
+	r.Labels["start"] = t0.UTC().Format(time.RFC3339Nano)
+	at := func(metric string, t time.Time) {
+		if !t.IsZero() {
+			r.Put(metric, report.Round3(t.Sub(t0).Seconds()))
 		}
 	}
+	endLoad := startStepLoad(b.gwAddr, "/function/"+b.step, b.body, st.Conns)
+	stopLoad := sync.OnceFunc(func() {
+		requests, failed, why := endLoad()
+		r.Put("requests", float64(requests)).Put("failed_requests", float64(failed))
+		if len(why) > 0 {
+			r.Labels["failed_why"] = fmtCounts(why, "")
+		}
+	})
+	defer stopLoad()
+	err = poll(ctx, asTrafficTimeout, 20*time.Millisecond, func(late bool) (bool, error) {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if late && len(obs.traffic) == 0 {
+			return false, fmt.Errorf("no new server took traffic within %s (tasks running: %d, last error: %v)", asTrafficTimeout, len(obs.running), obs.lastErr)
+		}
+		return len(obs.traffic) > 0, nil
+	})
+	if err != nil {
+		return err
+	}
+	want := 0 // new replicas of the first decision
+	_ = poll(ctx, asFullWait, 20*time.Millisecond, func(late bool) (bool, error) {
+		if evs, err := b.events(ctx); want == 0 && err == nil && len(decisionsSince(evs, b.step, t0)) > 0 {
+			want = decisionsSince(evs, b.step, t0)[0].To - 1
+		}
+		n, _, _, last := obs.seen()
+		if want > 0 && n >= want {
+			at("full_s", last)
+		}
+		return late || want > 0 && n >= want, nil
+	})
 	// Swarm's UpdatedAt, before anything else updates the service.
 	svc, err := inspectService(ctx, b.api, b.step)
 	inspected := time.Now()
@@ -155,38 +159,24 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	stopLoad()
 	// The server is known by its address: pulsed's catalog names its task.
 	// The task poller may see the task a moment after HAProxy did.
-	_, addr, at, _ := obs.seen()
+	_, addr, first, _ := obs.seen()
 	name := ""
-	for i := 0; i < 25; i++ {
+	_ = poll(ctx, 25*asTaskPoll, asTaskPoll, func(late bool) (bool, error) {
 		if name == "" {
 			name = b.taskAt(ctx, b.step, addr)
 		}
 		obs.mu.Lock()
+		defer obs.mu.Unlock()
 		_, ok := obs.running[name]
-		obs.mu.Unlock()
-		if ok {
-			break
-		}
-		time.Sleep(asTaskPoll)
-	}
+		return ok || late, nil
+	})
 	stop()
 	wg.Wait()
-
-	rel := func(t time.Time) *float64 {
-		if t.IsZero() {
-			return nil
-		}
-		return ptr(round3(t.Sub(t0).Seconds()))
-	}
-	t0s := float64(t0.UnixNano()) / 1e9
-	from := int64(math.Floor(t0s))
-	relUnix := func(sec int64) *float64 { return ptr(round3(float64(sec) - t0s)) }
-
-	r.TaskID = name
-	r.TrafficS = rel(at)
-	r.RunningS = rel(obs.running[name])
-	r.CreatedS = rel(obs.created[name])
-	r.Serving = len(obs.traffic)
+	r.Labels["task"] = name
+	at("traffic_s", first)
+	at("task_running_s", obs.running[name])
+	at("task_created_s", obs.created[name])
+	r.Put("new_servers_serving", float64(len(obs.traffic)))
 
 	evs, err := b.events(ctx)
 	if err != nil {
@@ -194,53 +184,79 @@ func (b *autoscaleBench) stepOnce(ctx context.Context, st autoscaleStep, r *step
 	}
 	ds := decisionsSince(evs, b.step, t0)
 	stored := 0
+	var text []string
 	for _, e := range ds {
-		r.Decisions = append(r.Decisions, stepDecision{AtS: round3(e.Time.Sub(t0).Seconds()), From: e.From, To: e.To, Trigger: e.Trigger, Reason: e.Reason})
+		text = append(text, fmt.Sprintf("%d→%d %s @%.2f", e.From, e.To, e.Trigger, e.Time.Sub(t0).Seconds()))
 		if !e.Time.After(inspected) {
 			stored++
 		}
 	}
+	r.Put("decisions", float64(len(ds)))
 	if rr := svc.Spec.Mode.Replicated; rr != nil && rr.Replicas != nil {
-		r.ServiceReplicas = int(*rr.Replicas)
-		if stored > 0 && ds[stored-1].To != r.ServiceReplicas {
-			r.Foreign = true // someone else (another pulsed on this swarm?) changed the count
+		r.Put("service_replicas", float64(*rr.Replicas))
+		if stored > 0 && ds[stored-1].To != int(*rr.Replicas) {
+			r.Put("foreign_change", 1) // someone else (another pulsed on this swarm?) changed the count
 		}
 	}
 	if len(ds) > 0 {
-		r.ScaledS = rel(ds[0].Time)
-		r.Trigger = ds[0].Trigger
+		r.Labels["decisions"], r.Labels["trigger"], r.Labels["reason"] = strings.Join(text, ", "), ds[0].Trigger, ds[0].Reason
+		r.Put("first_replicas", float64(ds[0].To))
+		at("scaled_s", ds[0].Time)
 		// UpdatedAt is the first decision's only when no later one came
 		// before the inspection.
 		if stored == 1 && !svc.UpdatedAt.After(ds[0].Time) && svc.UpdatedAt.After(t0) {
-			r.UpdatedS = rel(svc.UpdatedAt)
+			at("updated_s", svc.UpdatedAt)
 		}
 	}
 
+	// Netdata's times are whole seconds.
+	from := t0.Unix()
+	atUnix := func(metric string, sec int64) { r.Put(metric, report.Round3(float64(sec)-float64(t0.UnixNano())/1e9)) }
 	d, err := b.nd.DataRange(ctx, utilChart(b.step), from-2, 0)
 	if err != nil {
 		return fmt.Errorf("netdata data: %w", err)
 	}
 	if sec, ok := firstAbove(d, contract.DimUtilization, scaler.DefaultUpThreshold, from); ok {
-		r.ScrapeS = relUnix(sec)
+		atUnix("scrape_s", sec)
 	}
 	log, err := b.nd.AlarmLog(ctx, 0)
 	if err != nil {
 		return fmt.Errorf("netdata alarm log: %w", err)
 	}
 	if e, ok := firstCritical(log, alarmScaleUp, b.step, from); ok {
-		r.AlarmS, r.AlarmValue = relUnix(e.When), e.Value
+		atUnix("alarm_s", e.When)
+		r.Put("alarm_value", e.Value)
 	}
 	if f, err := os.Open(b.pulsedLog); err == nil {
-		h, ok := firstHook(f, b.step, alarmScaleUp, t0)
+		hook, result, ok := firstHook(f, b.step, alarmScaleUp, t0)
 		f.Close()
 		if ok {
-			r.HookS, r.HookResult = rel(h.Time), h.Result
+			at("hook_s", hook)
+			r.Labels["hook_result"] = result
 		}
 	}
-	if r.TrafficS == nil {
+	if first.IsZero() {
 		return errors.New("no new server took traffic")
 	}
+	putStages(r)
 	return nil
+}
+
+// putStages puts the seconds of every stage of r whose both ends were
+// seen. A decision of pulsed's periodic evaluation did not wait for the
+// alarm and the hook: their stages are left out.
+func putStages(r *report.Row) {
+	resync := r.Label("trigger") != contract.TriggerAlarm && r.Label("trigger") != ""
+	unseen := func(m string) bool { return resync && (m == "alarm_s" || m == "hook_s") }
+	for _, s := range asStages {
+		from := 0.0
+		if s.from != "" {
+			from = r.V(s.from)
+		}
+		if !unseen(s.from) && !unseen(s.to) {
+			r.Put("stage_"+s.to, report.Round3(r.V(s.to)-from)) // NaN (an end unseen) is left out
+		}
+	}
 }
 
 // decisionsSince returns fn's scale events after t0, oldest first.
@@ -254,16 +270,12 @@ func decisionsSince(evs contract.ScaleEvents, fn string, t0 time.Time) []contrac
 // whose label column is above limit.
 func firstAbove(d netdatalab.Data, label string, limit float64, from int64) (int64, bool) {
 	col := slices.Index(d.Labels, label)
-	if col < 1 {
-		return 0, false
-	}
 	found, best := false, int64(0)
 	for _, row := range d.Rows {
-		if len(row) <= col {
+		if col < 1 || len(row) <= col {
 			continue
 		}
-		t := int64(row[0])
-		if t >= from && row[col] > limit && (!found || t < best) {
+		if t := int64(row[0]); t >= from && row[col] > limit && (!found || t < best) {
 			found, best = true, t
 		}
 	}
@@ -286,40 +298,35 @@ func firstCritical(log []netdatalab.AlarmLogEntry, alarm, fn string, from int64)
 	return best, found
 }
 
-// hookLine is pulsed's debug log line of an alarm webhook request.
-type hookLine struct {
-	Time     time.Time `json:"time"`
-	Msg      string    `json:"msg"`
-	Function string    `json:"function"`
-	Alarm    string    `json:"alarm"`
-	Status   string    `json:"status"`
-	When     int64     `json:"when"`
-	Result   string    `json:"result"`
-}
-
-// firstHook returns the first webhook request pulsed logged (JSON lines,
-// msg "alarm") for fn's alarm, CRITICAL, after t0.
-func firstHook(r io.Reader, fn, alarm string, t0 time.Time) (hookLine, bool) {
+// firstHook returns the time and result of the first webhook request
+// pulsed logged (its debug JSON line "alarm") for fn's alarm, CRITICAL,
+// after t0.
+func firstHook(r io.Reader, fn, alarm string, t0 time.Time) (time.Time, string, bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var h hookLine
+		var h struct {
+			Time                                 time.Time
+			Msg, Function, Alarm, Status, Result string
+		}
 		if !strings.Contains(sc.Text(), `"msg":"alarm"`) || json.Unmarshal(sc.Bytes(), &h) != nil {
 			continue
 		}
 		if h.Msg == "alarm" && h.Function == fn && h.Alarm == alarm && h.Status == "CRITICAL" && h.Time.After(t0) {
-			return h, true
+			return h.Time, h.Result, true
 		}
 	}
-	return hookLine{}, false
+	return time.Time{}, "", false
 }
 
 // pollTasks polls the service's tasks every asTaskPoll and records, for
 // every task not in known, its creation and when it turned running (its
 // status timestamp).
 func (b *autoscaleBench) pollTasks(ctx context.Context, f filters.Args, known map[string]bool, obs *stepObs) {
-	pollNewTasks(ctx, b.api, f, known, asTaskPoll, obs.note, func(tasks []swarm.Task, _ time.Time) bool {
+	note := func(err error) { obs.mu.Lock(); obs.lastErr = err; obs.mu.Unlock() }
+	pollNewTasks(ctx, b.api, f, known, asTaskPoll, note, func(tasks []swarm.Task, _ time.Time) bool {
 		obs.mu.Lock()
+		defer obs.mu.Unlock()
 		for _, t := range tasks {
 			if _, ok := obs.created[t.ID]; !ok {
 				obs.created[t.ID] = t.CreatedAt
@@ -328,29 +335,27 @@ func (b *autoscaleBench) pollTasks(ctx context.Context, f filters.Args, known ma
 				obs.running[t.ID] = t.Status.Timestamp
 			}
 		}
-		obs.mu.Unlock()
 		return false
 	})
 }
 
 // pollServers reads the step function's slots every asHAProxyPoll and
-// records when a slot pointed at an address not in old first took a
-// session past its count in base (slot name → stot before the step), by
-// address.
+// records, by address, when a slot pointed at an address not in old first
+// took a session past its count in base (slot name → stot before the step).
 func (b *autoscaleBench) pollServers(ctx context.Context, base map[string]int64, old map[string]bool, obs *stepObs) {
 	every(ctx, asHAProxyPoll, func() {
-		slots, err := b.servers(ctx, b.step)
+		slots, err := readSlots(ctx, b.rt, gateway.BackendName(b.step))
 		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			obs.note(err)
-		}
 		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			obs.lastErr = err
+		}
 		for _, s := range newTraffic(slots, base, old) {
 			if _, ok := obs.traffic[s.Addr]; !ok {
 				obs.traffic[s.Addr] = now
 			}
 		}
-		obs.mu.Unlock()
 	})
 }
 
@@ -366,17 +371,17 @@ func (b *autoscaleBench) taskAt(ctx context.Context, fn, addr string) string {
 	return ""
 }
 
-// startStepLoad starts conns connections of the closed-loop
-// client (load.go: keep-alive, one request outstanding each, never
-// retrying) POSTing body to path at addr. The function it returns stops
-// the load (each connection finishes its request under way) and returns
-// the requests answered, the failures and their reasons.
-func startStepLoad(addr, path, body string, conns int) func() (requests, failed int64, why map[string]int64) {
+// startStepLoad starts conns connections of the closed-loop client
+// (load.go: keep-alive, one request outstanding each, never retrying)
+// POSTing body to path at addr. The function it returns stops the load
+// (each connection finishes its request under way) and returns the
+// requests answered, the failures and their reasons.
+func startStepLoad(addr, path, body string, conns int) func() (requests, failed int64, why map[string]int) {
 	l := newClosedLoop(time.Now(), body, nil)
 	l.set(conns, addr, path, false)
-	return func() (int64, int64, map[string]int64) {
+	return func() (int64, int64, map[string]int) {
 		recs, fails := l.end()
-		why := map[string]int64{}
+		why := map[string]int{}
 		for _, f := range fails {
 			msg := f.Msg
 			if f.Req.Err == reqErrStatus { // counted by status

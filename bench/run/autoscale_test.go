@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/alarms"
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
@@ -95,10 +97,12 @@ func TestFirstHook(t *testing.T) {
 		`{"time":"2026-11-25T12:00:01.4Z","level":"DEBUG","msg":"alarm","function":"fn","alarm":"pulse_scale_up","status":"CRITICAL","when":3,"result":"stale"}`,
 		`{"time":"2026-11-25T12:00:02Z","level":"DEBUG","msg":"alarm","function":"fn","alarm":"pulse_scale_up","status":"CRITICAL","when":4,"result":"accepted"}`,
 	}, "\n")
-	got, ok := firstHook(strings.NewReader(logText), "fn", "pulse_scale_up", t0)
-	want := hookLine{Time: t0.Add(1400 * time.Millisecond), Msg: "alarm", Function: "fn", Alarm: "pulse_scale_up", Status: "CRITICAL", When: 3, Result: "stale"}
-	if !ok || !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v %t, want %+v", got, ok, want)
+	at, result, ok := firstHook(strings.NewReader(logText), "fn", "pulse_scale_up", t0)
+	if want := t0.Add(1400 * time.Millisecond); !ok || !at.Equal(want) || result != "stale" {
+		t.Errorf("got %v %q %t, want %v \"stale\"", at, result, ok, want)
+	}
+	if _, _, ok := firstHook(strings.NewReader(logText), "fn", "pulse_scale_up", t0.Add(2*time.Second)); ok {
+		t.Error("found a hook after the last")
 	}
 }
 
@@ -116,78 +120,116 @@ func TestDecisionsSince(t *testing.T) {
 	}
 }
 
-func TestStageTimes(t *testing.T) {
-	p := ptr
-	alarm := stepTrial{ScrapeS: p(0.5), AlarmS: p(1.5), HookS: p(2), UpdatedS: p(2.25), ScaledS: p(2.5), RunningS: p(3.5), TrafficS: p(4), Trigger: "alarm"}
-	if got, want := alarm.stageTimes(), []float64{0.5, 1, 0.5, 0.25, 0.25, 1, 0.5}; !reflect.DeepEqual(got, want) {
+func TestPutStages(t *testing.T) {
+	times := map[string]float64{"scrape_s": 0.5, "alarm_s": 1.5, "hook_s": 2, "updated_s": 2.25, "scaled_s": 2.5, "task_running_s": 3.5, "traffic_s": 4}
+	stages := func(r *report.Row) []float64 {
+		putStages(r)
+		var out []float64
+		for _, s := range asStages {
+			out = append(out, r.V("stage_"+s.to))
+		}
+		return out
+	}
+	alarm := report.NewRow("step").PutAll(times)
+	alarm.Labels["trigger"] = "alarm"
+	if got, want := stages(alarm), []float64{0.5, 1, 0.5, 0.25, 0.25, 1, 0.5}; !reflect.DeepEqual(got, want) {
 		t.Errorf("alarm: got %v, want %v", got, want)
 	}
-	resync := alarm
-	resync.Trigger = "resync"
-	got := resync.stageTimes()
-	for i, v := range got {
+	resync := report.NewRow("step").PutAll(times)
+	resync.Labels["trigger"] = "resync"
+	for i, v := range stages(resync) {
 		if isNaN := math.IsNaN(v); isNaN != (i == 1 || i == 2 || i == 3) {
-			t.Errorf("resync: stage %d (%s) = %v", i, stepStages[i], v)
+			t.Errorf("resync: stage %d (%s) = %v", i, asStages[i].name, v)
 		}
 	}
-	missing := stepTrial{TrafficS: p(4)}
-	if got := missing.stageTimes(); !math.IsNaN(got[0]) || !math.IsNaN(got[6]) {
+	if got := stages(report.NewRow("step").Put("traffic_s", 4)); !math.IsNaN(got[0]) || !math.IsNaN(got[6]) {
 		t.Errorf("missing ends: got %v, want NaN", got)
 	}
 }
 
-func TestSummarizeAutoscaleAndGoals(t *testing.T) {
-	p := ptr
-	trial := func(step string, total float64, to int, trigger string) stepTrial {
-		return stepTrial{Step: step, ScrapeS: p(0.5), AlarmS: p(1), HookS: p(1.2), ScaledS: p(1.5), RunningS: p(total - 0.5), TrafficS: p(total),
-			Trigger: trigger, Decisions: []stepDecision{{To: to, Trigger: trigger}}, Requests: 100}
+// testAutoscaleReport is five 5× trials (one failed, one first decision
+// out of 5 ± 1, one of the periodic evaluation, one with a foreign
+// change), one 1.5× trial and three cold starts (one answered 503).
+func testAutoscaleReport() *report.Report {
+	rep := &report.Report{Suite: suiteAutoscale, Started: "2026-01-02T03:04:05Z", Setup: "2 CPUs"}
+	trial := func(step string, n int, total float64, to int, trigger string) *report.Row {
+		r := report.NewRow("step", "step", step, "conns", 10, "trial", n).PutAll(map[string]float64{"scrape_s": 0.5, "alarm_s": 1, "hook_s": 1.2,
+			"scaled_s": 1.5, "task_running_s": total - 0.5, "traffic_s": total, "first_replicas": float64(to), "decisions": 1, "requests": 100, "load1": 3})
+		r.Labels["trigger"], r.Labels["decisions"] = trigger, fmt.Sprintf("1→%d %s @1.50", to, trigger)
+		putStages(r)
+		return r
 	}
-	trials := []stepTrial{
-		trial("5×", 3, 5, "alarm"), trial("5×", 3.5, 5, "alarm"), trial("5×", 5, 2, "resync"),
-		{Step: "5×", Error: "no new server took traffic", Requests: 50, Failed: 2},
-		trial("5×", 2.5, 6, "alarm"),
-		trial("1.5×", 4, 2, "alarm"),
+	failed := report.NewRow("step", "step", "5×", "conns", 10, "trial", 4).PutAll(map[string]float64{"requests": 50, "failed_requests": 2, "load1": 3})
+	failed.Fail(errString("no new server took traffic"))
+	foreign := trial("5×", 5, 2.5, 6, "alarm").PutAll(map[string]float64{"foreign_change": 1, "service_replicas": 7, "decisions": 2})
+	for _, r := range []*report.Row{trial("5×", 1, 3, 5, "alarm"), trial("5×", 2, 3.5, 5, "alarm"), trial("5×", 3, 5, 2, "resync"), failed, foreign,
+		trial("1.5×", 1, 4, 2, "alarm")} {
+		rep.Add(r)
 	}
-	cold := []coldTrial{{LatencyS: 0.8, Status: 200}, {LatencyS: 0.9, Status: 200}, {LatencyS: 30, Status: 503, Error: "503"}}
-	s := summarizeAutoscale(asSteps, trials, cold)
-	five := s.Steps[0]
-	if five.Trials != 5 || five.Failed != 1 || five.MedianS != 3.5 || !math.IsInf(float64(five.P95S), 1) || five.InRange != 3 || five.Want != 5 {
-		t.Errorf("5×: %+v", five)
+	for i, lat := range []float64{0.8, 0.9, 30} {
+		r := report.NewRow("cold", "from", "zero", "trial", i+1).Put("latency_s", lat).Put("status", 200).Put("load1", 3)
+		if lat == 30 {
+			r.Put("status", 503).Fail(errString("status 503, want 200"))
+		}
+		rep.Add(r)
 	}
-	if !reflect.DeepEqual(five.FirstTo, map[int]int{2: 1, 5: 2, 6: 1}) || !reflect.DeepEqual(five.Triggers, map[string]int{"alarm": 3, "resync": 1}) {
-		t.Errorf("5× decisions: %v %v", five.FirstTo, five.Triggers)
+	return rep
+}
+
+func TestAutoscaleSummary(t *testing.T) {
+	rep := testAutoscaleReport()
+	autoscaleSummary(rep, 2)
+	five, _ := report.Find(rep.Summary, "step", "5×")
+	if got := totals(five, "traffic_s"); len(got) != 5 || !math.IsInf(got[3], 1) || report.Median(got) != 3.5 {
+		t.Errorf("5× totals %v: want 5, the failed one +Inf, median 3.5", got)
 	}
-	if five.StageN[2] != 3 || five.StageN[0] != 4 || five.Requests != 450 || five.FailedRequests != 2 {
-		t.Errorf("5× stages: n %v, requests %d/%d", five.StageN, five.Requests, five.FailedRequests)
+	if n := len(five.Values("stage_hook_s")); n != 3 {
+		t.Errorf("5× alarm → hook over %d trials, want 3 (not the resync one nor the failed one)", n)
 	}
-	if s.Steps[1].Want != 2 || s.Steps[1].Trials != 1 {
-		t.Errorf("1.5×: %+v", s.Steps[1])
+	want := map[string]struct {
+		status string
+		value  float64
+		note   string
+	}{
+		"5× step → first extra replica serving, median":          {report.Pass, 3.5, "5 trials, 1 without an extra replica serving"},
+		"5× step → first extra replica serving, p95":             {report.Fail, 0, "5 trials, 1 without an extra replica serving"},
+		"5× step: first decision 5 ± 1 replicas, trials outside": {report.Fail, 2, "first decisions: 2 ×1, 5 ×2, 6 ×1"},
+		"cold start from zero: first request, median":            {report.Pass, 0.9, "3 trials"},
+		"cold start: requests not answered 200":                  {report.Fail, 1, ""},
 	}
-	if s.Cold.Trials != 3 || s.Cold.OK != 2 || s.Cold.MedianS != 0.9 {
-		t.Errorf("cold: %+v", s.Cold)
+	for _, g := range rep.Goals {
+		w, ok := want[g.Name]
+		delete(want, g.Name)
+		if !ok || g.Status != w.status || g.Value != w.value || g.Note != w.note {
+			t.Errorf("goal %q: %s %v %q, want %+v", g.Name, g.Status, g.Value, g.Note, w)
+		}
 	}
-	goals := autoscaleGoals(s)
+	for name := range want {
+		t.Errorf("no goal %q", name)
+	}
+	notes := strings.Join(rep.Notes, "\n")
+	for _, n := range []string{"5×: 2 of 450 requests of the load failed", "5×: in 1 trial(s) pulsed's periodic evaluation",
+		"5× trial 5: the service had 7 replicas", "the host was busy: its 1-minute load average at the trials' starts was 3.0",
+		"1 step trial(s) took more than one decision", "5× trial 4 failed: no new server took traffic", "cold start trial 3 failed: status 503"} {
+		if !strings.Contains(notes, n) {
+			t.Errorf("no note %q in:\n%s", n, notes)
+		}
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("the report must marshal (no NaN or Inf): %v", err)
+	}
+}
+
+func TestAutoscaleGoalsSkipped(t *testing.T) {
+	rep := &report.Report{}
+	rep.Add(report.NewRow("cold", "from", "zero", "trial", 1).Put("latency_s", 0.5).Put("status", 200))
+	autoscaleSummary(rep, 2)
 	var got []string
-	for _, g := range goals {
+	for _, g := range rep.Goals {
 		got = append(got, g.Status)
 	}
-	// median 3.5 ≤ 4; p95 a failed trial; 2 trials outside 5 ± 1; cold
-	// median 0.9 ≤ 1; one cold request not 200.
-	if want := []string{pass, fail, fail, pass, fail}; !reflect.DeepEqual(got, want) {
-		t.Errorf("goals %v, want %v: %+v", got, want, goals)
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatalf("the summary must marshal (NaN and Inf as null): %v", err)
-	}
-	if !strings.Contains(string(b), `"p95_s":null`) {
-		t.Errorf("an infinite p95 is not null: %s", b)
-	}
-	for _, md := range []bool{false, true} {
-		out := renderAutoscale(autoscaleReport{Summary: s, reportEnd: reportEnd{Goals: goals}, Steps: trials}, md, "x.json")
-		if !strings.Contains(out, "task running → server took traffic") || !strings.Contains(out, "failed") {
-			t.Errorf("render (md %t) lacks the stage table:\n%s", md, out)
-		}
+	if want := []string{report.Skip, report.Skip, report.Skip, report.Pass, report.Pass}; !reflect.DeepEqual(got, want) {
+		t.Errorf("goals %v, want the step's skipped, the cold start's passed", got)
 	}
 }
 
@@ -206,7 +248,7 @@ func TestStepLoadAndColdRequest(t *testing.T) {
 	end := startStepLoad(addr, "/function/x", "hello", 1)
 	time.Sleep(100 * time.Millisecond)
 	req, failed, why := end()
-	if req < 10 || failed == 0 || why["503 Service Unavailable"] != failed {
+	if req < 10 || failed == 0 || int64(why["503 Service Unavailable"]) != failed {
 		t.Errorf("requests %d, failed %d (%v): want many, a fifth of them 503", req, failed, why)
 	}
 	n.Store(0)

@@ -1,32 +1,26 @@
 package main
 
 // The collector suite: Pulse's Netdata collector (package collector, the
-// pulse.d.plugin binary) against real watchdog processes.
-//
-// It starts collectorReplicas fork-mode watchdogs (cat) on loopback ports,
-// serves a replica catalog listing the first 50, 100 and 200 of them (ten
-// replicas per function) plus a HAProxy-style backend page for their
-// functions from one in-process HTTP server, and measures one collection
-// cycle (collector.Collector.Collect, in this process) over cycles at each
-// size. Then it runs the built pulse.d.plugin standalone against the
-// 100-replica catalog, its plugins.d output discarded, and reads its CPU
-// and RSS from /proc; and then under a lab Netdata (collector_netdata.go)
-// for the RSS of netdata and the plugin together, beside the system
-// Netdata's if one runs.
+// pulse.d.plugin binary) against 200 real fork-mode watchdogs listed by an
+// in-process catalog: one collection cycle in this process at 50, 100 and
+// 200 replicas, the built plugin standalone, and the plugin under a lab
+// Netdata beside the system Netdata, if one runs (bench/README.md).
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,112 +29,66 @@ import (
 
 	"github.com/netdata/go.d.plugin/pkg/web"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/collector"
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
+	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
 
 const suiteCollector = "collector"
 
-// The suite's shape and the issue's goals.
+// The suite's shape.
 const (
-	collectorReplicas        = 200
-	collectorPerFunction     = 10
-	collectorCycleGap        = 200 * time.Millisecond // between measured cycles
-	collectorP99GoalMS       = 250                    // at 200 replicas
-	collectorPluginCPUGoal   = 3                      // % of one core, 100 replicas
-	collectorPluginReplicas  = 100
-	collectorPluginWarmup    = 5 * time.Second
-	collectorPluginDuration  = 30 * time.Second
-	collectorQuickCycles     = 20
-	collectorCycles          = 60
-	collectorQuickPluginTime = 8 * time.Second
+	collectorReplicas       = 200
+	collectorPerFunction    = 10
+	collectorPluginReplicas = 100 // the standalone plugin's and the lab Netdata's catalog
+	collectorCycleGap       = 200 * time.Millisecond
+	collectorPluginName     = contract.PluginName + ".plugin"
 )
-
-var collectorSizes = []int{50, 100, 200}
-
-// collectorReport is the suite's JSON.
-type collectorReport struct {
-	runHead
-	Quick     bool             `json:"quick"`
-	Machine   machineInfo      `json:"machine"`
-	Artifacts []artifact       `json:"artifacts"`
-	Replicas  int              `json:"watchdogs"`
-	NoFile    uint64           `json:"rlimit_nofile"`
-	Cycles    []collectorCycle `json:"cycles"`
-	Plugin    collectorPlugin  `json:"plugin"`
-	Netdata   collectorNetdata `json:"netdata"`
-	// SystemNetdata is the machine's own Netdata, if one ran: stock
-	// configuration, every collector; informational.
-	SystemNetdata *systemNetdata `json:"system_netdata,omitempty"`
-	reportEnd
-}
-
-// collectorCycle is the in-process measurement at one catalog size.
-type collectorCycle struct {
-	Replicas  int       `json:"replicas"`
-	Functions int       `json:"functions"`
-	Cycles    int       `json:"cycles"`
-	P50MS     float64   `json:"p50_ms"`
-	P99MS     float64   `json:"p99_ms"`
-	MaxMS     float64   `json:"max_ms"`
-	Scraped   int64     `json:"scraped_last_cycle"`
-	Failed    int64     `json:"failed_total"`
-	RawMS     []float64 `json:"raw_ms"`
-}
-
-// collectorPlugin is the standalone plugin run.
-type collectorPlugin struct {
-	Replicas        int     `json:"replicas"`
-	DurationS       float64 `json:"duration_s"`
-	CPUPct          float64 `json:"cpu_pct_of_one_core"`
-	RSSMB           float64 `json:"rss_mb"`
-	RSSAnonMB       float64 `json:"rss_anon_mb"`
-	CatalogRequests int64   `json:"catalog_requests"`
-	HAProxyRequests int64   `json:"haproxy_requests"`
-	Error           string  `json:"error,omitempty"`
-}
 
 // runCollector runs the collector suite.
 func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	rep := collectorReport{runHead: newRunHead(cfg.Suite, env.started), Quick: cfg.Quick,
-		Machine: collectMachine(ctx, env.tools, env.clk), Replicas: collectorReplicas}
+	rep, m := report.New(cfg.Suite, env.started), collectMachine(ctx, env.tools, env.clk)
+	rep.Machine = m
 	if env.clkNote != "" {
-		rep.Notes = append(rep.Notes, env.clkNote)
+		rep.Note("%s", env.clkNote)
 	}
-	nofile, err := raiseNoFile(4 * collectorReplicas * 4)
-	rep.NoFile = nofile
+	// Go raises the soft limit to the hard one at start; the collector
+	// holds a connection to every watchdog.
+	var nofile syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile); err != nil {
+		return fmt.Errorf("getrlimit: %w", err)
+	} else if nofile.Cur < 16*collectorReplicas {
+		return fmt.Errorf("RLIMIT_NOFILE %d below the %d the suite needs", nofile.Cur, 16*collectorReplicas)
+	}
+	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s; %d fork-mode watchdogs (cat) on loopback, ten replicas per function; "+
+		"cycles %s apart; RLIMIT_NOFILE %d", m.CPUs, m.CPUModel, m.Kernel, m.Go, collectorReplicas, collectorCycleGap, nofile.Cur)
+	cycles, runTime := 60, 30*time.Second
+	if cfg.Quick {
+		cycles, runTime = 20, 8*time.Second
+	}
+	arts, err := build(ctx, log, env.root, []buildStep{goStep(env.tools, env.tmp, "watchdog", "./cmd/pulse-watchdog", forkTags),
+		goStep(env.tools, env.tmp, "pulse.d.plugin", "./cmd/pulse.d.plugin", "")})
 	if err != nil {
 		return err
 	}
-	steps := []buildStep{
-		goStep(env.tools, env.tmp, "watchdog", "./cmd/pulse-watchdog", forkTags),
-		goStep(env.tools, env.tmp, "pulse.d.plugin", "./cmd/pulse.d.plugin", ""),
+	rep.Record("artifacts", []artifact{*arts["watchdog"], *arts["pulse.d.plugin"]})
+	if m := arts.missing([]string{"watchdog", "pulse.d.plugin"}); m != "" {
+		return fmt.Errorf("%s did not build: %s", m, arts[m].Error)
 	}
-	arts, err := build(ctx, log, env.root, steps)
-	if err != nil {
-		return err
-	}
-	for _, st := range steps {
-		rep.Artifacts = append(rep.Artifacts, *arts[st.name])
-		if arts.missing([]string{st.name}) != "" {
-			return fmt.Errorf("%s did not build: %s", st.name, arts[st.name].Error)
-		}
-	}
-
-	logDir := filepath.Join(env.tmp, "logs")
-	if err := os.Mkdir(logDir, 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(env.tmp, "logs"), 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
-	// The watchdogs check the replica credential as replicas do, and the
-	// collector (in this process, standalone and under Netdata) presents
-	// it from its file, as it does pulsed's replica_auth_file.
+	// The watchdogs check the replica credential as replicas do; the
+	// collector presents it from its file, as pulsed's replica_auth_file.
 	cred, err := newRunCredential(ctx, nil, "", env.tmp)
 	if err != nil {
 		return err
 	}
 	defer cred.remove(nil)
 	log.Info("starting watchdogs", "n", collectorReplicas)
-	replicas, stop, err := startCollectorWatchdogs(ctx, arts.path("watchdog"), env.tools.cat, logDir, cred, collectorReplicas)
+	replicas, stop, err := startCollectorWatchdogs(ctx, arts.path("watchdog"), env.tools.cat, filepath.Join(env.tmp, "logs"), cred, collectorReplicas)
 	defer stop()
 	if err != nil {
 		return err
@@ -148,96 +96,47 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if refused, err := refusesWithout(ctx, "http://"+replicas[0].addr+"/", "hi"); err != nil {
 		return err
 	} else if !refused {
-		rep.Notes = append(rep.Notes, "the watchdogs answered a request without the replica credential ("+contract.HeaderReplicaAuth+
-			"): they do not check it, so the scrapes were measured without that check")
+		rep.Note("the watchdogs answered a request without the replica credential (%s): they do not check it, "+
+			"so the scrapes were measured without that check", contract.HeaderReplicaAuth)
 	}
-
 	src := &benchCatalog{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("catalog server: %w", err)
 	}
-	srv := &http.Server{Handler: src, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: src.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
 
-	cycles := collectorCycles
-	pluginTime, netdataTime := collectorPluginDuration, collectorNetdataDuration
-	if cfg.Quick {
-		cycles, pluginTime, netdataTime = collectorQuickCycles, collectorQuickPluginTime, collectorQuickNetdataTime
-	}
-	for _, n := range collectorSizes {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	for _, n := range []int{50, 100, collectorReplicas} {
 		src.set(replicas[:n])
-		res, err := measureCollector(ctx, base, cred.path, cycles)
+		rows, err := measureCollector(ctx, base, cred.path, n, cycles)
 		if err != nil {
 			return err
 		}
-		res.Replicas, res.Functions = n, (n+collectorPerFunction-1)/collectorPerFunction
-		log.Info("cycles measured", "replicas", n, "p50_ms", res.P50MS, "p99_ms", res.P99MS, "failed", res.Failed)
-		rep.Cycles = append(rep.Cycles, res)
+		rep.Rows = append(rep.Rows, rows...)
 	}
-
 	src.set(replicas[:collectorPluginReplicas])
-	log.Info("running pulse.d.plugin", "replicas", collectorPluginReplicas, "seconds", pluginTime.Seconds())
-	rep.Plugin = runPluginStandalone(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.tmp, env.clk, pluginTime, src)
-	rep.Plugin.Replicas = collectorPluginReplicas
-
-	log.Info("running a lab Netdata with pulse.d.plugin", "replicas", collectorPluginReplicas, "seconds", netdataTime.Seconds())
-	functions := (collectorPluginReplicas + collectorPerFunction - 1) / collectorPerFunction
-	rep.Netdata = runLabNetdata(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.clk, netdataTime, functions)
-	rep.Netdata.Replicas, rep.Netdata.Functions = collectorPluginReplicas, functions
-	log.Info("lab Netdata measured", "netdata_rss_mb", rep.Netdata.NetdataRSSMB, "plugin_rss_mb", rep.Netdata.PluginRSSMB,
-		"skipped", rep.Netdata.Skipped, "error", rep.Netdata.Error)
+	log.Info("running pulse.d.plugin standalone, then under a lab Netdata", "replicas", collectorPluginReplicas, "seconds", runTime.Seconds())
+	rep.Add(runPluginStandalone(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.tmp, env.clk, runTime, src))
+	rep.Add(runLabNetdata(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.clk, runTime))
 	if sys, err := measureSystemNetdata(env.clk); err != nil {
-		rep.Notes = append(rep.Notes, "system Netdata not measured: "+err.Error())
-	} else {
-		rep.SystemNetdata = sys
+		rep.Note("system Netdata not measured: %v", err)
+	} else if sys != nil {
+		rep.Add(sys)
 	}
-
-	if n := loadNote(rep.Machine.CPUs, rep.Machine.Load1); n != "" {
-		rep.Notes = append(rep.Notes, n)
+	if atEnd, _ := readLoad1("/proc"); m.CPUs > 0 && max(m.Load1, atEnd) > float64(m.CPUs) {
+		rep.Note("the machine was busy: one-minute load average %.1f at the start and %.1f at the end, on %d CPUs; "+
+			"cycle times grow with the run queue", m.Load1, atEnd, m.CPUs)
 	}
-	rep.Goals = collectorGoals(rep)
+	collectorSummary(rep)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-	return publish(cfg, stdout, env.started, rep, renderCollector(rep, false, ""), func(rel string) string { return renderCollector(rep, true, rel) })
+	return publishReport(cfg, stdout, rep)
 }
 
-// loadNote says when the machine was busy with more than the suite: the
-// cycle times (waiting for 200 watchdogs to be scheduled) grow with it.
-func loadNote(cpus int, atStart float64) string {
-	atEnd, _ := readLoad1("/proc")
-	if cpus <= 0 || max(atStart, atEnd) <= float64(cpus) {
-		return ""
-	}
-	return fmt.Sprintf("the machine was busy: one-minute load average %.1f at the start and %.1f at the end, on %d CPUs; cycle times grow with the run queue", atStart, atEnd, cpus)
-}
-
-// raiseNoFile raises RLIMIT_NOFILE's soft limit to at least want (up to the
-// hard limit): the collector holds a connection to every watchdog.
-func raiseNoFile(want uint64) (uint64, error) {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-		return 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if r.Cur < want {
-		r.Cur = min(want, r.Max)
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-			return 0, fmt.Errorf("setrlimit nofile %d: %w", r.Cur, err)
-		}
-	}
-	if r.Cur < want {
-		return r.Cur, fmt.Errorf("RLIMIT_NOFILE hard limit %d below the %d the suite needs", r.Max, want)
-	}
-	return r.Cur, nil
-}
-
-// startCollectorWatchdogs starts n watchdogs, each checking cred and
-// probed once with it, and returns them as catalog replicas (ten per
-// function: f000, f001, ...).
+// startCollectorWatchdogs starts n watchdogs, each checking cred and probed
+// once with it, and returns them as catalog replicas, ten per function.
 func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string, cred *runCredential, n int) ([]benchReplica, func(), error) {
 	var servers []*server
 	stop := func() {
@@ -249,27 +148,24 @@ func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string, cred 
 	}
 	var out []benchReplica
 	for i := range n {
-		if ctx.Err() != nil {
-			return nil, stop, ctx.Err()
-		}
 		fn := fmt.Sprintf("f%03d", i/collectorPerFunction)
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, stop, err
 		}
-		s, err := startServer(launchSpec{Bin: bin, Env: []string{
+		s, err := startServer(launchSpec{Bin: bin, Addr: addr, Env: []string{
 			contract.EnvFunction + "=" + fn, contract.EnvMode + "=" + contract.ModeFork, contract.EnvExec + "=" + cat,
 			contract.EnvListen + "=" + addr, contract.EnvDrainGrace + "=0s", contract.EnvLogLevel + "=warn",
 			contract.EnvReplicaAuthFile + "=" + cred.path,
-		}, Addr: addr}, filepath.Join(logDir, fmt.Sprintf("watchdog-%03d.log", i)))
+		}}, filepath.Join(logDir, fmt.Sprintf("watchdog-%03d.log", i)))
+		if err == nil {
+			servers = append(servers, s)
+			err = waitReady(ctx, s, "http://"+addr+contract.HealthPath, 10*time.Second, cred.header())
+		}
+		if err == nil {
+			err = probe(ctx, "http://"+addr+"/", "hi", cred.header())
+		}
 		if err != nil {
-			return nil, stop, err
-		}
-		servers = append(servers, s)
-		if err := waitReady(ctx, s, "http://"+addr+contract.HealthPath, 10*time.Second, cred.header()); err != nil {
-			return nil, stop, err
-		}
-		if err := probe(ctx, "http://"+addr+"/", "hi", cred.header()); err != nil {
 			return nil, stop, err
 		}
 		out = append(out, benchReplica{function: fn, task: fmt.Sprintf("task%03d", i), addr: addr})
@@ -280,18 +176,18 @@ func startCollectorWatchdogs(ctx context.Context, bin, cat, logDir string, cred 
 // benchReplica is one watchdog as the catalog lists it.
 type benchReplica struct{ function, task, addr string }
 
-// benchCatalog serves GET /v1/replicas like pulsed (ETag, 304) and a
-// HAProxy-exporter-style page (scope=backend) on /metrics with every
-// function's backend.
+// benchCatalog is the suite's pulsed and HAProxy: its handler serves the
+// catalog as pulsed does (internal/catalog) and, on /metrics, a
+// HAProxy-exporter-style page (scope=backend) of its functions.
 type benchCatalog struct {
-	mu       sync.Mutex
-	body     []byte
-	version  string
-	page     []byte
-	catalogN atomic.Int64
-	haproxyN atomic.Int64
+	mu                 sync.Mutex
+	cat                contract.Catalog
+	page               []byte
+	catalogN, haproxyN atomic.Int64 // requests served
 }
 
+// set lists rs in the catalog, ten per function, and their functions'
+// backends on the page.
 func (b *benchCatalog) set(rs []benchReplica) {
 	cat := contract.Catalog{Version: fmt.Sprintf("n%d", len(rs))}
 	var page strings.Builder
@@ -308,232 +204,349 @@ func (b *benchCatalog) set(rs []benchReplica) {
 		f.Desired++
 		f.Replicas = append(f.Replicas, contract.Replica{TaskID: r.task, Node: "n1", Addr: r.addr, State: "running"})
 	}
-	body, err := json.Marshal(cat)
-	if err != nil {
-		panic(err)
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.body, b.version, b.page = body, cat.Version, []byte(page.String())
+	b.cat, b.page = cat, []byte(page.String())
 }
 
-func (b *benchCatalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Current is the catalog, for internal/catalog's handler.
+func (b *benchCatalog) Current() (contract.Catalog, time.Time, error) {
+	b.catalogN.Add(1)
 	b.mu.Lock()
-	body, version, page := b.body, b.version, b.page
-	b.mu.Unlock()
-	switch r.URL.Path {
-	case contract.CatalogPath:
-		b.catalogN.Add(1)
-		etag := `"` + version + `"`
-		w.Header().Set("ETag", etag)
-		if r.Header.Get("If-None-Match") == etag {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	case "/metrics":
+	defer b.mu.Unlock()
+	return b.cat, time.Time{}, nil
+}
+
+// handler serves the catalog and the HAProxy page.
+func (b *benchCatalog) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(contract.CatalogPath, catalog.NewHandler(b))
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		b.haproxyN.Add(1)
+		b.mu.Lock()
+		page := b.page
+		b.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		_, _ = w.Write(page)
-	default:
-		http.NotFound(w, r)
-	}
+	})
+	return mux
 }
 
-// measureCollector times Collect in this process, presenting the replica
-// credential in credFile: three unmeasured cycles, then n measured ones
-// collectorCycleGap apart.
-func measureCollector(ctx context.Context, base, credFile string, n int) (collectorCycle, error) {
+// measureCollector times Collect in this process over the catalog of
+// replicas at base, presenting the credential in credFile: three
+// unmeasured cycles, then a "cycle" row for each of n, collectorCycleGap
+// apart.
+func measureCollector(ctx context.Context, base, credFile string, replicas, n int) ([]report.Row, error) {
 	c, err := collector.NewCollector(collector.Config{UpdateEvery: 1, CatalogURL: base + contract.CatalogPath,
 		HAProxyURL: base + "/metrics", Timeout: web.Duration{Duration: collector.DefaultTimeout}, ReplicaAuthFile: credFile}, nil)
 	if err != nil {
-		return collectorCycle{}, err
+		return nil, fmt.Errorf("collector: %w", err)
 	}
 	defer c.Close()
-	var res collectorCycle
+	var rows []report.Row
 	for i := -3; i < n; i++ {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		start := time.Now()
 		mx, _ := c.Collect(ctx)
 		took := time.Since(start)
 		if i >= 0 {
-			res.RawMS = append(res.RawMS, float64(took.Microseconds())/1000)
-			res.Failed += mx["collector_failed"]
-			res.Scraped = mx["collector_scraped"]
+			r := report.NewRow("cycle", "replicas", replicas, "cycle", i+1).Put("ms", float64(took.Microseconds())/1000).
+				Put("scraped", float64(mx["collector_scraped"])).Put("failed_scrapes", float64(mx["collector_failed"]))
+			if f := mx["collector_failed"]; f > 0 {
+				r.Flag("%d failed scrapes", f)
+			}
+			rows = append(rows, *r)
 		}
 		time.Sleep(collectorCycleGap)
 	}
-	res.Cycles = len(res.RawMS)
-	sorted := slices.Sorted(slices.Values(res.RawMS))
-	res.P50MS, res.P99MS, res.MaxMS = nearestRank(sorted, 50), nearestRank(sorted, 99), sorted[len(sorted)-1]
-	return res, nil
+	return rows, nil
 }
 
-// runPluginStandalone runs the built plugin with the shipped config
-// pointed at the bench server and the replica credential in credFile, and
-// measures its CPU and RSS over d after a warm-up.
-func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, clk float64, d time.Duration, src *benchCatalog) collectorPlugin {
-	res := collectorPlugin{DurationS: d.Seconds()}
-	fail := func(err error) collectorPlugin { res.Error = err.Error(); return res }
-	conf := filepath.Join(tmp, "netdata-conf")
-	credKey := "replica_auth_file: " + contract.DefaultReplicaAuthFile
-	credSet := false
-	err := fs.WalkDir(collector.ConfigFiles, ".", func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+// runPluginStandalone runs the built plugin with the shipped config pointed
+// at the bench server and the credential in credFile: a "plugin" row of its
+// CPU over d after 5 s of warm-up, its RSS and the requests it made.
+func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, clk float64, d time.Duration, src *benchCatalog) *report.Row {
+	r := report.NewRow("plugin", "replicas", collectorPluginReplicas)
+	conf, credKey := filepath.Join(tmp, "netdata-conf"), "replica_auth_file: "+contract.DefaultReplicaAuthFile
+	err := os.MkdirAll(filepath.Join(conf, "pulse.d"), 0o755)
+	for _, p := range []string{"pulse.d.conf", "pulse.d/pulse.conf"} {
+		b, rerr := fs.ReadFile(collector.ConfigFiles, p)
+		if err = cmp.Or(err, rerr); err == nil && p != "pulse.d.conf" && !strings.Contains(string(b), credKey) {
+			err = fmt.Errorf("no line %q in the shipped %s to point at the run's credential", credKey, p)
 		}
-		if e.IsDir() {
-			return os.MkdirAll(filepath.Join(conf, p), 0o755)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(conf, p), []byte(strings.NewReplacer(collector.DefaultCatalogURL, base+contract.CatalogPath,
+				collector.DefaultHAProxyURL, base+"/metrics", credKey, "replica_auth_file: "+credFile).Replace(string(b))), 0o644)
 		}
-		b, err := fs.ReadFile(collector.ConfigFiles, p)
-		if err != nil {
-			return err
-		}
-		s := strings.ReplaceAll(string(b), collector.DefaultCatalogURL, base+contract.CatalogPath)
-		s = strings.ReplaceAll(s, collector.DefaultHAProxyURL, base+"/metrics")
-		if strings.Contains(s, credKey) {
-			s, credSet = strings.ReplaceAll(s, credKey, "replica_auth_file: "+credFile), true
-		}
-		return os.WriteFile(filepath.Join(conf, p), []byte(s), 0o644)
-	})
-	if err == nil && !credSet {
-		err = fmt.Errorf("no line %q in the shipped job config to point at the run's credential", credKey)
 	}
-	if err != nil {
-		return fail(fmt.Errorf("write config: %w", err))
-	}
-	cmd := exec.Command(bin, "1")
-	cmd.Env = append(os.Environ(), "NETDATA_USER_CONFIG_DIR="+conf, "NETDATA_LOG_LEVEL=info")
-	stdin, err := cmd.StdinPipe() // Netdata's pipe: kept open while it runs
-	if err != nil {
-		return fail(err)
-	}
-	defer stdin.Close()
 	logPath := filepath.Join(tmp, "plugin.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return fail(err)
+	logf, lerr := os.Create(logPath)
+	if err = cmp.Or(err, lerr); err != nil {
+		r.Fail(fmt.Errorf("plugin config: %w", err))
+		return r
 	}
 	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = io.Discard, logf
+	stdin, stdinW, err := os.Pipe() // Netdata's pipe: kept open while it runs
+	if err != nil {
+		r.Fail(fmt.Errorf("start plugin: %w", err))
+		return r
+	}
+	defer stdin.Close()
+	defer stdinW.Close()
+	cmd := exec.Command(bin, "1")
+	cmd.Env = append(os.Environ(), "NETDATA_USER_CONFIG_DIR="+conf, "NETDATA_LOG_LEVEL=info")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, io.Discard, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fail(err)
+		r.Fail(fmt.Errorf("start plugin: %w", err))
+		return r
 	}
-	// Stopped as startServer's servers are (SIGTERM, then SIGKILL to what
-	// is left), which cannot start it: it needs the open stdin.
+	// Stopped as startServer's servers are, which cannot start it: it
+	// needs the open stdin.
 	plugin := &server{cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(plugin.done) }()
 	defer func() { _, _ = plugin.stop(5 * time.Second) }()
-	pid := cmd.Process.Pid
-	if err := sleepCtx(ctx, collectorPluginWarmup); err != nil {
-		return fail(err)
-	}
-	before, err := readStat("/proc", pid)
-	if err != nil {
-		return fail(fmt.Errorf("plugin exited early (see its log): %w", err))
-	}
+	err = sleepCtx(ctx, 5*time.Second) // warm-up
 	cat0, hap0 := src.catalogN.Load(), src.haproxyN.Load()
-	t0 := time.Now()
-	if err := sleepCtx(ctx, d); err != nil {
-		return fail(err)
+	ticks, secs, err := treeTicks(ctx, cmd.Process.Pid, d, err)
+	mem, merr := readStatus("/proc", cmd.Process.Pid)
+	if err = cmp.Or(err, merr); err != nil {
+		r.Fail(fmt.Errorf("plugin (see its log): %w", err))
+		return r
 	}
-	after, err := readStat("/proc", pid)
-	if err != nil {
-		return fail(fmt.Errorf("plugin exited (see its log): %w", err))
+	cat := src.catalogN.Load() - cat0
+	r.PutAll(map[string]float64{"seconds": secs, "cpu_core_pct": 100 * float64(ticks[cmd.Process.Pid]) / clk / secs,
+		"rss_kb": float64(mem.RSSKB), "rss_anon_kb": float64(mem.RSSAnonKB),
+		"catalog_requests": float64(cat), "haproxy_requests": float64(src.haproxyN.Load() - hap0)})
+	if cat < int64(secs/2) {
+		r.Flag("only %d catalog requests in %.0f s: the plugin did not collect every second", cat, secs)
 	}
-	elapsed := time.Since(t0).Seconds()
-	mem, err := readStatus("/proc", pid)
-	if err != nil {
-		return fail(err)
-	}
-	ticks := float64((after.UTime + after.STime) - (before.UTime + before.STime))
-	res.DurationS = elapsed
-	res.CPUPct = round3(100 * ticks / clk / elapsed)
-	res.RSSMB, res.RSSAnonMB = kbToMB(mem.RSSKB), kbToMB(mem.RSSAnonKB)
-	res.CatalogRequests, res.HAProxyRequests = src.catalogN.Load()-cat0, src.haproxyN.Load()-hap0
-	if res.CatalogRequests < int64(elapsed/2) {
-		res.Error = fmt.Sprintf("only %d catalog requests in %.0f s: the plugin did not collect every second", res.CatalogRequests, elapsed)
-	}
-	return res
+	return r
 }
 
-func collectorGoals(r collectorReport) []goal {
-	var gs []goal
-	for _, c := range r.Cycles {
-		if c.Replicas == collectorReplicas {
-			problem := ""
-			if c.Failed > 0 {
-				problem = fmt.Sprintf("%d failed scrapes", c.Failed)
-			}
-			gs = append(gs, limitGoal(fmt.Sprintf("collection cycle p99 ≤ %d ms at %d replicas", collectorP99GoalMS, c.Replicas),
-				c.P99MS, collectorP99GoalMS, "ms", "", problem))
+// treeTicks waits d and returns the CPU ticks (utime + stime) each process
+// of pid's tree used meanwhile (one started meanwhile: all of its) and the
+// seconds it took; nothing if err (an earlier step's) is not nil.
+func treeTicks(ctx context.Context, pid int, d time.Duration, err error) (map[int]uint64, float64, error) {
+	t0 := time.Now()
+	var before, after []procStat
+	if err == nil {
+		before, err = processTree("/proc", pid)
+	}
+	if err == nil {
+		err = sleepCtx(ctx, d)
+	}
+	if err == nil {
+		after, err = processTree("/proc", pid)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	ticks := map[int]uint64{}
+	for _, p := range after {
+		ticks[p.PID] = p.UTime + p.STime
+		if i := slices.IndexFunc(before, func(q procStat) bool { return q.PID == p.PID && q.StartTime == p.StartTime }); i >= 0 {
+			ticks[p.PID] -= before[i].UTime + before[i].STime
 		}
 	}
-	p, n := r.Plugin, r.Netdata
-	gs = append(gs, limitGoal(fmt.Sprintf("pulse.d.plugin CPU ≤ %d %% of a core at %d replicas", collectorPluginCPUGoal, p.Replicas),
-		p.CPUPct, collectorPluginCPUGoal, "%", fmt.Sprintf("RSS %.1f MB", p.RSSMB), p.Error))
-	g := limitGoal(fmt.Sprintf("netdata + pulse.d.plugin RSS ≤ %d MB (lab Netdata, %d replicas)", collectorNetdataRSSGoalMB, n.Replicas),
-		n.TotalRSSMB, collectorNetdataRSSGoalMB, "MB", fmt.Sprintf("netdata %.1f MB + plugin %.1f MB", n.NetdataRSSMB, n.PluginRSSMB), n.Error)
-	if n.Skipped != "" {
-		g.Status, g.Note = skip, n.Skipped
+	return ticks, time.Since(t0).Seconds(), nil
+}
+
+// runLabNetdata runs a lab Netdata with the plugin against the bench
+// server's catalog for d: a "netdata" row of the RSS of its processes at
+// the end and their CPU over the second half.
+func runLabNetdata(ctx context.Context, plugin, base, credFile string, clk float64, d time.Duration) *report.Row {
+	r := report.NewRow("netdata", "netdata", "lab")
+	if err := netdatalab.Available(); err != nil {
+		r.Skipped = err.Error()
+		return r
 	}
-	return append(gs, g)
-}
-
-// limitGoal is the goal v ≤ limit; it fails with problem as its note if
-// there is one.
-func limitGoal(name string, v, limit float64, unit, note, problem string) goal {
-	g := goal{Name: name, Value: v, Limit: limit, Unit: unit, Status: verdict(v, limit), Note: note}
-	if problem != "" {
-		g.Status, g.Note = fail, problem
+	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin,
+		PluginConfig: netdatalab.JobConfig(base+contract.CatalogPath, base+"/metrics", netdatalab.WithReplicaAuthFile(credFile))})
+	if err != nil {
+		r.Fail(fmt.Errorf("lab netdata: %w", err))
+		return r
 	}
-	return g
-}
-
-var collectorCycleHeader = []string{"replicas", "functions", "cycles", "p50 ms", "p99 ms", "max ms", "scraped (last cycle)", "failed scrapes"}
-
-func collectorCycleRows(r collectorReport) [][]string {
-	var rows [][]string
-	for _, c := range r.Cycles {
-		rows = append(rows, []string{fmt.Sprint(c.Replicas), fmt.Sprint(c.Functions), fmt.Sprint(c.Cycles),
-			fmt.Sprintf("%.1f", c.P50MS), fmt.Sprintf("%.1f", c.P99MS), fmt.Sprintf("%.1f", c.MaxMS), fmt.Sprint(c.Scraped), fmt.Sprint(c.Failed)})
+	defer lab.Stop()
+	started := time.Now()
+	ticks, secs, err := treeTicks(ctx, lab.PID(), d-d/2, sleepCtx(ctx, d/2))
+	procs, perr := lab.Processes()
+	charts, cerr := lab.Charts(ctx)
+	if err = cmp.Or(err, perr, cerr); err != nil {
+		r.Fail(fmt.Errorf("lab netdata: %w", err))
+		return r
 	}
-	return rows
-}
-
-var collectorPluginHeader = []string{"replicas", "measured s", "CPU % of a core", "RSS MB (anon)", "catalog requests", "HAProxy page requests"}
-
-func collectorPluginRows(r collectorReport) [][]string {
-	p := r.Plugin
-	return [][]string{{fmt.Sprint(p.Replicas), fmt.Sprintf("%.1f", p.DurationS), fmt.Sprintf("%.2f", p.CPUPct),
-		fmt.Sprintf("%.1f (%.1f)", p.RSSMB, p.RSSAnonMB), fmt.Sprint(p.CatalogRequests), fmt.Sprint(p.HAProxyRequests)}}
-}
-
-func collectorSetup(r collectorReport) string {
-	m := r.Machine
-	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s; %d fork-mode watchdogs (cat) on loopback, ten replicas per function; "+
-		"cycles %s apart; RLIMIT_NOFILE %d", m.CPUs, m.CPUModel, m.Kernel, m.Go, r.Replicas, collectorCycleGap, r.NoFile)
-}
-
-func renderCollector(r collectorReport, md bool, jsonPath string) string {
-	b := newReportDoc(md, "collector", "", r.Started, jsonPath, collectorSetup(r))
-	captions := []string{"one collection cycle (in process):", "pulse.d.plugin standalone:",
-		"Netdata with pulse.d.plugin (RSS at the end of the run, CPU over its second half):"}
-	if md {
-		captions = []string{"One collection cycle (`Collector.Collect`, in process):", "`pulse.d.plugin` standalone (plugins.d output discarded):",
-			"Netdata with `pulse.d.plugin` (RSS at the end of the run, CPU over its second half):"}
+	m := splitNetdataTree(procs)
+	if len(m.pluginPIDs) != 1 {
+		r.Fail(fmt.Errorf("%d %s processes in the lab, want 1 (see %s/log/error.log)", len(m.pluginPIDs), collectorPluginName, lab.Dir))
+		return r
 	}
-	b.caption(captions[0])
-	b.table(collectorCycleHeader, collectorCycleRows(r))
-	b.caption(captions[1])
-	b.table(collectorPluginHeader, collectorPluginRows(r))
-	b.caption(captions[2])
-	b.table(collectorNetdataHeader, collectorNetdataRows(r))
-	b.goals(r.Goals)
-	b.notes(r.Notes)
-	return b.String()
+	var all uint64
+	for _, t := range ticks {
+		all += t
+	}
+	pl := ticks[m.pluginPIDs[0]]
+	r.PutAll(m.values()).PutAll(map[string]float64{"seconds": time.Since(started).Seconds(),
+		"netdata_cpu_core_pct": 100 * float64(all-pl) / clk / secs, "plugin_cpu_core_pct": 100 * float64(pl) / clk / secs})
+	if st, err := readStatus("/proc", lab.PID()); err == nil {
+		r.Put("netdata_peak_rss_kb", float64(st.HWMKB))
+	}
+	n := 0
+	for id := range charts {
+		if strings.HasPrefix(id, contract.ChartType+".fn_") {
+			n++
+		}
+	}
+	r.Put("charts", float64(n))
+	if fns, per := collectorPluginReplicas/collectorPerFunction, len(collector.ChartSpecs()); n != fns*per {
+		r.Flag("%d function charts in the lab Netdata, want %d × %d: the plugin did not chart every function", n, fns, per)
+	}
+	return r
+}
+
+// netdataMemory splits a Netdata process tree's RSS: netdata itself and
+// its netdata children (the spawn server), Pulse's plugin, other plugins.
+type netdataMemory struct {
+	netdataKB, pluginKB, otherKB int64
+	pluginPIDs, netdataPIDs      []int
+	others                       []string
+}
+
+// splitNetdataTree sorts procs' RSS into netdataMemory's parts, naming a
+// script by its script rather than its interpreter.
+func splitNetdataTree(procs []netdatalab.Process) netdataMemory {
+	var m netdataMemory
+	for _, p := range procs {
+		name := ""
+		if len(p.Cmdline) > 0 && p.Cmdline[0] != "" {
+			name = filepath.Base(p.Cmdline[0])
+		}
+		if slices.Contains([]string{"bash", "sh", "python3", "python"}, name) && len(p.Cmdline) > 1 {
+			name = filepath.Base(p.Cmdline[1])
+		}
+		switch name {
+		case "netdata":
+			m.netdataKB += p.RSSKB
+			m.netdataPIDs = append(m.netdataPIDs, p.PID)
+		case collectorPluginName:
+			m.pluginKB += p.RSSKB
+			m.pluginPIDs = append(m.pluginPIDs, p.PID)
+		default:
+			m.otherKB += p.RSSKB
+			m.others = append(m.others, cmp.Or(name, "pid "+strconv.Itoa(p.PID)))
+		}
+	}
+	slices.Sort(m.others)
+	return m
+}
+
+// values are m's figures as a row's.
+func (m netdataMemory) values() map[string]float64 {
+	return map[string]float64{"procs": float64(len(m.netdataPIDs) + len(m.pluginPIDs) + len(m.others)),
+		"netdata_rss_kb": float64(m.netdataKB), "plugin_rss_kb": float64(m.pluginKB), "other_rss_kb": float64(m.otherKB),
+		"total_rss_kb": float64(m.netdataKB + m.pluginKB + m.otherKB)}
+}
+
+// measureSystemNetdata is a "netdata" row of the machine's own Netdata as
+// found, nil if none runs: the one in Debian's pid file, else a netdata
+// whose parent is not netdata; its "seconds" are how long it has run.
+func measureSystemNetdata(clk float64) (*report.Row, error) {
+	isNetdata := func(pid int) bool {
+		c, err := readCmdline("/proc", pid)
+		return err == nil && len(c) > 0 && filepath.Base(c[0]) == "netdata"
+	}
+	b, _ := os.ReadFile("/run/netdata.pid")
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	all, err := readStats("/proc")
+	for i := 0; !isNetdata(pid) && i < len(all); i++ {
+		if isNetdata(all[i].PID) && !isNetdata(all[i].PPID) {
+			pid = all[i].PID
+		}
+	}
+	if !isNetdata(pid) {
+		return nil, err
+	}
+	procs, err := netdatalab.ProcessTree("/proc", pid)
+	if err != nil {
+		return nil, fmt.Errorf("system netdata %d: %w", pid, err)
+	}
+	m := splitNetdataTree(procs)
+	r := report.NewRow("netdata", "netdata", "system", "other_plugins", strings.Join(m.others, ", ")).PutAll(m.values())
+	st, err := readStat("/proc", pid)
+	b, uerr := os.ReadFile("/proc/uptime")
+	var up float64
+	if _, serr := fmt.Sscan(string(b), &up); cmp.Or(err, uerr, serr) == nil {
+		r.Put("seconds", math.Round(up-float64(st.StartTime)/clk))
+	}
+	return r, nil
+}
+
+// collectorSummary summarises the rows into rep: the cycles', plugin's and
+// Netdata's tables, the goals and the notes.
+func collectorSummary(rep *report.Report) {
+	cycles := report.Summarize(rep.Rows, "cycle", "replicas")
+	plugin := report.Summarize(rep.Rows, "plugin", "replicas")
+	nd := report.Summarize(rep.Rows, "netdata", "netdata")
+	rep.Summary = slices.Concat(cycles, plugin, nd)
+	pct := func(head string, p float64) report.Col {
+		return report.Col{Head: head, Cell: func(g report.Group) string { return report.Num("%.1f", report.Percentile(g.Values("ms"), p)) }}
+	}
+	mbCol := func(head, metric string) report.Col { return report.Scaled(head, metric, "%.1f", 1024/mb) }
+	rep.Tables = append(rep.Tables,
+		report.GroupTable("One collection cycle (`Collector.Collect`, in process):", cycles, "replicas",
+			report.Col{Head: "cycles", Cell: func(g report.Group) string { return fmt.Sprint(g.Runs) }},
+			pct("p50 ms", 50), pct("p99 ms", 99), pct("max ms", 100), report.Stat("scraped (median)", "scraped", "%.0f"),
+			report.Col{Head: "failed scrapes", Cell: func(g report.Group) string { return fmt.Sprint(sumOf(g.Values("failed_scrapes"))) }}),
+		report.GroupTable("`pulse.d.plugin` standalone (plugins.d output discarded):", plugin, "replicas",
+			report.Stat("measured s", "seconds", "%.1f"), report.Stat("CPU % of a core", "cpu_core_pct", "%.2f"),
+			mbCol("RSS MB", "rss_kb"), mbCol("anon MB", "rss_anon_kb"),
+			report.Stat("catalog requests", "catalog_requests", "%.0f"), report.Stat("HAProxy page requests", "haproxy_requests", "%.0f")),
+		report.GroupTable("Netdata with `pulse.d.plugin`: lab = only the plugin, against the 100-replica catalog (RSS at the end, CPU over "+
+			"the run's second half); system = the machine's own as found (stock config, every collector; informational):", nd, "netdata",
+			report.Stat("processes", "procs", "%.0f"), mbCol("netdata MB", "netdata_rss_kb"), mbCol("pulse.d.plugin MB", "plugin_rss_kb"),
+			report.Col{Head: "other plugins MB", Cell: func(g report.Group) string {
+				return strings.TrimSuffix(report.Num("%.1f", g.M("other_rss_kb")*1024/mb)+" ("+g.Rows[0].Label("other_plugins")+")", " ()")
+			}},
+			mbCol("total MB", "total_rss_kb"),
+			report.Col{Head: "CPU % of a core (netdata / plugin)", Cell: func(g report.Group) string {
+				return report.Num("%.2f", g.M("netdata_cpu_core_pct")) + " / " + report.Num("%.2f", g.M("plugin_cpu_core_pct"))
+			}},
+			report.Stat("charts", "charts", "%.0f"), report.Stat("ran s", "seconds", "%.0f")))
+
+	p99 := report.NewGoal(fmt.Sprintf("collection cycle p99 ≤ 250 ms at %d replicas", collectorReplicas), "ms", 250)
+	if g, ok := report.Find(cycles, "replicas", strconv.Itoa(collectorReplicas)); !ok {
+		p99 = p99.Skipped("not measured")
+	} else if p99 = p99.Check(report.Percentile(g.Values("ms"), 99)); g.Flagged() {
+		p99.Status, p99.Note = report.Fail, fmt.Sprintf("%d failed scrapes", sumOf(g.Values("failed_scrapes")))
+	}
+	pl, _ := report.Find(plugin, "replicas", strconv.Itoa(collectorPluginReplicas))
+	lab, _ := report.Find(nd, "netdata", "lab")
+	rep.Goals = []report.Goal{p99,
+		report.NewGoal(fmt.Sprintf("pulse.d.plugin CPU ≤ 3 %% of a core at %d replicas", collectorPluginReplicas), "%", 3).
+			Noted("RSS %.1f MB", pl.M("rss_kb")*1024/mb).Over(plugin, "replicas", strconv.Itoa(collectorPluginReplicas), "cpu_core_pct"),
+		report.NewGoal(fmt.Sprintf("netdata + pulse.d.plugin RSS ≤ 110 MB (lab Netdata, %d replicas)", collectorPluginReplicas), "MB", 110).
+			Noted("netdata %.1f MB + plugin %.1f MB", (lab.M("total_rss_kb")-lab.M("plugin_rss_kb"))*1024/mb, lab.M("plugin_rss_kb")*1024/mb).
+			OverScaled(nd, "netdata", "lab", "total_rss_kb", 1024/mb),
+	}
+	for _, g := range cycles {
+		if g.Flagged() {
+			rep.Note("%s replicas: %d failed scrapes in %d of %d cycles", g.Label("replicas"), sumOf(g.Values("failed_scrapes")), len(g.Flags), g.Runs)
+		}
+	}
+	for _, g := range slices.Concat(plugin, nd) {
+		for _, f := range g.Flags {
+			rep.Note("%s %s: %s", g.Rows[0].Kind, cmp.Or(g.Label("netdata"), "standalone"), f)
+		}
+	}
+}
+
+// sumOf is the sum of xs, as a count.
+func sumOf(xs []float64) int64 {
+	var n float64
+	for _, x := range xs {
+		n += x
+	}
+	return int64(n)
 }

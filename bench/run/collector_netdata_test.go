@@ -7,8 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
@@ -62,67 +64,102 @@ func TestCollectorPresentsCredential(t *testing.T) {
 	}
 	src := &benchCatalog{}
 	src.set(replicas)
-	srv := httptest.NewServer(src)
+	srv := httptest.NewServer(src.handler())
 	defer srv.Close()
-	res, err := measureCollector(ctx, srv.URL, cred.path, 1)
+	rows, err := measureCollector(ctx, srv.URL, cred.path, 2, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Scraped != 2 || res.Failed != 0 {
-		t.Errorf("with the credential: scraped %d, failed %d; want 2, 0", res.Scraped, res.Failed)
+	if r := rows[0]; len(rows) != 1 || r.V("scraped") != 2 || r.V("failed_scrapes") != 0 || len(r.Flags) != 0 {
+		t.Errorf("with the credential: %+v; want one cycle, 2 scraped, none failed", rows)
+	}
+	if src.catalogN.Load() == 0 || src.haproxyN.Load() == 0 {
+		t.Errorf("the collector read the catalog %d times and the HAProxy page %d times", src.catalogN.Load(), src.haproxyN.Load())
 	}
 	other := filepath.Join(tmp, "other-auth")
 	if err := os.WriteFile(other, []byte("not-the-credential\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	res, err = measureCollector(ctx, srv.URL, other, 1)
+	rows, err = measureCollector(ctx, srv.URL, other, 2, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Scraped != 0 || res.Failed == 0 {
-		t.Errorf("with another credential: scraped %d, failed %d; want 0, some", res.Scraped, res.Failed)
+	if r := rows[0]; r.V("scraped") != 0 || r.V("failed_scrapes") == 0 || len(r.Flags) != 1 {
+		t.Errorf("with another credential: %+v; want 0 scraped, some failed, flagged", r)
 	}
 }
 
-func TestCollectorGoals(t *testing.T) {
-	ok := collectorReport{
-		Cycles:  []collectorCycle{{Replicas: 100, P99MS: 900}, {Replicas: collectorReplicas, P99MS: 120}},
-		Plugin:  collectorPlugin{Replicas: 100, CPUPct: 1.5, RSSMB: 12.34},
-		Netdata: collectorNetdata{Replicas: 100, TotalRSSMB: 90, NetdataRSSMB: 75, PluginRSSMB: 15},
+// testCollectorRows are 100 cycles at 100 and at 200 replicas (p99 900
+// and 120 ms), the plugin at 1.5 % of a core and 12.34 MB, and the lab
+// Netdata at 75 + 15 MB.
+func testCollectorRows() []report.Row {
+	var rows []report.Row
+	for _, n := range []int{100, collectorReplicas} {
+		for i := 1; i <= 100; i++ {
+			ms := map[int]float64{100: 900, collectorReplicas: 120}[n] * float64(i) / 99
+			rows = append(rows, *report.NewRow("cycle", "replicas", n, "cycle", i).Put("ms", ms).Put("scraped", float64(n)).Put("failed_scrapes", 0))
+		}
 	}
+	rows = append(rows, *report.NewRow("plugin", "replicas", 100).Put("cpu_core_pct", 1.5).Put("rss_kb", 12.34*mb/1024),
+		*report.NewRow("netdata", "netdata", "lab").Put("total_rss_kb", 90*mb/1024).Put("plugin_rss_kb", 15*mb/1024))
+	return rows
+}
+
+func TestCollectorGoals(t *testing.T) {
 	cycle := "collection cycle p99 ≤ 250 ms at 200 replicas"
 	plugin := "pulse.d.plugin CPU ≤ 3 % of a core at 100 replicas"
 	netdata := "netdata + pulse.d.plugin RSS ≤ 110 MB (lab Netdata, 100 replicas)"
-	bad := ok
-	bad.Cycles = []collectorCycle{{Replicas: collectorReplicas, P99MS: 120, Failed: 3}}
-	bad.Plugin.Error = "plugin exited"
-	bad.Netdata.Error = "9 function charts"
-	skipped := ok
-	skipped.Cycles = nil
-	skipped.Plugin.CPUPct = 4
-	skipped.Netdata.Skipped, skipped.Netdata.Error = "no netdata", "ignored"
+	type goal struct {
+		name, status string
+		value        float64
+		note         string
+	}
 	for _, tc := range []struct {
-		name string
-		rep  collectorReport
-		want []goal
+		name   string
+		change func(rows []report.Row) []report.Row
+		want   []goal
 	}{
-		{"pass", ok, []goal{
-			{Name: cycle, Value: 120, Limit: 250, Unit: "ms", Status: pass},
-			{Name: plugin, Value: 1.5, Limit: 3, Unit: "%", Status: pass, Note: "RSS 12.3 MB"},
-			{Name: netdata, Value: 90, Limit: 110, Unit: "MB", Status: pass, Note: "netdata 75.0 MB + plugin 15.0 MB"},
+		{"pass", func(rows []report.Row) []report.Row { return rows }, []goal{
+			{cycle, report.Pass, 120, ""},
+			{plugin, report.Pass, 1.5, "RSS 12.3 MB"},
+			{netdata, report.Pass, 90, "netdata 75.0 MB + plugin 15.0 MB"},
 		}},
-		{"errors fail", bad, []goal{
-			{Name: cycle, Value: 120, Limit: 250, Unit: "ms", Status: fail, Note: "3 failed scrapes"},
-			{Name: plugin, Value: 1.5, Limit: 3, Unit: "%", Status: fail, Note: "plugin exited"},
-			{Name: netdata, Value: 90, Limit: 110, Unit: "MB", Status: fail, Note: "9 function charts"},
+		{"errors fail", func(rows []report.Row) []report.Row {
+			for i := range rows {
+				switch r := &rows[i]; {
+				case r.Label("replicas") == "200" && r.Label("cycle") == "7":
+					r.Put("failed_scrapes", 3).Flag("3 failed scrapes")
+				case r.Kind == "plugin":
+					r.Fail(errString("plugin exited"))
+				case r.Kind == "netdata":
+					r.Flag("9 function charts")
+				}
+			}
+			return rows
+		}, []goal{
+			{cycle, report.Fail, 120, "3 failed scrapes"},
+			{plugin, report.Fail, 0, "100: every run failed"},
+			{netdata, report.Fail, 90, "lab had errors: 9 function charts"},
 		}},
-		{"over the limit, no cycles, netdata skipped", skipped, []goal{
-			{Name: plugin, Value: 4, Limit: 3, Unit: "%", Status: fail, Note: "RSS 12.3 MB"},
-			{Name: netdata, Value: 90, Limit: 110, Unit: "MB", Status: skip, Note: "no netdata"},
+		{"over the limit, no cycles, netdata skipped", func(rows []report.Row) []report.Row {
+			rows = slices.DeleteFunc(rows, func(r report.Row) bool { return r.Kind == "cycle" })
+			rows[0].Put("cpu_core_pct", 4)
+			rows[1] = report.Row{Kind: "netdata", Labels: map[string]string{"netdata": "lab"}, Skipped: "no netdata"}
+			return rows
+		}, []goal{
+			{cycle, report.Skip, 0, "not measured"},
+			{plugin, report.Fail, 4, "RSS 12.3 MB"},
+			{netdata, report.Skip, 0, "lab did not run: no netdata"},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := collectorGoals(tc.rep); !reflect.DeepEqual(got, tc.want) {
+			rep := &report.Report{Rows: tc.change(testCollectorRows())}
+			collectorSummary(rep)
+			var got []goal
+			for _, g := range rep.Goals {
+				got = append(got, goal{g.Name, g.Status, g.Value, g.Note})
+			}
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got\n%+v\nwant\n%+v", got, tc.want)
 			}
 		})
