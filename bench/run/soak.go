@@ -1,38 +1,12 @@
 package main
 
-// The soak suite. One run has three parts, on the lab stack (lab.go: pulsed,
-// HAProxy, a lab Netdata with pulse.d.plugin, the alarms and the hook):
-//
-//  1. The fair CPU comparison (soak_fair.go): pulsed at its defaults (no
-//     request log), an in-process Go echo pinned at one replica (scale min =
-//     max = 1), 16 closed-loop connections through the gateway and straight
-//     to that replica in interleaved stretches: whole-host CPU per request
-//     on each path, and the per-process split.
-//  2. Health under saturation (soak_sat.go), on the same pulsed: a
-//     fork-mode C function burning 15 ms of CPU per request, pinned at one
-//     replica, under 64 closed-loop connections for 2 minutes: its slot's
-//     DOWN transitions, requests detoured through the cold-start path,
-//     failed requests, latency.
-//  3. The soak: pulsed started again with HAProxy's request log sent to a
-//     UDP socket of the harness (haproxy_log), then ten minutes
-//     (-soak-duration) of closed-loop load through the gateway with the
-//     autoscaler on, the connections stepping up and down every minute, a
-//     rolling update in the middle and one replica killed later; then a
-//     minute through the gateway and a minute straight to one replica at the
-//     same connections (the CPU per request with the request log and the
-//     replicas the autoscaler keeps: informational). Every request is
-//     recorded by the client; the request log names the server of each, and
-//     pulsed's catalog and HAProxy's slots, polled every 500 ms, name the
-//     replica and task behind the server at that moment.
-//
-// The comparison and the saturation come first because the host is
-// quietest then: no TIME_WAIT sockets, draining replicas or HAProxy reloads
-// left from the soak, and the harness does not yet hold (and garbage
-// collect) millions of request records.
+// The soak suite on the lab stack (lab.go), as bench/README.md describes it:
+// the fair CPU comparison (soak_fair.go) and the saturation (soak_sat.go),
+// then the soak itself, with HAProxy's request log (soak_log.go).
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,6 +23,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
@@ -59,48 +34,47 @@ import (
 
 const suiteSoak = "soak"
 
-// Settings of the soak suite.
+// Settings of the soak. The connections are the function's in-flight
+// demand: 48 ask for 6 replicas. The rolling update and the kill land at
+// soakUpdateAt and soakKillAt of the stepping part.
 const (
-	soakNamePrefix = "pbench-soak-"
-	// The function's policy: the closed-loop connections are its
-	// in-flight demand, so 48 connections ask for 6 replicas, 16 for 2.
-	soakMetric     = "inflight"
-	soakTarget     = 8
-	soakMin        = 1
-	soakMax        = 8
-	soakTimeout    = 10 * time.Second
-	soakDefault    = 10 * time.Minute
-	soakSamplePoll = 500 * time.Millisecond // pulsed's catalog and HAProxy's slots
-	soakHostPoll   = time.Second            // show stat, TIME_WAIT, /proc/stat
-	soakRoute      = 90 * time.Second
-	soakAlarmInit  = 90 * time.Second
-	soakStopGrace  = 20 * time.Second
-	soakUpdateWait = 3 * time.Minute // the rolling update's end is looked for this long
-	soakLogLinger  = 2 * time.Second // load end → the log socket closed
-	// soakRollEnv is the environment variable the rolling update changes.
-	soakRollEnv = "PULSE_BENCH_SOAK_GENERATION"
+	soakNamePrefix, soakRollEnv    = "pbench-soak-", "PULSE_BENCH_SOAK_GENERATION"
+	soakMetric                     = "inflight"
+	soakTarget, soakMin, soakMax   = 8, 1, 8
+	soakTimeout                    = 10 * time.Second
+	soakDefault, soakMinDuration   = 10 * time.Minute, 3 * time.Minute
+	soakStep, soakCompareConns     = time.Minute, 16
+	soakSamplePoll, soakHostPoll   = 500 * time.Millisecond, time.Second
+	soakRoute, soakAlarmInit       = 90 * time.Second, 90 * time.Second
+	soakStopGrace, soakUpdateWait  = 20 * time.Second, 3 * time.Minute
+	soakLogLinger                  = 2 * time.Second // load end → the log socket closed
+	soakUpdateAt, soakKillAt       = 0.5625, 0.8125
+	soakPhaseStep, soakPhaseGwCPU  = "step", "gateway CPU"
+	soakPhaseDirect                = "direct CPU"
+	soakEventUpdate, soakEventKill = "rolling update", "replica killed"
+	soakEventUpdateDone            = "rolling update done"
+	soakFailMax                    = 40          // failures the table lists
+	soakKillSpan                   = time.Minute // after the kill call, the failures in its error window
 )
 
-// soakBench runs the soak suite.
-type soakBench struct {
-	pulseLab
-	name  string // the soak's function
-	hello string // the fair comparison's function
-	burn  string // the saturation's function
-	body  string
-	rep   *soakReport
-	hlog  *haLog
+// soakPattern is the stepping minutes' connections, repeated for longer
+// runs; the last stepping minute is soakCompareConns.
+var soakPattern = []int{4, 16, 32, 16, 48, 8, 32, 16}
 
-	spec function.Spec
-	img  function.Image
-	t0   time.Time
+// soakPhase is one minute of load; a direct one loads the replica at Addr.
+type soakPhase struct {
+	Name         string
+	StartS, EndS float64
+	Conns        int
+	Direct       bool
+	Addr, Task   string
+}
 
-	mu       sync.Mutex
-	samples  soakTimeline
-	stats    *statAcc
-	host     []soakHostSample
-	statErrs int
-	lastErr  error
+// soakEvent is something the harness did, or saw finish, during the load.
+type soakEvent struct {
+	Name               string
+	AtS                float64
+	Detail, Task, Addr string
 }
 
 // soakHostSample is one second of the host poller.
@@ -108,6 +82,29 @@ type soakHostSample struct {
 	At       time.Time
 	TimeWait int
 	CPU      hostCPU
+}
+
+// soakBench runs the soak suite.
+type soakBench struct {
+	pulseLab
+	name, hello, burn string // the soak's, the fair comparison's, the saturation's functions
+	body              string
+	rep               *report.Report
+	sum               *report.Row // the soak's figures
+	hlog              *haLog
+	spec              function.Spec
+	img               function.Image
+	t0                time.Time
+
+	mu          sync.Mutex // guards what follows
+	evs         []soakEvent
+	tl          soakTimeline
+	stats       *statAcc
+	host        []soakHostSample
+	kill        *soakKill
+	updateState string
+	statErrs    int
+	lastErr     error
 }
 
 // runSoak runs the soak suite.
@@ -125,91 +122,119 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	}
 	b := &soakBench{
 		pulseLab: newPulseLab(log, env, id, soakNamePrefix, env.tools.haproxy, soakRoute, soakStopGrace),
-		body:     payload(cfg.BodyBytes), stats: newStatAcc(),
+		body:     payload(cfg.BodyBytes), stats: newStatAcc(), rep: report.New(cfg.Suite, env.started), sum: report.NewRow("soak"),
 		name: soakNamePrefix + id + "-echo", hello: soakNamePrefix + id + "-hello", burn: soakNamePrefix + id + "-burn",
 	}
-	b.rep = &soakReport{
-		Config: soakConfig{DurationS: cfg.SoakDuration.Seconds(), StepS: soakStep.Seconds(), Function: b.name,
-			Handler: inprocHandler, Metric: soakMetric, Target: soakTarget, Min: soakMin, Max: soakMax,
-			TimeoutS: soakTimeout.Seconds(), DrainGraceS: watchdog.DefaultDrainGrace.Seconds(), BodyBytes: cfg.BodyBytes, CompareConns: soakCompareConns,
-			CatalogPollS: soakSamplePoll.Seconds(), StatPollS: soakHostPoll.Seconds()},
-	}
 	rep := b.rep
-	if err := b.open(ctx, cfg.Suite, &rep.labHead, &rep.reportEnd); err != nil {
+	var head labHead
+	var end reportEnd
+	err = b.open(ctx, cfg.Suite, &head, &end)
+	rep.Machine, rep.Notes = head.Machine, end.Notes
+	if err != nil {
 		return err
 	}
 	defer func() { rep.Cleanup = append(rep.Cleanup, b.cleanup()...) }()
-	// The in-process Go echo as an image's Go function, and the
-	// saturation's C handler.
-	if err := b.build(ctx, &rep.labHead, goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags), cStep(env.tools, env.tmp, "burnecho", burnEchoC)); err != nil {
+	err = b.build(ctx, &head, goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags), cStep(env.tools, env.tmp, "burnecho", burnEchoC))
+	for k, v := range map[string]any{"engine": head.Engine, "haproxy": head.HAProxy, "netdata": head.Netdata, "artifacts": head.Artifacts} {
+		rep.Record(k, v)
+	}
+	if err != nil {
 		return err
 	}
-	// Parts 1 and 2 on pulsed's first lifetime, at its defaults
-	// (beforeSoak); part 3 on its second, with the request log (start).
-	for _, step := range []func(context.Context) error{b.prepareShared, b.startNetdata, b.beforeSoak, b.deploy, b.start} {
+	b.spec = function.Spec{Name: b.name, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".",
+		Scale: function.Scale{Metric: soakMetric, Target: soakTarget, Min: soakMin, Max: soakMax}, Env: map[string]string{soakRollEnv: "1"}}
+	deploy := func(ctx context.Context) (err error) {
+		b.img, err = b.deployPinned(ctx, &b.spec, "", "inproc")
+		return err
+	}
+	for _, step := range []func(context.Context) error{b.prepareShared, b.startNetdata, b.beforeSoak, deploy, b.start} {
 		if err := step(ctx); err != nil {
 			return err
 		}
 	}
-
 	log.Info("soak", "function", b.name, "duration", cfg.SoakDuration, "rolling_update_at", updateAt, "kill_at", killAt)
-	recs, fails, err := b.soak(ctx, phases, updateAt, killAt)
+	run, err := b.soak(ctx, phases, updateAt, killAt)
 	if err != nil {
 		return err
 	}
-	b.analyze(ctx, recs, fails)
-	b.keepLogs()
+	analyzeSoak(rep, b.sum, run)
+	if b.statErrs > 0 {
+		rep.Note("%d `show stat` polls failed (last: %v)", b.statErrs, b.lastErr)
+	}
+	if slices.ContainsFunc(rep.Rows, func(r report.Row) bool { return r.V("failed") > 0 }) {
+		lines, _ := rep.Records["haproxy_events"].([]string)
+		if dir := b.keepLogs(suiteSoak, map[string]string{"haproxy-events.log": strings.Join(lines, "\n") + "\n"}); dir != "" {
+			rep.Note("requests failed: pulsed's logs, the lab Netdata's error log and HAProxy's non-request log lines are kept in %s", dir)
+		}
+	}
 	rep.Cleanup = append(rep.Cleanup, b.cleanup()...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-
-	base := filepath.Join(cfg.Out, cfg.Suite+"-"+env.started.Format("20060102T150405Z"))
-	png, err := renderSoakPlot(*rep)
-	if err != nil {
-		rep.Notes = append(rep.Notes, "the picture could not be drawn: "+err.Error())
-	} else {
-		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-			return err
-		}
-		if err := credential.WriteFileAtomic(base+".png", png, 0o644, -1); err != nil {
-			return err
-		}
-		rep.Picture = filepath.Base(base + ".png")
-		fmt.Fprintf(stdout, "picture: %s\n", base+".png")
-	}
-	pub := cfg
+	m := head.Machine
+	penv, _ := rep.Records["pulsed_env"].([]string)
+	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; before the soak, on a first pulsed at its defaults, the fair CPU comparison and "+
+		"health under saturation; the soak: a second pulsed with the request log, %s of closed-loop keep-alive load (%d-byte POST) on %s (bench/inproc), "+
+		"scale %s target %d min %d max %d, timeout %s, drain grace %s, no Docker health check, autoscaler on; pulsed: %s",
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, head.Engine, head.HAProxy, head.Netdata, cfg.SoakDuration, cfg.BodyBytes, b.name,
+		soakMetric, soakTarget, soakMin, soakMax, soakTimeout, watchdog.DefaultDrainGrace, strings.Join(penv, " "))
+	soakTables(rep, b.picture(cfg, stdout))
 	if cfg.SoakDuration < soakDefault {
-		pub.Readme = "-" // a short run leaves the README alone
+		cfg.Readme = "-" // a short run leaves the README alone
 	}
-	return publish(pub, stdout, env.started, rep, renderSoak(*rep, false, ""), func(rel string) string { return renderSoak(*rep, true, rel) })
+	return publishReport(cfg, stdout, rep)
 }
 
-// inprocHandler describes bench/inproc in the report.
-const inprocHandler = "bench/inproc: the in-process Go echo (watchdog library)"
-
-// deploy assembles the echo's image (as /function, the way function.Build
-// lays out a Go function) and deploys it at one replica, as `pulse deploy`
-// does on this engine: no Docker health check, the default drain grace.
-func (b *soakBench) deploy(ctx context.Context) error {
-	bin, err := os.ReadFile(b.arts.path("inproc"))
+// picture draws the report's picture beside its JSON and returns its path
+// from the README, "" (and a note) when it could not be written.
+func (b *soakBench) picture(cfg config, stdout io.Writer) string {
+	png := filepath.Join(cfg.Out, cfg.Suite+"-"+b.env.started.UTC().Format("20060102T150405Z")+".png")
+	img, err := renderSoakPlot(b.rep, cfg.SoakDuration)
+	if err == nil {
+		if err = os.MkdirAll(cfg.Out, 0o755); err == nil {
+			err = credential.WriteFileAtomic(png, img, 0o644, -1)
+		}
+	}
 	if err != nil {
-		return err
+		b.rep.Note("the picture could not be drawn: %v", err)
+		return ""
 	}
-	b.spec = function.Spec{
-		Name: b.name, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".",
-		Timeout: soakTimeout, MaxBody: 1 << 20,
-		Scale: function.Scale{Metric: soakMetric, Target: soakTarget, Min: soakMin, Max: soakMax},
-		Env:   map[string]string{soakRollEnv: "1"},
+	fmt.Fprintf(stdout, "picture: %s\n", png)
+	if rel, err := filepath.Rel(filepath.Dir(cfg.Readme), png); err == nil {
+		return filepath.ToSlash(rel)
 	}
-	if b.img, _, err = b.deployFunction(ctx, &b.spec, nil, bin, 0); err != nil {
-		return err
+	return filepath.Base(png)
+}
+
+// soakSchedule returns the phases of a run of d (whole minutes, at least
+// soakMinDuration): stepping minutes through the gateway, then a minute
+// through the gateway and one straight to a replica at the same
+// connections; and when, from t0, the rolling update and the kill happen.
+func soakSchedule(d time.Duration) (phases []soakPhase, update, kill time.Duration, err error) {
+	if d < soakMinDuration || d%soakStep != 0 {
+		return nil, 0, 0, fmt.Errorf("soak duration %s: want whole minutes, at least %s", d, soakMinDuration)
 	}
-	wctx, cancel := context.WithTimeout(ctx, soakRoute)
-	defer cancel()
-	if _, err := b.sw.WaitReady(wctx, b.name, 1); err != nil {
-		return err
+	n := int(d / soakStep)
+	stepping := n - 2
+	at := func(i int) float64 { return float64(i) * soakStep.Seconds() }
+	for i := range stepping {
+		c := soakPattern[i%len(soakPattern)]
+		if i == stepping-1 {
+			c = soakCompareConns
+		}
+		phases = append(phases, soakPhase{Name: soakPhaseStep, StartS: at(i), EndS: at(i + 1), Conns: c})
 	}
-	b.log.Info("deployed", "function", b.name)
-	return nil
+	phases = append(phases,
+		soakPhase{Name: soakPhaseGwCPU, StartS: at(stepping), EndS: at(stepping + 1), Conns: soakCompareConns},
+		soakPhase{Name: soakPhaseDirect, StartS: at(stepping + 1), EndS: at(n), Conns: soakCompareConns, Direct: true})
+	part := time.Duration(stepping) * soakStep
+	round := func(f float64) time.Duration {
+		return (time.Duration(f*float64(part)) + time.Second/2).Truncate(time.Second)
+	}
+	return phases, round(soakUpdateAt), round(soakKillAt), nil
+}
+
+// phaseAt returns the index of the phase running at s seconds, or -1.
+func phaseAt(phases []soakPhase, s float64) int {
+	return slices.IndexFunc(phases, func(p soakPhase) bool { return s >= p.StartS && s < p.EndS })
 }
 
 // start opens the request log's socket, starts pulsed's second lifetime
@@ -220,266 +245,259 @@ func (b *soakBench) start(ctx context.Context) error {
 	if b.hlog, err = listenHALog(gateway.BackendName(b.name)); err != nil {
 		return err
 	}
-	changed, err := b.startPulsed(ctx, "PULSE_HAPROXY_LOG="+b.hlog.Target())
+	env, err := b.startPulsed(ctx, "PULSE_HAPROXY_LOG="+b.hlog.Target())
 	if err != nil {
 		return err
 	}
-	b.rep.Config.PulsedEnv = changed
-	b.rep.Config.HAProxyLog = b.hlog.Target()
+	b.rep.Record("pulsed_env", env)
 	if err := b.waitRouted(ctx, b.name, 1, b.body); err != nil {
 		return err
 	}
-	b.log.Info("pulsed routing; waiting for the alarms to initialise", "api", b.apiAddr, "gateway", b.gwAddr)
 	return b.waitAlarm(ctx, b.name, soakAlarmInit)
 }
 
-// soak runs the schedule with its events and the pollers, and returns the
-// client's records.
-func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, killAt time.Duration) ([]loadReq, []loadFail, error) {
+// soak runs the schedule with its events and the pollers, and returns what
+// the analysis needs.
+func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, killAt time.Duration) (soakRun, error) {
 	reloads0, rerr0 := b.reloads(ctx)
 	b.t0 = time.Now()
-	b.rep.T0 = b.t0.UTC().Format(time.RFC3339Nano)
+	b.rep.Record("t0", b.t0.UTC().Format(time.RFC3339Nano))
 	pctx, stopPollers := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); b.pollSamples(pctx) }()
-	go func() { defer wg.Done(); b.pollHost(pctx) }()
 	defer func() { stopPollers(); wg.Wait() }()
+	wg.Go(func() { every(pctx, soakSamplePoll, func() { b.pollSample(pctx) }) })
+	wg.Go(func() { every(pctx, soakHostPoll, func() { b.pollHost(pctx) }) })
+	wg.Go(func() { b.rollingUpdate(pctx, b.t0.Add(updateAt)) })
+	wg.Go(func() { b.killOne(pctx, b.t0.Add(killAt)) })
 
 	load := newClosedLoop(b.t0, b.body, b.cred.header())
 	defer load.end() // a second end is a no-op
-	var evMu sync.Mutex
-	event := func(e soakEvent) {
-		evMu.Lock()
-		b.rep.Events = append(b.rep.Events, e)
-		evMu.Unlock()
-		b.log.Info("event", "event", e.Name, "at", clock(e.AtS), "task", e.Task, "addr", e.Addr, "detail", e.Detail)
-	}
-	wg.Add(2)
-	go func() { defer wg.Done(); b.rollingUpdate(pctx, b.t0.Add(updateAt), event) }()
-	go func() { defer wg.Done(); b.killOne(pctx, b.t0.Add(killAt), event) }()
-
 	marks := make([]cpuMark, len(phases)+1)
 	watch := b.procWatch()
+	at := func(s float64) time.Time { return b.t0.Add(time.Duration(s * float64(time.Second))) }
 	for i := range phases {
 		ph := &phases[i]
 		if ph.Name != soakPhaseStep {
 			b.watchReplicas(ctx, b.name, &watch) // before the boundary: it takes a few engine calls
 		}
-		if err := sleepUntil(ctx, b.t0.Add(time.Duration(ph.StartS*float64(time.Second)))); err != nil {
-			return nil, nil, err
+		if err := sleepCtx(ctx, time.Until(at(ph.StartS))); err != nil {
+			return soakRun{}, err
 		}
 		marks[i] = b.mark(watch, ph.Name != soakPhaseStep)
+		addr, path := b.gwAddr, "/function/"+b.name
 		if ph.Direct {
-			addr, task, err := b.directTarget(ctx)
-			if err != nil {
-				return nil, nil, err
+			f, err := b.catalogFunction(ctx, b.name)
+			i := slices.IndexFunc(f.Replicas, func(r contract.Replica) bool { return r.Routed && !r.Draining })
+			if err == nil && i < 0 {
+				err = fmt.Errorf("no routed replica of %s for the direct minute", b.name)
 			}
-			ph.Addr, ph.Task = addr, task
-			load.set(ph.Conns, addr, "/", true)
-		} else {
-			load.set(ph.Conns, b.gwAddr, "/function/"+b.name, false)
+			if err != nil {
+				return soakRun{}, err
+			}
+			ph.Addr, _ = loopbackAddr(f.Replicas[i].Addr)
+			ph.Task, addr, path = f.Replicas[i].TaskID, ph.Addr, "/"
 		}
-		b.log.Info("phase", "phase", ph.Name, "at", clock(ph.StartS), "connections", ph.Conns, "direct", ph.Direct, "addr", ph.Addr)
+		load.set(ph.Conns, addr, path, ph.Direct)
+		b.log.Info("phase", "phase", ph.Name, "at", clock(ph.StartS), "connections", ph.Conns, "addr", addr)
 	}
-	if err := sleepUntil(ctx, b.t0.Add(time.Duration(phases[len(phases)-1].EndS*float64(time.Second)))); err != nil {
-		return nil, nil, err
+	if err := sleepCtx(ctx, time.Until(at(phases[len(phases)-1].EndS))); err != nil {
+		return soakRun{}, err
 	}
 	b.watchReplicas(ctx, b.name, &watch)
 	marks[len(phases)] = b.mark(watch, true)
 	recs, fails := load.end()
 	b.log.Info("load done", "requests", len(recs), "failed", len(fails))
-	b.rep.Phases = phases
 
-	// What the load left: memory, counters, HAProxy's own log count.
-	b.rep.Summary.RSS = b.rss()
-	b.pollStats(ctx)
-	if out, err := b.rt.Exec(ctx, "show info"); err == nil {
-		if n, err := strconv.ParseInt(parseShowInfo(out)["DroppedLogs"], 10, 64); err == nil {
-			b.rep.Summary.DroppedLogs = n
-		}
-	}
-	b.rep.Summary.Reloads = -1
-	if reloads1, rerr1 := b.reloads(ctx); rerr0 == nil && rerr1 == nil {
-		b.rep.Summary.Reloads = int64(reloads1 - reloads0)
-	}
-	// The CPU comparison with the request log and the replicas the
-	// autoscaler keeps (informational).
-	c := &b.rep.Summary.CPU
-	for i, ph := range phases {
-		if ph.Name != soakPhaseStep {
-			c.add(ph.Direct, windowOf(ph.EndS-ph.StartS, marks[i], marks[i+1]))
-			c.Conns = ph.Conns
-		}
-	}
 	stopPollers()
 	wg.Wait()
-	return recs, fails, nil
+	// What the load left: memory, counters, HAProxy's own log count.
+	if ps, err := findHAProxies("/proc", b.stateDir); err == nil {
+		var n, rss, hwm int64
+		for _, p := range ps {
+			if m, err := readStatus("/proc", p.PID); err == nil {
+				n, rss, hwm = n+1, rss+m.RSSKB, hwm+m.HWMKB
+			}
+		}
+		b.sum.PutAll(map[string]float64{"haproxy_procs": float64(n), "haproxy_rss_mb": kbToMB(rss), "haproxy_peak_mb": kbToMB(hwm)})
+	}
+	if m, err := readStatus("/proc", b.pulsed.pid()); err == nil {
+		b.sum.Put("pulsed_rss_mb", kbToMB(m.RSSKB)).Put("pulsed_peak_mb", kbToMB(m.HWMKB))
+	}
+	if rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.name)); err == nil {
+		b.stats.add(time.Now(), rows)
+	}
+	if out, err := b.rt.Exec(ctx, "show info"); err == nil {
+		if n, err := strconv.ParseFloat(parseShowInfo(out)["DroppedLogs"], 64); err == nil {
+			b.sum.Put("dropped_logs", n)
+		}
+	}
+	if reloads1, rerr1 := b.reloads(ctx); rerr0 == nil && rerr1 == nil {
+		b.sum.Put("reloads", float64(reloads1-reloads0))
+	}
+	if evs, err := b.events(ctx); err == nil {
+		b.sum.Put("scale_events", float64(len(slices.DeleteFunc(evs.Events, func(e contract.ScaleEvent) bool { return e.Function != b.name || !e.Time.After(b.t0) }))))
+	}
+	b.sum.Labels["rolling_update"] = b.updateState
+	r := soakRun{t0: b.t0, phases: phases, recs: recs, fails: fails, log: b.hlog.close(soakLogLinger), tl: b.tl, host: b.host,
+		stats: b.stats, kill: b.kill, events: b.evs, clk: b.env.clk}
+	for i, ph := range phases {
+		if ph.Name != soakPhaseStep {
+			r.cpu[btoi(ph.Direct)] = cpuTicks(r.cpu[btoi(ph.Direct)], marks[i], marks[i+1])
+		}
+	}
+	return r, nil
 }
 
-// since is t in seconds after the soak's t0.
-func (b *soakBench) since(t time.Time) float64 { return round3(t.Sub(b.t0).Seconds()) }
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	if d := time.Until(t); d > 0 {
-		return sleepCtx(ctx, d)
+// btoi is 1 for true, 0 for false.
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	return ctx.Err()
+	return 0
 }
 
-// groupDelta is each group's CPU between two samples, in ticks.
-func groupDelta(before, after procCPU) map[string]uint64 {
-	if before == nil || after == nil {
-		return nil
-	}
-	out := map[string]uint64{}
-	for g, m := range after {
-		out[g], _, _ = cpuDelta(before[g], m)
-	}
-	return out
-}
-
-// routedReplicas returns the function's replicas that pulsed routes and
-// does not drain.
-func (b *soakBench) routedReplicas(ctx context.Context) ([]contract.Replica, error) {
-	f, err := b.catalogFunction(ctx, b.name)
-	return slices.DeleteFunc(f.Replicas, func(r contract.Replica) bool { return !r.Routed || r.Draining }), err
-}
-
-// directTarget picks the replica the direct minute loads: the first one
-// routed and not draining.
-func (b *soakBench) directTarget(ctx context.Context) (addr, task string, err error) {
-	rs, err := b.routedReplicas(ctx)
-	if err == nil && len(rs) == 0 {
-		err = fmt.Errorf("no routed replica of %s for the direct minute", b.name)
-	}
-	if err != nil {
-		return "", "", err
-	}
-	addr, _ = loopbackAddr(rs[0].Addr)
-	return addr, rs[0].TaskID, nil
+// event records e (at seconds after t0) and logs it.
+func (b *soakBench) event(e soakEvent, at time.Time) {
+	e.AtS = report.Round3(at.Sub(b.t0).Seconds())
+	b.mu.Lock()
+	b.evs = append(b.evs, e)
+	b.mu.Unlock()
+	b.log.Info("event", "event", e.Name, "at", clock(e.AtS), "task", e.Task, "detail", e.Detail)
 }
 
 // rollingUpdate redeploys the function with a changed environment at at
 // (a start-first rolling update through function.Swarm.Deploy), then
 // watches the service until Swarm reports the update done.
-func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time, event func(soakEvent)) {
-	if sleepUntil(ctx, at) != nil {
+func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time) {
+	if sleepCtx(ctx, time.Until(at)) != nil {
 		return
 	}
 	spec := b.spec
 	spec.Env = map[string]string{soakRollEnv: "2"}
 	start := time.Now()
 	res, err := b.sw.Deploy(ctx, spec, b.img, function.DeployOptions{NoHealthcheck: true, Instance: benchInstance(b.run)})
+	state := func(s string) { b.mu.Lock(); b.updateState = s; b.mu.Unlock() }
 	if err != nil {
-		event(soakEvent{Name: soakEventUpdate, AtS: b.since(start), Detail: "failed: " + err.Error()})
-		b.rep.Summary.UpdateState = "deploy failed: " + err.Error()
+		b.event(soakEvent{Name: soakEventUpdate, Detail: "failed: " + err.Error()}, start)
+		state("deploy failed: " + err.Error())
 		return
 	}
-	event(soakEvent{Name: soakEventUpdate, AtS: b.since(start),
-		Detail: fmt.Sprintf("Swarm.Deploy with %s=2: start-first, one replica at a time; %d replica(s)", soakRollEnv, res.Replicas)})
-	deadline := start.Add(soakUpdateWait)
-	for time.Now().Before(deadline) {
-		if sleepCtx(ctx, 250*time.Millisecond) != nil {
-			return
-		}
+	b.event(soakEvent{Name: soakEventUpdate, Detail: fmt.Sprintf("Swarm.Deploy with %s=2: start-first, one replica at a time; %d replica(s)", soakRollEnv, res.Replicas)}, start)
+	for deadline := start.Add(soakUpdateWait); time.Now().Before(deadline) && sleepCtx(ctx, 250*time.Millisecond) == nil; {
 		svc, err := inspectService(ctx, b.api, b.name)
 		if err != nil || svc.UpdateStatus == nil {
 			continue
 		}
 		st := svc.UpdateStatus
-		b.rep.Summary.UpdateState = string(st.State) + ": " + st.Message
-		switch st.State {
-		case swarm.UpdateStateCompleted:
-			done := time.Now()
-			if st.CompletedAt != nil {
-				done = *st.CompletedAt
-			}
-			b.rep.Summary.UpdateS = round3(done.Sub(start).Seconds())
-			event(soakEvent{Name: soakEventUpdateDone, AtS: b.since(done), Detail: st.Message})
-			return
-		case swarm.UpdateStatePaused, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused:
-			event(soakEvent{Name: soakEventUpdateDone, AtS: b.since(time.Now()), Detail: string(st.State) + ": " + st.Message})
+		state(string(st.State) + ": " + st.Message)
+		done := time.Now()
+		if st.State == swarm.UpdateStateCompleted && st.CompletedAt != nil {
+			done = *st.CompletedAt
+		}
+		if st.State == swarm.UpdateStateCompleted {
+			b.sum.Put("rolling_update_s", report.Round3(done.Sub(start).Seconds())) // only this goroutine writes the row during the load
+		}
+		if slices.Contains([]swarm.UpdateState{swarm.UpdateStateCompleted, swarm.UpdateStatePaused, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused}, st.State) {
+			b.event(soakEvent{Name: soakEventUpdateDone, Detail: string(st.State) + ": " + st.Message}, done)
 			return
 		}
 	}
 }
 
-// killOne kills one routed replica's container with SIGKILL at at (docker
-// kill), and records when the engine saw it end.
-func (b *soakBench) killOne(ctx context.Context, at time.Time, event func(soakEvent)) {
-	if sleepUntil(ctx, at) != nil {
+// killOne kills one routed replica's container, picked at random, with
+// SIGKILL at at (docker kill), and records when the engine saw it end.
+func (b *soakBench) killOne(ctx context.Context, at time.Time) {
+	if sleepCtx(ctx, time.Until(at)) != nil {
 		return
 	}
-	fail := func(why string) {
-		event(soakEvent{Name: soakEventKill, AtS: b.since(time.Now()), Detail: "not done: " + why})
-	}
-	cands, err := b.routedReplicas(ctx)
-	if err == nil && len(cands) == 0 {
-		err = errors.New("no routed replica")
-	}
-	if err != nil {
-		fail(err.Error())
+	fail := func(why string) { b.event(soakEvent{Name: soakEventKill, Detail: "not done: " + why}, time.Now()) }
+	f, err := b.catalogFunction(ctx, b.name)
+	cands := slices.DeleteFunc(f.Replicas, func(r contract.Replica) bool { return !r.Routed || r.Draining })
+	if err != nil || len(cands) == 0 {
+		fail(fmt.Sprintf("no routed replica (%v)", err))
 		return
 	}
 	victim := cands[mrand.IntN(len(cands))]
 	cctx, cancel := call(ctx)
+	defer cancel()
 	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.task.id="+victim.TaskID))})
-	cancel()
 	if err != nil || len(cs) != 1 {
 		fail(fmt.Sprintf("container of task %s: %d found, %v", victim.TaskID, len(cs), err))
 		return
 	}
-	server := ""
-	b.mu.Lock()
-	if n := len(b.samples); n > 0 {
-		for _, s := range b.samples[n-1].Slots {
-			if s.Live() && s.Addr == victim.Addr {
-				server = s.Name
-			}
-		}
-	}
-	b.mu.Unlock()
 	called := time.Now()
-	cctx, cancel = call(ctx)
-	err = b.api.ContainerKill(cctx, cs[0].ID, "SIGKILL")
-	returned := time.Now()
-	cancel()
-	if err != nil {
+	if err := b.api.ContainerKill(cctx, cs[0].ID, "SIGKILL"); err != nil {
 		fail("kill: " + err.Error())
 		return
 	}
-	ended := called
-	cctx, cancel = call(ctx)
+	returned, ended := time.Now(), called
 	if ci, err := b.api.ContainerInspect(cctx, cs[0].ID); err == nil && ci.ContainerJSONBase != nil && ci.State != nil {
-		if t, err := time.Parse(time.RFC3339Nano, ci.State.FinishedAt); err == nil && !t.IsZero() && t.After(called.Add(-time.Second)) {
+		if t, err := time.Parse(time.RFC3339Nano, ci.State.FinishedAt); err == nil && t.After(called.Add(-time.Second)) {
 			ended = t
 		}
 	}
-	cancel()
-	event(soakEvent{Name: soakEventKill, AtS: b.since(ended), Task: victim.TaskID, Addr: victim.Addr, Server: server,
+	b.event(soakEvent{Name: soakEventKill, Task: victim.TaskID, Addr: victim.Addr,
 		Detail: fmt.Sprintf("docker kill (SIGKILL) of one of %d routed replicas at %s; the call returned %.3f s later, the engine's FinishedAt %.3f s after the call",
-			len(cands), clock(b.since(called)), returned.Sub(called).Seconds(), ended.Sub(called).Seconds())})
+			len(cands), clock(called.Sub(b.t0).Seconds()), returned.Sub(called).Seconds(), ended.Sub(called).Seconds())}, ended)
 	b.mu.Lock()
-	b.rep.Summary.kill = &soakKill{CallAt: called, At: ended, Task: victim.TaskID, Addr: victim.Addr}
-	b.rep.Summary.KillCallS, b.rep.Summary.KillEndS = b.since(called), b.since(ended)
+	b.kill = &soakKill{CallAt: called, At: ended, Task: victim.TaskID, Addr: victim.Addr}
 	b.mu.Unlock()
 }
 
-// keepLogs copies pulsed's logs, the lab Netdata's error log and HAProxy's
-// non-request log lines out of the run's directory when a request failed,
-// and notes where.
-func (b *soakBench) keepLogs() {
-	if b.rep.Summary.Failed == 0 && b.rep.Saturation.Failed == 0 && b.rep.Fair.Failed == 0 {
+// pollSample reads pulsed's catalog and HAProxy's slots.
+func (b *soakBench) pollSample(ctx context.Context) {
+	smp := soakSample{At: time.Now()}
+	f, ferr := b.catalogFunction(ctx, b.name)
+	smp.Replicas, smp.Desired = f.Replicas, f.Desired
+	var serr error
+	smp.Slots, serr = readSlots(ctx, b.rt, gateway.BackendName(b.name))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tl = append(b.tl, smp)
+	b.lastErr = cmp.Or(serr, ferr, b.lastErr)
+}
+
+// pollHost adds one `show stat` of the function's servers to the counters,
+// and reads the TCP sockets in TIME_WAIT and the host's CPU.
+func (b *soakBench) pollHost(ctx context.Context) {
+	rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.name))
+	s := soakHostSample{At: time.Now()}
+	s.CPU, _ = readHostCPU("/proc")
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		t, _ := os.ReadFile(f)
+		s.TimeWait += countTimeWait(string(t))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.host = append(b.host, s)
+	if err != nil {
+		b.statErrs, b.lastErr = b.statErrs+1, err
 		return
 	}
-	var lines []string
-	for _, e := range b.rep.HAProxyEvents {
-		lines = append(lines, fmt.Sprintf("%.3f %s", e.AtS, e.Line))
+	b.stats.add(s.At, rows)
+}
+
+// countTimeWait counts the lines of a /proc/net/tcp table after its header
+// whose state, the 4th column, is 06: TIME_WAIT.
+func countTimeWait(table string) int {
+	n := 0
+	for i, l := range strings.Split(table, "\n") {
+		if f := strings.Fields(l); i > 0 && len(f) > 3 && f[3] == "06" {
+			n++
+		}
 	}
-	if dir := b.pulseLab.keepLogs(suiteSoak, map[string]string{"haproxy-events.log": strings.Join(lines, "\n") + "\n"}); dir != "" {
-		b.rep.Notes = append(b.rep.Notes, "requests failed: pulsed's logs, the lab Netdata's error log and HAProxy's non-request log lines are kept in "+dir)
+	return n
+}
+
+// parseShowInfo reads HAProxy's `show info` ("Name: value" lines).
+func parseShowInfo(out string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
 	}
+	return m
 }
 
 // cleanup closes the log socket and cleans the lab up (pulseLab.cleanup).

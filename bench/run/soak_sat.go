@@ -1,22 +1,24 @@
 package main
 
-// The soak suite's second part: health under saturation (the issue's
-// "flaps under saturation"). A fork-mode function whose static C handler
-// burns satBurnMS of CPU per request, pinned at one replica, takes satConns
-// closed-loop connections through the gateway for satDuration: far more
-// than the two cores can serve, so the replica is saturated the whole time
-// and answers its health checks late. It must stay in rotation: no DOWN
-// transition of its slot (HAProxy's chkdown), no request detoured through
-// pulsed's cold-start path (the backup server's stot) and no failed
-// request. pulsed runs at its defaults, as for the fair comparison.
+// The soak suite's second part, health under saturation: a fork-mode
+// function whose static C handler burns satBurnMS of CPU per request,
+// pinned at one replica, under satConns closed-loop connections through the
+// gateway for satDuration, far more than two cores serve. It must stay in
+// rotation: no DOWN transition of its slot, no request detoured through
+// pulsed's cold-start path (the backup server), none failed. The cluster
+// suite (cluster_sat.go) runs the same workload and shares soakSat,
+// summarizeSat and statAcc.
 
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/gateway"
 )
 
@@ -43,81 +45,72 @@ if((c.tv_sec-a.tv_sec)*1000+(c.tv_nsec-a.tv_nsec)/1000000>=ms)break;}
 return write(1,b,n)==(ssize_t)n?0:1;}
 `
 
-// soakSat is the saturation's result.
+// soakSat is a saturation's result: the client's requests (by start time),
+// and HAProxy's counters over the load for the busiest slot (Server), every
+// slot (Downs, CheckFails, HTTP5xx) and the backup server.
 type soakSat struct {
-	Function  string   `json:"function"`
-	Handler   string   `json:"handler"`
-	BurnMS    int      `json:"burn_ms"`
-	Conns     int      `json:"connections"`
-	DurationS float64  `json:"duration_s"`
-	PulsedEnv []string `json:"pulsed_env"`
-	// The client's records (requests by start time).
-	Requests     int64          `json:"requests"`
-	OK           int64          `json:"ok"`
-	Failed       int64          `json:"failed"`
-	FailedByKind map[string]int `json:"failed_by_kind,omitempty"`
-	RPS          float64        `json:"rps"` // answers per second
-	P50MS        float64        `json:"p50_ms"`
-	P99MS        float64        `json:"p99_ms"`
-	MaxMS        float64        `json:"max_ms"`
-	// HAProxy's counters over the load (show stat, polled every second):
-	// the replica's slot and the backup server (pulsed's cold-start path).
-	Server         string `json:"server"`
-	Sessions       int64  `json:"sessions"`
-	Connects       int64  `json:"connects"`
-	Downs          int64  `json:"chkdown"` // every slot's, the replica's included
-	CheckFails     int64  `json:"chkfail"`
-	HTTP5xx        int64  `json:"hrsp_5xx"`
-	BackupSessions int64  `json:"backup_sessions"`
-	// Polls counts the 1 s polls, DownPolls those that found a slot DOWN.
-	Polls     int    `json:"polls"`
-	DownPolls int    `json:"down_polls"`
-	PollErrs  int    `json:"poll_errors,omitempty"`
-	StatusEnd string `json:"status_end"`
-	// The whole host's busy CPU over the load, % of all cores, and per
-	// request answered.
-	HostBusyPct  float64 `json:"host_busy_pct"`
-	HostMSPerReq float64 `json:"host_ms_per_request"`
+	Function       string         `json:"function"`
+	Handler        string         `json:"handler"`
+	BurnMS         int            `json:"burn_ms"`
+	Conns          int            `json:"connections"`
+	DurationS      float64        `json:"duration_s"`
+	PulsedEnv      []string       `json:"pulsed_env"`
+	Requests       int64          `json:"requests"`
+	OK             int64          `json:"ok"`
+	Failed         int64          `json:"failed"`
+	FailedByKind   map[string]int `json:"failed_by_kind,omitempty"`
+	RPS            float64        `json:"rps"` // answers per second
+	P50MS          float64        `json:"p50_ms"`
+	P99MS          float64        `json:"p99_ms"`
+	MaxMS          float64        `json:"max_ms"`
+	Server         string         `json:"server"`
+	Sessions       int64          `json:"sessions"`
+	Connects       int64          `json:"connects"`
+	Downs          int64          `json:"chkdown"`
+	CheckFails     int64          `json:"chkfail"`
+	HTTP5xx        int64          `json:"hrsp_5xx"`
+	BackupSessions int64          `json:"backup_sessions"`
+	Polls          int            `json:"polls"`      // 1 s polls of show stat
+	DownPolls      int            `json:"down_polls"` // of those, finding a slot DOWN
+	PollErrs       int            `json:"poll_errors,omitempty"`
+	StatusEnd      string         `json:"status_end"`
+	HostBusyPct    float64        `json:"host_busy_pct"` // of all cores
+	HostMSPerReq   float64        `json:"host_ms_per_request"`
 }
 
-// saturation runs the saturation on pulsed's first lifetime.
+// saturation runs the saturation on pulsed's first lifetime and adds its
+// row.
 func (b *soakBench) saturation(ctx context.Context) error {
-	s := &b.rep.Saturation
+	s := soakSat{Function: b.burn, Handler: satHandler, BurnMS: satBurnMS, Conns: satConns, DurationS: satDuration.Seconds()}
 	backend := gateway.BackendName(b.burn)
 	acc := newStatAcc()
 	poll := func() error {
 		rows, err := serverStats(ctx, b.rt, backend)
 		if err != nil {
+			s.PollErrs++
 			return err
 		}
+		s.Polls++
 		acc.add(time.Now(), rows)
-		for _, r := range rows {
-			if r.Server != gateway.BackupServerName && strings.HasPrefix(r.Status, "DOWN") {
-				s.DownPolls++
-				break
-			}
+		if slices.ContainsFunc(rows, func(r gateway.ServerStat) bool {
+			return r.Server != gateway.BackupServerName && strings.HasPrefix(r.Status, "DOWN")
+		}) {
+			s.DownPolls++
 		}
 		return nil
-	}
-	count := func() {
-		if err := poll(); err != nil {
-			s.PollErrs++
-		} else {
-			s.Polls++
-		}
 	}
 	if err := poll(); err != nil {
 		return err
 	}
 	acc.restart()
-	s.DownPolls = 0
+	s.Polls, s.DownPolls = 0, 0
 	b.log.Info("saturation", "function", b.burn, "connections", satConns, "burn_ms", satBurnMS, "for", satDuration)
 	h0, _ := readHostCPU("/proc")
 	t0 := time.Now()
 	load := newClosedLoop(t0, b.body, nil)
 	load.set(satConns, b.gwAddr, "/function/"+b.burn, false)
 	lctx, cancel := context.WithTimeout(ctx, satDuration)
-	every(lctx, satPoll, count)
+	every(lctx, satPoll, func() { _ = poll() })
 	cancel()
 	recs, fails := load.end()
 	h1, _ := readHostCPU("/proc")
@@ -125,13 +118,16 @@ func (b *soakBench) saturation(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	count()
-	summarizeSat(s, recs, fails, acc, wall)
+	_ = poll()
+	summarizeSat(&s, recs, fails, acc, wall)
 	s.HostBusyPct = busyPct(h1.Busy-h0.Busy, h1.Total-h0.Total)
 	if s.OK > 0 && b.env.clk > 0 {
-		s.HostMSPerReq = round3(float64(h1.Busy-h0.Busy) / b.env.clk * 1000 / float64(s.OK))
+		s.HostMSPerReq = report.Round3(float64(h1.Busy-h0.Busy) / b.env.clk * 1000 / float64(s.OK))
 	}
-	b.log.Info("saturation done", "requests", s.Requests, "failed", s.Failed, "chkdown", s.Downs, "backup_sessions", s.BackupSessions, "p99_ms", s.P99MS)
+	if s.PollErrs > 0 {
+		b.rep.Note("%d `show stat` polls of the saturation failed", s.PollErrs)
+	}
+	b.rep.Add(satRow(s))
 	return nil
 }
 
@@ -142,10 +138,9 @@ func summarizeSat(s *soakSat, recs []loadReq, fails []loadFail, acc *statAcc, wa
 	s.Requests, s.OK = t.requests, t.requests-t.failed
 	s.P50MS, s.P99MS, s.MaxMS = t.ms(50), t.ms(99), t.ms(100)
 	if wall > 0 {
-		s.RPS = round3(float64(s.OK) / wall)
+		s.RPS = report.Round3(float64(s.OK) / wall)
 	}
-	s.Failed = int64(len(fails))
-	s.FailedByKind = nil
+	s.Failed, s.FailedByKind = int64(len(fails)), nil
 	for _, f := range fails {
 		if s.FailedByKind == nil {
 			s.FailedByKind = map[string]int{}
@@ -171,26 +166,31 @@ func summarizeSat(s *soakSat, recs []loadReq, fails []loadFail, acc *statAcc, wa
 	}
 }
 
-// --- rendering ---
-
-func satCaption(s soakSat) string {
-	return fmt.Sprintf("Health under saturation, before the soak, on the same pulsed (at its defaults): %s, %s, pinned at one replica (scale min = max = 1), "+
-		"%d closed-loop connections through the gateway for %.0f s; HAProxy's counters over the load from `show stat` polled every second:",
-		s.Function, strings.Replace(s.Handler, "BURN_MS", strconv.Itoa(s.BurnMS)+" ms", 1), s.Conns, s.DurationS)
+// satRow is the saturation's row.
+func satRow(s soakSat) *report.Row {
+	r := report.NewRow("saturation", "server", s.Server, "status_end", s.StatusEnd, "failed_by_kind", kinds(s.FailedByKind))
+	return r.PutAll(map[string]float64{
+		"requests": float64(s.Requests), "ok": float64(s.OK), "failed": float64(s.Failed), "rps": s.RPS,
+		"p50_ms": s.P50MS, "p99_ms": s.P99MS, "max_ms": s.MaxMS, "sessions": float64(s.Sessions), "connects": float64(s.Connects),
+		"chkdown": float64(s.Downs), "chkfail": float64(s.CheckFails), "hrsp_5xx": float64(s.HTTP5xx), "backup_sessions": float64(s.BackupSessions),
+		"polls": float64(s.Polls), "down_polls": float64(s.DownPolls), "poll_errors": float64(s.PollErrs),
+		"host_busy_pct": s.HostBusyPct, "host_ms_per_req": s.HostMSPerReq,
+	})
 }
 
-func satRows(s soakSat) [][]string {
-	if s.Polls == 0 && s.Requests == 0 {
-		return nil
+// busyPct is busy ticks in % of total ticks (the whole host), 0 for none.
+func busyPct(busy, total uint64) float64 {
+	if total == 0 {
+		return 0
 	}
-	return [][]string{
-		{"requests", strconv.FormatInt(s.Requests, 10), fmt.Sprintf("%d answered 2xx with the body, %.1f per second", s.OK, s.RPS)},
-		{"failed", strconv.FormatInt(s.Failed, 10), kinds(s.FailedByKind)},
-		{"latency p50 / p99 / max", fmt.Sprintf("%.0f / %.0f / %.0f ms", s.P50MS, s.P99MS, s.MaxMS), "by start, every request"},
-		{"DOWN transitions (chkdown)", strconv.FormatInt(s.Downs, 10), fmt.Sprintf("slot %s: %d sessions over %d connections, %s at the end; failed checks (chkfail) %d; "+
-			"%d of %d polls found a slot DOWN", s.Server, s.Sessions, s.Connects, s.StatusEnd, s.CheckFails, s.DownPolls, s.Polls)},
-		{"detours through the cold-start path", strconv.FormatInt(s.BackupSessions, 10), "the backup server's stot"},
-		{"5xx from the replica's slot", strconv.FormatInt(s.HTTP5xx, 10), ""},
-		{"host busy", fmt.Sprintf("%.0f %%", s.HostBusyPct), fmt.Sprintf("%.1f ms of whole-host CPU per answered request", s.HostMSPerReq)},
+	return report.Round3(100 * float64(busy) / float64(total))
+}
+
+// kinds is "kind ×n, …" of failures counted by kind.
+func kinds(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
 	}
+	return strings.Join(parts, ", ")
 }
