@@ -392,9 +392,9 @@ func TestAttributeFailures(t *testing.T) {
 	}
 }
 
-// testRows are the rows of a small run: the fair comparison, the
+// soakTestRows are the rows of a small run: the fair comparison, the
 // saturation, servers and the soak's figures.
-func testRows() []report.Row {
+func soakTestRows() []report.Row {
 	row := func(kind string, labels []any, v map[string]float64) report.Row {
 		return *report.NewRow(kind, labels...).PutAll(v)
 	}
@@ -415,7 +415,7 @@ func testRows() []report.Row {
 }
 
 func TestSoakGoals(t *testing.T) {
-	rows := testRows()
+	rows := soakTestRows()
 	got := soakGoals(rows)
 	if len(got) != 8 {
 		t.Fatalf("%d goals", len(got))
