@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,6 +168,13 @@ func (h *HAProxy) spawn() (*masterProc, error) {
 		"-f", h.cfg.ConfigFile,
 		"-p", h.cfg.PIDFile)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The master outlives pulsed (LeaveRunning) and re-executes itself in
+	// its startup directory on every reload: started in a directory that is
+	// later removed (pulsed started from a checkout or a playbook's temporary
+	// directory that an upgrade replaced), every reload after that fails
+	// ("Impossible to retrieve startup directory name"). The config's
+	// directory (the state dir) lives as long as the master does.
+	cmd.Dir = filepath.Dir(h.cfg.ConfigFile)
 	// Our own pipe, not exec's: cmd.Wait then returns when the master
 	// exits, not when the last worker closes its copy of stderr.
 	r, w, err := os.Pipe()

@@ -307,6 +307,31 @@ func TestHAProxyReloadFailureKeepsOldWorker(t *testing.T) {
 	}
 }
 
+// TestHAProxyReloadAfterStartDirRemoved: pulsed started from a directory
+// that is then removed (an upgrade replaced the checkout or the playbook's
+// temporary directory) still reloads its HAProxy, whose master re-executes
+// itself in its own directory on every reload.
+func TestHAProxyReloadAfterStartDirRemoved(t *testing.T) {
+	r1, _ := hxReplica(t, "r1", nil)
+	hx := hxSetup(t, hxSetupOptions{servers: hxServerLines(r1)})
+	gone := filepath.Join(t.TempDir(), "gone")
+	if err := os.Mkdir(gone, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(gone)
+	hx.start(t)
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	before := hx.workerPID(t)
+	if err := hx.hx.Reload(t.Context()); err != nil {
+		t.Fatalf("reload after pulsed's working directory was removed: %v", err)
+	}
+	if after := hx.workerPID(t); after == before {
+		t.Fatalf("worker pid %d unchanged by the reload", after)
+	}
+}
+
 // TestHAProxyStartFailure starts HAProxy on a broken file: Start and Run
 // fail with HAProxy's alert, and nothing is left running.
 func TestHAProxyStartFailure(t *testing.T) {
