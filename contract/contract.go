@@ -135,6 +135,11 @@ const (
 	// instance key. Two installs, or a test, share one swarm without
 	// touching each other's functions.
 	LabelInstance = "pulse.instance"
+	// LabelSpecDigest is the SHA-256 of the service spec `pulse deploy`
+	// asked for, without the replica count (the scaler's): a deploy whose
+	// spec has the same digest leaves the service alone and says so
+	// ("unchanged"), so deploying again changes nothing.
+	LabelSpecDigest = "pulse.spec"
 )
 
 // DefaultInstance is the instance of the CLI and of pulsed when their

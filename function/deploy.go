@@ -3,8 +3,12 @@ package function
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -17,7 +21,8 @@ import (
 
 // DeployResult says what Deploy did.
 type DeployResult struct {
-	Created   bool     `json:"created"` // false: an existing service was updated
+	Created   bool     `json:"created"`             // false: an existing service was updated or left alone
+	Unchanged bool     `json:"unchanged,omitempty"` // the service already ran this spec: nothing was sent
 	ServiceID string   `json:"service_id"`
 	Replicas  int      `json:"replicas"` // the desired replicas after the deploy
 	Warnings  []string `json:"warnings,omitempty"`
@@ -68,6 +73,12 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 		}
 	}
 	want := ServiceSpec(spec, img, opts)
+	digest, err := specDigest(want)
+	if err != nil {
+		return fail(err)
+	}
+	want.Labels = maps.Clone(want.Labels)
+	want.Labels[contract.LabelSpecDigest] = digest
 
 	for attempt := 0; ; attempt++ {
 		retry := attempt < s.conflictRetries
@@ -97,8 +108,12 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 			return fail(fmt.Errorf("function %s belongs to Pulse instance %q (label %s), not to %q (the CLI's instance key): remove it there first or use that instance",
 				spec.Name, got, contract.LabelInstance, want.Labels[contract.LabelInstance]))
 		}
-		upd := want
 		n := clampReplicas(replicasOf(svc.Spec), spec.Scale.Min, spec.Scale.Max)
+		if svc.Spec.Labels[contract.LabelSpecDigest] == digest && n == replicasOf(svc.Spec) {
+			s.log.Info("service unchanged", "function", spec.Name, "service", svc.ID, "image", img.ID, "replicas", n)
+			return DeployResult{ServiceID: svc.ID, Replicas: n, Unchanged: true}, nil
+		}
+		upd := want
 		r := uint64(n)
 		upd.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &r}}
 		cctx, cancel := s.call(ctx)
@@ -114,6 +129,19 @@ func (s *Swarm) Deploy(ctx context.Context, spec Spec, img Image, opts DeployOpt
 		}
 		return fail(fmt.Errorf("update service %s: %w", svc.ID, err))
 	}
+}
+
+// specDigest is the SHA-256 (hex) of spec as JSON without its replica
+// count, which the scaler owns: the same function, image, options and
+// secrets give the same digest.
+func specDigest(spec swarm.ServiceSpec) (string, error) {
+	spec.Mode = swarm.ServiceMode{}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return "", fmt.Errorf("spec digest: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // secretIDs resolves Docker secret names to IDs; every missing one is named.

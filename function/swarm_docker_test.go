@@ -353,6 +353,19 @@ func TestSwarmDeploy(t *testing.T) {
 	eps, took := f.deploy(spec, img, 1)
 	t.Logf("deploy → ready (image load, create, healthy, /_/health 200): %v", took.Round(time.Millisecond))
 
+	// The same deploy again sends nothing: the service keeps its version.
+	before, _, err := f.api.ServiceInspectWithRaw(f.ctx(), f.name, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := f.sw.Deploy(f.ctx(), spec, img, f.deployOptions())
+	if err != nil || !again.Unchanged || again.Created || again.Replicas != 1 {
+		t.Errorf("deploying the same spec again = %+v, %v; want unchanged, 1 replica", again, err)
+	}
+	if after, _, err := f.api.ServiceInspectWithRaw(f.ctx(), f.name, swarm.ServiceInspectOptions{}); err != nil || after.Version != before.Version {
+		t.Errorf("service version %v → %v (%v): an unchanged deploy updated the service", before.Version, after.Version, err)
+	}
+
 	if len(eps) != 1 {
 		t.Fatalf("WaitReady() = %+v, want 1 endpoint", eps)
 	}

@@ -95,8 +95,11 @@ when the wait times out.`,
 					fmt.Fprintf(a.err, "%s: warning: %s\n", s.Name, w)
 				}
 				verb := "updated"
-				if res.Created {
+				switch {
+				case res.Created:
 					verb = "created"
+				case res.Unchanged:
+					verb = "unchanged"
 				}
 				fmt.Fprintf(a.out, "%s: service %s (%s), %d replica(s)\n", s.Name, verb, shortID(res.ServiceID), res.Replicas)
 				if noWait || res.Replicas == 0 {
