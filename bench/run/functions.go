@@ -2,16 +2,14 @@ package main
 
 // The functions suite: what a function costs from source to a running,
 // scaled Swarm service on the local single-node swarm, through Pulse's own
-// packages. Stages: build, deploy (this file), scale, idle
-// (functions_replica.go); functions_report.go sums the rows up.
+// packages: build, deploy, scale; functions_report.go sums the rows up.
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,7 +19,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
 	"github.com/pulsefaas/pulse/bench/report"
@@ -30,7 +27,7 @@ import (
 )
 
 // functionStages are the suite's stages, in the order they run.
-var functionStages = []string{"build", "deploy", "scale", "idle"}
+var functionStages = []string{"build", "deploy", "scale"}
 
 // functionTemplates are the templates the suite builds and deploys; a
 // quick run deploys quickDeployTemplates.
@@ -41,15 +38,12 @@ var (
 
 // Settings of the functions suite.
 const (
-	endpointPoll     = 20 * time.Millisecond  // Swarm.Endpoints while waiting for a replica
-	httpPoll         = 10 * time.Millisecond  // between requests to a replica not answering yet
-	benchDrainGrace  = 100 * time.Millisecond // quick scale-downs and removals between trials
-	fastInterval     = 250 * time.Millisecond // the second scale target's health interval
-	idleReplicas     = 4
-	idleSettle       = 3 * time.Second // from replicas ready to an idle window
-	buildTimeout     = 5 * time.Minute
-	namePrefix       = "pbench-" // then the run's ID
-	healthLogEntries = 5         // the health probe results Docker keeps
+	endpointPoll    = 20 * time.Millisecond  // Swarm.Endpoints while waiting for a replica
+	httpPoll        = 10 * time.Millisecond  // between requests to a replica not answering yet
+	benchDrainGrace = 100 * time.Millisecond // quick scale-downs and removals between trials
+	fastInterval    = 250 * time.Millisecond // the second scale target's health interval
+	buildTimeout    = 5 * time.Minute
+	namePrefix      = "pbench-" // then the run's ID
 )
 
 // functionsBench runs the functions suite.
@@ -61,7 +55,6 @@ type functionsBench struct {
 	sw            *function.Swarm
 	run, prefix   string // the run's ID (6 hex digits); namePrefix + run
 	body          string
-	http          *http.Client
 	rep           *report.Report
 	specs         map[string]function.Spec // by template, and the scale targets by name
 	images        map[string]function.Image
@@ -69,10 +62,9 @@ type functionsBench struct {
 	startInterval time.Duration  // every deploy's HealthStartInterval
 	rewrote       bool           // an endpoint was not on loopback: 127.0.0.1 was called
 	cred          *runCredential // the run's replica credential
-	swept         bool
 }
 
-// scaleTarget is one of the two go functions of the scale and idle stages.
+// scaleTarget is one of the two go functions of the scale stage.
 type scaleTarget struct {
 	name     string
 	interval time.Duration
@@ -81,10 +73,6 @@ type scaleTarget struct {
 // runFunctions runs the functions suite.
 func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
 	stages := slices.DeleteFunc(slices.Clone(functionStages), func(s string) bool { return len(cfg.Only) > 0 && !slices.Contains(cfg.Only, s) })
-	deployTemplates := functionTemplates
-	if cfg.Quick {
-		deployTemplates = quickDeployTemplates
-	}
 	id, err := runID()
 	if err != nil {
 		return err
@@ -94,64 +82,34 @@ func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if env.clkNote != "" {
 		rep.Note("%s", env.clkNote)
 	}
-	b := &functionsBench{
-		cfg: cfg, log: log, env: env, run: id, prefix: namePrefix + id, body: payload(cfg.BodyBytes), rep: rep,
-		http:  &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
-		specs: map[string]function.Spec{}, images: map[string]function.Image{},
-	}
+	b := &functionsBench{cfg: cfg, log: log, env: env, run: id, prefix: namePrefix + id, body: payload(cfg.BodyBytes), rep: rep,
+		specs: map[string]function.Spec{}, images: map[string]function.Image{}}
 	if err := b.connect(ctx, collectMachine(ctx, env.tools, env.clk)); err != nil {
 		return err
 	}
+	swept := false
 	defer func() {
-		if !b.swept {
+		if !swept {
 			b.sweep()
 		}
 	}()
 	if b.cred, err = newRunCredential(ctx, b.api, benchInstance(b.run), env.tmp); err != nil {
 		return err
 	}
-	rep.Record("run", map[string]any{"name_prefix": b.prefix, "stages": stages, "deploy_templates": deployTemplates,
-		"health_start_interval_ms": ms(b.startInterval), "drain_grace_ms": ms(benchDrainGrace), "endpoint_poll_ms": ms(endpointPoll), "http_poll_ms": ms(httpPoll)})
 	log.Info("functions suite", "stages", strings.Join(stages, ","), "prefix", b.prefix)
-
 	if err := b.prepareSources(ctx); err != nil {
 		return err
 	}
-	stage := func(name string, f func(context.Context) error) error {
-		return runStage(ctx, log, stages, name, &rep.Notes, f, nil)
-	}
-	if err := stage("build", b.buildStage); err != nil {
-		return err
-	}
-	if err := b.loadImages(ctx); err != nil {
-		return err
-	}
-	if err := stage("deploy", func(ctx context.Context) error { return b.deployStage(ctx, deployTemplates) }); err != nil {
-		return err
-	}
-	for _, tmpl := range functionTemplates { // the images loaded but never deployed
-		b.remove(ctx, b.specs[tmpl].Name)
-	}
-	if slices.Contains(stages, "scale") || slices.Contains(stages, "idle") {
-		if err := b.deployTargets(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			rep.Note("the scale and idle stages did not run: %v", err)
-		} else if err := stage("scale", b.scaleStage); err != nil {
+	for i, f := range []func(context.Context) error{b.buildStage, b.deployStage, b.scaleStage} {
+		if err := runStage(ctx, log, stages, functionStages[i], &rep.Notes, f, nil); err != nil {
 			return err
-		} else if err := stage("idle", b.idleStage); err != nil {
-			return err
-		}
-		for _, t := range b.targets {
-			b.remove(ctx, t.name)
 		}
 	}
 	functionsSummary(rep, b.startInterval)
 	if b.rewrote {
 		rep.Note("%s", rewroteNote)
 	}
-	rep.Cleanup = b.sweep()
+	swept, rep.Cleanup = true, b.sweep()
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
 	return publishReport(cfg, stdout, rep)
 }
@@ -168,16 +126,13 @@ func (b *functionsBench) connect(ctx context.Context, m machineInfo) error {
 	if err != nil {
 		return err
 	}
-	goCache, _ := commandOutput(ctx, b.env.tools.goBin, "env", "GOCACHE")
 	b.startInterval = function.StartIntervalFor(api.ClientVersion()) // as pulse deploy sets it
 	b.rep.Machine = m
-	b.rep.Record("engine", map[string]any{"version": ver.Version, "api_version": ver.APIVersion, "storage_driver": info.Driver,
-		"cgroup_version": info.CgroupVersion, "swarm_nodes": info.Swarm.Nodes, "node_addr": info.Swarm.NodeAddr, "other_services": others, "gocache": goCache})
-	c := b.cfg
-	b.rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, gcc %s, g++ %s, Docker Engine %s (API %s, %s storage, cgroup v%s), %d-node swarm, clock %g Hz; "+
-		"%d build and deploy trial(s) per template, %d scale trial(s) per health interval, %g s idle windows with %d replicas, %d-byte body",
-		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.GCC, m.GXX, ver.Version, ver.APIVersion, info.Driver, info.CgroupVersion, info.Swarm.Nodes, m.ClockTicks,
-		c.Trials, c.ScaleTrials, c.IdleWindow.Seconds(), idleReplicas, c.BodyBytes)
+	b.rep.Record("engine", map[string]any{"version": ver.Version, "api_version": ver.APIVersion, "storage_driver": info.Driver, "other_services": others})
+	b.rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, gcc %s, g++ %s, Docker Engine %s (API %s, %s storage), %d-node swarm; "+
+		"%d build and deploy trial(s) per template, %d scale trial(s) per health interval, %d-byte body",
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.GCC, m.GXX, ver.Version, ver.APIVersion, info.Driver, info.Swarm.Nodes,
+		b.cfg.Trials, b.cfg.ScaleTrials, b.cfg.BodyBytes)
 	if len(others) > 0 {
 		b.rep.Setup += fmt.Sprintf("; %d other service(s) on the engine throughout (%s)", len(others), strings.Join(others, ", "))
 	}
@@ -256,15 +211,14 @@ func (b *functionsBench) buildStage(ctx context.Context) error {
 		cache := filepath.Join(b.env.tmp, "cache", fmt.Sprintf("%s-%d", tmpl, trial))
 		for _, kind := range []string{"cold", "warm"} {
 			r := report.NewRow("build", "template", tmpl, "trial", trial, "cache", kind)
-			img, info, took, err := b.build(ctx, tmpl, cache)
+			_, info, took, err := b.build(ctx, tmpl, cache)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			r.Put(kind+"_s", took.Seconds())
 			if err == nil {
-				r.Labels["image"] = img.ID
 				r.PutAll(map[string]float64{"image_bytes": float64(info.ImageSize), "function_bytes": float64(info.BinarySize),
-					"watchdog_bytes": float64(info.ImageSize - info.BinarySize), "archive_bytes": float64(len(img.Archive))})
+					"watchdog_bytes": float64(info.ImageSize - info.BinarySize)})
 			}
 			if b.add(r, err); err != nil {
 				break // a warm build after a failed cold one is not warm
@@ -287,83 +241,128 @@ func (b *functionsBench) image(ctx context.Context, key string) (function.Image,
 	return img, err
 }
 
-// loadImages loads every built template's image into the engine, recording
-// the load's time and the image's size as the engine counts it.
-func (b *functionsBench) loadImages(ctx context.Context) error {
-	for _, tmpl := range functionTemplates {
-		img, ok := b.images[tmpl]
-		if !ok {
-			continue
-		}
-		r := report.NewRow("image", "template", tmpl)
-		cctx, cancel := call(ctx)
-		start := time.Now()
-		err := function.LoadImage(cctx, b.api, img)
-		r.Put("load_s", secondsSince(start))
-		var got image.InspectResponse
-		if err == nil {
-			got, err = b.api.ImageInspect(cctx, img.ID)
-			r.Put("engine_bytes", float64(got.Size))
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		b.add(r, err)
-	}
-	return nil
-}
-
 // deployOptions are every deploy's options, with the health interval.
 func (b *functionsBench) deployOptions(interval time.Duration) function.DeployOptions {
 	return function.DeployOptions{HealthInterval: interval, HealthStartInterval: b.startInterval, DrainGrace: benchDrainGrace, Instance: benchInstance(b.run)}
 }
 
-// deployStage deploys a fresh service of each template Trials times, times
-// it to the first 200 and removes it; a failed removal stops the stage.
-func (b *functionsBench) deployStage(ctx context.Context, templates []string) error {
-	return eachTrial(b.cfg.Trials, templates, func(trial int, tmpl string) error {
-		r := report.NewRow("deploy", "template", tmpl, "trial", trial)
-		err := b.deployTrial(ctx, b.specs[tmpl], r)
+// deployStage deploys each template's image, loaded, as a fresh service
+// Trials times, timed to its first 200 to a POST, then removes it.
+func (b *functionsBench) deployStage(ctx context.Context) error {
+	return eachTrial(b.cfg.Trials, map[bool][]string{false: functionTemplates, true: quickDeployTemplates}[b.cfg.Quick], func(trial int, tmpl string) error {
+		r, spec := report.NewRow("deploy", "template", tmpl, "trial", trial), b.specs[tmpl]
+		img, err := b.image(ctx, tmpl)
+		if err == nil {
+			cctx, cancel := call(ctx)
+			err = function.LocalDistributor{API: b.api}.Ensure(cctx, img)
+			cancel()
+		}
+		if err == nil {
+			if _, _, err = waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err == nil {
+				err = b.timeReplica(ctx, r, spec.Name, nil, func() error {
+					_, err := b.sw.Deploy(ctx, spec, img, b.deployOptions(0))
+					return err
+				}, http.MethodPost, "/", b.body)
+			}
+		}
+		rerr := removeFunction(ctx, b.sw, spec.Name)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		b.add(r, err)
-		if rf := (removeFailed{}); errors.As(err, &rf) {
-			return err
+		if b.add(r, cmp.Or(err, rerr)); rerr != nil {
+			return fmt.Errorf("remove %s: %w", spec.Name, rerr)
 		}
 		return nil
 	})
 }
 
-// removeFailed is a failed removal: the engine may hold something of ours.
-type removeFailed struct{ error }
+// scaleStage deploys the scale targets and scales each 1 → 2 ScaleTrials
+// times, timed to the new replica's first 200 to GET /_/health, and back.
+func (b *functionsBench) scaleStage(ctx context.Context) error {
+	defer func() {
+		for _, t := range b.targets {
+			if err := removeFunction(ctx, b.sw, t.name); err != nil {
+				b.log.Warn("remove", "function", t.name, "err", err)
+			}
+		}
+	}()
+	for _, t := range b.targets {
+		img, err := b.image(ctx, t.name)
+		if err != nil {
+			return err
+		}
+		if _, err := b.sw.Deploy(ctx, b.specs[t.name], img, b.deployOptions(t.interval)); err != nil {
+			return fmt.Errorf("deploy %s: %w", t.name, err)
+		}
+	}
+	for _, t := range b.targets {
+		if err := waitReplicas(ctx, b.sw, b.api, t.name, 1); err != nil {
+			return err
+		}
+	}
+	return eachTrial(b.cfg.ScaleTrials, b.targets, func(trial int, t scaleTarget) error {
+		r := report.NewRow("scale", "interval", t.interval, "trial", trial)
+		if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
+			return err
+		}
+		eps, err := b.sw.Endpoints(ctx, t.name)
+		if err == nil && len(eps) != 1 {
+			err = fmt.Errorf("%d replicas up before the scale, want 1", len(eps))
+		} else if err == nil {
+			err = b.timeReplica(ctx, r, t.name, map[string]bool{eps[0].TaskID: true}, func() error {
+				return b.sw.Scale(ctx, t.name, 2, true)
+			}, http.MethodGet, contract.HealthPath, "")
+		}
+		back := b.sw.Scale(ctx, t.name, 1, true)
+		if back == nil {
+			back = waitReplicas(ctx, b.sw, b.api, t.name, 1)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if b.add(r, err); back != nil {
+			return fmt.Errorf("scale %s back to 1: %w", t.name, back)
+		}
+		return nil
+	})
+}
 
-// deployTrial loads spec's image (untimed), deploys it, times it to the
-// first 200 to a POST and removes it, image included.
-func (b *functionsBench) deployTrial(ctx context.Context, spec function.Spec, r *report.Row) error {
-	img, err := b.image(ctx, r.Label("template"))
+// timeReplica calls start and puts into r the seconds until the new replica
+// of name (not in known) answers method path with 200 and body.
+func (b *functionsBench) timeReplica(ctx context.Context, r *report.Row, name string, known map[string]bool, start func() error, method, path, body string) error {
+	t0 := time.Now()
+	if err := start(); err != nil {
+		return err
+	}
+	var url string
+	err := poll(ctx, readyTimeout, endpointPoll, func(late bool) (bool, error) {
+		eps, err := b.sw.Endpoints(ctx, name)
+		if i := slices.IndexFunc(eps, func(ep function.Endpoint) bool { return !known[ep.TaskID] }); i >= 0 {
+			addr, rewrote := loopbackAddr(eps[i].Addr)
+			url, b.rewrote = "http://"+addr+path, b.rewrote || rewrote
+			return true, nil
+		} else if late {
+			return false, fmt.Errorf("no new replica of %s in the task list after %s (last error: %v)", name, readyTimeout, err)
+		}
+		return false, nil
+	})
 	if err != nil {
 		return err
 	}
-	cctx, cancel := call(ctx)
-	start := time.Now()
-	err = function.LocalDistributor{API: b.api}.Ensure(cctx, img)
-	cancel()
-	if r.Put("load_s", secondsSince(start)); err != nil {
-		return fmt.Errorf("load %s: %w", img.Tag, err)
-	}
-	if err := b.quiet(ctx, r); err != nil {
-		return err
-	}
-	err = b.timeReplica(ctx, r, spec.Name, nil, func() error {
-		_, err := b.sw.Deploy(ctx, spec, img, b.deployOptions(0))
-		return err
-	}, http.MethodPost, "/", b.body)
-	start = time.Now()
-	rerr := removeFunction(ctx, b.sw, spec.Name)
-	if r.Put("remove_s", secondsSince(start)); rerr != nil {
-		return removeFailed{fmt.Errorf("remove %s: %w", spec.Name, rerr)}
+	err = poll(ctx, readyTimeout, httpPoll, func(late bool) (bool, error) {
+		status, answer, err := send(ctx, method, url, body, b.cred.header())
+		switch {
+		case err == nil && status == http.StatusOK && !strings.Contains(answer, body):
+			return false, fmt.Errorf("the function answered %q, which lacks the request body %q", truncate(answer, 200), body)
+		case err == nil && status == http.StatusOK:
+			return true, nil
+		case late:
+			return false, fmt.Errorf("%s %s: no 200 after %s (last: %d %q, %v)", method, url, readyTimeout, status, truncate(answer, 200), err)
+		}
+		return false, nil
+	})
+	if err == nil {
+		r.Put("ready_s", time.Since(t0).Seconds())
 	}
 	return err
 }
@@ -381,8 +380,8 @@ func eachTrial[T any](n int, items []T, f func(trial int, it T) error) error {
 	return nil
 }
 
-// add records err (if any) in r, rounds its figures to a thousandth, logs
-// it and adds it to the report.
+// add records err in r, rounds its figures to a thousandth, logs it and
+// adds it to the report.
 func (b *functionsBench) add(r *report.Row, err error) {
 	r.Fail(err)
 	for k, v := range r.Values {
@@ -396,25 +395,9 @@ func (b *functionsBench) add(r *report.Row, err error) {
 	b.rep.Add(r)
 }
 
-// quiet waits for the host to be quiet before a trial; r gets the wait.
-func (b *functionsBench) quiet(ctx context.Context, r *report.Row) error {
-	waited, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait)
-	load1, _ := readLoad1("/proc")
-	r.Put("quiet_wait_s", waited.Seconds()).Put("quiet_busy_pct", math.Round(busy)).Put("load1", load1)
-	return err
-}
-
-// remove removes the function name, image included, and logs a failure.
-func (b *functionsBench) remove(ctx context.Context, name string) {
-	if err := removeFunction(ctx, b.sw, name); err != nil {
-		b.log.Warn("remove", "function", name, "err", err)
-	}
-}
-
 // sweep removes whatever of this run is left on the engine, and the run's
-// credential; it runs once, also after an interrupt, and returns what it found.
+// credential, and returns what it found.
 func (b *functionsBench) sweep() []string {
-	b.swept = true
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	mine := func(name string) bool { return strings.HasPrefix(name, b.prefix) }

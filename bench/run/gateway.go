@@ -1,10 +1,9 @@
 package main
 
-// The gateway suite: pulsed (as it ships, with its HAProxy, on loopback
-// ports) routing an in-process Go echo (bench/inproc), loaded with wrk
-// straight to the replica and through HAProxy with both balancing
-// algorithms, and timed from a new task turning running to its server
-// taking traffic (gateway_scale.go); gateway_report.go sums it up.
+// The gateway suite: pulsed and its HAProxy routing an in-process Go echo,
+// loaded with wrk directly and through HAProxy (both balancing algorithms),
+// and a new task's time to traffic (gateway_scale.go); gateway_report.go
+// sums it up.
 
 import (
 	"cmp"
@@ -13,13 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pulsefaas/pulse/bench/report"
@@ -28,9 +25,7 @@ import (
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// Stages of the gateway suite, in the order they run: direct vs through
-// HAProxy at c=1 and c=50; leastconn vs roundrobin over 3 replicas; task
-// running → its server takes traffic.
+// Stages of the gateway suite, in the order they run.
 var gatewayStages = []string{gwStageLatency, gwStageBalance, gwStageScale}
 
 // Settings of the gateway suite.
@@ -44,7 +39,7 @@ const (
 	gwLowConns, gwLowThreads                 = 1, 1
 	gwHighConns, gwHighThreads               = 50, 2
 	gwBalanceReplicas                        = 3
-	gwTaskPoll, gwCatalogPoll, gwHAProxyPoll = 20 * time.Millisecond, 20 * time.Millisecond, 10 * time.Millisecond
+	gwHAProxyPoll                            = 10 * time.Millisecond
 	gwBackgroundClients, gwBackgroundPause   = 2, 10 * time.Millisecond
 	gwRunningTimeout, gwTrafficTimeout       = 30 * time.Second, 10 * time.Second // scale → task running → its server took a session
 	gwRouteTimeout, gwStopGrace              = 30 * time.Second, 20 * time.Second // pulsed started → routing; SIGTERM → gone
@@ -53,9 +48,8 @@ const (
 	gwScale                                  = "1 → 2" // the scale stage's trials
 )
 
-// gwVariant is one wrk load of the latency and balance stages: its path,
-// the algorithm pulsed is started with (balance stage), and the variant
-// its figures are compared with in the same round.
+// gwVariant is one wrk load: its path, pulsed's balancing algorithm
+// (balance stage), and the variant it is compared with in the same round.
 type gwVariant struct {
 	Name, Path, Balance, Ref string
 	Conns, Threads           int
@@ -84,16 +78,14 @@ func gwVariantNamed(name string) gwVariant {
 }
 
 // gatewayBench runs the gateway suite on the lab (lab.go) without its
-// Netdata, alarm token and selector: its own pulsed start (the autoscaler
-// off) and stop (which records whether HAProxy outlives pulsed).
+// Netdata, alarm token and selector.
 type gatewayBench struct {
 	pulseLab
-	cfg            config
-	rep            *report.Report
-	name           string // the function's
-	body           string
-	script         string // bench/wrk/post.lua
-	stage, balance string // the running pulsed's
+	cfg    config
+	rep    *report.Report
+	name   string // the function's
+	body   string
+	script string // bench/wrk/post.lua
 	// checked: a direct request without the replica credential was tried;
 	// rewrote: a replica not on loopback was called at 127.0.0.1.
 	checked, rewrote bool
@@ -121,7 +113,7 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	}
 	swept := false
 	defer func() { // whatever happens: pulsed and its HAProxy stopped, the engine swept
-		if b.stopGatewayPulsed(); !swept {
+		if !swept {
 			b.cleanup()
 		}
 	}()
@@ -135,9 +127,6 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(b.configFile(), []byte("# pulse bench: every setting comes from PULSE_* variables\nlog_level: info\n"), 0o644); err != nil {
-		return fmt.Errorf("pulsed config: %w", err)
-	}
 	if b.cred, err = newRunCredential(ctx, b.api, benchInstance(b.run), env.tmp); err != nil {
 		return err
 	}
@@ -145,7 +134,7 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 		return err
 	}
 	for i, f := range []func(context.Context) error{b.latencyStage, b.balanceStage, b.scaleStage} {
-		if err := runStage(ctx, log, stages, gatewayStages[i], &rep.Notes, f, b.stopGatewayPulsed); err != nil {
+		if err := runStage(ctx, log, stages, gatewayStages[i], &rep.Notes, f, b.stop); err != nil {
 			return err
 		}
 	}
@@ -162,9 +151,8 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	return publishReport(cfg, stdout, rep)
 }
 
-// connect opens the engine client, checks that the engine is the manager
-// of a single-node swarm, where every replica runs on this host, and
-// describes the setup in the report.
+// connect opens the engine client, checks that the engine manages a
+// single-node swarm (every replica on this host) and describes the setup.
 func (b *gatewayBench) connect(ctx context.Context) error {
 	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback", callTimeout)
 	if err != nil {
@@ -178,13 +166,11 @@ func (b *gatewayBench) connect(ctx context.Context) error {
 	m, c := collectMachine(ctx, b.env.tools, b.env.clk), b.cfg
 	hap, _ := haproxyVersion(ctx, b.haproxy)
 	b.rep.Machine = m
-	b.rep.Record("haproxy", hap)
-	b.rep.Record("engine", map[string]any{"version": ver.Version, "api_version": ver.APIVersion, "swarm_nodes": info.Swarm.Nodes,
-		"node_addr": info.Swarm.NodeAddr, "other_services": others, "other_functions": otherFns})
-	b.rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, Docker Engine %s (API %s), %d-node swarm, clock %g Hz; "+
+	b.rep.Record("engine", map[string]any{"version": ver.Version, "api_version": ver.APIVersion, "other_services": others, "other_functions": otherFns})
+	b.rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, Docker Engine %s (API %s), %d-node swarm; "+
 		"%d round(s) × %gs measured (+%gs warm-up), wrk -t%d -c%d and -t%d -c%d, %d-byte body; %d scale trial(s); "+
 		"replicas: bench/inproc (Go echo, in process), health interval %g ms",
-		m.CPUs, m.CPUModel, m.Kernel, m.Go, hap, m.Wrk, ver.Version, ver.APIVersion, info.Swarm.Nodes, m.ClockTicks,
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, hap, m.Wrk, ver.Version, ver.APIVersion, info.Swarm.Nodes,
 		c.Rounds, c.Duration.Seconds(), c.Warmup.Seconds(), gwLowThreads, gwLowConns, gwHighThreads, gwHighConns, c.BodyBytes, c.ScaleTrials, ms(gwHealthInterval))
 	if len(others) > 0 {
 		b.rep.Setup += fmt.Sprintf("; other services on the engine throughout: %s (Pulse functions, routed and health-checked too: %s)",
@@ -193,13 +179,11 @@ func (b *gatewayBench) connect(ctx context.Context) error {
 	return nil
 }
 
-func (b *gatewayBench) configFile() string { return filepath.Join(b.env.tmp, "pulsed.yaml") }
-
+// gatewayURL is the function's path on pulsed's HAProxy.
 func (b *gatewayBench) gatewayURL() string { return "http://" + b.gwAddr + "/function/" + b.name }
 
-// deploy assembles the echo function's image from the static bench/inproc
-// binary (as /function, the way function.Build lays out a Go function) and
-// deploys it with one replica.
+// deploy assembles the echo function's image from bench/inproc (as
+// function.Build lays out a Go function) and deploys one replica.
 func (b *gatewayBench) deploy(ctx context.Context) error {
 	bin, err := os.ReadFile(b.arts.path("inproc"))
 	if err != nil {
@@ -211,12 +195,9 @@ func (b *gatewayBench) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.rep.Record("image_archive_bytes", len(img.Archive))
-	start := time.Now()
 	if _, err := b.sw.Deploy(ctx, spec, img, function.DeployOptions{HealthInterval: gwHealthInterval, DrainGrace: gwDrainGrace, Instance: benchInstance(b.run)}); err != nil {
 		return err
 	}
-	b.log.Info("deployed", "function", b.name, "took", time.Since(start).Round(time.Millisecond))
 	return waitReplicas(ctx, b.sw, b.api, b.name, 1)
 }
 
@@ -229,13 +210,9 @@ func (b *gatewayBench) scaleTo(ctx context.Context, n int) error {
 }
 
 // latencyStage runs the four latency variants (direct and through the
-// gateway, at c=1 and c=50) against the one replica, with pulsed at its
-// defaults.
+// gateway, at c=1 and c=50) against one replica, pulsed at its defaults.
 func (b *gatewayBench) latencyStage(ctx context.Context) error {
-	if err := b.scaleTo(ctx, 1); err != nil {
-		return err
-	}
-	if err := b.startGatewayPulsed(ctx, gwStageLatency, "", 1); err != nil {
+	if err := b.startGatewayPulsed(ctx, "", 1); err != nil {
 		return err
 	}
 	watch, addrs, err := b.replicas(ctx, 1)
@@ -251,9 +228,8 @@ func (b *gatewayBench) latencyStage(ctx context.Context) error {
 	})
 }
 
-// balanceStage runs both balancing algorithms over gwBalanceReplicas
-// replicas: for each run pulsed is started afresh with PULSE_BALANCE set,
-// the gateway loaded at c=50, and pulsed stopped.
+// balanceStage loads the gateway at c=50 over gwBalanceReplicas replicas
+// with each balancing algorithm, pulsed started afresh for every run.
 func (b *gatewayBench) balanceStage(ctx context.Context) error {
 	if err := b.scaleTo(ctx, gwBalanceReplicas); err != nil {
 		return err
@@ -267,12 +243,10 @@ func (b *gatewayBench) balanceStage(ctx context.Context) error {
 		}
 	}()
 	return b.rounds(ctx, gwStageBalance, gwBalanceVariants, func(v gwVariant, r *report.Row) error {
-		defer b.stopGatewayPulsed()
-		start := time.Now()
-		if err := b.startGatewayPulsed(ctx, gwStageBalance, v.Balance, gwBalanceReplicas); err != nil {
+		defer b.stop()
+		if err := b.startGatewayPulsed(ctx, v.Balance, gwBalanceReplicas); err != nil {
 			return err
 		}
-		r.Put("pulsed_route_s", time.Since(start).Seconds())
 		watch, _, err := b.replicas(ctx, gwBalanceReplicas)
 		if err != nil {
 			return err
@@ -285,7 +259,6 @@ func (b *gatewayBench) balanceStage(ctx context.Context) error {
 // run row for each.
 func (b *gatewayBench) rounds(ctx context.Context, stage string, variants []gwVariant, run func(gwVariant, *report.Row) error) error {
 	for round := 1; round <= b.cfg.Rounds; round++ {
-		b.log.Info("round", "stage", stage, "round", round, "of", b.cfg.Rounds)
 		for slot, v := range rotate(variants, round-1) {
 			r := report.NewRow("run", "stage", stage, "variant", v.Name, "round", round, "slot", slot)
 			err := run(v, r)
@@ -297,8 +270,7 @@ func (b *gatewayBench) rounds(ctx context.Context, stage string, variants []gwVa
 				r.Fail(err)
 				b.log.Warn("run failed", "stage", stage, "round", round, "variant", v.Name, "err", err)
 			} else {
-				b.log.Info("run", "stage", stage, "round", round, "variant", v.Name, "rps", int(r.V("rps")), "p50_us", r.V("p50_us"), "p99_us", r.V("p99_us"),
-					"haproxy_cpu_per_req_us", fmt.Sprintf("%.1f", r.V("haproxy_cpu_per_req_us")), "errors", r.V("errors"), "other_core_pct", int(r.V("other_core_pct")))
+				b.log.Info("run", "stage", stage, "round", round, "variant", v.Name, "values", r.Values)
 			}
 			b.rep.Add(r)
 		}
@@ -306,9 +278,8 @@ func (b *gatewayBench) rounds(ctx context.Context, stage string, variants []gwVa
 	return nil
 }
 
-// replicas returns the watch of the running pulsed's process groups with
-// the function's replicas', and the replicas' addresses on loopback, from
-// pulsed's catalog; it fails unless there are want replicas.
+// replicas returns the watch of pulsed's process groups and the want
+// replicas', and the replicas' loopback addresses from pulsed's catalog.
 func (b *gatewayBench) replicas(ctx context.Context, want int) (procWatch, []string, error) {
 	f, err := b.catalogFunction(ctx, b.name)
 	if err != nil {
@@ -328,26 +299,28 @@ func (b *gatewayBench) replicas(ctx context.Context, want int) (procWatch, []str
 	return watch, addrs, nil
 }
 
-// measure checks url with one POST, warms it up with wrk, then measures
-// one wrk run of v into r, with the CPU of watch's groups (HAProxy,
-// docker-proxy, the replicas, pulsed), of wrk and of the host around it,
-// and pulsed's reloads of HAProxy meanwhile.
+// measure waits for a quiet host, checks url with one POST, warms it up,
+// then measures one wrk run of v into r: rps, latency, errors, and what
+// says whether to trust them: wrk's CPU, other processes' (all but wrk and
+// watch's groups), steal, and pulsed's reloads of HAProxy meanwhile.
 func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string, v gwVariant, r *report.Row) error {
-	waited, busy, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait)
-	if err != nil {
+	if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
 		return err
-	} else if busy >= quietCorePct {
-		b.log.Warn("host still busy; running anyway", "variant", v.Name, "busy_core_pct", int(busy), "waited", waited.Round(time.Millisecond))
 	}
-	load1, _ := readLoad1("/proc")
-	r.Put("quiet_wait_s", waited.Seconds()).Put("quiet_busy_pct", math.Round(busy)).Put("load1", load1)
 	// Straight to the replica, every request carries the replica
 	// credential, as HAProxy's do: the watchdog checks it on both paths.
+	// Once per run a POST without it checks that the replica refuses it
+	// (else the direct baseline lacks the watchdog's check: a note).
 	var hdr http.Header
 	if v.Path == pathDirect {
 		hdr = b.cred.header()
-		if err := b.checkCredential(ctx, url); err != nil {
-			return err
+		if !b.checked {
+			refused, err := refusesWithout(ctx, url, b.body)
+			if err != nil {
+				return err
+			} else if b.checked = true; !refused {
+				b.rep.Note("%s", noCredentialCheck)
+			}
 		}
 	}
 	if err := probe(ctx, url, b.body, hdr); err != nil {
@@ -386,63 +359,28 @@ func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string,
 	if n := res.errorCount(); n > 0 {
 		r.Flag("%d request errors", n)
 	}
-	wall, secs, n := t1.Sub(t0).Seconds(), float64(res.DurationUS)/1e6, float64(res.Requests)
-	busyPct := 100 * float64(h1.Busy-h0.Busy) / b.env.clk / wall
+	var stack uint64 // the CPU of the measured stack: HAProxy, docker-proxy, the replicas, pulsed
+	for g := range after {
+		ticks, _, _ := cpuDelta(before[g], after[g])
+		stack += ticks
+	}
+	core := func(ticks uint64) float64 { return 100 * float64(ticks) / b.env.clk / t1.Sub(t0).Seconds() }
+	wrkPct := 100 * wrkCPU.Seconds() / t1.Sub(t0).Seconds()
 	r.PutAll(map[string]float64{
-		"requests": n, "seconds": secs, "rps": n / secs, "errors": float64(res.errorCount()),
-		"p50_us": float64(res.Latency.P50), "p90_us": float64(res.Latency.P90), "p99_us": float64(res.Latency.P99),
-		"max_us": float64(res.Latency.Max), "mean_us": res.Latency.Mean, "haproxy_procs": float64(len(after[groupHAProxy])),
-		"wrk_core_pct": 100 * wrkCPU.Seconds() / wall, "host_core_pct": busyPct,
-		"steal_core_pct": 100 * float64(h1.Steal-h0.Steal) / b.env.clk / wall,
+		"rps": float64(res.Requests) / (float64(res.DurationUS) / 1e6), "errors": float64(res.errorCount()),
+		"p50_us": float64(res.Latency.P50), "p99_us": float64(res.Latency.P99), "wrk_core_pct": wrkPct,
+		"other_core_pct": core(h1.Busy-h0.Busy) - wrkPct - core(stack), "steal_core_pct": core(h1.Steal - h0.Steal),
 	})
-	// Each group's own CPU (utime + stime) over the window. A process that
-	// exited in it takes its CPU with it (lost_procs); so does an HAProxy
-	// worker replaced by a reload (haproxy_churn).
-	other, lost := busyPct-r.V("wrk_core_pct"), 0
-	for _, g := range []struct{ group, metric string }{
-		{groupHAProxy, "haproxy"}, {groupDockerProxy, "docker_proxy"}, {groupReplicas, "replica"}, {groupPulsed, "pulsed"},
-	} {
-		ticks, gone, born := cpuDelta(before[g.group], after[g.group])
-		s := float64(ticks) / b.env.clk
-		if g.group == groupHAProxy {
-			r.Put("haproxy_churn", float64(gone+born))
-		}
-		if g.group != groupHAProxy || v.Path == pathGateway {
-			r.Put(g.metric+"_cpu_per_req_us", s/n*1e6)
-		}
-		r.Put(g.metric+"_core_pct", 100*s/wall)
-		other -= 100 * s / wall
-		lost += gone
-	}
-	r.Put("other_core_pct", other).Put("lost_procs", float64(lost))
 	return nil
 }
 
-// checkCredential, once per run, POSTs to the replica at url without the
-// replica credential: a replica that answers it is noted in the report,
-// since the direct baseline then lacks the watchdog's check.
-func (b *gatewayBench) checkCredential(ctx context.Context, url string) error {
-	if b.checked {
-		return nil
+// startGatewayPulsed starts pulsed afresh (state, ports; the autoscaler
+// off; balance "" is the default) and waits until it routes want replicas.
+func (b *gatewayBench) startGatewayPulsed(ctx context.Context, balance string, want int) error {
+	n, cfg := len(b.pulsedLogs)+1, filepath.Join(b.env.tmp, "pulsed.yaml")
+	if err := os.WriteFile(cfg, []byte("# pulse bench: every setting comes from PULSE_* variables\nlog_level: info\n"), 0o644); err != nil {
+		return fmt.Errorf("pulsed config: %w", err)
 	}
-	refused, err := refusesWithout(ctx, url, b.body)
-	if err != nil {
-		return err
-	}
-	b.checked = true
-	if !refused {
-		b.log.Warn("replica answered without the replica credential", "url", url)
-		b.rep.Note("%s", noCredentialCheck)
-	}
-	return nil
-}
-
-// startGatewayPulsed starts pulsed with a fresh state directory and fresh
-// loopback ports, the autoscaler off (no scaler acting on the engine's
-// functions), and waits until it routes the function to want replicas, all
-// ready in HAProxy. balance "" leaves pulsed's default.
-func (b *gatewayBench) startGatewayPulsed(ctx context.Context, stage, balance string, want int) error {
-	n := len(b.pulsedLogs) + 1
 	b.pulsedLog = filepath.Join(b.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
 	b.pulsedLogs = append(b.pulsedLogs, b.pulsedLog)
 	b.stateDir = filepath.Join(b.env.tmp, fmt.Sprintf("state-%d", n))
@@ -462,55 +400,16 @@ func (b *gatewayBench) startGatewayPulsed(ctx context.Context, stage, balance st
 	if balance != "" {
 		env = append(env, "PULSE_BALANCE="+balance)
 	}
-	b.stage, b.balance = stage, balance
-	start := time.Now()
 	var err error
-	if b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", b.configFile()}, Env: env, Addr: b.apiAddr}, b.pulsedLog); err != nil {
+	if b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", cfg}, Env: env, Addr: b.apiAddr}, b.pulsedLog); err != nil {
 		return err
 	}
 	b.rt = gateway.NewRuntime(filepath.Join(b.stateDir, "haproxy.sock"), time.Second)
 	if err := waitReady(ctx, b.pulsed, "http://"+b.apiAddr+"/healthz", gwRouteTimeout, nil); err != nil {
 		return err
 	}
-	if err := b.waitRouted(ctx, b.name, want, b.body); err != nil {
-		return err
-	}
-	b.log.Info("pulsed routing", "balance", cmp.Or(balance, "default"), "replicas", want, "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	return b.waitRouted(ctx, b.name, want, b.body)
 }
 
-// stopGatewayPulsed stops the running pulsed, if any, and adds a
-// pulsed_stop row: SIGTERM (pulsed stops its HAProxy), up to gwStopGrace
-// for it to exit, then SIGKILL to its process group; then up to
-// haproxyLinger for its HAProxy to be gone by itself, killing what is left.
-// (pulseLab.stopPulsed kills pulsed's descendants at once, so it cannot see
-// whether HAProxy outlives pulsed.)
-func (b *gatewayBench) stopGatewayPulsed() {
-	s := b.pulsed
-	if s == nil {
-		return
-	}
-	b.pulsed = nil
-	r := report.NewRow("pulsed_stop", "stage", b.stage, "balance", cmp.Or(b.balance, "default"))
-	start := time.Now()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err == nil {
-		select {
-		case <-s.done:
-		case <-time.After(gwStopGrace):
-			r.Error = fmt.Sprintf("pulsed still running %s after SIGTERM: killed", gwStopGrace)
-		}
-	}
-	_ = syscall.Kill(-s.pid(), syscall.SIGKILL) // pulsed's group (its HAProxy has its own)
-	<-s.done
-	exit := s.cmd.ProcessState.ExitCode()
-	if r.Error == "" && exit != 0 {
-		r.Error = fmt.Sprintf("pulsed exited with code %d after SIGTERM; log: %s", exit, s.logTail(1000))
-	}
-	r.Put("stop_s", time.Since(start).Seconds()).Put("exit", float64(exit))
-	lingered, killed := reapHAProxies(b.stateDir, haproxyLinger)
-	r.Put("haproxy_linger_s", lingered.Seconds()).Put("haproxy_killed", float64(len(killed)))
-	if len(killed) > 0 {
-		b.log.Warn("haproxy outlived pulsed; killed", "pids", killed, "after", haproxyLinger)
-	}
-	b.rep.Add(r)
-}
+// stop stops the running pulsed and its HAProxy, noting what went wrong.
+func (b *gatewayBench) stop() { b.rep.Cleanup = append(b.rep.Cleanup, b.stopPulsed()...) }
