@@ -85,11 +85,9 @@ type config struct {
 	BodyBytes int
 	Only      []string
 	// The functions suite's: build and deploy trials per template, +1
-	// scale trials per health interval, and the length of each idle CPU
-	// window.
+	// scale trials per health interval.
 	Trials      int
 	ScaleTrials int
-	IdleWindow  time.Duration
 	// The soak suite's length (whole minutes).
 	SoakDuration time.Duration
 	// Flags is every flag's value as parsed, recorded with the results.
@@ -108,7 +106,7 @@ var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscal
 func defaultConfig() config {
 	return config{
 		Rounds: 5, Duration: 5 * time.Second, Warmup: time.Second, QuietWait: 3 * time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64,
-		Trials: 3, ScaleTrials: 10, IdleWindow: 10 * time.Second, SoakDuration: soakDefault,
+		Trials: 3, ScaleTrials: 10, SoakDuration: soakDefault,
 	}
 }
 
@@ -116,7 +114,7 @@ func defaultConfig() config {
 func quickConfig() config {
 	c := defaultConfig()
 	c.Rounds, c.Duration, c.QuietWait = 1, 2*time.Second, time.Second
-	c.Trials, c.ScaleTrials, c.IdleWindow = 1, 3, 3*time.Second
+	c.Trials, c.ScaleTrials = 1, 3
 	return c
 }
 
@@ -144,14 +142,13 @@ func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error)
 	fs.DurationVar(&cfg.QuietWait, "quiet-wait", cfg.QuietWait, "before each run, wait up to this long for the host to be quiet (under 25% of a core busy)")
 	fs.StringVar(&cfg.Out, "out", "", "directory for the JSON results (default <module>/bench/results)")
 	fs.StringVar(&cfg.Readme, "readme", "", "README whose results section is refreshed (default <module>/bench/README.md; \"-\" for none)")
-	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run (watchdog ~30 s: 1 round of 2 s; functions ~1 min: 1 trial, 3 scale trials, 3 s idle windows; gateway ~1 min: 1 round of 2 s, 3 scale trials) unless other flags say otherwise; leaves the README alone")
+	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run (watchdog ~30 s: 1 round of 2 s; functions ~1 min: 1 trial, 3 scale trials; gateway ~1 min: 1 round of 2 s, 3 scale trials) unless other flags say otherwise; leaves the README alone")
 	fs.IntVar(&cfg.Threads, "threads", cfg.Threads, "wrk threads")
 	fs.IntVar(&cfg.Conns, "c", cfg.Conns, "wrk connections for the in-memory HTTP variants (bare, inproc, http)")
 	fs.IntVar(&cfg.ForkConns, "c-fork", cfg.ForkConns, "wrk connections for the fork-mode variants")
 	fs.IntVar(&cfg.BodyBytes, "body", cfg.BodyBytes, "request body size in bytes (1-4096)")
 	fs.IntVar(&cfg.Trials, "trials", cfg.Trials, "functions: build trials (cold and warm) and deploy trials per template")
 	fs.IntVar(&cfg.ScaleTrials, "scale-trials", cfg.ScaleTrials, "functions: +1 scale trials per health interval; gateway: +1 scale trials")
-	fs.DurationVar(&cfg.IdleWindow, "idle-window", cfg.IdleWindow, "functions: length of each idle window of the health-check CPU measurement")
 	fs.DurationVar(&cfg.SoakDuration, "soak-duration", cfg.SoakDuration, "soak: length of the load, whole minutes, at least 3m (shorter than 10m leaves the README alone)")
 	only := fs.String("only", "", "comma-separated variants (watchdog) or stages: "+strings.Join(functionStages, ",")+" (functions), "+
 		strings.Join(gatewayStages, ",")+" (gateway), "+strings.Join(clusterStages, ",")+" (cluster) to run (default all); leaves the README alone")
@@ -186,7 +183,6 @@ func (c config) Validate() error {
 		"-threads %d -c %d -c-fork %d: want 1 <= threads <= connections", c.Threads, c.Conns, c.ForkConns)
 	check(c.BodyBytes < 1 || c.BodyBytes > 4096, "-body %d: want 1-4096", c.BodyBytes)
 	check(c.Trials < 1 || c.ScaleTrials < 1, "-trials %d -scale-trials %d: want at least 1", c.Trials, c.ScaleTrials)
-	check(c.IdleWindow < time.Second, "-idle-window %s: want at least 1s", c.IdleWindow)
 	check(c.SoakDuration < soakMinDuration || c.SoakDuration%soakStep != 0,
 		"-soak-duration %s: want whole minutes, at least %s", c.SoakDuration, soakMinDuration)
 	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages, suiteCluster: clusterStages}[c.Suite]; ok {

@@ -78,7 +78,7 @@ func TestParseFlags(t *testing.T) {
 	def.Suite = "watchdog"
 	quick := def
 	quick.Quick, quick.Rounds, quick.Duration, quick.QuietWait = true, 1, 2*time.Second, time.Second
-	quick.Trials, quick.ScaleTrials, quick.IdleWindow = 1, 3, 3*time.Second
+	quick.Trials, quick.ScaleTrials = 1, 3
 	quickRounds := quick
 	quickRounds.Rounds = 3
 	only := def
@@ -88,9 +88,9 @@ func TestParseFlags(t *testing.T) {
 	fnQuick := quick
 	fnQuick.Suite = "functions"
 	fnQuickTrials := fnQuick
-	fnQuickTrials.Trials, fnQuickTrials.IdleWindow = 2, 5*time.Second
+	fnQuickTrials.Trials = 2
 	fnOnly := fn
-	fnOnly.Only = []string{"scale", "idle"}
+	fnOnly.Only = []string{"build", "scale"}
 	gw := def
 	gw.Suite = "gateway"
 	gwQuick := quick
@@ -115,12 +115,12 @@ func TestParseFlags(t *testing.T) {
 		{name: "stray argument", args: []string{"-suite", "watchdog", "extra"}, wantErr: true},
 		{name: "functions", args: []string{"-suite", "functions"}, want: fn},
 		{name: "functions quick", args: []string{"-suite", "functions", "-quick"}, want: fnQuick},
-		{name: "functions quick keeps explicit trials", args: []string{"-suite", "functions", "-quick", "-trials", "2", "-idle-window", "5s"}, want: fnQuickTrials},
-		{name: "functions stages", args: []string{"-suite", "functions", "-only", "scale,idle"}, want: fnOnly},
+		{name: "functions quick keeps explicit trials", args: []string{"-suite", "functions", "-quick", "-trials", "2"}, want: fnQuickTrials},
+		{name: "functions stages", args: []string{"-suite", "functions", "-only", "build,scale"}, want: fnOnly},
 		{name: "functions unknown stage", args: []string{"-suite", "functions", "-only", "bare"}, wantErr: true},
 		{name: "no trials", args: []string{"-suite", "functions", "-trials", "0"}, wantErr: true},
 		{name: "no scale trials", args: []string{"-suite", "functions", "-scale-trials", "0"}, wantErr: true},
-		{name: "short idle window", args: []string{"-suite", "functions", "-idle-window", "500ms"}, wantErr: true},
+		{name: "the idle stage is gone", args: []string{"-suite", "functions", "-only", "idle"}, wantErr: true},
 		{name: "gateway", args: []string{"-suite", "gateway"}, want: gw},
 		{name: "gateway quick", args: []string{"-suite", "gateway", "-quick"}, want: gwQuick},
 		{name: "gateway stages", args: []string{"-suite", "gateway", "-only", "latency,scale"}, want: gwOnly},
