@@ -1,18 +1,19 @@
 package main
 
 // The soak suite on the lab stack (lab.go), as bench/README.md describes it:
-// the fair CPU comparison (soak_fair.go) and the saturation (soak_sat.go),
-// then the soak itself, with HAProxy's request log (soak_log.go).
+// the fair CPU comparison and the saturation (soak_sat.go) on a first
+// pulsed at its defaults, then the soak itself on a second one, with
+// HAProxy's request log for the attribution of failures (soak_attrib.go).
 
 import (
-	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	mrand "math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +28,6 @@ import (
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
-	"github.com/pulsefaas/pulse/internal/credential"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 	"github.com/pulsefaas/pulse/watchdog"
 )
@@ -38,50 +38,39 @@ const suiteSoak = "soak"
 // demand: 48 ask for 6 replicas. The rolling update and the kill land at
 // soakUpdateAt and soakKillAt of the stepping part.
 const (
-	soakNamePrefix, soakRollEnv    = "pbench-soak-", "PULSE_BENCH_SOAK_GENERATION"
-	soakMetric                     = "inflight"
-	soakTarget, soakMin, soakMax   = 8, 1, 8
-	soakTimeout                    = 10 * time.Second
-	soakDefault, soakMinDuration   = 10 * time.Minute, 3 * time.Minute
-	soakStep, soakCompareConns     = time.Minute, 16
-	soakSamplePoll, soakHostPoll   = 500 * time.Millisecond, time.Second
-	soakRoute, soakAlarmInit       = 90 * time.Second, 90 * time.Second
-	soakStopGrace, soakUpdateWait  = 20 * time.Second, 3 * time.Minute
-	soakLogLinger                  = 2 * time.Second // load end → the log socket closed
-	soakUpdateAt, soakKillAt       = 0.5625, 0.8125
-	soakPhaseStep, soakPhaseGwCPU  = "step", "gateway CPU"
-	soakPhaseDirect                = "direct CPU"
-	soakEventUpdate, soakEventKill = "rolling update", "replica killed"
-	soakEventUpdateDone            = "rolling update done"
-	soakFailMax                    = 40          // failures the table lists
-	soakKillSpan                   = time.Minute // after the kill call, the failures in its error window
+	soakNamePrefix, soakRollEnv   = "pbench-soak-", "PULSE_BENCH_SOAK_GENERATION"
+	soakMetric                    = "inflight"
+	soakTarget, soakMin, soakMax  = 8, 1, 8
+	soakTimeout                   = 10 * time.Second
+	soakDefault, soakMinDuration  = 10 * time.Minute, 3 * time.Minute
+	soakStep, soakCompareConns    = time.Minute, 16
+	soakStatPoll, soakLogLinger   = time.Second, 2 * time.Second // the linger: load end → the log socket closed
+	soakRoute, soakAlarmInit      = 90 * time.Second, 90 * time.Second
+	soakStopGrace, soakUpdateWait = 20 * time.Second, 3 * time.Minute
+	soakUpdateAt, soakKillAt      = 0.5625, 0.8125
+	soakPhaseStep, soakPhaseGwCPU = "step", "gateway CPU"
+	soakPhaseDirect               = "direct CPU"
+	soakKillSpan                  = time.Minute // after the kill call, the failures in its error window
+)
+
+// Settings of the fair comparison: fairPairs of gateway and direct
+// stretches, each measured for fairStretch after fairSettle.
+const (
+	fairConns, fairPairs    = 16, 4
+	fairStretch, fairSettle = 15 * time.Second, 2 * time.Second
+	fairQuietWait           = 30 * time.Second // before the first stretch, for the host to be quiet
 )
 
 // soakPattern is the stepping minutes' connections, repeated for longer
 // runs; the last stepping minute is soakCompareConns.
 var soakPattern = []int{4, 16, 32, 16, 48, 8, 32, 16}
 
-// soakPhase is one minute of load; a direct one loads the replica at Addr.
+// soakPhase is one minute of load; a direct one loads one replica.
 type soakPhase struct {
 	Name         string
 	StartS, EndS float64
 	Conns        int
 	Direct       bool
-	Addr, Task   string
-}
-
-// soakEvent is something the harness did, or saw finish, during the load.
-type soakEvent struct {
-	Name               string
-	AtS                float64
-	Detail, Task, Addr string
-}
-
-// soakHostSample is one second of the host poller.
-type soakHostSample struct {
-	At       time.Time
-	TimeWait int
-	CPU      hostCPU
 }
 
 // soakBench runs the soak suite.
@@ -96,15 +85,10 @@ type soakBench struct {
 	img               function.Image
 	t0                time.Time
 
-	mu          sync.Mutex // guards what follows
-	evs         []soakEvent
-	tl          soakTimeline
-	stats       *statAcc
-	host        []soakHostSample
-	kill        *soakKill
-	updateState string
-	statErrs    int
-	lastErr     error
+	mu       sync.Mutex // guards what follows
+	stats    *statAcc
+	kill     *soakKill
+	statErrs int
 }
 
 // runSoak runs the soak suite.
@@ -159,13 +143,7 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	}
 	analyzeSoak(rep, b.sum, run)
 	if b.statErrs > 0 {
-		rep.Note("%d `show stat` polls failed (last: %v)", b.statErrs, b.lastErr)
-	}
-	if slices.ContainsFunc(rep.Rows, func(r report.Row) bool { return r.V("failed") > 0 }) {
-		lines, _ := rep.Records["haproxy_events"].([]string)
-		if dir := b.keepLogs(suiteSoak, map[string]string{"haproxy-events.log": strings.Join(lines, "\n") + "\n"}); dir != "" {
-			rep.Note("requests failed: pulsed's logs, the lab Netdata's error log and HAProxy's non-request log lines are kept in %s", dir)
-		}
+		rep.Note("%d `show stat` polls of the soak failed: the attribution and the per-server counters miss them", b.statErrs)
 	}
 	rep.Cleanup = append(rep.Cleanup, b.cleanup()...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
@@ -176,32 +154,147 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 		"scale %s target %d min %d max %d, timeout %s, drain grace %s, no Docker health check, autoscaler on; pulsed: %s",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, head.Engine, head.HAProxy, head.Netdata, cfg.SoakDuration, cfg.BodyBytes, b.name,
 		soakMetric, soakTarget, soakMin, soakMax, soakTimeout, watchdog.DefaultDrainGrace, strings.Join(penv, " "))
-	soakTables(rep, b.picture(cfg, stdout))
+	soakTables(rep)
 	if cfg.SoakDuration < soakDefault {
 		cfg.Readme = "-" // a short run leaves the README alone
 	}
 	return publishReport(cfg, stdout, rep)
 }
 
-// picture draws the report's picture beside its JSON and returns its path
-// from the README, "" (and a note) when it could not be written.
-func (b *soakBench) picture(cfg config, stdout io.Writer) string {
-	png := filepath.Join(cfg.Out, cfg.Suite+"-"+b.env.started.UTC().Format("20060102T150405Z")+".png")
-	img, err := renderSoakPlot(b.rep, cfg.SoakDuration)
-	if err == nil {
-		if err = os.MkdirAll(cfg.Out, 0o755); err == nil {
-			err = credential.WriteFileAtomic(png, img, 0o644, -1)
+// beforeSoak runs the fair comparison, then the saturation, on pulsed's
+// first lifetime at its defaults; then ends it and removes both functions.
+func (b *soakBench) beforeSoak(ctx context.Context) error {
+	pinned := function.Scale{Metric: soakMetric, Target: soakTarget, Min: 1, Max: 1}
+	if _, err := b.deployPinned(ctx, &function.Spec{Name: b.hello, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".", Scale: pinned}, "", "inproc"); err != nil {
+		return err
+	}
+	if _, err := b.deployPinned(ctx, &function.Spec{Name: b.burn, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn", Scale: pinned,
+		Env: map[string]string{"BURN_MS": strconv.Itoa(satBurnMS)}}, "watchdog", "burnecho"); err != nil {
+		return err
+	}
+	if _, err := b.startPulsed(ctx); err != nil {
+		return err
+	}
+	for _, fn := range []string{b.hello, b.burn} {
+		if err := b.waitRouted(ctx, fn, 1, b.body); err != nil {
+			return err
 		}
 	}
+	if err := b.fairCPU(ctx); err != nil {
+		return err
+	}
+	if err := b.saturation(ctx); err != nil {
+		return err
+	}
+	b.rep.Cleanup = append(b.rep.Cleanup, b.stopPulsed()...)
+	return errors.Join(b.remove(ctx, b.hello), b.remove(ctx, b.burn))
+}
+
+// deployPinned deploys spec (the artifacts wd, "" for none, and fn) with
+// the soak's timeout and body limit, and waits for its first replica.
+func (b *soakBench) deployPinned(ctx context.Context, spec *function.Spec, wd, fn string) (function.Image, error) {
+	spec.Timeout, spec.MaxBody = soakTimeout, 1<<20
+	bins := map[string][]byte{}
+	for _, a := range slices.DeleteFunc([]string{wd, fn}, func(a string) bool { return a == "" }) {
+		var err error
+		if bins[a], err = os.ReadFile(b.arts.path(a)); err != nil {
+			return function.Image{}, fmt.Errorf("deploy %s: %w", spec.Name, err)
+		}
+	}
+	img, _, err := b.deployFunction(ctx, spec, bins[wd], bins[fn], 0)
 	if err != nil {
-		b.rep.Note("the picture could not be drawn: %v", err)
-		return ""
+		return img, err
 	}
-	fmt.Fprintf(stdout, "picture: %s\n", png)
-	if rel, err := filepath.Rel(filepath.Dir(cfg.Readme), png); err == nil {
-		return filepath.ToSlash(rel)
+	wctx, cancel := context.WithTimeout(ctx, soakRoute)
+	defer cancel()
+	_, err = b.sw.WaitReady(wctx, spec.Name, 1)
+	return img, err
+}
+
+// stretch is one measured stretch of the fair comparison: its path, its
+// span in seconds after the comparison's start and its CPU ticks.
+type stretch struct {
+	path     string
+	from, to float64
+	ticks    map[string]float64
+}
+
+// fairCPU runs the fair comparison and adds its rows: fairConns
+// connections through the gateway and straight to the one replica, in
+// interleaved stretches (Thue–Morse order: a drift of the host falls on
+// both paths alike).
+func (b *soakBench) fairCPU(ctx context.Context) error {
+	f, err := b.catalogFunction(ctx, b.hello)
+	if err != nil {
+		return err
 	}
-	return filepath.Base(png)
+	if len(f.Replicas) != 1 || !f.Replicas[0].Routed {
+		return fmt.Errorf("%s: %d replicas in pulsed's catalog, want one routed", b.hello, len(f.Replicas))
+	}
+	direct, _ := loopbackAddr(f.Replicas[0].Addr)
+	// The direct path carries the replica credential, as HAProxy's requests do.
+	if refused, err := refusesWithout(ctx, "http://"+direct+"/", b.body); err != nil {
+		return err
+	} else if !refused {
+		b.rep.Note("fair comparison: %s", noCredentialCheck)
+	}
+	waited, busy, err := waitQuiet(ctx, b.env.clk, fairQuietWait)
+	if err != nil {
+		return err
+	}
+	if busy >= quietCorePct {
+		b.rep.Note("the host was still %.0f %% of a core busy after %.0f s of waiting when the fair comparison began", busy, waited.Seconds())
+	}
+	b.log.Info("fair CPU comparison", "function", b.hello, "connections", fairConns, "stretches", 2*fairPairs, "each", fairStretch)
+	t0 := time.Now()
+	load := newClosedLoop(t0, b.body, b.cred.header())
+	defer load.end() // a second end is a no-op
+	var sts []stretch
+	for i := range 2 * fairPairs {
+		st := stretch{path: pathGateway}
+		if fairDirect(i) {
+			st.path = pathDirect
+			load.set(fairConns, direct, "/", true)
+		} else {
+			load.set(fairConns, b.gwAddr, "/function/"+b.hello, false)
+		}
+		if err := sleepCtx(ctx, fairSettle); err != nil {
+			return err
+		}
+		m0, start := markCPU(), time.Now()
+		if err := sleepCtx(ctx, fairStretch); err != nil {
+			return err
+		}
+		m1 := markCPU()
+		st.from, st.to, st.ticks = report.Round3(start.Sub(t0).Seconds()), report.Round3(time.Since(t0).Seconds()), map[string]float64{}
+		for k, v := range m1 {
+			st.ticks[k] = v - m0[k]
+		}
+		sts = append(sts, st)
+	}
+	recs, fails := load.end()
+	if len(fails) > 0 {
+		b.rep.Note("%d request(s) of the fair comparison failed", len(fails))
+	}
+	for _, r := range fairRows(sts, recs, b.env.clk) {
+		b.rep.Add(r)
+	}
+	return nil
+}
+
+// fairDirect reports whether stretch i goes straight to the replica: the
+// Thue–Morse sequence (the parity of i's one bits).
+func fairDirect(i int) bool { return bits.OnesCount(uint(i))%2 == 1 }
+
+// markCPU reads, in ticks, the host's busy, total and stolen CPU and this
+// program's own (utime + stime: the harness, the load's client).
+func markCPU() map[string]float64 {
+	h, _ := readHostCPU("/proc")
+	m := map[string]float64{"busy": float64(h.Busy), "total": float64(h.Total), "steal": float64(h.Steal)}
+	if st, err := readStat("/proc", os.Getpid()); err == nil {
+		m[groupHarness] = float64(st.UTime + st.STime)
+	}
+	return m
 }
 
 // soakSchedule returns the phases of a run of d (whole minutes, at least
@@ -256,34 +349,23 @@ func (b *soakBench) start(ctx context.Context) error {
 	return b.waitAlarm(ctx, b.name, soakAlarmInit)
 }
 
-// soak runs the schedule with its events and the pollers, and returns what
-// the analysis needs.
+// soak runs the schedule with the rolling update, the kill and the `show
+// stat` poller, and returns what the analysis needs.
 func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, killAt time.Duration) (soakRun, error) {
-	reloads0, rerr0 := b.reloads(ctx)
 	b.t0 = time.Now()
-	b.rep.Record("t0", b.t0.UTC().Format(time.RFC3339Nano))
 	pctx, stopPollers := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopPollers(); wg.Wait() }()
-	wg.Go(func() { every(pctx, soakSamplePoll, func() { b.pollSample(pctx) }) })
-	wg.Go(func() { every(pctx, soakHostPoll, func() { b.pollHost(pctx) }) })
+	wg.Go(func() { every(pctx, soakStatPoll, func() { b.pollStats(pctx) }) })
 	wg.Go(func() { b.rollingUpdate(pctx, b.t0.Add(updateAt)) })
 	wg.Go(func() { b.killOne(pctx, b.t0.Add(killAt)) })
-
 	load := newClosedLoop(b.t0, b.body, b.cred.header())
 	defer load.end() // a second end is a no-op
-	marks := make([]cpuMark, len(phases)+1)
-	watch := b.procWatch()
 	at := func(s float64) time.Time { return b.t0.Add(time.Duration(s * float64(time.Second))) }
-	for i := range phases {
-		ph := &phases[i]
-		if ph.Name != soakPhaseStep {
-			b.watchReplicas(ctx, b.name, &watch) // before the boundary: it takes a few engine calls
-		}
+	for _, ph := range phases {
 		if err := sleepCtx(ctx, time.Until(at(ph.StartS))); err != nil {
 			return soakRun{}, err
 		}
-		marks[i] = b.mark(watch, ph.Name != soakPhaseStep)
 		addr, path := b.gwAddr, "/function/"+b.name
 		if ph.Direct {
 			f, err := b.catalogFunction(ctx, b.name)
@@ -294,8 +376,8 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 			if err != nil {
 				return soakRun{}, err
 			}
-			ph.Addr, _ = loopbackAddr(f.Replicas[i].Addr)
-			ph.Task, addr, path = f.Replicas[i].TaskID, ph.Addr, "/"
+			addr, _ = loopbackAddr(f.Replicas[i].Addr)
+			path = "/"
 		}
 		load.set(ph.Conns, addr, path, ph.Direct)
 		b.log.Info("phase", "phase", ph.Name, "at", clock(ph.StartS), "connections", ph.Conns, "addr", addr)
@@ -303,102 +385,34 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	if err := sleepCtx(ctx, time.Until(at(phases[len(phases)-1].EndS))); err != nil {
 		return soakRun{}, err
 	}
-	b.watchReplicas(ctx, b.name, &watch)
-	marks[len(phases)] = b.mark(watch, true)
 	recs, fails := load.end()
 	b.log.Info("load done", "requests", len(recs), "failed", len(fails))
-
 	stopPollers()
 	wg.Wait()
-	// What the load left: memory, counters, HAProxy's own log count.
-	if ps, err := findHAProxies("/proc", b.stateDir); err == nil {
-		var n, rss, hwm int64
-		for _, p := range ps {
-			if m, err := readStatus("/proc", p.PID); err == nil {
-				n, rss, hwm = n+1, rss+m.RSSKB, hwm+m.HWMKB
-			}
-		}
-		b.sum.PutAll(map[string]float64{"haproxy_procs": float64(n), "haproxy_rss_mb": kbToMB(rss), "haproxy_peak_mb": kbToMB(hwm)})
-	}
-	if m, err := readStatus("/proc", b.pulsed.pid()); err == nil {
-		b.sum.Put("pulsed_rss_mb", kbToMB(m.RSSKB)).Put("pulsed_peak_mb", kbToMB(m.HWMKB))
-	}
-	if rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.name)); err == nil {
-		b.stats.add(time.Now(), rows)
-	}
-	if out, err := b.rt.Exec(ctx, "show info"); err == nil {
-		if n, err := strconv.ParseFloat(parseShowInfo(out)["DroppedLogs"], 64); err == nil {
-			b.sum.Put("dropped_logs", n)
-		}
-	}
-	if reloads1, rerr1 := b.reloads(ctx); rerr0 == nil && rerr1 == nil {
-		b.sum.Put("reloads", float64(reloads1-reloads0))
-	}
-	if evs, err := b.events(ctx); err == nil {
-		b.sum.Put("scale_events", float64(len(slices.DeleteFunc(evs.Events, func(e contract.ScaleEvent) bool { return e.Function != b.name || !e.Time.After(b.t0) }))))
-	}
-	b.sum.Labels["rolling_update"] = b.updateState
-	r := soakRun{t0: b.t0, phases: phases, recs: recs, fails: fails, log: b.hlog.close(soakLogLinger), tl: b.tl, host: b.host,
-		stats: b.stats, kill: b.kill, events: b.evs, clk: b.env.clk}
-	for i, ph := range phases {
-		if ph.Name != soakPhaseStep {
-			r.cpu[btoi(ph.Direct)] = cpuTicks(r.cpu[btoi(ph.Direct)], marks[i], marks[i+1])
-		}
-	}
-	return r, nil
-}
-
-// btoi is 1 for true, 0 for false.
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// event records e (at seconds after t0) and logs it.
-func (b *soakBench) event(e soakEvent, at time.Time) {
-	e.AtS = report.Round3(at.Sub(b.t0).Seconds())
-	b.mu.Lock()
-	b.evs = append(b.evs, e)
-	b.mu.Unlock()
-	b.log.Info("event", "event", e.Name, "at", clock(e.AtS), "task", e.Task, "detail", e.Detail)
+	b.pollStats(ctx)
+	return soakRun{t0: b.t0, phases: phases, recs: recs, fails: fails, log: b.hlog.close(soakLogLinger), stats: b.stats, kill: b.kill}, nil
 }
 
 // rollingUpdate redeploys the function with a changed environment at at
-// (a start-first rolling update through function.Swarm.Deploy), then
-// watches the service until Swarm reports the update done.
+// (a start-first rolling update through function.Swarm.Deploy) and watches
+// the service until Swarm's update ends. Only this goroutine writes the
+// soak's row during the load.
 func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time) {
 	if sleepCtx(ctx, time.Until(at)) != nil {
 		return
 	}
 	spec := b.spec
 	spec.Env = map[string]string{soakRollEnv: "2"}
-	start := time.Now()
-	res, err := b.sw.Deploy(ctx, spec, b.img, function.DeployOptions{NoHealthcheck: true, Instance: benchInstance(b.run)})
-	state := func(s string) { b.mu.Lock(); b.updateState = s; b.mu.Unlock() }
-	if err != nil {
-		b.event(soakEvent{Name: soakEventUpdate, Detail: "failed: " + err.Error()}, start)
-		state("deploy failed: " + err.Error())
+	b.log.Info("rolling update", "at", clock(time.Since(b.t0).Seconds()))
+	b.sum.Labels["rolling_update"] = "not seen done"
+	if _, err := b.sw.Deploy(ctx, spec, b.img, function.DeployOptions{NoHealthcheck: true, Instance: benchInstance(b.run)}); err != nil {
+		b.sum.Labels["rolling_update"] = "deploy failed: " + err.Error()
 		return
 	}
-	b.event(soakEvent{Name: soakEventUpdate, Detail: fmt.Sprintf("Swarm.Deploy with %s=2: start-first, one replica at a time; %d replica(s)", soakRollEnv, res.Replicas)}, start)
-	for deadline := start.Add(soakUpdateWait); time.Now().Before(deadline) && sleepCtx(ctx, 250*time.Millisecond) == nil; {
-		svc, err := inspectService(ctx, b.api, b.name)
-		if err != nil || svc.UpdateStatus == nil {
-			continue
-		}
-		st := svc.UpdateStatus
-		state(string(st.State) + ": " + st.Message)
-		done := time.Now()
-		if st.State == swarm.UpdateStateCompleted && st.CompletedAt != nil {
-			done = *st.CompletedAt
-		}
-		if st.State == swarm.UpdateStateCompleted {
-			b.sum.Put("rolling_update_s", report.Round3(done.Sub(start).Seconds())) // only this goroutine writes the row during the load
-		}
-		if slices.Contains([]swarm.UpdateState{swarm.UpdateStateCompleted, swarm.UpdateStatePaused, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused}, st.State) {
-			b.event(soakEvent{Name: soakEventUpdateDone, Detail: string(st.State) + ": " + st.Message}, done)
+	ended := []swarm.UpdateState{swarm.UpdateStateCompleted, swarm.UpdateStatePaused, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused}
+	for deadline := time.Now().Add(soakUpdateWait); time.Now().Before(deadline) && sleepCtx(ctx, 250*time.Millisecond) == nil; {
+		if svc, err := inspectService(ctx, b.api, b.name); err == nil && svc.UpdateStatus != nil && slices.Contains(ended, svc.UpdateStatus.State) {
+			b.sum.Labels["rolling_update"] = string(svc.UpdateStatus.State) + ": " + svc.UpdateStatus.Message
 			return
 		}
 	}
@@ -410,11 +424,10 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time) {
 	if sleepCtx(ctx, time.Until(at)) != nil {
 		return
 	}
-	fail := func(why string) { b.event(soakEvent{Name: soakEventKill, Detail: "not done: " + why}, time.Now()) }
 	f, err := b.catalogFunction(ctx, b.name)
 	cands := slices.DeleteFunc(f.Replicas, func(r contract.Replica) bool { return !r.Routed || r.Draining })
 	if err != nil || len(cands) == 0 {
-		fail(fmt.Sprintf("no routed replica (%v)", err))
+		b.log.Warn("kill: no routed replica", "err", err)
 		return
 	}
 	victim := cands[mrand.IntN(len(cands))]
@@ -422,82 +435,37 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time) {
 	defer cancel()
 	cs, err := b.api.ContainerList(cctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.task.id="+victim.TaskID))})
 	if err != nil || len(cs) != 1 {
-		fail(fmt.Sprintf("container of task %s: %d found, %v", victim.TaskID, len(cs), err))
+		b.log.Warn("kill: the replica's container", "task", victim.TaskID, "found", len(cs), "err", err)
 		return
 	}
 	called := time.Now()
 	if err := b.api.ContainerKill(cctx, cs[0].ID, "SIGKILL"); err != nil {
-		fail("kill: " + err.Error())
+		b.log.Warn("kill", "err", err)
 		return
 	}
-	returned, ended := time.Now(), called
+	ended := called
 	if ci, err := b.api.ContainerInspect(cctx, cs[0].ID); err == nil && ci.ContainerJSONBase != nil && ci.State != nil {
 		if t, err := time.Parse(time.RFC3339Nano, ci.State.FinishedAt); err == nil && t.After(called.Add(-time.Second)) {
 			ended = t
 		}
 	}
-	b.event(soakEvent{Name: soakEventKill, Task: victim.TaskID, Addr: victim.Addr,
-		Detail: fmt.Sprintf("docker kill (SIGKILL) of one of %d routed replicas at %s; the call returned %.3f s later, the engine's FinishedAt %.3f s after the call",
-			len(cands), clock(called.Sub(b.t0).Seconds()), returned.Sub(called).Seconds(), ended.Sub(called).Seconds())}, ended)
+	b.log.Info("replica killed", "task", victim.TaskID, "addr", victim.Addr, "at", clock(called.Sub(b.t0).Seconds()), "ended_after", ended.Sub(called))
 	b.mu.Lock()
-	b.kill = &soakKill{CallAt: called, At: ended, Task: victim.TaskID, Addr: victim.Addr}
+	b.kill = &soakKill{CallAt: called, At: ended, Addr: victim.Addr}
 	b.mu.Unlock()
 }
 
-// pollSample reads pulsed's catalog and HAProxy's slots.
-func (b *soakBench) pollSample(ctx context.Context) {
-	smp := soakSample{At: time.Now()}
-	f, ferr := b.catalogFunction(ctx, b.name)
-	smp.Replicas, smp.Desired = f.Replicas, f.Desired
-	var serr error
-	smp.Slots, serr = readSlots(ctx, b.rt, gateway.BackendName(b.name))
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.tl = append(b.tl, smp)
-	b.lastErr = cmp.Or(serr, ferr, b.lastErr)
-}
-
-// pollHost adds one `show stat` of the function's servers to the counters,
-// and reads the TCP sockets in TIME_WAIT and the host's CPU.
-func (b *soakBench) pollHost(ctx context.Context) {
+// pollStats adds one `show stat` of the function's servers to the
+// counters.
+func (b *soakBench) pollStats(ctx context.Context) {
 	rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.name))
-	s := soakHostSample{At: time.Now()}
-	s.CPU, _ = readHostCPU("/proc")
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		t, _ := os.ReadFile(f)
-		s.TimeWait += countTimeWait(string(t))
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.host = append(b.host, s)
 	if err != nil {
-		b.statErrs, b.lastErr = b.statErrs+1, err
+		b.statErrs++
 		return
 	}
-	b.stats.add(s.At, rows)
-}
-
-// countTimeWait counts the lines of a /proc/net/tcp table after its header
-// whose state, the 4th column, is 06: TIME_WAIT.
-func countTimeWait(table string) int {
-	n := 0
-	for i, l := range strings.Split(table, "\n") {
-		if f := strings.Fields(l); i > 0 && len(f) > 3 && f[3] == "06" {
-			n++
-		}
-	}
-	return n
-}
-
-// parseShowInfo reads HAProxy's `show info` ("Name: value" lines).
-func parseShowInfo(out string) map[string]string {
-	m := map[string]string{}
-	for _, l := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok {
-			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	return m
+	b.stats.add(time.Now(), rows)
 }
 
 // cleanup closes the log socket and cleans the lab up (pulseLab.cleanup).
@@ -506,4 +474,12 @@ func (b *soakBench) cleanup() []string {
 		_ = b.hlog.conn.Close()
 	}
 	return b.pulseLab.cleanup()
+}
+
+// btoi is 1 for true, 0 for false.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

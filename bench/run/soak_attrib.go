@@ -1,93 +1,190 @@
 package main
 
-// The soak's attribution: which replica held which HAProxy server (slot)
-// when, HAProxy's per-server counters summed across reloads, and what each
-// failed request is put down to.
+// The soak's attribution of failed requests: HAProxy's request log (pulsed's
+// haproxy_log sends it to a UDP socket of the harness, `127.0.0.1:<port>
+// format raw local0`, one datagram per line, option httplog), HAProxy's
+// per-server counters summed across reloads, and what each failed request
+// is put down to.
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pulsefaas/pulse/bench/report"
-	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// soakSample is one poll of pulsed's catalog and HAProxy's slots.
-type soakSample struct {
-	At       time.Time
-	Slots    []slotInfo         // the backend's slots (HAProxy)
-	Replicas []contract.Replica // the function's replicas (pulsed's catalog)
-	Desired  int
+// haLogLine is what the attribution reads of one request line of HAProxy's
+// httplog format (2.6):
+//
+//	%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r
+type haLogLine struct {
+	ClientPort      int
+	Accept          time.Time // %tr, to the millisecond
+	Backend, Server string
+	Status          int    // sent to the client, -1 for none
+	Term            string // %tsc: "----" for a normal end
 }
 
-// soakTimeline is the samples in time order.
-type soakTimeline []soakSample
+// errNotRequest is parseHAProxyLog's error for a line that is not a
+// request line (server state changes, start-up, ...).
+var errNotRequest = errors.New("not a request log line")
 
-// replicaAt returns the address server (a slot) pointed at, at t, and
-// the task there: from the last sample at or before t where it held a
-// replica, else the first after (a slot is only re-pointed while in
-// maintenance, when it gets no request); within 10 s.
-func (tl soakTimeline) replicaAt(server string, t time.Time) (addr, task string) {
-	i := sort.Search(len(tl), func(i int) bool { return tl[i].At.After(t) })
-	near := func(j int) bool { return j >= 0 && j < len(tl) && tl[j].At.Sub(t).Abs() < 10*time.Second }
-	var order []int
-	for j := i - 1; near(j); j-- {
-		order = append(order, j)
+// haLogTime is %tr's layout (local time, milliseconds).
+const haLogTime = "02/Jan/2006:15:04:05.000"
+
+// parseHAProxyLog parses one request line (raw: no syslog header); times
+// are read in loc, HAProxy's local time.
+func parseHAProxyLog(line string, loc *time.Location) (haLogLine, error) {
+	var l haLogLine
+	q := strings.IndexByte(line, '"')
+	f := strings.Fields(line[:max(q, 0)])
+	if q < 0 || len(f) < 12 {
+		return l, errNotRequest
 	}
-	for j := i; near(j); j++ {
-		order = append(order, j)
-	}
-	for _, j := range order {
-		for _, s := range tl[j].Slots {
-			if s.Name == server && s.Live() {
-				return s.Addr, tl.taskAt(s.Addr, tl[j].At)
-			}
+	// num parses s (a leading "+" allowed where plus) within [lo, hi].
+	num := func(s string, lo, hi int, plus bool) int {
+		if plus {
+			s = strings.TrimPrefix(s, "+")
 		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < lo || n > hi || strings.HasPrefix(s, "+") {
+			return lo - 1
+		}
+		return n
 	}
-	return "", ""
+	i := strings.LastIndexByte(f[0], ':') // an IPv6 address has colons of its own
+	timers, conns := strings.Split(f[4], "/"), strings.Split(f[10], "/")
+	var ok bool
+	l.Backend, l.Server, ok = strings.Cut(f[3], "/")
+	accept, err := time.ParseInLocation("["+haLogTime+"]", f[1], loc)
+	if i <= 0 || err != nil || !ok || l.Backend == "" || l.Server == "" || len(timers) != 5 || len(f[9]) != 4 || len(conns) != 5 || strings.Count(f[11], "/") != 1 {
+		return haLogLine{}, fmt.Errorf("%w: %q", errNotRequest, line)
+	}
+	l.ClientPort, l.Accept, l.Term = num(f[0][i+1:], 0, 65535, false), accept, f[9]
+	l.Status = num(f[5], -1, 999, false)
+	bad := l.ClientPort < 0 || l.Status < -1 || num(conns[4], 0, 1<<31-1, true) < 0 || num(f[6], 0, 1<<62, true) < 0
+	for _, t := range timers { // TR/Tw/Tc/Tr/Ta in ms, -1: the stage was not reached
+		bad = bad || num(t, -1, 1<<31-1, true) < -1
+	}
+	if bad {
+		return haLogLine{}, fmt.Errorf("%w: %q", errNotRequest, line)
+	}
+	return l, nil
 }
 
-// taskAt returns the task at addr in the catalog at t, else in the nearest
-// sample that lists it.
-func (tl soakTimeline) taskAt(addr string, t time.Time) string {
-	j := max(sort.Search(len(tl), func(i int) bool { return tl[i].At.After(t) })-1, 0)
-	for d := 0; d < len(tl) && addr != ""; d++ {
-		for _, k := range []int{j - d, j + d} {
-			if k >= 0 && k < len(tl) {
-				if i := slices.IndexFunc(tl[k].Replicas, func(r contract.Replica) bool { return r.Addr == addr }); i >= 0 {
-					return tl[k].Replicas[i].TaskID
-				}
+// Failed reports whether HAProxy saw the request fail: a status other
+// than 2xx, or an abnormal end.
+func (l haLogLine) Failed() bool { return l.Status < 200 || l.Status > 299 || l.Term[:2] != "--" }
+
+// haLog receives HAProxy's log datagrams for backend.
+type haLog struct {
+	conn    *net.UDPConn
+	backend string
+	loc     *time.Location
+	done    chan struct{}
+	mu      sync.Mutex
+	res     haLogResult
+}
+
+// haLogResult is what the receiver kept: how many request lines of backend
+// it got, and those of failed requests.
+type haLogResult struct {
+	Requests int64
+	Failed   []haLogLine
+}
+
+// Bounds of the failed lines kept, and the socket buffer (~100 000 lines).
+const (
+	haLogMaxFailed = 200000
+	haLogRecvBuf   = 32 << 20
+)
+
+// listenHALog opens the receiver on a loopback UDP port the kernel picks.
+func listenHALog(backend string) (*haLog, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("haproxy log socket: %w", err)
+	}
+	if rc, err := c.SyscallConn(); err == nil { // as root, SO_RCVBUFFORCE passes net.core.rmem_max
+		_ = rc.Control(func(fd uintptr) {
+			if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, haLogRecvBuf) != nil {
+				_ = c.SetReadBuffer(haLogRecvBuf)
+			}
+		})
+	}
+	h := &haLog{conn: c, backend: backend, loc: time.Local, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			} else if err == nil {
+				h.add(string(buf[:n]))
 			}
 		}
+	}()
+	return h, nil
+}
+
+// Target is the `log` target for HAProxy (pulsed's haproxy_log).
+func (h *haLog) Target() string { return h.conn.LocalAddr().String() + " format raw local0" }
+
+// add takes one datagram (one line); lines that are not requests of the
+// backend are left out.
+func (h *haLog) add(line string) {
+	l, err := parseHAProxyLog(strings.TrimRight(line, "\r\n"), h.loc)
+	if err != nil || l.Backend != h.backend {
+		return
 	}
-	return ""
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.res.Requests++
+	if l.Failed() && len(h.res.Failed) < haLogMaxFailed {
+		h.res.Failed = append(h.res.Failed, l)
+	}
+}
+
+// close stops receiving after waiting linger for lines on their way, and
+// returns what was kept.
+func (h *haLog) close(linger time.Duration) haLogResult {
+	time.Sleep(linger)
+	_ = h.conn.Close()
+	<-h.done
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.res
 }
 
 // statAcc accumulates HAProxy's per-server counters over polls: a counter
 // that went down was reset (a reload started a new worker), so its new
-// value is all new.
+// value is all new. It also keeps, per poll, the address each server in
+// service pointed at, and which servers' econ or eresp rose.
 type statAcc struct {
-	last   map[string]gateway.ServerStat
-	total  map[string]*gateway.ServerStat
-	resets int
-	errs   []soakStatErr // the polls where a server's error counters rose
-	polls  []time.Time
+	last  map[string]gateway.ServerStat
+	total map[string]*gateway.ServerStat
+	polls []time.Time
+	addrs []map[string]string // per poll: server → address, servers not in maintenance
+	errs  []soakStatErr
 }
 
-// soakStatErr is one server's error counters (econ, eresp) rising between
-// two polls; At is the poll that saw it.
+// soakStatErr is a server whose econ or eresp rose in the poll at At.
 type soakStatErr struct {
-	At                     time.Time
-	Server, Addr           string
-	ConnErrors, RespErrors int64
+	At           time.Time
+	Server, Addr string
 }
 
 // newStatAcc is an empty accumulator.
@@ -98,73 +195,90 @@ func newStatAcc() *statAcc {
 // restart forgets what was counted so far: the totals count from the last
 // poll on.
 func (a *statAcc) restart() {
-	a.total, a.resets, a.errs, a.polls = map[string]*gateway.ServerStat{}, 0, nil, nil
+	a.total, a.polls, a.addrs, a.errs = map[string]*gateway.ServerStat{}, nil, nil, nil
 }
 
 // add takes one poll's rows of the backend, made at at.
 func (a *statAcc) add(at time.Time, rows []gateway.ServerStat) {
-	a.polls = append(a.polls, at)
-	reset := false
+	addrs := map[string]string{}
 	for _, r := range rows {
 		prev, seen := a.last[r.Server]
 		a.last[r.Server] = r
-		var delta gateway.ServerStat
-		cur, old, d := statCounters(&r), statCounters(&prev), statCounters(&delta)
-		for i := range d {
-			switch {
-			case !seen:
-				*d[i] = *cur[i]
-			case *cur[i] < *old[i]:
-				*d[i], reset = *cur[i], true
-			default:
-				*d[i] = *cur[i] - *old[i]
-			}
-		}
 		t := a.total[r.Server]
 		if t == nil {
 			t = &gateway.ServerStat{Backend: r.Backend, Server: r.Server}
 			a.total[r.Server] = t
 		}
 		t.Status, t.Addr = r.Status, r.Addr
-		for i, c := range statCounters(t) {
-			*c += *d[i]
+		cur, old, sum := statCounters(&r), statCounters(&prev), statCounters(t)
+		var d [7]int64
+		for i := range cur {
+			if d[i] = *cur[i]; seen && d[i] >= *old[i] {
+				d[i] -= *old[i]
+			}
+			*sum[i] += d[i]
 		}
-		if seen && (delta.ConnErrors > 0 || delta.RespErrors > 0) {
-			a.errs = append(a.errs, soakStatErr{At: at, Server: r.Server, Addr: r.Addr, ConnErrors: delta.ConnErrors, RespErrors: delta.RespErrors})
+		if seen && d[4]+d[5] > 0 { // econ, eresp rose
+			a.errs = append(a.errs, soakStatErr{At: at, Server: r.Server, Addr: r.Addr})
+		}
+		if !strings.HasPrefix(r.Status, "MAINT") {
+			addrs[r.Server] = r.Addr
 		}
 	}
-	if reset {
-		a.resets++
-	}
+	a.polls, a.addrs = append(a.polls, at), append(a.addrs, addrs)
 }
 
-// statCounters are the counters of s that the accumulator sums.
+// statCounters are the counters of s that the accumulator sums; econ and
+// eresp are the 5th and 6th.
 func statCounters(s *gateway.ServerStat) []*int64 {
-	return []*int64{&s.Sessions, &s.Connects, &s.Reuses, &s.CheckFails, &s.Downs, &s.ConnErrors, &s.RespErrors, &s.Retries, &s.Redispatches, &s.HTTP5xx}
+	return []*int64{&s.Sessions, &s.Connects, &s.CheckFails, &s.Downs, &s.ConnErrors, &s.RespErrors, &s.HTTP5xx}
+}
+
+// addrAt returns the address server pointed at, at t: from the last poll
+// at or before t that found it in service, else the first after (a slot
+// is re-pointed only in maintenance, when it gets no request); within 10 s.
+func (a *statAcc) addrAt(server string, t time.Time) string {
+	i := sort.Search(len(a.polls), func(i int) bool { return a.polls[i].After(t) })
+	var order []int
+	for j := i - 1; j >= 0 && t.Sub(a.polls[j]) < 10*time.Second; j-- {
+		order = append(order, j)
+	}
+	for j := i; j < len(a.polls) && a.polls[j].Sub(t) < 10*time.Second; j++ {
+		order = append(order, j)
+	}
+	for _, j := range order {
+		if addr, ok := a.addrs[j][server]; ok {
+			return addr
+		}
+	}
+	return ""
+}
+
+// suspect returns the one server whose econ or eresp rose in the first
+// poll at or after end (HAProxy counts a failure when it gives up on the
+// request, before the client sees its connection close).
+func (a *statAcc) suspect(end time.Time) (soakStatErr, bool) {
+	i := sort.Search(len(a.polls), func(i int) bool { return !a.polls[i].Before(end) })
+	var found []soakStatErr
+	for _, e := range a.errs {
+		if i < len(a.polls) && e.At.Equal(a.polls[i]) {
+			found = append(found, e)
+		}
+	}
+	if len(found) != 1 {
+		return soakStatErr{}, false
+	}
+	return found[0], true
 }
 
 // serverRows are a row per HAProxy server of the function's backend that
-// took a session, in slot order: its counters and the log's.
-func serverRows(a *statAcc, log map[string]*[3]int64) []*report.Row {
-	names := slices.Concat(slices.Collect(maps.Keys(a.total)), slices.Collect(maps.Keys(log)))
-	slices.SortFunc(names, func(x, y string) int { return cmp.Or(cmp.Compare(slotNumber(x), slotNumber(y)), strings.Compare(x, y)) })
+// took a session, in slot order: its sessions and connects.
+func serverRows(a *statAcc) []*report.Row {
 	var out []*report.Row
-	for _, n := range slices.Compact(names) {
-		r := report.NewRow("server", "server", n)
-		if t := a.total[n]; t != nil {
-			r.Labels["status"] = t.Status
-			for i, c := range statCounters(t) {
-				r.Put([]string{"sessions", "connects", "reuses", "chkfail", "chkdown", "econ", "eresp", "wretr", "wredis", "hrsp_5xx"}[i], float64(*c))
-			}
-			if t.Sessions > 0 {
-				r.Put("connect_pct", report.Round3(100*float64(t.Connects)/float64(t.Sessions)))
-			}
-		}
-		if l := log[n]; l != nil {
-			r.Put("log_requests", float64(l[0])).Put("log_failed", float64(l[1])).Put("log_retried", float64(l[2]))
-		}
-		if r.V("sessions") > 0 || r.V("log_requests") > 0 {
-			out = append(out, r)
+	for _, n := range slices.SortedFunc(maps.Keys(a.total), func(x, y string) int { return cmp.Or(cmp.Compare(slotNumber(x), slotNumber(y)), strings.Compare(x, y)) }) {
+		if t := a.total[n]; t.Sessions > 0 {
+			out = append(out, report.NewRow("server", "server", n).Put("sessions", float64(t.Sessions)).Put("connects", float64(t.Connects)).
+				Put("connect_pct", report.Round3(100*float64(t.Connects)/float64(t.Sessions))))
 		}
 	}
 	return out
@@ -178,12 +292,12 @@ func slotNumber(name string) int {
 	return 1 << 30
 }
 
-// soakKill is the kill the failures are judged against: a replica is
-// being killed from the docker kill call to the container's end (the
-// engine's FinishedAt).
+// soakKill is the kill the failures are judged against: the replica at
+// Addr is being killed from the docker kill call to the container's end
+// (the engine's FinishedAt).
 type soakKill struct {
 	CallAt, At time.Time
-	Task, Addr string
+	Addr       string
 }
 
 // inFlight reports whether a request from start to end on the killed
@@ -196,15 +310,6 @@ func (k *soakKill) inFlight(start, end time.Time) bool {
 	return !start.After(k.At) && !end.Before(from)
 }
 
-// soakKey identifies a request among the records.
-type soakKey struct {
-	StartNS int64
-	Port    uint16
-}
-
-// keyOf is r's key.
-func keyOf(r loadReq) soakKey { return soakKey{r.StartNS, r.Port} }
-
 // Where a failure's server came from.
 const (
 	viaLog      = "log"
@@ -214,15 +319,14 @@ const (
 // attributeFailures matches every failed request through the gateway to
 // HAProxy's log line of it (same client port, %tr within a second of the
 // start, the nearest, each line used once), which names the server; the
-// timeline gives the replica's address and task there then. HAProxy logs
-// nothing for a keep-alive request it aborts because its server connection
-// broke before any answer (it closes the client's connection for the client
-// to retry): such a failure is put down to the one server whose econ or
-// eresp rose in the first poll after the request ended, if exactly one did.
-// A failure on the killed replica that overlapped the kill is marked in
-// flight. It returns a row per failure, in start order, and the keys of
-// those in flight at the kill.
-func attributeFailures(fails []loadFail, t0 time.Time, lines []haLogLine, errs []soakStatErr, polls []time.Time, tl soakTimeline, kill *soakKill) ([]*report.Row, map[soakKey]bool) {
+// polls give the replica's address there then. HAProxy logs nothing for a
+// keep-alive request it aborts because its server connection broke before
+// any answer (it closes the client's connection for the client to retry):
+// such a failure is put down to the one server whose econ or eresp rose in
+// the first poll after the request ended, if exactly one did. A failure on
+// the killed replica's address that overlapped the kill is marked in
+// flight. It returns a row per failure, in start order.
+func attributeFailures(fails []loadFail, t0 time.Time, lines []haLogLine, acc *statAcc, kill *soakKill) []*report.Row {
 	byPort := map[int][]int{}
 	for i, l := range lines {
 		if l.Failed() {
@@ -232,62 +336,33 @@ func attributeFailures(fails []loadFail, t0 time.Time, lines []haLogLine, errs [
 	used := make([]bool, len(lines))
 	sorted := slices.Clone(fails)
 	slices.SortFunc(sorted, func(a, b loadFail) int { return cmp.Compare(a.Req.StartNS, b.Req.StartNS) })
-	excused := map[soakKey]bool{}
 	var out []*report.Row
 	for _, f := range sorted {
 		r := f.Req
 		start := t0.Add(time.Duration(r.StartNS))
 		end := start.Add(time.Duration(r.LatencyUS) * time.Microsecond)
 		o := report.NewRow("failure", "path", map[bool]string{true: pathDirect, false: pathGateway}[r.Direct], "error", reqErrName(r.Err), "message", f.Msg)
-		o.Put("start_s", report.Round3(float64(r.StartNS)/1e9)).Put("latency_ms", report.Round3(float64(r.LatencyUS)/1000)).Put("client_port", float64(r.Port))
-		if r.Status != 0 {
-			o.Put("status", float64(r.Status))
-		}
+		o.Put("start_s", report.Round3(float64(r.StartNS)/1e9)).Put("latency_ms", report.Round3(float64(r.LatencyUS)/1000))
 		best, bestD := -1, time.Duration(math.MaxInt64)
 		for _, i := range byPort[int(r.Port)] {
 			if d := lines[i].Accept.Sub(start).Abs(); !used[i] && d <= time.Second && d < bestD && !r.Direct && r.Port != 0 {
 				best, bestD = i, d
 			}
 		}
-		var server, addr, task string
+		var server, addr string
 		if best >= 0 {
 			used[best] = true
-			l := lines[best]
-			addr, task = tl.replicaAt(l.Server, l.Accept)
-			server, o.Labels["via"], o.Labels["term"] = l.Server, viaLog, l.Term
-			o.Labels["timers"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(l.Timers)), "/"), "[]")
-			o.Put("haproxy_status", float64(l.Status)).Put("retries", float64(l.Retries)).Put("accept_minus_start_ms", float64(l.Accept.Sub(start).Milliseconds()))
-		} else if e, ok := counterSuspect(errs, polls, end); ok && !r.Direct {
-			server, addr, task, o.Labels["via"] = e.Server, e.Addr, tl.taskAt(e.Addr, e.At), viaCounters
+			server, addr, o.Labels["via"] = lines[best].Server, acc.addrAt(lines[best].Server, lines[best].Accept), viaLog
+		} else if e, ok := acc.suspect(end); ok && !r.Direct {
+			server, addr, o.Labels["via"] = e.Server, e.Addr, viaCounters
 		}
 		if server != "" {
-			o.Labels["server"], o.Labels["addr"], o.Labels["task"] = server, addr, task
-			if kill != nil && (task == kill.Task && task != "" || addr == kill.Addr && addr != "") && kill.inFlight(start, end) {
+			o.Labels["server"], o.Labels["addr"] = server, addr
+			if kill != nil && addr == kill.Addr && addr != "" && kill.inFlight(start, end) {
 				o.Labels["in_flight"] = "yes"
-				excused[keyOf(r)] = true
 			}
 		}
 		out = append(out, o)
 	}
-	return out, excused
-}
-
-// counterSuspect returns the one server whose econ or eresp rose in the
-// first poll at or after end (HAProxy counts a failure when it gives up on
-// the request, before the client sees its connection close).
-func counterSuspect(errs []soakStatErr, polls []time.Time, end time.Time) (soakStatErr, bool) {
-	i := sort.Search(len(polls), func(i int) bool { return !polls[i].Before(end) })
-	if i == len(polls) {
-		return soakStatErr{}, false
-	}
-	var found []soakStatErr
-	for _, e := range errs {
-		if e.At.Equal(polls[i]) && (e.ConnErrors > 0 || e.RespErrors > 0) {
-			found = append(found, e)
-		}
-	}
-	if len(found) != 1 {
-		return soakStatErr{}, false
-	}
-	return found[0], true
+	return out
 }

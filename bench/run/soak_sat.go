@@ -81,22 +81,19 @@ type soakSat struct {
 // saturation runs the saturation on pulsed's first lifetime and adds its
 // row.
 func (b *soakBench) saturation(ctx context.Context) error {
-	s := soakSat{Function: b.burn, Handler: satHandler, BurnMS: satBurnMS, Conns: satConns, DurationS: satDuration.Seconds()}
-	backend := gateway.BackendName(b.burn)
+	var s soakSat
 	acc := newStatAcc()
 	poll := func() error {
-		rows, err := serverStats(ctx, b.rt, backend)
+		rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.burn))
 		if err != nil {
 			s.PollErrs++
 			return err
 		}
-		s.Polls++
 		acc.add(time.Now(), rows)
-		if slices.ContainsFunc(rows, func(r gateway.ServerStat) bool {
+		s.Polls++
+		s.DownPolls += btoi(slices.ContainsFunc(rows, func(r gateway.ServerStat) bool {
 			return r.Server != gateway.BackupServerName && strings.HasPrefix(r.Status, "DOWN")
-		}) {
-			s.DownPolls++
-		}
+		}))
 		return nil
 	}
 	if err := poll(); err != nil {
@@ -105,25 +102,20 @@ func (b *soakBench) saturation(ctx context.Context) error {
 	acc.restart()
 	s.Polls, s.DownPolls = 0, 0
 	b.log.Info("saturation", "function", b.burn, "connections", satConns, "burn_ms", satBurnMS, "for", satDuration)
-	h0, _ := readHostCPU("/proc")
-	t0 := time.Now()
+	h0, t0 := markCPU(), time.Now()
 	load := newClosedLoop(t0, b.body, nil)
 	load.set(satConns, b.gwAddr, "/function/"+b.burn, false)
 	lctx, cancel := context.WithTimeout(ctx, satDuration)
 	every(lctx, satPoll, func() { _ = poll() })
 	cancel()
 	recs, fails := load.end()
-	h1, _ := readHostCPU("/proc")
-	wall := time.Since(t0).Seconds()
+	h1, wall := markCPU(), time.Since(t0).Seconds()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	_ = poll()
 	summarizeSat(&s, recs, fails, acc, wall)
-	s.HostBusyPct = busyPct(h1.Busy-h0.Busy, h1.Total-h0.Total)
-	if s.OK > 0 && b.env.clk > 0 {
-		s.HostMSPerReq = report.Round3(float64(h1.Busy-h0.Busy) / b.env.clk * 1000 / float64(s.OK))
-	}
+	s.HostBusyPct = busyPct(uint64(h1["busy"]-h0["busy"]), uint64(h1["total"]-h0["total"]))
 	if s.PollErrs > 0 {
 		b.rep.Note("%d `show stat` polls of the saturation failed", s.PollErrs)
 	}
@@ -134,9 +126,11 @@ func (b *soakBench) saturation(ctx context.Context) error {
 // summarizeSat fills s from the client's records and HAProxy's counters
 // over wall seconds.
 func summarizeSat(s *soakSat, recs []loadReq, fails []loadFail, acc *statAcc, wall float64) {
-	t := tallyByStart(recs, nil, 1, func(int64) int { return 0 })[0]
-	s.Requests, s.OK = t.requests, t.requests-t.failed
-	s.P50MS, s.P99MS, s.MaxMS = t.ms(50), t.ms(99), t.ms(100)
+	lat := report.Values(recs, func(r loadReq) float64 { return float64(r.LatencyUS) / 1000 })
+	s.Requests, s.OK, s.P50MS, s.P99MS, s.MaxMS = int64(len(recs)), int64(len(recs)-len(fails)), 0, 0, 0
+	if len(lat) > 0 { // NaN would not marshal
+		s.P50MS, s.P99MS, s.MaxMS = report.Percentile(lat, 50), report.Percentile(lat, 99), report.Percentile(lat, 100)
+	}
 	if wall > 0 {
 		s.RPS = report.Round3(float64(s.OK) / wall)
 	}
@@ -168,14 +162,10 @@ func summarizeSat(s *soakSat, recs []loadReq, fails []loadFail, acc *statAcc, wa
 
 // satRow is the saturation's row.
 func satRow(s soakSat) *report.Row {
-	r := report.NewRow("saturation", "server", s.Server, "status_end", s.StatusEnd, "failed_by_kind", kinds(s.FailedByKind))
-	return r.PutAll(map[string]float64{
-		"requests": float64(s.Requests), "ok": float64(s.OK), "failed": float64(s.Failed), "rps": s.RPS,
-		"p50_ms": s.P50MS, "p99_ms": s.P99MS, "max_ms": s.MaxMS, "sessions": float64(s.Sessions), "connects": float64(s.Connects),
-		"chkdown": float64(s.Downs), "chkfail": float64(s.CheckFails), "hrsp_5xx": float64(s.HTTP5xx), "backup_sessions": float64(s.BackupSessions),
-		"polls": float64(s.Polls), "down_polls": float64(s.DownPolls), "poll_errors": float64(s.PollErrs),
-		"host_busy_pct": s.HostBusyPct, "host_ms_per_req": s.HostMSPerReq,
-	})
+	r := report.NewRow("saturation", "server", s.Server, "failed_by_kind", kinds(s.FailedByKind))
+	return r.PutAll(map[string]float64{"requests": float64(s.Requests), "failed": float64(s.Failed), "rps": s.RPS, "p50_ms": s.P50MS,
+		"p99_ms": s.P99MS, "max_ms": s.MaxMS, "sessions": float64(s.Sessions), "chkdown": float64(s.Downs), "chkfail": float64(s.CheckFails),
+		"backup_sessions": float64(s.BackupSessions), "polls": float64(s.Polls), "down_polls": float64(s.DownPolls), "host_busy_pct": s.HostBusyPct})
 }
 
 // busyPct is busy ticks in % of total ticks (the whole host), 0 for none.
