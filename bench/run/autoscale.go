@@ -1,10 +1,10 @@
 package main
 
 // The autoscale suite: the time from a load step to the first extra replica
-// answering through HAProxy, stage by stage, and the cold start from zero,
-// on the lab stack (lab.go) with two fork-mode functions whose static C
-// handler sleeps 100 ms and echoes: the step function and the cold one
-// (min 0), which the harness scales to zero itself (bench/README.md).
+// answering through HAProxy, and the cold start from zero, on the lab stack
+// (lab.go) with two fork-mode functions whose static C handler sleeps
+// 100 ms and echoes: the step function and the cold one (min 0), which the
+// harness scales to zero itself (bench/README.md).
 
 import (
 	"bufio"
@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulsefaas/pulse/bench/report"
@@ -37,10 +37,11 @@ const suiteAutoscale = "autoscale"
 // Settings of the autoscale suite.
 const (
 	asNamePrefix = "pbench-as-"
-	// The step function's policy: 10 connections of one outstanding
-	// request each are 5 × (1 replica × target 2); max 20 so that a jump
-	// to max cannot pass for 5 ± 1.
+	// The step function's policy: the 5× step's 10 connections of one
+	// outstanding request each are 5 × (1 replica × target 2); max 20 so
+	// that a jump to max cannot pass for 5 ± 1.
 	asMetric, asTarget, asMin, asMax = "inflight", 2, 1, 20
+	asStep, asStepConns              = "5×", 10
 	// The functions' timeout is also pulsed's cold-start hold, so HAProxy
 	// waits as long as pulsed holds a request.
 	asTimeout    = 30 * time.Second
@@ -49,11 +50,9 @@ const (
 	// itself), the periodic evaluation at its default.
 	asScaleWindow = 20 * time.Second
 	asResync      = scaler.DefaultResync
-	asTaskPoll    = 20 * time.Millisecond
 	asHAProxyPoll = 15 * time.Millisecond
 	// Limits.
 	asTrafficTimeout = 30 * time.Second // t0 → an extra replica serving
-	asFullWait       = 5 * time.Second  // first → every replica of the first decision serving
 	asQuietTimeout   = 60 * time.Second // utilisation back near 0, alarm not critical
 	asQuietPct       = 20               // "near 0": every second of the last 3 below this
 	asAlarmInit      = 90 * time.Second // Netdata start → the alarms initialised
@@ -62,16 +61,6 @@ const (
 	asRouteTimeout   = 60 * time.Second
 	asStopGrace      = 20 * time.Second
 )
-
-// autoscaleStep is one load step: closed-loop keep-alive connections
-// through the gateway, each with one request outstanding.
-type autoscaleStep struct {
-	Name  string
-	Conns int
-}
-
-// asSteps are the load steps; the goals are the 5× step's.
-var asSteps = []autoscaleStep{{"5×", 10}, {"1.5×", 3}}
 
 // sleepEchoC is the functions' handler: 100 ms, then stdin to stdout.
 const sleepEchoC = `#include <time.h>
@@ -85,7 +74,6 @@ type autoscaleBench struct {
 	pulseLab
 	step, cold string // the functions
 	body       string
-	stepSvcID  string
 	pulsedEnv  []string // pulsed's settings changed from its defaults
 }
 
@@ -133,25 +121,24 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 			return err
 		}
 	}
-	m, steps := head.Machine, []string{}
-	for _, s := range asSteps {
-		steps = append(steps, fmt.Sprintf("%s = %d connections", s.Name, s.Conns))
-	}
+	m := head.Machine
 	rep.Record("functions", map[string]string{"step": b.step, "cold": b.cold})
-	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; %d trial(s) per step (%s); function: fork mode, a static C handler "+
-		"sleeping 100 ms then echoing, scale %s target %d min %d max %d, no Docker health check; pulsed: %s", m.CPUs, m.CPUModel, m.Kernel, m.Go,
-		head.Engine, head.HAProxy, head.Netdata, cfg.ScaleTrials, strings.Join(steps, ", "), asMetric, asTarget, asMin, asMax, strings.Join(b.pulsedEnv, " "))
+	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; %d step trial(s) (%s = %d connections); function: fork mode, "+
+		"a static C handler sleeping 100 ms then echoing, scale %s target %d min %d max %d, no Docker health check; pulsed: %s",
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, head.Engine, head.HAProxy, head.Netdata, cfg.ScaleTrials, asStep, asStepConns,
+		asMetric, asTarget, asMin, asMax, strings.Join(b.pulsedEnv, " "))
 
-	log.Info("autoscale suite", "trials_per_step", cfg.ScaleTrials, "step", b.step, "cold", b.cold)
 	for i := 1; i <= cfg.ScaleTrials && slices.Contains(stages, "step"); i++ {
-		for _, st := range rotate(asSteps, i-1) {
-			if err := b.settle(ctx); err != nil {
-				return err
-			}
-			rep.Add(b.stepTrial(ctx, st, i))
-			if err := ctx.Err(); err != nil {
-				return err
-			}
+		if err := b.settle(ctx); err != nil {
+			return err
+		}
+		r := report.NewRow("step", "step", asStep, "conns", asStepConns, "trial", i)
+		r.Fail(b.stepTrial(ctx, r))
+		b.log.Info("step trial", "trial", i, "traffic_s", r.V("traffic_s"), "decided_s", r.V("decided_s"),
+			"to", r.V("first_replicas"), "trigger", r.Label("trigger"), "failed_requests", r.V("failed_requests"), "err", r.Error)
+		rep.Add(r)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 	if slices.Contains(stages, "cold") {
@@ -186,11 +173,9 @@ func (b *autoscaleBench) deploy(ctx context.Context) error {
 		if sc.Min == 0 {
 			spec.Name = b.cold
 		}
-		_, res, err := b.deployFunction(ctx, &spec, wd, fn, asDrainGrace)
-		if err != nil {
+		if _, _, err := b.deployFunction(ctx, &spec, wd, fn, asDrainGrace); err != nil {
 			return err
 		}
-		b.stepSvcID = cmp.Or(b.stepSvcID, res.ServiceID) // the first
 	}
 	wctx, cancel := context.WithTimeout(ctx, asRouteTimeout)
 	defer cancel()
@@ -198,13 +183,13 @@ func (b *autoscaleBench) deploy(ctx context.Context) error {
 	return err
 }
 
-// start starts the lab Netdata and pulsed (a short stabilisation window,
-// debug logs for the hook's line) and waits until the step function is
-// routed and its alarms are initialised.
+// start starts the lab Netdata and pulsed (a short stabilisation window)
+// and waits until the step function is routed and its alarms are
+// initialised.
 func (b *autoscaleBench) start(ctx context.Context) error {
 	err := b.startNetdata(ctx)
 	if err == nil {
-		b.pulsedEnv, err = b.startPulsed(ctx, "PULSE_SCALE_WINDOW="+asScaleWindow.String(), "PULSE_RESYNC_INTERVAL="+asResync.String(), "PULSE_LOG_LEVEL=debug")
+		b.pulsedEnv, err = b.startPulsed(ctx, "PULSE_SCALE_WINDOW="+asScaleWindow.String(), "PULSE_RESYNC_INTERVAL="+asResync.String())
 	}
 	if err == nil {
 		err = b.waitRouted(ctx, b.step, 1, b.body)
@@ -219,30 +204,23 @@ func (b *autoscaleBench) start(ctx context.Context) error {
 // waitQuiet waits until fn's utilisation was below asQuietPct for each of
 // the last 3 seconds and its scale-up alarm is not critical.
 func (b *autoscaleBench) waitQuiet(ctx context.Context, fn string) error {
-	why := ""
+	var why error
 	return poll(ctx, asQuietTimeout, 250*time.Millisecond, func(late bool) (bool, error) {
 		d, err := b.nd.DataRange(ctx, utilChart(fn), -4, 0)
-		vals := d.Column(contract.DimUtilization)
-		st := ""
+		vals, st := d.Column(contract.DimUtilization), ""
 		switch {
 		case err != nil:
-			why = err.Error()
-		case len(vals) < 3:
-			why = fmt.Sprintf("%d seconds of utilisation", len(vals))
-		case slices.ContainsFunc(vals[:3], func(v float64) bool { return v >= asQuietPct }):
-			why = fmt.Sprintf("utilisation %v", vals[:3])
+			why = err
+		case len(vals) < 3 || slices.ContainsFunc(vals[:3], func(v float64) bool { return v >= asQuietPct }):
+			why = fmt.Errorf("utilisation %v", vals)
 		default:
-			st, err = b.alarmStatus(ctx, fn)
-			if err == nil && st != "CRITICAL" {
+			if st, err = b.alarmStatus(ctx, fn); err == nil && st != "CRITICAL" {
 				return true, nil
 			}
-			why = "alarm " + st
-			if err != nil {
-				why = err.Error()
-			}
+			why = cmp.Or(err, fmt.Errorf("alarm %s", st))
 		}
 		if late {
-			return false, fmt.Errorf("%s not quiet after %s: %s", fn, asQuietTimeout, why)
+			return false, fmt.Errorf("%s not quiet after %s: %w", fn, asQuietTimeout, why)
 		}
 		return false, nil
 	})
@@ -286,6 +264,82 @@ func (b *autoscaleBench) settle(ctx context.Context) error {
 	return errors.New("could not settle the step function at 1 replica")
 }
 
+// stepTrial runs one load step from one replica into r: it starts the load
+// at t0 and waits for a new replica's server taking traffic (a slot pointed
+// at another address whose sessions rise past what that slot counted
+// before the step: traffic_s), then reads pulsed's first decision
+// (decided_s, first_replicas) and checks that no one else scaled.
+func (b *autoscaleBench) stepTrial(ctx context.Context, r *report.Row) error {
+	backend := gateway.BackendName(b.step)
+	slots, err := readSlots(ctx, b.rt, backend)
+	if err != nil {
+		return err
+	}
+	live := liveSlots(slots)
+	if len(live) != 1 {
+		return fmt.Errorf("HAProxy has %d servers holding a replica before the step, want 1", len(live))
+	}
+	base := map[string]int64{}
+	for _, s := range slots {
+		base[s.Name] = s.Stot
+	}
+	load1, _ := readLoad1("/proc")
+	r.Put("load1", load1)
+	t0 := time.Now()
+	load := newClosedLoop(t0, b.body, nil)
+	load.set(asStepConns, b.gwAddr, "/function/"+b.step, false)
+	stopLoad := sync.OnceFunc(func() {
+		recs, fails := load.end()
+		r.Put("requests", float64(len(recs))).Put("failed_requests", float64(len(fails)))
+	})
+	defer stopLoad()
+	var lastErr error
+	err = poll(ctx, asTrafficTimeout, asHAProxyPoll, func(late bool) (bool, error) {
+		ss, err := readSlots(ctx, b.rt, backend)
+		lastErr = cmp.Or(err, lastErr)
+		if len(newTraffic(ss, base, map[string]bool{live[0].Addr: true})) > 0 {
+			r.Put("traffic_s", report.Round3(time.Since(t0).Seconds()))
+			return true, nil
+		}
+		if late {
+			return false, fmt.Errorf("no new server took traffic within %s (last error: %v)", asTrafficTimeout, lastErr)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	svc, err := inspectService(ctx, b.api, b.step) // before anything else updates it
+	inspected := time.Now()
+	stopLoad()
+	if err != nil {
+		return err
+	}
+	evs, err := b.events(ctx)
+	if err != nil {
+		return fmt.Errorf("events: %w", err)
+	}
+	ds := slices.DeleteFunc(decisionsSince(evs, b.step, t0), func(e contract.ScaleEvent) bool { return e.Time.After(inspected) })
+	if len(ds) > 0 {
+		r.Labels["trigger"] = ds[0].Trigger
+		r.Put("first_replicas", float64(ds[0].To)).Put("decided_s", report.Round3(ds[0].Time.Sub(t0).Seconds()))
+	}
+	if rr := svc.Spec.Mode.Replicated; rr != nil && rr.Replicas != nil {
+		r.Put("service_replicas", float64(*rr.Replicas))
+		if len(ds) > 0 && ds[len(ds)-1].To != int(*rr.Replicas) {
+			r.Put("foreign_change", 1) // someone else (another pulsed on this swarm?) changed the count
+		}
+	}
+	return nil
+}
+
+// decisionsSince returns fn's scale events after t0, oldest first.
+func decisionsSince(evs contract.ScaleEvents, fn string, t0 time.Time) []contract.ScaleEvent {
+	out := slices.DeleteFunc(slices.Clone(evs.Events), func(e contract.ScaleEvent) bool { return e.Function != fn || !e.Time.After(t0) })
+	slices.SortStableFunc(out, func(a, b contract.ScaleEvent) int { return a.Time.Compare(b.Time) })
+	return out
+}
+
 // coldTrials sends, per trial, one request to the cold function at zero
 // replicas, adding a "cold" row, and scales it back to zero after the last.
 func (b *autoscaleBench) coldTrials(ctx context.Context, rep *report.Report, n int) error {
@@ -297,7 +351,7 @@ func (b *autoscaleBench) coldTrials(ctx context.Context, rep *report.Report, n i
 		load1, _ := readLoad1("/proc")
 		start := time.Now()
 		status, err := coldRequest(ctx, b.gwAddr, "/function/"+b.cold, b.body)
-		r.Put("latency_s", secondsSince(start)).Put("status", float64(status)).Put("load1", load1).Fail(err)
+		r.Put("latency_s", report.Round3(time.Since(start).Seconds())).Put("status", float64(status)).Put("load1", load1).Fail(err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -351,101 +405,63 @@ func coldRequest(ctx context.Context, addr, path, body string) (int, error) {
 	return status, nil
 }
 
-// Captions of the autoscale suite's tables.
-const (
-	asStepCaption = "Load step → the first extra replica answering through HAProxy: from one replica, a closed-loop load through the gateway " +
-		"starts at t0; the total ends when HAProxy's `show stat` first shows a new replica's server with sessions. Failed trials count as infinitely slow."
-	asStageCaption = "Where the time goes: medians per stage (n: trials where both ends were seen; alarm and hook stages only of trials the alarm " +
-		"triggered). Netdata's times (scrape, alarm) are whole seconds, so their stages are ±1 s each; the total is exact."
-	asColdCaption = "Cold start from zero: one POST through the gateway on a new connection to the cold function at zero replicas, " +
-		"timed to the end of its answer (HAProxy's backup server is pulsed's cold-start path)."
-)
-
-// autoscaleSummary summarises the rows into rep: the tables of the steps,
-// their stages and the cold starts, the goals and the notes; cpus is the
-// host's.
+// autoscaleSummary summarises the rows into rep: the tables of the steps
+// and the cold starts, the goals and the notes; cpus is the host's.
 func autoscaleSummary(rep *report.Report, cpus int) {
 	steps, cold := report.Summarize(rep.Rows, "step", "step", "conns"), report.Summarize(rep.Rows, "cold", "from")
-	report.Sort(steps, "step", []string{asSteps[0].Name, asSteps[1].Name})
 	rep.Summary = slices.Concat(steps, cold)
-	counts := func(head string, of func(report.Row) string) report.Col {
-		return report.Col{Head: head, Cell: func(g report.Group) string { return fmtCounts(countRows(g, of), "none") }}
-	}
-	firstTo := func(r report.Row) string { return report.Num("%.0f", r.V("first_replicas")) }
-	rep.Tables = append(rep.Tables, report.GroupTable(asStepCaption, steps, "step", append(append([]report.Col{report.LabelCol("conns", "conns")},
-		timeCols("traffic_s")...), report.Stat("all of 1st decision serving (median s)", "full_s", "%.2f"),
-		counts("1st decision → replicas", firstTo), counts("triggered by", func(r report.Row) string { return r.Label("trigger") }),
-		report.Col{Head: "requests / failed", Cell: func(g report.Group) string {
-			return fmt.Sprintf("%d / %d", sumOf(rowValues(g, "requests")), sumOf(rowValues(g, "failed_requests")))
-		}})...))
-	stages := report.Table{Caption: asStageCaption, Header: []string{"stage"}}
-	for _, s := range asStages {
-		stages.Rows = append(stages.Rows, []string{s.name})
-	}
-	stages.Rows = append(stages.Rows, []string{"**total: step → first extra replica serving**"})
-	for _, g := range steps {
-		stages.Header = append(stages.Header, g.Label("step")+" median s (n)")
-		for i, s := range asStages {
-			vs := g.Values("stage_" + s.to)
-			stages.Rows[i] = append(stages.Rows[i], fmt.Sprintf("%s (%d)", asSecCell(report.Median(vs)), len(vs)))
-		}
-		t := totals(g, "traffic_s")
-		stages.Rows[len(asStages)] = append(stages.Rows[len(asStages)], fmt.Sprintf("%s (%d)", asSecCell(report.Median(t)), len(t)))
-	}
-	if len(steps) == 0 {
-		stages.Rows = nil
-	}
-	rep.Tables = append(rep.Tables, stages, report.GroupTable(asColdCaption, cold, "from", timeCols("latency_s")...))
+	rep.Tables = append(rep.Tables,
+		report.GroupTable("Load step → the first extra replica answering through HAProxy: from one replica, a closed-loop load through the gateway "+
+			"starts at t0; the total ends when HAProxy's `show stat` first shows a new replica's server with sessions; `decided` is pulsed's "+
+			"first scale decision. Failed trials count as infinitely slow.", steps, "step",
+			append(timeCols("traffic_s"), report.Stat("decided (median s)", "decided_s", "%.2f"))...),
+		report.GroupTable("Cold start from zero: one POST through the gateway on a new connection to the cold function at zero replicas, "+
+			"timed to the end of its answer.", cold, "from", timeCols("latency_s")...))
 
-	five, ok := report.Find(steps, "step", asSteps[0].Name)
+	five, ok := report.Find(steps, "step", asStep)
 	t := totals(five, "traffic_s")
 	note := fmt.Sprintf("%d trials, %d without an extra replica serving", len(t), five.Failed)
-	outside := len(t)
+	outside, first := len(t), []string{}
 	for _, r := range five.Rows {
-		if v := r.V("first_replicas"); v >= 4 && v <= 6 {
-			outside--
+		if v, ok := r.Values["first_replicas"]; ok {
+			first = append(first, fmt.Sprint(v))
+			if v >= 4 && v <= 6 {
+				outside--
+			}
 		}
-	}
-	stepGoals := []report.Goal{
-		report.NewGoal("5× step → first extra replica serving, median", "s", 4).Noted("%s", note).Check(report.Median(t)),
-		report.NewGoal("5× step → first extra replica serving, p95", "s", 6).Noted("%s", note).Check(report.Percentile(t, 95)),
-		report.NewGoal("5× step: first decision 5 ± 1 replicas, trials outside", "trials", 0).
-			Noted("first decisions: %s", fmtCounts(countRows(five, firstTo), "none")).Check(float64(outside)),
 	}
 	c, cok := report.Find(cold, "from", "zero")
 	ct := totals(c, "latency_s")
-	coldGoals := []report.Goal{report.NewGoal("cold start from zero: first request, median", "s", 1).Noted("%d trials", len(ct)).Check(report.Median(ct)),
-		report.NewGoal("cold start: requests not answered 200", "requests", 0).Check(float64(c.Failed))}
-	skip := func(gs []report.Goal, ran bool, stage string) []report.Goal {
-		for i := range gs {
-			if !ran {
-				gs[i] = gs[i].Skipped("the " + stage + " stage did not run")
-			}
-		}
-		return gs
+	rep.Goals = []report.Goal{
+		report.NewGoal("5× step → first extra replica serving, median", "s", 4).Noted("%s", note).Check(report.Median(t)),
+		report.NewGoal("5× step → first extra replica serving, p95", "s", 6).Noted("%s", note).Check(report.Percentile(t, 95)),
+		report.NewGoal("5× step: first decision 5 ± 1 replicas, trials outside", "trials", 0).
+			Noted("first decisions: %s", cmp.Or(strings.Join(first, ", "), "none")).Check(float64(outside)),
+		report.NewGoal("cold start from zero: first request, median", "s", 1).Noted("%d trials", len(ct)).Check(report.Median(ct)),
+		report.NewGoal("cold start: requests not answered 200", "requests", 0).Check(float64(c.Failed)),
 	}
-	rep.Goals = append(skip(stepGoals, ok, "step"), skip(coldGoals, cok, "cold")...)
+	for i := range rep.Goals {
+		if i < 3 && !ok {
+			rep.Goals[i] = rep.Goals[i].Skipped("the step stage did not run")
+		} else if i >= 3 && !cok {
+			rep.Goals[i] = rep.Goals[i].Skipped("the cold stage did not run")
+		}
+	}
 
-	for _, g := range steps {
-		if n, failed := sumOf(rowValues(g, "requests")), sumOf(rowValues(g, "failed_requests")); failed > 0 {
-			rep.Note("%s: %d of %d requests of the load failed (why: the rows' failed_why)", g.Label("step"), failed, n)
-		}
-		if n := countRows(g, func(r report.Row) string { return r.Label("trigger") })[contract.TriggerResync]; n > 0 {
-			rep.Note("%s: in %d trial(s) pulsed's periodic evaluation (every %s) decided before the alarm's hook arrived", g.Label("step"), n, asResync)
-		}
-	}
 	var loads []float64
-	var multi, failed []string
 	for _, r := range rep.Rows {
 		what := cmp.Or(r.Label("step"), "cold start") + " trial " + r.Label("trial")
 		if r.V("foreign_change") == 1 {
 			rep.Note("%s: the service had %.0f replicas, not this pulsed's last decision: something else on the swarm scaled it", what, r.V("service_replicas"))
 		}
-		if r.V("decisions") > 1 {
-			multi = append(multi, what+": "+r.Label("decisions"))
+		if r.V("failed_requests") > 0 {
+			rep.Note("%s: %.0f of %.0f requests of the load failed", what, r.V("failed_requests"), r.V("requests"))
+		}
+		if r.Label("trigger") == contract.TriggerResync {
+			rep.Note("%s: pulsed's periodic evaluation (every %s) decided before the alarm's hook arrived", what, asResync)
 		}
 		if r.Error != "" {
-			failed = append(failed, what+" failed: "+r.Error)
+			rep.Note("%s failed: %s", what, r.Error)
 		}
 		if v, ok := r.Values["load1"]; ok {
 			loads = append(loads, v)
@@ -455,28 +471,23 @@ func autoscaleSummary(rep *report.Report, cpus int) {
 		rep.Note("the host was busy: its 1-minute load average at the trials' starts was %.1f (median; %.1f–%.1f) on %d CPUs, "+
 			"which slows the engine's task starts most", report.Median(loads), slices.Min(loads), slices.Max(loads), cpus)
 	}
-	if len(multi) > 0 {
-		rep.Note("%d step trial(s) took more than one decision to reach their replica count: %s", len(multi), strings.Join(multi, "; "))
-	}
-	rep.Notes = append(rep.Notes, failed...)
 }
 
 // timeCols are the columns of a group's trial times (metric; a failed
-// trial's +Inf): trials, median, p95 and range.
+// trial's +Inf): trials, median and p95.
 func timeCols(metric string) []report.Col {
-	col := func(head string, f func([]float64) string) report.Col {
-		return report.Col{Head: head, Cell: func(g report.Group) string { return f(totals(g, metric)) }}
+	col := func(head string, f func([]float64) float64) report.Col {
+		return report.Col{Head: head, Cell: func(g report.Group) string {
+			if v := f(totals(g, metric)); !math.IsInf(v, 1) {
+				return report.Num("%.2f", v)
+			}
+			return "failed"
+		}}
 	}
 	return []report.Col{
-		col("trials", func(t []float64) string {
-			if n := len(slices.DeleteFunc(slices.Clone(t), func(v float64) bool { return !math.IsInf(v, 1) })); n > 0 {
-				return fmt.Sprintf("%d (%d failed)", len(t), n)
-			}
-			return fmt.Sprint(len(t))
-		}),
-		col("median s", func(t []float64) string { return asSecCell(report.Median(t)) }),
-		col("p95 s", func(t []float64) string { return asSecCell(report.Percentile(t, 95)) }),
-		col("range s", func(t []float64) string { return asSecCell(slices.Min(t)) + "–" + asSecCell(slices.Max(t)) }),
+		{Head: "trials (failed)", Cell: func(g report.Group) string { return fmt.Sprintf("%d (%d)", g.Runs+g.Failed, g.Failed) }},
+		col("median s", report.Median),
+		col("p95 s", func(t []float64) float64 { return report.Percentile(t, 95) }),
 	}
 }
 
@@ -492,43 +503,4 @@ func totals(g report.Group, metric string) []float64 {
 		}
 	}
 	return out
-}
-
-// rowValues is metric in every row of g that has it, failed or not.
-func rowValues(g report.Group, metric string) []float64 {
-	var out []float64
-	for _, r := range g.Rows {
-		if v, ok := r.Values[metric]; ok {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// countRows counts g's rows by of (rows where it is "" or "–" left out).
-func countRows(g report.Group, of func(report.Row) string) map[string]int {
-	out := map[string]int{}
-	for _, r := range g.Rows {
-		if k := of(r); k != "" && k != "–" {
-			out[k]++
-		}
-	}
-	return out
-}
-
-// fmtCounts renders {"5": 3, "2": 1} as "2 ×1, 5 ×3", no counts as empty.
-func fmtCounts(m map[string]int, empty string) string {
-	parts := make([]string, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, fmt.Sprintf("%v ×%d", k, m[k]))
-	}
-	return cmp.Or(strings.Join(parts, ", "), empty)
-}
-
-// asSecCell is seconds as a table cell: "failed" for +Inf, "–" for none.
-func asSecCell(v float64) string {
-	if math.IsInf(v, 1) {
-		return "failed"
-	}
-	return report.Num("%.2f", v)
 }

@@ -32,27 +32,23 @@ func autoscaleRows(t *testing.T, b []byte) (*report.Report, int) {
 		}
 	}
 	for _, s := range old.Steps {
-		r := report.NewRow("step", "step", s["step"], "conns", s["connections"], "trial", s["trial"])
-		put(r, s, "scrape_s", "alarm_s", "hook_s", "updated_s", "scaled_s", "task_running_s", "traffic_s", "full_s", "load1",
-			"requests", "failed", "service_replicas")
-		ds, _ := s["decisions"].([]any)
-		var text []string
-		for _, d := range ds {
-			d := d.(map[string]any)
-			text = append(text, fmt.Sprintf("%v→%v %s @%.2f", d["from"], d["to"], d["trigger"], d["at_s"]))
+		if s["step"] != asStep {
+			continue // the suite no longer runs the 1.5× step
 		}
-		if len(ds) > 0 {
+		r := report.NewRow("step", "step", s["step"], "conns", s["connections"], "trial", s["trial"])
+		put(r, s, "traffic_s", "load1", "requests", "failed", "service_replicas")
+		if v, ok := s["scaled_s"].(float64); ok {
+			r.Put("decided_s", v)
+		}
+		if ds, _ := s["decisions"].([]any); len(ds) > 0 {
 			first := ds[0].(map[string]any)
-			r.Labels["trigger"], r.Labels["decisions"] = first["trigger"].(string), strings.Join(text, ", ")
+			r.Labels["trigger"] = first["trigger"].(string)
 			r.Put("first_replicas", first["to"].(float64))
 		}
-		r.Put("decisions", float64(len(ds)))
 		if s["foreign_change"] == true {
 			r.Put("foreign_change", 1)
 		}
-		if s["error"] == nil {
-			putStages(r)
-		} else {
+		if s["error"] != nil {
 			r.Fail(errString(s["error"].(string)))
 		}
 		rep.Add(r)
@@ -81,7 +77,6 @@ type oldCollector struct {
 	}
 	Plugin  map[string]any `json:"plugin"`
 	Netdata map[string]any `json:"netdata"`
-	System  map[string]any `json:"system_netdata"`
 }
 
 // collectorRows makes the rows of a stored collector result of the old
@@ -94,27 +89,17 @@ func collectorRows(t *testing.T, b []byte) *report.Report {
 	rep := &report.Report{Suite: suiteCollector, Started: old.Started, Setup: "2 CPUs (AMD EPYC), kernel 6.18.44"}
 	for _, c := range old.Cycles {
 		for i, ms := range c.RawMS {
-			rep.Add(report.NewRow("cycle", "replicas", c.Replicas, "cycle", i+1).Put("ms", ms).Put("scraped", c.Scraped).Put("failed_scrapes", 0))
+			if c.Replicas == collectorReplicas {
+				rep.Add(report.NewRow("cycle", "replicas", c.Replicas, "cycle", i+1).Put("ms", ms).Put("scraped", c.Scraped).Put("failed_scrapes", 0))
+			}
 		}
 	}
 	kb := func(m map[string]any, key string) float64 { return m[key].(float64) * mb / 1024 }
 	p, n := old.Plugin, old.Netdata
-	rep.Add(report.NewRow("plugin", "replicas", 100).PutAll(map[string]float64{"seconds": p["duration_s"].(float64),
-		"cpu_core_pct": p["cpu_pct_of_one_core"].(float64), "rss_kb": kb(p, "rss_mb"), "rss_anon_kb": kb(p, "rss_anon_mb"),
-		"catalog_requests": p["catalog_requests"].(float64), "haproxy_requests": p["haproxy_requests"].(float64)}))
-	rep.Add(report.NewRow("netdata", "netdata", "lab").PutAll(map[string]float64{"seconds": n["duration_s"].(float64), "charts": n["charts"].(float64),
-		"procs": n["netdata_procs"].(float64) + 1, "netdata_rss_kb": kb(n, "netdata_rss_mb"), "plugin_rss_kb": kb(n, "plugin_rss_mb"),
-		"other_rss_kb": 0, "total_rss_kb": kb(n, "total_rss_mb"), "netdata_cpu_core_pct": n["netdata_cpu_pct_of_one_core"].(float64),
-		"plugin_cpu_core_pct": n["plugin_cpu_pct_of_one_core"].(float64)}))
-	if s := old.System; s != nil {
-		var others []string
-		for _, o := range s["other_plugins"].([]any) {
-			others = append(others, o.(string))
-		}
-		rep.Add(report.NewRow("netdata", "netdata", "system", "other_plugins", strings.Join(others, ", ")).PutAll(map[string]float64{
-			"procs": s["procs"].(float64), "netdata_rss_kb": kb(s, "netdata_rss_mb"), "plugin_rss_kb": kb(s, "pulse_plugin_rss_mb"),
-			"other_rss_kb": kb(s, "other_plugins_rss_mb"), "total_rss_kb": kb(s, "total_rss_mb"), "seconds": s["uptime_s"].(float64)}))
-	}
+	rep.Add(report.NewRow("plugin", "replicas", 100).PutAll(map[string]float64{"cpu_core_pct": p["cpu_pct_of_one_core"].(float64),
+		"rss_kb": kb(p, "rss_mb"), "catalog_requests": p["catalog_requests"].(float64)}))
+	rep.Add(report.NewRow("netdata", "netdata", "lab").PutAll(map[string]float64{"charts": n["charts"].(float64),
+		"plugin_rss_kb": kb(n, "plugin_rss_mb"), "total_rss_kb": kb(n, "total_rss_mb")}))
 	return rep
 }
 

@@ -1,10 +1,10 @@
 package main
 
 // The collector suite: Pulse's Netdata collector (package collector, the
-// pulse.d.plugin binary) against 200 real fork-mode watchdogs listed by an
-// in-process catalog: one collection cycle in this process at 50, 100 and
-// 200 replicas, the built plugin standalone, and the plugin under a lab
-// Netdata beside the system Netdata, if one runs (bench/README.md).
+// pulse.d.plugin binary) against real fork-mode watchdogs listed by an
+// in-process catalog: one collection cycle in this process at 200
+// replicas, the built plugin standalone and under a lab Netdata at 100
+// (bench/README.md).
 
 import (
 	"cmp"
@@ -13,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -73,7 +72,7 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
-	rep.Record("artifacts", []artifact{*arts["watchdog"], *arts["pulse.d.plugin"]})
+	rep.Record("artifacts", arts)
 	if m := arts.missing([]string{"watchdog", "pulse.d.plugin"}); m != "" {
 		return fmt.Errorf("%s did not build: %s", m, arts[m].Error)
 	}
@@ -109,23 +108,22 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
 
-	for _, n := range []int{50, 100, collectorReplicas} {
-		src.set(replicas[:n])
-		rows, err := measureCollector(ctx, base, cred.path, n, cycles)
-		if err != nil {
-			return err
-		}
-		rep.Rows = append(rep.Rows, rows...)
+	src.set(replicas)
+	rows, err := measureCollector(ctx, base, cred.path, collectorReplicas, cycles)
+	if err != nil {
+		return err
 	}
+	rep.Rows = rows
 	src.set(replicas[:collectorPluginReplicas])
 	log.Info("running pulse.d.plugin standalone, then under a lab Netdata", "replicas", collectorPluginReplicas, "seconds", runTime.Seconds())
-	rep.Add(runPluginStandalone(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.tmp, env.clk, runTime, src))
-	rep.Add(runLabNetdata(ctx, arts.path("pulse.d.plugin"), base, cred.path, env.clk, runTime))
-	if sys, err := measureSystemNetdata(env.clk); err != nil {
-		rep.Note("system Netdata not measured: %v", err)
-	} else if sys != nil {
-		rep.Add(sys)
+	pl, nd := report.NewRow("plugin", "replicas", collectorPluginReplicas), report.NewRow("netdata", "netdata", "lab")
+	pl.Fail(runPluginStandalone(ctx, pl, arts.path("pulse.d.plugin"), base, cred.path, env.tmp, env.clk, runTime, src))
+	if err := netdatalab.Available(); err != nil {
+		nd.Skipped = err.Error()
+	} else {
+		nd.Fail(runLabNetdata(ctx, nd, arts.path("pulse.d.plugin"), base, cred.path, runTime))
 	}
+	rep.Rows = append(rep.Rows, *pl, *nd)
 	if atEnd, _ := readLoad1("/proc"); m.CPUs > 0 && max(m.Load1, atEnd) > float64(m.CPUs) {
 		rep.Note("the machine was busy: one-minute load average %.1f at the start and %.1f at the end, on %d CPUs; "+
 			"cycle times grow with the run queue", m.Load1, atEnd, m.CPUs)
@@ -180,10 +178,10 @@ type benchReplica struct{ function, task, addr string }
 // catalog as pulsed does (internal/catalog) and, on /metrics, a
 // HAProxy-exporter-style page (scope=backend) of its functions.
 type benchCatalog struct {
-	mu                 sync.Mutex
-	cat                contract.Catalog
-	page               []byte
-	catalogN, haproxyN atomic.Int64 // requests served
+	mu       sync.Mutex
+	cat      contract.Catalog
+	page     []byte
+	catalogN atomic.Int64 // catalog requests served
 }
 
 // set lists rs in the catalog, ten per function, and their functions'
@@ -222,7 +220,6 @@ func (b *benchCatalog) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(contract.CatalogPath, catalog.NewHandler(b))
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		b.haproxyN.Add(1)
 		b.mu.Lock()
 		page := b.page
 		b.mu.Unlock()
@@ -265,10 +262,9 @@ func measureCollector(ctx context.Context, base, credFile string, replicas, n in
 }
 
 // runPluginStandalone runs the built plugin with the shipped config pointed
-// at the bench server and the credential in credFile: a "plugin" row of its
-// CPU over d after 5 s of warm-up, its RSS and the requests it made.
-func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, clk float64, d time.Duration, src *benchCatalog) *report.Row {
-	r := report.NewRow("plugin", "replicas", collectorPluginReplicas)
+// at the bench server and the credential in credFile, and puts in r its CPU
+// over d after 5 s of warm-up, its RSS and the catalog requests it made.
+func runPluginStandalone(ctx context.Context, r *report.Row, bin, base, credFile, tmp string, clk float64, d time.Duration, src *benchCatalog) error {
 	conf, credKey := filepath.Join(tmp, "netdata-conf"), "replica_auth_file: "+contract.DefaultReplicaAuthFile
 	err := os.MkdirAll(filepath.Join(conf, "pulse.d"), 0o755)
 	for _, p := range []string{"pulse.d.conf", "pulse.d/pulse.conf"} {
@@ -283,16 +279,11 @@ func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, c
 	}
 	logPath := filepath.Join(tmp, "plugin.log")
 	logf, lerr := os.Create(logPath)
-	if err = cmp.Or(err, lerr); err != nil {
-		r.Fail(fmt.Errorf("plugin config: %w", err))
-		return r
+	stdin, stdinW, perr := os.Pipe() // Netdata's pipe: kept open while it runs
+	if err = cmp.Or(err, lerr, perr); err != nil {
+		return fmt.Errorf("plugin config: %w", err)
 	}
 	defer logf.Close()
-	stdin, stdinW, err := os.Pipe() // Netdata's pipe: kept open while it runs
-	if err != nil {
-		r.Fail(fmt.Errorf("start plugin: %w", err))
-		return r
-	}
 	defer stdin.Close()
 	defer stdinW.Close()
 	cmd := exec.Command(bin, "1")
@@ -300,98 +291,58 @@ func runPluginStandalone(ctx context.Context, bin, base, credFile, tmp string, c
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, io.Discard, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		r.Fail(fmt.Errorf("start plugin: %w", err))
-		return r
+		return fmt.Errorf("start plugin: %w", err)
 	}
 	// Stopped as startServer's servers are, which cannot start it: it
 	// needs the open stdin.
 	plugin := &server{cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(plugin.done) }()
 	defer func() { _, _ = plugin.stop(5 * time.Second) }()
+	pid := cmd.Process.Pid
 	err = sleepCtx(ctx, 5*time.Second) // warm-up
-	cat0, hap0 := src.catalogN.Load(), src.haproxyN.Load()
-	ticks, secs, err := treeTicks(ctx, cmd.Process.Pid, d, err)
-	mem, merr := readStatus("/proc", cmd.Process.Pid)
-	if err = cmp.Or(err, merr); err != nil {
-		r.Fail(fmt.Errorf("plugin (see its log): %w", err))
-		return r
+	cat0, t0 := src.catalogN.Load(), time.Now()
+	st0, serr := readStat("/proc", pid)
+	err = cmp.Or(err, serr, sleepCtx(ctx, d))
+	st1, serr := readStat("/proc", pid)
+	secs := time.Since(t0).Seconds()
+	mem, merr := readStatus("/proc", pid)
+	if err = cmp.Or(err, serr, merr); err != nil {
+		return fmt.Errorf("plugin (see its log): %w", err)
 	}
 	cat := src.catalogN.Load() - cat0
-	r.PutAll(map[string]float64{"seconds": secs, "cpu_core_pct": 100 * float64(ticks[cmd.Process.Pid]) / clk / secs,
-		"rss_kb": float64(mem.RSSKB), "rss_anon_kb": float64(mem.RSSAnonKB),
-		"catalog_requests": float64(cat), "haproxy_requests": float64(src.haproxyN.Load() - hap0)})
+	r.PutAll(map[string]float64{"cpu_core_pct": 100 * float64(st1.UTime+st1.STime-st0.UTime-st0.STime) / clk / secs,
+		"rss_kb": float64(mem.RSSKB), "catalog_requests": float64(cat)})
 	if cat < int64(secs/2) {
 		r.Flag("only %d catalog requests in %.0f s: the plugin did not collect every second", cat, secs)
 	}
-	return r
-}
-
-// treeTicks waits d and returns the CPU ticks (utime + stime) each process
-// of pid's tree used meanwhile (one started meanwhile: all of its) and the
-// seconds it took; nothing if err (an earlier step's) is not nil.
-func treeTicks(ctx context.Context, pid int, d time.Duration, err error) (map[int]uint64, float64, error) {
-	t0 := time.Now()
-	var before, after []procStat
-	if err == nil {
-		before, err = processTree("/proc", pid)
-	}
-	if err == nil {
-		err = sleepCtx(ctx, d)
-	}
-	if err == nil {
-		after, err = processTree("/proc", pid)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	ticks := map[int]uint64{}
-	for _, p := range after {
-		ticks[p.PID] = p.UTime + p.STime
-		if i := slices.IndexFunc(before, func(q procStat) bool { return q.PID == p.PID && q.StartTime == p.StartTime }); i >= 0 {
-			ticks[p.PID] -= before[i].UTime + before[i].STime
-		}
-	}
-	return ticks, time.Since(t0).Seconds(), nil
+	return nil
 }
 
 // runLabNetdata runs a lab Netdata with the plugin against the bench
-// server's catalog for d: a "netdata" row of the RSS of its processes at
-// the end and their CPU over the second half.
-func runLabNetdata(ctx context.Context, plugin, base, credFile string, clk float64, d time.Duration) *report.Row {
-	r := report.NewRow("netdata", "netdata", "lab")
-	if err := netdatalab.Available(); err != nil {
-		r.Skipped = err.Error()
-		return r
-	}
+// server's catalog for d and puts in r the RSS of its processes (the
+// plugin's apart) and its function charts at the end.
+func runLabNetdata(ctx context.Context, r *report.Row, plugin, base, credFile string, d time.Duration) error {
 	lab, err := netdatalab.Start(ctx, netdatalab.Config{Plugin: plugin,
 		PluginConfig: netdatalab.JobConfig(base+contract.CatalogPath, base+"/metrics", netdatalab.WithReplicaAuthFile(credFile))})
 	if err != nil {
-		r.Fail(fmt.Errorf("lab netdata: %w", err))
-		return r
+		return fmt.Errorf("lab netdata: %w", err)
 	}
 	defer lab.Stop()
-	started := time.Now()
-	ticks, secs, err := treeTicks(ctx, lab.PID(), d-d/2, sleepCtx(ctx, d/2))
+	err = sleepCtx(ctx, d)
 	procs, perr := lab.Processes()
 	charts, cerr := lab.Charts(ctx)
 	if err = cmp.Or(err, perr, cerr); err != nil {
-		r.Fail(fmt.Errorf("lab netdata: %w", err))
-		return r
+		return fmt.Errorf("lab netdata: %w", err)
 	}
-	m := splitNetdataTree(procs)
-	if len(m.pluginPIDs) != 1 {
-		r.Fail(fmt.Errorf("%d %s processes in the lab, want 1 (see %s/log/error.log)", len(m.pluginPIDs), collectorPluginName, lab.Dir))
-		return r
+	var total, pluginKB, plugins int64
+	for _, p := range procs {
+		total += p.RSSKB
+		if len(p.Cmdline) > 0 && filepath.Base(p.Cmdline[0]) == collectorPluginName {
+			pluginKB, plugins = pluginKB+p.RSSKB, plugins+1
+		}
 	}
-	var all uint64
-	for _, t := range ticks {
-		all += t
-	}
-	pl := ticks[m.pluginPIDs[0]]
-	r.PutAll(m.values()).PutAll(map[string]float64{"seconds": time.Since(started).Seconds(),
-		"netdata_cpu_core_pct": 100 * float64(all-pl) / clk / secs, "plugin_cpu_core_pct": 100 * float64(pl) / clk / secs})
-	if st, err := readStatus("/proc", lab.PID()); err == nil {
-		r.Put("netdata_peak_rss_kb", float64(st.HWMKB))
+	if plugins != 1 {
+		return fmt.Errorf("%d %s processes in the lab, want 1 (see %s/log/error.log)", plugins, collectorPluginName, lab.Dir)
 	}
 	n := 0
 	for id := range charts {
@@ -399,88 +350,11 @@ func runLabNetdata(ctx context.Context, plugin, base, credFile string, clk float
 			n++
 		}
 	}
-	r.Put("charts", float64(n))
+	r.Put("total_rss_kb", float64(total)).Put("plugin_rss_kb", float64(pluginKB)).Put("charts", float64(n))
 	if fns, per := collectorPluginReplicas/collectorPerFunction, len(collector.ChartSpecs()); n != fns*per {
 		r.Flag("%d function charts in the lab Netdata, want %d × %d: the plugin did not chart every function", n, fns, per)
 	}
-	return r
-}
-
-// netdataMemory splits a Netdata process tree's RSS: netdata itself and
-// its netdata children (the spawn server), Pulse's plugin, other plugins.
-type netdataMemory struct {
-	netdataKB, pluginKB, otherKB int64
-	pluginPIDs, netdataPIDs      []int
-	others                       []string
-}
-
-// splitNetdataTree sorts procs' RSS into netdataMemory's parts, naming a
-// script by its script rather than its interpreter.
-func splitNetdataTree(procs []netdatalab.Process) netdataMemory {
-	var m netdataMemory
-	for _, p := range procs {
-		name := ""
-		if len(p.Cmdline) > 0 && p.Cmdline[0] != "" {
-			name = filepath.Base(p.Cmdline[0])
-		}
-		if slices.Contains([]string{"bash", "sh", "python3", "python"}, name) && len(p.Cmdline) > 1 {
-			name = filepath.Base(p.Cmdline[1])
-		}
-		switch name {
-		case "netdata":
-			m.netdataKB += p.RSSKB
-			m.netdataPIDs = append(m.netdataPIDs, p.PID)
-		case collectorPluginName:
-			m.pluginKB += p.RSSKB
-			m.pluginPIDs = append(m.pluginPIDs, p.PID)
-		default:
-			m.otherKB += p.RSSKB
-			m.others = append(m.others, cmp.Or(name, "pid "+strconv.Itoa(p.PID)))
-		}
-	}
-	slices.Sort(m.others)
-	return m
-}
-
-// values are m's figures as a row's.
-func (m netdataMemory) values() map[string]float64 {
-	return map[string]float64{"procs": float64(len(m.netdataPIDs) + len(m.pluginPIDs) + len(m.others)),
-		"netdata_rss_kb": float64(m.netdataKB), "plugin_rss_kb": float64(m.pluginKB), "other_rss_kb": float64(m.otherKB),
-		"total_rss_kb": float64(m.netdataKB + m.pluginKB + m.otherKB)}
-}
-
-// measureSystemNetdata is a "netdata" row of the machine's own Netdata as
-// found, nil if none runs: the one in Debian's pid file, else a netdata
-// whose parent is not netdata; its "seconds" are how long it has run.
-func measureSystemNetdata(clk float64) (*report.Row, error) {
-	isNetdata := func(pid int) bool {
-		c, err := readCmdline("/proc", pid)
-		return err == nil && len(c) > 0 && filepath.Base(c[0]) == "netdata"
-	}
-	b, _ := os.ReadFile("/run/netdata.pid")
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	all, err := readStats("/proc")
-	for i := 0; !isNetdata(pid) && i < len(all); i++ {
-		if isNetdata(all[i].PID) && !isNetdata(all[i].PPID) {
-			pid = all[i].PID
-		}
-	}
-	if !isNetdata(pid) {
-		return nil, err
-	}
-	procs, err := netdatalab.ProcessTree("/proc", pid)
-	if err != nil {
-		return nil, fmt.Errorf("system netdata %d: %w", pid, err)
-	}
-	m := splitNetdataTree(procs)
-	r := report.NewRow("netdata", "netdata", "system", "other_plugins", strings.Join(m.others, ", ")).PutAll(m.values())
-	st, err := readStat("/proc", pid)
-	b, uerr := os.ReadFile("/proc/uptime")
-	var up float64
-	if _, serr := fmt.Sscan(string(b), &up); cmp.Or(err, uerr, serr) == nil {
-		r.Put("seconds", math.Round(up-float64(st.StartTime)/clk))
-	}
-	return r, nil
+	return nil
 }
 
 // collectorSummary summarises the rows into rep: the cycles', plugin's and
@@ -490,36 +364,29 @@ func collectorSummary(rep *report.Report) {
 	plugin := report.Summarize(rep.Rows, "plugin", "replicas")
 	nd := report.Summarize(rep.Rows, "netdata", "netdata")
 	rep.Summary = slices.Concat(cycles, plugin, nd)
-	pct := func(head string, p float64) report.Col {
-		return report.Col{Head: head, Cell: func(g report.Group) string { return report.Num("%.1f", report.Percentile(g.Values("ms"), p)) }}
+	failed := func(g report.Group) int64 {
+		var n float64
+		for _, v := range g.Values("failed_scrapes") {
+			n += v
+		}
+		return int64(n)
 	}
 	mbCol := func(head, metric string) report.Col { return report.Scaled(head, metric, "%.1f", 1024/mb) }
 	rep.Tables = append(rep.Tables,
 		report.GroupTable("One collection cycle (`Collector.Collect`, in process):", cycles, "replicas",
 			report.Col{Head: "cycles", Cell: func(g report.Group) string { return fmt.Sprint(g.Runs) }},
-			pct("p50 ms", 50), pct("p99 ms", 99), pct("max ms", 100), report.Stat("scraped (median)", "scraped", "%.0f"),
-			report.Col{Head: "failed scrapes", Cell: func(g report.Group) string { return fmt.Sprint(sumOf(g.Values("failed_scrapes"))) }}),
+			report.Col{Head: "p99 ms", Cell: func(g report.Group) string { return report.Num("%.1f", report.Percentile(g.Values("ms"), 99)) }},
+			report.Col{Head: "failed scrapes", Cell: func(g report.Group) string { return fmt.Sprint(failed(g)) }}),
 		report.GroupTable("`pulse.d.plugin` standalone (plugins.d output discarded):", plugin, "replicas",
-			report.Stat("measured s", "seconds", "%.1f"), report.Stat("CPU % of a core", "cpu_core_pct", "%.2f"),
-			mbCol("RSS MB", "rss_kb"), mbCol("anon MB", "rss_anon_kb"),
-			report.Stat("catalog requests", "catalog_requests", "%.0f"), report.Stat("HAProxy page requests", "haproxy_requests", "%.0f")),
-		report.GroupTable("Netdata with `pulse.d.plugin`: lab = only the plugin, against the 100-replica catalog (RSS at the end, CPU over "+
-			"the run's second half); system = the machine's own as found (stock config, every collector; informational):", nd, "netdata",
-			report.Stat("processes", "procs", "%.0f"), mbCol("netdata MB", "netdata_rss_kb"), mbCol("pulse.d.plugin MB", "plugin_rss_kb"),
-			report.Col{Head: "other plugins MB", Cell: func(g report.Group) string {
-				return strings.TrimSuffix(report.Num("%.1f", g.M("other_rss_kb")*1024/mb)+" ("+g.Rows[0].Label("other_plugins")+")", " ()")
-			}},
-			mbCol("total MB", "total_rss_kb"),
-			report.Col{Head: "CPU % of a core (netdata / plugin)", Cell: func(g report.Group) string {
-				return report.Num("%.2f", g.M("netdata_cpu_core_pct")) + " / " + report.Num("%.2f", g.M("plugin_cpu_core_pct"))
-			}},
-			report.Stat("charts", "charts", "%.0f"), report.Stat("ran s", "seconds", "%.0f")))
+			report.Stat("CPU % of a core", "cpu_core_pct", "%.2f"), mbCol("RSS MB", "rss_kb"), report.Stat("catalog requests", "catalog_requests", "%.0f")),
+		report.GroupTable("A lab Netdata with only `pulse.d.plugin`, against the 100-replica catalog (RSS at the end):", nd, "netdata",
+			mbCol("total MB", "total_rss_kb"), mbCol("pulse.d.plugin MB", "plugin_rss_kb"), report.Stat("function charts", "charts", "%.0f")))
 
 	p99 := report.NewGoal(fmt.Sprintf("collection cycle p99 ≤ 250 ms at %d replicas", collectorReplicas), "ms", 250)
 	if g, ok := report.Find(cycles, "replicas", strconv.Itoa(collectorReplicas)); !ok {
 		p99 = p99.Skipped("not measured")
 	} else if p99 = p99.Check(report.Percentile(g.Values("ms"), 99)); g.Flagged() {
-		p99.Status, p99.Note = report.Fail, fmt.Sprintf("%d failed scrapes", sumOf(g.Values("failed_scrapes")))
+		p99.Status, p99.Note = report.Fail, fmt.Sprintf("%d failed scrapes", failed(g))
 	}
 	pl, _ := report.Find(plugin, "replicas", strconv.Itoa(collectorPluginReplicas))
 	lab, _ := report.Find(nd, "netdata", "lab")
@@ -530,23 +397,9 @@ func collectorSummary(rep *report.Report) {
 			Noted("netdata %.1f MB + plugin %.1f MB", (lab.M("total_rss_kb")-lab.M("plugin_rss_kb"))*1024/mb, lab.M("plugin_rss_kb")*1024/mb).
 			OverScaled(nd, "netdata", "lab", "total_rss_kb", 1024/mb),
 	}
-	for _, g := range cycles {
-		if g.Flagged() {
-			rep.Note("%s replicas: %d failed scrapes in %d of %d cycles", g.Label("replicas"), sumOf(g.Values("failed_scrapes")), len(g.Flags), g.Runs)
-		}
-	}
 	for _, g := range slices.Concat(plugin, nd) {
 		for _, f := range g.Flags {
 			rep.Note("%s %s: %s", g.Rows[0].Kind, cmp.Or(g.Label("netdata"), "standalone"), f)
 		}
 	}
-}
-
-// sumOf is the sum of xs, as a count.
-func sumOf(xs []float64) int64 {
-	var n float64
-	for _, x := range xs {
-		n += x
-	}
-	return int64(n)
 }
