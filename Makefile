@@ -39,11 +39,12 @@ bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale, 
 	$(GO) run ./bench/run -suite soak
 	$(GO) run ./bench/run -suite cluster
 
-up: build ## install and run Pulse here: swarm, pulsed + HAProxy gateway, Netdata + alarms, the example functions
-	BIN=$(BIN) scripts/up.sh
+up: ## install and run Pulse here with the playbook (ansible/site.yml on localhost; installs Ansible from Debian if missing): swarm, pulsed + HAProxy gateway, Netdata + alarms, the example functions
+	@command -v ansible-playbook >/dev/null || { echo "up: installing Ansible (Debian's)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ansible >/dev/null; }
+	cd ansible && ansible-playbook site.yml -e pulse_build_dir=$(abspath $(BIN))
 
-install-netdata: ## Netdata with Pulse's plugin, alarms, hook and token here (root; restarts Netdata)
-	scripts/install-netdata.sh
+install-netdata: build ## Netdata with Pulse's plugin, alarms and hook here: the playbook's netdata role alone (root; restarts Netdata when its files changed)
+	cd ansible && ansible-playbook site.yml --tags netdata -e pulse_build_dir=$(abspath $(BIN))
 
 down: ## remove the example functions, stop pulsed and its HAProxy (Netdata stays)
 	BIN=$(BIN) scripts/down.sh
