@@ -1,26 +1,25 @@
 package main
 
-// The cluster suite's failover: a worker killed, and a worker frozen, under
-// steady load through the gateway to the 3-replica function (one replica
-// per node), with pulsed at its defaults and then with the faster health
-// checks the saturation kept (if any). Every 100 ms from the fault on, the
-// harness reads HAProxy's servers (show stat), pulsed's catalog and the
-// manager's node list; the load's records say which replica answered each
-// request and which requests failed. Then the node comes back, Ready, and
-// the replicas are spread again (3→4→3) before the next trial.
+// The cluster suite's failover stage (bench/README.md, "Failover"): a worker
+// killed or frozen under an open-loop load through the gateway.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
 )
@@ -35,39 +34,36 @@ const (
 	failRespawn = 90 * time.Second // a scale's tasks running
 )
 
-// failover runs the trials: for each setting (pulsed's defaults, then the
-// faster one the saturation kept), trials rounds of a kill and a pause,
-// the order alternating per round, each on one of the workers in turn.
+// failover runs, for each setting, rounds of a kill and a pause (alternating
+// first), each on the workers in turn.
 func (b *clusterBench) failover(ctx context.Context) error {
 	settings := []pulsedSetting{clusterDefaults}
-	if b.rep.Fast != nil {
-		settings = append(settings, *b.rep.Fast)
+	if i := slices.IndexFunc(clusterFastCandidates, func(s pulsedSetting) bool { return s.Name == b.plan.Fast }); i >= 0 {
+		settings = append(settings, clusterFastCandidates[i])
 	} else {
-		b.rep.Notes = append(b.rep.Notes, "failover: no faster health-check setting kept a saturated replica in rotation (or the saturation stage did not run): pulsed's defaults only")
+		b.rep.Note("failover: no faster health-check setting kept a saturated replica in rotation (or the saturation stage did not run): pulsed's defaults only")
 	}
-	workers := b.lab.nodes[1:]
+	workers, faults := b.lab.nodes[1:], []string{faultKill, faultPause}
 	for _, s := range settings {
-		if b.setting.Name != s.Name || b.pulsed == nil {
-			if err := b.startPulsed(ctx, s); err != nil {
-				return err
-			}
+		if err := b.usePulsed(ctx, s); err != nil {
+			return err
 		}
-		for r := range b.trials {
-			for _, kind := range rotate([]string{faultKill, faultPause}, r) {
+		for round := range b.plan.Trials {
+			for _, kind := range rotate(faults, round) {
 				if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
 					return err
 				}
-				// Each fault on each worker in turn, round by round.
-				node := &workers[(r+slices.Index([]string{faultKill, faultPause}, kind))%len(workers)]
-				tr, back := b.failTrial(ctx, s.Name, kind, r, node)
-				b.rep.Failover = append(b.rep.Failover, tr)
-				b.log.Info("failover trial", "setting", s.Name, "fault", kind, "node", tr.Node, "window_s", tr.WindowS,
-					"restored_s", tr.RestoredS, "failed", tr.Failed, "left_s", tr.LeftS, "down_s", tr.DownS, "err", tr.Error)
+				node := &workers[(round+slices.Index(faults, kind))%len(workers)]
+				r := report.NewRow("failover", "pulsed", s.Name, "fault", kind, "round", round+1, "node", node.Name)
+				back := b.failTrial(ctx, r, kind, node)
+				b.rep.Add(r)
+				b.log.Info("failover trial", "setting", s.Name, "fault", kind, "node", node.Name, "window_s", r.V("error_window_s"),
+					"restored_s", r.V("restored_s"), "failed", r.V("failed"), "err", r.Error, "flags", r.Flags)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				if !back {
-					return fmt.Errorf("%s of %s: the cluster did not come back: %s", kind, tr.Node, tr.Error)
+					return fmt.Errorf("%s of %s: the cluster did not come back: %s%v", kind, node.Name, r.Error, r.Flags)
 				}
 			}
 		}
@@ -75,150 +71,147 @@ func (b *clusterBench) failover(ctx context.Context) error {
 	return nil
 }
 
-// failTrial runs one fault of node under load and brings the cluster back;
-// back says the cluster is as before the trial (no fault made, or undone and
-// the replicas spread again).
-func (b *clusterBench) failTrial(ctx context.Context, setting, kind string, round int, node *labNode) (tr failTrial, back bool) {
-	nan := secs(math.NaN())
-	tr = failTrial{Setting: setting, Fault: kind, Round: round, Node: node.Name,
-		LastFailStartS: nan, WindowS: nan, LeftS: nan, DownS: nan, RoutedS: nan, RestoredS: nan, RunningS: nan, BackS: nan, RebalanceS: nan}
-	path := "/function/" + b.host
-	load := startHostLoad(b.gwAddr, path, clusterLoadRate, clusterLoadMax)
+// failTrial runs one fault of node under load into r, then undoes it; it
+// says whether the cluster is back as before.
+func (b *clusterBench) failTrial(ctx context.Context, r *report.Row, kind string, node *labNode) bool {
+	load := startHostLoad(b.gwAddr, "/function/"+b.host, clusterLoadRate, clusterLoadMax)
 	steady := time.Now()
 	if err := sleepCtx(ctx, failSteady); err != nil {
 		load.end()
-		tr.Error = err.Error()
-		return tr, true
+		r.Fail(err)
+		return true
 	}
-	if load.okSince(steady) == 0 {
+	if len(load.answered(steady)) == 0 {
 		reqs, _ := load.end()
-		tr.Error = fmt.Sprintf("no request answered in the %s before the fault (%d tried)", failSteady, len(reqs))
-		return tr, true
+		r.Fail(fmt.Errorf("no request answered in the %s before the fault (%d tried)", failSteady, len(reqs)))
+		return true
 	}
 	t0 := time.Now()
-	load.mark(t0)
-	err := b.lab.fault(ctx, kind, *node)
-	tr.CallS = secondsSince(t0)
+	err := b.lab.nodeOp(ctx, kind, node)
+	r.Put("call_s", time.Since(t0).Seconds())
 	if err != nil {
 		load.end()
-		tr.Error = err.Error()
-		return tr, false
+		r.Fail(err)
+		return false
 	}
-	obs, werr := b.watchRecovery(ctx, t0, *node, load)
+	werr := b.watchRecovery(ctx, r, t0, *node, load)
 	if werr == nil {
 		_ = sleepCtx(ctx, failAfter)
+	} else {
+		r.Flag("%v", werr)
 	}
 	reqs, skipped := load.end()
-	summarizeFailTrial(&tr, reqs, t0)
-	tr.Skipped = skipped
-	tr.LeftS, tr.DownS, tr.RoutedS, tr.RestoredS, tr.NewNode = r3(obs.left), r3(obs.down), r3(obs.routed), r3(obs.restored), obs.newNode
-	if !obs.newRunning.IsZero() {
-		tr.RunningS = r3(secs(obs.newRunning.Sub(t0).Seconds()))
-	}
-	if werr != nil {
-		tr.Error = werr.Error()
-	}
-	// Back: the node, then the spread.
+	putRequests(r, reqs, t0)
+	r.Put("skipped", float64(skipped))
 	start := time.Now()
-	if err := b.lab.restore(context.WithoutCancel(ctx), kind, node); err != nil {
-		tr.Error = strings.TrimPrefix(tr.Error+"; "+err.Error(), "; ")
-		return tr, false
+	if err = b.lab.nodeOp(context.WithoutCancel(ctx), undoFault[kind], node); err == nil {
+		err = b.lab.waitNodesReady(ctx, failNodeUp)
 	}
-	if err := b.lab.waitNodesReady(ctx, failNodeUp); err != nil {
-		tr.Error = strings.TrimPrefix(tr.Error+"; "+err.Error(), "; ")
-		return tr, false
+	if err == nil {
+		r.Put("node_back_s", time.Since(start).Seconds())
+		start = time.Now()
+		err = b.rebalance(ctx)
 	}
-	tr.BackS = secs(secondsSince(start))
-	start = time.Now()
-	if err := b.rebalance(ctx); err != nil {
-		tr.Error = strings.TrimPrefix(tr.Error+"; "+err.Error(), "; ")
-		return tr, false
+	if err != nil {
+		r.Flag("%v", err)
+		return false
 	}
-	tr.RebalanceS = secs(secondsSince(start))
-	return tr, true
+	r.Put("rebalance_s", time.Since(start).Seconds())
+	return true
 }
 
-// recovery is what the pollers saw after a fault, seconds after it (NaN:
-// not seen).
-type recovery struct {
-	left, down, routed, restored secs
-	newNode                      string
-	newRunning                   time.Time // when Swarm reported the replacement running
+// putRequests puts the load's figures into r, t0 being the fault; the
+// error window is 0 when no request started after it failed.
+func putRequests(r *report.Row, reqs []hostReq, t0 time.Time) {
+	var failed, after float64
+	var last time.Time
+	for _, q := range reqs {
+		if q.Err == "" {
+			continue
+		}
+		failed++
+		r.Values["failed_"+strings.ReplaceAll(q.Err, " ", "_")]++
+		if !q.Start.Before(t0) {
+			after++
+		}
+		if q.Start.After(last) {
+			last = q.Start
+		}
+	}
+	r.PutAll(map[string]float64{"requests": float64(len(reqs)), "failed": failed, "failed_after": after, "error_window_s": 0})
+	if !last.IsZero() {
+		d := report.Round3(last.Sub(t0).Seconds())
+		r.Put("last_failed_start_s", d).Put("error_window_s", math.Max(0, d))
+	}
 }
 
-// watchRecovery polls every failPoll, up to failBound, until the node's
-// servers are out of HAProxy, the manager lists it Down, pulsed routes 3
-// replicas none of which is on it, and each has answered through the
-// gateway.
-func (b *clusterBench) watchRecovery(ctx context.Context, t0 time.Time, node labNode, load *hostLoad) (recovery, error) {
-	nan := secs(math.NaN())
-	obs := recovery{left: nan, down: nan, routed: nan, restored: nan}
-	at := func() secs { return secs(time.Since(t0).Seconds()) }
-	backend := gateway.BackendName(b.host)
+// watchRecovery polls until the node is out of HAProxy and Down, pulsed
+// routes 3 replicas off it and each answered; then finds the replacement.
+func (b *clusterBench) watchRecovery(ctx context.Context, r *report.Row, t0 time.Time, node labNode, load *hostLoad) error {
+	at := func() float64 { return report.Round3(time.Since(t0).Seconds()) }
+	seen := func(m string) bool { _, ok := r.Values[m]; return ok }
 	var tasks []contract.Replica
 	var last []string
 	err := poll(ctx, failBound, failPoll, func(late bool) (bool, error) {
 		last = last[:0]
-		if math.IsNaN(float64(obs.left)) {
-			if rows, err := serverStats(ctx, b.rt, backend); err != nil {
+		if !seen("left_haproxy_s") {
+			if rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.host)); err != nil {
 				last = append(last, err.Error())
 			} else if upAt(rows, node.Addr) == 0 {
-				obs.left = at()
+				r.Put("left_haproxy_s", at())
 			} else {
 				last = append(last, "servers at the node still UP")
 			}
 		}
-		if math.IsNaN(float64(obs.down)) {
+		if !seen("node_down_s") {
 			if states, _, err := b.lab.nodeStates(ctx); err != nil {
 				last = append(last, err.Error())
 			} else if states[node.Name] == swarm.NodeStateDown {
-				obs.down = at()
+				r.Put("node_down_s", at())
 			} else {
 				last = append(last, fmt.Sprintf("node %s", states[node.Name]))
 			}
 		}
-		if math.IsNaN(float64(obs.routed)) {
+		if !seen("routed_s") {
 			if f, err := b.catalogFunction(ctx, b.host); err != nil {
 				last = append(last, err.Error())
-			} else if rs := routedAway(f.Replicas, node.Addr); len(rs) == clusterReplicas {
-				obs.routed, tasks = at(), rs
+			} else if tasks = routedAway(f.Replicas, node.Addr); len(tasks) == clusterReplicas {
+				r.Put("routed_s", at())
 			} else {
-				last = append(last, fmt.Sprintf("%d routed replicas off the node", len(rs)))
+				last = append(last, fmt.Sprintf("%d routed replicas off the node", len(tasks)))
 			}
 		}
-		if !math.IsNaN(float64(obs.routed)) && math.IsNaN(float64(obs.restored)) {
-			answered := load.answered()
-			latest := t0.Add(time.Duration(float64(obs.routed) * float64(time.Second)))
-			missing := 0
-			for _, r := range tasks {
-				if t, ok := answered[r.TaskID]; !ok {
+		if seen("routed_s") && !seen("restored_s") {
+			answered, latest, missing := load.answered(t0), t0.Add(time.Duration(r.V("routed_s")*float64(time.Second))), 0
+			for _, t := range tasks {
+				if when, ok := answered[t.TaskID]; !ok {
 					missing++
-				} else if t.After(latest) {
-					latest = t
+				} else if when.After(latest) {
+					latest = when
 				}
 			}
 			if missing == 0 {
-				obs.restored = secs(latest.Sub(t0).Seconds())
+				r.Put("restored_s", report.Round3(latest.Sub(t0).Seconds()))
 			} else {
 				last = append(last, fmt.Sprintf("%d routed replicas have not answered", missing))
 			}
 		}
-		if len(last) == 0 {
-			return true, nil
-		}
-		if late {
+		if late && len(last) > 0 {
 			return false, fmt.Errorf("after %s: %s", failBound, strings.Join(last, "; "))
 		}
-		return false, nil
+		return len(last) == 0, nil
 	})
-	if len(tasks) > 0 {
-		obs.newNode, obs.newRunning = b.newReplica(ctx, tasks)
+	if seen("routed_s") {
+		newNode, running := b.newReplica(ctx, tasks)
+		r.Labels["new_node"] = newNode
+		if !running.IsZero() {
+			r.Put("replacement_running_s", report.Round3(running.Sub(t0).Seconds()))
+		}
 	}
-	return obs, err
+	return err
 }
 
-// upAt counts the servers at host's address that are UP (going down, "UP
-// 1/3", included: they still take requests).
+// upAt counts the servers at host's address UP (going down included).
 func upAt(rows []gateway.ServerStat, host string) int {
 	n := 0
 	for _, s := range rows {
@@ -240,43 +233,41 @@ func routedAway(rs []contract.Replica, host string) []contract.Replica {
 	return out
 }
 
-// newReplica names the node of the replica among rs that Swarm created
-// last (the replacement), "" if unknown, and when Swarm reported it running
-// (its status's time: the manager's clock, this machine's).
+// newReplica is the node of rs's newest replica (the replacement) and when
+// Swarm reported it running (zero: not running).
 func (b *clusterBench) newReplica(ctx context.Context, rs []contract.Replica) (string, time.Time) {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	tasks, err := b.lab.mgr.TaskList(cctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", b.host))})
+	tasks, names, err := b.tasks(ctx)
 	if err != nil {
 		return "", time.Time{}
 	}
-	_, names, _ := b.lab.nodeStates(ctx)
 	var newest swarm.Task
 	for _, t := range tasks {
-		for _, r := range rs {
-			if r.TaskID == t.ID && t.CreatedAt.After(newest.CreatedAt) {
-				newest = t
-			}
+		if slices.ContainsFunc(rs, func(r contract.Replica) bool { return r.TaskID == t.ID }) && t.CreatedAt.After(newest.CreatedAt) {
+			newest = t
 		}
 	}
-	var running time.Time
-	if newest.Status.State == swarm.TaskStateRunning {
-		running = newest.Status.Timestamp
+	if newest.Status.State != swarm.TaskStateRunning {
+		return names[newest.NodeID], time.Time{}
 	}
-	return names[newest.NodeID], running
+	return names[newest.NodeID], newest.Status.Timestamp
 }
 
-// taskSpread maps each node's host name to the number of the function's
-// tasks that should run and do run there.
-func (b *clusterBench) taskSpread(ctx context.Context) (map[string]int, int, error) {
+// tasks lists the function's tasks Swarm wants running, and names the
+// nodes by ID.
+func (b *clusterBench) tasks(ctx context.Context) ([]swarm.Task, map[string]string, error) {
 	cctx, cancel := call(ctx)
-	tasks, err := b.lab.mgr.TaskList(cctx, swarm.TaskListOptions{Filters: filters.NewArgs(
-		filters.Arg("service", b.host), filters.Arg("desired-state", "running"))})
+	tasks, err := b.lab.mgr.TaskList(cctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", b.host), filters.Arg("desired-state", "running"))})
 	cancel()
 	if err != nil {
-		return nil, 0, fmt.Errorf("tasks of %s: %w", b.host, err)
+		return nil, nil, fmt.Errorf("tasks of %s: %w", b.host, err)
 	}
 	_, names, err := b.lab.nodeStates(ctx)
+	return tasks, names, err
+}
+
+// taskSpread counts the function's running tasks, and by node.
+func (b *clusterBench) taskSpread(ctx context.Context) (map[string]int, int, error) {
+	tasks, names, err := b.tasks(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -290,10 +281,9 @@ func (b *clusterBench) taskSpread(ctx context.Context) (map[string]int, int, err
 	return spread, running, nil
 }
 
-// waitTasks waits until n tasks of the function run (and no more).
-func (b *clusterBench) waitTasks(ctx context.Context, n int) (map[string]int, error) {
-	var spread map[string]int
-	err := poll(ctx, failRespawn, 200*time.Millisecond, func(late bool) (bool, error) {
+// waitTasks waits until exactly n tasks of the function run.
+func (b *clusterBench) waitTasks(ctx context.Context, n int) (spread map[string]int, err error) {
+	err = poll(ctx, failRespawn, 200*time.Millisecond, func(late bool) (bool, error) {
 		s, running, err := b.taskSpread(ctx)
 		if err == nil && running == n {
 			spread = s
@@ -307,11 +297,8 @@ func (b *clusterBench) waitTasks(ctx context.Context, n int) (map[string]int, er
 	return spread, err
 }
 
-// rebalance spreads the function's 3 replicas over the 3 nodes again:
-// Swarm does not move running tasks back to a node that returns, so it
-// scales 3→4 (the 4th task goes to the node without one) and back to 3
-// (Swarm removes a task from a node with the most), up to 3 times; then,
-// with pulsed running, it waits until HAProxy serves exactly 3 replicas.
+// rebalance spreads the 3 replicas over the nodes again by scaling 3→4→3
+// (Swarm does not move tasks back) and waits until pulsed routes them.
 func (b *clusterBench) rebalance(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		spread, err := b.waitTasks(ctx, clusterReplicas)
@@ -358,4 +345,138 @@ func (b *clusterBench) rebalance(ctx context.Context) error {
 		}
 		return false, nil
 	})
+}
+
+// hostReq is a request of the failover's load: the task that answered it,
+// or the kind of failure (dial, write, read, status N, answer).
+type hostReq struct {
+	Start, End time.Time
+	Task, Err  string
+}
+
+// hostLoad is an open-loop load: rate requests a second, keep-alive, never
+// retried; beyond maxInflight at once, skipped.
+type hostLoad struct {
+	mu      sync.Mutex
+	reqs    []hostReq
+	skipped int
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	idle    chan net.Conn
+}
+
+// hostLoadBody is what every request sends.
+const hostLoadBody = "hi"
+
+// startHostLoad starts rate POSTs a second to path at addr.
+func startHostLoad(addr, path string, rate, maxInflight int) *hostLoad {
+	l := &hostLoad{stop: make(chan struct{}), idle: make(chan net.Conn, maxInflight)}
+	req, slots := httpPost(path, hostLoadBody, false, nil), make(chan struct{}, maxInflight)
+	l.wg.Go(func() {
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			select {
+			case slots <- struct{}{}:
+				l.wg.Go(func() {
+					r := l.one(addr, req)
+					l.mu.Lock()
+					l.reqs = append(l.reqs, r)
+					l.mu.Unlock()
+					<-slots
+				})
+			default:
+				l.mu.Lock()
+				l.skipped++
+				l.mu.Unlock()
+			}
+		}
+	})
+	return l
+}
+
+// one sends a request on an idle connection or a new one, kept if good.
+func (l *hostLoad) one(addr, req string) hostReq {
+	r := hostReq{Start: time.Now()}
+	var c net.Conn
+	select {
+	case c = <-l.idle:
+	default:
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			r.Err, r.End = "dial", time.Now()
+			return r
+		}
+		c = conn
+	}
+	var broken bool
+	r.Task, r.Err, broken = hostRoundTrip(c, bufio.NewReader(c), req, r.Start.Add(10*time.Second))
+	r.End = time.Now()
+	if broken {
+		c.Close()
+		return r
+	}
+	select {
+	case l.idle <- c:
+	default:
+		c.Close()
+	}
+	return r
+}
+
+// hostRoundTrip sends req on c: the task that answered, or the kind of
+// failure, and whether the connection is done for.
+func hostRoundTrip(c net.Conn, br *bufio.Reader, req string, deadline time.Time) (task, fail string, broken bool) {
+	_ = c.SetDeadline(deadline)
+	if _, err := io.WriteString(c, req); err != nil {
+		return "", "write", true
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return "", "read", true
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if err != nil {
+		return "", "read", true
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Sprintf("status %d", resp.StatusCode), resp.Close
+	}
+	host, got, ok := strings.Cut(string(body), ":")
+	if !ok || got != hostLoadBody || host == "" {
+		return "", "answer", resp.Close
+	}
+	return taskOfHost(host), "", resp.Close
+}
+
+// taskOfHost is the task ID in a replica's host name (name.slot.taskid).
+func taskOfHost(host string) string { return host[strings.LastIndexByte(host, '.')+1:] }
+
+// answered is when each task first answered a request started since t.
+func (l *hostLoad) answered(t time.Time) map[string]time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]time.Time{}
+	for _, r := range l.reqs {
+		if _, seen := out[r.Task]; r.Err == "" && !seen && !r.Start.Before(t) {
+			out[r.Task] = r.End
+		}
+	}
+	return out
+}
+
+// end stops the load and returns every request and the skipped count.
+func (l *hostLoad) end() ([]hostReq, int) {
+	close(l.stop)
+	l.wg.Wait()
+	for len(l.idle) > 0 {
+		(<-l.idle).Close()
+	}
+	return l.reqs, l.skipped
 }

@@ -1,18 +1,14 @@
 package main
 
-// The cluster suite's lab (lab/README.md): three nodes started and removed
-// by lab/lab.sh under the machine-wide lab lock, as internal/labtest does
-// for tests; the swarm made on node1 (a 2 s dispatcher heartbeat) through
-// its engine over SSH and the other nodes joined with provision.AddNode
-// (what `pulse node add` runs); the nodes' faults (kill, pause) and their
-// return through the host's engine; and each node container's cgroup, where
-// its CPU and memory are read.
+// The cluster suite's lab (lab/README.md): lab/lab.sh's nodes, their swarm,
+// faults and cgroups.
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,39 +26,41 @@ import (
 	"github.com/pulsefaas/pulse/provision"
 )
 
-// labNode is one node of the lab.
+// labNode is a node: its container's (and host) name, address, and cgroup
+// path (v1, under each controller's root).
 type labNode struct {
-	Name string `json:"name"` // its container's name and host name
-	Addr string `json:"addr"` // its address on the lab network
-	// cgroup is the node container's cgroup path (v1, relative to each
-	// controller's root), where its own processes and its engine's
-	// containers nest.
+	Name   string `json:"name"`
+	Addr   string `json:"addr"`
 	cgroup string
 }
 
 // clusterLab is the running lab and the harness's clients of it.
 type clusterLab struct {
-	dir, script string
-	env         []string
-	nodes       []labNode
-	ssh         provision.Config
-	keyFile     string
-	knownHosts  string
-	host        *client.Client // this machine's engine: the nodes' containers
-	mgr         *client.Client // node1's engine over SSH (the swarm's manager)
-	rem         *provision.RemoteEngine
+	script              string
+	env                 []string
+	nodes               []labNode
+	ssh                 provision.Config
+	keyFile, knownHosts string
+	host, mgr           *client.Client // this machine's engine; node1's over SSH (the manager)
+	rem                 *provision.RemoteEngine
 }
 
-// flockWait takes an exclusive flock on path, polling every second until
-// wait has passed or ctx ends; what says what the lock guards, for the
-// error.
-func flockWait(ctx context.Context, log interface{ Info(string, ...any) }, path, what string, wait time.Duration) (unlock func(), err error) {
+// Faults of a node (the API calls of docker kill and pause), and undoes.
+const (
+	faultKill  = "kill"
+	faultPause = "pause"
+)
+
+var undoFault = map[string]string{faultKill: "start", faultPause: "unpause"}
+
+// flockWait takes an exclusive flock on path, polling until wait has passed
+// or ctx ends; what says what the lock guards.
+func flockWait(ctx context.Context, log *slog.Logger, path, what string, wait time.Duration) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	logged := false
-	for deadline := time.Now().Add(wait); ; {
+	for deadline, logged := time.Now().Add(wait), false; ; logged = true {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
@@ -73,7 +71,6 @@ func flockWait(ctx context.Context, log interface{ Info(string, ...any) }, path,
 		}
 		if !logged {
 			log.Info("waiting for a lock", "path", path, "for", what, "up_to", wait)
-			logged = true
 		}
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			f.Close()
@@ -82,14 +79,12 @@ func flockWait(ctx context.Context, log interface{ Info(string, ...any) }, path,
 	}
 }
 
-// newClusterLab describes the lab lab.sh will start in dir (the script's
-// defaults: nodes pulse-lab-node1.. at 172.31.250.11..).
+// newClusterLab describes the lab lab.sh starts in dir (its default names
+// and addresses).
 func newClusterLab(root, dir string, n int) *clusterLab {
-	l := &clusterLab{
-		dir: dir, script: filepath.Join(root, "lab", "lab.sh"),
+	l := &clusterLab{script: filepath.Join(root, "lab", "lab.sh"),
 		env:     append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir),
-		keyFile: filepath.Join(dir, "id_ed25519"), knownHosts: filepath.Join(dir, "known_hosts"),
-	}
+		keyFile: filepath.Join(dir, "id_ed25519"), knownHosts: filepath.Join(dir, "known_hosts")}
 	for i := 1; i <= n; i++ {
 		l.nodes = append(l.nodes, labNode{Name: fmt.Sprintf("pulse-lab-node%d", i), Addr: fmt.Sprintf("172.31.250.%d", 10+i)})
 	}
@@ -97,14 +92,13 @@ func newClusterLab(root, dir string, n int) *clusterLab {
 	return l
 }
 
-// lab runs lab.sh with arg, bounded by limit.
+// lab runs lab.sh arg; an interrupt or limit kills its process group.
 func (l *clusterLab) lab(ctx context.Context, arg string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, l.script, arg)
 	cmd.Env = l.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// An interrupt or the bound ends the script's docker calls too.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("lab %s: %w: %s", arg, err, truncate(strings.TrimSpace(string(out)), 2000))
@@ -112,9 +106,14 @@ func (l *clusterLab) lab(ctx context.Context, arg string, limit time.Duration) e
 	return nil
 }
 
-// up removes what a dead run may have left (the lab lock is held, so no
-// one else's lab is running), starts the nodes, and reads their cgroups.
-func (l *clusterLab) up(ctx context.Context) error {
+// target is root@n over SSH.
+func target(n labNode) provision.Target {
+	return provision.Target{User: "root", Host: n.Addr, Port: 22}
+}
+
+// up removes a dead run's lab, starts the nodes, makes node1 the swarm's
+// manager over SSH (2 s heartbeat) and joins the others with provision.AddNode.
+func (l *clusterLab) up(ctx context.Context, log *slog.Logger) error {
 	var err error
 	if l.host, err = function.NewEngineClient(); err != nil {
 		return err
@@ -130,21 +129,40 @@ func (l *clusterLab) up(ctx context.Context) error {
 			return err
 		}
 	}
+	if l.mgr, l.rem, err = provision.NewRemoteEngine(ctx, l.ssh, target(l.nodes[0]), nil); err != nil {
+		return err
+	}
+	spec := swarm.Spec{Annotations: swarm.Annotations{Name: "default"}, Dispatcher: swarm.DispatcherConfig{HeartbeatPeriod: clusterHeartbeat}}
+	cctx, cancel := call(ctx)
+	_, err = l.mgr.SwarmInit(cctx, swarm.InitRequest{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: l.nodes[0].Addr, Spec: spec})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("swarm init on %s: %w", l.nodes[0].Name, err)
+	}
+	for _, n := range l.nodes[1:] {
+		sc, err := provision.Dial(ctx, l.ssh, target(n))
+		if err != nil {
+			return err
+		}
+		res, err := provision.AddNode(ctx, l.mgr, sc, provision.AddOptions{})
+		sc.Close()
+		if err != nil {
+			return err
+		}
+		log.Info("node joined", "node", res.Name, "role", res.Role, "took", res.Elapsed.Round(time.Millisecond))
+	}
 	return nil
 }
 
-// down thaws a frozen node (a paused container may refuse removal) and
-// removes the lab; it is bounded and runs after an interrupt too.
+// down thaws the nodes (a paused one may refuse removal) and removes the
+// lab, also after an interrupt.
 func (l *clusterLab) down() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if l.mgr != nil {
 		l.mgr.Close()
-		l.mgr = nil
-	}
-	if l.rem != nil {
 		l.rem.Close()
-		l.rem = nil
+		l.mgr, l.rem = nil, nil
 	}
 	if l.host != nil {
 		for _, n := range l.nodes {
@@ -157,8 +175,7 @@ func (l *clusterLab) down() error {
 	return l.lab(ctx, "down", 2*time.Minute)
 }
 
-// nodeCgroup is a node container's cgroup, from its init's /proc/<pid>/cgroup
-// as this host (the root cgroup namespace) sees it.
+// nodeCgroup is a node container's cgroup, from its init's /proc/<pid>/cgroup.
 func (l *clusterLab) nodeCgroup(ctx context.Context, name string) (string, error) {
 	cctx, cancel := call(ctx)
 	defer cancel()
@@ -180,77 +197,30 @@ func (l *clusterLab) nodeCgroup(ctx context.Context, name string) (string, error
 // file (cgroup v1: "id:controller,controller:path" lines).
 func parseCgroupPath(s, controller string) (string, error) {
 	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		for _, c := range strings.Split(f[1], ",") {
-			if c == controller {
-				return f[2], nil
-			}
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && strings.Contains(","+f[1]+",", ","+controller+",") {
+			return f[2], nil
 		}
 	}
 	return "", fmt.Errorf("no %s cgroup in %q (the lab needs cgroup v1)", controller, truncate(s, 200))
 }
 
-// cgroupFile is a file of controller's cgroup of n.
-func cgroupFile(n labNode, controller, file string) string {
+// cgroupFile is file of n's cgroup of controller.
+func (n labNode) cgroupFile(controller, file string) string {
 	return filepath.Join("/sys/fs/cgroup", controller, n.cgroup, file)
 }
 
-// readCgroupInt reads a cgroup file holding one number.
-func readCgroupInt(path string) (int64, error) {
-	b, err := os.ReadFile(path)
+// cgroupInt reads a number from n's cgroup (cpuacct.usage: ns of the node,
+// its engine and containers).
+func (n labNode) cgroupInt(controller, file string) (int64, error) {
+	b, err := os.ReadFile(n.cgroupFile(controller, file))
 	if err != nil {
 		return 0, err
 	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return v, nil
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
-// nodeCPUNS is the CPU the node has used (itself, its engine and its
-// containers: cpuacct.usage is hierarchical), in nanoseconds.
-func nodeCPUNS(n labNode) (int64, error) {
-	return readCgroupInt(cgroupFile(n, "cpuacct", "cpuacct.usage"))
-}
-
-// swarmUp makes node1 a manager with a 2 s dispatcher heartbeat, through
-// its engine over SSH (the harness's own long-lived client), and joins the
-// other nodes as workers.
-func (l *clusterLab) swarmUp(ctx context.Context, log interface{ Info(string, ...any) }) error {
-	var err error
-	t := provision.Target{User: "root", Host: l.nodes[0].Addr, Port: 22}
-	l.mgr, l.rem, err = provision.NewRemoteEngine(ctx, l.ssh, t, nil)
-	if err != nil {
-		return err
-	}
-	spec := swarm.Spec{Annotations: swarm.Annotations{Name: "default"}, Dispatcher: swarm.DispatcherConfig{HeartbeatPeriod: clusterHeartbeat}}
-	cctx, cancel := call(ctx)
-	_, err = l.mgr.SwarmInit(cctx, swarm.InitRequest{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: l.nodes[0].Addr, Spec: spec})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("swarm init on %s: %w", l.nodes[0].Name, err)
-	}
-	for _, n := range l.nodes[1:] {
-		sc, err := provision.Dial(ctx, l.ssh, provision.Target{User: "root", Host: n.Addr, Port: 22})
-		if err != nil {
-			return err
-		}
-		res, err := provision.AddNode(ctx, l.mgr, sc, provision.AddOptions{})
-		sc.Close()
-		if err != nil {
-			return err
-		}
-		log.Info("node joined", "node", res.Name, "role", res.Role, "took", res.Elapsed.Round(time.Millisecond))
-	}
-	return nil
-}
-
-// nodeStates maps each node's host name to its state in the manager's node
-// list (ready, down, ...).
+// nodeStates maps the nodes' host names to their states, their IDs to their
+// host names.
 func (l *clusterLab) nodeStates(ctx context.Context) (map[string]swarm.NodeState, map[string]string, error) {
 	cctx, cancel := call(ctx)
 	defer cancel()
@@ -260,88 +230,67 @@ func (l *clusterLab) nodeStates(ctx context.Context) (map[string]swarm.NodeState
 	}
 	states, names := map[string]swarm.NodeState{}, map[string]string{}
 	for _, n := range nodes {
-		states[n.Description.Hostname] = n.Status.State
-		names[n.ID] = n.Description.Hostname
+		states[n.Description.Hostname], names[n.ID] = n.Status.State, n.Description.Hostname
 	}
 	return states, names, nil
 }
 
-// waitNodesReady waits up to limit until every node is Ready.
+// waitNodesReady waits up to limit until the manager lists every node Ready.
 func (l *clusterLab) waitNodesReady(ctx context.Context, limit time.Duration) error {
 	return poll(ctx, limit, 250*time.Millisecond, func(late bool) (bool, error) {
 		states, _, err := l.nodeStates(ctx)
-		notReady := []string{}
+		var notReady []string
 		for _, n := range l.nodes {
 			if err != nil || states[n.Name] != swarm.NodeStateReady {
 				notReady = append(notReady, fmt.Sprintf("%s %s", n.Name, states[n.Name]))
 			}
 		}
-		if len(notReady) == 0 {
-			return true, nil
-		}
-		if late {
+		if late && len(notReady) > 0 {
 			return false, fmt.Errorf("nodes not Ready after %s: %s (last error: %v)", limit, strings.Join(notReady, ", "), err)
 		}
-		return false, nil
+		return len(notReady) == 0, nil
 	})
 }
 
-// Faults of a node and their undoing, on the host's engine (the API calls
-// `docker kill`, `docker pause` and their undoing make).
-const (
-	faultKill  = "kill"
-	faultPause = "pause"
-)
-
-// fault kills or pauses n's container.
-func (l *clusterLab) fault(ctx context.Context, kind string, n labNode) error {
+// nodeOp kills (SIGKILL), pauses, starts or unpauses n on the host's engine;
+// an undone node's cgroup is read again.
+func (l *clusterLab) nodeOp(ctx context.Context, op string, n *labNode) error {
 	cctx, cancel := call(ctx)
 	defer cancel()
 	var err error
-	switch kind {
+	switch op {
 	case faultKill:
 		err = l.host.ContainerKill(cctx, n.Name, "KILL")
 	case faultPause:
 		err = l.host.ContainerPause(cctx, n.Name)
-	default:
-		err = fmt.Errorf("unknown fault %q", kind)
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", kind, n.Name, err)
-	}
-	return nil
-}
-
-// restore undoes fault kind on n: start (its init brings sshd and the
-// engine back with its swarm state) or unpause; then the node's cgroup is
-// read again (a started container may get a new one).
-func (l *clusterLab) restore(ctx context.Context, kind string, n *labNode) error {
-	cctx, cancel := call(ctx)
-	defer cancel()
-	var err error
-	if kind == faultKill {
+	case "start":
 		err = l.host.ContainerStart(cctx, n.Name, container.StartOptions{})
-	} else {
+	default:
 		err = l.host.ContainerUnpause(cctx, n.Name)
 	}
 	if err != nil {
-		return fmt.Errorf("undo %s of %s: %w", kind, n.Name, err)
+		return fmt.Errorf("%s %s: %w", op, n.Name, err)
 	}
-	n.cgroup, err = l.nodeCgroup(ctx, n.Name)
+	if op != faultKill && op != faultPause {
+		n.cgroup, err = l.nodeCgroup(ctx, n.Name)
+	}
 	return err
 }
 
-// labEngines is function.NodeEngines over the lab: the nodes the manager
-// lists as Ready (or only those of only), each reached over SSH by dial.
+// labEngines is function.NodeEngines of the Ready nodes (or only), dialled
+// in parallel; took gets the Engines call's time.
 type labEngines struct {
 	lab  *clusterLab
-	only []labNode // nil: every Ready node
+	only []labNode
 	dial func(ctx context.Context, n labNode) (function.NodeEngine, error)
+	took *time.Duration
 }
 
-var _ function.NodeEngines = labEngines{}
-
+// Engines dials the nodes.
 func (e labEngines) Engines(ctx context.Context) ([]function.NodeEngine, error) {
+	if e.took != nil {
+		defer func(t time.Time) { *e.took = time.Since(t) }(time.Now())
+	}
 	targets := e.only
 	if targets == nil {
 		states, _, err := e.lab.nodeStates(ctx)
@@ -355,13 +304,7 @@ func (e labEngines) Engines(ctx context.Context) ([]function.NodeEngine, error) 
 		}
 	}
 	out := make([]function.NodeEngine, len(targets))
-	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	for i, n := range targets {
-		wg.Go(func() { out[i], errs[i] = e.dial(ctx, n) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := parallel(targets, func(i int, n labNode) (err error) { out[i], err = e.dial(ctx, n); return err }); err != nil {
 		for _, ne := range out {
 			if ne.Close != nil {
 				_ = ne.Close()
@@ -372,10 +315,9 @@ func (e labEngines) Engines(ctx context.Context) ([]function.NodeEngine, error) 
 	return out, nil
 }
 
-// provisionDial reaches n's engine the way pulse does (provision.Dial,
-// then Engine: x/crypto's default algorithms).
+// provisionDial reaches n's engine as pulse does (provision.Dial, Engine).
 func (l *clusterLab) provisionDial(ctx context.Context, n labNode) (function.NodeEngine, error) {
-	sc, err := provision.Dial(ctx, l.ssh, provision.Target{User: "root", Host: n.Addr, Port: 22})
+	sc, err := provision.Dial(ctx, l.ssh, target(n))
 	if err != nil {
 		return function.NodeEngine{}, err
 	}
@@ -387,16 +329,26 @@ func (l *clusterLab) provisionDial(ctx context.Context, n labNode) (function.Nod
 	return function.NodeEngine{Node: n.Name, API: eng, Close: func() error { eng.Close(); return sc.Close() }}, nil
 }
 
-// nodeExec runs a command in n as root (docker exec, for the harness's own
-// preparation and clean-up, not for what Pulse does over SSH).
+// parallel runs f for each node at once and joins their errors.
+func parallel(nodes []labNode, f func(i int, n labNode) error) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = f(i, n) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// nodeExec runs a command in n (docker exec: the harness's own work).
 func nodeExec(ctx context.Context, n labNode, stdin []byte, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	argv := []string{"exec"}
+	argv := []string{"exec", n.Name}
 	if stdin != nil {
-		argv = append(argv, "-i")
+		argv = []string{"exec", "-i", n.Name}
 	}
-	cmd := exec.CommandContext(ctx, "docker", append(append(argv, n.Name), args...)...)
+	cmd := exec.CommandContext(ctx, "docker", append(argv, args...)...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

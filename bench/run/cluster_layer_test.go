@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/function"
 )
 
@@ -79,66 +82,49 @@ func TestCheckLoads(t *testing.T) {
 	}
 }
 
+// TestLayerGoals: the worst node of any B trial against the limit, a
+// failed trial or a full load failing it; B's time over A's reported.
 func TestLayerGoals(t *testing.T) {
 	const full, thin = 6_700_000, 700_000
-	trial := func(variant string, nodes int, wall float64, sent int64, isThin bool, err string) pushTrial {
-		tr := pushTrial{Kind: pushKindLayer, Variant: variant, Nodes: nodes, WallS: wall, Error: err}
-		for i := range nodes {
-			tr.Loads = append(tr.Loads, pushLoad{Node: "n" + string(rune('1'+i)), Outcome: "loaded", Thin: isThin, SentBytes: sent, FullBytes: full})
+	trial := func(variant string, nodes int, wall float64, sent float64, isThin bool, err string) report.Row {
+		r := report.NewRow("layer", "variant", variant, "nodes", nodes).PutAll(map[string]float64{"wall_s": wall, "loads": float64(nodes),
+			"thin_loads": map[bool]float64{true: float64(nodes)}[isThin], "sent_max_bytes": sent, "full_bytes": full})
+		if err != "" {
+			r.Fail(errString(err))
 		}
-		return tr
+		return *r
 	}
-	ok := []pushTrial{
+	ok := []report.Row{
 		trial(layerFull, 1, 0.2, full, false, ""), trial(layerThin, 1, 0.1, thin, true, ""),
 		trial(layerFull, 3, 0.4, full, false, ""), trial(layerThin, 3, 0.16, thin, true, ""),
 		trial(layerFull, 3, 0.5, full, false, ""), trial(layerThin, 3, 0.2, thin, true, ""),
 	}
-	fellBack := append(append([]pushTrial{}, ok...), trial(layerThin, 3, 0.5, thin+full, false, "n2: sent the full archive"))
-	allFailed := []pushTrial{trial(layerFull, 3, 0, 0, false, "dial"), trial(layerThin, 3, 0, 0, false, "not run: A's push failed")}
+	fellBack := append(slices.Clone(ok), trial(layerThin, 3, 0.5, thin+full, false, "n2: sent the full archive"))
+	allFailed := []report.Row{trial(layerFull, 3, 0, 0, false, "dial"), trial(layerThin, 3, 0, 0, false, "not run: A's push failed")}
+	const name = "a one-function-layer change moves ≤ 15 % of the full image's bytes to each node (image B after A through ClusterDistributor, to "
 	for _, tc := range []struct {
-		name   string
-		trials []pushTrial
-		want   []goal // Name compared by prefix
+		name  string
+		rows  []report.Row
+		want  report.Goal
+		times [2]string // B ÷ A to 3 nodes and to 1: status and value
 	}{
-		{"thin everywhere", ok, []goal{
-			{Name: "a one-function-layer change moves ≤ 15 % of the full image's bytes to each node (image B after A through ClusterDistributor, to 1 and 3 node(s))",
-				Value: 10.448, Limit: 15, Unit: "%", Status: pass, Note: "at most 0.700 MB of the full 6.700 MB sent to a node; 7 of 7 loads thin; 0 of 3 trials failed"},
-			{Name: "one function layer changed, to 3 node(s): wall time of B (thin) ÷ A (full), medians of 2", Value: 0.4, Unit: "×", Status: info, Note: "0.18 s vs 0.45 s"},
-			{Name: "one function layer changed, to 1 node(s): wall time of B (thin) ÷ A (full), medians of 1", Value: 0.5, Unit: "×", Status: info, Note: "0.10 s vs 0.20 s"},
-		}},
-		{"one trial fell back to the full archive", fellBack, []goal{
-			{Name: "a one-function-layer change moves ≤ 15 % of the full image's bytes to each node (image B after A through ClusterDistributor, to 1 and 3 node(s))",
-				Value: 10.448, Limit: 15, Unit: "%", Status: fail, Note: "at most 0.700 MB of the full 6.700 MB sent to a node; 7 of 10 loads thin; 1 of 4 trials failed"},
-			{Name: "one function layer changed, to 3 node(s): wall time of B (thin) ÷ A (full), medians of 3", Value: 0.4, Unit: "×", Status: info, Note: "0.18 s vs 0.45 s"},
-			{Name: "one function layer changed, to 1 node(s): wall time of B (thin) ÷ A (full), medians of 1", Value: 0.5, Unit: "×", Status: info, Note: "0.10 s vs 0.20 s"},
-		}},
-		{"every trial failed", allFailed, []goal{
-			{Name: "a one-function-layer change moves ≤ 15 % of the full image's bytes to each node (image B after A through ClusterDistributor, to 3 node(s))",
-				Limit: 15, Unit: "%", Status: fail, NoValue: true, Note: "at most 0.000 MB of the full 0.000 MB sent to a node; 0 of 3 loads thin; 1 of 1 trials failed"},
-			{Name: "one function layer changed, to 3 node(s): wall time of B (thin) ÷ A (full), medians of 1", Unit: "×", Status: info, NoValue: true, Note: "0.00 s vs 0.00 s"},
-		}},
-		{"not measured (a run from before two-layer images)", []pushTrial{{Kind: pushKindPush, Variant: pushDefault, Nodes: 1, WallS: 0.4}}, nil},
+		{"thin everywhere", ok, report.Goal{Name: name + "1 and 3 node(s))", Value: 10.448, Limit: 15, Unit: "%", Status: report.Pass,
+			Note: "at most 0.700 MB of the full 6.700 MB sent to a node; 7 of 7 loads thin; 0 of 3 trials failed"}, [2]string{"INFO 0.4", "INFO 0.5"}},
+		{"one trial fell back to the full archive", fellBack, report.Goal{Name: name + "1 and 3 node(s))", Value: 10.448, Limit: 15, Unit: "%", Status: report.Fail,
+			Note: "at most 0.700 MB of the full 6.700 MB sent to a node; 7 of 10 loads thin; 1 of 4 trials failed"}, [2]string{"INFO 0.4", "INFO 0.5"}},
+		{"every trial failed", allFailed, report.Goal{Name: name + "3 node(s))", Limit: 15, Unit: "%", Status: report.Fail, NoValue: true,
+			Note: "at most 0.000 MB of the full 0.000 MB sent to a node; 0 of 3 loads thin; 1 of 1 trials failed"}, [2]string{"INFO 0", "SKIP 0"}},
+		{"not run", nil, report.Goal{Name: name + "1 and 3 node(s))", Limit: 15, Unit: "%", Status: report.Skip, Note: "the layer-change trials did not run"},
+			[2]string{"SKIP 0", "SKIP 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ss := summarizePush(tc.trials)
-			got := layerGoals(ss)
-			if len(got) != len(tc.want) {
-				t.Fatalf("goals %+v, want %d", got, len(tc.want))
+			gs := clusterGoals(tc.rows, nil, nil, report.Summarize(tc.rows, "layer", "variant", "nodes"), nil, clusterPlan{Trials: 2})
+			if gs[5] != tc.want { // after 4 failover goals and the push's
+				t.Errorf("goal\n got %+v\nwant %+v", gs[5], tc.want)
 			}
-			for i := range got {
-				if got[i] != tc.want[i] {
-					t.Errorf("goal %d:\n got %+v\nwant %+v", i, got[i], tc.want[i])
-				}
-			}
-			// Every row has a cell per column, and the push table leaves them out.
-			for _, row := range layerRows(ss) {
-				if len(row) != len(layerHeader) {
-					t.Errorf("layer row %v: %d cells, want %d", row, len(row), len(layerHeader))
-				}
-			}
-			for _, row := range pushRows(ss) {
-				if row[0] == pushKindLayer {
-					t.Errorf("push table row %v: the layer-change trials have their own table", row)
+			for i, want := range tc.times {
+				if got := fmt.Sprintf("%s %v", gs[6+i].Status, gs[6+i].Value); got != want {
+					t.Errorf("%s: %s, want %s", gs[6+i].Name, got, want)
 				}
 			}
 		})

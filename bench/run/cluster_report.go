@@ -1,553 +1,267 @@
 package main
 
-// The cluster suite's report: what it records, the summaries and the goals.
-// Everything here is pure; the rendering is in cluster_render.go.
+// The cluster suite's report: its rows summarised into tables, goals and
+// notes.
 
 import (
 	"fmt"
-	"math"
+	"maps"
 	"slices"
-	"time"
+	"strconv"
+	"strings"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// clusterReport is everything one run of the cluster suite produced.
-type clusterReport struct {
-	runHead
-	Machine   machineInfo   `json:"machine"`
-	Engine    string        `json:"engine"`     // this host's
-	LabEngine string        `json:"lab_engine"` // the nodes'
-	HAProxy   string        `json:"haproxy"`
-	Artifacts []artifact    `json:"artifacts"`
-	Nodes     []labNode     `json:"nodes"`
-	Config    clusterConfig `json:"config"`
-
-	Idle            *clusterIdle   `json:"idle,omitempty"`
-	Push            *clusterPush   `json:"push,omitempty"`
-	Saturation      []clusterSat   `json:"saturation,omitempty"`
-	Fast            *pulsedSetting `json:"fast_setting,omitempty"` // the faster setting the saturation kept; nil: none
-	Failover        []failTrial    `json:"failover,omitempty"`
-	FailoverSummary []failSummary  `json:"failover_summary,omitempty"`
-	reportEnd
+// clusterPlan is how many trials and how long the windows were, and the
+// faster health-check setting the saturation kept ("" for none).
+type clusterPlan struct {
+	Trials     int     `json:"trials"`
+	DiagTrials int     `json:"diagnostic_trials"`
+	IdleS      float64 `json:"idle_window_s"`
+	SatS       float64 `json:"saturation_window_s"`
+	Fast       string  `json:"fast_setting,omitempty"`
 }
 
-// clusterConfig is the suite's configuration as recorded with the results.
-type clusterConfig struct {
-	Nodes            int             `json:"nodes"`
-	HeartbeatS       float64         `json:"heartbeat_s"`
-	Function         string          `json:"function"`
-	Handler          string          `json:"handler"`
-	Replicas         int             `json:"replicas"`
-	FunctionTimeoutS float64         `json:"function_timeout_s"`
-	ServerTimeoutS   float64         `json:"server_timeout_s"`  // HAProxy's: the function's + its margin
-	ConnectTimeoutS  float64         `json:"connect_timeout_s"` // HAProxy's
-	CheckFall        int             `json:"check_fall"`
-	CheckInterval    string          `json:"check_interval_default"`
-	CheckTimeout     string          `json:"check_timeout_default"`
-	LoadRate         int             `json:"load_rate"`
-	LoadMaxInflight  int             `json:"load_max_inflight"`
-	Trials           int             `json:"trials"`
-	DiagTrials       int             `json:"diagnostic_trials"`
-	PollS            float64         `json:"poll_s"`
-	Fault            string          `json:"fault"`
-	Restore          string          `json:"restore"`
-	FastCandidates   []pulsedSetting `json:"fast_candidates"`
-	IdleWindowS      float64         `json:"idle_window_s"`
-	SatWindowS       float64         `json:"saturation_window_s"`
-	LabUpS           float64         `json:"lab_up_s"`
+// where is the groups whose label k is v.
+func where(groups []report.Group, k, v string) []report.Group {
+	return slices.DeleteFunc(slices.Clone(groups), func(g report.Group) bool { return g.Label(k) != v })
 }
 
-// Goal limits from the issue.
-const (
-	goalWindowS   = 3.0 // error window by request start, after a worker's fault
-	goalRestoredS = 8.0 // every replica answering again through the gateway
-	goalPushRatio = 1.3 // image to 3 nodes ÷ to 1 node
-)
+// clusterSummary summarises rep's rows by stage into its summary, tables,
+// goals and notes.
+func clusterSummary(rep *report.Report, plan clusterPlan) {
+	fo := report.Summarize(rep.Rows, "failover", "pulsed", "fault")
+	sat := report.Summarize(rep.Rows, "saturation", "pulsed")
+	push := report.Summarize(rep.Rows, "push", "test", "variant", "nodes")
+	layer := report.Summarize(rep.Rows, "layer", "variant", "nodes")
+	idle := report.Summarize(rep.Rows, "idle", "what")
+	rep.Summary = slices.Concat(fo, sat, push, layer, idle)
 
-func newClusterReport(env suiteEnv, b *clusterBench) *clusterReport {
+	s2 := func(head, m string) report.Col { return report.Stat(head, m, "%.2f") }
+	rng := func(head, m, f string) report.Col {
+		return report.Col{Head: head, Cell: func(g report.Group) string {
+			return report.Num(f, g.M(m)) + " (" + report.Spread("", m, f).Cell(g) + ")"
+		}}
+	}
+	cell := func(head string, f func(g report.Group) string) report.Col { return report.Col{Head: head, Cell: f} }
+	trials := cell("trials", func(g report.Group) string {
+		if g.Failed > 0 {
+			return fmt.Sprintf("%d (%d failed)", len(g.Rows), g.Failed)
+		}
+		return strconv.Itoa(len(g.Rows))
+	})
+	ratio := func(head, k, ref string, in []report.Group) report.Col { // the median wall time over the group's alike but for k=ref
+		return cell(head, func(g report.Group) string {
+			for _, o := range in {
+				if o.Label(k) == ref && g.Label(k) != ref && alike(o, g, k) {
+					return report.Num("%.2f×", g.M("wall_s")/o.M("wall_s"))
+				}
+			}
+			return ""
+		})
+	}
 	d := gateway.DefaultRenderConfig()
-	r := &clusterReport{runHead: newRunHead(suiteCluster, env.started)}
-	r.Config = clusterConfig{
-		Nodes: clusterNodes, HeartbeatS: clusterHeartbeat.Seconds(), Function: b.host,
-		Handler:  "watchdog (fork mode) + a static C handler answering \"<host name>:<body>\" (the host name is the task's name)",
-		Replicas: clusterReplicas, FunctionTimeoutS: clusterFnTimeout.Seconds(),
-		ServerTimeoutS: (clusterFnTimeout + d.TimeoutMargin).Seconds(), ConnectTimeoutS: d.ConnectTimeout.Seconds(),
-		CheckFall: d.CheckFall, CheckInterval: d.CheckInterval.String(), CheckTimeout: d.CheckTimeout.String(),
-		LoadRate: clusterLoadRate, LoadMaxInflight: clusterLoadMax, Trials: b.trials, DiagTrials: b.diagTrials, PollS: failPoll.Seconds(),
-		Fault: "the API calls of `docker kill` (SIGKILL) and `docker pause` on the node's container, on this host's engine; " +
-			"the time of a fault is when the call was made",
-		Restore: "docker start or unpause, wait until the manager lists every node Ready, then scale the function 3→4→3 " +
-			"(Swarm places the 4th task on the node without one and removes a task from a node with two) and wait until pulsed routes " +
-			"3 replicas on 3 nodes; Swarm does not move running tasks back by itself",
-		FastCandidates: clusterFastCandidates, IdleWindowS: b.idleWindow.Seconds(), SatWindowS: b.satWin.Seconds(),
+	rep.Tables = append(rep.Tables, report.GroupTable(fmt.Sprintf("Failover under load: %d requests a second (open loop, keep-alive, never retried) through the gateway "+
+		"to the 3-replica function (one replica per node, function timeout %.0f s: HAProxy's server timeout %.0f s), a worker killed or frozen; "+
+		"medians (lowest–highest) of each setting's trials, seconds after the fault; error window: start of the last failed request − fault, 0 when none "+
+		"that started after it failed:", clusterLoadRate, clusterFnTimeout.Seconds(), (clusterFnTimeout+d.TimeoutMargin).Seconds()), fo, "pulsed",
+		report.LabelCol("fault", "fault"), cell("trials (complete)", func(g report.Group) string { return fmt.Sprintf("%d (%d)", len(g.Rows), complete(g)) }),
+		rng("error window s", "error_window_s", "%.2f"), rng("every replica answering s", "restored_s", "%.2f"), rng("failed requests", "failed", "%.0f"),
+		s2("out of HAProxy s", "left_haproxy_s"), s2("node Down s", "node_down_s"), s2("replacement running s", "replacement_running_s"),
+		s2("3 routed s", "routed_s"), s2("fault call s", "call_s")))
+
+	satTable := report.GroupTable(fmt.Sprintf("Health under saturation (the soak's workload: %d closed-loop connections through the gateway to one replica of a fork-mode C handler "+
+		"burning %d ms of CPU per request, %.0f s per setting); health probes: GET of the replica's health endpoint straight from this host every 250 ms:",
+		satConns, satBurnMS, plan.SatS), sat, "pulsed",
+		cell("replica on", func(g report.Group) string { return g.Rows[0].Label("node") }), report.Stat("requests", "requests", "%.0f"),
+		report.Stat("failed", "failed", "%.0f"), cell("p50 / p99 ms", func(g report.Group) string {
+			return report.Num("%.0f", g.M("p50_ms")) + " / " + report.Num("%.0f", g.M("p99_ms"))
+		}), report.Stat("DOWN transitions", "chkdown", "%.0f"), report.Stat("failed checks", "chkfail", "%.0f"), report.Stat("detours", "detours", "%.0f"),
+		cell("health probes p50 / p99 / max ms", func(g report.Group) string {
+			return fmt.Sprintf("%s / %s / %s (%s probes, %s failed)", report.Num("%.0f", g.M("health_p50_ms")), report.Num("%.0f", g.M("health_p99_ms")),
+				report.Num("%.0f", g.M("health_max_ms")), report.Num("%.0f", g.M("health_probes")), report.Num("%.0f", g.M("health_failed")))
+		}), cell("kept in rotation", func(g report.Group) string { return map[bool]string{true: "yes", false: "no"}[g.M("kept") == 1] }))
+	if i := slices.IndexFunc(clusterFastCandidates, func(s pulsedSetting) bool { return s.Name == plan.Fast }); i >= 0 {
+		satTable.Note = fmt.Sprintf("The faster setting, the failover's second: %s (`%s`).", plan.Fast, strings.Join(clusterFastCandidates[i].Env, " "))
 	}
-	return r
-}
+	rep.Tables = append(rep.Tables, satTable)
 
-// finish computes the summaries and goals from what was measured.
-func (r *clusterReport) finish() {
-	r.FailoverSummary = summarizeFailover(r.Failover)
-	if r.Push != nil {
-		r.Push.Summary = summarizePush(r.Push.Trials)
+	cpu := []report.Col{s2("this process CPU s", "host_cpu_s"), s2("nodes CPU s", "node_cpu_s")}
+	rep.Tables = append(rep.Tables, report.GroupTable(fmt.Sprintf("Image push: a fresh image (%d MiB random payload) per trial; every trial dials the nodes it pushes to "+
+		"(SSH handshake and engine ping, in parallel, as pulse does for the nodes other than docker_host's); medians; ×1 node: the time over the one-node time. "+
+		"dial: the Engines call; slowest node: its inspect, load and check after that. CPU in seconds per trial: this process; the nodes' cgroups, split by process "+
+		"(sshd; docker CLI: dial-stdio or the local `docker load`; dockerd with the untar helper it reaps; the rest of the cgroup: containerd, other, exited or nested); "+
+		"other processes: the machine's busy CPU that is neither; machine CPU: all of it, which needs at least machine CPU ÷ cores of wall time; busy cores: that over the trial:",
+		clusterPayload>>20), push, "test", append([]report.Col{report.LabelCol("variant", "variant"), report.LabelCol("nodes", "nodes"), trials,
+		rng("wall s", "wall_s", "%.2f"), ratio("×1 node", "nodes", "1", push), s2("dial s", "dial_s"), s2("slowest node s", "slowest_node_s")}, append(cpu,
+		s2("sshd", "node_sshd_cpu_s"), s2("docker CLI", "node_docker_cli_cpu_s"), s2("dockerd", "node_dockerd_cpu_s"),
+		cell("rest of the nodes", func(g report.Group) string {
+			return report.Num("%.2f", g.M("node_containerd_cpu_s")+g.M("node_other_cpu_s")+g.M("node_gone_cpu_s"))
+		}), s2("other processes", "other_cpu_s"), s2("machine CPU s", "machine_cpu_s"), s2("busy cores", "busy_cores"), s2("iowait cores", "iowait_cores"))...)...))
+
+	layerCaption := "One function layer changed against a full image: per trial a fresh pair of two-layer images A and B in pulse build's fork-mode layout"
+	if len(layer) > 0 {
+		g := layer[0]
+		layerCaption += fmt.Sprintf(": a base layer (the fork-mode watchdog, %.2f MB, with %d random bytes appended, new in each trial) and a function layer "+
+			"(the static C handler, %.2f MB, with %d random bytes appended, other ones in B); full archive %.2f MB, B's thin one %.2f MB",
+			g.M("base_file_bytes")/mb, layerNonce, g.M("function_file_bytes")/mb, layerNonce, g.M("archive_bytes")/mb, g.M("thin_bytes")/mb)
 	}
-	r.Goals = clusterGoals(*r)
-}
+	rep.Tables = append(rep.Tables, report.GroupTable(layerCaption+". A pushed to the nodes (full: no node holds its new base), then B through the same "+
+		"ClusterDistributor, which sends a node that lists an image with that base layer only B's thin archive; dialled as above. ×A: B's time over A's; "+
+		"sent to a node: the most any node was sent in a trial (function.LoadReport); CPU in seconds per trial:", layer, "variant",
+		report.LabelCol("nodes", "nodes"), trials, rng("wall s", "wall_s", "%.2f"), ratio("×A", "variant", layerFull, layer), s2("dial s", "dial_s"),
+		s2("slowest node s", "slowest_node_s"), cell("sent to a node MB (most)", func(g report.Group) string { return report.Num("%.3f", g.Max["sent_max_bytes"]/mb) }),
+		cell("full archive MB", func(g report.Group) string { return report.Num("%.3f", g.Max["full_bytes"]/mb) }),
+		cell("sent % of full", func(g report.Group) string {
+			return report.Num("%.1f", 100*g.Max["sent_max_bytes"]/g.Max["full_bytes"])
+		}),
+		cell("thin loads", func(g report.Group) string {
+			return fmt.Sprintf("%.0f of %.0f", sum(g.Rows, "thin_loads"), sum(g.Rows, "loads"))
+		}),
+		cpu[0], cpu[1], s2("machine CPU s", "machine_cpu_s")))
 
-// --- failover ---
+	tot, _ := report.Find(idle, "what", "total")
+	rep.Tables = append(rep.Tables, report.GroupTable(fmt.Sprintf("Idle for %.0f s: the 3-replica function, pulsed (defaults) routing it, nothing calling "+
+		"(CPU in %% of one core; memory from each node's cgroup; the whole machine was %.1f %% busy meanwhile):", tot.M("window_s"), tot.M("host_busy_pct")), idle, "what",
+		report.Stat("replicas", "replicas", "%.0f"), s2("CPU %", "cpu_pct"), report.Stat("memory.usage MB", "mem_usage_mb", "%.1f"),
+		report.Stat("RSS MB", "rss_mb", "%.1f"), report.Stat("page cache MB", "cache_mb", "%.1f"), report.Stat("processes", "processes", "%.0f")))
 
-// failTrial is one fault under load.
-type failTrial struct {
-	Setting string `json:"setting"`
-	Fault   string `json:"fault"`
-	Round   int    `json:"round"`
-	Node    string `json:"node"`
-	// CallS is how long the kill or pause call took (its start is the
-	// fault's time, every _s below is after it).
-	CallS        float64        `json:"call_s"`
-	Requests     int            `json:"requests"`
-	Skipped      int            `json:"skipped,omitempty"` // not sent: the load's in-flight limit was reached
-	Failed       int            `json:"failed"`
-	FailedAfter  int            `json:"failed_started_after_fault"`
-	FailedByKind map[string]int `json:"failed_by_kind,omitempty"`
-	// LastFailStartS is the start of the last failed request (negative: it
-	// started before the fault); null when none failed. WindowS is it, or
-	// 0 when no request that started after the fault failed.
-	LastFailStartS secs `json:"last_failed_start_s"`
-	WindowS        secs `json:"error_window_s"`
-	// LeftS: no server of the function at the node's address UP in
-	// HAProxy; DownS: the manager lists the node Down; RoutedS: pulsed
-	// routes 3 replicas, none on the node; RestoredS: and each of them
-	// has answered a request (started after the fault) through the
-	// gateway. null: not seen within the trial's bound.
-	LeftS     secs   `json:"left_haproxy_s"`
-	DownS     secs   `json:"node_down_s"`
-	RoutedS   secs   `json:"routed_s"`
-	RestoredS secs   `json:"restored_s"`
-	NewNode   string `json:"new_replica_node,omitempty"` // where the replacement runs
-	// RunningS is when Swarm reported the replacement running (its task
-	// status's time); RoutedS − RunningS is pulsed's part.
-	RunningS secs `json:"replacement_running_s"`
-	// BackS is how long the node took to be Ready again after start or
-	// unpause; RebalanceS the 3→4→3 after it.
-	BackS      secs   `json:"node_back_s"`
-	RebalanceS secs   `json:"rebalance_s"`
-	Error      string `json:"error,omitempty"`
-}
-
-// failSummary is the medians of one setting's trials of one fault.
-type failSummary struct {
-	Setting   string  `json:"setting"`
-	Fault     string  `json:"fault"`
-	Trials    int     `json:"trials"`
-	Complete  int     `json:"complete"` // trials without an error
-	WindowS   secs    `json:"error_window_s"`
-	WindowMin secs    `json:"error_window_min_s"`
-	WindowMax secs    `json:"error_window_max_s"`
-	Restored  secs    `json:"restored_s"`
-	RestMin   secs    `json:"restored_min_s"`
-	RestMax   secs    `json:"restored_max_s"`
-	Failed    float64 `json:"failed"`
-	FailedMin int     `json:"failed_min"`
-	FailedMax int     `json:"failed_max"`
-	LeftS     secs    `json:"left_haproxy_s"`
-	DownS     secs    `json:"node_down_s"`
-	RoutedS   secs    `json:"routed_s"`
-	RunningS  secs    `json:"replacement_running_s"`
-	CallS     secs    `json:"call_s"`
-}
-
-// summarizeFailTrial fills tr's request figures from the load's records,
-// t0 being the fault.
-func summarizeFailTrial(tr *failTrial, reqs []hostReq, t0 time.Time) {
-	tr.Requests, tr.Failed, tr.FailedAfter, tr.FailedByKind = len(reqs), 0, 0, nil
-	tr.LastFailStartS, tr.WindowS = secs(math.NaN()), 0
-	var last time.Time
-	for _, r := range reqs {
-		if r.Err == "" {
-			continue
-		}
-		tr.Failed++
-		if tr.FailedByKind == nil {
-			tr.FailedByKind = map[string]int{}
-		}
-		tr.FailedByKind[r.Err]++
-		if !r.Start.Before(t0) {
-			tr.FailedAfter++
-		}
-		if last.IsZero() || r.Start.After(last) {
-			last = r.Start
+	rep.Goals = clusterGoals(rep.Rows, fo, push, layer, idle, plan)
+	for _, g := range rep.Summary {
+		for _, f := range g.Flags {
+			rep.Note("%s: %s", labelText(g.Labels), f)
 		}
 	}
-	if !last.IsZero() {
-		d := round3(last.Sub(t0).Seconds())
-		tr.LastFailStartS, tr.WindowS = secs(d), secs(math.Max(0, d))
-	}
 }
 
-// r3 rounds a finite s to the millisecond, as the JSON holds it, so that
-// the report renders the same from the run and from its JSON.
-func r3(s secs) secs {
-	if f := float64(s); !math.IsNaN(f) && !math.IsInf(f, 0) {
-		return secs(round3(f))
+// alike says a and b have the same labels but k.
+func alike(a, b report.Group, k string) bool {
+	for l, v := range a.Labels {
+		if l != k && b.Labels[l] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// labelText is "k v, k v" of labels, sorted by key.
+func labelText(labels map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+" "+labels[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// complete counts the group's trials that neither failed nor were flagged.
+func complete(g report.Group) int {
+	n := 0
+	for _, r := range g.Rows {
+		if r.OK() && len(r.Flags) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// sum is metric's sum over rows, failed ones included.
+func sum(rows []report.Row, metric string) float64 {
+	s := 0.0
+	for _, r := range rows {
+		s += r.Values[metric]
 	}
 	return s
 }
 
-// summarizeFailover groups the trials by setting and fault, in the order
-// they ran.
-func summarizeFailover(trials []failTrial) []failSummary {
-	keys, groups := groupBy(trials, func(t failTrial) string { return t.Setting + "\x00" + t.Fault })
-	var out []failSummary
-	for _, k := range keys {
-		ts := groups[k]
-		s := failSummary{Setting: ts[0].Setting, Fault: ts[0].Fault, Trials: len(ts)}
-		var ok []failTrial
-		for _, t := range ts {
-			if t.Error == "" {
-				ok = append(ok, t)
-			}
+// clusterGoals are the issue's goals: for each pulsed setting and fault, the
+// error window and the time until every replica answers again; the push
+// ratio; the bytes a one-function-layer change sends (and its times,
+// reported); the idle cost, reported.
+func clusterGoals(rows []report.Row, fo, push, layer, idle []report.Group, plan clusterPlan) []report.Goal {
+	var goals []report.Goal
+	for _, s := range slices.DeleteFunc([]string{clusterDefaults.Name, plan.Fast}, func(s string) bool { return s == "" }) {
+		sub := where(fo, "pulsed", s)
+		for _, f := range []string{faultKill, faultPause} {
+			what := fmt.Sprintf("docker %s of a worker, pulsed %s", f, s)
+			g, _ := report.Find(sub, "fault", f)
+			n, sec := len(g.Rows), func(m string) string { return report.Num("%.2f s", g.M(m)) }
+			goals = append(goals, report.NewGoal(what+": error window by request start (start of the last failed request − fault)", "s", 3).
+				Noted("median of %d (%d complete); %s failed requests (%s–%s); servers out of HAProxy +%s, node Down +%s; range %s–%s", n, complete(g),
+					report.Num("%.0f", g.M("failed")), report.Num("%.0f", g.Min["failed"]), report.Num("%.0f", g.Max["failed"]), sec("left_haproxy_s"), sec("node_down_s"),
+					report.Num("%.2f s", g.Min["error_window_s"]), report.Num("%.2f s", g.Max["error_window_s"])).Over(sub, "fault", f, "error_window_s"),
+				report.NewGoal(what+": every replica answering again through the gateway (3 routed, none on the node)", "s", 8).
+					Noted("median of %d; range %s–%s; 3 routed +%s", n, report.Num("%.2f s", g.Min["restored_s"]), report.Num("%.2f s", g.Max["restored_s"]), sec("routed_s")).
+					Over(sub, "fault", f, "restored_s"))
 		}
-		s.Complete = len(ok)
-		// A trial that failed counts only where it measured something.
-		win := finite(values(ts, func(t failTrial) float64 { return float64(t.WindowS) }))
-		rest := values(ts, func(t failTrial) float64 { return inf(float64(t.RestoredS)) })
-		failed := values(ts, func(t failTrial) float64 { return float64(t.Failed) })
-		s.WindowS, s.WindowMin, s.WindowMax = r3(secs(medianOr(math.NaN(), win))), secs(minOf(win)), secs(maxOf(win))
-		s.Restored, s.RestMin, s.RestMax = r3(secs(medianOr(math.NaN(), rest))), secs(minOf(rest)), secs(maxOf(rest))
-		s.Failed = medianOr(math.NaN(), failed)
-		if len(failed) > 0 {
-			s.FailedMin, s.FailedMax = int(minOf(failed)), int(maxOf(failed))
-		}
-		med := func(f func(failTrial) secs) secs {
-			return r3(secs(medianOr(math.NaN(), finite(values(ts, func(t failTrial) float64 { return float64(f(t)) })))))
-		}
-		s.LeftS = med(func(t failTrial) secs { return t.LeftS })
-		s.DownS = med(func(t failTrial) secs { return t.DownS })
-		s.RoutedS = med(func(t failTrial) secs { return t.RoutedS })
-		s.RunningS = med(func(t failTrial) secs { return t.RunningS })
-		s.CallS = med(func(t failTrial) secs { return secs(t.CallS) })
-		out = append(out, s)
 	}
-	return out
+	def := where(where(push, "test", "push"), "variant", pushDefault)
+	one, _ := report.Find(def, "nodes", "1")
+	all, _ := report.Find(def, "nodes", strconv.Itoa(clusterNodes))
+	goals = append(goals, report.NewGoal(fmt.Sprintf("image push to %d nodes in parallel ≤ 1.3× one node (ClusterDistributor over provision SSH engines, %d MiB payload, median of %d)",
+		clusterNodes, clusterPayload>>20, plan.Trials), "×", 1.3).Noted("%s vs %s", report.Num("%.2f s", all.M("wall_s")), report.Num("%.2f s", one.M("wall_s"))).
+		Ratio(def, "nodes", strconv.Itoa(clusterNodes), "1", "wall_s"), layerGoal(rows))
+	for _, n := range []string{strconv.Itoa(clusterNodes), "1"} {
+		sub := where(layer, "nodes", n)
+		a, _ := report.Find(sub, "variant", layerFull)
+		b, _ := report.Find(sub, "variant", layerThin)
+		goals = append(goals, asInfo(report.NewGoal(fmt.Sprintf("one function layer changed, to %s node(s): wall time of B (thin) ÷ A (full), medians of %d", n, plan.Trials), "×", 0).
+			AsInfo().Noted("%s vs %s", report.Num("%.2f s", b.M("wall_s")), report.Num("%.2f s", a.M("wall_s"))).Ratio(sub, "variant", layerThin, layerFull, "wall_s")))
+	}
+	tot, _ := report.Find(idle, "what", "total")
+	return append(goals,
+		asInfo(report.NewGoal(fmt.Sprintf("idle: CPU of the %d nodes + pulsed + HAProxy over %.0f s (one function of 3 replicas)", clusterNodes, plan.IdleS), "%", 0).AsInfo().
+			Noted("of one core; nodes %.2f %%, pulsed %.2f %%, HAProxy %.2f %%", tot.M("nodes_cpu_pct"), tot.M("pulsed_cpu_pct"), tot.M("haproxy_cpu_pct")).
+			Over(idle, "what", "total", "cpu_pct")),
+		asInfo(report.NewGoal("idle: memory of the nodes (memory.usage_in_bytes, page cache included)", "MB", 0).AsInfo().
+			Noted("RSS %.1f MB; pulsed %.1f MB, HAProxy %.1f MB RSS", tot.M("nodes_rss_mb"), tot.M("pulsed_rss_mb"), tot.M("haproxy_rss_mb")).
+			Over(idle, "what", "total", "mem_usage_mb")))
 }
 
-// finite is xs without NaN and infinities.
-func finite(xs []float64) []float64 {
-	return slices.DeleteFunc(slices.Clone(xs), func(x float64) bool { return math.IsNaN(x) || math.IsInf(x, 0) })
-}
-
-// inf is x, or +Inf when x is NaN: a trial that never restored counts as
-// infinitely slow in the median.
-func inf(x float64) float64 {
-	if math.IsNaN(x) {
-		return math.Inf(1)
-	}
-	return x
-}
-
-func minOf(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	return slices.Min(xs)
-}
-
-func maxOf(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	return slices.Max(xs)
-}
-
-// --- goals ---
-
-// clusterGoals are the issue's goals: for each pulsed setting measured and
-// each fault, the error window and the time until every replica answers
-// again; the push ratio; the bytes a one-function-layer change sends (and
-// its times, reported only); the idle cost, reported only.
-func clusterGoals(r clusterReport) []goal {
-	var gs []goal
-	for _, s := range r.FailoverSummary {
-		what := fmt.Sprintf("%s a worker, pulsed %s", faultVerb(s.Fault), s.Setting)
-		note := fmt.Sprintf("median of %d (%d complete); %.0f failed requests (%d–%d); servers out of HAProxy +%s, node Down +%s",
-			s.Trials, s.Complete, s.Failed, s.FailedMin, s.FailedMax, fmtS(s.LeftS), fmtS(s.DownS))
-		gs = append(gs,
-			secsGoal(what+": error window by request start (start of the last failed request − fault)", s.WindowS, goalWindowS,
-				note+fmt.Sprintf("; range %s–%s", fmtS(s.WindowMin), fmtS(s.WindowMax))),
-			secsGoal(what+": every replica answering again through the gateway (3 routed, none on the node)", s.Restored, goalRestoredS,
-				fmt.Sprintf("median of %d; range %s–%s; 3 routed +%s", s.Trials, fmtS(s.RestMin), fmtS(s.RestMax), fmtS(s.RoutedS))))
-	}
-	if r.Push != nil {
-		one, three := pushFind(r.Push.Summary, pushKindPush, pushDefault, 1), pushFind(r.Push.Summary, pushKindPush, pushDefault, clusterNodes)
-		if one != nil && three != nil {
-			ratio := three.WallS / one.WallS
-			g := goal{Name: fmt.Sprintf("image push to %d nodes in parallel ≤ 1.3× one node (ClusterDistributor over provision SSH engines, %d MiB payload, median of %d)",
-				clusterNodes, r.Push.PayloadBytes>>20, three.Trials), Value: round3(ratio), Limit: goalPushRatio, Unit: "×",
-				Note: fmt.Sprintf("%.2f s vs %.2f s", three.WallS, one.WallS)}
-			if math.IsNaN(ratio) || math.IsInf(ratio, 0) {
-				g.Status, g.NoValue, g.Value = fail, true, 0
-			} else {
-				g.Status = verdict(ratio, goalPushRatio)
-			}
-			gs = append(gs, g)
-		}
-		gs = append(gs, layerGoals(r.Push.Summary)...)
-	}
-	if i := r.Idle; i != nil {
-		gs = append(gs, goal{Name: fmt.Sprintf("idle: CPU of the %d nodes + pulsed + HAProxy over %.0f s (one function of 3 replicas)", len(i.Nodes), i.WindowS),
-			Value: i.TotalCPUPct, Unit: "%", Status: info, Note: fmt.Sprintf("of one core; nodes %.2f %%, pulsed %.2f %%, HAProxy %.2f %%", i.NodesCPUPct, i.PulsedCPUPct, i.HAProxyCPUPct)},
-			goal{Name: "idle: memory of the nodes (memory.usage_in_bytes, page cache included)", Value: i.NodesMemMB, Unit: "MB", Status: info,
-				Note: fmt.Sprintf("RSS %.1f MB; pulsed %.1f MB, HAProxy %.1f MB RSS", i.NodesRSSMB, i.PulsedRSSMB, i.HAProxyRSSMB)})
-	}
-	return gs
-}
-
-// secsGoal is a goal in seconds; a median that is NaN (nothing measured) or
-// infinite (a trial never got there) fails without a value.
-func secsGoal(name string, v secs, limit float64, note string) goal {
-	g := goal{Name: name, Value: round3(float64(v)), Limit: limit, Unit: "s", Note: note}
-	switch f := float64(v); {
-	case math.IsNaN(f) || math.IsInf(f, 0):
-		g.Status, g.NoValue, g.Value = fail, true, 0
-	default:
-		g.Status = verdict(f, limit)
+// asInfo keeps a figure without a limit INFO when its figures had errors
+// (the note says which).
+func asInfo(g report.Goal) report.Goal {
+	if g.Status == report.Fail {
+		g.Status = report.Info
 	}
 	return g
 }
 
-func faultVerb(f string) string {
-	if f == faultPause {
-		return "docker pause of"
-	}
-	return "docker kill of"
-}
-
-// fmtS formats seconds, "–" when not measured.
-func fmtS(s secs) string {
-	f := float64(s)
-	switch {
-	case math.IsNaN(f):
-		return "–"
-	case math.IsInf(f, 0):
-		return "never"
-	}
-	return fmt.Sprintf("%.2f s", f)
-}
-
-// --- push ---
-
-// Kinds and variants of the push trials.
-const (
-	pushKindPush = "push"  // function.ClusterDistributor.EnsureAll: dial, inspect, load, check
-	pushKindSSH  = "ssh"   // the SSH transport alone: the archive's bytes to `cat > /dev/null`
-	pushKindLoad = "local" // `docker load -i` of the archive inside the node (docker exec): no SSH
-	// pushKindLayer is the row "one function layer changed against a full
-	// image" (cluster_layer.go): a push like pushKindPush's of a two-layer
-	// image, variant layerFull or layerThin.
-	pushKindLayer = "layer"
-	pushDefault   = "provision (x/crypto default cipher order: aes128-gcm)"
-	pushLimited   = "provision, at most 2 loads at once"
-	pushLocal     = "docker load in the node"
-)
-
-// clusterPush is the push stage's results.
-type clusterPush struct {
-	PayloadBytes int    `json:"payload_bytes"`
-	ArchiveBytes int    `json:"archive_bytes"`
-	Dial         string `json:"dial"`
-	// LayerChange is why the row "one function layer changed against a
-	// full image" was not measured: runs from before images had two
-	// layers say so; empty when it was (Layer, the pushKindLayer trials).
-	LayerChange string           `json:"layer_change,omitempty"`
-	Layer       *pushLayerImages `json:"layer_images,omitempty"`
-	Trials      []pushTrial      `json:"trials"`
-	Summary     []pushSummary    `json:"summary"`
-}
-
-// pushTrial is one push (or one of its parts) to Nodes nodes.
-type pushTrial struct {
-	Kind    string `json:"kind"`
-	Variant string `json:"variant"`
-	Nodes   int    `json:"nodes"`
-	Round   int    `json:"round"`
-	// WallS is the operation's time: EnsureAll (its Engines call, SSH
-	// dials and engine pings included: DialS), the transfers, the loads.
-	WallS float64   `json:"wall_s"`
-	DialS float64   `json:"dial_s,omitempty"`
-	NodeS []float64 `json:"node_s,omitempty"` // each node's part (NodeResult.Elapsed), by node name
-	// Loads are the push's results on each node, by node name.
-	Loads []pushLoad `json:"loads,omitempty"`
-	// The profile over SpanS (the operation and its readings): CPU of this
-	// process, of each node, the machine's busy, iowait and stolen time in
-	// cores, busy time of neither (other processes: the host's engine for
-	// docker exec, other work on the machine) and disk writes.
-	SpanS       float64       `json:"span_s"`
-	HostCPUS    float64       `json:"host_cpu_s"`
-	NodeCPU     []pushNodeCPU `json:"node_cpu"`
-	BusyCores   float64       `json:"busy_cores"`
-	IOWaitCores float64       `json:"iowait_cores"`
-	StealCores  float64       `json:"steal_cores"`
-	OtherCPUS   float64       `json:"other_cpu_s"`
-	DiskWriteMB float64       `json:"disk_write_mb"`
-	Error       string        `json:"error,omitempty"`
-}
-
-// pushLoad is what function.ClusterDistributor did on one node: its
-// outcome, and how the image was sent (function.LoadReport).
-type pushLoad struct {
-	Node      string `json:"node"`
-	Outcome   string `json:"outcome"`
-	Thin      bool   `json:"thin"`
-	SentBytes int64  `json:"sent_bytes"`
-	FullBytes int64  `json:"full_bytes"`
-	Fallback  string `json:"fallback,omitempty"`
-}
-
-// pushNodeCPU is one node's CPU in a trial, and by process group.
-type pushNodeCPU struct {
-	Node    string             `json:"node"`
-	CPUS    float64            `json:"cpu_s"`
-	ByGroup map[string]float64 `json:"by_group"`
-}
-
-// pushSummary is the medians of one kind, variant and node count.
-type pushSummary struct {
-	Kind    string  `json:"kind"`
-	Variant string  `json:"variant"`
-	Nodes   int     `json:"nodes"`
-	Trials  int     `json:"trials"`
-	Failed  int     `json:"failed"`
-	WallS   float64 `json:"wall_s"`
-	WallMin float64 `json:"wall_min_s"`
-	WallMax float64 `json:"wall_max_s"`
-	DialS   float64 `json:"dial_s"`
-	// SlowestS is the slowest node's part (inspect, load, check: after
-	// the dials).
-	SlowestS float64 `json:"slowest_node_s,omitempty"`
-	HostCPUS float64 `json:"host_cpu_s"`
-	NodeCPUS float64 `json:"node_cpu_s"` // all nodes
-	// ByGroup sums the nodes' groups (medians of the sums).
-	ByGroup     map[string]float64 `json:"by_group"`
-	BusyCores   float64            `json:"busy_cores"`
-	IOWaitCores float64            `json:"iowait_cores"`
-	OtherCPUS   float64            `json:"other_cpu_s"`
-	// MachineCPUS is the whole machine's busy CPU over the trial in
-	// seconds: divided by its cores, the least wall time it allows.
-	MachineCPUS float64 `json:"machine_cpu_s"`
-	DiskWriteMB float64 `json:"disk_write_mb"`
-	// Loads counts the nodes' loads of every trial, ThinLoads those that
-	// were thin; SentMaxBytes is the most a node was sent in a trial that
-	// did not fail, FullBytes the largest full archive among them.
-	Loads        int   `json:"loads,omitempty"`
-	ThinLoads    int   `json:"thin_loads,omitempty"`
-	SentMaxBytes int64 `json:"sent_max_bytes,omitempty"`
-	FullBytes    int64 `json:"full_bytes,omitempty"`
-}
-
-// summarizePush groups the trials by kind, variant and nodes, in the order
-// they first ran; a failed trial is counted, not summed.
-func summarizePush(trials []pushTrial) []pushSummary {
-	keys, groups := groupBy(trials, func(t pushTrial) string { return fmt.Sprintf("%s\x00%s\x00%d", t.Kind, t.Variant, t.Nodes) })
-	var out []pushSummary
-	for _, k := range keys {
-		ts := groups[k]
-		s := pushSummary{Kind: ts[0].Kind, Variant: ts[0].Variant, Nodes: ts[0].Nodes, Trials: len(ts), ByGroup: map[string]float64{}}
-		var ok []pushTrial
-		for _, t := range ts {
-			for _, l := range t.Loads {
-				s.Loads++
-				if l.Thin {
-					s.ThinLoads++
-				}
-				if t.Error == "" {
-					s.SentMaxBytes, s.FullBytes = max(s.SentMaxBytes, l.SentBytes), max(s.FullBytes, l.FullBytes)
-				}
-			}
-			if t.Error != "" {
-				s.Failed++
-				continue
-			}
-			ok = append(ok, t)
-		}
-		if len(ok) == 0 { // every trial failed: no figures (JSON has no NaN)
-			out = append(out, s)
+// layerGoal is the issue's limit on a one-function-layer change: the most
+// any node was sent of B in % of the full archive, over every B trial
+// (bytes are exact, so the worst counts); it fails when a trial failed or a
+// load was not thin.
+func layerGoal(rows []report.Row) report.Goal {
+	var trials, failed, loads, thin int
+	var worst, sent, full float64
+	counts := map[string]bool{}
+	for _, r := range report.Of(rows, "layer") {
+		if r.Label("variant") != layerThin {
 			continue
 		}
-		med := func(f func(pushTrial) float64) float64 { return round3(medianOr(math.NaN(), values(ok, f))) }
-		s.WallS = med(func(t pushTrial) float64 { return t.WallS })
-		walls := values(ok, func(t pushTrial) float64 { return t.WallS })
-		s.WallMin, s.WallMax = minOf(walls), maxOf(walls)
-		s.DialS = med(func(t pushTrial) float64 { return t.DialS })
-		s.SlowestS = med(func(t pushTrial) float64 { return maxOf(append([]float64{0}, t.NodeS...)) })
-		s.MachineCPUS = med(func(t pushTrial) float64 { return t.BusyCores * t.SpanS })
-		s.HostCPUS = med(func(t pushTrial) float64 { return t.HostCPUS })
-		s.NodeCPUS = med(func(t pushTrial) float64 { return nodeSum(t, "") })
-		for _, g := range nodeGroups {
-			s.ByGroup[g] = med(func(t pushTrial) float64 { return nodeSum(t, g) })
-		}
-		s.BusyCores = med(func(t pushTrial) float64 { return t.BusyCores })
-		s.IOWaitCores = med(func(t pushTrial) float64 { return t.IOWaitCores })
-		s.OtherCPUS = med(func(t pushTrial) float64 { return t.OtherCPUS })
-		s.DiskWriteMB = med(func(t pushTrial) float64 { return t.DiskWriteMB })
-		out = append(out, s)
-	}
-	return out
-}
-
-// nodeSum is the CPU of t's nodes: all of it, or group's.
-func nodeSum(t pushTrial, group string) float64 {
-	var s float64
-	for _, n := range t.NodeCPU {
-		if group == "" {
-			s += n.CPUS
-		} else {
-			s += n.ByGroup[group]
+		trials, loads, thin, counts[r.Label("nodes")] = trials+1, loads+int(r.Values["loads"]), thin+int(r.Values["thin_loads"]), true
+		if !r.OK() {
+			failed++
+		} else if pct := 100 * r.V("sent_max_bytes") / r.V("full_bytes"); r.V("full_bytes") > 0 && pct >= worst {
+			worst, sent, full = pct, r.V("sent_max_bytes"), r.V("full_bytes")
 		}
 	}
-	return s
-}
-
-// pushFind is the summary of kind, variant and nodes, nil if none.
-func pushFind(ss []pushSummary, kind, variant string, nodes int) *pushSummary {
-	for i := range ss {
-		if ss[i].Kind == kind && ss[i].Variant == variant && ss[i].Nodes == nodes {
-			return &ss[i]
-		}
+	names := strings.Join(slices.Sorted(maps.Keys(counts)), " and ")
+	if trials == 0 {
+		names = "1 and " + strconv.Itoa(clusterNodes)
 	}
-	return nil
-}
-
-// --- idle ---
-
-// clusterIdle is the lab's idle cost.
-type clusterIdle struct {
-	WindowS       float64    `json:"window_s"`
-	Setting       string     `json:"pulsed_setting"`
-	Nodes         []idleNode `json:"nodes"`
-	NodesCPUPct   float64    `json:"nodes_cpu_pct"`
-	PulsedCPUPct  float64    `json:"pulsed_cpu_pct"`
-	HAProxyCPUPct float64    `json:"haproxy_cpu_pct"`
-	TotalCPUPct   float64    `json:"total_cpu_pct"` // of one core: nodes + pulsed + HAProxy
-	NodesMemMB    float64    `json:"nodes_mem_mb"`
-	NodesRSSMB    float64    `json:"nodes_rss_mb"`
-	PulsedRSSMB   float64    `json:"pulsed_rss_mb"`
-	HAProxyRSSMB  float64    `json:"haproxy_rss_mb"`
-	HAProxyProcs  int        `json:"haproxy_processes"`
-	// HostBusyPct is the whole machine's busy CPU over the window, in % of
-	// one core: the lab and whatever else ran.
-	HostBusyPct float64 `json:"host_busy_pct"`
-}
-
-// idleNode is one node's idle cost: CPU in % of one core, memory from its
-// cgroup (memory.usage_in_bytes, page cache included; total_rss and
-// total_cache of memory.stat), in MB.
-type idleNode struct {
-	Node    string  `json:"node"`
-	Tasks   int     `json:"tasks"` // the function's replicas on it
-	CPUPct  float64 `json:"cpu_pct"`
-	MemMB   float64 `json:"mem_usage_mb"`
-	RSSMB   float64 `json:"rss_mb"`
-	CacheMB float64 `json:"cache_mb"`
-	Procs   int     `json:"processes"`
+	g := report.NewGoal(fmt.Sprintf("a one-function-layer change moves ≤ 15 %% of the full image's bytes to each node (image B after A through ClusterDistributor, to %s node(s))", names), "%", 15)
+	note := fmt.Sprintf("at most %.3f MB of the full %.3f MB sent to a node; %d of %d loads thin; %d of %d trials failed", sent/mb, full/mb, thin, loads, failed, trials)
+	switch {
+	case trials == 0:
+		return g.Skipped("the layer-change trials did not run")
+	case failed == trials:
+		return g.Failed(note)
+	case failed > 0 || thin < loads:
+		g = g.Noted("%s", note).Check(worst)
+		g.Status = report.Fail
+		return g
+	}
+	return g.Noted("%s", note).Check(worst)
 }

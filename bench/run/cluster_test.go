@@ -2,106 +2,183 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// The stored results of the cluster suite the golden files are rendered
-// from: the push stage alone, with the layer-change row (cluster-results.*),
-// and the last full run, every stage, from before that row
-// (cluster-full-results.*).
-const (
-	clusterGolden     = "cluster-20261206T145838Z.json"
-	clusterGoldenFull = "cluster-20261206T143127Z.json"
-)
+// testClusterReport is a run of every stage with one trial each but for
+// the failover: the defaults' pause trials pass, one kill trial never
+// restored (flagged), the faster setting's pause is over the limit; one
+// layer B trial fell back to the full archive.
+func testClusterReport() (*report.Report, clusterPlan) {
+	rep := &report.Report{Suite: "cluster", Started: "2026-12-06T15:23:57Z", Setup: "2 CPUs (AMD EPYC), kernel 6.1.0; lab: 3 nodes"}
+	var rows []*report.Row // added at the end, after their flags and errors
+	add := func(kind string, kv map[string]float64, labels ...any) *report.Row {
+		r := report.NewRow(kind, labels...).PutAll(kv)
+		rows = append(rows, r)
+		return r
+	}
+	fail := func(setting, fault string, round int, window, restored, failed float64) *report.Row {
+		kv := map[string]float64{"error_window_s": window, "failed": failed, "left_haproxy_s": window + 0.1, "node_down_s": 5, "call_s": 0.1, "requests": 1000}
+		if restored > 0 {
+			kv["restored_s"], kv["routed_s"], kv["replacement_running_s"] = restored, restored-0.1, restored-0.2
+		}
+		return add("failover", kv, "pulsed", setting, "fault", fault, "round", round, "node", "pulse-lab-node2")
+	}
+	fast := clusterFastCandidates[0].Name
+	fail("defaults", faultKill, 1, 0, 6.4, 0)
+	fail("defaults", faultPause, 1, 2.3, 6.3, 78)
+	fail("defaults", faultPause, 2, 2.4, 6.6, 80)
+	fail("defaults", faultKill, 2, 0.02, 0, 1).Flag("after 1m0s: 2 routed replicas have not answered")
+	fail(fast, faultKill, 1, 0, 7.1, 0)
+	fail(fast, faultPause, 1, 3.2, 8.5, 100)
+	add("saturation", map[string]float64{"requests": 7096, "failed": 0, "p50_ms": 547, "p99_ms": 628, "chkdown": 0, "chkfail": 0, "detours": 0,
+		"health_p50_ms": 2, "health_p99_ms": 34, "health_max_ms": 47, "health_probes": 240, "health_failed": 0, "kept": 1}, "pulsed", "defaults", "node", "pulse-lab-node1")
+	add("saturation", map[string]float64{"requests": 7089, "failed": 0, "p50_ms": 547, "p99_ms": 631, "chkdown": 0, "chkfail": 0, "detours": 0,
+		"health_p50_ms": 2, "health_p99_ms": 30, "health_max_ms": 145, "health_probes": 240, "health_failed": 0, "kept": 1}, "pulsed", fast, "node", "pulse-lab-node2")
+	prof := func(wall, node float64) map[string]float64 {
+		return map[string]float64{"wall_s": wall, "dial_s": 0.12, "slowest_node_s": wall - 0.12, "host_cpu_s": node / 10, "node_cpu_s": node,
+			"node_sshd_cpu_s": node * 0.3, "node_docker_cli_cpu_s": node * 0.07, "node_dockerd_cpu_s": node * 0.5, "node_containerd_cpu_s": 0,
+			"node_other_cpu_s": 0.01, "node_gone_cpu_s": node*0.13 - 0.01, "other_cpu_s": 0.01, "machine_cpu_s": node * 1.1, "busy_cores": 1.5, "iowait_cores": 0}
+	}
+	add("push", prof(0.37, 0.35), "test", "push", "variant", pushDefault, "nodes", 1, "round", 1)
+	add("push", prof(0.73, 1.10), "test", "push", "variant", pushDefault, "nodes", 3, "round", 1)
+	add("push", prof(0.16, 0.12), "test", "ssh", "variant", pushCiphers[0], "nodes", 1, "round", 1)
+	add("push", prof(0.26, 0.33), "test", "ssh", "variant", pushCiphers[0], "nodes", 3, "round", 1)
+	add("push", nil, "test", "push", "variant", pushLimited, "nodes", 3, "round", 1).Fail(errString("ssh 172.31.250.12: connection refused"))
+	layer := func(variant string, nodes int, wall, sent, thin float64) *report.Row {
+		kv := prof(wall, 0.3*float64(nodes))
+		maps.Copy(kv, map[string]float64{"loads": float64(nodes), "thin_loads": thin, "sent_max_bytes": sent, "full_bytes": 6_661_000,
+			"base_file_bytes": 5_970_000, "function_file_bytes": 680_000, "archive_bytes": 6_661_000, "thin_bytes": 690_000})
+		return add("layer", kv, "test", "layer", "variant", variant, "nodes", nodes, "round", 1)
+	}
+	layer(layerFull, 1, 0.35, 6_661_000, 0)
+	layer(layerThin, 1, 0.21, 690_000, 1)
+	layer(layerFull, 3, 0.72, 6_661_000, 0)
+	layer(layerThin, 3, 0.34, 690_000, 3)
+	layer(layerFull, 3, 0.70, 6_661_000, 0).Labels["round"] = "2"
+	thin := layer(layerThin, 3, 0.50, 6_661_000, 2)
+	thin.Labels["round"] = "2"
+	thin.Fail(errString("pulse-lab-node3: sent the full archive"))
+	for _, n := range []string{"pulse-lab-node1", "pulse-lab-node2", "pulse-lab-node3"} {
+		add("idle", map[string]float64{"replicas": 1, "cpu_pct": 1, "mem_usage_mb": 230, "rss_mb": 50, "cache_mb": 175, "processes": 6}, "what", n)
+	}
+	add("idle", map[string]float64{"cpu_pct": 0.23, "rss_mb": 18.7, "processes": 1}, "what", "pulsed")
+	add("idle", map[string]float64{"cpu_pct": 0.35, "rss_mb": 21.4, "processes": 2}, "what", "HAProxy")
+	add("idle", map[string]float64{"window_s": 60, "host_busy_pct": 26, "cpu_pct": 3.58, "mem_usage_mb": 690, "rss_mb": 190.1, "nodes_cpu_pct": 3,
+		"nodes_rss_mb": 150, "pulsed_cpu_pct": 0.23, "haproxy_cpu_pct": 0.35, "pulsed_rss_mb": 18.7, "haproxy_rss_mb": 21.4}, "what", "total")
+	for _, r := range rows {
+		rep.Add(r)
+	}
+	return rep, clusterPlan{Trials: 5, DiagTrials: 3, IdleS: 60, SatS: 60, Fast: fast}
+}
 
-// TestClusterGolden renders stored results of the cluster suite
-// (bench/results) as text and markdown and checks them against golden
-// files; run with -update to rewrite them after an intended change. The
-// goals are computed again from the stored summaries and must be those
-// stored.
-func TestClusterGolden(t *testing.T) {
-	for _, tc := range []struct{ json, golden string }{{clusterGolden, "cluster-results"}, {clusterGoldenFull, "cluster-full-results"}} {
-		t.Run(tc.golden, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join("..", "results", tc.json))
-			if err != nil {
+// TestClusterSummary summarises a run of every stage: the goals' verdicts,
+// and the text and markdown renderings against golden files (run with
+// -update to rewrite them after an intended change).
+func TestClusterSummary(t *testing.T) {
+	rep, plan := testClusterReport()
+	clusterSummary(rep, plan)
+	fast := clusterFastCandidates[0].Name
+	want := map[string]string{
+		"docker kill of a worker, pulsed defaults: error window by request start (start of the last failed request − fault)":                               report.Fail, // flagged
+		"docker pause of a worker, pulsed defaults: error window by request start (start of the last failed request − fault)":                              report.Pass,
+		"docker pause of a worker, pulsed defaults: every replica answering again through the gateway (3 routed, none on the node)":                        report.Pass,
+		"docker kill of a worker, pulsed " + fast + ": error window by request start (start of the last failed request − fault)":                           report.Pass,
+		"docker pause of a worker, pulsed " + fast + ": error window by request start (start of the last failed request − fault)":                          report.Fail,
+		"docker pause of a worker, pulsed " + fast + ": every replica answering again through the gateway (3 routed, none on the node)":                    report.Fail,
+		"image push to 3 nodes in parallel ≤ 1.3× one node (ClusterDistributor over provision SSH engines, 16 MiB payload, median of 5)":                   report.Fail,
+		"a one-function-layer change moves ≤ 15 % of the full image's bytes to each node (image B after A through ClusterDistributor, to 1 and 3 node(s))": report.Fail,
+		"one function layer changed, to 1 node(s): wall time of B (thin) ÷ A (full), medians of 5":                                                         report.Info,
+		"idle: CPU of the 3 nodes + pulsed + HAProxy over 60 s (one function of 3 replicas)":                                                               report.Info,
+	}
+	for _, g := range rep.Goals {
+		if w, ok := want[g.Name]; ok {
+			delete(want, g.Name)
+			if g.Status != w {
+				t.Errorf("goal %q: %s (%v, %q), want %s", g.Name, g.Status, g.Value, g.Note, w)
+			}
+		}
+	}
+	for name := range want {
+		t.Errorf("no goal %q", name)
+	}
+	if g := rep.Goals[9]; g.Value != 10.359 || !strings.Contains(g.Note, "6 of 7 loads thin; 1 of 3 trials failed") {
+		t.Errorf("layer goal %+v: want the worst of the thin trials, 10.359 %%", g)
+	}
+	for golden, got := range map[string]string{
+		"cluster-results.md":  rep.Render(true, "results/cluster-20261206T152357Z.json"),
+		"cluster-results.txt": rep.Render(false, ""),
+	} {
+		if *update {
+			if err := os.WriteFile("testdata/"+golden, []byte(got), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			var r clusterReport
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatal(err)
-			}
-			stored := r.Goals
-			if again := clusterGoals(r); !reflect.DeepEqual(again, stored) {
-				t.Errorf("goals computed from the stored summaries:\n%+v\nstored:\n%+v", again, stored)
-			}
-			for ext, md := range map[string]bool{".txt": false, ".md": true} {
-				got := renderCluster(r, md, "results/"+tc.json)
-				golden := filepath.Join("testdata", tc.golden+ext)
-				if *update {
-					if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got != string(want) {
-					t.Errorf("%s renders differently from %s (run go test ./bench/run -update after an intended change):\n%s", tc.json, golden, got)
-				}
-			}
-		})
+		}
+		if want := readTestdata(t, golden); got != want {
+			t.Errorf("rendering differs from testdata/%s (run go test ./bench/run -update):\n%s", golden, got)
+		}
 	}
 }
 
-func names(gs []goal) []string {
-	out := make([]string, len(gs))
-	for i, g := range gs {
-		out[i] = g.Name + " " + g.Status
+// TestClusterGoalsNotRun: a stage that did not run skips its goals.
+func TestClusterGoalsNotRun(t *testing.T) {
+	rep := &report.Report{Suite: "cluster"}
+	clusterSummary(rep, clusterPlan{Trials: 1, IdleS: 10, SatS: 15})
+	if len(rep.Goals) != 10 {
+		t.Errorf("%d goals, want 10 (4 failover, push, layer, 2 layer times, 2 idle)", len(rep.Goals))
 	}
-	return out
+	for _, g := range rep.Goals {
+		if g.Status != report.Skip {
+			t.Errorf("goal %q: %s, want SKIP", g.Name, g.Status)
+		}
+	}
 }
 
-func TestSummarizeFailTrial(t *testing.T) {
+func TestPutRequests(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	for _, tc := range []struct {
 		name          string
 		reqs          []hostReq
-		failed, after int
+		failed, after float64
 		last, window  float64 // NaN: none
-		kinds         map[string]int
+		kinds         map[string]float64
 	}{
 		{"none failed", []hostReq{{Start: at(-100), Task: "a"}, {Start: at(500), Task: "b"}}, 0, 0, math.NaN(), 0, nil},
 		{"in flight at the fault only", []hostReq{{Start: at(-30), Err: "read"}, {Start: at(-10), Err: "read"}, {Start: at(10), Task: "a"}},
-			2, 0, -0.01, 0, map[string]int{"read": 2}},
+			2, 0, -0.01, 0, map[string]float64{"failed_read": 2}},
 		{"failures after the fault", []hostReq{{Start: at(-5), Err: "status 504"}, {Start: at(2500), Err: "status 504"}, {Start: at(1200), Err: "dial"}, {Start: at(2600), Task: "c"}},
-			3, 2, 2.5, 2.5, map[string]int{"status 504": 2, "dial": 1}},
+			3, 2, 2.5, 2.5, map[string]float64{"failed_status_504": 2, "failed_dial": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var tr failTrial
-			summarizeFailTrial(&tr, tc.reqs, t0)
-			if tr.Requests != len(tc.reqs) || tr.Failed != tc.failed || tr.FailedAfter != tc.after || !reflect.DeepEqual(tr.FailedByKind, tc.kinds) {
-				t.Errorf("requests %d failed %d after %d kinds %v, want %d %d %d %v", tr.Requests, tr.Failed, tr.FailedAfter, tr.FailedByKind, len(tc.reqs), tc.failed, tc.after, tc.kinds)
+			r := report.NewRow("failover")
+			putRequests(r, tc.reqs, t0)
+			if r.V("requests") != float64(len(tc.reqs)) || r.V("failed") != tc.failed || r.V("failed_after") != tc.after {
+				t.Errorf("requests %v failed %v after %v, want %d %v %v", r.V("requests"), r.V("failed"), r.V("failed_after"), len(tc.reqs), tc.failed, tc.after)
 			}
-			if !sameFloat(float64(tr.LastFailStartS), tc.last) || !sameFloat(float64(tr.WindowS), tc.window) {
-				t.Errorf("last failed start %v, window %v; want %v, %v", tr.LastFailStartS, tr.WindowS, tc.last, tc.window)
+			for k, v := range tc.kinds {
+				if r.V(k) != v {
+					t.Errorf("%s: %v, want %v", k, r.V(k), v)
+				}
+			}
+			if !sameFloat(r.V("last_failed_start_s"), tc.last) || !sameFloat(r.V("error_window_s"), tc.window) {
+				t.Errorf("last failed start %v, window %v; want %v, %v", r.V("last_failed_start_s"), r.V("error_window_s"), tc.last, tc.window)
 			}
 		})
 	}
@@ -115,66 +192,65 @@ func sameFloat(a, b float64) bool {
 	return math.Abs(a-b) < 1e-6
 }
 
-func TestSummarizeFailover(t *testing.T) {
-	nan := secs(math.NaN())
-	trials := []failTrial{
-		{Setting: "defaults", Fault: faultKill, Failed: 1, WindowS: 0, RestoredS: 7, LeftS: 0.2, DownS: 5, RoutedS: 7, CallS: 0.2},
-		{Setting: "defaults", Fault: faultPause, Failed: 200, WindowS: 6, RestoredS: 8.5, LeftS: 6, DownS: 5.5, RoutedS: 8, CallS: 0.1},
-		{Setting: "defaults", Fault: faultKill, Failed: 3, WindowS: 0.1, RestoredS: 7.4, LeftS: 0.4, DownS: 6, RoutedS: 7.3, CallS: 0.3},
-		// Never restored: counts as infinitely slow; its window still counts.
-		{Setting: "defaults", Fault: faultKill, Failed: 2, WindowS: 0.05, RestoredS: nan, LeftS: 0.3, DownS: 5.5, RoutedS: nan, CallS: 0.25, Error: "after 1m0s: 2 routed replicas off the node"},
+// TestFailoverGoals: medians over the trials that measured, a flagged
+// trial failing its setting's goals, a fault where no trial measured
+// failing without a value.
+func TestFailoverGoals(t *testing.T) {
+	var rows []report.Row
+	trial := func(fault string, kv map[string]float64, flag string) {
+		r := report.NewRow("failover", "pulsed", "defaults", "fault", fault).PutAll(kv)
+		if flag != "" {
+			r.Flag("%s", flag)
+		}
+		rows = append(rows, *r)
 	}
-	got := summarizeFailover(trials)
-	if len(got) != 2 || got[0].Fault != faultKill || got[1].Fault != faultPause {
-		t.Fatalf("groups %+v, want kill then pause", got)
-	}
-	k := got[0]
-	if k.Trials != 3 || k.Complete != 2 || float64(k.WindowS) != 0.05 || float64(k.Restored) != 7.4 || !math.IsInf(float64(k.RestMax), 1) ||
-		k.Failed != 2 || k.FailedMin != 1 || k.FailedMax != 3 || float64(k.LeftS) != 0.3 || float64(k.RoutedS) != 7.15 {
-		t.Errorf("kill: %+v", k)
-	}
-	gs := clusterGoals(clusterReport{FailoverSummary: got})
-	want := []string{pass, pass, fail, fail}
-	for i, g := range gs {
-		if g.Status != want[i] {
-			t.Errorf("goal %q: %s, want %s", g.Name, g.Status, want[i])
+	trial(faultKill, map[string]float64{"failed": 1, "error_window_s": 0, "restored_s": 7}, "")
+	trial(faultKill, map[string]float64{"failed": 3, "error_window_s": 0.1, "restored_s": 7.4}, "")
+	trial(faultPause, map[string]float64{"failed": 200, "error_window_s": 2, "restored_s": 7.9}, "")
+	trial(faultPause, map[string]float64{"failed": 190, "error_window_s": 2.2}, "after 1m0s: 2 routed replicas off the node")
+	none := report.NewRow("failover", "pulsed", "x", "fault", faultPause)
+	none.Fail(errString("no request answered in the 2s before the fault (200 tried)"))
+	rows = append(rows, *none)
+	fo := report.Summarize(rows, "failover", "pulsed", "fault")
+	gs := clusterGoals(rows, fo, nil, nil, nil, clusterPlan{Trials: 2, Fast: "x"})
+	for i, want := range []string{report.Pass, report.Pass, report.Fail, report.Fail, report.Skip, report.Skip, report.Fail, report.Fail} {
+		if gs[i].Status != want {
+			t.Errorf("goal %q: %s (%v, %q), want %s", gs[i].Name, gs[i].Status, gs[i].Value, gs[i].Note, want)
 		}
 	}
-	// A summary with no finite value renders and marshals without NaN.
-	none := summarizeFailover([]failTrial{{Setting: "defaults", Fault: faultPause, WindowS: nan, RestoredS: nan, LeftS: nan, DownS: nan, RoutedS: nan, Error: "no request answered"}})
-	if _, err := json.Marshal(none); err != nil {
-		t.Errorf("marshal: %v", err)
+	if gs[0].Value != 0.05 || gs[1].Value != 7.2 || !strings.HasPrefix(gs[0].Note, "median of 2 (2 complete); 2 failed requests (1–3)") {
+		t.Errorf("kill goals %+v", gs[:2])
 	}
-	if g := clusterGoals(clusterReport{FailoverSummary: none}); g[0].Status != fail || !g[0].NoValue {
-		t.Errorf("goal without a value: %+v", g[0])
+	if !strings.Contains(gs[2].Note, "pause had errors: after 1m0s") || !gs[6].NoValue {
+		t.Errorf("pause goals %+v, %+v: want the flag in the note, no value where every trial failed", gs[2], gs[6])
 	}
 }
 
-func TestSummarizePush(t *testing.T) {
-	trial := func(nodes int, wall float64, err string) pushTrial {
-		tr := pushTrial{Kind: pushKindPush, Variant: pushDefault, Nodes: nodes, WallS: wall, HostCPUS: 0.03 * float64(nodes), Error: err}
-		for i := range nodes {
-			tr.NodeCPU = append(tr.NodeCPU, pushNodeCPU{Node: "n" + string(rune('1'+i)), CPUS: 0.35, ByGroup: map[string]float64{nodeSSHD: 0.1, nodeDockerd: 0.2, nodeGone: 0.05}})
+// TestPushGoal: the ratio of the medians, a failed trial failing it.
+func TestPushGoal(t *testing.T) {
+	var rows []report.Row
+	trial := func(nodes int, wall float64, err string) {
+		r := report.NewRow("push", "test", "push", "variant", pushDefault, "nodes", nodes).Put("wall_s", wall)
+		if err != "" {
+			r.Fail(errString(err))
 		}
-		return tr
+		rows = append(rows, *r)
 	}
-	ss := summarizePush([]pushTrial{trial(1, 0.4, ""), trial(3, 0.8, ""), trial(1, 0.5, ""), trial(3, 0.9, ""), trial(1, 0.45, ""), trial(3, 0, "ssh: refused")})
-	one, three := pushFind(ss, pushKindPush, pushDefault, 1), pushFind(ss, pushKindPush, pushDefault, 3)
-	if one == nil || three == nil || one.WallS != 0.45 || three.WallS != 0.85 || three.Failed != 1 || three.Trials != 3 ||
-		math.Abs(three.NodeCPUS-1.05) > 1e-9 || math.Abs(three.ByGroup[nodeDockerd]-0.6) > 1e-9 {
-		t.Fatalf("summaries %+v", ss)
+	for _, tr := range []struct {
+		n    int
+		wall float64
+	}{{1, 0.4}, {3, 0.5}, {1, 0.5}, {3, 0.6}, {1, 0.45}} {
+		trial(tr.n, tr.wall, "")
 	}
-	g := clusterGoals(clusterReport{Push: &clusterPush{PayloadBytes: 16 << 20, Summary: ss}})
-	if len(g) != 1 || g[0].Status != fail || g[0].Value != round3(0.85/0.45) {
-		t.Errorf("push goal %+v", g)
+	goal := func() report.Goal {
+		return clusterGoals(rows, nil, report.Summarize(rows, "push", "test", "variant", "nodes"), nil, nil, clusterPlan{Trials: 3})[4] // after the failover's 4
 	}
-	// Every trial failed: counted, no figures, no NaN in JSON.
-	all := summarizePush([]pushTrial{trial(3, 0, "x"), trial(3, 0, "y")})
-	if all[0].Failed != 2 || all[0].WallS != 0 {
-		t.Errorf("all failed: %+v", all[0])
+	if g := goal(); g.Status != report.Pass || g.Value != 1.222 || g.Note != "0.55 s vs 0.45 s" {
+		t.Errorf("push goal %+v, want PASS 1.222", g)
 	}
-	if _, err := json.Marshal(all); err != nil {
-		t.Error(err)
+	trial(3, 0, "ssh: refused")
+	if g := goal(); g.Status != report.Fail {
+		t.Errorf("push goal with a failed trial %+v, want FAIL", g)
 	}
 }
 
@@ -189,7 +265,7 @@ func TestParseCgroupPath(t *testing.T) {
 }
 
 func TestParseMemoryStatAndDiskWrites(t *testing.T) {
-	st := parseMemoryStat(strings.NewReader("cache 100\nrss 20\ntotal_cache 4096\ntotal_rss 8192\nbogus\n"))
+	st := parseMemoryStat("cache 100\nrss 20\ntotal_cache 4096\ntotal_rss 8192\nbogus\n")
 	if st["total_rss"] != 8192 || st["total_cache"] != 4096 || len(st) != 4 {
 		t.Errorf("memory.stat: %v", st)
 	}
@@ -199,9 +275,8 @@ func TestParseMemoryStatAndDiskWrites(t *testing.T) {
  252       0 zram0 1 0 8 0 1 0 8 0 0 0 0
    8      16 sdb 1 0 8 0 1 0 4 0 0 0 0
 `
-	got, err := parseDiskWrites(strings.NewReader(diskstats), func(name string) bool { return name == "vda" || name == "sdb" })
-	if err != nil || got != (2048+4)*512 {
-		t.Errorf("disk writes %d, %v; want %d", got, err, (2048+4)*512)
+	if got := diskWrites(diskstats, func(name string) bool { return name == "vda" || name == "sdb" }); got != (2048+4)*512 {
+		t.Errorf("disk writes %d; want %d", got, (2048+4)*512)
 	}
 }
 
@@ -217,8 +292,8 @@ func TestReadHostStat(t *testing.T) {
 }
 
 func TestNodeGroup(t *testing.T) {
-	for comm, want := range map[string]string{"sshd": nodeSSHD, "docker": nodeDialStdio, "dockerd": nodeDockerd, "containerd": nodeContainerd,
-		"containerd-shim": nodeContainerd, "containerd-shim-runc-v2": nodeContainerd, "init.sh": nodeOther, "exe": nodeOther} {
+	for comm, want := range map[string]string{"sshd": "sshd", "docker": "docker_cli", "dockerd": "dockerd", "containerd": "containerd",
+		"containerd-shim": "containerd", "containerd-shim-runc-v2": "containerd", "init.sh": "other", "exe": "other"} {
 		if got := nodeGroup(comm); got != want {
 			t.Errorf("%s: %s, want %s", comm, got, want)
 		}
@@ -275,15 +350,14 @@ func TestHostLoad(t *testing.T) {
 	l := startHostLoad(addr, "/function/a", 200, 8)
 	time.Sleep(200 * time.Millisecond)
 	mark := time.Now()
-	l.mark(mark)
 	deadline := time.Now().Add(5 * time.Second)
-	for len(l.answered()) == 0 && time.Now().Before(deadline) {
+	for len(l.answered(mark)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	status.Store(504)
 	time.Sleep(100 * time.Millisecond)
 	reqs, _ := l.end()
-	ans := l.answered()
+	ans := l.answered(mark)
 	if first, ok := ans["taska"]; !ok || first.Before(mark) || len(ans) != 1 {
 		t.Errorf("answered since the mark: %v, want taska after %v", ans, mark)
 	}
