@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -192,8 +193,16 @@ func TestDeployGatewayCA(t *testing.T) {
 			t.Errorf("env %q lacks SSL_CERT_FILE or the gateway URL", cs.Env)
 		}
 
-		// A second deploy (an update) reuses the secret.
+		// The same deploy again sends nothing.
 		fake.services[spec.Name] = swarm.Service{ID: "svc", Spec: fake.created[0]}
+		if res, err := s.Deploy(t.Context(), spec, img, opts); err != nil || !res.Unchanged || len(fake.updated) != 0 {
+			t.Fatalf("the same deploy again: %+v, %v, %d updates; want unchanged, none", res, err, len(fake.updated))
+		}
+		// A second deploy over an older spec (an update) reuses the secret.
+		older := fake.created[0]
+		older.Labels = maps.Clone(older.Labels)
+		older.Labels[contract.LabelSpecDigest] = "an older spec"
+		fake.services[spec.Name] = swarm.Service{ID: "svc", Spec: older}
 		if _, err := s.Deploy(t.Context(), spec, img, opts); err != nil {
 			t.Fatal(err)
 		}
