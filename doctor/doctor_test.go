@@ -34,7 +34,7 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 // fakeControlNode is a host like this one: a single-node swarm on engine
-// 20.10 set up by scripts/docker-host.sh, no IPVS, HAProxy running, no
+// 20.10 set up by the playbook, no IPVS, HAProxy running, no
 // Netdata, low inotify and open-file limits, and two replicas.
 func fakeControlNode() Probes {
 	cmds := allTools()

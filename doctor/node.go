@@ -35,7 +35,7 @@ var nodeChecks = []struct {
 	// copies every request to 127.0.0.1: FAILs there. A node's host
 	// namespace opens few client sockets, and the control node reaches its
 	// replicas at its swarm address, never its loopback: worth fixing
-	// (scripts/docker-host.sh, the playbook), not worth refusing the node.
+	// (the playbook), not worth refusing the node.
 	{CheckHostPorts, WARN, ""},
 	{CheckUserlandProxy, WARN, ""},
 	// dockerd and the replicas' runtimes hold inotify instances.

@@ -35,7 +35,7 @@ func TestRunNode(t *testing.T) {
 			{Check: CheckInotify, Status: WARN, Detail: "max_user_watches 8192 (< 65536), max_user_instances 128 (< 512)",
 				Hint: "sysctl -w fs.inotify.max_user_watches=65536 fs.inotify.max_user_instances=512, and put the same in /etc/sysctl.d/90-pulse.conf"},
 		}},
-		{"a node set up by scripts/docker-host.sh", Probes{Root: mapFS(prepared), Docker: engine()}, []Result{
+		{"a node set up by the playbook", Probes{Root: mapFS(prepared), Docker: engine()}, []Result{
 			{Check: CheckDocker, Status: OK, Detail: "API 1.41 (engine 20.10.24+dfsg1)"},
 			{Check: CheckHostPorts, Status: OK, Detail: "dockerd 49152-60999 (reserved), clients 32768-49151 (16384 ports)"},
 			{Check: CheckUserlandProxy, Status: OK,

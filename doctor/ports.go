@@ -24,7 +24,7 @@ const (
 var dockerPIDFiles = []string{"run/docker.pid", "var/run/docker.pid"}
 
 // dockerHostHint is the fix for both port checks.
-const dockerHostHint = "run scripts/docker-host.sh as root: dockerd then takes host ports from its own range " +
+const dockerHostHint = "run Pulse's playbook (make up, or ansible/site.yml on a cluster): dockerd then takes host ports from its own range " +
 	"(/etc/pulse/docker-port-range), which the kernel reserves from client sockets, and runs without the userland proxy"
 
 // minClientPorts is the fewest ephemeral ports left to client sockets
@@ -59,7 +59,7 @@ func findDockerd(ctx context.Context, root fs.FS) (int, error) {
 }
 
 // checkHostPorts compares the port range dockerd really uses -- read through
-// its mount namespace, /proc/<pid>/root, where scripts/docker-host.sh
+// its mount namespace, /proc/<pid>/root, where the playbook's dockerd wrapper
 // bind-mounts its own range over the kernel's file -- with the kernel's
 // reserved ports and client range.
 func checkHostPorts(ctx context.Context, p Probes) Result {
@@ -69,7 +69,7 @@ func checkHostPorts(ctx context.Context, p Probes) Result {
 		return Result{Status: WARN, Detail: "dockerd: " + err.Error(), Hint: dockerHostHint}
 	case pid == 0:
 		return Result{Status: WARN, Detail: "no dockerd runs on this host: nothing to check",
-			Hint: "run pulse doctor on every node; start dockerd with scripts/docker-host.sh"}
+			Hint: "run pulse doctor on every node; start dockerd with Pulse's playbook (make up, or ansible/site.yml on a cluster)"}
 	}
 	viewFile := fmt.Sprintf("proc/%d/root/%s", pid, portRangeFile)
 	s, err := readTrimmed(p.Root, viewFile)
@@ -119,12 +119,12 @@ func checkHostPorts(ctx context.Context, p Probes) Result {
 	if clients.Len() == 0 {
 		return Result{Status: FAIL,
 			Detail: fmt.Sprintf("no client ports left: the kernel's range %s is all reserved (%s)", kernel, reservedText),
-			Hint:   "widen net.ipv4.ip_local_port_range, or give dockerd a smaller range: PULSE_DOCKER_PORT_RANGE=LOW-HIGH scripts/docker-host.sh"}
+			Hint:   "widen net.ipv4.ip_local_port_range, or give dockerd a smaller range: set pulse_docker_port_range in the playbook's inventory and run it (make up)"}
 	}
 	detail := fmt.Sprintf("dockerd %s (reserved), clients %s (%d ports)", docker, clients, clients.Len())
 	if clients.Len() < minClientPorts {
 		return Result{Status: WARN, Detail: fmt.Sprintf("%s: fewer than %d", detail, minClientPorts),
-			Hint: "widen net.ipv4.ip_local_port_range, or give dockerd a smaller range: PULSE_DOCKER_PORT_RANGE=LOW-HIGH scripts/docker-host.sh"}
+			Hint: "widen net.ipv4.ip_local_port_range, or give dockerd a smaller range: set pulse_docker_port_range in the playbook's inventory and run it (make up)"}
 	}
 	return Result{Status: OK, Detail: detail}
 }
@@ -250,7 +250,7 @@ func checkUserlandProxy(ctx context.Context, p Probes) Result {
 	}
 	if pid == 0 {
 		return Result{Status: WARN, Detail: "no dockerd runs on this host: nothing to check",
-			Hint: "run pulse doctor on every node; start dockerd with scripts/docker-host.sh"}
+			Hint: "run pulse doctor on every node; start dockerd with Pulse's playbook (make up, or ansible/site.yml on a cluster)"}
 	}
 
 	// The configuration the running dockerd was started with.
@@ -270,7 +270,7 @@ func checkUserlandProxy(ctx context.Context, p Probes) Result {
 	} else if b, err := fs.ReadFile(p.Root, cfgFile); err == nil {
 		if setting, err = parseDaemonJSONProxy(b); err != nil {
 			return Result{Status: WARN, Detail: fmt.Sprintf("/%s: %v", cfgFile, err),
-				Hint: "fix the file (dockerd does not start with an invalid one), then run scripts/docker-host.sh"}
+				Hint: "fix the file (dockerd does not start with an invalid one), then run Pulse's playbook (make up)"}
 		}
 		switch setting {
 		case proxyOff:
@@ -321,7 +321,7 @@ func checkUserlandProxy(ctx context.Context, p Probes) Result {
 	case len(live) > 0:
 		return Result{Status: FAIL,
 			Detail: fmt.Sprintf("off (%s), but the running dockerd (pid %d) still uses it: %s", why, pid, strings.Join(live, "; ")),
-			Hint:   "restart dockerd: run scripts/docker-host.sh as root"}
+			Hint:   "restart dockerd: run Pulse's playbook (make up, or ansible/site.yml on a cluster)"}
 	}
 	return Result{Status: OK, Detail: fmt.Sprintf("off (%s): 127.0.0.1:<host port> reaches replicas through iptables DNAT", why)}
 }

@@ -37,12 +37,12 @@ func with(m map[string]string, pairs ...string) map[string]string {
 func TestHostPortsCheck(t *testing.T) {
 	const fixed = "49152 60999" // /etc/pulse/docker-port-range, as dockerd reads it
 	const kernel = "32768\t60999"
-	const narrowHint = "widen net.ipv4.ip_local_port_range, or give dockerd a smaller range: PULSE_DOCKER_PORT_RANGE=LOW-HIGH scripts/docker-host.sh"
-	const noDockerdHint = "run pulse doctor on every node; start dockerd with scripts/docker-host.sh"
+	const narrowHint = "widen net.ipv4.ip_local_port_range, or give dockerd a smaller range: set pulse_docker_port_range in the playbook's inventory and run it (make up)"
+	const noDockerdHint = "run pulse doctor on every node; start dockerd with Pulse's playbook (make up, or ansible/site.yml on a cluster)"
 	good := portsHost(fixed, kernel, "49152-60999")
 	p := func(m map[string]string) Probes { return Probes{Root: mapFS(m)} }
 	runCases(t, []checkCase{
-		{"docker-host.sh ran", CheckHostPorts, p(good),
+		{"the playbook ran", CheckHostPorts, p(good),
 			Result{Check: "host-ports", Status: OK, Detail: "dockerd 49152-60999 (reserved), clients 32768-49151 (16384 ports)"}},
 		{"other reservations too", CheckHostPorts, p(with(good, reservedPortsFile, "8080,49152-60999\n")),
 			Result{Check: "host-ports", Status: OK, Detail: "dockerd 49152-60999 (reserved), clients 32768-49151 (16384 ports)"}},
@@ -100,7 +100,7 @@ const (
 )
 
 func TestUserlandProxyCheck(t *testing.T) {
-	const restartHint = "restart dockerd: run scripts/docker-host.sh as root"
+	const restartHint = "restart dockerd: run Pulse's playbook (make up, or ansible/site.yml on a cluster)"
 	const dnat = ": 127.0.0.1:<host port> reaches replicas through iptables DNAT"
 	const copies = "; a docker-proxy process copies every request to 127.0.0.1:<host port>"
 	base := portsHost("49152 60999", "32768\t60999", "49152-60999")
@@ -152,14 +152,14 @@ func TestUserlandProxyCheck(t *testing.T) {
 		{"invalid daemon.json", CheckUserlandProxy, p(with(base, daemonJSONFile, `{"userland-proxy": false,}`), nil),
 			Result{Check: "userland-proxy", Status: WARN,
 				Detail: "/etc/docker/daemon.json: invalid character '}' looking for beginning of object key string",
-				Hint:   "fix the file (dockerd does not start with an invalid one), then run scripts/docker-host.sh"}},
+				Hint:   "fix the file (dockerd does not start with an invalid one), then run Pulse's playbook (make up)"}},
 		{"not a boolean", CheckUserlandProxy, p(with(base, daemonJSONFile, `{"userland-proxy": "no"}`), nil),
 			Result{Check: "userland-proxy", Status: WARN,
 				Detail: `/etc/docker/daemon.json: "userland-proxy": "no" is not a boolean`,
-				Hint:   "fix the file (dockerd does not start with an invalid one), then run scripts/docker-host.sh"}},
+				Hint:   "fix the file (dockerd does not start with an invalid one), then run Pulse's playbook (make up)"}},
 		{"no dockerd", CheckUserlandProxy, p(map[string]string{"proc/1/comm": "init\n"}, nil),
 			Result{Check: "userland-proxy", Status: WARN, Detail: "no dockerd runs on this host: nothing to check",
-				Hint: "run pulse doctor on every node; start dockerd with scripts/docker-host.sh"}},
+				Hint: "run pulse doctor on every node; start dockerd with Pulse's playbook (make up, or ansible/site.yml on a cluster)"}},
 		{"no host file system", CheckUserlandProxy, Probes{},
 			Result{Check: "userland-proxy", Status: WARN, Detail: "no host file system configured"}},
 	})

@@ -1,5 +1,5 @@
 // Command pulse-netdata-files writes the Netdata side of Pulse, all embedded
-// in it, into a Netdata installation (scripts/install-netdata.sh runs it as
+// in it, into a Netdata installation (the playbook's netdata role runs it as
 // root):
 //
 //	ETC/pulse.d.conf, ETC/pulse.d/*.conf  the collector's configuration (collector.ConfigFiles)

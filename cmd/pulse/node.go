@@ -39,8 +39,8 @@ func (a *app) nodeAddCmd() *cobra.Command {
 		Short: "Join machines to the swarm over SSH and label them",
 		Long: `For each target: connect over SSH and run pulse doctor's node checks on it, one line each on stderr
 (its engine; dockerd's host-port range against the kernel's client range, and the userland proxy; inotify
-limits): a FAIL stops here, with what to fix; a WARN says what the node's setup (the playbook, or
-scripts/docker-host.sh) should change, and the node is added anyway. Then check its Docker Engine (Linux, ` + provision.MinEngineVersion + ` or later), join it
+limits): a FAIL stops here, with what to fix; a WARN says what the node's setup (Pulse's playbook)
+should change, and the node is added anyway. Then check its Docker Engine (Linux, ` + provision.MinEngineVersion + ` or later), join it
 to docker_host's swarm with the manager's join token (advertising the address SSH reached it at, or --advertise-addr)
 unless it is a member already, wait until the manager lists it Ready, and label it
 ` + contract.LabelNodeSSH + `=user@host:port (and --label's). A new node joins drained and gets the image of every

@@ -69,7 +69,7 @@ func TestNodeDoctorLab(t *testing.T) {
 	kernel := strings.Join(strings.Fields(inside("cat", "/proc/sys/net/ipv4/ip_local_port_range")), "-")
 	if r := byCheck[doctor.CheckHostPorts]; r.Status != doctor.WARN ||
 		!strings.HasPrefix(r.Detail, fmt.Sprintf("dockerd (pid %s) assigns host ports from %s, the kernel's client range; ", pid, kernel)) ||
-		!strings.Contains(r.Hint, "scripts/docker-host.sh") {
+		!strings.Contains(r.Hint, "playbook") {
 		t.Errorf("host-ports: %+v; want a WARN for dockerd %s in the kernel's range %s", r, pid, kernel)
 	}
 	if r := byCheck[doctor.CheckUserlandProxy]; r.Status != doctor.WARN ||

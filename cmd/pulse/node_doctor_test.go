@@ -15,13 +15,13 @@ import (
 func TestNodeDoctorLines(t *testing.T) {
 	results := []doctor.Result{
 		{Check: "docker", Status: doctor.FAIL, Detail: "unreachable at ssh://root@n1:22: docker: not found", Hint: "install docker.io"},
-		{Check: "host-ports", Status: doctor.WARN, Detail: "dockerd 32768-60999, not reserved", Hint: "run scripts/docker-host.sh as root"},
+		{Check: "host-ports", Status: doctor.WARN, Detail: "dockerd 32768-60999, not reserved", Hint: "run Pulse's playbook (make up, or ansible/site.yml on a cluster)"},
 		{Check: "inotify", Status: doctor.OK, Detail: "max_user_watches 524288", Hint: "ignored on OK"},
 	}
 	var out bytes.Buffer
 	printNodeResults(&out, "n1", results)
 	want := "n1: doctor: docker: FAIL unreachable at ssh://root@n1:22: docker: not found (install docker.io)\n" +
-		"n1: doctor: host-ports: WARN dockerd 32768-60999, not reserved (run scripts/docker-host.sh as root)\n" +
+		"n1: doctor: host-ports: WARN dockerd 32768-60999, not reserved (run Pulse's playbook (make up, or ansible/site.yml on a cluster))\n" +
 		"n1: doctor: inotify: OK max_user_watches 524288\n"
 	if out.String() != want {
 		t.Errorf("lines:\n%s\nwant\n%s", out.String(), want)

@@ -224,8 +224,8 @@ var options = []option{
 }
 
 // renamed maps a key pulsed once had to the key that replaced it: pulsed
-// refuses the old one naming the new, and `make up` (scripts/up.sh) rewrites
-// it in an existing file (`pulsed --migrate-config`).
+// refuses the old one naming the new, and `pulsed --migrate-config FILE`
+// rewrites it in an existing file.
 // None has been renamed yet; the tests exercise the mechanism with their own
 // entries.
 var renamed = map[string]string{}
@@ -505,7 +505,7 @@ func decodeConfig(c *Config, b []byte) error {
 		}
 		seen[key] = true
 		if to, ok := renamed[key]; ok {
-			errs = append(errs, fmt.Errorf("line %d: %s was renamed %s: write %s (scripts/up.sh, or pulsed --migrate-config FILE, rewrites it)", k.Line, key, to, to))
+			errs = append(errs, fmt.Errorf("line %d: %s was renamed %s: write %s (pulsed --migrate-config FILE rewrites it)", k.Line, key, to, to))
 			continue
 		}
 		o, ok := optionByKey(key)

@@ -202,7 +202,7 @@ func TestConfigFileShapes(t *testing.T) {
 }
 
 // TestConfigRenamedKey: pulsed refuses a renamed key naming the new one,
-// and --migrate-config (scripts/up.sh runs it) rewrites it in place,
+// and --migrate-config rewrites it in place,
 // keeping the comments and the other keys.
 func TestConfigRenamedKey(t *testing.T) {
 	renamed["gateway_port"] = "gateway_listen"

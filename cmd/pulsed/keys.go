@@ -390,7 +390,7 @@ type keysHandler struct {
 func (h *keysHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxKeysBody)
 	if !h.tok.set {
-		writeJSONError(w, http.StatusServiceUnavailable, "no management token configured (api_token_file missing or empty): create it (scripts/up.sh does) and restart pulsed")
+		writeJSONError(w, http.StatusServiceUnavailable, "no management token configured (api_token_file missing or empty): create it (make up, or the playbook, does) and restart pulsed")
 		return
 	}
 	if !h.tok.check(r.Header.Get("Authorization")) {

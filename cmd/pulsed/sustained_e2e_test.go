@@ -26,7 +26,7 @@ func timeWait(t *testing.T, gwPort int) int {
 	t.Helper()
 	// The test's own sockets only: client ↔ gateway (the gateway's port)
 	// and HAProxy ↔ replica (a published port, in dockerd's own range,
-	// which client sockets never take: scripts/docker-host.sh). Other
+	// which client sockets never take: the playbook's role docker). Other
 	// processes' sockets on the machine are not the data path's.
 	lo, hi := 49152, 60999
 	if b, err := os.ReadFile("/etc/pulse/docker-port-range"); err == nil {

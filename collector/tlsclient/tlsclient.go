@@ -26,7 +26,7 @@ import (
 )
 
 // DefaultCAFile is the certificate `make up` writes for clients when
-// pulsed's tls_cert is set (scripts/up.sh: the certificate alone, 0644).
+// pulsed's tls_cert is set (the playbook writes /etc/pulse/tls-ca.pem: the certificate alone, 0644).
 const DefaultCAFile = "/etc/pulse/tls-ca.pem"
 
 // MaxCAFileBytes caps a CA file: a system bundle is about 200 KB.

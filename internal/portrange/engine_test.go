@@ -21,10 +21,10 @@ import (
 	"github.com/pulsefaas/pulse/function"
 )
 
-const fixHint = "run scripts/docker-host.sh as root (dockerd then assigns host ports from /etc/pulse/docker-port-range, which the kernel reserves)"
+const fixHint = "run Pulse's playbook (make up, or ansible/site.yml on a cluster) (dockerd then assigns host ports from /etc/pulse/docker-port-range, which the kernel reserves)"
 
 // TestEngineHostPortsReserved is the real-engine check of the host settings
-// scripts/docker-host.sh makes: every host port the local dockerd assigns
+// Pulse's playbook (role docker) makes: every host port the local dockerd assigns
 // lies in net.ipv4.ip_local_reserved_ports, and client sockets get ports
 // outside them. It starts two containers publishing 100 ephemeral ports each
 // (the second one after the first, so dockerd's counter has moved on) and
@@ -135,7 +135,7 @@ func localEngine(t *testing.T) *client.Client {
 
 // dockerdRange returns the port range the local dockerd reads: its view of
 // ip_local_port_range through its mount namespace (/proc/<pid>/root), where
-// scripts/docker-host.sh bind-mounts /etc/pulse/docker-port-range. Without
+// the playbook's dockerd wrapper bind-mounts /etc/pulse/docker-port-range. Without
 // the right to read that view (not root): the script's file if there is
 // one, else the kernel's range, which is what dockerd reads without it.
 func dockerdRange(t *testing.T) Range {

@@ -5,7 +5,7 @@
 // within the reserved ports, and which client ports remain.
 //
 // Why it matters (DESIGN.md §7): dockerd 20.10 assigns published host ports
-// from the ip_local_port_range it reads at start. scripts/docker-host.sh makes
+// from the ip_local_port_range it reads at start. Pulse's playbook (role docker) makes
 // that read return a range of its own, which the kernel reserves so client
 // sockets never take one of its ports.
 package portrange
