@@ -49,10 +49,10 @@ install-netdata: build ## Netdata with Pulse's plugin, alarms and hook here: the
 down: ## remove the example functions, stop pulsed and its HAProxy (Netdata stays)
 	BIN=$(BIN) scripts/down.sh
 
-lab-image: ## build (or find cached) the lab's node image: Debian, Docker Engine, sshd (root; ~2 min cold, 0.2 s cached)
+lab-image: ## build (or find cached) the lab's node image: Debian, Docker Engine, sshd (root; ~2 min cold, 0.2 s cached; PULSE_LAB_VARIANT=bare: no Docker)
 	lab/node-image.sh
 
-lab-up: ## start the lab: 3 nodes with their own addresses, sshd and Docker Engine (PULSE_LAB_NODES=N; root)
+lab-up: ## start the lab: 3 nodes with their own addresses, sshd and Docker Engine (PULSE_LAB_NODES=N; PULSE_LAB_VARIANT=bare: no Docker, apt through apt-cacher-ng; root)
 	lab/lab.sh up
 
 lab-down: ## remove the lab's nodes, volumes and network (the node image stays as a cache)

@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# Builds the lab's node image (lab/README.md) from Debian packages, with no
-# registry: debootstrap a bookworm root, install Docker Engine, sshd and
-# Python (for Ansible's docker modules) in it, `docker import` it as the base
-# image, and put lab/node/init.sh on top as PID 1.
+# Builds a lab node image (lab/README.md) from Debian packages, with no
+# registry: debootstrap a bookworm root, install the variant's packages in it,
+# `docker import` it as the base image, and put lab/node/init.sh on top as
+# PID 1, started with the variant as its argument. The variants
+# ($1, or PULSE_LAB_VARIANT; default node):
+#
+#   node  pulse-lab-node:bookworm: Docker Engine, sshd and Python (for
+#         Ansible's docker modules); init.sh starts dockerd.
+#   bare  pulse-lab-bare:bookworm: a freshly installed Debian server, sshd
+#         and Python (python3-apt for Ansible's apt module), no Docker
+#         Engine: what a playbook installs it onto (issue 15).
 #
 # The image is the one thing the lab keeps between runs, as a cache: each
 # stage is labelled with a digest of what made it and is skipped when an image
-# with that label exists. Cold (nothing cached) takes about 4 minutes, most of
+# with that label exists. Cold (nothing cached) takes 1 to 4 minutes, most of
 # it debootstrap and apt from the mirror; a changed init.sh only re-runs the
 # last stage (seconds). PULSE_LAB_REBUILD=1 builds everything again.
 #
-# Environment: PULSE_LAB_IMAGE (default pulse-lab-node:bookworm),
+# Environment: PULSE_LAB_IMAGE (default the variant's, above),
 # PULSE_LAB_MIRROR and PULSE_LAB_SECURITY_MIRROR (default: the ones this
 # host's apt sources name), PULSE_LAB_WORKDIR (default a temporary directory,
 # removed after). Run as root (debootstrap, chroot, mount).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-image=${PULSE_LAB_IMAGE:-pulse-lab-node:bookworm}
+variant=${1:-${PULSE_LAB_VARIANT:-node}}
+case $variant in
+node) packages="docker.io openssh-server iptables python3 python3-docker procps curl less" ;;
+# ca-certificates and iproute2 come with debootstrap (below), like the rest
+# of a minimal install: apt, bash, coreutils, tar, gzip; openssh-sftp-server
+# is what a server's sshd comes with (Recommends), and Ansible copies by it.
+bare) packages="openssh-server openssh-sftp-server python3 python3-apt procps netbase less" ;;
+*) echo "lab-image: unknown variant $variant: want node or bare" >&2; exit 2 ;;
+esac
+image=${PULSE_LAB_IMAGE:-pulse-lab-$variant:bookworm}
 base=${image%%:*}-base:${image##*:}
-packages="docker.io openssh-server iptables python3 python3-docker procps curl less"
 say() { echo "lab-image: $*"; }
 die() { echo "lab-image: $*" >&2; exit 1; }
 
@@ -26,25 +41,14 @@ die() { echo "lab-image: $*" >&2; exit 1; }
 command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install -y debootstrap"
 docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info)"
 
-# The mirrors this host's apt uses (deb822 .sources or a sources.list line).
-mirror_of() { # $1: suffix after the archive name ("" or "-security")
-	local want=$1 u
-	for u in $(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null) \
-		$(awk '$1 == "deb" {print $2}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null); do
-		case $u in
-		*/debian-security | */debian-security/) [ "$want" = -security ] && { echo "${u%/}"; return; } ;;
-		*/debian | */debian/) [ -z "$want" ] && { echo "${u%/}"; return; } ;;
-		esac
-	done
-}
-mirror=${PULSE_LAB_MIRROR:-$(mirror_of "")}
-security=${PULSE_LAB_SECURITY_MIRROR:-$(mirror_of -security)}
+# shellcheck source=lab/mirror.sh
+. "$here/mirror.sh"
 [ -n "$mirror" ] || die "no Debian mirror in /etc/apt/sources.list*: set PULSE_LAB_MIRROR"
 [ -n "$security" ] || die "no Debian security mirror in /etc/apt/sources.list*: set PULSE_LAB_SECURITY_MIRROR"
 
 label() { docker image inspect -f "{{index .Config.Labels \"pulse.lab.recipe\"}}" "$1" 2>/dev/null || true; }
 base_recipe=$(printf 'bookworm minbase\n%s\n%s\n%s\n' "$mirror" "$security" "$packages" | sha256sum | cut -c1-16)
-top_recipe=$(cat "$here/node/init.sh" | sha256sum | cut -c1-16)-$base_recipe
+top_recipe=$( (cat "$here/node/init.sh"; echo "$variant") | sha256sum | cut -c1-16)-$base_recipe
 
 if [ -z "${PULSE_LAB_REBUILD:-}" ] && [ "$(label "$image")" = "$top_recipe" ]; then
 	say "$image is up to date (recipe $top_recipe)"
@@ -87,7 +91,7 @@ if [ -n "${PULSE_LAB_REBUILD:-}" ] || [ "$(label "$base")" != "$base_recipe" ]; 
 		apt-get update -q && apt-get install -y -q --no-install-recommends $packages &&
 		apt-get clean && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* /usr/share/locale/*" >"$work/install.log" 2>&1; then
 		tail -20 "$work/install.log" >&2
-		die "installing the node's packages failed (log above)"
+		die "installing the $variant node's packages failed (log above)"
 	fi
 	unmount_all
 	rm -f "$root"/etc/ssh/ssh_host_* # each node makes its own at its first start
@@ -100,7 +104,7 @@ if [ -n "${PULSE_LAB_REBUILD:-}" ] || [ "$(label "$base")" != "$base_recipe" ]; 
 	tar -C "$root" -c . | docker import -c "LABEL pulse.lab.recipe=$base_recipe" - "$base" >/dev/null
 fi
 
-say "building $image (init.sh on $base)"
+say "building $image (init.sh $variant on $base)"
 ctx=$work/context
 mkdir -p "$ctx"
 cp "$here/node/init.sh" "$ctx/init.sh"
@@ -108,7 +112,7 @@ cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM $base
 COPY init.sh /lab-init.sh
 LABEL pulse.lab.recipe=$top_recipe
-ENTRYPOINT ["/lab-init.sh"]
+ENTRYPOINT ["/lab-init.sh", "$variant"]
 DOCKERFILE
 DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" >/dev/null 2>"$work/build.log" ||
 	{ cat "$work/build.log" >&2; die "docker build of $image failed (log above)"; }

@@ -6,6 +6,10 @@
 // pulse-lab-node1.. at 172.31.250.11.. (lab.sh's default subnet); one lab
 // runs at a time (the package tests run one package at a time, -p 1).
 //
+// UpBare starts bare nodes instead (lab.sh's bare variant): Debian with sshd
+// and python3 and no Docker Engine, their apt through the host's
+// apt-cacher-ng, for what installs Pulse onto fresh machines.
+//
 // The lab needs root and the host's engine; without them a test is skipped,
 // or failed when PULSE_TEST_REQUIRE_ENGINE is set (CI), like enginetest.
 package labtest
@@ -41,11 +45,27 @@ type Lab struct {
 	// Host is this machine's address on the lab network, where the nodes
 	// reach services of the host (a gateway the control plane runs here).
 	Host string
+	// AptProxy is the apt proxy bare nodes' apt-get goes through (the
+	// host's apt-cacher-ng, http://Host:3142); empty for the default nodes.
+	AptProxy string
 }
 
 // Up starts a lab of n nodes (lab.sh reuses nodes already running) and
 // removes it at the end of t.
 func Up(t testing.TB, n int) *Lab {
+	t.Helper()
+	return up(t, n, "node")
+}
+
+// UpBare starts a lab of n bare nodes (no Docker Engine; apt through
+// Lab.AptProxy) and removes it at the end of t. The first start builds their
+// image (1 to 5 minutes) if it is not cached.
+func UpBare(t testing.TB, n int) *Lab {
+	t.Helper()
+	return up(t, n, "bare")
+}
+
+func up(t testing.TB, n int, variant string) *Lab {
 	t.Helper()
 	skip := func(msg string) {
 		t.Helper()
@@ -73,7 +93,7 @@ func Up(t testing.TB, n int) *Lab {
 	}
 	t.Cleanup(unlock) // registered first: runs after the lab is down
 	dir := filepath.Join(os.TempDir(), "pulse-lab-test")
-	env := append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir)
+	env := append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir, "PULSE_LAB_VARIANT="+variant)
 	run := func(ctx context.Context, arg string) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, script, arg)
 		cmd.Env = env
@@ -86,7 +106,7 @@ func Up(t testing.TB, n int) *Lab {
 		down, _ := run(context.Background(), "down")
 		t.Fatalf("lab up: %v\n%s%s", err, out, down)
 	}
-	t.Logf("lab of %d nodes up in %v", n, time.Since(start).Round(time.Millisecond))
+	t.Logf("lab of %d nodes (%s) up in %v", n, variant, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -98,6 +118,12 @@ func Up(t testing.TB, n int) *Lab {
 		Dir: dir, KeyFile: filepath.Join(dir, "id_ed25519"),
 		KnownHosts: filepath.Join(dir, "known_hosts"), SSHConfig: filepath.Join(dir, "ssh_config"),
 		Host: "172.31.250.1",
+	}
+	if variant == "bare" {
+		l.AptProxy = "http://" + l.Host + ":3142"
+		if p := os.Getenv("PULSE_LAB_APT_PROXY"); p != "" { // lab.sh's too
+			l.AptProxy = p
+		}
 	}
 	for i := 1; i <= n; i++ {
 		l.Nodes = append(l.Nodes, Node{Name: fmt.Sprintf("pulse-lab-node%d", i), Addr: fmt.Sprintf("172.31.250.%d", 10+i)})
