@@ -1,15 +1,18 @@
 package main
 
 // The cluster suite (bench/README.md): Pulse on the lab (cluster_lab.go),
-// pulsed on this host driving node1's engine over SSH.
+// pulsed on this host driving node1's engine over SSH; its report.
 
 import (
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,18 +28,17 @@ const suiteCluster = "cluster"
 
 // Settings of the cluster suite.
 const (
-	clusterPrefix     = "pbench-cl-"
-	clusterNodes      = 3
-	clusterHeartbeat  = 2 * time.Second
-	clusterFnTimeout  = 3 * time.Second // a request to a frozen node fails then (+ HAProxy's margin)
-	clusterReplicas   = 3
-	clusterLoadRate   = 100 // failover: requests a second through the gateway
-	clusterLoadMax    = 256 // failover: requests in flight at most
-	clusterTrials     = 5   // failover trials per fault and setting; push trials per node count
-	clusterDiagTrials = 3   // the push profile's other trials
-	clusterPayload    = 16 << 20
-	clusterRoute      = 90 * time.Second
-	clusterLockWait   = 30 * time.Minute
+	clusterPrefix    = "pbench-cl-"
+	clusterNodes     = 3
+	clusterHeartbeat = 2 * time.Second
+	clusterFnTimeout = 3 * time.Second // a request to a frozen node fails then (+ HAProxy's margin)
+	clusterReplicas  = 3
+	clusterLoadRate  = 100 // failover: requests a second through the gateway
+	clusterLoadMax   = 256 // failover: requests in flight at most
+	clusterTrials    = 5   // failover trials per fault and setting; push trials per node count
+	clusterPayload   = 16 << 20
+	clusterRoute     = 90 * time.Second
+	clusterLockWait  = 30 * time.Minute
 )
 
 // clusterStages are the suite's stages (-only).
@@ -86,11 +88,11 @@ func runCluster(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 		pulseLab: newPulseLab(log, env, id, clusterPrefix, env.tools.haproxy, clusterRoute, 20*time.Second),
 		cfg:      cfg, host: clusterPrefix + id + "-host", burn: clusterPrefix + id + "-burn",
 		lab:  newClusterLab(env.root, filepath.Join(env.tmp, "lab"), clusterNodes),
-		plan: clusterPlan{Trials: clusterTrials, DiagTrials: clusterDiagTrials, IdleS: 60, SatS: 60},
+		plan: clusterPlan{Trials: clusterTrials, IdleS: 60, SatS: 60},
 		rep:  report.New(cfg.Suite, env.started),
 	}
 	if cfg.Quick {
-		b.plan = clusterPlan{Trials: 1, DiagTrials: 1, IdleS: 10, SatS: 15}
+		b.plan = clusterPlan{Trials: 1, IdleS: 10, SatS: 15}
 	}
 	m := collectMachine(ctx, env.tools, env.clk)
 	b.rep.Machine = m
@@ -148,11 +150,9 @@ func (b *clusterBench) setup(ctx context.Context) error {
 	if b.unlockLab, err = flockWait(ctx, b.log, "/tmp/pulse-lab.lock", "the lab", clusterLockWait); err != nil {
 		return err
 	}
-	start := time.Now()
 	if err := b.lab.up(ctx, b.log); err != nil {
 		return err
 	}
-	b.rep.Record("lab_up_s", report.Round3(time.Since(start).Seconds()))
 	b.rep.Record("nodes", b.lab.nodes)
 	for name, api := range map[string]*client.Client{"lab_engine": b.lab.mgr, "engine": b.lab.host} {
 		cctx, cancel := call(ctx)
@@ -162,7 +162,7 @@ func (b *clusterBench) setup(ctx context.Context) error {
 		cancel()
 	}
 	b.api = b.lab.mgr
-	b.sw = function.NewSwarm(b.lab.mgr, function.ClusterDistributor{Nodes: labEngines{lab: b.lab, dial: b.lab.provisionDial}}, nil)
+	b.sw = function.NewSwarm(b.lab.mgr, function.ClusterDistributor{Nodes: labEngines{lab: b.lab}}, nil)
 	if b.cred, err = newRunCredential(ctx, b.lab.mgr, benchInstance(b.run), b.env.tmp); err != nil {
 		return err
 	}
@@ -264,4 +264,186 @@ func (b *clusterBench) teardown() []string {
 		b.unlockLab = nil
 	}
 	return found
+}
+
+// clusterPlan is how many trials and how long the windows were, and the
+// faster health-check setting the saturation kept ("" for none).
+type clusterPlan struct {
+	Trials int     `json:"trials"`
+	IdleS  float64 `json:"idle_window_s"`
+	SatS   float64 `json:"saturation_window_s"`
+	Fast   string  `json:"fast_setting,omitempty"`
+}
+
+// where is the groups whose label k is v.
+func where(groups []report.Group, k, v string) []report.Group {
+	return slices.DeleteFunc(slices.Clone(groups), func(g report.Group) bool { return g.Label(k) != v })
+}
+
+// clusterSummary summarises rep's rows by stage into its summary, tables,
+// goals and notes.
+func clusterSummary(rep *report.Report, plan clusterPlan) {
+	fo := report.Summarize(rep.Rows, "failover", "pulsed", "fault")
+	sat := report.Summarize(rep.Rows, "saturation", "pulsed")
+	push := report.Summarize(rep.Rows, "push", "nodes")
+	layer := report.Summarize(rep.Rows, "layer", "variant", "nodes")
+	idle := report.Summarize(rep.Rows, "idle", "what")
+	rep.Summary = slices.Concat(fo, sat, push, layer, idle)
+
+	n0 := func(head, m string) report.Col { return report.Stat(head, m, "%.0f") }
+	cell := func(head string, f func(g report.Group) string) report.Col { return report.Col{Head: head, Cell: f} }
+	satTable := report.GroupTable(fmt.Sprintf("Health under saturation (the soak's workload: %d closed-loop connections through the gateway to one replica of a fork-mode C handler "+
+		"burning %d ms of CPU per request, %.0f s per setting); kept in rotation: no DOWN transition, failed check, detour or failed request:",
+		satConns, satBurnMS, plan.SatS), sat, "pulsed", n0("requests", "requests"), n0("failed", "failed"),
+		n0("DOWN transitions", "chkdown"), n0("failed checks", "chkfail"), n0("detours", "detours"),
+		cell("kept in rotation", func(g report.Group) string { return map[bool]string{true: "yes", false: "no"}[g.M("kept") == 1] }))
+	if i := slices.IndexFunc(clusterFastCandidates, func(s pulsedSetting) bool { return s.Name == plan.Fast }); i >= 0 {
+		satTable.Note = fmt.Sprintf("The faster setting, the failover's second: %s (`%s`).", plan.Fast, strings.Join(clusterFastCandidates[i].Env, " "))
+	}
+	trials := cell("trials", func(g report.Group) string { return fmt.Sprintf("%d (%d failed)", len(g.Rows), g.Failed) })
+	wall := cell("wall s", func(g report.Group) string {
+		return report.Num("%.2f", g.M("wall_s")) + " (" + report.Spread("", "wall_s", "%.2f").Cell(g) + ")"
+	})
+	other := report.Stat("other processes CPU s", "other_cpu_s", "%.2f")
+	rep.Tables = append(rep.Tables, satTable, report.GroupTable(fmt.Sprintf("Image push: a fresh image (%d MiB random payload) per trial through ClusterDistributor, "+
+		"which dials the nodes (SSH handshake and engine ping, in parallel) as pulse does for the nodes other than docker_host's; medians (lowest–highest); "+
+		"other processes: the machine's busy CPU in the trial that is neither this process nor the nodes:",
+		clusterPayload>>20), push, "nodes", trials, wall, report.Stat("machine CPU s", "machine_cpu_s", "%.2f"), other),
+		report.GroupTable(fmt.Sprintf("One function layer changed against a full image: per trial a fresh pair of images A and B in pulse build's fork-mode layout, "+
+			"a base layer (the fork-mode watchdog with %d random bytes appended, new in each trial) and a function layer (the static C handler with %d random "+
+			"bytes appended, other ones in B); A pushed to the nodes (full: no node holds its new base), then B through the same ClusterDistributor, which "+
+			"sends a node that lists an image with that base layer only B's thin archive; sent to a node: the most any node was sent "+
+			"in a trial (function.LoadReport):", layerNonce, layerNonce), layer, "variant", report.LabelCol("nodes", "nodes"), trials, wall,
+			cell("sent to a node MB (most)", func(g report.Group) string { return report.Num("%.3f", g.Max["sent_max_bytes"]/mb) }),
+			cell("full archive MB", func(g report.Group) string { return report.Num("%.3f", g.Max["full_bytes"]/mb) }),
+			cell("thin loads", func(g report.Group) string {
+				return fmt.Sprintf("%.0f of %.0f", sum(g.Rows, "thin_loads"), sum(g.Rows, "loads"))
+			}), other))
+	rep.Goals = clusterGoals(rep.Rows, fo, push, layer, idle, plan)
+	for _, g := range rep.Summary {
+		for _, f := range g.Flags {
+			rep.Note("%s: %s", labelText(g.Labels), f)
+		}
+	}
+}
+
+// labelText is "k v, k v" of labels, sorted by key.
+func labelText(labels map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+" "+labels[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// complete counts the group's trials that neither failed nor were flagged.
+func complete(g report.Group) int {
+	n := 0
+	for _, r := range g.Rows {
+		if r.OK() && len(r.Flags) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// sum is metric's sum over rows, failed ones included.
+func sum(rows []report.Row, metric string) float64 {
+	s := 0.0
+	for _, r := range rows {
+		s += r.Values[metric]
+	}
+	return s
+}
+
+// clusterGoals are the issue's goals: for each pulsed setting and fault, the
+// error window and the time until every replica answers again; the push
+// ratio; the bytes a one-function-layer change sends (and its times,
+// reported); the idle cost, reported.
+func clusterGoals(rows []report.Row, fo, push, layer, idle []report.Group, plan clusterPlan) []report.Goal {
+	var goals []report.Goal
+	for _, s := range slices.DeleteFunc([]string{clusterDefaults.Name, plan.Fast}, func(s string) bool { return s == "" }) {
+		sub := where(fo, "pulsed", s)
+		for _, f := range []string{faultKill, faultPause} {
+			what := fmt.Sprintf("docker %s of a worker, pulsed %s", f, s)
+			g, _ := report.Find(sub, "fault", f)
+			n, sec := len(g.Rows), func(m string) string { return report.Num("%.2f s", g.M(m)) }
+			goals = append(goals, report.NewGoal(what+": error window by request start (start of the last failed request − fault)", "s", 3).
+				Noted("median of %d (%d complete); %s failed requests (%s–%s; up to %s not sent, %d in flight); servers out of HAProxy +%s, node Down +%s; range %s–%s",
+					n, complete(g), report.Num("%.0f", g.M("failed")), report.Num("%.0f", g.Min["failed"]), report.Num("%.0f", g.Max["failed"]),
+					report.Num("%.0f", g.Max["skipped"]), clusterLoadMax, sec("left_haproxy_s"), sec("node_down_s"),
+					report.Num("%.2f s", g.Min["error_window_s"]), report.Num("%.2f s", g.Max["error_window_s"])).Over(sub, "fault", f, "error_window_s"),
+				report.NewGoal(what+": every replica answering again through the gateway (3 routed, none on the node)", "s", 8).
+					Noted("median of %d; range %s–%s; 3 routed +%s", n, report.Num("%.2f s", g.Min["restored_s"]), report.Num("%.2f s", g.Max["restored_s"]), sec("routed_s")).
+					Over(sub, "fault", f, "restored_s"))
+		}
+	}
+	one, _ := report.Find(push, "nodes", "1")
+	all, _ := report.Find(push, "nodes", strconv.Itoa(clusterNodes))
+	goals = append(goals, report.NewGoal(fmt.Sprintf("image push to %d nodes in parallel ≤ 1.3× one node (ClusterDistributor over provision SSH engines, %d MiB payload, median of %d)",
+		clusterNodes, clusterPayload>>20, plan.Trials), "×", 1.3).Noted("%s vs %s", report.Num("%.2f s", all.M("wall_s")), report.Num("%.2f s", one.M("wall_s"))).
+		Ratio(push, "nodes", strconv.Itoa(clusterNodes), "1", "wall_s"), layerGoal(rows))
+	for _, n := range []string{strconv.Itoa(clusterNodes), "1"} {
+		sub := where(layer, "nodes", n)
+		a, _ := report.Find(sub, "variant", layerFull)
+		b, _ := report.Find(sub, "variant", layerThin)
+		goals = append(goals, asInfo(report.NewGoal(fmt.Sprintf("one function layer changed, to %s node(s): wall time of B (thin) ÷ A (full), medians of %d", n, plan.Trials), "×", 0).
+			AsInfo().Noted("%s vs %s", report.Num("%.2f s", b.M("wall_s")), report.Num("%.2f s", a.M("wall_s"))).Ratio(sub, "variant", layerThin, layerFull, "wall_s")))
+	}
+	tot, _ := report.Find(idle, "what", "total")
+	return append(goals,
+		asInfo(report.NewGoal(fmt.Sprintf("idle: CPU of the %d nodes + pulsed + HAProxy over %.0f s (one function of 3 replicas)", clusterNodes, plan.IdleS), "%", 0).AsInfo().
+			Noted("of one core; nodes %.2f %%, pulsed %.2f %%, HAProxy %.2f %%; the machine %.1f %% busy", tot.M("nodes_cpu_pct"), tot.M("pulsed_cpu_pct"),
+				tot.M("haproxy_cpu_pct"), tot.M("host_busy_pct")).
+			Over(idle, "what", "total", "cpu_pct")),
+		asInfo(report.NewGoal("idle: memory of the nodes (memory.usage_in_bytes, page cache included)", "MB", 0).AsInfo().
+			Noted("RSS %.1f MB; pulsed %.1f MB, HAProxy %.1f MB RSS", tot.M("nodes_rss_mb"), tot.M("pulsed_rss_mb"), tot.M("haproxy_rss_mb")).
+			Over(idle, "what", "total", "mem_usage_mb")))
+}
+
+// asInfo keeps a figure without a limit INFO when its figures had errors
+// (the note says which).
+func asInfo(g report.Goal) report.Goal {
+	if g.Status == report.Fail {
+		g.Status = report.Info
+	}
+	return g
+}
+
+// layerGoal is the issue's limit on a one-function-layer change: the most
+// any node was sent of B in % of the full archive, over every B trial
+// (bytes are exact, so the worst counts); it fails when a trial failed or a
+// load was not thin.
+func layerGoal(rows []report.Row) report.Goal {
+	var trials, failed, loads, thin int
+	var worst, sent, full float64
+	counts := map[string]bool{}
+	for _, r := range report.Of(rows, "layer") {
+		if r.Label("variant") != layerThin {
+			continue
+		}
+		trials, loads, thin, counts[r.Label("nodes")] = trials+1, loads+int(r.Values["loads"]), thin+int(r.Values["thin_loads"]), true
+		if !r.OK() {
+			failed++
+		} else if pct := 100 * r.V("sent_max_bytes") / r.V("full_bytes"); r.V("full_bytes") > 0 && pct >= worst {
+			worst, sent, full = pct, r.V("sent_max_bytes"), r.V("full_bytes")
+		}
+	}
+	names := strings.Join(slices.Sorted(maps.Keys(counts)), " and ")
+	if trials == 0 {
+		names = "1 and " + strconv.Itoa(clusterNodes)
+	}
+	g := report.NewGoal(fmt.Sprintf("a one-function-layer change moves ≤ 15 %% of the full image's bytes to each node (image B after A through ClusterDistributor, to %s node(s))", names), "%", 15)
+	note := fmt.Sprintf("at most %.3f MB of the full %.3f MB sent to a node; %d of %d loads thin; %d of %d trials failed", sent/mb, full/mb, thin, loads, failed, trials)
+	switch {
+	case trials == 0:
+		return g.Skipped("the layer-change trials did not run")
+	case failed == trials:
+		return g.Failed(note)
+	case failed > 0 || thin < loads:
+		g = g.Noted("%s", note).Check(worst)
+		g.Status = report.Fail
+		return g
+	}
+	return g.Noted("%s", note).Check(worst)
 }

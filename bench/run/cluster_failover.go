@@ -4,11 +4,10 @@ package main
 // killed or frozen under an open-loop load through the gateway.
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -87,9 +86,7 @@ func (b *clusterBench) failTrial(ctx context.Context, r *report.Row, kind string
 		return true
 	}
 	t0 := time.Now()
-	err := b.lab.nodeOp(ctx, kind, node)
-	r.Put("call_s", time.Since(t0).Seconds())
-	if err != nil {
+	if err := b.lab.nodeOp(ctx, kind, node); err != nil {
 		load.end()
 		r.Fail(err)
 		return false
@@ -103,56 +100,40 @@ func (b *clusterBench) failTrial(ctx context.Context, r *report.Row, kind string
 	reqs, skipped := load.end()
 	putRequests(r, reqs, t0)
 	r.Put("skipped", float64(skipped))
-	start := time.Now()
-	if err = b.lab.nodeOp(context.WithoutCancel(ctx), undoFault[kind], node); err == nil {
+	err := b.lab.nodeOp(context.WithoutCancel(ctx), undoFault[kind], node)
+	if err == nil {
 		err = b.lab.waitNodesReady(ctx, failNodeUp)
 	}
 	if err == nil {
-		r.Put("node_back_s", time.Since(start).Seconds())
-		start = time.Now()
 		err = b.rebalance(ctx)
 	}
 	if err != nil {
 		r.Flag("%v", err)
-		return false
 	}
-	r.Put("rebalance_s", time.Since(start).Seconds())
-	return true
+	return err == nil
 }
 
-// putRequests puts the load's figures into r, t0 being the fault; the
-// error window is 0 when no request started after it failed.
+// putRequests puts the load's figures into r, t0 being the fault: the
+// error window is the start of the last failed request − t0, 0 when none
+// that started after t0 failed.
 func putRequests(r *report.Row, reqs []hostReq, t0 time.Time) {
-	var failed, after float64
-	var last time.Time
+	var failed, window float64
 	for _, q := range reqs {
-		if q.Err == "" {
-			continue
-		}
-		failed++
-		r.Values["failed_"+strings.ReplaceAll(q.Err, " ", "_")]++
-		if !q.Start.Before(t0) {
-			after++
-		}
-		if q.Start.After(last) {
-			last = q.Start
+		if q.Err != "" {
+			failed, window = failed+1, max(window, report.Round3(q.Start.Sub(t0).Seconds()))
 		}
 	}
-	r.PutAll(map[string]float64{"requests": float64(len(reqs)), "failed": failed, "failed_after": after, "error_window_s": 0})
-	if !last.IsZero() {
-		d := report.Round3(last.Sub(t0).Seconds())
-		r.Put("last_failed_start_s", d).Put("error_window_s", math.Max(0, d))
-	}
+	r.PutAll(map[string]float64{"requests": float64(len(reqs)), "failed": failed, "error_window_s": window})
 }
 
 // watchRecovery polls until the node is out of HAProxy and Down, pulsed
-// routes 3 replicas off it and each answered; then finds the replacement.
+// routes 3 replicas off it and each answered.
 func (b *clusterBench) watchRecovery(ctx context.Context, r *report.Row, t0 time.Time, node labNode, load *hostLoad) error {
 	at := func() float64 { return report.Round3(time.Since(t0).Seconds()) }
 	seen := func(m string) bool { _, ok := r.Values[m]; return ok }
 	var tasks []contract.Replica
 	var last []string
-	err := poll(ctx, failBound, failPoll, func(late bool) (bool, error) {
+	return poll(ctx, failBound, failPoll, func(late bool) (bool, error) {
 		last = last[:0]
 		if !seen("left_haproxy_s") {
 			if rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.host)); err != nil {
@@ -201,14 +182,6 @@ func (b *clusterBench) watchRecovery(ctx context.Context, r *report.Row, t0 time
 		}
 		return len(last) == 0, nil
 	})
-	if seen("routed_s") {
-		newNode, running := b.newReplica(ctx, tasks)
-		r.Labels["new_node"] = newNode
-		if !running.IsZero() {
-			r.Put("replacement_running_s", report.Round3(running.Sub(t0).Seconds()))
-		}
-	}
-	return err
 }
 
 // upAt counts the servers at host's address UP (going down included).
@@ -233,60 +206,23 @@ func routedAway(rs []contract.Replica, host string) []contract.Replica {
 	return out
 }
 
-// newReplica is the node of rs's newest replica (the replacement) and when
-// Swarm reported it running (zero: not running).
-func (b *clusterBench) newReplica(ctx context.Context, rs []contract.Replica) (string, time.Time) {
-	tasks, names, err := b.tasks(ctx)
-	if err != nil {
-		return "", time.Time{}
-	}
-	var newest swarm.Task
-	for _, t := range tasks {
-		if slices.ContainsFunc(rs, func(r contract.Replica) bool { return r.TaskID == t.ID }) && t.CreatedAt.After(newest.CreatedAt) {
-			newest = t
-		}
-	}
-	if newest.Status.State != swarm.TaskStateRunning {
-		return names[newest.NodeID], time.Time{}
-	}
-	return names[newest.NodeID], newest.Status.Timestamp
-}
-
-// tasks lists the function's tasks Swarm wants running, and names the
-// nodes by ID.
-func (b *clusterBench) tasks(ctx context.Context) ([]swarm.Task, map[string]string, error) {
-	cctx, cancel := call(ctx)
-	tasks, err := b.lab.mgr.TaskList(cctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", b.host), filters.Arg("desired-state", "running"))})
-	cancel()
-	if err != nil {
-		return nil, nil, fmt.Errorf("tasks of %s: %w", b.host, err)
-	}
-	_, names, err := b.lab.nodeStates(ctx)
-	return tasks, names, err
-}
-
-// taskSpread counts the function's running tasks, and by node.
-func (b *clusterBench) taskSpread(ctx context.Context) (map[string]int, int, error) {
-	tasks, names, err := b.tasks(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	spread, running := map[string]int{}, 0
-	for _, t := range tasks {
-		if t.Status.State == swarm.TaskStateRunning {
-			spread[names[t.NodeID]]++
-			running++
-		}
-	}
-	return spread, running, nil
-}
-
-// waitTasks waits until exactly n tasks of the function run.
+// waitTasks waits until exactly n tasks of the function run, and counts
+// them by node.
 func (b *clusterBench) waitTasks(ctx context.Context, n int) (spread map[string]int, err error) {
 	err = poll(ctx, failRespawn, 200*time.Millisecond, func(late bool) (bool, error) {
-		s, running, err := b.taskSpread(ctx)
-		if err == nil && running == n {
-			spread = s
+		cctx, cancel := call(ctx)
+		tasks, err := b.lab.mgr.TaskList(cctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", b.host), filters.Arg("desired-state", "running"))})
+		cancel()
+		_, names, nerr := b.lab.nodeStates(ctx)
+		running := 0
+		spread = map[string]int{}
+		for _, t := range tasks {
+			if t.Status.State == swarm.TaskStateRunning {
+				spread[names[t.NodeID]]++
+				running++
+			}
+		}
+		if err = errors.Join(err, nerr); err == nil && running == n {
 			return true, nil
 		}
 		if late {
@@ -348,7 +284,7 @@ func (b *clusterBench) rebalance(ctx context.Context) error {
 }
 
 // hostReq is a request of the failover's load: the task that answered it,
-// or the kind of failure (dial, write, read, status N, answer).
+// or why it failed (send, read, status N, answer).
 type hostReq struct {
 	Start, End time.Time
 	Task, Err  string
@@ -362,7 +298,7 @@ type hostLoad struct {
 	skipped int
 	stop    chan struct{}
 	wg      sync.WaitGroup
-	idle    chan net.Conn
+	client  *http.Client
 }
 
 // hostLoadBody is what every request sends.
@@ -370,8 +306,9 @@ const hostLoadBody = "hi"
 
 // startHostLoad starts rate POSTs a second to path at addr.
 func startHostLoad(addr, path string, rate, maxInflight int) *hostLoad {
-	l := &hostLoad{stop: make(chan struct{}), idle: make(chan net.Conn, maxInflight)}
-	req, slots := httpPost(path, hostLoadBody, false, nil), make(chan struct{}, maxInflight)
+	tr := &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext, MaxIdleConnsPerHost: maxInflight}
+	l := &hostLoad{stop: make(chan struct{}), client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+	slots := make(chan struct{}, maxInflight)
 	l.wg.Go(func() {
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		defer tick.Stop()
@@ -384,7 +321,7 @@ func startHostLoad(addr, path string, rate, maxInflight int) *hostLoad {
 			select {
 			case slots <- struct{}{}:
 				l.wg.Go(func() {
-					r := l.one(addr, req)
+					r := l.one("http://" + addr + path)
 					l.mu.Lock()
 					l.reqs = append(l.reqs, r)
 					l.mu.Unlock()
@@ -400,59 +337,33 @@ func startHostLoad(addr, path string, rate, maxInflight int) *hostLoad {
 	return l
 }
 
-// one sends a request on an idle connection or a new one, kept if good.
-func (l *hostLoad) one(addr, req string) hostReq {
-	r := hostReq{Start: time.Now()}
-	var c net.Conn
-	select {
-	case c = <-l.idle:
-	default:
-		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			r.Err, r.End = "dial", time.Now()
-			return r
-		}
-		c = conn
-	}
-	var broken bool
-	r.Task, r.Err, broken = hostRoundTrip(c, bufio.NewReader(c), req, r.Start.Add(10*time.Second))
-	r.End = time.Now()
-	if broken {
-		c.Close()
+// one sends a request (no GetBody: the transport never sends it again).
+func (l *hostLoad) one(url string) (r hostReq) {
+	r = hostReq{Start: time.Now(), Err: "send"}
+	defer func() { r.End = time.Now() }()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(hostLoadBody))
+	if err != nil {
 		return r
 	}
-	select {
-	case l.idle <- c:
-	default:
-		c.Close()
-	}
-	return r
-}
-
-// hostRoundTrip sends req on c: the task that answered, or the kind of
-// failure, and whether the connection is done for.
-func hostRoundTrip(c net.Conn, br *bufio.Reader, req string, deadline time.Time) (task, fail string, broken bool) {
-	_ = c.SetDeadline(deadline)
-	if _, err := io.WriteString(c, req); err != nil {
-		return "", "write", true
-	}
-	resp, err := http.ReadResponse(br, nil)
+	req.GetBody = nil
+	resp, err := l.client.Do(req)
 	if err != nil {
-		return "", "read", true
+		return r
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
-	if err != nil {
-		return "", "read", true
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Sprintf("status %d", resp.StatusCode), resp.Close
-	}
 	host, got, ok := strings.Cut(string(body), ":")
-	if !ok || got != hostLoadBody || host == "" {
-		return "", "answer", resp.Close
+	switch {
+	case err != nil:
+		r.Err = "read"
+	case resp.StatusCode != http.StatusOK:
+		r.Err = fmt.Sprintf("status %d", resp.StatusCode)
+	case !ok || got != hostLoadBody || host == "":
+		r.Err = "answer"
+	default:
+		r.Task, r.Err = taskOfHost(host), ""
 	}
-	return taskOfHost(host), "", resp.Close
+	return r
 }
 
 // taskOfHost is the task ID in a replica's host name (name.slot.taskid).
@@ -475,8 +386,6 @@ func (l *hostLoad) answered(t time.Time) map[string]time.Time {
 func (l *hostLoad) end() ([]hostReq, int) {
 	close(l.stop)
 	l.wg.Wait()
-	for len(l.idle) > 0 {
-		(<-l.idle).Close()
-	}
+	l.client.CloseIdleConnections()
 	return l.reqs, l.skipped
 }

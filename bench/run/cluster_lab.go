@@ -4,7 +4,6 @@ package main
 // faults and cgroups.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -278,19 +277,14 @@ func (l *clusterLab) nodeOp(ctx context.Context, op string, n *labNode) error {
 }
 
 // labEngines is function.NodeEngines of the Ready nodes (or only), dialled
-// in parallel; took gets the Engines call's time.
+// in parallel as pulse dials them (provision.Dial, Engine).
 type labEngines struct {
 	lab  *clusterLab
 	only []labNode
-	dial func(ctx context.Context, n labNode) (function.NodeEngine, error)
-	took *time.Duration
 }
 
 // Engines dials the nodes.
 func (e labEngines) Engines(ctx context.Context) ([]function.NodeEngine, error) {
-	if e.took != nil {
-		defer func(t time.Time) { *e.took = time.Since(t) }(time.Now())
-	}
 	targets := e.only
 	if targets == nil {
 		states, _, err := e.lab.nodeStates(ctx)
@@ -304,7 +298,7 @@ func (e labEngines) Engines(ctx context.Context) ([]function.NodeEngine, error) 
 		}
 	}
 	out := make([]function.NodeEngine, len(targets))
-	if err := parallel(targets, func(i int, n labNode) (err error) { out[i], err = e.dial(ctx, n); return err }); err != nil {
+	if err := parallel(targets, func(i int, n labNode) (err error) { out[i], err = e.lab.dial(ctx, n); return err }); err != nil {
 		for _, ne := range out {
 			if ne.Close != nil {
 				_ = ne.Close()
@@ -315,8 +309,8 @@ func (e labEngines) Engines(ctx context.Context) ([]function.NodeEngine, error) 
 	return out, nil
 }
 
-// provisionDial reaches n's engine as pulse does (provision.Dial, Engine).
-func (l *clusterLab) provisionDial(ctx context.Context, n labNode) (function.NodeEngine, error) {
+// dial reaches n's engine as pulse does.
+func (l *clusterLab) dial(ctx context.Context, n labNode) (function.NodeEngine, error) {
 	sc, err := provision.Dial(ctx, l.ssh, target(n))
 	if err != nil {
 		return function.NodeEngine{}, err
@@ -338,23 +332,4 @@ func parallel(nodes []labNode, f func(i int, n labNode) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// nodeExec runs a command in n (docker exec: the harness's own work).
-func nodeExec(ctx context.Context, n labNode, stdin []byte, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	argv := []string{"exec", n.Name}
-	if stdin != nil {
-		argv = []string{"exec", "-i", n.Name}
-	}
-	cmd := exec.CommandContext(ctx, "docker", append(argv, args...)...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %s: %w: %s", n.Name, strings.Join(args, " "), err, truncate(strings.TrimSpace(string(out)), 500))
-	}
-	return string(out), nil
 }
