@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-func TestMedianPercentileMean(t *testing.T) {
+func TestMedianPercentile(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		got  float64
@@ -24,13 +24,14 @@ func TestMedianPercentileMean(t *testing.T) {
 		{"p50 of 10 is the 5th", Percentile([]float64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}, 50), 5},
 		{"p90 of 3 is the max", Percentile([]float64{3, 1, 2}, 90), 3},
 		{"tiny p is the min", Percentile([]float64{3, 1, 2}, 1), 1},
-		{"mean", Mean([]float64{1, 2, 6}), 3},
+		{"p100 is the max", Percentile([]float64{3, 1, 2}, 100), 3},
+		{"p90 of one is it", Percentile([]float64{7}, 90), 7},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
 		}
 	}
-	if !math.IsNaN(Median(nil)) || !math.IsNaN(Percentile(nil, 90)) || !math.IsNaN(Mean(nil)) {
+	if !math.IsNaN(Median(nil)) || !math.IsNaN(Percentile(nil, 90)) {
 		t.Error("a statistic of nothing is not NaN")
 	}
 	xs := []float64{3, 1, 2}

@@ -28,18 +28,6 @@ func Median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// Mean is the mean of xs, or NaN if there are none.
-func Mean(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	var sum float64
-	for _, x := range xs {
-		sum += x
-	}
-	return sum / float64(len(xs))
-}
-
 // NearestRank returns the nearest-rank p-th percentile (0 < p ≤ 100) of
 // sorted: the smallest value with at least p % of the values at or below it
 // (the 9th of 10 for p90); the zero value for none.

@@ -104,16 +104,12 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 		body:     payload(cfg.BodyBytes), step: asNamePrefix + id + "-step", cold: asNamePrefix + id + "-cold",
 	}
 	rep := report.New(cfg.Suite, env.started)
-	var head labHead
-	var end reportEnd // lab.go's open still wants one: its notes
-	if err := b.open(ctx, cfg.Suite, &head, &end); err != nil {
+	m, versions, err := b.open(ctx, rep)
+	if err != nil {
 		return err
 	}
 	defer func() { rep.Cleanup = append(rep.Cleanup, b.cleanup()...) }()
-	err = b.build(ctx, &head, cStep(env.tools, env.tmp, "sleepecho", sleepEchoC))
-	rep.Machine, rep.Notes = head.Machine, end.Notes
-	rep.Record("artifacts", head.Artifacts)
-	if err != nil {
+	if err := b.build(ctx, rep, cStep(env.tools, env.tmp, "sleepecho", sleepEchoC)); err != nil {
 		return err
 	}
 	for _, f := range []func(context.Context) error{b.prepareShared, b.deploy, b.start} {
@@ -121,11 +117,10 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 			return err
 		}
 	}
-	m := head.Machine
 	rep.Record("functions", map[string]string{"step": b.step, "cold": b.cold})
-	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; %d step trial(s) (%s = %d connections); function: fork mode, "+
+	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s; %d step trial(s) (%s = %d connections); function: fork mode, "+
 		"a static C handler sleeping 100 ms then echoing, scale %s target %d min %d max %d, no Docker health check; pulsed: %s",
-		m.CPUs, m.CPUModel, m.Kernel, m.Go, head.Engine, head.HAProxy, head.Netdata, cfg.ScaleTrials, asStep, asStepConns,
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, versions, cfg.ScaleTrials, asStep, asStepConns,
 		asMetric, asTarget, asMin, asMax, strings.Join(b.pulsedEnv, " "))
 
 	for i := 1; i <= cfg.ScaleTrials && slices.Contains(stages, "step"); i++ {

@@ -32,8 +32,7 @@ import (
 )
 
 // connectSingleNodeSwarm opens the engine client and checks, within timeout,
-// that the engine manages a single-node swarm (need says why the suite needs
-// one). It returns the engine's info and version.
+// that it manages a single-node swarm (need: why the suite needs one).
 func connectSingleNodeSwarm(ctx context.Context, suite, need string, timeout time.Duration) (api *client.Client, info system.Info, ver types.Version, err error) {
 	if api, err = function.NewEngineClient(); err != nil {
 		return nil, info, ver, err
@@ -61,8 +60,7 @@ func connectSingleNodeSwarm(ctx context.Context, suite, need string, timeout tim
 	return api, info, ver, nil
 }
 
-// localSwarm deploys on api's single-node swarm, loading images straight
-// into its engine.
+// localSwarm deploys on api's single-node swarm, loading images into its engine.
 func localSwarm(api *client.Client) *function.Swarm {
 	return function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
 }
@@ -113,12 +111,16 @@ func engineDo(ctx context.Context, what string, f func(context.Context) error) e
 	return err
 }
 
-// serviceNames lists the engine's services by name, sorted: all, and the
-// Pulse functions.
-func serviceNames(ctx context.Context, api *client.Client) (all, functions []string, err error) {
-	svcs, err := engineCall(ctx, "list services", func(c context.Context) ([]swarm.Service, error) {
+// listServices lists the engine's services.
+func listServices(ctx context.Context, api *client.Client) ([]swarm.Service, error) {
+	return engineCall(ctx, "list services", func(c context.Context) ([]swarm.Service, error) {
 		return api.ServiceList(c, swarm.ServiceListOptions{})
 	})
+}
+
+// serviceNames lists the engine's services by name, sorted: all, and functions.
+func serviceNames(ctx context.Context, api *client.Client) (all, functions []string, err error) {
+	svcs, err := listServices(ctx, api)
 	for _, s := range svcs {
 		all = append(all, s.Spec.Name)
 		if _, ok := s.Spec.Labels[contract.LabelFunction]; ok {
@@ -143,14 +145,11 @@ func taskIDs(ctx context.Context, api *client.Client, f filters.Args) (map[strin
 	tasks, err := engineCall(ctx, "list tasks", func(c context.Context) ([]swarm.Task, error) {
 		return api.TaskList(c, swarm.TaskListOptions{Filters: f})
 	})
-	if err != nil {
-		return nil, err
-	}
 	ids := make(map[string]bool, len(tasks))
 	for _, t := range tasks {
 		ids[t.ID] = true
 	}
-	return ids, nil
+	return ids, err
 }
 
 // serviceContainers lists the IDs of the service name's running containers.
@@ -158,18 +157,14 @@ func serviceContainers(ctx context.Context, api *client.Client, name string) ([]
 	cs, err := engineCall(ctx, "list containers of "+name, func(c context.Context) ([]container.Summary, error) {
 		return api.ContainerList(c, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelSwarmServiceName+"="+name))})
 	})
-	if err != nil {
-		return nil, err
-	}
 	ids := make([]string, len(cs))
 	for i, c := range cs {
 		ids[i] = c.ID
 	}
-	return ids, nil
+	return ids, err
 }
 
-// waitContainers waits up to timeout until exactly n containers of the
-// service name run.
+// waitContainers waits up to timeout until exactly n containers of name run.
 func waitContainers(ctx context.Context, api *client.Client, name string, n int, timeout time.Duration) error {
 	return poll(ctx, timeout, 50*time.Millisecond, func(late bool) (bool, error) {
 		ids, err := serviceContainers(ctx, api, name)
@@ -190,25 +185,6 @@ func waitReplicas(ctx context.Context, sw *function.Swarm, api *client.Client, n
 		return err
 	}
 	return waitContainers(ctx, api, name, n, readyTimeout-time.Since(start))
-}
-
-// pollNewTasks lists the tasks f selects every d until ctx ends or seen, given
-// those not in known and the time, says done; note gets a failed listing.
-func pollNewTasks(ctx context.Context, api *client.Client, f filters.Args, known map[string]bool, d time.Duration, note func(error), seen func(tasks []swarm.Task, now time.Time) (done bool)) {
-	ctx, done := context.WithCancel(ctx)
-	defer done()
-	every(ctx, d, func() {
-		tasks, err := engineCall(ctx, "list tasks", func(c context.Context) ([]swarm.Task, error) {
-			return api.TaskList(c, swarm.TaskListOptions{Filters: f})
-		})
-		now := time.Now()
-		if err != nil && ctx.Err() == nil {
-			note(err)
-		}
-		if seen(slices.DeleteFunc(tasks, func(t swarm.Task) bool { return known[t.ID] }), now) {
-			done()
-		}
-	})
 }
 
 // removeFunction removes a function (service, containers, image), if there;
@@ -275,8 +251,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// rewroteNote is the note of a run whose replicas were not called at the
-// addresses the engine gave.
+// rewroteNote notes that replicas were not called at the engine's addresses.
 const rewroteNote = "the swarm node's address is not loopback: replicas were called at 127.0.0.1 on their published ports instead"
 
 // runStage runs the stage name with f, then after (if set), if stages lists
@@ -292,8 +267,7 @@ func runStage(ctx context.Context, log *slog.Logger, stages []string, name strin
 	}
 	if err == nil {
 		return nil
-	}
-	if ctx.Err() != nil {
+	} else if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	log.Warn("stage stopped", "stage", name, "err", err)
@@ -331,9 +305,7 @@ func (s engineSweep) run(ctx context.Context, found []string) []string {
 			found = append(found, err.Error())
 		}
 	}
-	svcs, err := engineCall(ctx, "list services", func(c context.Context) ([]swarm.Service, error) {
-		return s.api.ServiceList(c, swarm.ServiceListOptions{})
-	})
+	svcs, err := listServices(ctx, s.api)
 	warn(err)
 	for _, sv := range svcs {
 		if name := sv.Spec.Name; s.mine(name) {
@@ -382,15 +354,10 @@ func (s engineSweep) run(ctx context.Context, found []string) []string {
 // runCredential is a run's replica credential, made as pulsed does (the run
 // is its own instance): a file for pulsed and the collector, and a secret.
 type runCredential struct {
-	instance string
-	path     string // 0640 root:netdata where the netdata group exists, else in the run's directory
-	value    string
-	rmFile   func()
+	instance, value string
+	path            string // 0640 root:netdata where the netdata group exists, else in the run's directory
+	rmFile          func()
 }
-
-// secretRemoveWait bounds the removal of the run's secrets: a service being
-// removed may hold one for a moment.
-const secretRemoveWait = 30 * time.Second
 
 // newRunCredential creates the credential file for instance (tmp is the
 // run's directory) and, if api is not nil, the instance's secret.
@@ -403,19 +370,16 @@ func newRunCredential(ctx context.Context, api credential.SecretAPI, instance, t
 		}
 	}
 	v, err := credential.ReadOrCreateReplicaAuth(c.path)
-	if err != nil {
-		c.rmFile()
-		return nil, fmt.Errorf("replica credential: %w", err)
-	}
-	c.value = v
-	if api != nil {
+	if err == nil && api != nil {
 		cctx, cancel := call(ctx)
 		defer cancel()
-		if _, err := credential.EnsureReplicaAuthSecret(cctx, api, instance, v); err != nil {
-			c.rmFile()
-			return nil, fmt.Errorf("replica credential of instance %s: %w", instance, err)
-		}
+		_, err = credential.EnsureReplicaAuthSecret(cctx, api, instance, v)
 	}
+	if err != nil {
+		c.rmFile()
+		return nil, fmt.Errorf("replica credential of instance %s: %w", instance, err)
+	}
+	c.value = v
 	return c, nil
 }
 
@@ -435,7 +399,7 @@ func (c *runCredential) pulsedEnv() string {
 // remove removes the credential file and every secret labelled with the
 // run's instance, after the run's services; it returns what it could not.
 func (c *runCredential) remove(api credential.SecretAPI) []string {
-	return c.removeWithin(secretRemoveWait, api)
+	return c.removeWithin(30*time.Second, api)
 }
 
 // removeWithin is remove waiting up to wait for a secret still in use.

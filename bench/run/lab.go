@@ -24,18 +24,12 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/pulsefaas/pulse/alarms"
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
-
-// The stack the autoscale and soak suites run on, as it ships, on loopback
-// ports the kernel picks: pulsed as a process (its own state directory,
-// instance and selector: it acts only on the run's functions) and a private
-// Netdata (internal/netdatalab) with pulse.d.plugin and the health templates
-// of alarms/, whose hook calls that pulsed. pulsed may be restarted (a new
-// lifetime, a fresh state directory) on the same ports.
 
 const (
 	hookInstalled = alarms.HookPath   // the exec: path of the health templates
@@ -47,36 +41,30 @@ const (
 	pathGateway   = "gateway"         // request path through HAProxy, /function/<name>
 )
 
-// pulseLab is one run's stack; open, prepareShared, startNetdata and
-// startPulsed set its fields, in that order.
+// pulseLab is one run's stack on loopback: pulsed (the run's own instance,
+// restartable) and a lab Netdata whose alarm hook calls it.
 type pulseLab struct {
-	log     *slog.Logger
-	env     suiteEnv
-	arts    artifacts
-	api     *client.Client
-	sw      *function.Swarm
-	run     string
-	prefix  string // the run's services and images are named prefix + run + "-…"
-	haproxy string // the haproxy binary pulsed runs
-	http    *http.Client
+	log                  *slog.Logger
+	env                  suiteEnv
+	arts                 artifacts
+	api                  *client.Client
+	sw                   *function.Swarm
+	run, prefix, haproxy string // the run's names are prefix + run + "-…"; haproxy is pulsed's binary
+	http                 *http.Client
+	routeTimeout         time.Duration // bounds pulsed's start and a function's routing
+	stopGrace            time.Duration // pulsed's time to exit after SIGTERM
 
-	routeTimeout time.Duration // bounds pulsed's start and a function's routing
-	stopGrace    time.Duration // pulsed's time to exit after SIGTERM
-
-	shared    string // a directory the netdata user can read: hook, token
-	tokenFile string
-	token     string
-	cred      *runCredential // pulsed's and the collector's replica_auth_file, the replicas' secret
+	shared, tokenFile, token string         // shared: a directory the netdata user can read (hook, token)
+	cred                     *runCredential // pulsed's and the collector's replica_auth_file, the replicas' secret
 
 	apiAddr, gwAddr, adminAddr, coldAddr string // the same for every lifetime of pulsed
 
-	stateDir   string   // the running (or last) pulsed's
-	pulsedLog  string   // the running (or last) pulsed's
-	pulsedLogs []string // every lifetime's, in order
-	pulsed     *server
-	rt         *gateway.Runtime
-	nd         *netdatalab.Netdata
-	fns        []string // functions deployed and not removed yet
+	stateDir, pulsedLog string   // the running (or last) pulsed's
+	pulsedLogs          []string // every lifetime's, in order
+	pulsed              *server
+	rt                  *gateway.Runtime
+	nd                  *netdatalab.Netdata
+	fns                 []string // functions deployed and not removed yet
 }
 
 // newPulseLab returns a lab of the run, not opened yet.
@@ -85,32 +73,26 @@ func newPulseLab(log *slog.Logger, env suiteEnv, run, prefix, haproxy string, ro
 		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}}
 }
 
-// labHead begins the reports of the suites on the lab.
-type labHead struct {
-	runHead
-	Machine   machineInfo `json:"machine"`
-	Engine    string      `json:"engine"`
-	HAProxy   string      `json:"haproxy"`
-	Netdata   string      `json:"netdata"`
-	Artifacts []artifact  `json:"artifacts"`
-}
-
-// open fills head (machine, HAProxy's and Netdata's versions) and connects
-// to the engine, which must manage a single-node swarm.
-func (l *pulseLab) open(ctx context.Context, suite string, head *labHead, end *reportEnd) error {
-	*head = labHead{runHead: newRunHead(suite, l.env.started), Machine: collectMachine(ctx, l.env.tools, l.env.clk)}
+// open connects to the engine (a single-node swarm) and records the machine
+// and the versions in rep; it returns the machine and the versions' line.
+func (l *pulseLab) open(ctx context.Context, rep *report.Report) (machineInfo, string, error) {
+	m := collectMachine(ctx, l.env.tools, l.env.clk)
+	rep.Machine = m
 	if l.env.clkNote != "" {
-		end.Notes = append(end.Notes, l.env.clkNote)
+		rep.Note("%s", l.env.clkNote)
 	}
-	head.HAProxy, _ = haproxyVersion(ctx, l.haproxy)
-	head.Netdata, _ = commandOutput(ctx, "/usr/sbin/netdata", "-V")
-	api, _, v, err := connectSingleNodeSwarm(ctx, suite, "where every replica runs on this host", callTimeout)
+	ha, _ := haproxyVersion(ctx, l.haproxy)
+	nd, _ := commandOutput(ctx, "/usr/sbin/netdata", "-V")
+	api, _, v, err := connectSingleNodeSwarm(ctx, rep.Suite, "where every replica runs on this host", callTimeout)
 	if err != nil {
-		return err
+		return m, "", err
 	}
 	l.api, l.sw = api, localSwarm(api)
-	head.Engine = "Docker Engine " + v.Version + " (API " + v.APIVersion + ")"
-	return nil
+	engine := "Docker Engine " + v.Version + " (API " + v.APIVersion + ")"
+	for k, v := range map[string]string{"engine": engine, "haproxy": ha, "netdata": nd} {
+		rep.Record(k, v)
+	}
+	return m, engine + ", " + ha + ", " + nd, nil
 }
 
 // haproxyVersion returns "HAProxy <version>" from haproxy -v.
@@ -128,10 +110,9 @@ func parseHAProxyVersion(out string) string {
 	return first
 }
 
-// build builds the lab's programs as they ship (pulsed, the plugin, the
-// hook, the fork-mode watchdog) and more, records them in head, and fails if
-// one did not build.
-func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) error {
+// build builds the lab's programs as they ship (pulsed, the plugin, the hook,
+// the fork-mode watchdog) and more, records them in rep; one not built fails.
+func (l *pulseLab) build(ctx context.Context, rep *report.Report, more ...buildStep) error {
 	t, dir := l.env.tools, l.env.tmp
 	steps := append([]buildStep{
 		pulsedStep(t, dir),
@@ -141,13 +122,12 @@ func (l *pulseLab) build(ctx context.Context, head *labHead, more ...buildStep) 
 	}, more...)
 	arts, recs, err := buildAll(ctx, l.log, l.env.root, steps)
 	l.arts = arts
-	head.Artifacts = append(head.Artifacts, recs...)
+	rep.Record("artifacts", recs)
 	return err
 }
 
-// prepareShared makes, in a directory Netdata's user can enter (removed by
-// cleanup), the built hook and the alarm token (0640 root:netdata); and the
-// run's replica credential, which its deploys need.
+// prepareShared makes, in a directory Netdata's user can enter, the hook and
+// a fresh alarm token (0640 root:netdata); and the run's replica credential.
 func (l *pulseLab) prepareShared(ctx context.Context) error {
 	var err error
 	if l.shared, err = os.MkdirTemp("", "pulse-bench-alarms-"); err != nil {
@@ -166,29 +146,22 @@ func (l *pulseLab) prepareShared(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("install hook: %w", err)
 	}
-	if err := l.writeToken(); err != nil {
+	var tok [16]byte
+	_, _ = rand.Read(tok[:]) // never fails since Go 1.24
+	l.token, l.tokenFile = hex.EncodeToString(tok[:]), filepath.Join(l.shared, "alarm-token")
+	g, err := user.LookupGroup("netdata")
+	if err == nil {
+		err = os.WriteFile(l.tokenFile, []byte(l.token+"\n"), 0o640)
+	}
+	if err == nil {
+		gid, _ := strconv.Atoi(g.Gid)
+		err = os.Chown(l.tokenFile, 0, gid)
+	}
+	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
 	l.cred, err = newRunCredential(ctx, l.api, benchInstance(l.run), l.env.tmp)
 	return err
-}
-
-// writeToken writes a fresh alarm token to the shared directory, readable
-// by the netdata group.
-func (l *pulseLab) writeToken() error {
-	var tok [16]byte
-	_, _ = rand.Read(tok[:]) // never fails since Go 1.24
-	l.token = hex.EncodeToString(tok[:])
-	l.tokenFile = filepath.Join(l.shared, "alarm-token")
-	if err := os.WriteFile(l.tokenFile, []byte(l.token+"\n"), 0o640); err != nil {
-		return err
-	}
-	g, err := user.LookupGroup("netdata")
-	if err != nil {
-		return err
-	}
-	gid, _ := strconv.Atoi(g.Gid)
-	return os.Chown(l.tokenFile, 0, gid)
 }
 
 // benchLabels are the labels of every function a run deploys.
@@ -197,8 +170,7 @@ func benchLabels(run string) map[string]string {
 }
 
 // benchImage assembles spec's image as `pulse build` lays it out: the
-// in-process binary fn alone (wd nil), or the watchdog wd with fn as its
-// handler; labelled with the function's name and spec's labels.
+// in-process binary fn alone (wd nil), or the watchdog wd with fn as handler.
 func benchImage(spec function.Spec, wd, fn []byte) (function.Image, error) {
 	files := []function.File{{Path: function.FunctionPath, Mode: 0o755, Content: fn}}
 	entry := function.FunctionPath
@@ -209,19 +181,13 @@ func benchImage(spec function.Spec, wd, fn []byte) (function.Image, error) {
 	labels := map[string]string{contract.LabelFunction: spec.Name}
 	maps.Copy(labels, spec.Labels)
 	return function.Assemble(function.ImageSpec{
-		Tag:          function.ImageRepository + spec.Name + ":bench",
-		Files:        files,
-		Entrypoint:   []string{entry},
-		Env:          spec.WatchdogEnv(),
-		User:         function.ImageUser,
-		ExposedPorts: []string{fmt.Sprintf("%d/tcp", contract.WatchdogPort)},
-		Labels:       labels,
+		Tag: function.ImageRepository + spec.Name + ":bench", Files: files, Entrypoint: []string{entry}, Env: spec.WatchdogEnv(),
+		User: function.ImageUser, ExposedPorts: []string{fmt.Sprintf("%d/tcp", contract.WatchdogPort)}, Labels: labels,
 	})
 }
 
-// deployFunction assembles spec's image (benchImage) and deploys it as
-// `pulse deploy` does here (no Docker health check) with the run's instance
-// and labels; it does not wait for the replicas.
+// deployFunction deploys spec's image (benchImage) as `pulse deploy` does
+// here (no Docker health check), as the run's; it does not wait for replicas.
 func (l *pulseLab) deployFunction(ctx context.Context, spec *function.Spec, wd, fn []byte, drainGrace time.Duration) (function.Image, function.DeployResult, error) {
 	if spec.Labels == nil {
 		spec.Labels = map[string]string{}
@@ -282,8 +248,7 @@ func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string
 }
 
 // keepLogs copies every pulsed lifetime's log, the lab Netdata's error log
-// and extra (file name → content) to a new directory and returns it ("" if
-// it could not).
+// and extra (file name → content) to a new directory, which it returns.
 func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
 	dir, err := os.MkdirTemp("", "pulse-bench-"+what+"-"+l.run+"-logs-")
 	if err != nil {
@@ -303,9 +268,8 @@ func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
 	return dir
 }
 
-// cleanup stops Netdata and pulsed, kills any HAProxy of the run, removes
-// the shared directory, the run's functions and all else of it on the engine,
-// then its credential. It may be called twice; it returns what it found.
+// cleanup stops and removes all of the run (processes, files, the engine's,
+// the credential) and returns what it found; it may be called twice.
 func (l *pulseLab) cleanup() []string {
 	var found []string
 	if l.nd != nil {
@@ -413,12 +377,11 @@ func (l *pulseLab) catalogFunction(ctx context.Context, fn string) (contract.Cat
 	return contract.CatalogFunction{}, fmt.Errorf("%s is not in pulsed's catalog", fn)
 }
 
-// reloads returns how many times the running pulsed reloaded HAProxy
-// (/healthz).
+// reloads returns how many times the running pulsed reloaded HAProxy.
 func (l *pulseLab) reloads(ctx context.Context) (int, error) {
 	var h struct {
-		Status  string `json:"status"`
-		Reloads *int   `json:"reloads"`
+		Status  string
+		Reloads *int
 	}
 	if err := l.getJSON(ctx, "http://"+l.apiAddr+"/healthz", false, &h); err != nil {
 		return 0, err
@@ -460,30 +423,6 @@ func (l *pulseLab) procWatch() procWatch {
 	return procWatch{HAProxyConfig: filepath.Join(l.stateDir, "haproxy.cfg"), Pulsed: l.pulsed.pid()}
 }
 
-// sampleGroups reads the CPU of w's groups, the harness and the lab
-// Netdata's tree; and of every other process, by command name.
-func (l *pulseLab) sampleGroups(w procWatch) (groups, others procCPU) {
-	groups, others, err := scanAllProcs("/proc", w)
-	if err != nil {
-		groups, others = procCPU{}, procCPU{}
-	}
-	group := func(name string, sts []procStat) {
-		for _, st := range sts {
-			groups.add(name, st)
-			delete(others[st.Comm], procKey{st.PID, st.StartTime})
-		}
-	}
-	if st, err := readStat("/proc", os.Getpid()); err == nil {
-		group(groupHarness, []procStat{st})
-	}
-	if l.nd != nil {
-		if tree, err := processTree("/proc", l.nd.PID()); err == nil {
-			group(groupNetdata, tree)
-		}
-	}
-	return groups, others
-}
-
 // healthWithHook returns the health templates with every exec: line
 // running hook instead of the installed one.
 func healthWithHook(templates, hook string) (string, error) {
@@ -506,9 +445,8 @@ func healthWithHook(templates, hook string) (string, error) {
 	return strings.Join(lines, "\n"), nil
 }
 
-// startNetdata picks pulsed's ports (so that each can point at the other)
-// and starts the lab Netdata. Netdata 1.37 runs exec: as one quoted word, so
-// the hook gets pulsed's URL and the token file from the environment.
+// startNetdata picks pulsed's ports and starts the lab Netdata; the hook gets
+// pulsed's URL and token from the environment (exec: is one quoted word).
 func (l *pulseLab) startNetdata(ctx context.Context) error {
 	for _, a := range []*string{&l.apiAddr, &l.gwAddr, &l.adminAddr, &l.coldAddr} {
 		addr, err := freeAddr()
@@ -541,10 +479,8 @@ func (l *pulseLab) startNetdata(ctx context.Context) error {
 	return nil
 }
 
-// startPulsed starts a new lifetime of pulsed (a fresh state directory, the
-// lab's ports, the autoscaler on, the run's instance and selector, and
-// changed: PULSE_*=… lines) and waits for its API. It returns the settings
-// that differ from a default install, for the report.
+// startPulsed starts a new lifetime of pulsed (fresh state, the autoscaler on,
+// changed) and waits for it; it returns the settings that are not defaults.
 func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string, error) {
 	n := len(l.pulsedLogs) + 1
 	l.stateDir = filepath.Join(l.env.tmp, fmt.Sprintf("state-%d", n))
@@ -586,7 +522,7 @@ func (l *pulseLab) stopPulsed() []string {
 		found = append(found, "pulsed: "+err.Error())
 	}
 	l.pulsed = nil
-	if _, pids := reapHAProxies(l.stateDir, haproxyLinger); len(pids) > 0 {
+	if pids := reapHAProxies(l.stateDir, haproxyLinger); len(pids) > 0 {
 		found = append(found, fmt.Sprintf("haproxy processes %v outlived pulsed: killed", pids))
 	}
 	return found

@@ -25,11 +25,10 @@ import (
 // wrkResult is the BENCHJSON line bench/wrk/post.lua prints when wrk is done
 // (an untagged key matches its field's name, case aside).
 type wrkResult struct {
-	Requests   int64
-	DurationUS int64 `json:"duration_us"`
-	Bytes      int64
-	Errors     struct{ Connect, Read, Write, Status, Timeout int64 }
-	Latency    struct {
+	Requests, Bytes int64
+	DurationUS      int64 `json:"duration_us"`
+	Errors          struct{ Connect, Read, Write, Status, Timeout int64 }
+	Latency         struct {
 		P50, P90, P99, Max int64
 		Mean               float64
 	} `json:"latency_us"`
@@ -41,8 +40,7 @@ func (w wrkResult) errorCount() int64 {
 	return e.Connect + e.Read + e.Write + e.Status + e.Timeout
 }
 
-// decodeStrict decodes the JSON object at the start of s into v, refusing
-// unknown keys.
+// decodeStrict decodes the JSON object at the start of s, refusing unknown keys.
 func decodeStrict(s string, v any) error {
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.DisallowUnknownFields()
@@ -76,8 +74,7 @@ type wrkRun struct {
 }
 
 // wrkHeaderEnv renders h as post.lua's BENCH_HEADERS: a "Name: value" line
-// per value, names sorted. A name that is no token, or a value with a line
-// break, is an error.
+// per value, names sorted; a name that is no token or a line break fails.
 func wrkHeaderEnv(h http.Header) (string, error) {
 	var b strings.Builder
 	for _, k := range slices.Sorted(maps.Keys(h)) {
@@ -94,9 +91,8 @@ func wrkHeaderEnv(h http.Header) (string, error) {
 	return b.String(), nil
 }
 
-// runTool runs argv (env added) bounded by timeout in its own process group,
-// killed with the harness; it returns stdout, stderr and the CPU it and its
-// waited-for descendants used.
+// runTool runs argv (env added) for up to timeout in its own process group; it
+// returns stdout, stderr and the CPU it and its reaped descendants used.
 func runTool(ctx context.Context, timeout time.Duration, env []string, argv ...string) (stdout, stderr []byte, cpu time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -114,8 +110,8 @@ func runTool(ctx context.Context, timeout time.Duration, env []string, argv ...s
 	return o.Bytes(), e.Bytes(), cpu, err
 }
 
-// runWrk runs wrk and returns its result and its own CPU time, which tells
-// whether the load generator saturated its core.
+// runWrk runs wrk and returns its result and its own CPU time (did the load
+// generator saturate its core?).
 func runWrk(ctx context.Context, w wrkRun) (wrkResult, time.Duration, error) {
 	headers, err := wrkHeaderEnv(w.Headers)
 	if err != nil {
@@ -187,13 +183,8 @@ func runFloor(ctx context.Context, bin string, d time.Duration, body string, pro
 	return r, nil
 }
 
-// The soak and autoscale suites' load: a closed-loop, keep-alive raw HTTP/1.1
-// client with a changing number of connections. A failed request (socket
-// error, status other than 2xx, wrong body) is recorded, never retried, and
-// its connection replaced.
-
-// loadReq is one request as the client saw it (24 bytes: a run keeps
-// millions).
+// loadReq is one request as the closed-loop client saw it (24 bytes: a run
+// keeps millions).
 type loadReq struct {
 	StartNS   int64  // since the load's t0
 	LatencyUS int32  // to the end of the answer, or to the error
@@ -214,12 +205,10 @@ const (
 	reqErrWrongBody       // 2xx with another body than the one sent
 )
 
-var reqErrNames = []string{"ok", "connect", "write", "read", "body", "status", "wrong body"}
-
 // reqErrName names the outcome e.
 func reqErrName(e uint8) string {
-	if int(e) < len(reqErrNames) {
-		return reqErrNames[e]
+	if names := []string{"ok", "connect", "write", "read", "body", "status", "wrong body"}; int(e) < len(names) {
+		return names[e]
 	}
 	return "error " + strconv.Itoa(int(e))
 }
@@ -230,33 +219,28 @@ type loadFail struct {
 	Msg string
 }
 
-// loopRequestTimeout bounds one request.
-const loopRequestTimeout = 15 * time.Second
-
-// closedLoop runs the workers: set changes their number and target, end
-// stops them and returns every record.
+// closedLoop is a closed-loop load of keep-alive HTTP/1.1 connections; a failed
+// request is recorded, never retried, and its connection replaced.
 type closedLoop struct {
 	t0        time.Time
 	body      string
 	directHdr http.Header // on a request straight to a replica: the credential HAProxy adds on the other path
 
-	mu      sync.Mutex
-	addr    string
-	direct  bool
-	workers []*loopWorker // running, in start order
-	retired []*loopWorker // told to stop
+	mu               sync.Mutex
+	addr             string
+	direct           bool
+	workers, retired []*loopWorker // running, in start order; told to stop
 }
 
 // loopWorker is one connection of a closedLoop.
 type loopWorker struct {
-	l      *closedLoop
-	addr   string
-	req    string
-	direct bool
-	stop   atomic.Bool // finish the request under way, then exit
-	done   chan struct{}
-	recs   []loadReq
-	fails  []loadFail
+	l         *closedLoop
+	addr, req string
+	direct    bool
+	stop      atomic.Bool // finish the request under way, then exit
+	done      chan struct{}
+	recs      []loadReq
+	fails     []loadFail
 }
 
 // newClosedLoop returns a load of body with no connection yet.
@@ -264,9 +248,8 @@ func newClosedLoop(t0 time.Time, body string, direct http.Header) *closedLoop {
 	return &closedLoop{t0: t0, body: body, directHdr: direct}
 }
 
-// set makes n connections POST to path at addr (direct: a replica's address,
-// with the direct headers). A new address replaces every worker; otherwise
-// workers are added, or the newest finish their request and leave.
+// set makes n connections POST to path at addr (direct: a replica's, with the
+// direct headers); a new address replaces every worker, else the newest go.
 func (l *closedLoop) set(n int, addr, path string, direct bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -290,8 +273,7 @@ func (l *closedLoop) set(n int, addr, path string, direct bool) {
 	}
 }
 
-// end stops every worker (each finishes its request under way) and returns
-// all records and failures.
+// end stops every worker after its request and returns all records and failures.
 func (l *closedLoop) end() (recs []loadReq, fails []loadFail) {
 	l.mu.Lock()
 	for _, w := range l.workers {
@@ -341,7 +323,7 @@ func (w *loopWorker) run() {
 				port = uint16(a.Port)
 			}
 		}
-		_ = c.SetDeadline(start.Add(loopRequestTimeout))
+		_ = c.SetDeadline(start.Add(15 * time.Second))
 		status, e, msg, broken := roundTrip(c, br, w.req, w.l.body)
 		finish(e, status, msg)
 		if broken {
@@ -351,9 +333,8 @@ func (w *loopWorker) run() {
 	}
 }
 
-// roundTrip sends req on c and reads through br the answer, which must carry
-// want. It returns the status (0 if none), the outcome, a failure's message,
-// and whether the connection is done for.
+// roundTrip sends req on c and reads the answer, which must carry want: the
+// status (0 for none), the outcome, a failure's message, whether c is done.
 func roundTrip(c net.Conn, br *bufio.Reader, req, want string) (status int, outcome uint8, msg string, done bool) {
 	if _, err := io.WriteString(c, req); err != nil {
 		return 0, reqErrWrite, "write: " + err.Error(), true

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,12 +15,9 @@ import (
 	"time"
 )
 
-// tools are the external programs the harness runs.
-type tools struct {
-	goBin, gcc, wrk, cat string
-	gxx                  string // the functions suite's C++ compiler
-	haproxy              string // pulsed's HAProxy
-}
+// tools are the external programs the harness runs: gxx is the functions
+// suite's C++ compiler, haproxy pulsed's.
+type tools struct{ goBin, gcc, wrk, cat, gxx, haproxy string }
 
 // findTools looks up in PATH the tools suite needs (go also in
 // /usr/local/go/bin, for `go run` from a shell whose PATH lacks it).
@@ -67,7 +65,6 @@ type machineInfo struct {
 	CPUs       int     `json:"cpus"`
 	CPUModel   string  `json:"cpu_model"`
 	Kernel     string  `json:"kernel"`
-	MemTotalMB int64   `json:"mem_total_mb"`
 	Go         string  `json:"go"`
 	Wrk        string  `json:"wrk,omitempty"`
 	GCC        string  `json:"gcc"`
@@ -88,12 +85,6 @@ func collectMachine(ctx context.Context, t tools, clk float64) machineInfo {
 				m.CPUModel = strings.TrimSpace(v)
 				break
 			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			m.MemTotalMB = kb / 1024
 		}
 	}
 	m.Go, _ = commandOutput(ctx, t.goBin, "version")
@@ -139,19 +130,23 @@ func moduleRoot(ctx context.Context, goBin string) (string, error) {
 // it is quiet enough to start a measurement.
 const quietCorePct = 25
 
-// waitQuiet samples the host's CPU over 500 ms windows until one is below
-// quietCorePct or maxWait (0: none) has passed; it returns the wait and the
-// last window's busy share.
+// waitQuiet samples the host's CPU in 500 ms windows until one is below
+// quietCorePct or maxWait passed; it returns the wait and the last window's.
 func waitQuiet(ctx context.Context, clk float64, maxWait time.Duration) (time.Duration, float64, error) {
 	if maxWait == 0 {
 		return 0, 0, nil
 	}
-	start := time.Now()
-	for {
-		busy, err := hostBusy(ctx, clk, 500*time.Millisecond)
-		if err != nil {
+	for start := time.Now(); ; {
+		h0, err := readHostCPU("/proc")
+		t0 := time.Now()
+		if err == nil {
+			err = sleepCtx(ctx, 500*time.Millisecond)
+		}
+		h1, err1 := readHostCPU("/proc")
+		if err = cmp.Or(err, err1); err != nil {
 			return 0, 0, err
 		}
+		busy := 100 * float64(h1.Busy-h0.Busy) / clk / time.Since(t0).Seconds()
 		if busy < quietCorePct || time.Since(start) >= maxWait {
 			return time.Since(start), busy, nil
 		}
@@ -167,23 +162,6 @@ func clockTicks(ctx context.Context) (float64, string) {
 		return float64(n), ""
 	}
 	return 100, fmt.Sprintf("getconf CLK_TCK said %q (%v): assumed 100", out, err)
-}
-
-// hostBusy returns the host's busy CPU over d, in percent of one core.
-func hostBusy(ctx context.Context, clk float64, d time.Duration) (float64, error) {
-	h0, err := readHostCPU("/proc")
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	if err := sleepCtx(ctx, d); err != nil {
-		return 0, err
-	}
-	h1, err := readHostCPU("/proc")
-	if err != nil {
-		return 0, err
-	}
-	return 100 * float64(h1.Busy-h0.Busy) / clk / time.Since(t0).Seconds(), nil
 }
 
 // artifact is one program the harness builds.
@@ -228,8 +206,7 @@ func (a artifacts) sizes() map[string]int64 {
 	return m
 }
 
-// buildStep is how one artifact is built: argv, run in the module root with
-// env added, writes out.
+// buildStep is how one artifact is built: argv, run in the module root with env.
 type buildStep struct {
 	name, source, out string
 	argv, env         []string
@@ -258,9 +235,8 @@ func gccStep(t tools, dir, name, source, src string, flags ...string) buildStep 
 	return buildStep{name: name, source: source, out: out, argv: append(append([]string{t.gcc}, flags...), "-o", out, src)}
 }
 
-// cStep writes src, a generated C program, to dir and compiles it
-// statically, as a fork-mode handler in an image. A failed write shows as
-// gcc's failure.
+// cStep writes the C program src to dir and compiles it statically, as a
+// fork-mode handler (a failed write shows as gcc's failure).
 func cStep(t tools, dir, name, src string) buildStep {
 	file := filepath.Join(dir, name+".c")
 	_ = os.WriteFile(file, []byte(src), 0o644)

@@ -1,30 +1,18 @@
 // Command run is Pulse's benchmark harness: `go run ./bench/run -suite X`
-// runs one suite, writes bench/results/X-<UTC time>.json, prints its
-// tables and refreshes its section of bench/README.md (not for -quick or
-// -only runs). bench/README.md explains each suite, its flags and the goals
-// it checks.
+// runs one suite, writes bench/results/X-<UTC time>.json, prints its report
+// and refreshes its section of bench/README.md (not for -quick or -only
+// runs). bench/README.md explains each suite, its flags and its goals.
 //
-// Every process the harness starts runs in its own process group and is
-// killed when its run ends, when the harness is interrupted, or
-// (Pdeathsig) when the harness dies. Everything a suite creates on the
-// Docker Engine carries the run's name prefix or label and is removed when
-// it ends or is interrupted (sweep.go). Replicas serve only requests that
-// carry their instance's replica credential (contract/auth.go), so every
-// suite that deploys runs as its own instance and makes its credential
-// before its first deploy, as pulsed does (credential.go).
-//
-// What the suites share has one home each: engine.go (engine calls and
-// their time limits, waiting for replicas, polling, run IDs, the stage
-// runner), sweep.go (the final sweep), proc.go (reading /proc, process
-// groups, pulsed's HAProxy processes), machine.go (the host: versions,
-// clock ticks, waiting for a quiet CPU), build.go (building artifacts),
-// server.go (processes under test), load.go (wrk, spawnloop and the
-// closed-loop HTTP client), slots.go (HAProxy's slots), lab.go (the stack
-// of pulsed, HAProxy and a lab Netdata, and the run's labels; starting
-// pulsed and the lab Netdata in lab_pulsed.go, watching them in
-// lab_observe.go), stats.go (medians, percentiles, goals) and report.go
-// (the report's head and end, tables, sections, notes, the README). Each
-// suite's own files hold only that suite's logic.
+// Every process the harness starts runs in its own process group and dies
+// with its run or with the harness (Pdeathsig); everything a suite creates
+// on the engine carries the run's name prefix or label and is removed when
+// it ends or is interrupted. Every suite that deploys is its own Pulse
+// instance with its own replica credential (engine.go). The suites share
+// engine.go (engine calls, waits, the sweep, the credential), proc.go
+// (/proc), machine.go (the host, tools, builds), server.go (processes under
+// test), load.go (wrk, spawnloop, the closed-loop client), slots.go
+// (HAProxy's slots) and lab.go (pulsed, HAProxy and a lab Netdata); their
+// reports go through bench/report.
 package main
 
 import (
@@ -71,27 +59,13 @@ func main() {
 
 // config is the harness's configuration, from flags.
 type config struct {
-	Suite     string
-	Rounds    int
-	Duration  time.Duration
-	Warmup    time.Duration
-	QuietWait time.Duration
-	Out       string
-	Readme    string
-	Quick     bool
-	Threads   int
-	Conns     int
-	ForkConns int
-	BodyBytes int
-	Only      []string
-	// The functions suite's: build and deploy trials per template, +1
-	// scale trials per health interval.
-	Trials      int
-	ScaleTrials int
-	// The soak suite's length (whole minutes).
-	SoakDuration time.Duration
-	// Flags is every flag's value as parsed, recorded with the results.
-	Flags map[string]string
+	Suite, Out, Readme                           string
+	Rounds, Threads, Conns, ForkConns, BodyBytes int
+	Trials, ScaleTrials                          int // functions: build and deploy trials per template; +1 scale trials
+	Duration, Warmup, QuietWait, SoakDuration    time.Duration
+	Quick                                        bool
+	Only                                         []string
+	Flags                                        map[string]string // every flag's value as parsed, kept with the results
 }
 
 // The suites the harness knows.
@@ -103,6 +77,7 @@ const (
 
 var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak, suiteCollector, suiteCluster}
 
+// defaultConfig is the configuration of a command line that sets nothing.
 func defaultConfig() config {
 	return config{
 		Rounds: 5, Duration: 5 * time.Second, Warmup: time.Second, QuietWait: 3 * time.Second, Threads: 1, Conns: 16, ForkConns: 4, BodyBytes: 64,
@@ -110,21 +85,14 @@ func defaultConfig() config {
 	}
 }
 
-// quickConfig is the -quick defaults: what the command line does not set.
-func quickConfig() config {
-	c := defaultConfig()
-	c.Rounds, c.Duration, c.QuietWait = 1, 2*time.Second, time.Second
-	c.Trials, c.ScaleTrials = 1, 3
-	return c
-}
-
 // parseFlags parses the command line into a validated config. A -quick
-// command line is parsed again over quickConfig, so that the flags it sets
-// win.
+// command line is parsed again over the quick defaults: the flags it sets win.
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	cfg, err := parseFlagsOver(defaultConfig(), args, stderr)
 	if err == nil && cfg.Quick {
-		cfg, err = parseFlagsOver(quickConfig(), args, stderr)
+		q := defaultConfig()
+		q.Rounds, q.Duration, q.QuietWait, q.Trials, q.ScaleTrials = 1, 2*time.Second, time.Second, 1, 3
+		cfg, err = parseFlagsOver(q, args, stderr)
 	}
 	if err != nil {
 		return config{}, err
@@ -132,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	return cfg, cfg.Validate()
 }
 
+// parseFlagsOver parses args over the defaults cfg.
 func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -237,9 +206,8 @@ type suiteEnv struct {
 	started time.Time
 }
 
-// publishReport writes a suite's report to <out>/<suite>-<UTC time>.json,
-// prints its text rendering, and (unless the run is partial) refreshes the
-// suite's section of the README.
+// publishReport writes rep to <out>/<suite>-<UTC time>.json, prints it and,
+// unless the run is partial, refreshes the suite's README section.
 func publishReport(cfg config, stdout io.Writer, rep *report.Report) error {
 	if rep.Config == nil {
 		rep.Config = cfg.Flags
@@ -259,31 +227,16 @@ func publishReport(cfg config, stdout io.Writer, rep *report.Report) error {
 	return err
 }
 
-// publish writes a suite's report to <out>/<suite>-<UTC time>.json, prints
-// its text rendering, and (unless the run is partial) refreshes the suite's
-// section of the README with markdown(path of the JSON relative to it).
-func publish(cfg config, stdout io.Writer, started time.Time, rep any, text string, markdown func(rel string) string) error {
-	jsonPath := filepath.Join(cfg.Out, cfg.Suite+"-"+started.Format("20060102T150405Z")+".json")
-	if err := writeJSON(jsonPath, rep); err != nil {
-		return err
-	}
-	fmt.Fprint(stdout, text)
-	fmt.Fprintf(stdout, "\nresults: %s\n", jsonPath)
-	if cfg.Quick || len(cfg.Only) > 0 || cfg.Readme == "-" {
-		return nil
-	}
-	rel, err := filepath.Rel(filepath.Dir(cfg.Readme), jsonPath)
-	if err != nil {
-		rel = jsonPath
-	}
-	if err := updateReadme(cfg.Readme, cfg.Suite, markdown(filepath.ToSlash(rel))); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "README:  %s\n", cfg.Readme)
-	return nil
-}
-
 // payload is the request body: n bytes of hex digits.
 func payload(n int) string {
 	return strings.Repeat("0123456789abcdef", n/16+1)[:n]
+}
+
+// mb is a decimal megabyte (Docker's unit): goals in MB use it.
+const mb = 1e6
+
+// clock formats seconds as m:ss.s.
+func clock(s float64) string {
+	m := int(s) / 60
+	return fmt.Sprintf("%d:%04.1f", m, s-float64(m*60))
 }

@@ -19,15 +19,11 @@ import (
 // procStat is the part of /proc/<pid>/stat the harness uses; CPU times are
 // in clock ticks (USER_HZ).
 type procStat struct {
-	PID       int
-	PPID      int
-	Comm      string
-	State     string
-	UTime     uint64 // field 14: user time of the process itself
-	STime     uint64 // field 15: its system time
-	CUTime    uint64 // field 16: user time of its waited-for children
-	CSTime    uint64 // field 17: their system time
-	StartTime uint64 // field 22: start time after boot, in ticks
+	PID, PPID      int
+	Comm, State    string
+	UTime, STime   uint64 // fields 14 and 15: the process's own user and system time
+	CUTime, CSTime uint64 // fields 16 and 17: those of its waited-for children
+	StartTime      uint64 // field 22: start time after boot
 }
 
 // errNoProcess reports that a process is gone.
@@ -86,8 +82,7 @@ func readStat(procDir string, pid int) (procStat, error) {
 	return st, nil
 }
 
-// readStats reads the stat of every process under procDir, in pid order,
-// leaving out those gone or not ours to read.
+// readStats reads the stat of every process under procDir that it can.
 func readStats(procDir string) ([]procStat, error) {
 	entries, err := os.ReadDir(procDir)
 	if err != nil {
@@ -104,44 +99,34 @@ func readStats(procDir string) ([]procStat, error) {
 	return out, nil
 }
 
-// processTree returns root's stat followed by those of all its live
-// descendants, breadth first.
+// processTree returns root's stat, then its live descendants', breadth first.
 func processTree(procDir string, root int) ([]procStat, error) {
 	rst, err := readStat(procDir, root)
 	if err != nil {
 		return nil, err
 	}
 	all, err := readStats(procDir)
-	return withDescendants(all, []procStat{rst}), err
-}
-
-// withDescendants returns roots followed by all their descendants in all,
-// breadth first, each process once.
-func withDescendants(all, roots []procStat) []procStat {
 	children := map[int][]procStat{}
 	for _, st := range all {
 		children[st.PPID] = append(children[st.PPID], st)
 	}
 	seen := map[int]bool{}
 	var out []procStat
-	for q := slices.Clone(roots); len(q) > 0; q = q[1:] {
+	for q := []procStat{rst}; len(q) > 0; q = q[1:] {
 		if p := q[0]; !seen[p.PID] {
 			seen[p.PID] = true
 			out = append(out, p)
 			q = append(q, children[p.PID]...)
 		}
 	}
-	return out
+	return out, err
 }
 
-// cpuSample is the CPU time of a process tree at one moment, in ticks.
+// cpuSample is a process tree's CPU in ticks: utime + stime + cutime + cstime
+// over its Procs live processes (a difference counts the reaped children).
 type cpuSample struct {
-	Self uint64 // the root's own utime + stime
-	// Total is utime + stime + cutime + cstime over the tree's live
-	// processes: its difference between two samples is the tree's CPU,
-	// descendants reaped inside the tree included.
 	Total uint64
-	Procs int // live processes in the tree
+	Procs int
 }
 
 // treeCPU sums a tree returned by processTree.
@@ -150,78 +135,29 @@ func treeCPU(tree []procStat) cpuSample {
 	for _, p := range tree {
 		s.Total += p.UTime + p.STime + p.CUTime + p.CSTime
 	}
-	if len(tree) > 0 {
-		s.Self = tree[0].UTime + tree[0].STime
-	}
 	return s
 }
 
-// forestCPU sums, from one scan of procDir, the CPU of the processes match
-// includes and, where it says to descend, of all their live descendants;
-// each process counts once. A tree counts its reaped children (cutime +
-// cstime); a process included alone counts only its own utime + stime, as a
-// child it reaps, left out while live, would land in it whole. Self is 0.
-func forestCPU(procDir string, match func(procStat) (include, descend bool)) (cpuSample, error) {
-	all, err := readStats(procDir)
-	if err != nil {
-		return cpuSample{}, err
-	}
-	var trees, alone []procStat
-	for _, st := range all {
-		if include, descend := match(st); include && descend {
-			trees = append(trees, st)
-		} else if include {
-			alone = append(alone, st)
-		}
-	}
-	forest := withDescendants(all, trees)
-	s := cpuSample{Total: treeCPU(forest).Total, Procs: len(forest)}
-	for _, p := range alone {
-		if !slices.ContainsFunc(forest, func(q procStat) bool { return q.PID == p.PID }) {
-			s.Total += p.UTime + p.STime
-			s.Procs++
-		}
-	}
-	return s, nil
-}
+// memStatus is the memory part of /proc/<pid>/status: VmRSS, resident now.
+type memStatus struct{ RSSKB int64 }
 
-// cmdlineFlag returns the value after flag in pid's command line, or "".
-func cmdlineFlag(procDir string, pid int, flag string) string {
-	args, _ := readCmdline(procDir, pid)
-	v, _ := flagValue(args, flag)
-	return v
-}
-
-// memStatus is the memory part of /proc/<pid>/status, in KiB.
-type memStatus struct {
-	RSSKB     int64 // VmRSS: resident now
-	HWMKB     int64 // VmHWM: peak resident since start
-	RSSAnonKB int64 // RssAnon: heap, stacks and other private memory
-	RSSFileKB int64 // RssFile: mapped file pages, mostly the binary
-}
-
-// parseStatus parses /proc/<pid>/status (RssAnon and RssFile are missing
-// before Linux 4.5).
+// parseStatus parses /proc/<pid>/status.
 func parseStatus(r io.Reader) (memStatus, error) {
-	var m memStatus
-	fields := map[string]*int64{"VmRSS": &m.RSSKB, "VmHWM": &m.HWMKB, "RssAnon": &m.RSSAnonKB, "RssFile": &m.RSSFileKB}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		key, val, found := strings.Cut(sc.Text(), ":")
-		if dst, ok := fields[key]; found && ok {
+		if val, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			var m memStatus
 			var unit string
-			if _, err := fmt.Sscan(val, dst, &unit); err != nil || unit != "kB" {
-				return memStatus{}, fmt.Errorf("parse status %s: %q", key, val)
+			if _, err := fmt.Sscan(val, &m.RSSKB, &unit); err != nil || unit != "kB" || m.RSSKB <= 0 {
+				return memStatus{}, fmt.Errorf("parse status VmRSS: %q", val)
 			}
+			return m, nil
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return memStatus{}, fmt.Errorf("read status: %w", err)
 	}
-	if m.RSSKB == 0 || m.HWMKB == 0 {
-		return memStatus{}, errors.New("parse status: VmRSS or VmHWM missing")
-	}
-	return m, nil
+	return memStatus{}, errors.New("parse status: no VmRSS")
 }
 
 // readStatus reads /proc/<pid>/status under procDir.
@@ -236,7 +172,6 @@ func readStatus(procDir string, pid int) (memStatus, error) {
 // hostCPU is the first line of /proc/stat, in ticks summed over all CPUs.
 type hostCPU struct {
 	Busy  uint64 // user + nice + system + irq + softirq (guest is in user and nice)
-	IRQ   uint64 // irq + softirq (part of Busy)
 	Steal uint64 // time a hypervisor ran something else instead
 	Total uint64 // Busy + Steal + idle + iowait
 }
@@ -254,7 +189,7 @@ func parseHostCPU(r io.Reader) (hostCPU, error) {
 			return hostCPU{}, fmt.Errorf("parse /proc/stat cpu line: %w", err)
 		}
 		busy := v[0] + v[1] + v[2] + v[5] + v[6]
-		return hostCPU{Busy: busy, IRQ: v[5] + v[6], Steal: v[7], Total: busy + v[7] + v[3] + v[4]}, nil
+		return hostCPU{Busy: busy, Steal: v[7], Total: busy + v[7] + v[3] + v[4]}, nil
 	}
 	if err := sc.Err(); err != nil {
 		return hostCPU{}, fmt.Errorf("read /proc/stat: %w", err)
@@ -287,10 +222,6 @@ func readLoad1(procDir string) (float64, error) {
 // kbToMB is kb KiB in decimal megabytes.
 func kbToMB(kb int64) float64 { return report.Round3(float64(kb) * 1024 / 1e6) }
 
-// Process groups (the gateway, soak and autoscale suites'): which processes
-// belong to pulsed's HAProxy, the replicas, the docker-proxy in front of
-// them and pulsed, and each group's CPU between two scans.
-
 // procKey names one process over time: a pid with its start time, so that a
 // reused pid is never taken for the process that had it before.
 type procKey struct {
@@ -298,14 +229,13 @@ type procKey struct {
 	Start uint64
 }
 
-// Process groups the suites sample.
+// Process groups: the gateway suite's measured stack and the soak's harness.
 const (
-	groupHAProxy     = "haproxy"      // master and workers of pulsed's HAProxy
-	groupDockerProxy = "docker-proxy" // the engine's proxy of the replicas' published ports
-	groupReplicas    = "replicas"     // the replicas' processes
-	groupPulsed      = "pulsed"       // pulsed itself, without HAProxy
-	groupHarness     = "harness"      // this program: the load's client, HAProxy's log receiver, the pollers
-	groupNetdata     = "netdata"      // the lab Netdata and its plugins
+	groupHAProxy     = "haproxy"
+	groupDockerProxy = "docker-proxy"
+	groupReplicas    = "replicas"
+	groupPulsed      = "pulsed"
+	groupHarness     = "harness"
 )
 
 // procWatch says which processes belong to which group.
@@ -358,18 +288,8 @@ func readCmdline(procDir string, pid int) ([]string, error) {
 // procCPU is one scan: per group, each member's own utime + stime in ticks.
 type procCPU map[string]map[procKey]uint64
 
-// add records st's own CPU under key.
-func (m procCPU) add(key string, st procStat) {
-	if m[key] == nil {
-		m[key] = map[procKey]uint64{}
-	}
-	m[key][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
-}
-
-// scanAllProcs reads every process under procDir once and returns the CPU
-// of the members of w's groups, and of every other process by command name.
-// A haproxy or docker-proxy whose command line is gone (it exited) is in
-// neither.
+// scanAllProcs returns, from one scan of procDir, the CPU of w's groups and of
+// every other process by command name (one that exited meanwhile in neither).
 func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err error) {
 	all, err := readStats(procDir)
 	if err != nil {
@@ -383,18 +303,20 @@ func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err erro
 				continue
 			}
 		}
+		m, key := others, st.Comm
 		if g := w.classify(st, cmd); g != "" {
-			groups.add(g, st)
-		} else {
-			others.add(st.Comm, st)
+			m, key = groups, g
 		}
+		if m[key] == nil {
+			m[key] = map[procKey]uint64{}
+		}
+		m[key][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
 	}
 	return groups, others, nil
 }
 
-// cpuDelta is a group's CPU between two scans, in ticks: per process of the
-// second, what it used since the first (all of it if it started in between:
-// born counts those). One that exited in between is lost with its CPU.
+// cpuDelta is a group's CPU in ticks between two scans; born counts processes
+// started in between (all their CPU counts), lost those gone with theirs.
 func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost, born int) {
 	for k, v := range after {
 		if b, ok := before[k]; !ok {
@@ -422,15 +344,19 @@ func findHAProxies(procDir, dir string) ([]procKey, error) {
 	prefix := filepath.Clean(dir) + string(filepath.Separator)
 	var out []procKey
 	for _, st := range all {
-		if st.Comm == "haproxy" && st.State != "Z" && strings.HasPrefix(cmdlineFlag(procDir, st.PID, "-f"), prefix) {
-			out = append(out, procKey{st.PID, st.StartTime})
+		if st.Comm != "haproxy" || st.State == "Z" {
+			continue
+		}
+		if args, _ := readCmdline(procDir, st.PID); args != nil {
+			if cfg, _ := flagValue(args, "-f"); strings.HasPrefix(cfg, prefix) {
+				out = append(out, procKey{st.PID, st.StartTime})
+			}
 		}
 	}
 	return out, nil
 }
 
-// killHAProxies SIGKILLs every haproxy whose configuration file is under dir
-// and returns their pids.
+// killHAProxies SIGKILLs every haproxy that findHAProxies finds; it returns their pids.
 func killHAProxies(dir string) []int {
 	procs, _ := findHAProxies("/proc", dir)
 	var pids []int
@@ -444,17 +370,12 @@ func killHAProxies(dir string) []int {
 }
 
 // reapHAProxies waits up to linger for every haproxy whose configuration
-// file is under dir to exit, then kills what is left. It returns how long
-// one was still seen, and the pids it killed.
-func reapHAProxies(dir string, linger time.Duration) (lingered time.Duration, killed []int) {
-	start := time.Now()
-	for {
+// file is under dir to exit, then kills what is left and returns their pids.
+func reapHAProxies(dir string, linger time.Duration) []int {
+	for start := time.Now(); time.Since(start) < linger; time.Sleep(5 * time.Millisecond) {
 		if left, err := findHAProxies("/proc", dir); err != nil || len(left) == 0 {
-			return lingered, nil
+			return nil
 		}
-		if lingered = time.Since(start); lingered >= linger {
-			return lingered, killHAProxies(dir)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	return killHAProxies(dir)
 }

@@ -14,16 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
 )
 
-// launchSpec says how to start one server under test.
+// launchSpec starts a server under test: Env is its whole environment, Addr
+// its 127.0.0.1:port, ReadyPath a GET path answering 200 once it is ready.
 type launchSpec struct {
-	Bin       string
-	Args      []string
-	Env       []string // the whole environment
-	Addr      string   // 127.0.0.1:port it will listen on
-	ReadyPath string   // GET path that answers 200 once it is ready
+	Bin, Addr, ReadyPath string
+	Args, Env            []string
 }
 
 // server is a started server under test: the leader of its own process
@@ -33,7 +32,7 @@ type server struct {
 	logPath string
 	done    chan struct{} // closed when the process has been waited for
 	stopped sync.Once
-	exit    int
+	exit    int // stop's results
 	stopErr error
 }
 
@@ -62,9 +61,8 @@ func startServer(spec launchSpec, logPath string) (*server, error) {
 // pid is the server's process ID.
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-// stop sends SIGTERM, waits up to grace, then kills the server, its group and
-// every descendant seen before (one may have left the group). It returns the
-// exit code (-1 if a signal ended it); only the first call acts.
+// stop sends SIGTERM, waits up to grace, then kills the server's group and
+// descendants; it returns the exit code (-1: a signal). Only the first acts.
 func (s *server) stop(grace time.Duration) (int, error) {
 	s.stopped.Do(func() {
 		pid := s.pid()
@@ -131,8 +129,7 @@ func send(ctx context.Context, method, url, body string, hdr http.Header) (int, 
 	return resp.StatusCode, string(got), nil
 }
 
-// waitReady GETs url (with hdr) until it answers 200, the server exits, or
-// timeout.
+// waitReady GETs url (with hdr) until it answers 200, the server exits, or timeout.
 func waitReady(ctx context.Context, s *server, url string, timeout time.Duration, hdr http.Header) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -186,13 +183,8 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// truncate cuts s to n bytes and an ellipsis.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
+// truncate cuts s to n bytes and an ellipsis (report.Truncate).
+func truncate(s string, n int) string { return report.Truncate(s, n) }
 
 // baseEnv is the harness's environment without PULSE_ variables: the
 // caller's shell does not configure the watchdog.
@@ -210,7 +202,6 @@ func refusesWithout(ctx context.Context, url, body string) (bool, error) {
 	return status == http.StatusForbidden, nil
 }
 
-// noCredentialCheck is the note of a run whose replica answered a request
-// without the credential.
+// noCredentialCheck notes that a replica answered without the credential.
 const noCredentialCheck = "the replica answered a request without the replica credential (" + contract.HeaderReplicaAuth +
 	"): its watchdog does not check it, so the direct path ran without that check"

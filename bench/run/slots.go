@@ -8,13 +8,8 @@ import (
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// A backend's servers are slots s1…sN (gateway.Slots): pulsed points one at
-// a replica through the runtime API and frees it into maintenance. A slot's
-// name says nothing of its replica (its address does), and its counters run
-// on from one replica to the next.
-
-// slotInfo is one server of a function's backend (not the backup), from
-// `show servers state` and `show stat`.
+// slotInfo is a slot (gateway.Slots) of a backend: its name says nothing of
+// its replica (its address does); its counters run on from one to the next.
 type slotInfo struct {
 	Name    string
 	Addr    string             // host:port it points at (its last replica's while free)
@@ -94,8 +89,7 @@ func serverStats(ctx context.Context, rt *gateway.Runtime, backend string) ([]ga
 }
 
 // newTraffic returns the live slots that took a session since base (name →
-// stot then) while pointing at an address not in old: a new replica taking
-// traffic, in whichever slot and whatever its counters held before.
+// stot) at an address not in old: new replicas taking traffic.
 func newTraffic(now []slotInfo, base map[string]int64, old map[string]bool) []slotInfo {
 	var out []slotInfo
 	for _, s := range now {
@@ -104,14 +98,4 @@ func newTraffic(now []slotInfo, base map[string]int64, old map[string]bool) []sl
 		}
 	}
 	return out
-}
-
-// slotOf returns the slot whose address is addr in slotAddr, "" if none.
-func slotOf(slotAddr map[string]string, addr string) string {
-	for name, a := range slotAddr {
-		if addr != "" && a == addr {
-			return name
-		}
-	}
-	return ""
 }

@@ -127,12 +127,3 @@ func TestNewTraffic(t *testing.T) {
 		t.Errorf("newTraffic = %v, want %v", got, want)
 	}
 }
-
-func TestSlotOf(t *testing.T) {
-	m := map[string]string{"s1": "127.0.0.1:30001", "s4": "127.0.0.1:30004"}
-	for addr, want := range map[string]string{"127.0.0.1:30004": "s4", "127.0.0.1:30009": "", "": ""} {
-		if got := slotOf(m, addr); got != want {
-			t.Errorf("slotOf(%q) = %q, want %q", addr, got, want)
-		}
-	}
-}

@@ -110,19 +110,12 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 		name: soakNamePrefix + id + "-echo", hello: soakNamePrefix + id + "-hello", burn: soakNamePrefix + id + "-burn",
 	}
 	rep := b.rep
-	var head labHead
-	var end reportEnd
-	err = b.open(ctx, cfg.Suite, &head, &end)
-	rep.Machine, rep.Notes = head.Machine, end.Notes
+	m, versions, err := b.open(ctx, rep)
 	if err != nil {
 		return err
 	}
 	defer func() { rep.Cleanup = append(rep.Cleanup, b.cleanup()...) }()
-	err = b.build(ctx, &head, goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags), cStep(env.tools, env.tmp, "burnecho", burnEchoC))
-	for k, v := range map[string]any{"engine": head.Engine, "haproxy": head.HAProxy, "netdata": head.Netdata, "artifacts": head.Artifacts} {
-		rep.Record(k, v)
-	}
-	if err != nil {
+	if err := b.build(ctx, rep, goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags), cStep(env.tools, env.tmp, "burnecho", burnEchoC)); err != nil {
 		return err
 	}
 	b.spec = function.Spec{Name: b.name, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".",
@@ -147,12 +140,11 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	}
 	rep.Cleanup = append(rep.Cleanup, b.cleanup()...)
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
-	m := head.Machine
 	penv, _ := rep.Records["pulsed_env"].([]string)
-	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, %s, %s; before the soak, on a first pulsed at its defaults, the fair CPU comparison and "+
+	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s; before the soak, on a first pulsed at its defaults, the fair CPU comparison and "+
 		"health under saturation; the soak: a second pulsed with the request log, %s of closed-loop keep-alive load (%d-byte POST) on %s (bench/inproc), "+
 		"scale %s target %d min %d max %d, timeout %s, drain grace %s, no Docker health check, autoscaler on; pulsed: %s",
-		m.CPUs, m.CPUModel, m.Kernel, m.Go, head.Engine, head.HAProxy, head.Netdata, cfg.SoakDuration, cfg.BodyBytes, b.name,
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, versions, cfg.SoakDuration, cfg.BodyBytes, b.name,
 		soakMetric, soakTarget, soakMin, soakMax, soakTimeout, watchdog.DefaultDrainGrace, strings.Join(penv, " "))
 	soakTables(rep)
 	if cfg.SoakDuration < soakDefault {

@@ -11,68 +11,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-func TestSectionMarkers(t *testing.T) {
-	// The README in the tree carries these exact lines: a change would
-	// append a second section instead of replacing the first.
-	begin, end := sectionMarkers("watchdog")
-	if want := "<!-- bench:watchdog results: begin. Written by `go run ./bench/run -suite watchdog`; edits inside are lost. -->"; begin != want {
-		t.Errorf("begin = %q, want %q", begin, want)
-	}
-	if want := "<!-- bench:watchdog results: end -->"; end != want {
-		t.Errorf("end = %q, want %q", end, want)
-	}
-}
-
-func TestReplaceSection(t *testing.T) {
-	wBegin, wEnd := sectionMarkers("watchdog")
-	fBegin, fEnd := sectionMarkers("functions")
-	block := wBegin + "\nnew\n" + wEnd
-	fBlock := fBegin + "\nnew\n" + fEnd
-	tests := []struct {
-		name    string
-		suite   string
-		doc     string
-		want    string
-		wantErr bool
-	}{
-		{name: "empty", suite: "watchdog", doc: "", want: block + "\n"},
-		{name: "append", suite: "watchdog", doc: "# Bench\ntext", want: "# Bench\ntext\n\n" + block + "\n"},
-		{
-			name: "replace", suite: "watchdog",
-			doc:  "# Bench\n\n" + wBegin + "\nold\nolder\n" + wEnd + "\n\nafter\n",
-			want: "# Bench\n\n" + block + "\n\nafter\n",
-		},
-		{name: "end only", suite: "watchdog", doc: "x\n" + wEnd + "\n", wantErr: true},
-		{name: "out of order", suite: "watchdog", doc: wEnd + "\n" + wBegin + "\n", wantErr: true},
-		{
-			name: "second suite appended after the first", suite: "functions",
-			doc:  "# Bench\n\n" + wBegin + "\nold\n" + wEnd + "\n",
-			want: "# Bench\n\n" + wBegin + "\nold\n" + wEnd + "\n\n" + fBlock + "\n",
-		},
-		{
-			name: "second suite replaced, first kept", suite: "functions",
-			doc:  wBegin + "\nw\n" + wEnd + "\n\n## Functions\n" + fBegin + "\nold\n" + fEnd + "\ntail\n",
-			want: wBegin + "\nw\n" + wEnd + "\n\n## Functions\n" + fBlock + "\ntail\n",
-		},
-		{
-			name: "first suite replaced, second kept", suite: "watchdog",
-			doc:  wBegin + "\nw\n" + wEnd + "\n" + fBegin + "\nf\n" + fEnd + "\n",
-			want: block + "\n" + fBegin + "\nf\n" + fEnd + "\n",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := replaceSection(tt.doc, tt.suite, "new\n")
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestParseFlags(t *testing.T) {
 	def := defaultConfig()
 	def.Suite = "watchdog"
