@@ -39,6 +39,7 @@ var testOnlyEdges = map[[2]string]string{
 	{"scaler", "function"}:             "swarm_docker_test.go builds and deploys real functions with the CLI's package",
 	{"internal/portrange", "function"}: "engine_test.go deploys a real function to check published port ranges",
 	{"provision", "function"}:          "load_error_test.go runs function.ClusterDistributor over this package's SSH engines against in-process nodes that fail mid-load",
+	{"internal/labtest", "provision"}:  "bare_lab_test.go checks the bare lab nodes over SSH with the same client the CLI uses",
 	{"provision", "doctor"}:            "snapshot_doctor_test.go checks that a node snapshot holds every file doctor's node checks read, and that they judge it as they judge the host",
 }
 
