@@ -32,14 +32,6 @@ func NewGoal(name, unit string, limit float64) Goal {
 	return Goal{Name: name, Unit: unit, Limit: limit}
 }
 
-// Verdict is PASS when v is at most limit, FAIL otherwise.
-func Verdict(v, limit float64) string {
-	if v <= limit {
-		return Pass
-	}
-	return Fail
-}
-
 // Check sets the goal's value (to a thousandth) and its verdict. A NaN
 // value (nothing measured) fails without a value.
 func (g Goal) Check(v float64) Goal {
@@ -52,7 +44,10 @@ func (g Goal) Check(v float64) Goal {
 	}
 	g.Value = Round3(v)
 	if g.Status != Info {
-		g.Status = Verdict(g.Value, g.Limit)
+		g.Status = Pass
+		if g.Value > g.Limit {
+			g.Status = Fail
+		}
 	}
 	return g
 }

@@ -145,8 +145,11 @@ func GroupTable(caption string, groups []Group, k string, cols ...Col) Table {
 // section (md true), whose link to the JSON results is jsonPath.
 func (r *Report) Render(md bool, jsonPath string) string {
 	d := &doc{md: md}
-	if md {
-		fmt.Fprintf(d, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", readmeTime(r.Started), jsonPath, jsonPath, r.Setup)
+	if started := r.Started; md {
+		if t, err := time.Parse(time.RFC3339, started); err == nil {
+			started = t.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		fmt.Fprintf(d, "Latest run: %s, raw numbers in [`%s`](%s).\n%s.\n", started, jsonPath, jsonPath, r.Setup)
 	} else {
 		fmt.Fprintf(d, "\n%s benchmark, %s%s\n%s\n", r.Suite, r.Started, r.Title, r.Setup)
 	}
@@ -221,14 +224,6 @@ func (d *doc) table(t Table) {
 	}
 }
 
-// readmeTime is an RFC 3339 time as the README shows it.
-func readmeTime(rfc3339 string) string {
-	if t, err := time.Parse(time.RFC3339, rfc3339); err == nil {
-		return t.UTC().Format("2006-01-02 15:04 UTC")
-	}
-	return rfc3339
-}
-
 // SectionMarkers are the lines between which a suite's results section of
 // the README lies.
 func SectionMarkers(suite string) (begin, end string) {
@@ -245,11 +240,8 @@ func ReplaceSection(doc, suite, body string) (string, error) {
 	block := begin + "\n" + strings.TrimRight(body, "\n") + "\n" + end
 	switch {
 	case i < 0 && j < 0:
-		if doc != "" && !strings.HasSuffix(doc, "\n") {
-			doc += "\n"
-		}
 		if doc != "" {
-			doc += "\n"
+			doc = strings.TrimSuffix(doc, "\n") + "\n\n"
 		}
 		return doc + block + "\n", nil
 	case i < 0 || j < i:

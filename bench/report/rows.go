@@ -109,7 +109,14 @@ func Summarize(rows []Row, kind string, by ...string) []Group {
 		}
 		return strings.Join(parts, "\x00")
 	}
-	keys, byKey := GroupBy(Of(rows, kind), key)
+	var keys []string
+	byKey := map[string][]Row{}
+	for _, r := range Of(rows, kind) {
+		if _, ok := byKey[key(r)]; !ok {
+			keys = append(keys, key(r))
+		}
+		byKey[key(r)] = append(byKey[key(r)], r)
+	}
 	out := make([]Group, 0, len(keys))
 	for _, k := range keys {
 		rs := byKey[k]

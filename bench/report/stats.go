@@ -9,7 +9,6 @@
 package report
 
 import (
-	"cmp"
 	"math"
 	"slices"
 )
@@ -28,26 +27,17 @@ func Median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// NearestRank returns the nearest-rank p-th percentile (0 < p ≤ 100) of
-// sorted: the smallest value with at least p % of the values at or below it
-// (the 9th of 10 for p90); the zero value for none.
-func NearestRank[T cmp.Ordered](sorted []T, p float64) T {
-	if len(sorted) == 0 {
-		var zero T
-		return zero
-	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	return sorted[min(max(rank, 1), len(sorted))-1]
-}
-
-// Percentile is NearestRank of xs in any order, NaN for none.
+// Percentile is the nearest-rank p-th percentile (0 < p ≤ 100) of xs in any
+// order: the smallest value with at least p % of the values at or below it
+// (the 9th of 10 for p90); NaN for none.
 func Percentile(xs []float64, p float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
 	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	return NearestRank(s, p)
+	rank := int(math.Ceil(p / 100 * float64(len(s))))
+	return s[min(max(rank, 1), len(s))-1]
 }
 
 // Values is f of each of xs.
@@ -57,21 +47,6 @@ func Values[T any](xs []T, f func(T) float64) []float64 {
 		out[i] = f(x)
 	}
 	return out
-}
-
-// GroupBy groups items by key: the keys in the order they first appear,
-// and each key's items in their order.
-func GroupBy[T any, K comparable](items []T, key func(T) K) ([]K, map[K][]T) {
-	var keys []K
-	groups := map[K][]T{}
-	for _, it := range items {
-		k := key(it)
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], it)
-	}
-	return keys, groups
 }
 
 // Round3 rounds x to a thousandth.

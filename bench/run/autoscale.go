@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +32,8 @@ import (
 )
 
 const suiteAutoscale = "autoscale"
+
+var autoscaleStages = []string{"step", "cold"}
 
 // Settings of the autoscale suite.
 const (
@@ -79,12 +80,7 @@ type autoscaleBench struct {
 
 // runAutoscale runs the autoscale suite.
 func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	stages := []string{"step", "cold"}
-	for _, st := range cfg.Only {
-		if !slices.Contains(stages, st) {
-			return fmt.Errorf("-only %s: no such stage of the autoscale suite; want some of step,cold", st)
-		}
-	}
+	stages := autoscaleStages // config.Validate checked -only's
 	if len(cfg.Only) > 0 {
 		stages = cfg.Only
 	}
@@ -92,15 +88,11 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		return fmt.Errorf("haproxy not found in PATH: %w", err)
-	}
 	if err := netdatalab.Available(); err != nil {
 		return err
 	}
 	b := &autoscaleBench{
-		pulseLab: newPulseLab(log, env, id, asNamePrefix, haproxy, asRouteTimeout, asStopGrace),
+		pulseLab: newPulseLab(log, env, id, asNamePrefix, env.tools.haproxy, asRouteTimeout, asStopGrace),
 		body:     payload(cfg.BodyBytes), step: asNamePrefix + id + "-step", cold: asNamePrefix + id + "-cold",
 	}
 	rep := report.New(cfg.Suite, env.started)
@@ -142,7 +134,7 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 		}
 	}
 	if slices.ContainsFunc(rep.Rows, func(r report.Row) bool { return r.Error != "" }) {
-		if dir := b.keepLogs(suiteAutoscale, nil); dir != "" {
+		if dir := b.keepLogs(suiteAutoscale); dir != "" {
 			rep.Note("a trial failed: pulsed's log and the lab Netdata's error log are kept in %s", dir)
 		}
 	}

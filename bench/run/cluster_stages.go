@@ -60,7 +60,7 @@ func (b *clusterBench) idle(ctx context.Context) error {
 		b.rep.Add(r)
 	}
 	for _, p := range []string{"pulsed", "HAProxy"} {
-		d, _, _ := cpuDelta(c0.procs[p], c1.procs[p])
+		d := cpuDelta(c0.procs[p], c1.procs[p])
 		var kb int64
 		for k := range c1.procs[p] {
 			if m, err := readStatus("/proc", k.PID); err == nil {

@@ -48,11 +48,8 @@ const (
 
 // runCollector runs the collector suite.
 func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	rep, m := report.New(cfg.Suite, env.started), collectMachine(ctx, env.tools, env.clk)
-	rep.Machine = m
-	if env.clkNote != "" {
-		rep.Note("%s", env.clkNote)
-	}
+	rep := report.New(cfg.Suite, env.started)
+	m := noteMachine(ctx, rep, env)
 	// Go raises the soft limit to the hard one at start; the collector
 	// holds a connection to every watchdog.
 	var nofile syscall.Rlimit
@@ -67,14 +64,11 @@ func runCollector(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	if cfg.Quick {
 		cycles, runTime = 20, 8*time.Second
 	}
-	arts, err := build(ctx, log, env.root, []buildStep{goStep(env.tools, env.tmp, "watchdog", "./cmd/pulse-watchdog", forkTags),
+	arts, recs, err := buildAll(ctx, log, env.root, []buildStep{goStep(env.tools, env.tmp, "watchdog", "./cmd/pulse-watchdog", forkTags),
 		goStep(env.tools, env.tmp, "pulse.d.plugin", "./cmd/pulse.d.plugin", "")})
+	rep.Record("artifacts", recs)
 	if err != nil {
 		return err
-	}
-	rep.Record("artifacts", arts)
-	if m := arts.missing([]string{"watchdog", "pulse.d.plugin"}); m != "" {
-		return fmt.Errorf("%s did not build: %s", m, arts[m].Error)
 	}
 	if err := os.Mkdir(filepath.Join(env.tmp, "logs"), 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)

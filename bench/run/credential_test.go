@@ -18,7 +18,7 @@ import (
 // accepts; remove waits for a service being removed to let go of the
 // secret, then removes it and the file.
 func TestRunCredential(t *testing.T) {
-	api, _, _, err := connectSingleNodeSwarm(context.Background(), "test", "", 10*time.Second)
+	api, _, _, err := connectSingleNodeSwarm(context.Background(), "test", "")
 	if err != nil {
 		t.Skip("no single-node swarm: ", err)
 	}

@@ -31,9 +31,9 @@ import (
 	"github.com/pulsefaas/pulse/internal/netdatalab"
 )
 
-// connectSingleNodeSwarm opens the engine client and checks, within timeout,
+// connectSingleNodeSwarm opens the engine client and checks, within callTimeout,
 // that it manages a single-node swarm (need: why the suite needs one).
-func connectSingleNodeSwarm(ctx context.Context, suite, need string, timeout time.Duration) (api *client.Client, info system.Info, ver types.Version, err error) {
+func connectSingleNodeSwarm(ctx context.Context, suite, need string) (api *client.Client, info system.Info, ver types.Version, err error) {
 	if api, err = function.NewEngineClient(); err != nil {
 		return nil, info, ver, err
 	}
@@ -43,7 +43,7 @@ func connectSingleNodeSwarm(ctx context.Context, suite, need string, timeout tim
 			api = nil
 		}
 	}()
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	if info, err = api.Info(cctx); err != nil {
 		return api, info, ver, fmt.Errorf("docker info: %w (is the Docker Engine running and reachable?)", err)

@@ -117,7 +117,7 @@ func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 // connect opens the engine client, checks that the engine is the manager of
 // a single-node swarm (every replica runs on this host) and records it.
 func (b *functionsBench) connect(ctx context.Context, m machineInfo) error {
-	api, info, ver, err := connectSingleNodeSwarm(ctx, "functions", "so that every replica runs on this host and is called on loopback", callTimeout)
+	api, info, ver, err := connectSingleNodeSwarm(ctx, "functions", "so that every replica runs on this host and is called on loopback")
 	if err != nil {
 		return err
 	}

@@ -154,7 +154,7 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 // connect opens the engine client, checks that the engine manages a
 // single-node swarm (every replica on this host) and describes the setup.
 func (b *gatewayBench) connect(ctx context.Context) error {
-	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback", callTimeout)
+	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback")
 	if err != nil {
 		return err
 	}
@@ -332,7 +332,7 @@ func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string,
 	}
 	w.Duration = b.cfg.Duration
 	sample := func() (procCPU, hostCPU, time.Time, error) {
-		g, _, err := scanAllProcs("/proc", watch)
+		g, err := scanAllProcs("/proc", watch)
 		h, herr := readHostCPU("/proc")
 		return g, h, time.Now(), cmp.Or(err, herr)
 	}
@@ -361,7 +361,7 @@ func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string,
 	}
 	var stack uint64 // the CPU of the measured stack: HAProxy, docker-proxy, the replicas, pulsed
 	for g := range after {
-		ticks, _, _ := cpuDelta(before[g], after[g])
+		ticks := cpuDelta(before[g], after[g])
 		stack += ticks
 	}
 	core := func(ticks uint64) float64 { return 100 * float64(ticks) / b.env.clk / t1.Sub(t0).Seconds() }

@@ -76,14 +76,10 @@ func newPulseLab(log *slog.Logger, env suiteEnv, run, prefix, haproxy string, ro
 // open connects to the engine (a single-node swarm) and records the machine
 // and the versions in rep; it returns the machine and the versions' line.
 func (l *pulseLab) open(ctx context.Context, rep *report.Report) (machineInfo, string, error) {
-	m := collectMachine(ctx, l.env.tools, l.env.clk)
-	rep.Machine = m
-	if l.env.clkNote != "" {
-		rep.Note("%s", l.env.clkNote)
-	}
+	m := noteMachine(ctx, rep, l.env)
 	ha, _ := haproxyVersion(ctx, l.haproxy)
 	nd, _ := commandOutput(ctx, "/usr/sbin/netdata", "-V")
-	api, _, v, err := connectSingleNodeSwarm(ctx, rep.Suite, "where every replica runs on this host", callTimeout)
+	api, _, v, err := connectSingleNodeSwarm(ctx, rep.Suite, "where every replica runs on this host")
 	if err != nil {
 		return m, "", err
 	}
@@ -247,9 +243,9 @@ func (l *pulseLab) waitRouted(ctx context.Context, fn string, n int, body string
 	return probe(ctx, "http://"+l.gwAddr+"/function/"+fn, body, nil)
 }
 
-// keepLogs copies every pulsed lifetime's log, the lab Netdata's error log
-// and extra (file name → content) to a new directory, which it returns.
-func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
+// keepLogs copies every pulsed lifetime's log and the lab Netdata's error log
+// to a new directory, which it returns.
+func (l *pulseLab) keepLogs(what string) string {
 	dir, err := os.MkdirTemp("", "pulse-bench-"+what+"-"+l.run+"-logs-")
 	if err != nil {
 		return ""
@@ -261,9 +257,6 @@ func (l *pulseLab) keepLogs(what string, extra map[string]string) string {
 	}
 	if l.nd != nil {
 		_ = os.WriteFile(filepath.Join(dir, "netdata-error.log"), []byte(l.nd.ErrorLog()), 0o644)
-	}
-	for name, s := range extra {
-		_ = os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644)
 	}
 	return dir
 }
@@ -480,7 +473,8 @@ func (l *pulseLab) startNetdata(ctx context.Context) error {
 }
 
 // startPulsed starts a new lifetime of pulsed (fresh state, the autoscaler on,
-// changed) and waits for it; it returns the settings that are not defaults.
+// the lab's Netdata if it has one, changed last so that it overrides) and
+// waits for it; it returns the settings that are not defaults.
 func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string, error) {
 	n := len(l.pulsedLogs) + 1
 	l.stateDir = filepath.Join(l.env.tmp, fmt.Sprintf("state-%d", n))
@@ -492,10 +486,13 @@ func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string
 		return nil, fmt.Errorf("pulsed config: %w", err)
 	}
 	changed = append([]string{"PULSE_INSTANCE=" + benchInstance(l.run), "PULSE_SELECTOR=" + runLabel + "=" + l.run}, changed...)
-	env := append(append(baseEnv(), "PULSE_STATE_DIR="+l.stateDir,
+	env := append(baseEnv(), "PULSE_STATE_DIR="+l.stateDir,
 		"PULSE_API_LISTEN="+l.apiAddr, "PULSE_GATEWAY_LISTEN="+l.gwAddr, "PULSE_ADMIN_LISTEN="+l.adminAddr, "PULSE_COLDSTART_LISTEN="+l.coldAddr,
-		"PULSE_LEAVE_RUNNING=false", "PULSE_HAPROXY="+l.haproxy, "PULSE_AUTOSCALE=true", "PULSE_ALARM_TOKEN_FILE="+l.tokenFile,
-		"PULSE_NETDATA_URL="+l.nd.URL, l.cred.pulsedEnv()), changed...)
+		"PULSE_LEAVE_RUNNING=false", "PULSE_HAPROXY="+l.haproxy, "PULSE_AUTOSCALE=true", l.cred.pulsedEnv())
+	if l.nd != nil {
+		env = append(env, "PULSE_NETDATA_URL="+l.nd.URL, "PULSE_ALARM_TOKEN_FILE="+l.tokenFile)
+	}
+	env = append(env, changed...)
 	l.pulsedLog = filepath.Join(l.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
 	l.pulsedLogs = append(l.pulsedLogs, l.pulsedLog)
 	var err error

@@ -37,7 +37,7 @@ func findTools(suite string) (tools, error) {
 	}
 	t := tools{goBin: look("go", "/usr/local/go/bin/go")}
 	switch suite {
-	case suiteSoak, suiteCluster: // gcc for the static C handlers
+	case suiteSoak, suiteCluster, suiteAutoscale: // gcc for the static C handlers
 		t.gcc, t.haproxy = look("gcc"), look("haproxy")
 	case suiteGateway: // no C compiler needed; its version is recorded if there is one
 		t.gcc, _ = exec.LookPath("gcc")
@@ -112,18 +112,6 @@ func commandOutput(ctx context.Context, name string, args ...string) (string, er
 		return "", fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return strings.TrimSpace(string(out)), nil
-}
-
-// moduleRoot returns the directory of the main module's go.mod.
-func moduleRoot(ctx context.Context, goBin string) (string, error) {
-	gomod, err := commandOutput(ctx, goBin, "env", "GOMOD")
-	if err != nil {
-		return "", fmt.Errorf("module root: %w", err)
-	}
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("module root: not inside a module (run from the Pulse repository)")
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // quietCorePct is the host's busy CPU, in percent of one core, below which

@@ -6,13 +6,7 @@
 // Every process the harness starts runs in its own process group and dies
 // with its run or with the harness (Pdeathsig); everything a suite creates
 // on the engine carries the run's name prefix or label and is removed when
-// it ends or is interrupted. Every suite that deploys is its own Pulse
-// instance with its own replica credential (engine.go). The suites share
-// engine.go (engine calls, waits, the sweep, the credential), proc.go
-// (/proc), machine.go (the host, tools, builds), server.go (processes under
-// test), load.go (wrk, spawnloop, the closed-loop client), slots.go
-// (HAProxy's slots) and lab.go (pulsed, HAProxy and a lab Netdata); their
-// reports go through bench/report.
+// it ends or is interrupted.
 package main
 
 import (
@@ -120,7 +114,7 @@ func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error)
 	fs.IntVar(&cfg.ScaleTrials, "scale-trials", cfg.ScaleTrials, "functions: +1 scale trials per health interval; gateway: +1 scale trials")
 	fs.DurationVar(&cfg.SoakDuration, "soak-duration", cfg.SoakDuration, "soak: length of the load, whole minutes, at least 3m (shorter than 10m leaves the README alone)")
 	only := fs.String("only", "", "comma-separated variants (watchdog) or stages: "+strings.Join(functionStages, ",")+" (functions), "+
-		strings.Join(gatewayStages, ",")+" (gateway), "+strings.Join(clusterStages, ",")+" (cluster) to run (default all); leaves the README alone")
+		strings.Join(gatewayStages, ",")+" (gateway), "+strings.Join(autoscaleStages, ",")+" (autoscale), "+strings.Join(clusterStages, ",")+" (cluster) to run (default all); leaves the README alone")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -154,7 +148,7 @@ func (c config) Validate() error {
 	check(c.Trials < 1 || c.ScaleTrials < 1, "-trials %d -scale-trials %d: want at least 1", c.Trials, c.ScaleTrials)
 	check(c.SoakDuration < soakMinDuration || c.SoakDuration%soakStep != 0,
 		"-soak-duration %s: want whole minutes, at least %s", c.SoakDuration, soakMinDuration)
-	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages, suiteCluster: clusterStages}[c.Suite]; ok {
+	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages, suiteCluster: clusterStages, suiteAutoscale: autoscaleStages}[c.Suite]; ok {
 		for _, st := range c.Only {
 			check(!slices.Contains(stages, st), "-only %s: no such stage of the %s suite; want some of %s", st, c.Suite, strings.Join(stages, ","))
 		}
@@ -169,10 +163,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	root, err := moduleRoot(ctx, t.goBin)
-	if err != nil {
-		return err
+	gomod, err := commandOutput(ctx, t.goBin, "env", "GOMOD")
+	if err == nil && (gomod == "" || gomod == os.DevNull) {
+		err = errors.New("not inside a module (run from the Pulse repository)")
 	}
+	if err != nil {
+		return fmt.Errorf("module root: %w", err)
+	}
+	root := filepath.Dir(gomod)
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join(root, "bench", "results")
 	}
@@ -204,6 +202,16 @@ type suiteEnv struct {
 	clk     float64
 	clkNote string // why clk is a guess, or ""
 	started time.Time
+}
+
+// noteMachine records the machine in rep (and why its clock is a guess).
+func noteMachine(ctx context.Context, rep *report.Report, env suiteEnv) machineInfo {
+	m := collectMachine(ctx, env.tools, env.clk)
+	rep.Machine = m
+	if env.clkNote != "" {
+		rep.Note("%s", env.clkNote)
+	}
+	return m
 }
 
 // publishReport writes rep to <out>/<suite>-<UTC time>.json, prints it and,

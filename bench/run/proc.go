@@ -122,20 +122,13 @@ func processTree(procDir string, root int) ([]procStat, error) {
 	return out, err
 }
 
-// cpuSample is a process tree's CPU in ticks: utime + stime + cutime + cstime
-// over its Procs live processes (a difference counts the reaped children).
-type cpuSample struct {
-	Total uint64
-	Procs int
-}
-
-// treeCPU sums a tree returned by processTree.
-func treeCPU(tree []procStat) cpuSample {
-	s := cpuSample{Procs: len(tree)}
+// treeCPU is a tree returned by processTree's CPU in ticks: utime + stime +
+// cutime + cstime (a difference counts the reaped children).
+func treeCPU(tree []procStat) (ticks uint64) {
 	for _, p := range tree {
-		s.Total += p.UTime + p.STime + p.CUTime + p.CSTime
+		ticks += p.UTime + p.STime + p.CUTime + p.CSTime
 	}
-	return s
+	return ticks
 }
 
 // memStatus is the memory part of /proc/<pid>/status: VmRSS, resident now.
@@ -288,14 +281,13 @@ func readCmdline(procDir string, pid int) ([]string, error) {
 // procCPU is one scan: per group, each member's own utime + stime in ticks.
 type procCPU map[string]map[procKey]uint64
 
-// scanAllProcs returns, from one scan of procDir, the CPU of w's groups and of
-// every other process by command name (one that exited meanwhile in neither).
-func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err error) {
+// scanAllProcs returns, from one scan of procDir, the CPU of w's groups.
+func scanAllProcs(procDir string, w procWatch) (procCPU, error) {
 	all, err := readStats(procDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	groups, others = procCPU{}, procCPU{}
+	groups := procCPU{}
 	for _, st := range all {
 		var cmd []string
 		if st.Comm == "haproxy" || st.Comm == "docker-proxy" {
@@ -303,35 +295,27 @@ func scanAllProcs(procDir string, w procWatch) (groups, others procCPU, err erro
 				continue
 			}
 		}
-		m, key := others, st.Comm
 		if g := w.classify(st, cmd); g != "" {
-			m, key = groups, g
+			if groups[g] == nil {
+				groups[g] = map[procKey]uint64{}
+			}
+			groups[g][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
 		}
-		if m[key] == nil {
-			m[key] = map[procKey]uint64{}
-		}
-		m[key][procKey{st.PID, st.StartTime}] = st.UTime + st.STime
 	}
-	return groups, others, nil
+	return groups, nil
 }
 
-// cpuDelta is a group's CPU in ticks between two scans; born counts processes
-// started in between (all their CPU counts), lost those gone with theirs.
-func cpuDelta(before, after map[procKey]uint64) (ticks uint64, lost, born int) {
+// cpuDelta is a group's CPU in ticks between two scans (all of a process
+// started in between counts).
+func cpuDelta(before, after map[procKey]uint64) (ticks uint64) {
 	for k, v := range after {
 		if b, ok := before[k]; !ok {
 			ticks += v
-			born++
 		} else if b <= v {
 			ticks += v - b
 		}
 	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			lost++
-		}
-	}
-	return ticks, lost, born
+	return ticks
 }
 
 // findHAProxies returns the live haproxy processes whose configuration file

@@ -116,7 +116,11 @@ func send(ctx context.Context, method, url, body string, hdr http.Header) (int, 
 	if body != "" {
 		req.Header.Set("Content-Type", "application/octet-stream")
 	}
-	addHeaders(req, hdr)
+	for k, vs := range hdr {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
 	resp, err := probeClient.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -161,15 +165,6 @@ func probe(ctx context.Context, url, body string, hdr http.Header) error {
 		return fmt.Errorf("probe %s: got %d %q, want 200 %q", url, status, truncate(got, 100), truncate(body, 100))
 	}
 	return nil
-}
-
-// addHeaders adds hdr to req's headers.
-func addHeaders(req *http.Request, hdr http.Header) {
-	for k, vs := range hdr {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
 }
 
 // freeAddr returns a loopback address with a port the kernel just chose and

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pulsefaas/pulse/gateway"
@@ -53,13 +54,7 @@ func joinSlots(states []gateway.ServerState, stats []gateway.ServerStat) []slotI
 
 // liveSlots returns the slots that hold a replica.
 func liveSlots(ss []slotInfo) []slotInfo {
-	var out []slotInfo
-	for _, s := range ss {
-		if s.Live() {
-			out = append(out, s)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(ss), func(s slotInfo) bool { return !s.Live() })
 }
 
 // readSlots reads backend's servers (state and sessions) from HAProxy.
@@ -91,11 +86,5 @@ func serverStats(ctx context.Context, rt *gateway.Runtime, backend string) ([]ga
 // newTraffic returns the live slots that took a session since base (name →
 // stot) at an address not in old: new replicas taking traffic.
 func newTraffic(now []slotInfo, base map[string]int64, old map[string]bool) []slotInfo {
-	var out []slotInfo
-	for _, s := range now {
-		if s.Live() && !old[s.Addr] && s.Stot > base[s.Name] {
-			out = append(out, s)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(now), func(s slotInfo) bool { return !s.Live() || old[s.Addr] || s.Stot <= base[s.Name] })
 }

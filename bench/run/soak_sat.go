@@ -5,9 +5,7 @@ package main
 // pinned at one replica, under satConns closed-loop connections through the
 // gateway for satDuration, far more than two cores serve. It must stay in
 // rotation: no DOWN transition of its slot, no request detoured through
-// pulsed's cold-start path (the backup server), none failed. The cluster
-// suite (cluster_sat.go) runs the same workload and shares soakSat,
-// summarizeSat and statAcc.
+// pulsed's cold-start path (the backup server), none failed.
 
 import (
 	"context"
@@ -28,7 +26,6 @@ const (
 	satBurnMS   = 15
 	satDuration = 2 * time.Minute
 	satPoll     = time.Second
-	satHandler  = "watchdog (fork mode) + a static C handler that reads the request, burns BURN_MS of CPU (CLOCK_PROCESS_CPUTIME_ID) and echoes it"
 )
 
 // burnEchoC is the saturation's handler: read stdin, burn BURN_MS
@@ -45,37 +42,17 @@ if((c.tv_sec-a.tv_sec)*1000+(c.tv_nsec-a.tv_nsec)/1000000>=ms)break;}
 return write(1,b,n)==(ssize_t)n?0:1;}
 `
 
-// soakSat is a saturation's result: the client's requests (by start time),
-// and HAProxy's counters over the load for the busiest slot (Server), every
-// slot (Downs, CheckFails, HTTP5xx) and the backup server.
+// soakSat is a saturation's result: the client's requests, and HAProxy's
+// counters over the load for the busiest slot (Server), every slot (Downs,
+// CheckFails) and the backup server.
 type soakSat struct {
-	Function       string         `json:"function"`
-	Handler        string         `json:"handler"`
-	BurnMS         int            `json:"burn_ms"`
-	Conns          int            `json:"connections"`
-	DurationS      float64        `json:"duration_s"`
-	PulsedEnv      []string       `json:"pulsed_env"`
-	Requests       int64          `json:"requests"`
-	OK             int64          `json:"ok"`
-	Failed         int64          `json:"failed"`
-	FailedByKind   map[string]int `json:"failed_by_kind,omitempty"`
-	RPS            float64        `json:"rps"` // answers per second
-	P50MS          float64        `json:"p50_ms"`
-	P99MS          float64        `json:"p99_ms"`
-	MaxMS          float64        `json:"max_ms"`
-	Server         string         `json:"server"`
-	Sessions       int64          `json:"sessions"`
-	Connects       int64          `json:"connects"`
-	Downs          int64          `json:"chkdown"`
-	CheckFails     int64          `json:"chkfail"`
-	HTTP5xx        int64          `json:"hrsp_5xx"`
-	BackupSessions int64          `json:"backup_sessions"`
-	Polls          int            `json:"polls"`      // 1 s polls of show stat
-	DownPolls      int            `json:"down_polls"` // of those, finding a slot DOWN
-	PollErrs       int            `json:"poll_errors,omitempty"`
-	StatusEnd      string         `json:"status_end"`
-	HostBusyPct    float64        `json:"host_busy_pct"` // of all cores
-	HostMSPerReq   float64        `json:"host_ms_per_request"`
+	Requests, OK, Failed                        int64
+	FailedByKind                                map[string]int
+	RPS, P50MS, P99MS, MaxMS                    float64 // RPS: answers per second
+	Server                                      string
+	Sessions, Downs, CheckFails, BackupSessions int64
+	Polls, DownPolls, PollErrs                  int     // 1 s polls of show stat; those finding a slot DOWN; failed
+	HostBusyPct                                 float64 // of all cores
 }
 
 // saturation runs the saturation on pulsed's first lifetime and adds its
@@ -145,7 +122,7 @@ func summarizeSat(s *soakSat, recs []loadReq, fails []loadFail, acc *statAcc, wa
 		}
 		s.FailedByKind[key]++
 	}
-	s.Server, s.Sessions, s.Connects, s.Downs, s.CheckFails, s.HTTP5xx, s.BackupSessions, s.StatusEnd = "", 0, 0, 0, 0, 0, 0, ""
+	s.Server, s.Sessions, s.Downs, s.CheckFails, s.BackupSessions = "", 0, 0, 0, 0
 	for name, t := range acc.total {
 		if name == gateway.BackupServerName {
 			s.BackupSessions = t.Sessions
@@ -153,9 +130,8 @@ func summarizeSat(s *soakSat, recs []loadReq, fails []loadFail, acc *statAcc, wa
 		}
 		s.Downs += t.Downs
 		s.CheckFails += t.CheckFails
-		s.HTTP5xx += t.HTTP5xx
 		if s.Server == "" || t.Sessions > s.Sessions || t.Sessions == s.Sessions && slotNumber(name) < slotNumber(s.Server) {
-			s.Server, s.Sessions, s.Connects, s.StatusEnd = name, t.Sessions, t.Connects, t.Status
+			s.Server, s.Sessions = name, t.Sessions
 		}
 	}
 }

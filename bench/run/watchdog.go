@@ -32,15 +32,12 @@ func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wr
 		return fmt.Errorf("log dir: %w", err)
 	}
 	rep := report.New(cfg.Suite, env.started)
-	m := collectMachine(ctx, env.tools, env.clk)
-	rep.Title, rep.Machine = " (medians over rounds)", m
+	m := noteMachine(ctx, rep, env)
+	rep.Title = " (medians over rounds)"
 	rep.Setup = fmt.Sprintf("%d CPUs (%s), kernel %s, %s, %s, clock %g Hz; "+
 		"%d round(s) × %gs measured (+%gs warm-up), wrk %d thread(s), %d connections (fork mode %d), %d-byte body",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Wrk, m.ClockTicks,
 		cfg.Rounds, cfg.Duration.Seconds(), cfg.Warmup.Seconds(), cfg.Threads, cfg.Conns, cfg.ForkConns, cfg.BodyBytes)
-	if env.clkNote != "" {
-		rep.Note("%s", env.clkNote)
-	}
 	arts, err := build(ctx, log, env.root, watchdogBuilds(env.tools, env.tmp))
 	if err != nil {
 		return err
@@ -235,7 +232,7 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *report.Row) e
 	}
 	w.Duration = b.cfg.Duration
 	// sample reads the CPU of the server's tree and of the host, and the time.
-	sample := func() (cpuSample, hostCPU, time.Time, error) {
+	sample := func() (uint64, hostCPU, time.Time, error) {
 		tree, err := processTree("/proc", srv.pid())
 		host, herr := readHostCPU("/proc")
 		return treeCPU(tree), host, time.Now(), cmp.Or(err, herr)
@@ -255,10 +252,10 @@ func (b *watchdogBench) runHTTP(ctx context.Context, v variant, r *report.Row) e
 	if err != nil {
 		return err
 	}
-	if after.Total < before.Total {
-		return fmt.Errorf("cpu went backwards (%d → %d ticks): a process left the tree unreaped", before.Total, after.Total)
+	if after < before {
+		return fmt.Errorf("cpu went backwards (%d → %d ticks): a process left the tree unreaped", before, after)
 	}
-	cpu, wall := float64(after.Total-before.Total)/b.clk, t1.Sub(t0).Seconds()
+	cpu, wall := float64(after-before)/b.clk, t1.Sub(t0).Seconds()
 	if n := res.errorCount(); n > 0 {
 		r.Flag("%d request errors", n)
 	}
