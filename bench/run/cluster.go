@@ -131,8 +131,7 @@ func runCluster(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	return publishReport(cfg, stdout, b.rep)
 }
 
-// setup builds, takes the lab lock, starts the lab, deploys the 3-replica
-// function (one per node) and starts pulsed at its defaults.
+// setup builds, starts the lab (its lock held), deploys the 3-replica function and pulsed.
 func (b *clusterBench) setup(ctx context.Context) error {
 	t, dir := b.env.tools, b.env.tmp
 	arts, recs, err := buildAll(ctx, b.log, b.env.root, []buildStep{pulsedStep(t, dir),
@@ -175,16 +174,14 @@ func (b *clusterBench) setup(ctx context.Context) error {
 	return b.usePulsed(ctx, clusterDefaults)
 }
 
-// hostEchoC answers "<host name>:<body>": the task's name, so each answer
-// names its replica.
+// hostEchoC answers "<host name>:<body>", so each answer names its replica.
 const hostEchoC = `#include <stdio.h>
 #include <unistd.h>
 int main(void){char h[256]={0};char b[4096];ssize_t n;gethostname(h,sizeof h-1);printf("%s:",h);fflush(stdout);
 while((n=read(0,b,sizeof b))>0)if(write(1,b,n)!=n)return 1;return 0;}
 `
 
-// deploy deploys a fork-mode function of the run (fn its handler) with
-// replicas replicas (scale min = max) and waits until Swarm runs them.
+// deploy deploys a fork-mode function (handler fn) with replicas replicas and waits for them.
 func (b *clusterBench) deploy(ctx context.Context, name string, fn []byte, replicas int, env map[string]string) error {
 	spec := function.Spec{Name: name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
 		Timeout: clusterFnTimeout, MaxBody: 1 << 20, Env: env,
@@ -198,51 +195,29 @@ func (b *clusterBench) deploy(ctx context.Context, name string, fn []byte, repli
 	return err
 }
 
-// usePulsed starts pulsed with s (its defaults but s, the autoscaler off and
-// docker_host node1 over SSH) unless it runs so, and waits for its routes.
+// usePulsed starts pulsed with s (docker_host node1 over SSH) unless it runs so, until it routes.
 func (b *clusterBench) usePulsed(ctx context.Context, s pulsedSetting) error {
 	if b.pulsed != nil && b.setting.Name == s.Name {
 		return nil
 	}
 	b.rep.Cleanup = append(b.rep.Cleanup, b.stopPulsed()...)
-	n := len(b.pulsedLogs) + 1
-	b.stateDir = filepath.Join(b.env.tmp, fmt.Sprintf("state-%d", n))
-	cfgFile := filepath.Join(b.env.tmp, "pulsed.yaml")
-	if err := os.Mkdir(b.stateDir, 0o750); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+	cold, err := freeAddr()
+	if err != nil {
+		return err
 	}
-	if err := os.WriteFile(cfgFile, []byte("# pulse bench: every setting comes from PULSE_* variables\n"), 0o644); err != nil {
-		return fmt.Errorf("pulsed config: %w", err)
-	}
-	for _, a := range []*string{&b.apiAddr, &b.gwAddr, &b.adminAddr, &b.coldAddr} {
-		var err error
-		if *a, err = freeAddr(); err != nil {
-			return err
-		}
-	}
-	env := append(append(baseEnv(), "SSH_AUTH_SOCK=", // the lab's key only
-		"PULSE_STATE_DIR="+b.stateDir, "PULSE_API_LISTEN="+b.apiAddr, "PULSE_GATEWAY_LISTEN="+b.gwAddr,
-		"PULSE_ADMIN_LISTEN="+b.adminAddr, "PULSE_COLDSTART_LISTEN="+b.coldAddr, "PULSE_LEAVE_RUNNING=false",
-		"PULSE_HAPROXY="+b.haproxy, "PULSE_AUTOSCALE=false", "PULSE_INSTANCE="+benchInstance(b.run), "PULSE_SELECTOR="+runLabel+"="+b.run,
-		"PULSE_DOCKER_HOST=ssh://root@"+b.lab.nodes[0].Addr, "PULSE_SSH_KNOWN_HOSTS="+b.lab.knownHosts, "PULSE_SSH_IDENTITY_FILES="+b.lab.keyFile,
-		b.cred.pulsedEnv()), s.Env...)
-	b.pulsedLog = filepath.Join(b.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
-	b.pulsedLogs = append(b.pulsedLogs, b.pulsedLog)
-	var err error
-	if b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", cfgFile}, Env: env, Addr: b.apiAddr}, b.pulsedLog); err != nil {
+	b.coldAddr = cold
+	err = b.launchPulsed(ctx, "", append([]string{"SSH_AUTH_SOCK=", // the lab's key only
+		"PULSE_COLDSTART_LISTEN=" + b.coldAddr, "PULSE_SELECTOR=" + runLabel + "=" + b.run, "PULSE_DOCKER_HOST=ssh://root@" + b.lab.nodes[0].Addr,
+		"PULSE_SSH_KNOWN_HOSTS=" + b.lab.knownHosts, "PULSE_SSH_IDENTITY_FILES=" + b.lab.keyFile}, s.Env...)...)
+	if err != nil {
 		return err
 	}
 	b.setting = s
-	b.rt = gateway.NewRuntime(filepath.Join(b.stateDir, "haproxy.sock"), time.Second)
-	if err := waitReady(ctx, b.pulsed, "http://"+b.apiAddr+"/healthz", clusterRoute, nil); err != nil {
-		return err
-	}
-	b.log.Info("pulsed routing", "setting", s.Name, "lifetime", n)
+	b.log.Info("pulsed routing", "setting", s.Name, "lifetime", len(b.pulsedLogs))
 	return b.waitServers(ctx, b.host, clusterReplicas, true)
 }
 
-// teardown stops pulsed and HAProxy, removes the lab and releases the
-// locks; it is safe twice and returns what went wrong.
+// teardown stops pulsed and HAProxy, removes the lab and releases the locks (safe twice).
 func (b *clusterBench) teardown() []string {
 	found := b.stopPulsed()
 	if pids := killHAProxies(b.env.tmp); len(pids) > 0 {
@@ -266,8 +241,7 @@ func (b *clusterBench) teardown() []string {
 	return found
 }
 
-// clusterPlan is how many trials and how long the windows were, and the
-// faster health-check setting the saturation kept ("" for none).
+// clusterPlan is the trials, the windows and the faster setting the saturation kept.
 type clusterPlan struct {
 	Trials int     `json:"trials"`
 	IdleS  float64 `json:"idle_window_s"`
@@ -280,8 +254,7 @@ func where(groups []report.Group, k, v string) []report.Group {
 	return slices.DeleteFunc(slices.Clone(groups), func(g report.Group) bool { return g.Label(k) != v })
 }
 
-// clusterSummary summarises rep's rows by stage into its summary, tables,
-// goals and notes.
+// clusterSummary sums rep's rows up by stage.
 func clusterSummary(rep *report.Report, plan clusterPlan) {
 	fo := report.Summarize(rep.Rows, "failover", "pulsed", "fault")
 	sat := report.Summarize(rep.Rows, "saturation", "pulsed")
@@ -292,9 +265,8 @@ func clusterSummary(rep *report.Report, plan clusterPlan) {
 
 	n0 := func(head, m string) report.Col { return report.Stat(head, m, "%.0f") }
 	cell := func(head string, f func(g report.Group) string) report.Col { return report.Col{Head: head, Cell: f} }
-	satTable := report.GroupTable(fmt.Sprintf("Health under saturation (the soak's workload: %d closed-loop connections through the gateway to one replica of a fork-mode C handler "+
-		"burning %d ms of CPU per request, %.0f s per setting); kept in rotation: no DOWN transition, failed check, detour or failed request:",
-		satConns, satBurnMS, plan.SatS), sat, "pulsed", n0("requests", "requests"), n0("failed", "failed"),
+	satTable := report.GroupTable(fmt.Sprintf("Health under saturation (%d connections, %d ms of CPU per request, %.0f s per setting); "+
+		"kept in rotation: no DOWN transition, failed check, detour or failed request:", satConns, satBurnMS, plan.SatS), sat, "pulsed", n0("requests", "requests"), n0("failed", "failed"),
 		n0("DOWN transitions", "chkdown"), n0("failed checks", "chkfail"), n0("detours", "detours"),
 		cell("kept in rotation", func(g report.Group) string { return map[bool]string{true: "yes", false: "no"}[g.M("kept") == 1] }))
 	if i := slices.IndexFunc(clusterFastCandidates, func(s pulsedSetting) bool { return s.Name == plan.Fast }); i >= 0 {
@@ -305,15 +277,10 @@ func clusterSummary(rep *report.Report, plan clusterPlan) {
 		return report.Num("%.2f", g.M("wall_s")) + " (" + report.Spread("", "wall_s", "%.2f").Cell(g) + ")"
 	})
 	other := report.Stat("other processes CPU s", "other_cpu_s", "%.2f")
-	rep.Tables = append(rep.Tables, satTable, report.GroupTable(fmt.Sprintf("Image push: a fresh image (%d MiB random payload) per trial through ClusterDistributor, "+
-		"which dials the nodes (SSH handshake and engine ping, in parallel) as pulse does for the nodes other than docker_host's; medians (lowest–highest); "+
-		"other processes: the machine's busy CPU in the trial that is neither this process nor the nodes:",
-		clusterPayload>>20), push, "nodes", trials, wall, report.Stat("machine CPU s", "machine_cpu_s", "%.2f"), other),
-		report.GroupTable(fmt.Sprintf("One function layer changed against a full image: per trial a fresh pair of images A and B in pulse build's fork-mode layout, "+
-			"a base layer (the fork-mode watchdog with %d random bytes appended, new in each trial) and a function layer (the static C handler with %d random "+
-			"bytes appended, other ones in B); A pushed to the nodes (full: no node holds its new base), then B through the same ClusterDistributor, which "+
-			"sends a node that lists an image with that base layer only B's thin archive; sent to a node: the most any node was sent "+
-			"in a trial (function.LoadReport):", layerNonce, layerNonce), layer, "variant", report.LabelCol("nodes", "nodes"), trials, wall,
+	rep.Tables = append(rep.Tables, satTable, report.GroupTable(fmt.Sprintf("Image push of a fresh image (%d MiB random payload) through ClusterDistributor; "+
+		"medians (lowest–highest); other processes: the machine's busy CPU that is neither this process nor the nodes:", clusterPayload>>20), push, "nodes", trials, wall, other),
+		report.GroupTable("One function layer changed: per trial fresh images A (full: a new base layer) then B (the same base, another function layer) "+
+			"through ClusterDistributor; sent to a node: the most any node was sent in a trial:", layer, "variant", report.LabelCol("nodes", "nodes"), trials, wall,
 			cell("sent to a node MB (most)", func(g report.Group) string { return report.Num("%.3f", g.Max["sent_max_bytes"]/mb) }),
 			cell("full archive MB", func(g report.Group) string { return report.Num("%.3f", g.Max["full_bytes"]/mb) }),
 			cell("thin loads", func(g report.Group) string {
@@ -321,19 +288,14 @@ func clusterSummary(rep *report.Report, plan clusterPlan) {
 			}), other))
 	rep.Goals = clusterGoals(rep.Rows, fo, push, layer, idle, plan)
 	for _, g := range rep.Summary {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(g.Labels)) {
+			parts = append(parts, k+" "+g.Labels[k])
+		}
 		for _, f := range g.Flags {
-			rep.Note("%s: %s", labelText(g.Labels), f)
+			rep.Note("%s: %s", strings.Join(parts, ", "), f)
 		}
 	}
-}
-
-// labelText is "k v, k v" of labels, sorted by key.
-func labelText(labels map[string]string) string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		parts = append(parts, k+" "+labels[k])
-	}
-	return strings.Join(parts, ", ")
 }
 
 // complete counts the group's trials that neither failed nor were flagged.
@@ -356,10 +318,7 @@ func sum(rows []report.Row, metric string) float64 {
 	return s
 }
 
-// clusterGoals are the issue's goals: for each pulsed setting and fault, the
-// error window and the time until every replica answers again; the push
-// ratio; the bytes a one-function-layer change sends (and its times,
-// reported); the idle cost, reported.
+// clusterGoals are the issue's goals: failover per setting and fault, push, layer change, idle.
 func clusterGoals(rows []report.Row, fo, push, layer, idle []report.Group, plan clusterPlan) []report.Goal {
 	var goals []report.Goal
 	for _, s := range slices.DeleteFunc([]string{clusterDefaults.Name, plan.Fast}, func(s string) bool { return s == "" }) {
@@ -397,12 +356,10 @@ func clusterGoals(rows []report.Row, fo, push, layer, idle []report.Group, plan 
 				tot.M("haproxy_cpu_pct"), tot.M("host_busy_pct")).
 			Over(idle, "what", "total", "cpu_pct")),
 		asInfo(report.NewGoal("idle: memory of the nodes (memory.usage_in_bytes, page cache included)", "MB", 0).AsInfo().
-			Noted("RSS %.1f MB; pulsed %.1f MB, HAProxy %.1f MB RSS", tot.M("nodes_rss_mb"), tot.M("pulsed_rss_mb"), tot.M("haproxy_rss_mb")).
 			Over(idle, "what", "total", "mem_usage_mb")))
 }
 
-// asInfo keeps a figure without a limit INFO when its figures had errors
-// (the note says which).
+// asInfo keeps a figure without a limit INFO when its figures had errors.
 func asInfo(g report.Goal) report.Goal {
 	if g.Status == report.Fail {
 		g.Status = report.Info
@@ -410,10 +367,8 @@ func asInfo(g report.Goal) report.Goal {
 	return g
 }
 
-// layerGoal is the issue's limit on a one-function-layer change: the most
-// any node was sent of B in % of the full archive, over every B trial
-// (bytes are exact, so the worst counts); it fails when a trial failed or a
-// load was not thin.
+// layerGoal is the most any node was sent of B in % of the full archive, worst over the B
+// trials; a failed trial or a load not thin fails it.
 func layerGoal(rows []report.Row) report.Goal {
 	var trials, failed, loads, thin int
 	var worst, sent, full float64

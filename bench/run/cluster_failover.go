@@ -1,7 +1,6 @@
 package main
 
-// The cluster suite's failover stage (bench/README.md, "Failover"): a worker
-// killed or frozen under an open-loop load through the gateway.
+// The cluster suite's failover stage: a worker killed or frozen under an open-loop load.
 
 import (
 	"context"
@@ -33,8 +32,7 @@ const (
 	failRespawn = 90 * time.Second // a scale's tasks running
 )
 
-// failover runs, for each setting, rounds of a kill and a pause (alternating
-// first), each on the workers in turn.
+// failover runs, per setting, rounds of a kill and a pause, on the workers in turn.
 func (b *clusterBench) failover(ctx context.Context) error {
 	settings := []pulsedSetting{clusterDefaults}
 	if i := slices.IndexFunc(clusterFastCandidates, func(s pulsedSetting) bool { return s.Name == b.plan.Fast }); i >= 0 {
@@ -70,8 +68,7 @@ func (b *clusterBench) failover(ctx context.Context) error {
 	return nil
 }
 
-// failTrial runs one fault of node under load into r, then undoes it; it
-// says whether the cluster is back as before.
+// failTrial runs one fault of node under load into r and undoes it; false: the cluster is not back.
 func (b *clusterBench) failTrial(ctx context.Context, r *report.Row, kind string, node *labNode) bool {
 	load := startHostLoad(b.gwAddr, "/function/"+b.host, clusterLoadRate, clusterLoadMax)
 	steady := time.Now()
@@ -113,9 +110,7 @@ func (b *clusterBench) failTrial(ctx context.Context, r *report.Row, kind string
 	return err == nil
 }
 
-// putRequests puts the load's figures into r, t0 being the fault: the
-// error window is the start of the last failed request − t0, 0 when none
-// that started after t0 failed.
+// putRequests puts the load's figures into r; error window: last failed start − t0 (fault), ≥ 0.
 func putRequests(r *report.Row, reqs []hostReq, t0 time.Time) {
 	var failed, window float64
 	for _, q := range reqs {
@@ -126,8 +121,7 @@ func putRequests(r *report.Row, reqs []hostReq, t0 time.Time) {
 	r.PutAll(map[string]float64{"requests": float64(len(reqs)), "failed": failed, "error_window_s": window})
 }
 
-// watchRecovery polls until the node is out of HAProxy and Down, pulsed
-// routes 3 replicas off it and each answered.
+// watchRecovery polls until the node is out of HAProxy and Down and 3 replicas off it answered.
 func (b *clusterBench) watchRecovery(ctx context.Context, r *report.Row, t0 time.Time, node labNode, load *hostLoad) error {
 	at := func() float64 { return report.Round3(time.Since(t0).Seconds()) }
 	seen := func(m string) bool { _, ok := r.Values[m]; return ok }
@@ -206,8 +200,7 @@ func routedAway(rs []contract.Replica, host string) []contract.Replica {
 	return out
 }
 
-// waitTasks waits until exactly n tasks of the function run, and counts
-// them by node.
+// waitTasks waits until exactly n tasks of the function run, and counts them by node.
 func (b *clusterBench) waitTasks(ctx context.Context, n int) (spread map[string]int, err error) {
 	err = poll(ctx, failRespawn, 200*time.Millisecond, func(late bool) (bool, error) {
 		cctx, cancel := call(ctx)
@@ -233,8 +226,7 @@ func (b *clusterBench) waitTasks(ctx context.Context, n int) (spread map[string]
 	return spread, err
 }
 
-// rebalance spreads the 3 replicas over the nodes again by scaling 3→4→3
-// (Swarm does not move tasks back) and waits until pulsed routes them.
+// rebalance spreads the replicas one per node again (scaling 3→4→3) until pulsed routes them.
 func (b *clusterBench) rebalance(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		spread, err := b.waitTasks(ctx, clusterReplicas)
@@ -283,15 +275,13 @@ func (b *clusterBench) rebalance(ctx context.Context) error {
 	})
 }
 
-// hostReq is a request of the failover's load: the task that answered it,
-// or why it failed (send, read, status N, answer).
+// hostReq is a request of the failover's load: the task that answered, or why it failed.
 type hostReq struct {
 	Start, End time.Time
 	Task, Err  string
 }
 
-// hostLoad is an open-loop load: rate requests a second, keep-alive, never
-// retried; beyond maxInflight at once, skipped.
+// hostLoad is an open-loop keep-alive load, never retried; beyond maxInflight, skipped.
 type hostLoad struct {
 	mu      sync.Mutex
 	reqs    []hostReq

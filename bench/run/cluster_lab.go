@@ -25,8 +25,7 @@ import (
 	"github.com/pulsefaas/pulse/provision"
 )
 
-// labNode is a node: its container's (and host) name, address, and cgroup
-// path (v1, under each controller's root).
+// labNode is a node: its container's (and host) name, address, and cgroup v1 path.
 type labNode struct {
 	Name   string `json:"name"`
 	Addr   string `json:"addr"`
@@ -52,8 +51,7 @@ const (
 
 var undoFault = map[string]string{faultKill: "start", faultPause: "unpause"}
 
-// flockWait takes an exclusive flock on path, polling until wait has passed
-// or ctx ends; what says what the lock guards.
+// flockWait takes an exclusive flock on path, polling up to wait; what: what it guards.
 func flockWait(ctx context.Context, log *slog.Logger, path, what string, wait time.Duration) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -78,8 +76,7 @@ func flockWait(ctx context.Context, log *slog.Logger, path, what string, wait ti
 	}
 }
 
-// newClusterLab describes the lab lab.sh starts in dir (its default names
-// and addresses).
+// newClusterLab describes the lab lab.sh starts in dir.
 func newClusterLab(root, dir string, n int) *clusterLab {
 	l := &clusterLab{script: filepath.Join(root, "lab", "lab.sh"),
 		env:     append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir),
@@ -110,8 +107,7 @@ func target(n labNode) provision.Target {
 	return provision.Target{User: "root", Host: n.Addr, Port: 22}
 }
 
-// up removes a dead run's lab, starts the nodes, makes node1 the swarm's
-// manager over SSH (2 s heartbeat) and joins the others with provision.AddNode.
+// up starts the lab afresh, node1 the swarm's manager over SSH, the others joined by AddNode.
 func (l *clusterLab) up(ctx context.Context, log *slog.Logger) error {
 	var err error
 	if l.host, err = function.NewEngineClient(); err != nil {
@@ -153,8 +149,7 @@ func (l *clusterLab) up(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-// down thaws the nodes (a paused one may refuse removal) and removes the
-// lab, also after an interrupt.
+// down thaws the nodes (a paused one may refuse removal) and removes the lab.
 func (l *clusterLab) down() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -192,8 +187,7 @@ func (l *clusterLab) nodeCgroup(ctx context.Context, name string) (string, error
 	return parseCgroupPath(string(b), "cpuacct")
 }
 
-// parseCgroupPath returns the path of controller in a /proc/<pid>/cgroup
-// file (cgroup v1: "id:controller,controller:path" lines).
+// parseCgroupPath returns controller's path in a /proc/<pid>/cgroup file (v1).
 func parseCgroupPath(s, controller string) (string, error) {
 	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
 		if f := strings.SplitN(line, ":", 3); len(f) == 3 && strings.Contains(","+f[1]+",", ","+controller+",") {
@@ -203,23 +197,16 @@ func parseCgroupPath(s, controller string) (string, error) {
 	return "", fmt.Errorf("no %s cgroup in %q (the lab needs cgroup v1)", controller, truncate(s, 200))
 }
 
-// cgroupFile is file of n's cgroup of controller.
-func (n labNode) cgroupFile(controller, file string) string {
-	return filepath.Join("/sys/fs/cgroup", controller, n.cgroup, file)
-}
-
-// cgroupInt reads a number from n's cgroup (cpuacct.usage: ns of the node,
-// its engine and containers).
+// cgroupInt reads a number from n's cgroup (cpuacct.usage: ns of the node and its containers).
 func (n labNode) cgroupInt(controller, file string) (int64, error) {
-	b, err := os.ReadFile(n.cgroupFile(controller, file))
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", controller, n.cgroup, file))
 	if err != nil {
 		return 0, err
 	}
 	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
-// nodeStates maps the nodes' host names to their states, their IDs to their
-// host names.
+// nodeStates maps the nodes' host names to their states, their IDs to their host names.
 func (l *clusterLab) nodeStates(ctx context.Context) (map[string]swarm.NodeState, map[string]string, error) {
 	cctx, cancel := call(ctx)
 	defer cancel()
@@ -251,8 +238,7 @@ func (l *clusterLab) waitNodesReady(ctx context.Context, limit time.Duration) er
 	})
 }
 
-// nodeOp kills (SIGKILL), pauses, starts or unpauses n on the host's engine;
-// an undone node's cgroup is read again.
+// nodeOp kills, pauses, starts or unpauses n; an undone node's cgroup is read again.
 func (l *clusterLab) nodeOp(ctx context.Context, op string, n *labNode) error {
 	cctx, cancel := call(ctx)
 	defer cancel()
@@ -276,8 +262,7 @@ func (l *clusterLab) nodeOp(ctx context.Context, op string, n *labNode) error {
 	return err
 }
 
-// labEngines is function.NodeEngines of the Ready nodes (or only), dialled
-// in parallel as pulse dials them (provision.Dial, Engine).
+// labEngines is function.NodeEngines of the Ready nodes (or only), dialled as pulse does.
 type labEngines struct {
 	lab  *clusterLab
 	only []labNode

@@ -1,7 +1,6 @@
 package main
 
-// The cluster suite's idle, push and saturation stages (bench/README.md);
-// the saturation's workload is the soak's (soak_sat.go).
+// The cluster suite's idle, push and saturation stages.
 
 import (
 	"context"
@@ -9,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -23,8 +20,7 @@ import (
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// idle measures the lab's idle cost: a row per node, pulsed, HAProxy and
-// their total (CPU in % of one core, memory in MB).
+// idle measures the lab's idle cost: a row per node, pulsed, HAProxy and the total.
 func (b *clusterBench) idle(ctx context.Context) error {
 	if err := b.usePulsed(ctx, clusterDefaults); err != nil {
 		return err
@@ -51,35 +47,23 @@ func (b *clusterBench) idle(ctx context.Context) error {
 		if v, err := n.cgroupInt("memory", "memory.usage_in_bytes"); err == nil {
 			r.Put("mem_usage_mb", float64(v)/mb)
 		}
-		if s, err := os.ReadFile(n.cgroupFile("memory", "memory.stat")); err == nil {
-			r.Put("rss_mb", memStatValue(string(s), "total_rss")/mb)
-		}
-		for _, m := range []string{"cpu_pct", "mem_usage_mb", "rss_mb"} {
-			total.Values["nodes_"+m] += r.Values[m]
-		}
+		total.Values["nodes_cpu_pct"] += r.Values["cpu_pct"]
+		total.Values["mem_usage_mb"] += r.Values["mem_usage_mb"]
 		b.rep.Add(r)
 	}
 	for _, p := range []string{"pulsed", "HAProxy"} {
 		d := cpuDelta(c0.procs[p], c1.procs[p])
-		var kb int64
-		for k := range c1.procs[p] {
-			if m, err := readStatus("/proc", k.PID); err == nil {
-				kb += m.RSSKB
-			}
-		}
-		cpu, rss, key := 100*float64(d)/b.env.clk/window, kbToMB(kb), strings.ToLower(p)
-		b.rep.Add(report.NewRow("idle", "what", p).Put("cpu_pct", cpu).Put("rss_mb", rss))
-		total.Put(key+"_cpu_pct", cpu).Put(key+"_rss_mb", rss)
+		cpu := 100 * float64(d) / b.env.clk / window
+		b.rep.Add(report.NewRow("idle", "what", p).Put("cpu_pct", cpu))
+		total.Put(strings.ToLower(p)+"_cpu_pct", cpu)
 	}
-	total.PutAll(map[string]float64{"cpu_pct": total.V("nodes_cpu_pct") + total.V("pulsed_cpu_pct") + total.V("haproxy_cpu_pct"),
-		"mem_usage_mb": total.V("nodes_mem_usage_mb"), "rss_mb": total.V("nodes_rss_mb") + total.V("pulsed_rss_mb") + total.V("haproxy_rss_mb")})
+	total.Put("cpu_pct", total.V("nodes_cpu_pct")+total.V("pulsed_cpu_pct")+total.V("haproxy_cpu_pct"))
 	b.rep.Add(total)
 	b.log.Info("idle", "cpu_pct", total.V("cpu_pct"), "nodes_mem_mb", total.V("mem_usage_mb"), "host_busy_pct", total.V("host_busy_pct"))
 	return nil
 }
 
-// idleSample is a reading of the nodes' CPU (ns), pulsed's and HAProxy's
-// processes' and the host's (ticks).
+// idleSample is the nodes' CPU (ns), pulsed's, HAProxy's and the host's (ticks).
 type idleSample struct {
 	nodes map[string]int64
 	procs map[string]map[procKey]uint64
@@ -110,21 +94,7 @@ func (b *clusterBench) idleSample() (idleSample, error) {
 	return s, err
 }
 
-// memStatValue is key's value in a cgroup v1 memory.stat ("name value"
-// lines), NaN when it has none.
-func memStatValue(s, key string) float64 {
-	for _, l := range strings.Split(s, "\n") {
-		if v, ok := strings.CutPrefix(l, key+" "); ok {
-			if n, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-				return n
-			}
-		}
-	}
-	return math.NaN()
-}
-
-// saturation runs pulsed's defaults, then the candidates until one keeps
-// the replica in rotation: the failover's second setting.
+// saturation runs the defaults, then the candidates until one keeps the replica in rotation.
 func (b *clusterBench) saturation(ctx context.Context) error {
 	for _, s := range append([]pulsedSetting{clusterDefaults}, clusterFastCandidates...) {
 		if err := b.usePulsed(ctx, s); err != nil {
@@ -148,9 +118,7 @@ func (b *clusterBench) saturation(ctx context.Context) error {
 	return nil
 }
 
-// satRun saturates one replica of the burning function into r, summing
-// HAProxy's counters over the load: kept is 1 when no check failed, no
-// request detoured through the backup server and none failed.
+// satRun saturates one replica into r; kept is 1 with no failed check, detour or request.
 func (b *clusterBench) satRun(ctx context.Context, r *report.Row) error {
 	if err := b.deploy(ctx, b.burn, b.burnFn, 1, map[string]string{"BURN_MS": strconv.Itoa(satBurnMS)}); err != nil {
 		return err
@@ -214,8 +182,7 @@ const (
 	pushTimeout = 3 * time.Minute
 )
 
-// push runs the goal's trials, then the layer-change pairs, to node2 and to
-// every node in turn.
+// push runs the push trials, then the layer-change pairs, to node2 and to every node in turn.
 func (b *clusterBench) push(ctx context.Context) error {
 	var stop error
 	run := func(r *report.Row, f func(*report.Row) error) {
@@ -268,9 +235,7 @@ func dropImage(ctx context.Context, nodes []labNode, ids ...string) {
 	})
 }
 
-// distribute pushes img to nodes with ClusterDistributor over provision's
-// engines (dialled inside, as pulse does) into r, with the CPU it took;
-// every node must load it, thin if thin.
+// distribute pushes img to nodes with ClusterDistributor into r, with the CPU it took.
 func (b *clusterBench) distribute(ctx context.Context, r *report.Row, nodes []labNode, img function.Image, thin bool) error {
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
@@ -291,8 +256,7 @@ func (b *clusterBench) distribute(ctx context.Context, r *report.Row, nodes []la
 	return checkLoads(res, thin)
 }
 
-// checkLoads says what is wrong with a push's results: every node must have
-// loaded the image, the thin archive if thin, the full one otherwise.
+// checkLoads says what is wrong with a push's results: each node loads it, thin if thin.
 func checkLoads(res []function.NodeResult, thin bool) error {
 	for _, r := range res {
 		switch {
@@ -307,8 +271,7 @@ func checkLoads(res []function.NodeResult, thin bool) error {
 	return nil
 }
 
-// cpuMark is a reading of this process's CPU, the nodes' cgroups' (ns) and
-// the machine's (ticks), and when.
+// cpuMark is this process's CPU, the nodes' (ns) and the machine's (ticks), and when.
 type cpuMark struct {
 	at    time.Time
 	self  time.Duration
@@ -329,18 +292,14 @@ func markTrial(nodes []labNode) cpuMark {
 	return m
 }
 
-// putCPU puts the trial between two marks into r: wall_s, the CPU seconds of
-// this process, the nodes and the machine, the rest of the machine's
-// (other_cpu_s: foreign load on the trial) and its stolen cores (clk: ticks
-// per second).
+// putCPU puts the trial between two marks into r: wall_s, CPU seconds, other_cpu_s (foreign load).
 func putCPU(r *report.Row, a, b cpuMark, clk float64) {
 	wall, self, nodes, machine := b.at.Sub(a.at).Seconds(), (b.self - a.self).Seconds(), float64(b.nodes-a.nodes)/1e9, float64(b.host.Busy-a.host.Busy)/clk
 	r.PutAll(map[string]float64{"wall_s": wall, "host_cpu_s": self, "node_cpu_s": nodes, "machine_cpu_s": machine, "other_cpu_s": machine - self - nodes,
 		"steal_cores": float64(b.host.Steal-a.host.Steal) / clk / wall})
 }
 
-// layerPair runs one layer-change trial on nodes: a fresh pair of images,
-// A pushed (full), then B (thin).
+// layerPair runs one layer-change trial on nodes: fresh images A (full), then B (thin).
 func (b *clusterBench) layerPair(ctx context.Context, rnd io.Reader, round int, nodes []labNode, run func(*report.Row, func(*report.Row) error)) {
 	a, bImg, err := layerChangeImages(rnd, b.wd, b.hostFn, benchLabels(b.run))
 	if err == nil {
@@ -365,8 +324,7 @@ func (b *clusterBench) layerPair(ctx context.Context, rnd io.Reader, round int, 
 	})
 }
 
-// layerChangeImages assembles two images in pulse build's fork-mode layout
-// sharing a fresh base layer (wd + random bytes), their handlers fn + others.
+// layerChangeImages assembles two fork-mode images sharing a fresh base layer (wd + random).
 func layerChangeImages(rnd io.Reader, wd, fn []byte, labels map[string]string) (full, changed function.Image, err error) {
 	withNonce := func(b []byte) ([]byte, error) {
 		n := make([]byte, layerNonce)

@@ -70,12 +70,12 @@ func testClusterReport() (*report.Report, clusterPlan) {
 	thin.Labels["round"] = "2"
 	thin.Fail(errString("pulse-lab-node3: sent the full archive"))
 	for _, n := range []string{"pulse-lab-node1", "pulse-lab-node2", "pulse-lab-node3"} {
-		add("idle", map[string]float64{"cpu_pct": 1, "mem_usage_mb": 230, "rss_mb": 50}, "what", n)
+		add("idle", map[string]float64{"cpu_pct": 1, "mem_usage_mb": 230}, "what", n)
 	}
-	add("idle", map[string]float64{"cpu_pct": 0.23, "rss_mb": 18.7}, "what", "pulsed")
-	add("idle", map[string]float64{"cpu_pct": 0.35, "rss_mb": 21.4}, "what", "HAProxy")
-	add("idle", map[string]float64{"window_s": 60, "host_busy_pct": 26, "cpu_pct": 3.58, "mem_usage_mb": 690, "rss_mb": 190.1, "nodes_cpu_pct": 3,
-		"nodes_rss_mb": 150, "pulsed_cpu_pct": 0.23, "haproxy_cpu_pct": 0.35, "pulsed_rss_mb": 18.7, "haproxy_rss_mb": 21.4}, "what", "total")
+	add("idle", map[string]float64{"cpu_pct": 0.23}, "what", "pulsed")
+	add("idle", map[string]float64{"cpu_pct": 0.35}, "what", "HAProxy")
+	add("idle", map[string]float64{"window_s": 60, "host_busy_pct": 26, "cpu_pct": 3.58, "mem_usage_mb": 690, "nodes_cpu_pct": 3,
+		"pulsed_cpu_pct": 0.23, "haproxy_cpu_pct": 0.35}, "what", "total")
 	for _, r := range rows {
 		rep.Add(r)
 	}
@@ -246,19 +246,6 @@ func TestParseCgroupPath(t *testing.T) {
 	}
 	if _, err := parseCgroupPath("0::/system.slice\n", "cpuacct"); err == nil || !strings.Contains(err.Error(), "cgroup v1") {
 		t.Errorf("cgroup v2 only: %v, want an error that says the lab needs cgroup v1", err)
-	}
-}
-
-func TestMemStatValue(t *testing.T) {
-	const st = "cache 100\nrss 20\ntotal_cache 4096\ntotal_rss 8192\nbogus\n"
-	if v := memStatValue(st, "total_rss"); v != 8192 {
-		t.Errorf("total_rss: %v, want 8192", v)
-	}
-	if v := memStatValue(st, "rss"); v != 20 {
-		t.Errorf("rss: %v, want 20 (not total_rss)", v)
-	}
-	if v := memStatValue(st, "swap"); !math.IsNaN(v) {
-		t.Errorf("swap: %v, want NaN (absent)", v)
 	}
 }
 

@@ -1,8 +1,7 @@
 package main
 
-// The functions suite: what a function costs from source to a running,
-// scaled Swarm service on the local single-node swarm, through Pulse's own
-// packages: build, deploy, scale; functions_report.go sums the rows up.
+// The functions suite: build, deploy and scale a function on the local single-node swarm
+// through Pulse's own packages.
 
 import (
 	"cmp"
@@ -29,8 +28,7 @@ import (
 // functionStages are the suite's stages, in the order they run.
 var functionStages = []string{"build", "deploy", "scale"}
 
-// functionTemplates are the templates the suite builds and deploys; a
-// quick run deploys quickDeployTemplates.
+// functionTemplates are the templates built and deployed (quick: quickDeployTemplates deployed).
 var (
 	functionTemplates    = []string{function.LangGo, function.LangC, function.LangCPP, function.LangBin}
 	quickDeployTemplates = []string{function.LangGo, function.LangC}
@@ -114,8 +112,7 @@ func runFunctions(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 	return publishReport(cfg, stdout, rep)
 }
 
-// connect opens the engine client, checks that the engine is the manager of
-// a single-node swarm (every replica runs on this host) and records it.
+// connect opens the engine client of a single-node swarm and records it.
 func (b *functionsBench) connect(ctx context.Context, m machineInfo) error {
 	api, info, ver, err := connectSingleNodeSwarm(ctx, "functions", "so that every replica runs on this host and is called on loopback")
 	if err != nil {
@@ -139,8 +136,7 @@ func (b *functionsBench) connect(ctx context.Context, m machineInfo) error {
 	return nil
 }
 
-// prepareSources scaffolds every template and the two scale targets (go,
-// default and 250 ms health interval) into the temporary directory.
+// prepareSources scaffolds every template and the two scale targets (go).
 func (b *functionsBench) prepareSources(ctx context.Context) (err error) {
 	if function.DefaultHealthInterval != time.Second {
 		return fmt.Errorf("function.DefaultHealthInterval is %s: update the scale goal's name", function.DefaultHealthInterval)
@@ -161,8 +157,7 @@ func (b *functionsBench) prepareSources(ctx context.Context) (err error) {
 	return nil
 }
 
-// scaffold creates the function name from lang's template in dir, as pulse
-// new would, and loads its spec; bin gets bench/c/echo.c, static, as ./fn.
+// scaffold creates name from lang's template in dir as pulse new would (bin: bench/c/echo.c).
 func (b *functionsBench) scaffold(ctx context.Context, dir, name, lang string) (function.Spec, error) {
 	if _, err := function.Scaffold(dir, name, lang, ""); err != nil {
 		return function.Spec{}, fmt.Errorf("scaffold %s: %w", lang, err)
@@ -188,8 +183,7 @@ func (b *functionsBench) scaffold(ctx context.Context, dir, name, lang string) (
 	return specs[0], nil
 }
 
-// build builds key's function with the Pulse cache dir cache and keeps its
-// image.
+// build builds key's function with the Pulse cache dir cache and keeps its image.
 func (b *functionsBench) build(ctx context.Context, key, cache string) (function.Image, function.BuildInfo, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
@@ -201,8 +195,7 @@ func (b *functionsBench) build(ctx context.Context, key, cache string) (function
 	return img, info, time.Since(start), err
 }
 
-// buildStage builds every template Trials times into a new, empty Pulse
-// cache dir (cold) and again (warm); Go's build cache is left as it is.
+// buildStage builds every template Trials times into an empty cache dir (cold) and again (warm).
 func (b *functionsBench) buildStage(ctx context.Context) error {
 	return eachTrial(b.cfg.Trials, functionTemplates, func(trial int, tmpl string) error {
 		if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
@@ -231,8 +224,7 @@ func (b *functionsBench) buildStage(ctx context.Context) error {
 	})
 }
 
-// image returns key's built image, building it first (untimed, with a
-// shared cache) if no build stage did.
+// image returns key's built image, building it (untimed) if no build stage did.
 func (b *functionsBench) image(ctx context.Context, key string) (function.Image, error) {
 	if img, ok := b.images[key]; ok {
 		return img, nil
@@ -246,8 +238,7 @@ func (b *functionsBench) deployOptions(interval time.Duration) function.DeployOp
 	return function.DeployOptions{HealthInterval: interval, HealthStartInterval: b.startInterval, DrainGrace: benchDrainGrace, Instance: benchInstance(b.run)}
 }
 
-// deployStage deploys each template's image, loaded, as a fresh service
-// Trials times, timed to its first 200 to a POST, then removes it.
+// deployStage deploys each template as a fresh service Trials times, timed to its first 200.
 func (b *functionsBench) deployStage(ctx context.Context) error {
 	return eachTrial(b.cfg.Trials, map[bool][]string{false: functionTemplates, true: quickDeployTemplates}[b.cfg.Quick], func(trial int, tmpl string) error {
 		r, spec := report.NewRow("deploy", "template", tmpl, "trial", trial), b.specs[tmpl]
@@ -276,8 +267,7 @@ func (b *functionsBench) deployStage(ctx context.Context) error {
 	})
 }
 
-// scaleStage deploys the scale targets and scales each 1 → 2 ScaleTrials
-// times, timed to the new replica's first 200 to GET /_/health, and back.
+// scaleStage scales each scale target 1 → 2 (and back) ScaleTrials times, timed to a 200.
 func (b *functionsBench) scaleStage(ctx context.Context) error {
 	defer func() {
 		for _, t := range b.targets {
@@ -327,8 +317,7 @@ func (b *functionsBench) scaleStage(ctx context.Context) error {
 	})
 }
 
-// timeReplica calls start and puts into r the seconds until the new replica
-// of name (not in known) answers method path with 200 and body.
+// timeReplica calls start and puts into r the seconds until name's new replica answers 200.
 func (b *functionsBench) timeReplica(ctx context.Context, r *report.Row, name string, known map[string]bool, start func() error, method, path, body string) error {
 	t0 := time.Now()
 	if err := start(); err != nil {
@@ -367,8 +356,7 @@ func (b *functionsBench) timeReplica(ctx context.Context, r *report.Row, name st
 	return err
 }
 
-// eachTrial calls f for trials 1 to n and in each for every item, their
-// order rotated by one per trial; it stops at f's first error.
+// eachTrial calls f for each trial and item, rotated per trial, until an error.
 func eachTrial[T any](n int, items []T, f func(trial int, it T) error) error {
 	for trial := 1; trial <= n; trial++ {
 		for _, it := range rotate(items, trial-1) {
@@ -380,8 +368,7 @@ func eachTrial[T any](n int, items []T, f func(trial int, it T) error) error {
 	return nil
 }
 
-// add records err in r, rounds its figures to a thousandth, logs it and
-// adds it to the report.
+// add records err in r, rounds its figures, logs it and adds it to the report.
 func (b *functionsBench) add(r *report.Row, err error) {
 	r.Fail(err)
 	for k, v := range r.Values {
@@ -395,8 +382,7 @@ func (b *functionsBench) add(r *report.Row, err error) {
 	b.rep.Add(r)
 }
 
-// sweep removes whatever of this run is left on the engine, and the run's
-// credential, and returns what it found.
+// sweep removes what is left of the run and its credential, returning what it found.
 func (b *functionsBench) sweep() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()

@@ -28,8 +28,7 @@ const scaleGoalName = "scale +1 → new replica answers ≤ 1 s (median, default
 const startIntervalNote = "Docker 20.10 (API 1.41) has no health start interval, so a new task's port is only visible " +
 	"(the task running) once its first health probe has passed, one interval after its container started"
 
-// functionsSummary sums rep's rows up into its summary, tables, goals and
-// notes; startInterval is the services' health start interval.
+// functionsSummary sums the rows up; startInterval is the services' health start interval.
 func functionsSummary(rep *report.Report, startInterval time.Duration) {
 	var flags []string
 	sum := func(kind string, by ...string) []report.Group {
@@ -59,8 +58,7 @@ func functionsSummary(rep *report.Report, startInterval time.Duration) {
 	rep.Notes = append(append(rep.Notes, functionsNotes(scales, startInterval)...), flags...)
 }
 
-// functionsGoals checks the image sizes over the builds and the +1 scale
-// over the default interval's trials; failed trials fail a goal.
+// functionsGoals checks the image sizes and the +1 scale; failed trials fail a goal.
 func functionsGoals(builds, scales []report.Group) []report.Goal {
 	var goals []report.Goal
 	for _, ig := range imageGoals {
@@ -79,8 +77,7 @@ func functionsGoals(builds, scales []report.Group) []report.Goal {
 	return append(goals, g.Over(scales, "interval", function.DefaultHealthInterval.String(), "ready_s"))
 }
 
-// functionsNotes explain the scale goal's figure: what bounds a new
-// replica's start.
+// functionsNotes explain what bounds a new replica's start (the scale goal).
 func functionsNotes(scales []report.Group, startInterval time.Duration) []string {
 	s, ok := report.Find(scales, "interval", function.DefaultHealthInterval.String())
 	if !ok || s.Runs == 0 {

@@ -1,9 +1,7 @@
 package main
 
-// The gateway suite: pulsed and its HAProxy routing an in-process Go echo,
-// loaded with wrk directly and through HAProxy (both balancing algorithms),
-// and a new task's time to traffic (gateway_scale.go); gateway_report.go
-// sums it up.
+// The gateway suite: an in-process Go echo loaded with wrk directly and through pulsed's
+// HAProxy, and a new task's time to traffic (gateway_scale.go).
 
 import (
 	"cmp"
@@ -31,25 +29,21 @@ var gatewayStages = []string{gwStageLatency, gwStageBalance, gwStageScale}
 // Settings of the gateway suite.
 const (
 	gwStageLatency, gwStageBalance, gwStageScale = "latency", "balance", "scale"
-	gwNamePrefix                                 = "pbench-gw-" // + the run's ID: every function the suite creates
-	// The replicas' Docker health interval (a new task turns running after
-	// its first passing probe: quick scale trials) and drain grace (a
-	// scale-down loses no request of the background load).
-	gwHealthInterval, gwDrainGrace           = 250 * time.Millisecond, time.Second
-	gwLowConns, gwLowThreads                 = 1, 1
-	gwHighConns, gwHighThreads               = 50, 2
-	gwBalanceReplicas                        = 3
-	gwHAProxyPoll                            = 10 * time.Millisecond
-	gwBackgroundClients, gwBackgroundPause   = 2, 10 * time.Millisecond
-	gwRunningTimeout, gwTrafficTimeout       = 30 * time.Second, 10 * time.Second // scale → task running → its server took a session
-	gwRouteTimeout, gwStopGrace              = 30 * time.Second, 20 * time.Second // pulsed started → routing; SIGTERM → gone
-	gwDirectLow, gwGatewayLow, gwDirectHigh  = "direct c=1", "gateway c=1", "direct c=50"
-	gwGatewayHigh, gwLeastConn, gwRoundRobin = "gateway c=50", gateway.BalanceLeastConn, gateway.BalanceRoundRobin
-	gwScale                                  = "1 → 2" // the scale stage's trials
+	gwNamePrefix                                 = "pbench-gw-"                        // + the run's ID: every function the suite creates
+	gwHealthInterval, gwDrainGrace               = 250 * time.Millisecond, time.Second // quick scale trials; a scale-down loses no request
+	gwLowConns, gwLowThreads                     = 1, 1
+	gwHighConns, gwHighThreads                   = 50, 2
+	gwBalanceReplicas                            = 3
+	gwHAProxyPoll                                = 10 * time.Millisecond
+	gwBackgroundClients, gwBackgroundPause       = 2, 10 * time.Millisecond
+	gwRunningTimeout, gwTrafficTimeout           = 30 * time.Second, 10 * time.Second // scale → task running → its server took a session
+	gwRouteTimeout, gwStopGrace                  = 30 * time.Second, 20 * time.Second // pulsed started → routing; SIGTERM → gone
+	gwDirectLow, gwGatewayLow, gwDirectHigh      = "direct c=1", "gateway c=1", "direct c=50"
+	gwGatewayHigh, gwLeastConn, gwRoundRobin     = "gateway c=50", gateway.BalanceLeastConn, gateway.BalanceRoundRobin
+	gwScale                                      = "1 → 2" // the scale stage's trials
 )
 
-// gwVariant is one wrk load: its path, pulsed's balancing algorithm
-// (balance stage), and the variant it is compared with in the same round.
+// gwVariant is one wrk load: path, balancing algorithm, and the variant it is compared with.
 type gwVariant struct {
 	Name, Path, Balance, Ref string
 	Conns, Threads           int
@@ -77,8 +71,7 @@ func gwVariantNamed(name string) gwVariant {
 	return gwVariant{}
 }
 
-// gatewayBench runs the gateway suite on the lab (lab.go) without its
-// Netdata, alarm token and selector.
+// gatewayBench runs the gateway suite on the lab (lab.go).
 type gatewayBench struct {
 	pulseLab
 	cfg    config
@@ -86,8 +79,7 @@ type gatewayBench struct {
 	name   string // the function's
 	body   string
 	script string // bench/wrk/post.lua
-	// checked: a direct request without the replica credential was tried;
-	// rewrote: a replica not on loopback was called at 127.0.0.1.
+	// checked: the direct path's credential check was tried; rewrote: a replica was called at 127.0.0.1.
 	checked, rewrote bool
 }
 
@@ -119,8 +111,6 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	}()
 	log.Info("gateway suite", "stages", strings.Join(stages, ","), "function", b.name)
 
-	// pulsed as it ships, and bench/inproc built the way an image's Go
-	// function is (static, stripped, only the in-process watchdog).
 	arts, recs, err := buildAll(ctx, log, env.root, []buildStep{pulsedStep(env.tools, env.tmp), goStep(env.tools, env.tmp, "inproc", "./bench/inproc", inprocTags)})
 	b.arts = arts
 	rep.Record("artifacts", recs)
@@ -151,8 +141,7 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	return publishReport(cfg, stdout, rep)
 }
 
-// connect opens the engine client, checks that the engine manages a
-// single-node swarm (every replica on this host) and describes the setup.
+// connect opens the engine client of a single-node swarm and describes the setup.
 func (b *gatewayBench) connect(ctx context.Context) error {
 	api, info, ver, err := connectSingleNodeSwarm(ctx, "gateway", "so that every replica runs on this host and is called on loopback")
 	if err != nil {
@@ -182,8 +171,7 @@ func (b *gatewayBench) connect(ctx context.Context) error {
 // gatewayURL is the function's path on pulsed's HAProxy.
 func (b *gatewayBench) gatewayURL() string { return "http://" + b.gwAddr + "/function/" + b.name }
 
-// deploy assembles the echo function's image from bench/inproc (as
-// function.Build lays out a Go function) and deploys one replica.
+// deploy deploys one replica of the echo function (bench/inproc).
 func (b *gatewayBench) deploy(ctx context.Context) error {
 	bin, err := os.ReadFile(b.arts.path("inproc"))
 	if err != nil {
@@ -209,8 +197,7 @@ func (b *gatewayBench) scaleTo(ctx context.Context, n int) error {
 	return waitReplicas(ctx, b.sw, b.api, b.name, n)
 }
 
-// latencyStage runs the four latency variants (direct and through the
-// gateway, at c=1 and c=50) against one replica, pulsed at its defaults.
+// latencyStage runs the four latency variants against one replica.
 func (b *gatewayBench) latencyStage(ctx context.Context) error {
 	if err := b.startGatewayPulsed(ctx, "", 1); err != nil {
 		return err
@@ -228,8 +215,7 @@ func (b *gatewayBench) latencyStage(ctx context.Context) error {
 	})
 }
 
-// balanceStage loads the gateway at c=50 over gwBalanceReplicas replicas
-// with each balancing algorithm, pulsed started afresh for every run.
+// balanceStage runs each balancing algorithm over gwBalanceReplicas, pulsed afresh per run.
 func (b *gatewayBench) balanceStage(ctx context.Context) error {
 	if err := b.scaleTo(ctx, gwBalanceReplicas); err != nil {
 		return err
@@ -255,8 +241,7 @@ func (b *gatewayBench) balanceStage(ctx context.Context) error {
 	})
 }
 
-// rounds runs variants round after round, in a rotated order, and adds a
-// run row for each.
+// rounds runs variants round after round, in a rotated order, adding a row each.
 func (b *gatewayBench) rounds(ctx context.Context, stage string, variants []gwVariant, run func(gwVariant, *report.Row) error) error {
 	for round := 1; round <= b.cfg.Rounds; round++ {
 		for slot, v := range rotate(variants, round-1) {
@@ -278,8 +263,7 @@ func (b *gatewayBench) rounds(ctx context.Context, stage string, variants []gwVa
 	return nil
 }
 
-// replicas returns the watch of pulsed's process groups and the want
-// replicas', and the replicas' loopback addresses from pulsed's catalog.
+// replicas returns the watch of pulsed's and the want replicas' processes, and their addresses.
 func (b *gatewayBench) replicas(ctx context.Context, want int) (procWatch, []string, error) {
 	f, err := b.catalogFunction(ctx, b.name)
 	if err != nil {
@@ -299,18 +283,14 @@ func (b *gatewayBench) replicas(ctx context.Context, want int) (procWatch, []str
 	return watch, addrs, nil
 }
 
-// measure waits for a quiet host, checks url with one POST, warms it up,
-// then measures one wrk run of v into r: rps, latency, errors, and what
-// says whether to trust them: wrk's CPU, other processes' (all but wrk and
-// watch's groups), steal, and pulsed's reloads of HAProxy meanwhile.
+// measure waits for a quiet host, probes and warms url, then puts one wrk run of v into r:
+// rps, latency, errors, and the trust figures (wrk's CPU, other load, steal, reloads).
 func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string, v gwVariant, r *report.Row) error {
 	if _, _, err := waitQuiet(ctx, b.env.clk, b.cfg.QuietWait); err != nil {
 		return err
 	}
-	// Straight to the replica, every request carries the replica
-	// credential, as HAProxy's do: the watchdog checks it on both paths.
-	// Once per run a POST without it checks that the replica refuses it
-	// (else the direct baseline lacks the watchdog's check: a note).
+	// Direct requests carry the replica credential as HAProxy's do; once, a POST without it
+	// checks the replica refuses it.
 	var hdr http.Header
 	if v.Path == pathDirect {
 		hdr = b.cred.header()
@@ -374,41 +354,46 @@ func (b *gatewayBench) measure(ctx context.Context, watch procWatch, url string,
 	return nil
 }
 
-// startGatewayPulsed starts pulsed afresh (state, ports; the autoscaler
-// off; balance "" is the default) and waits until it routes want replicas.
+// startGatewayPulsed starts pulsed afresh (balance "": default) until it routes want replicas.
 func (b *gatewayBench) startGatewayPulsed(ctx context.Context, balance string, want int) error {
-	n, cfg := len(b.pulsedLogs)+1, filepath.Join(b.env.tmp, "pulsed.yaml")
-	if err := os.WriteFile(cfg, []byte("# pulse bench: every setting comes from PULSE_* variables\nlog_level: info\n"), 0o644); err != nil {
-		return fmt.Errorf("pulsed config: %w", err)
-	}
-	b.pulsedLog = filepath.Join(b.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
-	b.pulsedLogs = append(b.pulsedLogs, b.pulsedLog)
-	b.stateDir = filepath.Join(b.env.tmp, fmt.Sprintf("state-%d", n))
-	if err := os.Mkdir(b.stateDir, 0o750); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	for _, a := range []*string{&b.apiAddr, &b.gwAddr, &b.adminAddr} {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		*a = addr
-	}
-	env := append(baseEnv(), "PULSE_STATE_DIR="+b.stateDir, "PULSE_INSTANCE="+benchInstance(b.run), "PULSE_API_LISTEN="+b.apiAddr,
-		"PULSE_AUTOSCALE=false", "PULSE_GATEWAY_LISTEN="+b.gwAddr, "PULSE_ADMIN_LISTEN="+b.adminAddr, "PULSE_LEAVE_RUNNING=false",
-		"PULSE_HAPROXY="+b.haproxy, b.cred.pulsedEnv())
+	env := []string{}
 	if balance != "" {
 		env = append(env, "PULSE_BALANCE="+balance)
 	}
-	var err error
-	if b.pulsed, err = startServer(launchSpec{Bin: b.arts.path("pulsed"), Args: []string{"-config", cfg}, Env: env, Addr: b.apiAddr}, b.pulsedLog); err != nil {
-		return err
-	}
-	b.rt = gateway.NewRuntime(filepath.Join(b.stateDir, "haproxy.sock"), time.Second)
-	if err := waitReady(ctx, b.pulsed, "http://"+b.apiAddr+"/healthz", gwRouteTimeout, nil); err != nil {
+	if err := b.launchPulsed(ctx, "log_level: info\n", env...); err != nil {
 		return err
 	}
 	return b.waitRouted(ctx, b.name, want, b.body)
+}
+
+// launchPulsed starts pulsed afresh with the autoscaler off (a new state dir, free API,
+// gateway and admin addresses; env last) and waits for its health.
+func (l *pulseLab) launchPulsed(ctx context.Context, config string, env ...string) error {
+	n := len(l.pulsedLogs) + 1
+	l.stateDir, l.pulsedLog = filepath.Join(l.env.tmp, fmt.Sprintf("state-%d", n)), filepath.Join(l.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
+	l.pulsedLogs = append(l.pulsedLogs, l.pulsedLog)
+	cfg := filepath.Join(l.env.tmp, "pulsed.yaml")
+	if err := os.WriteFile(cfg, []byte("# pulse bench: every setting comes from PULSE_* variables\n"+config), 0o644); err != nil {
+		return fmt.Errorf("pulsed config: %w", err)
+	}
+	if err := os.Mkdir(l.stateDir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	for _, a := range []*string{&l.apiAddr, &l.gwAddr, &l.adminAddr} {
+		var err error
+		if *a, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	env = append(append(baseEnv(), "PULSE_STATE_DIR="+l.stateDir, "PULSE_INSTANCE="+benchInstance(l.run), "PULSE_API_LISTEN="+l.apiAddr,
+		"PULSE_AUTOSCALE=false", "PULSE_GATEWAY_LISTEN="+l.gwAddr, "PULSE_ADMIN_LISTEN="+l.adminAddr, "PULSE_LEAVE_RUNNING=false",
+		"PULSE_HAPROXY="+l.haproxy, l.cred.pulsedEnv()), env...)
+	var err error
+	if l.pulsed, err = startServer(launchSpec{Bin: l.arts.path("pulsed"), Args: []string{"-config", cfg}, Env: env, Addr: l.apiAddr}, l.pulsedLog); err != nil {
+		return err
+	}
+	l.rt = gateway.NewRuntime(filepath.Join(l.stateDir, "haproxy.sock"), time.Second)
+	return waitReady(ctx, l.pulsed, "http://"+l.apiAddr+"/healthz", l.routeTimeout, nil)
 }
 
 // stop stops the running pulsed and its HAProxy, noting what went wrong.

@@ -17,8 +17,7 @@ const (
 	gwScaleGoalName   = "task running → its server takes traffic ≤ 0.5 s (median)"
 )
 
-// gatewaySummary sums rep's rows up into its tables, goals and notes; each
-// run gets its p50 minus its reference's in the same round (vs_ref_p50_us).
+// gatewaySummary sums the rows up (each run gets vs_ref_p50_us: p50 − its reference's).
 func gatewaySummary(rep *report.Report) {
 	rep.Title = " (medians over rounds)"
 	runs := report.Of(rep.Rows, "run")
@@ -36,14 +35,12 @@ func gatewaySummary(rep *report.Report) {
 	report.Sort(groups, "variant", names)
 	scale := report.Summarize(rep.Rows, "scale", "scale")
 	rep.Summary = slices.Concat(groups, scale)
-	rep.Tables = append(rep.Tables, report.GroupTable(fmt.Sprintf("Direct vs through HAProxy (`gateway`), one replica; the balancing algorithms, "+
-		"%d replicas through HAProxy at c=%d, pulsed restarted with `PULSE_BALANCE` for every run. `other %%`: the host's busy CPU less wrk, "+
-		"HAProxy, docker-proxy, the replicas and pulsed.", gwBalanceReplicas, gwHighConns), groups, "variant",
+	rep.Tables = append(rep.Tables, report.GroupTable(fmt.Sprintf("Direct vs through HAProxy (`gateway`), one replica; the balancing algorithms over %d replicas "+
+		"at c=%d. `other %%`: the host's busy CPU less wrk and the measured stack.", gwBalanceReplicas, gwHighConns), groups, "variant",
 		report.Stat("rps", "rps", "%.0f"), report.Stat("p50 µs", "p50_us", "%.0f"), report.Spread("p50 range µs", "p50_us", "%.0f"),
 		report.Stat("p99 µs", "p99_us", "%.0f"), report.Stat("wrk core %", "wrk_core_pct", "%.0f"),
 		report.Stat("other %", "other_core_pct", "%.0f")),
-		report.GroupTable(fmt.Sprintf("Task running → its server takes traffic, scaled 1 → 2 under a light background load through the gateway: "+
-			"seconds from the new task's running timestamp to HAProxy's `show servers state` (polled every %g ms) showing its server ready and up; "+
+		report.GroupTable(fmt.Sprintf("Task running → its server ready and up in HAProxy (polled every %g ms), scaled 1 → 2 under a light load; "+
 			"`first session`: its stot above its count before the scale.", ms(gwHAProxyPoll)),
 			scale, "scale", report.Col{Head: "trials", Cell: func(g report.Group) string { return fmt.Sprintf("%d (%d failed)", g.Runs, g.Failed) }},
 			report.Stat("ready and up, median s", "ready_s", "%.3f"), report.Spread("range s", "ready_s", "%.3f"),
@@ -52,8 +49,7 @@ func gatewaySummary(rep *report.Report) {
 	rep.Notes = append(rep.Notes, gatewayNotes(rep.Rows, groups, scale)...)
 }
 
-// gatewayGoals checks the groups against the issue's goals. A goal over a
-// variant with errors, or over failed trials, fails.
+// gatewayGoals checks the issue's goals; errors or failed trials fail one.
 func gatewayGoals(groups, scale []report.Group) []report.Goal {
 	lat := report.NewGoal(gwLatencyGoalName, "µs", 60)
 	d, okd := report.Find(groups, "variant", gwDirectLow)
@@ -90,9 +86,7 @@ const (
 	gwStealPct        = 5
 )
 
-// gatewayNotes are the notes on figures to read with care: HAProxy
-// reloaded during runs, a saturated wrk, other load, steal, failures and
-// errors, and the scale stage's background load.
+// gatewayNotes flag figures to read with care (reloads, wrk saturated, load, steal, errors).
 func gatewayNotes(rows []report.Row, groups, scale []report.Group) []string {
 	var notes []string
 	runs := slices.DeleteFunc(report.Of(rows, "run"), func(r report.Row) bool { return !r.OK() })

@@ -1,7 +1,6 @@
 package main
 
-// The gateway suite's scale stage: a new task turning running to its
-// server taking traffic, followed through Swarm and HAProxy's runtime API.
+// The gateway suite's scale stage: a new task running → its server taking traffic.
 
 import (
 	"cmp"
@@ -26,12 +25,10 @@ import (
 	"github.com/pulsefaas/pulse/internal/catalog"
 )
 
-// gwSteadyFor is how long pulsed's catalog must stay unchanged before a
-// scale trial: past its settle window, when it polls a steady swarm slowly.
+// gwSteadyFor is how long pulsed's catalog must stay unchanged before a scale trial.
 const gwSteadyFor = catalog.DefaultSettle + 500*time.Millisecond
 
-// scaleStage runs ScaleTrials scales of the function 1 → 2 under a light
-// background load through the gateway, scaling it back to 1 after each.
+// scaleStage runs ScaleTrials scales 1 → 2 (and back) under a light background load.
 func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	if err := b.scaleTo(ctx, 1); err != nil {
 		return err
@@ -58,9 +55,7 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 		b.rep.Add(bg)
 	}()
 	for trial := 1; trial <= b.cfg.ScaleTrials; trial++ {
-		// A scale usually lands on a steady swarm, which pulsed polls slowly:
-		// wait until its catalog has not changed for longer than its settle
-		// window, then scale at a random phase of its slow poll.
+		// As on a steady swarm: past pulsed's settle window, at a random phase of its slow poll.
 		if err := b.waitSteady(ctx); err != nil {
 			return err
 		}
@@ -85,8 +80,7 @@ func (b *gatewayBench) scaleStage(ctx context.Context) error {
 	return nil
 }
 
-// waitSteady polls pulsed's catalog every 100 ms until its version has not
-// changed for gwSteadyFor (at most readyTimeout: then it goes on).
+// waitSteady waits (at most readyTimeout) until pulsed's catalog is unchanged for gwSteadyFor.
 func (b *gatewayBench) waitSteady(ctx context.Context) error {
 	version, changed := "", time.Now()
 	return poll(ctx, readyTimeout, 100*time.Millisecond, func(late bool) (bool, error) {
@@ -104,17 +98,14 @@ func (b *gatewayBench) waitSteady(ctx context.Context) error {
 	})
 }
 
-// slotObs is an HAProxy slot given a new replica: its address, when it
-// first was ready and up, and when its stot first passed its count.
+// slotObs is a slot given a new replica: its address, first ready and up, first session.
 type slotObs struct {
 	addr           string
 	ready, traffic time.Time
 }
 
-// scaleOnce scales 1 → 2 and polls HAProxy's runtime API until the new
-// replica's server (a slot that left maintenance or was re-pointed) is
-// ready and up, then takes sessions; r gets both in seconds after the new
-// task's Status.Timestamp, when it turned running (engine's clock, here).
+// scaleOnce scales 1 → 2 and polls HAProxy until the new replica's slot is ready and up, then
+// takes sessions; r gets both in seconds after the new task turned running.
 func (b *gatewayBench) scaleOnce(ctx context.Context, tasks filters.Args, r *report.Row) error {
 	backend := gateway.BackendName(b.name)
 	known, err := taskIDs(ctx, b.api, tasks)
@@ -170,8 +161,7 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, tasks filters.Args, r *rep
 	if err != nil {
 		return err
 	}
-	// The new task, and its server: the one slot that took traffic, pointed
-	// at the task's address in pulsed's catalog.
+	// The new task, and its server: the one slot that took traffic, at the task's address.
 	all, err := engineCall(ctx, "list tasks", func(c context.Context) ([]swarm.Task, error) {
 		return b.api.TaskList(c, swarm.TaskListOptions{Filters: tasks})
 	})
@@ -200,10 +190,8 @@ func (b *gatewayBench) scaleOnce(ctx context.Context, tasks filters.Args, r *rep
 	return nil
 }
 
-// backgroundLoad starts the scale stage's light load through the gateway
-// at url: keep-alive clients, each pausing between requests. end stops it
-// and returns the requests answered 200 and the failures (a socket error or
-// a non-200 answer) by reason.
+// backgroundLoad starts keep-alive clients pausing between POSTs to url; end stops them and
+// returns the requests answered 200 and the failures by reason.
 func backgroundLoad(url, body string) (end func() (ok int64, failed map[string]int64)) {
 	var (
 		mu  sync.Mutex

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/pulsefaas/pulse/bench/report"
 )
 
 // procStat is the part of /proc/<pid>/stat the harness uses; CPU times are
@@ -211,9 +209,6 @@ func readLoad1(procDir string) (float64, error) {
 	}
 	return v, nil
 }
-
-// kbToMB is kb KiB in decimal megabytes.
-func kbToMB(kb int64) float64 { return report.Round3(float64(kb) * 1024 / 1e6) }
 
 // procKey names one process over time: a pid with its start time, so that a
 // reused pid is never taken for the process that had it before.

@@ -1,9 +1,7 @@
 package main
 
-// The soak suite on the lab stack (lab.go), as bench/README.md describes it:
-// the fair CPU comparison and the saturation (soak_sat.go) on a first
-// pulsed at its defaults, then the soak itself on a second one, with
-// HAProxy's request log for the attribution of failures (soak_attrib.go).
+// The soak suite (bench/README.md): the fair CPU comparison and the saturation (soak_sat.go),
+// then the soak with HAProxy's request log (soak_attrib.go).
 
 import (
 	"context"
@@ -34,9 +32,7 @@ import (
 
 const suiteSoak = "soak"
 
-// Settings of the soak. The connections are the function's in-flight
-// demand: 48 ask for 6 replicas. The rolling update and the kill land at
-// soakUpdateAt and soakKillAt of the stepping part.
+// Settings of the soak; the update and the kill land at soakUpdateAt, soakKillAt of the stepping part.
 const (
 	soakNamePrefix, soakRollEnv   = "pbench-soak-", "PULSE_BENCH_SOAK_GENERATION"
 	soakMetric                    = "inflight"
@@ -53,16 +49,14 @@ const (
 	soakKillSpan                  = time.Minute // after the kill call, the failures in its error window
 )
 
-// Settings of the fair comparison: fairPairs of gateway and direct
-// stretches, each measured for fairStretch after fairSettle.
+// Settings of the fair comparison: fairPairs of gateway and direct stretches.
 const (
 	fairConns, fairPairs    = 16, 4
 	fairStretch, fairSettle = 15 * time.Second, 2 * time.Second
 	fairQuietWait           = 30 * time.Second // before the first stretch, for the host to be quiet
 )
 
-// soakPattern is the stepping minutes' connections, repeated for longer
-// runs; the last stepping minute is soakCompareConns.
+// soakPattern is the stepping minutes' connections, repeated; the last is soakCompareConns.
 var soakPattern = []int{4, 16, 32, 16, 48, 8, 32, 16}
 
 // soakPhase is one minute of load; a direct one loads one replica.
@@ -153,8 +147,7 @@ func runSoak(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	return publishReport(cfg, stdout, rep)
 }
 
-// beforeSoak runs the fair comparison, then the saturation, on pulsed's
-// first lifetime at its defaults; then ends it and removes both functions.
+// beforeSoak runs the fair comparison and the saturation on a first pulsed at its defaults.
 func (b *soakBench) beforeSoak(ctx context.Context) error {
 	pinned := function.Scale{Metric: soakMetric, Target: soakTarget, Min: 1, Max: 1}
 	if _, err := b.deployPinned(ctx, &function.Spec{Name: b.hello, Lang: function.LangGo, Mode: contract.ModeInProcess, Handler: ".", Scale: pinned}, "", "inproc"); err != nil {
@@ -182,8 +175,7 @@ func (b *soakBench) beforeSoak(ctx context.Context) error {
 	return errors.Join(b.remove(ctx, b.hello), b.remove(ctx, b.burn))
 }
 
-// deployPinned deploys spec (the artifacts wd, "" for none, and fn) with
-// the soak's timeout and body limit, and waits for its first replica.
+// deployPinned deploys spec (artifacts wd, "" for none, and fn) and waits for a replica.
 func (b *soakBench) deployPinned(ctx context.Context, spec *function.Spec, wd, fn string) (function.Image, error) {
 	spec.Timeout, spec.MaxBody = soakTimeout, 1<<20
 	bins := map[string][]byte{}
@@ -203,18 +195,15 @@ func (b *soakBench) deployPinned(ctx context.Context, spec *function.Spec, wd, f
 	return img, err
 }
 
-// stretch is one measured stretch of the fair comparison: its path, its
-// span in seconds after the comparison's start and its CPU ticks.
+// stretch is one measured stretch of the fair comparison: path, span (s), CPU ticks.
 type stretch struct {
 	path     string
 	from, to float64
 	ticks    map[string]float64
 }
 
-// fairCPU runs the fair comparison and adds its rows: fairConns
-// connections through the gateway and straight to the one replica, in
-// interleaved stretches (Thue–Morse order: a drift of the host falls on
-// both paths alike).
+// fairCPU runs the fair comparison: fairConns connections through the gateway and straight
+// to the one replica in interleaved stretches (Thue–Morse order), and adds its rows.
 func (b *soakBench) fairCPU(ctx context.Context) error {
 	f, err := b.catalogFunction(ctx, b.hello)
 	if err != nil {
@@ -274,12 +263,10 @@ func (b *soakBench) fairCPU(ctx context.Context) error {
 	return nil
 }
 
-// fairDirect reports whether stretch i goes straight to the replica: the
-// Thue–Morse sequence (the parity of i's one bits).
+// fairDirect reports whether stretch i goes straight to the replica (Thue–Morse).
 func fairDirect(i int) bool { return bits.OnesCount(uint(i))%2 == 1 }
 
-// markCPU reads, in ticks, the host's busy, total and stolen CPU and this
-// program's own (utime + stime: the harness, the load's client).
+// markCPU reads, in ticks, the host's busy, total and stolen CPU and this program's own.
 func markCPU() map[string]float64 {
 	h, _ := readHostCPU("/proc")
 	m := map[string]float64{"busy": float64(h.Busy), "total": float64(h.Total), "steal": float64(h.Steal)}
@@ -289,10 +276,8 @@ func markCPU() map[string]float64 {
 	return m
 }
 
-// soakSchedule returns the phases of a run of d (whole minutes, at least
-// soakMinDuration): stepping minutes through the gateway, then a minute
-// through the gateway and one straight to a replica at the same
-// connections; and when, from t0, the rolling update and the kill happen.
+// soakSchedule returns the phases of a run of d (stepping minutes, then a minute through the
+// gateway and one direct at the same connections) and when the update and the kill happen.
 func soakSchedule(d time.Duration) (phases []soakPhase, update, kill time.Duration, err error) {
 	if d < soakMinDuration || d%soakStep != 0 {
 		return nil, 0, 0, fmt.Errorf("soak duration %s: want whole minutes, at least %s", d, soakMinDuration)
@@ -322,9 +307,8 @@ func phaseAt(phases []soakPhase, s float64) int {
 	return slices.IndexFunc(phases, func(p soakPhase) bool { return s >= p.StartS && s < p.EndS })
 }
 
-// start opens the request log's socket, starts pulsed's second lifetime
-// with HAProxy's request log sent to it, and waits until the function is
-// routed and its alarms are initialised.
+// start starts the second pulsed with HAProxy's request log sent to a socket here, and
+// waits until the function is routed and its alarms are initialised.
 func (b *soakBench) start(ctx context.Context) error {
 	var err error
 	if b.hlog, err = listenHALog(gateway.BackendName(b.name)); err != nil {
@@ -341,8 +325,7 @@ func (b *soakBench) start(ctx context.Context) error {
 	return b.waitAlarm(ctx, b.name, soakAlarmInit)
 }
 
-// soak runs the schedule with the rolling update, the kill and the `show
-// stat` poller, and returns what the analysis needs.
+// soak runs the schedule with the rolling update, the kill and the `show stat` poller.
 func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, killAt time.Duration) (soakRun, error) {
 	b.t0 = time.Now()
 	pctx, stopPollers := context.WithCancel(ctx)
@@ -385,10 +368,8 @@ func (b *soakBench) soak(ctx context.Context, phases []soakPhase, updateAt, kill
 	return soakRun{t0: b.t0, phases: phases, recs: recs, fails: fails, log: b.hlog.close(soakLogLinger), stats: b.stats, kill: b.kill}, nil
 }
 
-// rollingUpdate redeploys the function with a changed environment at at
-// (a start-first rolling update through function.Swarm.Deploy) and watches
-// the service until Swarm's update ends. Only this goroutine writes the
-// soak's row during the load.
+// rollingUpdate redeploys the function with a changed environment at at and waits for
+// Swarm's update to end (only this goroutine writes the soak's row during the load).
 func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time) {
 	if sleepCtx(ctx, time.Until(at)) != nil {
 		return
@@ -410,8 +391,7 @@ func (b *soakBench) rollingUpdate(ctx context.Context, at time.Time) {
 	}
 }
 
-// killOne kills one routed replica's container, picked at random, with
-// SIGKILL at at (docker kill), and records when the engine saw it end.
+// killOne SIGKILLs a random routed replica's container at at, noting when it ended.
 func (b *soakBench) killOne(ctx context.Context, at time.Time) {
 	if sleepCtx(ctx, time.Until(at)) != nil {
 		return
@@ -447,8 +427,7 @@ func (b *soakBench) killOne(ctx context.Context, at time.Time) {
 	b.mu.Unlock()
 }
 
-// pollStats adds one `show stat` of the function's servers to the
-// counters.
+// pollStats adds one `show stat` of the function's servers to the counters.
 func (b *soakBench) pollStats(ctx context.Context) {
 	rows, err := serverStats(ctx, b.rt, gateway.BackendName(b.name))
 	b.mu.Lock()

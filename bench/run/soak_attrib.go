@@ -1,10 +1,7 @@
 package main
 
-// The soak's attribution of failed requests: HAProxy's request log (pulsed's
-// haproxy_log sends it to a UDP socket of the harness, `127.0.0.1:<port>
-// format raw local0`, one datagram per line, option httplog), HAProxy's
-// per-server counters summed across reloads, and what each failed request
-// is put down to.
+// The soak's attribution of failed requests: HAProxy's request log (sent by
+// pulsed's haproxy_log to a UDP socket here) and its per-server counters.
 
 import (
 	"cmp"
@@ -25,10 +22,8 @@ import (
 	"github.com/pulsefaas/pulse/gateway"
 )
 
-// haLogLine is what the attribution reads of one request line of HAProxy's
-// httplog format (2.6):
-//
-//	%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r
+// haLogLine is what the attribution reads of a request line of HAProxy's (2.6) httplog format:
+// %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r
 type haLogLine struct {
 	ClientPort      int
 	Accept          time.Time // %tr, to the millisecond
@@ -37,15 +32,13 @@ type haLogLine struct {
 	Term            string // %tsc: "----" for a normal end
 }
 
-// errNotRequest is parseHAProxyLog's error for a line that is not a
-// request line (server state changes, start-up, ...).
+// errNotRequest is parseHAProxyLog's error for a line that is not a request line.
 var errNotRequest = errors.New("not a request log line")
 
 // haLogTime is %tr's layout (local time, milliseconds).
 const haLogTime = "02/Jan/2006:15:04:05.000"
 
-// parseHAProxyLog parses one request line (raw: no syslog header); times
-// are read in loc, HAProxy's local time.
+// parseHAProxyLog parses one raw request line; times are read in loc.
 func parseHAProxyLog(line string, loc *time.Location) (haLogLine, error) {
 	var l haLogLine
 	q := strings.IndexByte(line, '"')
@@ -84,8 +77,7 @@ func parseHAProxyLog(line string, loc *time.Location) (haLogLine, error) {
 	return l, nil
 }
 
-// Failed reports whether HAProxy saw the request fail: a status other
-// than 2xx, or an abnormal end.
+// Failed reports whether HAProxy saw the request fail: not 2xx, or an abnormal end.
 func (l haLogLine) Failed() bool { return l.Status < 200 || l.Status > 299 || l.Term[:2] != "--" }
 
 // haLog receives HAProxy's log datagrams for backend.
@@ -98,14 +90,13 @@ type haLog struct {
 	res     haLogResult
 }
 
-// haLogResult is what the receiver kept: how many request lines of backend
-// it got, and those of failed requests.
+// haLogResult is the backend's request lines counted and the failed ones kept.
 type haLogResult struct {
 	Requests int64
 	Failed   []haLogLine
 }
 
-// Bounds of the failed lines kept, and the socket buffer (~100 000 lines).
+// Bounds of the failed lines kept and of the socket buffer.
 const (
 	haLogMaxFailed = 200000
 	haLogRecvBuf   = 32 << 20
@@ -143,8 +134,7 @@ func listenHALog(backend string) (*haLog, error) {
 // Target is the `log` target for HAProxy (pulsed's haproxy_log).
 func (h *haLog) Target() string { return h.conn.LocalAddr().String() + " format raw local0" }
 
-// add takes one datagram (one line); lines that are not requests of the
-// backend are left out.
+// add takes one datagram (one line), if a request line of the backend.
 func (h *haLog) add(line string) {
 	l, err := parseHAProxyLog(strings.TrimRight(line, "\r\n"), h.loc)
 	if err != nil || l.Backend != h.backend {
@@ -158,8 +148,7 @@ func (h *haLog) add(line string) {
 	}
 }
 
-// close stops receiving after waiting linger for lines on their way, and
-// returns what was kept.
+// close stops receiving after linger and returns what was kept.
 func (h *haLog) close(linger time.Duration) haLogResult {
 	time.Sleep(linger)
 	_ = h.conn.Close()
@@ -169,10 +158,8 @@ func (h *haLog) close(linger time.Duration) haLogResult {
 	return h.res
 }
 
-// statAcc accumulates HAProxy's per-server counters over polls: a counter
-// that went down was reset (a reload started a new worker), so its new
-// value is all new. It also keeps, per poll, the address each server in
-// service pointed at, and which servers' econ or eresp rose.
+// statAcc sums HAProxy's per-server counters over polls across reloads (a counter
+// that went down is all new); per poll, the servers' addresses and whose econ/eresp rose.
 type statAcc struct {
 	last  map[string]gateway.ServerStat
 	total map[string]*gateway.ServerStat
@@ -192,8 +179,7 @@ func newStatAcc() *statAcc {
 	return &statAcc{last: map[string]gateway.ServerStat{}, total: map[string]*gateway.ServerStat{}}
 }
 
-// restart forgets what was counted so far: the totals count from the last
-// poll on.
+// restart forgets what was counted so far: the totals count from the last poll on.
 func (a *statAcc) restart() {
 	a.total, a.polls, a.addrs, a.errs = map[string]*gateway.ServerStat{}, nil, nil, nil
 }
@@ -228,15 +214,13 @@ func (a *statAcc) add(at time.Time, rows []gateway.ServerStat) {
 	a.polls, a.addrs = append(a.polls, at), append(a.addrs, addrs)
 }
 
-// statCounters are the counters of s that the accumulator sums; econ and
-// eresp are the 5th and 6th.
+// statCounters are the counters of s the accumulator sums (econ, eresp 5th and 6th).
 func statCounters(s *gateway.ServerStat) []*int64 {
 	return []*int64{&s.Sessions, &s.Connects, &s.CheckFails, &s.Downs, &s.ConnErrors, &s.RespErrors, &s.HTTP5xx}
 }
 
-// addrAt returns the address server pointed at, at t: from the last poll
-// at or before t that found it in service, else the first after (a slot
-// is re-pointed only in maintenance, when it gets no request); within 10 s.
+// addrAt is server's address at t: from the last poll at or before t that found it in
+// service, else the first after (within 10 s).
 func (a *statAcc) addrAt(server string, t time.Time) string {
 	i := sort.Search(len(a.polls), func(i int) bool { return a.polls[i].After(t) })
 	var order []int
@@ -254,9 +238,7 @@ func (a *statAcc) addrAt(server string, t time.Time) string {
 	return ""
 }
 
-// suspect returns the one server whose econ or eresp rose in the first
-// poll at or after end (HAProxy counts a failure when it gives up on the
-// request, before the client sees its connection close).
+// suspect is the one server whose econ or eresp rose in the first poll at or after end.
 func (a *statAcc) suspect(end time.Time) (soakStatErr, bool) {
 	i := sort.Search(len(a.polls), func(i int) bool { return !a.polls[i].Before(end) })
 	var found []soakStatErr
@@ -271,8 +253,7 @@ func (a *statAcc) suspect(end time.Time) (soakStatErr, bool) {
 	return found[0], true
 }
 
-// serverRows are a row per HAProxy server of the function's backend that
-// took a session, in slot order: its sessions and connects.
+// serverRows are a row per server that took a session, in slot order.
 func serverRows(a *statAcc) []*report.Row {
 	var out []*report.Row
 	for _, n := range slices.SortedFunc(maps.Keys(a.total), func(x, y string) int { return cmp.Or(cmp.Compare(slotNumber(x), slotNumber(y)), strings.Compare(x, y)) }) {
@@ -292,16 +273,13 @@ func slotNumber(name string) int {
 	return 1 << 30
 }
 
-// soakKill is the kill the failures are judged against: the replica at
-// Addr is being killed from the docker kill call to the container's end
-// (the engine's FinishedAt).
+// soakKill is the kill of the replica at Addr: from the docker kill call to its end.
 type soakKill struct {
 	CallAt, At time.Time
 	Addr       string
 }
 
-// inFlight reports whether a request from start to end on the killed
-// replica overlapped the kill.
+// inFlight reports whether a request from start to end overlapped the kill.
 func (k *soakKill) inFlight(start, end time.Time) bool {
 	from := k.CallAt
 	if from.IsZero() || from.After(k.At) {
@@ -316,16 +294,10 @@ const (
 	viaCounters = "counters"
 )
 
-// attributeFailures matches every failed request through the gateway to
-// HAProxy's log line of it (same client port, %tr within a second of the
-// start, the nearest, each line used once), which names the server; the
-// polls give the replica's address there then. HAProxy logs nothing for a
-// keep-alive request it aborts because its server connection broke before
-// any answer (it closes the client's connection for the client to retry):
-// such a failure is put down to the one server whose econ or eresp rose in
-// the first poll after the request ended, if exactly one did. A failure on
-// the killed replica's address that overlapped the kill is marked in
-// flight. It returns a row per failure, in start order.
+// attributeFailures puts each failed request through the gateway down to a server: by
+// HAProxy's log line of it (same client port, nearest %tr within 1 s), else (no line) by
+// the one server whose econ/eresp rose in the next poll. One on the killed replica's
+// address that overlapped the kill is in flight. A row per failure, in start order.
 func attributeFailures(fails []loadFail, t0 time.Time, lines []haLogLine, acc *statAcc, kill *soakKill) []*report.Row {
 	byPort := map[int][]int{}
 	for i, l := range lines {

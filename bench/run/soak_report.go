@@ -1,8 +1,7 @@
 package main
 
-// The soak suite's analysis and report, pure: the client's records and the
-// pollers' samples become rows (per minute, per server, per failed request,
-// the soak's figures), then the tables, goals and notes.
+// The soak suite's analysis and report, pure: rows from the records and samples, then
+// the tables, goals and notes.
 
 import (
 	"fmt"
@@ -27,8 +26,7 @@ type soakRun struct {
 	kill   *soakKill
 }
 
-// analyzeSoak adds the soak's rows to rep: per minute, per server, per
-// failed request, and sum (its figures, partly filled by the run) last.
+// analyzeSoak adds the soak's rows: per minute, server, failed request, and sum last.
 func analyzeSoak(rep *report.Report, sum *report.Row, r soakRun) {
 	reqs, failed := countByStart(r.recs, len(r.phases), func(s float64) int { return phaseAt(r.phases, s) })
 	for i, p := range r.phases {
@@ -63,9 +61,7 @@ func analyzeSoak(rep *report.Report, sum *report.Row, r soakRun) {
 	rep.Add(sum.PutAll(v))
 }
 
-// countByStart counts the requests, and the failed ones, that started in
-// each of n buckets; bucket returns a start's (seconds after t0), outside
-// [0, n) for none.
+// countByStart counts the requests, and the failed ones, by bucket(start s) in [0, n).
 func countByStart(recs []loadReq, n int, bucket func(startS float64) int) (requests, failed []float64) {
 	requests, failed = make([]float64, n), make([]float64, n)
 	for _, r := range recs {
@@ -77,10 +73,8 @@ func countByStart(recs []loadReq, n int, bucket func(startS float64) int) (reque
 	return requests, failed
 }
 
-// fairRows are the stretches' rows (ok = answered 2xx with the body and
-// ended in the stretch, the CPU's divisor; failed by start time) and each
-// path's fair_cpu row over its stretches; clk is the clock's ticks a
-// second.
+// fairRows are the stretches' rows (ok: answered 2xx and ended in the stretch) and each
+// path's fair_cpu row; clk is ticks a second.
 func fairRows(sts []stretch, recs []loadReq, clk float64) []*report.Row {
 	_, failed := countByStart(recs, len(sts), func(s float64) int {
 		return slices.IndexFunc(sts, func(st stretch) bool { return s >= st.from && s < st.to })
@@ -115,8 +109,7 @@ func fairRows(sts []stretch, recs []loadReq, clk float64) []*report.Row {
 	return out
 }
 
-// okIn counts the requests answered 2xx with the right body that ended in
-// [from, to) seconds, on the direct path or not.
+// okIn counts the requests answered 2xx that ended in [from, to) s, on the path.
 func okIn(recs []loadReq, from, to float64, direct bool) int64 {
 	var n int64
 	for _, r := range recs {
@@ -162,8 +155,7 @@ func first(rows []report.Row, kind string) (report.Row, bool) {
 	return rs[0], true
 }
 
-// soakGoals are the targets, and the figures it asks to be
-// reported in the same run (INFO: no limit).
+// soakGoals are the targets and the figures it asks reported (INFO).
 func soakGoals(rows []report.Row) []report.Goal {
 	fair := report.Summarize(rows, "fair_cpu", "path")
 	gw, _ := report.Find(fair, "path", pathGateway)
@@ -252,9 +244,7 @@ func soakGoals(rows []report.Row) []report.Goal {
 			sat.V("p50_ms"), sat.V("max_ms"), sat.V("rps"), sat.V("host_busy_pct")), "p99_ms"))
 }
 
-// soakNotes flag what makes the soak's figures less than they claim: no
-// kill, an incomplete log, failures straight to a replica, the rolling
-// update not completed, steal during the fair comparison.
+// soakNotes flag what makes the soak's figures less than they claim.
 func soakNotes(rows []report.Row) []string {
 	var notes []string
 	add := func(cond bool, format string, a ...any) {
