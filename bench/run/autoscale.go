@@ -80,10 +80,7 @@ type autoscaleBench struct {
 
 // runAutoscale runs the autoscale suite.
 func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	stages := autoscaleStages // config.Validate checked -only's
-	if len(cfg.Only) > 0 {
-		stages = cfg.Only
-	}
+	stages := cfg.stages(autoscaleStages)
 	id, err := runID()
 	if err != nil {
 		return err

@@ -76,10 +76,7 @@ type clusterBench struct {
 
 // runCluster runs the cluster suite.
 func runCluster(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
-	stages := clusterStages // config.Validate checked -only's
-	if len(cfg.Only) > 0 {
-		stages = cfg.Only
-	}
+	stages := cfg.stages(clusterStages)
 	id, err := runID()
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
+	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/provision"
 )
@@ -97,7 +98,7 @@ func (l *clusterLab) lab(ctx context.Context, arg string, limit time.Duration) e
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("lab %s: %w: %s", arg, err, truncate(strings.TrimSpace(string(out)), 2000))
+		return fmt.Errorf("lab %s: %w: %s", arg, err, report.Truncate(strings.TrimSpace(string(out)), 2000))
 	}
 	return nil
 }
@@ -194,7 +195,7 @@ func parseCgroupPath(s, controller string) (string, error) {
 			return f[2], nil
 		}
 	}
-	return "", fmt.Errorf("no %s cgroup in %q (the lab needs cgroup v1)", controller, truncate(s, 200))
+	return "", fmt.Errorf("no %s cgroup in %q (the lab needs cgroup v1)", controller, report.Truncate(s, 200))
 }
 
 // cgroupInt reads a number from n's cgroup (cpuacct.usage: ns of the node and its containers).

@@ -60,11 +60,6 @@ func connectSingleNodeSwarm(ctx context.Context, suite, need string) (api *clien
 	return api, info, ver, nil
 }
 
-// localSwarm deploys on api's single-node swarm, loading images into its engine.
-func localSwarm(api *client.Client) *function.Swarm {
-	return function.NewSwarm(api, function.LocalDistributor{API: api}, nil)
-}
-
 // loopbackAddr returns addr with a loopback host, and whether it rewrote it:
 // a host-mode port of the single-node swarm is published on every address.
 func loopbackAddr(addr string) (string, bool) {

@@ -83,7 +83,7 @@ func (l *pulseLab) open(ctx context.Context, rep *report.Report) (machineInfo, s
 	if err != nil {
 		return m, "", err
 	}
-	l.api, l.sw = api, localSwarm(api)
+	l.api, l.sw = api, function.NewSwarm(api, function.LocalDistributor{API: api}, nil) // images load into this engine
 	engine := "Docker Engine " + v.Version + " (API " + v.APIVersion + ")"
 	for k, v := range map[string]string{"engine": engine, "haproxy": ha, "netdata": nd} {
 		rep.Record(k, v)
@@ -317,7 +317,7 @@ func (l *pulseLab) waitAlarm(ctx context.Context, fn string, timeout time.Durati
 			return true, nil
 		}
 		if late {
-			return false, fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", alarmScaleUp, fn, timeout, st, err, truncate(l.nd.ErrorLog(), 2000))
+			return false, fmt.Errorf("%s of %s not initialised after %s (status %q, %v); netdata log: %s", alarmScaleUp, fn, timeout, st, err, report.Truncate(l.nd.ErrorLog(), 2000))
 		}
 		return false, nil
 	})

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pulsefaas/pulse/bench/report"
 )
 
 // wrkResult is the BENCHJSON line bench/wrk/post.lua prints when wrk is done
@@ -126,7 +128,7 @@ func runWrk(ctx context.Context, w wrkRun) (wrkResult, time.Duration, error) {
 		r, err = parseWrkOutput(out)
 	}
 	if err != nil {
-		return wrkResult{}, cpu, fmt.Errorf("wrk %s: %w: %s", w.URL, err, truncate(strings.TrimSpace(string(out)+string(errOut)), 1000))
+		return wrkResult{}, cpu, fmt.Errorf("wrk %s: %w: %s", w.URL, err, report.Truncate(strings.TrimSpace(string(out)+string(errOut)), 1000))
 	}
 	return r, cpu, nil
 }
@@ -173,7 +175,7 @@ func runFloor(ctx context.Context, bin string, d time.Duration, body string, pro
 	argv := append([]string{bin, "-d", strconv.FormatFloat(d.Seconds(), 'f', -1, 64), "-p", body, "--"}, prog...)
 	out, errOut, cpu, err := runTool(ctx, d+30*time.Second, nil, argv...)
 	if err != nil {
-		return floorResult{}, fmt.Errorf("spawnloop %s: %w: %s", prog[0], err, truncate(strings.TrimSpace(string(errOut)), 1000))
+		return floorResult{}, fmt.Errorf("spawnloop %s: %w: %s", prog[0], err, report.Truncate(strings.TrimSpace(string(errOut)), 1000))
 	}
 	r, err := parseFloorOutput(out)
 	if err != nil {
@@ -308,7 +310,7 @@ func (w *loopWorker) run() {
 				Status: int16(status), Port: port, Err: e, Direct: w.direct}
 			w.recs = append(w.recs, rec)
 			if e != reqOK {
-				w.fails = append(w.fails, loadFail{Req: rec, Msg: truncate(msg, 200)})
+				w.fails = append(w.fails, loadFail{Req: rec, Msg: report.Truncate(msg, 200)})
 			}
 		}
 		if c == nil {
@@ -349,9 +351,9 @@ func roundTrip(c net.Conn, br *bufio.Reader, req, want string) (status int, outc
 	case err != nil:
 		return resp.StatusCode, reqErrBody, "read body: " + err.Error(), true
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return resp.StatusCode, reqErrStatus, fmt.Sprintf("%s: %s", resp.Status, truncate(string(got), 120)), resp.Close
+		return resp.StatusCode, reqErrStatus, fmt.Sprintf("%s: %s", resp.Status, report.Truncate(string(got), 120)), resp.Close
 	case string(got) != want:
-		return resp.StatusCode, reqErrWrongBody, "wrong body: " + truncate(string(got), 80), resp.Close
+		return resp.StatusCode, reqErrWrongBody, "wrong body: " + report.Truncate(string(got), 80), resp.Close
 	}
 	return resp.StatusCode, reqOK, "", resp.Close
 }

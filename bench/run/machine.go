@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pulsefaas/pulse/bench/report"
 )
 
 // tools are the external programs the harness runs: gxx is the functions
@@ -274,7 +276,7 @@ func build(ctx context.Context, log *slog.Logger, root string, steps []buildStep
 			return nil, ctx.Err()
 		}
 		if err != nil {
-			a.Error = fmt.Sprintf("%v: %s", err, truncate(strings.TrimSpace(string(out)), 500))
+			a.Error = fmt.Sprintf("%v: %s", err, report.Truncate(strings.TrimSpace(string(out)), 500))
 			log.Warn("build failed; variants that need it are skipped", "artifact", st.name, "err", a.Error)
 		} else if fi, err := os.Stat(a.path); err != nil {
 			a.Error = err.Error()

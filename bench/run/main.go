@@ -62,13 +62,7 @@ type config struct {
 	Flags                                        map[string]string // every flag's value as parsed, kept with the results
 }
 
-// The suites the harness knows.
-const (
-	suiteWatchdog  = "watchdog"
-	suiteFunctions = "functions"
-	suiteGateway   = "gateway"
-)
-
+// suites are the suites the harness knows (each names itself in its file).
 var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak, suiteCollector, suiteCluster}
 
 // defaultConfig is the configuration of a command line that sets nothing.
@@ -154,6 +148,12 @@ func (c config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stages is all with only the stages -only names (all without -only), in
+// all's order; Validate checked -only against them.
+func (c config) stages(all []string) []string {
+	return slices.DeleteFunc(slices.Clone(all), func(s string) bool { return len(c.Only) > 0 && !slices.Contains(c.Only, s) })
 }
 
 // run runs the configured suite.
@@ -242,9 +242,3 @@ func payload(n int) string {
 
 // mb is a decimal megabyte (Docker's unit): goals in MB use it.
 const mb = 1e6
-
-// clock formats seconds as m:ss.s.
-func clock(s float64) string {
-	m := int(s) / 60
-	return fmt.Sprintf("%d:%04.1f", m, s-float64(m*60))
-}

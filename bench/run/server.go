@@ -162,7 +162,7 @@ func probe(ctx context.Context, url, body string, hdr http.Header) error {
 		return fmt.Errorf("probe %s: %w", url, err)
 	}
 	if status != http.StatusOK || got != body {
-		return fmt.Errorf("probe %s: got %d %q, want 200 %q", url, status, truncate(got, 100), truncate(body, 100))
+		return fmt.Errorf("probe %s: got %d %q, want 200 %q", url, status, report.Truncate(got, 100), report.Truncate(body, 100))
 	}
 	return nil
 }
@@ -177,9 +177,6 @@ func freeAddr() (string, error) {
 	defer ln.Close()
 	return ln.Addr().String(), nil
 }
-
-// truncate cuts s to n bytes and an ellipsis (report.Truncate).
-func truncate(s string, n int) string { return report.Truncate(s, n) }
 
 // baseEnv is the harness's environment without PULSE_ variables: the
 // caller's shell does not configure the watchdog.

@@ -1,6 +1,6 @@
 package main
 
-// The soak suite (bench/README.md): the fair CPU comparison and the saturation (soak_sat.go),
+// The soak suite (bench/README.md): the fair CPU comparison and the saturation (its load and summary in soak_report.go),
 // then the soak with HAProxy's request log (soak_attrib.go).
 
 import (
@@ -31,6 +31,9 @@ import (
 )
 
 const suiteSoak = "soak"
+
+// clock formats seconds as m:ss.s.
+func clock(s float64) string { return fmt.Sprintf("%d:%04.1f", int(s)/60, s-float64(int(s)/60*60)) }
 
 // Settings of the soak; the update and the kill land at soakUpdateAt, soakKillAt of the stepping part.
 const (

@@ -25,6 +25,8 @@ import (
 	"github.com/pulsefaas/pulse/contract"
 )
 
+const suiteWatchdog = "watchdog"
+
 // runWatchdog runs the watchdog suite.
 func runWatchdog(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer, env suiteEnv) error {
 	logDir := filepath.Join(env.tmp, "logs")
