@@ -347,9 +347,15 @@ func (e *env) scale(name string, n int) {
 	}
 }
 
-// pulsedUnder runs pulsed in process until the returned stop is called.
+// pulsedUnder runs pulsed in process until the returned stop is called. A
+// cold-start listener left at its default port gets a free one: a pulsed
+// installed on this machine (make up) holds the default, and the tests run
+// next to it.
 func pulsedUnder(t *testing.T, cfg Config) (stop func()) {
 	t.Helper()
+	if cfg.ColdStartListen == defaults().ColdStartListen {
+		cfg.ColdStartListen = freePort(t)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
