@@ -329,7 +329,7 @@ func watchdogGoals(groups []report.Group, sizes map[string]int64) []report.Goal 
 	const upstream = "the watchdog process; the upstream is the function"
 	goals := []report.Goal{
 		ratio("inproc", "bare", 1.05),
-		g("http CPU/req ≤ 0.04 ms (watchdog + upstream)", "µs", 40).Noted("OpenFaaS of-watchdog: 130 µs").Over(groups, "variant", "http", "cpu_per_req_us"),
+		g("http CPU/req ≤ 0.04 ms (watchdog + upstream)", "µs", 40).Over(groups, "variant", "http", "cpu_per_req_us"),
 		ratio("fork-cat", "spawnloop-cat", 1.1),
 		ratio("fork-cecho", "spawnloop-cecho", 1.1),
 		rss("inproc idle RSS ≤ 6 MB (fresh, health checks only)", "inproc", "rss_fresh_kb", ""),
