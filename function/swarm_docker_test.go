@@ -822,9 +822,34 @@ func (f *swarmFixture) logTasks(start time.Time) {
 	}
 	sortTasks(tasks)
 	for _, tk := range tasks {
-		f.t.Logf("task %s slot %d image %.19s created +%v: %s (desired %s) since +%v %q %q ports %v", tk.ID, tk.Slot,
+		f.t.Logf("task %s slot %d node %.12s image %.19s created +%v: %s (desired %s) since +%v %q %q ports %v", tk.ID, tk.Slot, tk.NodeID,
 			tk.Spec.ContainerSpec.Image, tk.CreatedAt.Sub(start).Round(time.Millisecond), tk.Status.State, tk.DesiredState,
 			tk.Status.Timestamp.Sub(start).Round(time.Millisecond), tk.Status.Message, tk.Status.Err, tk.Status.PortStatus.Ports)
+	}
+	// A node the managers saw as down (a missed heartbeat under load) has
+	// its tasks replaced by ones that cannot be placed.
+	nodes, err := f.api.NodeList(context.Background(), swarm.NodeListOptions{})
+	if err != nil {
+		f.t.Logf("nodes: %v", err)
+		return
+	}
+	for _, n := range nodes {
+		f.t.Logf("node %.12s %s: %s %q, availability %s", n.ID, n.Description.Hostname, n.Status.State, n.Status.Message, n.Spec.Availability)
+	}
+	// What the engine logged meanwhile about the node's session and this
+	// service's tasks (where dockerd logs to a file: make up's, CI's).
+	if b, err := os.ReadFile("/var/log/dockerd.log"); err == nil {
+		lines := strings.Split(string(b), "\n")
+		since := `time="` + start.UTC().Format("2006-01-02T15:04:05")
+		for _, l := range lines[max(0, len(lines)-3000):] {
+			if l < since { // its timestamp is older (RFC 3339 sorts as text)
+				continue
+			}
+			if strings.Contains(l, "marking node") || strings.Contains(l, "heartbeat") || strings.Contains(l, "session") ||
+				strings.Contains(l, f.name) {
+				f.t.Logf("dockerd: %s", l)
+			}
+		}
 	}
 }
 
@@ -931,6 +956,7 @@ func TestSwarmWaitRolledBack(t *testing.T) {
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "failed in Swarm: update rollback_") ||
 		!strings.Contains(err.Error(), "No such image") {
 		t.Errorf("WaitReady() = %v, want ErrFailed with the rollback and the task's error", err)
+		f.logTasks(start)
 	}
 	// Swarm finishes the rollback: the old spec runs again.
 	d, err := f.sw.Describe(f.ctx(), f.name)
@@ -968,6 +994,7 @@ func TestSwarmWaitRolledBack(t *testing.T) {
 func TestSwarmWaitTaskError(t *testing.T) {
 	t.Parallel()
 	f := newSwarmFixture(t, "taskerr")
+	start := time.Now()
 	if _, err := NewSwarm(f.api, noDistributor{}, nil).Deploy(f.ctx(), f.spec(), f.image("1"), f.deployOptions()); err != nil {
 		t.Fatal(err)
 	}
@@ -977,6 +1004,7 @@ func TestSwarmWaitTaskError(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrFailed) ||
 		!strings.Contains(err.Error(), "0 of 1 replicas running the current spec") || !strings.Contains(err.Error(), "last task error: No such image") {
 		t.Errorf("WaitReady() = %v, want the deadline with the last task error", err)
+		f.logTasks(start)
 	}
 }
 
