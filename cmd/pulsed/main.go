@@ -36,6 +36,9 @@ import (
 	"github.com/pulsefaas/pulse/internal/rungroup"
 )
 
+// version is set at link time (-X main.version=…, the Makefile's VERSION).
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
@@ -50,10 +53,14 @@ func run(ctx context.Context, args []string, env func(string) string, stderr io.
 	printCfg := fs.Bool("print-config", false, "print the reference of every configuration key (Markdown) and exit")
 	checkCfg := fs.Bool("check-config", false, "load the configuration (file and environment), report what is wrong and exit")
 	migrate := fs.String("migrate-config", "", "rewrite the renamed keys of this configuration file in place and exit")
+	showVersion := fs.Bool("version", false, "print pulsed's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	switch {
+	case *showVersion:
+		fmt.Fprintln(os.Stdout, "pulsed", version)
+		return 0
 	case *printCfg:
 		if err := printReference(os.Stdout); err != nil {
 			fmt.Fprintf(stderr, "pulsed: %v\n", err)
@@ -78,6 +85,7 @@ func run(ctx context.Context, args []string, env func(string) string, stderr io.
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log.Info("pulsed starting", "version", version)
 	if dropped := dropProxyEnv(os.Unsetenv, os.Environ()); len(dropped) > 0 {
 		log.Info("proxy settings removed from the environment: pulsed's clients and HAProxy connect directly", "removed", dropped)
 	}
