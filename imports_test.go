@@ -23,6 +23,8 @@ import (
 //   - cmd/ holds the binaries; nothing imports it.
 //   - bench/ may import anything but cmd/; nothing but bench/ imports it.
 //   - The root package (the SDK, embedded) imports nothing of ours.
+//   - ansible/ is the playbook; its Go tests (test files only) run it on the
+//     lab and may import anything but cmd/ and bench/; nothing imports it.
 //
 // Tests may also import a peer component, but only along the edges listed in
 // testOnlyEdges, each with its reason.
@@ -59,7 +61,7 @@ func layer(rel string) string {
 	switch {
 	case rel == "":
 		return "root"
-	case top == "contract", top == "internal", top == "cmd", top == "bench":
+	case top == "contract", top == "internal", top == "cmd", top == "bench", top == "ansible":
 		return top
 	case slices.Contains(componentDirs, top):
 		return top
@@ -78,11 +80,13 @@ func importViolation(from, to string, test bool) string {
 		return "nothing imports cmd/: move what is shared into a component, internal/ or contract/"
 	case lt == "bench" && lf != "bench":
 		return "only bench/ imports bench/"
+	case lt == "ansible":
+		return "nothing imports ansible/ (the playbook's tests)"
 	case lf == "contract" && lt != "contract":
 		return "contract/ imports nothing of ours: it is the leaf every part (and the SDK) shares"
 	case lf == "root":
 		return "the root package (the embedded SDK) imports nothing of ours"
-	case lf == "cmd" || lf == "bench" || lt == "contract" || lt == "root" || lt == "internal" || lf == lt:
+	case lf == "cmd" || lf == "bench" || lf == "ansible" || lt == "contract" || lt == "root" || lt == "internal" || lf == lt:
 		return ""
 	}
 	// lf is a component or internal; lt a component other than lf.
