@@ -39,7 +39,7 @@ import (
 // three the function answers from a replica on every node.
 func TestSiteOnBareLab(t *testing.T) {
 	need(t, "ansible-playbook", "ansible")
-	lab := labtest.UpBare(t, 3)
+	lab := labtest.UpBare(t, 3, 1) // the control node boots systemd, the others run without
 	s := &site{t: t, lab: lab, dir: t.TempDir()}
 	s.bin = filepath.Join(s.dir, "bin")
 	control := lab.Nodes[0]
@@ -112,6 +112,10 @@ func TestSiteOnBareLab(t *testing.T) {
 		if answered[node.Name] == 0 {
 			t.Errorf("no answer from a replica on %s: answers by node %v, replicas %v", node.Name, answered, nodesOf)
 		}
+	}
+	if t.Failed() {
+		t.Logf("whoami's tasks:\n%s", s.exec(control, "docker", "service", "ps", "whoami", "--no-trunc",
+			"--format", "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"))
 	}
 }
 
@@ -250,7 +254,13 @@ func (s *site) checkNodes(nodes []labtest.Node, version string) {
 				t.Errorf("%s: /etc/sysctl.d/60-pulse.conf has %q, want %s=%s (kept across reboots)", node.Name, got, key, want)
 			}
 		}
-		// dockerd: running, host ports from the reserved range, no userland proxy.
+		// dockerd: running (a unit where there is systemd), host ports from
+		// the reserved range, no userland proxy.
+		if node.Systemd {
+			if got := sh("systemctl is-active docker; systemctl is-enabled docker; systemctl cat docker | grep -c '^ExecStart=/usr/local/lib/pulse/dockerd-port-range '"); got != "active\nenabled\n1" {
+				t.Errorf("%s: docker.service active, enabled, through the port-range wrapper: %q", node.Name, got)
+			}
+		}
 		if got := sh(`pid=$(cat /run/docker.pid) && tr -s ' \t' ' ' </proc/$pid/root/proc/sys/net/ipv4/ip_local_port_range`); got != "49152 60999" {
 			t.Errorf("%s: dockerd's port range %q, want 49152 60999", node.Name, got)
 		}
@@ -271,12 +281,21 @@ func (s *site) checkNodes(nodes []labtest.Node, version string) {
 
 	control := nodes[0]
 	sh := func(script string) string { return strings.TrimSpace(s.exec(control, "sh", "-c", script)) }
-	// Daemons: each runs, from its pid file (no systemd on the lab nodes).
-	for _, d := range []struct{ name, pidfile string }{
-		{"pulsed", "/run/pulse/pulsed.pid"}, {"haproxy", "/var/lib/pulse/haproxy.pid"}, {"netdata", "/run/netdata.pid"},
-	} {
-		if got := sh(fmt.Sprintf(`pid=$(head -1 %s) && cat /proc/$pid/comm`, d.pidfile)); got != d.name {
-			t.Errorf("%s: %s's pid file names %q, want a running %s", control.Name, d.pidfile, got, d.name)
+	// Daemons: units under systemd, else each from its pid file. HAProxy is
+	// pulsed's child either way.
+	pidOf := map[string]string{
+		"pulsed": "head -1 /run/pulse/pulsed.pid", "netdata": "head -1 /run/netdata.pid", "haproxy": "head -1 /var/lib/pulse/haproxy.pid",
+	}
+	if control.Systemd {
+		pidOf["pulsed"] = "systemctl show -p MainPID --value pulsed"
+		pidOf["netdata"] = "systemctl show -p MainPID --value netdata"
+		if got := sh("systemctl is-active pulsed netdata; systemctl is-enabled pulsed netdata"); got != "active\nactive\nenabled\nenabled" {
+			t.Errorf("%s: pulsed and netdata active and enabled: %q", control.Name, got)
+		}
+	}
+	for name, pid := range pidOf {
+		if got := sh(fmt.Sprintf(`pid=$(%s) && cat /proc/$pid/comm`, pid)); got != name {
+			t.Errorf("%s: %s names %q, want a running %s", control.Name, pid, got, name)
 		}
 	}
 	if got := sh("ps -o user= -C pulse.d.plugin | sort -u"); got != "netdata" {
@@ -287,7 +306,7 @@ func (s *site) checkNodes(nodes []labtest.Node, version string) {
 	}
 	// The running pulsed is the installed one, of this version.
 	if got := sh(`curl -fsS http://127.0.0.1:8090/healthz >/dev/null && /usr/local/bin/pulsed --version &&
-		readlink /proc/$(head -1 /run/pulse/pulsed.pid)/exe`); got != "pulsed "+version+"\n/usr/local/bin/pulsed" {
+		readlink /proc/$(` + pidOf["pulsed"] + `)/exe`); got != "pulsed "+version+"\n/usr/local/bin/pulsed" {
 		t.Errorf("%s: pulsed --version and the running pulsed's executable: %q, want pulsed %s and /usr/local/bin/pulsed", control.Name, got, version)
 	}
 	// Files and modes: secrets root's alone or the netdata group's.
@@ -304,19 +323,17 @@ func (s *site) checkNodes(nodes []labtest.Node, version string) {
 			t.Errorf("%s: %s is %q, want %q", control.Name, path, got, want)
 		}
 	}
-	// The swarm: every node Ready, labelled with its SSH address.
-	want := []string{}
-	for _, node := range nodes {
-		want = append(want, fmt.Sprintf("%s Ready Active pulse.ssh=root@%s:22", node.Name, node.Addr))
+	// The swarm: every node ready; the others labelled with the SSH address
+	// the control node reaches them at (the control node is docker_host).
+	want := []string{fmt.Sprintf("%s ready active pulse.ssh=", control.Name)}
+	for _, node := range nodes[1:] {
+		want = append(want, fmt.Sprintf("%s ready active pulse.ssh=root@%s:22", node.Name, node.Addr))
 	}
 	var got []string
 	for _, id := range strings.Fields(sh("docker node ls -q")) {
 		got = append(got, sh(`docker node inspect -f '{{.Description.Hostname}} {{.Status.State}} {{.Spec.Availability}} pulse.ssh={{index .Spec.Labels "pulse.ssh"}}' `+id))
 	}
 	slices.Sort(got)
-	for i := range got {
-		got[i] = strings.NewReplacer(" ready ", " Ready ", " active ", " Active ").Replace(got[i])
-	}
 	if !slices.Equal(got, want) {
 		t.Errorf("%s: swarm nodes\n%s\nwant\n%s", control.Name, strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

@@ -12,7 +12,10 @@
 # /tmp/pulse-lab: the SSH key, ssh_config and known_hosts), PULSE_LAB_SUBNET
 # (default 172.31.250.0/24; nodes are .11, .12, ...), PULSE_LAB_VARIANT
 # (node, the default, or bare: Debian with sshd and python3 and no Docker
-# Engine, see lab/node-image.sh), PULSE_LAB_IMAGE (default the variant's).
+# Engine, see lab/node-image.sh), PULSE_LAB_IMAGE (default the variant's),
+# PULSE_LAB_SYSTEMD_NODES (bare variant: the numbers of the nodes that boot
+# with systemd as PID 1, image pulse-lab-systemd:bookworm, e.g. "1"; the
+# others run without systemd, as these machines do).
 # Bare nodes' apt goes through PULSE_LAB_APT_PROXY (default the host's
 # apt-cacher-ng at http://<subnet>.1:3142, started here when it is not
 # answering).
@@ -27,6 +30,10 @@ dir=${PULSE_LAB_DIR:-/tmp/pulse-lab}
 subnet=${PULSE_LAB_SUBNET:-172.31.250.0/24}
 variant=${PULSE_LAB_VARIANT:-node}
 image=${PULSE_LAB_IMAGE:-pulse-lab-$variant:bookworm}
+systemd_nodes=${PULSE_LAB_SYSTEMD_NODES:-}
+systemd_image=pulse-lab-systemd:bookworm
+# node_systemd I: whether node I boots systemd.
+node_systemd() { case " $systemd_nodes " in *" $1 "*) return 0 ;; esac; return 1; }
 net=pulse-lab
 prefix=${subnet%.*}
 apt_proxy=${PULSE_LAB_APT_PROXY:-http://$prefix.1:3142}
@@ -83,6 +90,10 @@ up() {
 	grep -q '^CapBnd' /proc/self/status || die "cannot read the capability bounding set"
 	case $variant in node | bare) ;; *) die "PULSE_LAB_VARIANT=$variant: want node or bare" ;; esac
 	PULSE_LAB_IMAGE=$image "$here/node-image.sh" "$variant"
+	if [ -n "$systemd_nodes" ]; then
+		[ "$variant" = bare ] || die "PULSE_LAB_SYSTEMD_NODES is for the bare variant"
+		PULSE_LAB_IMAGE=$systemd_image "$here/node-image.sh" systemd
+	fi
 	local env=()
 	if [ "$variant" = bare ]; then
 		[ -n "${PULSE_LAB_APT_PROXY:-}" ] || apt_cache
@@ -95,11 +106,13 @@ up() {
 		docker network create --driver bridge --subnet "$subnet" --gateway "$prefix.1" \
 			--label pulse.lab=1 "$net" >/dev/null
 	fi
-	local i name start=$SECONDS
+	local i name start=$SECONDS img extra
 	for i in $(seq 1 "$nodes"); do
 		name=pulse-lab-node$i
+		img=$image extra=()
+		if node_systemd "$i"; then img=$systemd_image extra=(--tmpfs /run/lock); fi
 		if had=$(docker container inspect -f '{{.Config.Image}}' "$name" 2>/dev/null); then
-			[ "$had" = "$image" ] || die "$name runs $had, not $image: lab/lab.sh down first"
+			[ "$had" = "$img" ] || die "$name runs $had, not $img: lab/lab.sh down first"
 			docker start "$name" >/dev/null
 			continue
 		fi
@@ -110,8 +123,8 @@ up() {
 			--security-opt systempaths=unconfined \
 			--device-cgroup-rule 'a *:* rwm' --cgroupns private \
 			-v "$name-docker:/var/lib/docker" --tmpfs /run --tmpfs /tmp \
-			-e LAB_PUBKEY="$(cat "$dir/id_ed25519.pub")" "${env[@]}" \
-			--label pulse.lab=1 "$image" >/dev/null
+			-e LAB_PUBKEY="$(cat "$dir/id_ed25519.pub")" "${env[@]}" "${extra[@]}" \
+			--label pulse.lab=1 "$img" >/dev/null
 	done
 	# Wait (bounded) for every node's engine (a bare node has none) and
 	# sshd; then record its host key, read from inside the node, so SSH
@@ -121,7 +134,8 @@ up() {
 		name=pulse-lab-node$i
 		local n=0
 		until { [ "$variant" = bare ] || docker exec "$name" docker info >/dev/null 2>&1; } &&
-			docker exec "$name" test -s /etc/ssh/ssh_host_ed25519_key.pub; do
+			docker exec "$name" test -s /etc/ssh/ssh_host_ed25519_key.pub &&
+			{ ! node_systemd "$i" || docker exec "$name" systemctl is-active -q ssh.service; }; do
 			n=$((n + 1))
 			if [ $n -ge 90 ]; then
 				docker exec "$name" tail -20 /var/log/dockerd.log >&2 || docker logs --tail 20 "$name" >&2
@@ -143,7 +157,7 @@ up() {
 		ssh -F "$dir/ssh_config" -o BatchMode=yes -o ConnectTimeout=5 "pulse-lab-node$i" true ||
 			die "pulse-lab-node$i: ssh with the lab's key and known host key failed"
 	done
-	[ "$variant" = node ] || say "bare nodes: no Docker Engine; apt through $apt_proxy"
+	[ "$variant" = node ] || say "bare nodes: no Docker Engine; apt through $apt_proxy${systemd_nodes:+; systemd on node(s) $systemd_nodes}"
 	say "$nodes nodes up in $((SECONDS - start)) s: $(node_addr 1)..$(node_addr "$nodes"); ssh -F $dir/ssh_config pulse-lab-node1"
 }
 

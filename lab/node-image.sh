@@ -9,7 +9,11 @@
 #         Ansible's docker modules); init.sh starts dockerd.
 #   bare  pulse-lab-bare:bookworm: a freshly installed Debian server, sshd
 #         and Python (python3-apt for Ansible's apt module), no Docker
-#         Engine: what a playbook installs it onto (issue 15).
+#         Engine: what a playbook installs it onto (issue 15). systemd is
+#         installed, as on any Debian server, but PID 1 is init.sh.
+#   systemd  pulse-lab-systemd:bookworm: the bare node booted with systemd
+#         as PID 1 (the same base image; init.sh prepares the node and
+#         execs it), which starts sshd: a server as users run them.
 #
 # The image is the one thing the lab keeps between runs, as a cache: each
 # stage is labelled with a digest of what made it and is skipped when an image
@@ -29,11 +33,13 @@ node) packages="docker.io openssh-server iptables python3 python3-docker procps 
 # ca-certificates and iproute2 come with debootstrap (below), like the rest
 # of a minimal install: apt, bash, coreutils, tar, gzip; openssh-sftp-server
 # is what a server's sshd comes with (Recommends), and Ansible copies by it.
-bare) packages="openssh-server openssh-sftp-server python3 python3-apt procps netbase less" ;;
-*) echo "lab-image: unknown variant $variant: want node or bare" >&2; exit 2 ;;
+bare | systemd) packages="openssh-server openssh-sftp-server python3 python3-apt procps netbase less systemd systemd-sysv" ;;
+*) echo "lab-image: unknown variant $variant: want node, bare or systemd" >&2; exit 2 ;;
 esac
 image=${PULSE_LAB_IMAGE:-pulse-lab-$variant:bookworm}
 base=${image%%:*}-base:${image##*:}
+# systemd boots the bare node's root file system.
+[ "$variant" != systemd ] || base=pulse-lab-bare-base:bookworm
 say() { echo "lab-image: $*"; }
 die() { echo "lab-image: $*" >&2; exit 1; }
 
@@ -108,10 +114,15 @@ say "building $image (init.sh $variant on $base)"
 ctx=$work/context
 mkdir -p "$ctx"
 cp "$here/node/init.sh" "$ctx/init.sh"
+extra=""
+# systemd in a container: it reads container= to know it is one, and halts on
+# SIGRTMIN+3 (SIGTERM would only make it re-execute itself).
+[ "$variant" != systemd ] || extra=$'ENV container=docker\nSTOPSIGNAL SIGRTMIN+3'
 cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM $base
 COPY init.sh /lab-init.sh
 LABEL pulse.lab.recipe=$top_recipe
+$extra
 ENTRYPOINT ["/lab-init.sh", "$variant"]
 DOCKERFILE
 DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" >/dev/null 2>"$work/build.log" ||

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +34,9 @@ import (
 type Node struct {
 	Name string // its container's name and host name: pulse-lab-node1, ...
 	Addr string // its address on the lab network, which the host reaches
+	// Systemd: the node booted with systemd as PID 1 (UpBare's systemd
+	// nodes); the others have no service manager.
+	Systemd bool
 }
 
 // Lab is a running lab.
@@ -58,14 +62,15 @@ func Up(t testing.TB, n int) *Lab {
 }
 
 // UpBare starts a lab of n bare nodes (no Docker Engine; apt through
-// Lab.AptProxy) and removes it at the end of t. The first start builds their
-// image (1 to 5 minutes) if it is not cached.
-func UpBare(t testing.TB, n int) *Lab {
+// Lab.AptProxy) and removes it at the end of t. The nodes numbered in
+// systemd (1 is the first) boot with systemd as PID 1. The first start builds
+// their image (1 to 5 minutes) if it is not cached.
+func UpBare(t testing.TB, n int, systemd ...int) *Lab {
 	t.Helper()
-	return up(t, n, "bare")
+	return up(t, n, "bare", systemd...)
 }
 
-func up(t testing.TB, n int, variant string) *Lab {
+func up(t testing.TB, n int, variant string, systemd ...int) *Lab {
 	t.Helper()
 	skip := func(msg string) {
 		t.Helper()
@@ -93,7 +98,12 @@ func up(t testing.TB, n int, variant string) *Lab {
 	}
 	t.Cleanup(unlock) // registered first: runs after the lab is down
 	dir := filepath.Join(os.TempDir(), "pulse-lab-test")
-	env := append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir, "PULSE_LAB_VARIANT="+variant)
+	var sd []string
+	for _, i := range systemd {
+		sd = append(sd, strconv.Itoa(i))
+	}
+	env := append(os.Environ(), "PULSE_LAB_NODES="+strconv.Itoa(n), "PULSE_LAB_DIR="+dir, "PULSE_LAB_VARIANT="+variant,
+		"PULSE_LAB_SYSTEMD_NODES="+strings.Join(sd, " "))
 	run := func(ctx context.Context, arg string) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, script, arg)
 		cmd.Env = env
@@ -126,7 +136,8 @@ func up(t testing.TB, n int, variant string) *Lab {
 		}
 	}
 	for i := 1; i <= n; i++ {
-		l.Nodes = append(l.Nodes, Node{Name: fmt.Sprintf("pulse-lab-node%d", i), Addr: fmt.Sprintf("172.31.250.%d", 10+i)})
+		l.Nodes = append(l.Nodes, Node{Name: fmt.Sprintf("pulse-lab-node%d", i), Addr: fmt.Sprintf("172.31.250.%d", 10+i),
+			Systemd: slices.Contains(systemd, i)})
 	}
 	return l
 }

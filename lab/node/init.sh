@@ -10,6 +10,9 @@
 #         init script, say) is adopted: orphans are reaped, and SIGTERM goes
 #         to every process of the node. LAB_APT_PROXY, when set, is the apt
 #         proxy its apt-get uses (the host's apt-cacher-ng).
+#   systemd  the bare node booted with systemd: once the cgroups, keys and
+#         apt proxy are in place, init.sh execs systemd, which starts sshd
+#         (ssh.service) and whatever a playbook enables.
 #
 # The node runs with --cgroupns private, so Docker mounts the cgroup v1
 # hierarchies read-only; they are mounted again read-write, this node's own
@@ -18,7 +21,7 @@
 # and removing the node leaves no cgroup behind on the host.
 set -u
 mode=${1:-node}
-case $mode in node | bare) ;; *) echo "lab node: unknown variant $mode" >&2; exit 2 ;; esac
+case $mode in node | bare | systemd) ;; *) echo "lab node: unknown variant $mode" >&2; exit 2 ;; esac
 if [ "$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)" = "/" ] &&
 	grep -q ' /sys/fs/cgroup/memory cgroup ro' /proc/mounts; then
 	for d in /sys/fs/cgroup/*/; do
@@ -33,14 +36,25 @@ if [ -n "${LAB_PUBKEY:-}" ]; then
 	chmod 600 /root/.ssh/authorized_keys
 fi
 ssh-keygen -A >/dev/null 2>&1 # host keys are the node's own, made at its first start
-/usr/sbin/sshd -E /var/log/sshd.log
-
-if [ "$mode" = bare ]; then
+if [ "$mode" != node ]; then
 	if [ -n "${LAB_APT_PROXY:-}" ]; then
 		printf 'Acquire::http::Proxy "%s";\n' "$LAB_APT_PROXY" >/etc/apt/apt.conf.d/01pulse-lab-proxy
 	else
 		rm -f /etc/apt/apt.conf.d/01pulse-lab-proxy
 	fi
+fi
+if [ "$mode" = systemd ]; then
+	# A machine booted with systemd has / shared (systemd's mount setup does
+	# it, though not in a container): mounts made in one mount namespace,
+	# such as dockerd's, reach the others, such as containerd.service's.
+	mount --make-rshared /
+	mkdir -p /etc/systemd/system/multi-user.target.wants
+	ln -sf /lib/systemd/system/ssh.service /etc/systemd/system/multi-user.target.wants/ssh.service
+	exec /lib/systemd/systemd
+fi
+/usr/sbin/sshd -E /var/log/sshd.log
+
+if [ "$mode" = bare ]; then
 	# True while a process other than this one is alive (builtins only,
 	# so none of this loop's own). A zombie's state is the field after its
 	# command's closing parenthesis.
