@@ -112,7 +112,7 @@ func readiness(svc swarm.Service, tasks []swarm.Task, cat *contract.Catalog, wan
 		}
 		switch u.State {
 		case swarm.UpdateStatePaused, swarm.UpdateStateRollbackStarted, swarm.UpdateStateRollbackPaused, swarm.UpdateStateRollbackCompleted:
-			return "", fmt.Errorf("%w: update %s%s", ErrFailed, u.State, withLastErr(message))
+			return "", fmt.Errorf("%w: update %s%s%s", ErrFailed, u.State, withLastErr(message), namedTask(u.Message, tasks, lastErr))
 		case swarm.UpdateStateUpdating:
 			updating = "the rolling update is in progress" + message
 		}
@@ -212,6 +212,32 @@ func givenUp(svc swarm.Service, tasks []swarm.Task) (swarm.Task, bool) {
 		}
 	}
 	return swarm.Task{}, false
+}
+
+// namedTask says what became of the task an update status message names
+// ("... due to failure or early termination of task ID"), when the last task
+// error does not already say it: a task that ended without an error (shut
+// down, orphaned with its node) or that is no longer listed.
+func namedTask(message string, tasks []swarm.Task, lastErr string) string {
+	_, id, ok := strings.Cut(message, " of task ")
+	if id = strings.TrimSpace(id); !ok || id == "" || strings.ContainsAny(id, " \t") {
+		return ""
+	}
+	i := slices.IndexFunc(tasks, func(t swarm.Task) bool { return t.ID == id })
+	if i < 0 {
+		return fmt.Sprintf("; task %s is not among the service's tasks", id)
+	}
+	t := tasks[i]
+	if t.Status.Err != "" && t.Status.Err == lastErr {
+		return ""
+	}
+	msg := fmt.Sprintf("; task %s on node %s: %s (desired %s)", id, t.NodeID, t.Status.State, t.DesiredState)
+	if t.Status.Err != "" {
+		msg += ": " + t.Status.Err
+	} else if t.Status.Message != "" {
+		msg += ", " + t.Status.Message
+	}
+	return msg
 }
 
 // lastTaskError is the most recent error Swarm reported on any task.

@@ -151,12 +151,34 @@ func TestReadiness(t *testing.T) {
 			failed: "failed in Swarm: update rollback_completed: rollback completed; last task error: starting container failed: bind: address already in use",
 		},
 		{
-			name:   "rollback started",
+			name:   "rollback started, the task it names no longer listed",
 			svc:    service(1, updateStatus(swarm.UpdateStateRollbackStarted, "update rolled back due to failure or early termination of task new")),
 			tasks:  []swarm.Task{running("old", 1, v1)},
 			cat:    catalog(routed("old")),
 			want:   1,
-			failed: "failed in Swarm: update rollback_started: update rolled back due to failure or early termination of task new",
+			failed: "failed in Swarm: update rollback_started: update rolled back due to failure or early termination of task new; task new is not among the service's tasks",
+		},
+		{
+			name: "rollback started, the task it names failed with the last task error: said once",
+			svc:  service(1, updateStatus(swarm.UpdateStateRollbackStarted, "update rolled back due to failure or early termination of task new")),
+			tasks: []swarm.Task{running("old", 1, v1),
+				failedTask("new", 1, v2, 5, swarm.TaskStateRunning, "No such image: sha256:v2")},
+			cat:    catalog(routed("old")),
+			want:   1,
+			failed: "failed in Swarm: update rollback_started: update rolled back due to failure or early termination of task new; last task error: No such image: sha256:v2",
+		},
+		{
+			name: "rollback started, the task it names ended without an error: its state",
+			svc:  service(1, updateStatus(swarm.UpdateStateRollbackStarted, "update rolled back due to failure or early termination of task new")),
+			tasks: []swarm.Task{running("old", 1, v1),
+				func() swarm.Task {
+					tk := task("new", 1, v2, 5, swarm.TaskStateShutdown, swarm.TaskStateOrphaned)
+					tk.NodeID, tk.Status.Message = "n1", "node is down"
+					return tk
+				}()},
+			cat:    catalog(routed("old")),
+			want:   1,
+			failed: "failed in Swarm: update rollback_started: update rolled back due to failure or early termination of task new; task new on node n1: orphaned (desired shutdown), node is down",
 		},
 		{
 			name:   "update paused",
@@ -164,7 +186,7 @@ func TestReadiness(t *testing.T) {
 			tasks:  []swarm.Task{running("old", 1, v1)},
 			cat:    catalog(routed("old")),
 			want:   1,
-			failed: "failed in Swarm: update paused: update paused due to failure or early termination of task x",
+			failed: "failed in Swarm: update paused: update paused due to failure or early termination of task x; task x is not among the service's tasks",
 		},
 		{
 			name: "a task failed and was replaced: pending, with its error",

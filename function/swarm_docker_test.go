@@ -998,7 +998,7 @@ func TestSwarmWaitTaskError(t *testing.T) {
 	if _, err := NewSwarm(f.api, noDistributor{}, nil).Deploy(f.ctx(), f.spec(), f.image("1"), f.deployOptions()); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(f.ctx(), 8*time.Second)
+	ctx, cancel := context.WithTimeout(f.ctx(), 20*time.Second)
 	defer cancel()
 	_, err := f.sw.WaitReady(ctx, f.name, 1)
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrFailed) ||
