@@ -35,6 +35,7 @@ const (
 	accTimedOut
 	accGatewayRequests
 	accGateway5xx
+	accGatewayThrottled
 	accCount
 )
 
@@ -145,15 +146,22 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 			var d backendStats
 			switch {
 			case fs.gwHave:
-				d = backendStats{requests: counterDelta(fs.gwPrev.requests, b.requests), resp5xx: counterDelta(fs.gwPrev.resp5xx, b.resp5xx)}
+				d = backendStats{requests: counterDelta(fs.gwPrev.requests, b.requests), resp5xx: counterDelta(fs.gwPrev.resp5xx, b.resp5xx),
+					denied: counterDelta(fs.gwPrev.denied, b.denied)}
+				// What the rate limit denied never reached a replica: it is
+				// charted as throttled and is not demand, so a function is
+				// never scaled up by its own limit.
+				d.requests = math.Max(0, d.requests-d.denied)
 				if elapsed > 0 {
 					gwRate, gwRateKnown = d.requests/elapsed, true
 				}
 			case a.gwPrimed:
 				d = b
+				d.requests = math.Max(0, d.requests-d.denied)
 			}
 			fs.acc[accGatewayRequests] += roundCount(d.requests)
 			fs.acc[accGateway5xx] += roundCount(d.resp5xx)
+			fs.acc[accGatewayThrottled] += roundCount(d.denied)
 			fs.gwPrev, fs.gwHave = b, true
 			// Sessions include the queued requests (HAProxy 2.6 counts a
 			// queued stream as a backend session), so they are the demand.
@@ -180,6 +188,7 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 			put(contract.ChartGatewayDemand, contract.DimQueue, roundCount(b.queue))
 			put(contract.ChartGatewayRequests, contract.DimRate, fs.acc[accGatewayRequests])
 			put(contract.ChartGatewayRequests, contract.DimGateway5xx, fs.acc[accGateway5xx])
+			put(contract.ChartGatewayRequests, contract.DimThrottled, fs.acc[accGatewayThrottled])
 		}
 
 		// Utilisation (DESIGN §5).

@@ -23,7 +23,7 @@ type fnWant struct {
 	floor                                       int64 // 0: the default, 1
 }
 
-type gwWant struct{ sessions, queue, rate, err5xx int64 }
+type gwWant struct{ sessions, queue, rate, err5xx, throttled int64 }
 
 func ptr(v int64) *int64 { return &v }
 
@@ -51,6 +51,7 @@ func wantMap(fns map[string]fnWant, listed, scraped, failed int64) map[string]in
 			put(contract.ChartGatewayDemand, contract.DimQueue, w.gw.queue)
 			put(contract.ChartGatewayRequests, contract.DimRate, w.gw.rate)
 			put(contract.ChartGatewayRequests, contract.DimGateway5xx, w.gw.err5xx)
+			put(contract.ChartGatewayRequests, contract.DimThrottled, w.gw.throttled)
 		}
 		if w.util != nil {
 			put(contract.ChartUtilization, contract.DimUtilization, *w.util)
@@ -224,6 +225,22 @@ func TestAggregator(t *testing.T) {
 			// Replicas 20 / 2 s = 10 rps, gateway 30 / 2 s = 15 rps: 100 × 15 / (2 × 5).
 			want: map[string]fnWant{"hello": {c2xx: 20, running: 2, desired: 2, scraped: 2, ready: 2, target: 5, floor: 2,
 				gw: &gwWant{rate: 30, err5xx: 1}, util: ptr(15000)}},
+			listed: 2, scraped: 2,
+		},
+		{
+			name: "rps: what the rate limit throttled is charted and is not demand",
+			steps: []step{
+				{in: cycleInput{catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 2, rps, running("r1"), running("r2"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(0, 100), {"hello", "r2"}: busy(0, 100)}},
+					backend: map[string]backendStats{"hello": {requests: 1000, denied: 500}}},
+				{in: cycleInput{now: t0.Add(2 * time.Second), catalog: contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 2, rps, running("r1"), running("r2"))}},
+					scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(0, 110), {"hello", "r2"}: busy(0, 110)}},
+					backend: map[string]backendStats{"hello": {requests: 1230, denied: 700}}},
+			},
+			// 230 requests at the gateway in 2 s, 200 of them throttled: 30
+			// passed on (15 rps), not 115 rps. Replicas 10 rps: 100 × 15 / (2 × 5).
+			want: map[string]fnWant{"hello": {c2xx: 20, running: 2, desired: 2, scraped: 2, ready: 2, target: 5, floor: 2,
+				gw: &gwWant{rate: 30, throttled: 200}, util: ptr(15000)}},
 			listed: 2, scraped: 2,
 		},
 		{

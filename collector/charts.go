@@ -86,9 +86,10 @@ var functionCharts = []chartTemplate{
 			{name: contract.DimRunning}, {name: contract.DimDesired}, {name: contract.DimScraped}}},
 	{ctx: contract.CtxGatewayDemand, suffix: contract.ChartGatewayDemand, title: "Gateway sessions and queue (HAProxy backend)",
 		units: "sessions", kind: "line", dims: []dimTemplate{{name: contract.DimSessions}, {name: contract.DimQueue}}},
-	{ctx: contract.CtxGatewayRequests, suffix: contract.ChartGatewayRequests, title: "Gateway requests and 5xx answers (HAProxy backend)",
+	{ctx: contract.CtxGatewayRequests, suffix: contract.ChartGatewayRequests, title: "Gateway requests passed to the replicas, 5xx answers, and requests throttled by the rate limit (HAProxy backend)",
 		units: "requests/s", kind: "line", dims: []dimTemplate{
-			{name: contract.DimRate, incremental: true}, {name: contract.DimGateway5xx, incremental: true}}},
+			{name: contract.DimRate, incremental: true}, {name: contract.DimGateway5xx, incremental: true},
+			{name: contract.DimThrottled, incremental: true}}},
 	{ctx: contract.CtxDemand, suffix: contract.ChartDemand, title: "Demand in the scale metric (in-flight requests or requests/s), the larger of what the replicas and the gateway see",
 		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimDemand, div: demandDiv}}},
 }

@@ -22,7 +22,7 @@ func TestChartSpecs(t *testing.T) {
 		{contract.CtxUtilization, contract.ChartUtilization, []string{contract.DimUtilization}, []string{contract.VarReplicas, contract.VarTarget, contract.VarFloor}},
 		{contract.CtxReplicas, contract.ChartReplicas, []string{contract.DimRunning, contract.DimDesired, contract.DimScraped}, nil},
 		{contract.CtxGatewayDemand, contract.ChartGatewayDemand, []string{contract.DimSessions, contract.DimQueue}, nil},
-		{contract.CtxGatewayRequests, contract.ChartGatewayRequests, []string{contract.DimRate, contract.DimGateway5xx}, nil},
+		{contract.CtxGatewayRequests, contract.ChartGatewayRequests, []string{contract.DimRate, contract.DimGateway5xx, contract.DimThrottled}, nil},
 		{contract.CtxDemand, contract.ChartDemand, []string{contract.DimDemand}, nil},
 	}
 	got := ChartSpecs()

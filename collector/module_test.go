@@ -92,7 +92,7 @@ func TestModuleInGoDJob(t *testing.T) {
 		"CHART 'pulse.fn_hello_utilization' '' 'Utilisation: demand / (ready replicas x target)' 'percentage' 'hello' 'pulse.utilization' 'line' '70004' '1' '' 'pulse.d' 'pulse'\n",
 		"DIMENSION 'utilization' 'utilization' 'absolute' '1' '100' ''\n",
 		"VARIABLE CHART 'replicas' = 0\n",
-		"CHART 'pulse.fn_hello_gateway_requests' '' 'Gateway requests and 5xx answers (HAProxy backend)' 'requests/s' 'hello' 'pulse.gateway_requests' 'line' '70007' '1' '' 'pulse.d' 'pulse'\n",
+		"CHART 'pulse.fn_hello_gateway_requests' '' 'Gateway requests passed to the replicas, 5xx answers, and requests throttled by the rate limit (HAProxy backend)' 'requests/s' 'hello' 'pulse.gateway_requests' 'line' '70007' '1' '' 'pulse.d' 'pulse'\n",
 		"CHART 'pulse.collector' '' 'Pulse collector: replicas in the catalog and scrapes' 'replicas' 'pulse.d' 'pulse.collector' 'line' '71000' '1' '' 'pulse.d' 'pulse'\n",
 		// Values: 4 gateway sessions (3 queued) over no ready replica
 		// against the default target 10: 40 %.

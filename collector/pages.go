@@ -154,8 +154,9 @@ func validCount(v float64) bool { return v >= 0 && !math.IsInf(v, 1) }
 type backendStats struct {
 	sessions float64 // current sessions: the queued ones included (measured on 2.6)
 	queue    float64 // current queue
-	requests float64 // HTTP requests, total
+	requests float64 // HTTP requests, total (the denied ones included)
 	resp5xx  float64 // 5xx responses, total
+	denied   float64 // requests denied by the backend's rules (the rate limit's 429), total
 }
 
 // HAProxy exporter metric names and the label holding the backend's name.
@@ -164,6 +165,7 @@ const (
 	haproxyQueue     = "haproxy_backend_current_queue"
 	haproxyRequests  = "haproxy_backend_http_requests_total"
 	haproxyResponses = "haproxy_backend_http_responses_total"
+	haproxyDenied    = "haproxy_backend_requests_denied_total"
 	haproxyProxy     = "proxy"
 	haproxyCode      = "code"
 	// backendPrefix is the prefix of every function's backend name
@@ -204,6 +206,7 @@ func readBackends(mfs prometheus.MetricFamilies) (map[string]backendStats, error
 	each(haproxySessions, func(b *backendStats, _ prometheus.Metric, v float64) { b.sessions = v })
 	each(haproxyQueue, func(b *backendStats, _ prometheus.Metric, v float64) { b.queue = v })
 	each(haproxyRequests, func(b *backendStats, _ prometheus.Metric, v float64) { b.requests = v })
+	each(haproxyDenied, func(b *backendStats, _ prometheus.Metric, v float64) { b.denied = v })
 	each(haproxyResponses, func(b *backendStats, m prometheus.Metric, v float64) {
 		if m.Labels().Get(haproxyCode) == "5xx" {
 			b.resp5xx = v

@@ -44,8 +44,10 @@ const (
 	// CtxGatewayDemand: HAProxy's view of the backend: current sessions and
 	// queued requests. Dimensions DimSessions, DimQueue.
 	CtxGatewayDemand = "pulse.gateway_demand"
-	// CtxGatewayRequests: requests/s HAProxy sent to the backend and the
-	// 5xx it answered. Dimensions DimRate, DimGateway5xx.
+	// CtxGatewayRequests: requests/s HAProxy passed on to the backend's
+	// replicas, the 5xx it answered, and the requests its rate limit
+	// denied (429: not passed on, not demand). Dimensions DimRate,
+	// DimGateway5xx, DimThrottled.
 	CtxGatewayRequests = "pulse.gateway_requests"
 	// CtxUtilization: percent, the value the scaling alarms watch (DESIGN
 	// §5): 100 × demand / (ready replicas × target). Dimension

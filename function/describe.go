@@ -185,21 +185,24 @@ type ResourceLimits struct {
 
 // Detail describes one function.
 type Detail struct {
-	Name          string            `json:"name"`
-	ServiceID     string            `json:"service_id"`
-	Labels        map[string]string `json:"labels"`
-	Scale         ScalePolicy       `json:"scale"`
-	Limits        ResourceLimits    `json:"limits"`
-	Timeout       string            `json:"timeout,omitempty"`
-	Image         string            `json:"image"`
-	ImageSize     int64             `json:"image_size"`
-	Running       int               `json:"running"`
-	Desired       int               `json:"desired"`
-	CreatedAt     time.Time         `json:"created_at"`
-	UpdatedAt     time.Time         `json:"updated_at"`
-	UpdateState   string            `json:"update_state,omitempty"` // of the last rolling update
-	UpdateMessage string            `json:"update_message,omitempty"`
-	Tasks         []TaskDetail      `json:"tasks"`
+	Name      string            `json:"name"`
+	ServiceID string            `json:"service_id"`
+	Labels    map[string]string `json:"labels"`
+	Scale     ScalePolicy       `json:"scale"`
+	Limits    ResourceLimits    `json:"limits"`
+	Timeout   string            `json:"timeout,omitempty"`
+	// RateLimit is the gateway's limit (functions.yml rate_limit), nil
+	// when the function has none.
+	RateLimit     *contract.RateLimit `json:"rate_limit,omitempty"`
+	Image         string              `json:"image"`
+	ImageSize     int64               `json:"image_size"`
+	Running       int                 `json:"running"`
+	Desired       int                 `json:"desired"`
+	CreatedAt     time.Time           `json:"created_at"`
+	UpdatedAt     time.Time           `json:"updated_at"`
+	UpdateState   string              `json:"update_state,omitempty"` // of the last rolling update
+	UpdateMessage string              `json:"update_message,omitempty"`
+	Tasks         []TaskDetail        `json:"tasks"`
 }
 
 // TaskDetail is one task of a function, current or recent.
@@ -240,6 +243,11 @@ func (s *Swarm) Describe(ctx context.Context, name string) (Detail, error) {
 		CreatedAt: svc.CreatedAt,
 		UpdatedAt: svc.UpdatedAt,
 		Tasks:     []TaskDetail{},
+	}
+	if v, ok := svc.Spec.Labels[contract.LabelRateLimit]; ok {
+		if r, err := contract.ParseRateLimit(v); err == nil {
+			d.RateLimit = &r
+		}
 	}
 	if r := svc.Spec.TaskTemplate.Resources; r != nil && r.Limits != nil {
 		d.Limits = ResourceLimits{CPUs: float64(r.Limits.NanoCPUs) / 1e9, MemoryBytes: r.Limits.MemoryBytes, Pids: r.Limits.Pids}

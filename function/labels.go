@@ -26,6 +26,9 @@ func (s Spec) ServiceLabels() map[string]string {
 		contract.LabelMaxBody:  strconv.FormatInt(s.MaxBody, 10),
 	})
 	maps.Copy(l, scalelabels.Format(s.Scale))
+	if s.RateLimit != nil {
+		l[contract.LabelRateLimit] = s.RateLimit.String()
+	}
 	return l
 }
 

@@ -3,6 +3,7 @@ package function
 import (
 	"time"
 
+	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/scalelabels"
 )
 
@@ -39,8 +40,12 @@ type Spec struct {
 	// past their deadline (a goroutine cannot be killed) before the
 	// replica's health fails and Swarm replaces it; 0 = never. nil: the
 	// watchdog's default, contract.DefaultMaxOverdue.
-	MaxOverdue  *int
-	Scale       Scale
+	MaxOverdue *int
+	Scale      Scale
+	// RateLimit, when set, is the most requests the gateway answers per
+	// period (counted per function, client or invoke key); the rest get 429
+	// with Retry-After.
+	RateLimit   *contract.RateLimit
 	Labels      map[string]string // extra service labels (not under pulse.)
 	Constraints []string          // Swarm placement constraints, e.g. node.role==worker
 

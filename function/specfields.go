@@ -86,6 +86,8 @@ func (p *specParser) function(name string, k, v *yaml.Node) Spec {
 				}
 			case "scale":
 				f.scale(vn, key, &s.Scale)
+			case "rate_limit":
+				f.rateLimit(vn, key, &s.RateLimit)
 			case "labels":
 				f.strMap(vn, key, "{team: web}", &s.Labels)
 			case "constraints":
@@ -291,6 +293,31 @@ func (f *fnParser) limits(n *yaml.Node, field string, l *Limits) {
 			}
 		}
 	})
+}
+
+// rateLimit reads rate_limit: {requests: 100, per: 1s, by: function}; per
+// defaults to 1s and by to function, requests has no default.
+func (f *fnParser) rateLimit(n *yaml.Node, field string, dst **contract.RateLimit) {
+	if yamlIsNull(n) {
+		return
+	}
+	r := contract.RateLimit{Per: time.Second, By: contract.RateByFunction}
+	requests := false
+	f.section(n, field, rateLimitKeys, "{requests: 100, per: 1s, by: function}", func(key string, v *yaml.Node) {
+		sub := field + "." + key
+		switch key {
+		case "requests":
+			requests = f.integer(v, sub, "100", &r.Requests)
+		case "per":
+			f.duration(v, sub, &r.Per)
+		case "by":
+			f.str(v, sub, "function, client or key", &r.By)
+		}
+	})
+	if n.Kind == yaml.MappingNode && !requests && !f.bad[field+".requests"] {
+		f.errorf(n, field, "requests is missing: write the most requests answered per period, e.g. {requests: 100, per: 1s}")
+	}
+	*dst = &r
 }
 
 func (f *fnParser) scale(n *yaml.Node, field string, s *Scale) {

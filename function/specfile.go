@@ -101,9 +101,10 @@ func ParseSpecs(name string, data []byte, dir string) ([]Spec, error) {
 var (
 	rootKeys     = []string{"version", "functions"}
 	functionKeys = []string{"lang", "handler", "mode", "args", "port", "env", "secrets", "limits",
-		"timeout", "max_body", "max_overdue", "scale", "labels", "constraints"}
-	limitsKeys = []string{"memory", "cpus", "pids"}
-	scaleKeys  = []string{"metric", "target", "min", "max", "idle"}
+		"timeout", "max_body", "max_overdue", "scale", "rate_limit", "labels", "constraints"}
+	rateLimitKeys = []string{"requests", "per", "by"}
+	limitsKeys    = []string{"memory", "cpus", "pids"}
+	scaleKeys     = []string{"metric", "target", "min", "max", "idle"}
 )
 
 // removedKeys are function settings an older Pulse read, with what to use

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/catalog"
 )
 
 // specTestDir is the directory the spec tests pretend their file is in.
@@ -120,6 +123,16 @@ func TestParseSpecsDefaults(t *testing.T) {
 			return s
 		}()},
 		{"quoted version", `version: "1"` + "\nfunctions:\n  a: {lang: go}\n", def("a", LangGo, "inproc", 0)},
+		{"rate limit: per 1s and by function unless said", specDoc("  a: {lang: go, rate_limit: {requests: 5}}\n"), func() Spec {
+			s := def("a", LangGo, "inproc", 0)
+			s.RateLimit = &contract.RateLimit{Requests: 5, Per: time.Second, By: contract.RateByFunction}
+			return s
+		}()},
+		{"rate limit in full", specDoc("  a: {lang: go, rate_limit: {requests: 50, per: 1m, by: client}}\n"), func() Spec {
+			s := def("a", LangGo, "inproc", 0)
+			s.RateLimit = &contract.RateLimit{Requests: 50, Per: time.Minute, By: contract.RateByClient}
+			return s
+		}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,7 +159,7 @@ func TestParseSpecsAliasReused(t *testing.T) {
 }
 
 func TestParseSpecsErrors(t *testing.T) {
-	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, labels, constraints)"
+	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, rate_limit, labels, constraints)"
 	const nameRule = "a function name becomes a DNS name, a URL path segment (/function/<name>) and a Swarm service name, " +
 		"so write it as a DNS label: 1-63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
 	tests := []struct {
@@ -192,7 +205,7 @@ func TestParseSpecsErrors(t *testing.T) {
 		// Fields.
 		{"unknown key", specDoc("  a:\n    lang: go\n    tmeout: 30s\n"), `functions.yml:5:5: functions.a.tmeout: unknown key; did you mean timeout? ` + known},
 		{"unknown key, other spelling", specDoc("  a:\n    lang: go\n    maxBody: 1MiB\n"), `functions.yml:5:5: functions.a.maxBody: unknown key; did you mean max_body? ` + known},
-		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, labels, constraints`},
+		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, rate_limit, labels, constraints`},
 		{"no lang", specDoc("  a:\n    handler: .\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"no settings", specDoc("  a:\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"bad lang", specDoc("  a: {lang: rust}\n"), `functions.yml:3:13: functions.a.lang: "rust" is not a language Pulse builds; use go, c, cpp or bin (bin runs any static executable)`},
@@ -242,6 +255,12 @@ func TestParseSpecsErrors(t *testing.T) {
 		{"scale metric", specDoc("  a: {lang: go, scale: {metric: cpu}}\n"), `functions.yml:3:33: functions.a.scale.metric: "cpu" is not a scaling metric; write inflight (requests in progress per replica) or rps (requests per second per replica)`},
 		{"scale idle negative", specDoc("  a: {lang: go, scale: {idle: -5m}}\n"), `functions.yml:3:31: functions.a.scale.idle: -5m0s is negative; write how long a function may be idle before it scales to zero, e.g. 5m, or remove it to never scale to zero`},
 		{"scale max float", specDoc("  a: {lang: go, scale: {max: 2.5}}\n"), `functions.yml:3:30: functions.a.scale.max: "2.5" is not a whole number; write it like 10`},
+		{"rate limit without requests", specDoc("  a: {lang: go, rate_limit: {per: 1s}}\n"), `functions.yml:3:29: functions.a.rate_limit: requests is missing: write the most requests answered per period, e.g. {requests: 100, per: 1s}`},
+		{"rate limit zero", specDoc("  a: {lang: go, rate_limit: {requests: 0}}\n"), `functions.yml:3:40: functions.a.rate_limit.requests: 0: want 1 to 1000000 requests per period`},
+		{"rate limit per below a second", specDoc("  a: {lang: go, rate_limit: {requests: 5, per: 500ms}}\n"), `functions.yml:3:48: functions.a.rate_limit.per: 500ms: want whole seconds from 1s to 1h0m0s, e.g. 1s or 1m`},
+		{"rate limit by", specDoc("  a: {lang: go, rate_limit: {requests: 5, by: ip}}\n"), `functions.yml:3:47: functions.a.rate_limit.by: "ip": want function (one budget for the function), client (one per client address) or key (one per invoke key)`},
+		{"rate limit unknown key", specDoc("  a: {lang: go, rate_limit: {requests: 5, burst: 9}}\n"), `functions.yml:3:43: functions.a.rate_limit.burst: unknown key; known here: requests, per, by`},
+		{"rate limit list", specDoc("  a: {lang: go, rate_limit: [5]}\n"), `functions.yml:3:29: functions.a.rate_limit: must be a mapping like {requests: 100, per: 1s, by: function}`},
 		{"env reserved", specDoc("  a: {lang: go, env: {PULSE_TIMEOUT: 5s}}\n"), `functions.yml:3:23: functions.a.env.PULSE_TIMEOUT: names starting with PULSE_ are reserved for the watchdog's settings, which pulse deploy sets from this file; rename it`},
 		{"env bad name", specDoc("  a: {lang: go, env: {1X: y}}\n"), `functions.yml:3:23: functions.a.env.1X: "1X" is not an environment variable name; use letters, digits and '_', not starting with a digit`},
 		{"env CGI name in fork mode", specDoc("  a: {lang: c, env: {HTTP_PROXY: x, QUERY_STRING: y}}\n"),
@@ -438,4 +457,35 @@ func FuzzParseSpecs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRateLimitRoundTrip: functions.yml's rate_limit becomes the service
+// label, which the catalog (pulsed's gateway) reads back as the same limit.
+func TestRateLimitRoundTrip(t *testing.T) {
+	for _, doc := range []string{
+		"  a: {lang: go, rate_limit: {requests: 5}}\n",
+		"  a: {lang: go, rate_limit: {requests: 50, per: 1m, by: client}}\n",
+		"  a: {lang: go, rate_limit: {requests: 1000000, per: 1h, by: key}}\n",
+		"  a: {lang: go, rate_limit: {requests: 7, per: 90s, by: key}}\n",
+	} {
+		specs, err := ParseSpecs("functions.yml", []byte(specDoc(doc)), specTestDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels := specs[0].ServiceLabels()
+		set, err := catalog.CheckFunction("a", labels)
+		if err != nil {
+			t.Fatalf("%s: label %q: %v", doc, labels[contract.LabelRateLimit], err)
+		}
+		if set.RateLimit == nil || *set.RateLimit != *specs[0].RateLimit {
+			t.Errorf("%s: label %q read back as %+v, want %+v", doc, labels[contract.LabelRateLimit], set.RateLimit, *specs[0].RateLimit)
+		}
+	}
+	specs, err := ParseSpecs("functions.yml", []byte(specDoc("  a: {lang: go}\n")), specTestDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := specs[0].ServiceLabels()[contract.LabelRateLimit]; ok {
+		t.Errorf("no rate_limit, label %q; want none", v)
+	}
 }

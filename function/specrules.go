@@ -185,6 +185,16 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 	for _, pr := range s.Scale.Validate() {
 		report("scale."+pr.Field, pr.Msg)
 	}
+	if r := s.RateLimit; r != nil {
+		switch {
+		case r.Requests < 1 || r.Requests > contract.MaxRateRequests:
+			report("rate_limit.requests", fmt.Sprintf("%d: want 1 to %d requests per period", r.Requests, contract.MaxRateRequests))
+		case r.Per < contract.MinRatePer || r.Per > contract.MaxRatePer || r.Per%time.Second != 0:
+			report("rate_limit.per", fmt.Sprintf("%s: want whole seconds from %s to %s, e.g. 1s or 1m", r.Per, contract.MinRatePer, contract.MaxRatePer))
+		case r.Problem() != "":
+			report("rate_limit.by", fmt.Sprintf("%q: want function (one budget for the function), client (one per client address) or key (one per invoke key)", r.By))
+		}
+	}
 
 	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
 		field := fieldKey("labels", k)

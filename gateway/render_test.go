@@ -76,7 +76,7 @@ func renderCases() []renderCase {
 			cat: contract.Catalog{Version: "2", Functions: []contract.CatalogFunction{
 				{
 					Name:   "resize",
-					Labels: map[string]string{contract.LabelTimeout: "2m0s", contract.LabelMaxBody: "52428800"},
+					Labels: map[string]string{contract.LabelTimeout: "2m0s", contract.LabelMaxBody: "52428800", contract.LabelRateLimit: "10/1m/function"},
 					Replicas: []contract.Replica{
 						{TaskID: "rz2", Addr: "[fd00::2]:30102", State: "running"},
 						{TaskID: "rz1", Addr: "192.168.1.10:30101", State: "running"},
@@ -84,7 +84,7 @@ func renderCases() []renderCase {
 				},
 				{
 					Name:     "billing",
-					Labels:   map[string]string{contract.LabelTimeout: "250ms", contract.LabelMaxBody: "512"},
+					Labels:   map[string]string{contract.LabelTimeout: "250ms", contract.LabelMaxBody: "512", contract.LabelRateLimit: "100/1s/client"},
 					Replicas: []contract.Replica{{TaskID: "bl1", Addr: "192.168.1.11:30201", State: "running"}},
 				},
 				{Name: "idle", Labels: map[string]string{contract.LabelScaleIdle: "5m0s"}, Replicas: []contract.Replica{}},
@@ -110,7 +110,7 @@ func renderCases() []renderCase {
 				BackupAddr:    "127.0.0.1:8091",
 			},
 			cat: contract.Catalog{Version: "3", Functions: []contract.CatalogFunction{
-				{Name: "hello", Replicas: []contract.Replica{{TaskID: "h1", Addr: "10.0.0.1:30001", State: "running"}}},
+				{Name: "hello", Labels: map[string]string{contract.LabelRateLimit: "50/1s/key"}, Replicas: []contract.Replica{{TaskID: "h1", Addr: "10.0.0.1:30001", State: "running"}}},
 				{Name: "asleep", Replicas: []contract.Replica{}},
 			}},
 		},

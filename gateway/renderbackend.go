@@ -48,6 +48,7 @@ type renderBackend struct {
 	name          string
 	serverTimeout time.Duration
 	maxBody       int64
+	rateLimit     *contract.RateLimit
 	servers       []renderServer
 }
 
@@ -102,6 +103,7 @@ func renderFunction(cfg RenderConfig, fn contract.CatalogFunction, slots *Backen
 	if set.MaxBody > 0 {
 		b.maxBody = set.MaxBody
 	}
+	b.rateLimit = set.RateLimit
 	byTask := map[string]contract.Replica{}
 	for _, r := range fn.Replicas {
 		if _, err := ServerName(r.TaskID); err != nil {
@@ -155,6 +157,9 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 			renderQuote(renderJSONError("invoke key required", "function", b.name)), renderQuote(`Bearer realm="pulse"`),
 			b.name, cfg.KeysMap, keysMapRequired, cfg.KeysMap, keysMapOK)
 		w.in("http-request del-header Authorization if { str(%s),map(%s) -m str %s }", b.name, cfg.KeysMap, keysMapRequired)
+	}
+	if r := b.rateLimit; r != nil {
+		writeRateLimit(w, cfg, b.name, *r)
 	}
 	if cfg.ReplicaAuth != "" {
 		w.comment("The replica credential: replicas serve nobody else. Replaces any value a client sent.")
@@ -217,4 +222,41 @@ func renderFunctionName(s string) bool {
 		}
 	}
 	return true
+}
+
+// writeRateLimit writes a function's rate limit (functions.yml rate_limit):
+// a stick table counts the requests it let through (gpc0, whose rate is
+// taken over the limit's period) per key, and a request over the limit is
+// denied with 429, JSON and Retry-After. Counting only what went through
+// makes the answered rate the limit, however hard a client pushes; a denial
+// is counted by HAProxy as a denied request of the backend (dreq), never as
+// a request to a replica, so it is not demand the scaler sees. The key:
+// the function (one budget), the client's address, or the invoke key
+// (a valid key of this function; requests without one share a budget, so
+// sending made-up keys gains nothing). Tables start empty when HAProxy
+// reloads.
+func writeRateLimit(w *renderWriter, cfg RenderConfig, name string, r contract.RateLimit) {
+	w.comment(fmt.Sprintf("Rate limit: %d requests per %s, by %s; the excess gets 429.", r.Requests, renderDuration(r.Per), r.By))
+	expire := renderDuration(2 * r.Per)
+	store := fmt.Sprintf("store gpc0,gpc0_rate(%s)", renderDuration(r.Per))
+	switch r.By {
+	case contract.RateByClient:
+		w.in("stick-table type ipv6 size 100k expire %s %s", expire, store)
+		w.in("http-request track-sc0 src")
+	case contract.RateByKey:
+		w.in("stick-table type string len 64 size 100k expire %s %s", expire, store)
+		w.in("http-request set-var(txn.pulse_rate_key) str(none)")
+		if cfg.KeysMap != "" {
+			w.in("http-request set-var(txn.pulse_rate_key) var(txn.pulse_digest) if { var(txn.pulse_key),map(%s) -m str %s }", cfg.KeysMap, keysMapOK)
+		}
+		w.in("http-request track-sc0 var(txn.pulse_rate_key)")
+	default:
+		w.in("stick-table type string len 64 size 1 expire %s %s", expire, store)
+		w.in("http-request track-sc0 str(%s)", name)
+	}
+	retry := max(1, int((r.Per/time.Duration(r.Requests)+time.Second-1)/time.Second))
+	body := fmt.Sprintf(`{"error":"rate limit exceeded","function":%q,"limit":%d,"per":%q,"by":%q}`+"\n", name, r.Requests, renderDuration(r.Per), r.By)
+	w.in("http-request deny deny_status 429 content-type application/json string %s hdr Retry-After %d if { sc_gpc0_rate(0) ge %d }",
+		renderQuote(body), retry, r.Requests)
+	w.in("http-request sc-inc-gpc0(0)")
 }

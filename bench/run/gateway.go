@@ -26,7 +26,7 @@ import (
 const suiteGateway = "gateway"
 
 // Stages of the gateway suite, in the order they run.
-var gatewayStages = []string{gwStageLatency, gwStageBalance, gwStageScale}
+var gatewayStages = []string{gwStageLatency, gwStageBalance, gwStageScale, gwStageRateLimit}
 
 // Settings of the gateway suite.
 const (
@@ -125,7 +125,7 @@ func runGateway(ctx context.Context, cfg config, log *slog.Logger, stdout io.Wri
 	if err := b.deploy(ctx); err != nil {
 		return err
 	}
-	for i, f := range []func(context.Context) error{b.latencyStage, b.balanceStage, b.scaleStage} {
+	for i, f := range []func(context.Context) error{b.latencyStage, b.balanceStage, b.scaleStage, b.rateLimitStage} {
 		if err := runStage(ctx, log, stages, gatewayStages[i], &rep.Notes, f, b.stop); err != nil {
 			return err
 		}
@@ -424,7 +424,8 @@ func gatewaySummary(rep *report.Report) {
 	}
 	report.Sort(groups, "variant", names)
 	scale := report.Summarize(rep.Rows, "scale", "scale")
-	rep.Summary = slices.Concat(groups, scale)
+	limited := report.Summarize(rep.Rows, "ratelimit", "stage", "variant")
+	rep.Summary = slices.Concat(groups, scale, limited)
 	rep.Tables = append(rep.Tables, report.GroupTable(fmt.Sprintf("Direct vs through HAProxy (`gateway`), one replica; the balancing algorithms over %d replicas "+
 		"at c=%d. `other %%`: the host's busy CPU less wrk and the measured stack.", gwBalanceReplicas, gwHighConns), groups, "variant",
 		report.Stat("rps", "rps", "%.0f"), report.Stat("p50 µs", "p50_us", "%.0f"), report.Spread("p50 range µs", "p50_us", "%.0f"),
@@ -434,8 +435,12 @@ func gatewaySummary(rep *report.Report) {
 			"`first session`: its stot above its count before the scale.", ms(gwHAProxyPoll)),
 			scale, "scale", report.Col{Head: "trials", Cell: func(g report.Group) string { return fmt.Sprintf("%d (%d failed)", g.Runs, g.Failed) }},
 			report.Stat("ready and up, median s", "ready_s", "%.3f"), report.Spread("range s", "ready_s", "%.3f"),
-			report.Stat("first session s", "traffic_s", "%.3f")))
-	rep.Goals = gatewayGoals(groups, scale)
+			report.Stat("first session s", "traffic_s", "%.3f")),
+		report.GroupTable(fmt.Sprintf("A function with `rate_limit: {requests: %d, per: 1s}` loaded by wrk (c=%d) through HAProxy after a warm-up: "+
+			"requests answered 2xx and offered per second.", gwRateLimit, gwRateConns), limited, "variant",
+			report.Stat("answered/s", "answered_rps", "%.1f"), report.Spread("range", "answered_rps", "%.1f"),
+			report.Stat("offered/s", "offered_rps", "%.0f"), report.Stat("wrk core %", "wrk_core_pct", "%.0f")))
+	rep.Goals = append(gatewayGoals(groups, scale), rateLimitGoal(limited))
 	rep.Notes = append(rep.Notes, gatewayNotes(rep.Rows, groups, scale)...)
 }
 

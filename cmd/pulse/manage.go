@@ -203,6 +203,11 @@ func (a *app) describeCmd() *cobra.Command {
 			fmt.Fprintf(a.out, "Name:      %s\nService:   %s\nImage:     %s (%.1f MB)\nReplicas:  %d running / %d desired\nTimeout:   %s\n",
 				d.Name, d.ServiceID, d.Image, float64(d.ImageSize)/1e6, d.Running, d.Desired, d.Timeout)
 			fmt.Fprintf(a.out, "Scale:     %s\nLimits:    %s\n", describeScale(d.Scale), describeLimits(d.Limits))
+			if r := d.RateLimit; r != nil {
+				fmt.Fprintf(a.out, "Rate:      %d requests per %s, by %s (the gateway answers 429 above it)\n", r.Requests, r.Per, r.By)
+			} else if v, ok := d.Labels[contract.LabelRateLimit]; ok {
+				fmt.Fprintf(a.out, "Rate:      label %s=%q is not a rate limit: pulsed skips this function; deploy it again\n", contract.LabelRateLimit, v)
+			}
 			if d.UpdateState != "" {
 				fmt.Fprintf(a.out, "Update:    %s %s\n", d.UpdateState, d.UpdateMessage)
 			}

@@ -265,6 +265,8 @@ type deployment struct {
 	env    map[string]string
 	scale  function.Scale
 	labels map[string]string
+	// rateLimit: functions.yml's rate_limit (nil: none).
+	rateLimit *contract.RateLimit
 	// inproc: fn is a Go function with the watchdog linked in (in-process
 	// mode, e.g. bench/inproc), the image's only file.
 	inproc bool
@@ -279,7 +281,7 @@ func (e *env) deployFunc(name, tag string, d deployment) {
 		d.scale = function.Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10}
 	}
 	spec := function.Spec{Name: name, Lang: function.LangBin, Mode: contract.ModeFork, Handler: "fn",
-		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: d.scale, Env: d.env, Labels: d.labels}
+		Timeout: 10 * time.Second, MaxBody: 1 << 20, Scale: d.scale, Env: d.env, Labels: d.labels, RateLimit: d.rateLimit}
 	files := []function.File{{Path: function.WatchdogPath, Mode: 0o755, Content: e.wdBin},
 		{Path: function.FunctionPath, Mode: 0o755, Content: d.fn}}
 	entry := function.WatchdogPath

@@ -25,10 +25,12 @@ type FunctionSettings struct {
 	Timeout time.Duration
 	// MaxBody is its pulse.max-body in bytes; 0 when the label is absent.
 	MaxBody int64
+	// RateLimit is its pulse.rate-limit; nil when the label is absent.
+	RateLimit *contract.RateLimit
 }
 
 // CheckFunction checks what the gateway takes of a function's service: its
-// name and its pulse.timeout and pulse.max-body labels. Its error says what
+// name and its pulse.timeout, pulse.max-body and pulse.rate-limit labels. Its error says what
 // is wrong and what is wanted; the catalog skips a function that fails it
 // (contract.Catalog.Skipped), so the gateway, the scaler and the collector
 // never see it, and keeps serving the others.
@@ -59,6 +61,13 @@ func CheckFunction(name string, labels map[string]string) (FunctionSettings, err
 			errs = append(errs, fmt.Errorf("label %s=%q: want a whole number of bytes from 1 to %d", contract.LabelMaxBody, v, int64(MaxBody)))
 		}
 		s.MaxBody = n
+	}
+	if v, ok := labels[contract.LabelRateLimit]; ok {
+		r, err := contract.ParseRateLimit(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("label %s=%q: %v", contract.LabelRateLimit, v, err))
+		}
+		s.RateLimit = &r
 	}
 	if err := errors.Join(errs...); err != nil {
 		return FunctionSettings{}, err
