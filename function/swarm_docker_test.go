@@ -349,6 +349,7 @@ func TestSwarmDeploy(t *testing.T) {
 	spec := f.spec()
 	spec.Secrets = []string{secretName}
 	spec.Env = map[string]string{"SECRET_FILE": "/run/secrets/" + secretName}
+	spec.RateLimit = &contract.RateLimit{Requests: 40, Per: time.Minute, By: contract.RateByClient}
 	img := f.image("1")
 	eps, took := f.deploy(spec, img, 1)
 	t.Logf("deploy → ready (image load, create, healthy, /_/health 200): %v", took.Round(time.Millisecond))
@@ -477,7 +478,8 @@ func TestSwarmDeploy(t *testing.T) {
 		t.Logf("tasks that failed before the running one: %+v", d.Tasks)
 	}
 	if d.Scale != wantScale || d.Image != img.ID || d.Running != 1 || d.Desired != 1 || len(current) != 1 ||
-		current[0].Endpoint != ep.Addr || current[0].State != "running" || d.Labels[LabelImage] != img.ID || d.Timeout != "5s" {
+		current[0].Endpoint != ep.Addr || current[0].State != "running" || d.Labels[LabelImage] != img.ID || d.Timeout != "5s" ||
+		d.RateLimit == nil || *d.RateLimit != *spec.RateLimit || d.Labels[contract.LabelRateLimit] != "40/1m/client" {
 		t.Errorf("Describe() = %+v", d)
 	}
 
