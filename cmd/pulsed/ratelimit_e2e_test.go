@@ -123,6 +123,7 @@ func TestGatewayRateLimit(t *testing.T) {
 	cfg := defaults()
 	e.useInstance(&cfg)
 	cfg.Autoscale = false
+	cfg.LeaveRunning = false // HAProxy stops with pulsed
 	cfg.StateDir = t.TempDir()
 	cfg.APIListen, cfg.GatewayListen, cfg.AdminListen = freePort(t), freePort(t), freePort(t)
 	limited, other := "rl-"+e.tag, "rlo-"+e.tag
