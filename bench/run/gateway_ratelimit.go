@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
@@ -118,16 +119,9 @@ func rateLimitGoal(groups []report.Group) report.Goal {
 	}
 	answered := grp.M("answered_rps")
 	g = g.Noted("%.1f/s answered of %.0f/s offered, limit %d/s (median of %d rounds)", answered, grp.M("offered_rps"), gwRateLimit, grp.Runs).
-		Check(100 * abs(answered-gwRateLimit) / gwRateLimit)
+		Check(100 * math.Abs(answered-gwRateLimit) / gwRateLimit)
 	if grp.Flagged() {
 		g.Status, g.Note = report.Fail, g.Note+"; "+grp.Flags[0]
 	}
 	return g
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }

@@ -6,12 +6,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/gateway"
 )
 
 // statusLoad sends POSTs to one path at a fixed rate over keep-alive
@@ -137,13 +141,17 @@ func TestGatewayRateLimit(t *testing.T) {
 	waitRoute(t, cfg.GatewayListen, "/function/"+limited)
 	time.Sleep(2 * time.Second) // waitRoute's own requests are out of the limit's window
 
+	_, gwPort, _ := net.SplitHostPort(cfg.GatewayListen)
+	port, _ := strconv.Atoi(gwPort)
 	end := make(chan struct{})
+	tw := peakTimeWait(t, port, end)
 	lim := startStatusLoad(cfg.GatewayListen, "/function/"+limited, offered, 4, end)
 	oth := startStatusLoad(cfg.GatewayListen, "/function/"+other, 50, 1, end)
 	time.Sleep(window)
 	close(end)
 	took := lim.wait()
 	oth.wait()
+	peakTW := <-tw
 
 	answered := float64(lim.codes[200]) / took.Seconds()
 	t.Logf("limited (%d/s) offered %d/s for %v: %v, %.1f answered/s, Retry-After %v, %d connections, failures %v", limit, offered,
@@ -172,6 +180,19 @@ func TestGatewayRateLimit(t *testing.T) {
 	if len(oth.failures) > 0 || len(oth.codes) != 1 || oth.codes[200] < int(0.9*50*window.Seconds()) {
 		t.Errorf("other: %v, failures %v; want every request answered 200 (another function's limit is not its own)", oth.codes, oth.failures)
 	}
+	// What a peer counts on the way in and behind HAProxy: TIME_WAIT sockets
+	// (keep-alive both ways: a handful), HAProxy's connections to the
+	// replicas (reused, not one per request), its memory after the load.
+	if peakTW > 50 {
+		t.Errorf("%d sockets in TIME_WAIT at the peak; want a handful (connections kept alive)", peakTW)
+	}
+	rt := gateway.NewRuntime(filepath.Join(cfg.StateDir, "haproxy.sock"), 2*time.Second)
+	for _, fn := range []string{limited, other} {
+		if _, checked := checkReuse(t, rt, gateway.BackendName(fn), 1000); checked == 0 {
+			t.Errorf("%s: no server took 1 000 requests: the reuse check said nothing", fn)
+		}
+	}
+	t.Logf("peak TIME_WAIT %d; HAProxy's RSS after the load: %s", peakTW, haproxyRSS(t, cfg.StateDir))
 	if !strings.Contains(lastBody(t, cfg.GatewayListen, other), "v1:x") {
 		t.Errorf("other does not answer after the load")
 	}
@@ -186,4 +207,43 @@ func lastBody(t *testing.T, gw, fn string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// haproxyRSS is VmRSS of the HAProxy master whose pid file is in state, and
+// of its workers.
+func haproxyRSS(t *testing.T, state string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(state, "haproxy.pid"))
+	if err != nil {
+		return err.Error()
+	}
+	master := strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0])
+	rss := func(pid string) string {
+		b, err := os.ReadFile("/proc/" + pid + "/status")
+		if err != nil {
+			return "?"
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return "?"
+	}
+	out := []string{"master " + rss(master)}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == master {
+			pid := strings.TrimSuffix(strings.TrimPrefix(p, "/proc/"), "/stat")
+			out = append(out, "worker "+pid+" "+rss(pid))
+		}
+	}
+	return strings.Join(out, ", ")
 }
