@@ -30,7 +30,7 @@ build: ## static, stripped binaries into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	@ls -l $(BIN)
 
-bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale, soak, cluster on the lab; ~65 min): JSON in bench/results/, tables in bench/README.md
+bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale, soak, cluster on the lab, async; ~70 min): JSON in bench/results/, tables in bench/README.md
 	$(GO) run ./bench/run -suite watchdog
 	$(GO) run ./bench/run -suite functions
 	$(GO) run ./bench/run -suite gateway
@@ -38,6 +38,7 @@ bench: build ## benchmarks (watchdog, functions, gateway, collector, autoscale, 
 	$(GO) run ./bench/run -suite autoscale -scale-trials 5
 	$(GO) run ./bench/run -suite soak
 	$(GO) run ./bench/run -suite cluster
+	$(GO) run ./bench/run -suite async
 
 up: ## install and run Pulse here with the playbook (ansible/site.yml on localhost; installs Ansible from Debian if missing): swarm, pulsed + HAProxy gateway, Netdata + alarms, the example functions
 	@command -v ansible-playbook >/dev/null || { echo "up: installing Ansible (Debian's)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ansible >/dev/null; }
@@ -49,13 +50,13 @@ install-netdata: build ## Netdata with Pulse's plugin, alarms and hook here: the
 down: ## remove the example functions, stop pulsed and its HAProxy (Netdata stays)
 	BIN=$(BIN) scripts/down.sh
 
-lab-image: ## build (or find cached) the lab's node image: Debian, Docker Engine, sshd (root; ~2 min cold, 0.2 s cached; PULSE_LAB_VARIANT=bare: no Docker)
+lab-image: ## build (or find cached) the lab's node image: Debian, Docker Engine, sshd (root; ~1.5 min cold, 35 s on the debootstrapped root another variant cached in /var/cache/pulse-lab, 0.2 s cached; PULSE_LAB_VARIANT=bare: no Docker)
 	lab/node-image.sh
 
 lab-up: ## start the lab: 3 nodes with their own addresses, sshd and Docker Engine (PULSE_LAB_NODES=N; PULSE_LAB_VARIANT=bare: no Docker, apt through apt-cacher-ng; root)
 	lab/lab.sh up
 
-lab-down: ## remove the lab's nodes, volumes and network (the node image stays as a cache)
+lab-down: ## remove the lab's nodes, volumes and network (the node images and /var/cache/pulse-lab stay as a cache)
 	lab/lab.sh down
 
 fuzz: ## run every fuzz target for a short while (FUZZTIME=20s each)

@@ -30,7 +30,7 @@ import (
 // testOnlyEdges, each with its reason.
 
 // componentDirs are the top-level directories that are components.
-var componentDirs = []string{"watchdog", "function", "gateway", "collector", "scaler", "alarms", "doctor", "provision"}
+var componentDirs = []string{"watchdog", "function", "gateway", "collector", "scaler", "alarms", "doctor", "provision", "async"}
 
 // testOnlyEdges are the component → component (or internal → component)
 // imports allowed in _test.go files only, with why.

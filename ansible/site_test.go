@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/internal/labtest"
+	"github.com/pulsefaas/pulse/internal/testport"
 )
 
 // TestSiteOnBareLab is issue 15's proof on real machines. site.yml on two bare
@@ -337,6 +338,15 @@ func (s *site) checkNodes(nodes []labtest.Node, version string) {
 	if !slices.Equal(got, want) {
 		t.Errorf("%s: swarm nodes\n%s\nwant\n%s", control.Name, strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The swarm's settings: docker swarm init's defaults but the 2 s
+	// heartbeat, none left at the zero the module's partial spec gave
+	// (task history 0 hid why a deploy failed; certificates expired at once).
+	const spec = `{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}} {{.Swarm.Cluster.Spec.Raft.SnapshotInterval}} ` +
+		`{{.Swarm.Cluster.Spec.Raft.HeartbeatTick}} {{.Swarm.Cluster.Spec.Raft.ElectionTick}} {{.Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod}} ` +
+		`{{.Swarm.Cluster.Spec.CAConfig.NodeCertExpiry}}`
+	if got, want := sh("docker info -f '"+spec+"'"), "5 10000 1 10 2s 2160h0m0s"; got != want {
+		t.Errorf("%s: swarm settings (task history, snapshot interval, heartbeat and election ticks, dispatcher heartbeat, certificate expiry) %q, want %q", control.Name, got, want)
+	}
 }
 
 // whoami writes a Go function that answers its replica's host name (its
@@ -445,12 +455,7 @@ func (c *cliEnv) run(args ...string) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testport.Port(t)
 }
 
 // invoke is one POST to whoami through the gateway, on a new connection.

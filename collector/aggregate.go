@@ -23,6 +23,10 @@ type cycleInput struct {
 	// page was read this cycle.
 	backends  map[string]backendStats
 	haproxyOK bool
+	// queues is pulsed's async queues by function; queuesOK says whether
+	// they were read this cycle (false too when pulsed serves none).
+	queues   map[string]contract.QueueStatus
+	queuesOK bool
 }
 
 // Indexes of a function's monotonic totals.
@@ -36,6 +40,10 @@ const (
 	accGatewayRequests
 	accGateway5xx
 	accGatewayThrottled
+	accEnqueued // pulsed's async counters
+	accDone
+	accFailed
+	accRetried
 	accCount
 )
 
@@ -47,6 +55,8 @@ type functionState struct {
 	acc       [accCount]int64
 	gwPrev    backendStats
 	gwHave    bool
+	qPrev     [4]uint64 // last queue counters read: enqueued, done, failed, retried (kept while absent)
+	qHave     bool
 	policyErr string // the scale-label problem last logged
 }
 
@@ -59,6 +69,7 @@ type aggregator struct {
 	last      time.Time                     // previous cycle
 	primed    bool                          // a cycle has run: replicas seen later count from zero
 	gwPrimed  bool                          // HAProxy was read once: backends seen later count from zero
+	qPrimed   bool                          // the queues were read once: queues seen later count from zero
 }
 
 func newAggregator(log *slog.Logger) *aggregator {
@@ -168,6 +179,24 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 			gwDemand = math.Max(b.sessions, b.queue)
 		}
 
+		// pulsed's view of the async queue. A function without an entry
+		// has none: depth 0, counters unchanged.
+		q, hasQueue := in.queues[f.Name]
+		if in.queuesOK && hasQueue {
+			cur := [4]uint64{q.Enqueued, q.Done, q.Failed, q.Retried}
+			var d [4]uint64
+			switch {
+			case fs.qHave:
+				d = queueDelta(fs.qPrev, cur)
+			case a.qPrimed:
+				d = cur // a queue new since the last read: all of it is new
+			}
+			for i, v := range d {
+				fs.acc[accEnqueued+i] = addCount(fs.acc[accEnqueued+i], v)
+			}
+			fs.qPrev, fs.qHave = cur, true
+		}
+
 		// Charts.
 		put := func(suffix, dim string, v int64) { mx[dimKey(f.Name, suffix, dim)] = v }
 		put(contract.ChartRequests, contract.Dim2xx, fs.acc[acc2xx])
@@ -190,6 +219,16 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 			put(contract.ChartGatewayRequests, contract.DimGateway5xx, fs.acc[accGateway5xx])
 			put(contract.ChartGatewayRequests, contract.DimThrottled, fs.acc[accGatewayThrottled])
 		}
+		if in.queuesOK {
+			put(contract.ChartQueue, contract.DimDepth, addCount(0, q.Depth))
+			put(contract.ChartQueue, contract.DimPending, addCount(0, q.Pending))
+			put(contract.ChartQueue, contract.DimInFlight, addCount(0, q.InFlight))
+			put(contract.ChartQueueAge, contract.DimOldest, roundCount(q.OldestAge*queueAgeDiv))
+			put(contract.ChartAsyncRequests, contract.DimEnqueued, fs.acc[accEnqueued])
+			put(contract.ChartAsyncRequests, contract.DimDone, fs.acc[accDone])
+			put(contract.ChartAsyncRequests, contract.DimFailed, fs.acc[accFailed])
+			put(contract.ChartAsyncRequests, contract.DimRetried, fs.acc[accRetried])
+		}
 
 		// Utilisation (DESIGN §5).
 		pol := a.policy(f, fs)
@@ -204,6 +243,13 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 			if gwRateKnown {
 				demand, known = math.Max(demand, gwRate), true
 			}
+		case contract.ScaleMetricQueue:
+			// The requests not finished: waiting, being dispatched, or
+			// waiting for a retry. Only pulsed knows them: without its
+			// queues this cycle (unreadable, or async off) the demand is
+			// unknown, not 0, so no alarm sees a function go idle.
+			known = in.queuesOK
+			demand = float64(q.Depth)
 		default:
 			demand = math.Max(inflight, gwDemand)
 		}
@@ -224,6 +270,9 @@ func (a *aggregator) cycle(in cycleInput, mx map[string]int64) cycleStats {
 	a.primed = true
 	if in.haproxyOK {
 		a.gwPrimed = true
+	}
+	if in.queuesOK {
+		a.qPrimed = true
 	}
 	mx[collectorKey(dimListed)] = int64(st.listed)
 	mx[collectorKey(dimScraped)] = int64(st.scraped)
@@ -364,6 +413,33 @@ func roundCount(v float64) int64 {
 		return math.MaxInt64 / 2
 	}
 	return int64(math.Round(v))
+}
+
+// queueDelta is what pulsed's queue counters (enqueued, done, failed,
+// retried) counted between two reads. One that went down means pulsed
+// restarted (its counters count since it started): then the new values are
+// all new.
+func queueDelta(prev, cur [4]uint64) [4]uint64 {
+	for i := range cur {
+		if cur[i] < prev[i] {
+			return cur
+		}
+	}
+	var d [4]uint64
+	for i := range cur {
+		d[i] = cur[i] - prev[i]
+	}
+	return d
+}
+
+// addCount adds v to the total acc, saturating at roundCount's cap (a
+// hostile or broken pulsed cannot wrap a total negative).
+func addCount(acc int64, v uint64) int64 {
+	const limit = math.MaxInt64 / 2
+	if v >= limit || acc >= limit-int64(v) {
+		return limit
+	}
+	return acc + int64(v)
 }
 
 // micros is seconds as whole microseconds, the latency dimensions' unit

@@ -17,13 +17,18 @@ type fnWant struct {
 	avgUS, p95US                                int64
 	inflight                                    float64 // requests: ×inflightDiv in the map
 	running, desired, scraped                   int64
-	gw                                          *gwWant // nil: HAProxy did not report the backend
-	util                                        *int64  // nil: not known yet
+	gw                                          *gwWant    // nil: HAProxy did not report the backend
+	queue                                       *queueWant // nil: pulsed's queues not read
+	util                                        *int64     // nil: not known yet
 	ready, target                               int64
 	floor                                       int64 // 0: the default, 1
 }
 
 type gwWant struct{ sessions, queue, rate, err5xx, throttled int64 }
+
+// queueWant is the queue charts' values: oldestMS ×queueAgeDiv, the
+// counters as totals.
+type queueWant struct{ depth, pending, inFlight, oldestMS, enqueued, done, failed, retried int64 }
 
 func ptr(v int64) *int64 { return &v }
 
@@ -52,6 +57,16 @@ func wantMap(fns map[string]fnWant, listed, scraped, failed int64) map[string]in
 			put(contract.ChartGatewayRequests, contract.DimRate, w.gw.rate)
 			put(contract.ChartGatewayRequests, contract.DimGateway5xx, w.gw.err5xx)
 			put(contract.ChartGatewayRequests, contract.DimThrottled, w.gw.throttled)
+		}
+		if q := w.queue; q != nil {
+			put(contract.ChartQueue, contract.DimDepth, q.depth)
+			put(contract.ChartQueue, contract.DimPending, q.pending)
+			put(contract.ChartQueue, contract.DimInFlight, q.inFlight)
+			put(contract.ChartQueueAge, contract.DimOldest, q.oldestMS)
+			put(contract.ChartAsyncRequests, contract.DimEnqueued, q.enqueued)
+			put(contract.ChartAsyncRequests, contract.DimDone, q.done)
+			put(contract.ChartAsyncRequests, contract.DimFailed, q.failed)
+			put(contract.ChartAsyncRequests, contract.DimRetried, q.retried)
 		}
 		if w.util != nil {
 			put(contract.ChartUtilization, contract.DimUtilization, *w.util)
@@ -126,6 +141,17 @@ func TestAggregator(t *testing.T) {
 		return contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 2, nil, rs...)}}
 	}
 	rps := map[string]string{contract.LabelScaleMetric: "rps", contract.LabelScaleTarget: "5", contract.LabelScaleMin: "2"}
+	queue := map[string]string{contract.LabelScaleMetric: "queue", contract.LabelScaleTarget: "10"}
+	queued := func(rs ...contract.Replica) contract.Catalog {
+		return contract.Catalog{Version: "v", Functions: []contract.CatalogFunction{fn("hello", 1, queue, rs...)}}
+	}
+	qs := func(s ...contract.QueueStatus) map[string]contract.QueueStatus {
+		m := map[string]contract.QueueStatus{}
+		for _, q := range s {
+			m[q.Function] = q
+		}
+		return m
+	}
 	// page2 − page1 on one replica: 10 × 2xx, a 413, 11 durations summing
 	// to 0.083925299 s (avg 7629.6 µs); the 95th percentile (rank 10.45)
 	// falls in (10 ms, 25 ms] holding the 11th: 10 + 15 × 0.45 ms.
@@ -321,6 +347,63 @@ func TestAggregator(t *testing.T) {
 				{in: cycleInput{catalog: hello()}, backend: map[string]backendStats{"hello": {requests: 130}}},
 			},
 			want: map[string]fnWant{"hello": {desired: 2, target: 10, gw: &gwWant{rate: 30}, util: ptr(0)}},
+		},
+		{
+			// The gateway's 50 sessions are not the queue's demand.
+			name: "queue: demand is the queue's depth",
+			steps: []step{
+				{in: cycleInput{catalog: queued(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(4, 10)},
+					queuesOK: true, queues: qs(contract.QueueStatus{Function: "hello", Depth: 20, Pending: 20, Enqueued: 100, Done: 60, Failed: 2, Retried: 5})}},
+				{in: cycleInput{catalog: queued(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(4, 10)},
+					queuesOK: true, queues: qs(contract.QueueStatus{Function: "hello", Depth: 30, Pending: 25, InFlight: 5, OldestAge: 12.3456,
+						Enqueued: 130, Done: 70, Failed: 3, Retried: 9})},
+					backend: map[string]backendStats{"hello": {sessions: 50}}},
+			},
+			// 100 × 30 / (1 × 10) = 300 %; demand 30.
+			want: map[string]fnWant{"hello": {inflight: 4, running: 1, desired: 1, scraped: 1, ready: 1, target: 10,
+				gw:    &gwWant{sessions: 50},
+				queue: &queueWant{depth: 30, pending: 25, inFlight: 5, oldestMS: 12346, enqueued: 30, done: 10, failed: 1, retried: 4},
+				util:  ptr(30000)}},
+			listed: 1, scraped: 1,
+		},
+		{
+			name: "queue: no queue data this cycle, demand unknown",
+			steps: []step{
+				{in: cycleInput{catalog: queued(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(4, 10)},
+					queuesOK: true, queues: qs(contract.QueueStatus{Function: "hello", Depth: 30})}},
+				{in: cycleInput{catalog: queued(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(4, 10)}},
+					backend: map[string]backendStats{"hello": {sessions: 50}}},
+			},
+			want: map[string]fnWant{"hello": {inflight: 4, running: 1, desired: 1, scraped: 1, ready: 1, target: 10,
+				gw: &gwWant{sessions: 50}}},
+			listed: 1, scraped: 1,
+		},
+		{
+			name: "queue: a function without a queue entry reads 0",
+			steps: []step{{in: cycleInput{catalog: queued(running("r1")), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: busy(0, 10)},
+				queuesOK: true, queues: qs(contract.QueueStatus{Function: "other", Depth: 7})}}},
+			want: map[string]fnWant{"hello": {running: 1, desired: 1, scraped: 1, ready: 1, target: 10,
+				queue: &queueWant{}, util: ptr(0)}},
+			listed: 1, scraped: 1,
+		},
+		{
+			// Counters continue over a gap, count from the new values
+			// after pulsed restarts, and a queue first seen after the
+			// first read counts from zero. An inflight function charts
+			// its queue too, and scales on in flight.
+			name: "queue counters: gaps, a pulsed restart, a new queue",
+			steps: []step{
+				{in: cycleInput{catalog: hello(), queuesOK: true}},
+				{in: cycleInput{catalog: hello(), queuesOK: true, queues: qs(contract.QueueStatus{Function: "hello", Enqueued: 10, Done: 8})}},
+				{in: cycleInput{catalog: hello()}},
+				{in: cycleInput{catalog: hello(), queuesOK: true, queues: qs(contract.QueueStatus{Function: "hello", Depth: 1, Pending: 1, Enqueued: 15, Done: 9, Retried: 1})}},
+				{in: cycleInput{catalog: hello(), queuesOK: true, queues: qs(contract.QueueStatus{Function: "hello", Depth: 2, InFlight: 2, OldestAge: 0.5, Enqueued: 3, Done: 1, Failed: 1, Retried: 2})}},
+			},
+			// 10 + 5 + 3 enqueued, 8 + 1 + 1 done, 1 failed, 1 + 2
+			// retried: after the restart (enqueued and done went down)
+			// all of the new values are new, retried's 2 too.
+			want: map[string]fnWant{"hello": {desired: 2, target: 10, util: ptr(0),
+				queue: &queueWant{depth: 2, inFlight: 2, oldestMS: 500, enqueued: 18, done: 10, failed: 1, retried: 3}}},
 		},
 		{
 			name: "malformed scale labels: defaults, logged once",

@@ -65,26 +65,16 @@ func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
 			return false, fmt.Errorf("catalog %s: 304 to a request without If-None-Match", c.url)
 		}
 		return false, nil
-	case http.StatusOK:
-	default:
-		head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		if tlsclient.PlainToTLS(resp.StatusCode, head) {
-			return false, fmt.Errorf("catalog %s: %w %s: the server serves HTTPS (pulsed's tls_cert is set); fix: use https:// in catalog_url and set ca_file (make up writes %s)", c.url, errCatalogStatus, resp.Status, tlsclient.DefaultCAFile)
-		}
-		return false, fmt.Errorf("catalog %s: %w %s", c.url, errCatalogStatus, resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCatalogBytes+1))
+	body, err := pulsedBody("catalog", c.url, resp, maxCatalogBytes)
 	if err != nil {
-		return false, fmt.Errorf("catalog %s: read: %w", c.url, err)
-	}
-	if len(body) > maxCatalogBytes {
-		return false, fmt.Errorf("catalog %s: larger than %d bytes", c.url, maxCatalogBytes)
+		return false, err
 	}
 	cat, skipped, err := parseCatalog(body)
 	if err != nil {
 		return false, fmt.Errorf("catalog %s: %w", c.url, err)
 	}
-	c.noteSkipped(skipped)
+	noteSkipped(c.log, c.skipped, skipped, "skipping a catalog entry the collector cannot chart; the other functions are collected")
 	etag := resp.Header.Get("ETag")
 	if etag == "" {
 		etag = `"` + cat.Version + `"`
@@ -94,27 +84,29 @@ func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
 	return changed, nil
 }
 
-// noteSkipped logs the entries skipped in a catalog, each once for as long
-// as it is skipped for the same reason (the catalog changes every time a
-// replica does, and each change is read anew).
-func (c *catalogReader) noteSkipped(skipped []skippedEntry) {
+// noteSkipped logs the entries skipped in an answer (the catalog, the
+// queues) with msg, each once for as long as it is skipped for the same
+// reason (the catalog changes every time a replica does, and each change is
+// read anew); seen holds what was logged.
+func noteSkipped(log *slog.Logger, seen map[string]string, skipped []skippedEntry, msg string) {
 	now := make(map[string]bool, len(skipped))
 	for _, s := range skipped {
 		now[s.entry] = true
-		if c.skipped[s.entry] == s.reason {
+		if seen[s.entry] == s.reason {
 			continue
 		}
-		c.skipped[s.entry] = s.reason
-		c.log.Warn("skipping a catalog entry the collector cannot chart; the other functions are collected", "entry", s.entry, "reason", s.reason)
+		seen[s.entry] = s.reason
+		log.Warn(msg, "entry", s.entry, "reason", s.reason)
 	}
-	for e := range c.skipped {
+	for e := range seen {
 		if !now[e] {
-			delete(c.skipped, e)
+			delete(seen, e)
 		}
 	}
 }
 
-// skippedEntry is a function or replica parseCatalog left out, and why.
+// skippedEntry is a function or replica parseCatalog left out (or a queue
+// parseQueues left out), and why.
 type skippedEntry struct{ entry, reason string }
 
 // maxLoggedName caps a name as logged: a catalog entry may be anything.
@@ -203,4 +195,25 @@ func validFunctionName(name string) bool {
 		}
 	}
 	return true
+}
+
+// pulsedBody reads the body of pulsed's 200 answer (at most max bytes) for
+// what (catalog, queues) at url; any other status is an error, which says
+// what to fix when plain HTTP reached pulsed's HTTPS.
+func pulsedBody(what, url string, resp *http.Response, max int) ([]byte, error) {
+	if resp.StatusCode != http.StatusOK {
+		head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if tlsclient.PlainToTLS(resp.StatusCode, head) {
+			return nil, fmt.Errorf("%s %s: %w %s: the server serves HTTPS (pulsed's tls_cert is set); fix: use https:// in catalog_url and set ca_file (make up writes %s)", what, url, errCatalogStatus, resp.Status, tlsclient.DefaultCAFile)
+		}
+		return nil, fmt.Errorf("%s %s: %w %s", what, url, errCatalogStatus, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read: %w", what, url, err)
+	}
+	if len(body) > max {
+		return nil, fmt.Errorf("%s %s: larger than %d bytes", what, url, max)
+	}
+	return body, nil
 }

@@ -63,6 +63,7 @@ const (
 	inflightDiv    = 1000 // collected × 1000: a fast function averages well under 1 in flight
 	utilizationDiv = 100  // collected as percent × 100
 	demandDiv      = 100  // collected × 100
+	queueAgeDiv    = 1000 // collected in ms, shown in seconds
 )
 
 var functionCharts = []chartTemplate{
@@ -90,8 +91,17 @@ var functionCharts = []chartTemplate{
 		units: "requests/s", kind: "line", dims: []dimTemplate{
 			{name: contract.DimRate, incremental: true}, {name: contract.DimGateway5xx, incremental: true},
 			{name: contract.DimThrottled, incremental: true}}},
-	{ctx: contract.CtxDemand, suffix: contract.ChartDemand, title: "Demand in the scale metric (in-flight requests or requests/s), the larger of what the replicas and the gateway see",
+	{ctx: contract.CtxDemand, suffix: contract.ChartDemand, title: "Demand in the scale metric: in-flight requests or requests/s (the larger of what the replicas and the gateway see), or queued async requests",
 		units: "requests", kind: "line", dims: []dimTemplate{{name: contract.DimDemand, div: demandDiv}}},
+	{ctx: contract.CtxQueue, suffix: contract.ChartQueue, title: "Async queue (pulsed): requests not finished (depth) = waiting (pending) + being dispatched or waiting for a retry (in flight)",
+		units: "requests", kind: "line", dims: []dimTemplate{
+			{name: contract.DimDepth}, {name: contract.DimPending}, {name: contract.DimInFlight}}},
+	{ctx: contract.CtxQueueAge, suffix: contract.ChartQueueAge, title: "Age of the oldest async request not finished (pulsed)",
+		units: "seconds", kind: "line", dims: []dimTemplate{{name: contract.DimOldest, div: queueAgeDiv}}},
+	{ctx: contract.CtxAsyncRequests, suffix: contract.ChartAsyncRequests, title: "Async requests enqueued, done, failed (given up) and retried (pulsed)",
+		units: "requests/s", kind: "line", dims: []dimTemplate{
+			{name: contract.DimEnqueued, incremental: true}, {name: contract.DimDone, incremental: true},
+			{name: contract.DimFailed, incremental: true}, {name: contract.DimRetried, incremental: true}}},
 }
 
 // The collector's own chart: replicas listed, scraped and failed in the

@@ -24,6 +24,9 @@ func TestChartSpecs(t *testing.T) {
 		{contract.CtxGatewayDemand, contract.ChartGatewayDemand, []string{contract.DimSessions, contract.DimQueue}, nil},
 		{contract.CtxGatewayRequests, contract.ChartGatewayRequests, []string{contract.DimRate, contract.DimGateway5xx, contract.DimThrottled}, nil},
 		{contract.CtxDemand, contract.ChartDemand, []string{contract.DimDemand}, nil},
+		{contract.CtxQueue, contract.ChartQueue, []string{contract.DimDepth, contract.DimPending, contract.DimInFlight}, nil},
+		{contract.CtxQueueAge, contract.ChartQueueAge, []string{contract.DimOldest}, nil},
+		{contract.CtxAsyncRequests, contract.ChartAsyncRequests, []string{contract.DimEnqueued, contract.DimDone, contract.DimFailed, contract.DimRetried}, nil},
 	}
 	got := ChartSpecs()
 	for i := range got {
@@ -33,6 +36,22 @@ func TestChartSpecs(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ChartSpecs() =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// TestQueueChartNames pins the async queue charts' wire names (issue 16):
+// the contract's constants are what pulsed's operators and dashboards use.
+func TestQueueChartNames(t *testing.T) {
+	got := []string{contract.CtxQueue, contract.ChartQueue, contract.DimDepth, contract.DimPending, contract.DimInFlight,
+		contract.CtxQueueAge, contract.ChartQueueAge, contract.DimOldest,
+		contract.CtxAsyncRequests, contract.ChartAsyncRequests, contract.DimEnqueued, contract.DimDone, contract.DimFailed, contract.DimRetried,
+		contract.ScaleMetricQueue}
+	want := []string{"pulse.queue", "queue", "depth", "pending", "in_flight",
+		"pulse.queue_age", "queue_age", "oldest",
+		"pulse.async_requests", "async_requests", "enqueued", "done", "failed", "retried",
+		"queue"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("names %q, want %q", got, want)
 	}
 }
 
@@ -48,7 +67,7 @@ func TestModuleChartsFollowSpecs(t *testing.T) {
 	p.syncCharts([]string{"hello-2"})
 	mx := map[string]int64{}
 	newAggregator(nil).cycle(cycleInput{catalog: catalogOf("v", fn("hello-2", 1, nil)), haproxyOK: true,
-		backends: map[string]backendStats{"hello-2": {}}}, mx)
+		backends: map[string]backendStats{"hello-2": {}}, queuesOK: true}, mx)
 	specs := ChartSpecs()
 	charts := *p.Charts()
 	if len(charts) != len(specs)+1 {

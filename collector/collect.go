@@ -31,6 +31,11 @@ type Collector struct {
 	catalogDown     bool   // logged as unreachable; the next success is logged too
 	catalogDownKind string // the kind of failure logged (catalogFailureKind)
 
+	queues         queueReader
+	queuesDown     bool   // logged as unreadable; the next answer is logged too
+	queuesDownKind string // the kind of failure logged
+	queuesAbsent   bool   // pulsed answered 404: no async queues
+
 	haproxy     prometheus.Prometheus
 	haproxyDown bool
 
@@ -49,7 +54,21 @@ type scraper struct {
 // dimensions and variables, and the functions of the catalog in use (the
 // last one read), whose charts should exist.
 func (c *Collector) Collect(ctx context.Context) (map[string]int64, []string) {
-	c.readCatalog(ctx)
+	// pulsed's async queues are read alongside the catalog, within the
+	// same budget.
+	var (
+		qwg       sync.WaitGroup
+		queues    map[string]contract.QueueStatus
+		queuesErr error
+	)
+	qwg.Add(1)
+	go func() {
+		defer qwg.Done()
+		queues, queuesErr = c.readQueues(ctx)
+	}()
+	catalogOK := c.readCatalog(ctx)
+	qwg.Wait()
+	queuesOK := c.noteQueues(queuesErr, catalogOK)
 	c.credential.refresh()
 	now := c.now() // rates are per time between scrapes
 	cat := c.catalog.cur
@@ -69,7 +88,8 @@ func (c *Collector) Collect(ctx context.Context) (map[string]int64, []string) {
 	wg.Wait()
 
 	mx := make(map[string]int64, 24*len(cat.Functions)+4)
-	c.agg.cycle(cycleInput{now: now, catalog: cat, scraped: scraped, backends: backends, haproxyOK: haproxyOK}, mx)
+	c.agg.cycle(cycleInput{now: now, catalog: cat, scraped: scraped, backends: backends, haproxyOK: haproxyOK,
+		queues: queues, queuesOK: queuesOK}, mx)
 	mx[collectorKey(dimForbidden)] = int64(forbidden)
 	fns := make([]string, len(cat.Functions))
 	for i, f := range cat.Functions {
@@ -86,9 +106,10 @@ func (c *Collector) Collect(ctx context.Context) (map[string]int64, []string) {
 // within the interval only when the host is that busy.
 func (c *Collector) catalogBudget() time.Duration { return c.cfg.Timeout.Duration / 2 }
 
-// readCatalog refreshes the catalog; on failure the last one stays in use.
-// A failure is logged once, and so is the recovery.
-func (c *Collector) readCatalog(ctx context.Context) {
+// readCatalog refreshes the catalog and says whether it could; on failure
+// the last one stays in use. A failure is logged once, and so is the
+// recovery.
+func (c *Collector) readCatalog(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, c.catalogBudget())
 	defer cancel()
 	changed, err := c.catalog.read(ctx)
@@ -101,7 +122,7 @@ func (c *Collector) readCatalog(ctx context.Context) {
 			c.log.Warn("cannot read the replica catalog; keeping the last one until it answers",
 				"err", err, "functions", len(c.catalog.cur.Functions), "have_catalog", c.catalog.have)
 		}
-		return
+		return false
 	}
 	if c.catalogDown {
 		c.catalogDown, c.catalogDownKind = false, ""
@@ -110,11 +131,48 @@ func (c *Collector) readCatalog(ctx context.Context) {
 	if changed {
 		c.log.Debug("replica catalog changed", "version", c.catalog.cur.Version, "functions", len(c.catalog.cur.Functions))
 	}
+	return true
 }
 
-// catalogFailureKind sorts catalog failures for logging: each TLS check,
-// an answer with an unexpected status, and the rest (unreachable, bad
-// body).
+// readQueues reads pulsed's async queues within the catalog's budget.
+func (c *Collector) readQueues(ctx context.Context) (map[string]contract.QueueStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.catalogBudget())
+	defer cancel()
+	return c.queues.read(ctx)
+}
+
+// noteQueues logs what reading the queues gave, and says whether the cycle
+// has queue data. A 404 (async off, or an older pulsed) is no failure:
+// no data, logged at debug level only. Another failure is logged once
+// per kind, like the catalog's, and so is the recovery; but not while the
+// catalog failed in the same cycle (catalogOK false): pulsed is away, and
+// the catalog's warning says so.
+func (c *Collector) noteQueues(err error, catalogOK bool) bool {
+	absent := errors.Is(err, errNoQueues)
+	if err == nil || absent {
+		if c.queuesDown {
+			c.queuesDown, c.queuesDownKind = false, ""
+			c.log.Info("pulsed's async queues readable again", "async", !absent)
+		}
+		if absent != c.queuesAbsent {
+			c.queuesAbsent = absent
+			c.log.Debug("pulsed's async queues", "served", !absent, "url", c.queues.url)
+		}
+		return err == nil
+	}
+	if !catalogOK {
+		return false
+	}
+	if kind := catalogFailureKind(err); !c.queuesDown || kind != c.queuesDownKind {
+		c.queuesDown, c.queuesDownKind = true, kind
+		c.log.Warn("cannot read pulsed's async queues; the queue charts have no values (and functions scaled on queue no utilisation) until it answers", "err", err)
+	}
+	return false
+}
+
+// catalogFailureKind sorts catalog (and queue) failures for logging: each
+// TLS check, an answer with an unexpected status, and the rest
+// (unreachable, bad body).
 func catalogFailureKind(err error) string {
 	var te *tlsclient.Error
 	switch {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 // FuzzParseCatalog: whatever answers on the catalog URL, parseCatalog
@@ -100,6 +102,46 @@ func FuzzReadReplica(f *testing.F) {
 			mx := map[string]int64{}
 			in := cycleInput{catalog: catalogOf("v", fn("hello", 1, nil, running("r1"))), scraped: map[replicaKey]replicaMetrics{{"hello", "r1"}: m}}
 			in.now = time.Unix(1_800_000_000+int64(i), 0)
+			a.cycle(in, mx)
+			for k, v := range mx {
+				if v < 0 {
+					t.Fatalf("%s = %d", k, v)
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseQueues: whatever answers on pulsed's queues URL, parseQueues
+// returns an error or queues whose names can be chart IDs and families,
+// which the aggregator turns into non-negative chart values, two cycles
+// running (totals, rates and the demand of a function scaled on queue).
+func FuzzParseQueues(f *testing.F) {
+	f.Add([]byte(`{"queues":[{"function":"a","depth":3,"pending":2,"in_flight":1,"oldest_age_seconds":1.5,"enqueued":9,"done":5,"failed":1,"retried":2}]}`),
+		[]byte(`{"queues":[{"function":"a","depth":0,"enqueued":2}]}`))
+	f.Add([]byte(`{"queues":null}`), []byte(`{"queues":[{"function":"a","depth":18446744073709551615,"enqueued":18446744073709551615,"oldest_age_seconds":1e308}]}`))
+	f.Add([]byte(`{"queues":[{"function":"Odd_Name"},{"function":"a"},{"function":"a"}]}`), []byte(`<html></html>`))
+	f.Add([]byte(`{"queues":[{"function":"a","oldest_age_seconds":-5}]}`), []byte(`{"version":"x","functions":[]}`))
+	f.Fuzz(func(t *testing.T, body1, body2 []byte) {
+		a := newAggregator(nil)
+		labels := map[string]string{contract.LabelScaleMetric: contract.ScaleMetricQueue, contract.LabelScaleTarget: "0.5"}
+		for i, body := range [][]byte{body1, body2} {
+			qs, skipped, err := parseQueues(body)
+			in := cycleInput{now: time.Unix(1_800_000_000+int64(i), 0), queuesOK: err == nil, queues: qs}
+			if err == nil {
+				for _, s := range skipped {
+					if s.entry == "" || s.reason == "" || len(s.entry) > maxLoggedName+40 {
+						t.Fatalf("skipped entry %+v", s)
+					}
+				}
+				for name, q := range qs {
+					if !validFunctionName(name) || q.Function != name {
+						t.Fatalf("accepted queue %q: %+v", name, q)
+					}
+					in.catalog.Functions = append(in.catalog.Functions, fn(name, 1, labels, running("r1")))
+				}
+			}
+			mx := map[string]int64{}
 			a.cycle(in, mx)
 			for k, v := range mx {
 				if v < 0 {

@@ -146,6 +146,7 @@ func NewCollector(cfg Config, log *slog.Logger) (*Collector, error) {
 		credential: cred,
 		replicas:   newHTTPClient(&scrapeTransport{base: tr, max: maxReplicaPageBytes, credential: cred.get}, cfg.Timeout.Duration),
 		catalog:    catalogReader{client: newHTTPClient(tr, cfg.Timeout.Duration), url: cfg.CatalogURL, ca: ca, log: log, skipped: map[string]string{}},
+		queues:     queueReader{client: newHTTPClient(tr, cfg.Timeout.Duration), url: queuesURL(cfg.CatalogURL), ca: ca, log: log, skipped: map[string]string{}},
 		haproxy: prometheus.New(newHTTPClient(&scrapeTransport{base: tr, max: maxHAProxyPageBytes}, cfg.Timeout.Duration),
 			web.Request{URL: haproxyPageURL(cfg.HAProxyURL)}),
 		scrapers: map[replicaKey]*scraper{},

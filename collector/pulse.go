@@ -1,17 +1,17 @@
 // Package collector is Pulse's Netdata collector: a go.d.plugin (v0.58.1)
-// module named "pulse" that every second reads pulsed's replica catalog,
-// scrapes every replica's watchdog metrics and HAProxy's per-backend stats,
-// and emits one set of charts per function (contexts, dimensions and
-// variables from package contract). It presents the install's replica
-// credential (replica_auth_file, re-read when it changes) on every scrape
-// of a replica, reads pages uncompressed and capped, skips catalog entries
-// it cannot chart instead of the whole catalog, and verifies an https://
-// catalog with ca_file (package tlsclient).
+// module named "pulse" that every second reads pulsed's replica catalog and
+// async queues, scrapes every replica's watchdog metrics and HAProxy's
+// per-backend stats, and emits one set of charts per function (contexts,
+// dimensions and variables from package contract). It presents the
+// install's replica credential (replica_auth_file, re-read when it changes)
+// on every scrape of a replica, reads pages uncompressed and capped, skips
+// catalog entries it cannot chart instead of the whole catalog, and
+// verifies an https:// catalog with ca_file (package tlsclient).
 //
 // This file is the only one that uses go.d's module API (agent/module),
-// which later Netdata releases changed: reading the catalog, scraping and
-// aggregating (catalog.go, pages.go, aggregate.go, collect.go) do not
-// depend on it.
+// which later Netdata releases changed: reading the catalog and the queues,
+// scraping and aggregating (catalog.go, queues.go, pages.go, aggregate.go,
+// collect.go) do not depend on it. README.md lists the charts.
 package collector
 
 import (

@@ -54,12 +54,28 @@ const (
 	// DimUtilization; chart variables VarReplicas, VarTarget and VarFloor.
 	CtxUtilization = "pulse.utilization"
 	// CtxDemand: the demand the utilisation divides, in the function's
-	// scale metric (in-flight requests, or requests/s): the metric summed
-	// over the replicas, or the gateway's view of it if larger. The scaler
+	// scale metric: in-flight requests or requests/s (the metric summed
+	// over the replicas, or the gateway's view of it if larger), or queued
+	// async requests (the queue's depth, ScaleMetricQueue). The scaler
 	// sizes from it (desired = demand / target), which unlike the
 	// utilisation does not depend on how many replicas were ready when it
 	// was measured. Dimension DimDemand.
 	CtxDemand = "pulse.demand"
+	// CtxQueue: the function's async queue as pulsed reports it
+	// (QueuesPath): requests not finished (DimDepth) = waiting for
+	// dispatch (DimPending) + being dispatched or waiting for a retry
+	// (DimInFlight). 0 for a function without a queue; no value (a gap)
+	// in a cycle where pulsed's queues could not be read, or when pulsed
+	// serves none (404: async off, or an older pulsed).
+	CtxQueue = "pulse.queue"
+	// CtxQueueAge: seconds, the age of the oldest async request not
+	// finished (0: none). Dimension DimOldest. Gaps as CtxQueue.
+	CtxQueueAge = "pulse.queue_age"
+	// CtxAsyncRequests: async requests/s enqueued, done, failed (given
+	// up) and retried (dispatched again), from pulsed's counters.
+	// Dimensions DimEnqueued, DimDone, DimFailed, DimRetried. Gaps as
+	// CtxQueue.
+	CtxAsyncRequests = "pulse.async_requests"
 )
 
 // Chart ID suffixes: the chart ID of function f for a context is
@@ -74,6 +90,9 @@ const (
 	ChartGatewayRequests = "gateway_requests"
 	ChartUtilization     = "utilization"
 	ChartDemand          = "demand"
+	ChartQueue           = "queue"
+	ChartQueueAge        = "queue_age"
+	ChartAsyncRequests   = "async_requests"
 )
 
 // ChartID is the chart ID (without the type) of a function's chart. Netdata
@@ -105,6 +124,14 @@ const (
 	DimGateway5xx  = "5xx"
 	DimUtilization = "utilization"
 	DimDemand      = "demand"
+	DimDepth       = "depth"
+	DimPending     = "pending"
+	DimInFlight    = "in_flight"
+	DimOldest      = "oldest"
+	DimEnqueued    = "enqueued"
+	DimDone        = "done"
+	DimFailed      = "failed"
+	DimRetried     = "retried"
 )
 
 // Chart variables on the CtxUtilization chart.
@@ -120,7 +147,8 @@ const (
 	VarFloor = "floor"
 )
 
-// Scaling metrics (values of LabelScaleMetric).
+// Scaling metrics (values of LabelScaleMetric); ScaleMetricQueue (async.go)
+// is the third.
 const (
 	ScaleMetricInflight = "inflight"
 	ScaleMetricRPS      = "rps"

@@ -176,6 +176,36 @@ type ScalePolicy struct {
 	Idle   string  `json:"idle,omitempty"` // a duration; empty: never scales to zero
 }
 
+// AsyncPolicy is how pulsed dispatches a function's async requests, read
+// from its pulse.async label (functions.yml async).
+type AsyncPolicy struct {
+	Retries     int    `json:"retries"`
+	MaxAge      string `json:"max_age"` // a duration, e.g. 1h
+	Concurrency int    `json:"concurrency"`
+	Retry500    bool   `json:"retry_500"`
+	// Default: the function has no label (no async in its functions.yml),
+	// so pulsed applies contract.DefaultAsyncPolicy.
+	Default bool `json:"default,omitempty"`
+}
+
+// String is the policy in words, as pulse describe shows it: "3 retries
+// within 1h, 4 dispatches per replica at once, 500 not retried (default)".
+func (p AsyncPolicy) String() string {
+	retries := "retries"
+	if p.Retries == 1 {
+		retries = "retry"
+	}
+	on500 := "500 not retried"
+	if p.Retry500 {
+		on500 = "500 retried"
+	}
+	s := fmt.Sprintf("%d %s within %s, %d dispatches per replica at once, %s", p.Retries, retries, p.MaxAge, p.Concurrency, on500)
+	if p.Default {
+		s += " (default)"
+	}
+	return s
+}
+
 // ResourceLimits are a service's limits; zero means none.
 type ResourceLimits struct {
 	CPUs        float64 `json:"cpus,omitempty"`
@@ -193,16 +223,20 @@ type Detail struct {
 	Timeout   string            `json:"timeout,omitempty"`
 	// RateLimit is the gateway's limit (functions.yml rate_limit), nil
 	// when the function has none.
-	RateLimit     *contract.RateLimit `json:"rate_limit,omitempty"`
-	Image         string              `json:"image"`
-	ImageSize     int64               `json:"image_size"`
-	Running       int                 `json:"running"`
-	Desired       int                 `json:"desired"`
-	CreatedAt     time.Time           `json:"created_at"`
-	UpdatedAt     time.Time           `json:"updated_at"`
-	UpdateState   string              `json:"update_state,omitempty"` // of the last rolling update
-	UpdateMessage string              `json:"update_message,omitempty"`
-	Tasks         []TaskDetail        `json:"tasks"`
+	RateLimit *contract.RateLimit `json:"rate_limit,omitempty"`
+	// Async is how pulsed dispatches its async requests: the label's
+	// policy, or the default (Default set) when it has none; nil when the
+	// label is malformed (the catalog skips such a function).
+	Async         *AsyncPolicy `json:"async,omitempty"`
+	Image         string       `json:"image"`
+	ImageSize     int64        `json:"image_size"`
+	Running       int          `json:"running"`
+	Desired       int          `json:"desired"`
+	CreatedAt     time.Time    `json:"created_at"`
+	UpdatedAt     time.Time    `json:"updated_at"`
+	UpdateState   string       `json:"update_state,omitempty"` // of the last rolling update
+	UpdateMessage string       `json:"update_message,omitempty"`
+	Tasks         []TaskDetail `json:"tasks"`
 }
 
 // TaskDetail is one task of a function, current or recent.
@@ -220,7 +254,7 @@ type TaskDetail struct {
 	Error        string    `json:"error,omitempty"`
 }
 
-// Describe details a function: labels, policy, limits, image, and its tasks
+// Describe details a function: labels, policies, limits, image, and its tasks
 // (current ones and the recent history Swarm keeps), by slot, newest first.
 func (s *Swarm) Describe(ctx context.Context, name string) (Detail, error) {
 	fail := func(err error) (Detail, error) { return Detail{}, fmt.Errorf("describe %s: %w", name, err) }
@@ -237,6 +271,7 @@ func (s *Swarm) Describe(ctx context.Context, name string) (Detail, error) {
 		ServiceID: svc.ID,
 		Labels:    svc.Spec.Labels,
 		Scale:     scalePolicy(svc.Spec.Labels),
+		Async:     asyncPolicy(svc.Spec.Labels),
 		Timeout:   svc.Spec.Labels[contract.LabelTimeout],
 		Image:     serviceImage(svc),
 		Desired:   replicasOf(svc.Spec),
@@ -302,4 +337,18 @@ func scalePolicy(labels map[string]string) ScalePolicy {
 		p.Idle = sp.Idle.String()
 	}
 	return p
+}
+
+// asyncPolicy reads the pulse.async label as pulsed does
+// (contract.ParseAsyncPolicy): absent, the default; malformed, nil.
+func asyncPolicy(labels map[string]string) *AsyncPolicy {
+	p, isDefault := contract.DefaultAsyncPolicy, true
+	if v, ok := labels[contract.LabelAsync]; ok {
+		var err error
+		if p, err = contract.ParseAsyncPolicy(v); err != nil {
+			return nil
+		}
+		isDefault = false
+	}
+	return &AsyncPolicy{Retries: p.Retries, MaxAge: shortDuration(p.MaxAge), Concurrency: p.Concurrency, Retry500: p.Retry500, Default: isDefault}
 }

@@ -8,8 +8,10 @@
 //     a bad spec from a usage error; the service labels and the watchdog
 //     environment it implies (labels.go). Not here: the scale policy
 //     ([Scale] is scalelabels.Policy: its defaults, rules and labels are
-//     package internal/scalelabels) and the defaults and ParseSize the spec
-//     shares with the watchdog (package contract, defaults.go).
+//     package internal/scalelabels), the rate_limit and async policies'
+//     bounds and label values (contract.RateLimit, contract.AsyncPolicy,
+//     which pulsed reads) and the defaults and ParseSize the spec shares
+//     with the watchdog (package contract, defaults.go).
 //   - Templates (templates/, scaffold.go): `pulse new` ([Scaffold]).
 //   - The static build (build*.go): [Build] compiles Go, C, C++ or takes a
 //     static executable, with the watchdog from the SDK embedded in the

@@ -16,9 +16,11 @@ import (
 // §5): the user's labels plus the pulse.* ones, which pulsed, the gateway
 // and the scaler read. The timeout is a Go duration, the body limit a number
 // of bytes, and pulse.scale.idle is empty when the function never scales to
-// zero.
+// zero. pulse.rate-limit and pulse.async are there only when the spec has
+// rate_limit and async: a deploy replaces all of a service's labels, so
+// removing the section removes the label.
 func (s Spec) ServiceLabels() map[string]string {
-	l := make(map[string]string, len(s.Labels)+8)
+	l := make(map[string]string, len(s.Labels)+10)
 	maps.Copy(l, s.Labels)
 	maps.Copy(l, map[string]string{
 		contract.LabelFunction: s.Name,
@@ -28,6 +30,9 @@ func (s Spec) ServiceLabels() map[string]string {
 	maps.Copy(l, scalelabels.Format(s.Scale))
 	if s.RateLimit != nil {
 		l[contract.LabelRateLimit] = s.RateLimit.String()
+	}
+	if s.Async != nil {
+		l[contract.LabelAsync] = s.Async.String()
 	}
 	return l
 }

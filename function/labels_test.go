@@ -24,7 +24,9 @@ func labelTestSpecs() map[string]Spec {
 		"fork": {
 			Name: "echo", Lang: LangCPP, Handler: ".", Mode: contract.ModeFork, Args: []string{"--json", "<&>"},
 			Timeout: 1500 * time.Millisecond, MaxBody: 512 << 10,
-			Scale: Scale{Metric: ScaleRPS, Target: 2.5, Min: 0, Max: 50, Idle: 5 * time.Minute},
+			Scale:     Scale{Metric: ScaleRPS, Target: 2.5, Min: 0, Max: 50, Idle: 5 * time.Minute},
+			RateLimit: &contract.RateLimit{Requests: 100, Per: time.Second, By: contract.RateByKey},
+			Async:     &contract.AsyncPolicy{Retries: 0, MaxAge: 90 * time.Second, Concurrency: 8, Retry500: true},
 		},
 		"http": {
 			Name: "proxy", Lang: LangBin, Handler: "./fn", Mode: contract.ModeHTTP, Port: 4000,
@@ -56,6 +58,8 @@ func TestServiceLabels(t *testing.T) {
 			"pulse.scale.min":    "0",
 			"pulse.scale.max":    "50",
 			"pulse.scale.idle":   "5m0s",
+			"pulse.rate-limit":   "100/1s/key",
+			"pulse.async":        "retries=0,max_age=90s,concurrency=8,retry_500=true",
 		},
 		"http": {
 			"pulse.function":     "proxy",

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsefaas/pulse/contract"
 )
 
 func TestScaffold(t *testing.T) {
@@ -83,6 +85,41 @@ func TestScaffold(t *testing.T) {
 			tt.want.Dir = filepath.Join(dir, "hello")
 			if !reflect.DeepEqual(specs, []Spec{tt.want}) {
 				t.Errorf("spec\n got %+v\nwant %+v", specs, []Spec{tt.want})
+			}
+		})
+	}
+}
+
+// TestScaffoldCommentedSettings: the rate_limit and async lines each
+// template leaves commented out parse, once uncommented, to what their
+// comments say: async's are contract.DefaultAsyncPolicy, what pulsed
+// applies to a function without the section.
+func TestScaffoldCommentedSettings(t *testing.T) {
+	for _, lang := range []string{LangGo, LangC, LangCPP, LangBin} {
+		t.Run(lang, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := Scaffold(dir, "hello", lang, ""); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "hello", SpecFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := string(b)
+			for _, key := range []string{"rate_limit", "async"} {
+				line := "\n    # " + key + ": {"
+				if strings.Count(doc, line) != 1 {
+					t.Fatalf("the template has %d commented %s lines, want 1:\n%s", strings.Count(doc, line), key, doc)
+				}
+				doc = strings.Replace(doc, line, "\n    "+key+": {", 1)
+			}
+			specs, err := ParseSpecs(SpecFile, []byte(doc), filepath.Join(dir, "hello"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRate := contract.RateLimit{Requests: 100, Per: time.Second, By: contract.RateByFunction}
+			if s := specs[0]; s.RateLimit == nil || *s.RateLimit != wantRate || s.Async == nil || *s.Async != contract.DefaultAsyncPolicy {
+				t.Errorf("uncommented: rate_limit %+v, async %+v; want %+v and %+v", s.RateLimit, s.Async, wantRate, contract.DefaultAsyncPolicy)
 			}
 		})
 	}

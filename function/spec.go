@@ -45,7 +45,11 @@ type Spec struct {
 	// RateLimit, when set, is the most requests the gateway answers per
 	// period (counted per function, client or invoke key); the rest get 429
 	// with Retry-After.
-	RateLimit   *contract.RateLimit
+	RateLimit *contract.RateLimit
+	// Async, when set, is how pulsed dispatches the function's asynchronous
+	// requests (functions.yml async): retries, max age, concurrency. nil:
+	// no label, and pulsed applies contract.DefaultAsyncPolicy.
+	Async       *contract.AsyncPolicy
 	Labels      map[string]string // extra service labels (not under pulse.)
 	Constraints []string          // Swarm placement constraints, e.g. node.role==worker
 
@@ -66,7 +70,8 @@ type Limits struct {
 
 // Scale is the autoscaling policy, written to the service's labels. It is
 // internal/scalelabels' Policy, which owns its defaults, metric names, rules
-// and labels: Metric "inflight" or "rps", Target per replica, Min replicas at
-// least (the deploy's count; 0 allows scale to zero), Max at most (every
-// function has one, ≥ max(Min, 1)), Idle before scaling to zero (0 = never).
+// and labels: Metric "inflight", "rps" or "queue" (async requests queued),
+// Target per replica, Min replicas at least (the deploy's count; 0 allows
+// scale to zero), Max at most (every function has one, ≥ max(Min, 1)), Idle
+// before scaling to zero (0 = never).
 type Scale = scalelabels.Policy

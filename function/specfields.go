@@ -88,6 +88,8 @@ func (p *specParser) function(name string, k, v *yaml.Node) Spec {
 				f.scale(vn, key, &s.Scale)
 			case "rate_limit":
 				f.rateLimit(vn, key, &s.RateLimit)
+			case "async":
+				f.async(vn, key, name, &s.Async)
 			case "labels":
 				f.strMap(vn, key, "{team: web}", &s.Labels)
 			case "constraints":
@@ -183,6 +185,20 @@ func (f *fnParser) number(n *yaml.Node, field, example string, dst *float64) boo
 		return false
 	}
 	*dst = x
+	return true
+}
+
+func (f *fnParser) boolean(n *yaml.Node, field string, dst *bool) bool {
+	v, ok := f.text(n, field, "true or false")
+	if !ok {
+		return false
+	}
+	var b bool
+	if n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+		f.errorf(n, field, "%q is not true or false; write one of those", v)
+		return false
+	}
+	*dst = b
 	return true
 }
 
@@ -320,12 +336,41 @@ func (f *fnParser) rateLimit(n *yaml.Node, field string, dst **contract.RateLimi
 	*dst = &r
 }
 
+// async reads async: {retries: 3, max_age: 1h, concurrency: 4, retry_500:
+// false}; a key left out keeps contract.DefaultAsyncPolicy's value.
+func (f *fnParser) async(n *yaml.Node, field, name string, dst **contract.AsyncPolicy) {
+	if yamlIsNull(n) {
+		return
+	}
+	const example = "{retries: 3, max_age: 1h, concurrency: 4, retry_500: false}"
+	if n.Kind == yaml.ScalarNode { // async: true, as if it were a switch
+		f.errorf(n, field, "every function takes async requests (at %s%s); async only sets how pulsed dispatches them: write a mapping like %s, or remove it for those defaults",
+			contract.AsyncFunctionPrefix, name, example)
+		return
+	}
+	p := contract.DefaultAsyncPolicy
+	f.section(n, field, asyncKeys, example, func(key string, v *yaml.Node) {
+		sub := field + "." + key
+		switch key {
+		case "retries":
+			f.integer(v, sub, "3", &p.Retries)
+		case "max_age":
+			f.duration(v, sub, &p.MaxAge)
+		case "concurrency":
+			f.integer(v, sub, "4", &p.Concurrency)
+		case "retry_500":
+			f.boolean(v, sub, &p.Retry500)
+		}
+	})
+	*dst = &p
+}
+
 func (f *fnParser) scale(n *yaml.Node, field string, s *Scale) {
 	f.section(n, field, scaleKeys, "{metric: inflight, target: 10, min: 1, max: 10, idle: 5m}", func(key string, v *yaml.Node) {
 		sub := field + "." + key
 		switch key {
 		case "metric":
-			f.str(v, sub, "inflight or rps", &s.Metric)
+			f.str(v, sub, "inflight, rps or queue", &s.Metric)
 		case "target":
 			f.number(v, sub, "10", &s.Target)
 		case "min":

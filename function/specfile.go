@@ -101,8 +101,9 @@ func ParseSpecs(name string, data []byte, dir string) ([]Spec, error) {
 var (
 	rootKeys     = []string{"version", "functions"}
 	functionKeys = []string{"lang", "handler", "mode", "args", "port", "env", "secrets", "limits",
-		"timeout", "max_body", "max_overdue", "scale", "rate_limit", "labels", "constraints"}
+		"timeout", "max_body", "max_overdue", "scale", "rate_limit", "async", "labels", "constraints"}
 	rateLimitKeys = []string{"requests", "per", "by"}
+	asyncKeys     = []string{"retries", "max_age", "concurrency", "retry_500"}
 	limitsKeys    = []string{"memory", "cpus", "pids"}
 	scaleKeys     = []string{"metric", "target", "min", "max", "idle"}
 )

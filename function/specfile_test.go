@@ -38,6 +38,7 @@ func TestParseSpecsFull(t *testing.T) {
 			Timeout:     30 * time.Second,
 			MaxBody:     10 << 20,
 			Scale:       Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10, Idle: 5 * time.Minute},
+			RateLimit:   &contract.RateLimit{Requests: 100, Per: time.Second, By: contract.RateByClient},
 			Labels:      map[string]string{"team": "web"},
 			Constraints: []string{"node.role==worker"},
 			Dir:         specTestDir,
@@ -57,11 +58,12 @@ func TestParseSpecsFull(t *testing.T) {
 			Timeout:     2 * time.Minute,
 			MaxBody:     512 << 10,
 			Scale:       Scale{Metric: "rps", Target: 2.5, Min: 0, Max: 50},
+			Async:       &contract.AsyncPolicy{Retries: 10, MaxAge: 24 * time.Hour, Concurrency: 16, Retry500: true},
 			Labels:      map[string]string{"com.example.team": "infra"},
 			Constraints: []string{"node.labels.zone!=edge", "node.role == worker"},
 			Dir:         specTestDir,
 			File:        "full.yml",
-			Line:        16,
+			Line:        17,
 		},
 		{
 			Name:    "echo",
@@ -73,7 +75,7 @@ func TestParseSpecsFull(t *testing.T) {
 			Scale:   Scale{Metric: "inflight", Target: 10, Min: 1, Max: 10},
 			Dir:     specTestDir,
 			File:    "full.yml",
-			Line:    44,
+			Line:    50,
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -133,6 +135,32 @@ func TestParseSpecsDefaults(t *testing.T) {
 			s.RateLimit = &contract.RateLimit{Requests: 50, Per: time.Minute, By: contract.RateByClient}
 			return s
 		}()},
+		{"async: every key left out takes the default", specDoc("  a: {lang: go, async: {}}\n"), func() Spec {
+			s := def("a", LangGo, "inproc", 0)
+			s.Async = &contract.AsyncPolicy{Retries: 3, MaxAge: time.Hour, Concurrency: 4}
+			return s
+		}()},
+		{"async: one key, the others default", specDoc("  a: {lang: go, async: {retries: 0}}\n"), func() Spec {
+			s := def("a", LangGo, "inproc", 0)
+			s.Async = &contract.AsyncPolicy{Retries: 0, MaxAge: time.Hour, Concurrency: 4}
+			return s
+		}()},
+		{"async in full", specDoc("  a: {lang: c, async: {retries: 100, max_age: 168h, concurrency: 1000, retry_500: true}}\n"), func() Spec {
+			s := def("a", LangC, "fork", 0)
+			s.Async = &contract.AsyncPolicy{Retries: 100, MaxAge: 7 * 24 * time.Hour, Concurrency: 1000, Retry500: true}
+			return s
+		}()},
+		{"async smallest", specDoc("  a: {lang: go, async: {max_age: 1s, concurrency: 1, retry_500: false}}\n"), func() Spec {
+			s := def("a", LangGo, "inproc", 0)
+			s.Async = &contract.AsyncPolicy{Retries: 3, MaxAge: time.Second, Concurrency: 1}
+			return s
+		}()},
+		{"async without a value is no section", specDoc("  a:\n    lang: go\n    async:\n"), def("a", LangGo, "inproc", 0)},
+		{"scale on the async queue", specDoc("  a: {lang: go, scale: {metric: queue, target: 5}}\n"), func() Spec {
+			s := def("a", LangGo, "inproc", 0)
+			s.Scale.Metric, s.Scale.Target = ScaleQueue, 5
+			return s
+		}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,7 +187,7 @@ func TestParseSpecsAliasReused(t *testing.T) {
 }
 
 func TestParseSpecsErrors(t *testing.T) {
-	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, rate_limit, labels, constraints)"
+	const known = "(known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, rate_limit, async, labels, constraints)"
 	const nameRule = "a function name becomes a DNS name, a URL path segment (/function/<name>) and a Swarm service name, " +
 		"so write it as a DNS label: 1-63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
 	tests := []struct {
@@ -205,7 +233,7 @@ func TestParseSpecsErrors(t *testing.T) {
 		// Fields.
 		{"unknown key", specDoc("  a:\n    lang: go\n    tmeout: 30s\n"), `functions.yml:5:5: functions.a.tmeout: unknown key; did you mean timeout? ` + known},
 		{"unknown key, other spelling", specDoc("  a:\n    lang: go\n    maxBody: 1MiB\n"), `functions.yml:5:5: functions.a.maxBody: unknown key; did you mean max_body? ` + known},
-		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, rate_limit, labels, constraints`},
+		{"unknown key, far", specDoc("  a:\n    lang: go\n    image: x\n"), `functions.yml:5:5: functions.a.image: unknown key; known here: lang, handler, mode, args, port, env, secrets, limits, timeout, max_body, max_overdue, scale, rate_limit, async, labels, constraints`},
 		{"no lang", specDoc("  a:\n    handler: .\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"no settings", specDoc("  a:\n"), `functions.yml:3:3: functions.a.lang: missing; set it to go, c, cpp or bin`},
 		{"bad lang", specDoc("  a: {lang: rust}\n"), `functions.yml:3:13: functions.a.lang: "rust" is not a language Pulse builds; use go, c, cpp or bin (bin runs any static executable)`},
@@ -252,7 +280,7 @@ func TestParseSpecsErrors(t *testing.T) {
 		{"scale max 0", specDoc("  a: {lang: go, scale: {min: 0, max: 0}}\n"), `functions.yml:3:38: functions.a.scale.max: 0: must be at least 1: every function has a cap; write the most replicas it may run, at least min and 1, e.g. 10`},
 		{"scale min negative", specDoc("  a: {lang: go, scale: {min: -1}}\n"), `functions.yml:3:30: functions.a.scale.min: -1 is negative; write 0 (to allow scaling to zero) or more`},
 		{"scale target 0", specDoc("  a: {lang: go, scale: {target: 0}}\n"), `functions.yml:3:33: functions.a.scale.target: 0: must be above 0: the value of the metric one replica should carry, e.g. 10`},
-		{"scale metric", specDoc("  a: {lang: go, scale: {metric: cpu}}\n"), `functions.yml:3:33: functions.a.scale.metric: "cpu" is not a scaling metric; write inflight (requests in progress per replica) or rps (requests per second per replica)`},
+		{"scale metric", specDoc("  a: {lang: go, scale: {metric: cpu}}\n"), `functions.yml:3:33: functions.a.scale.metric: "cpu" is not a scaling metric; write inflight (requests in progress per replica), rps (requests per second per replica) or queue (queued async requests per replica)`},
 		{"scale idle negative", specDoc("  a: {lang: go, scale: {idle: -5m}}\n"), `functions.yml:3:31: functions.a.scale.idle: -5m0s is negative; write how long a function may be idle before it scales to zero, e.g. 5m, or remove it to never scale to zero`},
 		{"scale max float", specDoc("  a: {lang: go, scale: {max: 2.5}}\n"), `functions.yml:3:30: functions.a.scale.max: "2.5" is not a whole number; write it like 10`},
 		{"rate limit without requests", specDoc("  a: {lang: go, rate_limit: {per: 1s}}\n"), `functions.yml:3:29: functions.a.rate_limit: requests is missing: write the most requests answered per period, e.g. {requests: 100, per: 1s}`},
@@ -261,6 +289,27 @@ func TestParseSpecsErrors(t *testing.T) {
 		{"rate limit by", specDoc("  a: {lang: go, rate_limit: {requests: 5, by: ip}}\n"), `functions.yml:3:47: functions.a.rate_limit.by: "ip": want function (one budget for the function), client (one per client address) or key (one per invoke key)`},
 		{"rate limit unknown key", specDoc("  a: {lang: go, rate_limit: {requests: 5, burst: 9}}\n"), `functions.yml:3:43: functions.a.rate_limit.burst: unknown key; known here: requests, per, by`},
 		{"rate limit list", specDoc("  a: {lang: go, rate_limit: [5]}\n"), `functions.yml:3:29: functions.a.rate_limit: must be a mapping like {requests: 100, per: 1s, by: function}`},
+		{"async retries negative", specDoc("  a: {lang: go, async: {retries: -1}}\n"), `functions.yml:3:34: functions.a.async.retries: -1: want 0 (no retry) to 100 dispatches after the first; the default is 3`},
+		{"async retries too many", specDoc("  a: {lang: go, async: {retries: 101}}\n"), `functions.yml:3:34: functions.a.async.retries: 101: want 0 (no retry) to 100 dispatches after the first; the default is 3`},
+		{"async retries text", specDoc("  a: {lang: go, async: {retries: many}}\n"), `functions.yml:3:34: functions.a.async.retries: "many" is not a whole number; write it like 3`},
+		{"async max_age zero", specDoc("  a: {lang: go, async: {max_age: 0s}}\n"), `functions.yml:3:34: functions.a.async.max_age: 0s: want whole seconds from 1s to 168h (a week), e.g. 30m or 24h; the default is 1h`},
+		{"async max_age below a second", specDoc("  a: {lang: go, async: {max_age: 500ms}}\n"), `functions.yml:3:34: functions.a.async.max_age: 500ms: want whole seconds from 1s to 168h (a week), e.g. 30m or 24h; the default is 1h`},
+		{"async max_age not whole seconds", specDoc("  a: {lang: go, async: {max_age: 1.5s}}\n"), `functions.yml:3:34: functions.a.async.max_age: 1.5s: want whole seconds from 1s to 168h (a week), e.g. 30m or 24h; the default is 1h`},
+		{"async max_age over a week", specDoc("  a: {lang: go, async: {max_age: 169h}}\n"), `functions.yml:3:34: functions.a.async.max_age: 169h0m0s: want whole seconds from 1s to 168h (a week), e.g. 30m or 24h; the default is 1h`},
+		{"async max_age in days", specDoc("  a: {lang: go, async: {max_age: 2d}}\n"), `functions.yml:3:34: functions.a.async.max_age: "2d" is not a duration; write it like 30s or 2m`},
+		{"async concurrency zero", specDoc("  a: {lang: go, async: {concurrency: 0}}\n"), `functions.yml:3:38: functions.a.async.concurrency: 0: want 1 to 1000 dispatches in flight per replica; the default is 4`},
+		{"async concurrency too high", specDoc("  a: {lang: go, async: {concurrency: 1001}}\n"), `functions.yml:3:38: functions.a.async.concurrency: 1001: want 1 to 1000 dispatches in flight per replica; the default is 4`},
+		{"async concurrency float", specDoc("  a: {lang: go, async: {concurrency: 2.5}}\n"), `functions.yml:3:38: functions.a.async.concurrency: "2.5" is not a whole number; write it like 4`},
+		{"async retry_500 not a bool", specDoc("  a: {lang: go, async: {retry_500: yes}}\n"), `functions.yml:3:36: functions.a.async.retry_500: "yes" is not true or false; write one of those`},
+		{"async retry_500 null", specDoc("  a:\n    lang: go\n    async:\n      retry_500:\n"), `functions.yml:6:17: functions.a.async.retry_500: has no value; write true or false, or remove the key`},
+		{"async unknown key", specDoc("  a: {lang: go, async: {retries: 3, backoff: 1s}}\n"), `functions.yml:3:37: functions.a.async.backoff: unknown key; known here: retries, max_age, concurrency, retry_500`},
+		{"async near miss", specDoc("  a: {lang: go, async: {max-age: 1h}}\n"), `functions.yml:3:25: functions.a.async.max-age: unknown key; did you mean max_age? (known here: retries, max_age, concurrency, retry_500)`},
+		{"async list", specDoc("  a: {lang: go, async: [3]}\n"), `functions.yml:3:24: functions.a.async: must be a mapping like {retries: 3, max_age: 1h, concurrency: 4, retry_500: false}`},
+		{"async as a switch", specDoc("  a: {lang: go, async: true}\n"), `functions.yml:3:24: functions.a.async: every function takes async requests (at /async-function/a); async only sets how pulsed dispatches them: write a mapping like {retries: 3, max_age: 1h, concurrency: 4, retry_500: false}, or remove it for those defaults`},
+		{"async every value wrong", specDoc("  a:\n    lang: go\n    async: {retries: -1, max_age: 0s, concurrency: 0}\n"),
+			"functions.yml:5:22: functions.a.async.retries: -1: want 0 (no retry) to 100 dispatches after the first; the default is 3\n" +
+				"functions.yml:5:35: functions.a.async.max_age: 0s: want whole seconds from 1s to 168h (a week), e.g. 30m or 24h; the default is 1h\n" +
+				"functions.yml:5:52: functions.a.async.concurrency: 0: want 1 to 1000 dispatches in flight per replica; the default is 4"},
 		{"env reserved", specDoc("  a: {lang: go, env: {PULSE_TIMEOUT: 5s}}\n"), `functions.yml:3:23: functions.a.env.PULSE_TIMEOUT: names starting with PULSE_ are reserved for the watchdog's settings, which pulse deploy sets from this file; rename it`},
 		{"env bad name", specDoc("  a: {lang: go, env: {1X: y}}\n"), `functions.yml:3:23: functions.a.env.1X: "1X" is not an environment variable name; use letters, digits and '_', not starting with a digit`},
 		{"env CGI name in fork mode", specDoc("  a: {lang: c, env: {HTTP_PROXY: x, QUERY_STRING: y}}\n"),
@@ -323,7 +372,7 @@ func TestSpecValidate(t *testing.T) {
 				"functions.\"\".handler: is empty; write the path of the function's source (the executable for bin) relative to the spec file, e.g. ./\n" +
 				"functions.\"\".timeout: 0s is too short; write at least 1ms (the default is 30s)\n" +
 				"functions.\"\".max_body: must be above 0, e.g. 10MiB (the default)\n" +
-				"functions.\"\".scale.metric: \"\" is not a scaling metric; write inflight (requests in progress per replica) or rps (requests per second per replica)\n" +
+				"functions.\"\".scale.metric: \"\" is not a scaling metric; write inflight (requests in progress per replica), rps (requests per second per replica) or queue (queued async requests per replica)\n" +
 				"functions.\"\".scale.target: 0: must be above 0: the value of the metric one replica should carry, e.g. 10\n" +
 				"functions.\"\".scale.max: 0: must be at least 1: every function has a cap; write the most replicas it may run, at least min and 1, e.g. 10"},
 		{"position", func(s *Spec) { s.File, s.Line, s.Port = "f.yml", 7, 0 },
@@ -344,6 +393,13 @@ func TestSpecValidate(t *testing.T) {
 			"functions.a.labels.team: the value holds a NUL character"},
 		{"upper-case reserved label", func(s *Spec) { s.Labels = map[string]string{"Pulse.x": "y"} },
 			`functions.a.labels."Pulse.x": labels under pulse. are reserved: pulse deploy sets them from this file (timeout, max_body, scale); rename it, e.g. "x" or com.example.team`},
+		{"async default", func(s *Spec) { p := contract.DefaultAsyncPolicy; s.Async = &p }, ""},
+		{"async out of bounds", func(s *Spec) {
+			s.Async = &contract.AsyncPolicy{Retries: -1, MaxAge: 2*time.Hour + 500*time.Millisecond, Concurrency: 1001}
+		},
+			"functions.a.async.retries: -1: want 0 (no retry) to 100 dispatches after the first; the default is 3\n" +
+				"functions.a.async.max_age: 2h0m0.5s: want whole seconds from 1s to 168h (a week), e.g. 30m or 24h; the default is 1h\n" +
+				"functions.a.async.concurrency: 1001: want 1 to 1000 dispatches in flight per replica; the default is 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -424,6 +480,8 @@ func FuzzParseSpecs(f *testing.F) {
 		"a: &a [*a]\n", "version: 1\nfunctions: {a: {<<: {lang: go}}}\n", "version: 1\n---\n",
 		specDoc("  a: {lang: go, auth: {secret: k}, limits: {pids: 99999999999999999999, memory: 0}}\n"),
 		specDoc("  a: {lang: c, limits: {pids: -1, cpus: 1}, secrets: [pulse-replica-auth]}\n"),
+		specDoc("  a: {lang: go, async: {retries: 7, max_age: 90m, concurrency: 2, retry_500: true}, scale: {metric: queue}}\n"),
+		specDoc("  a: {lang: go, async: {max_age: 1500ms, concurrency: -1, retry_500: 1}}\n"),
 	} {
 		f.Add([]byte(s))
 	}
@@ -452,11 +510,59 @@ func FuzzParseSpecs(f *testing.F) {
 			if err := s.Validate(); err != nil {
 				t.Fatalf("accepted spec does not validate: %v\n%+v", err, s)
 			}
+			// pulsed reads the label with contract.ParseAsyncPolicy: what
+			// the file accepts, the label must carry.
+			if a := s.Async; a != nil {
+				if p, err := contract.ParseAsyncPolicy(a.String()); err != nil || p != *a {
+					t.Fatalf("accepted async %+v: label %q reads back as %+v, %v", *a, a.String(), p, err)
+				}
+			}
 			if s.Dir != specTestDir || s.File != "f.yml" || s.Line < 1 {
 				t.Fatalf("bad position: %+v", s)
 			}
 		}
 	})
+}
+
+// TestAsyncRoundTrip: functions.yml's async becomes the pulse.async label,
+// which the catalog (what pulsed reads) reads back as the same policy; a
+// function without async has no label, so pulsed applies the default.
+func TestAsyncRoundTrip(t *testing.T) {
+	for _, tc := range []struct{ doc, label string }{
+		{"  a: {lang: go, async: {}}\n", "retries=3,max_age=1h,concurrency=4,retry_500=false"},
+		{"  a: {lang: go, async: {retries: 0}}\n", "retries=0,max_age=1h,concurrency=4,retry_500=false"},
+		{"  a: {lang: go, async: {retries: 10, max_age: 30m, concurrency: 16, retry_500: true}}\n", "retries=10,max_age=30m,concurrency=16,retry_500=true"},
+		{"  a: {lang: go, async: {retries: 100, max_age: 168h, concurrency: 1000}}\n", "retries=100,max_age=168h,concurrency=1000,retry_500=false"},
+		{"  a: {lang: go, async: {max_age: 1s, concurrency: 1}}\n", "retries=3,max_age=1s,concurrency=1,retry_500=false"},
+		{"  a: {lang: go, async: {max_age: 90s}}\n", "retries=3,max_age=90s,concurrency=4,retry_500=false"},
+		{"  a: {lang: go, async: {max_age: 90m}}\n", "retries=3,max_age=90m,concurrency=4,retry_500=false"},
+	} {
+		specs, err := ParseSpecs("functions.yml", []byte(specDoc(tc.doc)), specTestDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels := specs[0].ServiceLabels()
+		if got := labels[contract.LabelAsync]; got != tc.label {
+			t.Errorf("%s: label %s=%q, want %q", tc.doc, contract.LabelAsync, got, tc.label)
+		}
+		set, err := catalog.CheckFunction("a", labels)
+		if err != nil {
+			t.Fatalf("%s: label %q: %v", tc.doc, labels[contract.LabelAsync], err)
+		}
+		if set.Async == nil || *set.Async != *specs[0].Async {
+			t.Errorf("%s: label %q read back as %+v, want %+v", tc.doc, labels[contract.LabelAsync], set.Async, *specs[0].Async)
+		}
+	}
+	specs, err := ParseSpecs("functions.yml", []byte(specDoc("  a: {lang: go}\n")), specTestDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := specs[0].ServiceLabels()[contract.LabelAsync]; ok {
+		t.Errorf("no async, label %q; want none", v)
+	}
+	if set, err := catalog.CheckFunction("a", specs[0].ServiceLabels()); err != nil || set.Async != nil {
+		t.Errorf("no async: CheckFunction = %+v, %v; want no policy (pulsed's default)", set.Async, err)
+	}
 }
 
 // TestRateLimitRoundTrip: functions.yml's rate_limit becomes the service

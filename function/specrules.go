@@ -57,6 +57,7 @@ const (
 const (
 	ScaleInflight = scalelabels.MetricInflight // requests in progress per replica
 	ScaleRPS      = scalelabels.MetricRPS      // requests per second per replica
+	ScaleQueue    = scalelabels.MetricQueue    // async requests queued per replica
 )
 
 // DefaultScale is the scaling policy of a function whose spec sets none
@@ -195,6 +196,19 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 			report("rate_limit.by", fmt.Sprintf("%q: want function (one budget for the function), client (one per client address) or key (one per invoke key)", r.By))
 		}
 	}
+	if a := s.Async; a != nil {
+		def := contract.DefaultAsyncPolicy
+		if a.Retries < 0 || a.Retries > contract.MaxAsyncRetries {
+			report("async.retries", fmt.Sprintf("%d: want 0 (no retry) to %d dispatches after the first; the default is %d", a.Retries, contract.MaxAsyncRetries, def.Retries))
+		}
+		if a.MaxAge < contract.MinAsyncMaxAge || a.MaxAge > contract.MaxAsyncMaxAge || a.MaxAge%time.Second != 0 {
+			report("async.max_age", fmt.Sprintf("%s: want whole seconds from %s to %s (a week), e.g. 30m or 24h; the default is %s",
+				a.MaxAge, shortDuration(contract.MinAsyncMaxAge), shortDuration(contract.MaxAsyncMaxAge), shortDuration(def.MaxAge)))
+		}
+		if a.Concurrency < 1 || a.Concurrency > contract.MaxAsyncConcurrency {
+			report("async.concurrency", fmt.Sprintf("%d: want 1 to %d dispatches in flight per replica; the default is %d", a.Concurrency, contract.MaxAsyncConcurrency, def.Concurrency))
+		}
+	}
 
 	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
 		field := fieldKey("labels", k)
@@ -210,6 +224,22 @@ func checkSpec(s *Spec, report func(field, msg string)) {
 			report(fieldIndex("constraints", i), msg)
 		}
 	}
+}
+
+// shortDuration writes a whole number of hours, minutes or seconds in one
+// unit, as functions.yml and the pulse.async label would: 168h, 90m, 90s
+// (time.Duration.String gives 168h0m0s, 1h30m0s, 1m30s); anything else as
+// String does.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d >= time.Minute && d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d >= time.Second && d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
 }
 
 func portOutsideHTTP(mode string) string {

@@ -350,6 +350,7 @@ func TestSwarmDeploy(t *testing.T) {
 	spec.Secrets = []string{secretName}
 	spec.Env = map[string]string{"SECRET_FILE": "/run/secrets/" + secretName}
 	spec.RateLimit = &contract.RateLimit{Requests: 40, Per: time.Minute, By: contract.RateByClient}
+	spec.Async = &contract.AsyncPolicy{Retries: 5, MaxAge: 10 * time.Minute, Concurrency: 2, Retry500: true}
 	img := f.image("1")
 	eps, took := f.deploy(spec, img, 1)
 	t.Logf("deploy → ready (image load, create, healthy, /_/health 200): %v", took.Round(time.Millisecond))
@@ -479,8 +480,10 @@ func TestSwarmDeploy(t *testing.T) {
 	}
 	if d.Scale != wantScale || d.Image != img.ID || d.Running != 1 || d.Desired != 1 || len(current) != 1 ||
 		current[0].Endpoint != ep.Addr || current[0].State != "running" || d.Labels[LabelImage] != img.ID || d.Timeout != "5s" ||
-		d.RateLimit == nil || *d.RateLimit != *spec.RateLimit || d.Labels[contract.LabelRateLimit] != "40/1m/client" {
-		t.Errorf("Describe() = %+v", d)
+		d.RateLimit == nil || *d.RateLimit != *spec.RateLimit || d.Labels[contract.LabelRateLimit] != "40/1m/client" ||
+		d.Async == nil || *d.Async != (AsyncPolicy{Retries: 5, MaxAge: "10m", Concurrency: 2, Retry500: true}) ||
+		d.Labels[contract.LabelAsync] != "retries=5,max_age=10m,concurrency=2,retry_500=true" {
+		t.Errorf("Describe() = %+v (async %+v)", d, d.Async)
 	}
 
 	// The watchdog logs its start on stderr; a task prefix leads the line.
@@ -528,6 +531,23 @@ func TestSwarmDeploy(t *testing.T) {
 	}
 	if got, err := rawPost(eps3[0].Addr, f.credential, body); err == nil || !strings.HasPrefix(err.Error(), "403 ") {
 		t.Errorf("POST with the replaced credential = %q, %v; want 403", got, err)
+	}
+
+	// A deploy of the spec without rate_limit and async removes their
+	// labels (a deploy replaces all of them): the gateway drops the limit
+	// and pulsed goes back to the default async policy.
+	spec.RateLimit, spec.Async = nil, nil
+	if _, err := f.sw.Deploy(f.ctx(), spec, img, f.deployOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = f.sw.Describe(f.ctx(), f.name); err != nil {
+		t.Fatal(err)
+	}
+	_, rateLabel := d.Labels[contract.LabelRateLimit]
+	_, asyncLabel := d.Labels[contract.LabelAsync]
+	if rateLabel || asyncLabel || d.RateLimit != nil || d.Async == nil || !d.Async.Default {
+		t.Errorf("after removing rate_limit and async: labels %v, rate limit %+v, async %+v; want neither label, no limit, the default policy",
+			d.Labels, d.RateLimit, d.Async)
 	}
 }
 

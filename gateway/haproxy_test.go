@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/testport"
 )
 
 func TestParseProcsGolden(t *testing.T) {
@@ -500,12 +501,7 @@ func hxSetup(t *testing.T, o hxSetupOptions) *hxInstance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testport.Port(t)
 	i := &hxInstance{
 		dir: dir, cfgPath: filepath.Join(dir, "haproxy.cfg"), port: port,
 		front: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), log: log,

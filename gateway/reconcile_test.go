@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/testport"
 )
 
 // recLab is a real HAProxy driven by a Reconciler from hand-made catalogs.
@@ -34,12 +34,7 @@ func newRecLab(t *testing.T) *recLab {
 	hx := hxSetup(t, hxSetupOptions{})
 	backup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "cold") }))
 	t.Cleanup(backup.Close)
-	admin, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminAddr := admin.Addr().String()
-	admin.Close()
+	adminAddr := testport.Addr(t)
 	cfg := DefaultReconcileConfig()
 	cfg.HAProxyBin = hx.cfg.Binary
 	cfg.ConfigFile = hx.cfgPath

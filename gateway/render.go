@@ -69,7 +69,11 @@ func Render(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]byte, error)
 
 	w.line("global")
 	w.in("master-worker")
-	w.in("maxconn %d", cfg.MaxConn+adminMaxConn)
+	if cfg.DispatchListen != "" {
+		w.in("maxconn %d", cfg.MaxConn+adminMaxConn+dispatchMaxConn)
+	} else {
+		w.in("maxconn %d", cfg.MaxConn+adminMaxConn)
+	}
 	w.in("hard-stop-after %s", renderDuration(hardStop))
 	w.in("stats socket %s mode 600 level admin expose-fd listeners", cfg.RuntimeSocket)
 	if cfg.ServerStateFile != "" {
@@ -132,30 +136,34 @@ func Render(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]byte, error)
 		renderQuote(renderJSONError("request header fields too large")), maxHeaderBytes)
 	w.comment("X-Forwarded-For: the client's address only (option forwardfor); HAProxy is the edge.")
 	w.in("http-request del-header X-Forwarded-For")
+	w.comment("The async request id and attempt are pulsed's to set (a function may rely on them to be idempotent).")
+	w.in("http-request del-header %s", contract.HeaderAsyncRequestID)
+	w.in("http-request del-header %s", contract.HeaderAttempt)
 	w.comment("A request that may have reached the function is retried only if its method is safe.")
 	w.in("http-request disable-l7-retry unless { method GET HEAD OPTIONS }")
-	w.in("http-request return status 404 content-type application/json string %s unless { path_beg /function/ }", renderQuote(renderJSONError("not found")))
-	w.comment("The watchdog's reserved space, as its Go server decodes the path.")
-	w.in("http-request return status 404 content-type application/json string %s if { path,url_dec -m reg ^/function/[^/]*/_/ }", renderQuote(renderJSONError("not found")))
-	w.in("http-request set-var(txn.function) path,field(3,/)")
-	w.comment("/function/<name>[/rest][?query] → /[rest][?query]")
-	w.in("http-request set-path /%%[path,field(4,/,0)]")
-	w.comment("A name without a backend falls through to " + unknownBackend + ".")
-	w.in("use_backend %s%%[var(txn.function)]", BackendName(""))
-	w.in("default_backend %s", unknownBackend)
+	writeFunctionRouting(&w, cfg.AsyncAddr != "")
 	w.blank()
 
 	w.line("backend %s", unknownBackend)
 	w.comment("A retired worker (after a reload) serves the idle keep-alive connections it still has with the old")
 	w.comment("configuration: a function added since is unknown to it. Say so with a 503 to retry on a new connection.")
-	w.in("http-request return status 503 content-type application/json lf-string %s hdr Retry-After 0 hdr Connection close if { stopping }",
-		renderQuote(`{"error":"gateway reloading: retry","function":"%[var(txn.function),json(utf8s)]"}`+"\n"))
-	w.in("http-request return status 404 content-type application/json lf-string %s",
-		renderQuote(`{"error":"function not found","function":"%[var(txn.function),json(utf8s)]"}`+"\n"))
+	w.comment(contract.HeaderUnrouted + ": the gateway's own answer, not a function's (pulsed's dispatcher does not count it as an attempt).")
+	w.in("http-request return status 503 content-type application/json lf-string %s hdr Retry-After 0 hdr Connection close hdr %s 1 if { stopping }",
+		renderQuote(`{"error":"gateway reloading: retry","function":"%[var(txn.function),json(utf8s)]"}`+"\n"), contract.HeaderUnrouted)
+	w.in("http-request return status 404 content-type application/json lf-string %s hdr %s 1",
+		renderQuote(`{"error":"function not found","function":"%[var(txn.function),json(utf8s)]"}`+"\n"), contract.HeaderUnrouted)
 	w.blank()
 
+	if cfg.AsyncAddr != "" {
+		writeAsyncBackend(&w, cfg)
+		w.blank()
+	}
 	for _, f := range fns {
 		f.write(&w, cfg)
+		w.blank()
+	}
+	if cfg.DispatchListen != "" {
+		writeDispatchFrontend(&w, cfg)
 		w.blank()
 	}
 
@@ -172,6 +180,105 @@ func Render(cfg RenderConfig, cat contract.Catalog, slots Slots) ([]byte, error)
 	w.in("stats refresh 5s")
 	return w.Bytes(), nil
 }
+
+// writeFunctionRouting writes the rules that send /function/<name>[/rest]
+// (and, with async, /async-function/<name>[/rest] to asyncBackend) to the
+// function's backend, with the path rewritten to /[rest][?query].
+func writeFunctionRouting(w *renderWriter, async bool) {
+	notFound := renderQuote(renderJSONError("not found"))
+	w.comment("A path with an invalid percent-escape: JSON 400 here (Go's servers, the watchdog's and pulsed's, answer plain text).")
+	w.in("http-request return status 400 content-type application/json string %s unless { path,url_dec -m found }",
+		renderQuote(renderJSONError("bad request: the path has an invalid percent-escape (write % as %25)")))
+	if async {
+		w.in("http-request return status 404 content-type application/json string %s unless { path_beg /function/ %s }", notFound, contract.AsyncFunctionPrefix)
+		w.comment("The watchdog's reserved space, as its Go server decodes the path.")
+		w.in("http-request return status 404 content-type application/json string %s if { path,url_dec -m reg ^/(async-)?function/[^/]*/_/ }", notFound)
+		w.in("http-request set-var(txn.pulse_async) bool(true) if { path_beg %s }", contract.AsyncFunctionPrefix)
+	} else {
+		w.in("http-request return status 404 content-type application/json string %s unless { path_beg /function/ }", notFound)
+		w.comment("The watchdog's reserved space, as its Go server decodes the path.")
+		w.in("http-request return status 404 content-type application/json string %s if { path,url_dec -m reg ^/function/[^/]*/_/ }", notFound)
+	}
+	w.in("http-request set-var(txn.function) path,field(3,/)")
+	w.comment("/function/<name>[/rest][?query] → /[rest][?query]")
+	w.in("http-request set-path /%%[path,field(4,/,0)]")
+	if async {
+		w.comment("Async invoke: pulsed stores the request and answers 202 (after the function's key check there).")
+		w.in("use_backend %s if { var(txn.pulse_async) -m bool }", asyncBackend)
+	}
+	w.comment("A name without a backend falls through to " + unknownBackend + ".")
+	w.in("use_backend %s%%[var(txn.function)]", BackendName(""))
+	w.in("default_backend %s", unknownBackend)
+}
+
+// writeAsyncBackend writes the backend that hands async requests to
+// pulsed: the invoke-key check of the function named in the path (the keys
+// map is keyed by name, so one backend serves every function), then pulsed.
+// pulsed answers 404 for a function it does not know and 413 over the
+// function's body limit, as the function's own backend would.
+func writeAsyncBackend(w *renderWriter, cfg RenderConfig) {
+	w.line("backend %s", asyncBackend)
+	w.in("timeout server %s", renderDuration(asyncEnqueueTimeout))
+	if cfg.KeysMap != "" {
+		w.comment("The function's invoke keys, as in its own backend.")
+		w.in("http-request set-var(txn.pulse_digest) req.fhdr(authorization),bytes(7),sha2(256),hex,lower if { req.fhdr_cnt(authorization) eq 1 } { req.fhdr(authorization) -i -m beg %s }",
+			renderQuote("bearer "))
+		w.in("http-request set-var(txn.pulse_key) var(txn.function),concat(/,txn.pulse_digest,)")
+		w.in("http-request return status 401 content-type application/json lf-string %s hdr WWW-Authenticate %s if { var(txn.function),map(%s) -m str %s } !{ var(txn.pulse_key),map(%s) -m str %s }",
+			renderQuote(`{"error":"invoke key required","function":"%[var(txn.function),json(utf8s)]"}`+"\n"), renderQuote(`Bearer realm="pulse"`),
+			cfg.KeysMap, keysMapRequired, cfg.KeysMap, keysMapOK)
+		w.in("http-request del-header Authorization if { var(txn.function),map(%s) -m str %s }", cfg.KeysMap, keysMapRequired)
+	}
+	w.in("http-request set-header %s %%[var(txn.function)]", HeaderFunction)
+	if cfg.ReplicaAuth != "" {
+		w.comment("pulsed takes async requests from HAProxy only: the replica credential says so.")
+		w.in("http-request set-header %s %s", contract.HeaderReplicaAuth, renderQuote(cfg.ReplicaAuth))
+	}
+	w.in("http-error status 503 content-type application/json string %s hdr Retry-After 1",
+		renderQuote(renderJSONError("async queue unavailable")))
+	w.in("server pulsed %s", cfg.AsyncAddr)
+}
+
+// writeDispatchFrontend writes the frontend pulsed's dispatcher invokes
+// functions through: loopback, its token required, then the gateway's own
+// routing into the functions' backends, which skip the key check and the
+// rate limit for it (var txn.pulse_dispatch).
+func writeDispatchFrontend(w *renderWriter, cfg RenderConfig) {
+	w.line("frontend dispatch")
+	w.in("bind %s", cfg.DispatchListen)
+	w.in("maxconn %d", dispatchMaxConn)
+	w.in("http-request deny deny_status 403 content-type application/json string %s unless { req.hdr(%s) -m str %s }",
+		renderQuote(renderJSONError("forbidden")), contract.HeaderDispatch, renderQuote(cfg.DispatchToken))
+	w.in("http-request del-header %s", contract.HeaderDispatch)
+	w.in("http-request set-var(txn.pulse_dispatch) bool(true)")
+	w.comment("X-Forwarded-For: the client's, as stored with the request; added only if it had none.")
+	w.in("option forwardfor if-none")
+	w.in("unique-id-format %%[var(txn.request_id)]")
+	w.in("http-request set-var(txn.request_id) req.fhdr(x-request-id) if { req.fhdr_cnt(x-request-id) eq 1 } { req.fhdr(x-request-id) -m reg %s }", requestIDPattern)
+	w.in("http-request set-var(txn.request_id) uuid unless { var(txn.request_id) -m found }")
+	w.in("http-request set-header X-Request-ID %%[var(txn.request_id)]")
+	w.in("http-request disable-l7-retry unless { method GET HEAD OPTIONS }")
+	writeFunctionRouting(w, false)
+}
+
+// dispatchSkip is the condition a function backend adds to its key check
+// and rate limit when the dispatch frontend exists.
+func dispatchSkip(cfg RenderConfig) string {
+	if cfg.DispatchListen == "" {
+		return ""
+	}
+	return " !{ var(txn.pulse_dispatch) -m bool }"
+}
+
+const (
+	// asyncBackend hands async requests to pulsed.
+	asyncBackend = "pulse_async"
+	// asyncEnqueueTimeout bounds pulsed's 202: a synced write.
+	asyncEnqueueTimeout = 30 * time.Second
+	// dispatchMaxConn caps the dispatch frontend's connections: the
+	// dispatcher's own cap (async.MaxDispatches) over every function.
+	dispatchMaxConn = 1024
+)
 
 const (
 	// adminMaxConn is the admin frontend's share of the global maxconn.

@@ -282,8 +282,9 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 	}
 
 	const (
-		notFound = `{"error":"not found"}` + "\n"
-		jsonType = "application/json"
+		notFound  = `{"error":"not found"}` + "\n"
+		badEscape = `{"error":"bad request: the path has an invalid percent-escape (write % as %25)"}` + "\n"
+		jsonType  = "application/json"
 	)
 	hdr := func(kv ...string) http.Header {
 		h := http.Header{"X-Forwarded-For": {"6.6.6.6"}} // a client's claim, never believed
@@ -311,6 +312,10 @@ func testHAProxyRoutes(t *testing.T, bin, balance string) {
 		{"double slash kept", "GET", "/function/echo//x", hdr(), "", 200, "", nil, &routesSeen{Method: "GET", URI: "//x"}},
 		{"underscore alone is the function's", "GET", "/function/echo/_", hdr(), "", 200, "", nil, &routesSeen{Method: "GET", URI: "/_"}},
 		{"post body", "POST", "/function/echo/p", hdr(), "hello", 200, "", nil, &routesSeen{Method: "POST", URI: "/p", Body: "hello"}},
+		{"valid percent-escape kept", "GET", "/function/echo/%41b", hdr(), "", 200, "", nil, &routesSeen{Method: "GET", URI: "/%41b"}},
+		{"invalid percent-escape", "GET", "/function/echo/a%zz", hdr(), "", 400, badEscape, nil, nil},
+		{"truncated percent-escape", "POST", "/function/echo/%4", hdr(), "x", 400, badEscape, nil, nil},
+		{"invalid percent-escape in the name", "GET", "/function/ec%zzho", hdr(), "", 400, badEscape, nil, nil},
 		{"reserved metrics", "GET", "/function/echo/_/metrics", hdr(), "", 404, notFound, nil, nil},
 		{"reserved health", "GET", "/function/echo/_/health", hdr(), "", 404, notFound, nil, nil},
 		{"reserved, percent-encoded", "GET", "/function/echo/%5F/health", hdr(), "", 404, notFound, nil, nil},

@@ -108,6 +108,10 @@ func renderCases() []renderCase {
 				ReplicaAuth:   renderGoldenCred,
 				TLSCert:       renderGoldenDir + "/gateway.pem",
 				BackupAddr:    "127.0.0.1:8091",
+				// Async invoke: the async backend and the dispatch frontend.
+				AsyncAddr:      "127.0.0.1:8092",
+				DispatchListen: "127.0.0.1:8093",
+				DispatchToken:  "dispatch-token_0123456789abcdef",
 			},
 			cat: contract.Catalog{Version: "3", Functions: []contract.CatalogFunction{
 				{Name: "hello", Labels: map[string]string{contract.LabelRateLimit: "50/1s/key"}, Replicas: []contract.Replica{{TaskID: "h1", Addr: "10.0.0.1:30001", State: "running"}}},
@@ -224,6 +228,10 @@ func TestRenderRefuses(t *testing.T) {
 		{"negative interval", with(func(c *RenderConfig) { c.CheckInterval = -time.Second }), contract.Catalog{}, "CheckInterval", ""},
 		{"log injection", with(func(c *RenderConfig) { c.Log = "stdout\n    stats socket /tmp/x" }), contract.Catalog{}, "Log", ""},
 		{"backup address", with(func(c *RenderConfig) { c.BackupAddr = "pulsed" }), contract.Catalog{}, "BackupAddr", ""},
+		{"async address", with(func(c *RenderConfig) { c.AsyncAddr = "pulsed:x" }), contract.Catalog{}, "AsyncAddr", ""},
+		{"dispatch listen without token", with(func(c *RenderConfig) { c.DispatchListen = "127.0.0.1:8093" }), contract.Catalog{}, "want both DispatchListen and DispatchToken", ""},
+		{"dispatch token with a space", with(func(c *RenderConfig) { c.DispatchListen, c.DispatchToken = "127.0.0.1:8093", "0123456789abcdef x" }), contract.Catalog{}, "DispatchToken: want 16 to 256", ""},
+		{"dispatch listen without port", with(func(c *RenderConfig) { c.DispatchListen, c.DispatchToken = "127.0.0.1", "0123456789abcdef" }), contract.Catalog{}, "DispatchListen", ""},
 		{"relative keys map", with(func(c *RenderConfig) { c.KeysMap = "keys.map" }), contract.Catalog{}, "KeysMap", ""},
 		{"keys map with a comma", with(func(c *RenderConfig) { c.KeysMap = "/run/a,b.map" }), contract.Catalog{}, "KeysMap", ""},
 		{"tls cert with a space", with(func(c *RenderConfig) { c.TLSCert = "/etc/a b.pem" }), contract.Catalog{}, "TLSCert", ""},

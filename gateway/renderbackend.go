@@ -153,9 +153,9 @@ func (b renderBackend) write(w *renderWriter, cfg RenderConfig) {
 		w.in("http-request set-var(txn.pulse_digest) req.fhdr(authorization),bytes(7),sha2(256),hex,lower if { req.fhdr_cnt(authorization) eq 1 } { req.fhdr(authorization) -i -m beg %s }",
 			renderQuote("bearer "))
 		w.in("http-request set-var(txn.pulse_key) str(%s/),concat(,txn.pulse_digest,)", b.name)
-		w.in("http-request return status 401 content-type application/json string %s hdr WWW-Authenticate %s if { str(%s),map(%s) -m str %s } !{ var(txn.pulse_key),map(%s) -m str %s }",
+		w.in("http-request return status 401 content-type application/json string %s hdr WWW-Authenticate %s if { str(%s),map(%s) -m str %s } !{ var(txn.pulse_key),map(%s) -m str %s }%s",
 			renderQuote(renderJSONError("invoke key required", "function", b.name)), renderQuote(`Bearer realm="pulse"`),
-			b.name, cfg.KeysMap, keysMapRequired, cfg.KeysMap, keysMapOK)
+			b.name, cfg.KeysMap, keysMapRequired, cfg.KeysMap, keysMapOK, dispatchSkip(cfg))
 		w.in("http-request del-header Authorization if { str(%s),map(%s) -m str %s }", b.name, cfg.KeysMap, keysMapRequired)
 	}
 	if r := b.rateLimit; r != nil {
@@ -256,7 +256,11 @@ func writeRateLimit(w *renderWriter, cfg RenderConfig, name string, r contract.R
 	}
 	retry := max(1, int((r.Per/time.Duration(r.Requests)+time.Second-1)/time.Second))
 	body := fmt.Sprintf(`{"error":"rate limit exceeded","function":%q,"limit":%d,"per":%q,"by":%q}`+"\n", name, r.Requests, renderDuration(r.Per), r.By)
-	w.in("http-request deny deny_status 429 content-type application/json string %s hdr Retry-After %d if { sc_gpc0_rate(0) ge %d }",
-		renderQuote(body), retry, r.Requests)
-	w.in("http-request sc-inc-gpc0(0)")
+	w.in("http-request deny deny_status 429 content-type application/json string %s hdr Retry-After %d if { sc_gpc0_rate(0) ge %d }%s",
+		renderQuote(body), retry, r.Requests, dispatchSkip(cfg))
+	if skip := dispatchSkip(cfg); skip != "" {
+		w.in("http-request sc-inc-gpc0(0) if%s", skip)
+	} else {
+		w.in("http-request sc-inc-gpc0(0)")
+	}
 }

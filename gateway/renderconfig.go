@@ -122,6 +122,22 @@ type RenderConfig struct {
 	// gateway's certificate chain and private key: the gateway then serves
 	// HTTPS only on Listen. Empty: plain HTTP.
 	TLSCert string
+
+	// AsyncAddr (host:port, optional) is pulsed's async listener: the
+	// gateway routes contract.AsyncFunctionPrefix + <name>[/rest] there
+	// (backend pulse_async) after the function's invoke-key check, with the
+	// name in X-Pulse-Function, the path rewritten as for /function/ and
+	// the replica credential set (pulsed takes requests from HAProxy only).
+	// Empty: /async-function/ is 404 like any other path.
+	AsyncAddr string
+	// DispatchListen (host:port, optional; loopback) is the dispatch
+	// frontend: pulsed's async dispatcher invokes functions there, with
+	// DispatchToken in contract.HeaderDispatch (anything else gets 403). It
+	// routes /function/<name> to the same backends as the gateway, skipping
+	// the invoke-key check (done at enqueue) and the rate limit (dispatch
+	// has its own concurrency). Both or neither.
+	DispatchListen string
+	DispatchToken  string
 }
 
 // Balancing algorithms.
@@ -275,6 +291,22 @@ func (c RenderConfig) Validate() error {
 	if c.ReplicaAuth != "" {
 		if err := CheckReplicaAuth(c.ReplicaAuth); err != nil {
 			bad("ReplicaAuth", "%v", err) // never the credential itself
+		}
+	}
+	if c.AsyncAddr != "" {
+		if err := renderCheckServerAddr(c.AsyncAddr); err != nil {
+			bad("AsyncAddr", "%v", err)
+		}
+	}
+	switch {
+	case (c.DispatchListen == "") != (c.DispatchToken == ""):
+		bad("DispatchListen", "want both DispatchListen and DispatchToken, or neither")
+	case c.DispatchListen != "":
+		if err := renderCheckAddr(c.DispatchListen); err != nil {
+			bad("DispatchListen", "%v", err)
+		}
+		if err := CheckReplicaAuth(c.DispatchToken); err != nil {
+			bad("DispatchToken", "%v", err) // never the token itself
 		}
 	}
 	return errors.Join(errs...)

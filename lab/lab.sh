@@ -22,7 +22,8 @@
 #
 # Everything the lab creates is named pulse-lab-* and labelled
 # pulse.lab=1; `down` removes exactly that, and the host's own swarm is never
-# touched. Only the node image stays, as a cache.
+# touched. Only the node images (and node-image.sh's debootstrapped root in
+# /var/cache/pulse-lab) stay, as a cache.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 nodes=${PULSE_LAB_NODES:-3}

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+
+	"github.com/pulsefaas/pulse/internal/tailbuf"
 )
 
 // CombinedOutput runs name with args on the node, as os/exec would here,
@@ -28,7 +30,7 @@ func (c *Client) CombinedOutput(ctx context.Context, name string, args ...string
 	}
 	out := lockedBuffer{max: maxCommandOutput}
 	cmd := shellQuote(words...)
-	errTail := &tail{max: 8 << 10}
+	errTail := tailbuf.New(8 << 10)
 	// stderr goes to the combined output and to the tail an ExitError quotes.
 	err := c.session(ctx, cmd, nil, &out, io.MultiWriter(&out, errTail), errTail)
 	var exit *ExitError

@@ -13,6 +13,8 @@ import (
 
 	"github.com/docker/docker/client"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pulsefaas/pulse/internal/tailbuf"
 )
 
 // dialStdio is the command that bridges a session's stdin and stdout to the
@@ -122,7 +124,7 @@ var ErrConnectionLost = errors.New("SSH connection lost")
 type stdioConn struct {
 	s      *ssh.Session
 	target string
-	stderr *tail
+	stderr *tailbuf.Tail
 
 	inR  *io.PipeReader // the stdin pump's end; Write writes inW
 	inW  *io.PipeWriter
@@ -144,7 +146,7 @@ type stdioConn struct {
 var _ net.Conn = (*stdioConn)(nil)
 
 func newStdioConn(s *ssh.Session, target string) *stdioConn {
-	c := &stdioConn{s: s, target: target, stderr: &tail{max: 4 << 10}, closed: make(chan struct{}), exited: make(chan struct{})}
+	c := &stdioConn{s: s, target: target, stderr: tailbuf.New(4 << 10), closed: make(chan struct{}), exited: make(chan struct{})}
 	c.inR, c.inW = io.Pipe()
 	c.outR, c.outW = io.Pipe()
 	return c
@@ -236,7 +238,7 @@ func (c *stdioConn) why(err error) error {
 	switch {
 	case errors.As(c.exitErr, &exit):
 		msg := fmt.Sprintf("%q on %s: exit status %d", dialStdio, c.target, exit.ExitStatus())
-		stderr := c.stderr.lastLines(stderrLines)
+		stderr := c.stderr.LastLines(stderrLines)
 		if !c.midRequest() {
 			return fmt.Errorf("%s: %s", msg, stderr)
 		}

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pulsefaas/pulse/internal/tailbuf"
 )
 
 // ExitError is a remote command that ran and failed.
@@ -78,13 +78,13 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, 
 // comes. A stdout that fails must also end ctx (Snapshot's does): the
 // command would otherwise block on the unread channel and never exit.
 func (c *Client) stream(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
-	stderr := &tail{max: 8 << 10}
+	stderr := tailbuf.New(8 << 10)
 	return c.session(ctx, cmd, stdin, stdout, stderr, stderr)
 }
 
 // session runs cmd with the given streams; errTail is what an ExitError
 // quotes of its output.
-func (c *Client) session(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer, errTail *tail) error {
+func (c *Client) session(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer, errTail *tailbuf.Tail) error {
 	fail := func(err error) error {
 		return fmt.Errorf("run %q on %s: %w", cmd, c.target.Host, err)
 	}
@@ -109,41 +109,13 @@ func (c *Client) session(ctx context.Context, cmd string, stdin io.Reader, stdou
 	case err == nil:
 		return nil
 	case errors.As(err, &exit):
-		return fail(&ExitError{Status: exit.ExitStatus(), Signal: exit.Signal(), Stderr: errTail.lastLines(stderrLines)})
+		return fail(&ExitError{Status: exit.ExitStatus(), Signal: exit.Signal(), Stderr: errTail.LastLines(stderrLines)})
 	case errors.As(err, &missing):
 		msg := "the connection or session closed before the command exited"
-		if t := errTail.lastLines(stderrLines); t != "" {
+		if t := errTail.LastLines(stderrLines); t != "" {
 			msg += "; its stderr: " + t
 		}
 		return fail(errors.New(msg))
 	}
 	return fail(err)
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-// lastLines is the last n non-empty lines, joined with newlines.
-func (t *tail) lastLines(n int) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(string(t.buf), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.TrimSpace(strings.Join(lines, "\n"))
 }

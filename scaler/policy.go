@@ -21,7 +21,8 @@ type decideInput struct {
 	// when it could not be read.
 	Utilisation     float64
 	HaveUtilisation bool
-	// Demand is the peak demand (the scale metric: in flight or per second)
+	// Demand is the peak demand (in the scale metric: in flight, per
+	// second, or queued async requests; the policy does not depend on which)
 	// over the lookback, read when the utilisation is above UpThreshold;
 	// WindowMaxDemand the peak over Window, read with WindowMax. A scale
 	// decision sizes from them (demand / target) when they were read, from

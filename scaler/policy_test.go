@@ -59,6 +59,15 @@ func TestDecideReplicas(t *testing.T) {
 			low(in, 8, 10, 12)
 			in.WindowMaxDemand, in.HaveWindowMaxDemand = 25, true
 		}), decision{4, 3, "utilisation at most 12% for 1m0s, below 50%"}},
+		// scale.metric queue (issue 16): the collector's demand is the
+		// async queue's depth, its utilisation 100 × depth / (ready ×
+		// target); the policy does not know the metric. 30 queued on 1
+		// replica of target 10: 3 replicas.
+		{"queue: 30 queued, target 10", with(func(in *decideInput) {
+			util(in, 1, 1, 300)
+			in.Policy.Metric = scalelabels.MetricQueue
+			in.Demand, in.HaveDemand = 30, true
+		}), decision{3, 3, "utilisation 300% over 1 ready replicas above 100%"}},
 		{"floating-point noise adds no replica", with(func(in *decideInput) { util(in, 3, 3, 400.0/3) }),
 			decision{4, 4, "utilisation 133% over 3 ready replicas above 100%"}},
 		// The default threshold's tolerance: 10 in flight on 5 replicas of

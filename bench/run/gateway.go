@@ -387,10 +387,15 @@ func (l *pulseLab) launchPulsed(ctx context.Context, config string, env ...strin
 			return err
 		}
 	}
-	env = append(append(baseEnv(), "PULSE_STATE_DIR="+l.stateDir, "PULSE_INSTANCE="+benchInstance(l.run), "PULSE_API_LISTEN="+l.apiAddr,
+	// Free ports for the async listeners too (a real install holds the
+	// defaults); a suite's own env, appended last, wins.
+	async, err := asyncEnv()
+	if err != nil {
+		return err
+	}
+	env = append(append(append(baseEnv(), async...), "PULSE_STATE_DIR="+l.stateDir, "PULSE_INSTANCE="+benchInstance(l.run), "PULSE_API_LISTEN="+l.apiAddr,
 		"PULSE_AUTOSCALE=false", "PULSE_GATEWAY_LISTEN="+l.gwAddr, "PULSE_ADMIN_LISTEN="+l.adminAddr, "PULSE_LEAVE_RUNNING=false",
 		"PULSE_HAPROXY="+l.haproxy, l.cred.pulsedEnv()), env...)
-	var err error
 	if l.pulsed, err = startServer(launchSpec{Bin: l.arts.path("pulsed"), Args: []string{"-config", cfg}, Env: env, Addr: l.apiAddr}, l.pulsedLog); err != nil {
 		return err
 	}

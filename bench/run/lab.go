@@ -486,7 +486,11 @@ func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string
 		return nil, fmt.Errorf("pulsed config: %w", err)
 	}
 	changed = append([]string{"PULSE_INSTANCE=" + benchInstance(l.run), "PULSE_SELECTOR=" + runLabel + "=" + l.run}, changed...)
-	env := append(baseEnv(), "PULSE_STATE_DIR="+l.stateDir,
+	async, err := asyncEnv()
+	if err != nil {
+		return nil, err
+	}
+	env := append(append(baseEnv(), async...), "PULSE_STATE_DIR="+l.stateDir,
 		"PULSE_API_LISTEN="+l.apiAddr, "PULSE_GATEWAY_LISTEN="+l.gwAddr, "PULSE_ADMIN_LISTEN="+l.adminAddr, "PULSE_COLDSTART_LISTEN="+l.coldAddr,
 		"PULSE_LEAVE_RUNNING=false", "PULSE_HAPROXY="+l.haproxy, "PULSE_AUTOSCALE=true", l.cred.pulsedEnv())
 	if l.nd != nil {
@@ -495,7 +499,6 @@ func (l *pulseLab) startPulsed(ctx context.Context, changed ...string) ([]string
 	env = append(env, changed...)
 	l.pulsedLog = filepath.Join(l.env.tmp, fmt.Sprintf("pulsed-%d.log", n))
 	l.pulsedLogs = append(l.pulsedLogs, l.pulsedLog)
-	var err error
 	l.pulsed, err = startServer(launchSpec{Bin: l.arts.path("pulsed"), Args: []string{"-config", cfgFile}, Env: env, Addr: l.apiAddr}, l.pulsedLog)
 	if err != nil {
 		return nil, err

@@ -44,6 +44,8 @@ func findTools(suite string) (tools, error) {
 	case suiteGateway: // no C compiler needed; its version is recorded if there is one
 		t.gcc, _ = exec.LookPath("gcc")
 		t.wrk, t.haproxy = look("wrk"), look("haproxy")
+	case suiteAsync: // wrk for the enqueue stage, gcc for the queuescale stage's C handler
+		t.gcc, t.wrk, t.haproxy = look("gcc"), look("wrk"), look("haproxy")
 	case suiteFunctions:
 		t.gcc, t.gxx = look("gcc"), look("g++")
 	default:

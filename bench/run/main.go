@@ -63,7 +63,7 @@ type config struct {
 }
 
 // suites are the suites the harness knows (each names itself in its file).
-var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak, suiteCollector, suiteCluster}
+var suites = []string{suiteWatchdog, suiteFunctions, suiteGateway, suiteAutoscale, suiteSoak, suiteCollector, suiteCluster, suiteAsync}
 
 // defaultConfig is the configuration of a command line that sets nothing.
 func defaultConfig() config {
@@ -93,7 +93,7 @@ func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Suite, "suite", "", "suite to run: "+strings.Join(suites, ", ")+" (required)")
-	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "rounds; each runs every variant once, in a rotated order")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "rounds; each runs every variant once, in a rotated order (async: also the queuescale bursts)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured load per variant per round (whole seconds)")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured wrk run before each measured one (whole seconds; 0 for none)")
 	fs.DurationVar(&cfg.QuietWait, "quiet-wait", cfg.QuietWait, "before each run, wait up to this long for the host to be quiet (under 25% of a core busy)")
@@ -108,7 +108,7 @@ func parseFlagsOver(cfg config, args []string, stderr io.Writer) (config, error)
 	fs.IntVar(&cfg.ScaleTrials, "scale-trials", cfg.ScaleTrials, "functions: +1 scale trials per health interval; gateway: +1 scale trials")
 	fs.DurationVar(&cfg.SoakDuration, "soak-duration", cfg.SoakDuration, "soak: length of the load, whole minutes, at least 3m (shorter than 10m leaves the README alone)")
 	only := fs.String("only", "", "comma-separated variants (watchdog) or stages: "+strings.Join(functionStages, ",")+" (functions), "+
-		strings.Join(gatewayStages, ",")+" (gateway), "+strings.Join(autoscaleStages, ",")+" (autoscale), "+strings.Join(clusterStages, ",")+" (cluster) to run (default all); leaves the README alone")
+		strings.Join(gatewayStages, ",")+" (gateway), "+strings.Join(autoscaleStages, ",")+" (autoscale), "+strings.Join(clusterStages, ",")+" (cluster), "+strings.Join(asyncStages, ",")+" (async) to run (default all); leaves the README alone")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -142,7 +142,7 @@ func (c config) Validate() error {
 	check(c.Trials < 1 || c.ScaleTrials < 1, "-trials %d -scale-trials %d: want at least 1", c.Trials, c.ScaleTrials)
 	check(c.SoakDuration < soakMinDuration || c.SoakDuration%soakStep != 0,
 		"-soak-duration %s: want whole minutes, at least %s", c.SoakDuration, soakMinDuration)
-	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages, suiteCluster: clusterStages, suiteAutoscale: autoscaleStages}[c.Suite]; ok {
+	if stages, ok := map[string][]string{suiteFunctions: functionStages, suiteGateway: gatewayStages, suiteCluster: clusterStages, suiteAutoscale: autoscaleStages, suiteAsync: asyncStages}[c.Suite]; ok {
 		for _, st := range c.Only {
 			check(!slices.Contains(stages, st), "-only %s: no such stage of the %s suite; want some of %s", st, c.Suite, strings.Join(stages, ","))
 		}
@@ -189,7 +189,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	env := suiteEnv{tools: t, root: root, tmp: tmp, clk: clk, clkNote: clkNote, started: started}
 	runSuite := map[string]func(context.Context, config, *slog.Logger, io.Writer, suiteEnv) error{
 		suiteWatchdog: runWatchdog, suiteFunctions: runFunctions, suiteGateway: runGateway,
-		suiteCollector: runCollector, suiteAutoscale: runAutoscale, suiteSoak: runSoak, suiteCluster: runCluster,
+		suiteCollector: runCollector, suiteAutoscale: runAutoscale, suiteSoak: runSoak, suiteCluster: runCluster, suiteAsync: runAsync,
 	}[cfg.Suite]
 	return runSuite(ctx, cfg, log, stdout, env)
 }

@@ -35,6 +35,8 @@ func TestParseFlags(t *testing.T) {
 	gwQuick.Suite = "gateway"
 	gwOnly := gw
 	gwOnly.Only = []string{"latency", "scale"}
+	aqOnly := def
+	aqOnly.Suite, aqOnly.Only = "async", []string{"queuescale"}
 	tests := []struct {
 		name    string
 		args    []string
@@ -63,6 +65,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "gateway quick", args: []string{"-suite", "gateway", "-quick"}, want: gwQuick},
 		{name: "gateway stages", args: []string{"-suite", "gateway", "-only", "latency,scale"}, want: gwOnly},
 		{name: "gateway unknown stage", args: []string{"-suite", "gateway", "-only", "idle"}, wantErr: true},
+		{name: "async stage", args: []string{"-suite", "async", "-only", "queuescale"}, want: aqOnly},
+		{name: "async unknown stage", args: []string{"-suite", "async", "-only", "latency"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/pulsefaas/pulse/bench/report"
 	"github.com/pulsefaas/pulse/contract"
+	"github.com/pulsefaas/pulse/internal/testport"
 )
 
 // launchSpec starts a server under test: Env is its whole environment, Addr
@@ -167,15 +168,15 @@ func probe(ctx context.Context, url, body string, hdr http.Header) error {
 	return nil
 }
 
-// freeAddr returns a loopback address with a port the kernel just chose and
-// released (another process could take it first: the server's start fails).
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, below the ephemeral range (package testport: no client socket takes
+// it meanwhile; another process still could, and the server's start fails).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testport.Free()
 	if err != nil {
 		return "", fmt.Errorf("free port: %w", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "127.0.0.1:" + strconv.Itoa(p), nil
 }
 
 // baseEnv is the harness's environment without PULSE_ variables: the

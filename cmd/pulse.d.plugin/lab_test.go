@@ -62,7 +62,8 @@ func (r *labReplica) set(want string) {
 // replica_auth_file (set through netdatalab) is presented, a rotation is
 // followed without restarting anything, the refusal in between is in
 // Netdata's log; the charts' titles arrive as sent (ASCII), and the
-// in-flight chart shows a fraction of a request.
+// in-flight chart shows a fraction of a request; pulsed's async queue
+// reaches the queue charts (the oldest request's age in seconds).
 func TestPluginInNetdata(t *testing.T) {
 	if err := netdatalab.Available(); err != nil {
 		t.Skip(err)
@@ -85,13 +86,18 @@ func TestPluginInNetdata(t *testing.T) {
 		Name: "hello", Desired: 1, Labels: map[string]string{contract.LabelScaleTarget: "1"},
 		Replicas: []contract.Replica{{TaskID: "t1", Addr: strings.TrimPrefix(rsrv.URL, "http://"), State: "running", Routed: true}},
 	}}}
+	// pulsed's async queues (issue 16), read at the catalog's base URL.
+	queues := contract.Queues{Queues: []contract.QueueStatus{{Function: "hello", Depth: 7, Pending: 5, InFlight: 2, OldestAge: 2.5}}}
 	psrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != contract.CatalogPath {
+		switch r.URL.Path {
+		case contract.CatalogPath:
+			w.Header().Set("ETag", `"v1"`)
+			_ = json.NewEncoder(w).Encode(cat)
+		case contract.QueuesPath:
+			_ = json.NewEncoder(w).Encode(queues)
+		default:
 			http.NotFound(w, r)
-			return
 		}
-		w.Header().Set("ETag", `"v1"`)
-		_ = json.NewEncoder(w).Encode(cat)
 	}))
 	defer psrv.Close()
 
@@ -159,6 +165,23 @@ func TestPluginInNetdata(t *testing.T) {
 	vals := d.Column(contract.DimInflight)
 	if len(vals) == 0 || math.Abs(vals[0]-0.25) > 0.03 {
 		t.Errorf("in flight %v (newest first), want 0.25", vals)
+	}
+
+	// The async queue as pulsed reported it: the age in seconds (collected
+	// in ms), not in ms.
+	d, err = lab.DataRange(ctx, specs[contract.ChartQueue], -5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if depth := d.Column(contract.DimDepth); len(depth) == 0 || depth[0] != 7 {
+		t.Errorf("queue depth %v (newest first), want 7", depth)
+	}
+	d, err = lab.DataRange(ctx, specs[contract.ChartQueueAge], -5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age := d.Column(contract.DimOldest); len(age) == 0 || math.Abs(age[0]-2.5) > 0.01 {
+		t.Errorf("oldest queued %v s (newest first), want 2.5", age)
 	}
 
 	// Rotation, replicas first: 403, logged once by the plugin.

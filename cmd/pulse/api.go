@@ -73,6 +73,11 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("pulsed answered %d %s: %s", e.status, http.StatusText(e.status), e.msg)
 }
 
+// unreachableError is a request to pulsed's API that got no answer.
+type unreachableError struct{ error }
+
+func (e unreachableError) Unwrap() error { return e.error }
+
 // parseErrorAnswer reads an error answer of pulsed's API or the gateway:
 // the message of a JSON {"error": "..."}, else the start of the body as
 // text.
@@ -111,26 +116,46 @@ func sanitize(s string, n int) string {
 // do sends one request to the management API with the token, and decodes
 // a 2xx answer's JSON into out (nil: none expected).
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
-	if err := requireConfidential(c.base, "api", "the management token"); err != nil {
+	data, err := c.send(ctx, method, path, body, true)
+	if err != nil || out == nil {
 		return err
 	}
-	tok, err := readToken(c.tokenFile)
-	if err != nil {
-		return err
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("pulsed's API at %s: not the answer expected of %s %s: %w", c.base, method, path, err)
+	}
+	return nil
+}
+
+// send sends one request to pulsed's API, with the management token when
+// withToken (the token is then read first, and never sent over plain http
+// to another host), and returns a 2xx answer's body. A non-2xx answer is
+// an *apiError (401 with the token said to be wrong).
+func (c *apiClient) send(ctx context.Context, method, path string, body any, withToken bool) ([]byte, error) {
+	var tok string
+	if withToken {
+		if err := requireConfidential(c.base, "api", "the management token"); err != nil {
+			return nil, err
+		}
+		var err error
+		if tok, err = readToken(c.tokenFile); err != nil {
+			return nil, err
+		}
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
+	if withToken {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -139,29 +164,23 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	if err != nil {
 		var ce *certError
 		if errors.As(err, &ce) {
-			return ce
+			return nil, ce
 		}
-		return fmt.Errorf("pulsed's API at %s: %w; is pulsed running there? Its API is set by the config key api (%s)", c.base, explainTransport(err), configKeys["api"])
+		return nil, unreachableError{fmt.Errorf("pulsed's API at %s: %w; is pulsed running there? Its API is set by the config key api (%s)", c.base, explainTransport(err), configKeys["api"])}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIAnswer))
 	if err != nil {
-		return fmt.Errorf("pulsed's API at %s: reading the answer: %w", c.base, err)
+		return nil, fmt.Errorf("pulsed's API at %s: reading the answer: %w", c.base, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &apiError{status: resp.StatusCode, msg: parseErrorAnswer(data)}
-		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("%w; token_file %s does not hold the token of this pulsed's api_token_file", e, c.tokenFile)
+		if resp.StatusCode == http.StatusUnauthorized && withToken {
+			return nil, fmt.Errorf("%w; token_file %s does not hold the token of this pulsed's api_token_file", e, c.tokenFile)
 		}
-		return e
+		return nil, e
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("pulsed's API at %s: not the answer expected of %s %s: %w", c.base, method, path, err)
-	}
-	return nil
+	return data, nil
 }
 
 // catalogClient reads pulsed's replica catalog (GET contract.CatalogPath,

@@ -31,6 +31,7 @@ import (
 
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/internal/testcert"
+	"github.com/pulsefaas/pulse/internal/testport"
 )
 
 // engineOrSkip returns a client of the local engine in swarm mode. Without
@@ -71,12 +72,7 @@ const errSwarmInactive = constErr("swarm inactive (docker swarm init --advertise
 // freeAddr returns a loopback address nobody listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testport.Addr(t)
 }
 
 // startPulsed builds and runs a pulsed of its own instance, on its own
@@ -111,8 +107,10 @@ func startPulsedTLS(t *testing.T, instance, certFile string) (api, gateway, toke
 	}
 	cfg := filepath.Join(dir, "pulsed.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("instance: %s\nstate_dir: %s\napi_listen: %s\ngateway_listen: %s\nadmin_listen: %s\n"+
-		"autoscale: false\nleave_running: false\nreplica_auth_file: %s\napi_token_file: %s\ncoldstart_listen: %s\n",
-		instance, filepath.Join(dir, "state"), apiAddr, gwAddr, freeAddr(t), filepath.Join(dir, "replica-auth"), tokenFile, freeAddr(t))), 0o644); err != nil {
+		"autoscale: false\nleave_running: false\nreplica_auth_file: %s\napi_token_file: %s\ncoldstart_listen: %s\n"+
+		"async_listen: %s\nasync_dispatch_listen: %s\n",
+		instance, filepath.Join(dir, "state"), apiAddr, gwAddr, freeAddr(t), filepath.Join(dir, "replica-auth"), tokenFile, freeAddr(t),
+		freeAddr(t), freeAddr(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	scheme, hc := "http", http.DefaultClient
@@ -360,6 +358,7 @@ int main(void){char b[4096];ssize_t n;while((n=read(0,b,sizeof b))>0)if(write(1,
 					}
 				}
 				keyRoundTrip(t, fdir, env, name, tc.invoke)
+				asyncRoundTrip(t, fdir, env, name)
 			}
 
 			code, out, _ = pulse(t, fdir, env, "ls", "--json")
@@ -438,6 +437,46 @@ func keyRoundTrip(t *testing.T, dir string, env map[string]string, name string, 
 	}
 	if code, _, errs = pulse(t, dir, env, invoke...); code != 0 {
 		t.Errorf("invoke after key rm: exit %d, %s", code, errs)
+	}
+}
+
+// asyncRoundTrip: pulse invoke --async prints the request id alone; pulse
+// queue inspect --wait follows it to done (exit 0) and shows what the
+// function answered; pulse queue ls counts it; a callback to the control
+// node's loopback is refused at once with the gateway's reason; an invoke key
+// added to the function is asked for by the async route too.
+func asyncRoundTrip(t *testing.T, dir string, env map[string]string, name string) {
+	t.Helper()
+	code, id, errs := pulse(t, dir, env, "invoke", "--async", name, "-d", "later")
+	id = strings.TrimSuffix(id, "\n")
+	if code != 0 || len(id) != 32 {
+		t.Fatalf("invoke --async: exit %d, stdout %q, stderr %s", code, id, errs)
+	}
+	code, out, errs := pulseFor(t, 90*time.Second, dir, env, "queue", "inspect", id, "--wait", "--timeout", "60s")
+	if code != 0 || !strings.Contains(out, "State:     done") || !strings.Contains(out, "200") {
+		t.Errorf("queue inspect --wait: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = pulse(t, dir, env, "queue", "ls")
+	if code != 0 || !strings.Contains(out, name) {
+		t.Errorf("queue ls: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = pulse(t, dir, env, "invoke", "--async", "--callback", "http://127.0.0.1:19999/api/v1/info", name, "-d", "x")
+	if code != exitFailure || out != "" || !strings.Contains(errs, "400") || !strings.Contains(errs, "loopback address") {
+		t.Errorf("invoke --async with a loopback callback: exit %d, stdout %q, stderr %s; want the gateway's 400 naming loopback", code, out, errs)
+	}
+	code, key, errs := pulse(t, dir, env, "key", "add", name, "--id", "async")
+	key = strings.TrimSuffix(key, "\n")
+	if code != 0 {
+		t.Fatalf("key add: exit %d %s", code, errs)
+	}
+	defer pulse(t, dir, env, "key", "rm", name, "async")
+	if code, _, errs = pulse(t, dir, env, "invoke", "--async", name, "-d", "x"); code != exitFailure || !strings.Contains(errs, "401") {
+		t.Errorf("invoke --async without the key: exit %d, %s; want the gateway's 401", code, errs)
+	}
+	withKey := maps.Clone(env)
+	withKey["PULSE_KEY"] = key
+	if code, id, errs = pulse(t, dir, withKey, "invoke", "--async", name, "-d", "x"); code != 0 || len(strings.TrimSpace(id)) != 32 {
+		t.Errorf("invoke --async with the key: exit %d, %q, %s", code, id, errs)
 	}
 }
 

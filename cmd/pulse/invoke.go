@@ -27,6 +27,10 @@ func (a *app) invokeCmd() *cobra.Command {
 		keyFile string
 		timeout time.Duration
 		verbose bool
+		// Asynchronous invoke (issue 16).
+		async    bool
+		callback string
+		asJSON   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke NAME",
@@ -40,14 +44,24 @@ on the command line is visible to every local user (ps) and kept in shell histor
 sent over plain http:// only to a gateway on this host.
 
 The answer's body goes to stdout; a non-2xx answer exits 1 with a line saying what it means
-(the gateway's own errors are JSON {"error": "..."}).`,
-		Example:           "  pulse invoke hello -d world\n  pulse invoke echo -d @body.json -H Content-Type=application/json --query a=1\n  echo hi | pulse invoke hello -d -\n  PULSE_KEY=$(cat hello.key) pulse invoke hello\n  pulse invoke hello --key-file hello.key",
+(the gateway's own errors are JSON {"error": "..."}).
+
+With --async the request goes to the gateway's ` + contract.AsyncFunctionPrefix + `NAME instead: pulsed stores
+it and answers 202 at once, then calls the function (retrying what may succeed later)
+and, with --callback URL, POSTs the result there (headers ` + contract.HeaderAsyncRequestID + `,
+` + contract.HeaderAsyncState + `, ` + contract.HeaderAsyncStatus + `). The request id alone goes to stdout (--json:
+the 202's body); ` + "`pulse queue inspect ID`" + ` shows the request's state, --wait until it ends.`,
+		Example: "  pulse invoke hello -d world\n  pulse invoke echo -d @body.json -H Content-Type=application/json --query a=1\n  echo hi | pulse invoke hello -d -\n  PULSE_KEY=$(cat hello.key) pulse invoke hello\n  pulse invoke hello --key-file hello.key\n" +
+			"  id=$(pulse invoke --async resize -d @photo.jpg) && pulse queue inspect \"$id\" --wait\n  pulse invoke --async resize -d @photo.jpg --callback https://app.example/done",
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: a.completeFunctions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if msg := contract.FunctionNameProblem(name); msg != "" {
 				return usagef("NAME %q: %s", name, msg)
+			}
+			if err := checkAsyncFlags(async, callback, asJSON); err != nil {
+				return err
 			}
 			body, err := a.readData(data)
 			if err != nil {
@@ -68,7 +82,11 @@ The answer's body goes to stdout; a non-2xx answer exits 1 with a line saying wh
 			if err != nil {
 				return err
 			}
-			u := strings.TrimSuffix(a.cfg.Gateway, "/") + "/function/" + name + path
+			prefix := "/function/"
+			if async {
+				prefix = contract.AsyncFunctionPrefix
+			}
+			u := strings.TrimSuffix(a.cfg.Gateway, "/") + prefix + name + path
 			if len(q) > 0 {
 				u += "?" + q.Encode()
 			}
@@ -85,6 +103,12 @@ The answer's body goes to stdout; a non-2xx answer exits 1 with a line saying wh
 					return usagef("-H %q: want Name=value", h)
 				}
 				req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+			if callback != "" {
+				if req.Header.Get(contract.HeaderCallbackURL) != "" {
+					return usagef("a %s header (-H) and --callback both given: use --callback", contract.HeaderCallbackURL)
+				}
+				req.Header.Set(contract.HeaderCallbackURL, callback)
 			}
 			if key != "" {
 				if req.Header.Get("Authorization") != "" {
@@ -115,6 +139,9 @@ The answer's body goes to stdout; a non-2xx answer exits 1 with a line saying wh
 			if verbose {
 				fmt.Fprintf(a.err, "%s %s → %s\n", method, u, resp.Status)
 			}
+			if async {
+				return a.asyncAnswer(name, resp, asJSON, key != "", callback != "")
+			}
 			ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
 			if ok {
 				if _, err := io.Copy(a.out, resp.Body); err != nil {
@@ -143,6 +170,9 @@ The answer's body goes to stdout; a non-2xx answer exits 1 with a line saying wh
 	f.StringVar(&keyFile, "key-file", "", "send the invoke key in this file (else PULSE_KEY's)")
 	f.DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the URL and status to stderr")
+	f.BoolVar(&async, "async", false, "queue the request (pulsed calls the function later) and print its id")
+	f.StringVar(&callback, "callback", "", "with --async: POST the result to this http:// or https:// URL")
+	f.BoolVar(&asJSON, "json", false, "with --async: print the 202's JSON body instead of the id alone")
 	return cmd
 }
 

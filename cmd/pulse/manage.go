@@ -208,6 +208,11 @@ func (a *app) describeCmd() *cobra.Command {
 			} else if v, ok := d.Labels[contract.LabelRateLimit]; ok {
 				fmt.Fprintf(a.out, "Rate:      label %s=%q is not a rate limit: pulsed skips this function; deploy it again\n", contract.LabelRateLimit, v)
 			}
+			if d.Async != nil {
+				fmt.Fprintf(a.out, "Async:     %s\n", d.Async)
+			} else {
+				fmt.Fprintf(a.out, "Async:     label %s=%q is not an async policy: pulsed skips this function; deploy it again\n", contract.LabelAsync, d.Labels[contract.LabelAsync])
+			}
 			if d.UpdateState != "" {
 				fmt.Fprintf(a.out, "Update:    %s %s\n", d.UpdateState, d.UpdateMessage)
 			}

@@ -213,6 +213,7 @@ the SSH agent (SSH_AUTH_SOCK).`,
 		a.rmCmd(),
 		a.doctorCmd(),
 		a.keyCmd(),
+		a.queueCmd(),
 		a.nodeCmd(),
 		a.pushCmd(),
 	)

@@ -625,7 +625,7 @@ func TestClusterLab(t *testing.T) {
 // functionToFunction deploys the examples hello and greet (3 replicas, one
 // per node) and checks that each greet replica reaches hello through the
 // gateway: every answer is greet's relay of hello's, and HAProxy sent
-// requests to greet replicas on 3 node addresses.
+// requests to greet replicas on 3 node addresses. It removes both after.
 func (c *clusterLab) functionToFunction(ctx context.Context) {
 	t := c.t
 	t.Helper()
@@ -693,6 +693,16 @@ func (c *clusterLab) functionToFunction(ctx context.Context) {
 	t.Logf("greet's requests by node address: %v", served)
 	if len(served) != 3 {
 		t.Errorf("greet's requests by node address %v: want its replicas on 3 nodes each to have answered", served)
+	}
+	// Removed now (their containers gone: Remove waits), greet first: a
+	// greet replica keeps a keep-alive connection to the gateway, and one on
+	// a node the next steps kill would die without closing it, holding a
+	// stopping HAProxy worker, and so pulsed's stop at the end, for the
+	// gateway's 30 s keep-alive timeout.
+	for _, want := range []string{"greet", "hello"} {
+		if err := c.e.sw.Remove(ctx, names[want]); err != nil {
+			t.Errorf("removing %s: %v", names[want], err)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pulsefaas/pulse/async"
 	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/provision"
 	"github.com/pulsefaas/pulse/scaler"
@@ -77,6 +78,21 @@ type Config struct {
 	ResyncInterval      time.Duration
 	ScalerCallTimeout   time.Duration
 	ScaleEvents         int
+
+	Async                bool
+	AsyncListen          string
+	AsyncDispatchListen  string
+	AsyncNATSURL         string
+	AsyncStreamReplicas  int
+	AsyncRetention       time.Duration
+	AsyncMaxQueued       int
+	AsyncMaxBody         string
+	AsyncMaxStore        string
+	AsyncAckWait         time.Duration
+	AsyncCallbackAllow   []string
+	AsyncCallbackTimeout time.Duration
+	AsyncCallbackRetries int
+	AsyncOrphanAfter     time.Duration
 }
 
 // options is the one description of pulsed's configuration keys, in the
@@ -221,6 +237,104 @@ var options = []option{
 			}
 			return nil
 		}),
+	opt("async", func(c *Config) *bool { return &c.Async }, true,
+		"async invoke: POST /async-function/NAME through the gateway stores the request (NATS JetStream) and answers 202; "+
+			"pulsed dispatches it, retries it and posts the result to X-Callback-Url; off: /async-function/ is 404", nil),
+	opt("async_listen", func(c *Config) *string { return &c.AsyncListen }, contract.DefaultAsyncListen,
+		"where HAProxy hands async requests to pulsed: a loopback HOST:PORT (what arrives there is trusted to have passed the "+
+			"gateway's key check)", loopbackHostPort(contract.DefaultAsyncListen)),
+	opt("async_dispatch_listen", func(c *Config) *string { return &c.AsyncDispatchListen }, contract.DefaultDispatchListen,
+		"HAProxy's dispatch frontend, through which pulsed invokes functions for async requests: a loopback HOST:PORT (it skips the "+
+			"invoke-key check, done at enqueue, and the rate limit, and takes pulsed's dispatch token only)", loopbackHostPort(contract.DefaultDispatchListen)),
+	opt("async_nats_url", func(c *Config) *string { return &c.AsyncNATSURL }, "",
+		"an external NATS cluster with JetStream (nats://HOST:4222, comma-separated for several); empty: JetStream embedded in pulsed, "+
+			"file storage under state_dir/async, every write synced", func(v string) error {
+			for _, u := range strings.Split(v, ",") {
+				if v == "" {
+					break
+				}
+				if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || (pu.Scheme != "nats" && pu.Scheme != "tls") || pu.Host == "" {
+					return fmt.Errorf("%q: want nats://HOST:PORT (or tls://), comma-separated for several", u)
+				}
+			}
+			return nil
+		}),
+	opt("async_stream_replicas", func(c *Config) *int { return &c.AsyncStreamReplicas }, 1,
+		"copies of the async streams: 1 for the embedded server (it syncs every write to disk); 3 or 5 in an external NATS "+
+			"cluster, which acknowledges a write once a majority holds it (a NATS server syncs to disk only every 2 minutes "+
+			"by default, so one copy there could lose accepted requests)", func(v int) error {
+			if v != 1 && v != 3 && v != 5 {
+				return fmt.Errorf("%d: want 1, 3 or 5", v)
+			}
+			return nil
+		}).with(func(c Config) error {
+		switch {
+		case c.AsyncStreamReplicas > 1 && c.AsyncNATSURL == "":
+			return fmt.Errorf("async_stream_replicas %d: needs async_nats_url (the embedded server is one node)", c.AsyncStreamReplicas)
+		case c.AsyncStreamReplicas == 1 && c.AsyncNATSURL != "":
+			return errors.New("async_nats_url with async_stream_replicas 1: an external NATS server acknowledges writes before they are on disk; " +
+				"set async_stream_replicas 3 (a cluster of at least 3 servers), or leave async_nats_url empty for the embedded, synced server")
+		}
+		return nil
+	}),
+	opt("async_retention", func(c *Config) *time.Duration { return &c.AsyncRetention }, 24*time.Hour,
+		"how long an async request's state stays readable after its last change (GET /v1/async/ID, `pulse queue inspect`)", positive),
+	opt("async_max_queued", func(c *Config) *int { return &c.AsyncMaxQueued }, 100000,
+		"async requests waiting per function; beyond it the gateway answers 429", func(v int) error {
+			if v < 1 || v > 100_000_000 {
+				return fmt.Errorf("%d: want 1 to 100000000", v)
+			}
+			return nil
+		}),
+	opt("async_max_body", func(c *Config) *string { return &c.AsyncMaxBody }, "10MiB",
+		"the largest async request body (a function's own max_body applies below it): 512KiB, 10MiB, up to 64MiB", func(v string) error {
+			n, err := contract.ParseSize(v)
+			if err != nil {
+				return fmt.Errorf("%q: %v", v, err)
+			}
+			if n < 1 || n > 64<<20 {
+				return fmt.Errorf("%q: want 1 byte to 64MiB", v)
+			}
+			return nil
+		}),
+	opt("async_max_store", func(c *Config) *string { return &c.AsyncMaxStore }, "10GiB",
+		"the most disk the waiting async requests may hold, over every function (64MiB to 1024GiB); beyond it the gateway answers 507",
+		func(v string) error {
+			n, err := contract.ParseSize(v)
+			if err != nil {
+				return fmt.Errorf("%q: %v", v, err)
+			}
+			if n < 64<<20 || n > 1024<<30 {
+				return fmt.Errorf("%q: want 64MiB to 1024GiB", v)
+			}
+			return nil
+		}),
+	opt("async_ack_wait", func(c *Config) *time.Duration { return &c.AsyncAckWait }, 30*time.Second,
+		"a dispatch under way when pulsed stopped is dispatched again this long after it began (pulsed renews it while it runs); 5s to 10m",
+		func(v time.Duration) error {
+			if v < 5*time.Second || v > 10*time.Minute {
+				return fmt.Errorf("%s: want 5s to 10m", v)
+			}
+			return nil
+		}),
+	opt("async_callback_allow", func(c *Config) *[]string { return &c.AsyncCallbackAllow }, nil,
+		"where callbacks may go: CIDR prefixes and ADDRESS:PORT (in the environment, comma-separated); empty: any address but "+
+			"loopback, link-local, multicast and this host's own, which only an entry naming them allows (e.g. 127.0.0.1:9000)",
+		func(v []string) error {
+			_, err := async.NewCallbackPolicy(async.CallbackConfig{Allow: v})
+			return err
+		}),
+	opt("async_callback_timeout", func(c *Config) *time.Duration { return &c.AsyncCallbackTimeout }, 10*time.Second,
+		"one callback delivery", positive),
+	opt("async_orphan_after", func(c *Config) *time.Duration { return &c.AsyncOrphanAfter }, 10*time.Minute,
+		"requests queued for a function that has been removed this long (and not deployed again) fail, with their callbacks", positive),
+	opt("async_callback_retries", func(c *Config) *int { return &c.AsyncCallbackRetries }, 5,
+		"further tries of a failed callback (no answer, 408, 429, 5xx), with backoff", func(v int) error {
+			if v < 0 || v > 100 {
+				return fmt.Errorf("%d: want 0 to 100", v)
+			}
+			return nil
+		}),
 }
 
 // renamed maps a key pulsed once had to the key that replaced it: pulsed
@@ -358,6 +472,18 @@ func positive(d time.Duration) error {
 		return errors.New("must be a positive duration such as 1s")
 	}
 	return nil
+}
+
+// loopbackHostPort accepts HOST:PORT on a loopback address.
+func loopbackHostPort(example string) func(string) error {
+	return func(v string) error {
+		host, _, err := net.SplitHostPort(v)
+		ip := net.ParseIP(host)
+		if err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("%q: want a loopback HOST:PORT, e.g. %s", v, example)
+		}
+		return nil
+	}
 }
 
 func hostPort(example string) func(string) error {

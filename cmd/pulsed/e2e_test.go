@@ -30,17 +30,14 @@ import (
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/internal/credential"
 	"github.com/pulsefaas/pulse/internal/netdatalab"
+	"github.com/pulsefaas/pulse/internal/tailbuf"
+	"github.com/pulsefaas/pulse/internal/testport"
 )
 
 // freePort returns a loopback address nobody listens on now.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testport.Addr(t)
 }
 
 // load is a keep-alive client that never retries: every socket error and
@@ -350,7 +347,7 @@ func (e *env) scale(name string, n int) {
 }
 
 // pulsedUnder runs pulsed in process until the returned stop is called. A
-// cold-start listener left at its default port gets a free one: a pulsed
+// cold-start or async listener left at its default port gets a free one: a pulsed
 // installed on this machine (make up) holds the default, and the tests run
 // next to it.
 func pulsedUnder(t *testing.T, cfg Config) (stop func()) {
@@ -358,19 +355,52 @@ func pulsedUnder(t *testing.T, cfg Config) (stop func()) {
 	if cfg.ColdStartListen == defaults().ColdStartListen {
 		cfg.ColdStartListen = freePort(t)
 	}
+	if cfg.AsyncListen == defaults().AsyncListen {
+		cfg.AsyncListen = freePort(t)
+	}
+	if cfg.AsyncDispatchListen == defaults().AsyncDispatchListen {
+		cfg.AsyncDispatchListen = freePort(t)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	// pulsed's log: on stderr with -v; otherwise its last 256 KiB are kept
+	// and its last 200 lines shown when the test fails (what CI prints).
+	tail := tailbuf.New(256 << 10)
+	var out io.Writer = tail
 	if testing.Verbose() {
-		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		out = os.Stderr
 	}
-	go func() { done <- serve(ctx, cfg, log) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("pulsed: %v", err)
+	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	go func() {
+		err := serve(ctx, cfg, log)
+		if ctx.Err() == nil {
+			// Said at once: a test waiting for pulsed's listeners would
+			// otherwise only report that they never answered.
+			t.Logf("pulsed ended before it was stopped: %v", err)
 		}
+		done <- err
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			// The gateway keeps a worker until its idle client connections
+			// are used once more or time out (idle-close-on-response, 30 s):
+			// the tests' own are closed first, so pulsed stops at once.
+			http.DefaultClient.CloseIdleConnections()
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("pulsed: %v", err)
+			}
+		})
 	}
+	// Stopped even when the test ends early (t.Fatal before its own stop).
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("pulsed's last log lines (instance %s):\n%s", cfg.Instance, tail.LastLines(200))
+		}
+	})
+	return stop
 }
 
 // waitRoute polls the gateway until path answers 200.
@@ -621,11 +651,14 @@ func TestFunctionToFunction(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := s.Name
-		t.Cleanup(func() {
+		// Removed before pulsed stops (defers run before stop's): greet
+		// keeps a keep-alive connection to the gateway, which would hold
+		// HAProxy's stop for its 30 s keep-alive timeout.
+		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			_ = e.sw.Remove(ctx, name)
-		})
+		}()
 		if _, err := e.sw.Deploy(ctx, s, img, function.DeployOptions{GatewayURL: gwURL, HealthInterval: 250 * time.Millisecond, Instance: e.tag}); err != nil {
 			t.Fatal(err)
 		}

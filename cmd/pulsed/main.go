@@ -250,6 +250,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		rcfg.Render.BackupAddr = auto.coldLn.Addr().String()
 	}
 
+	// Async invoke (async.go): the queue, and the gateway's routes to it.
+	var asyncQ *asyncPart
+	if cfg.Async {
+		if asyncQ, err = openAsync(ctx, cfg, sec, cat, &rcfg.Render, log); err != nil {
+			return err
+		}
+		defer asyncQ.close() // after the run group below has ended
+	}
+
 	// HAProxy needs a valid file before it starts: the empty catalog's.
 	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
 		initial, err := gateway.Render(rcfg.Render, contract.Catalog{}, nil)
@@ -271,6 +280,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	rt := gateway.NewRuntime(rcfg.Render.RuntimeSocket, 2*time.Second)
 	rec := gateway.NewReconciler(rcfg, hap, rt, log)
+	if asyncQ != nil {
+		// Dispatch only what the gateway routes, as many at once as it
+		// routes replicas.
+		asyncQ.fns.route(gateway.WithRouting(cat, rec), rec.LeftOut)
+	}
 	if err := applyKeys(ctx, rec, sec.keys); err != nil {
 		return err
 	}
@@ -282,6 +296,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go("catalog", cat.Run)
 	if auto != nil {
 		auto.start(g, rt)
+	}
+	if asyncQ != nil {
+		asyncQ.start(g, log)
 	}
 	g.Go("reconcile", func(ctx context.Context) error {
 		// Wait for HAProxy before reconciling.
@@ -299,6 +316,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle(contract.KeysPath, &keysHandler{store: sec.keys, tok: newBearer(sec.apiToken), log: log})
 	if auto != nil {
 		mountScaler(mux, auto.api)
+	}
+	if asyncQ != nil {
+		asyncQ.mount(mux, newBearer(sec.apiToken))
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, rec, cat)

@@ -27,13 +27,17 @@ type FunctionSettings struct {
 	MaxBody int64
 	// RateLimit is its pulse.rate-limit; nil when the label is absent.
 	RateLimit *contract.RateLimit
+	// Async is its pulse.async; nil when the label is absent (pulsed then
+	// applies contract.DefaultAsyncPolicy).
+	Async *contract.AsyncPolicy
 }
 
-// CheckFunction checks what the gateway takes of a function's service: its
-// name and its pulse.timeout, pulse.max-body and pulse.rate-limit labels. Its error says what
-// is wrong and what is wanted; the catalog skips a function that fails it
-// (contract.Catalog.Skipped), so the gateway, the scaler and the collector
-// never see it, and keeps serving the others.
+// CheckFunction checks what the gateway and pulsed take of a function's
+// service: its name and its pulse.timeout, pulse.max-body, pulse.rate-limit
+// and pulse.async labels. Its error says what is wrong and what is wanted;
+// the catalog skips a function that fails it (contract.Catalog.Skipped), so
+// the gateway, the scaler and the collector never see it, and keeps serving
+// the others.
 func CheckFunction(name string, labels map[string]string) (FunctionSettings, error) {
 	var s FunctionSettings
 	if contract.FunctionNameProblem(name) != "" {
@@ -68,6 +72,13 @@ func CheckFunction(name string, labels map[string]string) (FunctionSettings, err
 			errs = append(errs, fmt.Errorf("label %s=%q: %v", contract.LabelRateLimit, v, err))
 		}
 		s.RateLimit = &r
+	}
+	if v, ok := labels[contract.LabelAsync]; ok {
+		p, err := contract.ParseAsyncPolicy(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("label %s=%q: %v", contract.LabelAsync, v, err))
+		}
+		s.Async = &p
 	}
 	if err := errors.Join(errs...); err != nil {
 		return FunctionSettings{}, err

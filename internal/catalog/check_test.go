@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,29 @@ func TestCheckFunction(t *testing.T) {
 			err: `label pulse.max-body="0": want a whole number of bytes from 1 to 1125899906842624`},
 		{name: "body too large", fn: "hello", labels: map[string]string{contract.LabelMaxBody: "1125899906842625"},
 			err: `label pulse.max-body="1125899906842625": want a whole number of bytes from 1 to 1125899906842624`},
+		{name: "rate limit", fn: "hello", labels: map[string]string{contract.LabelRateLimit: "40/1m/client"},
+			want: FunctionSettings{RateLimit: &contract.RateLimit{Requests: 40, Per: time.Minute, By: contract.RateByClient}}},
+		{name: "rate limit malformed", fn: "hello", labels: map[string]string{contract.LabelRateLimit: "40 per minute"},
+			err: `label pulse.rate-limit="40 per minute": want REQUESTS/PER/BY, e.g. "100/1s/function"`},
+		{name: "async in full", fn: "hello", labels: map[string]string{contract.LabelAsync: "retries=5,max_age=30m,concurrency=2,retry_500=true"},
+			want: FunctionSettings{Async: &contract.AsyncPolicy{Retries: 5, MaxAge: 30 * time.Minute, Concurrency: 2, Retry500: true}}},
+		{name: "async default", fn: "hello", labels: map[string]string{contract.LabelAsync: "retries=3,max_age=1h,concurrency=4,retry_500=false"},
+			want: FunctionSettings{Async: &contract.DefaultAsyncPolicy}},
+		{name: "async partial keeps the defaults", fn: "hello", labels: map[string]string{contract.LabelAsync: "retries=0"},
+			want: FunctionSettings{Async: &contract.AsyncPolicy{Retries: 0, MaxAge: time.Hour, Concurrency: 4}}},
+		{name: "async bounds", fn: "hello", labels: map[string]string{contract.LabelAsync: "retries=100,max_age=168h,concurrency=1000"},
+			want: FunctionSettings{Async: &contract.AsyncPolicy{Retries: 100, MaxAge: 7 * 24 * time.Hour, Concurrency: 1000}}},
+		{name: "async empty", fn: "hello", labels: map[string]string{contract.LabelAsync: ""},
+			err: `label pulse.async="": "": want key=value, e.g. "retries=3,max_age=1h,concurrency=4,retry_500=false"`},
+		{name: "async not a number", fn: "hello", labels: map[string]string{contract.LabelAsync: "retries=three"},
+			err: `label pulse.async="retries=three": retries "three": want a whole number`},
+		{name: "async unknown key", fn: "hello", labels: map[string]string{contract.LabelAsync: "retries=3,burst=9"},
+			err: `label pulse.async="retries=3,burst=9": unknown key "burst": want retries, max_age, concurrency or retry_500`},
+		{name: "async out of bounds", fn: "hello", labels: map[string]string{contract.LabelAsync: "retries=101,max_age=500ms,concurrency=0"},
+			err: `label pulse.async="retries=101,max_age=500ms,concurrency=0": retries 101: want 0 to 100; ` +
+				`max_age 500ms: want whole seconds from 1s to 168h0m0s; concurrency 0: want 1 to 1000`},
+		{name: "async and timeout bad", fn: "hello", labels: map[string]string{contract.LabelTimeout: "x", contract.LabelAsync: "retry_500=maybe"},
+			err: "label pulse.timeout=\"x\": want a duration such as 30s or 500ms\nlabel pulse.async=\"retry_500=maybe\": retry_500 \"maybe\": want true or false"},
 		{name: "both bad", fn: "hello", labels: map[string]string{contract.LabelTimeout: "x", contract.LabelMaxBody: "1k"},
 			err: "label pulse.timeout=\"x\": want a duration such as 30s or 500ms\nlabel pulse.max-body=\"1k\": want a whole number of bytes from 1 to 1125899906842624"},
 	} {
@@ -54,11 +79,23 @@ func TestCheckFunction(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %s, %v; want %s", settingsString(got), err, settingsString(tc.want))
 			}
 		})
 	}
+}
+
+// settingsString shows the settings with what the pointers point at.
+func settingsString(s FunctionSettings) string {
+	out := fmt.Sprintf("{Timeout:%v MaxBody:%d", s.Timeout, s.MaxBody)
+	if s.RateLimit != nil {
+		out += fmt.Sprintf(" RateLimit:%+v", *s.RateLimit)
+	}
+	if s.Async != nil {
+		out += fmt.Sprintf(" Async:%+v", *s.Async)
+	}
+	return out + "}"
 }
 
 // FuzzCheckFunction: any name and label values give either settings within

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -28,6 +27,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/pulsefaas/pulse/internal/testport"
 )
 
 // Config says what the lab Netdata runs and where it reports.
@@ -103,7 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Netdata, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return fail(err)
 	}
-	port, err := freePort()
+	port, err := testport.Free()
 	if err != nil {
 		return fail(err)
 	}
@@ -280,12 +281,3 @@ func (n *Netdata) PluginPath() string { return filepath.Join(n.Dir, "plugins.d",
 
 // PID is Netdata's process ID.
 func (n *Netdata) PID() int { return n.cmd.Process.Pid }
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}

@@ -21,6 +21,7 @@ import (
 const (
 	MetricInflight = contract.ScaleMetricInflight // requests in progress per replica
 	MetricRPS      = contract.ScaleMetricRPS      // requests per second per replica
+	MetricQueue    = contract.ScaleMetricQueue    // queued async requests per replica
 )
 
 // Metrics lists every scaling metric with what one unit of it is; adding a
@@ -28,6 +29,7 @@ const (
 var Metrics = []struct{ Name, Unit string }{
 	{MetricInflight, "requests in progress per replica"},
 	{MetricRPS, "requests per second per replica"},
+	{MetricQueue, "queued async requests per replica"},
 }
 
 // ValidMetric reports whether m is one of Metrics.
@@ -60,7 +62,7 @@ func Default() Policy {
 // Policy is a function's scaling policy. Every function has a cap: Max is
 // at least max(Min, 1); there is no "no cap" value.
 type Policy struct {
-	Metric string        // MetricInflight or MetricRPS
+	Metric string        // one of Metrics: MetricInflight, MetricRPS or MetricQueue
 	Target float64       // in (0, MaxTarget): the metric's target value per replica
 	Min    int           // ≥ 0: replicas at least (the deploy's count); 0 allows scale to zero
 	Max    int           // ≥ max(Min, 1): replicas at most
@@ -98,13 +100,17 @@ func (p Policy) Validate() []Problem {
 	return ps
 }
 
-// metricChoices reads "inflight (requests in progress per replica) or rps
-// (…)".
+// metricChoices reads "inflight (requests in progress per replica), rps
+// (…) or queue (…)".
 func metricChoices() string {
 	var b strings.Builder
 	for i, m := range Metrics {
-		if i > 0 {
+		switch {
+		case i == 0:
+		case i == len(Metrics)-1:
 			b.WriteString(" or ")
+		default:
+			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s (%s)", m.Name, m.Unit)
 	}

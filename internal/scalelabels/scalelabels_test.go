@@ -20,6 +20,8 @@ func TestParse(t *testing.T) {
 			contract.LabelScaleMetric: "rps", contract.LabelScaleTarget: "2.5",
 			contract.LabelScaleMin: "0", contract.LabelScaleMax: "20", contract.LabelScaleIdle: "90s",
 		}, Policy{Metric: "rps", Target: 2.5, Min: 0, Max: 20, Idle: 90 * time.Second}, ""},
+		{"queue", map[string]string{contract.LabelScaleMetric: "queue", contract.LabelScaleTarget: "10"},
+			Policy{Metric: "queue", Target: 10, Min: 1, Max: 10}, ""},
 		{"bad metric", map[string]string{contract.LabelScaleMetric: "cpu"},
 			Policy{Metric: "inflight", Target: 10, Min: 1, Max: 10}, "pulse.scale.metric"},
 		{"bad target", map[string]string{contract.LabelScaleTarget: "-1"},
@@ -72,7 +74,11 @@ func TestValidate(t *testing.T) {
 	if got := strings.Join(fields, ","); got != "metric,target,min,max,idle" {
 		t.Errorf("fields = %s, want metric,target,min,max,idle (%v)", got, ps)
 	}
+	const choices = `"cpu" is not a scaling metric; write inflight (requests in progress per replica), rps (requests per second per replica) or queue (queued async requests per replica)`
 	for _, p := range ps {
+		if p.Field == "metric" && p.Msg != choices {
+			t.Errorf("metric cpu: %q, want %q", p.Msg, choices)
+		}
 		if p.Field == "max" && !strings.Contains(p.Msg, "every function has a cap; write") {
 			t.Errorf("max 0: %q does not say what to write", p.Msg)
 		}
@@ -87,6 +93,7 @@ func TestValidate(t *testing.T) {
 func FuzzFormatParse(f *testing.F) {
 	f.Add("inflight", 10.0, 1, 10, int64(0))
 	f.Add("rps", 2.5, 0, 50, int64(90*time.Second))
+	f.Add("queue", 10.0, 0, 5, int64(0))
 	f.Add("inflight", 1e9, 0, 0, int64(-1))
 	f.Fuzz(func(t *testing.T, m string, target float64, lo, hi int, idle int64) {
 		p := Policy{Metric: m, Target: target, Min: lo, Max: hi, Idle: time.Duration(idle)}
