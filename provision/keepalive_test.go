@@ -82,3 +82,48 @@ func TestKeepAliveClosesFrozenPeer(t *testing.T) {
 		t.Errorf("Run on the closed connection: %v (ctx %v), want an immediate error", err, ctx.Err())
 	}
 }
+
+// TestSessionOpenEndsWithConnection: a session open that the connection's
+// end leaves unanswered returns. x/crypto loses a channel opened in the
+// instant its read loop ends (after it dropped the open channels, before
+// the socket closed); an engine request then waited for its whole context
+// (CI's TestClusterLab, 10 minutes after the manager's sshd was killed).
+// The silent server never answers the open, and the test signals the
+// connection's end itself, as that lost instant would leave it.
+func TestSessionOpenEndsWithConnection(t *testing.T) {
+	priv, signer := newKey(t)
+	addr := silentServer(t, signer.PublicKey())
+	tgt, err := ParseTarget("root@" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{IdentityFiles: []string{writeKey(t, priv, "")}, KnownHosts: filepath.Join(t.TempDir(), "known_hosts"),
+		AcceptNewHostKey: true, AgentSocket: "", KeepAliveInterval: -1}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	c, err := Dial(context.Background(), cfg, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ended := make(chan struct{})
+	c.done = ended
+	opened := make(chan error, 1)
+	go func() {
+		_, err := c.newSession(context.Background())
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		t.Fatalf("the silent server answered the session open: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(ended)
+	select {
+	case err := <-opened:
+		if err == nil || !strings.Contains(err.Error(), "connection ended") {
+			t.Errorf("open session after the connection ended: %v, want that it ended", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a session open outlived its connection's end by 5 s")
+	}
+}

@@ -24,11 +24,7 @@ const (
 func (c *Client) keepAlive(interval, timeout time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	closed := make(chan struct{})
-	go func() {
-		_ = c.ssh.Wait()
-		close(closed)
-	}()
+	closed := c.done
 	for {
 		select {
 		case <-closed:

@@ -36,14 +36,10 @@ const stderrLines = 10
 // newSession opens a session, or gives up when ctx is done first (a node
 // that is frozen never answers the channel open).
 func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
-	type result struct {
-		s   *ssh.Session
-		err error
-	}
-	ch := make(chan result, 1)
+	ch := make(chan openResult, 1)
 	go func() {
 		s, err := c.ssh.NewSession()
-		ch <- result{s, err}
+		ch <- openResult{s, err}
 	}()
 	select {
 	case r := <-ch:
@@ -52,12 +48,26 @@ func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
 		}
 		return r.s, nil
 	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.s != nil {
-				r.s.Close()
-			}
-		}()
+		go closeLate(ch)
 		return nil, fmt.Errorf("open session: %w", ctx.Err())
+	case <-c.done:
+		// x/crypto forgets a channel opened while its connection ends
+		// (after the read loop dropped the channels, before the socket
+		// closed): that open never answers. The connection's end does.
+		go closeLate(ch)
+		return nil, errors.New("open session: the connection ended")
+	}
+}
+
+type openResult struct {
+	s   *ssh.Session
+	err error
+}
+
+// closeLate closes the session an abandoned open still returns.
+func closeLate(ch <-chan openResult) {
+	if r := <-ch; r.s != nil {
+		r.s.Close()
 	}
 }
 

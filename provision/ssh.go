@@ -107,7 +107,8 @@ func fileExists(p string) bool {
 type Client struct {
 	target   Target
 	ssh      *ssh.Client
-	timedOut atomic.Bool // a keepalive went unanswered
+	timedOut atomic.Bool   // a keepalive went unanswered
+	done     chan struct{} // closed when the connection has ended
 }
 
 // Target is the node c is connected to.
@@ -180,7 +181,12 @@ func Dial(ctx context.Context, cfg Config, t Target) (*Client, error) {
 	}
 	conn.SetDeadline(time.Time{}) // a prompt's answer may have set one
 	closeAgent()                  // needed for authentication only
-	c := &Client{target: t, ssh: ssh.NewClient(cc, chans, reqs)}
+	done := make(chan struct{})
+	c := &Client{target: t, ssh: ssh.NewClient(cc, chans, reqs), done: done}
+	go func() {
+		_ = c.ssh.Wait()
+		close(done)
+	}()
 	if cfg.KeepAliveInterval > 0 {
 		go c.keepAlive(cfg.KeepAliveInterval, cfg.KeepAliveTimeout)
 	}

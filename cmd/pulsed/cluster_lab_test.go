@@ -603,13 +603,18 @@ func TestClusterLab(t *testing.T) {
 	if strings.Count(killed, "killed") < 2 {
 		t.Fatalf("cutting the SSH connections: want pulsed's and the test's killed, got %q", killed)
 	}
-	if _, err := c.e.cli.NodeList(ctx, swarm.NodeListOptions{}); err != nil {
+	// Bounded: the keepalive ends a dead connection within 20 s, and a
+	// request must not wait out the test (an open lost with its
+	// connection once did: TestSessionOpenEndsWithConnection).
+	lctx, lcancel := context.WithTimeout(ctx, time.Minute)
+	if _, err := c.e.cli.NodeList(lctx, swarm.NodeListOptions{}); err != nil {
 		t.Errorf("the test's engine client after the cut: %v", err)
 	}
+	lcancel()
 	c.cli("scale", name, "2")
 	waitUntil(t, "2 routed replicas after the SSH connection was cut", time.Minute, func() bool { return len(c.replicas(name)) == 2 })
 	if c.rem.Dials() <= dials {
-		t.Errorf("pulsed's engine connection: %d dials before the cut, %d after; want a new one", dials, c.rem.Dials())
+		t.Errorf("the test's engine connection: %d dials before the cut, %d after; want a new one", dials, c.rem.Dials())
 	}
 	if got := slices.Sorted(func(yield func(string) bool) {
 		for _, r := range c.replicas(name) {
