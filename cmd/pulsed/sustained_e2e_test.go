@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsefaas/pulse/contract"
 	"github.com/pulsefaas/pulse/function"
 	"github.com/pulsefaas/pulse/gateway"
 )
@@ -119,6 +120,13 @@ func checkReuse(t *testing.T, rt *gateway.Runtime, backend string, minSessions i
 // is reloaded. A client that never retries must see no failed request, and
 // every server — the runtime-added ones included — must reuse its
 // connections (connect/stot ≤ 1 %).
+//
+// Through the same 95 s a second function, deployed with rate_limit 50/s,
+// is offered 200 requests/s by another never-retrying client: it answers
+// about 50/s and 429 JSON with Retry-After to the excess, on the same
+// keep-alive connections, through the first function's scaling, update and
+// HAProxy's reload; the first function's load, unlimited, loses nothing to
+// the other's limit.
 func TestGatewaySustainedLoad(t *testing.T) {
 	e := newEnv(t)
 	state := t.TempDir()
@@ -136,14 +144,19 @@ func TestGatewaySustainedLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := "sus-" + e.tag
+	name, limited := "sus-"+e.tag, "rl-"+e.tag
+	const limit, offered = 50, 200
 	deploy := func(version string) {
 		e.deployFunc(name, version, deployment{fn: fn, inproc: true, env: map[string]string{"VERSION": version}})
 	}
 	deploy("v1")
+	e.deployFunc(limited, "v1", deployment{fn: e.echoBin, env: map[string]string{"VERSION": "v1"},
+		rateLimit: &contract.RateLimit{Requests: limit, Per: time.Second, By: contract.RateByFunction}})
 	stop := pulsedUnder(t, cfg)
 	defer stop()
 	waitRoute(t, cfg.GatewayListen, "/function/"+name)
+	waitRoute(t, cfg.GatewayListen, "/function/"+limited)
+	time.Sleep(time.Second) // waitRoute's own requests are out of the limit's window
 	rt := gateway.NewRuntime(filepath.Join(state, "haproxy.sock"), 2*time.Second)
 	backend := gateway.BackendName(name)
 
@@ -154,6 +167,8 @@ func TestGatewaySustainedLoad(t *testing.T) {
 	twPeak := peakTimeWait(t, gwPort, stopTW)
 	const conns = 16
 	l := startLoad(cfg.GatewayListen, "/function/"+name, conns)
+	endLimited := make(chan struct{})
+	lim := startStatusLoad(cfg.GatewayListen, "/function/"+limited, offered, 4, endLimited)
 	at := func(d time.Duration) { time.Sleep(time.Until(begin.Add(d))) }
 	mark := func(what string) { t.Logf("%5.1fs %s", time.Since(begin).Seconds(), what) }
 
@@ -169,7 +184,9 @@ func TestGatewaySustainedLoad(t *testing.T) {
 	mark("reload HAProxy")
 	masterReload(t, filepath.Join(state, "master.sock"))
 	at(95 * time.Second)
+	close(endLimited)
 	ok, failures, why := l.end()
+	took := lim.wait()
 	close(stopTW)
 	peak := <-twPeak
 	mark("load ended")
@@ -192,9 +209,45 @@ func TestGatewaySustainedLoad(t *testing.T) {
 		t.Errorf("servers held to the reuse bound: %d before the reload, %d after; want the 3 updated replicas each time (too few requests?)", checkedBefore, checkedAfter)
 	}
 	// The HAProxy → replica connections are reused, so the load's sockets
-	// in TIME_WAIT stay few (without reuse: one per request, ~28 000).
-	if peak > 5000 {
+	// in TIME_WAIT stay few (without reuse: one per request, ~28 000; seen
+	// with reuse: a few dozen, from the reload's closes).
+	if peak > 500 {
 		t.Errorf("TIME_WAIT peaked at %d sockets", peak)
+	}
+
+	// The rate-limited function.
+	answered := float64(lim.codes[200]) / took.Seconds()
+	t.Logf("limited (%d/s) offered %d/s for %v: %v, %.1f answered/s, Retry-After %v, %d connections, failures %v", limit, offered,
+		took.Round(time.Millisecond), lim.codes, answered, lim.retry, lim.connects, lim.failures)
+	wantBody := fmt.Sprintf(`{"error":"rate limit exceeded","function":%q,"limit":%d,"per":"1s","by":"function"}`+"\n", limited, limit)
+	switch {
+	case len(lim.failures) > 0:
+		t.Errorf("limited: failed requests %v; want none (a throttled request is answered)", lim.failures)
+	case len(lim.codes) != 2 || lim.codes[429] == 0:
+		t.Errorf("limited: answers %v; want 200 and 429 only", lim.codes)
+	case len(lim.retry) != 1 || lim.retry["1"] == 0:
+		t.Errorf("limited: Retry-After %v; want 1 on every 429", lim.retry)
+	case len(lim.bodies) != 1 || lim.bodies[wantBody] == 0:
+		t.Errorf("limited: 429 bodies %v; want %q", lim.bodies, wantBody)
+	}
+	// The answered rate is the limit's (the benchmark holds it to 10 %);
+	// here a wide band: what is answered is capped, and not starved. A
+	// reload starts the limit's table afresh (HAProxy keeps no stick table
+	// across a reload without peers): one window's worth at most.
+	if answered < limit*0.8 || answered > limit*1.2 {
+		t.Errorf("limited answered %.1f/s; want about %d/s", answered, limit)
+	}
+	// Keep-alive survives the 429s: a handful of connections, not one per
+	// request (4, and 4 again after the reload, which closes each idle one).
+	if lim.connects > 12 {
+		t.Errorf("limited: %d connections for %d requests; want the 4 kept alive (and renewed once, at the reload)", lim.connects, lim.codes[200]+lim.codes[429])
+	}
+	if _, checked := checkReuse(t, rt, gateway.BackendName(limited), 1000); checked == 0 {
+		t.Errorf("%s: no server took 1 000 requests: the reuse check said nothing", limited)
+	}
+	t.Logf("HAProxy's RSS after the load: %s", haproxyRSS(t, state))
+	if !strings.Contains(lastBody(t, cfg.GatewayListen, limited), "v1:x") {
+		t.Errorf("%s does not answer after the load", limited)
 	}
 }
 
