@@ -23,6 +23,9 @@ vet: ## go vet every package (and the watchdog with its mode tags)
 	$(GO) vet -tags watchdog_nofork,watchdog_nohttp ./watchdog
 
 test: fmt vet ## the whole suite: fmt, vet, unit tests with -race, integration tests on the real engine (one package at a time: the engine tests share 2 cores)
+	@# The packages compile first on every core (-exec true runs no test):
+	@# with -p 1 below, compiling would take one package at a time too.
+	CGO_ENABLED=1 $(GO) test -race -count=1 -exec true ./... >/dev/null
 	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -timeout 25m ./...
 
 build: ## static, stripped binaries into bin/
