@@ -43,22 +43,15 @@ type catalogReader struct {
 // read fetches the catalog. changed says whether cur changed; on error cur
 // is left as it was.
 func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+	etag := ""
+	if c.have {
+		etag = c.etag
+	}
+	resp, err := getPulsed(ctx, c.client, "catalog", c.url, c.ca, etag)
 	if err != nil {
-		return false, fmt.Errorf("catalog %s: %w", c.url, err)
+		return false, err
 	}
-	req.Header.Set("Accept", "application/json")
-	if c.have && c.etag != "" {
-		req.Header.Set("If-None-Match", c.etag)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("catalog: %w", tlsclient.Explain(err, c.url, c.ca, catalogTLSKeys))
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-	}()
+	defer drainClose(resp.Body)
 	switch resp.StatusCode {
 	case http.StatusNotModified:
 		if !c.have {
@@ -75,13 +68,39 @@ func (c *catalogReader) read(ctx context.Context) (changed bool, err error) {
 		return false, fmt.Errorf("catalog %s: %w", c.url, err)
 	}
 	noteSkipped(c.log, c.skipped, skipped, "skipping a catalog entry the collector cannot chart; the other functions are collected")
-	etag := resp.Header.Get("ETag")
+	etag = resp.Header.Get("ETag")
 	if etag == "" {
 		etag = `"` + cat.Version + `"`
 	}
 	changed = !c.have || cat.Version != c.cur.Version
 	c.cur, c.have, c.etag = cat, true, etag
 	return changed, nil
+}
+
+// getPulsed sends pulsed a GET for JSON at u (what names the answer in
+// errors), with If-None-Match when etag is set. A failure to get an answer
+// says what to check (tlsclient.Explain). Close the body with drainClose.
+func getPulsed(ctx context.Context, client *http.Client, what, u string, ca *tlsclient.CAFile, etag string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, tlsclient.Explain(err, u, ca, catalogTLSKeys))
+	}
+	return resp, nil
+}
+
+// drainClose reads what is left of an answer's body, up to 64 KiB (so
+// its keep-alive connection is used again), and closes it.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	body.Close()
 }
 
 // noteSkipped logs the entries skipped in an answer (the catalog, the

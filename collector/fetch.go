@@ -59,8 +59,7 @@ func (t *scrapeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	fail := func(err error) (*http.Response, error) {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
+		drainClose(resp.Body)
 		return nil, err
 	}
 	if t.credential != nil && resp.StatusCode == http.StatusForbidden {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -54,19 +53,11 @@ type queueReader struct {
 // read fetches the queues, by function. A 404 is errNoQueues; an answer
 // that is not a contract.Queues is an error.
 func (q *queueReader) read(ctx context.Context) (map[string]contract.QueueStatus, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, q.url, nil)
+	resp, err := getPulsed(ctx, q.client, "queues", q.url, q.ca, "")
 	if err != nil {
-		return nil, fmt.Errorf("queues %s: %w", q.url, err)
+		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := q.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("queues: %w", tlsclient.Explain(err, q.url, q.ca, catalogTLSKeys))
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-	}()
+	defer drainClose(resp.Body)
 	if resp.StatusCode == http.StatusNotFound {
 		return nil, errNoQueues
 	}
