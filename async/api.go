@@ -45,10 +45,9 @@ func (q *Queue) Queues(ctx context.Context) (contract.Queues, error) {
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		s := contract.QueueStatus{Function: name, Depth: depth[name]}
 		if s.Depth > 0 {
+			// Consumer fetches the consumer's info: one request, not two.
 			if c, err := q.reqs.Consumer(ctx, consumerName(name)); err == nil {
-				if ci, err := c.Info(ctx); err == nil {
-					s.InFlight = min(uint64(ci.NumAckPending), s.Depth)
-				}
+				s.InFlight = min(uint64(c.CachedInfo().NumAckPending), s.Depth)
 			}
 			if m, err := q.reqs.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subjectRequests+name)); err == nil {
 				s.OldestAge = max(0, time.Since(m.Time).Seconds())
@@ -68,9 +67,7 @@ func (q *Queue) Queues(ctx context.Context) (contract.Queues, error) {
 // QueuesHandler serves GET contract.QueuesPath.
 func (q *Queue) QueuesHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method not allowed: use GET", "")
+		if !readOnly(w, r) {
 			return
 		}
 		qs, err := q.Queues(r.Context())
@@ -87,9 +84,7 @@ func (q *Queue) QueuesHandler() http.Handler {
 // checks the management token first).
 func (q *Queue) RequestsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method not allowed: use GET", "")
+		if !readOnly(w, r) {
 			return
 		}
 		id := strings.TrimPrefix(r.URL.Path, contract.AsyncRequestsPath)
@@ -109,4 +104,15 @@ func (q *Queue) RequestsHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 	})
+}
+
+// readOnly answers 405 with Allow to a method other than GET or HEAD and
+// says whether the request may go on.
+func readOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeError(w, http.StatusMethodNotAllowed, "method not allowed: use GET", "")
+	return false
 }
