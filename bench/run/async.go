@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -168,7 +167,7 @@ func asyncEnv() ([]string, error) {
 // enqueueStage deploys the echo, starts pulsed (autoscaler off) and runs,
 // round after round in a rotated order, wrk's sync invoke and async enqueue.
 func (b *asyncBench) enqueueStage(ctx context.Context) error {
-	bin, err := os.ReadFile(b.arts.path("inproc"))
+	bin, err := b.arts.read("inproc")
 	if err != nil {
 		return err
 	}
@@ -350,11 +349,11 @@ func (b *asyncBench) waitDrained(ctx context.Context, fn string, timeout time.Du
 // queueScaleStage deploys the two slow functions, starts the lab Netdata
 // and pulsed with the autoscaler, and runs a burst on each per round.
 func (b *asyncBench) queueScaleStage(ctx context.Context) error {
-	wd, err := os.ReadFile(b.arts.path("watchdog"))
+	wd, err := b.arts.read("watchdog")
 	if err != nil {
 		return err
 	}
-	fn, err := os.ReadFile(b.arts.path("sleepecho"))
+	fn, err := b.arts.read("sleepecho")
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -144,11 +143,11 @@ func runAutoscale(ctx context.Context, cfg config, log *slog.Logger, stdout io.W
 // deploy assembles the image (watchdog + the C handler, fork mode) and
 // deploys the step function at 1 replica and the cold one at 0.
 func (b *autoscaleBench) deploy(ctx context.Context) error {
-	wd, err := os.ReadFile(b.arts.path("watchdog"))
+	wd, err := b.arts.read("watchdog")
 	if err != nil {
 		return err
 	}
-	fn, err := os.ReadFile(b.arts.path("sleepecho"))
+	fn, err := b.arts.read("sleepecho")
 	if err != nil {
 		return err
 	}

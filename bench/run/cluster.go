@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -139,7 +138,7 @@ func (b *clusterBench) setup(ctx context.Context) error {
 		return err
 	}
 	for dst, name := range map[*[]byte]string{&b.wd: "watchdog", &b.hostFn: "hostecho", &b.burnFn: "burnecho"} {
-		if *dst, err = os.ReadFile(arts.path(name)); err != nil {
+		if *dst, err = arts.read(name); err != nil {
 			return err
 		}
 	}

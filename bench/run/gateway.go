@@ -175,7 +175,7 @@ func (b *gatewayBench) gatewayURL() string { return "http://" + b.gwAddr + "/fun
 
 // deploy deploys one replica of the echo function (bench/inproc).
 func (b *gatewayBench) deploy(ctx context.Context) error {
-	bin, err := os.ReadFile(b.arts.path("inproc"))
+	bin, err := b.arts.read("inproc")
 	if err != nil {
 		return err
 	}

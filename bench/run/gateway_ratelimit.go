@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"time"
 
 	"github.com/pulsefaas/pulse/bench/report"
@@ -29,7 +28,7 @@ const (
 // at full speed: answered (2xx) and offered requests per second.
 func (b *gatewayBench) rateLimitStage(ctx context.Context) error {
 	name := b.name + "-rl"
-	bin, err := os.ReadFile(b.arts.path("inproc"))
+	bin, err := b.arts.read("inproc")
 	if err != nil {
 		return err
 	}

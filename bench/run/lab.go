@@ -135,7 +135,7 @@ func (l *pulseLab) prepareShared(ctx context.Context) error {
 	if err := os.Chmod(l.shared, 0o755); err != nil {
 		return fmt.Errorf("shared dir: %w", err)
 	}
-	hook, err := os.ReadFile(l.arts.path("pulse-alarm-hook"))
+	hook, err := l.arts.read("pulse-alarm-hook")
 	if err == nil {
 		err = os.WriteFile(filepath.Join(l.shared, "pulse-alarm-hook"), hook, 0o755)
 	}

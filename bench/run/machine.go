@@ -177,6 +177,19 @@ func (a artifacts) path(name string) string {
 	return ""
 }
 
+// read returns the built program's bytes; one that did not build is an
+// error that says so, with its build's error.
+func (a artifacts) read(name string) ([]byte, error) {
+	x, ok := a[name]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("artifact %s: not built in this run", name)
+	case x.Error != "":
+		return nil, fmt.Errorf("artifact %s did not build: %s", name, x.Error)
+	}
+	return os.ReadFile(x.path)
+}
+
 // missing returns the first of names that did not build, or "".
 func (a artifacts) missing(names []string) string {
 	for _, n := range names {

@@ -184,7 +184,7 @@ func (b *soakBench) deployPinned(ctx context.Context, spec *function.Spec, wd, f
 	bins := map[string][]byte{}
 	for _, a := range slices.DeleteFunc([]string{wd, fn}, func(a string) bool { return a == "" }) {
 		var err error
-		if bins[a], err = os.ReadFile(b.arts.path(a)); err != nil {
+		if bins[a], err = b.arts.read(a); err != nil {
 			return function.Image{}, fmt.Errorf("deploy %s: %w", spec.Name, err)
 		}
 	}
